@@ -1,0 +1,76 @@
+# Finds Strata's dependencies. Each optional one gets an option STRATA_WITH_<NAME>, ON by default
+# when found; asking for one that is missing is an error. A summary is printed at the end.
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(PkgConfig)
+
+# --- CUDA (nvcc) -------------------------------------------------------------------------------
+include(CheckLanguage)
+if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+  set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+endif()
+check_language(CUDA)
+set(_strata_cuda_found OFF)
+if(CMAKE_CUDA_COMPILER)
+  set(_strata_cuda_found ON)
+endif()
+option(STRATA_WITH_CUDA "Build the CUDA kernels and GPU backend" ${_strata_cuda_found})
+if(STRATA_WITH_CUDA)
+  if(NOT _strata_cuda_found)
+    message(FATAL_ERROR "STRATA_WITH_CUDA=ON but no CUDA compiler was found (set CMAKE_CUDA_COMPILER)")
+  endif()
+  # Hopper and Ampere by default: what CUDA 13 supports for the machines we target.
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80 90)
+  endif()
+  enable_language(CUDA)
+  set(CMAKE_CUDA_STANDARD 20)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  find_package(CUDAToolkit REQUIRED)
+endif()
+
+# --- MPI ---------------------------------------------------------------------------------------
+find_package(MPI COMPONENTS CXX QUIET)
+option(STRATA_WITH_MPI "Build the MPI communication backend" ${MPI_CXX_FOUND})
+if(STRATA_WITH_MPI AND NOT MPI_CXX_FOUND)
+  message(FATAL_ERROR "STRATA_WITH_MPI=ON but MPI was not found (install libopenmpi-dev)")
+endif()
+
+# --- SimGrid (pkg-config; see shared notes: FindSimGrid.cmake would reset the C++ standard) ---
+set(_strata_simgrid_found OFF)
+if(PKG_CONFIG_FOUND)
+  pkg_check_modules(SIMGRID QUIET IMPORTED_TARGET simgrid>=3.32)
+  if(SIMGRID_FOUND)
+    set(_strata_simgrid_found ON)
+  endif()
+endif()
+option(STRATA_WITH_SIMGRID "Build the SimGrid simulator" ${_strata_simgrid_found})
+if(STRATA_WITH_SIMGRID AND NOT _strata_simgrid_found)
+  message(FATAL_ERROR "STRATA_WITH_SIMGRID=ON but simgrid>=3.32 was not found (install libsimgrid-dev)")
+endif()
+
+# --- Qt 6 --------------------------------------------------------------------------------------
+find_package(Qt6 COMPONENTS Widgets QUIET)
+option(STRATA_WITH_QT "Build the Qt strategy visualizer" ${Qt6_FOUND})
+if(STRATA_WITH_QT AND NOT Qt6_FOUND)
+  message(FATAL_ERROR "STRATA_WITH_QT=ON but Qt6 Widgets was not found (install qt6-base-dev)")
+endif()
+
+# --- Eigen, GoogleTest, Google Benchmark -------------------------------------------------------
+find_package(Eigen3 3.3 QUIET NO_MODULE)
+find_package(GTest QUIET)
+find_package(benchmark QUIET)
+
+function(_strata_summary_line name value)
+  string(LENGTH "${name}" _len)
+  math(EXPR _pad "18 - ${_len}")
+  string(REPEAT " " ${_pad} _spaces)
+  message(STATUS "  ${name}${_spaces}${value}")
+endfunction()
+message(STATUS "Strata configuration:")
+_strata_summary_line("CUDA" "${STRATA_WITH_CUDA} (compiler: ${CMAKE_CUDA_COMPILER}, archs: ${CMAKE_CUDA_ARCHITECTURES})")
+_strata_summary_line("MPI" "${STRATA_WITH_MPI}")
+_strata_summary_line("SimGrid" "${STRATA_WITH_SIMGRID} ${SIMGRID_VERSION}")
+_strata_summary_line("Qt6" "${STRATA_WITH_QT}")
+_strata_summary_line("Eigen3" "${Eigen3_FOUND}")
+_strata_summary_line("GoogleTest" "${GTest_FOUND}")
+_strata_summary_line("benchmark" "${benchmark_FOUND}")

@@ -1,0 +1,19 @@
+// FNV-1a 64-bit hashing for provenance.
+#include "common/hash.hpp"
+
+#include <cstdio>
+
+namespace strata {
+
+std::string fnv1a64_hex(const std::string& data) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+}  // namespace strata

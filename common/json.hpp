@@ -1,0 +1,66 @@
+// Strict JSON reading for specs: every key consumed or reported unknown, every type checked,
+// every error a ConfigError naming the field path and the value ("strategy.tp = 3.5: ...").
+#pragma once
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace strata::json {
+
+using Json = nlohmann::json;
+
+// Reads a whole file; ConfigError naming the path when it cannot be opened.
+std::string read_file(const std::string& path);
+
+// Parses `text`; a syntax error becomes a ConfigError "<what>: JSON syntax error at line L,
+// column C: <reason>". `what` names the source (usually the file path).
+Json parse(const std::string& text, const std::string& what);
+Json parse_file(const std::string& path);
+
+// A short rendering of a value for error messages (strings quoted, long values cut).
+std::string show(const Json& value);
+
+// Reads one JSON object strictly. Keys "source" and "notes" (provenance strings) are always
+// accepted; any key not read through this reader is reported by finish().
+class ObjectReader {
+ public:
+  ObjectReader(const Json& object, std::string path);
+
+  bool has(const std::string& key) const;
+  std::string field(const std::string& key) const { return path_ + "." + key; }
+  const std::string& path() const { return path_; }
+
+  // Required values; the type is checked (an integer must be a whole number, a bool a bool).
+  long long get_int(const std::string& key);
+  double get_number(const std::string& key);
+  bool get_bool(const std::string& key);
+  std::string get_string(const std::string& key);
+  const Json& get_raw(const std::string& key);
+  ObjectReader get_object(const std::string& key);
+
+  // Optional values with defaults.
+  long long get_int_or(const std::string& key, long long fallback);
+  double get_number_or(const std::string& key, double fallback);
+  bool get_bool_or(const std::string& key, bool fallback);
+  std::string get_string_or(const std::string& key, const std::string& fallback);
+
+  // Marks a key as understood without reading it (e.g. a key read by another parser).
+  void accept(const std::string& key) { consumed_.insert(key); }
+
+  // Throws ConfigError for the first key that was never read, listing the known keys.
+  void finish(const std::vector<std::string>& known_keys) const;
+
+ private:
+  const Json& require(const std::string& key);
+  const Json& object_;
+  std::string path_;
+  std::set<std::string> consumed_;
+};
+
+// "<path> = <value>: <rule>" -- the one shape of every spec error.
+[[noreturn]] void fail(const std::string& path, const Json& value, const std::string& rule);
+
+}  // namespace strata::json

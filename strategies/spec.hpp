@@ -1,0 +1,196 @@
+// The three input specs -- model, cluster, strategy -- as validated, pure data.
+// Parsing and validation live in model_spec.cpp / cluster_spec.cpp / strategy_spec.cpp; every
+// error is a ConfigError naming the field, the value and the rule. Units: bytes, seconds,
+// FLOP/s, bytes/s (SI) unless a name says otherwise.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/json.hpp"
+
+namespace strata::strategies {
+
+// ---------------------------------------------------------------------------------------------
+// Model
+enum class ModelFamily { kGpt, kLlama };
+enum class Activation { kGelu, kSwiglu };
+enum class NormKind { kLayerNorm, kRmsNorm };
+
+struct ModelSpec {
+  std::string name;
+  ModelFamily family = ModelFamily::kGpt;
+  int num_hidden_layers = 0;     // l
+  int hidden_size = 0;           // h
+  int num_attention_heads = 0;   // a
+  int num_key_value_heads = 0;   // GQA; == num_attention_heads for multi-head attention
+  int intermediate_size = 0;     // f (4h for GPT)
+  int vocab_size = 0;            // V
+  int seq_length = 0;            // s
+  Activation hidden_act = Activation::kGelu;
+  NormKind norm = NormKind::kLayerNorm;
+  bool tie_word_embeddings = true;
+  bool learned_position_embeddings = true;  // GPT: learned table (s x h); Llama: RoPE, no table
+  bool bias = true;                         // linear-layer biases (GPT yes, Llama no)
+  bool dropout = true;                      // dropout masks are stored activations (1 byte each)
+  double norm_eps = 1e-5;
+  std::string source;                       // provenance
+  std::string origin = "strata";            // "strata" or "huggingface:<model_type>"
+
+  int head_dim() const { return hidden_size / num_attention_heads; }
+  int kv_hidden() const { return num_key_value_heads * head_dim(); }
+};
+
+// Parses our model JSON (strict keys) or a Hugging Face config.json (recognised by
+// "model_type"; GPT-2 and Llama keys). `what` names the source for error messages.
+ModelSpec parse_model(const json::Json& j, const std::string& what = "model");
+ModelSpec load_model(const std::string& path);
+json::Json to_json(const ModelSpec& m);
+
+// Parameters of one transformer layer (weights + biases + norms), unsharded.
+std::int64_t layer_params(const ModelSpec& m);
+// Parameters outside the layers: token embedding, learned position embedding, final norm and,
+// when untied, the LM head.
+std::int64_t embedding_params(const ModelSpec& m);
+std::int64_t total_params(const ModelSpec& m);
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+enum class DeviceKind { kGpu, kCpu };
+enum class Precision { kBf16, kFp16, kFp32 };
+enum class IntraFabric { kNvSwitch, kPcie, kShared /* CPU: ranks share one memory system */ };
+enum class InterTopology { kFatTree, kRailOptimized, kNone };
+
+const char* precision_name(Precision p);
+int precision_bytes(Precision p);
+
+struct DeviceSpec {
+  std::string name;
+  DeviceKind kind = DeviceKind::kGpu;
+  double peak_bf16_flops = 0;   // dense peak, FLOP/s
+  double peak_fp16_flops = 0;
+  double peak_fp32_flops = 0;
+  double memory_bytes = 0;      // HBM (or the share of host RAM a CPU rank may use)
+  double memory_bandwidth_Bps = 0;
+  double peak_flops(Precision p) const;
+};
+
+struct IntraNodeSpec {
+  IntraFabric kind = IntraFabric::kNvSwitch;
+  double bandwidth_Bps = 0;  // per GPU, per direction
+  double latency_s = 0;
+};
+
+struct InterNodeSpec {
+  InterTopology topology = InterTopology::kFatTree;
+  double oversubscription = 1.0;  // >= 1; 1 = full bisection
+  int nics_per_node = 0;
+  double nic_bandwidth_Bps = 0;   // per NIC, per direction
+  double latency_s = 0;
+};
+
+struct NodeGroup {
+  std::string name;
+  int nodes = 0;
+  int gpus_per_node = 0;
+  DeviceSpec gpu;
+  IntraNodeSpec intra_node;
+};
+
+struct ClusterSpec {
+  std::string name;
+  std::vector<NodeGroup> node_groups;  // a uniform cluster is one group
+  InterNodeSpec inter_node;
+  // CPU clusters: physical cores per node shared by that node's ranks (0 = one core per rank or
+  // not a CPU cluster), and whether communication overlaps compute in the executor.
+  int cores_per_node = 0;
+  bool comm_overlaps_compute = true;
+  std::string source;
+
+  int total_nodes() const;
+  int total_gpus() const;
+  bool heterogeneous() const { return node_groups.size() > 1; }
+  // The node group of a global GPU index (ranks are numbered group by group, node by node).
+  const NodeGroup& group_of_gpu(int gpu) const;
+};
+
+ClusterSpec parse_cluster(const json::Json& j, const std::string& what = "cluster");
+ClusterSpec load_cluster(const std::string& path);
+json::Json to_json(const ClusterSpec& c);
+// A uniform cluster rescaled to `nodes` nodes (bundled specs are "at any node count").
+ClusterSpec with_nodes(const ClusterSpec& c, int nodes);
+
+// ---------------------------------------------------------------------------------------------
+// Strategy
+enum class Dim { kTp = 0, kCp = 1, kEp = 2, kDp = 3, kPp = 4 };
+inline constexpr int kNumDims = 5;
+const char* dim_name(Dim d);
+
+enum class Schedule { kGPipe, kOneFOneB, kInterleaved };
+enum class Recompute { kNone, kSelective, kFull };
+const char* schedule_name(Schedule s);
+const char* recompute_name(Recompute r);
+
+// Galvatron-style override for a contiguous range of layers [first, last].
+struct LayerOverride {
+  int first = 0;
+  int last = 0;
+  int tp = 0;                      // 0 = keep the strategy's tp; dp adapts so tp*dp stays fixed
+  int recompute = -1;              // -1 = keep; else a Recompute value
+};
+
+struct CollectivePolicy {
+  double grad_bucket_bytes = 25.0 * 1024 * 1024;  // DP gradient bucket (PyTorch DDP default)
+  bool overlap_grad_reduce = true;   // bucket all-reduces start as backward produces them
+  bool overlap_param_gather = true;  // ZeRO-3 / distributed optimizer param all-gathers overlap
+  bool pp_scatter_gather = false;    // Megatron: send 1/tp of the activation, all-gather after
+};
+
+struct StrategySpec {
+  std::string name;
+  int dp = 1, tp = 1, pp = 1, cp = 1, ep = 1;
+  std::array<Dim, kNumDims> order = {Dim::kTp, Dim::kCp, Dim::kEp, Dim::kDp, Dim::kPp};
+  int micro_batch_size = 1;
+  int global_batch_size = 1;
+  Schedule schedule = Schedule::kOneFOneB;
+  int virtual_stages = 1;           // model chunks per pipeline rank (interleaved-1f1b)
+  int zero_stage = 0;
+  Recompute recompute = Recompute::kNone;
+  bool sequence_parallel = false;
+  Precision precision = Precision::kBf16;
+  bool main_grads_fp32 = false;     // keep fp32 gradient accumulators (Megatron's default)
+  std::vector<LayerOverride> layer_overrides;
+  std::vector<int> stage_layers;    // uneven partition: layers per (virtual) stage; empty = even
+  CollectivePolicy collectives;
+  std::string source;
+
+  int world_size() const { return dp * tp * pp * cp; }
+  int num_micro_batches() const { return global_batch_size / (micro_batch_size * dp); }
+  std::string order_string() const;
+};
+
+// Parses strategy JSON; checks only what needs no model or cluster (types, ranges, enums).
+StrategySpec parse_strategy(const json::Json& j, const std::string& what = "strategy");
+StrategySpec load_strategy(const std::string& path);
+json::Json to_json(const StrategySpec& s);
+
+// Cross-checks a strategy against a model and a world size (every rule in docs/specs.md):
+// divisibility of heads/kv-heads/hidden/ffn/vocab/layers by tp and pp, dp*tp*pp*cp == world,
+// batch divisibility, micro-batches vs stages, overrides, partitions. Throws ConfigError.
+void validate(const ModelSpec& m, const StrategySpec& s, int world_size);
+
+// The per-layer view after overrides: tp, dp and recompute for layer `layer`.
+struct LayerStrategy {
+  int tp = 1;
+  int dp = 1;
+  Recompute recompute = Recompute::kNone;
+  int micro_batch_size = 1;  // samples per replica per micro-batch (mbs * dp / layer dp)
+};
+LayerStrategy layer_strategy(const StrategySpec& s, int layer);
+
+// Layers per (virtual) stage after stage_layers or an even split; size pp * virtual_stages.
+std::vector<int> stage_partition(const ModelSpec& m, const StrategySpec& s);
+
+}  // namespace strata::strategies
