@@ -1,1 +1,67 @@
-int main() { return 0; }
+// strata: the command line. Thin glue: parse a subcommand, call the libraries, choose the exit
+// code. Library code never exits; errors arrive here as exceptions.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "common/error.hpp"
+#include "common/version.hpp"
+
+namespace {
+
+const char* const kHelp = R"(strata - predict and run parallel training strategies
+
+Usage: strata <command> [options]
+
+Commands:
+  plan       Lower a model, a cluster and a strategy to a Plan (the per-rank task graph that
+             the simulator and the executor both consume) and print its summary: world size,
+             groups, tasks, FLOPs per step, bytes per collective, peak memory per rank.
+  help       Show this help, or `strata help <command>` for a command's options.
+  version    Print Strata's version.
+
+Specs are JSON files (docs/specs.md). Each --model/--cluster/--strategy takes a path or the name
+of a bundled spec under configs/, for example:
+
+  strata plan --model gpt3-175b --cluster dgx-a100-128n --strategy gpt3-175b-tp8-pp8-dp16
+
+Exit codes: 0 success, 1 invalid input (the message names the field, value and rule),
+2 usage error, 3 the strategy does not fit in device memory.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" ||
+      (args[0] == "help" && args.size() == 1)) {
+    std::cout << kHelp;
+    return args.empty() ? strata::cli::kExitUsage : strata::cli::kExitOk;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+  try {
+    if (command == "version" || command == "--version") {
+      std::cout << "strata " << strata::kVersion << "\n";
+      return strata::cli::kExitOk;
+    }
+    if (command == "help") {
+      if (args[0] == "plan") {
+        std::cout << strata::cli::kPlanHelp;
+        return strata::cli::kExitOk;
+      }
+      std::cerr << "strata: no command '" << args[0] << "' (see strata --help)\n";
+      return strata::cli::kExitUsage;
+    }
+    if (command == "plan") return strata::cli::plan_command(args);
+    std::cerr << "strata: unknown command '" << command << "' (see strata --help)\n";
+    return strata::cli::kExitUsage;
+  } catch (const strata::ConfigError& e) {
+    std::cerr << "strata " << command << ": error: " << e.what() << "\n";
+    return strata::cli::kExitConfigError;
+  } catch (const std::exception& e) {
+    std::cerr << "strata " << command << ": internal error: " << e.what() << "\n";
+    return 70;
+  }
+}

@@ -23,8 +23,21 @@ if(STRATA_WITH_CUDA)
     set(CMAKE_CUDA_ARCHITECTURES 80 90)
   endif()
   enable_language(CUDA)
-  set(CMAKE_CUDA_STANDARD 20)
-  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+endif()
+
+# Compiles a target's .cu files as C++20. CMake < 3.26 knows no C++20 flag for nvcc (and applies
+# the C++ standard to CUDA sources too, then refuses it), while nvcc itself accepts -std=c++20.
+function(strata_cuda_cxx20 target)
+  if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.26)
+    set_target_properties(${target} PROPERTIES CUDA_STANDARD 20 CUDA_STANDARD_REQUIRED ON)
+  else()
+    set_property(TARGET ${target} PROPERTY CUDA_STANDARD)
+    set_property(TARGET ${target} PROPERTY CUDA_STANDARD_REQUIRED OFF)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20>)
+  endif()
+endfunction()
+
+if(STRATA_WITH_CUDA)
   find_package(CUDAToolkit REQUIRED)
 endif()
 

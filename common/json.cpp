@@ -155,7 +155,10 @@ void ObjectReader::finish(const std::vector<std::string>& known_keys) const {
     for (const auto& k : known_keys) known = known || (k == it.key());
     if (known) continue;
     std::string list;
-    for (const auto& k : known_keys) list += (list.empty() ? "" : ", ") + k;
+    for (const auto& k : known_keys) {
+      if (!list.empty()) list += ", ";
+      list += k;
+    }
     throw ConfigError(field(it.key()) + ": unknown key (known keys: " + list +
                       ", source, notes)");
   }

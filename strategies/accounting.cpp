@@ -1,1 +1,175 @@
-// placeholder: being written
+// FLOP and memory formulas; see accounting.hpp for the contract and docs/accounting.md for the
+// derivations.
+#include "strategies/accounting.hpp"
+
+#include "common/error.hpp"
+
+namespace strata::strategies {
+
+double to_double(FlopCount f) { return static_cast<double>(f); }
+
+LayerFlops layer_forward_flops(const ModelSpec& m, std::int64_t samples) {
+  const double s = m.seq_length, h = m.hidden_size, f = m.intermediate_size, hk = m.kv_hidden();
+  const double tokens = static_cast<double>(samples) * s;
+  LayerFlops out;
+  out.qkv = 2.0 * tokens * h * (h + 2.0 * hk);
+  out.attn_core = 4.0 * tokens * s * h;  // scores (T x s per head) and values, over all heads
+  out.attn_out = 2.0 * tokens * h * h;
+  out.mlp = (m.hidden_act == Activation::kSwiglu ? 6.0 : 4.0) * tokens * h * f;
+  return out;
+}
+
+double lm_head_forward_flops(const ModelSpec& m, std::int64_t samples) {
+  return 2.0 * static_cast<double>(samples) * m.seq_length * m.hidden_size * m.vocab_size;
+}
+
+namespace {
+// Integer forward FLOPs of one layer for `samples` sequences (exact for the totals).
+FlopCount layer_forward_flops_exact(const ModelSpec& m, std::int64_t samples) {
+  const FlopCount T = static_cast<FlopCount>(samples) * m.seq_length;
+  const FlopCount s = m.seq_length, h = m.hidden_size, f = m.intermediate_size, hk = m.kv_hidden();
+  const FlopCount mlp_factor = m.hidden_act == Activation::kSwiglu ? 6 : 4;
+  return 2 * T * h * (h + 2 * hk) + 4 * T * s * h + 2 * T * h * h + mlp_factor * T * h * f;
+}
+}  // namespace
+
+StepFlops step_flops(const ModelSpec& m, const StrategySpec& s) {
+  StepFlops out;
+  const std::int64_t B = s.global_batch_size;
+  const FlopCount layer_fwd = layer_forward_flops_exact(m, B);
+  const FlopCount head_fwd = static_cast<FlopCount>(2) * B * m.seq_length * m.hidden_size *
+                             m.vocab_size;
+  out.model = 3 * (layer_fwd * m.num_hidden_layers + head_fwd);
+  out.hardware = out.model;
+  // Recomputed forwards, layer by layer (overrides may change the mode per layer).
+  const FlopCount T = static_cast<FlopCount>(B) * m.seq_length;
+  for (int l = 0; l < m.num_hidden_layers; ++l) {
+    switch (layer_strategy(s, l).recompute) {
+      case Recompute::kNone:
+        break;
+      case Recompute::kSelective:
+        out.hardware += 4 * T * m.seq_length * m.hidden_size;  // the attention core only
+        break;
+      case Recompute::kFull:
+        out.hardware += layer_fwd;
+        break;
+    }
+  }
+  return out;
+}
+
+FlopCount megatron_eq3_flops(std::int64_t batch, std::int64_t seq, std::int64_t layers,
+                             std::int64_t hidden, std::int64_t vocab) {
+  const FlopCount B = batch, s = seq, l = layers, h = hidden, V = vocab;
+  return 96 * B * s * l * h * h + 16 * B * s * s * l * h + 6 * B * s * h * V;
+}
+
+LayerActivation layer_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp,
+                                       bool sequence_parallel, Recompute recompute) {
+  STRATA_CHECK(tp >= 1, "tp must be positive");
+  const double s = m.seq_length, b = static_cast<double>(samples), h = m.hidden_size;
+  const double a = m.num_attention_heads, hk = m.kv_hidden(), f = m.intermediate_size;
+  const double t = tp;
+  const double sbh = s * b * h;
+  const double mask = m.dropout ? 1.0 : 0.0;  // one byte per element
+
+  // Replicated across the tp group (split by t with sequence parallelism): both norms' inputs
+  // (2 + 2), the QKV and fc1 inputs (2 + 2), and the two residual-dropout masks (1 + 1).
+  const double replicated = sbh * (8.0 + 2.0 * mask);
+  // Split by t: Q, K, V kept for the attention backward, the out-projection input, the MLP's
+  // inner activations (GELU: its input and fc2's input; SwiGLU: gate, up and fc2's input).
+  const double mlp_inner = (m.hidden_act == Activation::kSwiglu ? 6.0 : 4.0) * s * b * f;
+  const double split = 2.0 * s * b * (h + 2.0 * hk) + 2.0 * sbh + mlp_inner;
+  // Split by t, s^2 per head: softmax output (2), and with dropout its mask (1) and output (2).
+  const double quadratic = (2.0 + 3.0 * mask) * a * s * s * b;
+
+  const double rep = sequence_parallel ? replicated / t : replicated;
+  const double full = rep + (split + quadratic) / t;
+  LayerActivation out;
+  switch (recompute) {
+    case Recompute::kNone:
+      out.stored = full;
+      break;
+    case Recompute::kSelective:
+      out.stored = rep + split / t;
+      out.recomputed = quadratic / t;
+      break;
+    case Recompute::kFull:
+      out.stored = 2.0 * sbh / (sequence_parallel ? t : 1.0);  // the layer input
+      out.recomputed = full;
+      break;
+  }
+  return out;
+}
+
+double korthikanti_layer_bytes(std::int64_t s_, std::int64_t b_, std::int64_t h_,
+                               std::int64_t a_, int t_, bool sequence_parallel,
+                               Recompute recompute) {
+  const double s = s_, b = b_, h = h_, a = a_, t = t_;
+  const double sbh = s * b * h;
+  switch (recompute) {
+    case Recompute::kNone:
+      return sequence_parallel ? sbh / t * (34.0 + 5.0 * a * s / h)
+                               : sbh * (10.0 + 24.0 / t + 5.0 * a * s / (h * t));
+    case Recompute::kSelective:
+      return sequence_parallel ? sbh * 34.0 / t : sbh * (10.0 + 24.0 / t);
+    case Recompute::kFull:
+      return sequence_parallel ? 2.0 * sbh / t : 2.0 * sbh;
+  }
+  return 0;
+}
+
+double embedding_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp, bool sp) {
+  if (!m.dropout) return 0;
+  const double sbh = static_cast<double>(m.seq_length) * samples * m.hidden_size;
+  return sp ? sbh / tp : sbh;
+}
+
+double lm_head_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp, bool sp) {
+  const double sb = static_cast<double>(m.seq_length) * samples;
+  const double inputs = 4.0 * sb * m.hidden_size / (sp ? tp : 1);
+  return inputs + 4.0 * sb * m.vocab_size / tp;
+}
+
+double layer_params_per_rank(const ModelSpec& m, int tp) {
+  const double h = m.hidden_size, f = m.intermediate_size, hk = m.kv_hidden(), t = tp;
+  const bool swiglu = m.hidden_act == Activation::kSwiglu;
+  const double mlp_weights = (swiglu ? 3.0 : 2.0) * h * f;
+  double p = (h * (h + 2.0 * hk) + h * h + mlp_weights) / t;
+  if (m.bias) {
+    p += ((h + 2.0 * hk) + (swiglu ? 2.0 : 1.0) * f) / t;  // column-parallel biases: split
+    p += 2.0 * h;                                          // row-parallel biases: replicated
+  }
+  p += (m.norm == NormKind::kLayerNorm ? 4.0 : 2.0) * h;  // two norms, replicated
+  return p;
+}
+
+double input_embedding_params_per_rank(const ModelSpec& m, int tp) {
+  double p = static_cast<double>(m.vocab_size) * m.hidden_size / tp;
+  if (m.learned_position_embeddings) p += static_cast<double>(m.seq_length) * m.hidden_size;
+  return p;
+}
+
+double output_params_per_rank(const ModelSpec& m, int tp, int pp) {
+  double p = (m.norm == NormKind::kLayerNorm ? 2.0 : 1.0) * m.hidden_size;
+  if (!m.tie_word_embeddings || pp > 1) p += static_cast<double>(m.vocab_size) * m.hidden_size / tp;
+  return p;
+}
+
+int grad_bytes(Precision precision, bool main_grads_fp32) {
+  return main_grads_fp32 ? 4 : precision_bytes(precision);
+}
+
+StaticMemory static_memory_bytes(double params, int dp, int zero_stage, Precision precision,
+                                 bool main_grads_fp32) {
+  STRATA_CHECK(dp >= 1 && zero_stage >= 0 && zero_stage <= 3, "bad dp or zero stage");
+  const double n = dp;
+  const double optimizer_per_param = precision == Precision::kFp32 ? 8.0 : 12.0;
+  StaticMemory out;
+  out.params = params * precision_bytes(precision) / (zero_stage >= 3 ? n : 1.0);
+  out.grads = params * grad_bytes(precision, main_grads_fp32) / (zero_stage >= 2 ? n : 1.0);
+  out.optimizer = params * optimizer_per_param / (zero_stage >= 1 ? n : 1.0);
+  return out;
+}
+
+}  // namespace strata::strategies

@@ -1,1 +1,360 @@
-// placeholder: being written
+// Cluster specs: uniform or heterogeneous (node groups), devices, intra- and inter-node fabrics.
+// Bandwidths are read as <stem>_GBps or <stem>_Gbps and stored in bytes/s; latencies in seconds.
+// Formats and rules: docs/specs.md.
+#include <climits>
+#include <cmath>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/units.hpp"
+#include "strategies/spec.hpp"
+
+namespace strata::strategies {
+
+namespace {
+
+using json::Json;
+
+const std::vector<std::string> kDeviceKinds = {"gpu", "cpu"};
+const std::vector<std::string> kFabrics = {"nvswitch", "pcie", "shared"};
+const std::vector<std::string> kTopologies = {"fat-tree", "rail-optimized", "none"};
+
+// Exactly one of <stem>_GBps (gigabytes/s) or <stem>_Gbps (gigabits/s); returns bytes/s.
+double read_bandwidth(json::ObjectReader& r, const std::string& stem) {
+  const std::string bytes_key = stem + "_GBps";
+  const std::string bits_key = stem + "_Gbps";
+  const bool in_bytes = r.has(bytes_key);
+  const bool in_bits = r.has(bits_key);
+  if (in_bytes && in_bits) {
+    json::fail(r.field(bits_key), r.get_raw(bits_key),
+               "give the bandwidth once: either " + bytes_key + " (gigabytes/s) or " + bits_key +
+                   " (gigabits/s), not both");
+  }
+  if (!in_bytes && !in_bits) {
+    throw ConfigError(r.field(bytes_key) + ": required key is missing (or give " + bits_key +
+                      " in gigabits/s)");
+  }
+  const std::string key = in_bytes ? bytes_key : bits_key;
+  const double value = r.get_number(key);
+  if (value <= 0) json::fail(r.field(key), value, "must be > 0");
+  return in_bytes ? value * units::kGB : value * units::kGB / 8.0;
+}
+
+double read_latency(json::ObjectReader& r) {
+  const double us = r.get_number("latency_us");
+  if (us < 0) json::fail(r.field("latency_us"), us, "must be >= 0");
+  return us * 1e-6;
+}
+
+double read_positive_number(json::ObjectReader& r, const std::string& key) {
+  const double v = r.get_number(key);
+  if (v <= 0) json::fail(r.field(key), v, "must be > 0");
+  return v;
+}
+
+DeviceSpec parse_device(json::ObjectReader r) {
+  r.finish({"name", "kind", "peak_tflops", "memory_bytes", "memory_bandwidth_GBps",
+            "memory_bandwidth_Gbps"});
+  DeviceSpec d;
+  d.name = r.get_string("name");
+  if (d.name.empty()) json::fail(r.field("name"), d.name, "must not be empty");
+  d.kind = static_cast<DeviceKind>(detail::read_choice(r, "kind", kDeviceKinds, 0));
+  json::ObjectReader peak = r.get_object("peak_tflops");
+  peak.finish({"bf16", "fp16", "fp32"});
+  d.peak_bf16_flops = read_positive_number(peak, "bf16") * units::kTera;
+  d.peak_fp16_flops = read_positive_number(peak, "fp16") * units::kTera;
+  d.peak_fp32_flops = read_positive_number(peak, "fp32") * units::kTera;
+  const long long memory = r.get_int("memory_bytes");
+  if (memory < 1) json::fail(r.field("memory_bytes"), memory, "must be a positive integer");
+  d.memory_bytes = static_cast<double>(memory);
+  d.memory_bandwidth_Bps = read_bandwidth(r, "memory_bandwidth");
+  return d;
+}
+
+IntraNodeSpec parse_intra(json::ObjectReader r) {
+  r.finish({"fabric", "bandwidth_GBps", "bandwidth_Gbps", "latency_us"});
+  IntraNodeSpec s;
+  s.kind = static_cast<IntraFabric>(detail::read_choice(r, "fabric", kFabrics));
+  s.bandwidth_Bps = read_bandwidth(r, "bandwidth");
+  s.latency_s = read_latency(r);
+  return s;
+}
+
+InterNodeSpec parse_inter(json::ObjectReader r) {
+  r.finish({"topology", "oversubscription", "nics_per_node", "nic_bandwidth_GBps",
+            "nic_bandwidth_Gbps", "latency_us"});
+  InterNodeSpec s;
+  s.topology = static_cast<InterTopology>(detail::read_choice(r, "topology", kTopologies));
+  if (s.topology == InterTopology::kNone) {
+    // No network: any network parameter would be silently unused, so refuse it.
+    for (const char* key : {"oversubscription", "nics_per_node", "nic_bandwidth_GBps",
+                            "nic_bandwidth_Gbps", "latency_us"}) {
+      if (r.has(key)) {
+        json::fail(r.field(key), r.get_raw(key),
+                   "topology \"none\" has no inter-node network; remove this key");
+      }
+    }
+    s.oversubscription = 1.0;
+    return s;
+  }
+  s.oversubscription = r.get_number_or("oversubscription", 1.0);
+  if (s.oversubscription < 1.0) {
+    json::fail(r.field("oversubscription"), s.oversubscription,
+               "must be >= 1 (1 = full bisection bandwidth)");
+  }
+  s.nics_per_node = detail::read_positive_int(r, "nics_per_node");
+  s.nic_bandwidth_Bps = read_bandwidth(r, "nic_bandwidth");
+  s.latency_s = read_latency(r);
+  return s;
+}
+
+Json device_json(const DeviceSpec& d) {
+  return {{"name", d.name},
+          {"kind", kDeviceKinds[static_cast<int>(d.kind)]},
+          {"peak_tflops",
+           {{"bf16", d.peak_bf16_flops / units::kTera},
+            {"fp16", d.peak_fp16_flops / units::kTera},
+            {"fp32", d.peak_fp32_flops / units::kTera}}},
+          {"memory_bytes", static_cast<long long>(std::llround(d.memory_bytes))},
+          {"memory_bandwidth_GBps", d.memory_bandwidth_Bps / units::kGB}};
+}
+
+Json intra_json(const IntraNodeSpec& s) {
+  return {{"fabric", kFabrics[static_cast<int>(s.kind)]},
+          {"bandwidth_GBps", s.bandwidth_Bps / units::kGB},
+          {"latency_us", s.latency_s * 1e6}};
+}
+
+Json inter_json(const InterNodeSpec& s) {
+  Json j = {{"topology", kTopologies[static_cast<int>(s.topology)]}};
+  if (s.topology == InterTopology::kNone) return j;
+  j["oversubscription"] = s.oversubscription;
+  j["nics_per_node"] = s.nics_per_node;
+  j["nic_bandwidth_GBps"] = s.nic_bandwidth_Bps / units::kGB;
+  j["latency_us"] = s.latency_s * 1e6;
+  return j;
+}
+
+// Cross-field rules, checked after every part has been read.
+void check_cluster(const ClusterSpec& c, json::ObjectReader& r, const std::string& groups_path) {
+  const bool uniform = groups_path.empty();
+  long long gpus = 0, nodes = 0;
+  for (std::size_t i = 0; i < c.node_groups.size(); ++i) {
+    const NodeGroup& g = c.node_groups[i];
+    const std::string at = uniform ? r.path() : groups_path + "[" + std::to_string(i) + "]";
+    nodes += g.nodes;
+    gpus += static_cast<long long>(g.nodes) * g.gpus_per_node;
+    if (gpus > INT_MAX) {
+      json::fail(at + ".nodes", g.nodes, "the cluster would have more than INT_MAX devices");
+    }
+    // A CPU rank shares the host's memory system; a GPU talks over NVSwitch or PCIe.
+    const bool cpu = g.gpu.kind == DeviceKind::kCpu;
+    const bool shared = g.intra_node.kind == IntraFabric::kShared;
+    if (cpu != shared) {
+      const std::string fabric = kFabrics[static_cast<int>(g.intra_node.kind)];
+      json::fail(uniform ? r.field("intra_node.fabric") : at + ".intra_node.fabric", fabric,
+                 cpu ? "a CPU device (gpu.kind = \"cpu\") needs fabric \"shared\""
+                     : "fabric \"shared\" is for CPU devices (gpu.kind = \"cpu\")");
+    }
+    if (c.cores_per_node > 0 && !cpu) {
+      json::fail(
+          r.field("cores_per_node"), c.cores_per_node,
+          "is for CPU clusters; " + (uniform ? r.field("gpu") : at + ".gpu") + ".kind is \"gpu\"");
+    }
+  }
+  const bool has_network = c.inter_node.topology != InterTopology::kNone;
+  if (nodes > 1 && !has_network) {
+    if (!r.has("inter_node")) {
+      throw ConfigError(r.field("inter_node") + ": required key is missing (the cluster has " +
+                        std::to_string(nodes) + " nodes)");
+    }
+    json::fail(
+        r.field("inter_node.topology"), "none",
+        "only valid for a single node; this cluster has " + std::to_string(nodes) + " nodes");
+  }
+}
+
+}  // namespace
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::kBf16:
+      return "bf16";
+    case Precision::kFp16:
+      return "fp16";
+    case Precision::kFp32:
+      return "fp32";
+  }
+  return "?";
+}
+
+int precision_bytes(Precision p) { return p == Precision::kFp32 ? 4 : 2; }
+
+double DeviceSpec::peak_flops(Precision p) const {
+  switch (p) {
+    case Precision::kBf16:
+      return peak_bf16_flops;
+    case Precision::kFp16:
+      return peak_fp16_flops;
+    case Precision::kFp32:
+      return peak_fp32_flops;
+  }
+  return 0;
+}
+
+int ClusterSpec::total_nodes() const {
+  int n = 0;
+  for (const auto& g : node_groups) n += g.nodes;
+  return n;
+}
+
+int ClusterSpec::total_gpus() const {
+  int n = 0;
+  for (const auto& g : node_groups) n += g.nodes * g.gpus_per_node;
+  return n;
+}
+
+const NodeGroup& ClusterSpec::group_of_gpu(int gpu) const {
+  STRATA_CHECK(gpu >= 0, "negative GPU index " + std::to_string(gpu));
+  int first = 0;
+  for (const auto& g : node_groups) {
+    first += g.nodes * g.gpus_per_node;
+    if (gpu < first) return g;
+  }
+  STRATA_CHECK(false, "GPU index " + std::to_string(gpu) + " is beyond the cluster's " +
+                          std::to_string(first) + " GPUs");
+  return node_groups.front();  // unreachable
+}
+
+ClusterSpec parse_cluster(const Json& j, const std::string& what) {
+  json::ObjectReader r(j, what);
+  r.finish({"name", "nodes", "gpus_per_node", "gpu", "intra_node", "inter_node", "cores_per_node",
+            "comm_overlaps_compute", "node_groups"});
+  ClusterSpec c;
+  c.name = r.get_string("name");
+  if (c.name.empty()) json::fail(r.field("name"), c.name, "must not be empty");
+
+  std::string groups_path;
+  if (r.has("node_groups")) {
+    groups_path = r.field("node_groups");
+    for (const char* key : {"nodes", "gpus_per_node", "gpu"}) {
+      if (r.has(key)) {
+        json::fail(r.field(key), r.get_raw(key),
+                   "a cluster is either uniform (nodes, gpus_per_node, gpu) or heterogeneous "
+                   "(node_groups), not both; move it into a node group");
+      }
+    }
+    std::optional<IntraNodeSpec> default_intra;
+    if (r.has("intra_node")) default_intra = parse_intra(r.get_object("intra_node"));
+    const Json& groups = r.get_raw("node_groups");
+    if (!groups.is_array() || groups.empty()) {
+      json::fail(groups_path, groups, "must be a non-empty list of node groups");
+    }
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      json::ObjectReader g(groups[i], groups_path + "[" + std::to_string(i) + "]");
+      g.finish({"name", "nodes", "gpus_per_node", "gpu", "intra_node"});
+      NodeGroup group;
+      group.name = g.get_string("name");
+      if (group.name.empty()) json::fail(g.field("name"), group.name, "must not be empty");
+      if (!names.insert(group.name).second) {
+        json::fail(g.field("name"), group.name, "node group names must be unique");
+      }
+      group.nodes = detail::read_positive_int(g, "nodes");
+      group.gpus_per_node = detail::read_positive_int(g, "gpus_per_node");
+      group.gpu = parse_device(g.get_object("gpu"));
+      if (g.has("intra_node")) {
+        group.intra_node = parse_intra(g.get_object("intra_node"));
+      } else if (default_intra) {
+        group.intra_node = *default_intra;
+      } else {
+        throw ConfigError(g.field("intra_node") +
+                          ": required key is missing (no top-level intra_node to default to)");
+      }
+      c.node_groups.push_back(group);
+    }
+  } else {
+    NodeGroup group;
+    group.nodes = detail::read_positive_int(r, "nodes");
+    group.gpus_per_node = detail::read_positive_int(r, "gpus_per_node");
+    group.gpu = parse_device(r.get_object("gpu"));
+    group.name = group.gpu.name;
+    group.intra_node = parse_intra(r.get_object("intra_node"));
+    c.node_groups.push_back(group);
+  }
+
+  if (r.has("inter_node")) {
+    c.inter_node = parse_inter(r.get_object("inter_node"));
+  } else {
+    r.accept("inter_node");
+    c.inter_node.topology = InterTopology::kNone;
+  }
+  if (r.has("cores_per_node")) c.cores_per_node = detail::read_positive_int(r, "cores_per_node");
+  c.comm_overlaps_compute = r.get_bool_or("comm_overlaps_compute", true);
+  c.source = detail::read_source(j);
+  check_cluster(c, r, groups_path);
+  return c;
+}
+
+ClusterSpec load_cluster(const std::string& path) {
+  const Json j = json::parse_file(path);
+  try {
+    return parse_cluster(j, "cluster");
+  } catch (const ConfigError& e) {
+    throw ConfigError(path + ": " + e.what());
+  }
+}
+
+Json to_json(const ClusterSpec& c) {
+  Json j = Json::object();
+  j["name"] = c.name;
+  if (c.heterogeneous()) {
+    Json groups = Json::array();
+    for (const auto& g : c.node_groups) {
+      groups.push_back({{"name", g.name},
+                        {"nodes", g.nodes},
+                        {"gpus_per_node", g.gpus_per_node},
+                        {"gpu", device_json(g.gpu)},
+                        {"intra_node", intra_json(g.intra_node)}});
+    }
+    j["node_groups"] = groups;
+  } else if (!c.node_groups.empty()) {
+    const NodeGroup& g = c.node_groups.front();
+    j["nodes"] = g.nodes;
+    j["gpus_per_node"] = g.gpus_per_node;
+    j["gpu"] = device_json(g.gpu);
+    j["intra_node"] = intra_json(g.intra_node);
+  }
+  j["inter_node"] = inter_json(c.inter_node);
+  if (c.cores_per_node > 0) j["cores_per_node"] = c.cores_per_node;
+  j["comm_overlaps_compute"] = c.comm_overlaps_compute;
+  if (!c.source.empty()) j["source"] = c.source;
+  return j;
+}
+
+ClusterSpec with_nodes(const ClusterSpec& c, int nodes) {
+  if (c.heterogeneous()) {
+    json::fail("cluster.nodes", nodes,
+               "cannot rescale heterogeneous cluster \"" + c.name +
+                   "\"; edit the nodes of its node_groups instead");
+  }
+  if (nodes < 1) json::fail("cluster.nodes", nodes, "must be a positive integer");
+  STRATA_CHECK(c.node_groups.size() == 1, "a parsed cluster has at least one node group");
+  if (static_cast<long long>(nodes) * c.node_groups.front().gpus_per_node > INT_MAX) {
+    json::fail("cluster.nodes", nodes, "the cluster would have more than INT_MAX devices");
+  }
+  if (nodes > 1 && c.inter_node.topology == InterTopology::kNone) {
+    json::fail("cluster.nodes", nodes,
+               "cluster \"" + c.name +
+                   "\" has no inter-node network (inter_node.topology = "
+                   "\"none\"), so it cannot have more than one node");
+  }
+  ClusterSpec out = c;
+  out.node_groups.front().nodes = nodes;
+  return out;
+}
+
+}  // namespace strata::strategies

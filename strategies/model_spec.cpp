@@ -1,1 +1,319 @@
-// placeholder: being written
+// Model specs: our JSON format and Hugging Face config.json (GPT-2, Llama), their shape rules,
+// and the parameter counts. Formats, rules and the parameter formula: docs/specs.md.
+#include <climits>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "strategies/spec.hpp"
+
+namespace strata::strategies {
+
+// ---------------------------------------------------------------------------------------------
+// Reading helpers shared by the three parsers.
+namespace detail {
+
+int read_positive_int(json::ObjectReader& r, const std::string& key, int fallback) {
+  if (fallback > 0 && !r.has(key)) return static_cast<int>(r.get_int_or(key, fallback));
+  const long long v = r.get_int(key);
+  if (v < 1) json::fail(r.field(key), v, "must be a positive integer");
+  if (v > INT_MAX) json::fail(r.field(key), v, "must be at most " + std::to_string(INT_MAX));
+  return static_cast<int>(v);
+}
+
+int read_choice(json::ObjectReader& r, const std::string& key,
+                const std::vector<std::string>& names, int fallback) {
+  if (fallback >= 0 && !r.has(key)) {
+    r.accept(key);
+    return fallback;
+  }
+  const std::string value = r.get_string(key);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == value) return static_cast<int>(i);
+  }
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "\"" : ", \"") + n + "\"";
+  json::fail(r.field(key), value, "must be one of " + list);
+}
+
+std::string read_source(const json::Json& object) {
+  if (!object.is_object() || !object.contains("source")) return "";
+  const json::Json& v = object.at("source");
+  if (v.is_string()) return v.get<std::string>();
+  std::string joined;  // ObjectReader has checked it is a list of strings
+  for (const auto& part : v) {
+    if (!joined.empty()) joined += "; ";
+    joined += part.get<std::string>();
+  }
+  return joined;
+}
+
+}  // namespace detail
+
+namespace {
+
+using json::Json;
+
+const std::vector<std::string> kFamilies = {"gpt", "llama"};
+const std::vector<std::string> kActivations = {"gelu", "swiglu"};
+const std::vector<std::string> kNorms = {"layernorm", "rmsnorm"};
+const std::vector<std::string> kPositions = {"learned", "rope"};
+
+// The names a format gives the shape fields, so errors name the key actually in the file.
+struct ShapeKeys {
+  std::string hidden, heads, kv_heads;
+};
+
+// Rules every model obeys, whatever format it came from.
+void check_shape(const ModelSpec& m, const std::string& what, const ShapeKeys& keys) {
+  if (m.hidden_size % m.num_attention_heads != 0) {
+    json::fail(
+        what + "." + keys.hidden, m.hidden_size,
+        "must be divisible by " + keys.heads + " (" + std::to_string(m.num_attention_heads) + ")");
+  }
+  if (m.num_attention_heads % m.num_key_value_heads != 0) {
+    json::fail(what + "." + keys.kv_heads, m.num_key_value_heads,
+               keys.heads + " (" + std::to_string(m.num_attention_heads) +
+                   ") must be divisible by " + keys.kv_heads);
+  }
+}
+
+// 4 * hidden, the GPT default FFN width, checked against int overflow.
+int four_times(json::ObjectReader& r, const std::string& hidden_key, int hidden) {
+  const long long f = 4LL * hidden;
+  if (f > INT_MAX) json::fail(r.field(hidden_key), hidden, "4 * hidden is too large");
+  return static_cast<int>(f);
+}
+
+ModelSpec parse_ours(const Json& j, const std::string& what) {
+  json::ObjectReader r(j, what);
+  r.finish({"name", "family", "num_hidden_layers", "hidden_size", "num_attention_heads",
+            "num_key_value_heads", "intermediate_size", "vocab_size", "seq_length", "hidden_act",
+            "norm", "tie_word_embeddings", "position_embeddings", "bias", "dropout",
+            "layer_norm_eps", "rms_norm_eps"});
+  ModelSpec m;
+  m.name = r.get_string("name");
+  if (m.name.empty()) json::fail(r.field("name"), m.name, "must not be empty");
+  m.family = static_cast<ModelFamily>(detail::read_choice(r, "family", kFamilies));
+  const bool gpt = m.family == ModelFamily::kGpt;
+  m.num_hidden_layers = detail::read_positive_int(r, "num_hidden_layers");
+  m.hidden_size = detail::read_positive_int(r, "hidden_size");
+  m.num_attention_heads = detail::read_positive_int(r, "num_attention_heads");
+  m.num_key_value_heads =
+      detail::read_positive_int(r, "num_key_value_heads", m.num_attention_heads);
+  if (gpt) {
+    m.intermediate_size = detail::read_positive_int(r, "intermediate_size",
+                                                    four_times(r, "hidden_size", m.hidden_size));
+  } else {
+    m.intermediate_size = detail::read_positive_int(r, "intermediate_size");
+  }
+  m.vocab_size = detail::read_positive_int(r, "vocab_size");
+  m.seq_length = detail::read_positive_int(r, "seq_length");
+  m.hidden_act =
+      static_cast<Activation>(detail::read_choice(r, "hidden_act", kActivations, gpt ? 0 : 1));
+  m.norm = static_cast<NormKind>(detail::read_choice(r, "norm", kNorms, gpt ? 0 : 1));
+  m.tie_word_embeddings = r.get_bool_or("tie_word_embeddings", gpt);
+  m.learned_position_embeddings =
+      detail::read_choice(r, "position_embeddings", kPositions, gpt ? 0 : 1) == 0;
+  m.bias = r.get_bool_or("bias", gpt);
+  m.dropout = r.get_bool_or("dropout", gpt);
+
+  // The epsilon key must match the norm, so a file never silently carries an unused value.
+  const bool layernorm = m.norm == NormKind::kLayerNorm;
+  const std::string eps_key = layernorm ? "layer_norm_eps" : "rms_norm_eps";
+  const std::string other_key = layernorm ? "rms_norm_eps" : "layer_norm_eps";
+  if (r.has(other_key)) {
+    json::fail(r.field(other_key), r.get_raw(other_key),
+               std::string("the model's norm is \"") + kNorms[static_cast<int>(m.norm)] +
+                   "\"; give its epsilon as " + eps_key);
+  }
+  r.accept(other_key);
+  m.norm_eps = r.get_number_or(eps_key, 1e-5);
+  if (m.norm_eps <= 0) json::fail(r.field(eps_key), m.norm_eps, "must be > 0");
+
+  m.source = detail::read_source(j);
+  m.origin = "strata";
+  check_shape(m, what, {"hidden_size", "num_attention_heads", "num_key_value_heads"});
+  return m;
+}
+
+// Hugging Face GPT-2 (transformers' GPT2Config key names and defaults).
+void read_hf_gpt2(json::ObjectReader& r, ModelSpec& m) {
+  m.family = ModelFamily::kGpt;
+  m.num_hidden_layers = detail::read_positive_int(r, "n_layer");
+  m.hidden_size = detail::read_positive_int(r, "n_embd");
+  m.num_attention_heads = detail::read_positive_int(r, "n_head");
+  m.num_key_value_heads = m.num_attention_heads;
+  m.intermediate_size =
+      detail::read_positive_int(r, "n_inner", four_times(r, "n_embd", m.hidden_size));
+  m.vocab_size = detail::read_positive_int(r, "vocab_size");
+  if (r.has("n_positions") || !r.has("n_ctx")) {
+    m.seq_length = detail::read_positive_int(r, "n_positions");
+  } else {
+    m.seq_length = detail::read_positive_int(r, "n_ctx");
+  }
+  const std::string act = r.get_string_or("activation_function", "gelu_new");
+  if (act != "gelu" && act != "gelu_new" && act != "gelu_fast" && act != "gelu_pytorch_tanh") {
+    json::fail(r.field("activation_function"), act,
+               "unsupported; Strata models GPT-2 with gelu (\"gelu\", \"gelu_new\", "
+               "\"gelu_fast\", \"gelu_pytorch_tanh\")");
+  }
+  m.hidden_act = Activation::kGelu;
+  m.norm = NormKind::kLayerNorm;
+  m.norm_eps = r.get_number_or("layer_norm_epsilon", 1e-5);
+  m.tie_word_embeddings = r.get_bool_or("tie_word_embeddings", true);
+  m.learned_position_embeddings = true;
+  m.bias = true;
+  bool dropout = false;
+  for (const char* key : {"resid_pdrop", "attn_pdrop", "embd_pdrop"}) {
+    dropout = r.get_number_or(key, 0.1) > 0 || dropout;  // GPT2Config defaults them to 0.1
+  }
+  m.dropout = dropout;
+}
+
+// Hugging Face Llama (transformers' LlamaConfig key names and defaults).
+void read_hf_llama(json::ObjectReader& r, ModelSpec& m) {
+  m.family = ModelFamily::kLlama;
+  m.num_hidden_layers = detail::read_positive_int(r, "num_hidden_layers");
+  m.hidden_size = detail::read_positive_int(r, "hidden_size");
+  m.num_attention_heads = detail::read_positive_int(r, "num_attention_heads");
+  m.num_key_value_heads =
+      detail::read_positive_int(r, "num_key_value_heads", m.num_attention_heads);
+  m.intermediate_size = detail::read_positive_int(r, "intermediate_size");
+  m.vocab_size = detail::read_positive_int(r, "vocab_size");
+  m.seq_length = detail::read_positive_int(r, "max_position_embeddings");
+  const std::string act = r.get_string_or("hidden_act", "silu");
+  if (act != "silu") {
+    json::fail(r.field("hidden_act"), act,
+               "unsupported; Strata models Llama's MLP as \"silu\" (SwiGLU)");
+  }
+  m.hidden_act = Activation::kSwiglu;
+  m.norm = NormKind::kRmsNorm;
+  m.norm_eps = r.get_number_or("rms_norm_eps", 1e-6);
+  m.tie_word_embeddings = r.get_bool_or("tie_word_embeddings", false);
+  m.learned_position_embeddings = false;
+  // Strata has one bias flag for every linear layer; a config mixing the two is not modelled.
+  const bool attention_bias = r.get_bool_or("attention_bias", false);
+  const bool mlp_bias = r.get_bool_or("mlp_bias", false);
+  if (attention_bias != mlp_bias) {
+    json::fail(r.field("mlp_bias"), mlp_bias,
+               "must equal attention_bias (" + std::string(attention_bias ? "true" : "false") +
+                   "): Strata has one bias flag for all linear layers");
+  }
+  m.bias = attention_bias;
+  m.dropout = r.get_number_or("attention_dropout", 0.0) > 0;
+  if (r.has("head_dim") && m.hidden_size % m.num_attention_heads == 0 &&
+      r.get_int("head_dim") != m.hidden_size / m.num_attention_heads) {
+    json::fail(r.field("head_dim"), r.get_raw("head_dim"),
+               "must equal hidden_size / num_attention_heads (" +
+                   std::to_string(m.hidden_size / m.num_attention_heads) + ")");
+  }
+}
+
+ModelSpec parse_huggingface(const Json& j, const std::string& what) {
+  // Other keys are ignored (config.json carries many framework settings); keys we use are
+  // type-checked like ours.
+  json::ObjectReader r(j, what);
+  const std::string type = r.get_string("model_type");
+  ModelSpec m;
+  ShapeKeys keys;
+  if (type == "gpt2") {
+    read_hf_gpt2(r, m);
+    keys = {"n_embd", "n_head", "n_head"};
+  } else if (type == "llama") {
+    read_hf_llama(r, m);
+    keys = {"hidden_size", "num_attention_heads", "num_key_value_heads"};
+  } else {
+    json::fail(r.field("model_type"), type,
+               "unsupported Hugging Face model_type; supported: \"gpt2\", \"llama\"");
+  }
+  if (m.norm_eps <= 0) {
+    const std::string key = type == "gpt2" ? "layer_norm_epsilon" : "rms_norm_eps";
+    json::fail(r.field(key), m.norm_eps, "must be > 0");
+  }
+  m.name = r.get_string_or("_name_or_path", "");
+  if (m.name.empty()) m.name = type;
+  m.source = detail::read_source(j);
+  m.origin = "huggingface:" + type;
+  check_shape(m, what, keys);
+  return m;
+}
+
+std::int64_t norm_params(const ModelSpec& m) {
+  const std::int64_t h = m.hidden_size;
+  return m.norm == NormKind::kLayerNorm ? 2 * h : h;  // layernorm: gain + bias; rmsnorm: gain
+}
+
+}  // namespace
+
+ModelSpec parse_model(const Json& j, const std::string& what) {
+  if (j.is_object() && j.contains("model_type")) return parse_huggingface(j, what);
+  return parse_ours(j, what);
+}
+
+ModelSpec load_model(const std::string& path) {
+  const Json j = json::parse_file(path);
+  try {
+    return parse_model(j, "model");
+  } catch (const ConfigError& e) {
+    throw ConfigError(path + ": " + e.what());
+  }
+}
+
+Json to_json(const ModelSpec& m) {
+  Json j = Json::object();
+  j["name"] = m.name;
+  j["family"] = kFamilies[static_cast<int>(m.family)];
+  j["num_hidden_layers"] = m.num_hidden_layers;
+  j["hidden_size"] = m.hidden_size;
+  j["num_attention_heads"] = m.num_attention_heads;
+  j["num_key_value_heads"] = m.num_key_value_heads;
+  j["intermediate_size"] = m.intermediate_size;
+  j["vocab_size"] = m.vocab_size;
+  j["seq_length"] = m.seq_length;
+  j["hidden_act"] = kActivations[static_cast<int>(m.hidden_act)];
+  j["norm"] = kNorms[static_cast<int>(m.norm)];
+  j["tie_word_embeddings"] = m.tie_word_embeddings;
+  j["position_embeddings"] = m.learned_position_embeddings ? "learned" : "rope";
+  j["bias"] = m.bias;
+  j["dropout"] = m.dropout;
+  j[m.norm == NormKind::kLayerNorm ? "layer_norm_eps" : "rms_norm_eps"] = m.norm_eps;
+  // Our format has no origin key: a converted config records it in its provenance instead.
+  std::string source = m.source;
+  if (m.origin != "strata") {
+    if (!source.empty()) source += ' ';
+    source += "(converted from " + m.origin + ")";
+  }
+  if (!source.empty()) j["source"] = source;
+  return j;
+}
+
+std::int64_t layer_params(const ModelSpec& m) {
+  const std::int64_t h = m.hidden_size;
+  const std::int64_t kv = m.kv_hidden();
+  const std::int64_t f = m.intermediate_size;
+  const bool swiglu = m.hidden_act == Activation::kSwiglu;
+  // Attention: q and o are h x h, k and v are h x kv_hidden (GQA).
+  std::int64_t attention = 2 * h * h + 2 * h * kv;
+  if (m.bias) attention += 2 * h + 2 * kv;
+  // MLP: gelu has fc1 (h x f) and fc2 (f x h); swiglu has gate and up (h x f) and down (f x h).
+  std::int64_t mlp = (swiglu ? 3 : 2) * h * f;
+  if (m.bias) mlp += (swiglu ? 2 : 1) * f + h;
+  return attention + mlp + 2 * norm_params(m);  // two norms per layer (pre-attention, pre-MLP)
+}
+
+std::int64_t embedding_params(const ModelSpec& m) {
+  const std::int64_t h = m.hidden_size;
+  std::int64_t p = static_cast<std::int64_t>(m.vocab_size) * h;  // token embedding
+  if (m.learned_position_embeddings) p += static_cast<std::int64_t>(m.seq_length) * h;
+  p += norm_params(m);                                                           // final norm
+  if (!m.tie_word_embeddings) p += static_cast<std::int64_t>(m.vocab_size) * h;  // LM head
+  return p;
+}
+
+std::int64_t total_params(const ModelSpec& m) {
+  return m.num_hidden_layers * layer_params(m) + embedding_params(m);
+}
+
+}  // namespace strata::strategies

@@ -1,1 +1,108 @@
-// placeholder: being written
+// Per-stage pipeline orders. All three schedules share one shape -- warm-up forwards, steady
+// one-forward-one-backward pairs, cool-down backwards -- and differ only in the warm-up length and
+// in which (micro-batch, chunk) the k-th forward and the k-th backward unit are.
+#include "strategies/schedule.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "common/error.hpp"
+
+namespace strata::strategies {
+namespace {
+
+ScheduleUnit forward(int micro_batch, int chunk) {
+  return {UnitPhase::kForward, micro_batch, chunk};
+}
+ScheduleUnit backward(int micro_batch, int chunk) {
+  return {UnitPhase::kBackward, micro_batch, chunk};
+}
+
+// `warmup` forwards, then (forward, backward) pairs while forwards remain, then the remaining
+// backwards. fwd(k) / bwd(k) name the k-th forward / backward unit, k in [0, total).
+template <typename Fwd, typename Bwd>
+std::vector<ScheduleUnit> warmup_steady_cooldown(int total, int warmup, Fwd fwd, Bwd bwd) {
+  std::vector<ScheduleUnit> order;
+  order.reserve(2 * static_cast<std::size_t>(total));
+  for (int k = 0; k < warmup; ++k) order.push_back(fwd(k));
+  const int steady = total - warmup;
+  for (int k = 0; k < steady; ++k) {
+    order.push_back(fwd(warmup + k));
+    order.push_back(bwd(k));
+  }
+  for (int k = steady; k < total; ++k) order.push_back(bwd(k));
+  return order;
+}
+
+// GPipe. With v chunks (not a Megatron schedule, supported for completeness) the forwards go
+// chunk-major -- every micro-batch through chunk 0, then through chunk 1, ... -- and the
+// backwards are the exact reverse of the forwards, so v = 1 is F0..F(m-1), B(m-1)..B0.
+std::vector<ScheduleUnit> gpipe(int m, int v) {
+  const int total = m * v;
+  auto fwd = [m](int k) { return forward(k % m, k / m); };
+  auto bwd = [m, total](int k) { return backward((total - 1 - k) % m, (total - 1 - k) / m); };
+  return warmup_steady_cooldown(total, total, fwd, bwd);
+}
+
+// PipeDream-Flush / Megatron 1F1B: stage s keeps at most pp - s micro-batches in flight.
+std::vector<ScheduleUnit> one_f_one_b(int pp, int stage, int m) {
+  const int warmup = std::min(pp - stage - 1, m);
+  return warmup_steady_cooldown(
+      m, warmup, [](int k) { return forward(k, 0); }, [](int k) { return backward(k, 0); });
+}
+
+// Megatron-LM's forward_backward_pipelining_with_interleaving. Units go in groups of pp
+// micro-batches: pp forwards of chunk 0, pp of chunk 1, ..., pp of chunk v-1, then the next pp
+// micro-batches. Backwards walk the same groups with the chunks reversed. The warm-up is the
+// one Megatron uses (2 per downstream stage to pair its sends and receives, plus (v-1)*pp to
+// fill the other chunks); with v = 1 this is not 1F1B, it keeps more micro-batches in flight.
+std::vector<ScheduleUnit> interleaved(int pp, int stage, int m, int v) {
+  const int total = m * v;
+  const int warmup = std::min((pp - stage - 1) * 2 + (v - 1) * pp, total);
+  auto micro_batch = [pp, v](int k) { return k / (pp * v) * pp + k % pp; };
+  auto fwd = [=](int k) { return forward(micro_batch(k), k / pp % v); };
+  auto bwd = [=](int k) { return backward(micro_batch(k), v - 1 - k / pp % v); };
+  return warmup_steady_cooldown(total, warmup, fwd, bwd);
+}
+
+}  // namespace
+
+std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int num_micro_batches,
+                                         int virtual_stages) {
+  const int m = num_micro_batches;
+  const int v = virtual_stages;
+  STRATA_CHECK(
+      pp >= 1 && stage >= 0 && stage < pp,
+      "stage_schedule: stage " + std::to_string(stage) + " outside pp = " + std::to_string(pp));
+  STRATA_CHECK(m >= 1 && v >= 1,
+               "stage_schedule: need num_micro_batches >= 1 and "
+               "virtual_stages >= 1, got " +
+                   std::to_string(m) + " and " + std::to_string(v));
+  switch (kind) {
+    case Schedule::kGPipe:
+      return gpipe(m, v);
+    case Schedule::kOneFOneB:
+      STRATA_CHECK(v == 1, "stage_schedule: 1F1B takes virtual_stages = 1, got " +
+                               std::to_string(v) + " (use the interleaved schedule)");
+      return one_f_one_b(pp, stage, m);
+    case Schedule::kInterleaved:
+      STRATA_CHECK(m % pp == 0, "stage_schedule: interleaved 1F1B needs num_micro_batches (" +
+                                    std::to_string(m) + ") divisible by pp (" + std::to_string(pp) +
+                                    ")");
+      return interleaved(pp, stage, m, v);
+  }
+  STRATA_CHECK(false, "stage_schedule: unknown schedule " + std::to_string(static_cast<int>(kind)));
+  return {};
+}
+
+int max_in_flight(const std::vector<ScheduleUnit>& order) {
+  int live = 0;
+  int peak = 0;
+  for (const ScheduleUnit& u : order) {
+    live += u.phase == UnitPhase::kForward ? 1 : -1;
+    peak = std::max(peak, live);
+  }
+  return peak;
+}
+
+}  // namespace strata::strategies

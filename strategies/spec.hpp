@@ -127,6 +127,8 @@ ClusterSpec with_nodes(const ClusterSpec& c, int nodes);
 enum class Dim { kTp = 0, kCp = 1, kEp = 2, kDp = 3, kPp = 4 };
 inline constexpr int kNumDims = 5;
 const char* dim_name(Dim d);
+// "tp-cp-ep-dp-pp": the order, first (fastest-varying) dimension first.
+std::string order_string(const std::array<Dim, kNumDims>& order);
 
 enum class Schedule { kGPipe, kOneFOneB, kInterleaved };
 enum class Recompute { kNone, kSelective, kFull };
@@ -192,5 +194,17 @@ LayerStrategy layer_strategy(const StrategySpec& s, int layer);
 
 // Layers per (virtual) stage after stage_layers or an even split; size pp * virtual_stages.
 std::vector<int> stage_partition(const ModelSpec& m, const StrategySpec& s);
+
+// ---------------------------------------------------------------------------------------------
+// Reading helpers shared by the three spec parsers (defined in model_spec.cpp).
+namespace detail {
+// An integer in [1, INT_MAX]; `fallback` 0 means the key is required.
+int read_positive_int(json::ObjectReader& r, const std::string& key, int fallback = 0);
+// The index of a string value in `names`; `fallback` -1 means the key is required.
+int read_choice(json::ObjectReader& r, const std::string& key,
+                const std::vector<std::string>& names, int fallback = -1);
+// The object's "source" (a list of strings is joined with "; "), or "".
+std::string read_source(const json::Json& object);
+}  // namespace detail
 
 }  // namespace strata::strategies

@@ -1,1 +1,534 @@
-// placeholder: being written
+// Strategy specs: parsing (types, ranges, enums, rank order) and validation against a model and
+// a world size (divisibility, batches, schedules, partitions, per-layer overrides), plus the
+// per-layer and per-stage views. Every rule is listed in docs/specs.md.
+#include <climits>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/units.hpp"
+#include "strategies/spec.hpp"
+
+namespace strata::strategies {
+
+namespace {
+
+using json::Json;
+
+const std::vector<std::string> kSchedules = {"gpipe", "1f1b", "interleaved-1f1b"};
+const std::vector<std::string> kRecomputes = {"none", "selective", "full"};
+const std::vector<std::string> kPrecisions = {"bf16", "fp16", "fp32"};
+constexpr std::array<Dim, kNumDims> kDefaultOrder = {Dim::kTp, Dim::kCp, Dim::kEp, Dim::kDp,
+                                                     Dim::kPp};
+
+std::string str(long long v) { return std::to_string(v); }
+
+int degree(const StrategySpec& s, Dim d) {
+  switch (d) {
+    case Dim::kTp:
+      return s.tp;
+    case Dim::kCp:
+      return s.cp;
+    case Dim::kEp:
+      return s.ep;
+    case Dim::kDp:
+      return s.dp;
+    case Dim::kPp:
+      return s.pp;
+  }
+  return 1;
+}
+
+// "tp-cp-ep-dp-pp": tokens once each; dims with degree > 1 must appear; the rest are appended
+// in the default order.
+void read_order(json::ObjectReader& r, StrategySpec& s) {
+  if (!r.has("order")) {
+    r.accept("order");
+    return;
+  }
+  const std::string text = r.get_string("order");
+  std::array<bool, kNumDims> seen{};
+  std::vector<Dim> dims;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dash = text.find('-', start);
+    const std::string token = text.substr(start, dash == std::string::npos ? dash : dash - start);
+    int found = -1;
+    for (int d = 0; d < kNumDims; ++d) {
+      if (token == dim_name(static_cast<Dim>(d))) found = d;
+    }
+    if (found < 0) {
+      json::fail(r.field("order"), text,
+                 "unknown token \"" + token +
+                     "\"; the order is tp, cp, ep, dp, pp (each at most once) joined by '-'");
+    }
+    if (seen[found]) {
+      json::fail(r.field("order"), text,
+                 "\"" + token + "\" appears twice; each dimension may appear at most once");
+    }
+    seen[found] = true;
+    dims.push_back(static_cast<Dim>(found));
+    if (dash == std::string::npos) break;
+    start = dash + 1;
+  }
+  for (Dim d : kDefaultOrder) {
+    if (seen[static_cast<int>(d)]) continue;
+    if (degree(s, d) > 1) {
+      json::fail(r.field("order"), text,
+                 std::string(dim_name(d)) + " = " + str(degree(s, d)) + " > 1, so " + dim_name(d) +
+                     " must appear in the order");
+    }
+    dims.push_back(d);
+  }
+  for (int i = 0; i < kNumDims; ++i) s.order[i] = dims[i];
+}
+
+// A list element that must be an int (a whole number, like ObjectReader::get_int accepts).
+int int_element(const Json& list, std::size_t i, const std::string& path, const Json& whole,
+                const std::string& rule) {
+  const Json& v = list[i];
+  if (v.is_number()) {
+    const double d = v.get<double>();
+    if (std::floor(d) == d && d >= INT_MIN && d <= INT_MAX) {
+      return v.is_number_integer() ? static_cast<int>(v.get<long long>()) : static_cast<int>(d);
+    }
+  }
+  json::fail(path, whole, rule);
+}
+
+LayerOverride read_override(const Json& v, const std::string& path) {
+  json::ObjectReader r(v, path);
+  r.finish({"layers", "tp", "recompute"});
+  LayerOverride o;
+  const Json& layers = r.get_raw("layers");
+  const std::string rule = "must be [first, last], two integers (0-based, inclusive)";
+  if (!layers.is_array() || layers.size() != 2) json::fail(r.field("layers"), layers, rule);
+  o.first = int_element(layers, 0, r.field("layers"), layers, rule);
+  o.last = int_element(layers, 1, r.field("layers"), layers, rule);
+  if (r.has("tp")) o.tp = detail::read_positive_int(r, "tp");
+  if (r.has("recompute")) o.recompute = detail::read_choice(r, "recompute", kRecomputes);
+  if (o.tp == 0 && o.recompute < 0) {
+    json::fail(path, v, "an override must set tp or recompute (or both)");
+  }
+  return o;
+}
+
+CollectivePolicy read_collectives(json::ObjectReader r) {
+  r.finish({"grad_bucket_MiB", "overlap_grad_reduce", "overlap_param_gather", "pp_scatter_gather"});
+  CollectivePolicy c;
+  const double mib = r.get_number_or("grad_bucket_MiB", 25.0);
+  if (mib <= 0) json::fail(r.field("grad_bucket_MiB"), mib, "must be > 0");
+  c.grad_bucket_bytes = mib * units::kMiB;
+  c.overlap_grad_reduce = r.get_bool_or("overlap_grad_reduce", true);
+  c.overlap_param_gather = r.get_bool_or("overlap_param_gather", true);
+  c.pp_scatter_gather = r.get_bool_or("pp_scatter_gather", false);
+  return c;
+}
+
+Json layers_json(const LayerOverride& o) { return Json::array({o.first, o.last}); }
+
+// Rule 3: pipeline partition (shared by validate and stage_partition).
+void check_partition(const ModelSpec& m, const StrategySpec& s) {
+  const long long layers = m.num_hidden_layers;
+  const long long stages = static_cast<long long>(s.pp) * s.virtual_stages;
+  const std::string pv =
+      "pp*virtual_stages = " + str(s.pp) + "*" + str(s.virtual_stages) + " = " + str(stages);
+  const bool interleaved = s.virtual_stages > 1;
+  const std::string field = interleaved ? "strategy.virtual_stages" : "strategy.pp";
+  const int value = interleaved ? s.virtual_stages : s.pp;
+  if (stages > layers) {
+    json::fail(field, value,
+               pv + " must not exceed num_hidden_layers (" + str(layers) +
+                   "): every (virtual) stage needs at least one layer");
+  }
+  if (s.stage_layers.empty()) {
+    if (layers % stages != 0) {
+      json::fail(field, value,
+                 "num_hidden_layers (" + str(layers) + ") must be divisible by " + pv +
+                     "; use stage_layers for an uneven split");
+    }
+    return;
+  }
+  const Json listed = s.stage_layers;
+  if (static_cast<long long>(s.stage_layers.size()) != stages) {
+    json::fail("strategy.stage_layers", listed,
+               "has " + str(static_cast<long long>(s.stage_layers.size())) +
+                   " entries; needs one per (virtual) stage, " + pv);
+  }
+  long long sum = 0;
+  for (std::size_t i = 0; i < s.stage_layers.size(); ++i) {
+    if (s.stage_layers[i] < 1) {
+      json::fail("strategy.stage_layers[" + str(static_cast<long long>(i)) + "]", s.stage_layers[i],
+                 "every (virtual) stage needs at least one layer");
+    }
+    sum += s.stage_layers[i];
+  }
+  if (sum != layers) {
+    json::fail("strategy.stage_layers", listed,
+               "sums to " + str(sum) + "; must equal num_hidden_layers (" + str(layers) + ")");
+  }
+}
+
+// A tensor-parallel degree `tp` (the strategy's, or an override's at `path`) must split every
+// head, kv-head and FFN column evenly; the vocabulary only for the strategy's own tp.
+void check_tp_divides(const ModelSpec& m, int tp, const std::string& path, bool check_vocab) {
+  const std::string whose = check_vocab ? "tp" : "the override's tp";
+  const struct {
+    const char* name;
+    int value;
+  } fields[] = {{"num_attention_heads", m.num_attention_heads},
+                {"num_key_value_heads", m.num_key_value_heads},
+                {"intermediate_size", m.intermediate_size}};
+  for (const auto& f : fields) {
+    if (f.value % tp != 0) {
+      json::fail(path, tp,
+                 std::string(f.name) + " (" + str(f.value) + ") must be divisible by " + whose);
+    }
+  }
+  if (check_vocab && m.vocab_size % tp != 0) {
+    const long long padded = (static_cast<long long>(m.vocab_size) / tp + 1) * tp;
+    json::fail(path, tp,
+               "vocab_size (" + str(m.vocab_size) +
+                   ") must be divisible by tp; pad vocab_size to a multiple of tp (e.g. " +
+                   str(padded) + ")");
+  }
+}
+
+// Sequence parallelism keeps seq_length/(cp*tp) tokens per tensor-parallel rank.
+void check_sequence_parallel(const ModelSpec& m, const StrategySpec& s, int tp,
+                             const std::string& path) {
+  if (!s.sequence_parallel || tp == 1) return;
+  const long long split = static_cast<long long>(s.cp) * tp;
+  if (m.seq_length % split != 0) {
+    json::fail(path, tp,
+               "with sequence_parallel = true, seq_length (" + str(m.seq_length) +
+                   ") must be divisible by cp*tp = " + str(s.cp) + "*" + str(tp) + " = " +
+                   str(split));
+  }
+}
+
+void check_overrides(const ModelSpec& m, const StrategySpec& s) {
+  const int layers = m.num_hidden_layers;
+  const long long stage_devices = static_cast<long long>(s.tp) * s.dp;
+  const long long samples = static_cast<long long>(s.micro_batch_size) * s.dp;
+  for (std::size_t i = 0; i < s.layer_overrides.size(); ++i) {
+    const LayerOverride& o = s.layer_overrides[i];
+    const std::string path = "strategy.layer_overrides[" + str(static_cast<long long>(i)) + "]";
+    if (o.first > o.last) {
+      json::fail(path + ".layers", layers_json(o),
+                 "first (" + str(o.first) + ") must not exceed last (" + str(o.last) + ")");
+    }
+    if (o.first < 0 || o.last > layers - 1) {
+      json::fail(path + ".layers", layers_json(o),
+                 "layers must lie in [0, " + str(layers - 1) +
+                     "] (num_hidden_layers = " + str(layers) + "; 0-based, inclusive)");
+    }
+    for (std::size_t k = 0; k < i; ++k) {
+      const LayerOverride& p = s.layer_overrides[k];
+      if (o.first <= p.last && p.first <= o.last) {
+        json::fail(path + ".layers", layers_json(o),
+                   "overlaps strategy.layer_overrides[" + str(static_cast<long long>(k)) +
+                       "].layers = " + layers_json(p).dump());
+      }
+    }
+    if (o.tp == 0) continue;
+    if (stage_devices % o.tp != 0) {
+      json::fail(path + ".tp", o.tp,
+                 "must divide tp*dp = " + str(s.tp) + "*" + str(s.dp) + " = " + str(stage_devices) +
+                     ", the devices of a pipeline stage");
+    }
+    check_tp_divides(m, o.tp, path + ".tp", false);
+    const long long layer_dp = stage_devices / o.tp;
+    if (samples % layer_dp != 0) {
+      json::fail(path + ".tp", o.tp,
+                 "gives these layers dp' = tp*dp/tp' = " + str(stage_devices) + "/" + str(o.tp) +
+                     " = " + str(layer_dp) + ", but micro_batch_size*dp = " +
+                     str(s.micro_batch_size) + "*" + str(s.dp) + " = " + str(samples) +
+                     " samples do not split evenly over " + str(layer_dp) + " replicas");
+    }
+    check_sequence_parallel(m, s, o.tp, path + ".tp");
+  }
+}
+
+}  // namespace
+
+const char* dim_name(Dim d) {
+  switch (d) {
+    case Dim::kTp:
+      return "tp";
+    case Dim::kCp:
+      return "cp";
+    case Dim::kEp:
+      return "ep";
+    case Dim::kDp:
+      return "dp";
+    case Dim::kPp:
+      return "pp";
+  }
+  return "?";
+}
+
+// Switches, not the tables above, so the names are usable during static initialisation.
+const char* schedule_name(Schedule s) {
+  switch (s) {
+    case Schedule::kGPipe:
+      return "gpipe";
+    case Schedule::kOneFOneB:
+      return "1f1b";
+    case Schedule::kInterleaved:
+      return "interleaved-1f1b";
+  }
+  return "?";
+}
+
+const char* recompute_name(Recompute r) {
+  switch (r) {
+    case Recompute::kNone:
+      return "none";
+    case Recompute::kSelective:
+      return "selective";
+    case Recompute::kFull:
+      return "full";
+  }
+  return "?";
+}
+
+std::string order_string(const std::array<Dim, kNumDims>& order) {
+  std::string out;
+  for (Dim d : order) {
+    if (!out.empty()) out += '-';
+    out += dim_name(d);
+  }
+  return out;
+}
+
+std::string StrategySpec::order_string() const { return strategies::order_string(order); }
+
+StrategySpec parse_strategy(const Json& j, const std::string& what) {
+  json::ObjectReader r(j, what);
+  r.finish({"name", "dp", "tp", "pp", "cp", "ep", "order", "micro_batch_size", "global_batch_size",
+            "schedule", "virtual_stages", "zero_stage", "recompute", "sequence_parallel",
+            "precision", "main_grads_fp32", "layer_overrides", "stage_layers", "collectives"});
+  StrategySpec s;
+  s.name = r.get_string("name");
+  if (s.name.empty()) json::fail(r.field("name"), s.name, "must not be empty");
+  s.dp = detail::read_positive_int(r, "dp", 1);
+  s.tp = detail::read_positive_int(r, "tp", 1);
+  s.pp = detail::read_positive_int(r, "pp", 1);
+  s.cp = detail::read_positive_int(r, "cp", 1);
+  s.ep = detail::read_positive_int(r, "ep", 1);
+  const long long world = static_cast<long long>(s.dp) * s.tp * s.pp * s.cp;
+  if (world > INT_MAX) {
+    json::fail(r.field("dp"), s.dp, "dp*tp*pp*cp = " + str(world) + " is too large");
+  }
+  read_order(r, s);
+
+  s.micro_batch_size = detail::read_positive_int(r, "micro_batch_size");
+  s.global_batch_size = detail::read_positive_int(r, "global_batch_size");
+  if (static_cast<long long>(s.micro_batch_size) * s.dp > INT_MAX) {
+    json::fail(r.field("micro_batch_size"), s.micro_batch_size, "micro_batch_size*dp is too large");
+  }
+  s.schedule = static_cast<Schedule>(detail::read_choice(r, "schedule", kSchedules, 1));
+  s.virtual_stages = detail::read_positive_int(r, "virtual_stages", 1);
+  if (s.virtual_stages > 1 && s.schedule != Schedule::kInterleaved) {
+    json::fail(r.field("virtual_stages"), s.virtual_stages,
+               "virtual_stages > 1 needs schedule \"interleaved-1f1b\" (schedule is \"" +
+                   kSchedules[static_cast<int>(s.schedule)] + "\")");
+  }
+  if (static_cast<long long>(s.pp) * s.virtual_stages > INT_MAX) {
+    json::fail(r.field("virtual_stages"), s.virtual_stages, "pp*virtual_stages is too large");
+  }
+  const long long zero = r.get_int_or("zero_stage", 0);
+  if (zero < 0 || zero > 3) {
+    json::fail(r.field("zero_stage"), zero,
+               "must be 0, 1, 2 or 3 (0 = none, 1 = optimizer states, 2 = + gradients, "
+               "3 = + parameters)");
+  }
+  s.zero_stage = static_cast<int>(zero);
+  s.recompute = static_cast<Recompute>(detail::read_choice(r, "recompute", kRecomputes, 0));
+  s.sequence_parallel = r.get_bool_or("sequence_parallel", false);
+  s.precision = static_cast<Precision>(detail::read_choice(r, "precision", kPrecisions, 0));
+  s.main_grads_fp32 = r.get_bool_or("main_grads_fp32", false);
+
+  if (r.has("layer_overrides")) {
+    const Json& list = r.get_raw("layer_overrides");
+    if (!list.is_array()) json::fail(r.field("layer_overrides"), list, "must be a list");
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      s.layer_overrides.push_back(
+          read_override(list[i], r.field("layer_overrides") + "[" + str(i) + "]"));
+    }
+  } else {
+    r.accept("layer_overrides");
+  }
+  if (r.has("stage_layers")) {
+    const Json& list = r.get_raw("stage_layers");
+    const std::string rule = "must be a list of positive integers, one per (virtual) stage";
+    if (!list.is_array() || list.empty()) json::fail(r.field("stage_layers"), list, rule);
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const int n = int_element(list, i, r.field("stage_layers"), list, rule);
+      if (n < 1) {
+        json::fail(r.field("stage_layers") + "[" + str(i) + "]", n,
+                   "every (virtual) stage needs at least one layer");
+      }
+      s.stage_layers.push_back(n);
+    }
+  } else {
+    r.accept("stage_layers");
+  }
+  if (r.has("collectives")) {
+    s.collectives = read_collectives(r.get_object("collectives"));
+  } else {
+    r.accept("collectives");
+  }
+  s.source = detail::read_source(j);
+  return s;
+}
+
+StrategySpec load_strategy(const std::string& path) {
+  const Json j = json::parse_file(path);
+  try {
+    return parse_strategy(j, "strategy");
+  } catch (const ConfigError& e) {
+    throw ConfigError(path + ": " + e.what());
+  }
+}
+
+Json to_json(const StrategySpec& s) {
+  Json j = Json::object();
+  j["name"] = s.name;
+  j["dp"] = s.dp;
+  j["tp"] = s.tp;
+  j["pp"] = s.pp;
+  j["cp"] = s.cp;
+  j["ep"] = s.ep;
+  j["order"] = s.order_string();
+  j["micro_batch_size"] = s.micro_batch_size;
+  j["global_batch_size"] = s.global_batch_size;
+  j["schedule"] = schedule_name(s.schedule);
+  j["virtual_stages"] = s.virtual_stages;
+  j["zero_stage"] = s.zero_stage;
+  j["recompute"] = recompute_name(s.recompute);
+  j["sequence_parallel"] = s.sequence_parallel;
+  j["precision"] = precision_name(s.precision);
+  j["main_grads_fp32"] = s.main_grads_fp32;
+  if (!s.layer_overrides.empty()) {
+    Json list = Json::array();
+    for (const auto& o : s.layer_overrides) {
+      Json item = {{"layers", layers_json(o)}};
+      if (o.tp > 0) item["tp"] = o.tp;
+      if (o.recompute >= 0) item["recompute"] = recompute_name(static_cast<Recompute>(o.recompute));
+      list.push_back(item);
+    }
+    j["layer_overrides"] = list;
+  }
+  if (!s.stage_layers.empty()) j["stage_layers"] = s.stage_layers;
+  j["collectives"] = {{"grad_bucket_MiB", s.collectives.grad_bucket_bytes / units::kMiB},
+                      {"overlap_grad_reduce", s.collectives.overlap_grad_reduce},
+                      {"overlap_param_gather", s.collectives.overlap_param_gather},
+                      {"pp_scatter_gather", s.collectives.pp_scatter_gather}};
+  if (!s.source.empty()) j["source"] = s.source;
+  return j;
+}
+
+void validate(const ModelSpec& m, const StrategySpec& s, int world_size) {
+  // 1. The grid fills the world (ep lives inside dp).
+  if (static_cast<long long>(s.dp) * s.tp * s.pp * s.cp != world_size) {
+    const long long world = static_cast<long long>(s.dp) * s.tp * s.pp * s.cp;
+    std::string message = "strategy: dp*tp*pp*cp = " + str(s.dp) + "*" + str(s.tp) + "*" +
+                          str(s.pp) + "*" + str(s.cp) + " = " + str(world) +
+                          " must equal the world size (" + str(world_size) + ")";
+    const long long others = static_cast<long long>(s.tp) * s.pp * s.cp;
+    if (world_size > 0 && world_size % others == 0) {
+      message += "; with tp*pp*cp = " + str(others) + " use dp = " + str(world_size / others);
+    }
+    throw ConfigError(message);
+  }
+  // 2. Tensor parallelism splits heads, kv-heads, FFN columns and the vocabulary evenly
+  // (hidden_size % tp follows from the heads).
+  check_tp_divides(m, s.tp, "strategy.tp", true);
+  // 3. Pipeline partition.
+  check_partition(m, s);
+  // 4. Whole micro-batches on every data-parallel replica.
+  const long long per_step = static_cast<long long>(s.micro_batch_size) * s.dp;
+  if (s.global_batch_size % per_step != 0) {
+    const long long up = (s.global_batch_size / per_step + 1) * per_step;
+    json::fail("strategy.global_batch_size", s.global_batch_size,
+               "must be divisible by micro_batch_size*dp = " + str(s.micro_batch_size) + "*" +
+                   str(s.dp) + " = " + str(per_step) + " (e.g. " + str(up) + ")");
+  }
+  // 5. Schedules.
+  const long long micro_batches = s.global_batch_size / per_step;
+  const std::string m_text =
+      "global_batch_size/(micro_batch_size*dp) = " + str(s.global_batch_size) + "/(" +
+      str(s.micro_batch_size) + "*" + str(s.dp) + ") = " + str(micro_batches);
+  if (s.schedule == Schedule::kOneFOneB && micro_batches < s.pp) {
+    json::fail("strategy.schedule", "1f1b",
+               "needs at least pp (" + str(s.pp) + ") micro-batches per step, but " + m_text +
+                   "; use gpipe or raise global_batch_size to " + str(per_step * s.pp) +
+                   " or more");
+  }
+  if (s.schedule == Schedule::kInterleaved) {
+    if (s.pp < 2) {
+      json::fail("strategy.schedule", "interleaved-1f1b", "needs pp >= 2 (pp = " + str(s.pp) + ")");
+    }
+    if (s.virtual_stages < 2) {
+      json::fail("strategy.virtual_stages", s.virtual_stages,
+                 "interleaved-1f1b needs virtual_stages >= 2 (use 1f1b for one model chunk "
+                 "per pipeline rank)");
+    }
+    if (micro_batches % s.pp != 0) {
+      json::fail("strategy.schedule", "interleaved-1f1b",
+                 "needs the number of micro-batches to be a multiple of pp (" + str(s.pp) +
+                     "), but " + m_text);
+    }
+  }
+  // 6. Context parallelism: each cp rank takes two mirrored chunks of the causal sequence.
+  if (s.cp > 1 && m.seq_length % (2LL * s.cp) != 0) {
+    json::fail("strategy.cp", s.cp,
+               "seq_length (" + str(m.seq_length) + ") must be divisible by 2*cp = " +
+                   str(2LL * s.cp) + " (load-balanced causal split)");
+  }
+  check_sequence_parallel(m, s, s.tp, "strategy.tp");
+  // 7. Expert parallelism.
+  if (s.ep > 1) {
+    if (s.dp % s.ep != 0) {
+      json::fail("strategy.ep", s.ep,
+                 "must divide dp (" + str(s.dp) +
+                     "): expert parallelism lives inside data "
+                     "parallelism");
+    }
+    json::fail("strategy.ep", s.ep,
+               "the model has no experts; ep > 1 needs a mixture-of-experts model");
+  }
+  // 8. Per-layer overrides.
+  check_overrides(m, s);
+}
+
+LayerStrategy layer_strategy(const StrategySpec& s, int layer) {
+  LayerStrategy out;
+  out.tp = s.tp;
+  out.dp = s.dp;
+  out.recompute = s.recompute;
+  for (const auto& o : s.layer_overrides) {
+    if (layer < o.first || layer > o.last) continue;
+    if (o.tp > 0) {
+      STRATA_CHECK((s.tp * s.dp) % o.tp == 0, "layer_strategy() needs a validated strategy");
+      out.tp = o.tp;
+      out.dp = s.tp * s.dp / o.tp;
+    }
+    if (o.recompute >= 0) out.recompute = static_cast<Recompute>(o.recompute);
+    break;
+  }
+  out.micro_batch_size = s.micro_batch_size * s.dp / out.dp;
+  return out;
+}
+
+std::vector<int> stage_partition(const ModelSpec& m, const StrategySpec& s) {
+  check_partition(m, s);
+  if (!s.stage_layers.empty()) return s.stage_layers;
+  const int stages = s.pp * s.virtual_stages;
+  return std::vector<int>(stages, m.num_hidden_layers / stages);
+}
+
+}  // namespace strata::strategies

@@ -1,1 +1,159 @@
-// placeholder: being written
+// End-to-end tests of `strata`: exit codes, messages that name field/value/rule, output files
+// written only on success.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "common/json.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("strata-cli-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Runs strata with `args` (shell syntax), capturing stdout, stderr and the exit code.
+  Result run(const std::string& args) {
+    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
+    const std::string cmd = std::string(STRATA_EXE) + " " + args + " >" + out.string() + " 2>" +
+                            err.string();
+    const int status = std::system(cmd.c_str());
+    Result r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = read(out);
+    r.err = read(err);
+    return r;
+  }
+  static std::string read(const fs::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string write(const std::string& name, const std::string& content) {
+    const fs::path p = dir_ / name;
+    std::ofstream(p) << content;
+    return p.string();
+  }
+  static std::string config(const std::string& rel) {
+    return std::string(STRATA_SOURCE_DIR) + "/configs/" + rel;
+  }
+
+  fs::path dir_;
+};
+
+const char* kMain = "--model gpt3-175b --cluster dgx-a100-128n --strategy gpt3-175b-tp8-pp8-dp16";
+
+TEST_F(Cli, HelpForEveryCommand) {
+  Result r = run("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("plan"), std::string::npos);
+  r = run("plan --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--strategy"), std::string::npos);
+  r = run("help plan");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(run("").exit_code, 2);
+  EXPECT_EQ(run("frobnicate").exit_code, 2);
+}
+
+TEST_F(Cli, PlansGpt3OnTheBundled1024GpuCluster) {
+  const Result r = run(std::string("plan ") + kMain);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("1024 ranks = dp 16 x tp 8 x pp 8"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("fits           yes"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("reduce_scatter"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, JsonSummaryAndPlanFile) {
+  const std::string plan = (dir_ / "plan.json").string();
+  const Result r = run(std::string("plan ") + kMain + " --json - --out " + plan);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = strata::json::parse(r.out, "summary");
+  EXPECT_EQ(j["world_size"], 1024);
+  EXPECT_EQ(j["degrees"]["tp"], 8);
+  EXPECT_EQ(j["tasks"]["distinct_programs"], 8);
+  EXPECT_TRUE(j["memory"]["fits"].get<bool>());
+  const auto p = strata::json::parse_file(plan);
+  EXPECT_EQ(p["schema_version"], 1);
+  EXPECT_EQ(p["programs"].size(), 8u);
+  EXPECT_EQ(p["summary"], j);
+  EXPECT_FALSE(fs::exists(plan + ".tmp-strata"));
+}
+
+TEST_F(Cli, InvalidStrategyNamesFieldValueAndRuleAndWritesNothing) {
+  const std::string bad = write("bad.json", R"({"name": "bad", "tp": 3, "pp": 1, "dp": 1,
+    "micro_batch_size": 1, "global_batch_size": 8})");
+  const std::string plan = (dir_ / "plan.json").string();
+  const Result r = run("plan --model gpt3-175b --cluster dgx-a100-128n --gpus 3 --strategy " +
+                       bad + " --out " + plan);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("strategy.tp = 3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("divisible"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(plan));
+}
+
+TEST_F(Cli, JsonSyntaxErrorHasLineAndColumn) {
+  const std::string bad = write("broken.json", "{\n  \"name\": \"x\",\n  \"tp\": ,\n}");
+  const Result r = run("plan --model gpt3-175b --cluster dgx-a100-128n --strategy " + bad);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("line 3"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, UnknownSpecNameListsTheBundledOnes) {
+  const Result r = run("plan --model gpt3-176b --cluster dgx-a100-128n --strategy x");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--model = gpt3-176b"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("gpt3-175b"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, BadOptions) {
+  EXPECT_EQ(run(std::string("plan ") + kMain + " --gpus zero").exit_code, 1);
+  EXPECT_EQ(run(std::string("plan ") + kMain + " --frobnicate").exit_code, 1);
+  EXPECT_EQ(run("plan --cluster dgx-a100-128n --strategy gpt3-175b-tp8-pp8-dp16").exit_code, 1);
+}
+
+TEST_F(Cli, OutOfMemoryExitsThreeUnlessIgnored) {
+  // GPT-3 175B with pure data parallelism on 8 GPUs cannot fit 80 GiB per GPU.
+  const std::string s = write("dp8.json", R"({"name": "dp8", "dp": 8, "micro_batch_size": 1,
+    "global_batch_size": 8})");
+  const std::string plan = (dir_ / "plan.json").string();
+  Result r = run("plan --model gpt3-175b --cluster dgx-a100-128n --gpus 8 --strategy " + s +
+                 " --out " + plan);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("rank 0"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("NO"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(plan));
+  r = run("plan --model gpt3-175b --cluster dgx-a100-128n --gpus 8 --strategy " + s +
+          " --ignore-memory --out " + plan);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(plan));
+}
+
+TEST_F(Cli, HuggingFaceConfigAndRescaledCluster) {
+  const Result r = run("plan --model " + config("models/llama2-7b-hf-config.json") +
+                       " --cluster dgx-h100-128n --nodes 1 --strategy llama2-7b-tp2-dp4 --json -");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = strata::json::parse(r.out, "summary");
+  EXPECT_EQ(j["world_size"], 8);
+  EXPECT_NEAR(j["params"]["total"].get<double>(), 6738415616.0, 0.5);
+}
+
+}  // namespace

@@ -1,1 +1,169 @@
-// placeholder: being written
+// FLOP and memory accounting against the published formulas: Megatron SC'21 eq. 3 (and its
+// Table 1), Korthikanti et al. 2022 Table 2, and the ZeRO paper's memory figures.
+#include "strategies/accounting.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "common/json.hpp"
+#include "test_models.hpp"
+
+namespace strata::strategies {
+namespace {
+
+using testing::gpt;
+using testing::llama;
+using testing::strategy;
+
+json::Json table1() {
+  return json::parse_file(std::string(STRATA_SOURCE_DIR) +
+                          "/../shared/data/published-reference.json")["megatron_sc21_table1"];
+}
+
+bool have_table1() {
+  return std::ifstream(std::string(STRATA_SOURCE_DIR) + "/../shared/data/published-reference.json")
+      .good();
+}
+
+TEST(Flops, Eq3IntegerFormEqualsThePaperForm) {
+  // 96 B s l h^2 (1 + s/6h + V/16lh), evaluated in long double.
+  const std::int64_t B = 1536, s = 2048, l = 96, h = 12288, V = 51200;
+  const long double paper = 96.0L * B * s * l * h * h *
+                            (1.0L + s / (6.0L * h) + V / (16.0L * l * h));
+  const long double ours = static_cast<long double>(megatron_eq3_flops(B, s, l, h, V));
+  EXPECT_NEAR(static_cast<double>(ours / paper), 1.0, 1e-15);
+}
+
+TEST(Flops, FullRecomputeHardwareFlopsEqualEq3ExactlyForEveryTable1Row) {
+  if (!have_table1()) GTEST_SKIP() << "shared/data/published-reference.json not found";
+  const auto t = table1();
+  for (const auto& row : t["rows"]) {
+    const int l = row["num_layers"], h = row["hidden_size"], a = row["attention_heads"];
+    const int B = row["global_batch_size"];
+    ModelSpec m = gpt(l, h, a, 51200, 2048);
+    StrategySpec s = strategy(1, 1, 1, 1, B);
+    s.recompute = Recompute::kFull;
+    const StepFlops f = step_flops(m, s);
+    EXPECT_TRUE(f.hardware == megatron_eq3_flops(B, 2048, l, h, 51200)) << "row with h=" << h;
+    // Model FLOPs: three passes instead of four over the layers (72 B s l h^2 (1 + s/6h +
+    // V/12lh)).
+    const FlopCount model = FlopCount(72) * B * 2048 * l * FlopCount(h) * h +
+                            FlopCount(12) * B * 2048 * 2048 * l * h +
+                            FlopCount(6) * B * 2048 * FlopCount(h) * 51200;
+    EXPECT_TRUE(f.model == model);
+    // The derived iteration time of the table: eq. 3 / (achieved TFLOP/s x GPUs).
+    const double iter = to_double(f.hardware) /
+                        (row["achieved_tflops_per_gpu"].get<double>() * 1e12 *
+                         row["num_gpus"].get<double>());
+    EXPECT_NEAR(iter / row["iter_time_s_derived_eq3"].get<double>(), 1.0, 0.01);
+  }
+}
+
+TEST(Flops, SelectiveRecomputeAddsOnlyTheAttentionCore) {
+  const ModelSpec m = gpt(4, 256, 8, 1024, 512);
+  StrategySpec s = strategy(1, 1, 1, 1, 8);
+  const StepFlops none = step_flops(m, s);
+  s.recompute = Recompute::kSelective;
+  const StepFlops sel = step_flops(m, s);
+  EXPECT_TRUE(none.model == sel.model);
+  EXPECT_TRUE(none.hardware == none.model);
+  const FlopCount core = FlopCount(4) * 8 * 512 * 512 * 256 * 4;  // 4 T s h per layer
+  EXPECT_TRUE(sel.hardware - sel.model == core);
+}
+
+TEST(Flops, LayerFlopsForGqaAndSwiglu) {
+  // Llama-2-70B shape: h 8192, 64 heads, 8 kv heads, ffn 28672.
+  const ModelSpec m = llama(80, 8192, 64, 8, 28672, 32000, 4096);
+  const LayerFlops f = layer_forward_flops(m, 1);
+  const double T = 4096, h = 8192, hk = 1024;
+  EXPECT_DOUBLE_EQ(f.qkv, 2 * T * h * (h + 2 * hk));
+  EXPECT_DOUBLE_EQ(f.attn_out, 2 * T * h * h);
+  EXPECT_DOUBLE_EQ(f.mlp, 6 * T * h * 28672);
+  EXPECT_DOUBLE_EQ(f.attn_core, 4 * T * 4096 * h);
+  EXPECT_DOUBLE_EQ(lm_head_forward_flops(m, 2), 2 * 2 * T * h * 32000);
+}
+
+TEST(Memory, LayerActivationsMatchKorthikantiTable2) {
+  // GPT-3 175B shape and a smaller one, every tp, with and without sequence parallelism.
+  for (const auto& [h, a] : {std::pair{12288, 96}, std::pair{2048, 16}}) {
+    const ModelSpec m = gpt(8, h, a, 51200, 2048);
+    for (int t : {1, 2, 4, 8}) {
+      for (bool sp : {false, true}) {
+        for (Recompute r : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
+          for (int b : {1, 4}) {
+            const double ours = layer_activation_bytes(m, b, t, sp, r).stored;
+            const double paper = korthikanti_layer_bytes(2048, b, h, a, t, sp, r);
+            EXPECT_NEAR(ours / paper, 1.0, 1e-12)
+                << "h=" << h << " t=" << t << " sp=" << sp << " recompute=" << int(r);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Memory, KorthikantiClosedFormsByHand) {
+  // s=2048, b=1, h=12288, a=96, t=8: sbh = 25165824.
+  const double sbh = 2048.0 * 12288;
+  EXPECT_DOUBLE_EQ(korthikanti_layer_bytes(2048, 1, 12288, 96, 1, false, Recompute::kNone),
+                   sbh * (34 + 5.0 * 96 * 2048 / 12288));
+  EXPECT_DOUBLE_EQ(korthikanti_layer_bytes(2048, 1, 12288, 96, 8, true, Recompute::kSelective),
+                   sbh * 34 / 8);
+  EXPECT_DOUBLE_EQ(korthikanti_layer_bytes(2048, 1, 12288, 96, 8, false, Recompute::kFull),
+                   2 * sbh);
+}
+
+TEST(Memory, RecomputedBytesRestoreTheFullLayer) {
+  const ModelSpec m = gpt(8, 1024, 16, 51200, 2048);
+  for (int t : {1, 4}) {
+    for (bool sp : {false, true}) {
+      const double full = layer_activation_bytes(m, 2, t, sp, Recompute::kNone).stored;
+      const auto sel = layer_activation_bytes(m, 2, t, sp, Recompute::kSelective);
+      EXPECT_DOUBLE_EQ(sel.stored + sel.recomputed, full);
+      EXPECT_DOUBLE_EQ(layer_activation_bytes(m, 2, t, sp, Recompute::kFull).recomputed, full);
+    }
+  }
+}
+
+TEST(Memory, DropoutFreeSwigluLayer) {
+  // No dropout: no masks and no dropout output; SwiGLU keeps gate, up and fc2 input (6 s b f).
+  const ModelSpec m = llama(2, 4096, 32, 8, 11008, 32000, 4096);
+  const double s = 4096, h = 4096, hk = 1024, f = 11008, a = 32;
+  const double expected = 8 * s * h + 2 * s * (h + 2 * hk) + 2 * s * h + 6 * s * f + 2 * a * s * s;
+  EXPECT_DOUBLE_EQ(layer_activation_bytes(m, 1, 1, false, Recompute::kNone).stored, expected);
+}
+
+TEST(Memory, ZeroPaperFigures) {
+  // Rajbhandari et al. 2020, sec. 5 / Figure 1: 7.5B parameters, N_d = 64, K = 12, fp16:
+  // baseline 120 GB, P_os 31.4 GB, P_os+g 16.6 GB, P_os+g+p 1.9 GB.
+  const double psi = 7.5e9;
+  const double expected[] = {120.0, 31.4, 16.6, 1.9};
+  for (int stage = 0; stage <= 3; ++stage) {
+    const double gb = static_memory_bytes(psi, 64, stage, Precision::kFp16, false).total() / 1e9;
+    EXPECT_NEAR(gb, expected[stage], 0.05) << "stage " << stage;
+  }
+  // fp32 training keeps 4 + 4 + 8 bytes per parameter.
+  EXPECT_DOUBLE_EQ(static_memory_bytes(1000, 1, 0, Precision::kFp32, false).total(), 16000);
+  // Megatron's fp32 main gradients: 4-byte gradients.
+  EXPECT_DOUBLE_EQ(static_memory_bytes(1000, 1, 0, Precision::kBf16, true).grads, 4000);
+}
+
+TEST(Memory, ParamsPerRankAddUpToTheLayer) {
+  const ModelSpec m = gpt(1, 1024, 16, 51200, 2048);
+  // Unsharded: Megatron's 12h^2 + 13h.
+  EXPECT_DOUBLE_EQ(layer_params_per_rank(m, 1), 12.0 * 1024 * 1024 + 13.0 * 1024);
+  // Under tp, the split parts add up and the replicated parts (norms, row biases) repeat.
+  for (int t : {2, 4, 8}) {
+    const double replicated = 4.0 * 1024 + 2.0 * 1024;
+    EXPECT_DOUBLE_EQ(t * (layer_params_per_rank(m, t) - replicated) + replicated,
+                     layer_params_per_rank(m, 1));
+  }
+  EXPECT_DOUBLE_EQ(input_embedding_params_per_rank(m, 4), 51200.0 * 1024 / 4 + 2048.0 * 1024);
+  EXPECT_DOUBLE_EQ(output_params_per_rank(m, 4, 1), 2.0 * 1024);  // tied, one stage: norm only
+  EXPECT_DOUBLE_EQ(output_params_per_rank(m, 4, 2), 2.0 * 1024 + 51200.0 * 1024 / 4);
+}
+
+}  // namespace
+}  // namespace strata::strategies

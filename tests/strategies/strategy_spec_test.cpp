@@ -1,1 +1,676 @@
-// placeholder: being written
+// Strategy specs: parsing, every validation rule (each error checked for its field, value and
+// rule), per-layer and per-stage views, round trips, and every bundled strategy against its model.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "strategies/spec.hpp"
+
+namespace strata::strategies {
+namespace {
+
+using json::Json;
+
+const std::string kRoot = STRATA_SOURCE_DIR;
+
+template <typename F>
+void expect_config_error(F&& f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    for (const auto& p : parts) {
+      EXPECT_NE(message.find(p), std::string::npos) << "\"" << p << "\" not in: " << message;
+    }
+  }
+}
+
+// A 32-layer, 32-head model with GQA (8 kv-heads), like Llama 2 7B at a smaller width.
+ModelSpec model() {
+  return parse_model(Json{{"name", "m"},
+                          {"family", "llama"},
+                          {"num_hidden_layers", 32},
+                          {"hidden_size", 1024},
+                          {"num_attention_heads", 32},
+                          {"num_key_value_heads", 8},
+                          {"intermediate_size", 2816},
+                          {"vocab_size", 32000},
+                          {"seq_length", 2048}});
+}
+
+Json base() { return {{"name", "s"}, {"micro_batch_size", 1}, {"global_batch_size", 64}}; }
+
+Json with(Json j, const Json& changes) {
+  j.update(changes);
+  return j;
+}
+
+StrategySpec strategy(const Json& changes) { return parse_strategy(with(base(), changes)); }
+
+// --- parsing ---------------------------------------------------------------------------------
+
+TEST(StrategyParse, Defaults) {
+  const StrategySpec s = parse_strategy(base());
+  EXPECT_EQ(s.name, "s");
+  EXPECT_EQ(s.dp, 1);
+  EXPECT_EQ(s.tp, 1);
+  EXPECT_EQ(s.pp, 1);
+  EXPECT_EQ(s.cp, 1);
+  EXPECT_EQ(s.ep, 1);
+  EXPECT_EQ(s.order_string(), "tp-cp-ep-dp-pp");
+  EXPECT_EQ(s.schedule, Schedule::kOneFOneB);
+  EXPECT_EQ(s.virtual_stages, 1);
+  EXPECT_EQ(s.zero_stage, 0);
+  EXPECT_EQ(s.recompute, Recompute::kNone);
+  EXPECT_FALSE(s.sequence_parallel);
+  EXPECT_EQ(s.precision, Precision::kBf16);
+  EXPECT_FALSE(s.main_grads_fp32);
+  EXPECT_TRUE(s.layer_overrides.empty());
+  EXPECT_TRUE(s.stage_layers.empty());
+  EXPECT_DOUBLE_EQ(s.collectives.grad_bucket_bytes, 25.0 * 1024 * 1024);
+  EXPECT_TRUE(s.collectives.overlap_grad_reduce);
+  EXPECT_TRUE(s.collectives.overlap_param_gather);
+  EXPECT_FALSE(s.collectives.pp_scatter_gather);
+  EXPECT_EQ(s.world_size(), 1);
+  EXPECT_EQ(s.num_micro_batches(), 64);
+}
+
+TEST(StrategyParse, EveryKey) {
+  const StrategySpec s = strategy(
+      {{"dp", 2},
+       {"tp", 4},
+       {"pp", 8},
+       {"cp", 2},
+       {"order", "tp-dp-cp-pp"},
+       {"schedule", "interleaved-1f1b"},
+       {"virtual_stages", 2},
+       {"zero_stage", 3},
+       {"recompute", "full"},
+       {"sequence_parallel", true},
+       {"precision", "fp16"},
+       {"main_grads_fp32", true},
+       {"layer_overrides",
+        {{{"layers", {0, 3}}, {"tp", 2}}, {{"layers", {4, 4}}, {"recompute", "selective"}}}},
+       {"stage_layers", {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}},
+       {"collectives",
+        {{"grad_bucket_MiB", 40},
+         {"overlap_grad_reduce", false},
+         {"overlap_param_gather", false},
+         {"pp_scatter_gather", true}}},
+       {"source", "test"}});
+  EXPECT_EQ(s.world_size(), 128);
+  EXPECT_EQ(s.order_string(), "tp-dp-cp-pp-ep");  // ep (degree 1) appended
+  EXPECT_EQ(s.schedule, Schedule::kInterleaved);
+  EXPECT_EQ(s.virtual_stages, 2);
+  EXPECT_EQ(s.zero_stage, 3);
+  EXPECT_EQ(s.recompute, Recompute::kFull);
+  EXPECT_TRUE(s.sequence_parallel);
+  EXPECT_EQ(s.precision, Precision::kFp16);
+  EXPECT_TRUE(s.main_grads_fp32);
+  ASSERT_EQ(s.layer_overrides.size(), 2u);
+  EXPECT_EQ(s.layer_overrides[0].first, 0);
+  EXPECT_EQ(s.layer_overrides[0].last, 3);
+  EXPECT_EQ(s.layer_overrides[0].tp, 2);
+  EXPECT_EQ(s.layer_overrides[0].recompute, -1);
+  EXPECT_EQ(s.layer_overrides[1].tp, 0);
+  EXPECT_EQ(s.layer_overrides[1].recompute, static_cast<int>(Recompute::kSelective));
+  EXPECT_EQ(s.stage_layers.size(), 16u);
+  EXPECT_DOUBLE_EQ(s.collectives.grad_bucket_bytes, 40.0 * 1024 * 1024);
+  EXPECT_FALSE(s.collectives.overlap_grad_reduce);
+  EXPECT_FALSE(s.collectives.overlap_param_gather);
+  EXPECT_TRUE(s.collectives.pp_scatter_gather);
+  EXPECT_EQ(s.source, "test");
+}
+
+TEST(StrategyParse, RequiredKeysAndUnknownKeys) {
+  Json j = base();
+  j.erase("global_batch_size");
+  expect_config_error([&] { parse_strategy(j); },
+                      {"strategy.global_batch_size", "required key is missing"});
+  j = base();
+  j.erase("micro_batch_size");
+  expect_config_error([&] { parse_strategy(j); },
+                      {"strategy.micro_batch_size", "required key is missing"});
+  expect_config_error(
+      [&] {
+        strategy({{"tensor_parallel", 2}});
+      },
+      {"strategy.tensor_parallel", "unknown key", "tp"});
+  expect_config_error(
+      [&] {
+        strategy({{"collectives", {{"bucket_MiB", 2}}}});
+      },
+      {"strategy.collectives.bucket_MiB", "unknown key", "grad_bucket_MiB"});
+  expect_config_error([&] { strategy({{"name", ""}}); }, {"strategy.name", "must not be empty"});
+}
+
+TEST(StrategyParse, DegreesArePositiveIntegers) {
+  for (const char* key :
+       {"dp", "tp", "pp", "cp", "ep", "micro_batch_size", "global_batch_size", "virtual_stages"}) {
+    expect_config_error(
+        [&] {
+          strategy({{key, 0}});
+        },
+        {std::string("strategy.") + key + " = 0", "must be a positive integer"});
+    expect_config_error(
+        [&] {
+          strategy({{key, 1.5}});
+        },
+        {std::string("strategy.") + key + " = 1.5", "must be an integer"});
+  }
+}
+
+TEST(StrategyParse, OrderTokens) {
+  EXPECT_EQ(strategy({{"order", "pp-dp-tp"}, {"tp", 2}}).order_string(), "pp-dp-tp-cp-ep");
+  const StrategySpec s = strategy({{"order", "dp-tp"}, {"tp", 2}, {"dp", 2}});
+  EXPECT_EQ(s.order[0], Dim::kDp);
+  EXPECT_EQ(s.order[1], Dim::kTp);
+  EXPECT_EQ(s.order[4], Dim::kPp);
+  expect_config_error(
+      [&] {
+        strategy({{"order", "tp-xp"}});
+      },
+      {"strategy.order = \"tp-xp\"", "unknown token \"xp\""});
+  expect_config_error(
+      [&] {
+        strategy({{"order", "tp--dp"}});
+      },
+      {"strategy.order = \"tp--dp\"", "unknown token \"\""});
+  expect_config_error(
+      [&] {
+        strategy({{"order", "tp-dp-tp"}});
+      },
+      {"strategy.order = \"tp-dp-tp\"", "\"tp\" appears twice"});
+  expect_config_error(
+      [&] {
+        strategy({{"order", "tp-dp"}, {"pp", 4}});
+      },
+      {"strategy.order = \"tp-dp\"", "pp = 4 > 1, so pp must appear"});
+}
+
+TEST(StrategyParse, EnumsAndRanges) {
+  expect_config_error(
+      [&] {
+        strategy({{"schedule", "zero-bubble"}});
+      },
+      {"strategy.schedule = \"zero-bubble\"", "\"gpipe\", \"1f1b\", \"interleaved-1f1b\""});
+  expect_config_error(
+      [&] {
+        strategy({{"recompute", "some"}});
+      },
+      {"strategy.recompute = \"some\"", "\"none\", \"selective\", \"full\""});
+  expect_config_error(
+      [&] {
+        strategy({{"precision", "fp8"}});
+      },
+      {"strategy.precision = \"fp8\"", "\"bf16\", \"fp16\", \"fp32\""});
+  // Rule 9: ZeRO stages 0..3.
+  expect_config_error(
+      [&] {
+        strategy({{"zero_stage", 4}});
+      },
+      {"strategy.zero_stage = 4", "must be 0, 1, 2 or 3"});
+  expect_config_error(
+      [&] {
+        strategy({{"zero_stage", -1}});
+      },
+      {"strategy.zero_stage = -1", "must be 0, 1, 2 or 3"});
+  expect_config_error(
+      [&] {
+        strategy({{"sequence_parallel", 1}});
+      },
+      {"strategy.sequence_parallel = 1", "true or false"});
+  expect_config_error(
+      [&] {
+        strategy({{"collectives", {{"grad_bucket_MiB", 0}}}});
+      },
+      {"strategy.collectives.grad_bucket_MiB = 0", "must be > 0"});
+}
+
+TEST(StrategyParse, VirtualStagesNeedTheInterleavedSchedule) {
+  expect_config_error(
+      [&] {
+        strategy({{"virtual_stages", 2}});
+      },
+      {"strategy.virtual_stages = 2", "needs schedule \"interleaved-1f1b\"",
+       "schedule is \"1f1b\""});
+  expect_config_error(
+      [&] {
+        strategy({{"virtual_stages", 2}, {"schedule", "gpipe"}});
+      },
+      {"strategy.virtual_stages = 2", "schedule is \"gpipe\""});
+}
+
+TEST(StrategyParse, OverrideAndStageLayerShapes) {
+  expect_config_error(
+      [&] {
+        strategy({{"layer_overrides", {{{"layers", {1}}, {"tp", 2}}}}});
+      },
+      {"strategy.layer_overrides[0].layers = [1]", "[first, last]"});
+  expect_config_error(
+      [&] {
+        strategy({{"layer_overrides", {{{"layers", {1, "2"}}, {"tp", 2}}}}});
+      },
+      {"strategy.layer_overrides[0].layers", "two integers"});
+  expect_config_error(
+      [&] {
+        strategy({{"layer_overrides", {{{"layers", {1, 2}}}}}});
+      },
+      {"strategy.layer_overrides[0]", "must set tp or recompute"});
+  expect_config_error(
+      [&] {
+        strategy({{"layer_overrides", {{{"layers", {1, 2}}, {"dp", 2}}}}});
+      },
+      {"strategy.layer_overrides[0].dp", "unknown key"});
+  expect_config_error(
+      [&] {
+        strategy({{"layer_overrides", {{{"layers", {1, 2}}, {"tp", 0}}}}});
+      },
+      {"strategy.layer_overrides[0].tp = 0", "positive integer"});
+  expect_config_error(
+      [&] {
+        strategy({{"layer_overrides", {{"layers", {1, 2}}}}});
+      },
+      {"strategy.layer_overrides", "must be a list"});
+  expect_config_error(
+      [&] {
+        strategy({{"stage_layers", {3, 0, 3}}});
+      },
+      {"strategy.stage_layers[1] = 0", "at least one layer"});
+  expect_config_error(
+      [&] {
+        strategy({{"stage_layers", Json::array()}});
+      },
+      {"strategy.stage_layers = []", "positive integers"});
+  expect_config_error(
+      [&] {
+        strategy({{"stage_layers", {3, 2.5}}});
+      },
+      {"strategy.stage_layers = [3,2.5]", "positive integers"});
+  EXPECT_EQ(strategy({{"stage_layers", {3.0, 2}}}).stage_layers, (std::vector<int>{3, 2}));
+}
+
+// --- validate: one test per rule -------------------------------------------------------------
+
+TEST(Validate, AcceptsAConsistentStrategy) {
+  const StrategySpec s = strategy({{"tp", 8}, {"pp", 4}, {"dp", 4}, {"sequence_parallel", true}});
+  EXPECT_NO_THROW(validate(model(), s, 128));
+}
+
+TEST(Validate, Rule1WorldSize) {
+  const Json big = {{"name", "m"},          {"family", "gpt"},           {"num_hidden_layers", 96},
+                    {"hidden_size", 12288}, {"num_attention_heads", 96}, {"vocab_size", 51200},
+                    {"seq_length", 2048}};
+  const StrategySpec s = strategy({{"dp", 2}, {"tp", 8}, {"pp", 8}, {"global_batch_size", 16}});
+  expect_config_error(
+      [&] { validate(parse_model(big), s, 1024); },
+      {"strategy: dp*tp*pp*cp = 2*8*8*1 = 128 must equal the world size (1024)", "use dp = 16"});
+}
+
+TEST(Validate, Rule2TensorParallelDivisibility) {
+  Json heads = {{"name", "m"},
+                {"family", "llama"},
+                {"num_hidden_layers", 4},
+                {"hidden_size", 96},
+                {"num_attention_heads", 32},
+                {"num_key_value_heads", 8},
+                {"intermediate_size", 96},
+                {"vocab_size", 96},
+                {"seq_length", 48}};
+  const ModelSpec m = parse_model(with(heads, {{"hidden_size", 4096}}));
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"tp", 3}}), 3);
+      },
+      {"strategy.tp = 3: num_attention_heads (32) must be divisible by tp"});
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"tp", 16}}), 16);
+      },
+      {"strategy.tp = 16: num_key_value_heads (8) must be divisible by tp"});
+  const ModelSpec ffn =
+      parse_model(with(heads, {{"hidden_size", 4096}, {"intermediate_size", 11006}}));
+  expect_config_error(
+      [&] {
+        validate(ffn, strategy({{"tp", 4}}), 4);
+      },
+      {"strategy.tp = 4: intermediate_size (11006) must be divisible by tp"});
+  const ModelSpec vocab = parse_model(with(heads, {{"hidden_size", 4096}, {"vocab_size", 50257}}));
+  expect_config_error(
+      [&] {
+        validate(vocab, strategy({{"tp", 8}}), 8);
+      },
+      {"strategy.tp = 8: vocab_size (50257) must be divisible by tp",
+       "pad vocab_size to a multiple of tp (e.g. 50264)"});
+}
+
+TEST(Validate, Rule3LayersOverStages) {
+  const ModelSpec m = model();  // 32 layers
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"pp", 64}}), 64);
+      },
+      {"strategy.pp = 64", "pp*virtual_stages = 64*1 = 64",
+       "must not exceed num_hidden_layers (32)"});
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"pp", 3}}), 3);
+      },
+      {"strategy.pp = 3",
+       "num_hidden_layers (32) must be divisible by "
+       "pp*virtual_stages = 3*1 = 3",
+       "use stage_layers for an uneven split"});
+  const Json interleaved = {{"pp", 4}, {"schedule", "interleaved-1f1b"}, {"virtual_stages", 3}};
+  expect_config_error([&] { validate(m, strategy(interleaved), 4); },
+                      {"strategy.virtual_stages = 3", "pp*virtual_stages = 4*3 = 12"});
+  EXPECT_NO_THROW(validate(m, strategy({{"pp", 3}, {"stage_layers", {10, 11, 11}}}), 3));
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"pp", 3}, {"stage_layers", {16, 16}}}), 3);
+      },
+      {"strategy.stage_layers = [16,16]", "has 2 entries", "pp*virtual_stages = 3*1 = 3"});
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"pp", 3}, {"stage_layers", {10, 10, 10}}}), 3);
+      },
+      {"strategy.stage_layers = [10,10,10]", "sums to 30", "must equal num_hidden_layers (32)"});
+}
+
+TEST(Validate, Rule4GlobalBatchDivisibility) {
+  expect_config_error(
+      [&] {
+        validate(model(),
+                 strategy({{"dp", 16}, {"micro_batch_size", 2}, {"global_batch_size", 40}}), 16);
+      },
+      {"strategy.global_batch_size = 40", "must be divisible by micro_batch_size*dp = 2*16 = 32",
+       "e.g. 64"});
+}
+
+TEST(Validate, Rule5OneFOneBNeedsEnoughMicroBatches) {
+  const Json j = {{"pp", 8}, {"dp", 4}, {"global_batch_size", 16}};
+  expect_config_error([&] { validate(model(), strategy(j), 32); },
+                      {"strategy.schedule = \"1f1b\"", "needs at least pp (8) micro-batches",
+                       "global_batch_size/(micro_batch_size*dp) = 16/(1*4) = 4",
+                       "use gpipe or raise global_batch_size to 32"});
+  EXPECT_NO_THROW(validate(model(), strategy(with(j, {{"schedule", "gpipe"}})), 32));
+}
+
+TEST(Validate, Rule5InterleavedNeedsPipelineAndChunks) {
+  const ModelSpec m = model();
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"schedule", "interleaved-1f1b"}}), 1);
+      },
+      {"strategy.schedule = \"interleaved-1f1b\"", "needs pp >= 2 (pp = 1)"});
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"schedule", "interleaved-1f1b"}, {"pp", 4}}), 4);
+      },
+      {"strategy.virtual_stages = 1", "interleaved-1f1b needs virtual_stages >= 2"});
+  const Json j = {{"schedule", "interleaved-1f1b"},
+                  {"pp", 4},
+                  {"virtual_stages", 2},
+                  {"global_batch_size", 18}};
+  expect_config_error(
+      [&] { validate(m, strategy(j), 4); },
+      {"strategy.schedule = \"interleaved-1f1b\"", "multiple of pp (4)", "= 18/(1*1) = 18"});
+  EXPECT_NO_THROW(validate(m, strategy(with(j, {{"global_batch_size", 16}})), 4));
+}
+
+TEST(Validate, Rule6ContextParallelSplitsTheSequenceInTwoCpChunks) {
+  expect_config_error(
+      [&] {
+        validate(model(), strategy({{"cp", 3}}), 3);
+      },
+      {"strategy.cp = 3", "seq_length (2048) must be divisible by 2*cp = 6",
+       "load-balanced causal split"});
+  EXPECT_NO_THROW(validate(model(), strategy({{"cp", 4}}), 4));
+}
+
+TEST(Validate, Rule6bSequenceParallelSplitsTheSequenceOverTp) {
+  Json j = {{"name", "m"},       {"family", "gpt"},          {"num_hidden_layers", 2},
+            {"hidden_size", 64}, {"num_attention_heads", 4}, {"vocab_size", 64},
+            {"seq_length", 34}};
+  expect_config_error(
+      [&] {
+        validate(parse_model(j), strategy({{"tp", 4}, {"sequence_parallel", true}}), 4);
+      },
+      {"strategy.tp = 4", "sequence_parallel = true", "seq_length (34)", "cp*tp = 1*4 = 4"});
+  EXPECT_NO_THROW(validate(parse_model(j), strategy({{"tp", 4}}), 4));
+}
+
+TEST(Validate, Rule7ExpertParallelism) {
+  expect_config_error(
+      [&] {
+        validate(model(), strategy({{"dp", 4}, {"ep", 3}}), 4);
+      },
+      {"strategy.ep = 3", "must divide dp (4)"});
+  expect_config_error(
+      [&] {
+        validate(model(), strategy({{"dp", 4}, {"ep", 2}}), 4);
+      },
+      {"strategy.ep = 2: the model has no experts; ep > 1 needs a mixture-of-experts model"});
+}
+
+TEST(Validate, Rule8OverrideRanges) {
+  const ModelSpec m = model();  // 32 layers
+  auto one = [](const Json& o) {
+    return strategy({{"tp", 2}, {"dp", 4}, {"layer_overrides", {o}}});
+  };
+  expect_config_error(
+      [&] {
+        validate(m, one({{"layers", {5, 3}}, {"recompute", "full"}}), 8);
+      },
+      {"strategy.layer_overrides[0].layers = [5,3]", "first (5) must not exceed last (3)"});
+  expect_config_error(
+      [&] {
+        validate(m, one({{"layers", {30, 32}}, {"recompute", "full"}}), 8);
+      },
+      {"strategy.layer_overrides[0].layers = [30,32]", "must lie in [0, 31]",
+       "num_hidden_layers = 32"});
+  expect_config_error(
+      [&] {
+        validate(m, one({{"layers", {-1, 2}}, {"recompute", "full"}}), 8);
+      },
+      {"strategy.layer_overrides[0].layers = [-1,2]", "must lie in [0, 31]"});
+  const StrategySpec overlap = strategy({{"layer_overrides",
+                                          {{{"layers", {0, 5}}, {"recompute", "full"}},
+                                           {{"layers", {5, 9}}, {"recompute", "none"}}}}});
+  expect_config_error([&] { validate(m, overlap, 1); },
+                      {"strategy.layer_overrides[1].layers = [5,9]",
+                       "overlaps strategy.layer_overrides[0].layers = [0,5]"});
+}
+
+TEST(Validate, Rule8OverrideTensorParallelism) {
+  const ModelSpec m = model();  // 32 heads, 8 kv-heads, ffn 2816 = 2^8 * 11
+  auto one = [](int tp, int dp, int mbs, int override_tp) {
+    return strategy({{"tp", tp},
+                     {"dp", dp},
+                     {"micro_batch_size", mbs},
+                     {"layer_overrides", {{{"layers", {0, 1}}, {"tp", override_tp}}}}});
+  };
+  expect_config_error([&] { validate(m, one(2, 4, 1, 3), 8); },
+                      {"strategy.layer_overrides[0].tp = 3",
+                       "must divide tp*dp = 2*4 = 8, the devices of a pipeline stage"});
+  expect_config_error([&] { validate(m, one(2, 8, 1, 16), 16); },
+                      {"strategy.layer_overrides[0].tp = 16",
+                       "num_key_value_heads (8) must be divisible by the override's tp"});
+  expect_config_error([&] { validate(m, one(1, 64, 1, 64), 64); },
+                      {"strategy.layer_overrides[0].tp = 64",
+                       "num_attention_heads (32) must be divisible by the override's tp"});
+  // tp 4 -> tp' 1 makes dp' = 8 > dp = 2: a micro-batch of 1*2 samples cannot feed 8 replicas.
+  expect_config_error([&] { validate(m, one(4, 2, 1, 1), 8); },
+                      {"strategy.layer_overrides[0].tp = 1", "dp' = tp*dp/tp' = 8/1 = 8",
+                       "micro_batch_size*dp = 1*2 = 2 samples", "over 8 replicas"});
+  EXPECT_NO_THROW(validate(m, one(4, 2, 4, 1), 8));
+  EXPECT_NO_THROW(validate(m, one(2, 4, 1, 8), 8));
+}
+
+TEST(Validate, Rule8OverrideFfnDivisibility) {
+  const ModelSpec m = parse_model(Json{{"name", "m"},
+                                       {"family", "llama"},
+                                       {"num_hidden_layers", 2},
+                                       {"hidden_size", 64},
+                                       {"num_attention_heads", 8},
+                                       {"intermediate_size", 100},
+                                       {"vocab_size", 64},
+                                       {"seq_length", 16}});
+  const StrategySpec s =
+      strategy({{"tp", 2}, {"dp", 4}, {"layer_overrides", {{{"layers", {0, 0}}, {"tp", 8}}}}});
+  expect_config_error([&] { validate(m, s, 8); },
+                      {"strategy.layer_overrides[0].tp = 8",
+                       "intermediate_size (100) must be divisible by the override's tp"});
+}
+
+// --- per-layer and per-stage views -----------------------------------------------------------
+
+TEST(LayerStrategy, AppliesOverrides) {
+  const StrategySpec s = strategy({{"tp", 4},
+                                   {"dp", 2},
+                                   {"micro_batch_size", 4},
+                                   {"recompute", "selective"},
+                                   {"layer_overrides",
+                                    {{{"layers", {0, 3}}, {"tp", 1}, {"recompute", "full"}},
+                                     {{"layers", {10, 12}}, {"tp", 8}},
+                                     {{"layers", {20, 20}}, {"recompute", "none"}}}}});
+  validate(model(), s, 8);
+  const LayerStrategy plain = layer_strategy(s, 5);
+  EXPECT_EQ(plain.tp, 4);
+  EXPECT_EQ(plain.dp, 2);
+  EXPECT_EQ(plain.recompute, Recompute::kSelective);
+  EXPECT_EQ(plain.micro_batch_size, 4);
+  const LayerStrategy wide = layer_strategy(s, 3);
+  EXPECT_EQ(wide.tp, 1);
+  EXPECT_EQ(wide.dp, 8);
+  EXPECT_EQ(wide.recompute, Recompute::kFull);
+  EXPECT_EQ(wide.micro_batch_size, 1);  // 4*2 samples over 8 replicas
+  const LayerStrategy narrow = layer_strategy(s, 12);
+  EXPECT_EQ(narrow.tp, 8);
+  EXPECT_EQ(narrow.dp, 1);
+  EXPECT_EQ(narrow.recompute, Recompute::kSelective);
+  EXPECT_EQ(narrow.micro_batch_size, 8);
+  const LayerStrategy no_recompute = layer_strategy(s, 20);
+  EXPECT_EQ(no_recompute.tp, 4);
+  EXPECT_EQ(no_recompute.recompute, Recompute::kNone);
+  for (int layer = 0; layer < 32; ++layer) {
+    const LayerStrategy ls = layer_strategy(s, layer);
+    EXPECT_EQ(ls.tp * ls.dp, 8) << layer;
+    EXPECT_EQ(ls.micro_batch_size * ls.dp, 8) << layer;
+  }
+}
+
+TEST(StagePartition, EvenUnevenAndInterleaved) {
+  const ModelSpec m = model();  // 32 layers
+  EXPECT_EQ(stage_partition(m, strategy({{"pp", 4}})), std::vector<int>(4, 8));
+  EXPECT_EQ(stage_partition(m, strategy({{"pp", 1}})), std::vector<int>{32});
+  const StrategySpec v =
+      strategy({{"pp", 4}, {"schedule", "interleaved-1f1b"}, {"virtual_stages", 2}});
+  EXPECT_EQ(stage_partition(m, v), std::vector<int>(8, 4));  // index = chunk*pp + stage
+  const std::vector<int> uneven = {7, 9, 9, 7};
+  EXPECT_EQ(stage_partition(m, strategy({{"pp", 4}, {"stage_layers", uneven}})), uneven);
+  expect_config_error(
+      [&] {
+        stage_partition(m, strategy({{"pp", 5}}));
+      },
+      {"strategy.pp = 5", "use stage_layers"});
+}
+
+// --- names, round trip, bundled files --------------------------------------------------------
+
+TEST(StrategyNames, DimsSchedulesRecompute) {
+  EXPECT_STREQ(dim_name(Dim::kTp), "tp");
+  EXPECT_STREQ(dim_name(Dim::kCp), "cp");
+  EXPECT_STREQ(dim_name(Dim::kEp), "ep");
+  EXPECT_STREQ(dim_name(Dim::kDp), "dp");
+  EXPECT_STREQ(dim_name(Dim::kPp), "pp");
+  EXPECT_STREQ(schedule_name(Schedule::kGPipe), "gpipe");
+  EXPECT_STREQ(schedule_name(Schedule::kOneFOneB), "1f1b");
+  EXPECT_STREQ(schedule_name(Schedule::kInterleaved), "interleaved-1f1b");
+  EXPECT_STREQ(recompute_name(Recompute::kNone), "none");
+  EXPECT_STREQ(recompute_name(Recompute::kSelective), "selective");
+  EXPECT_STREQ(recompute_name(Recompute::kFull), "full");
+}
+
+TEST(StrategySpec, ToJsonRoundTrips) {
+  const StrategySpec s =
+      strategy({{"dp", 2},
+                {"tp", 4},
+                {"pp", 2},
+                {"order", "dp-tp-pp"},
+                {"schedule", "interleaved-1f1b"},
+                {"virtual_stages", 2},
+                {"zero_stage", 2},
+                {"recompute", "selective"},
+                {"precision", "fp32"},
+                {"layer_overrides",
+                 {{{"layers", {0, 1}}, {"tp", 2}}, {{"layers", {2, 2}}, {"recompute", "full"}}}},
+                {"stage_layers", {8, 8, 8, 8}},
+                {"collectives", {{"grad_bucket_MiB", 12.5}}},
+                {"source", "x"}});
+  const Json once = to_json(s);
+  const StrategySpec again = parse_strategy(once);
+  EXPECT_EQ(to_json(again), once);
+  EXPECT_EQ(again.order, s.order);
+  EXPECT_EQ(again.layer_overrides.size(), 2u);
+  EXPECT_EQ(again.layer_overrides[1].recompute, static_cast<int>(Recompute::kFull));
+  EXPECT_EQ(again.stage_layers, s.stage_layers);
+  EXPECT_DOUBLE_EQ(again.collectives.grad_bucket_bytes, s.collectives.grad_bucket_bytes);
+  EXPECT_EQ(once["order"], "dp-tp-pp-cp-ep");
+}
+
+// Every bundled strategy is validated against the model its name starts with.
+TEST(StrategySpec, EveryBundledStrategyValidatesAgainstItsModel) {
+  const std::map<std::string, std::string> model_of = {
+      {"gpt3-175b-", "gpt3-175b"}, {"llama2-7b-", "llama2-7b"}, {"tiny-", "gpt-tiny"}};
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kRoot + "/configs/strategies")) {
+    if (entry.path().extension() != ".json") continue;
+    SCOPED_TRACE(entry.path().string());
+    const StrategySpec s = load_strategy(entry.path().string());
+    const std::string stem = entry.path().stem().string();
+    EXPECT_EQ(s.name, stem);
+    EXPECT_FALSE(s.source.empty());
+    std::string model_name;
+    for (const auto& [prefix, name] : model_of) {
+      if (stem.rfind(prefix, 0) == 0) model_name = name;
+    }
+    ASSERT_FALSE(model_name.empty()) << "no model known for strategy " << stem;
+    const ModelSpec m = load_model(kRoot + "/configs/models/" + model_name + ".json");
+    EXPECT_NO_THROW(validate(m, s, s.world_size()));
+    int layers = 0;
+    for (int n : stage_partition(m, s)) layers += n;
+    EXPECT_EQ(layers, m.num_hidden_layers);
+    EXPECT_EQ(to_json(parse_strategy(to_json(s))), to_json(s));
+    ++count;
+  }
+  EXPECT_GE(count, 7);
+}
+
+TEST(StrategySpec, BundledGpt3Layouts) {
+  const StrategySpec a = load_strategy(kRoot + "/configs/strategies/gpt3-175b-tp8-pp8-dp16.json");
+  EXPECT_EQ(a.world_size(), 1024);
+  EXPECT_EQ(a.num_micro_batches(), 96);
+  EXPECT_EQ(a.zero_stage, 1);
+  EXPECT_EQ(a.recompute, Recompute::kSelective);
+  EXPECT_TRUE(a.sequence_parallel);
+  const StrategySpec b =
+      load_strategy(kRoot + "/configs/strategies/gpt3-175b-tp8-pp16-dp8-interleaved.json");
+  EXPECT_EQ(b.world_size(), 1024);
+  EXPECT_EQ(b.schedule, Schedule::kInterleaved);
+  EXPECT_EQ(b.num_micro_batches() % b.pp, 0);
+  const ModelSpec m = load_model(kRoot + "/configs/models/gpt3-175b.json");
+  EXPECT_EQ(stage_partition(m, b), std::vector<int>(b.pp * b.virtual_stages, 2));
+}
+
+TEST(StrategySpec, LoadErrorsNameTheFile) {
+  expect_config_error([&] { load_strategy(kRoot + "/configs/models/gpt-tiny.json"); },
+                      {"gpt-tiny.json: strategy.", "unknown key"});
+}
+
+}  // namespace
+}  // namespace strata::strategies

@@ -1,0 +1,107 @@
+// Command-line parsing and atomic output for the strata CLI.
+#include "cli/args.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "common/error.hpp"
+
+namespace strata::cli {
+
+Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& with_value,
+           const std::set<std::string>& optional_value, const std::set<std::string>& switches) {
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) {
+      throw ConfigError("argument '" + arg + "': unexpected (options start with --; see --help)");
+    }
+    std::optional<std::string> inline_value;
+    if (const auto eq = arg.find('='); eq != std::string::npos) {
+      inline_value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    if (values_.count(arg)) throw ConfigError(arg + ": given more than once");
+    if (switches.count(arg)) {
+      if (inline_value) throw ConfigError(arg + " = " + *inline_value + ": takes no value");
+      values_[arg] = "1";
+    } else if (with_value.count(arg)) {
+      if (inline_value) {
+        values_[arg] = *inline_value;
+      } else if (i + 1 < argv.size()) {
+        values_[arg] = argv[++i];
+      } else {
+        throw ConfigError(arg + ": missing value");
+      }
+      if (values_[arg].empty()) throw ConfigError(arg + ": empty value");
+    } else if (optional_value.count(arg)) {
+      if (inline_value) {
+        values_[arg] = *inline_value;
+      } else if (i + 1 < argv.size() && argv[i + 1].rfind("--", 0) != 0) {
+        values_[arg] = argv[++i];
+      } else {
+        values_[arg] = "-";
+      }
+    } else {
+      throw ConfigError(arg + ": unknown option (see --help)");
+    }
+  }
+}
+
+std::optional<std::string> Args::get(const std::string& flag) const {
+  const auto it = values_.find(flag);
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string Args::require(const std::string& flag) const {
+  const auto v = get(flag);
+  if (!v) throw ConfigError(flag + ": required option is missing (see --help)");
+  return *v;
+}
+
+std::optional<int> Args::get_positive_int(const std::string& flag) const {
+  const auto v = get(flag);
+  if (!v) return std::nullopt;
+  std::size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(*v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v->size() || n < 1 || n > 1'000'000'000) {
+    throw ConfigError(flag + " = " + *v + ": must be a positive integer");
+  }
+  return static_cast<int>(n);
+}
+
+void write_output(const std::string& path, const std::string& content) {
+  if (path == "-") {
+    std::cout << content;
+    std::cout.flush();
+    return;
+  }
+  const std::filesystem::path target(path);
+  const std::filesystem::path tmp = target.string() + ".tmp-strata";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw ConfigError(path + ": cannot open for writing");
+    out << content;
+    out.flush();
+    if (!out) {
+      out.close();
+      std::filesystem::remove(tmp);
+      throw ConfigError(path + ": write failed");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, target, ec);
+  if (ec) {
+    std::filesystem::remove(tmp);
+    throw ConfigError(path + ": cannot replace file: " + ec.message());
+  }
+}
+
+}  // namespace strata::cli

@@ -1,0 +1,93 @@
+// FLOP and memory accounting for one model under one strategy: the formulas the Plan's tasks and
+// memory events are built from (derivations in docs/accounting.md).
+//
+// FLOPs count matmuls only, 2 per multiply-accumulate, as Megatron-LM does (Narayanan et al.
+// 2021, eq. 3). Activation memory follows Korthikanti et al. 2022 ("Reducing Activation
+// Recomputation in Large Transformer Models", sec. 4), generalised term by term to GQA, SwiGLU
+// and dropout-free models so that it reduces exactly to the paper's sbh(34 + 5as/h) for GPT.
+#pragma once
+
+#include <cstdint>
+
+#include "strategies/spec.hpp"
+
+namespace strata::strategies {
+
+// Exact integer FLOP totals: a GPT-3 step is ~4e21 FLOPs, beyond double's exact integers.
+__extension__ typedef __int128 FlopCount;
+double to_double(FlopCount f);
+
+// Forward matmul FLOPs of one transformer layer for `samples` sequences of the model's length,
+// unsharded (divide by tp for one rank). Backward is twice the forward.
+struct LayerFlops {
+  double qkv = 0;        // 2 T h (h + 2 h_kv)
+  double attn_core = 0;  // QK^T and attention-over-values: 4 T s h
+  double attn_out = 0;   // 2 T h^2
+  double mlp = 0;        // GELU: 4 T h f; SwiGLU: 6 T h f
+  double total() const { return qkv + attn_core + attn_out + mlp; }
+};
+LayerFlops layer_forward_flops(const ModelSpec& m, std::int64_t samples);
+// Forward FLOPs of the LM head (logits) for `samples` sequences: 2 T h V.
+double lm_head_forward_flops(const ModelSpec& m, std::int64_t samples);
+
+// Per-step totals for `global_batch` sequences, over all ranks.
+struct StepFlops {
+  FlopCount model = 0;     // forward + backward (3x forward): what MFU counts
+  FlopCount hardware = 0;  // plus recomputed forwards: what the GPUs execute
+};
+StepFlops step_flops(const ModelSpec& m, const StrategySpec& s);
+
+// Megatron SC'21 eq. (3) in exact integer form:
+// 96 B s l h^2 (1 + s/6h + V/16lh) = 96 B s l h^2 + 16 B s^2 l h + 6 B s h V.
+FlopCount megatron_eq3_flops(std::int64_t batch, std::int64_t seq, std::int64_t layers,
+                             std::int64_t hidden, std::int64_t vocab);
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+// Bytes of activations one layer keeps from its forward until its backward, for one micro-batch
+// of `samples` sequences on one rank of a tp-way group. 16-bit activations, 1-byte dropout masks.
+struct LayerActivation {
+  double stored = 0;     // kept across the forward/backward gap under the recompute mode
+  double recomputed = 0; // re-materialised transiently during backward (0 without recompute)
+};
+LayerActivation layer_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp,
+                                       bool sequence_parallel, Recompute recompute);
+
+// Korthikanti et al. 2022, Table 2, per layer, in bytes, for GPT (the published closed forms
+// used to test layer_activation_bytes).
+double korthikanti_layer_bytes(std::int64_t s, std::int64_t b, std::int64_t h, std::int64_t a,
+                               int t, bool sequence_parallel, Recompute recompute);
+
+// Activations outside the layers, per micro-batch on one rank.
+// First stage: the embedding-dropout mask (sbh/t bytes with sequence parallelism, else sbh).
+double embedding_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp, bool sp);
+// Last stage: final-norm and LM-head inputs (2sbh each, /t with SP) and fp32 logits (4sbV/t).
+double lm_head_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp, bool sp);
+
+// Parameters held by one rank for one layer under tp: weights and column-parallel biases are
+// split, row-parallel biases and norms are replicated (Megatron's layout).
+double layer_params_per_rank(const ModelSpec& m, int tp);
+// Vocabulary-parallel word embedding (V h / t) and, for learned positions, the replicated
+// position table (s h).
+double input_embedding_params_per_rank(const ModelSpec& m, int tp);
+// Final norm plus the LM head (V h / t) when untied or when pp > 1 (Megatron keeps a copy of a
+// tied embedding on the last stage and all-reduces its gradient with the first).
+double output_params_per_rank(const ModelSpec& m, int tp, int pp);
+
+// Parameters, gradients and optimizer states for P parameters on one rank under ZeRO
+// (Rajbhandari et al. 2020): 16-bit params and grads, fp32 master + Adam m and v (12 bytes) in
+// mixed precision; fp32 training keeps 4-byte params and grads and 8 bytes of Adam state.
+struct StaticMemory {
+  double params = 0;
+  double grads = 0;
+  double optimizer = 0;
+  double total() const { return params + grads + optimizer; }
+};
+StaticMemory static_memory_bytes(double params, int dp, int zero_stage, Precision precision,
+                                 bool main_grads_fp32);
+
+// Bytes per element of gradients as reduced and stored.
+int grad_bytes(Precision precision, bool main_grads_fp32);
+
+}  // namespace strata::strategies
