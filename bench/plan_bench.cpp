@@ -1,7 +1,8 @@
 // Benchmark: lowering GPT-3 175B on 1024 GPUs (tp 8, pp 8, dp 16, 1F1B, global batch 1536,
 // micro-batch 1) to a Plan. Prints the median wall time over repetitions, its spread, the task
 // counts and the process's peak RSS. Figures only; it asserts nothing.
-// Usage: plan_bench [--reps N] [--model M --cluster C --strategy S]   (bundled names or paths)
+// Usage: plan_bench [--reps N] [--model M --cluster C --strategy S] [--nodes N]
+//        (bundled names or paths; --nodes rescales a uniform cluster)
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -22,7 +23,7 @@ std::string spec_path(const std::string& kind, const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int reps = 7;
+  int reps = 7, nodes = 0;
   std::string model = "gpt3-175b", cluster = "dgx-a100-128n",
               strategy = "gpt3-175b-tp8-pp8-dp16";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -31,10 +32,12 @@ int main(int argc, char** argv) {
     else if (flag == "--model") model = argv[i + 1];
     else if (flag == "--cluster") cluster = argv[i + 1];
     else if (flag == "--strategy") strategy = argv[i + 1];
+    else if (flag == "--nodes") nodes = std::stoi(argv[i + 1]);
   }
   try {
     const ModelSpec m = load_model(spec_path("models", model));
-    const ClusterSpec c = load_cluster(spec_path("clusters", cluster));
+    ClusterSpec c = load_cluster(spec_path("clusters", cluster));
+    if (nodes > 0) c = with_nodes(c, nodes);
     const StrategySpec s = load_strategy(spec_path("strategies", strategy));
     std::vector<double> times;
     double tasks = 0, program_tasks = 0;

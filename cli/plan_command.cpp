@@ -79,7 +79,6 @@ std::string count(double n) {
 
 std::string render_summary(const json::Json& j) {
   using units::format_bytes;
-  using units::fixed;
   std::ostringstream os;
   const auto& d = j["degrees"];
   os << "Strata plan: " << j["model"].get<std::string>() << " on "
@@ -109,7 +108,7 @@ std::string render_summary(const json::Json& j) {
   }
   if (first) os << "none (one rank)";
   os << "\n";
-  os << "  parameters     " << fixed(j["params"]["total"].get<double>() / 1e9, 2) << " B\n";
+  os << "  parameters     " << units::format_count(j["params"]["total"].get<double>()) << "\n";
   const auto& f = j["flops_per_step"];
   os << "  FLOPs / step   model " << units::format_flops(f["model"].get<double>())
      << ", hardware (with recompute) " << units::format_flops(f["hardware"].get<double>())

@@ -20,6 +20,15 @@ std::string format_bytes(double bytes) {
   return fixed(bytes, 0) + " B";
 }
 
+std::string format_count(double n) {
+  const double a = std::fabs(n);
+  if (a >= 1e12) return fixed(n / 1e12, 2) + " T";
+  if (a >= 1e9) return fixed(n / 1e9, 2) + " B";
+  if (a >= 1e6) return fixed(n / 1e6, 2) + " M";
+  if (a >= 1e3) return fixed(n / 1e3, 2) + " K";
+  return fixed(n, 0);
+}
+
 std::string format_flops(double flops) {
   static const char* kPrefix[] = {"", "K", "M", "G", "T", "P", "E", "Z", "Y"};
   int i = 0;

@@ -17,6 +17,8 @@ inline constexpr double kTera = 1e12;
 std::string format_bytes(double bytes);
 // "4.45e+21 FLOPs" style with an SI prefix: "4.45 ZFLOP".
 std::string format_flops(double flops);
+// A count with an SI-style suffix: "218.50 K", "6.74 B" (billions), "12".
+std::string format_count(double n);
 // Fixed-point with `digits` decimals, no locale.
 std::string fixed(double value, int digits);
 

@@ -353,6 +353,9 @@ ClusterSpec with_nodes(const ClusterSpec& c, int nodes) {
                    "\"none\"), so it cannot have more than one node");
   }
   ClusterSpec out = c;
+  if (nodes != c.node_groups.front().nodes) {
+    out.name = c.name + " (rescaled to " + std::to_string(nodes) + " nodes)";
+  }
   out.node_groups.front().nodes = nodes;
   return out;
 }

@@ -58,6 +58,9 @@ TEST(Common, UnitsAndHash) {
   EXPECT_EQ(units::format_bytes(1.5 * units::kGiB), "1.50 GiB");
   EXPECT_EQ(units::format_bytes(512), "512 B");
   EXPECT_EQ(units::format_flops(4.45e21), "4.45 ZFLOP");
+  EXPECT_EQ(units::format_count(174.6e9), "174.60 B");
+  EXPECT_EQ(units::format_count(218496), "218.50 K");
+  EXPECT_EQ(units::format_count(12), "12");
   EXPECT_EQ(fnv1a64_hex(""), "cbf29ce484222325");  // the FNV-1a offset basis
   EXPECT_NE(fnv1a64_hex("a"), fnv1a64_hex("b"));
 }

@@ -267,7 +267,8 @@ TEST(ClusterSpec, WithNodesRescalesUniformClustersOnly) {
   const ClusterSpec big = with_nodes(c, 128);
   EXPECT_EQ(big.total_nodes(), 128);
   EXPECT_EQ(big.total_gpus(), 1024);
-  EXPECT_EQ(big.name, c.name);
+  EXPECT_EQ(big.name, c.name + " (rescaled to 128 nodes)");
+  EXPECT_EQ(with_nodes(c, c.total_nodes()).name, c.name);
   expect_config_error([&] { with_nodes(c, 0); }, {"cluster.nodes = 0", "positive integer"});
   expect_config_error([&] { with_nodes(parse_cluster(hetero_json()), 4); },
                       {"cluster.nodes = 4", "heterogeneous", "node_groups"});
