@@ -159,9 +159,10 @@ class ProgramBuilder {
   int incoming_layout(int layer) const { return layer == 0 ? 0 : layout_of(layer - 1); }
 
   // ---- tensor-parallel communication (Megatron's f / g operators) ----------------------------
-  // Forward "g" at a block output: all-reduce, or reduce-scatter with sequence parallelism.
-  std::int64_t tp_block_output(std::int64_t after, int layout, Phase phase, int layer, int mb,
-                               int chunk) {
+  // The reducing side: the forward "g" at a block output and the backward of "f" at a block
+  // input. An all-reduce, or a reduce-scatter with sequence parallelism.
+  std::int64_t tp_reduce(std::int64_t after, int layout, Phase phase, int layer, int mb,
+                         int chunk) {
     if (tp_of_layout(layout) == 1) return after;
     const auto kind = s_.sequence_parallel ? CollectiveKind::kReduceScatter
                                            : CollectiveKind::kAllReduce;
@@ -169,28 +170,13 @@ class ProgramBuilder {
                           hidden_bytes(layout)),
                {after});
   }
-  // Forward "f" at a block input: identity, or all-gather with sequence parallelism.
-  std::int64_t tp_block_input(std::int64_t after, int layout, Phase phase, int layer, int mb,
-                              int chunk) {
+  // The gathering side: the forward "f" at a block input and the backward of "g" at a block
+  // output. Identity, or an all-gather with sequence parallelism.
+  std::int64_t tp_gather(std::int64_t after, int layout, Phase phase, int layer, int mb,
+                         int chunk) {
     if (tp_of_layout(layout) == 1 || !s_.sequence_parallel) return after;
     return add(collective(CollectiveKind::kAllGather, Purpose::kTp, tp_group(layout), phase,
                           layer, mb, chunk, hidden_bytes(layout)),
-               {after});
-  }
-  // Backward of "f": all-reduce of the input gradient, or reduce-scatter with SP.
-  std::int64_t tp_block_input_grad(std::int64_t after, int layout, int layer, int mb, int chunk) {
-    if (tp_of_layout(layout) == 1) return after;
-    const auto kind = s_.sequence_parallel ? CollectiveKind::kReduceScatter
-                                           : CollectiveKind::kAllReduce;
-    return add(collective(kind, Purpose::kTp, tp_group(layout), Phase::kBackward, layer, mb,
-                          chunk, hidden_bytes(layout)),
-               {after});
-  }
-  // Backward of "g": identity, or all-gather of the output gradient with SP.
-  std::int64_t tp_block_output_grad(std::int64_t after, int layout, int layer, int mb, int chunk) {
-    if (tp_of_layout(layout) == 1 || !s_.sequence_parallel) return after;
-    return add(collective(CollectiveKind::kAllGather, Purpose::kTp, tp_group(layout),
-                          Phase::kBackward, layer, mb, chunk, hidden_bytes(layout)),
                {after});
   }
 
@@ -296,7 +282,7 @@ class ProgramBuilder {
       alloc(norm1, MemCategory::kRecompute,
             layer_activation_bytes(m_, samples, t, s_.sequence_parallel, ls.recompute).recomputed);
     }
-    auto x = tp_block_input(norm1, layout, phase, layer, mb, chunk);
+    auto x = tp_gather(norm1, layout, phase, layer, mb, chunk);
     x = add(compute(phase, Block::kAttnQkv, layer, mb, chunk, f.qkv / t,
                     matmul_bytes(T, h, (h + 2 * hk) / t, elem_)),
             {x});
@@ -308,10 +294,10 @@ class ProgramBuilder {
     x = add(compute(phase, Block::kAttnOut, layer, mb, chunk, f.attn_out / t,
                     matmul_bytes(T, h / t, h, elem_)),
             {x});
-    x = tp_block_output(x, layout, phase, layer, mb, chunk);
+    x = tp_reduce(x, layout, phase, layer, mb, chunk);
     x = add(compute(phase, Block::kMlpNorm, layer, mb, chunk, 0, 2.0 * elem_ * norm_tokens * h),
             {x});
-    x = tp_block_input(x, layout, phase, layer, mb, chunk);
+    x = tp_gather(x, layout, phase, layer, mb, chunk);
     const double up = (m_.hidden_act == Activation::kSwiglu ? 2.0 : 1.0) * ffn / t;
     const double fc1_flops = f.mlp / t * (up / (up + ffn / t));
     x = add(compute(phase, Block::kMlpFc1, layer, mb, chunk, fc1_flops,
@@ -320,7 +306,7 @@ class ProgramBuilder {
     x = add(compute(phase, Block::kMlpFc2, layer, mb, chunk, f.mlp / t - fc1_flops,
                     matmul_bytes(T, ffn / t, h, elem_)),
             {x});
-    x = tp_block_output(x, layout, phase, layer, mb, chunk);
+    x = tp_reduce(x, layout, phase, layer, mb, chunk);
     if (gathered != kNoDep && phase == Phase::kForward) {
       release(x, MemCategory::kGatheredParams,
               layer_params_per_rank(m_, t) * elem_);
@@ -355,16 +341,16 @@ class ProgramBuilder {
 
     const double up = (m_.hidden_act == Activation::kSwiglu ? 2.0 : 1.0) * ffn / t;
     const double fc1_flops = f.mlp / t * (up / (up + ffn / t));
-    auto x = tp_block_output_grad(prev, layout, layer, mb, chunk);
+    auto x = tp_gather(prev, layout, Phase::kBackward, layer, mb, chunk);
     x = add(compute(B, Block::kMlpFc2, layer, mb, chunk, 2.0 * (f.mlp / t - fc1_flops),
                     2.0 * matmul_bytes(T, ffn / t, h, elem_)),
             {x, gathered});
     x = add(compute(B, Block::kMlpFc1, layer, mb, chunk, 2.0 * fc1_flops,
                     2.0 * (matmul_bytes(T, h, up, elem_) + elem_ * T * up)),
             {x});
-    x = tp_block_input_grad(x, layout, layer, mb, chunk);
+    x = tp_reduce(x, layout, Phase::kBackward, layer, mb, chunk);
     x = add(compute(B, Block::kMlpNorm, layer, mb, chunk, 0, 3.0 * elem_ * norm_tokens * h), {x});
-    x = tp_block_output_grad(x, layout, layer, mb, chunk);
+    x = tp_gather(x, layout, Phase::kBackward, layer, mb, chunk);
     x = add(compute(B, Block::kAttnOut, layer, mb, chunk, 2.0 * f.attn_out / t,
                     2.0 * matmul_bytes(T, h / t, h, elem_)),
             {x});
@@ -385,7 +371,7 @@ class ProgramBuilder {
     x = add(compute(B, Block::kAttnQkv, layer, mb, chunk, 2.0 * f.qkv / t,
                     2.0 * matmul_bytes(T, h, (h + 2 * hk) / t, elem_)),
             {x});
-    x = tp_block_input_grad(x, layout, layer, mb, chunk);
+    x = tp_reduce(x, layout, Phase::kBackward, layer, mb, chunk);
     x = add(compute(B, Block::kAttnNorm, layer, mb, chunk, 0, 3.0 * elem_ * norm_tokens * h), {x});
     release(x, MemCategory::kActivation, act.stored);
     if (recompute_first != kNoDep) release(x, MemCategory::kRecompute, act.recomputed);
@@ -411,7 +397,7 @@ class ProgramBuilder {
                            {});
       alloc(emb, MemCategory::kActivation,
             embedding_activation_bytes(m_, samples_of_layout(0), s_.tp, s_.sequence_parallel));
-      x = tp_block_output(emb, 0, Phase::kForward, -1, mb, chunk);
+      x = tp_reduce(emb, 0, Phase::kForward, -1, mb, chunk);
     }
     for (int l = first; l < end; ++l) x = layer_forward(x, l, mb, chunk, Phase::kForward);
     if (vs == pp_ * v_ - 1) {
@@ -422,7 +408,7 @@ class ProgramBuilder {
                             {x});
       alloc(norm, MemCategory::kLogits,
             lm_head_activation_bytes(m_, samples_of_layout(0), s_.tp, s_.sequence_parallel));
-      x = tp_block_input(norm, 0, Phase::kForward, -1, mb, chunk);
+      x = tp_gather(norm, 0, Phase::kForward, -1, mb, chunk);
       x = add(compute(Phase::kForward, Block::kLmHead, -1, mb, chunk,
                       lm_head_forward_flops(m_, samples_of_layout(0)) / s_.tp,
                       matmul_bytes(T0, m_.hidden_size, m_.vocab_size / s_.tp, elem_) +
@@ -452,7 +438,7 @@ class ProgramBuilder {
                           4.0 * T0 * m_.vocab_size / s_.tp),
               {});
       if (reduce_now) grad_ready(x, output_params_per_rank(m_, s_.tp, pp_), 0, mb, chunk);
-      x = tp_block_input_grad(x, 0, -1, mb, chunk);
+      x = tp_reduce(x, 0, Phase::kBackward, -1, mb, chunk);
       x = add(compute(Phase::kBackward, Block::kFinalNorm, -1, mb, chunk, 0,
                       3.0 * elem_ * T0 * m_.hidden_size / (s_.sequence_parallel ? s_.tp : 1)),
               {x});
@@ -473,7 +459,7 @@ class ProgramBuilder {
     if (vs > 0) {
       p2p(TaskKind::kSend, UnitPhase::kBackward, vs - 1, vs - 1, first - 1, mb, chunk, x);
     } else {
-      x = tp_block_output_grad(x, 0, -1, mb, chunk);
+      x = tp_gather(x, 0, Phase::kBackward, -1, mb, chunk);
       x = add(compute(Phase::kBackward, Block::kEmbedding, -1, mb, chunk, 0,
                       2.0 * elem_ * T0 * m_.hidden_size),
               {x});

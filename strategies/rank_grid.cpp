@@ -24,33 +24,6 @@ constexpr int kPpIdx = static_cast<int>(Dim::kPp);
 
 bool valid_dim(Dim d) { return index_of(d) >= 0 && index_of(d) < kNumDims; }
 
-// Spelled here for messages: spec.hpp's dim_name() belongs to another translation unit, and a
-// failing check should not depend on it.
-const char* label(Dim d) {
-  switch (d) {
-    case Dim::kTp:
-      return "tp";
-    case Dim::kCp:
-      return "cp";
-    case Dim::kEp:
-      return "ep";
-    case Dim::kDp:
-      return "dp";
-    case Dim::kPp:
-      return "pp";
-  }
-  return "?";
-}
-
-std::string order_label(const std::array<Dim, kNumDims>& order) {
-  std::string s;
-  for (Dim d : order) {
-    if (!s.empty()) s += '-';
-    s += valid_dim(d) ? label(d) : std::to_string(index_of(d));
-  }
-  return s;
-}
-
 // The dp coordinate is (ep index, expert-data-parallel index) in mixed radix; which part is the
 // fast one depends on whether ep precedes dp in the order.
 int ep_index(int dp_idx, int dp, int ep, bool ep_inner) {
@@ -75,7 +48,7 @@ RankGrid::RankGrid(int tp, int cp, int dp, int pp, int ep, const std::array<Dim,
                                  std::to_string(dp) + ")");
   std::array<bool, kNumDims> seen{};
   for (Dim d : order_) {
-    STRATA_CHECK(valid_dim(d) && !seen[index_of(d)], "RankGrid: order " + order_label(order_) +
+    STRATA_CHECK(valid_dim(d) && !seen[index_of(d)], "RankGrid: order " + order_string(order_) +
                                                          " is not a permutation of tp,cp,ep,dp,pp");
     seen[index_of(d)] = true;
   }
@@ -123,7 +96,7 @@ int RankGrid::rank_of(const Coords& c) const {
     if (d == Dim::kEp) continue;
     const int i = index_of(d);
     STRATA_CHECK(c[i] >= 0 && c[i] < size_[i],
-                 std::string("RankGrid::rank_of: ") + label(d) + " coordinate " +
+                 std::string("RankGrid::rank_of: ") + dim_name(d) + " coordinate " +
                      std::to_string(c[i]) + " outside [0, " + std::to_string(size_[i]) + ")");
     rank += c[i] * stride_[i];
   }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "expect_config_error.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::strategies {
@@ -16,18 +17,7 @@ using json::Json;
 
 const std::string kRoot = STRATA_SOURCE_DIR;
 
-template <typename F>
-void expect_config_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a ConfigError";
-  } catch (const ConfigError& e) {
-    const std::string message = e.what();
-    for (const auto& p : parts) {
-      EXPECT_NE(message.find(p), std::string::npos) << "\"" << p << "\" not in: " << message;
-    }
-  }
-}
+using testing::expect_config_error;
 
 Json gpu_json(const std::string& name = "G", double bf16 = 100) {
   return {{"name", name},

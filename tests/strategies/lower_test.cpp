@@ -295,6 +295,21 @@ TEST(Lower, OneFOneBFirstStageHoldsWhatKorthikantiSays) {
   EXPECT_NEAR(plan.programs[0].memory.peak_activation_bytes, korthikanti + mask, 1.0);
 }
 
+TEST(Lower, InterleavedFirstStageHoldsWhatKorthikantiSays) {
+  // Interleaving with v chunks: the first stage holds the activations of L (1 + (pp-1)/(pp v))
+  // layers (Korthikanti sec. 4.2.3). A dropout-free model keeps the embedding out of the count.
+  ModelSpec m = gpt(16, 1024, 16, 51200, 2048);
+  m.dropout = false;
+  for (int v : {2, 4}) {
+    auto s = strategy(1, 2, 4, 1, 8, Schedule::kInterleaved, v);
+    const Plan plan = lower_on(m, s);
+    const double layer = layer_activation_bytes(m, 1, 2, false, Recompute::kNone).stored;
+    const double layers_held = 16.0 * (1.0 + 3.0 / (4.0 * v));
+    EXPECT_NEAR(plan.programs[0].memory.peak_activation_bytes / layer, layers_held, 1e-9)
+        << "v = " << v;
+  }
+}
+
 TEST(Lower, PerLayerTensorParallelismReshards) {
   const ModelSpec m = gpt(4, 256, 8, 512, 64);
   auto s = strategy(2, 2, 2, 2, 8);

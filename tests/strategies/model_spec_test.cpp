@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "expect_config_error.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::strategies {
@@ -18,19 +19,7 @@ using json::Json;
 
 const std::string kRoot = STRATA_SOURCE_DIR;
 
-// Runs `f`, expects a ConfigError whose message contains every one of `parts`.
-template <typename F>
-void expect_config_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a ConfigError";
-  } catch (const ConfigError& e) {
-    const std::string message = e.what();
-    for (const auto& p : parts) {
-      EXPECT_NE(message.find(p), std::string::npos) << "\"" << p << "\" not in: " << message;
-    }
-  }
-}
+using testing::expect_config_error;
 
 Json gpt_json() {
   return {{"name", "g"},       {"family", "gpt"},          {"num_hidden_layers", 4},

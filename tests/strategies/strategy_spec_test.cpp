@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "expect_config_error.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::strategies {
@@ -17,18 +18,7 @@ using json::Json;
 
 const std::string kRoot = STRATA_SOURCE_DIR;
 
-template <typename F>
-void expect_config_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a ConfigError";
-  } catch (const ConfigError& e) {
-    const std::string message = e.what();
-    for (const auto& p : parts) {
-      EXPECT_NE(message.find(p), std::string::npos) << "\"" << p << "\" not in: " << message;
-    }
-  }
-}
+using testing::expect_config_error;
 
 // A 32-layer, 32-head model with GQA (8 kv-heads), like Llama 2 7B at a smaller width.
 ModelSpec model() {
