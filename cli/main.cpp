@@ -18,6 +18,9 @@ Commands:
   plan       Lower a model, a cluster and a strategy to a Plan (the per-rank task graph that
              the simulator and the executor both consume) and print its summary: world size,
              groups, tasks, FLOPs per step, bytes per collective, peak memory per rank.
+  simulate   Predict one training step on a modelled cluster: replay the Plan in a SimGrid
+             discrete-event simulation and report step time, throughput, TFLOP/s per GPU, MFU,
+             the pipeline bubble, per-rank time breakdown and memory, and a trace.
   help       Show this help, or `strata help <command>` for a command's options.
   version    Print Strata's version.
 
@@ -51,10 +54,25 @@ int main(int argc, char** argv) {
         std::cout << strata::cli::kPlanHelp;
         return strata::cli::kExitOk;
       }
+#if STRATA_HAVE_SIMGRID
+      if (args[0] == "simulate") {
+        std::cout << strata::cli::kSimulateHelp;
+        return strata::cli::kExitOk;
+      }
+#endif
       std::cerr << "strata: no command '" << args[0] << "' (see strata --help)\n";
       return strata::cli::kExitUsage;
     }
     if (command == "plan") return strata::cli::plan_command(args);
+    if (command == "simulate") {
+#if STRATA_HAVE_SIMGRID
+      return strata::cli::simulate_command(args);
+#else
+      std::cerr << "strata simulate: this build has no simulator (SimGrid was not found or "
+                   "STRATA_WITH_SIMGRID=OFF); install libsimgrid-dev and reconfigure\n";
+      return strata::cli::kExitUsage;
+#endif
+    }
     std::cerr << "strata: unknown command '" << command << "' (see strata --help)\n";
     return strata::cli::kExitUsage;
   } catch (const strata::ConfigError& e) {

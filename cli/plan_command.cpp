@@ -171,6 +171,20 @@ std::string resolve_spec(const std::string& kind, const std::string& flag, const
                     (fs::path(config_dir()) / kind).string() + " (bundled: " + names + ")");
 }
 
+Inputs load_inputs(const Args& args) {
+  using namespace strategies;
+  Inputs in;
+  in.model = load_model(resolve_spec("models", "--model", args.require("--model")));
+  in.cluster = load_cluster(resolve_spec("clusters", "--cluster", args.require("--cluster")));
+  in.strategy =
+      load_strategy(resolve_spec("strategies", "--strategy", args.require("--strategy")));
+  if (const auto nodes = args.get_positive_int("--nodes")) {
+    in.cluster = with_nodes(in.cluster, *nodes);
+  }
+  in.world_size = args.get_positive_int("--gpus").value_or(in.cluster.total_gpus());
+  return in;
+}
+
 int plan_command(const std::vector<std::string>& argv) {
   for (const auto& a : argv) {
     if (a == "--help" || a == "-h") {
@@ -178,19 +192,12 @@ int plan_command(const std::vector<std::string>& argv) {
       return kExitOk;
     }
   }
-  const Args args(argv, {"--model", "--cluster", "--strategy", "--gpus", "--nodes", "--out"},
-                  {"--json"}, {"--ignore-memory"});
+  std::set<std::string> with_value = kSpecFlags;
+  with_value.insert("--out");
+  const Args args(argv, with_value, {"--json"}, {"--ignore-memory"});
   using namespace strategies;
-  const ModelSpec model =
-      load_model(resolve_spec("models", "--model", args.require("--model")));
-  ClusterSpec cluster =
-      load_cluster(resolve_spec("clusters", "--cluster", args.require("--cluster")));
-  const StrategySpec strategy =
-      load_strategy(resolve_spec("strategies", "--strategy", args.require("--strategy")));
-  if (const auto nodes = args.get_positive_int("--nodes")) cluster = with_nodes(cluster, *nodes);
-  const int world = args.get_positive_int("--gpus").value_or(cluster.total_gpus());
-
-  const Plan plan = lower(model, cluster, strategy, world);
+  const Inputs in = load_inputs(args);
+  const Plan plan = lower(in.model, in.cluster, in.strategy, in.world_size);
   const json::Json summary = plan_summary(plan);
   const bool fits = summary["memory"]["fits"].get<bool>();
   const bool ok = fits || args.has("--ignore-memory");

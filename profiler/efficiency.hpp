@@ -1,0 +1,97 @@
+// Efficiencies: what fraction of a device's peak FLOP/s and memory bandwidth each kind of compute
+// block reaches, per device class. Loaded from one documented data file (bundled:
+// profiler/efficiencies.json; format and sources in docs/cost-model.md). The roofline cost model
+// (roofline.hpp) turns a task's FLOPs and bytes into seconds with them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/json.hpp"
+#include "strategies/plan.hpp"
+#include "strategies/spec.hpp"
+
+namespace strata::profiler {
+
+// Kinds of compute block that behave alike on hardware. Each Plan block maps to one (the file's
+// "blocks" table): large GEMMs (attn_qkv, attn_out, mlp_fc1, mlp_fc2, lm_head), the non-fused
+// attention core (batched GEMMs, softmax, dropout), and three memory-bound kinds.
+enum class OpClass : std::uint8_t { kGemm, kAttentionCore, kNorm, kEmbedding, kOptimizer };
+inline constexpr int kNumOpClasses = 5;
+// Plan blocks, Block::kNone included (indexes of per-block tables).
+inline constexpr int kNumBlocks = static_cast<int>(strategies::Block::kOptimizer) + 1;
+// "gemm", "attention_core", "norm", "embedding", "optimizer": the file's keys.
+const char* op_class_name(OpClass c);
+
+// One op class on one device class. Efficiencies are fractions in (0, 1] of the peak FLOP/s of
+// the precision the device computes in, and of its memory bandwidth.
+struct OpEfficiency {
+  double flop_forward = 1;   // forward and recompute passes (and the optimizer step)
+  double flop_backward = 1;  // backward pass (data and weight gradients)
+  double memory_forward = 1;
+  double memory_backward = 1;
+  // Small-GEMM fall-off: the FLOPs at which one GEMM reaches half of its large-GEMM efficiency
+  // (efficiency * f / (f + half_efficiency_flops) for a GEMM of f FLOPs). 0 = constant.
+  double half_efficiency_flops = 0;
+  std::string source;
+
+  double flop(strategies::Phase p) const {
+    return p == strategies::Phase::kBackward ? flop_backward : flop_forward;
+  }
+  double memory(strategies::Phase p) const {
+    return p == strategies::Phase::kBackward ? memory_backward : memory_forward;
+  }
+};
+
+// A family of devices with the same efficiencies ("a100", "h100", a fallback "gpu", "cpu").
+struct DeviceClass {
+  std::string name;
+  strategies::DeviceKind kind = strategies::DeviceKind::kGpu;
+  // Case-insensitive substrings of DeviceSpec::name that select this class; empty: the fallback
+  // for devices of `kind` that no other class matches.
+  std::vector<std::string> match;
+  double launch_overhead_s = 0;  // fixed cost added to every compute task
+  // When set, the device computes in this precision whatever the strategy's (the CPU executor
+  // runs fp32 kernels): its peak is the one used.
+  std::optional<strategies::Precision> compute_precision;
+  std::array<OpEfficiency, kNumOpClasses> ops;
+  std::string source;
+
+  const OpEfficiency& op(OpClass c) const { return ops[static_cast<int>(c)]; }
+};
+
+// The whole table: block -> op class, and the device classes in file order.
+class Efficiencies {
+ public:
+  Efficiencies() = default;
+  Efficiencies(std::array<OpClass, kNumBlocks> block_classes, std::vector<DeviceClass> devices,
+               std::string source);
+
+  // The op class of a Plan block; Block::kNone has none (a programming error: STRATA_CHECK).
+  OpClass op_class(strategies::Block b) const;
+  // The first class (file order) of the device's kind whose `match` names it, else that kind's
+  // fallback. Every kind has a fallback in a parsed table, so this always succeeds.
+  const DeviceClass& device_class(const strategies::DeviceSpec& device) const;
+  const std::vector<DeviceClass>& device_classes() const { return devices_; }
+  const std::string& source() const { return source_; }
+
+ private:
+  std::array<OpClass, kNumBlocks> block_classes_{};  // indexed by Block
+  std::vector<DeviceClass> devices_;
+  std::string source_;
+};
+
+// Parses an efficiencies document (schema_version 1; docs/cost-model.md). Every rule broken is a
+// ConfigError naming the field, the value and the rule: missing keys, efficiencies outside
+// (0, 1], unknown or missing block names, unknown op classes, duplicate device classes, a device
+// kind without a fallback class. `what` names the source (usually the file path).
+Efficiencies parse_efficiencies(const json::Json& j, const std::string& what = "efficiencies");
+Efficiencies load_efficiencies(const std::string& path);
+
+// The bundled table: <STRATA_PROFILER_DATA_DIR>/efficiencies.json (the source tree's profiler/).
+std::string default_efficiencies_path();
+
+}  // namespace strata::profiler

@@ -1,0 +1,60 @@
+// Collectives as the flows of real algorithms. A FlowSchedule is a small DAG of point-to-point
+// flows between the group's ranks; the simulator starts each flow when its predecessors are done
+// and lets SimGrid share the links, so contention comes from the flow model, not a formula.
+//
+// Algorithms (n ranks in the group, S = nccl-tests "size", see strategies/plan.hpp):
+//  - all-reduce: ring reduce-scatter then ring all-gather: 2(n-1) steps, each rank sends S/n to
+//    its successor per step; a rank's step-k send waits for its step-(k-1) receive and send.
+//  - all-gather, reduce-scatter: n-1 ring steps of S/n.
+//  - all-to-all: every rank sends S/n to every other rank at once.
+//  - broadcast: a chain from the first rank, S per hop.
+// The ring follows the group's rank order, so consecutive ranks of a node are neighbours and a
+// group spanning k nodes crosses the network k times per step, as NCCL's rings do.
+#pragma once
+
+#include <vector>
+
+#include "strategies/plan.hpp"
+
+namespace strata::sim {
+
+struct Flow {
+  int from = 0;  // rank
+  int to = 0;    // rank
+  double bytes = 0;
+};
+
+class FlowSchedule {
+ public:
+  // Adds a flow that starts when all of `after` (earlier flow indices) are done.
+  int add(const Flow& f, const std::vector<int>& after);
+
+  const Flow& flow(int f) const { return flows_[f]; }
+  int size() const { return static_cast<int>(flows_.size()); }
+  // Flows with no predecessor.
+  std::vector<int> initial() const;
+  // Marks `f` done and returns the flows that become ready.
+  std::vector<int> complete(int f);
+  bool done() const { return completed_ == size(); }
+
+ private:
+  std::vector<Flow> flows_;
+  std::vector<std::vector<int>> next_;
+  std::vector<int> waiting_;
+  int completed_ = 0;
+};
+
+// The flows of collective `kind` over `ranks` (ascending) for message size `bytes`.
+FlowSchedule plan_collective(strategies::CollectiveKind kind, const std::vector<int>& ranks,
+                             double bytes);
+
+// nccl-tests' bus-bandwidth factor: busbw = algbw * factor (all-reduce 2(n-1)/n, all-gather and
+// reduce-scatter and all-to-all (n-1)/n, broadcast 1).
+double bus_bandwidth_factor(strategies::CollectiveKind kind, int n);
+
+// The alpha-beta time of the algorithm above on uncontended links of latency `alpha_s` and
+// bandwidth `bandwidth_Bps` per direction (what the simulation must reproduce exactly).
+double alpha_beta_seconds(strategies::CollectiveKind kind, int n, double bytes, double alpha_s,
+                          double bandwidth_Bps);
+
+}  // namespace strata::sim

@@ -1,0 +1,135 @@
+// report.json, the report table and trace.json.
+#include "sim/report.hpp"
+
+#include <sstream>
+
+#include "common/units.hpp"
+
+namespace strata::sim {
+
+using strategies::Plan;
+using strategies::Task;
+using strategies::TaskKind;
+
+json::Json report_to_json(const Report& r, const Plan& plan) {
+  json::Json j;
+  j["schema_version"] = kReportSchemaVersion;
+  j["kind"] = "strata.report";
+  j["provenance"] = {{"strata_version", r.provenance.strata_version},
+                     {"model_hash", r.provenance.model_hash},
+                     {"cluster_hash", r.provenance.cluster_hash},
+                     {"strategy_hash", r.provenance.strategy_hash}};
+  j["model"] = r.model;
+  j["cluster"] = r.cluster;
+  j["strategy"] = r.strategy;
+  j["world_size"] = r.world_size;
+  j["global_batch_size"] = plan.strategy.global_batch_size;
+  j["seq_length"] = plan.model.seq_length;
+  j["step_time_s"] = r.step_time_s;
+  j["tokens_per_s"] = r.tokens_per_s;
+  j["tflops_per_gpu"] = r.tflops_per_gpu;
+  j["hardware_tflops_per_gpu"] = r.hardware_tflops_per_gpu;
+  j["mfu"] = r.mfu;
+  j["bubble_fraction"] = r.bubble_fraction;
+  j["fits"] = r.fits;
+  j["simgrid_activities"] = r.events;
+  json::Json ranks = json::Json::array();
+  for (std::size_t i = 0; i < r.ranks.size(); ++i) {
+    const RankTimes& t = r.ranks[i];
+    ranks.push_back({{"rank", i},
+                     {"stage", plan.stage_of(static_cast<int>(i))},
+                     {"compute_s", t.compute_s},
+                     {"communication_s", t.communication_s},
+                     {"exposed_communication_s", t.exposed_comm_s},
+                     {"idle_s", t.idle_s},
+                     {"peak_memory_bytes", t.peak_memory_bytes},
+                     {"capacity_bytes", t.capacity_bytes},
+                     {"fits", t.peak_memory_bytes <= t.capacity_bytes}});
+  }
+  j["ranks"] = std::move(ranks);
+  return j;
+}
+
+std::string render_report(const Report& r, const Plan& plan) {
+  using units::fixed;
+  std::ostringstream os;
+  os << "Strata simulation: " << r.model << " on " << r.cluster << " (" << r.world_size
+     << " GPUs), strategy " << r.strategy << "\n";
+  os << "  step time          " << fixed(r.step_time_s, 4) << " s\n";
+  os << "  throughput         " << fixed(r.tokens_per_s, 0) << " tokens/s\n";
+  os << "  TFLOP/s per GPU    " << fixed(r.tflops_per_gpu, 1) << " model, "
+     << fixed(r.hardware_tflops_per_gpu, 1) << " hardware (with recompute)\n";
+  os << "  MFU                " << fixed(100 * r.mfu, 1) << " %\n";
+  os << "  bubble             " << fixed(100 * r.bubble_fraction, 1) << " % of the step idle\n";
+  os << "  memory             " << (r.fits ? "fits" : "DOES NOT FIT") << "\n";
+  os << "  per pipeline stage (its first rank)\n";
+  os << "    stage   compute_s    comm_s  exposed_s    idle_s    peak memory\n";
+  for (int stage = 0; stage < plan.strategy.pp; ++stage) {
+    for (int rank = 0; rank < r.world_size; ++rank) {
+      if (plan.stage_of(rank) != stage) continue;
+      const RankTimes& t = r.ranks[rank];
+      char line[160];
+      std::snprintf(line, sizeof line, "    %-5d %11.4f %9.4f %10.4f %9.4f %14s\n", stage,
+                    t.compute_s, t.communication_s, t.exposed_comm_s, t.idle_s,
+                    units::format_bytes(t.peak_memory_bytes).c_str());
+      os << line;
+      break;
+    }
+  }
+  return os.str();
+}
+
+json::Json trace_to_json(const Report& r, const Plan& plan) {
+  json::Json events = json::Json::array();
+  std::vector<int> seen(plan.world_size, 0);
+  for (const TaskSpan& s : r.spans) {
+    if (!seen[s.rank]) {
+      seen[s.rank] = 1;
+      events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", s.rank}, {"tid", 0},
+                        {"args", {{"name", "rank " + std::to_string(s.rank) + " (stage " +
+                                               std::to_string(plan.stage_of(s.rank)) + ")"}}}});
+      for (int st = 0; st < 6; ++st) {
+        events.push_back(
+            {{"ph", "M"}, {"name", "thread_name"}, {"pid", s.rank}, {"tid", st},
+             {"args", {{"name", strategies::stream_name(static_cast<strategies::Stream>(st))}}}});
+      }
+    }
+    const Task& t = plan.program_of(s.rank).tasks[s.task];
+    json::Json args = {{"task", s.task},
+                       {"kind", strategies::task_kind_name(t.kind)},
+                       {"phase", strategies::phase_name(t.phase)},
+                       {"block", strategies::block_name(t.block)},
+                       {"layer", t.layer},
+                       {"micro_batch", t.micro_batch},
+                       {"chunk", t.chunk},
+                       {"flops", t.flops},
+                       {"bytes", t.bytes}};
+    if (t.kind == TaskKind::kCollective) {
+      args["collective"] = strategies::collective_name(t.collective);
+      args["purpose"] = strategies::purpose_name(t.purpose);
+      args["group"] = plan.group_ranks(s.rank, t.group);
+    } else if (t.kind == TaskKind::kSend || t.kind == TaskKind::kRecv) {
+      args["peer"] = plan.peer_rank(s.rank, t);
+    }
+    events.push_back({{"ph", "X"},
+                      {"name", plan.task_name(t)},
+                      {"cat", strategies::task_kind_name(t.kind)},
+                      {"pid", s.rank},
+                      {"tid", static_cast<int>(t.stream)},
+                      {"ts", s.start_s * 1e6},
+                      {"dur", (s.end_s - s.start_s) * 1e6},
+                      {"args", std::move(args)}});
+  }
+  return {{"traceEvents", std::move(events)},
+          {"displayTimeUnit", "ms"},
+          {"otherData",
+           {{"schema_version", kReportSchemaVersion},
+            {"kind", "strata.trace"},
+            {"source", "simulated"},
+            {"strata_version", r.provenance.strata_version},
+            {"model_hash", r.provenance.model_hash},
+            {"cluster_hash", r.provenance.cluster_hash},
+            {"strategy_hash", r.provenance.strategy_hash}}}};
+}
+
+}  // namespace strata::sim

@@ -1,0 +1,488 @@
+// Plan replay: lazily turns ready tasks into SimGrid activities (never pre-building the DAG,
+// which is quadratic in SimGrid 3.32) and drives everything from Activity completion callbacks,
+// with no actors.
+//
+// defines:
+//   Replayer            per-rank dep counters, the ready worklist, launch/finish of each kind
+//   CollectiveInstance  one collective across its group: arrivals, then ring flows
+//   simulate()          engine, platform, replay, report
+#include "sim/simulate.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <tuple>
+#include <unordered_map>
+
+#include "common/error.hpp"
+#include "sim/collectives.hpp"
+#include "sim/platform.hpp"
+
+namespace strata::sim {
+namespace {
+
+namespace sg4 = simgrid::s4u;
+using strategies::CollectiveKind;
+using strategies::Plan;
+using strategies::Program;
+using strategies::Task;
+using strategies::TaskKind;
+
+// Successor lists of a program (the Plan stores predecessors), shared by its ranks.
+struct Successors {
+  std::vector<std::uint32_t> begin;
+  std::vector<std::uint32_t> list;
+};
+
+Successors successors_of(const Program& p) {
+  Successors s;
+  std::vector<std::uint32_t> count(p.tasks.size() + 1, 0);
+  for (std::size_t i = 0; i < p.tasks.size(); ++i) {
+    for (std::size_t k = 0; k < p.num_deps(i); ++k) ++count[p.deps_of(i)[k]];
+  }
+  s.begin.assign(p.tasks.size() + 1, 0);
+  for (std::size_t i = 0; i < p.tasks.size(); ++i) s.begin[i + 1] = s.begin[i] + count[i];
+  s.list.resize(s.begin.back());
+  std::vector<std::uint32_t> fill(s.begin.begin(), s.begin.end() - 1);
+  for (std::size_t i = 0; i < p.tasks.size(); ++i) {
+    for (std::size_t k = 0; k < p.num_deps(i); ++k) {
+      s.list[fill[p.deps_of(i)[k]]++] = static_cast<std::uint32_t>(i);
+    }
+  }
+  return s;
+}
+
+class Replayer {
+ public:
+  Replayer(const Plan& plan, const profiler::CostModel& cost, const Platform& platform,
+           const SimOptions& options)
+      : plan_(plan), cost_(cost), platform_(platform), options_(options) {
+    for (const Program& p : plan.programs) successors_.push_back(successors_of(p));
+    const int world = plan.world_size;
+    remaining_.resize(world);
+    start_.resize(world);
+    end_.resize(world);
+    group_ids_.resize(world);
+    for (int r = 0; r < world; ++r) {
+      const Program& p = plan.program_of(r);
+      remaining_[r].resize(p.tasks.size());
+      for (std::size_t i = 0; i < p.tasks.size(); ++i) {
+        remaining_[r][i] = static_cast<std::uint32_t>(p.num_deps(i));
+      }
+      start_[r].assign(p.tasks.size(), -1.0);
+      end_[r].assign(p.tasks.size(), -1.0);
+    }
+    sg4::Activity::on_completion_cb([this](const sg4::Activity& a) { on_completion(a); });
+  }
+
+  void start() {
+    for (int r = 0; r < plan_.world_size; ++r) {
+      const Program& p = plan_.program_of(r);
+      for (std::size_t i = 0; i < p.tasks.size(); ++i) {
+        if (remaining_[r][i] == 0) launch(r, static_cast<std::uint32_t>(i));
+      }
+    }
+    drain();
+  }
+
+  // Every task of every rank must have run; otherwise the Plan deadlocked.
+  void check_complete() const {
+    for (int r = 0; r < plan_.world_size; ++r) {
+      for (std::size_t i = 0; i < end_[r].size(); ++i) {
+        STRATA_CHECK(end_[r][i] >= 0, "simulation ended with rank " + std::to_string(r) +
+                                          " task " + std::to_string(i) + " (" +
+                                          plan_.task_name(plan_.program_of(r).tasks[i]) +
+                                          ") not run: the plan deadlocked");
+      }
+    }
+  }
+
+  const std::vector<std::vector<double>>& starts() const { return start_; }
+  const std::vector<std::vector<double>>& ends() const { return end_; }
+  double events() const { return events_; }
+
+ private:
+  // ---- readiness ----------------------------------------------------------------------------
+  void launch(int rank, std::uint32_t task) {
+    start_[rank][task] = sg4::Engine::get_clock();
+    const Task& t = plan_.program_of(rank).tasks[task];
+    switch (t.kind) {
+      case TaskKind::kCompute:
+        launch_compute(rank, task, t);
+        break;
+      case TaskKind::kCollective:
+        arrive_at_collective(rank, task, t);
+        break;
+      case TaskKind::kSend:
+        launch_send(rank, task, t);
+        break;
+      case TaskKind::kRecv:
+        launch_recv(rank, task, t);
+        break;
+    }
+  }
+
+  // Queues a finished task; drain() releases its successors without recursion.
+  void finish(int rank, std::uint32_t task) { done_.emplace_back(rank, task); }
+
+  void drain() {
+    while (!done_.empty()) {
+      const auto [rank, task] = done_.front();
+      done_.pop_front();
+      end_[rank][task] = sg4::Engine::get_clock();
+      const Successors& s = successors_[plan_.stage_of(rank)];
+      for (auto k = s.begin[task]; k < s.begin[task + 1]; ++k) {
+        const auto next = s.list[k];
+        if (--remaining_[rank][next] == 0) launch(rank, next);
+      }
+    }
+  }
+
+  // ---- activities ---------------------------------------------------------------------------
+  enum class PendingKind { kCompute, kFlow, kSend };
+  struct Pending {
+    PendingKind kind;
+    int rank = 0;
+    std::uint32_t task = 0;
+    std::size_t instance = 0;  // kFlow
+    int flow = 0;              // kFlow: index in the instance's algorithm
+    std::tuple<int, int, std::uint32_t> key;  // kSend
+  };
+
+  void track(const sg4::ActivityPtr& a, Pending p) {
+    pending_.emplace(a.get(), std::move(p));
+    live_.emplace(a.get(), a);
+    ++events_;
+  }
+
+  void on_completion(const sg4::Activity& a) {
+    // Drop the activities that completed before this one: releasing an activity inside its own
+    // completion callback would be a use-after-free in SimGrid 3.32.
+    released_.clear();
+    const auto it = pending_.find(&a);
+    if (it == pending_.end()) return;
+    const Pending p = it->second;
+    pending_.erase(it);
+    auto live = live_.find(&a);
+    released_.push_back(std::move(live->second));
+    live_.erase(live);
+    switch (p.kind) {
+      case PendingKind::kCompute:
+        finish(p.rank, p.task);
+        break;
+      case PendingKind::kFlow:
+        flow_done(p.instance, p.flow);
+        break;
+      case PendingKind::kSend:
+        send_done(p.rank, p.task, p.key);
+        break;
+    }
+    drain();
+  }
+
+  void launch_compute(int rank, std::uint32_t task, const Task& t) {
+    const auto& device = plan_.cluster.group_of_gpu(rank).gpu;
+    const double seconds = cost_.compute_seconds(t, device, plan_.strategy.precision);
+    STRATA_CHECK(seconds >= 0, "negative task duration from the cost model");
+    if (seconds == 0) {
+      finish(rank, task);
+      return;
+    }
+    sg4::ExecPtr e = sg4::Exec::init();
+    e->set_flops_amount(seconds * Platform::kHostFlops);
+    e->set_host(platform_.hosts[rank]);
+    e->start();
+    track(e, {PendingKind::kCompute, rank, task, 0, 0, {}});
+  }
+
+  sg4::CommPtr start_flow(int from, int to, double bytes) {
+    sg4::CommPtr c = sg4::Comm::sendto_init(platform_.hosts[from], platform_.hosts[to]);
+    c->set_payload_size(static_cast<std::uint64_t>(std::max(0.0, bytes)));
+    c->start();
+    return c;
+  }
+
+  // ---- pipeline transfers -------------------------------------------------------------------
+  void launch_send(int rank, std::uint32_t task, const Task& t) {
+    const int peer = plan_.peer_rank(rank, t);
+    const auto key = std::tuple{rank, peer, t.tag};
+    transfer_start_[key] = sg4::Engine::get_clock();
+    track(start_flow(rank, peer, t.bytes), {PendingKind::kSend, rank, task, 0, 0, key});
+  }
+
+  void send_done(int rank, std::uint32_t task, const std::tuple<int, int, std::uint32_t>& key) {
+    finish(rank, task);
+    const auto started = transfer_start_.find(key);
+    const double transfer_start = started->second;
+    transfer_start_.erase(started);
+    const auto waiting = waiting_recv_.find(key);
+    if (waiting != waiting_recv_.end()) {
+      // A receive posted before its data left spent the gap waiting, not communicating: its
+      // span is the transfer's.
+      double& recv_start = start_[std::get<1>(key)][waiting->second];
+      recv_start = std::max(recv_start, transfer_start);
+      finish(std::get<1>(key), waiting->second);
+      waiting_recv_.erase(waiting);
+    } else {
+      delivered_.insert(key);
+    }
+  }
+
+  void launch_recv(int rank, std::uint32_t task, const Task& t) {
+    const auto key = std::tuple{plan_.peer_rank(rank, t), rank, t.tag};
+    if (delivered_.erase(key)) {
+      finish(rank, task);
+    } else {
+      waiting_recv_.emplace(key, task);
+    }
+  }
+
+  // ---- collectives --------------------------------------------------------------------------
+  struct Instance {
+    std::vector<int> ranks;
+    std::vector<std::uint32_t> tasks;  // per member, the task index it waits in
+    int arrived = 0;
+    CollectiveKind kind = CollectiveKind::kNone;
+    double bytes = 0;
+    std::unique_ptr<FlowSchedule> flows;
+  };
+
+  int group_id(int rank, const strategies::GroupRef& g) {
+    const int key = (static_cast<int>(g.kind) << 16) | (g.layout << 8) | g.layout_from;
+    auto& cache = group_ids_[rank];
+    const auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    const auto ranks = plan_.group_ranks(rank, g);
+    const auto [gi, inserted] = groups_.emplace(ranks, static_cast<int>(groups_.size()));
+    if (inserted) group_members_.push_back(ranks);
+    cache.emplace(key, gi->second);
+    return gi->second;
+  }
+
+  void arrive_at_collective(int rank, std::uint32_t task, const Task& t) {
+    const int gid = group_id(rank, t.group);
+    const auto& members = group_members_[gid];
+    if (members.size() == 1) {
+      finish(rank, task);
+      return;
+    }
+    const int occurrence = occurrences_[{rank, gid}]++;
+    auto [it, inserted] = instance_of_.emplace(std::pair{gid, occurrence}, instances_.size());
+    if (inserted) {
+      instances_.emplace_back();
+      Instance& in = instances_.back();
+      in.ranks = members;
+      in.tasks.assign(members.size(), 0);
+      in.kind = t.collective;
+      in.bytes = t.bytes;
+    }
+    const std::size_t id = it->second;
+    Instance& in = instances_[id];
+    STRATA_CHECK(in.kind == t.collective && in.bytes == t.bytes,
+                 "collective mismatch across group members at rank " + std::to_string(rank));
+    const auto pos = std::lower_bound(in.ranks.begin(), in.ranks.end(), rank) - in.ranks.begin();
+    in.tasks[pos] = task;
+    if (++in.arrived < static_cast<int>(in.ranks.size())) return;
+    // Everyone is here: run the algorithm's flows. Members that arrived early were waiting, not
+    // communicating: their spans start now.
+    instance_of_.erase(it);
+    const double now = sg4::Engine::get_clock();
+    for (std::size_t k = 0; k < in.ranks.size(); ++k) start_[in.ranks[k]][in.tasks[k]] = now;
+    in.flows = std::make_unique<FlowSchedule>(plan_collective(in.kind, in.ranks, in.bytes));
+    for (int f : in.flows->initial()) launch_flow(id, f);
+    if (in.flows->done()) complete_instance(id);
+  }
+
+  void launch_flow(std::size_t id, int f) {
+    const Flow& flow = instances_[id].flows->flow(f);
+    track(start_flow(flow.from, flow.to, flow.bytes), {PendingKind::kFlow, 0, 0, id, f, {}});
+  }
+
+  void flow_done(std::size_t id, int f) {
+    Instance& in = instances_[id];
+    for (int next : in.flows->complete(f)) launch_flow(id, next);
+    if (in.flows->done()) complete_instance(id);
+  }
+
+  void complete_instance(std::size_t id) {
+    Instance& in = instances_[id];
+    for (std::size_t k = 0; k < in.ranks.size(); ++k) finish(in.ranks[k], in.tasks[k]);
+    in.flows.reset();
+    in.ranks.clear();
+    in.tasks.clear();
+  }
+
+  const Plan& plan_;
+  const profiler::CostModel& cost_;
+  const Platform& platform_;
+  const SimOptions& options_;
+  std::vector<Successors> successors_;
+  std::vector<std::vector<std::uint32_t>> remaining_;
+  std::vector<std::vector<double>> start_, end_;
+  std::deque<std::pair<int, std::uint32_t>> done_;
+
+  std::unordered_map<const sg4::Activity*, Pending> pending_;
+  std::unordered_map<const sg4::Activity*, sg4::ActivityPtr> live_;
+  std::vector<sg4::ActivityPtr> released_;
+  double events_ = 0;
+
+  std::map<std::tuple<int, int, std::uint32_t>, std::uint32_t> waiting_recv_;
+  std::set<std::tuple<int, int, std::uint32_t>> delivered_;
+  std::map<std::tuple<int, int, std::uint32_t>, double> transfer_start_;
+
+  std::vector<std::unordered_map<int, int>> group_ids_;  // per rank: GroupRef key -> group id
+  std::map<std::vector<int>, int> groups_;
+  std::vector<std::vector<int>> group_members_;
+  std::map<std::pair<int, int>, int> occurrences_;          // (rank, group) -> next occurrence
+  std::map<std::pair<int, int>, std::size_t> instance_of_;  // (group, occurrence) -> instance
+  std::deque<Instance> instances_;
+};
+
+// Length of the union of [start, end) intervals.
+double union_length(std::vector<std::pair<double, double>>& v) {
+  std::sort(v.begin(), v.end());
+  double total = 0, cur_s = 0, cur_e = -1;
+  for (const auto& [s, e] : v) {
+    if (s > cur_e) {
+      if (cur_e > cur_s) total += cur_e - cur_s;
+      cur_s = s;
+      cur_e = e;
+    } else {
+      cur_e = std::max(cur_e, e);
+    }
+  }
+  if (cur_e > cur_s) total += cur_e - cur_s;
+  return total;
+}
+
+// Length of (a minus b), both unions of intervals.
+double difference_length(std::vector<std::pair<double, double>> a,
+                         std::vector<std::pair<double, double>> b) {
+  auto all = a;
+  all.insert(all.end(), b.begin(), b.end());
+  return union_length(all) - union_length(b);
+}
+
+}  // namespace
+
+std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int world_size,
+                                     const std::vector<CollectiveRequest>& requests) {
+  sg4::Engine engine("strata-collectives");
+  configure_network_model();
+  const Platform platform = build_platform(cluster, world_size);
+  std::vector<FlowSchedule> schedules;
+  for (const auto& r : requests) schedules.push_back(plan_collective(r.kind, r.ranks, r.bytes));
+  std::vector<double> finished(requests.size(), 0.0);
+  std::unordered_map<const sg4::Activity*, std::pair<std::size_t, int>> pending;
+  std::vector<sg4::ActivityPtr> live;  // kept alive until the run ends
+  auto launch = [&](std::size_t c, int f) {
+    const Flow& flow = schedules[c].flow(f);
+    sg4::CommPtr comm = sg4::Comm::sendto_init(platform.hosts[flow.from], platform.hosts[flow.to]);
+    comm->set_payload_size(static_cast<std::uint64_t>(flow.bytes));
+    comm->start();
+    pending.emplace(comm.get(), std::pair{c, f});
+    live.push_back(comm);
+  };
+  sg4::Activity::on_completion_cb([&](const sg4::Activity& a) {
+    const auto it = pending.find(&a);
+    if (it == pending.end()) return;
+    const auto [c, f] = it->second;
+    pending.erase(it);
+    for (int next : schedules[c].complete(f)) launch(c, next);
+    if (schedules[c].done()) finished[c] = sg4::Engine::get_clock();
+  });
+  for (std::size_t c = 0; c < schedules.size(); ++c) {
+    for (int f : schedules[c].initial()) launch(c, f);
+  }
+  engine.run();
+  for (std::size_t c = 0; c < schedules.size(); ++c) {
+    STRATA_CHECK(schedules[c].done(), "collective did not complete");
+  }
+  return finished;
+}
+
+Report simulate(const Plan& plan, const profiler::CostModel& cost, const SimOptions& options) {
+  sg4::Engine engine("strata");
+  configure_network_model();
+  PlatformOptions popts;
+  popts.speed_factors = options.speed_factors;
+  const Platform platform = build_platform(plan.cluster, plan.world_size, popts);
+
+  Replayer replay(plan, cost, platform, options);
+  replay.start();
+  engine.run();
+  replay.check_complete();
+
+  Report r;
+  r.model = plan.model.name;
+  r.cluster = plan.cluster.name;
+  r.strategy = plan.strategy.name;
+  r.provenance = plan.provenance;
+  r.world_size = plan.world_size;
+  r.events = replay.events();
+  const auto& starts = replay.starts();
+  const auto& ends = replay.ends();
+  for (int rank = 0; rank < plan.world_size; ++rank) {
+    const Program& p = plan.program_of(rank);
+    std::vector<std::pair<double, double>> compute, comm;
+    RankTimes t;
+    for (std::size_t i = 0; i < p.tasks.size(); ++i) {
+      const std::pair<double, double> span{starts[rank][i], ends[rank][i]};
+      t.finish_s = std::max(t.finish_s, span.second);
+      if (span.second <= span.first) continue;
+      (p.tasks[i].kind == TaskKind::kCompute ? compute : comm).push_back(span);
+    }
+    t.compute_s = union_length(compute);
+    t.communication_s = union_length(comm);
+    t.exposed_comm_s = difference_length(comm, compute);
+    t.peak_memory_bytes = p.memory.peak_bytes();
+    t.capacity_bytes = plan.capacity_bytes(rank);
+    r.fits = r.fits && t.peak_memory_bytes <= t.capacity_bytes;
+    r.step_time_s = std::max(r.step_time_s, t.finish_s);
+    r.ranks.push_back(t);
+  }
+  double idle = 0;
+  for (auto& t : r.ranks) {
+    t.idle_s = std::max(0.0, r.step_time_s - t.compute_s - t.exposed_comm_s);
+    idle += t.idle_s / r.step_time_s;
+  }
+  r.bubble_fraction = r.step_time_s > 0 ? idle / plan.world_size : 0;
+  if (r.step_time_s > 0) {
+    const double tokens = static_cast<double>(plan.strategy.global_batch_size) *
+                          plan.model.seq_length;
+    r.tokens_per_s = tokens / r.step_time_s;
+    const double per_gpu = r.step_time_s * plan.world_size;
+    r.tflops_per_gpu = strategies::to_double(plan.totals.flops.model) / per_gpu / 1e12;
+    r.hardware_tflops_per_gpu = strategies::to_double(plan.totals.flops.hardware) / per_gpu / 1e12;
+    double peak = 0;
+    for (int rank = 0; rank < plan.world_size; ++rank) {
+      peak += plan.cluster.group_of_gpu(rank).gpu.peak_flops(plan.strategy.precision);
+    }
+    r.mfu = strategies::to_double(plan.totals.flops.model) / r.step_time_s / peak;
+  }
+
+  if (options.record_trace) {
+    std::vector<int> ranks = options.trace_ranks;
+    if (ranks.empty()) {
+      for (int stage = 0; stage < plan.strategy.pp; ++stage) {
+        for (int rank = 0; rank < plan.world_size; ++rank) {
+          if (plan.stage_of(rank) == stage) {
+            ranks.push_back(rank);
+            break;
+          }
+        }
+      }
+    }
+    for (int rank : ranks) {
+      STRATA_CHECK(rank >= 0 && rank < plan.world_size, "trace rank out of range");
+      for (std::size_t i = 0; i < starts[rank].size(); ++i) {
+        r.spans.push_back({rank, static_cast<std::uint32_t>(i), starts[rank][i], ends[rank][i]});
+      }
+    }
+  }
+  return r;
+}
+
+}  // namespace strata::sim

@@ -1,0 +1,236 @@
+// Collectives against their alpha-beta formulas and under contention, and Plan replay against
+// hand-computed step times (compute-only, the textbook pipeline bubble), overlap, stragglers,
+// determinism and traces. Every simulation runs in a forked child (one engine per process).
+#include <gtest/gtest.h>
+
+#include "sim/collectives.hpp"
+#include "sim/report.hpp"
+#include "sim/simulate.hpp"
+#include "sim_test_util.hpp"
+#include "tests/strategies/test_models.hpp"
+
+namespace strata::sim {
+namespace {
+
+using strategies::CollectiveKind;
+using strategies::Plan;
+using testing::in_child;
+using testing::in_child_text;
+
+// A cost model for tests: every compute task of the blocks in `costly` takes `seconds`; every
+// other compute task takes none.
+class FixedCost final : public profiler::CostModel {
+ public:
+  explicit FixedCost(double seconds, bool layers_only = false)
+      : seconds_(seconds), layers_only_(layers_only) {}
+  double compute_seconds(const strategies::Task& t, const strategies::DeviceSpec&,
+                         strategies::Precision) const override {
+    if (!layers_only_) return seconds_;
+    return t.layer >= 0 ? seconds_ : 0.0;
+  }
+  std::string name() const override { return "fixed"; }
+
+ private:
+  double seconds_;
+  bool layers_only_;
+};
+
+strategies::ClusterSpec node_of_8() { return strategies::testing::cluster(2, 8); }
+
+TEST(Collectives, RingAlgorithmsMatchTheirAlphaBetaFormulas) {
+  const auto c = node_of_8();
+  const double alpha = c.node_groups[0].intra_node.latency_s;
+  const double bw = c.node_groups[0].intra_node.bandwidth_Bps;
+  const std::vector<CollectiveKind> kinds = {CollectiveKind::kAllReduce,
+                                             CollectiveKind::kAllGather,
+                                             CollectiveKind::kReduceScatter,
+                                             CollectiveKind::kAllToAll, CollectiveKind::kBroadcast};
+  for (const std::vector<int>& ranks : {std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7},
+                                        std::vector<int>{2, 3, 4, 5}}) {
+    for (double bytes : {1024.0, 64.0 * (1 << 20)}) {
+      for (CollectiveKind kind : kinds) {
+        const auto t = in_child([&] { return time_collectives(c, 16, {{kind, ranks, bytes}}); });
+        ASSERT_EQ(t.size(), 1u);
+        const double expected =
+            alpha_beta_seconds(kind, static_cast<int>(ranks.size()), bytes, alpha, bw);
+        EXPECT_NEAR(t[0] / expected, 1.0, 1e-6)
+            << strategies::collective_name(kind) << " n=" << ranks.size() << " S=" << bytes;
+      }
+    }
+  }
+}
+
+TEST(Collectives, RingAcrossNodesUsesTheNics) {
+  // Ranks 0 and 8 sit on two nodes: each ring step crosses the network once per direction.
+  const auto c = node_of_8();
+  const double alpha = c.inter_node.latency_s;
+  const double bw = c.inter_node.nic_bandwidth_Bps;
+  const double bytes = 256.0 * (1 << 20);
+  const auto t = in_child(
+      [&] { return time_collectives(c, 16, {{CollectiveKind::kAllReduce, {0, 8}, bytes}}); });
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_NEAR(t[0] / alpha_beta_seconds(CollectiveKind::kAllReduce, 2, bytes, alpha, bw), 1.0,
+              1e-6);
+}
+
+TEST(Collectives, BusBandwidthApproachesTheLinkForLargeMessages) {
+  const auto c = node_of_8();
+  const double bytes = 1024.0 * (1 << 20);
+  const auto t = in_child([&] {
+    return time_collectives(c, 8, {{CollectiveKind::kAllReduce, {0, 1, 2, 3, 4, 5, 6, 7}, bytes}});
+  });
+  ASSERT_EQ(t.size(), 1u);
+  const double busbw = bytes / t[0] * bus_bandwidth_factor(CollectiveKind::kAllReduce, 8);
+  const double link = c.node_groups[0].intra_node.bandwidth_Bps;
+  EXPECT_LT(busbw, link);
+  EXPECT_GT(busbw, 0.99 * link);
+}
+
+TEST(Collectives, SharedLinksSlowBothDisjointOnesDoNot) {
+  const auto c = node_of_8();
+  const double bytes = 256.0 * (1 << 20);
+  const std::vector<int> all = {0, 1, 2, 3, 4, 5, 6, 7};
+  const auto alone =
+      in_child([&] { return time_collectives(c, 8, {{CollectiveKind::kAllReduce, all, bytes}}); });
+  const auto both = in_child([&] {
+    return time_collectives(c, 8, {{CollectiveKind::kAllReduce, all, bytes},
+                                   {CollectiveKind::kAllReduce, all, bytes}});
+  });
+  ASSERT_EQ(alone.size(), 1u);
+  ASSERT_EQ(both.size(), 2u);
+  // Two all-reduces over the same ports share every link: the bandwidth term doubles.
+  EXPECT_GT(both[0], 1.9 * alone[0]);
+  EXPECT_GT(both[1], 1.9 * alone[0]);
+  // Two halves of the node use disjoint ports: each takes what it takes alone.
+  const auto halves = in_child([&] {
+    return time_collectives(c, 8, {{CollectiveKind::kAllReduce, {0, 1, 2, 3}, bytes},
+                                   {CollectiveKind::kAllReduce, {4, 5, 6, 7}, bytes}});
+  });
+  const auto half_alone = in_child([&] {
+    return time_collectives(c, 8, {{CollectiveKind::kAllReduce, {0, 1, 2, 3}, bytes}});
+  });
+  ASSERT_EQ(halves.size(), 2u);
+  EXPECT_NEAR(halves[0], half_alone[0], 1e-12);
+  EXPECT_NEAR(halves[1], half_alone[0], 1e-12);
+}
+
+// A cluster whose links cost (almost) nothing, to isolate compute and the schedule.
+strategies::ClusterSpec free_network(int nodes, int gpus) {
+  auto c = strategies::testing::cluster(nodes, gpus);
+  c.node_groups[0].intra_node.bandwidth_Bps = 1e18;
+  c.node_groups[0].intra_node.latency_s = 0;
+  c.inter_node.nic_bandwidth_Bps = 1e18;
+  c.inter_node.latency_s = 0;
+  return c;
+}
+
+TEST(Replay, OneRankRunsEveryComputeTaskBackToBack) {
+  const auto m = strategies::testing::gpt(2, 64, 4, 128, 32);
+  const Plan plan = strategies::lower(m, free_network(1, 8), strategies::testing::strategy(1, 1, 1, 1, 2), 1);
+  const auto r = in_child([&] {
+    const Report rep = simulate(plan, FixedCost(1e-3));
+    return std::vector<double>{rep.step_time_s, rep.tokens_per_s, rep.bubble_fraction};
+  });
+  ASSERT_EQ(r.size(), 3u);
+  const double tasks = static_cast<double>(plan.programs[0].tasks.size());
+  EXPECT_NEAR(r[0], tasks * 1e-3, 1e-9);
+  EXPECT_NEAR(r[1], 2 * 32 / r[0], 1e-6);
+  EXPECT_NEAR(r[2], 0.0, 1e-9);
+}
+
+TEST(Replay, PipelineBubbleMatchesTheTextbook) {
+  // pp 2, m 4, one layer per stage whose forward and backward each take 7 blocks x 1 ms; the
+  // makespan is (m + pp - 1)(tF + tB) and the idle fraction (pp - 1) / (m + pp - 1), for GPipe
+  // and 1F1B alike.
+  const auto m = strategies::testing::gpt(2, 64, 4, 128, 32);
+  for (auto schedule : {strategies::Schedule::kGPipe, strategies::Schedule::kOneFOneB}) {
+    const Plan plan = strategies::lower(m, free_network(1, 8),
+                                        strategies::testing::strategy(1, 1, 2, 1, 4, schedule), 2);
+    const auto r = in_child([&] {
+      const Report rep = simulate(plan, FixedCost(1e-3, /*layers_only=*/true));
+      return std::vector<double>{rep.step_time_s, rep.bubble_fraction};
+    });
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_NEAR(r[0], 5 * 14e-3, 1e-6) << strategies::schedule_name(schedule);
+    EXPECT_NEAR(r[1], 1.0 / 5, 1e-4) << strategies::schedule_name(schedule);
+  }
+}
+
+TEST(Replay, GradientBucketsOverlapBackward) {
+  // dp 8 over one node: with overlap the bucket all-reduces run under the backward.
+  const auto m = strategies::testing::gpt(8, 1024, 16, 1024, 256);
+  const auto c = strategies::testing::cluster(1, 8);
+  std::vector<std::vector<double>> out;
+  for (bool overlap : {true, false}) {
+    auto s = strategies::testing::strategy(8, 1, 1, 1, 8);
+    s.collectives.overlap_grad_reduce = overlap;
+    s.collectives.grad_bucket_bytes = 4 << 20;
+    const Plan plan = strategies::lower(m, c, s, 8);
+    out.push_back(in_child([&] {
+      const Report rep = simulate(plan, FixedCost(2e-4));
+      return std::vector<double>{rep.step_time_s, rep.ranks[0].exposed_comm_s,
+                                 rep.ranks[0].communication_s};
+    }));
+    ASSERT_EQ(out.back().size(), 3u);
+  }
+  EXPECT_LT(out[0][0], out[1][0]);
+  EXPECT_LT(out[0][1], out[1][1]);
+  EXPECT_NEAR(out[1][1], out[1][2], 1e-9);  // without overlap every second of it is exposed
+}
+
+TEST(Replay, AStragglerSlowsEveryone) {
+  const auto m = strategies::testing::gpt(2, 256, 4, 256, 64);
+  const Plan plan = strategies::lower(m, strategies::testing::cluster(1, 8),
+                                      strategies::testing::strategy(2, 1, 1, 1, 2), 2);
+  const auto fast = in_child([&] { return std::vector<double>{simulate(plan, FixedCost(1e-3)).step_time_s}; });
+  const auto slow = in_child([&] {
+    SimOptions o;
+    o.speed_factors = {1.0, 0.5};
+    return std::vector<double>{simulate(plan, FixedCost(1e-3), o).step_time_s};
+  });
+  ASSERT_EQ(fast.size(), 1u);
+  ASSERT_EQ(slow.size(), 1u);
+  EXPECT_GT(slow[0], 1.9 * fast[0]);
+}
+
+TEST(Replay, SameInputsSameReportAndTrace) {
+  const auto m = strategies::testing::gpt(4, 256, 8, 512, 64);
+  auto s = strategies::testing::strategy(2, 2, 2, 1, 8);
+  s.zero_stage = 1;
+  s.sequence_parallel = true;
+  const Plan plan = strategies::lower(m, strategies::testing::cluster(1, 8), s, 8);
+  auto run = [&] {
+    return in_child_text([&] {
+      SimOptions o;
+      o.record_trace = true;
+      const Report rep = simulate(plan, FixedCost(1e-4), o);
+      return report_to_json(rep, plan).dump() + trace_to_json(rep, plan).dump();
+    });
+  };
+  const std::string a = run(), b = run();
+  EXPECT_FALSE(a.empty());
+  EXPECT_EQ(a, b);
+}
+
+TEST(Replay, TraceHoldsEveryTaskOfTheTracedRanks) {
+  const auto m = strategies::testing::gpt(4, 256, 8, 512, 64);
+  const Plan plan = strategies::lower(m, strategies::testing::cluster(1, 8),
+                                      strategies::testing::strategy(2, 2, 2, 1, 8), 8);
+  const auto r = in_child([&] {
+    SimOptions o;
+    o.record_trace = true;  // default ranks: the first of each stage
+    const Report rep = simulate(plan, FixedCost(1e-4), o);
+    const auto trace = trace_to_json(rep, plan);
+    double complete = 0;
+    for (const auto& e : trace["traceEvents"]) complete += e["ph"] == "X";
+    return std::vector<double>{static_cast<double>(rep.spans.size()), complete};
+  });
+  ASSERT_EQ(r.size(), 2u);
+  const double expected =
+      static_cast<double>(plan.programs[0].tasks.size() + plan.programs[1].tasks.size());
+  EXPECT_EQ(r[0], expected);
+  EXPECT_EQ(r[1], expected);
+}
+
+}  // namespace
+}  // namespace strata::sim
