@@ -35,6 +35,9 @@ Options:
   --efficiencies FILE  the roofline cost model's efficiency table (default: the bundled
                        profiler/efficiencies.json)
   --straggler R:F      run rank R at F times its speed (e.g. 3:0.5); may be repeated as R:F,R:F
+  --exact              simulate every rank and every ring step (default: fold data-parallel
+                       replicas into one and send each ring's steps as one flow per rank plus
+                       their latency; docs/simulator.md shows both agree)
   --ignore-memory      simulate even when a rank's peak memory exceeds its device memory
   --help               show this help
 
@@ -109,7 +112,7 @@ int simulate_command(const std::vector<std::string>& argv) {
   for (const char* f : {"--json", "--trace", "--trace-ranks", "--efficiencies", "--straggler"}) {
     with_value.insert(f);
   }
-  const Args args(argv, with_value, {}, {"--ignore-memory"});
+  const Args args(argv, with_value, {}, {"--ignore-memory", "--exact"});
   const Inputs in = load_inputs(args);
   const strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, in.world_size);
 
@@ -126,6 +129,8 @@ int simulate_command(const std::vector<std::string>& argv) {
   const profiler::RooflineCostModel cost(profiler::load_efficiencies(
       args.get("--efficiencies").value_or(profiler::default_efficiencies_path())));
   sim::SimOptions options;
+  options.fold_data_parallel = !args.has("--exact");
+  options.aggregate_ring_steps = !args.has("--exact");
   options.record_trace = args.has("--trace");
   if (const auto ranks = args.get("--trace-ranks")) {
     options.trace_ranks = parse_ranks(*ranks, plan.world_size);

@@ -39,9 +39,17 @@ std::vector<int> FlowSchedule::complete(int f) {
 namespace {
 
 // `steps` ring steps of `chunk` bytes: rank i sends to rank i+1; its step-k send waits for its
-// own step-(k-1) send and for the step-(k-1) chunk it receives from rank i-1.
-void ring(FlowSchedule& s, const std::vector<int>& ranks, int steps, double chunk) {
+// own step-(k-1) send and for the step-(k-1) chunk it receives from rank i-1. Aggregated: one
+// flow per rank with all its steps' bytes, then the folded steps' latency.
+void ring(FlowSchedule& s, const std::vector<int>& ranks, int steps, double chunk,
+          const FlowDetail& detail) {
   const int n = static_cast<int>(ranks.size());
+  if (detail.aggregate_steps) {
+    std::vector<int> all;
+    for (int i = 0; i < n; ++i) all.push_back(s.add({ranks[i], ranks[(i + 1) % n], steps * chunk}, {}));
+    if (steps > 1) s.add_delay((steps - 1) * detail.step_latency_s, all);
+    return;
+  }
   std::vector<int> prev(n, -1);
   for (int k = 0; k < steps; ++k) {
     std::vector<int> cur(n);
@@ -56,17 +64,18 @@ void ring(FlowSchedule& s, const std::vector<int>& ranks, int steps, double chun
 
 }  // namespace
 
-FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks, double bytes) {
+FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
+                             const FlowDetail& detail) {
   FlowSchedule s;
   const int n = static_cast<int>(ranks.size());
   if (n <= 1) return s;
   switch (kind) {
     case CollectiveKind::kAllReduce:
-      ring(s, ranks, 2 * (n - 1), bytes / n);
+      ring(s, ranks, 2 * (n - 1), bytes / n, detail);
       break;
     case CollectiveKind::kAllGather:
     case CollectiveKind::kReduceScatter:
-      ring(s, ranks, n - 1, bytes / n);
+      ring(s, ranks, n - 1, bytes / n, detail);
       break;
     case CollectiveKind::kAllToAll:
       for (int i = 0; i < n; ++i) {

@@ -18,16 +18,23 @@
 
 namespace strata::sim {
 
+// A transfer of `bytes` from rank `from` to rank `to`; or, when from < 0, a pure delay of
+// `delay_s` seconds (the latency of ring steps folded into one transfer).
 struct Flow {
-  int from = 0;  // rank
-  int to = 0;    // rank
+  int from = 0;
+  int to = 0;
   double bytes = 0;
+  double delay_s = 0;
+  bool is_delay() const { return from < 0; }
 };
 
 class FlowSchedule {
  public:
   // Adds a flow that starts when all of `after` (earlier flow indices) are done.
   int add(const Flow& f, const std::vector<int>& after);
+  int add_delay(double seconds, const std::vector<int>& after) {
+    return add({-1, -1, 0, seconds}, after);
+  }
 
   const Flow& flow(int f) const { return flows_[f]; }
   int size() const { return static_cast<int>(flows_.size()); }
@@ -44,9 +51,20 @@ class FlowSchedule {
   int completed_ = 0;
 };
 
+// How much detail a collective's flows keep.
+struct FlowDetail {
+  // Fold a ring's steps: each rank sends its whole share (steps x S/n) to its successor in one
+  // flow, all at once, followed by a delay of (steps - 1) x step_latency_s for the latencies of
+  // the folded steps. Every link carries the same bytes as in the stepwise ring and, without
+  // contention, the time is identical (tests/sim: compact vs full); it takes n flows instead
+  // of n x steps.
+  bool aggregate_steps = false;
+  double step_latency_s = 0;  // the route latency of one ring hop
+};
+
 // The flows of collective `kind` over `ranks` (ascending) for message size `bytes`.
 FlowSchedule plan_collective(strategies::CollectiveKind kind, const std::vector<int>& ranks,
-                             double bytes);
+                             double bytes, const FlowDetail& detail = {});
 
 // nccl-tests' bus-bandwidth factor: busbw = algbw * factor (all-reduce 2(n-1)/n, all-gather and
 // reduce-scatter and all-to-all (n-1)/n, broadcast 1).

@@ -296,6 +296,11 @@ Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
       }
     }
   }
+  // Pure delays (e.g. the per-step latency of an aggregated ring): a host with speed 1 and more
+  // cores than concurrent delays, so an Exec of d flops lasts d seconds whatever else runs.
+  platform.timer = zone->create_host("timer", 1.0);
+  platform.timer->set_core_count(Platform::kTimerCores);
+  platform.timer->seal();
   zone->seal();
   return platform;
 }

@@ -41,6 +41,10 @@ struct Platform {
   int num_nodes() const { return static_cast<int>(first_rank_of_node.size()); }
   // Fat tree: a leaf switch holds whole nodes, up to this many NICs (at least one node).
   static constexpr int kNicsPerLeaf = 32;
+  // A host outside the world for pure delays: an Exec of d flops on it lasts d seconds, with up
+  // to kTimerCores delays at once. It has no network routes.
+  simgrid::s4u::Host* timer = nullptr;
+  static constexpr int kTimerCores = 1 << 24;
 };
 
 // Builds the platform for the first `world_size` GPUs of `cluster`:

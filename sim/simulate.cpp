@@ -54,6 +54,31 @@ Successors successors_of(const Program& p) {
   return s;
 }
 
+// The route latency of one hop of a ring over `ranks`: intra-node when they share a node.
+double ring_hop_latency(const strategies::ClusterSpec& cluster, const Platform& platform,
+                        const std::vector<int>& ranks) {
+  const int node = platform.node_of_rank[ranks.front()];
+  for (int r : ranks) {
+    if (platform.node_of_rank[r] != node) return cluster.inter_node.latency_s;
+  }
+  return cluster.group_of_gpu(ranks.front()).intra_node.latency_s;
+}
+
+// Starts one flow of a collective: a transfer between two hosts, or a delay on the timer host.
+sg4::ActivityPtr start_flow_activity(const Platform& platform, const Flow& flow) {
+  if (flow.is_delay()) {
+    sg4::ExecPtr e = sg4::Exec::init();
+    e->set_flops_amount(flow.delay_s);
+    e->set_host(platform.timer);
+    e->start();
+    return e;
+  }
+  sg4::CommPtr c = sg4::Comm::sendto_init(platform.hosts[flow.from], platform.hosts[flow.to]);
+  c->set_payload_size(static_cast<std::uint64_t>(std::max(0.0, flow.bytes)));
+  c->start();
+  return c;
+}
+
 class Replayer {
  public:
   Replayer(const Plan& plan, const profiler::CostModel& cost, const Platform& platform,
@@ -61,11 +86,16 @@ class Replayer {
       : plan_(plan), cost_(cost), platform_(platform), options_(options) {
     for (const Program& p : plan.programs) successors_.push_back(successors_of(p));
     const int world = plan.world_size;
+    active_.assign(world, 1);
+    if (folded(plan, options)) {
+      for (int r = 0; r < world; ++r) active_[r] = plan.grid().coord(r, strategies::Dim::kDp) == 0;
+    }
     remaining_.resize(world);
     start_.resize(world);
     end_.resize(world);
     group_ids_.resize(world);
     for (int r = 0; r < world; ++r) {
+      if (!active(r)) continue;  // folded ranks run nothing and keep nothing
       const Program& p = plan.program_of(r);
       remaining_[r].resize(p.tasks.size());
       for (std::size_t i = 0; i < p.tasks.size(); ++i) {
@@ -77,8 +107,21 @@ class Replayer {
     sg4::Activity::on_completion_cb([this](const sg4::Activity& a) { on_completion(a); });
   }
 
+  // Whether data-parallel replicas are folded into replica 0 (SimOptions::fold_data_parallel).
+  static bool folded(const Plan& plan, const SimOptions& options) {
+    if (!options.fold_data_parallel || plan.layouts.size() != 1 || plan.strategy.dp == 1) {
+      return false;
+    }
+    for (double f : options.speed_factors) {
+      if (f != options.speed_factors.front()) return false;
+    }
+    return true;
+  }
+  bool active(int rank) const { return active_[rank] != 0; }
+
   void start() {
     for (int r = 0; r < plan_.world_size; ++r) {
+      if (!active(r)) continue;
       const Program& p = plan_.program_of(r);
       for (std::size_t i = 0; i < p.tasks.size(); ++i) {
         if (remaining_[r][i] == 0) launch(r, static_cast<std::uint32_t>(i));
@@ -90,6 +133,7 @@ class Replayer {
   // Every task of every rank must have run; otherwise the Plan deadlocked.
   void check_complete() const {
     for (int r = 0; r < plan_.world_size; ++r) {
+      if (!active(r)) continue;
       for (std::size_t i = 0; i < end_[r].size(); ++i) {
         STRATA_CHECK(end_[r][i] >= 0, "simulation ended with rank " + std::to_string(r) +
                                           " task " + std::to_string(i) + " (" +
@@ -197,11 +241,8 @@ class Replayer {
     track(e, {PendingKind::kCompute, rank, task, 0, 0, {}});
   }
 
-  sg4::CommPtr start_flow(int from, int to, double bytes) {
-    sg4::CommPtr c = sg4::Comm::sendto_init(platform_.hosts[from], platform_.hosts[to]);
-    c->set_payload_size(static_cast<std::uint64_t>(std::max(0.0, bytes)));
-    c->start();
-    return c;
+  sg4::ActivityPtr start_flow(int from, int to, double bytes) {
+    return start_flow_activity(platform_, {from, to, bytes, 0});
   }
 
   // ---- pipeline transfers -------------------------------------------------------------------
@@ -244,6 +285,7 @@ class Replayer {
     std::vector<int> ranks;
     std::vector<std::uint32_t> tasks;  // per member, the task index it waits in
     int arrived = 0;
+    int expected = 0;                  // members that run their tasks (all unless folded)
     CollectiveKind kind = CollectiveKind::kNone;
     double bytes = 0;
     std::unique_ptr<FlowSchedule> flows;
@@ -277,6 +319,7 @@ class Replayer {
       in.tasks.assign(members.size(), 0);
       in.kind = t.collective;
       in.bytes = t.bytes;
+      for (int m : members) in.expected += active(m) ? 1 : 0;
     }
     const std::size_t id = it->second;
     Instance& in = instances_[id];
@@ -284,20 +327,25 @@ class Replayer {
                  "collective mismatch across group members at rank " + std::to_string(rank));
     const auto pos = std::lower_bound(in.ranks.begin(), in.ranks.end(), rank) - in.ranks.begin();
     in.tasks[pos] = task;
-    if (++in.arrived < static_cast<int>(in.ranks.size())) return;
+    if (++in.arrived < in.expected) return;
     // Everyone is here: run the algorithm's flows. Members that arrived early were waiting, not
     // communicating: their spans start now.
     instance_of_.erase(it);
     const double now = sg4::Engine::get_clock();
-    for (std::size_t k = 0; k < in.ranks.size(); ++k) start_[in.ranks[k]][in.tasks[k]] = now;
-    in.flows = std::make_unique<FlowSchedule>(plan_collective(in.kind, in.ranks, in.bytes));
+    for (std::size_t k = 0; k < in.ranks.size(); ++k) {
+      if (active(in.ranks[k])) start_[in.ranks[k]][in.tasks[k]] = now;
+    }
+    FlowDetail detail;
+    detail.aggregate_steps = options_.aggregate_ring_steps;
+    detail.step_latency_s = ring_hop_latency(plan_.cluster, platform_, in.ranks);
+    in.flows = std::make_unique<FlowSchedule>(plan_collective(in.kind, in.ranks, in.bytes, detail));
     for (int f : in.flows->initial()) launch_flow(id, f);
     if (in.flows->done()) complete_instance(id);
   }
 
   void launch_flow(std::size_t id, int f) {
-    const Flow& flow = instances_[id].flows->flow(f);
-    track(start_flow(flow.from, flow.to, flow.bytes), {PendingKind::kFlow, 0, 0, id, f, {}});
+    track(start_flow_activity(platform_, instances_[id].flows->flow(f)),
+          {PendingKind::kFlow, 0, 0, id, f, {}});
   }
 
   void flow_done(std::size_t id, int f) {
@@ -308,7 +356,9 @@ class Replayer {
 
   void complete_instance(std::size_t id) {
     Instance& in = instances_[id];
-    for (std::size_t k = 0; k < in.ranks.size(); ++k) finish(in.ranks[k], in.tasks[k]);
+    for (std::size_t k = 0; k < in.ranks.size(); ++k) {
+      if (active(in.ranks[k])) finish(in.ranks[k], in.tasks[k]);
+    }
     in.flows.reset();
     in.ranks.clear();
     in.tasks.clear();
@@ -318,6 +368,7 @@ class Replayer {
   const profiler::CostModel& cost_;
   const Platform& platform_;
   const SimOptions& options_;
+  std::vector<char> active_;
   std::vector<Successors> successors_;
   std::vector<std::vector<std::uint32_t>> remaining_;
   std::vector<std::vector<double>> start_, end_;
@@ -368,22 +419,25 @@ double difference_length(std::vector<std::pair<double, double>> a,
 }  // namespace
 
 std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int world_size,
-                                     const std::vector<CollectiveRequest>& requests) {
+                                     const std::vector<CollectiveRequest>& requests,
+                                     bool aggregate_ring_steps) {
   sg4::Engine engine("strata-collectives");
   configure_network_model();
   const Platform platform = build_platform(cluster, world_size);
   std::vector<FlowSchedule> schedules;
-  for (const auto& r : requests) schedules.push_back(plan_collective(r.kind, r.ranks, r.bytes));
+  for (const auto& r : requests) {
+    FlowDetail detail;
+    detail.aggregate_steps = aggregate_ring_steps;
+    detail.step_latency_s = ring_hop_latency(cluster, platform, r.ranks);
+    schedules.push_back(plan_collective(r.kind, r.ranks, r.bytes, detail));
+  }
   std::vector<double> finished(requests.size(), 0.0);
   std::unordered_map<const sg4::Activity*, std::pair<std::size_t, int>> pending;
   std::vector<sg4::ActivityPtr> live;  // kept alive until the run ends
   auto launch = [&](std::size_t c, int f) {
-    const Flow& flow = schedules[c].flow(f);
-    sg4::CommPtr comm = sg4::Comm::sendto_init(platform.hosts[flow.from], platform.hosts[flow.to]);
-    comm->set_payload_size(static_cast<std::uint64_t>(flow.bytes));
-    comm->start();
-    pending.emplace(comm.get(), std::pair{c, f});
-    live.push_back(comm);
+    sg4::ActivityPtr a = start_flow_activity(platform, schedules[c].flow(f));
+    pending.emplace(a.get(), std::pair{c, f});
+    live.push_back(a);
   };
   sg4::Activity::on_completion_cb([&](const sg4::Activity& a) {
     const auto it = pending.find(&a);
@@ -424,12 +478,21 @@ Report simulate(const Plan& plan, const profiler::CostModel& cost, const SimOpti
   r.events = replay.events();
   const auto& starts = replay.starts();
   const auto& ends = replay.ends();
+  // A folded rank reports what its replica-0 representative did.
+  auto source = [&](int rank) {
+    if (replay.active(rank)) return rank;
+    strategies::Coords c = plan.grid().coords(rank);
+    c[static_cast<int>(strategies::Dim::kDp)] = 0;
+    return plan.grid().rank_of(c);
+  };
+  for (int rank = 0; rank < plan.world_size; ++rank) r.simulated_ranks += replay.active(rank);
   for (int rank = 0; rank < plan.world_size; ++rank) {
     const Program& p = plan.program_of(rank);
+    const int src = source(rank);
     std::vector<std::pair<double, double>> compute, comm;
     RankTimes t;
     for (std::size_t i = 0; i < p.tasks.size(); ++i) {
-      const std::pair<double, double> span{starts[rank][i], ends[rank][i]};
+      const std::pair<double, double> span{starts[src][i], ends[src][i]};
       t.finish_s = std::max(t.finish_s, span.second);
       if (span.second <= span.first) continue;
       (p.tasks[i].kind == TaskKind::kCompute ? compute : comm).push_back(span);
@@ -477,8 +540,9 @@ Report simulate(const Plan& plan, const profiler::CostModel& cost, const SimOpti
     }
     for (int rank : ranks) {
       STRATA_CHECK(rank >= 0 && rank < plan.world_size, "trace rank out of range");
-      for (std::size_t i = 0; i < starts[rank].size(); ++i) {
-        r.spans.push_back({rank, static_cast<std::uint32_t>(i), starts[rank][i], ends[rank][i]});
+      const int src = source(rank);
+      for (std::size_t i = 0; i < starts[src].size(); ++i) {
+        r.spans.push_back({rank, static_cast<std::uint32_t>(i), starts[src][i], ends[src][i]});
       }
     }
   }

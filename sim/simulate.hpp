@@ -25,6 +25,14 @@ struct SimOptions {
   bool record_trace = false;
   // Per-rank speed factors (stragglers); empty = all 1.
   std::vector<double> speed_factors;
+  // Compact simulation (docs/simulator.md "Scale"). Folding: data-parallel replicas run the
+  // same program with the same timing, so only replica 0 (dp coordinate 0) runs its tasks; its
+  // collectives still move every member's flows over the real links, and the other replicas'
+  // ranks report their representative's times. Needs one layout (no per-layer tp) and equal
+  // speed factors; otherwise every rank runs.
+  bool fold_data_parallel = true;
+  // Ring collectives as one flow per member plus the folded steps' latency (FlowDetail).
+  bool aggregate_ring_steps = true;
 };
 
 // What one rank did during the step, in simulated seconds.
@@ -61,6 +69,7 @@ struct Report {
   std::vector<RankTimes> ranks;
   bool fits = true;
   double events = 0;                   // SimGrid activities started
+  int simulated_ranks = 0;             // ranks whose tasks ran (fewer when folded)
   std::vector<TaskSpan> spans;         // traced ranks only, when requested
 };
 
@@ -76,6 +85,7 @@ struct CollectiveRequest {
   double bytes = 0;        // nccl-tests "size"
 };
 std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int world_size,
-                                     const std::vector<CollectiveRequest>& requests);
+                                     const std::vector<CollectiveRequest>& requests,
+                                     bool aggregate_ring_steps = false);
 
 }  // namespace strata::sim

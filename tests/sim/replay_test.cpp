@@ -3,6 +3,7 @@
 // determinism and traces. Every simulation runs in a forked child (one engine per process).
 #include <gtest/gtest.h>
 
+#include "profiler/roofline.hpp"
 #include "sim/collectives.hpp"
 #include "sim/report.hpp"
 #include "sim/simulate.hpp"
@@ -56,6 +57,25 @@ TEST(Collectives, RingAlgorithmsMatchTheirAlphaBetaFormulas) {
         EXPECT_NEAR(t[0] / expected, 1.0, 1e-6)
             << strategies::collective_name(kind) << " n=" << ranks.size() << " S=" << bytes;
       }
+    }
+  }
+}
+
+TEST(Collectives, AggregatedRingsMatchTheStepwiseOnesWithoutContention) {
+  const auto c = node_of_8();
+  for (const std::vector<int>& ranks :
+       {std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}, std::vector<int>{0, 8}, std::vector<int>{3, 11}}) {
+    for (CollectiveKind kind : {CollectiveKind::kAllReduce, CollectiveKind::kAllGather,
+                                CollectiveKind::kReduceScatter}) {
+      const double bytes = 96.0 * (1 << 20);
+      const auto stepwise =
+          in_child([&] { return time_collectives(c, 16, {{kind, ranks, bytes}}, false); });
+      const auto aggregated =
+          in_child([&] { return time_collectives(c, 16, {{kind, ranks, bytes}}, true); });
+      ASSERT_EQ(stepwise.size(), 1u);
+      ASSERT_EQ(aggregated.size(), 1u);
+      EXPECT_NEAR(aggregated[0] / stepwise[0], 1.0, 1e-9)
+          << strategies::collective_name(kind) << " over " << ranks.size() << " ranks";
     }
   }
 }
@@ -230,6 +250,67 @@ TEST(Replay, TraceHoldsEveryTaskOfTheTracedRanks) {
       static_cast<double>(plan.programs[0].tasks.size() + plan.programs[1].tasks.size());
   EXPECT_EQ(r[0], expected);
   EXPECT_EQ(r[1], expected);
+}
+
+// The compact simulation (folded data-parallel replicas, aggregated ring steps) against the full
+// one, rank by rank and step by step, on small cases with the roofline costs.
+TEST(Replay, CompactSimulationIsFaithfulToTheFullOne) {
+  const profiler::RooflineCostModel cost(
+      profiler::load_efficiencies(profiler::default_efficiencies_path()));
+  const auto m = strategies::testing::gpt(4, 1024, 16, 4096, 512);
+  struct Case {
+    const char* name;
+    strategies::StrategySpec s;
+  };
+  std::vector<Case> cases;
+  {
+    auto s = strategies::testing::strategy(4, 2, 2, 1, 16);
+    s.zero_stage = 1;
+    s.sequence_parallel = true;
+    s.order = {strategies::Dim::kTp, strategies::Dim::kCp, strategies::Dim::kEp,
+               strategies::Dim::kDp, strategies::Dim::kPp};
+    cases.push_back({"dp4-tp2-pp2 zero1 sp", s});
+    s.collectives.grad_bucket_bytes = 1 << 20;  // buckets overlap the tp collectives of backward
+    cases.push_back({"dp4-tp2-pp2 zero1 sp, 1 MiB buckets", s});
+  }
+  {
+    auto s = strategies::testing::strategy(8, 2, 1, 1, 16);  // dp crosses the two nodes
+    s.recompute = strategies::Recompute::kFull;
+    s.collectives.grad_bucket_bytes = 2 << 20;
+    cases.push_back({"dp8-tp2 full recompute", s});
+  }
+  {
+    auto s = strategies::testing::strategy(4, 1, 4, 1, 16, strategies::Schedule::kInterleaved, 1);
+    s.virtual_stages = 1;
+    s.schedule = strategies::Schedule::kOneFOneB;
+    s.zero_stage = 3;
+    cases.push_back({"dp4-pp4 zero3", s});
+  }
+  for (const Case& k : cases) {
+    const Plan plan = strategies::lower(m, strategies::testing::cluster(2, 8), k.s, 16);
+    auto run = [&](bool compact) {
+      return in_child([&] {
+        SimOptions o;
+        o.fold_data_parallel = compact;
+        o.aggregate_ring_steps = compact;
+        const Report rep = simulate(plan, cost, o);
+        std::vector<double> v = {rep.step_time_s, static_cast<double>(rep.simulated_ranks)};
+        for (const auto& t : rep.ranks) v.push_back(t.finish_s);
+        return v;
+      });
+    };
+    const auto full = run(false), compact = run(true);
+    ASSERT_EQ(full.size(), 2u + 16) << k.name;
+    ASSERT_EQ(compact.size(), 2u + 16) << k.name;
+    EXPECT_EQ(full[1], 16) << k.name;
+    EXPECT_EQ(compact[1], 16.0 / k.s.dp) << k.name;
+    EXPECT_NEAR(compact[0] / full[0], 1.0, 0.01) << k.name;
+    for (int r = 0; r < 16; ++r) {
+      EXPECT_NEAR(compact[2 + r] / full[2 + r], 1.0, 0.01) << k.name << " rank " << r;
+    }
+    std::printf("  %s: full %.9f s, compact %.9f s (relative %+.2e)\n", k.name, full[0], compact[0],
+                compact[0] / full[0] - 1);
+  }
 }
 
 }  // namespace
