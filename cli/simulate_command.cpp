@@ -36,8 +36,9 @@ Options:
                        profiler/efficiencies.json)
   --straggler R:F      run rank R at F times its speed (e.g. 3:0.5); may be repeated as R:F,R:F
   --exact              simulate every rank and every ring step (default: fold data-parallel
-                       replicas into one and send each ring's steps as one flow per rank plus
-                       their latency; docs/simulator.md shows both agree)
+                       replicas and tensor-parallel peers into one representative rank and send
+                       each ring's steps as one flow per rank plus their latency;
+                       docs/simulator.md shows both agree)
   --ignore-memory      simulate even when a rank's peak memory exceeds its device memory
   --help               show this help
 
@@ -130,6 +131,7 @@ int simulate_command(const std::vector<std::string>& argv) {
       args.get("--efficiencies").value_or(profiler::default_efficiencies_path())));
   sim::SimOptions options;
   options.fold_data_parallel = !args.has("--exact");
+  options.fold_tensor_parallel = !args.has("--exact");
   options.aggregate_ring_steps = !args.has("--exact");
   options.record_trace = args.has("--trace");
   if (const auto ranks = args.get("--trace-ranks")) {

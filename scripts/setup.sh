@@ -10,7 +10,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libgtest-dev libgmock-dev libbenchmark-dev
   qt6-base-dev
-  python3
+  python3 python3-matplotlib
 )
 
 missing=()

@@ -86,9 +86,20 @@ class Replayer {
       : plan_(plan), cost_(cost), platform_(platform), options_(options) {
     for (const Program& p : plan.programs) successors_.push_back(successors_of(p));
     const int world = plan.world_size;
+    const bool symmetric = foldable(plan, options);
+    fold_dp_ = symmetric && options.fold_data_parallel && plan.strategy.dp > 1;
+    fold_tp_ = symmetric && options.fold_tensor_parallel && plan.strategy.tp > 1;
     active_.assign(world, 1);
-    if (folded(plan, options)) {
-      for (int r = 0; r < world; ++r) active_[r] = plan.grid().coord(r, strategies::Dim::kDp) == 0;
+    siblings_.resize(world);
+    for (int r = 0; r < world; ++r) {
+      active_[r] = representative(r) == r;
+      if (fold_tp_ && active_[r]) {
+        strategies::Coords c = plan.grid().coords(r);
+        for (int t = 1; t < plan.strategy.tp; ++t) {
+          c[static_cast<int>(strategies::Dim::kTp)] = t;
+          siblings_[r].push_back(plan.grid().rank_of(c));
+        }
+      }
     }
     remaining_.resize(world);
     start_.resize(world);
@@ -107,17 +118,25 @@ class Replayer {
     sg4::Activity::on_completion_cb([this](const sg4::Activity& a) { on_completion(a); });
   }
 
-  // Whether data-parallel replicas are folded into replica 0 (SimOptions::fold_data_parallel).
-  static bool folded(const Plan& plan, const SimOptions& options) {
-    if (!options.fold_data_parallel || plan.layouts.size() != 1 || plan.strategy.dp == 1) {
-      return false;
-    }
+  // Whether ranks may be folded at all: one layout (no per-layer tp), one device type, equal
+  // speed factors -- otherwise replicas and tensor-parallel peers are not interchangeable.
+  static bool foldable(const Plan& plan, const SimOptions& options) {
+    if (plan.layouts.size() != 1 || plan.cluster.heterogeneous()) return false;
     for (double f : options.speed_factors) {
       if (f != options.speed_factors.front()) return false;
     }
     return true;
   }
   bool active(int rank) const { return active_[rank] != 0; }
+  // The rank whose tasks stand for `rank`'s: itself, or with folding its replica-0 (dp 0) and
+  // tensor-parallel-rank-0 (tp 0) counterpart.
+  int representative(int rank) const {
+    if (!fold_dp_ && !fold_tp_) return rank;
+    strategies::Coords c = plan_.grid().coords(rank);
+    if (fold_dp_) c[static_cast<int>(strategies::Dim::kDp)] = 0;
+    if (fold_tp_) c[static_cast<int>(strategies::Dim::kTp)] = 0;
+    return plan_.grid().rank_of(c);
+  }
 
   void start() {
     for (int r = 0; r < plan_.world_size; ++r) {
@@ -185,7 +204,7 @@ class Replayer {
   }
 
   // ---- activities ---------------------------------------------------------------------------
-  enum class PendingKind { kCompute, kFlow, kSend };
+  enum class PendingKind { kCompute, kFlow, kSend, kShadow };
   struct Pending {
     PendingKind kind;
     int rank = 0;
@@ -222,6 +241,8 @@ class Replayer {
       case PendingKind::kSend:
         send_done(p.rank, p.task, p.key);
         break;
+      case PendingKind::kShadow:
+        break;  // a folded peer's transfer: it only loads the links
     }
     drain();
   }
@@ -251,6 +272,10 @@ class Replayer {
     const auto key = std::tuple{rank, peer, t.tag};
     transfer_start_[key] = sg4::Engine::get_clock();
     track(start_flow(rank, peer, t.bytes), {PendingKind::kSend, rank, task, 0, 0, key});
+    // Folded tensor-parallel peers send their own copies at the same moment.
+    for (int s : siblings_[rank]) {
+      track(start_flow(s, plan_.peer_rank(s, t), t.bytes), {PendingKind::kShadow, 0, 0, 0, 0, {}});
+    }
   }
 
   void send_done(int rank, std::uint32_t task, const std::tuple<int, int, std::uint32_t>& key) {
@@ -287,7 +312,9 @@ class Replayer {
     int arrived = 0;
     int expected = 0;                  // members that run their tasks (all unless folded)
     CollectiveKind kind = CollectiveKind::kNone;
+    strategies::GroupRef group;
     double bytes = 0;
+    bool shadow = false;  // a folded peer group's copy: flows only, no tasks
     std::unique_ptr<FlowSchedule> flows;
   };
 
@@ -318,6 +345,7 @@ class Replayer {
       in.ranks = members;
       in.tasks.assign(members.size(), 0);
       in.kind = t.collective;
+      in.group = t.group;
       in.bytes = t.bytes;
       for (int m : members) in.expected += active(m) ? 1 : 0;
     }
@@ -335,12 +363,42 @@ class Replayer {
     for (std::size_t k = 0; k < in.ranks.size(); ++k) {
       if (active(in.ranks[k])) start_[in.ranks[k]][in.tasks[k]] = now;
     }
+    if (fold_tp_) start_shadow_collectives(id);
+    start_flows(id);
+  }
+
+  void start_flows(std::size_t id) {
+    Instance& in = instances_[id];
     FlowDetail detail;
     detail.aggregate_steps = options_.aggregate_ring_steps;
     detail.step_latency_s = ring_hop_latency(plan_.cluster, platform_, in.ranks);
     in.flows = std::make_unique<FlowSchedule>(plan_collective(in.kind, in.ranks, in.bytes, detail));
     for (int f : in.flows->initial()) launch_flow(id, f);
     if (in.flows->done()) complete_instance(id);
+  }
+
+  // With tensor-parallel folding, the folded peers of this collective's members run the same
+  // collective on their own groups at the same moment (a data-parallel ring per tp rank, for
+  // example): start those flows too, so every link carries what it would.
+  void start_shadow_collectives(std::size_t id) {
+    const std::vector<int> ranks = instances_[id].ranks;
+    std::set<std::vector<int>> started;
+    for (int m : ranks) {
+      if (!active(m)) continue;
+      for (int s : siblings_[m]) {
+        if (std::binary_search(ranks.begin(), ranks.end(), s)) continue;  // same group
+        std::vector<int> group = plan_.group_ranks(s, instances_[id].group);
+        if (!started.insert(group).second) continue;
+        instances_.emplace_back();
+        Instance& shadow = instances_.back();
+        shadow.ranks = std::move(group);
+        shadow.kind = instances_[id].kind;
+        shadow.group = instances_[id].group;
+        shadow.bytes = instances_[id].bytes;
+        shadow.shadow = true;
+        start_flows(instances_.size() - 1);
+      }
+    }
   }
 
   void launch_flow(std::size_t id, int f) {
@@ -356,7 +414,7 @@ class Replayer {
 
   void complete_instance(std::size_t id) {
     Instance& in = instances_[id];
-    for (std::size_t k = 0; k < in.ranks.size(); ++k) {
+    for (std::size_t k = 0; k < in.ranks.size() && !in.shadow; ++k) {
       if (active(in.ranks[k])) finish(in.ranks[k], in.tasks[k]);
     }
     in.flows.reset();
@@ -368,7 +426,9 @@ class Replayer {
   const profiler::CostModel& cost_;
   const Platform& platform_;
   const SimOptions& options_;
+  bool fold_dp_ = false, fold_tp_ = false;
   std::vector<char> active_;
+  std::vector<std::vector<int>> siblings_;  // active rank -> its folded tensor-parallel peers
   std::vector<Successors> successors_;
   std::vector<std::vector<std::uint32_t>> remaining_;
   std::vector<std::vector<double>> start_, end_;
@@ -478,13 +538,8 @@ Report simulate(const Plan& plan, const profiler::CostModel& cost, const SimOpti
   r.events = replay.events();
   const auto& starts = replay.starts();
   const auto& ends = replay.ends();
-  // A folded rank reports what its replica-0 representative did.
-  auto source = [&](int rank) {
-    if (replay.active(rank)) return rank;
-    strategies::Coords c = plan.grid().coords(rank);
-    c[static_cast<int>(strategies::Dim::kDp)] = 0;
-    return plan.grid().rank_of(c);
-  };
+  // A folded rank reports what its representative did.
+  auto source = [&](int rank) { return replay.representative(rank); };
   for (int rank = 0; rank < plan.world_size; ++rank) r.simulated_ranks += replay.active(rank);
   for (int rank = 0; rank < plan.world_size; ++rank) {
     const Program& p = plan.program_of(rank);

@@ -31,6 +31,11 @@ struct SimOptions {
   // ranks report their representative's times. Needs one layout (no per-layer tp) and equal
   // speed factors; otherwise every rank runs.
   bool fold_data_parallel = true;
+  // Tensor-parallel folding: peers of a tp group run the same program too, so only tp rank 0
+  // runs its tasks; the tp collectives still run every member's flows, and the folded peers'
+  // pipeline transfers and other collectives (their data-parallel rings) are started alongside
+  // their representative's, so every link carries the traffic it would. Same conditions.
+  bool fold_tensor_parallel = true;
   // Ring collectives as one flow per member plus the folded steps' latency (FlowDetail).
   bool aggregate_ring_steps = true;
 };

@@ -292,6 +292,7 @@ TEST(Replay, CompactSimulationIsFaithfulToTheFullOne) {
       return in_child([&] {
         SimOptions o;
         o.fold_data_parallel = compact;
+        o.fold_tensor_parallel = compact;
         o.aggregate_ring_steps = compact;
         const Report rep = simulate(plan, cost, o);
         std::vector<double> v = {rep.step_time_s, static_cast<double>(rep.simulated_ranks)};
@@ -303,7 +304,7 @@ TEST(Replay, CompactSimulationIsFaithfulToTheFullOne) {
     ASSERT_EQ(full.size(), 2u + 16) << k.name;
     ASSERT_EQ(compact.size(), 2u + 16) << k.name;
     EXPECT_EQ(full[1], 16) << k.name;
-    EXPECT_EQ(compact[1], 16.0 / k.s.dp) << k.name;
+    EXPECT_EQ(compact[1], 16.0 / (k.s.dp * k.s.tp)) << k.name;
     EXPECT_NEAR(compact[0] / full[0], 1.0, 0.01) << k.name;
     for (int r = 0; r < 16; ++r) {
       EXPECT_NEAR(compact[2 + r] / full[2 + r], 1.0, 0.01) << k.name << " rank " << r;
