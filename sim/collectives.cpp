@@ -39,26 +39,73 @@ std::vector<int> FlowSchedule::complete(int f) {
 namespace {
 
 // `steps` ring steps of `chunk` bytes: rank i sends to rank i+1; its step-k send waits for its
-// own step-(k-1) send and for the step-(k-1) chunk it receives from rank i-1. Aggregated: one
-// flow per rank with all its steps' bytes, then the folded steps' latency.
-void ring(FlowSchedule& s, const std::vector<int>& ranks, int steps, double chunk,
-          const FlowDetail& detail) {
+// own step-(k-1) send and for the step-(k-1) chunk it receives from rank i-1; the first step
+// waits for `after`. Aggregated: one flow per rank with all its steps' bytes, then the folded
+// steps' latency. Returns the flows whose completion ends the ring.
+std::vector<int> ring(FlowSchedule& s, const std::vector<int>& ranks, int steps, double chunk,
+                      bool aggregate, double step_latency_s, const std::vector<int>& after = {}) {
   const int n = static_cast<int>(ranks.size());
-  if (detail.aggregate_steps) {
+  if (aggregate) {
     std::vector<int> all;
-    for (int i = 0; i < n; ++i) all.push_back(s.add({ranks[i], ranks[(i + 1) % n], steps * chunk}, {}));
-    if (steps > 1) s.add_delay((steps - 1) * detail.step_latency_s, all);
-    return;
+    for (int i = 0; i < n; ++i) {
+      all.push_back(s.add({ranks[i], ranks[(i + 1) % n], steps * chunk}, after));
+    }
+    if (steps > 1) return {s.add_delay((steps - 1) * step_latency_s, all)};
+    return all;
   }
   std::vector<int> prev(n, -1);
   for (int k = 0; k < steps; ++k) {
     std::vector<int> cur(n);
     for (int i = 0; i < n; ++i) {
-      std::vector<int> after;
-      if (k > 0) after = {prev[i], prev[(i + n - 1) % n]};
-      cur[i] = s.add({ranks[i], ranks[(i + 1) % n], chunk}, after);
+      std::vector<int> deps = after;
+      if (k > 0) deps = {prev[i], prev[(i + n - 1) % n]};
+      cur[i] = s.add({ranks[i], ranks[(i + 1) % n], chunk}, deps);
     }
     prev = cur;
+  }
+  return prev;
+}
+
+// The group's members per node, if every node holds the same number m > 1 of them and there are
+// at least two nodes; else empty.
+std::vector<std::vector<int>> members_by_node(const std::vector<int>& ranks, const NodeMap& nodes) {
+  std::vector<std::vector<int>> out;
+  for (int r : ranks) {
+    const int node = nodes.node_of_rank[r];
+    if (out.empty() || nodes.node_of_rank[out.back().front()] != node) {
+      out.emplace_back();
+    }
+    out.back().push_back(r);
+  }
+  if (out.size() < 2 || out.front().size() < 2) return {};
+  for (const auto& v : out) {
+    if (v.size() != out.front().size()) return {};
+  }
+  // Ranks are ascending and a node's ranks are contiguous, so each node appears once.
+  return out;
+}
+
+// Reduce-scatter inside each node, all-reduce of S/m across the nodes' j-th members, all-gather
+// inside each node; each phase starts when the previous one has finished everywhere.
+void hierarchical_all_reduce(FlowSchedule& s, const std::vector<std::vector<int>>& by_node,
+                             double bytes, bool aggregate, const NodeMap& nodes) {
+  const int k = static_cast<int>(by_node.size());
+  const int m = static_cast<int>(by_node.front().size());
+  std::vector<int> phase_end;
+  for (const auto& node : by_node) {
+    const auto end = ring(s, node, m - 1, bytes / m, aggregate, nodes.intra_latency_s);
+    phase_end.insert(phase_end.end(), end.begin(), end.end());
+  }
+  std::vector<int> next_end;
+  for (int j = 0; j < m; ++j) {
+    std::vector<int> across;
+    for (const auto& node : by_node) across.push_back(node[j]);
+    const auto end = ring(s, across, 2 * (k - 1), bytes / m / k, aggregate,
+                          nodes.inter_latency_s, phase_end);
+    next_end.insert(next_end.end(), end.begin(), end.end());
+  }
+  for (const auto& node : by_node) {
+    ring(s, node, m - 1, bytes / m, aggregate, nodes.intra_latency_s, next_end);
   }
 }
 
@@ -70,12 +117,26 @@ FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks,
   const int n = static_cast<int>(ranks.size());
   if (n <= 1) return s;
   switch (kind) {
-    case CollectiveKind::kAllReduce:
-      ring(s, ranks, 2 * (n - 1), bytes / n, detail);
+    case CollectiveKind::kAllReduce: {
+      if (detail.nodes != nullptr) {
+        const auto by_node = members_by_node(ranks, *detail.nodes);
+        if (!by_node.empty()) {
+          const int k = static_cast<int>(by_node.size());
+          const int m = static_cast<int>(by_node.front().size());
+          const double ring_s = alpha_beta_seconds(kind, n, bytes, detail.nodes->inter_latency_s,
+                                                   detail.nodes->inter_bandwidth_Bps);
+          if (hierarchical_all_reduce_seconds(k, m, bytes, *detail.nodes) < ring_s) {
+            hierarchical_all_reduce(s, by_node, bytes, detail.aggregate_steps, *detail.nodes);
+            break;
+          }
+        }
+      }
+      ring(s, ranks, 2 * (n - 1), bytes / n, detail.aggregate_steps, detail.step_latency_s);
       break;
+    }
     case CollectiveKind::kAllGather:
     case CollectiveKind::kReduceScatter:
-      ring(s, ranks, n - 1, bytes / n, detail);
+      ring(s, ranks, n - 1, bytes / n, detail.aggregate_steps, detail.step_latency_s);
       break;
     case CollectiveKind::kAllToAll:
       for (int i = 0; i < n; ++i) {
@@ -96,6 +157,15 @@ FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks,
       STRATA_CHECK(false, "not a collective");
   }
   return s;
+}
+
+double hierarchical_all_reduce_seconds(int k, int m, double bytes, const NodeMap& nodes) {
+  const double intra =
+      alpha_beta_seconds(CollectiveKind::kReduceScatter, m, bytes, nodes.intra_latency_s,
+                         nodes.intra_bandwidth_Bps);
+  const double inter = alpha_beta_seconds(CollectiveKind::kAllReduce, k, bytes / m,
+                                          nodes.inter_latency_s, nodes.inter_bandwidth_Bps);
+  return 2 * intra + inter;
 }
 
 double bus_bandwidth_factor(CollectiveKind kind, int n) {

@@ -51,7 +51,16 @@ class FlowSchedule {
   int completed_ = 0;
 };
 
-// How much detail a collective's flows keep.
+// Where ranks live, for algorithms that treat the node's fabric and the network differently.
+struct NodeMap {
+  std::vector<int> node_of_rank;   // by rank
+  double intra_latency_s = 0;      // one hop inside a node
+  double intra_bandwidth_Bps = 0;  // per GPU port, per direction
+  double inter_latency_s = 0;      // one hop between nodes
+  double inter_bandwidth_Bps = 0;  // per NIC, per direction
+};
+
+// How much detail a collective's flows keep, and what the algorithm choice may use.
 struct FlowDetail {
   // Fold a ring's steps: each rank sends its whole share (steps x S/n) to its successor in one
   // flow, all at once, followed by a delay of (steps - 1) x step_latency_s for the latencies of
@@ -60,7 +69,15 @@ struct FlowDetail {
   // of n x steps.
   bool aggregate_steps = false;
   double step_latency_s = 0;  // the route latency of one ring hop
+  // With a node map, an all-reduce over a group with m > 1 members on each of k > 1 nodes may
+  // run hierarchically: ring reduce-scatter inside each node, ring all-reduce of S/m between
+  // the nodes' j-th members, ring all-gather inside each node -- whichever of ring and
+  // hierarchical has the smaller alpha-beta time (hierarchical_all_reduce_seconds).
+  const NodeMap* nodes = nullptr;
 };
+
+// Alpha-beta time of the hierarchical all-reduce of S bytes over k nodes of m members.
+double hierarchical_all_reduce_seconds(int k, int m, double bytes, const NodeMap& nodes);
 
 // The flows of collective `kind` over `ranks` (ascending) for message size `bytes`.
 FlowSchedule plan_collective(strategies::CollectiveKind kind, const std::vector<int>& ranks,

@@ -64,6 +64,19 @@ double ring_hop_latency(const strategies::ClusterSpec& cluster, const Platform& 
   return cluster.group_of_gpu(ranks.front()).intra_node.latency_s;
 }
 
+// The node map the collective algorithms choose with (the first node group's fabric stands for
+// every node's: algorithm choice only, the flows themselves see each link's own bandwidth).
+NodeMap node_map(const strategies::ClusterSpec& cluster, const Platform& platform) {
+  NodeMap m;
+  m.node_of_rank = platform.node_of_rank;
+  const auto& intra = cluster.node_groups.front().intra_node;
+  m.intra_latency_s = intra.latency_s;
+  m.intra_bandwidth_Bps = intra.bandwidth_Bps;
+  m.inter_latency_s = cluster.inter_node.latency_s;
+  m.inter_bandwidth_Bps = cluster.inter_node.nic_bandwidth_Bps;
+  return m;
+}
+
 // Starts one flow of a collective: a transfer between two hosts, or a delay on the timer host.
 sg4::ActivityPtr start_flow_activity(const Platform& platform, const Flow& flow) {
   if (flow.is_delay()) {
@@ -83,7 +96,11 @@ class Replayer {
  public:
   Replayer(const Plan& plan, const profiler::CostModel& cost, const Platform& platform,
            const SimOptions& options)
-      : plan_(plan), cost_(cost), platform_(platform), options_(options) {
+      : plan_(plan),
+        cost_(cost),
+        platform_(platform),
+        options_(options),
+        nodes_(node_map(plan.cluster, platform)) {
     for (const Program& p : plan.programs) successors_.push_back(successors_of(p));
     const int world = plan.world_size;
     const bool symmetric = foldable(plan, options);
@@ -372,6 +389,7 @@ class Replayer {
     FlowDetail detail;
     detail.aggregate_steps = options_.aggregate_ring_steps;
     detail.step_latency_s = ring_hop_latency(plan_.cluster, platform_, in.ranks);
+    if (plan_.cluster.total_nodes() > 1) detail.nodes = &nodes_;
     in.flows = std::make_unique<FlowSchedule>(plan_collective(in.kind, in.ranks, in.bytes, detail));
     for (int f : in.flows->initial()) launch_flow(id, f);
     if (in.flows->done()) complete_instance(id);
@@ -426,6 +444,7 @@ class Replayer {
   const profiler::CostModel& cost_;
   const Platform& platform_;
   const SimOptions& options_;
+  const NodeMap nodes_;
   bool fold_dp_ = false, fold_tp_ = false;
   std::vector<char> active_;
   std::vector<std::vector<int>> siblings_;  // active rank -> its folded tensor-parallel peers
@@ -485,10 +504,12 @@ std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int
   configure_network_model();
   const Platform platform = build_platform(cluster, world_size);
   std::vector<FlowSchedule> schedules;
+  const NodeMap nodes = node_map(cluster, platform);
   for (const auto& r : requests) {
     FlowDetail detail;
     detail.aggregate_steps = aggregate_ring_steps;
     detail.step_latency_s = ring_hop_latency(cluster, platform, r.ranks);
+    if (cluster.total_nodes() > 1) detail.nodes = &nodes;
     schedules.push_back(plan_collective(r.kind, r.ranks, r.bytes, detail));
   }
   std::vector<double> finished(requests.size(), 0.0);
