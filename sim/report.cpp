@@ -32,7 +32,13 @@ json::Json report_to_json(const Report& r, const Plan& plan) {
   j["mfu"] = r.mfu;
   j["bubble_fraction"] = r.bubble_fraction;
   j["fits"] = r.fits;
-  j["simgrid_activities"] = r.events;
+  j["simulation"] = {{"cost_model", r.cost_model},
+                     {"simulated_ranks", r.simulated_ranks},
+                     {"simgrid_activities", r.events},
+                     {"fold_data_parallel", r.options.fold_data_parallel},
+                     {"fold_tensor_parallel", r.options.fold_tensor_parallel},
+                     {"aggregate_ring_steps", r.options.aggregate_ring_steps},
+                     {"speed_factors", r.options.speed_factors}};
   json::Json ranks = json::Json::array();
   for (std::size_t i = 0; i < r.ranks.size(); ++i) {
     const RankTimes& t = r.ranks[i];

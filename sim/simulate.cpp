@@ -557,6 +557,9 @@ Report simulate(const Plan& plan, const profiler::CostModel& cost, const SimOpti
   r.provenance = plan.provenance;
   r.world_size = plan.world_size;
   r.events = replay.events();
+  r.cost_model = cost.name();
+  r.options = options;
+  r.options.trace_ranks.clear();
   const auto& starts = replay.starts();
   const auto& ends = replay.ends();
   // A folded rank reports what its representative did.

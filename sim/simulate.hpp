@@ -75,6 +75,8 @@ struct Report {
   bool fits = true;
   double events = 0;                   // SimGrid activities started
   int simulated_ranks = 0;             // ranks whose tasks ran (fewer when folded)
+  std::string cost_model;              // CostModel::name()
+  SimOptions options;                  // as given (folds apply only where allowed)
   std::vector<TaskSpan> spans;         // traced ranks only, when requested
 };
 
