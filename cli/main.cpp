@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   try {
     if (command == "version" || command == "--version") {
-      std::cout << "strata " << strata::kVersion << "\n";
+      std::cout << "strata " << strata::version() << "\n";
       return strata::cli::kExitOk;
     }
     if (command == "help") {

@@ -676,7 +676,7 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
   plan.strategy = s;
   plan.world_size = world_size;
   plan.num_micro_batches = s.num_micro_batches();
-  plan.provenance.strata_version = kVersion;
+  plan.provenance.strata_version = version();
   plan.provenance.model_hash = fnv1a64_hex(to_json(m).dump());
   plan.provenance.cluster_hash = fnv1a64_hex(to_json(c).dump());
   plan.provenance.strategy_hash = fnv1a64_hex(to_json(s).dump());
