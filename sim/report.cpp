@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/units.hpp"
+#include "strategies/plan_json.hpp"
 
 namespace strata::sim {
 
@@ -15,10 +16,7 @@ json::Json report_to_json(const Report& r, const Plan& plan) {
   json::Json j;
   j["schema_version"] = kReportSchemaVersion;
   j["kind"] = "strata.report";
-  j["provenance"] = {{"strata_version", r.provenance.strata_version},
-                     {"model_hash", r.provenance.model_hash},
-                     {"cluster_hash", r.provenance.cluster_hash},
-                     {"strategy_hash", r.provenance.strategy_hash}};
+  j["provenance"] = strategies::provenance_to_json(r.provenance);
   j["model"] = r.model;
   j["cluster"] = r.cluster;
   j["strategy"] = r.strategy;
@@ -132,10 +130,7 @@ json::Json trace_to_json(const Report& r, const Plan& plan) {
            {{"schema_version", kReportSchemaVersion},
             {"kind", "strata.trace"},
             {"source", "simulated"},
-            {"strata_version", r.provenance.strata_version},
-            {"model_hash", r.provenance.model_hash},
-            {"cluster_hash", r.provenance.cluster_hash},
-            {"strategy_hash", r.provenance.strategy_hash}}}};
+            {"provenance", strategies::provenance_to_json(r.provenance)}}}};
 }
 
 }  // namespace strata::sim

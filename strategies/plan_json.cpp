@@ -12,13 +12,6 @@ json::Json layout_json(const RankGrid& g) {
           {"pp", g.size(Dim::kPp)}, {"ep", g.size(Dim::kEp)}, {"order", order_string(g.order())}};
 }
 
-json::Json provenance_json(const Plan& plan) {
-  return {{"strata_version", plan.provenance.strata_version},
-          {"model_hash", plan.provenance.model_hash},
-          {"cluster_hash", plan.provenance.cluster_hash},
-          {"strategy_hash", plan.provenance.strategy_hash}};
-}
-
 // Ranks of pipeline stage `stage`, ascending.
 std::vector<int> stage_ranks(const Plan& plan, int stage) {
   std::vector<int> out;
@@ -30,11 +23,18 @@ std::vector<int> stage_ranks(const Plan& plan, int stage) {
 
 }  // namespace
 
+json::Json provenance_to_json(const Provenance& p) {
+  return {{"strata_version", p.strata_version},
+          {"model_hash", p.model_hash},
+          {"cluster_hash", p.cluster_hash},
+          {"strategy_hash", p.strategy_hash}};
+}
+
 json::Json plan_to_json(const Plan& plan) {
   json::Json j;
   j["schema_version"] = kPlanSchemaVersion;
   j["kind"] = "strata.plan";
-  j["provenance"] = provenance_json(plan);
+  j["provenance"] = provenance_to_json(plan.provenance);
   j["model"] = to_json(plan.model);
   j["cluster"] = to_json(plan.cluster);
   j["strategy"] = to_json(plan.strategy);
@@ -88,7 +88,7 @@ json::Json plan_summary(const Plan& plan) {
   json::Json j;
   j["schema_version"] = kPlanSchemaVersion;
   j["kind"] = "strata.plan_summary";
-  j["provenance"] = provenance_json(plan);
+  j["provenance"] = provenance_to_json(plan.provenance);
   j["model"] = plan.model.name;
   j["cluster"] = plan.cluster.name;
   j["strategy"] = s.name;

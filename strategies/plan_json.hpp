@@ -13,6 +13,9 @@ inline constexpr int kPlanSchemaVersion = 1;
 // to keep 10^5-10^6 tasks compact; deps are CSR (deps_begin, deps).
 json::Json plan_to_json(const Plan& plan);
 
+// Strata's version and the hashes of the three specs, as every output file carries them.
+json::Json provenance_to_json(const Provenance& p);
+
 // The summary: world, groups, tasks per kind, FLOPs, bytes per collective kind and purpose,
 // memory per stage and whether it fits.
 json::Json plan_summary(const Plan& plan);
