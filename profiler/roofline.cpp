@@ -42,12 +42,16 @@ RooflineTerms RooflineCostModel::terms(const strategies::Task& t,
     const double gemms = t.phase == Phase::kBackward ? 2.0 : 1.0;
     out.compute_s = (t.flops + gemms * op.half_efficiency_flops) / (peak * op.flop(t.phase));
   }
-  if (t.bytes > 0) {
-    if (!(device.memory_bandwidth_Bps > 0)) {
-      throw ConfigError("device \"" + device.name + "\": memory_bandwidth = 0: a " +
-                        strategies::block_name(t.block) + " task needs it");
-    }
-    out.memory_s = t.bytes / (device.memory_bandwidth_Bps * op.memory(t.phase));
+  if ((t.bytes > 0 || t.elementwise_bytes > 0) && !(device.memory_bandwidth_Bps > 0)) {
+    throw ConfigError("device \"" + device.name + "\": memory_bandwidth = 0: a " +
+                      strategies::block_name(t.block) + " task needs it");
+  }
+  if (t.bytes > 0) out.memory_s = t.bytes / (device.memory_bandwidth_Bps * op.memory(t.phase));
+  if (t.elementwise_bytes > 0) {
+    const OpEfficiency& streaming = dc.op(OpClass::kNorm);
+    out.elementwise_s =
+        t.elementwise_bytes / (device.memory_bandwidth_Bps * streaming.memory(t.phase));
+    out.overhead_s += dc.launch_overhead_s;  // one more kernel
   }
   return out;
 }

@@ -2,7 +2,11 @@
 // scaled by the efficiencies of its block's op class (docs/cost-model.md):
 //
 //   seconds = max(flops / (peak(precision) * flop_efficiency),
-//                 bytes / (memory_bandwidth * memory_efficiency)) + launch_overhead
+//                 bytes / (memory_bandwidth * memory_efficiency))
+//             + elementwise_bytes / (memory_bandwidth * streaming efficiency) + launch overheads
+//
+// The element-wise kernels of a block are separate kernels after its main one, so their time
+// adds; they stream at the "norm" op class's memory efficiency.
 //
 // flop_efficiency falls off for small GEMMs when the op class gives half_efficiency_flops.
 // The fallback of the CostModel where nothing was measured (DESIGN.md "Profiler").
@@ -17,10 +21,13 @@ namespace strata::profiler {
 
 // The parts of one task's roofline time, in seconds.
 struct RooflineTerms {
-  double compute_s = 0;   // FLOPs at the achieved FLOP/s
-  double memory_s = 0;    // bytes at the achieved bandwidth
-  double overhead_s = 0;  // launch overhead of the device class
-  double total_s() const { return (compute_s > memory_s ? compute_s : memory_s) + overhead_s; }
+  double compute_s = 0;      // FLOPs at the achieved FLOP/s
+  double memory_s = 0;       // bytes at the achieved bandwidth
+  double elementwise_s = 0;  // the block's element-wise kernels, at the streaming bandwidth
+  double overhead_s = 0;     // launch overhead of the device class, per kernel
+  double total_s() const {
+    return (compute_s > memory_s ? compute_s : memory_s) + elementwise_s + overhead_s;
+  }
   bool memory_bound() const { return memory_s > compute_s; }
 };
 

@@ -107,7 +107,8 @@ json::Json trace_to_json(const Report& r, const Plan& plan) {
                        {"micro_batch", t.micro_batch},
                        {"chunk", t.chunk},
                        {"flops", t.flops},
-                       {"bytes", t.bytes}};
+                       {"bytes", t.bytes},
+                       {"elementwise_bytes", t.elementwise_bytes}};
     if (t.kind == TaskKind::kCollective) {
       args["collective"] = strategies::collective_name(t.collective);
       args["purpose"] = strategies::purpose_name(t.purpose);

@@ -107,7 +107,7 @@ class ProgramBuilder {
   }
 
   Task compute(Phase phase, Block block, int layer, int mb, int chunk, double flops,
-               double bytes) const {
+               double bytes, double elementwise_bytes = 0) const {
     Task t;
     t.kind = TaskKind::kCompute;
     t.stream = Stream::kCompute;
@@ -118,7 +118,23 @@ class ProgramBuilder {
     t.chunk = static_cast<std::int16_t>(chunk);
     t.flops = flops;
     t.bytes = bytes;
+    t.elementwise_bytes = elementwise_bytes;
     return t;
+  }
+
+  // Element-wise kernels (docs/accounting.md "Element-wise kernels"). The residual
+  // bias-dropout-add after attn_out and mlp_fc2 reads the branch and the residual and writes the
+  // sum and the dropout mask, on sequence-parallel shards with SP; backward, dropout reads the
+  // gradient and the mask and writes the gradient.
+  double residual_bytes(double tokens, Phase phase) const {
+    const double mask = m_.dropout ? 1.0 : 0.0;
+    const double per_element = phase == Phase::kBackward ? 2.0 * elem_ + mask : 3.0 * elem_ + mask;
+    return tokens * m_.hidden_size * per_element;
+  }
+  // Bias and activation after fc1: read the up-projection outputs (`up` per token), write the
+  // activated ffn/t; backward reads the gradient and the saved inputs and writes their gradients.
+  double activation_bytes(double tokens, double up, double ffn_shard, Phase phase) const {
+    return elem_ * tokens * (phase == Phase::kBackward ? ffn_shard + 2.0 * up : up + ffn_shard);
   }
 
   Task collective(CollectiveKind kind, Purpose purpose, GroupRef group, Phase phase, int layer,
@@ -292,7 +308,7 @@ class ProgramBuilder {
                     elem_ * T * (2 * h + 2 * hk) / t + score_bytes),
             {x});
     x = add(compute(phase, Block::kAttnOut, layer, mb, chunk, f.attn_out / t,
-                    matmul_bytes(T, h / t, h, elem_)),
+                    matmul_bytes(T, h / t, h, elem_), residual_bytes(norm_tokens, phase)),
             {x});
     x = tp_reduce(x, layout, phase, layer, mb, chunk);
     x = add(compute(phase, Block::kMlpNorm, layer, mb, chunk, 0, 2.0 * elem_ * norm_tokens * h),
@@ -301,10 +317,10 @@ class ProgramBuilder {
     const double up = (m_.hidden_act == Activation::kSwiglu ? 2.0 : 1.0) * ffn / t;
     const double fc1_flops = f.mlp / t * (up / (up + ffn / t));
     x = add(compute(phase, Block::kMlpFc1, layer, mb, chunk, fc1_flops,
-                    matmul_bytes(T, h, up, elem_) + elem_ * T * up),
+                    matmul_bytes(T, h, up, elem_), activation_bytes(T, up, ffn / t, phase)),
             {x});
     x = add(compute(phase, Block::kMlpFc2, layer, mb, chunk, f.mlp / t - fc1_flops,
-                    matmul_bytes(T, ffn / t, h, elem_)),
+                    matmul_bytes(T, ffn / t, h, elem_), residual_bytes(norm_tokens, phase)),
             {x});
     x = tp_reduce(x, layout, phase, layer, mb, chunk);
     if (gathered != kNoDep && phase == Phase::kForward) {
@@ -343,16 +359,16 @@ class ProgramBuilder {
     const double fc1_flops = f.mlp / t * (up / (up + ffn / t));
     auto x = tp_gather(prev, layout, Phase::kBackward, layer, mb, chunk);
     x = add(compute(B, Block::kMlpFc2, layer, mb, chunk, 2.0 * (f.mlp / t - fc1_flops),
-                    2.0 * matmul_bytes(T, ffn / t, h, elem_)),
+                    2.0 * matmul_bytes(T, ffn / t, h, elem_), residual_bytes(norm_tokens, B)),
             {x, gathered});
     x = add(compute(B, Block::kMlpFc1, layer, mb, chunk, 2.0 * fc1_flops,
-                    2.0 * (matmul_bytes(T, h, up, elem_) + elem_ * T * up)),
+                    2.0 * matmul_bytes(T, h, up, elem_), activation_bytes(T, up, ffn / t, B)),
             {x});
     x = tp_reduce(x, layout, Phase::kBackward, layer, mb, chunk);
     x = add(compute(B, Block::kMlpNorm, layer, mb, chunk, 0, 3.0 * elem_ * norm_tokens * h), {x});
     x = tp_gather(x, layout, Phase::kBackward, layer, mb, chunk);
     x = add(compute(B, Block::kAttnOut, layer, mb, chunk, 2.0 * f.attn_out / t,
-                    2.0 * matmul_bytes(T, h / t, h, elem_)),
+                    2.0 * matmul_bytes(T, h / t, h, elem_), residual_bytes(norm_tokens, B)),
             {x});
     const double score_bytes = elem_ * 2.0 * (m_.num_attention_heads / t) * samples *
                                static_cast<double>(m_.seq_length) * m_.seq_length;

@@ -46,7 +46,7 @@ json::Json plan_to_json(const Plan& plan) {
   j["stage_first_layer"] = plan.stage_first_layer;
   j["task_columns"] = {"kind",  "stream", "phase", "block",      "collective", "purpose",
                        "group", "layout", "layout_from", "layer", "chunk",     "micro_batch",
-                       "peer_stage", "tag", "flops", "bytes"};
+                       "peer_stage", "tag", "flops", "bytes", "elementwise_bytes"};
   j["programs"] = json::Json::array();
   for (const Program& p : plan.programs) {
     json::Json pj;
@@ -58,7 +58,7 @@ json::Json plan_to_json(const Plan& plan) {
                        block_name(t.block), collective_name(t.collective),
                        purpose_name(t.purpose), group_kind_name(t.group.kind), t.group.layout,
                        t.group.layout_from, t.layer, t.chunk, t.micro_batch, t.peer_stage, t.tag,
-                       t.flops, t.bytes});
+                       t.flops, t.bytes, t.elementwise_bytes});
     }
     pj["tasks"] = std::move(tasks);
     pj["deps_begin"] = p.dep_begin;

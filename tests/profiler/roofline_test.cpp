@@ -69,6 +69,20 @@ TEST(Roofline, MemoryTermWinsWhenLarger) {
                    1e11 / (1e12 * 0.8) + kOverhead);  // 125 ms, not 20 ms
 }
 
+TEST(Roofline, ElementwiseKernelsAddAfterTheMainKernel) {
+  // A GEMM block with a bias-activation kernel after it: the GEMM's roofline time, plus the
+  // element-wise bytes at the norm class's streaming efficiency, plus a second launch.
+  const RooflineCostModel m = test_model();
+  Task t = task(Block::kMlpFc1, Phase::kForward, 1e12, 1e9);
+  t.elementwise_bytes = 2e9;
+  const RooflineTerms terms = m.terms(t, test_gpu(), Precision::kBf16);
+  EXPECT_DOUBLE_EQ(terms.compute_s, 1e12 / (100e12 * 0.5));
+  EXPECT_DOUBLE_EQ(terms.elementwise_s, 2e9 / (1e12 * 0.4));  // 5 ms, not hidden under 20 ms
+  EXPECT_DOUBLE_EQ(terms.overhead_s, 2 * kOverhead);
+  EXPECT_DOUBLE_EQ(m.compute_seconds(t, test_gpu(), Precision::kBf16),
+                   0.02 + 0.005 + 2 * kOverhead);
+}
+
 TEST(Roofline, BackwardUsesBackwardEfficiencies) {
   const RooflineCostModel m = test_model();
   const Task compute = task(Block::kAttnQkv, Phase::kBackward, 2e12, 1e9);

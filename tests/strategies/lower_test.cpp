@@ -193,6 +193,23 @@ TEST(Lower, OneRankOneLayerTaskListByHand) {
   EXPECT_DOUBLE_EQ(tp_bytes, 4 * 64.0 * 256 * 2);
 }
 
+TEST(Lower, ElementwiseKernelsOfALayer) {
+  // GPT layer, tp 2, no SP, dropout: fc1's bias-GELU reads and writes T f / t; the residual
+  // bias-dropout-add after attn_out and fc2 reads 2 and writes 1 bf16 tensor of T h plus a
+  // 1-byte mask; backward GELU reads 2 and writes 1, backward dropout reads 1 + mask, writes 1.
+  const ModelSpec m = gpt(1, 256, 8, 512, 64);
+  const Plan plan = lower_on(m, strategy(1, 2, 1, 1, 1));
+  const double T = 64, h = 256, f = 1024 / 2;
+  std::map<std::pair<Block, Phase>, double> ew;
+  for (const Task& t : plan.programs[0].tasks) ew[{t.block, t.phase}] += t.elementwise_bytes;
+  EXPECT_DOUBLE_EQ((ew[{Block::kMlpFc1, Phase::kForward}]), 2 * 2 * T * f);
+  EXPECT_DOUBLE_EQ((ew[{Block::kMlpFc1, Phase::kBackward}]), 2 * 3 * T * f);
+  EXPECT_DOUBLE_EQ((ew[{Block::kAttnOut, Phase::kForward}]), T * h * 7);
+  EXPECT_DOUBLE_EQ((ew[{Block::kMlpFc2, Phase::kForward}]), T * h * 7);
+  EXPECT_DOUBLE_EQ((ew[{Block::kMlpFc2, Phase::kBackward}]), T * h * 5);
+  EXPECT_DOUBLE_EQ((ew[{Block::kAttnQkv, Phase::kForward}]), 0.0);
+}
+
 TEST(Lower, DataParallelGradientBytesEqualTheParameters) {
   const ModelSpec m = gpt(4, 256, 8, 512, 64);
   for (int zero : {0, 1}) {
