@@ -32,8 +32,9 @@ Options:
   --trace FILE         write a Chrome/Perfetto trace.json of the traced ranks
   --trace-ranks LIST   ranks to trace: "all" or comma-separated ranks (default: the first rank
                        of every pipeline stage)
-  --efficiencies FILE  the roofline cost model's efficiency table (default: the bundled
-                       profiler/efficiencies.json)
+  --efficiencies FILE  the cost model's table: compute efficiencies per block and device, and
+                       the fraction of each fabric's line rate collectives reach (default: the
+                       bundled profiler/efficiencies.json)
   --straggler R:F      run rank R at F times its speed (e.g. 3:0.5); may be repeated as R:F,R:F
   --exact              simulate every rank and every ring step (default: fold data-parallel
                        replicas and tensor-parallel peers into one representative rank and send
@@ -127,9 +128,11 @@ int simulate_command(const std::vector<std::string>& argv) {
                       " (see `strata plan`; --ignore-memory simulates it anyway)");
   }
 
-  const profiler::RooflineCostModel cost(profiler::load_efficiencies(
-      args.get("--efficiencies").value_or(profiler::default_efficiencies_path())));
+  const profiler::Efficiencies efficiencies = profiler::load_efficiencies(
+      args.get("--efficiencies").value_or(profiler::default_efficiencies_path()));
+  const profiler::RooflineCostModel cost(efficiencies);
   sim::SimOptions options;
+  options.links = efficiencies.links();
   options.fold_data_parallel = !args.has("--exact");
   options.fold_tensor_parallel = !args.has("--exact");
   options.aggregate_ring_steps = !args.has("--exact");

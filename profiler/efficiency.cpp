@@ -185,9 +185,40 @@ const DeviceClass& Efficiencies::device_class(const strategies::DeviceSpec& devi
   return *fallback;
 }
 
+namespace {
+// "links": {"nvswitch": {"bandwidth_efficiency": f, "source": ...}, "pcie", "shared", "network"},
+// each optional (1 = line rate), each with its source.
+LinkEfficiencies parse_links(const Json& object, const std::string& path) {
+  json::ObjectReader r(object, path);
+  r.finish({"nvswitch", "pcie", "shared", "network"});
+  LinkEfficiencies out;
+  for (auto [key, field] : {std::pair{"nvswitch", &out.nvswitch}, std::pair{"pcie", &out.pcie},
+                            std::pair{"shared", &out.shared}, std::pair{"network", &out.network}}) {
+    if (!r.has(key)) continue;
+    json::ObjectReader link = r.get_object(key);
+    link.finish({"bandwidth_efficiency"});
+    require_source(link, r.get_raw(key));
+    *field = read_fraction(link, "bandwidth_efficiency");
+  }
+  return out;
+}
+}  // namespace
+
+double LinkEfficiencies::intra(strategies::IntraFabric f) const {
+  switch (f) {
+    case strategies::IntraFabric::kNvSwitch:
+      return nvswitch;
+    case strategies::IntraFabric::kPcie:
+      return pcie;
+    case strategies::IntraFabric::kShared:
+      return shared;
+  }
+  return 1;
+}
+
 Efficiencies parse_efficiencies(const Json& j, const std::string& what) {
   json::ObjectReader r(j, what);
-  r.finish({"schema_version", "blocks", "devices"});
+  r.finish({"schema_version", "blocks", "devices", "links"});
   const long long version = r.get_int("schema_version");
   if (version != kSchemaVersion) {
     json::fail(r.field("schema_version"), version,
@@ -227,7 +258,9 @@ Efficiencies parse_efficiencies(const Json& j, const std::string& what) {
                      "\": devices of that kind that no class matches would have no efficiencies");
     }
   }
-  return Efficiencies(blocks, std::move(devices), strategies::detail::read_source(j));
+  Efficiencies out(blocks, std::move(devices), strategies::detail::read_source(j));
+  if (r.has("links")) out.set_links(parse_links(r.get_raw("links"), r.field("links")));
+  return out;
 }
 
 Efficiencies load_efficiencies(const std::string& path) {

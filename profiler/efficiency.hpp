@@ -63,6 +63,16 @@ struct DeviceClass {
   const OpEfficiency& op(OpClass c) const { return ops[static_cast<int>(c)]; }
 };
 
+// Fractions of a link's line rate that NCCL-style collectives and transfers reach (protocol
+// overhead), per fabric: the simulator scales link bandwidths by them. 1 = line rate.
+struct LinkEfficiencies {
+  double nvswitch = 1;  // intra_node fabric "nvswitch"
+  double pcie = 1;      // intra_node fabric "pcie"
+  double shared = 1;    // intra_node fabric "shared" (CPU ranks over shared memory)
+  double network = 1;   // inter-node NICs and switches
+  double intra(strategies::IntraFabric f) const;
+};
+
 // The whole table: block -> op class, and the device classes in file order.
 class Efficiencies {
  public:
@@ -77,8 +87,11 @@ class Efficiencies {
   const DeviceClass& device_class(const strategies::DeviceSpec& device) const;
   const std::vector<DeviceClass>& device_classes() const { return devices_; }
   const std::string& source() const { return source_; }
+  const LinkEfficiencies& links() const { return links_; }
+  void set_links(const LinkEfficiencies& l) { links_ = l; }
 
  private:
+  LinkEfficiencies links_;
   std::array<OpClass, kNumBlocks> block_classes_{};  // indexed by Block
   std::vector<DeviceClass> devices_;
   std::string source_;

@@ -22,6 +22,12 @@ struct PlatformOptions {
   // Per-rank speed factors (a straggler has a factor < 1: its compute takes 1/factor as long).
   // Empty = all 1. Size must be the world size otherwise.
   std::vector<double> speed_factors;
+  // Fractions of the line rate collectives reach (NCCL's protocol overhead; the profiler's
+  // efficiency table, "links"): intra-node port links by fabric, and every network link.
+  double nvswitch_efficiency = 1;
+  double pcie_efficiency = 1;
+  double shared_efficiency = 1;
+  double network_efficiency = 1;
 };
 
 struct Platform {

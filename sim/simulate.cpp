@@ -66,14 +66,15 @@ double ring_hop_latency(const strategies::ClusterSpec& cluster, const Platform& 
 
 // The node map the collective algorithms choose with (the first node group's fabric stands for
 // every node's: algorithm choice only, the flows themselves see each link's own bandwidth).
-NodeMap node_map(const strategies::ClusterSpec& cluster, const Platform& platform) {
+NodeMap node_map(const strategies::ClusterSpec& cluster, const Platform& platform,
+                 const profiler::LinkEfficiencies& links) {
   NodeMap m;
   m.node_of_rank = platform.node_of_rank;
   const auto& intra = cluster.node_groups.front().intra_node;
   m.intra_latency_s = intra.latency_s;
-  m.intra_bandwidth_Bps = intra.bandwidth_Bps;
+  m.intra_bandwidth_Bps = intra.bandwidth_Bps * links.intra(intra.kind);
   m.inter_latency_s = cluster.inter_node.latency_s;
-  m.inter_bandwidth_Bps = cluster.inter_node.nic_bandwidth_Bps;
+  m.inter_bandwidth_Bps = cluster.inter_node.nic_bandwidth_Bps * links.network;
   return m;
 }
 
@@ -100,7 +101,7 @@ class Replayer {
         cost_(cost),
         platform_(platform),
         options_(options),
-        nodes_(node_map(plan.cluster, platform)) {
+        nodes_(node_map(plan.cluster, platform, options.links)) {
     for (const Program& p : plan.programs) successors_.push_back(successors_of(p));
     const int world = plan.world_size;
     const bool symmetric = foldable(plan, options);
@@ -504,7 +505,7 @@ std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int
   configure_network_model();
   const Platform platform = build_platform(cluster, world_size);
   std::vector<FlowSchedule> schedules;
-  const NodeMap nodes = node_map(cluster, platform);
+  const NodeMap nodes = node_map(cluster, platform, profiler::LinkEfficiencies{});
   for (const auto& r : requests) {
     FlowDetail detail;
     detail.aggregate_steps = aggregate_ring_steps;
@@ -543,6 +544,10 @@ Report simulate(const Plan& plan, const profiler::CostModel& cost, const SimOpti
   configure_network_model();
   PlatformOptions popts;
   popts.speed_factors = options.speed_factors;
+  popts.nvswitch_efficiency = options.links.nvswitch;
+  popts.pcie_efficiency = options.links.pcie;
+  popts.shared_efficiency = options.links.shared;
+  popts.network_efficiency = options.links.network;
   const Platform platform = build_platform(plan.cluster, plan.world_size, popts);
 
   Replayer replay(plan, cost, platform, options);

@@ -135,6 +135,30 @@ void expect_rejected(Edit edit, const std::vector<std::string>& parts) {
   expect_config_error([&] { parse_efficiencies(j); }, parts);
 }
 
+TEST(Efficiencies, LinkEfficienciesBundledAndDefault) {
+  const Efficiencies e = bundled();
+  const LinkEfficiencies& l = e.links();
+  EXPECT_DOUBLE_EQ(l.nvswitch, 0.80);
+  EXPECT_DOUBLE_EQ(l.network, 0.96);
+  EXPECT_DOUBLE_EQ(l.pcie, 1.0);  // no measurement: line rate
+  EXPECT_DOUBLE_EQ(l.intra(strategies::IntraFabric::kNvSwitch), 0.80);
+  // A table without "links" runs collectives at line rate.
+  const Efficiencies plain = parse_efficiencies(table_json());
+  EXPECT_DOUBLE_EQ(plain.links().nvswitch, 1.0);
+  EXPECT_DOUBLE_EQ(plain.links().network, 1.0);
+}
+
+TEST(EfficienciesErrors, Links) {
+  expect_rejected(
+      [](Json& j) { j["links"] = {{"nvswitch", {{"bandwidth_efficiency", 1.2}, {"source", "x"}}}}; },
+      {"efficiencies.links.nvswitch.bandwidth_efficiency = 1.2", "must be in (0, 1]"});
+  expect_rejected([](Json& j) { j["links"] = {{"nvswitch", {{"bandwidth_efficiency", 0.8}}}}; },
+                  {"efficiencies.links.nvswitch.source", "required key is missing"});
+  expect_rejected(
+      [](Json& j) { j["links"] = {{"nvlink", {{"bandwidth_efficiency", 0.8}, {"source", "x"}}}}; },
+      {"efficiencies.links.nvlink", "unknown key"});
+}
+
 TEST(EfficienciesErrors, SchemaVersion) {
   expect_rejected([](Json& j) { j.erase("schema_version"); },
                   {"efficiencies.schema_version", "required key is missing"});

@@ -167,6 +167,19 @@ TEST(PlatformTiming, InterNodeTransferIsLatencyPlusSizeOverNicBandwidth) {
   expect_times(times, expected);
 }
 
+TEST(PlatformTiming, LinkEfficienciesScaleTheLineRates) {
+  // NCCL's share of the line rate: NVSwitch ports at 0.8, the network at 0.96; latency unchanged.
+  const double bytes = 1e9;
+  const std::vector<double> times = in_child([&] {
+    PlatformOptions o;
+    o.nvswitch_efficiency = 0.8;
+    o.network_efficiency = 0.96;
+    const Platform p = start(make_cluster(2, 8, InterTopology::kFatTree, 8), 16, o);
+    return run_flows(p, {{0, 1, bytes}, {2, 10, bytes}});
+  });
+  expect_times(times, {kIntraLat + bytes / (0.8 * kIntraBw), kInterLat + bytes / (0.96 * kNicBw)});
+}
+
 TEST(PlatformTiming, InterNodeTransferIsCappedByAThinLeafUplink) {
   // 32 NICs per node: one node per leaf, uplink 32 x 25 GB/s / 64 = 12.5 GB/s < one NIC.
   const double bytes = 1e9;
