@@ -85,27 +85,56 @@ std::vector<std::vector<int>> members_by_node(const std::vector<int>& ranks, con
   return out;
 }
 
-// Reduce-scatter inside each node, all-reduce of S/m across the nodes' j-th members, all-gather
-// inside each node; each phase starts when the previous one has finished everywhere.
-void hierarchical_all_reduce(FlowSchedule& s, const std::vector<std::vector<int>>& by_node,
-                             double bytes, bool aggregate, const NodeMap& nodes) {
+// One phase of a hierarchical collective: rings inside every node, or rings across the nodes'
+// j-th members, of `steps` steps of `chunk` bytes.
+struct Phase {
+  bool inside_nodes;
+  int steps;
+  double chunk;
+};
+
+// The phases of the hierarchical algorithm over k nodes of m members (S = bytes):
+//  all-reduce:     reduce-scatter inside (m-1 steps of S/m), all-reduce across (2(k-1) of
+//                  S/(mk)), all-gather inside (m-1 of S/m);
+//  reduce-scatter: reduce-scatter inside, then reduce-scatter across (k-1 of S/(mk));
+//  all-gather:     all-gather across (k-1 of S/(mk)), then all-gather inside.
+std::vector<Phase> hierarchical_phases(CollectiveKind kind, int k, int m, double bytes) {
+  const Phase inside{true, m - 1, bytes / m};
+  switch (kind) {
+    case CollectiveKind::kAllReduce:
+      return {inside, {false, 2 * (k - 1), bytes / m / k}, inside};
+    case CollectiveKind::kReduceScatter:
+      return {inside, {false, k - 1, bytes / m / k}};
+    case CollectiveKind::kAllGather:
+      return {{false, k - 1, bytes / m / k}, inside};
+    default:
+      return {};
+  }
+}
+
+// Runs the phases in order; each starts when the previous one has finished everywhere.
+void hierarchical(FlowSchedule& s, CollectiveKind kind, const std::vector<std::vector<int>>& by_node,
+                  double bytes, bool aggregate, const NodeMap& nodes) {
   const int k = static_cast<int>(by_node.size());
   const int m = static_cast<int>(by_node.front().size());
-  std::vector<int> phase_end;
-  for (const auto& node : by_node) {
-    const auto end = ring(s, node, m - 1, bytes / m, aggregate, nodes.intra_latency_s);
-    phase_end.insert(phase_end.end(), end.begin(), end.end());
-  }
-  std::vector<int> next_end;
-  for (int j = 0; j < m; ++j) {
-    std::vector<int> across;
-    for (const auto& node : by_node) across.push_back(node[j]);
-    const auto end = ring(s, across, 2 * (k - 1), bytes / m / k, aggregate,
-                          nodes.inter_latency_s, phase_end);
-    next_end.insert(next_end.end(), end.begin(), end.end());
-  }
-  for (const auto& node : by_node) {
-    ring(s, node, m - 1, bytes / m, aggregate, nodes.intra_latency_s, next_end);
+  std::vector<int> previous_end;
+  for (const Phase& phase : hierarchical_phases(kind, k, m, bytes)) {
+    std::vector<std::vector<int>> rings;
+    if (phase.inside_nodes) {
+      rings = by_node;
+    } else {
+      for (int j = 0; j < m; ++j) {
+        rings.emplace_back();
+        for (const auto& node : by_node) rings.back().push_back(node[j]);
+      }
+    }
+    const double latency = phase.inside_nodes ? nodes.intra_latency_s : nodes.inter_latency_s;
+    std::vector<int> end;
+    for (const auto& r : rings) {
+      const auto e = ring(s, r, phase.steps, phase.chunk, aggregate, latency, previous_end);
+      end.insert(end.end(), e.begin(), e.end());
+    }
+    previous_end = std::move(end);
   }
 }
 
@@ -116,24 +145,25 @@ FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks,
   FlowSchedule s;
   const int n = static_cast<int>(ranks.size());
   if (n <= 1) return s;
-  switch (kind) {
-    case CollectiveKind::kAllReduce: {
-      if (detail.nodes != nullptr) {
-        const auto by_node = members_by_node(ranks, *detail.nodes);
-        if (!by_node.empty()) {
-          const int k = static_cast<int>(by_node.size());
-          const int m = static_cast<int>(by_node.front().size());
-          const double ring_s = alpha_beta_seconds(kind, n, bytes, detail.nodes->inter_latency_s,
-                                                   detail.nodes->inter_bandwidth_Bps);
-          if (hierarchical_all_reduce_seconds(k, m, bytes, *detail.nodes) < ring_s) {
-            hierarchical_all_reduce(s, by_node, bytes, detail.aggregate_steps, *detail.nodes);
-            break;
-          }
-        }
+  const bool ringlike = kind == CollectiveKind::kAllReduce ||
+                        kind == CollectiveKind::kAllGather || kind == CollectiveKind::kReduceScatter;
+  if (ringlike && detail.nodes != nullptr) {
+    const auto by_node = members_by_node(ranks, *detail.nodes);
+    if (!by_node.empty()) {
+      const int k = static_cast<int>(by_node.size());
+      const int m = static_cast<int>(by_node.front().size());
+      const double flat_s = alpha_beta_seconds(kind, n, bytes, detail.nodes->inter_latency_s,
+                                               detail.nodes->inter_bandwidth_Bps);
+      if (hierarchical_seconds(kind, k, m, bytes, *detail.nodes) < flat_s) {
+        hierarchical(s, kind, by_node, bytes, detail.aggregate_steps, *detail.nodes);
+        return s;
       }
+    }
+  }
+  switch (kind) {
+    case CollectiveKind::kAllReduce:
       ring(s, ranks, 2 * (n - 1), bytes / n, detail.aggregate_steps, detail.step_latency_s);
       break;
-    }
     case CollectiveKind::kAllGather:
     case CollectiveKind::kReduceScatter:
       ring(s, ranks, n - 1, bytes / n, detail.aggregate_steps, detail.step_latency_s);
@@ -159,13 +189,15 @@ FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks,
   return s;
 }
 
-double hierarchical_all_reduce_seconds(int k, int m, double bytes, const NodeMap& nodes) {
-  const double intra =
-      alpha_beta_seconds(CollectiveKind::kReduceScatter, m, bytes, nodes.intra_latency_s,
-                         nodes.intra_bandwidth_Bps);
-  const double inter = alpha_beta_seconds(CollectiveKind::kAllReduce, k, bytes / m,
-                                          nodes.inter_latency_s, nodes.inter_bandwidth_Bps);
-  return 2 * intra + inter;
+double hierarchical_seconds(CollectiveKind kind, int k, int m, double bytes,
+                            const NodeMap& nodes) {
+  double total = 0;
+  for (const Phase& p : hierarchical_phases(kind, k, m, bytes)) {
+    const double alpha = p.inside_nodes ? nodes.intra_latency_s : nodes.inter_latency_s;
+    const double bw = p.inside_nodes ? nodes.intra_bandwidth_Bps : nodes.inter_bandwidth_Bps;
+    total += p.steps * (alpha + p.chunk / bw);
+  }
+  return total;
 }
 
 double bus_bandwidth_factor(CollectiveKind kind, int n) {

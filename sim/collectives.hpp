@@ -69,15 +69,19 @@ struct FlowDetail {
   // of n x steps.
   bool aggregate_steps = false;
   double step_latency_s = 0;  // the route latency of one ring hop
-  // With a node map, an all-reduce over a group with m > 1 members on each of k > 1 nodes may
-  // run hierarchically: ring reduce-scatter inside each node, ring all-reduce of S/m between
-  // the nodes' j-th members, ring all-gather inside each node -- whichever of ring and
-  // hierarchical has the smaller alpha-beta time (hierarchical_all_reduce_seconds).
+  // With a node map, an all-reduce, all-gather or reduce-scatter over a group with m > 1
+  // members on each of k > 1 nodes may run hierarchically (rings inside the nodes and rings
+  // across the nodes' j-th members, each through its own NIC; hierarchical_seconds) --
+  // whichever of that and the flat ring has the smaller alpha-beta time, as NCCL's tuner would.
   const NodeMap* nodes = nullptr;
 };
 
-// Alpha-beta time of the hierarchical all-reduce of S bytes over k nodes of m members.
-double hierarchical_all_reduce_seconds(int k, int m, double bytes, const NodeMap& nodes);
+// Alpha-beta time of the hierarchical form of `kind` (all-reduce, all-gather, reduce-scatter)
+// of S bytes over k nodes of m members:
+//  all-reduce:      2(m-1)(a_in + S/(m B_in)) + 2(k-1)(a_net + S/(m k B_net))
+//  all-gather / RS:  (m-1)(a_in + S/(m B_in)) +  (k-1)(a_net + S/(m k B_net))
+double hierarchical_seconds(strategies::CollectiveKind kind, int k, int m, double bytes,
+                            const NodeMap& nodes);
 
 // The flows of collective `kind` over `ranks` (ascending) for message size `bytes`.
 FlowSchedule plan_collective(strategies::CollectiveKind kind, const std::vector<int>& ranks,

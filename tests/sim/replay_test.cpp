@@ -93,7 +93,7 @@ TEST(Collectives, RingAcrossNodesUsesTheNics) {
               1e-6);
 }
 
-TEST(Collectives, HierarchicalAllReduceForGroupsSpanningNodes) {
+TEST(Collectives, HierarchicalCollectivesForGroupsSpanningNodes) {
   // 4 members on each of 2 nodes: reduce-scatter inside the nodes, all-reduce of S/4 between the
   // nodes' j-th members (each pair through its own NIC), all-gather inside the nodes.
   const auto c = node_of_8();
@@ -103,20 +103,23 @@ TEST(Collectives, HierarchicalAllReduceForGroupsSpanningNodes) {
   nodes.inter_latency_s = c.inter_node.latency_s;
   nodes.inter_bandwidth_Bps = c.inter_node.nic_bandwidth_Bps;
   const std::vector<int> group = {0, 1, 2, 3, 8, 9, 10, 11};
-  for (double bytes : {4096.0, 256.0 * (1 << 20)}) {
-    const double hierarchical = hierarchical_all_reduce_seconds(2, 4, bytes, nodes);
-    const double flat = alpha_beta_seconds(CollectiveKind::kAllReduce, 8, bytes,
-                                           nodes.inter_latency_s, nodes.inter_bandwidth_Bps);
-    for (bool aggregate : {false, true}) {
-      const auto t = in_child([&] {
-        return time_collectives(c, 16, {{CollectiveKind::kAllReduce, group, bytes}}, aggregate);
-      });
-      ASSERT_EQ(t.size(), 1u);
-      // The faster of the two by their formulas runs, and takes exactly its formula's time.
-      EXPECT_NEAR(t[0] / std::min(hierarchical, flat), 1.0, 1e-6) << bytes;
-    }
-    if (bytes > 1e6) {
-      EXPECT_LT(hierarchical, flat / 2);  // large messages: far less on the NICs
+  for (CollectiveKind kind : {CollectiveKind::kAllReduce, CollectiveKind::kAllGather,
+                              CollectiveKind::kReduceScatter}) {
+    for (double bytes : {4096.0, 256.0 * (1 << 20)}) {
+      const double hierarchical = hierarchical_seconds(kind, 2, 4, bytes, nodes);
+      const double flat =
+          alpha_beta_seconds(kind, 8, bytes, nodes.inter_latency_s, nodes.inter_bandwidth_Bps);
+      for (bool aggregate : {false, true}) {
+        const auto t = in_child(
+            [&] { return time_collectives(c, 16, {{kind, group, bytes}}, aggregate); });
+        ASSERT_EQ(t.size(), 1u);
+        // The faster of the two by their formulas runs, and takes exactly its formula's time.
+        EXPECT_NEAR(t[0] / std::min(hierarchical, flat), 1.0, 1e-6)
+            << strategies::collective_name(kind) << " " << bytes;
+      }
+      if (bytes > 1e6) {
+        EXPECT_LT(hierarchical, flat / 2);  // large messages: far less on the NICs
+      }
     }
   }
 }
