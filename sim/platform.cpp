@@ -162,10 +162,10 @@ void validate(const strategies::ClusterSpec& cluster, int world_size,
                       " entries: must be empty or one per rank (world_size = " +
                       std::to_string(world_size) + ")");
   }
-  for (auto [name, value] : {std::pair{"nvswitch_efficiency", options.nvswitch_efficiency},
-                             std::pair{"pcie_efficiency", options.pcie_efficiency},
-                             std::pair{"shared_efficiency", options.shared_efficiency},
-                             std::pair{"network_efficiency", options.network_efficiency}}) {
+  for (auto [name, value] : {std::pair{"links.nvswitch", options.links.nvswitch},
+                             std::pair{"links.pcie", options.links.pcie},
+                             std::pair{"links.shared", options.links.shared},
+                             std::pair{"links.network", options.links.network}}) {
     if (!(value > 0 && value <= 1)) {
       throw ConfigError(std::string(name) + " = " + std::to_string(value) +
                         ": must be in (0, 1], a fraction of the line rate");
@@ -217,20 +217,6 @@ void configure_network_model() {
   sg4::Engine::set_config("network/crosstraffic:0");  // no reverse-route ACK load
   sg4::Engine::set_config("network/TCP-gamma:0");     // no TCP window cap on a flow's rate
 }
-
-namespace {
-double intra_efficiency(const PlatformOptions& o, strategies::IntraFabric fabric) {
-  switch (fabric) {
-    case strategies::IntraFabric::kNvSwitch:
-      return o.nvswitch_efficiency;
-    case strategies::IntraFabric::kPcie:
-      return o.pcie_efficiency;
-    case strategies::IntraFabric::kShared:
-      return o.shared_efficiency;
-  }
-  return 1;
-}
-}  // namespace
 
 Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
                         const PlatformOptions& options) {
@@ -289,13 +275,13 @@ Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
         a.loopback = zone->create_link("rank" + std::to_string(rank) + "-loopback", copy_Bps);
         a.loopback->set_latency(0)->seal();
         a.intra = make_port(zone, node_name + "-" + stem + std::to_string(local),
-                            intra.bandwidth_Bps * intra_efficiency(options, intra.kind),
+                            intra.bandwidth_Bps * options.links.intra(intra.kind),
                             intra.latency_s / 2);
         if (has_network) {
           const int nic = local % nics;
           if (nic == static_cast<int>(node_nics.size())) {
             node_nics.push_back(make_port(zone, node_name + "-nic" + std::to_string(nic),
-                                          inter.nic_bandwidth_Bps * options.network_efficiency,
+                                          inter.nic_bandwidth_Bps * options.links.network,
                                           inter.latency_s / 2));
           }
           a.nic = node_nics[nic];
@@ -310,7 +296,7 @@ Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
                       : std::min(nodes_per_leaf, cluster_nodes - a.edge * nodes_per_leaf) * nics;
             const std::string name = (rails ? "rail" : "leaf") + std::to_string(a.edge) + "-spine";
             uplink = make_port(zone, name,
-                               edge_nics * inter.nic_bandwidth_Bps * options.network_efficiency /
+                               edge_nics * inter.nic_bandwidth_Bps * options.links.network /
                                    inter.oversubscription,
                                0.0);
           }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "profiler/efficiency.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::sim {
@@ -24,10 +25,7 @@ struct PlatformOptions {
   std::vector<double> speed_factors;
   // Fractions of the line rate collectives reach (NCCL's protocol overhead; the profiler's
   // efficiency table, "links"): intra-node port links by fabric, and every network link.
-  double nvswitch_efficiency = 1;
-  double pcie_efficiency = 1;
-  double shared_efficiency = 1;
-  double network_efficiency = 1;
+  profiler::LinkEfficiencies links;
 };
 
 struct Platform {

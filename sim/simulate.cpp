@@ -544,10 +544,7 @@ Report simulate(const Plan& plan, const profiler::CostModel& cost, const SimOpti
   configure_network_model();
   PlatformOptions popts;
   popts.speed_factors = options.speed_factors;
-  popts.nvswitch_efficiency = options.links.nvswitch;
-  popts.pcie_efficiency = options.links.pcie;
-  popts.shared_efficiency = options.links.shared;
-  popts.network_efficiency = options.links.network;
+  popts.links = options.links;
   const Platform platform = build_platform(plan.cluster, plan.world_size, popts);
 
   Replayer replay(plan, cost, platform, options);

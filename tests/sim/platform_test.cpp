@@ -172,8 +172,8 @@ TEST(PlatformTiming, LinkEfficienciesScaleTheLineRates) {
   const double bytes = 1e9;
   const std::vector<double> times = in_child([&] {
     PlatformOptions o;
-    o.nvswitch_efficiency = 0.8;
-    o.network_efficiency = 0.96;
+    o.links.nvswitch = 0.8;
+    o.links.network = 0.96;
     const Platform p = start(make_cluster(2, 8, InterTopology::kFatTree, 8), 16, o);
     return run_flows(p, {{0, 1, bytes}, {2, 10, bytes}});
   });
