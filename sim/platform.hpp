@@ -25,7 +25,7 @@ struct PlatformOptions {
   std::vector<double> speed_factors;
   // Fractions of the line rate collectives reach (NCCL's protocol overhead; the profiler's
   // efficiency table, "links"): intra-node port links by fabric, and every network link.
-  profiler::LinkEfficiencies links;
+  profiler::LinkEfficiencies links{};
 };
 
 struct Platform {

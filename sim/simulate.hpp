@@ -28,7 +28,7 @@ struct SimOptions {
   std::vector<double> speed_factors;
   // Fractions of the line rate that collectives reach, per fabric (the cost model's table);
   // default: line rate.
-  profiler::LinkEfficiencies links;
+  profiler::LinkEfficiencies links{};
   // Compact simulation (docs/simulator.md "Scale"). Folding: data-parallel replicas run the
   // same program with the same timing, so only replica 0 (dp coordinate 0) runs its tasks; its
   // collectives still move every member's flows over the real links, and the other replicas'
