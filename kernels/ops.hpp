@@ -1,5 +1,7 @@
 // The ops of kernels/, one entry point per op and direction, dispatched on the stream's backend.
 // defines: gelu_forward, gelu_backward, layer_norm_forward, layer_norm_backward
+// (and, through kernels/model_ops.hpp, the other ops of a training step: embedding, RMSNorm,
+// linear, attention, SwiGLU, cross-entropy, AdamW)
 //
 // Contract shared by every op:
 // - fp32, row-major, contiguous tensors; shapes are annotated as // (N, C).
@@ -15,6 +17,7 @@
 #include <cstdint>
 
 #include "kernels/backend.hpp"
+#include "kernels/model_ops.hpp"  // IWYU pragma: export
 
 namespace strata::kernels {
 

@@ -1,0 +1,44 @@
+// Internal: the CPU implementations of the ops in kernels/model_ops.hpp, run inline on the
+// caller's thread. Arguments (sizes, pointers, token and target ranges) are already validated by
+// model_ops.cpp; see model_ops.hpp for the contracts and shapes.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/model_ops.hpp"
+
+namespace strata::kernels::cpu {
+
+void embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe,
+                       std::int64_t b, std::int64_t t, std::int64_t c);
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens,
+                        std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t vocab);
+
+void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t n,
+                      std::int64_t c, float eps);
+void rms_norm_backward(float* dx, float* dweight, const float* dy, const float* x,
+                       const float* weight, const float* rstd, std::int64_t n, std::int64_t c);
+
+void linear_forward(float* y, const float* x, const float* weight, const float* bias,
+                    std::int64_t n, std::int64_t in, std::int64_t out);
+void linear_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
+                     const float* weight, std::int64_t n, std::int64_t in, std::int64_t out);
+
+void attention_forward(float* out, float* att, const float* qkv, std::int64_t b, std::int64_t t,
+                       std::int64_t c, std::int64_t h);
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
+                        std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
+
+void swiglu_forward(float* out, const float* x, std::int64_t n, std::int64_t f);
+void swiglu_backward(float* dx, const float* dout, const float* x, std::int64_t n, std::int64_t f);
+
+void cross_entropy_forward(float* loss, float* lse, const float* logits,
+                           const std::int32_t* targets, std::int64_t n, std::int64_t vocab);
+void cross_entropy_backward(float* dlogits, const float* logits, const float* lse,
+                            const std::int32_t* targets, std::int64_t n, std::int64_t vocab,
+                            float dloss);
+
+void adamw_step(float* params, float* m, float* v, const float* grads, std::int64_t n,
+                std::int64_t step, const AdamWOptions& options);
+
+}  // namespace strata::kernels::cpu

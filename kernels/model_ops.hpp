@@ -1,0 +1,174 @@
+// The remaining ops of a GPT-style training step, forward and backward: embeddings, RMSNorm,
+// linear layers, causal self-attention, SwiGLU, the LM-head cross-entropy loss and AdamW.
+// defines: embedding_forward, embedding_backward, rms_norm_forward, rms_norm_backward,
+//          linear_forward, linear_backward, attention_forward, attention_backward,
+//          swiglu_forward, swiglu_backward, cross_entropy_forward, cross_entropy_backward,
+//          AdamWOptions, adamw_step
+//
+// The contract of ops.hpp holds here too (fp32 row-major contiguous tensors on the stream's
+// backend, outputs overwritten, std::invalid_argument for bad sizes before anything runs).
+// Integer inputs (tokens, targets) are int32; on the CPU their values are range-checked and an
+// out-of-range one throws std::out_of_range before any output is written.
+// Only the CPU backend exists for these ops so far: on a CUDA stream they throw
+// std::runtime_error("<op>: not implemented on CUDA yet") after the argument checks.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/backend.hpp"
+
+namespace strata::kernels {
+
+// --- Embedding -------------------------------------------------------------------------------
+
+// Token plus learned position embedding: out[b, t, :] = wte[tokens[b, t], :] + wpe[t, :].
+// b and t may be 0; c and vocab must be positive. wpe needs only its first T rows.
+Event embedding_forward(const Stream& stream,
+                        float* out,                  // (B, T, C) output
+                        const std::int32_t* tokens,  // (B, T) in [0, vocab)
+                        const float* wte,            // (V, C) token table
+                        const float* wpe,            // (T, C) position table
+                        std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t vocab);
+
+// Gradients of the tables, scattered from dout: dwte[v] = sum over (b, t) with tokens[b, t] == v
+// of dout[b, t]; dwpe[t] = sum_b dout[b, t]. Both are overwritten (rows of unused tokens are
+// zero). Accumulation runs over (b, t) in order, so results are deterministic.
+Event embedding_backward(const Stream& stream,
+                         float* dwte,                 // (V, C) output
+                         float* dwpe,                 // (T, C) output
+                         const float* dout,           // (B, T, C)
+                         const std::int32_t* tokens,  // (B, T) in [0, vocab)
+                         std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t vocab);
+
+// --- RMSNorm ---------------------------------------------------------------------------------
+
+// RMSNorm over the last dimension: y = x * rstd * weight, rstd = 1 / sqrt(mean_c(x^2) + eps).
+// Saves rstd for the backward pass. n may be 0; c and eps must be positive.
+Event rms_norm_forward(const Stream& stream,
+                       float* y,             // (N, C) output
+                       float* rstd,          // (N) output
+                       const float* x,       // (N, C)
+                       const float* weight,  // (C)
+                       std::int64_t n, std::int64_t c, float eps = 1e-5f);
+
+// With xhat = x * rstd and g = dy * weight:
+//   dx = rstd * (g - xhat * mean_c(g * xhat)),  dweight = sum_n(dy * xhat).
+// dweight is overwritten (zeros when n == 0).
+Event rms_norm_backward(const Stream& stream,
+                        float* dx,            // (N, C) output
+                        float* dweight,       // (C) output
+                        const float* dy,      // (N, C)
+                        const float* x,       // (N, C) the forward input
+                        const float* weight,  // (C)
+                        const float* rstd,    // (N) saved by the forward pass
+                        std::int64_t n, std::int64_t c);
+
+// --- Linear ----------------------------------------------------------------------------------
+
+// y = x W^T + bias (PyTorch's nn.Linear layout: W is (OUT, IN)). bias may be nullptr (no bias).
+// n may be 0; in and out must be positive.
+Event linear_forward(const Stream& stream,
+                     float* y,             // (N, OUT) output
+                     const float* x,       // (N, IN)
+                     const float* weight,  // (OUT, IN)
+                     const float* bias,    // (OUT) or nullptr
+                     std::int64_t n, std::int64_t in, std::int64_t out);
+
+// dx = dy W, dW = dy^T x, dbias = sum_n(dy). dbias may be nullptr (a layer without bias).
+// dweight and dbias are overwritten (zeros when n == 0).
+Event linear_backward(const Stream& stream,
+                      float* dx,            // (N, IN) output
+                      float* dweight,       // (OUT, IN) output
+                      float* dbias,         // (OUT) output, or nullptr
+                      const float* dy,      // (N, OUT)
+                      const float* x,       // (N, IN) the forward input
+                      const float* weight,  // (OUT, IN)
+                      std::int64_t n, std::int64_t in, std::int64_t out);
+
+// --- Causal self-attention -------------------------------------------------------------------
+
+// The core of multi-head causal self-attention (MHA; no GQA) on a fused QKV tensor: per batch row
+// the columns are [q | k | v], each C wide and split into H heads of D = C / H columns (head h
+// owns columns h*D .. h*D + D - 1 of each part). Per head:
+//   att[t, s] = softmax_s(q[t] . k[s] / sqrt(D)) over s <= t (0 for s > t),
+//   out[t, h*D : h*D + D] = sum_s att[t, s] v[s].
+// att (the softmax probabilities) is saved for the backward pass. b and t may be 0; c and h
+// must be positive and c divisible by h.
+Event attention_forward(const Stream& stream,
+                        float* out,        // (B, T, C) output
+                        float* att,        // (B, H, T, T) output
+                        const float* qkv,  // (B, T, 3C)
+                        std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
+
+// d(qkv) from dout and the saved probabilities, with datt[t, s] = dout[t] . v[s]:
+//   dv[s] = sum_t att[t, s] dout[t],
+//   dscore[t, s] = att[t, s] (datt[t, s] - sum_s' att[t, s'] datt[t, s']),
+//   dq[t] = sum_s dscore[t, s] k[s] / sqrt(D),  dk[s] = sum_t dscore[t, s] q[t] / sqrt(D).
+Event attention_backward(const Stream& stream,
+                         float* dqkv,        // (B, T, 3C) output
+                         const float* dout,  // (B, T, C)
+                         const float* qkv,   // (B, T, 3C) the forward input
+                         const float* att,   // (B, H, T, T) saved by the forward pass
+                         std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
+
+// --- SwiGLU ----------------------------------------------------------------------------------
+
+// out = silu(gate) * up with silu(g) = g * sigmoid(g); per row of x the first F columns are the
+// gate and the last F the up projection. n may be 0; f must be positive.
+Event swiglu_forward(const Stream& stream,
+                     float* out,      // (N, F) output
+                     const float* x,  // (N, 2F): [gate | up]
+                     std::int64_t n, std::int64_t f);
+
+// dgate = dout * up * sigmoid(g) (1 + g (1 - sigmoid(g))),  dup = dout * silu(g).
+Event swiglu_backward(const Stream& stream,
+                      float* dx,          // (N, 2F) output: [dgate | dup]
+                      const float* dout,  // (N, F)
+                      const float* x,     // (N, 2F) the forward input
+                      std::int64_t n, std::int64_t f);
+
+// --- LM-head loss ----------------------------------------------------------------------------
+
+// Softmax cross-entropy with integer targets, averaged over rows:
+//   lse[i] = log sum_v exp(logits[i, v]),  loss = mean_i(lse[i] - logits[i, targets[i]]).
+// lse is saved for the backward pass. n may be 0 (then loss = 0); vocab must be positive. There
+// is no ignore index: every target must be in [0, vocab).
+Event cross_entropy_forward(const Stream& stream,
+                            float* loss,                  // (1) output
+                            float* lse,                   // (N) output
+                            const float* logits,          // (N, V)
+                            const std::int32_t* targets,  // (N)
+                            std::int64_t n, std::int64_t vocab);
+
+// dlogits[i, v] = dloss / N * (softmax(logits[i])[v] - [v == targets[i]]), where dloss is the
+// gradient of the mean loss (1 for a plain backward, the loss scale otherwise).
+Event cross_entropy_backward(const Stream& stream,
+                             float* dlogits,               // (N, V) output
+                             const float* logits,          // (N, V) the forward input
+                             const float* lse,             // (N) saved by the forward pass
+                             const std::int32_t* targets,  // (N)
+                             std::int64_t n, std::int64_t vocab, float dloss = 1.0f);
+
+// --- AdamW -----------------------------------------------------------------------------------
+
+struct AdamWOptions {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;  // decoupled, as in PyTorch's AdamW
+};
+
+// One AdamW step at step count `step` (1 for the first step), in place over n values:
+//   m = beta1 m + (1 - beta1) g,  v = beta2 v + (1 - beta2) g^2,
+//   mhat = m / (1 - beta1^step),  vhat = v / (1 - beta2^step),
+//   param = param - lr (mhat / (sqrt(vhat) + eps) + weight_decay param).
+// n may be 0; step >= 1; lr, weight_decay >= 0; betas in [0, 1); eps > 0.
+Event adamw_step(const Stream& stream,
+                 float* params,       // (n) updated in place
+                 float* m,            // (n) first moment, updated in place (zeros before step 1)
+                 float* v,            // (n) second moment, updated in place (zeros before step 1)
+                 const float* grads,  // (n)
+                 std::int64_t n, std::int64_t step, const AdamWOptions& options);
+
+}  // namespace strata::kernels

@@ -1,0 +1,53 @@
+// The ops of kernels/model_ops.hpp have no CUDA kernels yet: on a CUDA stream each must throw
+// std::runtime_error saying so (after its argument checks) rather than touch device memory as if
+// it were host memory. Needs a CUDA device to create the stream, so it skips without one.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/model_ops.hpp"
+#include "tests/kernels/reference.hpp"
+
+namespace strata::kernels {
+namespace {
+
+TEST(ModelOpsCuda, EveryOpThrowsNotImplemented) {
+  STRATA_SKIP_WITHOUT_CUDA();
+  const Stream s = Stream::cuda(0);
+  Buffer buf(s, 4096);
+  float* p = buf.as<float>();
+  const auto* ids = static_cast<const std::int32_t*>(buf.data());
+  const std::vector<std::pair<const char*, std::function<void()>>> calls = {
+      {"embedding_forward", [&] { embedding_forward(s, p, ids, p, p, 1, 2, 4, 8); }},
+      {"embedding_backward", [&] { embedding_backward(s, p, p, p, ids, 1, 2, 4, 8); }},
+      {"rms_norm_forward", [&] { rms_norm_forward(s, p, p, p, p, 2, 4); }},
+      {"rms_norm_backward", [&] { rms_norm_backward(s, p, p, p, p, p, p, 2, 4); }},
+      {"linear_forward", [&] { linear_forward(s, p, p, p, p, 2, 4, 4); }},
+      {"linear_backward", [&] { linear_backward(s, p, p, p, p, p, p, 2, 4, 4); }},
+      {"attention_forward", [&] { attention_forward(s, p, p, p, 1, 2, 4, 2); }},
+      {"attention_backward", [&] { attention_backward(s, p, p, p, p, 1, 2, 4, 2); }},
+      {"swiglu_forward", [&] { swiglu_forward(s, p, p, 2, 4); }},
+      {"swiglu_backward", [&] { swiglu_backward(s, p, p, p, 2, 4); }},
+      {"cross_entropy_forward", [&] { cross_entropy_forward(s, p, p, p, ids, 2, 4); }},
+      {"cross_entropy_backward", [&] { cross_entropy_backward(s, p, p, p, ids, 2, 4); }},
+      {"adamw_step", [&] { adamw_step(s, p, p, p, p, 4, 1, {}); }},
+  };
+  for (const auto& [name, call] : calls) {
+    try {
+      call();
+      ADD_FAILURE() << name << " did not throw on a CUDA stream";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("not implemented on CUDA yet"), std::string::npos)
+          << name << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace strata::kernels

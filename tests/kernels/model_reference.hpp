@@ -1,0 +1,146 @@
+// Test helpers for the ops of kernels/model_ops.hpp: straightforward double-precision references
+// (plain loops, the definition the kernels are held to) and a weighted-sum loss for finite
+// differences. Shared helpers (central differences, expect_close, ...) are in reference.hpp.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "tests/kernels/reference.hpp"
+
+namespace strata::kernels::testing {
+
+// sum_k dy[k] * y[k]: a scalar loss whose gradient with respect to y is dy.
+inline double weighted_sum(const std::vector<double>& dy, const std::vector<double>& y) {
+  double total = 0.0;
+  for (std::size_t k = 0; k < dy.size(); ++k) total += dy[k] * y[k];
+  return total;
+}
+
+// out (B, T, C) from tokens (B, T), wte (V, C), wpe (T, C).
+inline std::vector<double> embedding_reference(const std::vector<std::int32_t>& tokens,
+                                               const std::vector<double>& wte,
+                                               const std::vector<double>& wpe, std::int64_t b,
+                                               std::int64_t t, std::int64_t c) {
+  std::vector<double> out(b * t * c);
+  for (std::int64_t i = 0; i < b * t; ++i) {
+    const std::int64_t tok = tokens[i];
+    const std::int64_t pos = i % t;
+    for (std::int64_t j = 0; j < c; ++j) out[i * c + j] = wte[tok * c + j] + wpe[pos * c + j];
+  }
+  return out;
+}
+
+struct RmsNormReference {
+  std::vector<double> y;     // (N, C)
+  std::vector<double> rstd;  // (N)
+};
+
+inline RmsNormReference rms_norm_reference(const std::vector<double>& x,
+                                           const std::vector<double>& weight, std::int64_t n,
+                                           std::int64_t c, double eps) {
+  RmsNormReference out{std::vector<double>(x.size()), std::vector<double>(n)};
+  for (std::int64_t i = 0; i < n; ++i) {
+    double sq = 0.0;
+    for (std::int64_t j = 0; j < c; ++j) sq += x[i * c + j] * x[i * c + j];
+    const double r = 1.0 / std::sqrt(sq / c + eps);
+    for (std::int64_t j = 0; j < c; ++j) out.y[i * c + j] = x[i * c + j] * r * weight[j];
+    out.rstd[i] = r;
+  }
+  return out;
+}
+
+// y (N, OUT) = x (N, IN) W^T (OUT, IN) + bias (OUT; empty for none).
+inline std::vector<double> linear_reference(const std::vector<double>& x,
+                                            const std::vector<double>& weight,
+                                            const std::vector<double>& bias, std::int64_t n,
+                                            std::int64_t in, std::int64_t out) {
+  std::vector<double> y(n * out);
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t o = 0; o < out; ++o) {
+      double acc = bias.empty() ? 0.0 : bias[o];
+      for (std::int64_t k = 0; k < in; ++k) acc += x[i * in + k] * weight[o * in + k];
+      y[i * out + o] = acc;
+    }
+  }
+  return y;
+}
+
+struct AttentionReference {
+  std::vector<double> out;  // (B, T, C)
+  std::vector<double> att;  // (B, H, T, T)
+};
+
+// Causal MHA on qkv (B, T, 3C) laid out [q | k | v], head h at columns h*D .. h*D + D - 1.
+inline AttentionReference attention_reference(const std::vector<double>& qkv, std::int64_t b,
+                                              std::int64_t t, std::int64_t c, std::int64_t h) {
+  const std::int64_t d = c / h;
+  AttentionReference r{std::vector<double>(b * t * c, 0.0),
+                       std::vector<double>(b * h * t * t, 0.0)};
+  const auto at = [&](std::int64_t i, std::int64_t p, std::int64_t part, std::int64_t head,
+                      std::int64_t j) {
+    return qkv[(i * t + p) * 3 * c + part * c + head * d + j];
+  };
+  for (std::int64_t i = 0; i < b; ++i) {
+    for (std::int64_t head = 0; head < h; ++head) {
+      for (std::int64_t p = 0; p < t; ++p) {
+        std::vector<double> score(p + 1);
+        for (std::int64_t s = 0; s <= p; ++s) {
+          double dot = 0.0;
+          for (std::int64_t j = 0; j < d; ++j) dot += at(i, p, 0, head, j) * at(i, s, 1, head, j);
+          score[s] = dot / std::sqrt(static_cast<double>(d));
+        }
+        const double mx = *std::max_element(score.begin(), score.end());
+        double sum = 0.0;
+        for (double& sc : score) sum += (sc = std::exp(sc - mx));
+        for (std::int64_t s = 0; s <= p; ++s) {
+          const double prob = score[s] / sum;
+          r.att[((i * h + head) * t + p) * t + s] = prob;
+          for (std::int64_t j = 0; j < d; ++j) {
+            r.out[(i * t + p) * c + head * d + j] += prob * at(i, s, 2, head, j);
+          }
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// out (N, F) = silu(x[:, :F]) * x[:, F:].
+inline std::vector<double> swiglu_reference(const std::vector<double>& x, std::int64_t n,
+                                            std::int64_t f) {
+  std::vector<double> out(n * f);
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t j = 0; j < f; ++j) {
+      const double g = x[i * 2 * f + j];
+      out[i * f + j] = g / (1.0 + std::exp(-g)) * x[i * 2 * f + f + j];
+    }
+  }
+  return out;
+}
+
+struct CrossEntropyReference {
+  double loss = 0.0;
+  std::vector<double> lse;  // (N)
+};
+
+// Mean over rows of lse - logits[target], logits (N, V).
+inline CrossEntropyReference cross_entropy_reference(const std::vector<double>& logits,
+                                                     const std::vector<std::int32_t>& targets,
+                                                     std::int64_t n, std::int64_t vocab) {
+  CrossEntropyReference r{0.0, std::vector<double>(n)};
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double* row = logits.data() + i * vocab;
+    const double mx = *std::max_element(row, row + vocab);
+    double sum = 0.0;
+    for (std::int64_t j = 0; j < vocab; ++j) sum += std::exp(row[j] - mx);
+    r.lse[i] = mx + std::log(sum);
+    r.loss += (r.lse[i] - row[targets[i]]) / static_cast<double>(n);
+  }
+  return r;
+}
+
+}  // namespace strata::kernels::testing
