@@ -77,6 +77,13 @@ std::optional<int> Args::get_positive_int(const std::string& flag) const {
   return static_cast<int>(n);
 }
 
+bool asks_for_help(const std::vector<std::string>& argv) {
+  for (const auto& a : argv) {
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
+}
+
 void write_output(const std::string& path, const std::string& content) {
   if (path == "-") {
     std::cout << content;

@@ -27,6 +27,9 @@ class Args {
   std::map<std::string, std::string> values_;
 };
 
+// Whether the arguments ask for a command's help (--help or -h anywhere).
+bool asks_for_help(const std::vector<std::string>& argv);
+
 // Writes `content` to `path` atomically (temporary file, then rename), or to stdout for "-".
 void write_output(const std::string& path, const std::string& content);
 

@@ -186,11 +186,9 @@ Inputs load_inputs(const Args& args) {
 }
 
 int plan_command(const std::vector<std::string>& argv) {
-  for (const auto& a : argv) {
-    if (a == "--help" || a == "-h") {
-      std::cout << kPlanHelp;
-      return kExitOk;
-    }
+  if (asks_for_help(argv)) {
+    std::cout << kPlanHelp;
+    return kExitOk;
   }
   std::set<std::string> with_value = kSpecFlags;
   with_value.insert("--out");

@@ -104,11 +104,9 @@ std::vector<double> parse_stragglers(const std::string& text, int world) {
 }  // namespace
 
 int simulate_command(const std::vector<std::string>& argv) {
-  for (const auto& a : argv) {
-    if (a == "--help" || a == "-h") {
-      std::cout << kSimulateHelp;
-      return kExitOk;
-    }
+  if (asks_for_help(argv)) {
+    std::cout << kSimulateHelp;
+    return kExitOk;
   }
   std::set<std::string> with_value = kSpecFlags;
   for (const char* f : {"--json", "--trace", "--trace-ranks", "--efficiencies", "--straggler"}) {

@@ -9,19 +9,13 @@
 #include <string>
 
 #include "kernels/cpu/model_ops_cpu.hpp"
+#include "kernels/detail/checks.hpp"
 
 namespace strata::kernels {
 namespace {
 
-void require(bool ok, const char* op, const std::string& what) {
-  if (!ok) throw std::invalid_argument(std::string(op) + ": " + what);
-}
-
-void require_pointers(const char* op, std::int64_t count, std::initializer_list<const void*> ptrs) {
-  if (count == 0) return;
-  for (const void* p : ptrs)
-    require(p != nullptr, op, "null tensor pointer with a non-empty shape");
-}
+using detail::require;
+using detail::require_pointers;
 
 // 0 <= value (or 1 <= value when !allow_zero), and below 2^31 so that int indexing is safe later.
 void check_size(const char* op, const char* name, std::int64_t value, bool allow_zero) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "kernels/cpu/ops_cpu.hpp"
+#include "kernels/detail/checks.hpp"
 
 #if STRATA_HAVE_CUDA
 #include "kernels/cuda/ops_cuda.hpp"
@@ -18,15 +19,8 @@
 namespace strata::kernels {
 namespace {
 
-void require(bool ok, const char* op, const std::string& what) {
-  if (!ok) throw std::invalid_argument(std::string(op) + ": " + what);
-}
-
-void require_pointers(const char* op, std::int64_t count, std::initializer_list<const void*> ptrs) {
-  if (count == 0) return;
-  for (const void* p : ptrs)
-    require(p != nullptr, op, "null tensor pointer with a non-empty shape");
-}
+using detail::require;
+using detail::require_pointers;
 
 void check_elementwise(const char* op, std::int64_t n) {
   require(n >= 0, op, "n = " + std::to_string(n) + " must be >= 0");
