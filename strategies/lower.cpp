@@ -76,6 +76,15 @@ class ProgramBuilder {
  private:
   // ---- emission ------------------------------------------------------------------------------
   std::int64_t add(const Task& t, std::initializer_list<std::int64_t> deps) {
+    return add(t, std::vector<std::int64_t>(deps));
+  }
+  std::int64_t add(const Task& t, std::vector<std::int64_t> deps) {
+    // Blocking pipeline transfers (collectives.blocking_p2p): the next compute or
+    // tensor-parallel task waits for the sends issued before it.
+    if (!blocking_sends_.empty() && (t.stream == Stream::kCompute || t.stream == Stream::kTp)) {
+      deps.insert(deps.end(), blocking_sends_.begin(), blocking_sends_.end());
+      blocking_sends_.clear();
+    }
     const auto id = static_cast<std::uint32_t>(prog_.tasks.size());
     prog_.dep_begin.push_back(static_cast<std::uint32_t>(prog_.deps.size()));
     const auto begin = prog_.deps.size();
@@ -254,7 +263,12 @@ class ProgramBuilder {
     t.peer_stage = peer_vs % pp_;
     t.tag = tag(phase, dest_vs, mb);
     t.bytes = p2p_bytes(boundary_layer);
-    return add(t, {after});
+    const auto id = add(t, {after});
+    // Megatron-LM of 2021 (p2p_communication.py): batch_isend_irecv, wait on every request,
+    // then torch.cuda.synchronize(): nothing runs after a send until it has completed. The
+    // receive of the same call is already a data dependency of the work that follows it.
+    if (kind == TaskKind::kSend && s_.collectives.blocking_p2p) blocking_sends_.push_back(id);
+    return id;
   }
   // After receiving a scattered activation (scatter/gather without SP), all-gather it in tp.
   std::int64_t gather_received(std::int64_t after, int boundary_layer, Phase phase, int mb,
@@ -515,29 +529,37 @@ class ProgramBuilder {
     open_ = Bucket{};
   }
 
-  void emit_bucket(const Bucket& b, int mb, int chunk) {
+  void emit_bucket(const Bucket& b, int mb, int chunk,
+                   const std::vector<std::int64_t>& also_after = {}) {
     const bool zero = s_.zero_stage >= 1;
+    std::vector<std::int64_t> deps{b.producer};
+    deps.insert(deps.end(), also_after.begin(), also_after.end());
     add(collective(zero ? CollectiveKind::kReduceScatter : CollectiveKind::kAllReduce,
                    zero ? Purpose::kZero : Purpose::kDp, dp_group(b.layout), Phase::kBackward, -1,
                    mb, chunk, b.bytes),
-        {b.producer});
+        std::move(deps));
   }
 
   // ---- end of step ---------------------------------------------------------------------------
   void finish_step() {
     const auto last_compute = last_on_stream_[static_cast<int>(Stream::kCompute)];
+    // With blocking transfers the step's last sends complete before the gradient reduction
+    // and the optimizer start (Megatron calls them after its pipeline schedule returns).
+    const std::vector<std::int64_t> last_sends = blocking_sends_;
     for (Bucket b : deferred_) {
       b.producer = last_compute;
-      emit_bucket(b, -1, 0);
+      emit_bucket(b, -1, 0, last_sends);
     }
     const bool has_first = stage_ == 0, has_last = stage_ == pp_ - 1;
     if (m_.tie_word_embeddings && pp_ > 1 && (has_first || has_last)) {
       // Megatron keeps the tied word embedding on the first and the last stage and sums their
       // gradients once per step.
+      std::vector<std::int64_t> deps{last_compute, last_on_stream_[static_cast<int>(Stream::kDp)]};
+      deps.insert(deps.end(), last_sends.begin(), last_sends.end());
       add(collective(CollectiveKind::kAllReduce, Purpose::kEmbedding, {GroupKind::kEmbedding, 0, 0},
                      Phase::kStep, -1, -1, 0,
                      static_cast<double>(m_.vocab_size) * m_.hidden_size / s_.tp * grad_elem_),
-          {last_compute, last_on_stream_[static_cast<int>(Stream::kDp)]});
+          std::move(deps));
     }
     // Optimizer step over the rank's (ZeRO-sharded) parameters: Adam reads and writes the fp32
     // master weights and both moments, reads the gradient and writes the 16-bit weights.
@@ -624,6 +646,7 @@ class ProgramBuilder {
   std::int64_t last_gather_ = kNoDep;
   Bucket open_;
   std::vector<Bucket> deferred_;
+  std::vector<std::int64_t> blocking_sends_;  // blocking_p2p: sends the next task waits for
 };
 
 // Totals over all ranks: each stage's program runs on world/pp ranks.

@@ -148,6 +148,9 @@ struct CollectivePolicy {
   bool overlap_grad_reduce = true;   // bucket all-reduces start as backward produces them
   bool overlap_param_gather = true;  // ZeRO-3 / distributed optimizer param all-gathers overlap
   bool pp_scatter_gather = false;    // Megatron: send 1/tp of the activation, all-gather after
+  // Megatron-LM of 2021: every pipeline send/receive call waits for its transfers and
+  // synchronises the device before the next kernel (docs/specs.md "blocking_p2p").
+  bool blocking_p2p = false;
 };
 
 struct StrategySpec {

@@ -115,7 +115,8 @@ LayerOverride read_override(const Json& v, const std::string& path) {
 }
 
 CollectivePolicy read_collectives(json::ObjectReader r) {
-  r.finish({"grad_bucket_MiB", "overlap_grad_reduce", "overlap_param_gather", "pp_scatter_gather"});
+  r.finish({"grad_bucket_MiB", "overlap_grad_reduce", "overlap_param_gather", "pp_scatter_gather",
+            "blocking_p2p"});
   CollectivePolicy c;
   const double mib = r.get_number_or("grad_bucket_MiB", 25.0);
   if (mib <= 0) json::fail(r.field("grad_bucket_MiB"), mib, "must be > 0");
@@ -123,6 +124,7 @@ CollectivePolicy read_collectives(json::ObjectReader r) {
   c.overlap_grad_reduce = r.get_bool_or("overlap_grad_reduce", true);
   c.overlap_param_gather = r.get_bool_or("overlap_param_gather", true);
   c.pp_scatter_gather = r.get_bool_or("pp_scatter_gather", false);
+  c.blocking_p2p = r.get_bool_or("blocking_p2p", false);
   return c;
 }
 
@@ -427,6 +429,9 @@ Json to_json(const StrategySpec& s) {
                       {"overlap_grad_reduce", s.collectives.overlap_grad_reduce},
                       {"overlap_param_gather", s.collectives.overlap_param_gather},
                       {"pp_scatter_gather", s.collectives.pp_scatter_gather}};
+  // Written only when set, so that the specs (and hashes) of strategies without it stay as
+  // they were before the key existed.
+  if (s.collectives.blocking_p2p) j["collectives"]["blocking_p2p"] = true;
   if (!s.source.empty()) j["source"] = s.source;
   return j;
 }

@@ -85,6 +85,7 @@ def strategy_spec(r):
         "collectives": {
             "pp_scatter_gather": True,
             "overlap_grad_reduce": torch_ddp,
+            "blocking_p2p": True,
         },
         "source": [
             "Narayanan et al., SC'21 (arXiv:2104.04473), Table 1 row %d: tp %d, pp %d, %d GPUs, "
@@ -104,6 +105,10 @@ def strategy_spec(r):
             ("ddp torch (PyTorch DDP): bucketed gradient all-reduce overlapping the backward."
              if torch_ddp else
              "ddp local (Megatron's DDP): gradient all-reduce after the backward, not overlapped."),
+            "blocking_p2p: Megatron-LM of 2021, megatron/p2p_communication.py _communicate(): "
+            "torch.distributed.batch_isend_irecv, req.wait() on every request, then "
+            "torch.cuda.synchronize() ('to protect against race condition when using "
+            "batch_isend_irecv()'), so no kernel runs after a send until it completes.",
             "Rank order, gradient bucket size and stage partition: Strata's defaults "
             "(experiments/megatron-sc21/README.md, 'Settings').",
         ],
