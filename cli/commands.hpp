@@ -19,6 +19,8 @@ int plan_command(const std::vector<std::string>& args);
 extern const char* const kPlanHelp;
 int simulate_command(const std::vector<std::string>& args);
 extern const char* const kSimulateHelp;
+int run_command(const std::vector<std::string>& args);
+extern const char* const kRunHelp;
 
 // The flags every command that lowers a Plan takes, and what they load.
 inline const std::set<std::string> kSpecFlags = {"--model", "--cluster", "--strategy", "--gpus",

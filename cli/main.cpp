@@ -21,6 +21,9 @@ Commands:
   simulate   Predict one training step on a modelled cluster: replay the Plan in a SimGrid
              discrete-event simulation and report step time, throughput, TFLOP/s per GPU, MFU,
              the pipeline bubble, per-rank time breakdown and memory, and a trace.
+  run        Train for real under mpirun: every process is one rank and runs its share of the
+             same Plan on the CPU (Eigen kernels, MPI collectives); prints the loss per step
+             and tokens/s.
   help       Show this help, or `strata help <command>` for a command's options.
   version    Print Strata's version.
 
@@ -54,6 +57,10 @@ int main(int argc, char** argv) {
         std::cout << strata::cli::kPlanHelp;
         return strata::cli::kExitOk;
       }
+      if (args[0] == "run") {
+        std::cout << strata::cli::kRunHelp;
+        return strata::cli::kExitOk;
+      }
 #if STRATA_HAVE_SIMGRID
       if (args[0] == "simulate") {
         std::cout << strata::cli::kSimulateHelp;
@@ -64,6 +71,7 @@ int main(int argc, char** argv) {
       return strata::cli::kExitUsage;
     }
     if (command == "plan") return strata::cli::plan_command(args);
+    if (command == "run") return strata::cli::run_command(args);
     if (command == "simulate") {
 #if STRATA_HAVE_SIMGRID
       return strata::cli::simulate_command(args);

@@ -5,12 +5,17 @@
 
 namespace strata {
 
-std::string fnv1a64_hex(const std::string& data) {
+std::uint64_t fnv1a64(const std::string& data) {
   std::uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char c : data) {
     h ^= c;
     h *= 0x100000001b3ull;
   }
+  return h;
+}
+
+std::string fnv1a64_hex(const std::string& data) {
+  const std::uint64_t h = fnv1a64(data);
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return buf;

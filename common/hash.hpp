@@ -7,6 +7,8 @@
 namespace strata {
 
 // FNV-1a, 64-bit: not cryptographic, only an identity for inputs. Hex, 16 characters.
+// FNV-1a, 64 bits: stable across platforms and runs (spec hashes, seeds derived from names).
+std::uint64_t fnv1a64(const std::string& data);
 std::string fnv1a64_hex(const std::string& data);
 
 }  // namespace strata

@@ -17,6 +17,7 @@
 #include "profiler/cost_model.hpp"
 #include "profiler/efficiency.hpp"
 #include "strategies/plan.hpp"
+#include "strategies/plan_json.hpp"
 
 namespace strata::sim {
 
@@ -55,14 +56,8 @@ struct RankTimes {
   double capacity_bytes = 0;
 };
 
-// One task of one rank as executed (for the trace).
-struct TaskSpan {
-  int rank = 0;
-  std::uint32_t task = 0;
-  double start_s = 0;  // when it started: a compute task when ready, a collective when its last
-                       // member arrived, a receive when its data left the sender
-  double end_s = 0;
-};
+// One task of one rank as simulated (for the trace).
+using TaskSpan = strategies::TaskSpan;
 
 struct Report {
   std::string model, cluster, strategy;

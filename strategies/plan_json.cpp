@@ -180,4 +180,52 @@ json::Json plan_summary(const Plan& plan) {
   return j;
 }
 
+json::Json trace_to_json(const Plan& plan, const std::vector<TaskSpan>& spans,
+                         json::Json other_data) {
+  json::Json events = json::Json::array();
+  std::vector<int> seen(plan.world_size, 0);
+  for (const TaskSpan& s : spans) {
+    if (!seen[s.rank]) {
+      seen[s.rank] = 1;
+      events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", s.rank}, {"tid", 0},
+                        {"args", {{"name", "rank " + std::to_string(s.rank) + " (stage " +
+                                               std::to_string(plan.stage_of(s.rank)) + ")"}}}});
+      for (int st = 0; st < 6; ++st) {
+        events.push_back(
+            {{"ph", "M"}, {"name", "thread_name"}, {"pid", s.rank}, {"tid", st},
+             {"args", {{"name", stream_name(static_cast<Stream>(st))}}}});
+      }
+    }
+    const Task& t = plan.program_of(s.rank).tasks[s.task];
+    json::Json args = {{"task", s.task},
+                       {"kind", task_kind_name(t.kind)},
+                       {"phase", phase_name(t.phase)},
+                       {"block", block_name(t.block)},
+                       {"layer", t.layer},
+                       {"micro_batch", t.micro_batch},
+                       {"chunk", t.chunk},
+                       {"flops", t.flops},
+                       {"bytes", t.bytes},
+                       {"elementwise_bytes", t.elementwise_bytes}};
+    if (t.kind == TaskKind::kCollective) {
+      args["collective"] = collective_name(t.collective);
+      args["purpose"] = purpose_name(t.purpose);
+      args["group"] = plan.group_ranks(s.rank, t.group);
+    } else if (t.kind == TaskKind::kSend || t.kind == TaskKind::kRecv) {
+      args["peer"] = plan.peer_rank(s.rank, t);
+    }
+    events.push_back({{"ph", "X"},
+                      {"name", plan.task_name(t)},
+                      {"cat", task_kind_name(t.kind)},
+                      {"pid", s.rank},
+                      {"tid", static_cast<int>(t.stream)},
+                      {"ts", s.start_s * 1e6},
+                      {"dur", (s.end_s - s.start_s) * 1e6},
+                      {"args", std::move(args)}});
+  }
+  return {{"traceEvents", std::move(events)},
+          {"displayTimeUnit", "ms"},
+          {"otherData", std::move(other_data)}};
+}
+
 }  // namespace strata::strategies

@@ -1,0 +1,62 @@
+// The local (one-rank) communication backend and the reductions both backends share.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "common/error.hpp"
+#include "executor/comm.hpp"
+
+namespace strata::exec {
+
+void reduce_into(float* inout, const float* in, std::size_t n, ReduceOp op) {
+  if (op == ReduceOp::kSum) {
+    for (std::size_t i = 0; i < n; ++i) inout[i] += in[i];
+    return;
+  }
+  STRATA_CHECK(n % 3 == 0, "kSoftmaxStats needs triples");
+  for (std::size_t i = 0; i < n; i += 3) {
+    const float m1 = inout[i], m2 = in[i];
+    const float m = std::max(m1, m2);
+    inout[i + 1] = inout[i + 1] * std::exp(m1 - m) + in[i + 1] * std::exp(m2 - m);
+    inout[i] = m;
+    inout[i + 2] += in[i + 2];
+  }
+}
+
+namespace {
+
+class LocalComm final : public Comm {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::string backend() const override { return "local"; }
+
+  GroupId split(const std::vector<int>& my_group) override {
+    if (my_group.empty()) return kNoGroup;
+    STRATA_CHECK(my_group.size() == 1 && my_group[0] == 0, "a local world has one rank");
+    return 0;
+  }
+  int group_size(GroupId) const override { return 1; }
+  int group_rank(GroupId) const override { return 0; }
+
+  Request all_reduce(GroupId, float*, std::size_t, ReduceOp) override { return Request(); }
+  Request all_gather(GroupId, const float* send, float* recv, std::size_t n) override {
+    std::copy(send, send + n, recv);
+    return Request();
+  }
+  Request send(int peer, int, const float*, std::size_t) override {
+    throw std::runtime_error("local comm: no peer " + std::to_string(peer) + " in a world of 1");
+  }
+  Request recv(int peer, int, float*, std::size_t) override {
+    throw std::runtime_error("local comm: no peer " + std::to_string(peer) + " in a world of 1");
+  }
+  int max_tag() const override { return 1 << 30; }
+  void barrier() override {}
+  [[noreturn]] void abort(int code) override { std::_Exit(code); }
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_local_comm() { return std::make_unique<LocalComm>(); }
+
+}  // namespace strata::exec

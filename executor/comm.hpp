@@ -1,0 +1,97 @@
+// The executor's communication layer: one interface, two backends. `LocalComm` is a world of one
+// rank (no MPI needed: the one-rank path and the GPU machine); `MpiComm` (comm_mpi.cpp, built
+// with STRATA_WITH_MPI) runs collectives and transfers over MPI. The NCCL backend comes behind
+// the same interface.
+//
+// Following DESIGN "Asynchrony from the start", every operation returns a Request that completes
+// later; `wait()` blocks until the operation's output buffer holds its result. Buffers are fp32,
+// owned by the caller and must stay alive and untouched until the request completes.
+// Groups are made once, collectively over the whole world, by `split` (every rank calls it the
+// same number of times in the same order); collectives on a group are matched across its
+// members by issue order, transfers by (peer, tag).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace strata::exec {
+
+// kSum: element-wise sum. kSoftmaxStats: the buffer holds triples (max, sum_exp, target) per row
+// of a vocabulary-parallel softmax; two triples combine as max = max(m1, m2), sum_exp = s1
+// exp(m1 - max) + s2 exp(m2 - max), target = t1 + t2 (associative and commutative), so one
+// all-reduce gives every shard the full row's log-sum-exp and target logit.
+enum class ReduceOp { kSum, kSoftmaxStats };
+
+// A pending operation. Move-only; waiting twice is allowed (the second wait returns at once).
+class Request {
+ public:
+  Request() = default;
+  explicit Request(std::function<void()> wait) : wait_(std::move(wait)) {}
+  Request(Request&&) = default;
+  Request& operator=(Request&&) = default;
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+  ~Request() = default;
+
+  void wait() {
+    if (wait_) {
+      auto w = std::move(wait_);
+      wait_ = nullptr;
+      w();
+    }
+  }
+
+ private:
+  std::function<void()> wait_;
+};
+
+using GroupId = int;
+inline constexpr GroupId kNoGroup = -1;
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string backend() const = 0;  // "local" or "mpi"
+
+  // Collective over the world: `my_group` is this rank's group (sorted, containing rank()) or
+  // empty when this rank takes part in no group of this call. Returns the group's id, or
+  // kNoGroup for an empty `my_group`.
+  virtual GroupId split(const std::vector<int>& my_group) = 0;
+  virtual int group_size(GroupId g) const = 0;
+  virtual int group_rank(GroupId g) const = 0;  // this rank's index in the group
+
+  // In place over `n` floats (n multiple of 3 for kSoftmaxStats).
+  virtual Request all_reduce(GroupId g, float* buf, std::size_t n, ReduceOp op) = 0;
+  // recv (group_size * n floats) = the members' `send` (n floats each), in group order.
+  virtual Request all_gather(GroupId g, const float* send, float* recv, std::size_t n) = 0;
+  // Point-to-point with a world rank; tags must be below max_tag().
+  virtual Request send(int peer, int tag, const float* buf, std::size_t n) = 0;
+  virtual Request recv(int peer, int tag, float* buf, std::size_t n) = 0;
+  virtual int max_tag() const = 0;
+
+  // Blocks until every rank of the world arrives (bookkeeping, not part of any Plan).
+  virtual void barrier() = 0;
+  // Every rank calls this after a fatal error of its own: stops the whole world (MPI_Abort)
+  // so that the others do not wait on it forever. Never returns.
+  [[noreturn]] virtual void abort(int code) = 0;
+};
+
+// A world of one rank: groups are {0}, collectives are identities, transfers are refused.
+std::unique_ptr<Comm> make_local_comm();
+
+// True when this build has the MPI backend.
+bool built_with_mpi();
+
+// The MPI world (MPI_Init on first use, MPI_Finalize at exit). Throws std::runtime_error when
+// built without MPI.
+std::unique_ptr<Comm> make_mpi_comm();
+
+// Combines `in` into `inout`, `n` floats, with `op` (the reduction both backends apply).
+void reduce_into(float* inout, const float* in, std::size_t n, ReduceOp op);
+
+}  // namespace strata::exec

@@ -1,0 +1,172 @@
+// The MPI communication backend: non-blocking collectives (MPI_Iallreduce, MPI_Iallgather) on
+// sub-communicators made with MPI_Comm_split, and MPI_Isend / MPI_Irecv for pipeline transfers.
+// Every MPI call goes through STRATA_MPI_CHECK, which names the call, the rank and the host.
+#include <mpi.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "common/error.hpp"
+#include "executor/comm.hpp"
+
+namespace strata::exec {
+namespace {
+
+std::string host_name() {
+  std::array<char, 256> buf{};
+  if (gethostname(buf.data(), buf.size() - 1) != 0) return "?";
+  return buf.data();
+}
+
+[[noreturn]] void mpi_failed(const char* call, int code) {
+  int rank = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::array<char, MPI_MAX_ERROR_STRING> text{};
+  int len = 0;
+  MPI_Error_string(code, text.data(), &len);
+  throw std::runtime_error(std::string(call) + " failed on rank " + std::to_string(rank) +
+                           " (" + host_name() + "): " + std::string(text.data(), len));
+}
+
+#define STRATA_MPI_CHECK(call)                    \
+  do {                                            \
+    const int strata_mpi_rc = (call);             \
+    if (strata_mpi_rc != MPI_SUCCESS) mpi_failed(#call, strata_mpi_rc); \
+  } while (0)
+
+// MPI_Init once per process, MPI_Finalize at exit.
+struct MpiEnvironment {
+  MpiEnvironment() {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) STRATA_MPI_CHECK(MPI_Init(nullptr, nullptr));
+    // Errors come back as codes (thrown as exceptions with rank and host), not as aborts
+    // without a message.
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  }
+  ~MpiEnvironment() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+  }
+};
+
+void softmax_stats_op(void* in, void* inout, int* len, MPI_Datatype*) {
+  reduce_into(static_cast<float*>(inout), static_cast<const float*>(in),
+              static_cast<std::size_t>(*len) * 3, ReduceOp::kSoftmaxStats);
+}
+
+int to_int(std::size_t n) {
+  STRATA_CHECK(n <= static_cast<std::size_t>(1) << 30, "message too large for one MPI call");
+  return static_cast<int>(n);
+}
+
+Request make_request(MPI_Request r) {
+  return Request([r]() mutable { STRATA_MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE)); });
+}
+
+class MpiComm final : public Comm {
+ public:
+  MpiComm() {
+    static MpiEnvironment env;
+    STRATA_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+    STRATA_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+    STRATA_MPI_CHECK(MPI_Type_contiguous(3, MPI_FLOAT, &triple_));
+    STRATA_MPI_CHECK(MPI_Type_commit(&triple_));
+    STRATA_MPI_CHECK(MPI_Op_create(&softmax_stats_op, /*commute=*/1, &softmax_op_));
+    void* ub = nullptr;
+    int found = 0;
+    MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &found);
+    max_tag_ = found ? *static_cast<int*>(ub) : 32767;
+  }
+  ~MpiComm() override {
+    for (MPI_Comm c : groups_) MPI_Comm_free(&c);
+    MPI_Op_free(&softmax_op_);
+    MPI_Type_free(&triple_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend() const override { return "mpi"; }
+
+  GroupId split(const std::vector<int>& my_group) override {
+    const int color = my_group.empty() ? MPI_UNDEFINED : my_group.front();
+    MPI_Comm c = MPI_COMM_NULL;
+    STRATA_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, color, rank_, &c));
+    if (my_group.empty()) return kNoGroup;
+    int n = 0;
+    STRATA_MPI_CHECK(MPI_Comm_size(c, &n));
+    STRATA_CHECK(n == static_cast<int>(my_group.size()),
+                 "MPI_Comm_split made a group of " + std::to_string(n) + " ranks, expected " +
+                     std::to_string(my_group.size()));
+    MPI_Comm_set_errhandler(c, MPI_ERRORS_RETURN);
+    groups_.push_back(c);
+    return static_cast<GroupId>(groups_.size() - 1);
+  }
+  int group_size(GroupId g) const override {
+    int n = 0;
+    STRATA_MPI_CHECK(MPI_Comm_size(comm(g), &n));
+    return n;
+  }
+  int group_rank(GroupId g) const override {
+    int r = 0;
+    STRATA_MPI_CHECK(MPI_Comm_rank(comm(g), &r));
+    return r;
+  }
+
+  Request all_reduce(GroupId g, float* buf, std::size_t n, ReduceOp op) override {
+    MPI_Request r;
+    if (op == ReduceOp::kSum) {
+      STRATA_MPI_CHECK(
+          MPI_Iallreduce(MPI_IN_PLACE, buf, to_int(n), MPI_FLOAT, MPI_SUM, comm(g), &r));
+    } else {
+      STRATA_CHECK(n % 3 == 0, "kSoftmaxStats needs triples");
+      STRATA_MPI_CHECK(
+          MPI_Iallreduce(MPI_IN_PLACE, buf, to_int(n / 3), triple_, softmax_op_, comm(g), &r));
+    }
+    return make_request(r);
+  }
+  Request all_gather(GroupId g, const float* send, float* recv, std::size_t n) override {
+    MPI_Request r;
+    STRATA_MPI_CHECK(
+        MPI_Iallgather(send, to_int(n), MPI_FLOAT, recv, to_int(n), MPI_FLOAT, comm(g), &r));
+    return make_request(r);
+  }
+  Request send(int peer, int tag, const float* buf, std::size_t n) override {
+    MPI_Request r;
+    STRATA_MPI_CHECK(MPI_Isend(buf, to_int(n), MPI_FLOAT, peer, tag, MPI_COMM_WORLD, &r));
+    return make_request(r);
+  }
+  Request recv(int peer, int tag, float* buf, std::size_t n) override {
+    MPI_Request r;
+    STRATA_MPI_CHECK(MPI_Irecv(buf, to_int(n), MPI_FLOAT, peer, tag, MPI_COMM_WORLD, &r));
+    return make_request(r);
+  }
+  int max_tag() const override { return max_tag_; }
+  void barrier() override { STRATA_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+  [[noreturn]] void abort(int code) override {
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);
+  }
+
+ private:
+  MPI_Comm comm(GroupId g) const {
+    STRATA_CHECK(g >= 0 && g < static_cast<GroupId>(groups_.size()), "unknown group");
+    return groups_[static_cast<std::size_t>(g)];
+  }
+
+  int rank_ = 0, size_ = 1, max_tag_ = 32767;
+  MPI_Datatype triple_ = MPI_DATATYPE_NULL;
+  MPI_Op softmax_op_ = MPI_OP_NULL;
+  std::vector<MPI_Comm> groups_;
+};
+
+}  // namespace
+
+bool built_with_mpi() { return true; }
+std::unique_ptr<Comm> make_mpi_comm() { return std::make_unique<MpiComm>(); }
+
+}  // namespace strata::exec

@@ -1,0 +1,64 @@
+// The byte-level corpus and its deterministic sampling; see data.hpp.
+#include "executor/data.hpp"
+
+#include <fstream>
+#include <iterator>
+
+#include "common/error.hpp"
+
+namespace strata::exec {
+namespace {
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+Corpus::Corpus(std::vector<std::uint8_t> bytes, int seq_length, std::uint64_t seed)
+    : path_("(in memory)"), bytes_(std::move(bytes)), seq_length_(seq_length), seed_(seed) {
+  validate();
+}
+
+void Corpus::validate() const {
+  if (seq_length_ < 1) {
+    throw ConfigError("model.seq_length = " + std::to_string(seq_length_) + ": must be positive");
+  }
+  if (bytes_.size() < static_cast<std::size_t>(seq_length_) + 1) {
+    throw ConfigError("corpus '" + path_ + "' has " + std::to_string(bytes_.size()) +
+                      " bytes: needs at least seq_length + 1 = " +
+                      std::to_string(seq_length_ + 1));
+  }
+}
+
+Corpus::Corpus(const std::string& path, int seq_length, std::uint64_t seed)
+    : path_(path), seq_length_(seq_length), seed_(seed) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError("--data = " + path + ": cannot open the corpus file");
+  bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  validate();
+}
+
+std::size_t Corpus::offset(std::int64_t sample) const {
+  const std::uint64_t span = bytes_.size() - static_cast<std::size_t>(seq_length_);
+  return static_cast<std::size_t>(splitmix64(seed_ + static_cast<std::uint64_t>(sample)) % span);
+}
+
+void Corpus::batch(std::int64_t first, int count, std::vector<std::int32_t>& tokens,
+                   std::vector<std::int32_t>& targets) const {
+  const auto T = static_cast<std::size_t>(seq_length_);
+  tokens.resize(static_cast<std::size_t>(count) * T);
+  targets.resize(tokens.size());
+  for (int i = 0; i < count; ++i) {
+    const std::size_t o = offset(first + i);
+    for (std::size_t j = 0; j < T; ++j) {
+      tokens[i * T + j] = bytes_[o + j];
+      targets[i * T + j] = bytes_[o + j + 1];
+    }
+  }
+}
+
+std::string default_corpus_path() { return std::string(STRATA_CONFIG_DIR) + "/data/tiny-corpus.txt"; }
+
+}  // namespace strata::exec

@@ -1,0 +1,213 @@
+// The executor's promise, checked end to end under mpirun: every bundled tiny-* strategy trains
+// gpt-tiny with the losses of the one-rank run (within 1e-4 relative, 10 steps), the loss falls,
+// a world size that does not match is refused before any work, and a rank that dies makes the
+// others stop with an error instead of hanging.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+
+#include "common/json.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int exit_code = -1;
+  std::string out, err;
+  strata::json::Json json;
+};
+
+class ExecutorMpi : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // CI runs as root; Open MPI refuses that without these two variables.
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() / ("strata-exec-" + std::to_string(::getpid()) + "-" +
+                                        std::string(info->name()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // `mpirun -np N strata run ...`, bounded by `timeout` so a hang fails instead of blocking CI.
+  Result run(int ranks, const std::string& args, const std::string& env = "") {
+    const fs::path out = dir_ / "stdout", err = dir_ / "stderr", js = dir_ / "out.json";
+    fs::remove(js);
+    const std::string cmd = env + " timeout 300 " + std::string(STRATA_MPIEXEC) +
+                            " --oversubscribe -np " + std::to_string(ranks) + " " + STRATA_EXE +
+                            " run " + args + " --json " + js.string() + " >" + out.string() +
+                            " 2>" + err.string();
+    const int status = std::system(cmd.c_str());
+    Result r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = read(out);
+    r.err = read(err);
+    if (fs::exists(js)) r.json = strata::json::Json::parse(read(js));
+    return r;
+  }
+  static std::string read(const fs::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  fs::path dir_;
+};
+
+std::vector<double> losses(const Result& r) {
+  std::vector<double> out;
+  if (r.json.contains("losses")) {
+    for (const auto& l : r.json["losses"]) out.push_back(l.get<double>());
+  }
+  return out;
+}
+
+struct Case {
+  const char* strategy;
+  int ranks;
+};
+void PrintTo(const Case& c, std::ostream* os) { *os << c.strategy << " on " << c.ranks << " ranks"; }
+
+class Equivalence : public ExecutorMpi, public ::testing::WithParamInterface<Case> {};
+
+TEST_P(Equivalence, TenStepsMatchTheOneRankLosses) {
+  const Case c = GetParam();
+  const Result ref = run(1, "--model gpt-tiny --strategy tiny-1rank --steps 10");
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+  const Result got = run(c.ranks, std::string("--model gpt-tiny --strategy ") + c.strategy +
+                                      " --steps 10");
+  ASSERT_EQ(got.exit_code, 0) << got.out << got.err;
+  EXPECT_EQ(got.json["world_size"].get<int>(), c.ranks);
+  const auto a = losses(ref), b = losses(got);
+  ASSERT_EQ(a.size(), 10u);
+  ASSERT_EQ(b.size(), 10u);
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    EXPECT_NEAR(b[k], a[k], 1e-4 * a[k]) << "step " << k + 1;
+  }
+  EXPECT_LT(b.back(), b.front() - 0.5) << "the loss does not fall";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Tiny, Equivalence,
+    ::testing::Values(Case{"tiny-dp2", 2}, Case{"tiny-dp2-buckets", 2},
+                      Case{"tiny-dp2-no-overlap", 2}, Case{"tiny-tp2", 2},
+                      Case{"tiny-pp2-gpipe", 2}, Case{"tiny-pp2-1f1b", 2},
+                      Case{"tiny-pp2-interleaved", 2}, Case{"tiny-recompute-full", 2},
+                      Case{"tiny-recompute-selective", 2}, Case{"tiny-dp2-tp2", 4},
+                      Case{"tiny-tp2-pp2", 4}, Case{"tiny-pp2-scatter-gather", 4},
+                      Case{"tiny-dp2-tp2-pp2", 8}),
+    [](const ::testing::TestParamInfo<Case>& p) {
+      std::string name = p.param.strategy;
+      for (char& ch : name) {
+        if (ch == '-') ch = '_';
+      }
+      return name;
+    });
+
+TEST_F(ExecutorMpi, WorldSizeMismatchIsRefusedBeforeAnyWork) {
+  const Result r = run(3, "--model gpt-tiny --strategy tiny-dp2 --steps 10");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("world size = 3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("needs dp * tp * pp * cp = 2"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("step    1"), std::string::npos) << "a step ran: " << r.out;
+  EXPECT_FALSE(r.json.is_object()) << "a JSON was written";
+}
+
+// Rank 1 of a 2-stage pipeline dies at step 3; rank 0 would otherwise wait for its activations
+// gradient forever. mpirun notices the death and stops the job with a non-zero exit (the
+// `timeout 300` around it turns a hang into exit 124, which fails here).
+TEST_F(ExecutorMpi, AKilledRankStopsTheOthersWithAnError) {
+  const Result r = run(2, "--model gpt-tiny --strategy tiny-pp2-1f1b --steps 50",
+                       "STRATA_TEST_KILL=1:3");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.exit_code, 124) << "the surviving rank hung until the time-out";
+  EXPECT_NE(r.out.find("step    2"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("step    3"), std::string::npos) << r.out;
+  EXPECT_NE((r.out + r.err).find("signal 9"), std::string::npos) << r.out << r.err;
+  EXPECT_FALSE(r.json.is_object()) << "a JSON was written by a failed run";
+}
+
+// Checkpoints: 5 steps, save, resume to 10 gives the losses of 10 uninterrupted steps exactly.
+TEST_F(ExecutorMpi, ResumeContinuesWithTheUninterruptedLosses) {
+  const std::string spec = "--model gpt-tiny --strategy tiny-tp2-pp2";
+  const std::string ck = (dir_ / "ck").string();
+  const Result full = run(4, spec + " --steps 10");
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  const Result first = run(4, spec + " --steps 5 --save " + ck);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(read(dir_ / "ck" / "latest"), "step-000005\n");
+  const Result second = run(4, spec + " --steps 10 --resume " + ck);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  const auto a = losses(full), b = losses(first), c = losses(second);
+  ASSERT_EQ(b.size(), 5u);
+  ASSERT_EQ(c.size(), 5u);
+  EXPECT_EQ(second.json["first_step"].get<int>(), 6);
+  for (int k = 0; k < 5; ++k) {
+    EXPECT_EQ(b[k], a[k]) << "step " << k + 1;
+    EXPECT_EQ(c[k], a[k + 5]) << "step " << k + 6;  // bit-identical, not just close
+  }
+}
+
+// A rank dies while step 10's checkpoint is being written: step 5's stays the latest, the
+// half-written one is never used, and resuming from it reproduces steps 6-10.
+TEST_F(ExecutorMpi, ACrashDuringASaveLeavesTheLastCheckpointIntact) {
+  const std::string spec = "--model gpt-tiny --strategy tiny-pp2-1f1b";
+  const std::string ck = (dir_ / "ck").string();
+  const Result full = run(2, spec + " --steps 10");
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  const Result crashed =
+      run(2, spec + " --steps 10 --save " + ck + " --save-every 5", "STRATA_TEST_KILL_IN_SAVE=10");
+  EXPECT_NE(crashed.exit_code, 0);
+  EXPECT_EQ(read(dir_ / "ck" / "latest"), "step-000005\n");
+  EXPECT_FALSE(fs::exists(dir_ / "ck" / "step-000010"));
+  const Result resumed = run(2, spec + " --steps 10 --resume " + ck);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const auto a = losses(full), c = losses(resumed);
+  ASSERT_EQ(c.size(), 5u);
+  for (int k = 0; k < 5; ++k) EXPECT_EQ(c[k], a[k + 5]) << "step " << k + 6;
+}
+
+// The measured trace has every rank's every task once, in the simulator's format.
+TEST_F(ExecutorMpi, TraceHasEveryTaskOfEveryRankWithThePlansIds) {
+  const fs::path trace = dir_ / "trace.json";
+  const Result r = run(4, "--model gpt-tiny --strategy tiny-tp2-pp2 --steps 2 --trace " +
+                              trace.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto t = strata::json::Json::parse(read(trace));
+  EXPECT_EQ(t["otherData"]["source"], "measured");
+  EXPECT_EQ(t["otherData"]["kind"], "strata.trace");
+  std::map<int, std::set<int>> tasks;
+  for (const auto& e : t["traceEvents"]) {
+    if (e["ph"] != "X") continue;
+    EXPECT_GE(e["dur"].get<double>(), 0.0);
+    const int pid = e["pid"].get<int>();
+    EXPECT_TRUE(tasks[pid].insert(e["args"]["task"].get<int>()).second) << "task twice";
+  }
+  ASSERT_EQ(tasks.size(), 4u);
+  // `strata plan --json` gives the task count of each stage's program.
+  for (const auto& [rank, ids] : tasks) {
+    EXPECT_EQ(*ids.begin(), 0);
+    EXPECT_EQ(static_cast<std::size_t>(*ids.rbegin()) + 1, ids.size()) << "rank " << rank;
+  }
+}
+
+TEST_F(ExecutorMpi, ResumingUnderAnotherStrategyIsRefused) {
+  const std::string ck = (dir_ / "ck").string();
+  ASSERT_EQ(run(2, "--model gpt-tiny --strategy tiny-pp2-1f1b --steps 2 --save " + ck).exit_code,
+            0);
+  const Result r = run(2, "--model gpt-tiny --strategy tiny-tp2 --steps 4 --resume " + ck);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("strategy 'tiny-pp2-1f1b'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not supported yet"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("step    3"), std::string::npos) << r.out;
+}
+
+}  // namespace
