@@ -136,12 +136,14 @@ double layer_params_per_rank(const ModelSpec& m, int tp) {
   const bool swiglu = m.hidden_act == Activation::kSwiglu;
   const double mlp_weights = (swiglu ? 3.0 : 2.0) * h * f;
   double p = (h * (h + 2.0 * hk) + h * h + mlp_weights) / t;
-  if (m.bias) {
-    p += ((h + 2.0 * hk) + (swiglu ? 2.0 : 1.0) * f) / t;  // column-parallel biases: split
-    p += 2.0 * h;                                          // row-parallel biases: replicated
-  }
-  p += (m.norm == NormKind::kLayerNorm ? 4.0 : 2.0) * h;  // two norms, replicated
-  return p;
+  if (m.bias) p += ((h + 2.0 * hk) + (swiglu ? 2.0 : 1.0) * f) / t;  // column-parallel: split
+  return p + layer_replicated_params(m);
+}
+
+double layer_replicated_params(const ModelSpec& m) {
+  const double h = m.hidden_size;
+  const double row_parallel_biases = m.bias ? 2.0 * h : 0.0;
+  return row_parallel_biases + (m.norm == NormKind::kLayerNorm ? 4.0 : 2.0) * h;  // two norms
 }
 
 double input_embedding_params_per_rank(const ModelSpec& m, int tp) {

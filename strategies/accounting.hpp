@@ -68,6 +68,10 @@ double lm_head_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp
 // Parameters held by one rank for one layer under tp: weights and column-parallel biases are
 // split, row-parallel biases and norms are replicated (Megatron's layout).
 double layer_params_per_rank(const ModelSpec& m, int tp);
+// The part of those every rank of the tp group holds whole: both norms and the row-parallel
+// biases. Under sequence parallelism each rank computes their gradients from its slice of the
+// sequence, so they are all-reduced over the tp group once per step.
+double layer_replicated_params(const ModelSpec& m);
 // Vocabulary-parallel word embedding (V h / t) and, for learned positions, the replicated
 // position table (s h).
 double input_embedding_params_per_rank(const ModelSpec& m, int tp);

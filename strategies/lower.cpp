@@ -460,6 +460,7 @@ class ProgramBuilder {
     const int first = first_layer(vs), end = end_layer(vs);
     const double T0 = static_cast<double>(samples_of_layout(0)) * m_.seq_length;
     const bool reduce_now = s_.zero_stage >= 2 || last_for_chunk;
+    last_round_ = last_for_chunk;
     std::int64_t x;
     if (vs == pp_ * v_ - 1) {
       x = add(compute(Phase::kBackward, Block::kLmHead, -1, mb, chunk,
@@ -467,11 +468,15 @@ class ProgramBuilder {
                       2.0 * matmul_bytes(T0, m_.hidden_size, m_.vocab_size / s_.tp, elem_) +
                           4.0 * T0 * m_.vocab_size / s_.tp),
               {});
-      if (reduce_now) grad_ready(x, output_params_per_rank(m_, s_.tp, pp_), 0, mb, chunk);
       x = tp_reduce(x, 0, Phase::kBackward, -1, mb, chunk);
       x = add(compute(Phase::kBackward, Block::kFinalNorm, -1, mb, chunk, 0,
                       3.0 * elem_ * T0 * m_.hidden_size / (s_.sequence_parallel ? s_.tp : 1)),
               {x});
+      // The output parameters' gradients (LM head and final norm) are complete after the final
+      // norm's backward.
+      if (reduce_now) {
+        grad_ready(x, output_params_per_rank(m_, s_.tp, pp_), 0, mb, chunk, /*layer=*/false);
+      }
       release(x, MemCategory::kLogits,
               lm_head_activation_bytes(m_, samples_of_layout(0), s_.tp, s_.sequence_parallel));
       x = reshard(x, layout_of(m_.num_hidden_layers - 1), 0, Phase::kBackward, -1, mb, chunk);
@@ -483,7 +488,7 @@ class ProgramBuilder {
       x = layer_backward(x, l, mb, chunk);
       if (reduce_now || s_.zero_stage == 3) {
         grad_ready(x, layer_params_per_rank(m_, tp_of_layout(layout_of(l))), layout_of(l), mb,
-                   chunk);
+                   chunk, /*layer=*/true);
       }
     }
     if (vs > 0) {
@@ -495,7 +500,9 @@ class ProgramBuilder {
               {x});
       release(x, MemCategory::kActivation,
               embedding_activation_bytes(m_, samples_of_layout(0), s_.tp, s_.sequence_parallel));
-      if (reduce_now) grad_ready(x, input_embedding_params_per_rank(m_, s_.tp), 0, mb, chunk);
+      if (reduce_now) {
+        grad_ready(x, input_embedding_params_per_rank(m_, s_.tp), 0, mb, chunk, /*layer=*/false);
+      }
     }
     if (reduce_now) flush_bucket(mb, chunk);
   }
@@ -503,13 +510,17 @@ class ProgramBuilder {
   // ---- data-parallel gradient reduction ------------------------------------------------------
   // `params` parameters (per rank) of `layout` got their final gradient for this reduction at
   // task `producer`. ZeRO-3 reduces per layer; otherwise gradients fill buckets.
-  void grad_ready(std::int64_t producer, double params, int layout, int mb, int chunk) {
+  void grad_ready(std::int64_t producer, double params, int layout, int mb, int chunk,
+                  bool layer) {
     if (plan_.layouts[layout].size(Dim::kDp) == 1) return;
     const double bytes = params * grad_elem_;
     if (s_.zero_stage == 3) {
       add(collective(CollectiveKind::kReduceScatter, Purpose::kZero, dp_group(layout),
                      Phase::kBackward, -1, mb, chunk, bytes),
           {producer});
+      // Parameters outside the layers are not gathered before use: they are all-gathered once
+      // after the optimizer step, like ZeRO-1's.
+      if (!layer && last_round_) param_buckets_.push_back({params, layout});
       return;
     }
     if (open_.bytes > 0 && open_.layout != layout) flush_bucket(mb, chunk);
@@ -521,6 +532,11 @@ class ProgramBuilder {
 
   void flush_bucket(int mb, int chunk) {
     if (open_.bytes <= 0) return;
+    // The distributed optimizer all-gathers the updated parameters bucket by bucket, with the
+    // partition of the gradient buckets of the step's last reduction.
+    if (last_round_ && s_.zero_stage >= 1) {
+      param_buckets_.push_back({open_.bytes / grad_elem_, open_.layout});
+    }
     if (s_.collectives.overlap_grad_reduce || s_.zero_stage == 2) {
       emit_bucket(open_, mb, chunk);
     } else {
@@ -550,6 +566,25 @@ class ProgramBuilder {
       b.producer = last_compute;
       emit_bucket(b, -1, 0, last_sends);
     }
+    if (s_.sequence_parallel && s_.tp > 1) {
+      // Sequence parallelism: the replicated parameters' gradients (norms, row-parallel biases,
+      // the position table) are partial sums over each rank's slice of the sequence; Megatron
+      // all-reduces them over the tp group before the optimizer.
+      double replicated = 0;
+      for (int c = 0; c < v_; ++c) {
+        const int vs = virtual_stage(c);
+        replicated += (end_layer(vs) - first_layer(vs)) * layer_replicated_params(m_);
+        if (vs == 0 && m_.learned_position_embeddings) {
+          replicated += static_cast<double>(m_.seq_length) * m_.hidden_size;
+        }
+        if (vs == pp_ * v_ - 1) {
+          replicated += (m_.norm == NormKind::kLayerNorm ? 2.0 : 1.0) * m_.hidden_size;
+        }
+      }
+      add(collective(CollectiveKind::kAllReduce, Purpose::kTp, tp_group(0), Phase::kStep, -1, -1,
+                     0, replicated * grad_elem_),
+          {last_compute});
+    }
     const bool has_first = stage_ == 0, has_last = stage_ == pp_ - 1;
     if (m_.tie_word_embeddings && pp_ > 1 && (has_first || has_last)) {
       // Megatron keeps the tied word embedding on the first and the last stage and sums their
@@ -570,20 +605,14 @@ class ProgramBuilder {
     const double opt_bytes = precision_bytes(s_.precision) == 4 ? 8.0 : 12.0;
     const auto step = add(compute(Phase::kStep, Block::kOptimizer, -1, -1, 0, 0,
                                   sharded * (2.0 * opt_bytes + grad_elem_ + elem_)),
-                          {last_compute, last_on_stream_[static_cast<int>(Stream::kDp)]});
-    if (s_.zero_stage == 1 || s_.zero_stage == 2) {
-      // Distributed optimizer: all-gather the updated 16-bit parameters, bucket by bucket.
-      for (const auto& [layout, p] : params_by_layout()) {
-        if (plan_.layouts[layout].size(Dim::kDp) == 1) continue;
-        double left = p * elem_;
-        while (left > 0) {
-          const double bytes = std::min(left, s_.collectives.grad_bucket_bytes);
-          add(collective(CollectiveKind::kAllGather, Purpose::kZero, dp_group(layout), Phase::kStep,
-                         -1, -1, 0, bytes),
-              {step});
-          left -= bytes;
-        }
-      }
+                          {last_compute, last_on_stream_[static_cast<int>(Stream::kDp)],
+                           last_on_stream_[static_cast<int>(Stream::kTp)]});
+    // Distributed optimizer (ZeRO-1/2; ZeRO-3's parameters outside the layers): all-gather the
+    // updated 16-bit parameters, one all-gather per gradient bucket of the last reduction.
+    for (const ParamBucket& b : param_buckets_) {
+      add(collective(CollectiveKind::kAllGather, Purpose::kZero, dp_group(b.layout), Phase::kStep,
+                     -1, -1, 0, b.params * elem_),
+          {step});
     }
   }
 
@@ -646,6 +675,14 @@ class ProgramBuilder {
   std::int64_t last_gather_ = kNoDep;
   Bucket open_;
   std::vector<Bucket> deferred_;
+  // The buckets of the step's last gradient reduction (per chunk), for the parameter
+  // all-gathers after the optimizer step.
+  struct ParamBucket {
+    double params = 0;
+    int layout = 0;
+  };
+  std::vector<ParamBucket> param_buckets_;
+  bool last_round_ = false;  // emitting the last backward unit of a chunk
   std::vector<std::int64_t> blocking_sends_;  // blocking_p2p: sends the next task waits for
 };
 

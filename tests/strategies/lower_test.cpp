@@ -243,16 +243,62 @@ TEST(Lower, ZeroThreeGathersEveryLayerForwardAndBackward) {
   auto s = strategy(4, 1, 1, 1, 8);  // 2 micro-batches
   s.zero_stage = 3;
   const Plan plan = lower_on(m, s);
-  int gathers = 0, scatters = 0;
+  int gathers = 0, step_gathers = 0, scatters = 0;
+  double step_gather_bytes = 0;
   for (const Task& t : plan.programs[0].tasks) {
-    if (t.collective == CollectiveKind::kAllGather) ++gathers;
+    if (t.collective == CollectiveKind::kAllGather && t.phase == Phase::kStep) {
+      ++step_gathers;
+      step_gather_bytes += t.bytes;
+    } else if (t.collective == CollectiveKind::kAllGather) {
+      ++gathers;
+    }
     if (t.collective == CollectiveKind::kReduceScatter) ++scatters;
   }
   EXPECT_EQ(gathers, 4 * 2 * 2);           // layers x micro-batches x (forward, backward)
   EXPECT_EQ(scatters, 4 * 2 + 2 * 2);      // per layer, plus LM head and embedding, per mb
+  // The parameters outside the layers (output, then input embedding) are gathered once, after
+  // the optimizer step.
+  EXPECT_EQ(step_gathers, 2);
+  EXPECT_DOUBLE_EQ(step_gather_bytes, (output_params_per_rank(m, 1, 1) +
+                                       input_embedding_params_per_rank(m, 1)) *
+                                          precision_bytes(s.precision));
   // Static memory is sharded 4 ways entirely.
   const auto& mem = plan.programs[0].memory;
   EXPECT_DOUBLE_EQ(mem.static_bytes.total(), mem.params_count * 16 / 4);
+}
+
+// ZeRO-1/2: the updated parameters are all-gathered after the optimizer with the partition of
+// the gradient buckets (one all-gather per bucket of the last reduction, as Megatron's
+// distributed optimizer does), so together they cover every parameter once.
+TEST(Lower, DistributedOptimizerGathersMirrorTheGradientBuckets) {
+  const ModelSpec m = gpt(4, 256, 8, 512, 64);
+  for (int zero : {1, 2}) {
+    auto s = strategy(4, 1, 1, 1, 8);  // 2 micro-batches
+    s.zero_stage = zero;
+    s.precision = Precision::kBf16;
+    s.main_grads_fp32 = true;
+    s.collectives.grad_bucket_bytes = 0.2 * 1024 * 1024;  // several buckets
+    const Plan plan = lower_on(m, s);
+    int gathers = 0, scatters = 0;
+    double gathered = 0, scattered = 0;
+    for (const Task& t : plan.programs[0].tasks) {
+      if (t.collective == CollectiveKind::kAllGather) {
+        ++gathers;
+        gathered += t.bytes / 2;  // 16-bit parameters
+        EXPECT_EQ(t.phase, Phase::kStep);
+      }
+      if (t.collective == CollectiveKind::kReduceScatter) {
+        ++scatters;
+        scattered += t.bytes / 4;  // fp32 gradients
+      }
+    }
+    SCOPED_TRACE(zero);
+    EXPECT_GT(gathers, 2);
+    EXPECT_DOUBLE_EQ(gathered, plan.programs[0].memory.params_count);
+    // ZeRO-1 reduces once per step, ZeRO-2 after every micro-batch's backward.
+    EXPECT_EQ(scatters, zero == 1 ? gathers : 2 * gathers);
+    EXPECT_DOUBLE_EQ(scattered, (zero == 1 ? 1 : 2) * plan.programs[0].memory.params_count);
+  }
 }
 
 TEST(Lower, RecomputeTasks) {
