@@ -29,7 +29,8 @@ const char* const kRunHelp = R"(Usage: mpirun -np N strata run --model M --strat
 
 Train a model for real with a strategy: every MPI process is one rank and runs its share of the
 Plan (the same Plan `strata plan` and `strata simulate` use) on the CPU, with Eigen kernels and
-MPI collectives. N must equal dp * tp * pp of the strategy; without mpirun the world is 1 rank.
+MPI collectives. N must equal dp * tp * pp of the strategy; without mpirun the world is 1 rank
+(and MPI is not used).
 
 Required:
   --model M          model spec file or bundled name (configs/models/), e.g. gpt-tiny
@@ -54,9 +55,10 @@ Options:
   --help             show this help
 
 Prints one line per step: the mean cross-entropy over the global batch, the step's wall time
-(slowest rank) and tokens/s. The executor runs GPT models in fp32 with dp, tp (no sequence
-parallelism), pp (gpipe, 1f1b, interleaved-1f1b) and recompute none/selective/full; anything
-else in the specs is refused with the field that needs changing, before any work.
+(slowest rank) and tokens/s. The executor runs GPT models in fp32 with dp, ZeRO 1-3, tp (with
+or without sequence parallelism), pp (gpipe, 1f1b, interleaved-1f1b) and recompute
+none/selective/full; anything else in the specs is refused with the field that needs changing,
+before any work (docs/executor.md).
 
 Example (CI runs as root: add --allow-run-as-root; more ranks than cores: --oversubscribe):
   mpirun -np 2 strata run --model gpt-tiny --strategy tiny-dp2 --steps 10 --json out.json
@@ -113,7 +115,11 @@ int run_command(const std::vector<std::string>& argv_in) {
                                       "--save",  "--save-every", "--resume", "--trace"};
   // Arguments are checked before MPI starts, so a usage error is one message, not N.
   const Args args(argv, with_value, {}, {});
-  auto comm = exec::built_with_mpi() ? exec::make_mpi_comm() : exec::make_local_comm();
+  // Under mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE, PMIx launchers PMIX_RANK) the world is
+  // MPI's; started directly, it is one rank without MPI at all.
+  const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr ||
+                        std::getenv("PMIX_RANK") != nullptr || std::getenv("PMI_SIZE") != nullptr;
+  auto comm = exec::built_with_mpi() && launched ? exec::make_mpi_comm() : exec::make_local_comm();
   const bool lead = comm->rank() == 0;
 
   std::unique_ptr<strategies::Plan> plan;
@@ -183,13 +189,13 @@ int run_command(const std::vector<std::string>& argv_in) {
   const double tokens = static_cast<double>(plan->strategy.global_batch_size) *
                         plan->model.seq_length;
   if (lead) {
-    std::printf("strata run: %s, strategy %s (dp %d, tp %d, pp %d, %s, recompute %s), %d ranks "
+    std::printf("strata run: %s, strategy %s (dp %d, tp %d, pp %d, %s, recompute %s), %d rank%s "
                 "(%s), global batch %d x %d tokens\n",
                 plan->model.name.c_str(), plan->strategy.name.c_str(), plan->strategy.dp,
                 plan->strategy.tp, plan->strategy.pp,
                 strategies::schedule_name(plan->strategy.schedule),
                 strategies::recompute_name(plan->strategy.recompute), comm->size(),
-                comm->backend().c_str(), plan->strategy.global_batch_size,
+                comm->size() == 1 ? "" : "s", comm->backend().c_str(), plan->strategy.global_batch_size,
                 plan->model.seq_length);
   }
   // Fault injection for the tests (docs/executor.md): STRATA_TEST_KILL="RANK:STEP" makes that

@@ -69,6 +69,14 @@ class Comm {
   virtual Request all_reduce(GroupId g, float* buf, std::size_t n, ReduceOp op) = 0;
   // recv (group_size * n floats) = the members' `send` (n floats each), in group order.
   virtual Request all_gather(GroupId g, const float* send, float* recv, std::size_t n) = 0;
+  // Uneven partitions (ZeRO): member i owns counts[i] floats, consecutive in group order.
+  // reduce_scatter: recv (counts[group_rank] floats) = the sum over members of their `send`
+  // (sum of counts floats each) at this member's part. all_gather_v: recv (sum of counts) =
+  // every member's `send` (its counts[i] floats) in group order.
+  virtual Request reduce_scatter(GroupId g, const float* send, float* recv,
+                                 const std::vector<int>& counts) = 0;
+  virtual Request all_gather_v(GroupId g, const float* send, float* recv,
+                               const std::vector<int>& counts) = 0;
   // Point-to-point with a world rank; tags must be below max_tag().
   virtual Request send(int peer, int tag, const float* buf, std::size_t n) = 0;
   virtual Request recv(int peer, int tag, float* buf, std::size_t n) = 0;

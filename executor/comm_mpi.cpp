@@ -135,6 +135,25 @@ class MpiComm final : public Comm {
         MPI_Iallgather(send, to_int(n), MPI_FLOAT, recv, to_int(n), MPI_FLOAT, comm(g), &r));
     return make_request(r);
   }
+  Request reduce_scatter(GroupId g, const float* send, float* recv,
+                         const std::vector<int>& counts) override {
+    // The counts must outlive the non-blocking call: the request owns a copy.
+    auto c = std::make_shared<std::vector<int>>(counts);
+    MPI_Request r;
+    STRATA_MPI_CHECK(MPI_Ireduce_scatter(send, recv, c->data(), MPI_FLOAT, MPI_SUM, comm(g), &r));
+    return Request([r, c]() mutable { STRATA_MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE)); });
+  }
+  Request all_gather_v(GroupId g, const float* send, float* recv,
+                       const std::vector<int>& counts) override {
+    auto c = std::make_shared<std::vector<int>>(counts);
+    auto displs = std::make_shared<std::vector<int>>(counts.size(), 0);
+    for (std::size_t i = 1; i < counts.size(); ++i) (*displs)[i] = (*displs)[i - 1] + counts[i - 1];
+    MPI_Request r;
+    STRATA_MPI_CHECK(MPI_Iallgatherv(send, counts.at(static_cast<std::size_t>(group_rank(g))),
+                                     MPI_FLOAT, recv, c->data(), displs->data(), MPI_FLOAT,
+                                     comm(g), &r));
+    return Request([r, c, displs]() mutable { STRATA_MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE)); });
+  }
   Request send(int peer, int tag, const float* buf, std::size_t n) override {
     MPI_Request r;
     STRATA_MPI_CHECK(MPI_Isend(buf, to_int(n), MPI_FLOAT, peer, tag, MPI_COMM_WORLD, &r));

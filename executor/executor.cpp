@@ -15,6 +15,7 @@
 // has no such collective and the epilogue runs at once.
 #include "executor/executor.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <deque>
@@ -67,13 +68,16 @@ void check_supported(const Plan& plan) {
     refuse("strategy.precision", "\"" + std::string(strategies::precision_name(s.precision)) + "\"",
            "the CPU executor computes in fp32; set \"precision\": \"fp32\"");
   }
-  if (s.zero_stage != 0) {
+  if (s.zero_stage != 0 && s.pp > 1 && m.tie_word_embeddings) {
     refuse("strategy.zero_stage", std::to_string(s.zero_stage),
-           "the executor does not run ZeRO (distributed optimizer) yet; use zero_stage 0");
+           "the executor does not yet combine ZeRO with a tied embedding split over pipeline "
+           "stages (the embedding all-reduce would follow the sharded reduction); use pp 1, "
+           "zero_stage 0 or an untied model");
   }
-  if (s.sequence_parallel) {
+  if (s.sequence_parallel && s.zero_stage != 0) {
     refuse("strategy.sequence_parallel", "true",
-           "the executor does not run sequence parallelism yet");
+           "the executor does not yet combine sequence parallelism with ZeRO (zero_stage " +
+               std::to_string(s.zero_stage) + "); use one of them");
   }
   if (s.cp != 1) refuse("strategy.cp", std::to_string(s.cp), "the executor runs cp 1 only");
   if (s.ep != 1) refuse("strategy.ep", std::to_string(s.ep), "the executor runs ep 1 only");
@@ -123,6 +127,12 @@ struct Flow {
   ReduceOp pending_op = ReduceOp::kSum;
   std::function<void()> epilogue;
   std::vector<float> slice;     // pipeline scatter/gather: the received 1/tp of a tensor
+  // Sequence parallelism: the residual stream (act, grad, grad_mid, norm inputs) holds this
+  // rank's slice of the rows; the next tp all-gather of the micro-batch gathers `gather_src`
+  // into `gather_dst` (in place for the norm outputs, into the *_full copies for gradients).
+  std::vector<float>* gather_src = nullptr;
+  std::vector<float>* gather_dst = nullptr;
+  std::vector<float> grad_full, grad_mid_full;
 };
 
 double now_s() {
@@ -144,6 +154,7 @@ struct Executor::Impl {
   RunOptions opt;
   kernels::Stream stream = kernels::Stream::cpu();
   int rank = 0, stage = 0, tp = 1, tp_rank = 0, dp = 1, dp_rank = 0;
+  bool sp = false;  // sequence parallelism over a tp group of more than one rank
   std::int64_t B = 1, T = 1, N = 1, C = 1, F = 1, H = 1, V = 1;
   const strategies::Program& program;
   RankParams params;
@@ -153,6 +164,18 @@ struct Executor::Impl {
   std::map<std::pair<int, int>, Flow> flows;  // (chunk, micro-batch)
   std::deque<Param*> ready;     // final gradients not yet in a dp bucket, in completion order
   std::vector<std::pair<Request, std::vector<float>>> sends;
+  // ZeRO: a group of parameters reduced together, partitioned over the dp group; this rank owns
+  // `counts[dp index]` floats from `offset` of their concatenation and updates only those.
+  struct Segment {
+    std::vector<Param*> members;
+    std::vector<int> counts;
+    std::size_t offset = 0, total = 0;
+    std::vector<float> grad;  // this rank's part of the summed gradient
+    bool layer = false;       // ZeRO-3: one layer's parameters, gathered before each use
+  };
+  std::map<std::vector<Param*>, Segment> segments;
+  std::vector<Segment*> segment_order;  // by their last reduce-scatter
+  std::size_t step_gathers = 0;         // after-step all-gathers issued this step
   std::vector<TaskTiming> timings;
   double loss_sum = 0;          // this rank's micro-batch losses (last stage, tp rank 0)
   int steps = 0;
@@ -171,6 +194,7 @@ struct Executor::Impl {
     tp_rank = plan.grid().coord(rank, Dim::kTp);
     dp = plan.strategy.dp;
     dp_rank = plan.grid().coord(rank, Dim::kDp);
+    sp = plan.strategy.sequence_parallel && tp > 1;
     B = plan.strategy.micro_batch_size;
     T = m.seq_length;
     N = B * T;
@@ -251,7 +275,17 @@ struct Executor::Impl {
     world = comm.split(everyone);
   }
 
+  // A gradient is reduced when its block's last backward of the step has run; under ZeRO-2/3
+  // after every micro-batch's backward (the Plan reduces each one).
   void find_completions() {
+    if (plan.strategy.zero_stage >= 2) {
+      completes.resize(program.tasks.size());
+      for (std::size_t i = 0; i < program.tasks.size(); ++i) {
+        const Task& t = program.tasks[i];
+        completes[i] = t.kind == TaskKind::kCompute && t.phase == Phase::kBackward;
+      }
+      return;
+    }
     completes.assign(program.tasks.size(), false);
     std::set<std::tuple<int, int, int>> seen;  // (block, layer, chunk)
     for (std::size_t i = program.tasks.size(); i-- > 0;) {
@@ -303,6 +337,14 @@ struct Executor::Impl {
     sends.clear();
     STRATA_CHECK(flows.empty(), "micro-batch state left after the step");
     ready.clear();  // dp = 1: no bucket consumed them
+    if (plan.strategy.zero_stage > 0 && !segments.empty()) {
+      std::size_t want = 0;
+      for (const Segment* sg : segment_order) want += sg->layer ? 0 : 1;
+      STRATA_CHECK(step_gathers == want, "the Plan gathered " + std::to_string(step_gathers) +
+                                             " parameter buckets after the step, the executor "
+                                             "reduced " + std::to_string(want));
+    }
+    step_gathers = 0;
     const double seconds = now_s() - t0;
 
     // Bookkeeping outside the Plan: the step's loss and the slowest rank's time.
@@ -324,6 +366,20 @@ struct Executor::Impl {
   std::int64_t first_sample(int mb) const {
     const std::int64_t gb = plan.strategy.global_batch_size;
     return static_cast<std::int64_t>(steps - 1) * gb + dp_rank * (gb / dp) + mb * B;
+  }
+
+  // Rows of the residual stream this rank holds: all N, or its 1/tp slice under sequence
+  // parallelism (rows first_row() ..).
+  std::int64_t rows() const { return sp ? N / tp : N; }
+  std::int64_t first_row() const { return sp ? tp_rank * (N / tp) : 0; }
+  void will_gather(Flow& f, std::vector<float>* src, std::vector<float>* dst) {
+    f.gather_src = src;
+    f.gather_dst = dst;
+  }
+  // A gradient consumed whole by the next block: gathered under sequence parallelism.
+  static const std::vector<float>& whole(bool gathered, const std::vector<float>& local,
+                                         const std::vector<float>& full) {
+    return gathered ? full : local;
   }
 
   // Runs a pending epilogue at once when there is no tp collective to wait for.
@@ -377,43 +433,48 @@ struct Executor::Impl {
   void embedding_forward(const Task& t, Flow& f) {
     corpus.batch(first_sample(t.micro_batch), static_cast<int>(B), f.tokens, f.targets);
     Param& wte = params.wte();
-    const std::int64_t rows = V / tp;
+    const std::int64_t vocab_rows = V / tp;
     f.partial.resize(N * C);
     detail::embedding_shard_forward(f.partial.data(), f.tokens.data(), wte.value.data(),
-                                    tp_rank * rows, rows, N, C);
+                                    tp_rank * vocab_rows, vocab_rows, N, C);
     pend(f, &f.partial, ReduceOp::kSum, [this, &f] {
       f.act = std::move(f.partial);
-      detail::add_positions(f.act.data(), params.wpe().value.data(), B, T, C);
+      detail::add_positions(f.act.data(), params.wpe().value.data(), first_row(), rows(), T, C);
     });
   }
 
   void embedding_backward(Flow& f) {
-    const std::int64_t rows = V / tp;
-    detail::embedding_shard_backward(params.wte().grad.data(), f.grad.data(), f.tokens.data(),
-                                     tp_rank * rows, rows, N, C);
-    detail::positions_backward(params.wpe().grad.data(), f.grad.data(), B, T, C);
+    const std::int64_t vocab_rows = V / tp;
+    detail::embedding_shard_backward(params.wte().grad.data(),
+                                     whole(sp, f.grad, f.grad_full).data(), f.tokens.data(),
+                                     tp_rank * vocab_rows, vocab_rows, N, C);
+    // The positions were added to this rank's rows only.
+    detail::positions_backward(params.wpe().grad.data(), f.grad.data(), first_row(), rows(),
+                               T, C);
   }
 
   void final_norm_forward(Flow& f) {
     HeadActs& h = f.head;
     h.x = f.act;
-    h.lnf.resize(N * C);
-    h.mean.resize(N);
-    h.rstd.resize(N);
+    h.lnf.resize(rows() * C);
+    h.mean.resize(rows());
+    h.rstd.resize(rows());
     kernels::layer_norm_forward(stream, h.lnf.data(), h.mean.data(), h.rstd.data(), h.x.data(),
-                                params.lnf_w().value.data(), params.lnf_b().value.data(), N, C,
-                                static_cast<float>(plan.model.norm_eps));
+                                params.lnf_w().value.data(), params.lnf_b().value.data(), rows(),
+                                C, static_cast<float>(plan.model.norm_eps));
+    will_gather(f, &h.lnf, &h.lnf);
   }
 
   void final_norm_backward(Flow& f) {
     HeadActs& h = f.head;
-    f.grad.resize(N * C);
+    f.grad.resize(rows() * C);
     std::vector<float> dw(C), db(C);
     kernels::layer_norm_backward(stream, f.grad.data(), dw.data(), db.data(), f.d_ln.data(),
                                  h.x.data(), params.lnf_w().value.data(), h.mean.data(),
-                                 h.rstd.data(), N, C);
+                                 h.rstd.data(), rows(), C);
     accumulate(params.lnf_w().grad, dw);
     accumulate(params.lnf_b().grad, db);
+    will_gather(f, &f.grad, &f.grad_full);
   }
 
   void lm_head_forward(const Task& t, Flow& f) {
@@ -465,12 +526,13 @@ struct Executor::Impl {
     switch (t.block) {
       case Block::kAttnNorm:
         if (!recompute) a.x_in = f.act;
-        a.ln1.resize(N * C);
-        a.mean1.resize(N);
-        a.rstd1.resize(N);
+        a.ln1.resize(rows() * C);
+        a.mean1.resize(rows());
+        a.rstd1.resize(rows());
         kernels::layer_norm_forward(stream, a.ln1.data(), a.mean1.data(), a.rstd1.data(),
-                                    a.x_in.data(), p.ln1_w.value.data(), p.ln1_b.value.data(), N,
-                                    C, eps);
+                                    a.x_in.data(), p.ln1_w.value.data(), p.ln1_b.value.data(),
+                                    rows(), C, eps);
+        will_gather(f, &a.ln1, &a.ln1);
         break;
       case Block::kAttnQkv:
         a.qkv.resize(N * 3 * Ct);
@@ -490,19 +552,20 @@ struct Executor::Impl {
         kernels::linear_forward(stream, f.partial.data(), a.attn.data(), p.proj_w.value.data(),
                                 nullptr, N, Ct, C);
         pend(f, &f.partial, ReduceOp::kSum, [this, &f, &a, &p] {
-          a.x_mid.resize(N * C);
-          for (std::int64_t i = 0; i < N * C; ++i) {
+          a.x_mid.resize(rows() * C);
+          for (std::int64_t i = 0; i < rows() * C; ++i) {
             a.x_mid[i] = a.x_in[i] + f.partial[i] + p.proj_b.value[i % C];
           }
         });
         break;
       case Block::kMlpNorm:
-        a.ln2.resize(N * C);
-        a.mean2.resize(N);
-        a.rstd2.resize(N);
+        a.ln2.resize(rows() * C);
+        a.mean2.resize(rows());
+        a.rstd2.resize(rows());
         kernels::layer_norm_forward(stream, a.ln2.data(), a.mean2.data(), a.rstd2.data(),
-                                    a.x_mid.data(), p.ln2_w.value.data(), p.ln2_b.value.data(), N,
-                                    C, eps);
+                                    a.x_mid.data(), p.ln2_w.value.data(), p.ln2_b.value.data(),
+                                    rows(), C, eps);
+        will_gather(f, &a.ln2, &a.ln2);
         break;
       case Block::kMlpFc1:
         a.pre.resize(N * Ft);
@@ -518,8 +581,8 @@ struct Executor::Impl {
         const Recompute mode = strategies::layer_strategy(plan.strategy, t.layer).recompute;
         pend(f, &f.partial, ReduceOp::kSum, [this, &f, &a, &p, recompute, mode] {
           if (recompute) return;  // the layer's output is already downstream
-          f.act.resize(N * C);
-          for (std::int64_t i = 0; i < N * C; ++i) {
+          f.act.resize(rows() * C);
+          for (std::int64_t i = 0; i < rows() * C; ++i) {
             f.act[i] = a.x_mid[i] + f.partial[i] + p.fc2_b.value[i % C];
           }
           drop(a, mode);
@@ -560,16 +623,22 @@ struct Executor::Impl {
     auto norm_backward = [&](std::vector<float>& dx, Param& w, Param& b,
                              const std::vector<float>& dy, const std::vector<float>& x,
                              const std::vector<float>& mean, const std::vector<float>& rstd) {
-      dx.resize(N * C);
+      dx.resize(rows() * C);
       std::vector<float> dw(C), db(C);
       kernels::layer_norm_backward(stream, dx.data(), dw.data(), db.data(), dy.data(), x.data(),
-                                   w.value.data(), mean.data(), rstd.data(), N, C);
+                                   w.value.data(), mean.data(), rstd.data(), rows(), C);
       accumulate(w.grad, dw);
       accumulate(b.grad, db);
     };
+    // A row-parallel bias is added to this rank's rows of the residual stream: its gradient
+    // comes from those rows (all of them without sequence parallelism).
+    auto row_parallel_bias = [&](Param& b, const std::vector<float>& dy_rows) {
+      detail::bias_backward(b.grad.data(), dy_rows.data(), rows(), C);
+    };
     switch (t.block) {
       case Block::kMlpFc2:
-        linear_backward(f.d_act, p.fc2_w, &p.fc2_b, f.grad, a.act, Ft, C);
+        linear_backward(f.d_act, p.fc2_w, nullptr, whole(sp, f.grad, f.grad_full), a.act, Ft, C);
+        row_parallel_bias(p.fc2_b, f.grad);
         break;
       case Block::kMlpFc1:
         f.d_pre.resize(N * Ft);
@@ -579,11 +648,14 @@ struct Executor::Impl {
         break;
       case Block::kMlpNorm:
         norm_backward(f.dx, p.ln2_w, p.ln2_b, f.d_ln, a.x_mid, a.mean2, a.rstd2);
-        f.grad_mid.resize(N * C);
-        for (std::int64_t i = 0; i < N * C; ++i) f.grad_mid[i] = f.grad[i] + f.dx[i];
+        f.grad_mid.resize(rows() * C);
+        for (std::int64_t i = 0; i < rows() * C; ++i) f.grad_mid[i] = f.grad[i] + f.dx[i];
+        will_gather(f, &f.grad_mid, &f.grad_mid_full);
         break;
       case Block::kAttnOut:
-        linear_backward(f.d_attn, p.proj_w, &p.proj_b, f.grad_mid, a.attn, Ct, C);
+        linear_backward(f.d_attn, p.proj_w, nullptr, whole(sp, f.grad_mid, f.grad_mid_full), a.attn,
+                        Ct, C);
+        row_parallel_bias(p.proj_b, f.grad_mid);
         break;
       case Block::kAttnCore:
         STRATA_CHECK(a.att.size() == static_cast<std::size_t>(B * Ht * T * T),
@@ -598,7 +670,8 @@ struct Executor::Impl {
         break;
       case Block::kAttnNorm:
         norm_backward(f.dx, p.ln1_w, p.ln1_b, f.d_ln, a.x_in, a.mean1, a.rstd1);
-        for (std::int64_t i = 0; i < N * C; ++i) f.grad[i] = f.grad_mid[i] + f.dx[i];
+        for (std::int64_t i = 0; i < rows() * C; ++i) f.grad[i] = f.grad_mid[i] + f.dx[i];
+        will_gather(f, &f.grad, &f.grad_full);
         f.layers.erase(t.layer);
         break;
       default:
@@ -616,7 +689,30 @@ struct Executor::Impl {
   void collective(const Task& t) {
     switch (t.purpose) {
       case Purpose::kTp:
-        if (t.collective == CollectiveKind::kAllReduce) {
+        if (t.collective == CollectiveKind::kAllReduce && t.phase == Phase::kStep) {
+          sequence_parallel_grads(t);
+        } else if (t.collective == CollectiveKind::kReduceScatter) {
+          // Sequence parallelism's reducing side: this rank keeps the sum of its rows.
+          Flow& f = flow(t);
+          STRATA_CHECK(f.pending != nullptr, plan.task_name(t) + ": nothing to reduce");
+          check_bytes(t, f.pending->size());
+          std::vector<float> mine(static_cast<std::size_t>(rows() * C));
+          comm.reduce_scatter(group(t), f.pending->data(), mine.data(),
+                              std::vector<int>(static_cast<std::size_t>(tp),
+                                               static_cast<int>(rows() * C)))
+              .wait();
+          *f.pending = std::move(mine);
+          finish_pending(f);
+        } else if (t.collective == CollectiveKind::kAllGather && sp) {
+          // Sequence parallelism's gathering side: the rows of every rank, in rank order.
+          Flow& f = flow(t);
+          STRATA_CHECK(f.gather_src != nullptr, plan.task_name(t) + ": nothing to gather");
+          std::vector<float> all(static_cast<std::size_t>(N * C));
+          check_bytes(t, all.size());
+          comm.all_gather(group(t), f.gather_src->data(), all.data(), f.gather_src->size()).wait();
+          *f.gather_dst = std::move(all);
+          f.gather_src = f.gather_dst = nullptr;
+        } else if (t.collective == CollectiveKind::kAllReduce) {
           Flow& f = flow(t);
           STRATA_CHECK(f.pending != nullptr, plan.task_name(t) + ": nothing to reduce");
           check_bytes(t, f.pending->size());
@@ -636,6 +732,15 @@ struct Executor::Impl {
       case Purpose::kDp:
         gradient_bucket(t);
         break;
+      case Purpose::kZero:
+        if (t.collective == CollectiveKind::kReduceScatter) {
+          zero_reduce_scatter(t);
+        } else if (t.collective == CollectiveKind::kAllGather) {
+          zero_gather(t);
+        } else {
+          STRATA_CHECK(false, plan.task_name(t) + ": not run by the executor");
+        }
+        break;
       case Purpose::kEmbedding: {
         Param& w = params.has_head() ? params.head() : params.wte();
         check_bytes(t, w.size());
@@ -649,7 +754,9 @@ struct Executor::Impl {
 
   // A dp bucket holds the final gradients completed since the previous bucket, as many as the
   // Plan's bytes say (4 bytes each in fp32); they are summed over the replicas.
-  void gradient_bucket(const Task& t) {
+  // The gradients a bucket task reduces: those completed since the previous bucket, as many as
+  // the Plan's bytes say (4 bytes each in fp32).
+  std::vector<Param*> take_ready(const Task& t) {
     const auto want = static_cast<std::size_t>(t.bytes / 4.0 + 0.5);
     std::vector<Param*> members;
     std::size_t have = 0;
@@ -661,28 +768,122 @@ struct Executor::Impl {
     STRATA_CHECK(have == want, plan.task_name(t) + ": the Plan's bucket holds " +
                                    std::to_string(want) + " gradients, " + std::to_string(have) +
                                    " were final when it was issued");
+    return members;
+  }
+
+  static std::vector<float> concat(const std::vector<Param*>& members,
+                                   std::vector<float> Param::*field) {
     std::vector<float> flat;
-    flat.reserve(have);
-    for (Param* p : members) flat.insert(flat.end(), p->grad.begin(), p->grad.end());
-    comm.all_reduce(group(t), flat.data(), flat.size(), ReduceOp::kSum).wait();
-    std::size_t at = 0;
+    for (Param* p : members) flat.insert(flat.end(), (p->*field).begin(), (p->*field).end());
+    return flat;
+  }
+  static void split(const std::vector<float>& flat, const std::vector<Param*>& members,
+                    std::vector<float> Param::*field) {
+    auto at = flat.begin();
     for (Param* p : members) {
-      std::copy(flat.begin() + static_cast<std::ptrdiff_t>(at),
-                flat.begin() + static_cast<std::ptrdiff_t>(at + p->size()), p->grad.begin());
-      at += p->size();
+      std::copy(at, at + static_cast<std::ptrdiff_t>(p->size()), (p->*field).begin());
+      at += static_cast<std::ptrdiff_t>(p->size());
     }
+  }
+
+  // Sequence parallelism, once per step: the replicated parameters' gradients, each a sum over
+  // this rank's rows, summed over the tp group (Megatron's all-reduce of the layer-norm grads).
+  void sequence_parallel_grads(const Task& t) {
+    std::vector<Param*> members;
+    for (Param* p : params.all()) {
+      if (p->shard == Shard::kReplicated) members.push_back(p);
+    }
+    std::vector<float> flat = concat(members, &Param::grad);
+    check_bytes(t, flat.size());
+    comm.all_reduce(group(t), flat.data(), flat.size(), ReduceOp::kSum).wait();
+    split(flat, members, &Param::grad);
+  }
+
+  // dp buckets without ZeRO: summed over the replicas in place.
+  void gradient_bucket(const Task& t) {
+    const std::vector<Param*> members = take_ready(t);
+    std::vector<float> flat = concat(members, &Param::grad);
+    comm.all_reduce(group(t), flat.data(), flat.size(), ReduceOp::kSum).wait();
+    split(flat, members, &Param::grad);
+  }
+
+  // The segment of `members`, partitioned evenly over the dp group on first use (the first
+  // dp_size % n members own one float more).
+  Segment& segment(const std::vector<Param*>& members, const Task& t) {
+    auto it = segments.find(members);
+    if (it != segments.end()) return it->second;
+    Segment sg;
+    sg.members = members;
+    for (Param* p : members) sg.total += p->size();
+    const GroupId g = group(t);
+    const int n = comm.group_size(g), me = comm.group_rank(g);
+    for (int i = 0; i < n; ++i) {
+      const std::size_t c = sg.total / n + (static_cast<std::size_t>(i) < sg.total % n ? 1 : 0);
+      sg.counts.push_back(static_cast<int>(c));
+      if (i < me) sg.offset += c;
+    }
+    sg.grad.assign(static_cast<std::size_t>(sg.counts[me]), 0.0f);
+    sg.layer = plan.strategy.zero_stage == 3 && members.front()->layer >= 0;
+    if (sg.layer) {
+      STRATA_CHECK(members == params.layer(members.front()->layer).in_backward_order(),
+                   plan.task_name(t) + ": a layer's gradients in an unexpected order");
+    }
+    return segments.emplace(members, std::move(sg)).first->second;
+  }
+
+  // ZeRO gradient reduction: this rank keeps the sum of its part, accumulated over the
+  // micro-batches the Plan reduces separately (ZeRO-2/3); the local gradients start afresh.
+  void zero_reduce_scatter(const Task& t) {
+    const std::vector<Param*> members = take_ready(t);
+    Segment& sg = segment(members, t);
+    const std::vector<float> flat = concat(members, &Param::grad);
+    std::vector<float> part(sg.grad.size());
+    comm.reduce_scatter(group(t), flat.data(), part.data(), sg.counts).wait();
+    accumulate(sg.grad, part);
+    for (Param* p : members) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+    segment_order.erase(std::remove(segment_order.begin(), segment_order.end(), &sg),
+                        segment_order.end());
+    segment_order.push_back(&sg);
+  }
+
+  // ZeRO parameter all-gather: every rank's updated part, to everyone. Before a layer's use
+  // (ZeRO-3: the layer's parameters) or after the optimizer step (the next segment that is not
+  // a layer's, in the order of their last reduction, which is the Plan's order).
+  void zero_gather(const Task& t) {
+    Segment* sg = nullptr;
+    if (t.phase != Phase::kStep) {
+      STRATA_CHECK(t.layer >= 0, plan.task_name(t) + ": a parameter gather outside a layer");
+      sg = &segment(params.layer(t.layer).in_backward_order(), t);
+    } else {
+      std::size_t seen = 0;
+      for (Segment* c : segment_order) {
+        if (c->layer) continue;
+        if (seen++ == step_gathers) sg = c;
+      }
+      STRATA_CHECK(sg != nullptr, plan.task_name(t) + ": no reduced bucket left to gather");
+      ++step_gathers;
+    }
+    check_bytes(t, sg->total);
+    std::vector<float> values = concat(sg->members, &Param::value);
+    const std::vector<float> mine(values.begin() + static_cast<std::ptrdiff_t>(sg->offset),
+                                  values.begin() + static_cast<std::ptrdiff_t>(
+                                                       sg->offset + sg->grad.size()));
+    comm.all_gather_v(group(t), mine.data(), values.data(), sg->counts).wait();
+    split(values, sg->members, &Param::value);
   }
 
   void transfer(const Task& t) {
     Flow& f = flow(t);
-    const bool scatter = plan.strategy.collectives.pp_scatter_gather && tp > 1;
+    // Scatter/gather sends 1/tp of a whole activation; with sequence parallelism the rank's
+    // slice is already 1/tp.
+    const bool scatter = plan.strategy.collectives.pp_scatter_gather && tp > 1 && !sp;
     const int peer = plan.peer_rank(rank, t);
     const auto tag = static_cast<int>(t.tag);
-    const auto n = static_cast<std::size_t>(N * C) / (scatter ? tp : 1);
+    const auto n = static_cast<std::size_t>(rows() * C) / (scatter ? tp : 1);
     check_bytes(t, n);
     if (t.kind == TaskKind::kSend) {
       const std::vector<float>& data = t.phase == Phase::kBackward ? f.grad : f.act;
-      STRATA_CHECK(data.size() == static_cast<std::size_t>(N * C),
+      STRATA_CHECK(data.size() == static_cast<std::size_t>(rows() * C),
                    plan.task_name(t) + ": nothing to send");
       const auto first = data.begin() + static_cast<std::ptrdiff_t>(scatter ? tp_rank * n : 0);
       std::vector<float> copy(first, first + static_cast<std::ptrdiff_t>(n));
@@ -694,14 +895,40 @@ struct Executor::Impl {
     std::vector<float>& into = scatter ? f.slice : (t.phase == Phase::kBackward ? f.grad : f.act);
     into.resize(n);
     comm.recv(peer, tag, into.data(), n).wait();
+    if (t.phase == Phase::kBackward) will_gather(f, &f.grad, &f.grad_full);
   }
 
   void optimizer_step() {
-    for (Param* p : params.all()) {
-      kernels::adamw_step(stream, p->value.data(), p->adam_m.data(), p->adam_v.data(),
-                          p->grad.data(), static_cast<std::int64_t>(p->size()), steps, opt.adam);
-      std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+    if (segments.empty()) {  // no ZeRO (or dp = 1): every rank updates all it holds
+      for (Param* p : params.all()) {
+        kernels::adamw_step(stream, p->value.data(), p->adam_m.data(), p->adam_v.data(),
+                            p->grad.data(), static_cast<std::int64_t>(p->size()), steps, opt.adam);
+        std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+      }
+      return;
     }
+    // ZeRO: only this rank's part of each segment, with its reduced gradient. (The moments are
+    // kept at full size and used only at the owned positions: the arithmetic of ZeRO, not yet
+    // its memory saving.)
+    std::size_t covered = 0;
+    for (Segment* sg : segment_order) {
+      std::size_t start = 0;  // of the member in the segment's concatenation
+      const std::size_t own_begin = sg->offset, own_end = sg->offset + sg->grad.size();
+      for (Param* p : sg->members) {
+        const std::size_t b = std::max(start, own_begin), e = std::min(start + p->size(), own_end);
+        if (b < e) {
+          kernels::adamw_step(stream, p->value.data() + (b - start), p->adam_m.data() + (b - start),
+                              p->adam_v.data() + (b - start), sg->grad.data() + (b - own_begin),
+                              static_cast<std::int64_t>(e - b), steps, opt.adam);
+        }
+        start += p->size();
+        ++covered;
+      }
+      std::fill(sg->grad.begin(), sg->grad.end(), 0.0f);
+    }
+    STRATA_CHECK(covered == params.all().size(),
+                 "ZeRO: " + std::to_string(params.all().size() - covered) +
+                     " parameters were never reduced");
   }
 };
 

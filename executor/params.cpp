@@ -91,6 +91,11 @@ float init_normal(std::uint64_t seed, const std::string& name, std::int64_t inde
   return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2));
 }
 
+std::vector<Param*> LayerParams::in_backward_order() {
+  return {&fc2_w, &fc2_b, &fc1_w, &fc1_b, &ln2_w, &ln2_b,
+          &proj_w, &proj_b, &qkv_w, &qkv_b, &ln1_w, &ln1_b};
+}
+
 std::vector<Param*> LayerParams::all() {
   return {&ln1_w, &ln1_b, &qkv_w, &qkv_b, &proj_w, &proj_b,
           &ln2_w, &ln2_b, &fc1_w, &fc1_b, &fc2_w, &fc2_b};
@@ -126,6 +131,7 @@ RankParams::RankParams(const strategies::Plan& plan, int rank, std::uint64_t see
       lp.fc1_b = fill(p + "fc1.b", F, Shard::kRows, Init::kZero);
       lp.fc2_w = normal(p + "fc2.w", C, F, Shard::kCols, out_std);
       lp.fc2_b = fill(p + "fc2.b", C, Shard::kReplicated, Init::kZero);
+      for (Param* q : lp.all()) q->layer = l;
       layers_.emplace(l, std::move(lp));
     }
     if (vs == 0) {

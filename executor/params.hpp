@@ -33,6 +33,7 @@ struct Param {
   std::string name;                    // "layers.3.qkv.w", "wte", "lnf.b", ...
   std::int64_t rows = 0, cols = 1;     // unsharded shape (vectors: cols = 1)
   Shard shard = Shard::kReplicated;
+  int layer = -1;                      // transformer layer, -1 outside the layers
   std::vector<float> value, grad, adam_m, adam_v;  // this rank's shard
 
   std::size_t size() const { return value.size(); }
@@ -42,6 +43,9 @@ struct Param {
 struct LayerParams {
   Param ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;
   std::vector<Param*> all();
+  // The order in which the layer's backward completes them (mlp_fc2 first, attn_norm last):
+  // the order of a ZeRO-3 layer's gradient reduce-scatter and parameter all-gather.
+  std::vector<Param*> in_backward_order();
 };
 
 class RankParams {

@@ -33,24 +33,27 @@ void embedding_shard_backward(float* dwte, const float* dout, const std::int32_t
   }
 }
 
-void add_positions(float* x, const float* wpe, std::int64_t b, std::int64_t t, std::int64_t c) {
-  for (std::int64_t i = 0; i < b; ++i) {
-    for (std::int64_t j = 0; j < t; ++j) {
-      float* o = x + (i * t + j) * c;
-      const float* p = wpe + j * c;
-      for (std::int64_t k = 0; k < c; ++k) o[k] += p[k];
-    }
+void add_positions(float* x, const float* wpe, std::int64_t first_row, std::int64_t rows,
+                   std::int64_t t, std::int64_t c) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    float* o = x + i * c;
+    const float* p = wpe + ((first_row + i) % t) * c;
+    for (std::int64_t k = 0; k < c; ++k) o[k] += p[k];
   }
 }
 
-void positions_backward(float* dwpe, const float* dx, std::int64_t b, std::int64_t t,
-                        std::int64_t c) {
-  for (std::int64_t i = 0; i < b; ++i) {
-    for (std::int64_t j = 0; j < t; ++j) {
-      const float* g = dx + (i * t + j) * c;
-      float* d = dwpe + j * c;
-      for (std::int64_t k = 0; k < c; ++k) d[k] += g[k];
-    }
+void positions_backward(float* dwpe, const float* dx, std::int64_t first_row, std::int64_t rows,
+                        std::int64_t t, std::int64_t c) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const float* g = dx + i * c;
+    float* d = dwpe + ((first_row + i) % t) * c;
+    for (std::int64_t k = 0; k < c; ++k) d[k] += g[k];
+  }
+}
+
+void bias_backward(float* dbias, const float* dy, std::int64_t rows, std::int64_t c) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    for (std::int64_t k = 0; k < c; ++k) dbias[k] += dy[i * c + k];
   }
 }
 
