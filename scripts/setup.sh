@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   qt6-base-dev
   python3 python3-matplotlib
+  python3-numpy python3-torch
 )
 
 missing=()

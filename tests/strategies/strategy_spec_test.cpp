@@ -616,7 +616,8 @@ TEST(StrategySpec, ToJsonRoundTrips) {
 // Every bundled strategy is validated against the model its name starts with.
 TEST(StrategySpec, EveryBundledStrategyValidatesAgainstItsModel) {
   const std::map<std::string, std::string> model_of = {
-      {"gpt3-175b-", "gpt3-175b"}, {"llama2-7b-", "llama2-7b"}, {"tiny-", "gpt-tiny"}};
+      {"gpt3-175b-", "gpt3-175b"}, {"llama2-7b-", "llama2-7b"}, {"tiny-", "gpt-tiny"},
+      {"bench-10m-", "gpt-10m"}};
   int count = 0;
   for (const auto& entry : std::filesystem::directory_iterator(kRoot + "/configs/strategies")) {
     if (entry.path().extension() != ".json") continue;
