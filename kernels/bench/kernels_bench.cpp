@@ -37,6 +37,8 @@ struct Options {
   std::int64_t n = std::int64_t{1} << 22;  // GELU elements (4 Mi: 16 MiB per tensor)
   std::int64_t rows = 4096;                // LayerNorm rows: B * T = 4 * 1024
   std::int64_t cols = 768;                 // LayerNorm channels: GPT-2 small
+  // Linear layer: M tokens x K inputs -> N outputs (GPT-2 small's fc1 for 1024 tokens).
+  std::int64_t gemm_m = 1024, gemm_k = 768, gemm_n = 3072;
   double batch_ms = 0.5;                   // target time of one timed batch
   bool help = false;
 };
@@ -49,6 +51,8 @@ struct OpCase {
   std::vector<std::size_t> outputs;
   std::function<Event(const Stream&, const std::vector<float*>&, const std::vector<const float*>&)>
       run;
+  double flops = 0;       // matmul FLOPs per call (0: a memory-bound op)
+  bool cpu_only = false;  // no CUDA implementation yet
   double bytes() const {
     std::size_t total = 0;
     for (std::size_t s : inputs) total += s;
@@ -91,6 +95,28 @@ std::vector<OpCase> make_cases(const Options& o) {
                      return k::layer_norm_backward(s, out[0], out[1], out[2], in[0], in[1], in[2],
                                                    in[3], in[4], rows, cols);
                    }});
+  // inputs: x (M, K), W (N, K), bias (N); output: y (M, N)
+  const std::int64_t gm = o.gemm_m, gk = o.gemm_k, gn = o.gemm_n;
+  const auto um = static_cast<std::size_t>(gm), uk = static_cast<std::size_t>(gk),
+             un = static_cast<std::size_t>(gn);
+  const std::string gemm = "(" + std::to_string(gm) + ", " + std::to_string(gk) + ", " +
+                           std::to_string(gn) + ")";
+  OpCase fwd{"linear_forward", gemm, {um * uk, un * uk, un}, {um * un},
+             [=](const Stream& s, auto& out, auto& in) {
+               return k::linear_forward(s, out[0], in[0], in[1], in[2], gm, gk, gn);
+             }};
+  fwd.flops = 2.0 * gm * gk * gn;
+  fwd.cpu_only = true;
+  cases.push_back(fwd);
+  // inputs: dy (M, N), x (M, K), W (N, K); outputs: dx (M, K), dW (N, K), dbias (N)
+  OpCase bwd{"linear_backward", gemm, {um * un, um * uk, un * uk}, {um * uk, un * uk, un},
+             [=](const Stream& s, auto& out, auto& in) {
+               return k::linear_backward(s, out[0], out[1], out[2], in[0], in[1], in[2], gm, gk,
+                                         gn);
+             }};
+  bwd.flops = 4.0 * gm * gk * gn;
+  bwd.cpu_only = true;
+  cases.push_back(bwd);
   return cases;
 }
 
@@ -209,9 +235,10 @@ void bench_case(const OpCase& op, const Stream& stream, const std::string& devic
     std::snprintf(text, sizeof(text), "max|d|=%.1e", max_diff);
     check = text;
   }
-  std::printf("%-5s %-24s %-20s %-14s %5d %4d %10.4f %10.4f %10.4f %9.2f  %s\n",
+  std::printf("%-5s %-24s %-20s %-18s %5d %4d %10.4f %10.4f %10.4f %9.2f %9.1f  %s\n",
               k::backend_name(stream.backend()), device.c_str(), op.name.c_str(), op.shape.c_str(),
-              batch, sets, med, *lo, *hi, set_bytes / (med * 1e-3) / 1e9, check.c_str());
+              batch, sets, med, *lo, *hi, set_bytes / (med * 1e-3) / 1e9,
+              op.flops / (med * 1e-3) / 1e9, check.c_str());
 }
 
 std::uint64_t host_cache_bytes() {
@@ -255,6 +282,13 @@ Options parse(int argc, char** argv) {
       o.rows = parse_int("--rows", value);
     } else if (flag == "--cols") {
       o.cols = parse_int("--cols", value);
+    } else if (flag == "--gemm") {
+      // M,K,N
+      if (std::sscanf(value, "%ld,%ld,%ld", &o.gemm_m, &o.gemm_k, &o.gemm_n) != 3 ||
+          o.gemm_m <= 0 || o.gemm_k <= 0 || o.gemm_n <= 0) {
+        throw std::invalid_argument(std::string("--gemm = ") + value +
+                                    ": expected M,K,N (positive integers)");
+      }
     } else {
       throw std::invalid_argument("unknown flag " + flag + " (see --help)");
     }
@@ -270,7 +304,9 @@ int main(int argc, char** argv) {
     if (o.help) {
       std::printf(
           "usage: kernels_bench [--backend cpu|cuda|all] [--reps N] [--warmup N] [--n N]\n"
-          "                     [--rows N] [--cols N]\n");
+          "                     [--rows N] [--cols N] [--gemm M,K,N]\n"
+          "  --n: GELU elements; --rows/--cols: LayerNorm shape; --gemm: linear layer of M tokens,\n"
+          "  K inputs, N outputs (CPU only so far). GB/s counts every input and output once.\n");
       return 0;
     }
     const auto cases = make_cases(o);
@@ -279,8 +315,9 @@ int main(int argc, char** argv) {
     std::printf("# cpu ops: %s; host cache used for rotation: %.0f MiB\n",
                 strata::kernels::cpu::uses_eigen() ? "Eigen" : "plain loops (no Eigen)",
                 static_cast<double>(host_cache_bytes()) / (1 << 20));
-    std::printf("%-5s %-24s %-20s %-14s %5s %4s %10s %10s %10s %9s  %s\n", "back", "device", "op",
-                "shape", "batch", "sets", "median_ms", "min_ms", "max_ms", "GB/s", "check");
+    std::printf("%-5s %-24s %-20s %-18s %5s %4s %10s %10s %10s %9s %9s  %s\n", "back", "device",
+                "op", "shape", "batch", "sets", "median_ms", "min_ms", "max_ms", "GB/s", "GFLOP/s",
+                "check");
     if (o.backend != "cuda") {
       const Stream cpu = Stream::cpu();
       for (const OpCase& op : cases) bench_case(op, cpu, "host", host_cache_bytes(), o);
@@ -299,7 +336,7 @@ int main(int argc, char** argv) {
                     static_cast<double>(props.l2_cache_bytes) / (1 << 20));
         const Stream stream = Stream::cuda(d);
         for (const OpCase& op : cases) {
-          bench_case(op, stream, props.name.substr(0, 24), props.l2_cache_bytes, o);
+          if (!op.cpu_only) bench_case(op, stream, props.name.substr(0, 24), props.l2_cache_bytes, o);
         }
       }
     }

@@ -1,5 +1,6 @@
-// CPU ops of model_ops.hpp: plain loops in a fixed order, except the linear layer's matrix
-// products, which use Eigen when available (STRATA_KERNELS_HAVE_EIGEN) and loops otherwise.
+// CPU ops of model_ops.hpp: plain loops in a fixed order, except the linear layer's and the
+// attention's matrix products, which use Eigen when available (STRATA_KERNELS_HAVE_EIGEN) and
+// loops otherwise.
 // Every reduction runs in a fixed order, so repeated runs give bit-identical results.
 #include "kernels/cpu/model_ops_cpu.hpp"
 
@@ -20,6 +21,10 @@ using RowMajorMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eige
 using MatrixMap = Eigen::Map<RowMajorMatrix, Eigen::Unaligned>;
 using ConstMatrixMap = Eigen::Map<const RowMajorMatrix, Eigen::Unaligned>;
 using ConstVectorMap = Eigen::Map<const Eigen::RowVectorXf, Eigen::Unaligned>;
+// One head's (T, D) slice of a row-major tensor whose rows are `stride` floats apart.
+using Strided = Eigen::OuterStride<Eigen::Dynamic>;
+using HeadMap = Eigen::Map<RowMajorMatrix, Eigen::Unaligned, Strided>;
+using ConstHeadMap = Eigen::Map<const RowMajorMatrix, Eigen::Unaligned, Strided>;
 #endif
 
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
@@ -162,6 +167,76 @@ void linear_backward(float* dx, float* dweight, float* dbias, const float* dy, c
 
 // Loops over (batch, head, query position); the row of att for query p holds p + 1 probabilities
 // followed by zeros. Scores use a max-subtracted softmax.
+#if STRATA_KERNELS_HAVE_EIGEN
+// Per (batch row, head): the scores as one (T, T) matrix product, the causal mask and the
+// softmax row by row, the output as a second product. The products cover the whole square
+// (twice the causal FLOPs), which blocked GEMMs still run several times faster than loops over
+// the triangle.
+void attention_forward(float* out, float* att, const float* qkv, std::int64_t b, std::int64_t t,
+                       std::int64_t c, std::int64_t h) {
+  const std::int64_t d = c / h;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (std::int64_t i = 0; i < b; ++i) {
+    for (std::int64_t head = 0; head < h; ++head) {
+      const float* base = qkv + i * t * 3 * c + head * d;
+      const ConstHeadMap q(base, t, d, Strided(3 * c));          // (T, D)
+      const ConstHeadMap k(base + c, t, d, Strided(3 * c));      // (T, D)
+      const ConstHeadMap v(base + 2 * c, t, d, Strided(3 * c));  // (T, D)
+      MatrixMap p(att + (i * h + head) * t * t, t, t);           // (T, T)
+      p.noalias() = (q * k.transpose()) * scale;
+      for (std::int64_t r = 0; r < t; ++r) {
+        float* row = p.data() + r * t;
+        const float max_score = *std::max_element(row, row + r + 1);
+        float sum = 0.0f;
+        for (std::int64_t s2 = 0; s2 <= r; ++s2) {
+          row[s2] = std::exp(row[s2] - max_score);
+          sum += row[s2];
+        }
+        const float inv_sum = 1.0f / sum;
+        for (std::int64_t s2 = 0; s2 <= r; ++s2) row[s2] *= inv_sum;
+        std::fill(row + r + 1, row + t, 0.0f);
+      }
+      HeadMap o(out + i * t * c + head * d, t, d, Strided(c));  // (T, D)
+      o.noalias() = p * v;
+    }
+  }
+}
+
+// With P the probabilities and dY the output gradient of one head:
+//   dV = P^T dY,  dP = dY V^T,  dS = P o (dP - rowsum(P o dP)) / sqrt(D),
+//   dQ = dS K,  dK = dS^T Q  (P is 0 above the diagonal, so dS is too).
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
+                        std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h) {
+  const std::int64_t d = c / h;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  RowMajorMatrix ds(t, t);  // (T, T) scratch
+  for (std::int64_t i = 0; i < b; ++i) {
+    for (std::int64_t head = 0; head < h; ++head) {
+      const float* base = qkv + i * t * 3 * c + head * d;
+      float* dbase = dqkv + i * t * 3 * c + head * d;
+      const ConstHeadMap q(base, t, d, Strided(3 * c));
+      const ConstHeadMap k(base + c, t, d, Strided(3 * c));
+      const ConstHeadMap v(base + 2 * c, t, d, Strided(3 * c));
+      HeadMap dq(dbase, t, d, Strided(3 * c));
+      HeadMap dk(dbase + c, t, d, Strided(3 * c));
+      HeadMap dv(dbase + 2 * c, t, d, Strided(3 * c));
+      const ConstMatrixMap p(att + (i * h + head) * t * t, t, t);
+      const ConstHeadMap dy(dout + i * t * c + head * d, t, d, Strided(c));
+      dv.noalias() = p.transpose() * dy;
+      ds.noalias() = dy * v.transpose();  // dP
+      for (std::int64_t r = 0; r < t; ++r) {
+        float dot = 0.0f;
+        for (std::int64_t s2 = 0; s2 <= r; ++s2) dot += p(r, s2) * ds(r, s2);
+        for (std::int64_t s2 = 0; s2 < t; ++s2) {
+          ds(r, s2) = s2 <= r ? p(r, s2) * (ds(r, s2) - dot) * scale : 0.0f;
+        }
+      }
+      dq.noalias() = ds * k;
+      dk.noalias() = ds.transpose() * q;
+    }
+  }
+}
+#else
 void attention_forward(float* out, float* att, const float* qkv, std::int64_t b, std::int64_t t,
                        std::int64_t c, std::int64_t h) {
   const std::int64_t d = c / h;
@@ -239,6 +314,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     }
   }
 }
+#endif
 
 // --- SwiGLU ----------------------------------------------------------------------------------
 

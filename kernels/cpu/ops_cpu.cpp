@@ -42,13 +42,19 @@ bool uses_eigen() {
 // 2u is clamped to +-kGeluClamp so that e stays finite (beyond it sigmoid is 0 or 1 in fp32).
 void gelu_forward(float* y, const float* x, std::int64_t n) {
 #if STRATA_KERNELS_HAVE_EIGEN
+  // exp is evaluated into aligned scratch: written straight to y, Eigen would compute the
+  // elements before y's first 64-byte boundary with the scalar exp and the rest with its packet
+  // exp, which round differently, so a value would depend on where y lies in memory.
+  const auto scratch = static_cast<Eigen::Index>(std::min(kChunk, std::max<std::int64_t>(n, 1)));
+  Eigen::ArrayXf e(scratch);  // exp(-2u)
   for (std::int64_t start = 0; start < n; start += kChunk) {
     const Eigen::Index len = static_cast<Eigen::Index>(std::min(kChunk, n - start));
     ConstArrayMap xs(x + start, len);  // (len)
     ArrayMap ys(y + start, len);       // (len)
-    const auto two_u =
-        (2.0f * kGeluScale * (xs + kGeluCubic * xs.cube())).max(-kGeluClamp).min(kGeluClamp);
-    ys = xs / (1.0f + (-two_u).exp());
+    auto eh = e.head(len);
+    eh = (-(2.0f * kGeluScale * (xs + kGeluCubic * xs.cube())).max(-kGeluClamp).min(kGeluClamp))
+             .exp();
+    ys = xs / (1.0f + eh);
   }
 #else
   for (std::int64_t i = 0; i < n; ++i) {
@@ -98,9 +104,13 @@ void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, cons
   const Eigen::Index cols = static_cast<Eigen::Index>(c);
   ConstArrayMap g(gamma, cols);  // (C)
   ConstArrayMap b(beta, cols);   // (C)
+  // The row is reduced from an aligned copy: Eigen splits a reduction at the first aligned
+  // element of its input, so over caller memory (16-byte aligned from malloc, 64-byte packets
+  // with AVX-512) the summation order, and the last bit, would depend on the address.
+  Eigen::ArrayXf xr(cols);  // (C)
   for (std::int64_t i = 0; i < n; ++i) {
-    ConstArrayMap xr(x + i * c, cols);  // (C)
-    ArrayMap yr(y + i * c, cols);       // (C)
+    xr = ConstArrayMap(x + i * c, cols);
+    ArrayMap yr(y + i * c, cols);  // (C)
     // Two passes (mean, then squared deviations): no cancellation when |mean| >> std.
     const float m = xr.mean();
     const float var = (xr - m).square().mean();

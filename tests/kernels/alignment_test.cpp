@@ -1,0 +1,128 @@
+// The CPU ops give bit-identical results wherever their inputs and outputs lie in memory: with
+// AVX-512 (64-byte packets) a reduction that started at the first aligned element would sum in
+// an order that depends on the address, and two runs of the same training step (whose buffers
+// land at different offsets) would differ in the last bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "kernels/ops.hpp"
+
+namespace {
+
+using strata::kernels::Stream;
+namespace k = strata::kernels;
+
+// Copies of `host` at float offsets 0..15 from a 64-byte boundary.
+struct Placed {
+  std::vector<float> storage;
+  float* at = nullptr;
+  Placed(const std::vector<float>& host, int offset) : storage(host.size() + 32) {
+    auto base = reinterpret_cast<std::uintptr_t>(storage.data());
+    base = (base + 63) & ~std::uintptr_t{63};
+    at = reinterpret_cast<float*>(base) + offset;
+    std::memcpy(at, host.data(), host.size() * sizeof(float));
+  }
+};
+
+std::vector<float> values(std::size_t n, float seed) {
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = std::sin(seed + 0.37f * static_cast<float>(i));
+  return v;
+}
+
+// Runs `op` on inputs and outputs placed at every offset; every output must equal offset 0's.
+void expect_placement_invariant(
+    const std::vector<std::vector<float>>& inputs, const std::vector<std::size_t>& output_sizes,
+    const std::function<void(const std::vector<float*>&, const std::vector<const float*>&)>& op) {
+  std::vector<std::vector<float>> first;
+  for (int offset = 0; offset < 16; ++offset) {
+    std::vector<Placed> in, out;
+    for (const auto& v : inputs) in.emplace_back(v, offset);
+    for (std::size_t n : output_sizes) out.emplace_back(std::vector<float>(n, 0.0f), (offset * 7) % 16);
+    std::vector<const float*> ins;
+    std::vector<float*> outs;
+    for (auto& p : in) ins.push_back(p.at);
+    for (auto& p : out) outs.push_back(p.at);
+    op(outs, ins);
+    for (std::size_t o = 0; o < output_sizes.size(); ++o) {
+      std::vector<float> got(outs[o], outs[o] + output_sizes[o]);
+      if (offset == 0) {
+        first.push_back(got);
+      } else {
+        ASSERT_EQ(std::memcmp(got.data(), first[o].data(), got.size() * sizeof(float)), 0)
+            << "output " << o << " differs at offset " << offset;
+      }
+    }
+  }
+}
+
+TEST(Placement, LinearForwardAndBackward) {
+  const std::int64_t n = 37, in = 70, out = 45;
+  const auto s = Stream::cpu();
+  expect_placement_invariant(
+      {values(n * in, 1), values(out * in, 2), values(out, 3)}, {static_cast<std::size_t>(n * out)},
+      [&](auto& o, auto& i) { k::linear_forward(s, o[0], i[0], i[1], i[2], n, in, out); });
+  expect_placement_invariant(
+      {values(n * out, 4), values(n * in, 5), values(out * in, 6)},
+      {static_cast<std::size_t>(n * in), static_cast<std::size_t>(out * in),
+       static_cast<std::size_t>(out)},
+      [&](auto& o, auto& i) { k::linear_backward(s, o[0], o[1], o[2], i[0], i[1], i[2], n, in, out); });
+}
+
+TEST(Placement, LayerNormForwardAndBackward) {
+  const std::int64_t n = 9, c = 70;
+  const auto s = Stream::cpu();
+  expect_placement_invariant(
+      {values(n * c, 1), values(c, 2), values(c, 3)},
+      {static_cast<std::size_t>(n * c), static_cast<std::size_t>(n), static_cast<std::size_t>(n)},
+      [&](auto& o, auto& i) { k::layer_norm_forward(s, o[0], o[1], o[2], i[0], i[1], i[2], n, c); });
+  std::vector<float> mean(n), rstd(n), y(n * c);
+  const auto x = values(n * c, 5), g = values(c, 6), b = values(c, 7);
+  k::layer_norm_forward(s, y.data(), mean.data(), rstd.data(), x.data(), g.data(), b.data(), n, c);
+  expect_placement_invariant(
+      {values(n * c, 4), x, g, mean, rstd},
+      {static_cast<std::size_t>(n * c), static_cast<std::size_t>(c), static_cast<std::size_t>(c)},
+      [&](auto& o, auto& i) {
+        k::layer_norm_backward(s, o[0], o[1], o[2], i[0], i[1], i[2], i[3], i[4], n, c);
+      });
+}
+
+TEST(Placement, AttentionForwardAndBackward) {
+  const std::int64_t b = 2, t = 33, c = 48, h = 3;
+  const auto s = Stream::cpu();
+  const auto qkv = values(b * t * 3 * c, 1);
+  expect_placement_invariant(
+      {qkv}, {static_cast<std::size_t>(b * t * c), static_cast<std::size_t>(b * h * t * t)},
+      [&](auto& o, auto& i) { k::attention_forward(s, o[0], o[1], i[0], b, t, c, h); });
+  std::vector<float> out(b * t * c), att(b * h * t * t);
+  k::attention_forward(s, out.data(), att.data(), qkv.data(), b, t, c, h);
+  expect_placement_invariant(
+      {values(b * t * c, 2), qkv, att}, {static_cast<std::size_t>(b * t * 3 * c)},
+      [&](auto& o, auto& i) { k::attention_backward(s, o[0], i[0], i[1], i[2], b, t, c, h); });
+}
+
+TEST(Placement, GeluAndAdamW) {
+  const std::int64_t n = 301;
+  const auto s = Stream::cpu();
+  expect_placement_invariant({values(n, 1)}, {static_cast<std::size_t>(n)},
+                             [&](auto& o, auto& i) { k::gelu_forward(s, o[0], i[0], n); });
+  expect_placement_invariant({values(n, 2), values(n, 3)}, {static_cast<std::size_t>(n)},
+                             [&](auto& o, auto& i) { k::gelu_backward(s, o[0], i[0], i[1], n); });
+  // AdamW updates in place: the parameters and moments are outputs seeded from the inputs.
+  const k::AdamWOptions adam{1e-3f, 0.9f, 0.95f, 1e-8f, 0.01f};
+  expect_placement_invariant(
+      {values(n, 4), values(n, 5), values(n, 6), values(n, 7)},
+      {static_cast<std::size_t>(n), static_cast<std::size_t>(n), static_cast<std::size_t>(n)},
+      [&](auto& o, auto& i) {
+        std::memcpy(o[0], i[0], n * sizeof(float));
+        std::memcpy(o[1], i[1], n * sizeof(float));
+        for (std::int64_t j = 0; j < n; ++j) o[2][j] = std::fabs(i[2][j]);
+        k::adamw_step(s, o[0], o[1], o[2], i[3], n, 3, adam);
+      });
+}
+
+}  // namespace
