@@ -68,17 +68,6 @@ void check_supported(const Plan& plan) {
     refuse("strategy.precision", "\"" + std::string(strategies::precision_name(s.precision)) + "\"",
            "the CPU executor computes in fp32; set \"precision\": \"fp32\"");
   }
-  if (s.zero_stage != 0 && s.pp > 1 && m.tie_word_embeddings) {
-    refuse("strategy.zero_stage", std::to_string(s.zero_stage),
-           "the executor does not yet combine ZeRO with a tied embedding split over pipeline "
-           "stages (the embedding all-reduce would follow the sharded reduction); use pp 1, "
-           "zero_stage 0 or an untied model");
-  }
-  if (s.sequence_parallel && s.zero_stage != 0) {
-    refuse("strategy.sequence_parallel", "true",
-           "the executor does not yet combine sequence parallelism with ZeRO (zero_stage " +
-               std::to_string(s.zero_stage) + "); use one of them");
-  }
   if (s.cp != 1) refuse("strategy.cp", std::to_string(s.cp), "the executor runs cp 1 only");
   if (s.ep != 1) refuse("strategy.ep", std::to_string(s.ep), "the executor runs ep 1 only");
   for (std::size_t i = 0; i < s.layer_overrides.size(); ++i) {
@@ -744,7 +733,20 @@ struct Executor::Impl {
       case Purpose::kEmbedding: {
         Param& w = params.has_head() ? params.head() : params.wte();
         check_bytes(t, w.size());
-        comm.all_reduce(group(t), w.grad.data(), w.size(), ReduceOp::kSum).wait();
+        auto seg = segments.find(std::vector<Param*>{&w});
+        if (seg == segments.end()) {
+          comm.all_reduce(group(t), w.grad.data(), w.size(), ReduceOp::kSum).wait();
+          break;
+        }
+        // ZeRO: the dp-reduced gradient is this rank's part of the embedding's own segment,
+        // which the other stage partitions alike; all-reduced inside a full-size buffer.
+        Segment& sg = seg->second;
+        std::vector<float> full(w.size(), 0.0f);
+        std::copy(sg.grad.begin(), sg.grad.end(),
+                  full.begin() + static_cast<std::ptrdiff_t>(sg.offset));
+        comm.all_reduce(group(t), full.data(), full.size(), ReduceOp::kSum).wait();
+        std::copy_n(full.begin() + static_cast<std::ptrdiff_t>(sg.offset), sg.grad.size(),
+                    sg.grad.begin());
         break;
       }
       default:
@@ -788,15 +790,51 @@ struct Executor::Impl {
 
   // Sequence parallelism, once per step: the replicated parameters' gradients, each a sum over
   // this rank's rows, summed over the tp group (Megatron's all-reduce of the layer-norm grads).
+  // Under ZeRO the gradients were already reduce-scattered over dp: the sum lives in this
+  // rank's segment parts, so those are what is all-reduced, inside full-size buffers as
+  // Megatron's main-grad buffers are (the tp peers hold the same dp partition, so their parts
+  // line up; the positions other ranks own are 0 here and ignored after).
   void sequence_parallel_grads(const Task& t) {
     std::vector<Param*> members;
     for (Param* p : params.all()) {
       if (p->shard == Shard::kReplicated) members.push_back(p);
     }
-    std::vector<float> flat = concat(members, &Param::grad);
-    check_bytes(t, flat.size());
+    if (segments.empty()) {
+      std::vector<float> flat = concat(members, &Param::grad);
+      check_bytes(t, flat.size());
+      comm.all_reduce(group(t), flat.data(), flat.size(), ReduceOp::kSum).wait();
+      split(flat, members, &Param::grad);
+      return;
+    }
+    std::map<const Param*, std::size_t> at;  // a member's first float in the buffer
+    std::size_t total = 0;
+    for (Param* p : members) {
+      at[p] = total;
+      total += p->size();
+    }
+    check_bytes(t, total);
+    std::vector<float> flat(total, 0.0f);
+    // Visits every owned part of a replicated parameter: (buffer offset, segment grad offset, n).
+    auto owned_parts = [&](auto&& visit) {
+      for (Segment* sg : segment_order) {
+        std::size_t start = 0;
+        const std::size_t own_begin = sg->offset, own_end = sg->offset + sg->grad.size();
+        for (Param* p : sg->members) {
+          const std::size_t b = std::max(start, own_begin), e = std::min(start + p->size(), own_end);
+          if (b < e && p->shard == Shard::kReplicated) visit(at.at(p) + (b - start), b - own_begin, e - b, *sg);
+          start += p->size();
+        }
+      }
+    };
+    owned_parts([&](std::size_t f, std::size_t g, std::size_t n, Segment& sg) {
+      std::copy_n(sg.grad.begin() + static_cast<std::ptrdiff_t>(g), n,
+                  flat.begin() + static_cast<std::ptrdiff_t>(f));
+    });
     comm.all_reduce(group(t), flat.data(), flat.size(), ReduceOp::kSum).wait();
-    split(flat, members, &Param::grad);
+    owned_parts([&](std::size_t f, std::size_t g, std::size_t n, Segment& sg) {
+      std::copy_n(flat.begin() + static_cast<std::ptrdiff_t>(f), n,
+                  sg.grad.begin() + static_cast<std::ptrdiff_t>(g));
+    });
   }
 
   // dp buckets without ZeRO: summed over the replicas in place.

@@ -474,7 +474,11 @@ class ProgramBuilder {
               {x});
       // The output parameters' gradients (LM head and final norm) are complete after the final
       // norm's backward.
-      if (reduce_now) {
+      if (reduce_now && shared_embedding_bucket()) {
+        embedding_bucket(x, mb, chunk);
+        grad_ready(x, output_params_per_rank(m_, s_.tp, pp_) - word_embedding_params(), 0, mb,
+                   chunk, /*layer=*/false);
+      } else if (reduce_now) {
         grad_ready(x, output_params_per_rank(m_, s_.tp, pp_), 0, mb, chunk, /*layer=*/false);
       }
       release(x, MemCategory::kLogits,
@@ -500,7 +504,11 @@ class ProgramBuilder {
               {x});
       release(x, MemCategory::kActivation,
               embedding_activation_bytes(m_, samples_of_layout(0), s_.tp, s_.sequence_parallel));
-      if (reduce_now) {
+      if (reduce_now && shared_embedding_bucket()) {
+        embedding_bucket(x, mb, chunk);
+        const double rest = input_embedding_params_per_rank(m_, s_.tp) - word_embedding_params();
+        if (rest > 0) grad_ready(x, rest, 0, mb, chunk, /*layer=*/false);
+      } else if (reduce_now) {
         grad_ready(x, input_embedding_params_per_rank(m_, s_.tp), 0, mb, chunk, /*layer=*/false);
       }
     }
@@ -508,6 +516,22 @@ class ProgramBuilder {
   }
 
   // ---- data-parallel gradient reduction ------------------------------------------------------
+  // ZeRO with a tied embedding over pipeline stages: the word embedding (first stage) and its
+  // copy (last stage) get a bucket of their own, so both are partitioned over dp alike and the
+  // embedding all-reduce after the reduction adds matching parts (Megatron-core's separate
+  // bucket for the shared embedding).
+  bool shared_embedding_bucket() const {
+    return s_.zero_stage >= 1 && m_.tie_word_embeddings && pp_ > 1;
+  }
+  double word_embedding_params() const {
+    return static_cast<double>(m_.vocab_size) * m_.hidden_size / s_.tp;
+  }
+  void embedding_bucket(std::int64_t producer, int mb, int chunk) {
+    flush_bucket(mb, chunk);
+    grad_ready(producer, word_embedding_params(), 0, mb, chunk, /*layer=*/false);
+    flush_bucket(mb, chunk);
+  }
+
   // `params` parameters (per rank) of `layout` got their final gradient for this reduction at
   // task `producer`. ZeRO-3 reduces per layer; otherwise gradients fill buckets.
   void grad_ready(std::int64_t producer, double params, int layout, int mb, int chunk,

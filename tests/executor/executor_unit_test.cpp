@@ -189,15 +189,7 @@ void expect_refused(strategies::StrategySpec s, strategies::ModelSpec m, const s
 }
 
 TEST(ExecutorSupport, RefusesWhatItDoesNotRunYetNamingTheField) {
-  auto s = strategy("tiny-pp2-1f1b");
-  s.zero_stage = 1;
-  expect_refused(s, tiny_model(), "strategy.zero_stage = 1");
-  s = strategy("tiny-tp2-sp");
-  s.dp = 2;
-  s.global_batch_size = 16;
-  s.zero_stage = 1;
-  expect_refused(s, tiny_model(), "strategy.sequence_parallel = true");
-  s = strategy("tiny-dp2");
+  auto s = strategy("tiny-dp2");
   s.precision = strategies::Precision::kBf16;
   expect_refused(s, tiny_model(), "strategy.precision = \"bf16\"");
   auto m = tiny_model();
@@ -205,6 +197,11 @@ TEST(ExecutorSupport, RefusesWhatItDoesNotRunYetNamingTheField) {
   expect_refused(strategy("tiny-dp2"), m, "model.dropout = true");
   EXPECT_NO_THROW(exec::check_supported(plan_of("tiny-dp2-tp2-pp2")));
   EXPECT_NO_THROW(exec::check_supported(plan_of("tiny-zero3")));
+  EXPECT_NO_THROW(exec::check_supported(plan_of("tiny-dp2-pp2-zero1")));
+  EXPECT_NO_THROW(exec::check_supported(plan_of("tiny-dp2-tp2-sp-zero2")));
+  s = strategy("tiny-tp2");
+  s.layer_overrides.push_back({0, 1, /*tp=*/1, -1});
+  expect_refused(s, tiny_model(), "strategy.layer_overrides[0].tp = 1");
 }
 
 // One rank on the local backend: ten steps lower the loss from about ln(256).

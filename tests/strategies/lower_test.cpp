@@ -301,6 +301,30 @@ TEST(Lower, DistributedOptimizerGathersMirrorTheGradientBuckets) {
   }
 }
 
+// ZeRO with the tied embedding over pipeline stages: the word embedding (first stage) and its
+// copy (last stage) are each reduce-scattered in a bucket of their own, so the two are
+// partitioned over dp alike before the embedding all-reduce adds them.
+TEST(Lower, SharedEmbeddingHasItsOwnBucketUnderZero) {
+  const ModelSpec m = gpt(4, 256, 8, 512, 64);
+  auto s = strategy(2, 1, 2, 1, 8);  // dp 2, pp 2
+  s.zero_stage = 1;
+  s.precision = Precision::kFp32;
+  const Plan plan = lower_on(m, s);
+  const double word = 512.0 * 256 * 4;  // V x h fp32 gradients
+  for (const Program& p : plan.programs) {
+    int alone = 0, embedding = 0;
+    for (const Task& t : p.tasks) {
+      if (t.collective == CollectiveKind::kReduceScatter && t.bytes == word) ++alone;
+      if (t.purpose == Purpose::kEmbedding) {
+        ++embedding;
+        EXPECT_DOUBLE_EQ(t.bytes, word);
+      }
+    }
+    EXPECT_EQ(alone, 1) << "stage " << p.stage;
+    EXPECT_EQ(embedding, 1) << "stage " << p.stage;
+  }
+}
+
 TEST(Lower, RecomputeTasks) {
   const ModelSpec m = gpt(4, 256, 8, 512, 64);
   for (Recompute r : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
