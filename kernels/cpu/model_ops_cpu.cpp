@@ -176,6 +176,7 @@ void attention_forward(float* out, float* att, const float* qkv, std::int64_t b,
                        std::int64_t c, std::int64_t h) {
   const std::int64_t d = c / h;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  Eigen::ArrayXf row_scratch(t);  // (T)
   for (std::int64_t i = 0; i < b; ++i) {
     for (std::int64_t head = 0; head < h; ++head) {
       const float* base = qkv + i * t * 3 * c + head * d;
@@ -185,15 +186,14 @@ void attention_forward(float* out, float* att, const float* qkv, std::int64_t b,
       MatrixMap p(att + (i * h + head) * t * t, t, t);           // (T, T)
       p.noalias() = (q * k.transpose()) * scale;
       for (std::int64_t r = 0; r < t; ++r) {
+        // The row's softmax in aligned scratch with Eigen's vectorised exp: in place on `att`
+        // the split between scalar and packet exp would follow the address (kernels/README.md).
+        auto e = row_scratch.head(r + 1);
+        e = Eigen::Map<const Eigen::ArrayXf, Eigen::Unaligned>(p.data() + r * t, r + 1);
+        e = (e - e.maxCoeff()).exp();
+        e *= 1.0f / e.sum();
         float* row = p.data() + r * t;
-        const float max_score = *std::max_element(row, row + r + 1);
-        float sum = 0.0f;
-        for (std::int64_t s2 = 0; s2 <= r; ++s2) {
-          row[s2] = std::exp(row[s2] - max_score);
-          sum += row[s2];
-        }
-        const float inv_sum = 1.0f / sum;
-        for (std::int64_t s2 = 0; s2 <= r; ++s2) row[s2] *= inv_sum;
+        std::copy(e.data(), e.data() + r + 1, row);
         std::fill(row + r + 1, row + t, 0.0f);
       }
       HeadMap o(out + i * t * c + head * d, t, d, Strided(c));  // (T, D)
