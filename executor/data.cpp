@@ -5,16 +5,9 @@
 #include <iterator>
 
 #include "common/error.hpp"
+#include "common/hash.hpp"
 
 namespace strata::exec {
-namespace {
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-}  // namespace
 
 Corpus::Corpus(std::vector<std::uint8_t> bytes, int seq_length, std::uint64_t seed)
     : path_("(in memory)"), bytes_(std::move(bytes)), seq_length_(seq_length), seed_(seed) {
