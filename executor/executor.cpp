@@ -371,6 +371,36 @@ struct Executor::Impl {
     return gathered ? full : local;
   }
 
+  // LayerNorm of the rank's rows of the residual stream (all of them without sequence
+  // parallelism), with its weights' gradients accumulated on the way back.
+  void norm_forward(std::vector<float>& y, std::vector<float>& mean, std::vector<float>& rstd,
+                    const std::vector<float>& x, const Param& w, const Param& b) {
+    y.resize(rows() * C);
+    mean.resize(rows());
+    rstd.resize(rows());
+    kernels::layer_norm_forward(stream, y.data(), mean.data(), rstd.data(), x.data(),
+                                w.value.data(), b.value.data(), rows(), C,
+                                static_cast<float>(plan.model.norm_eps));
+  }
+  void norm_backward(std::vector<float>& dx, Param& w, Param& b, const std::vector<float>& dy,
+                     const std::vector<float>& x, const std::vector<float>& mean,
+                     const std::vector<float>& rstd) {
+    dx.resize(rows() * C);
+    std::vector<float> dw(C), db(C);
+    kernels::layer_norm_backward(stream, dx.data(), dw.data(), db.data(), dy.data(), x.data(),
+                                 w.value.data(), mean.data(), rstd.data(), rows(), C);
+    accumulate(w.grad, dw);
+    accumulate(b.grad, db);
+  }
+  // out = residual + branch + bias over the rank's rows (a block's epilogue after its reduce).
+  void residual_add(std::vector<float>& out, const std::vector<float>& residual,
+                    const std::vector<float>& branch, const Param& bias) {
+    out.resize(rows() * C);
+    for (std::int64_t i = 0; i < rows() * C; ++i) {
+      out[i] = residual[i] + branch[i] + bias.value[i % C];
+    }
+  }
+
   // Runs a pending epilogue at once when there is no tp collective to wait for.
   void pend(Flow& f, std::vector<float>* buf, ReduceOp op, std::function<void()> epilogue) {
     f.pending = buf;
@@ -445,24 +475,13 @@ struct Executor::Impl {
   void final_norm_forward(Flow& f) {
     HeadActs& h = f.head;
     h.x = f.act;
-    h.lnf.resize(rows() * C);
-    h.mean.resize(rows());
-    h.rstd.resize(rows());
-    kernels::layer_norm_forward(stream, h.lnf.data(), h.mean.data(), h.rstd.data(), h.x.data(),
-                                params.lnf_w().value.data(), params.lnf_b().value.data(), rows(),
-                                C, static_cast<float>(plan.model.norm_eps));
+    norm_forward(h.lnf, h.mean, h.rstd, h.x, params.lnf_w(), params.lnf_b());
     will_gather(f, &h.lnf, &h.lnf);
   }
 
   void final_norm_backward(Flow& f) {
     HeadActs& h = f.head;
-    f.grad.resize(rows() * C);
-    std::vector<float> dw(C), db(C);
-    kernels::layer_norm_backward(stream, f.grad.data(), dw.data(), db.data(), f.d_ln.data(),
-                                 h.x.data(), params.lnf_w().value.data(), h.mean.data(),
-                                 h.rstd.data(), rows(), C);
-    accumulate(params.lnf_w().grad, dw);
-    accumulate(params.lnf_b().grad, db);
+    norm_backward(f.grad, params.lnf_w(), params.lnf_b(), f.d_ln, h.x, h.mean, h.rstd);
     will_gather(f, &f.grad, &f.grad_full);
   }
 
@@ -511,16 +530,10 @@ struct Executor::Impl {
   void layer_forward(const Task& t, Flow& f, LayerActs& a, LayerParams& p) {
     const std::int64_t Ct = C / tp, Ft = F / tp, Ht = H / tp;
     const bool recompute = t.phase == Phase::kRecompute;
-    const float eps = static_cast<float>(plan.model.norm_eps);
     switch (t.block) {
       case Block::kAttnNorm:
         if (!recompute) a.x_in = f.act;
-        a.ln1.resize(rows() * C);
-        a.mean1.resize(rows());
-        a.rstd1.resize(rows());
-        kernels::layer_norm_forward(stream, a.ln1.data(), a.mean1.data(), a.rstd1.data(),
-                                    a.x_in.data(), p.ln1_w.value.data(), p.ln1_b.value.data(),
-                                    rows(), C, eps);
+        norm_forward(a.ln1, a.mean1, a.rstd1, a.x_in, p.ln1_w, p.ln1_b);
         will_gather(f, &a.ln1, &a.ln1);
         break;
       case Block::kAttnQkv:
@@ -540,20 +553,11 @@ struct Executor::Impl {
         f.partial.resize(N * C);
         kernels::linear_forward(stream, f.partial.data(), a.attn.data(), p.proj_w.value.data(),
                                 nullptr, N, Ct, C);
-        pend(f, &f.partial, ReduceOp::kSum, [this, &f, &a, &p] {
-          a.x_mid.resize(rows() * C);
-          for (std::int64_t i = 0; i < rows() * C; ++i) {
-            a.x_mid[i] = a.x_in[i] + f.partial[i] + p.proj_b.value[i % C];
-          }
-        });
+        pend(f, &f.partial, ReduceOp::kSum,
+             [this, &f, &a, &p] { residual_add(a.x_mid, a.x_in, f.partial, p.proj_b); });
         break;
       case Block::kMlpNorm:
-        a.ln2.resize(rows() * C);
-        a.mean2.resize(rows());
-        a.rstd2.resize(rows());
-        kernels::layer_norm_forward(stream, a.ln2.data(), a.mean2.data(), a.rstd2.data(),
-                                    a.x_mid.data(), p.ln2_w.value.data(), p.ln2_b.value.data(),
-                                    rows(), C, eps);
+        norm_forward(a.ln2, a.mean2, a.rstd2, a.x_mid, p.ln2_w, p.ln2_b);
         will_gather(f, &a.ln2, &a.ln2);
         break;
       case Block::kMlpFc1:
@@ -570,10 +574,7 @@ struct Executor::Impl {
         const Recompute mode = strategies::layer_strategy(plan.strategy, t.layer).recompute;
         pend(f, &f.partial, ReduceOp::kSum, [this, &f, &a, &p, recompute, mode] {
           if (recompute) return;  // the layer's output is already downstream
-          f.act.resize(rows() * C);
-          for (std::int64_t i = 0; i < rows() * C; ++i) {
-            f.act[i] = a.x_mid[i] + f.partial[i] + p.fc2_b.value[i % C];
-          }
+          residual_add(f.act, a.x_mid, f.partial, p.fc2_b);
           drop(a, mode);
         });
         break;
@@ -608,16 +609,6 @@ struct Executor::Impl {
                                x.data(), w.value.data(), N, in, out);
       accumulate(w.grad, dw);
       if (b) accumulate(b->grad, db);
-    };
-    auto norm_backward = [&](std::vector<float>& dx, Param& w, Param& b,
-                             const std::vector<float>& dy, const std::vector<float>& x,
-                             const std::vector<float>& mean, const std::vector<float>& rstd) {
-      dx.resize(rows() * C);
-      std::vector<float> dw(C), db(C);
-      kernels::layer_norm_backward(stream, dx.data(), dw.data(), db.data(), dy.data(), x.data(),
-                                   w.value.data(), mean.data(), rstd.data(), rows(), C);
-      accumulate(w.grad, dw);
-      accumulate(b.grad, db);
     };
     // A row-parallel bias is added to this rank's rows of the residual stream: its gradient
     // comes from those rows (all of them without sequence parallelism).
