@@ -1,7 +1,6 @@
 // `strata run`: train for real. Under `mpirun -np N` every process is one rank: it lowers the
 // same Plan, builds its parameter shards and runs its program's tasks step by step (executor/).
 // Rank 0 prints the loss and throughput of each step and writes the JSON.
-#include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -15,6 +14,7 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "common/error.hpp"
+#include "common/host.hpp"
 #include "common/version.hpp"
 #include "executor/checkpoint.hpp"
 #include "executor/comm.hpp"
@@ -65,12 +65,6 @@ Example (CI runs as root: add --allow-run-as-root; more ranks than cores: --over
 )";
 
 namespace {
-
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "?";
-  return buf;
-}
 
 std::string utc_now() {
   const std::time_t t = std::time(nullptr);

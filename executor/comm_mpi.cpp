@@ -2,24 +2,17 @@
 // sub-communicators made with MPI_Comm_split, and MPI_Isend / MPI_Irecv for pipeline transfers.
 // Every MPI call goes through STRATA_MPI_CHECK, which names the call, the rank and the host.
 #include <mpi.h>
-#include <unistd.h>
-
 #include <array>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
 
 #include "common/error.hpp"
+#include "common/host.hpp"
 #include "executor/comm.hpp"
 
 namespace strata::exec {
 namespace {
-
-std::string host_name() {
-  std::array<char, 256> buf{};
-  if (gethostname(buf.data(), buf.size() - 1) != 0) return "?";
-  return buf.data();
-}
 
 [[noreturn]] void mpi_failed(const char* call, int code) {
   int rank = -1;
