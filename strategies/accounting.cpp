@@ -140,6 +140,19 @@ double layer_params_per_rank(const ModelSpec& m, int tp) {
   return p + layer_replicated_params(m);
 }
 
+BlockParams layer_block_params(const ModelSpec& m, int tp) {
+  const double h = m.hidden_size, f = m.intermediate_size, hk = m.kv_hidden(), t = tp;
+  const double up = (m.hidden_act == Activation::kSwiglu ? 2.0 : 1.0) * f;  // fc1 outputs
+  const double b = m.bias ? 1.0 : 0.0;
+  BlockParams p;
+  p.attn_qkv = (h * (h + 2.0 * hk) + b * (h + 2.0 * hk)) / t;  // column-parallel, bias split
+  p.attn_out = h * h / t + b * h;                              // row-parallel, bias whole
+  p.mlp_fc1 = (h * up + b * up) / t;
+  p.mlp_fc2 = f * h / t + b * h;
+  p.norm = (m.norm == NormKind::kLayerNorm ? 2.0 : 1.0) * h;
+  return p;
+}
+
 double layer_replicated_params(const ModelSpec& m) {
   const double h = m.hidden_size;
   const double row_parallel_biases = m.bias ? 2.0 * h : 0.0;

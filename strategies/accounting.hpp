@@ -68,6 +68,12 @@ double lm_head_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp
 // Parameters held by one rank for one layer under tp: weights and column-parallel biases are
 // split, row-parallel biases and norms are replicated (Megatron's layout).
 double layer_params_per_rank(const ModelSpec& m, int tp);
+// The same parameters by the block that owns them (they sum to layer_params_per_rank): the
+// weights and biases of each linear layer, and one norm's weights (each layer has two norms).
+struct BlockParams {
+  double attn_qkv = 0, attn_out = 0, mlp_fc1 = 0, mlp_fc2 = 0, norm = 0;
+};
+BlockParams layer_block_params(const ModelSpec& m, int tp);
 // The part of those every rank of the tp group holds whole: both norms and the row-parallel
 // biases. Under sequence parallelism each rank computes their gradients from its slice of the
 // sequence, so they are all-reduced over the tp group once per step.

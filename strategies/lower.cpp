@@ -49,16 +49,19 @@ class ProgramBuilder {
 
   Program build() {
     const auto order = stage_schedule(s_.schedule, pp_, stage_, plan_.num_micro_batches, v_);
-    // The last backward unit of each chunk: when gradient accumulation is complete.
-    std::vector<std::size_t> last_backward(v_, 0);
+    // The first and last backward units of each chunk: gradient accumulation starts and ends.
+    std::vector<std::size_t> first_backward(v_, order.size()), last_backward(v_, 0);
     for (std::size_t i = 0; i < order.size(); ++i) {
-      if (order[i].phase == UnitPhase::kBackward) last_backward[order[i].chunk] = i;
+      if (order[i].phase != UnitPhase::kBackward) continue;
+      last_backward[order[i].chunk] = i;
+      first_backward[order[i].chunk] = std::min(first_backward[order[i].chunk], i);
     }
     for (std::size_t i = 0; i < order.size(); ++i) {
       const ScheduleUnit& u = order[i];
       if (u.phase == UnitPhase::kForward) {
         forward_unit(u.micro_batch, u.chunk);
       } else {
+        first_round_ = i == first_backward[u.chunk];
         backward_unit(u.micro_batch, u.chunk, i == last_backward[u.chunk]);
       }
     }
@@ -144,6 +147,17 @@ class ProgramBuilder {
   // activated ffn/t; backward reads the gradient and the saved inputs and writes their gradients.
   double activation_bytes(double tokens, double up, double ffn_shard, Phase phase) const {
     return elem_ * tokens * (phase == Phase::kBackward ? ffn_shard + 2.0 * up : up + ffn_shard);
+  }
+
+  // Weight-gradient accumulation (docs/accounting.md "Gradient accumulation"). Unless the
+  // weight-gradient GEMM accumulates into the gradient buffer itself, a separate element-wise
+  // kernel reads the new 16-bit gradients of the block's `params` parameters and reads and
+  // writes their accumulators: every backward (kHook) or every backward after a chunk's first
+  // (kAutograd, whose first gradient becomes the accumulator).
+  double grad_accumulation_bytes(double params) const {
+    if (s_.grad_accumulation == GradAccumulation::kFused) return 0;
+    if (s_.grad_accumulation == GradAccumulation::kAutograd && first_round_) return 0;
+    return params * (elem_ + 2.0 * grad_elem_);
   }
 
   Task collective(CollectiveKind kind, Purpose purpose, GroupRef group, Phase phase, int layer,
@@ -371,18 +385,24 @@ class ProgramBuilder {
 
     const double up = (m_.hidden_act == Activation::kSwiglu ? 2.0 : 1.0) * ffn / t;
     const double fc1_flops = f.mlp / t * (up / (up + ffn / t));
+    const BlockParams bp = layer_block_params(m_, t);
     auto x = tp_gather(prev, layout, Phase::kBackward, layer, mb, chunk);
     x = add(compute(B, Block::kMlpFc2, layer, mb, chunk, 2.0 * (f.mlp / t - fc1_flops),
-                    2.0 * matmul_bytes(T, ffn / t, h, elem_), residual_bytes(norm_tokens, B)),
+                    2.0 * matmul_bytes(T, ffn / t, h, elem_),
+                    residual_bytes(norm_tokens, B) + grad_accumulation_bytes(bp.mlp_fc2)),
             {x, gathered});
     x = add(compute(B, Block::kMlpFc1, layer, mb, chunk, 2.0 * fc1_flops,
-                    2.0 * matmul_bytes(T, h, up, elem_), activation_bytes(T, up, ffn / t, B)),
+                    2.0 * matmul_bytes(T, h, up, elem_),
+                    activation_bytes(T, up, ffn / t, B) + grad_accumulation_bytes(bp.mlp_fc1)),
             {x});
     x = tp_reduce(x, layout, Phase::kBackward, layer, mb, chunk);
-    x = add(compute(B, Block::kMlpNorm, layer, mb, chunk, 0, 3.0 * elem_ * norm_tokens * h), {x});
+    x = add(compute(B, Block::kMlpNorm, layer, mb, chunk, 0, 3.0 * elem_ * norm_tokens * h,
+                    grad_accumulation_bytes(bp.norm)),
+            {x});
     x = tp_gather(x, layout, Phase::kBackward, layer, mb, chunk);
     x = add(compute(B, Block::kAttnOut, layer, mb, chunk, 2.0 * f.attn_out / t,
-                    2.0 * matmul_bytes(T, h / t, h, elem_), residual_bytes(norm_tokens, B)),
+                    2.0 * matmul_bytes(T, h / t, h, elem_),
+                    residual_bytes(norm_tokens, B) + grad_accumulation_bytes(bp.attn_out)),
             {x});
     const double score_bytes = elem_ * 2.0 * (m_.num_attention_heads / t) * samples *
                                static_cast<double>(m_.seq_length) * m_.seq_length;
@@ -399,10 +419,13 @@ class ProgramBuilder {
                     2.0 * (elem_ * T * (2 * h + 2 * hk) / t + score_bytes)),
             {x});
     x = add(compute(B, Block::kAttnQkv, layer, mb, chunk, 2.0 * f.qkv / t,
-                    2.0 * matmul_bytes(T, h, (h + 2 * hk) / t, elem_)),
+                    2.0 * matmul_bytes(T, h, (h + 2 * hk) / t, elem_),
+                    grad_accumulation_bytes(bp.attn_qkv)),
             {x});
     x = tp_reduce(x, layout, Phase::kBackward, layer, mb, chunk);
-    x = add(compute(B, Block::kAttnNorm, layer, mb, chunk, 0, 3.0 * elem_ * norm_tokens * h), {x});
+    x = add(compute(B, Block::kAttnNorm, layer, mb, chunk, 0, 3.0 * elem_ * norm_tokens * h,
+                    grad_accumulation_bytes(bp.norm)),
+            {x});
     release(x, MemCategory::kActivation, act.stored);
     if (recompute_first != kNoDep) release(x, MemCategory::kRecompute, act.recomputed);
     if (gathered != kNoDep) {
@@ -463,14 +486,18 @@ class ProgramBuilder {
     last_round_ = last_for_chunk;
     std::int64_t x;
     if (vs == pp_ * v_ - 1) {
+      const double final_norm_params = layer_block_params(m_, s_.tp).norm;
       x = add(compute(Phase::kBackward, Block::kLmHead, -1, mb, chunk,
                       2.0 * lm_head_forward_flops(m_, samples_of_layout(0)) / s_.tp,
                       2.0 * matmul_bytes(T0, m_.hidden_size, m_.vocab_size / s_.tp, elem_) +
-                          4.0 * T0 * m_.vocab_size / s_.tp),
+                          4.0 * T0 * m_.vocab_size / s_.tp,
+                      grad_accumulation_bytes(output_params_per_rank(m_, s_.tp, pp_) -
+                                              final_norm_params)),
               {});
       x = tp_reduce(x, 0, Phase::kBackward, -1, mb, chunk);
       x = add(compute(Phase::kBackward, Block::kFinalNorm, -1, mb, chunk, 0,
-                      3.0 * elem_ * T0 * m_.hidden_size / (s_.sequence_parallel ? s_.tp : 1)),
+                      3.0 * elem_ * T0 * m_.hidden_size / (s_.sequence_parallel ? s_.tp : 1),
+                      grad_accumulation_bytes(final_norm_params)),
               {x});
       // The output parameters' gradients (LM head and final norm) are complete after the final
       // norm's backward.
@@ -500,7 +527,8 @@ class ProgramBuilder {
     } else {
       x = tp_gather(x, 0, Phase::kBackward, -1, mb, chunk);
       x = add(compute(Phase::kBackward, Block::kEmbedding, -1, mb, chunk, 0,
-                      2.0 * elem_ * T0 * m_.hidden_size),
+                      2.0 * elem_ * T0 * m_.hidden_size,
+                      grad_accumulation_bytes(input_embedding_params_per_rank(m_, s_.tp))),
               {x});
       release(x, MemCategory::kActivation,
               embedding_activation_bytes(m_, samples_of_layout(0), s_.tp, s_.sequence_parallel));
@@ -706,7 +734,8 @@ class ProgramBuilder {
     int layout = 0;
   };
   std::vector<ParamBucket> param_buckets_;
-  bool last_round_ = false;  // emitting the last backward unit of a chunk
+  bool last_round_ = false;   // emitting the last backward unit of a chunk
+  bool first_round_ = false;  // emitting the first backward unit of a chunk
   std::vector<std::int64_t> blocking_sends_;  // blocking_p2p: sends the next task waits for
 };
 

@@ -132,8 +132,14 @@ std::string order_string(const std::array<Dim, kNumDims>& order);
 
 enum class Schedule { kGPipe, kOneFOneB, kInterleaved };
 enum class Recompute { kNone, kSelective, kFull };
+// How a backward's weight gradients reach the gradient buffer (docs/specs.md
+// "grad_accumulation"): accumulated by the GEMM itself, or written and then added by a separate
+// element-wise kernel, every micro-batch (Megatron-LM's DDP hook) or after the first (PyTorch's
+// autograd).
+enum class GradAccumulation { kFused, kHook, kAutograd };
 const char* schedule_name(Schedule s);
 const char* recompute_name(Recompute r);
+const char* grad_accumulation_name(GradAccumulation g);
 
 // Galvatron-style override for a contiguous range of layers [first, last].
 struct LayerOverride {
@@ -166,6 +172,7 @@ struct StrategySpec {
   bool sequence_parallel = false;
   Precision precision = Precision::kBf16;
   bool main_grads_fp32 = false;     // keep fp32 gradient accumulators (Megatron's default)
+  GradAccumulation grad_accumulation = GradAccumulation::kFused;
   std::vector<LayerOverride> layer_overrides;
   std::vector<int> stage_layers;    // uneven partition: layers per (virtual) stage; empty = even
   CollectivePolicy collectives;

@@ -19,6 +19,7 @@ using json::Json;
 const std::vector<std::string> kSchedules = {"gpipe", "1f1b", "interleaved-1f1b"};
 const std::vector<std::string> kRecomputes = {"none", "selective", "full"};
 const std::vector<std::string> kPrecisions = {"bf16", "fp16", "fp32"};
+const std::vector<std::string> kGradAccumulations = {"fused", "hook", "autograd"};
 constexpr std::array<Dim, kNumDims> kDefaultOrder = {Dim::kTp, Dim::kCp, Dim::kEp, Dim::kDp,
                                                      Dim::kPp};
 
@@ -284,6 +285,18 @@ const char* schedule_name(Schedule s) {
   return "?";
 }
 
+const char* grad_accumulation_name(GradAccumulation g) {
+  switch (g) {
+    case GradAccumulation::kFused:
+      return "fused";
+    case GradAccumulation::kHook:
+      return "hook";
+    case GradAccumulation::kAutograd:
+      return "autograd";
+  }
+  return "?";
+}
+
 const char* recompute_name(Recompute r) {
   switch (r) {
     case Recompute::kNone:
@@ -311,7 +324,8 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   json::ObjectReader r(j, what);
   r.finish({"name", "dp", "tp", "pp", "cp", "ep", "order", "micro_batch_size", "global_batch_size",
             "schedule", "virtual_stages", "zero_stage", "recompute", "sequence_parallel",
-            "precision", "main_grads_fp32", "layer_overrides", "stage_layers", "collectives"});
+            "precision", "main_grads_fp32", "grad_accumulation", "layer_overrides", "stage_layers",
+            "collectives"});
   StrategySpec s;
   s.name = r.get_string("name");
   if (s.name.empty()) json::fail(r.field("name"), s.name, "must not be empty");
@@ -352,6 +366,8 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   s.sequence_parallel = r.get_bool_or("sequence_parallel", false);
   s.precision = static_cast<Precision>(detail::read_choice(r, "precision", kPrecisions, 0));
   s.main_grads_fp32 = r.get_bool_or("main_grads_fp32", false);
+  s.grad_accumulation = static_cast<GradAccumulation>(
+      detail::read_choice(r, "grad_accumulation", kGradAccumulations, 0));
 
   if (r.has("layer_overrides")) {
     const Json& list = r.get_raw("layer_overrides");
@@ -414,6 +430,10 @@ Json to_json(const StrategySpec& s) {
   j["sequence_parallel"] = s.sequence_parallel;
   j["precision"] = precision_name(s.precision);
   j["main_grads_fp32"] = s.main_grads_fp32;
+  // Only when not the default, so that the hashes of existing specs stay as they were.
+  if (s.grad_accumulation != GradAccumulation::kFused) {
+    j["grad_accumulation"] = grad_accumulation_name(s.grad_accumulation);
+  }
   if (!s.layer_overrides.empty()) {
     Json list = Json::array();
     for (const auto& o : s.layer_overrides) {

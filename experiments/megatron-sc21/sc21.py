@@ -82,6 +82,7 @@ def strategy_spec(r):
         "sequence_parallel": False,
         "precision": "fp16",
         "main_grads_fp32": True,
+        "grad_accumulation": "autograd" if torch_ddp else "hook",
         "collectives": {
             "pp_scatter_gather": True,
             "overlap_grad_reduce": torch_ddp,
@@ -105,6 +106,17 @@ def strategy_spec(r):
             ("ddp torch (PyTorch DDP): bucketed gradient all-reduce overlapping the backward."
              if torch_ddp else
              "ddp local (Megatron's DDP): gradient all-reduce after the backward, not overlapped."),
+            ("grad_accumulation autograd: with PyTorch DDP the weight gradients accumulate in "
+             "the parameters' .grad, where autograd's AccumulateGrad adds each micro-batch's "
+             "gradient after the first in place."
+             if torch_ddp else
+             "grad_accumulation hook: Megatron's DDP with fp32 gradient buffers "
+             "(megatron/model/distributed.py, DistributedDataParallel._make_param_hook) adds "
+             "every backward's 16-bit weight gradient into param.main_grad with a separate "
+             "element-wise kernel; fusing that accumulation into the weight-gradient GEMM "
+             "(--gradient-accumulation-fusion) is not among the optimizations of Sec. 4.3 "
+             "(data layout, JIT-fused bias+GeLU and bias+dropout+add, fused "
+             "scale-mask-softmax)."),
             "blocking_p2p: Megatron-LM of 2021, megatron/p2p_communication.py _communicate(): "
             "torch.distributed.batch_isend_irecv, req.wait() on every request, then "
             "torch.cuda.synchronize() ('to protect against race condition when using "

@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "common/error.hpp"
+#include "strategies/accounting.hpp"
 #include "strategies/plan_json.hpp"
 #include "strategies/schedule.hpp"
 #include "test_models.hpp"
@@ -208,6 +209,44 @@ TEST(Lower, ElementwiseKernelsOfALayer) {
   EXPECT_DOUBLE_EQ((ew[{Block::kMlpFc2, Phase::kForward}]), T * h * 7);
   EXPECT_DOUBLE_EQ((ew[{Block::kMlpFc2, Phase::kBackward}]), T * h * 5);
   EXPECT_DOUBLE_EQ((ew[{Block::kAttnQkv, Phase::kForward}]), 0.0);
+}
+
+// Separate gradient accumulation: each backward task of a block carrying parameters reads the
+// new 16-bit gradients and reads and writes the accumulators (fp32 here: 2 + 4 + 4 bytes per
+// parameter); over one micro-batch the blocks add up to every parameter of the rank once.
+TEST(Lower, SeparateGradientAccumulationTouchesEveryParameterOncePerMicroBatch) {
+  const ModelSpec m = gpt(2, 256, 8, 512, 64);
+  auto s = strategy(1, 2, 1, 1, 3);  // 3 micro-batches of 1 sample
+  s.main_grads_fp32 = true;
+  const auto backward_elementwise = [&](GradAccumulation mode) {
+    s.grad_accumulation = mode;
+    std::map<int, double> by_mb;  // micro-batch -> backward element-wise bytes
+    const Plan plan = lower_on(m, s);
+    for (const Task& t : plan.programs[0].tasks) {
+      if (t.kind == TaskKind::kCompute && t.phase == Phase::kBackward) {
+        by_mb[t.micro_batch] += t.elementwise_bytes;
+      }
+    }
+    return by_mb;
+  };
+  const auto fused = backward_elementwise(GradAccumulation::kFused);
+  const auto hook = backward_elementwise(GradAccumulation::kHook);
+  const auto autograd = backward_elementwise(GradAccumulation::kAutograd);
+  const double params = 2 * layer_params_per_rank(m, 2) + input_embedding_params_per_rank(m, 2) +
+                        output_params_per_rank(m, 2, 1);
+  ASSERT_EQ(fused.size(), 3u);
+  for (int mb = 0; mb < 3; ++mb) {
+    EXPECT_NEAR(hook.at(mb) - fused.at(mb), params * 10, 1e-6 * params) << mb;
+    EXPECT_NEAR(autograd.at(mb) - fused.at(mb), mb == 0 ? 0.0 : params * 10, 1e-6 * params);
+  }
+  // The blocks' parameters sum to the layer's.
+  const BlockParams bp = layer_block_params(m, 2);
+  EXPECT_DOUBLE_EQ(bp.attn_qkv + bp.attn_out + bp.mlp_fc1 + bp.mlp_fc2 + 2 * bp.norm,
+                   layer_params_per_rank(m, 2));
+  const ModelSpec ll = llama(2, 256, 8, 2, 688, 512, 64);
+  const BlockParams lp = layer_block_params(ll, 2);
+  EXPECT_DOUBLE_EQ(lp.attn_qkv + lp.attn_out + lp.mlp_fc1 + lp.mlp_fc2 + 2 * lp.norm,
+                   layer_params_per_rank(ll, 2));
 }
 
 TEST(Lower, DataParallelGradientBytesEqualTheParameters) {

@@ -60,6 +60,8 @@ TEST(StrategyParse, Defaults) {
   EXPECT_FALSE(s.sequence_parallel);
   EXPECT_EQ(s.precision, Precision::kBf16);
   EXPECT_FALSE(s.main_grads_fp32);
+  EXPECT_EQ(s.grad_accumulation, GradAccumulation::kFused);
+  EXPECT_FALSE(to_json(s).contains("grad_accumulation"));  // default: not written
   EXPECT_TRUE(s.layer_overrides.empty());
   EXPECT_TRUE(s.stage_layers.empty());
   EXPECT_DOUBLE_EQ(s.collectives.grad_bucket_bytes, 25.0 * 1024 * 1024);
@@ -194,6 +196,14 @@ TEST(StrategyParse, EnumsAndRanges) {
         strategy({{"recompute", "some"}});
       },
       {"strategy.recompute = \"some\"", "\"none\", \"selective\", \"full\""});
+  expect_config_error(
+      [&] {
+        strategy({{"grad_accumulation", "unfused"}});
+      },
+      {"strategy.grad_accumulation = \"unfused\"", "\"fused\", \"hook\", \"autograd\""});
+  EXPECT_EQ(strategy({{"grad_accumulation", "hook"}}).grad_accumulation, GradAccumulation::kHook);
+  EXPECT_EQ(strategy({{"grad_accumulation", "autograd"}}).grad_accumulation,
+            GradAccumulation::kAutograd);
   expect_config_error(
       [&] {
         strategy({{"precision", "fp8"}});
@@ -597,6 +607,7 @@ TEST(StrategySpec, ToJsonRoundTrips) {
                 {"zero_stage", 2},
                 {"recompute", "selective"},
                 {"precision", "fp32"},
+                {"grad_accumulation", "autograd"},
                 {"layer_overrides",
                  {{{"layers", {0, 1}}, {"tp", 2}}, {{"layers", {2, 2}}, {"recompute", "full"}}}},
                 {"stage_layers", {8, 8, 8, 8}},
@@ -606,6 +617,8 @@ TEST(StrategySpec, ToJsonRoundTrips) {
   const StrategySpec again = parse_strategy(once);
   EXPECT_EQ(to_json(again), once);
   EXPECT_EQ(again.order, s.order);
+  EXPECT_EQ(again.grad_accumulation, GradAccumulation::kAutograd);
+  EXPECT_EQ(once["grad_accumulation"], "autograd");
   EXPECT_EQ(again.layer_overrides.size(), 2u);
   EXPECT_EQ(again.layer_overrides[1].recompute, static_cast<int>(Recompute::kFull));
   EXPECT_EQ(again.stage_layers, s.stage_layers);
