@@ -1,6 +1,8 @@
 // Collective algorithms as flow DAGs; see collectives.hpp.
 #include "sim/collectives.hpp"
 
+#include <algorithm>
+
 #include "common/error.hpp"
 
 namespace strata::sim {
@@ -66,8 +68,8 @@ std::vector<int> ring(FlowSchedule& s, const std::vector<int>& ranks, int steps,
   return prev;
 }
 
-// The group's members per node, if every node holds the same number m > 1 of them and there are
-// at least two nodes; else empty.
+// The group's members per node, if every node holds the same number of them and there are at
+// least two nodes; else empty.
 std::vector<std::vector<int>> members_by_node(const std::vector<int>& ranks, const NodeMap& nodes) {
   std::vector<std::vector<int>> out;
   for (int r : ranks) {
@@ -77,7 +79,7 @@ std::vector<std::vector<int>> members_by_node(const std::vector<int>& ranks, con
     }
     out.back().push_back(r);
   }
-  if (out.size() < 2 || out.front().size() < 2) return {};
+  if (out.size() < 2) return {};
   for (const auto& v : out) {
     if (v.size() != out.front().size()) return {};
   }
@@ -138,6 +140,53 @@ void hierarchical(FlowSchedule& s, CollectiveKind kind, const std::vector<std::v
   }
 }
 
+// Heap-order levels of a binary tree over k nodes: depth d holds [2^d - 1, min(2^(d+1) - 1, k)).
+int tree_depth(int k) {
+  int d = 0;
+  while ((2 << d) - 1 < k) ++d;
+  return d;
+}
+int level_begin(int d) { return (1 << d) - 1; }
+int level_end(int d, int k) { return std::min((2 << d) - 1, k); }
+
+// The tree all-reduce of tree_seconds: chains inside the nodes, a binary tree over the leaders,
+// each level waiting for the whole previous one.
+void tree_all_reduce(FlowSchedule& s, const std::vector<std::vector<int>>& by_node,
+                     double bytes) {
+  const int k = static_cast<int>(by_node.size());
+  const int m = static_cast<int>(by_node.front().size());
+  const auto leader = [&](int node) { return by_node[node].front(); };
+  std::vector<int> previous;
+  for (const auto& node : by_node) {  // reduce inside: member j sends to j-1
+    int prev = -1;
+    for (int j = m - 1; j > 0; --j) {
+      prev = s.add({node[j], node[j - 1], bytes}, prev < 0 ? std::vector<int>{} : std::vector<int>{prev});
+    }
+    if (prev >= 0) previous.push_back(prev);
+  }
+  const int depth = tree_depth(k);
+  for (int d = depth; d >= 1; --d) {  // reduce up the tree, deepest level first
+    std::vector<int> level;
+    for (int i = level_begin(d); i < level_end(d, k); ++i) {
+      level.push_back(s.add({leader(i), leader((i - 1) / 2), bytes}, previous));
+    }
+    previous = std::move(level);
+  }
+  for (int d = 1; d <= depth; ++d) {  // broadcast down, the root's children first
+    std::vector<int> level;
+    for (int i = level_begin(d); i < level_end(d, k); ++i) {
+      level.push_back(s.add({leader((i - 1) / 2), leader(i), bytes}, previous));
+    }
+    previous = std::move(level);
+  }
+  for (const auto& node : by_node) {  // broadcast inside: member j sends to j+1
+    int prev = -1;
+    for (int j = 0; j + 1 < m; ++j) {
+      prev = s.add({node[j], node[j + 1], bytes}, prev < 0 ? previous : std::vector<int>{prev});
+    }
+  }
+}
+
 }  // namespace
 
 FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
@@ -147,18 +196,36 @@ FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks,
   if (n <= 1) return s;
   const bool ringlike = kind == CollectiveKind::kAllReduce ||
                         kind == CollectiveKind::kAllGather || kind == CollectiveKind::kReduceScatter;
-  if (ringlike && detail.nodes != nullptr) {
-    const auto by_node = members_by_node(ranks, *detail.nodes);
-    if (!by_node.empty()) {
-      const int k = static_cast<int>(by_node.size());
-      const int m = static_cast<int>(by_node.front().size());
-      const double flat_s = alpha_beta_seconds(kind, n, bytes, detail.nodes->inter_latency_s,
-                                               detail.nodes->inter_bandwidth_Bps);
-      if (hierarchical_seconds(kind, k, m, bytes, *detail.nodes) < flat_s) {
-        hierarchical(s, kind, by_node, bytes, detail.aggregate_steps, *detail.nodes);
-        return s;
-      }
+  Algorithm algorithm = detail.algorithm == Algorithm::kAuto ? Algorithm::kRing : detail.algorithm;
+  std::vector<std::vector<int>> by_node;
+  if (ringlike && detail.nodes != nullptr) by_node = members_by_node(ranks, *detail.nodes);
+  const bool can_hierarchical = !by_node.empty() && by_node.front().size() > 1;
+  const bool can_tree = !by_node.empty() && kind == CollectiveKind::kAllReduce;
+  const int k = static_cast<int>(by_node.size());
+  const int m = by_node.empty() ? 0 : static_cast<int>(by_node.front().size());
+  if (detail.algorithm == Algorithm::kAuto && (can_hierarchical || can_tree)) {
+    // Strictly faster only, in the order ring, hierarchical, tree.
+    double best = alpha_beta_seconds(kind, n, bytes, detail.nodes->inter_latency_s,
+                                     detail.nodes->inter_bandwidth_Bps);
+    if (can_hierarchical) {
+      const double h = hierarchical_seconds(kind, k, m, bytes, *detail.nodes);
+      if (h < best) best = h, algorithm = Algorithm::kHierarchical;
     }
+    if (can_tree && tree_seconds(k, m, bytes, *detail.nodes) < best) algorithm = Algorithm::kTree;
+  }
+  STRATA_CHECK(algorithm != Algorithm::kHierarchical || can_hierarchical,
+               "a hierarchical collective needs the same number (> 1) of members on each of "
+               "two or more nodes");
+  STRATA_CHECK(algorithm != Algorithm::kTree || can_tree,
+               "a tree collective is an all-reduce over the same number of members on each of "
+               "two or more nodes");
+  if (algorithm == Algorithm::kHierarchical) {
+    hierarchical(s, kind, by_node, bytes, detail.aggregate_steps, *detail.nodes);
+    return s;
+  }
+  if (algorithm == Algorithm::kTree) {
+    tree_all_reduce(s, by_node, bytes);
+    return s;
   }
   switch (kind) {
     case CollectiveKind::kAllReduce:
@@ -196,6 +263,15 @@ double hierarchical_seconds(CollectiveKind kind, int k, int m, double bytes,
     const double alpha = p.inside_nodes ? nodes.intra_latency_s : nodes.inter_latency_s;
     const double bw = p.inside_nodes ? nodes.intra_bandwidth_Bps : nodes.inter_bandwidth_Bps;
     total += p.steps * (alpha + p.chunk / bw);
+  }
+  return total;
+}
+
+double tree_seconds(int k, int m, double bytes, const NodeMap& nodes) {
+  double total = 2.0 * (m - 1) * (nodes.intra_latency_s + bytes / nodes.intra_bandwidth_Bps);
+  for (int d = 1; d <= tree_depth(k); ++d) {
+    const int children = std::min(2, level_end(d, k) - level_begin(d));
+    total += 2.0 * (nodes.inter_latency_s + children * bytes / nodes.inter_bandwidth_Bps);
   }
   return total;
 }

@@ -10,6 +10,9 @@
 //  - broadcast: a chain from the first rank, S per hop.
 // The ring follows the group's rank order, so consecutive ranks of a node are neighbours and a
 // group spanning k nodes crosses the network k times per step, as NCCL's rings do.
+// For groups spanning nodes (with a NodeMap) all-reduce, all-gather and reduce-scatter may run
+// hierarchically, and all-reduce as a tree (NCCL's tree: a chain inside each node, a binary tree
+// across the nodes), whichever has the smallest alpha-beta time.
 #pragma once
 
 #include <vector>
@@ -60,6 +63,10 @@ struct NodeMap {
   double inter_bandwidth_Bps = 0;  // per NIC, per direction
 };
 
+// The algorithm of a collective. kAuto: the smallest alpha-beta time among those that apply
+// (what NCCL's tuner does); the others force one (tests, studies).
+enum class Algorithm { kAuto, kRing, kHierarchical, kTree };
+
 // How much detail a collective's flows keep, and what the algorithm choice may use.
 struct FlowDetail {
   // Fold a ring's steps: each rank sends its whole share (steps x S/n) to its successor in one
@@ -73,7 +80,10 @@ struct FlowDetail {
   // members on each of k > 1 nodes may run hierarchically (rings inside the nodes and rings
   // across the nodes' j-th members, each through its own NIC; hierarchical_seconds) --
   // whichever of that and the flat ring has the smaller alpha-beta time, as NCCL's tuner would.
+  // An all-reduce over m >= 1 members on each of k > 1 nodes may also run as a tree
+  // (tree_seconds), which pays log2(k) network latencies instead of the ring's 2(n-1).
   const NodeMap* nodes = nullptr;
+  Algorithm algorithm = Algorithm::kAuto;
 };
 
 // Alpha-beta time of the hierarchical form of `kind` (all-reduce, all-gather, reduce-scatter)
@@ -82,6 +92,16 @@ struct FlowDetail {
 //  all-gather / RS:  (m-1)(a_in + S/(m B_in)) +  (k-1)(a_net + S/(m k B_net))
 double hierarchical_seconds(strategies::CollectiveKind kind, int k, int m, double bytes,
                             const NodeMap& nodes);
+
+// Alpha-beta time of the tree all-reduce of S bytes over k > 1 nodes of m members. Reduce: a
+// chain inside every node from its last member to its first (the leader), then a binary tree
+// over the leaders in heap order (node i's parent is (i-1)/2), one level at a time from the
+// deepest; broadcast: the same in reverse. Every hop moves S; the two children of a parent share
+// its NIC, so level d (c_d = min(2, nodes at depth d)) takes a_net + c_d S / B_net:
+//  2 (m-1)(a_in + S/B_in) + 2 sum_{d=1..floor(log2 k)} (a_net + c_d S/B_net)
+// The flows are not pipelined in chunks as NCCL's are, so the tree is only faithful where it
+// wins, for latency-bound messages (docs/simulator.md).
+double tree_seconds(int k, int m, double bytes, const NodeMap& nodes);
 
 // The flows of collective `kind` over `ranks` (ascending) for message size `bytes`.
 FlowSchedule plan_collective(strategies::CollectiveKind kind, const std::vector<int>& ranks,

@@ -93,15 +93,21 @@ TEST(Collectives, RingAcrossNodesUsesTheNics) {
               1e-6);
 }
 
-TEST(Collectives, HierarchicalCollectivesForGroupsSpanningNodes) {
-  // 4 members on each of 2 nodes: reduce-scatter inside the nodes, all-reduce of S/4 between the
-  // nodes' j-th members (each pair through its own NIC), all-gather inside the nodes.
-  const auto c = node_of_8();
+// The choosing fabric of a test cluster at line rate (what time_collectives uses).
+NodeMap node_map_of(const strategies::ClusterSpec& c) {
   NodeMap nodes;
   nodes.intra_latency_s = c.node_groups[0].intra_node.latency_s;
   nodes.intra_bandwidth_Bps = c.node_groups[0].intra_node.bandwidth_Bps;
   nodes.inter_latency_s = c.inter_node.latency_s;
   nodes.inter_bandwidth_Bps = c.inter_node.nic_bandwidth_Bps;
+  return nodes;
+}
+
+TEST(Collectives, HierarchicalCollectivesForGroupsSpanningNodes) {
+  // 4 members on each of 2 nodes: reduce-scatter inside the nodes, all-reduce of S/4 between the
+  // nodes' j-th members (each pair through its own NIC), all-gather inside the nodes.
+  const auto c = node_of_8();
+  const NodeMap nodes = node_map_of(c);
   const std::vector<int> group = {0, 1, 2, 3, 8, 9, 10, 11};
   for (CollectiveKind kind : {CollectiveKind::kAllReduce, CollectiveKind::kAllGather,
                               CollectiveKind::kReduceScatter}) {
@@ -122,6 +128,92 @@ TEST(Collectives, HierarchicalCollectivesForGroupsSpanningNodes) {
       }
     }
   }
+}
+
+TEST(Collectives, TreeAllReduceForLatencyBoundGroupsAcrossNodes) {
+  // One GPU on each of 16 nodes: a 1 KiB all-reduce pays 8 network latencies as a tree (4 levels
+  // up, 4 down) against the ring's 30; a 64 MiB one stays a ring (the tree moves S per hop).
+  const auto c16 = strategies::testing::cluster(16, 1);
+  const NodeMap n16 = node_map_of(c16);
+  std::vector<int> all16;
+  for (int r = 0; r < 16; ++r) all16.push_back(r);
+  const double small = 1024;
+  const double tree = tree_seconds(16, 1, small, n16);
+  const double ring =
+      alpha_beta_seconds(CollectiveKind::kAllReduce, 16, small, n16.inter_latency_s,
+                         n16.inter_bandwidth_Bps);
+  EXPECT_NEAR(tree, 8 * n16.inter_latency_s + 14 * small / n16.inter_bandwidth_Bps, 1e-15);
+  EXPECT_LT(tree, ring / 3);
+  for (bool aggregate : {false, true}) {
+    const auto t = in_child([&] {
+      return time_collectives(c16, 16, {{CollectiveKind::kAllReduce, all16, small}}, aggregate);
+    });
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_NEAR(t[0] / tree, 1.0, 1e-6);
+  }
+  const double large = 64.0 * (1 << 20);
+  const auto t_large = in_child(
+      [&] { return time_collectives(c16, 16, {{CollectiveKind::kAllReduce, all16, large}}); });
+  ASSERT_EQ(t_large.size(), 1u);
+  EXPECT_NEAR(t_large[0] / alpha_beta_seconds(CollectiveKind::kAllReduce, 16, large,
+                                               n16.inter_latency_s, n16.inter_bandwidth_Bps),
+              1.0, 1e-6);
+  EXPECT_GT(tree_seconds(16, 1, large, n16), 5 * t_large[0]);
+
+  // Two members on each of 4 nodes: a chain inside each node, then a tree of 2 levels across
+  // the leaders (the root's two children, then one grandchild); faster than both the
+  // hierarchical form and the flat ring for a small message.
+  const auto c4 = strategies::testing::cluster(4, 2);
+  const NodeMap n4 = node_map_of(c4);
+  const std::vector<int> all8 = {0, 1, 2, 3, 4, 5, 6, 7};
+  const double tree4 = tree_seconds(4, 2, small, n4);
+  EXPECT_NEAR(tree4,
+              2 * (n4.intra_latency_s + small / n4.intra_bandwidth_Bps) +
+                  2 * (n4.inter_latency_s + 2 * small / n4.inter_bandwidth_Bps) +
+                  2 * (n4.inter_latency_s + small / n4.inter_bandwidth_Bps),
+              1e-15);
+  EXPECT_LT(tree4, hierarchical_seconds(CollectiveKind::kAllReduce, 4, 2, small, n4));
+  const auto t4 = in_child(
+      [&] { return time_collectives(c4, 8, {{CollectiveKind::kAllReduce, all8, small}}); });
+  ASSERT_EQ(t4.size(), 1u);
+  EXPECT_NEAR(t4[0] / tree4, 1.0, 1e-6);
+  // All-gather and reduce-scatter have no tree: the same group keeps the hierarchical form.
+  const auto ag = in_child(
+      [&] { return time_collectives(c4, 8, {{CollectiveKind::kAllGather, all8, small}}); });
+  ASSERT_EQ(ag.size(), 1u);
+  EXPECT_NEAR(ag[0] / std::min(hierarchical_seconds(CollectiveKind::kAllGather, 4, 2, small, n4),
+                               alpha_beta_seconds(CollectiveKind::kAllGather, 8, small,
+                                                  n4.inter_latency_s, n4.inter_bandwidth_Bps)),
+              1.0, 1e-6);
+}
+
+TEST(Collectives, ForcedAlgorithmsAndTheirPreconditions) {
+  const auto c = strategies::testing::cluster(4, 2);
+  const NodeMap nodes = [&] {
+    NodeMap n = node_map_of(c);
+    n.node_of_rank = {0, 0, 1, 1, 2, 2, 3, 3};
+    return n;
+  }();
+  FlowDetail detail;
+  detail.nodes = &nodes;
+  detail.algorithm = Algorithm::kTree;
+  // 4 nodes of 2: one chain hop per node up and one down (8), 3 tree edges up and 3 down.
+  EXPECT_EQ(plan_collective(CollectiveKind::kAllReduce, {0, 1, 2, 3, 4, 5, 6, 7}, 1e9, detail)
+                .size(),
+            8 + 6);
+  detail.algorithm = Algorithm::kRing;  // 2(n-1) steps of n flows
+  EXPECT_EQ(plan_collective(CollectiveKind::kAllReduce, {0, 1, 2, 3, 4, 5, 6, 7}, 1e3, detail)
+                .size(),
+            14 * 8);
+  detail.algorithm = Algorithm::kTree;
+  // Forcing an algorithm where it does not apply is a programming error (STRATA_CHECK aborts).
+  EXPECT_DEATH(plan_collective(CollectiveKind::kAllGather, {0, 1, 2, 3}, 1e3, detail),
+               "a tree collective is an all-reduce");
+  EXPECT_DEATH(plan_collective(CollectiveKind::kAllReduce, {0, 1, 2}, 1e3, detail),
+               "a tree collective");  // 2 members on one node, 1 on another
+  detail.algorithm = Algorithm::kHierarchical;
+  EXPECT_DEATH(plan_collective(CollectiveKind::kAllReduce, {0, 2, 4}, 1e3, detail),
+               "a hierarchical collective");  // one member per node
 }
 
 TEST(Collectives, BusBandwidthApproachesTheLinkForLargeMessages) {
