@@ -97,8 +97,9 @@ struct Task {
   double flops = 0;               // compute: matmul FLOPs on this rank
   double bytes = 0;               // compute: bytes moved to/from memory; comm: message size
   // compute: bytes moved by the block's separate memory-bound element-wise kernels (bias +
-  // activation after fc1; bias-dropout-add of the residual after attn_out and fc2), which run
-  // after its main kernel rather than overlapping it.
+  // activation after fc1; bias-dropout-add of the residual after attn_out and fc2; a backward's
+  // weight-gradient accumulation unless fused), which run after its main kernel rather than
+  // overlapping it.
   double elementwise_bytes = 0;
 };
 
