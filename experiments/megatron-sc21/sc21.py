@@ -114,8 +114,8 @@ def strategy_spec(r):
              "(megatron/model/distributed.py, DistributedDataParallel._make_param_hook) adds "
              "every backward's 16-bit weight gradient into param.main_grad with a separate "
              "element-wise kernel; fusing that accumulation into the weight-gradient GEMM "
-             "(--gradient-accumulation-fusion) is not among the optimizations of Sec. 4.3 "
-             "(data layout, JIT-fused bias+GeLU and bias+dropout+add, fused "
+             "(--gradient-accumulation-fusion) is not among the paper's computation "
+             "optimizations (Sec. 4: data layout, JIT-fused bias+GeLU and bias+dropout+add, fused "
              "scale-mask-softmax)."),
             "blocking_p2p: Megatron-LM of 2021, megatron/p2p_communication.py _communicate(): "
             "torch.distributed.batch_isend_irecv, req.wait() on every request, then "
