@@ -269,7 +269,8 @@ double hierarchical_seconds(CollectiveKind kind, int k, int m, double bytes,
 
 double tree_seconds(int k, int m, double bytes, const NodeMap& nodes) {
   double total = 2.0 * (m - 1) * (nodes.intra_latency_s + bytes / nodes.intra_bandwidth_Bps);
-  for (int d = 1; d <= tree_depth(k); ++d) {
+  const int depth = tree_depth(k);
+  for (int d = 1; d <= depth; ++d) {
     const int children = std::min(2, level_end(d, k) - level_begin(d));
     total += 2.0 * (nodes.inter_latency_s + children * bytes / nodes.inter_bandwidth_Bps);
   }

@@ -131,15 +131,6 @@ double lm_head_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp
   return inputs + 4.0 * sb * m.vocab_size / tp;
 }
 
-double layer_params_per_rank(const ModelSpec& m, int tp) {
-  const double h = m.hidden_size, f = m.intermediate_size, hk = m.kv_hidden(), t = tp;
-  const bool swiglu = m.hidden_act == Activation::kSwiglu;
-  const double mlp_weights = (swiglu ? 3.0 : 2.0) * h * f;
-  double p = (h * (h + 2.0 * hk) + h * h + mlp_weights) / t;
-  if (m.bias) p += ((h + 2.0 * hk) + (swiglu ? 2.0 : 1.0) * f) / t;  // column-parallel: split
-  return p + layer_replicated_params(m);
-}
-
 BlockParams layer_block_params(const ModelSpec& m, int tp) {
   const double h = m.hidden_size, f = m.intermediate_size, hk = m.kv_hidden(), t = tp;
   const double up = (m.hidden_act == Activation::kSwiglu ? 2.0 : 1.0) * f;  // fc1 outputs
@@ -151,6 +142,11 @@ BlockParams layer_block_params(const ModelSpec& m, int tp) {
   p.mlp_fc2 = f * h / t + b * h;
   p.norm = (m.norm == NormKind::kLayerNorm ? 2.0 : 1.0) * h;
   return p;
+}
+
+double layer_params_per_rank(const ModelSpec& m, int tp) {
+  const BlockParams p = layer_block_params(m, tp);
+  return p.attn_qkv + p.attn_out + p.mlp_fc1 + p.mlp_fc2 + 2.0 * p.norm;  // two norms
 }
 
 double layer_replicated_params(const ModelSpec& m) {

@@ -68,7 +68,7 @@ double lm_head_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp
 // Parameters held by one rank for one layer under tp: weights and column-parallel biases are
 // split, row-parallel biases and norms are replicated (Megatron's layout).
 double layer_params_per_rank(const ModelSpec& m, int tp);
-// The same parameters by the block that owns them (they sum to layer_params_per_rank): the
+// The same parameters by the block that owns them (layer_params_per_rank is their sum): the
 // weights and biases of each linear layer, and one norm's weights (each layer has two norms).
 struct BlockParams {
   double attn_qkv = 0, attn_out = 0, mlp_fc1 = 0, mlp_fc2 = 0, norm = 0;

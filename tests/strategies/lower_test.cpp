@@ -239,14 +239,18 @@ TEST(Lower, SeparateGradientAccumulationTouchesEveryParameterOncePerMicroBatch) 
     EXPECT_NEAR(hook.at(mb) - fused.at(mb), params * 10, 1e-6 * params) << mb;
     EXPECT_NEAR(autograd.at(mb) - fused.at(mb), mb == 0 ? 0.0 : params * 10, 1e-6 * params);
   }
-  // The blocks' parameters sum to the layer's.
-  const BlockParams bp = layer_block_params(m, 2);
-  EXPECT_DOUBLE_EQ(bp.attn_qkv + bp.attn_out + bp.mlp_fc1 + bp.mlp_fc2 + 2 * bp.norm,
-                   layer_params_per_rank(m, 2));
+  // The blocks' parameters, on one rank, add up to the model's independent parameter count
+  // (tied embeddings: the output side holds only the final norm), for GPT and for Llama (GQA,
+  // SwiGLU, RMSNorm, no biases).
   const ModelSpec ll = llama(2, 256, 8, 2, 688, 512, 64);
-  const BlockParams lp = layer_block_params(ll, 2);
-  EXPECT_DOUBLE_EQ(lp.attn_qkv + lp.attn_out + lp.mlp_fc1 + lp.mlp_fc2 + 2 * lp.norm,
-                   layer_params_per_rank(ll, 2));
+  for (const ModelSpec& model : {m, ll}) {
+    const BlockParams bp = layer_block_params(model, 1);
+    const double layer = bp.attn_qkv + bp.attn_out + bp.mlp_fc1 + bp.mlp_fc2 + 2 * bp.norm;
+    EXPECT_DOUBLE_EQ(model.num_hidden_layers * layer + input_embedding_params_per_rank(model, 1) +
+                         output_params_per_rank(model, 1, 1),
+                     static_cast<double>(total_params(model)))
+        << model.name;
+  }
 }
 
 TEST(Lower, DataParallelGradientBytesEqualTheParameters) {
