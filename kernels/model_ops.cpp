@@ -1,5 +1,6 @@
 // Argument checks and backend dispatch for the ops in model_ops.hpp. The CPU path runs inline;
 // these ops have no CUDA kernels yet, so a CUDA stream gets std::runtime_error after the checks.
+// defines: the entry points declared in model_ops.hpp
 #include "kernels/model_ops.hpp"
 
 #include <cmath>
@@ -14,41 +15,12 @@
 namespace strata::kernels {
 namespace {
 
+using detail::check_indices;
+using detail::check_positive_finite;
+using detail::check_size;
+using detail::on_cpu;
 using detail::require;
 using detail::require_pointers;
-
-// 0 <= value (or 1 <= value when !allow_zero), and below 2^31 so that int indexing is safe later.
-void check_size(const char* op, const char* name, std::int64_t value, bool allow_zero) {
-  const std::int64_t low = allow_zero ? 0 : 1;
-  require(value >= low && value <= std::numeric_limits<int>::max(), op,
-          std::string(name) + " = " + std::to_string(value) + " must be in [" +
-              std::to_string(low) + ", 2^31)");
-}
-
-void check_positive_finite(const char* op, const char* name, float value) {
-  require(std::isfinite(value) && value > 0.0f, op,
-          std::string(name) + " = " + std::to_string(value) + " must be positive and finite");
-}
-
-// Token or target values must index a row of a table with `vocab` rows. Only checked on the CPU,
-// where the values are readable.
-void check_indices(const Stream& stream, const char* op, const char* name,
-                   const std::int32_t* values, std::int64_t count, std::int64_t vocab) {
-  if (stream.backend() != Backend::kCpu) return;
-  for (std::int64_t i = 0; i < count; ++i) {
-    if (values[i] < 0 || values[i] >= vocab) {
-      throw std::out_of_range(std::string(op) + ": " + name + "[" + std::to_string(i) +
-                              "] = " + std::to_string(values[i]) +
-                              " is outside [0, vocab = " + std::to_string(vocab) + ")");
-    }
-  }
-}
-
-// True for the CPU stream; throws for a CUDA one (no kernels yet).
-bool on_cpu(const Stream& stream, const char* op) {
-  if (stream.backend() == Backend::kCpu) return true;
-  throw std::runtime_error(std::string(op) + ": not implemented on CUDA yet (CPU streams only)");
-}
 
 }  // namespace
 
@@ -99,13 +71,15 @@ Event rms_norm_forward(const Stream& stream, float* y, float* rstd, const float*
 
 Event rms_norm_backward(const Stream& stream, float* dx, float* dweight, const float* dy,
                         const float* x, const float* weight, const float* rstd, std::int64_t n,
-                        std::int64_t c) {
+                        std::int64_t c, bool accumulate) {
   const char* op = "rms_norm_backward";
   check_size(op, "n", n, true);
   check_size(op, "c", c, false);
   require_pointers(op, 1, {dweight});  // written even when n == 0
   require_pointers(op, n, {dx, dy, x, weight, rstd});
-  if (on_cpu(stream, op)) cpu::rms_norm_backward(dx, dweight, dy, x, weight, rstd, n, c);
+  if (on_cpu(stream, op)) {
+    cpu::rms_norm_backward(dx, dweight, dy, x, weight, rstd, n, c, accumulate);
+  }
   return stream.record_event();
 }
 
@@ -129,7 +103,38 @@ Event linear_backward(const Stream& stream, float* dx, float* dweight, float* db
   check_size(op, "out", out, false);
   require_pointers(op, 1, {dweight});  // written even when n == 0; dbias is optional
   require_pointers(op, n, {dx, dy, x, weight});
-  if (on_cpu(stream, op)) cpu::linear_backward(dx, dweight, dbias, dy, x, weight, n, in, out);
+  if (on_cpu(stream, op)) {
+    // The two halves, in the order the fused version ran them: bit-identical to it.
+    cpu::linear_backward_data(dx, dy, weight, n, in, out, false);
+    cpu::linear_backward_weight(dweight, dbias, dy, x, n, in, out, false);
+  }
+  return stream.record_event();
+}
+
+Event linear_backward_data(const Stream& stream, float* dx, const float* dy, const float* weight,
+                           std::int64_t n, std::int64_t in, std::int64_t out, bool accumulate) {
+  const char* op = "linear_backward_data";
+  check_size(op, "n", n, true);
+  check_size(op, "in", in, false);
+  check_size(op, "out", out, false);
+  require_pointers(op, n, {dx, dy, weight});
+  if (on_cpu(stream, op) && n > 0)
+    cpu::linear_backward_data(dx, dy, weight, n, in, out, accumulate);
+  return stream.record_event();
+}
+
+Event linear_backward_weight(const Stream& stream, float* dweight, float* dbias, const float* dy,
+                             const float* x, std::int64_t n, std::int64_t in, std::int64_t out,
+                             bool accumulate) {
+  const char* op = "linear_backward_weight";
+  check_size(op, "n", n, true);
+  check_size(op, "in", in, false);
+  check_size(op, "out", out, false);
+  require_pointers(op, 1, {dweight});  // written even when n == 0; dbias is optional
+  require_pointers(op, n, {dy, x});
+  if (on_cpu(stream, op)) {
+    cpu::linear_backward_weight(dweight, dbias, dy, x, n, in, out, accumulate);
+  }
   return stream.record_event();
 }
 

@@ -1,12 +1,13 @@
 // The remaining ops of a GPT-style training step, forward and backward: embeddings, RMSNorm,
 // linear layers, causal self-attention, SwiGLU, the LM-head cross-entropy loss and AdamW.
 // defines: embedding_forward, embedding_backward, rms_norm_forward, rms_norm_backward,
-//          linear_forward, linear_backward, attention_forward, attention_backward,
-//          swiglu_forward, swiglu_backward, cross_entropy_forward, cross_entropy_backward,
-//          AdamWOptions, adamw_step
+//          linear_forward, linear_backward, linear_backward_data, linear_backward_weight,
+//          attention_forward, attention_backward, swiglu_forward, swiglu_backward,
+//          cross_entropy_forward, cross_entropy_backward, AdamWOptions, adamw_step
 //
 // The contract of ops.hpp holds here too (fp32 row-major contiguous tensors on the stream's
-// backend, outputs overwritten, std::invalid_argument for bad sizes before anything runs).
+// backend, outputs overwritten unless an `accumulate` option says otherwise,
+// std::invalid_argument for bad sizes before anything runs).
 // Integer inputs (tokens, targets) are int32; on the CPU their values are range-checked and an
 // out-of-range one throws std::out_of_range before any output is written.
 // Only the CPU backend exists for these ops so far: on a CUDA stream they throw
@@ -53,15 +54,17 @@ Event rms_norm_forward(const Stream& stream,
 
 // With xhat = x * rstd and g = dy * weight:
 //   dx = rstd * (g - xhat * mean_c(g * xhat)),  dweight = sum_n(dy * xhat).
-// dweight is overwritten (zeros when n == 0).
+// dx is overwritten. dweight is overwritten (zeros when n == 0), or with accumulate the sum is
+// added into it: dweight[j] = dweight[j] + sum_n(...), the same sum as without accumulate, so
+// the result is bit-identical to adding the overwriting result (n == 0 leaves it unchanged).
 Event rms_norm_backward(const Stream& stream,
                         float* dx,            // (N, C) output
-                        float* dweight,       // (C) output
+                        float* dweight,       // (C) output, or accumulated into
                         const float* dy,      // (N, C)
                         const float* x,       // (N, C) the forward input
                         const float* weight,  // (C)
                         const float* rstd,    // (N) saved by the forward pass
-                        std::int64_t n, std::int64_t c);
+                        std::int64_t n, std::int64_t c, bool accumulate = false);
 
 // --- Linear ----------------------------------------------------------------------------------
 
@@ -75,7 +78,8 @@ Event linear_forward(const Stream& stream,
                      std::int64_t n, std::int64_t in, std::int64_t out);
 
 // dx = dy W, dW = dy^T x, dbias = sum_n(dy). dbias may be nullptr (a layer without bias).
-// dweight and dbias are overwritten (zeros when n == 0).
+// dweight and dbias are overwritten (zeros when n == 0). Runs linear_backward_data then
+// linear_backward_weight (accumulate off) and gives their results bit for bit.
 Event linear_backward(const Stream& stream,
                       float* dx,            // (N, IN) output
                       float* dweight,       // (OUT, IN) output
@@ -84,6 +88,36 @@ Event linear_backward(const Stream& stream,
                       const float* x,       // (N, IN) the forward input
                       const float* weight,  // (OUT, IN)
                       std::int64_t n, std::int64_t in, std::int64_t out);
+
+// The two GEMMs of linear_backward, each usable alone (the data gradient on the critical path,
+// the weight gradient deferred or overlapped with communication, as in Megatron-LM and
+// ZeRO). Accumulate semantics, for the Plan's gradient accumulators, without temporaries:
+// - accumulate off: the outputs are overwritten, bit-identical to linear_backward's.
+// - accumulate on: the GEMM adds its products into the output (BLAS beta = 1). The result is
+//   old + new within fp32 rounding. It is bit-identical to adding the overwriting result only
+//   while the reduction dimension (N for dW, OUT for dx) fits one depth block of the CPU GEMM
+//   (Eigen's blocking: 256 here), since the GEMM adds each block into the output in turn; a
+//   longer reduction rounds at each block boundary. Runs are deterministic either way.
+
+// dx = dy W, or dx += dy W with accumulate. n may be 0 (nothing is written).
+Event linear_backward_data(const Stream& stream,
+                           float* dx,            // (N, IN) output, or accumulated into
+                           const float* dy,      // (N, OUT)
+                           const float* weight,  // (OUT, IN)
+                           std::int64_t n, std::int64_t in, std::int64_t out,
+                           bool accumulate = false);
+
+// dW = dy^T x and dbias = sum_n(dy), or both added into with accumulate. dbias may be nullptr.
+// dbias sums the rows in order (row 0 first) and with accumulate adds that sum at the end:
+// dbias[o] = dbias[o] + sum_n(dy[n, o]), bit-identical to adding the overwriting result.
+// n == 0 writes zeros, or with accumulate leaves both unchanged.
+Event linear_backward_weight(const Stream& stream,
+                             float* dweight,   // (OUT, IN) output, or accumulated into
+                             float* dbias,     // (OUT) output, accumulated into, or nullptr
+                             const float* dy,  // (N, OUT)
+                             const float* x,   // (N, IN) the forward input
+                             std::int64_t n, std::int64_t in, std::int64_t out,
+                             bool accumulate = false);
 
 // --- Causal self-attention -------------------------------------------------------------------
 

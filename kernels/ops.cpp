@@ -1,5 +1,6 @@
 // Argument checks and backend dispatch for the ops in ops.hpp: the CPU path runs inline, the
 // CUDA path (STRATA_HAVE_CUDA) enqueues on the stream's cudaStream_t. Both return an event.
+// defines: the entry points declared in ops.hpp
 #include "kernels/ops.hpp"
 
 #include <cmath>
@@ -93,16 +94,16 @@ Event layer_norm_forward(const Stream& stream, float* y, float* mean, float* rst
 
 Event layer_norm_backward(const Stream& stream, float* dx, float* dgamma, float* dbeta,
                           const float* dy, const float* x, const float* gamma, const float* mean,
-                          const float* rstd, std::int64_t n, std::int64_t c) {
+                          const float* rstd, std::int64_t n, std::int64_t c, bool accumulate) {
   check_rows("layer_norm_backward", n, c);
   require_pointers("layer_norm_backward", c, {dgamma, dbeta});  // written even when n == 0
   require_pointers("layer_norm_backward", n, {dx, dy, x, gamma, mean, rstd});
   if (stream.backend() == Backend::kCpu) {
-    cpu::layer_norm_backward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, n, c);
+    cpu::layer_norm_backward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, n, c, accumulate);
   } else {
 #if STRATA_HAVE_CUDA
     cuda::layer_norm_backward(cuda_stream(stream), dx, dgamma, dbeta, dy, x, gamma, mean, rstd, n,
-                              c);
+                              c, accumulate);
 #endif
   }
   return stream.record_event();

@@ -39,7 +39,7 @@ struct Options {
   std::int64_t cols = 768;                 // LayerNorm channels: GPT-2 small
   // Linear layer: M tokens x K inputs -> N outputs (GPT-2 small's fc1 for 1024 tokens).
   std::int64_t gemm_m = 1024, gemm_k = 768, gemm_n = 3072;
-  double batch_ms = 0.5;                   // target time of one timed batch
+  double batch_ms = 0.5;  // target time of one timed batch
   bool help = false;
 };
 
@@ -99,9 +99,12 @@ std::vector<OpCase> make_cases(const Options& o) {
   const std::int64_t gm = o.gemm_m, gk = o.gemm_k, gn = o.gemm_n;
   const auto um = static_cast<std::size_t>(gm), uk = static_cast<std::size_t>(gk),
              un = static_cast<std::size_t>(gn);
-  const std::string gemm = "(" + std::to_string(gm) + ", " + std::to_string(gk) + ", " +
-                           std::to_string(gn) + ")";
-  OpCase fwd{"linear_forward", gemm, {um * uk, un * uk, un}, {um * un},
+  const std::string gemm =
+      "(" + std::to_string(gm) + ", " + std::to_string(gk) + ", " + std::to_string(gn) + ")";
+  OpCase fwd{"linear_forward",
+             gemm,
+             {um * uk, un * uk, un},
+             {um * un},
              [=](const Stream& s, auto& out, auto& in) {
                return k::linear_forward(s, out[0], in[0], in[1], in[2], gm, gk, gn);
              }};
@@ -109,7 +112,10 @@ std::vector<OpCase> make_cases(const Options& o) {
   fwd.cpu_only = true;
   cases.push_back(fwd);
   // inputs: dy (M, N), x (M, K), W (N, K); outputs: dx (M, K), dW (N, K), dbias (N)
-  OpCase bwd{"linear_backward", gemm, {um * un, um * uk, un * uk}, {um * uk, un * uk, un},
+  OpCase bwd{"linear_backward",
+             gemm,
+             {um * un, um * uk, un * uk},
+             {um * uk, un * uk, un},
              [=](const Stream& s, auto& out, auto& in) {
                return k::linear_backward(s, out[0], out[1], out[2], in[0], in[1], in[2], gm, gk,
                                          gn);
@@ -117,6 +123,32 @@ std::vector<OpCase> make_cases(const Options& o) {
   bwd.flops = 4.0 * gm * gk * gn;
   bwd.cpu_only = true;
   cases.push_back(bwd);
+  // Its two GEMMs alone. inputs: dy (M, N), W (N, K); output: dx (M, K)
+  OpCase bwd_data{"linear_backward_data",
+                  gemm,
+                  {um * un, un * uk},
+                  {um * uk},
+                  [=](const Stream& s, auto& out, auto& in) {
+                    return k::linear_backward_data(s, out[0], in[0], in[1], gm, gk, gn);
+                  }};
+  bwd_data.flops = 2.0 * gm * gk * gn;
+  bwd_data.cpu_only = true;
+  cases.push_back(bwd_data);
+  // inputs: dy (M, N), x (M, K); outputs: dW (N, K), dbias (N); overwritten, then accumulated
+  // into (a gradient accumulator's update: the GEMM with beta = 1)
+  for (const bool accumulate : {false, true}) {
+    OpCase bwd_weight{accumulate ? "linear_backward_weight_acc" : "linear_backward_weight",
+                      gemm,
+                      {um * un, um * uk},
+                      {un * uk, un},
+                      [=](const Stream& s, auto& out, auto& in) {
+                        return k::linear_backward_weight(s, out[0], out[1], in[0], in[1], gm, gk,
+                                                         gn, accumulate);
+                      }};
+    bwd_weight.flops = 2.0 * gm * gk * gn;
+    bwd_weight.cpu_only = true;
+    cases.push_back(bwd_weight);
+  }
   return cases;
 }
 
@@ -235,7 +267,7 @@ void bench_case(const OpCase& op, const Stream& stream, const std::string& devic
     std::snprintf(text, sizeof(text), "max|d|=%.1e", max_diff);
     check = text;
   }
-  std::printf("%-5s %-24s %-20s %-18s %5d %4d %10.4f %10.4f %10.4f %9.2f %9.1f  %s\n",
+  std::printf("%-5s %-24s %-26s %-18s %5d %4d %10.4f %10.4f %10.4f %9.2f %9.1f  %s\n",
               k::backend_name(stream.backend()), device.c_str(), op.name.c_str(), op.shape.c_str(),
               batch, sets, med, *lo, *hi, set_bytes / (med * 1e-3) / 1e9,
               op.flops / (med * 1e-3) / 1e9, check.c_str());
@@ -305,7 +337,8 @@ int main(int argc, char** argv) {
       std::printf(
           "usage: kernels_bench [--backend cpu|cuda|all] [--reps N] [--warmup N] [--n N]\n"
           "                     [--rows N] [--cols N] [--gemm M,K,N]\n"
-          "  --n: GELU elements; --rows/--cols: LayerNorm shape; --gemm: linear layer of M tokens,\n"
+          "  --n: GELU elements; --rows/--cols: LayerNorm shape; --gemm: linear layer of M "
+          "tokens,\n"
           "  K inputs, N outputs (CPU only so far). GB/s counts every input and output once.\n");
       return 0;
     }
@@ -315,7 +348,7 @@ int main(int argc, char** argv) {
     std::printf("# cpu ops: %s; host cache used for rotation: %.0f MiB\n",
                 strata::kernels::cpu::uses_eigen() ? "Eigen" : "plain loops (no Eigen)",
                 static_cast<double>(host_cache_bytes()) / (1 << 20));
-    std::printf("%-5s %-24s %-20s %-18s %5s %4s %10s %10s %10s %9s %9s  %s\n", "back", "device",
+    std::printf("%-5s %-24s %-26s %-18s %5s %4s %10s %10s %10s %9s %9s  %s\n", "back", "device",
                 "op", "shape", "batch", "sets", "median_ms", "min_ms", "max_ms", "GB/s", "GFLOP/s",
                 "check");
     if (o.backend != "cuda") {
@@ -336,7 +369,8 @@ int main(int argc, char** argv) {
                     static_cast<double>(props.l2_cache_bytes) / (1 << 20));
         const Stream stream = Stream::cuda(d);
         for (const OpCase& op : cases) {
-          if (!op.cpu_only) bench_case(op, stream, props.name.substr(0, 24), props.l2_cache_bytes, o);
+          if (!op.cpu_only)
+            bench_case(op, stream, props.name.substr(0, 24), props.l2_cache_bytes, o);
         }
       }
     }

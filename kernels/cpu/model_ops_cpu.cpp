@@ -79,8 +79,12 @@ void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight
 }
 
 void rms_norm_backward(float* dx, float* dweight, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t n, std::int64_t c) {
-  std::fill(dweight, dweight + c, 0.0f);
+                       const float* weight, const float* rstd, std::int64_t n, std::int64_t c,
+                       bool accumulate) {
+  if (n == 0 && accumulate) return;
+  // dweight's sum is formed apart and then written or added: with accumulate the result is
+  // exactly dweight + (the overwriting result).
+  std::vector<float> sum_dw(static_cast<std::size_t>(c), 0.0f);  // (C)
   for (std::int64_t i = 0; i < n; ++i) {
     const float* xr = x + i * c;    // (C)
     const float* dyr = dy + i * c;  // (C)
@@ -94,8 +98,12 @@ void rms_norm_backward(float* dx, float* dweight, const float* dy, const float* 
     for (std::int64_t j = 0; j < c; ++j) {
       const float xhat = xr[j] * r;
       dxr[j] = r * (dyr[j] * weight[j] - xhat * mean_g_xhat);
-      dweight[j] += dyr[j] * xhat;
+      sum_dw[static_cast<std::size_t>(j)] += dyr[j] * xhat;
     }
+  }
+  for (std::int64_t j = 0; j < c; ++j) {
+    const float s = sum_dw[static_cast<std::size_t>(j)];
+    dweight[j] = accumulate ? dweight[j] + s : s;
   }
 }
 
@@ -122,45 +130,79 @@ void linear_forward(float* y, const float* x, const float* weight, const float* 
 #endif
 }
 
-void linear_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
-                     const float* weight, std::int64_t n, std::int64_t in, std::int64_t out) {
+// Column sums in tiles of kTile columns: per column the rows are added in order from 0.0f, the
+// order the fused linear_backward used (setZero, then += row by row), without a heap scratch.
+void column_sums(float* dbias, const float* dy, std::int64_t rows, std::int64_t c,
+                 bool accumulate) {
+  if (rows == 0 && accumulate) return;
+  constexpr std::int64_t kTile = 256;
+  float acc[kTile];
+  for (std::int64_t j0 = 0; j0 < c; j0 += kTile) {
+    const std::int64_t len = std::min(kTile, c - j0);
+    std::fill(acc, acc + len, 0.0f);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const float* row = dy + i * c + j0;  // (len)
+      for (std::int64_t j = 0; j < len; ++j) acc[j] += row[j];
+    }
+    float* d = dbias + j0;  // (len)
+    for (std::int64_t j = 0; j < len; ++j) d[j] = accumulate ? d[j] + acc[j] : acc[j];
+  }
+}
+
+void linear_backward_data(float* dx, const float* dy, const float* weight, std::int64_t n,
+                          std::int64_t in, std::int64_t out, bool accumulate) {
+  if (n == 0) return;
 #if STRATA_KERNELS_HAVE_EIGEN
   ConstMatrixMap dys(dy, n, out);      // (N, OUT)
-  ConstMatrixMap xs(x, n, in);         // (N, IN)
   ConstMatrixMap ws(weight, out, in);  // (OUT, IN)
-  MatrixMap dws(dweight, out, in);     // (OUT, IN)
-  if (n > 0) {
-    MatrixMap dxs(dx, n, in);  // (N, IN)
-    dxs.noalias() = dys * ws;
-    dws.noalias() = dys.transpose() * xs;
+  MatrixMap dxs(dx, n, in);            // (N, IN)
+  if (accumulate) {
+    dxs.noalias() += dys * ws;
   } else {
-    dws.setZero();
-  }
-  if (dbias != nullptr) {
-    Eigen::Map<Eigen::RowVectorXf, Eigen::Unaligned> dbs(dbias, out);  // (OUT)
-    dbs.setZero();
-    for (std::int64_t i = 0; i < n; ++i) dbs += dys.row(i);  // fixed row order
+    dxs.noalias() = dys * ws;
   }
 #else
-  std::fill(dweight, dweight + out * in, 0.0f);
-  if (dbias != nullptr) std::fill(dbias, dbias + out, 0.0f);
   for (std::int64_t i = 0; i < n; ++i) {
     const float* dyr = dy + i * out;  // (OUT)
-    const float* xr = x + i * in;     // (IN)
     float* dxr = dx + i * in;         // (IN)
-    std::fill(dxr, dxr + in, 0.0f);
+    if (!accumulate) std::fill(dxr, dxr + in, 0.0f);
     for (std::int64_t o = 0; o < out; ++o) {
       const float d = dyr[o];
       const float* wr = weight + o * in;  // (IN)
-      float* dwr = dweight + o * in;      // (IN)
-      for (std::int64_t k = 0; k < in; ++k) {
-        dxr[k] += d * wr[k];
-        dwr[k] += d * xr[k];
-      }
-      if (dbias != nullptr) dbias[o] += d;
+      for (std::int64_t k = 0; k < in; ++k) dxr[k] += d * wr[k];
     }
   }
 #endif
+}
+
+void linear_backward_weight(float* dweight, float* dbias, const float* dy, const float* x,
+                            std::int64_t n, std::int64_t in, std::int64_t out, bool accumulate) {
+#if STRATA_KERNELS_HAVE_EIGEN
+  MatrixMap dws(dweight, out, in);  // (OUT, IN)
+  if (n > 0) {
+    ConstMatrixMap dys(dy, n, out);  // (N, OUT)
+    ConstMatrixMap xs(x, n, in);     // (N, IN)
+    if (accumulate) {
+      dws.noalias() += dys.transpose() * xs;
+    } else {
+      dws.noalias() = dys.transpose() * xs;
+    }
+  } else if (!accumulate) {
+    dws.setZero();
+  }
+#else
+  if (!accumulate) std::fill(dweight, dweight + out * in, 0.0f);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float* dyr = dy + i * out;  // (OUT)
+    const float* xr = x + i * in;     // (IN)
+    for (std::int64_t o = 0; o < out; ++o) {
+      const float d = dyr[o];
+      float* dwr = dweight + o * in;  // (IN)
+      for (std::int64_t k = 0; k < in; ++k) dwr[k] += d * xr[k];
+    }
+  }
+#endif
+  if (dbias != nullptr) column_sums(dbias, dy, n, out, accumulate);
 }
 
 // --- Causal self-attention -------------------------------------------------------------------

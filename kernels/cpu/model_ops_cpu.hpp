@@ -17,12 +17,20 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const std::
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t n,
                       std::int64_t c, float eps);
 void rms_norm_backward(float* dx, float* dweight, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t n, std::int64_t c);
+                       const float* weight, const float* rstd, std::int64_t n, std::int64_t c,
+                       bool accumulate);
 
 void linear_forward(float* y, const float* x, const float* weight, const float* bias,
                     std::int64_t n, std::int64_t in, std::int64_t out);
-void linear_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
-                     const float* weight, std::int64_t n, std::int64_t in, std::int64_t out);
+// linear_backward is these two in turn (model_ops.cpp).
+void linear_backward_data(float* dx, const float* dy, const float* weight, std::int64_t n,
+                          std::int64_t in, std::int64_t out, bool accumulate);
+void linear_backward_weight(float* dweight, float* dbias, const float* dy, const float* x,
+                            std::int64_t n, std::int64_t in, std::int64_t out, bool accumulate);
+
+// dbias (c) = sum over rows of dy (rows, c), rows in order, or dbias + that sum with accumulate
+// (unchanged when rows == 0). Shared with the elementwise ops.
+void column_sums(float* dbias, const float* dy, std::int64_t rows, std::int64_t c, bool accumulate);
 
 void attention_forward(float* out, float* att, const float* qkv, std::int64_t b, std::int64_t t,
                        std::int64_t c, std::int64_t h);

@@ -137,18 +137,19 @@ void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, cons
 #endif
 }
 
+// dgamma and dbeta are summed over rows in scratch and then written, or added with accumulate:
+// the accumulated result is exactly old + (the overwriting result).
 void layer_norm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
                          const float* gamma, const float* mean, const float* rstd, std::int64_t n,
-                         std::int64_t c) {
+                         std::int64_t c, bool accumulate) {
+  if (n == 0 && accumulate) return;
 #if STRATA_KERNELS_HAVE_EIGEN
   const Eigen::Index cols = static_cast<Eigen::Index>(c);
-  ConstArrayMap g(gamma, cols);  // (C)
-  ArrayMap dg(dgamma, cols);     // (C)
-  ArrayMap db(dbeta, cols);      // (C)
-  dg.setZero();
-  db.setZero();
-  Eigen::ArrayXf xhat(cols);   // (C) scratch
-  Eigen::ArrayXf dxhat(cols);  // (C) scratch: dy * gamma
+  ConstArrayMap g(gamma, cols);                        // (C)
+  Eigen::ArrayXf sum_dg = Eigen::ArrayXf::Zero(cols);  // (C) scratch
+  Eigen::ArrayXf sum_db = Eigen::ArrayXf::Zero(cols);  // (C) scratch
+  Eigen::ArrayXf xhat(cols);                           // (C) scratch
+  Eigen::ArrayXf dxhat(cols);                          // (C) scratch: dy * gamma
   for (std::int64_t i = 0; i < n; ++i) {
     ConstArrayMap xr(x + i * c, cols);    // (C)
     ConstArrayMap dyr(dy + i * c, cols);  // (C)
@@ -159,13 +160,22 @@ void layer_norm_backward(float* dx, float* dgamma, float* dbeta, const float* dy
     const float mean_dxhat = dxhat.mean();
     const float mean_dxhat_xhat = (dxhat * xhat).mean();
     dxr = r * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
-    dg += dyr * xhat;
-    db += dyr;
+    sum_dg += dyr * xhat;
+    sum_db += dyr;
+  }
+  ArrayMap dg(dgamma, cols);  // (C)
+  ArrayMap db(dbeta, cols);   // (C)
+  if (accumulate) {
+    dg += sum_dg;
+    db += sum_db;
+  } else {
+    dg = sum_dg;
+    db = sum_db;
   }
 #else
-  std::fill(dgamma, dgamma + c, 0.0f);
-  std::fill(dbeta, dbeta + c, 0.0f);
-  std::vector<float> xhat(static_cast<std::size_t>(c));  // (C) scratch
+  std::vector<float> xhat(static_cast<std::size_t>(c));          // (C) scratch
+  std::vector<float> sum_dg(static_cast<std::size_t>(c), 0.0f);  // (C) scratch
+  std::vector<float> sum_db(static_cast<std::size_t>(c), 0.0f);  // (C) scratch
   for (std::int64_t i = 0; i < n; ++i) {
     const float* xr = x + i * c;    // (C)
     const float* dyr = dy + i * c;  // (C)
@@ -184,9 +194,13 @@ void layer_norm_backward(float* dx, float* dgamma, float* dbeta, const float* dy
     const float mean_dxhat_xhat = static_cast<float>(sum_dxhat_xhat / static_cast<double>(c));
     for (std::int64_t j = 0; j < c; ++j) {
       dxr[j] = r * (dyr[j] * gamma[j] - mean_dxhat - xhat[j] * mean_dxhat_xhat);
-      dgamma[j] += dyr[j] * xhat[j];
-      dbeta[j] += dyr[j];
+      sum_dg[j] += dyr[j] * xhat[j];
+      sum_db[j] += dyr[j];
     }
+  }
+  for (std::int64_t j = 0; j < c; ++j) {
+    dgamma[j] = accumulate ? dgamma[j] + sum_dg[j] : sum_dg[j];
+    dbeta[j] = accumulate ? dbeta[j] + sum_db[j] : sum_db[j];
   }
 #endif
 }

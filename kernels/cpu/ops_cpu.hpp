@@ -17,6 +17,6 @@ void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, cons
                         const float* beta, std::int64_t n, std::int64_t c, float eps);
 void layer_norm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
                          const float* gamma, const float* mean, const float* rstd, std::int64_t n,
-                         std::int64_t c);
+                         std::int64_t c, bool accumulate);
 
 }  // namespace strata::kernels::cpu

@@ -79,7 +79,7 @@ __global__ void layer_norm_backward_params_kernel(float* __restrict__ dgamma,   
                                                   const float* __restrict__ x,     // (N, C)
                                                   const float* __restrict__ mean,  // (N)
                                                   const float* __restrict__ rstd,  // (N)
-                                                  std::int64_t n, int c) {
+                                                  std::int64_t n, int c, bool accumulate) {
   __shared__ float partial_dg[kParamRows][kWarp + 1];  // +1: no bank conflicts on the column read
   __shared__ float partial_db[kParamRows][kWarp + 1];
   const int col = blockIdx.x * kWarp + threadIdx.x;
@@ -102,8 +102,9 @@ __global__ void layer_norm_backward_params_kernel(float* __restrict__ dgamma,   
       total_dg += partial_dg[k][threadIdx.x];
       total_db += partial_db[k][threadIdx.x];
     }
-    dgamma[col] = total_dg;
-    dbeta[col] = total_db;
+    // With accumulate: old + the same total, as the CPU backend does.
+    dgamma[col] = accumulate ? dgamma[col] + total_dg : total_dg;
+    dbeta[col] = accumulate ? dbeta[col] + total_db : total_db;
   }
 }
 
@@ -124,7 +125,7 @@ void layer_norm_forward(cudaStream_t stream, float* y, float* mean, float* rstd,
 
 void layer_norm_backward(cudaStream_t stream, float* dx, float* dgamma, float* dbeta,
                          const float* dy, const float* x, const float* gamma, const float* mean,
-                         const float* rstd, std::int64_t n, std::int64_t c) {
+                         const float* rstd, std::int64_t n, std::int64_t c, bool accumulate) {
   const int cols = static_cast<int>(c);
   if (n > 0) {
     const dim3 block(kWarp, kRowsPerBlock);
@@ -132,11 +133,13 @@ void layer_norm_backward(cudaStream_t stream, float* dx, float* dgamma, float* d
                                                                        n, cols);
     STRATA_CUDA_CHECK(cudaGetLastError());
   }
-  // Runs for n == 0 too: it writes the zero gradients the contract promises.
+  // Runs for n == 0 too: it writes the zero gradients the contract promises (with accumulate
+  // there is nothing to add, and the parameter gradients are left as they are).
+  if (n == 0 && accumulate) return;
   const dim3 block(kWarp, kParamRows);
   const unsigned int grid = static_cast<unsigned int>((c + kWarp - 1) / kWarp);
   layer_norm_backward_params_kernel<<<grid, block, 0, stream>>>(dgamma, dbeta, dy, x, mean, rstd, n,
-                                                                cols);
+                                                                cols, accumulate);
   STRATA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -17,6 +17,6 @@ void layer_norm_forward(cudaStream_t stream, float* y, float* mean, float* rstd,
                         float eps);
 void layer_norm_backward(cudaStream_t stream, float* dx, float* dgamma, float* dbeta,
                          const float* dy, const float* x, const float* gamma, const float* mean,
-                         const float* rstd, std::int64_t n, std::int64_t c);
+                         const float* rstd, std::int64_t n, std::int64_t c, bool accumulate);
 
 }  // namespace strata::kernels::cuda

@@ -25,7 +25,9 @@ struct Tolerance {
   double rtol;
 };
 
-// One op at one shape: its host inputs, how to run it, and a tolerance per output.
+// One op at one shape: its host inputs, how to run it, and a tolerance per output. An op that
+// accumulates into its outputs gets them seeded from `initial_outputs` (host values, one per
+// output) on each backend before it runs; otherwise they start uninitialized.
 struct OpCase {
   std::string name;
   std::function<Tensors()> inputs;
@@ -33,6 +35,7 @@ struct OpCase {
   std::vector<Tolerance> tolerances;
   std::function<Event(const Stream&, const std::vector<float*>&, const std::vector<const float*>&)>
       run;
+  std::function<Tensors()> initial_outputs = nullptr;
 };
 
 // Names the case in gtest's messages instead of dumping its bytes.
@@ -41,7 +44,8 @@ void PrintTo(const OpCase& op, std::ostream* os) { *os << op.name; }
 // Tolerances, CPU vs CUDA (both fp32, same formulas; they differ in exp implementations and in
 // summation order): GELU within a few ulps (each backend is within ~4% of these bounds of a
 // double reference on the CPU side); LayerNorm rows within 1e-5; dx carries rstd and a second
-// reduction; dgamma/dbeta sum up to 512 rows in different orders.
+// reduction; dgamma/dbeta sum up to 512 rows in different orders (with accumulate, both add
+// that sum to the same old values).
 constexpr Tolerance kGeluForward{1e-7, 1e-5};
 constexpr Tolerance kGeluBackward{1e-6, 1e-5};
 constexpr Tolerance kRowStats{1e-6, 1e-5};
@@ -119,6 +123,24 @@ OpCase layer_norm_backward_case(std::int64_t n, std::int64_t c) {
           }};
 }
 
+// With accumulate, dgamma and dbeta start from random values on both backends and each adds its
+// own sum (CPU and CUDA alike: old + the overwriting result), so the tolerance is the same.
+OpCase layer_norm_backward_accumulate_case(std::int64_t n, std::int64_t c) {
+  OpCase op = layer_norm_backward_case(n, c);
+  op.name = "layer_norm_backward_accumulate" + shape_name(n, c);
+  const auto nc = static_cast<std::size_t>(n * c);
+  const auto cols = static_cast<std::size_t>(c);
+  op.initial_outputs = [=] {
+    return Tensors{std::vector<float>(nc, 0.0f), random_floats(cols, 44, 0.0f, 10.0f),
+                   random_floats(cols, 45, 0.0f, 10.0f)};
+  };
+  op.run = [=](const Stream& s, const auto& out, const auto& in) {
+    return layer_norm_backward(s, out[0], out[1], out[2], in[0], in[1], in[2], in[3], in[4], n, c,
+                               true);
+  };
+  return op;
+}
+
 std::vector<OpCase> all_cases() {
   std::vector<OpCase> cases;
   // 2^24 + 4099 elements: beyond the CUDA grid cap, so the grid-stride loop wraps.
@@ -132,6 +154,7 @@ std::vector<OpCase> all_cases() {
   for (const auto& [n, c] : shapes) {
     cases.push_back(layer_norm_forward_case(n, c));
     cases.push_back(layer_norm_backward_case(n, c));
+    cases.push_back(layer_norm_backward_accumulate_case(n, c));
   }
   return cases;
 }
@@ -146,8 +169,13 @@ Tensors run_on(const Stream& stream, const OpCase& op, const Tensors& inputs) {
     copy_to_buffer(stream, in_buffers.back(), t.data(), t.size() * sizeof(float));
     ins.push_back(in_buffers.back().as<float>());
   }
-  for (std::size_t size : op.output_sizes) {
+  const Tensors initial = op.initial_outputs ? op.initial_outputs() : Tensors{};
+  for (std::size_t i = 0; i < op.output_sizes.size(); ++i) {
+    const std::size_t size = op.output_sizes[i];
     out_buffers.emplace_back(stream, size * sizeof(float));
+    if (!initial.empty()) {
+      copy_to_buffer(stream, out_buffers.back(), initial[i].data(), size * sizeof(float));
+    }
     outs.push_back(out_buffers.back().as<float>());
   }
   op.run(stream, outs, ins);
@@ -205,6 +233,43 @@ TEST(CrossBackendEdges, CudaLayerNormBackwardWithNoRowsZeroesParameterGradients)
   copy_from_buffer(cuda, db.data(), dbeta, c * sizeof(float)).synchronize();
   EXPECT_EQ(dg, std::vector<float>(c, 0.0f));
   EXPECT_EQ(db, std::vector<float>(c, 0.0f));
+}
+
+TEST(CrossBackendEdges, CudaLayerNormBackwardAccumulateWithNoRowsLeavesParameterGradients) {
+  STRATA_SKIP_WITHOUT_CUDA();
+  const Stream cuda = Stream::cuda(0);
+  const std::int64_t c = 40;
+  const std::vector<float> old = random_floats(c, 46), gamma(c, 1.0f);
+  Buffer dgamma(cuda, c * sizeof(float)), dbeta(cuda, c * sizeof(float)), g(cuda, c * 4);
+  copy_to_buffer(cuda, dgamma, old.data(), c * sizeof(float));
+  copy_to_buffer(cuda, dbeta, old.data(), c * sizeof(float));
+  copy_to_buffer(cuda, g, gamma.data(), c * sizeof(float));
+  layer_norm_backward(cuda, nullptr, dgamma.as<float>(), dbeta.as<float>(), nullptr, nullptr,
+                      g.as<float>(), nullptr, nullptr, 0, c, true);
+  std::vector<float> dg(c), db(c);
+  copy_from_buffer(cuda, dg.data(), dgamma, c * sizeof(float));
+  copy_from_buffer(cuda, db.data(), dbeta, c * sizeof(float)).synchronize();
+  EXPECT_EQ(dg, old);
+  EXPECT_EQ(db, old);
+}
+
+// On one backend, accumulate gives old + (the overwriting result) bit for bit, as on the CPU.
+TEST(CrossBackendEdges, CudaLayerNormBackwardAccumulateIsOldPlusNew) {
+  STRATA_SKIP_WITHOUT_CUDA();
+  const std::int64_t n = 257, c = 96;
+  OpCase plain = layer_norm_backward_case(n, c);
+  OpCase accumulating = layer_norm_backward_accumulate_case(n, c);
+  const Tensors inputs = plain.inputs();
+  const Tensors old = accumulating.initial_outputs();
+  const Stream cuda = Stream::cuda(0);
+  const Tensors fresh = run_on(cuda, plain, inputs);
+  const Tensors added = run_on(cuda, accumulating, inputs);
+  EXPECT_EQ(added[0], fresh[0]) << "dx is overwritten either way";
+  for (std::size_t o = 1; o < 3; ++o) {
+    std::vector<float> want(old[o].size());
+    for (std::size_t j = 0; j < want.size(); ++j) want[j] = old[o][j] + fresh[o][j];
+    EXPECT_EQ(added[o], want) << "output " << o;
+  }
 }
 
 TEST(CrossBackendEdges, CudaOpsReturnEventsOnTheirStream) {

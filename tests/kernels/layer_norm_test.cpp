@@ -1,6 +1,6 @@
 // LayerNorm on the CPU: forward (y, mean, rstd) against the scalar double reference, backward
-// (dx, dgamma, dbeta) against central finite differences of that reference, edge cases and
-// argument checks.
+// (dx, dgamma, dbeta) against central finite differences of that reference, the accumulate
+// option (dgamma, dbeta = old + new, bit for bit), edge cases and argument checks.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -127,6 +127,40 @@ TEST(LayerNormCpuEdges, BackwardIsDeterministic) {
   EXPECT_EQ(dx1, dx2);
   EXPECT_EQ(dg1, dg2);
   EXPECT_EQ(db1, db2);
+}
+
+TEST_P(LayerNormCpu, BackwardAccumulateAddsToTheOldParameterGradients) {
+  const Shape s = GetParam();
+  const auto x = random_floats(s.n * s.c, 14, s.row_mean, s.row_std);
+  const auto gamma = random_floats(s.c, 15, 1.0f, 0.5f), beta = random_floats(s.c, 16);
+  const auto dy = random_floats(s.n * s.c, 17);
+  const auto old_dg = random_floats(s.c, 18), old_db = random_floats(s.c, 19);
+  std::vector<float> y(x.size()), mean(s.n), rstd(s.n), dx(x.size()), dg(s.c), db(s.c);
+  const Stream cpu = Stream::cpu();
+  layer_norm_forward(cpu, y.data(), mean.data(), rstd.data(), x.data(), gamma.data(), beta.data(),
+                     s.n, s.c);
+  layer_norm_backward(cpu, dx.data(), dg.data(), db.data(), dy.data(), x.data(), gamma.data(),
+                      mean.data(), rstd.data(), s.n, s.c);
+  std::vector<float> dx_acc(x.size()), dg_acc = old_dg, db_acc = old_db;
+  layer_norm_backward(cpu, dx_acc.data(), dg_acc.data(), db_acc.data(), dy.data(), x.data(),
+                      gamma.data(), mean.data(), rstd.data(), s.n, s.c, true);
+  std::vector<float> want_dg(s.c), want_db(s.c);
+  for (std::int64_t j = 0; j < s.c; ++j) {
+    want_dg[j] = old_dg[j] + dg[j];
+    want_db[j] = old_db[j] + db[j];
+  }
+  EXPECT_EQ(dg_acc, want_dg) << s.name << ": old + the overwriting result, bit for bit";
+  EXPECT_EQ(db_acc, want_db) << s.name << ": old + the overwriting result, bit for bit";
+  EXPECT_EQ(dx_acc, dx) << s.name << ": dx is overwritten either way";
+}
+
+TEST(LayerNormCpuEdges, AccumulateWithNoRowsLeavesParameterGradients) {
+  const std::vector<float> gamma(3, 1.0f);
+  std::vector<float> dgamma = {1.0f, -2.0f, 3.0f}, dbeta = {0.5f, 0.25f, -0.125f};
+  layer_norm_backward(Stream::cpu(), nullptr, dgamma.data(), dbeta.data(), nullptr, nullptr,
+                      gamma.data(), nullptr, nullptr, 0, 3, true);
+  EXPECT_EQ(dgamma, (std::vector<float>{1.0f, -2.0f, 3.0f}));
+  EXPECT_EQ(dbeta, (std::vector<float>{0.5f, 0.25f, -0.125f}));
 }
 
 TEST(LayerNormCpuEdges, BadArgumentsThrow) {

@@ -1,6 +1,7 @@
-// The ops of kernels/model_ops.hpp have no CUDA kernels yet: on a CUDA stream each must throw
-// std::runtime_error saying so (after its argument checks) rather than touch device memory as if
-// it were host memory. Needs a CUDA device to create the stream, so it skips without one.
+// The ops of kernels/model_ops.hpp, parallel_ops.hpp and elementwise_ops.hpp have no CUDA kernels
+// yet: on a CUDA stream each must throw std::runtime_error saying so (after its argument checks)
+// rather than touch device memory as if it were host memory. Needs a CUDA device to create the
+// stream, so it skips without one.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -10,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/model_ops.hpp"
+#include "kernels/ops.hpp"
 #include "tests/kernels/reference.hpp"
 
 namespace strata::kernels {
@@ -36,6 +37,25 @@ TEST(ModelOpsCuda, EveryOpThrowsNotImplemented) {
       {"cross_entropy_forward", [&] { cross_entropy_forward(s, p, p, p, ids, 2, 4); }},
       {"cross_entropy_backward", [&] { cross_entropy_backward(s, p, p, p, ids, 2, 4); }},
       {"adamw_step", [&] { adamw_step(s, p, p, p, p, 4, 1, {}); }},
+      {"linear_backward_data", [&] { linear_backward_data(s, p, p, p, 2, 4, 4, true); }},
+      {"linear_backward_weight", [&] { linear_backward_weight(s, p, p, p, p, 2, 4, 4, true); }},
+      {"rms_norm_backward", [&] { rms_norm_backward(s, p, p, p, p, p, p, 2, 4, true); }},
+      // parallel_ops.hpp
+      {"embedding_shard_forward", [&] { embedding_shard_forward(s, p, ids, p, 4, 4, 2, 4); }},
+      {"embedding_shard_backward", [&] { embedding_shard_backward(s, p, p, ids, 4, 4, 2, 4); }},
+      {"add_positions", [&] { add_positions(s, p, p, 3, 2, 4, 4); }},
+      {"positions_backward", [&] { positions_backward(s, p, p, 3, 2, 4, 4); }},
+      {"softmax_stats", [&] { softmax_stats(s, p, p, ids, 4, 4, 2); }},
+      {"cross_entropy_from_stats", [&] { cross_entropy_from_stats(s, p, p, p, 2); }},
+      {"cross_entropy_shard_backward",
+       [&] { cross_entropy_shard_backward(s, p, p, p, ids, 4, 4, 2, 0.5f); }},
+      {"cross_entropy_shard_backward_from_stats",
+       [&] { cross_entropy_shard_backward_from_stats(s, p, p, p, ids, 4, 4, 2, 0.5f); }},
+      // elementwise_ops.hpp
+      {"add_inplace", [&] { add_inplace(s, p, p + 8, 8); }},
+      {"scale_inplace", [&] { scale_inplace(s, p, 2.0f, 8); }},
+      {"add_residual_bias", [&] { add_residual_bias(s, p, p + 8, p + 16, 2, 4); }},
+      {"bias_backward", [&] { bias_backward(s, p, p + 8, 2, 4); }},
   };
   for (const auto& [name, call] : calls) {
     try {

@@ -143,4 +143,53 @@ inline CrossEntropyReference cross_entropy_reference(const std::vector<double>& 
   return r;
 }
 
+// --- Shards (kernels/parallel_ops.hpp) ---------------------------------------------------------
+
+// out (N, C): row tokens[i] - first of wte_shard (rows, C) for tokens in the shard, else zeros.
+inline std::vector<double> embedding_shard_reference(const std::vector<std::int32_t>& tokens,
+                                                     const std::vector<double>& wte_shard,
+                                                     std::int64_t first, std::int64_t rows,
+                                                     std::int64_t c) {
+  const auto n = static_cast<std::int64_t>(tokens.size());
+  std::vector<double> out(n * c, 0.0);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t v = tokens[i] - first;
+    if (v < 0 || v >= rows) continue;
+    for (std::int64_t j = 0; j < c; ++j) out[i * c + j] = wte_shard[v * c + j];
+  }
+  return out;
+}
+
+// x (rows, C) plus the position rows (first_row + i) mod T of wpe (T, C).
+inline std::vector<double> add_positions_reference(const std::vector<double>& x,
+                                                   const std::vector<double>& wpe,
+                                                   std::int64_t first_row, std::int64_t rows,
+                                                   std::int64_t t, std::int64_t c) {
+  std::vector<double> out(x);
+  for (std::int64_t i = 0; i < rows; ++i) {
+    for (std::int64_t j = 0; j < c; ++j) out[i * c + j] += wpe[((first_row + i) % t) * c + j];
+  }
+  return out;
+}
+
+// Per row of logits (N, cols), vocabulary columns first ..: (max, sum exp(l - max), target
+// logit or 0 when the target is outside the shard) -> (N, 3).
+inline std::vector<double> softmax_stats_reference(const std::vector<double>& logits,
+                                                   const std::vector<std::int32_t>& targets,
+                                                   std::int64_t first, std::int64_t cols,
+                                                   std::int64_t n) {
+  std::vector<double> stats(3 * n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double* row = logits.data() + i * cols;
+    const double mx = *std::max_element(row, row + cols);
+    double sum = 0.0;
+    for (std::int64_t v = 0; v < cols; ++v) sum += std::exp(row[v] - mx);
+    const std::int64_t tv = targets[i] - first;
+    stats[3 * i] = mx;
+    stats[3 * i + 1] = sum;
+    stats[3 * i + 2] = tv >= 0 && tv < cols ? row[tv] : 0.0;
+  }
+  return stats;
+}
+
 }  // namespace strata::kernels::testing

@@ -1,6 +1,6 @@
 // RMSNorm on the CPU: forward (y, rstd) against the scalar double reference, backward (dx,
-// dweight) against central finite differences of that reference, edge cases, determinism and
-// argument checks.
+// dweight) against central finite differences of that reference, the accumulate option (dweight
+// = old + new, bit for bit), edge cases, determinism and argument checks.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -98,6 +98,33 @@ TEST(RmsNormCpuEdges, BackwardIsDeterministic) {
   rms_norm_backward(cpu, dx2.data(), dw2.data(), dy.data(), x.data(), w.data(), rstd.data(), n, c);
   EXPECT_EQ(dx1, dx2);
   EXPECT_EQ(dw1, dw2);
+}
+
+TEST_P(RmsNormCpu, BackwardAccumulateAddsToTheOldWeightGradient) {
+  const Shape s = GetParam();
+  const auto x = random_floats(s.n * s.c, 6, 0.5f, s.row_std);
+  const auto w = random_floats(s.c, 7, 1.0f, 0.5f);
+  const auto dy = random_floats(s.n * s.c, 8);
+  const auto old = random_floats(s.c, 9);
+  std::vector<float> y(x.size()), rstd(s.n), dx(x.size()), dw(s.c), dx_acc(x.size()), dw_acc = old;
+  const Stream cpu = Stream::cpu();
+  rms_norm_forward(cpu, y.data(), rstd.data(), x.data(), w.data(), s.n, s.c);
+  rms_norm_backward(cpu, dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), s.n,
+                    s.c);
+  rms_norm_backward(cpu, dx_acc.data(), dw_acc.data(), dy.data(), x.data(), w.data(), rstd.data(),
+                    s.n, s.c, true);
+  std::vector<float> want(s.c);
+  for (std::int64_t j = 0; j < s.c; ++j) want[j] = old[j] + dw[j];
+  EXPECT_EQ(dw_acc, want) << s.name << ": old + the overwriting result, bit for bit";
+  EXPECT_EQ(dx_acc, dx) << s.name << ": dx is overwritten either way";
+}
+
+TEST(RmsNormCpuEdges, AccumulateWithNoRowsLeavesTheWeightGradient) {
+  std::vector<float> dw = {1.5f, -2.0f, 0.25f};
+  const std::vector<float> w(3, 1.0f);
+  rms_norm_backward(Stream::cpu(), nullptr, dw.data(), nullptr, nullptr, w.data(), nullptr, 0, 3,
+                    true);
+  EXPECT_EQ(dw, (std::vector<float>{1.5f, -2.0f, 0.25f}));
 }
 
 TEST(RmsNormCpuEdges, BadArgumentsThrow) {

@@ -1,0 +1,63 @@
+// Argument checks and backend dispatch for the ops in elementwise_ops.hpp. The CPU path runs
+// inline; these ops have no CUDA kernels yet, so a CUDA stream gets std::runtime_error after the
+// checks.
+// defines: the entry points declared in elementwise_ops.hpp
+#include "kernels/elementwise_ops.hpp"
+
+#include <string>
+
+#include "kernels/cpu/elementwise_ops_cpu.hpp"
+#include "kernels/detail/checks.hpp"
+
+namespace strata::kernels {
+namespace {
+
+using detail::check_finite;
+using detail::on_cpu;
+using detail::require;
+using detail::require_pointers;
+
+void check_count(const char* op, const char* name, std::int64_t value) {
+  require(value >= 0, op, std::string(name) + " = " + std::to_string(value) + " must be >= 0");
+}
+
+}  // namespace
+
+Event add_inplace(const Stream& stream, float* y, const float* x, std::int64_t n) {
+  const char* op = "add_inplace";
+  check_count(op, "n", n);
+  require_pointers(op, n, {y, x});
+  if (on_cpu(stream, op) && n > 0) cpu::add_inplace(y, x, n);
+  return stream.record_event();
+}
+
+Event scale_inplace(const Stream& stream, float* y, float alpha, std::int64_t n) {
+  const char* op = "scale_inplace";
+  check_count(op, "n", n);
+  check_finite(op, "alpha", alpha);
+  require_pointers(op, n, {y});
+  if (on_cpu(stream, op) && n > 0) cpu::scale_inplace(y, alpha, n);
+  return stream.record_event();
+}
+
+Event add_residual_bias(const Stream& stream, float* y, const float* residual, const float* bias,
+                        std::int64_t rows, std::int64_t c) {
+  const char* op = "add_residual_bias";
+  detail::check_size(op, "rows", rows, true);
+  detail::check_size(op, "c", c, false);
+  require_pointers(op, rows, {y, residual});  // bias is optional
+  if (on_cpu(stream, op) && rows > 0) cpu::add_residual_bias(y, residual, bias, rows, c);
+  return stream.record_event();
+}
+
+Event bias_backward(const Stream& stream, float* dbias, const float* dy, std::int64_t rows,
+                    std::int64_t c) {
+  const char* op = "bias_backward";
+  detail::check_size(op, "rows", rows, true);
+  detail::check_size(op, "c", c, false);
+  require_pointers(op, rows, {dbias, dy});
+  if (on_cpu(stream, op) && rows > 0) cpu::bias_backward(dbias, dy, rows, c);
+  return stream.record_event();
+}
+
+}  // namespace strata::kernels
