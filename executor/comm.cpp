@@ -1,10 +1,11 @@
 // The local (one-rank) communication backend and the reductions both backends share.
 #include <algorithm>
-#include <cmath>
+#include <cstdint>
 #include <stdexcept>
 
 #include "common/error.hpp"
 #include "executor/comm.hpp"
+#include "kernels/parallel_ops.hpp"
 
 namespace strata::exec {
 
@@ -14,13 +15,8 @@ void reduce_into(float* inout, const float* in, std::size_t n, ReduceOp op) {
     return;
   }
   STRATA_CHECK(n % 3 == 0, "kSoftmaxStats needs triples");
-  for (std::size_t i = 0; i < n; i += 3) {
-    const float m1 = inout[i], m2 = in[i];
-    const float m = std::max(m1, m2);
-    inout[i + 1] = inout[i + 1] * std::exp(m1 - m) + in[i + 1] * std::exp(m2 - m);
-    inout[i] = m;
-    inout[i + 2] += in[i + 2];
-  }
+  // The combination is defined once, beside the ops that produce and consume the statistics.
+  kernels::combine_softmax_stats(inout, in, static_cast<std::int64_t>(n / 3));
 }
 
 namespace {
