@@ -1,5 +1,8 @@
 # Finds Strata's dependencies. Each optional one gets an option STRATA_WITH_<NAME>, ON by default
 # when found; asking for one that is missing is an error. A summary is printed at the end.
+# Under CI (environment variable CI=true) every dependency that scripts/setup.sh installs is
+# required: a missing install step then fails the configure, instead of silently leaving out the
+# SimGrid, golden or MPI tests. CUDA is not a Debian package and stays optional.
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(PkgConfig)
 
@@ -87,3 +90,38 @@ _strata_summary_line("Qt6" "${STRATA_WITH_QT}")
 _strata_summary_line("Eigen3" "${Eigen3_FOUND}")
 _strata_summary_line("GoogleTest" "${GTest_FOUND}")
 _strata_summary_line("benchmark" "${benchmark_FOUND}")
+
+set(_strata_ci "$ENV{CI}")
+if(_strata_ci)
+  _strata_summary_line("CI mode" "on (CI=$ENV{CI}): MPI, SimGrid, Qt6, Eigen3, GoogleTest and benchmark required")
+  # Each with the package of scripts/setup.sh that provides it.
+  set(_strata_missing "")
+  if(NOT MPI_CXX_FOUND)
+    list(APPEND _strata_missing "MPI (libopenmpi-dev)")
+  elseif(NOT MPIEXEC_EXECUTABLE)  # the MPI tests run under mpiexec
+    list(APPEND _strata_missing "mpiexec (openmpi-bin)")
+  endif()
+  if(NOT _strata_simgrid_found)
+    list(APPEND _strata_missing "SimGrid >= 3.32 (libsimgrid-dev)")
+  endif()
+  if(NOT Qt6_FOUND)
+    list(APPEND _strata_missing "Qt6 Widgets (qt6-base-dev)")
+  endif()
+  if(NOT Eigen3_FOUND)
+    list(APPEND _strata_missing "Eigen3 >= 3.3 (libeigen3-dev)")
+  endif()
+  if(NOT GTest_FOUND)
+    list(APPEND _strata_missing "GoogleTest (libgtest-dev, libgmock-dev)")
+  endif()
+  if(NOT benchmark_FOUND)
+    list(APPEND _strata_missing "Google Benchmark (libbenchmark-dev)")
+  endif()
+  if(_strata_missing)
+    list(JOIN _strata_missing ", " _strata_missing)
+    message(FATAL_ERROR "CI=$ENV{CI} requires every dependency that scripts/setup.sh installs; "
+                        "missing: ${_strata_missing}. Run scripts/setup.sh (or unset CI for a "
+                        "local build without them).")
+  endif()
+else()
+  _strata_summary_line("CI mode" "off (CI=true would require MPI, SimGrid, Qt6, Eigen3, GoogleTest, benchmark)")
+endif()

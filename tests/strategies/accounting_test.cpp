@@ -5,9 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 
-#include "common/json.hpp"
 #include "test_models.hpp"
 
 namespace strata::strategies {
@@ -17,31 +15,34 @@ using testing::gpt;
 using testing::llama;
 using testing::strategy;
 
-json::Json table1() {
-  return json::parse_file(std::string(STRATA_SOURCE_DIR) +
-                          "/../shared/data/published-reference.json")["megatron_sc21_table1"];
-}
-
-bool have_table1() {
-  return std::ifstream(std::string(STRATA_SOURCE_DIR) + "/../shared/data/published-reference.json")
-      .good();
-}
+// Megatron-LM SC'21 (Narayanan et al., arXiv:2104.04473) Table 1, the columns this test uses, as
+// in shared/data/published-reference.json (block megatron_sc21_table1); vocab 51200 and sequence
+// 2048 for every row. iter_time_s is not printed in the paper: it is derived there as eq. 3 FLOPs
+// / (TFLOP/s per GPU x GPUs), from the rounded TFLOP/s, so it agrees to about 0.5%.
+struct Table1Row {
+  int layers, hidden, heads, global_batch, num_gpus;
+  double achieved_tflops_per_gpu, iter_time_s;
+};
+constexpr Table1Row kTable1[] = {
+    {24, 2304, 24, 512, 32, 137, 3.53},        {30, 3072, 32, 512, 64, 138, 3.7},
+    {36, 4096, 32, 512, 128, 142, 3.7},        {40, 6144, 48, 1024, 256, 135, 9.4},
+    {48, 8192, 64, 1536, 512, 138, 14.45},     {60, 10240, 80, 1792, 1024, 140, 16.06},
+    {80, 12288, 96, 2304, 1536, 148, 24.82},   {96, 16384, 128, 2160, 1920, 155, 37.61},
+    {105, 20480, 128, 2520, 2520, 163, 54.08}, {128, 25600, 160, 3072, 3072, 163, 102.63}};
 
 TEST(Flops, Eq3IntegerFormEqualsThePaperForm) {
   // 96 B s l h^2 (1 + s/6h + V/16lh), evaluated in long double.
   const std::int64_t B = 1536, s = 2048, l = 96, h = 12288, V = 51200;
-  const long double paper = 96.0L * B * s * l * h * h *
-                            (1.0L + s / (6.0L * h) + V / (16.0L * l * h));
+  const long double paper =
+      96.0L * B * s * l * h * h * (1.0L + s / (6.0L * h) + V / (16.0L * l * h));
   const long double ours = static_cast<long double>(megatron_eq3_flops(B, s, l, h, V));
   EXPECT_NEAR(static_cast<double>(ours / paper), 1.0, 1e-15);
 }
 
 TEST(Flops, FullRecomputeHardwareFlopsEqualEq3ExactlyForEveryTable1Row) {
-  if (!have_table1()) GTEST_SKIP() << "shared/data/published-reference.json not found";
-  const auto t = table1();
-  for (const auto& row : t["rows"]) {
-    const int l = row["num_layers"], h = row["hidden_size"], a = row["attention_heads"];
-    const int B = row["global_batch_size"];
+  for (const Table1Row& row : kTable1) {
+    const int l = row.layers, h = row.hidden, a = row.heads;
+    const int B = row.global_batch;
     ModelSpec m = gpt(l, h, a, 51200, 2048);
     StrategySpec s = strategy(1, 1, 1, 1, B);
     s.recompute = Recompute::kFull;
@@ -54,10 +55,8 @@ TEST(Flops, FullRecomputeHardwareFlopsEqualEq3ExactlyForEveryTable1Row) {
                             FlopCount(6) * B * 2048 * FlopCount(h) * 51200;
     EXPECT_TRUE(f.model == model);
     // The derived iteration time of the table: eq. 3 / (achieved TFLOP/s x GPUs).
-    const double iter = to_double(f.hardware) /
-                        (row["achieved_tflops_per_gpu"].get<double>() * 1e12 *
-                         row["num_gpus"].get<double>());
-    EXPECT_NEAR(iter / row["iter_time_s_derived_eq3"].get<double>(), 1.0, 0.01);
+    const double iter = to_double(f.hardware) / (row.achieved_tflops_per_gpu * 1e12 * row.num_gpus);
+    EXPECT_NEAR(iter / row.iter_time_s, 1.0, 0.01);
   }
 }
 
