@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "common/error.hpp"
 
@@ -84,6 +85,58 @@ bool asks_for_help(const std::vector<std::string>& argv) {
   return false;
 }
 
+std::vector<int> parse_rank_list(const std::string& flag, const std::string& text, int world) {
+  std::vector<int> out;
+  if (text == "all") {
+    for (int r = 0; r < world; ++r) out.push_back(r);
+    return out;
+  }
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::size_t used = 0;
+    int r = -1;
+    try {
+      r = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || r < 0 || r >= world) {
+      throw ConfigError(flag + " = " + text + ": '" + item + "' is not a rank in [0, " +
+                        std::to_string(world - 1) + "] (or use 'all')");
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::vector<double> parse_rank_factors(const std::string& flag, const std::string& text,
+                                       int world) {
+  std::vector<double> factors(world, 1.0);
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto colon = item.find(':');
+    int r = -1;
+    double f = 0;
+    try {
+      if (colon != std::string::npos) {
+        r = std::stoi(item.substr(0, colon));
+        f = std::stod(item.substr(colon + 1));
+      }
+    } catch (const std::exception&) {
+      r = -1;
+    }
+    if (r < 0 || r >= world || !(f > 0)) {
+      throw ConfigError(flag + " = " + text + ": '" + item +
+                        "' must be RANK:FACTOR with a rank in [0, " + std::to_string(world - 1) +
+                        "] and a factor > 0");
+    }
+    factors[r] = f;
+  }
+  return factors;
+}
+
 void write_output(const std::string& path, const std::string& content) {
   if (path == "-") {
     std::cout << content;
@@ -109,6 +162,10 @@ void write_output(const std::string& path, const std::string& content) {
     std::filesystem::remove(tmp);
     throw ConfigError(path + ": cannot replace file: " + ec.message());
   }
+}
+
+void write_outputs(const std::vector<Output>& outputs) {
+  for (const Output& o : outputs) write_output(o.path, o.content);
 }
 
 }  // namespace strata::cli

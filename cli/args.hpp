@@ -1,5 +1,6 @@
 // A small command-line parser for `strata` subcommands: --flag VALUE, --flag=VALUE, boolean
-// flags, and flags whose value is optional (--json [FILE]). Usage errors are ConfigErrors.
+// flags, and flags whose value is optional (--json [FILE]); rank lists and per-rank factors;
+// output files written atomically. Usage errors are ConfigErrors naming the flag and value.
 #pragma once
 
 #include <map>
@@ -30,7 +31,22 @@ class Args {
 // Whether the arguments ask for a command's help (--help or -h anywhere).
 bool asks_for_help(const std::vector<std::string>& argv);
 
+// `flag`'s value as ranks of a world of `world`: "all" or comma-separated ranks ("0,8,16").
+std::vector<int> parse_rank_list(const std::string& flag, const std::string& text, int world);
+// `flag`'s value as per-rank factors: "RANK:FACTOR[,RANK:FACTOR...]" with factors > 0; every
+// rank not named gets 1.
+std::vector<double> parse_rank_factors(const std::string& flag, const std::string& text, int world);
+
 // Writes `content` to `path` atomically (temporary file, then rename), or to stdout for "-".
 void write_output(const std::string& path, const std::string& content);
+
+// A command's output file and its whole content.
+struct Output {
+  std::string path;
+  std::string content;
+};
+// Writes every output, in order. Commands serialise all their outputs first and call this last,
+// after every check, so that a failing command writes nothing.
+void write_outputs(const std::vector<Output>& outputs);
 
 }  // namespace strata::cli

@@ -13,6 +13,7 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/specs.hpp"
 #include "common/error.hpp"
 #include "common/host.hpp"
 #include "common/version.hpp"
@@ -20,8 +21,9 @@
 #include "executor/comm.hpp"
 #include "executor/data.hpp"
 #include "executor/executor.hpp"
+#include "results/run.hpp"
+#include "results/trace.hpp"
 #include "strategies/plan.hpp"
-#include "strategies/plan_json.hpp"
 
 namespace strata::cli {
 
@@ -198,8 +200,7 @@ int run_command(const std::vector<std::string>& argv_in) {
   if (const char* k = std::getenv("STRATA_TEST_KILL")) {
     if (std::sscanf(k, "%d:%d", &kill_rank, &kill_step) != 2) kill_rank = -1;
   }
-  json::Json step_rows = json::Json::array();
-  json::Json losses = json::Json::array();
+  std::vector<results::RunStep> step_rows;
   std::vector<double> rates;
   try {
     for (int k = first_step; k < steps; ++k) {
@@ -207,9 +208,7 @@ int run_command(const std::vector<std::string>& argv_in) {
       const exec::StepResult r = executor->step();
       const double rate = tokens / r.seconds;
       rates.push_back(rate);
-      losses.push_back(r.loss);
-      step_rows.push_back({{"step", r.step}, {"loss", r.loss}, {"seconds", r.seconds},
-                           {"tokens_per_s", rate}});
+      step_rows.push_back({r.step, r.loss, r.seconds, rate});
       if (lead) {
         std::printf("step %4d  loss %.6f  time %8.4f s  tokens/s %10.0f\n", r.step, r.loss,
                     r.seconds, rate);
@@ -239,40 +238,31 @@ int run_command(const std::vector<std::string>& argv_in) {
   if (lead) {
     std::printf("median tokens/s %.0f over %d steps\n", median, steps - first_step);
     if (const auto path = args.get("--json")) {
-      const json::Json out = {
-          {"schema_version", 1},
-          {"kind", "strata.run"},
-          {"source", "measured"},
-          {"model", plan->model.name},
-          {"strategy", plan->strategy.name},
-          {"cluster", plan->cluster.name},
-          {"world_size", comm->size()},
-          {"backend", comm->backend()},
-          {"seed", options.seed},
-          {"first_step", first_step + 1},
-          {"lr", options.adam.lr},
-          {"data", corpus->path()},
-          {"tokens_per_step", tokens},
-          {"losses", losses},
-          {"steps", step_rows},
-          {"median_tokens_per_s", median},
-          {"provenance", strategies::provenance_to_json(plan->provenance)},
-          {"host", host_name()},
-          {"date", utc_now()}};
-      write_output(*path, out.dump(2) + "\n");
+      results::RunRecord run;
+      run.model = plan->model.name;
+      run.strategy = plan->strategy.name;
+      run.cluster = plan->cluster.name;
+      run.world_size = comm->size();
+      run.backend = comm->backend();
+      run.seed = options.seed;
+      run.first_step = first_step + 1;
+      run.lr = options.adam.lr;
+      run.data = corpus->path();
+      run.tokens_per_step = tokens;
+      run.steps = step_rows;
+      run.median_tokens_per_s = median;
+      run.provenance = plan->provenance;
+      run.host = host_name();
+      run.date = utc_now();
+      write_output(*path, results::run_to_json(run).dump(2) + "\n");
     }
     if (const auto path = args.get("--trace")) {
-      const json::Json trace = strategies::trace_to_json(
-          *plan, spans,
-          {{"schema_version", 1},
-           {"kind", "strata.trace"},
-           {"source", "measured"},
-           {"step", steps},
-           {"backend", comm->backend()},
-           {"provenance", strategies::provenance_to_json(plan->provenance)},
-           {"host", host_name()},
-           {"date", utc_now()}});
-      write_output(*path, trace.dump() + "\n");
+      json::Json other = results::trace_other_data("measured", plan->provenance);
+      other["step"] = steps;
+      other["backend"] = comm->backend();
+      other["host"] = host_name();
+      other["date"] = utc_now();
+      write_output(*path, results::trace_to_json(*plan, spans, other).dump() + "\n");
     }
   }
   return kExitOk;

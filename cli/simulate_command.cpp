@@ -1,20 +1,20 @@
 // `strata simulate`: lower the specs to a Plan and replay it on a SimGrid model of the cluster;
 // print the report, optionally write report.json and trace.json. One simulation per process.
 #include <iostream>
-#include <sstream>
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/specs.hpp"
 #include "common/error.hpp"
-#include "common/units.hpp"
 #include "profiler/roofline.hpp"
-#include "sim/report.hpp"
+#include "results/report.hpp"
+#include "results/trace.hpp"
 #include "sim/simulate.hpp"
-#include "strategies/plan.hpp"
 
 namespace strata::cli {
 
-const char* const kSimulateHelp = R"(Usage: strata simulate --model M --cluster C --strategy S [options]
+const char* const kSimulateHelp =
+    R"(Usage: strata simulate --model M --cluster C --strategy S [options]
 
 Predict one training step of a strategy on a modelled cluster: the specs are lowered to a Plan,
 and every rank's tasks are replayed in a SimGrid discrete-event simulation (compute durations
@@ -48,110 +48,48 @@ fraction and, per pipeline stage, compute, communication, exposed communication 
 seconds and peak memory. The same inputs give the same report, byte for byte.
 )";
 
-namespace {
-
-std::vector<int> parse_ranks(const std::string& text, int world) {
-  std::vector<int> out;
-  if (text == "all") {
-    for (int r = 0; r < world; ++r) out.push_back(r);
-    return out;
-  }
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    std::size_t used = 0;
-    int r = -1;
-    try {
-      r = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || r < 0 || r >= world) {
-      throw ConfigError("--trace-ranks = " + text + ": '" + item + "' is not a rank in [0, " +
-                        std::to_string(world - 1) + "] (or use 'all')");
-    }
-    out.push_back(r);
-  }
-  return out;
-}
-
-std::vector<double> parse_stragglers(const std::string& text, int world) {
-  std::vector<double> factors(world, 1.0);
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    const auto colon = item.find(':');
-    int r = -1;
-    double f = 0;
-    try {
-      if (colon != std::string::npos) {
-        r = std::stoi(item.substr(0, colon));
-        f = std::stod(item.substr(colon + 1));
-      }
-    } catch (const std::exception&) {
-      r = -1;
-    }
-    if (r < 0 || r >= world || !(f > 0)) {
-      throw ConfigError("--straggler = " + text + ": '" + item +
-                        "' must be RANK:FACTOR with a rank in [0, " + std::to_string(world - 1) +
-                        "] and a factor > 0");
-    }
-    factors[r] = f;
-  }
-  return factors;
-}
-
-}  // namespace
-
 int simulate_command(const std::vector<std::string>& argv) {
   if (asks_for_help(argv)) {
     std::cout << kSimulateHelp;
     return kExitOk;
   }
-  std::set<std::string> with_value = kSpecFlags;
-  for (const char* f : {"--json", "--trace", "--trace-ranks", "--efficiencies", "--straggler"}) {
-    with_value.insert(f);
-  }
-  const Args args(argv, with_value, {}, {"--ignore-memory", "--exact"});
-  const Inputs in = load_inputs(args);
-  const strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, in.world_size);
-
+  const Args args(
+      argv, spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies", "--straggler"}),
+      {}, {"--ignore-memory", "--exact"});
+  const strategies::Plan plan = lower_inputs(args);
   const int over = strategies::first_rank_over_capacity(plan);
   if (over >= 0 && !args.has("--ignore-memory")) {
-    const auto& p = plan.program_of(over);
-    throw ConfigError("strategy '" + plan.strategy.name + "' does not fit: rank " +
-                      std::to_string(over) + " (pipeline stage " + std::to_string(p.stage) +
-                      ") needs " + units::format_bytes(p.memory.peak_bytes()) + " but has " +
-                      units::format_bytes(plan.capacity_bytes(over)) +
+    throw ConfigError("strategy '" + plan.strategy.name +
+                      "' does not fit: " + over_capacity(plan, over) +
                       " (see `strata plan`; --ignore-memory simulates it anyway)");
   }
 
   const profiler::Efficiencies efficiencies = profiler::load_efficiencies(
       args.get("--efficiencies").value_or(profiler::default_efficiencies_path()));
-  const profiler::RooflineCostModel cost(efficiencies);
   sim::SimOptions options;
   options.links = efficiencies.links();
-  options.fold_data_parallel = !args.has("--exact");
-  options.fold_tensor_parallel = !args.has("--exact");
-  options.aggregate_ring_steps = !args.has("--exact");
+  options.fold_data_parallel = options.fold_tensor_parallel = options.aggregate_ring_steps =
+      !args.has("--exact");
   options.record_trace = args.has("--trace");
   if (const auto ranks = args.get("--trace-ranks")) {
-    options.trace_ranks = parse_ranks(*ranks, plan.world_size);
+    options.trace_ranks = parse_rank_list("--trace-ranks", *ranks, plan.world_size);
   }
   if (const auto s = args.get("--straggler")) {
-    options.speed_factors = parse_stragglers(*s, plan.world_size);
+    options.speed_factors = parse_rank_factors("--straggler", *s, plan.world_size);
   }
-  const sim::Report report = sim::simulate(plan, cost, options);
+  const results::Report report =
+      sim::simulate(plan, profiler::RooflineCostModel(efficiencies), options);
 
-  // Serialise everything before writing anything, so a failure leaves no partial output.
-  const std::string report_json = sim::report_to_json(report, plan).dump(2) + "\n";
-  std::string trace_json;
-  if (options.record_trace) trace_json = sim::trace_to_json(report, plan).dump() + "\n";
-  if (options.record_trace) write_output(*args.get("--trace"), trace_json);
-  if (args.has("--json")) write_output(*args.get("--json"), report_json);
-  if (!args.has("--json") || *args.get("--json") != "-") {
-    std::cout << sim::render_report(report, plan);
+  std::vector<Output> outputs;
+  if (const auto path = args.get("--trace")) {
+    const json::Json other = results::trace_other_data("simulated", report.provenance);
+    outputs.push_back({*path, results::trace_to_json(plan, report.spans, other).dump() + "\n"});
   }
+  if (const auto path = args.get("--json")) {
+    outputs.push_back({*path, results::report_to_json(report).dump(2) + "\n"});
+  }
+  write_outputs(outputs);
+  if (args.get("--json") != "-") std::cout << results::render_report(report);
   return kExitOk;
 }
 

@@ -11,10 +11,8 @@
 #   common        common                                          -
 #   strategies    common strategies                               -
 #   profiler      common strategies profiler                      -
-#   results       common strategies results                       -   (folder to come: its
-#                 CMakeLists calls strata_include_view(strata_results common strategies results)
-#                 and strata_include_rules(strata_results))
-#   sim           common strategies profiler [results] sim        SimGrid
+#   results       common strategies results                       -
+#   sim           common strategies profiler results sim          SimGrid
 #   kernels       kernels                                         Eigen, CUDA
 #   executor      common strategies kernels executor              MPI, CUDA (NCCL, DESIGN.md)
 #   cli, bench,   every folder (tests also tests/)                all (only cli/ is checked, for
@@ -31,10 +29,7 @@
 
 set(STRATA_INCLUDE_VIEWS_DIR ${CMAKE_BINARY_DIR}/include-views)
 # What cli/, bench/ and tests/ may include: every library folder.
-set(STRATA_ALL_FOLDERS common strategies profiler sim kernels executor cli)
-if(IS_DIRECTORY ${PROJECT_SOURCE_DIR}/results)
-  list(APPEND STRATA_ALL_FOLDERS results)
-endif()
+set(STRATA_ALL_FOLDERS common strategies profiler results sim kernels executor cli)
 set(STRATA_BUILD_RULES_DIR ${CMAKE_BINARY_DIR}/build-rules)
 set(STRATA_FORBID_TOKENS_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/StrataForbidTokens.cmake)
 

@@ -539,7 +539,8 @@ std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int
   return finished;
 }
 
-Report simulate(const Plan& plan, const profiler::CostModel& cost, const SimOptions& options) {
+results::Report simulate(const Plan& plan, const profiler::CostModel& cost,
+                         const SimOptions& options) {
   sg4::Engine engine("strata");
   configure_network_model();
   PlatformOptions popts;
@@ -552,26 +553,33 @@ Report simulate(const Plan& plan, const profiler::CostModel& cost, const SimOpti
   engine.run();
   replay.check_complete();
 
-  Report r;
+  results::Report r;
   r.model = plan.model.name;
   r.cluster = plan.cluster.name;
   r.strategy = plan.strategy.name;
   r.provenance = plan.provenance;
   r.world_size = plan.world_size;
-  r.events = replay.events();
-  r.cost_model = cost.name();
-  r.options = options;
-  r.options.trace_ranks.clear();
+  r.global_batch_size = plan.strategy.global_batch_size;
+  r.seq_length = plan.model.seq_length;
+  r.simulation.simgrid_activities = static_cast<std::int64_t>(replay.events());
+  r.simulation.cost_model = cost.name();
+  r.simulation.fold_data_parallel = options.fold_data_parallel;
+  r.simulation.fold_tensor_parallel = options.fold_tensor_parallel;
+  r.simulation.aggregate_ring_steps = options.aggregate_ring_steps;
+  r.simulation.speed_factors = options.speed_factors;
   const auto& starts = replay.starts();
   const auto& ends = replay.ends();
   // A folded rank reports what its representative did.
   auto source = [&](int rank) { return replay.representative(rank); };
-  for (int rank = 0; rank < plan.world_size; ++rank) r.simulated_ranks += replay.active(rank);
+  for (int rank = 0; rank < plan.world_size; ++rank) {
+    r.simulation.simulated_ranks += replay.active(rank);
+  }
   for (int rank = 0; rank < plan.world_size; ++rank) {
     const Program& p = plan.program_of(rank);
     const int src = source(rank);
     std::vector<std::pair<double, double>> compute, comm;
-    RankTimes t;
+    results::RankTimes t;
+    t.stage = plan.stage_of(rank);
     for (std::size_t i = 0; i < p.tasks.size(); ++i) {
       const std::pair<double, double> span{starts[src][i], ends[src][i]};
       t.finish_s = std::max(t.finish_s, span.second);

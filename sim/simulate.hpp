@@ -16,8 +16,8 @@
 
 #include "profiler/cost_model.hpp"
 #include "profiler/efficiency.hpp"
+#include "results/report.hpp"
 #include "strategies/plan.hpp"
-#include "strategies/plan_json.hpp"
 
 namespace strata::sim {
 
@@ -45,42 +45,11 @@ struct SimOptions {
   bool aggregate_ring_steps = true;
 };
 
-// What one rank did during the step, in simulated seconds.
-struct RankTimes {
-  double compute_s = 0;        // busy on the compute stream
-  double communication_s = 0;  // some communication in flight (union over comm streams)
-  double exposed_comm_s = 0;   // communication in flight while the compute stream is idle
-  double idle_s = 0;           // neither computing nor communicating
-  double finish_s = 0;         // when the rank's last task ended
-  double peak_memory_bytes = 0;
-  double capacity_bytes = 0;
-};
-
-// One task of one rank as simulated (for the trace).
-using TaskSpan = strategies::TaskSpan;
-
-struct Report {
-  std::string model, cluster, strategy;
-  strategies::Provenance provenance;
-  int world_size = 0;
-  double step_time_s = 0;
-  double tokens_per_s = 0;
-  double tflops_per_gpu = 0;           // model FLOPs / step time / GPUs
-  double hardware_tflops_per_gpu = 0;  // with recompute (Megatron's accounting)
-  double mfu = 0;                      // model FLOP/s per GPU over the GPU's peak
-  double bubble_fraction = 0;          // mean idle fraction of the compute stream not spent in
-                                       // exposed communication
-  std::vector<RankTimes> ranks;
-  bool fits = true;
-  double events = 0;                   // SimGrid activities started
-  int simulated_ranks = 0;             // ranks whose tasks ran (fewer when folded)
-  std::string cost_model;              // CostModel::name()
-  SimOptions options;                  // as given (folds apply only where allowed)
-  std::vector<TaskSpan> spans;         // traced ranks only, when requested
-};
-
-Report simulate(const strategies::Plan& plan, const profiler::CostModel& cost,
-                const SimOptions& options = {});
+// The Report (results/report.hpp) of one step: report.json's content, each rank's finish time
+// and, with record_trace, the spans of the traced ranks. Its `simulation` block records the
+// options as given (folds apply only where allowed).
+results::Report simulate(const strategies::Plan& plan, const profiler::CostModel& cost,
+                         const SimOptions& options = {});
 
 // Runs only collectives, all started at time 0 on the platform of the first `world_size` GPUs
 // of `cluster`, and returns when each finished (simulated seconds). For collective tests and

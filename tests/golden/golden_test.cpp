@@ -75,14 +75,20 @@ std::string child_path(const std::string& parent, const std::string& key) {
 
 // Appends "<path>: expected <a>, got <b>" for every difference between two JSON values:
 // objects key by key (missing and unexpected keys both count), arrays element by element,
-// numbers exactly when both are integers and to kRelativeTolerance otherwise, everything else
-// exactly. Paths read like "ranks[3].compute_s".
+// integers exactly, floating-point numbers to kRelativeTolerance, an integer where a float was
+// (or the reverse) as a difference of representation, everything else exactly. Paths read like
+// "ranks[3].compute_s".
 void diff_json(const Json& expected, const Json& actual, const std::string& path,
                std::vector<std::string>* diffs) {
   if (kIgnoredFields.count(path) != 0) return;
   auto report = [&](const std::string& what) { diffs->push_back(path + ": " + what); };
   if (expected.is_number() && actual.is_number()) {
-    if (expected.is_number_float() || actual.is_number_float()) {
+    if (expected.is_number_float() != actual.is_number_float()) {
+      auto shown = [](const Json& v) {
+        return (v.is_number_float() ? "float " : "integer ") + v.dump();
+      };
+      report("expected " + shown(expected) + ", got " + shown(actual));
+    } else if (expected.is_number_float()) {
       const double a = expected.get<double>(), b = actual.get<double>();
       const double scale = std::max(std::abs(a), std::abs(b));
       if (!(a == b || std::abs(a - b) <= kRelativeTolerance * scale)) {
@@ -228,6 +234,17 @@ TEST(GoldenCompare, IntegersStringsAndShapesCompareExactly) {
   EXPECT_EQ(diffs[1], "model: expected \"gpt\", got \"gpt2\"");
   EXPECT_EQ(diffs[2], "ranks: expected 2 elements, got 3");
   EXPECT_EQ(diffs[3], "world_size: expected 8, got 9");
+}
+
+// Counts are integers: a count written as a float (or a float as an integer) is a difference,
+// even when the value is the same.
+TEST(GoldenCompare, IntegerAndFloatRepresentationsDiffer) {
+  const Json a = {{"simgrid_activities", 844472}, {"idle_s", 0.0}};
+  const Json b = {{"simgrid_activities", 844472.0}, {"idle_s", 0}};
+  const std::vector<std::string> diffs = diff_json(a, b);
+  ASSERT_EQ(diffs.size(), 2u);
+  EXPECT_EQ(diffs[0], "idle_s: expected float 0.0, got integer 0");
+  EXPECT_EQ(diffs[1], "simgrid_activities: expected integer 844472, got float 844472.0");
 }
 
 TEST(GoldenCompare, NamesMissingAndNewFieldsAndIgnoresOnlyTheVersion) {

@@ -3,9 +3,14 @@
 // determinism and traces. Every simulation runs in a forked child (one engine per process).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
+#include <tuple>
+
 #include "profiler/roofline.hpp"
 #include "sim/collectives.hpp"
-#include "sim/report.hpp"
+#include "results/report.hpp"
+#include "results/trace.hpp"
 #include "sim/simulate.hpp"
 #include "sim_test_util.hpp"
 #include "tests/strategies/test_models.hpp"
@@ -35,6 +40,12 @@ class FixedCost final : public profiler::CostModel {
   double seconds_;
   bool layers_only_;
 };
+
+// trace.json of a simulation, as `strata simulate --trace` writes it.
+json::Json simulated_trace(const results::Report& rep, const Plan& plan) {
+  return results::trace_to_json(plan, rep.spans,
+                                results::trace_other_data("simulated", rep.provenance));
+}
 
 strategies::ClusterSpec node_of_8() { return strategies::testing::cluster(2, 8); }
 
@@ -271,7 +282,7 @@ TEST(Replay, OneRankRunsEveryComputeTaskBackToBack) {
   const auto m = strategies::testing::gpt(2, 64, 4, 128, 32);
   const Plan plan = strategies::lower(m, free_network(1, 8), strategies::testing::strategy(1, 1, 1, 1, 2), 1);
   const auto r = in_child([&] {
-    const Report rep = simulate(plan, FixedCost(1e-3));
+    const results::Report rep = simulate(plan, FixedCost(1e-3));
     return std::vector<double>{rep.step_time_s, rep.tokens_per_s, rep.bubble_fraction};
   });
   ASSERT_EQ(r.size(), 3u);
@@ -290,7 +301,7 @@ TEST(Replay, PipelineBubbleMatchesTheTextbook) {
     const Plan plan = strategies::lower(m, free_network(1, 8),
                                         strategies::testing::strategy(1, 1, 2, 1, 4, schedule), 2);
     const auto r = in_child([&] {
-      const Report rep = simulate(plan, FixedCost(1e-3, /*layers_only=*/true));
+      const results::Report rep = simulate(plan, FixedCost(1e-3, /*layers_only=*/true));
       return std::vector<double>{rep.step_time_s, rep.bubble_fraction};
     });
     ASSERT_EQ(r.size(), 2u);
@@ -347,7 +358,7 @@ TEST(Replay, GradientBucketsOverlapBackward) {
     s.collectives.grad_bucket_bytes = 4 << 20;
     const Plan plan = strategies::lower(m, c, s, 8);
     out.push_back(in_child([&] {
-      const Report rep = simulate(plan, FixedCost(2e-4));
+      const results::Report rep = simulate(plan, FixedCost(2e-4));
       return std::vector<double>{rep.step_time_s, rep.ranks[0].exposed_comm_s,
                                  rep.ranks[0].communication_s};
     }));
@@ -383,8 +394,8 @@ TEST(Replay, SameInputsSameReportAndTrace) {
     return in_child_text([&] {
       SimOptions o;
       o.record_trace = true;
-      const Report rep = simulate(plan, FixedCost(1e-4), o);
-      return report_to_json(rep, plan).dump() + trace_to_json(rep, plan).dump();
+      const results::Report rep = simulate(plan, FixedCost(1e-4), o);
+      return results::report_to_json(rep).dump() + simulated_trace(rep, plan).dump();
     });
   };
   const std::string a = run(), b = run();
@@ -399,8 +410,8 @@ TEST(Replay, TraceHoldsEveryTaskOfTheTracedRanks) {
   const auto r = in_child([&] {
     SimOptions o;
     o.record_trace = true;  // default ranks: the first of each stage
-    const Report rep = simulate(plan, FixedCost(1e-4), o);
-    const auto trace = trace_to_json(rep, plan);
+    const results::Report rep = simulate(plan, FixedCost(1e-4), o);
+    const auto trace = simulated_trace(rep, plan);
     double complete = 0;
     for (const auto& e : trace["traceEvents"]) complete += e["ph"] == "X";
     return std::vector<double>{static_cast<double>(rep.spans.size()), complete};
@@ -410,6 +421,49 @@ TEST(Replay, TraceHoldsEveryTaskOfTheTracedRanks) {
       static_cast<double>(plan.programs[0].tasks.size() + plan.programs[1].tasks.size());
   EXPECT_EQ(r[0], expected);
   EXPECT_EQ(r[1], expected);
+}
+
+// The simulated trace read back: no two slices of one thread overlap, though the simulated
+// pipeline transfers do (a middle stage receives one micro-batch while it sends another: they
+// get lanes); every thread has slices; every send whose receiver is traced has its arrow.
+TEST(Replay, TraceHasNoOverlappingSlicesNorEmptyThreads) {
+  const auto m = strategies::testing::gpt(8, 1024, 16, 512, 1024);
+  const Plan plan = strategies::lower(m, strategies::testing::cluster(1, 8),
+                                      strategies::testing::strategy(2, 1, 4, 1, 16), 8);
+  const auto r = in_child([&] {
+    SimOptions o;
+    o.record_trace = true;
+    const results::Report rep = simulate(plan, FixedCost(1e-5), o);
+    const results::Trace t = results::trace_from_json(simulated_trace(rep, plan));
+    std::map<std::tuple<int, strategies::Stream, int>, std::vector<std::pair<double, double>>>
+        threads;
+    double sends = 0, pp_lanes = 0, other_lanes = 0;
+    for (const results::TraceEvent& e : t.events) {
+      threads[{e.rank, e.stream, e.lane}].push_back({e.start_s, e.start_s + e.duration_s});
+      sends += e.kind == strategies::TaskKind::kSend;
+      double& lanes = e.stream == strategies::Stream::kPp ? pp_lanes : other_lanes;
+      lanes = std::max(lanes, static_cast<double>(e.lane));
+    }
+    double overlaps = 0;
+    for (auto& [thread, slices] : threads) {
+      std::sort(slices.begin(), slices.end());
+      for (std::size_t i = 1; i < slices.size(); ++i) {
+        overlaps += slices[i].first < slices[i - 1].second - results::kTraceTouchS;
+      }
+    }
+    const double threads_used = static_cast<double>(threads.size());
+    const double threads_named = static_cast<double>(t.tracks.size());
+    const double arrows = static_cast<double>(t.transfers.size());
+    return std::vector<double>{overlaps, threads_used, threads_named, sends,
+                               arrows,   pp_lanes,     other_lanes};
+  });
+  ASSERT_EQ(r.size(), 7u);
+  EXPECT_EQ(r[0], 0) << "overlapping slices on one thread";
+  EXPECT_EQ(r[1], r[2]) << "threads named vs threads with slices";
+  EXPECT_GT(r[3], 0);
+  EXPECT_EQ(r[4], r[3]) << "sends vs arrows";
+  EXPECT_GE(r[5], 1) << "the simulated transfers overlap, so pp needs a second lane";
+  EXPECT_EQ(r[6], 0) << "the other streams' tasks are chained: one thread each";
 }
 
 // The compact simulation (folded data-parallel replicas, aggregated ring steps) against the full
@@ -454,8 +508,8 @@ TEST(Replay, CompactSimulationIsFaithfulToTheFullOne) {
         o.fold_data_parallel = compact;
         o.fold_tensor_parallel = compact;
         o.aggregate_ring_steps = compact;
-        const Report rep = simulate(plan, cost, o);
-        std::vector<double> v = {rep.step_time_s, static_cast<double>(rep.simulated_ranks)};
+        const results::Report rep = simulate(plan, cost, o);
+        std::vector<double> v = {rep.step_time_s, static_cast<double>(rep.simulation.simulated_ranks)};
         for (const auto& t : rep.ranks) v.push_back(t.finish_s);
         return v;
       });

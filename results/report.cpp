@@ -1,0 +1,160 @@
+// report.json and the report table.
+#include "results/report.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "common/units.hpp"
+#include "results/detail/read.hpp"
+#include "strategies/plan_json.hpp"
+
+namespace strata::results {
+
+json::Json report_to_json(const Report& r) {
+  json::Json j;
+  j["schema_version"] = kReportSchemaVersion;
+  j["kind"] = kReportKind;
+  j["provenance"] = strategies::provenance_to_json(r.provenance);
+  j["model"] = r.model;
+  j["cluster"] = r.cluster;
+  j["strategy"] = r.strategy;
+  j["world_size"] = r.world_size;
+  j["global_batch_size"] = r.global_batch_size;
+  j["seq_length"] = r.seq_length;
+  j["step_time_s"] = r.step_time_s;
+  j["tokens_per_s"] = r.tokens_per_s;
+  j["tflops_per_gpu"] = r.tflops_per_gpu;
+  j["hardware_tflops_per_gpu"] = r.hardware_tflops_per_gpu;
+  j["mfu"] = r.mfu;
+  j["bubble_fraction"] = r.bubble_fraction;
+  j["fits"] = r.fits;
+  const SimulationRecord& s = r.simulation;
+  j["simulation"] = {{"cost_model", s.cost_model},
+                     {"simulated_ranks", s.simulated_ranks},
+                     {"simgrid_activities", s.simgrid_activities},
+                     {"fold_data_parallel", s.fold_data_parallel},
+                     {"fold_tensor_parallel", s.fold_tensor_parallel},
+                     {"aggregate_ring_steps", s.aggregate_ring_steps},
+                     {"speed_factors", s.speed_factors}};
+  json::Json ranks = json::Json::array();
+  for (std::size_t i = 0; i < r.ranks.size(); ++i) {
+    const RankTimes& t = r.ranks[i];
+    ranks.push_back({{"rank", i},
+                     {"stage", t.stage},
+                     {"compute_s", t.compute_s},
+                     {"communication_s", t.communication_s},
+                     {"exposed_communication_s", t.exposed_comm_s},
+                     {"idle_s", t.idle_s},
+                     {"peak_memory_bytes", t.peak_memory_bytes},
+                     {"capacity_bytes", t.capacity_bytes},
+                     {"fits", t.fits()}});
+  }
+  j["ranks"] = std::move(ranks);
+  return j;
+}
+
+namespace {
+
+constexpr long long kMaxCount = 1LL << 50;
+
+SimulationRecord read_simulation(json::ObjectReader& parent) {
+  json::ObjectReader r = parent.get_object("simulation");
+  SimulationRecord s;
+  s.cost_model = r.get_string("cost_model");
+  s.simulated_ranks = detail::small_int(r, "simulated_ranks", 0);
+  s.simgrid_activities = detail::checked_int(r, "simgrid_activities", 0, kMaxCount);
+  s.fold_data_parallel = r.get_bool("fold_data_parallel");
+  s.fold_tensor_parallel = r.get_bool("fold_tensor_parallel");
+  s.aggregate_ring_steps = r.get_bool("aggregate_ring_steps");
+  s.speed_factors = detail::read_numbers(r.get_raw("speed_factors"), r.field("speed_factors"));
+  r.finish({});
+  return s;
+}
+
+RankTimes read_rank(const json::Json& row, const std::string& path, std::size_t index) {
+  json::ObjectReader r(row, path);
+  const long long rank = r.get_int("rank");
+  if (rank != static_cast<long long>(index)) {
+    json::fail(r.field("rank"), rank, "must be " + std::to_string(index) + " (rows in rank order)");
+  }
+  RankTimes t;
+  t.stage = detail::small_int(r, "stage", 0);
+  t.compute_s = r.get_number("compute_s");
+  t.communication_s = r.get_number("communication_s");
+  t.exposed_comm_s = r.get_number("exposed_communication_s");
+  t.idle_s = r.get_number("idle_s");
+  t.peak_memory_bytes = r.get_number("peak_memory_bytes");
+  t.capacity_bytes = r.get_number("capacity_bytes");
+  if (r.get_bool("fits") != t.fits()) {
+    json::fail(r.field("fits"), !t.fits(), "must equal peak_memory_bytes <= capacity_bytes");
+  }
+  r.finish({});
+  return t;
+}
+
+}  // namespace
+
+Report report_from_json(const json::Json& j, const std::string& file) {
+  return detail::read_document(
+      j, file, "report", kReportKind, kReportSchemaVersion, [](json::ObjectReader& r) {
+        Report rep;
+        rep.provenance = detail::read_provenance(r);
+        rep.model = r.get_string("model");
+        rep.cluster = r.get_string("cluster");
+        rep.strategy = r.get_string("strategy");
+        rep.world_size = detail::small_int(r, "world_size", 1);
+        rep.global_batch_size = detail::small_int(r, "global_batch_size", 1);
+        rep.seq_length = detail::small_int(r, "seq_length", 1);
+        rep.step_time_s = r.get_number("step_time_s");
+        rep.tokens_per_s = r.get_number("tokens_per_s");
+        rep.tflops_per_gpu = r.get_number("tflops_per_gpu");
+        rep.hardware_tflops_per_gpu = r.get_number("hardware_tflops_per_gpu");
+        rep.mfu = r.get_number("mfu");
+        rep.bubble_fraction = r.get_number("bubble_fraction");
+        rep.fits = r.get_bool("fits");
+        rep.simulation = read_simulation(r);
+        rep.ranks = detail::read_list(r.get_raw("ranks"), r.field("ranks"), read_rank);
+        if (rep.ranks.size() != static_cast<std::size_t>(rep.world_size)) {
+          json::fail(r.field("ranks"), r.get_raw("ranks"),
+                     "must hold world_size (" + std::to_string(rep.world_size) + ") rows");
+        }
+        return rep;
+      });
+}
+
+Report read_report(const std::string& path) {
+  return report_from_json(json::parse_file(path), path);
+}
+
+std::string render_report(const Report& r) {
+  using units::fixed;
+  std::ostringstream os;
+  os << "Strata simulation: " << r.model << " on " << r.cluster << " (" << r.world_size
+     << " GPUs), strategy " << r.strategy << "\n";
+  os << "  step time          " << fixed(r.step_time_s, 4) << " s\n";
+  os << "  throughput         " << fixed(r.tokens_per_s, 0) << " tokens/s\n";
+  os << "  TFLOP/s per GPU    " << fixed(r.tflops_per_gpu, 1) << " model, "
+     << fixed(r.hardware_tflops_per_gpu, 1) << " hardware (with recompute)\n";
+  os << "  MFU                " << fixed(100 * r.mfu, 1) << " %\n";
+  os << "  bubble             " << fixed(100 * r.bubble_fraction, 1) << " % of the step idle\n";
+  os << "  memory             " << (r.fits ? "fits" : "DOES NOT FIT") << "\n";
+  os << "  per pipeline stage (its first rank)\n";
+  os << "    stage   compute_s    comm_s  exposed_s    idle_s    peak memory\n";
+  int stages = 0;
+  for (const RankTimes& t : r.ranks) stages = std::max(stages, t.stage + 1);
+  for (int stage = 0; stage < stages; ++stage) {
+    const auto first = std::find_if(r.ranks.begin(), r.ranks.end(),
+                                    [&](const RankTimes& t) { return t.stage == stage; });
+    if (first == r.ranks.end()) continue;
+    const RankTimes& t = *first;
+    char line[160];
+    std::snprintf(line, sizeof line, "    %-5d %11.4f %9.4f %10.4f %9.4f %14s\n", stage,
+                  t.compute_s, t.communication_s, t.exposed_comm_s, t.idle_s,
+                  units::format_bytes(t.peak_memory_bytes).c_str());
+    os << line;
+  }
+  return os.str();
+}
+
+}  // namespace strata::results

@@ -1,0 +1,61 @@
+// run.json: what `strata run --json` measured, as plain data. run_to_json() writes it,
+// run_from_json() reads it back.
+//
+// Contract of the file (kind "strata.run", schema_version 1): one object with the run's inputs
+// (model, strategy and cluster names, world size, communication backend, seed, learning rate,
+// data file), the steps it ran (1-based; `first_step` > 1 when resumed from a checkpoint), each
+// step's loss (the mean cross-entropy over the global batch), wall seconds (the slowest rank's)
+// and tokens/s, the median tokens/s, and the provenance of the specs with the host and the
+// (UTC) date. `losses` repeats the steps' losses for scripts. Measured, so not reproducible
+// byte for byte: host, date and timings differ between runs.
+//
+// The reader is strict like report_from_json. Adding a block (for example the measured vs
+// planned peak memory per rank) means a member here, its key in run_to_json and
+// run_from_json, and a case in tests/results/run_test.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/json.hpp"
+#include "strategies/plan.hpp"
+
+namespace strata::results {
+
+inline constexpr int kRunSchemaVersion = 1;
+inline constexpr const char* kRunKind = "strata.run";
+
+struct RunStep {
+  int step = 0;        // 1 for the first step of the training run
+  double loss = 0;     // mean cross-entropy over the global batch
+  double seconds = 0;  // the slowest rank's wall time
+  double tokens_per_s = 0;
+
+  bool operator==(const RunStep&) const = default;
+};
+
+struct RunRecord {
+  std::string source = "measured";
+  std::string model, strategy, cluster;  // the specs' names
+  int world_size = 0;
+  std::string backend;  // the communication backend ("mpi", "local")
+  std::uint64_t seed = 0;
+  int first_step = 1;          // the first step this run executed
+  double lr = 0;               // AdamW learning rate
+  std::string data;            // the training text's path
+  double tokens_per_step = 0;  // global batch x sequence length
+  std::vector<RunStep> steps;  // the steps run, in order
+  double median_tokens_per_s = 0;
+  strategies::Provenance provenance;
+  std::string host;
+  std::string date;  // UTC, ISO 8601 ("2026-01-31T12:00:00Z")
+};
+
+json::Json run_to_json(const RunRecord& r);
+
+// Reads run.json's content; `file` names it in errors ("out.json: run.steps[2].loss = ...").
+RunRecord run_from_json(const json::Json& j, const std::string& file = "run.json");
+RunRecord read_run(const std::string& path);
+
+}  // namespace strata::results
