@@ -3,6 +3,7 @@
 // Rank 0 prints the loss and throughput of each step and writes the JSON.
 
 #include <csignal>
+#include <filesystem>
 #include <cstdlib>
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include "results/run.hpp"
 #include "results/trace.hpp"
 #include "strategies/plan.hpp"
+#include "common/units.hpp"
 
 namespace strata::cli {
 
@@ -54,13 +56,18 @@ Options:
   --json FILE        write the losses and timings as JSON ('-' for stdout)
   --trace FILE       write the last step's measured trace.json (every rank; the simulator's
                      format, task ids of the Plan), to set beside `strata simulate --trace`
+  --dump-gradients DIR
+                     write every rank's reduced gradients of the first step, just before the
+                     optimizer, to DIR/rank-NNNNN.json (each a list of pieces of the unsharded
+                     parameters; the equivalence tests compare them across strategies)
   --help             show this help
 
 Prints one line per step: the mean cross-entropy over the global batch, the step's wall time
-(slowest rank) and tokens/s. The executor runs GPT models in fp32 with dp, ZeRO 1-3, tp (with
-or without sequence parallelism), pp (gpipe, 1f1b, interleaved-1f1b) and recompute
-none/selective/full; anything else in the specs is refused with the field that needs changing,
-before any work (docs/executor.md).
+(slowest rank) and tokens/s, then each rank's peak memory as measured beside the Plan's
+prediction. The executor interprets the Plan's programs: GPT models in fp32 with dp, ZeRO 1-3,
+tp (with or without sequence parallelism, also changing per layer), pp (gpipe, 1f1b,
+interleaved-1f1b) and recompute none/selective/full; anything else is refused with the field
+that needs changing, before any work (docs/executor.md).
 
 Example (CI runs as root: add --allow-run-as-root; more ranks than cores: --oversubscribe):
   mpirun -np 2 strata run --model gpt-tiny --strategy tiny-dp2 --steps 10 --json out.json
@@ -93,6 +100,53 @@ double parse_positive_double(const Args& args, const std::string& flag, double f
   return x;
 }
 
+// What the CPU executor cannot run, named by the spec field to change (the executor itself
+// refuses by the Plan's ops and buffers; this says it in the user's terms first).
+void check_runnable(const strategies::Plan& plan) {
+  const auto& m = plan.model;
+  const auto& s = plan.strategy;
+  auto refuse = [](const std::string& field, const std::string& value, const std::string& rule) {
+    throw ConfigError(field + " = " + value + ": " + rule);
+  };
+  if (m.family != strategies::ModelFamily::kGpt || m.norm != strategies::NormKind::kLayerNorm ||
+      m.hidden_act != strategies::Activation::kGelu || !m.learned_position_embeddings ||
+      !m.bias) {
+    refuse("model.family", m.family == strategies::ModelFamily::kGpt ? "\"gpt\"" : "\"llama\"",
+           "the executor runs GPT models (LayerNorm, GELU, learned positions, biases) so far");
+  }
+  if (m.dropout) {
+    refuse("model.dropout", "true",
+           "the executor does not implement dropout yet; set \"dropout\": false");
+  }
+  if (s.precision != strategies::Precision::kFp32) {
+    refuse("strategy.precision", "\"" + std::string(strategies::precision_name(s.precision)) + "\"",
+           "the CPU executor computes in fp32; set \"precision\": \"fp32\"");
+  }
+  if (m.vocab_size != 256) {
+    refuse("model.vocab_size", std::to_string(m.vocab_size),
+           "the executor's byte-level data needs 256");
+  }
+}
+
+// DIR/rank-NNNNN.json: this rank's reduced gradients of the first step (RunOptions' capture).
+void dump_gradients(const std::string& dir, int rank,
+                    const std::vector<exec::GradientPiece>& pieces) {
+  json::Json list = json::Json::array();
+  for (const exec::GradientPiece& g : pieces) {
+    list.push_back({{"name", g.name}, {"rows", g.rows}, {"cols", g.cols},
+                    {"shard", strategies::shard_name(g.shard)}, {"row_blocks", g.row_blocks},
+                    {"parts", g.parts}, {"index", g.index}, {"begin", g.begin},
+                    {"values", g.values}});
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  char name[32];
+  std::snprintf(name, sizeof name, "rank-%05d.json", rank);
+  write_output((std::filesystem::path(dir) / name).string(),
+               json::Json({{"kind", "strata.gradients"}, {"rank", rank}, {"pieces", list}}).dump() +
+                   "\n");
+}
+
 }  // namespace
 
 int run_command(const std::vector<std::string>& argv_in) {
@@ -106,9 +160,10 @@ int run_command(const std::vector<std::string>& argv_in) {
                    [](const std::string& a) { return a.rfind("--cluster=", 0) == 0; })) {
     argv.insert(argv.end(), {"--cluster", "local-cpu"});
   }
-  std::set<std::string> with_value = {"--model", "--cluster", "--strategy", "--steps",
-                                      "--seed",  "--lr",      "--data",     "--json",
-                                      "--save",  "--save-every", "--resume", "--trace"};
+  std::set<std::string> with_value = {"--model", "--cluster",    "--strategy", "--steps",
+                                      "--seed",  "--lr",         "--data",     "--json",
+                                      "--save",  "--save-every", "--resume",   "--trace",
+                                      "--dump-gradients"};
   // Arguments are checked before MPI starts, so a usage error is one message, not N.
   const Args args(argv, with_value, {}, {});
   // Under mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE, PMIx launchers PMIX_RANK) the world is
@@ -142,13 +197,12 @@ int run_command(const std::vector<std::string>& argv_in) {
                         strategy.name + "' needs dp * tp * pp * cp = " +
                         std::to_string(strategy.world_size()) + " ranks");
     }
-    if (model.vocab_size != 256) {
-      throw ConfigError("model.vocab_size = " + std::to_string(model.vocab_size) +
-                        ": the executor's byte-level data needs 256");
-    }
     plan = std::make_unique<strategies::Plan>(
         strategies::lower(model, cluster, strategy, comm->size()));
-    exec::check_supported(*plan);
+    check_runnable(*plan);
+    // Fault injection for the tests (docs/executor.md): STRATA_TEST_GRAD_SCALE=X scales the
+    // logits' gradient, which the loss curve hardly shows and the gradients do.
+    if (const char* g = std::getenv("STRATA_TEST_GRAD_SCALE")) options.test_gradient_scale = std::stof(g);
     corpus = std::make_unique<exec::Corpus>(args.get("--data").value_or(exec::default_corpus_path()),
                                             model.seq_length, options.seed);
     executor = std::make_unique<exec::Executor>(*plan, *comm, *corpus, options);
@@ -168,7 +222,7 @@ int run_command(const std::vector<std::string>& argv_in) {
   int first_step = 0;
   if (const auto dir = args.get("--resume")) {
     try {
-      first_step = exec::load_checkpoint(*dir, *plan, *comm, executor->params());
+      first_step = exec::load_checkpoint(*dir, *plan, *comm, executor->interpreter());
       executor->set_steps_done(first_step);
     } catch (const std::exception& e) {
       fail(e);
@@ -205,7 +259,9 @@ int run_command(const std::vector<std::string>& argv_in) {
   try {
     for (int k = first_step; k < steps; ++k) {
       if (comm->rank() == kill_rank && k + 1 == kill_step) std::raise(SIGKILL);
-      const exec::StepResult r = executor->step();
+      const bool capture = k == first_step && args.has("--dump-gradients");
+      const exec::StepResult r = executor->step(capture);
+      if (capture) dump_gradients(*args.get("--dump-gradients"), comm->rank(), executor->captured_gradients());
       const double rate = tokens / r.seconds;
       rates.push_back(rate);
       step_rows.push_back({r.step, r.loss, r.seconds, rate});
@@ -216,7 +272,7 @@ int run_command(const std::vector<std::string>& argv_in) {
       }
       if (const auto dir = args.get("--save")) {
         if (r.step == steps || (save_every > 0 && r.step % save_every == 0)) {
-          exec::save_checkpoint(*dir, r.step, *plan, *comm, executor->params());
+          exec::save_checkpoint(*dir, r.step, *plan, *comm, executor->interpreter());
         }
       }
     }
@@ -232,11 +288,28 @@ int run_command(const std::vector<std::string>& argv_in) {
       fail(e);
     }
   }
+  std::vector<exec::RankMemory> memory;
+  try {
+    memory = executor->gather_memory();
+  } catch (const std::exception& e) {
+    fail(e);
+  }
   std::vector<double> sorted = rates;
   std::sort(sorted.begin(), sorted.end());
   const double median = sorted.empty() ? 0 : sorted[sorted.size() / 2];
   if (lead) {
     std::printf("median tokens/s %.0f over %d steps\n", median, steps - first_step);
+    // Memory: the Plan's tensors as the executor allocated them, beside the Plan's prediction.
+    for (const exec::RankMemory& m : memory) {
+      std::printf("rank %d memory: measured peak %s, Plan %s%s (static %s; staging %s, "
+                  "alignment %s outside the Plan)\n",
+                  m.rank, units::format_bytes(m.measured.peak_bytes).c_str(),
+                  units::format_bytes(m.planned_peak_bytes).c_str(),
+                  m.measured.peak_bytes == m.planned_peak_bytes ? " (equal)" : " (DIFFERENT)",
+                  units::format_bytes(m.measured.static_bytes.total()).c_str(),
+                  units::format_bytes(m.measured.staging_peak_bytes).c_str(),
+                  units::format_bytes(m.measured.alignment_padding_bytes).c_str());
+    }
     if (const auto path = args.get("--json")) {
       results::RunRecord run;
       run.model = plan->model.name;
@@ -251,6 +324,12 @@ int run_command(const std::vector<std::string>& argv_in) {
       run.tokens_per_step = tokens;
       run.steps = step_rows;
       run.median_tokens_per_s = median;
+      for (const exec::RankMemory& m : memory) {
+        run.memory.push_back({m.rank, m.planned_peak_bytes, m.measured.peak_bytes,
+                              m.planned_static, m.measured.static_bytes,
+                              m.measured.peak_transient_bytes, m.measured.staging_peak_bytes,
+                              m.measured.alignment_padding_bytes});
+      }
       run.provenance = plan->provenance;
       run.host = host_name();
       run.date = utc_now();

@@ -14,7 +14,8 @@
 
 #include "common/error.hpp"
 #include "common/json.hpp"
-#include "strategies/plan_json.hpp"
+#include "strategies/program_json.hpp"
+#include "strategies/program.hpp"
 
 namespace strata::exec {
 namespace {
@@ -66,16 +67,32 @@ std::string read_text(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-json::Json rank_manifest(RankParams& params) {
+// The buffers a checkpoint keeps: the persistent parameters and optimizer states (gradients
+// and the loss start every step at zero).
+std::vector<std::int32_t> state_buffers(const strategies::Program& p) {
+  std::vector<std::int32_t> out;
+  for (std::size_t i = 0; i < p.buffers.size(); ++i) {
+    const strategies::Buffer& b = p.buffers[i];
+    if (b.persistent && !b.is_view() &&
+        (b.role == strategies::Role::kParam || b.role == strategies::Role::kOptimizer)) {
+      out.push_back(static_cast<std::int32_t>(i));
+    }
+  }
+  return out;
+}
+
+json::Json rank_manifest(const strategies::Program& p) {
   json::Json list = json::Json::array();
-  for (Param* p : params.all()) list.push_back({{"name", p->name}, {"floats", p->size()}});
+  for (std::int32_t id : state_buffers(p)) {
+    list.push_back({{"name", p.buffer_name(id)}, {"bytes", static_cast<long long>(p.buffers[id].bytes())}});
+  }
   return list;
 }
 
 }  // namespace
 
-void save_checkpoint(const std::string& dir, int step, const strategies::Plan& plan, Comm& comm,
-                     RankParams& params) {
+void save_checkpoint(const std::string& dir, int step, const strategies::ProgramSet& plan,
+                     Comm& comm, Interpreter& state) {
   const fs::path root(dir), tmp = root / (step_name(step) + ".tmp"), final = root / step_name(step);
   if (comm.rank() == 0) {
     std::error_code ec;
@@ -87,33 +104,29 @@ void save_checkpoint(const std::string& dir, int step, const strategies::Plan& p
   }
   comm.barrier();
 
-  std::vector<float> blob;
-  for (Param* p : params.all()) {
-    blob.insert(blob.end(), p->value.begin(), p->value.end());
-    blob.insert(blob.end(), p->adam_m.begin(), p->adam_m.end());
-    blob.insert(blob.end(), p->adam_v.begin(), p->adam_v.end());
+  std::string blob;
+  for (std::int32_t id : state_buffers(state.program())) {
+    const TensorView v = state.view(id);
+    blob.append(static_cast<const char*>(v.data),
+                static_cast<std::size_t>(state.program().buffers[id].bytes()));
   }
-  write_synced(tmp / rank_file(comm.rank()), blob.data(), blob.size() * sizeof(float));
+  write_synced(tmp / rank_file(comm.rank()), blob.data(), blob.size());
   // Fault injection for the tests: die after this rank's file, before the checkpoint is
   // published (STRATA_TEST_KILL_IN_SAVE=STEP).
   if (const char* k = std::getenv("STRATA_TEST_KILL_IN_SAVE")) {
     if (std::atoi(k) == step && comm.rank() == 0) std::raise(SIGKILL);
   }
 
-  // The manifest lists every rank's parameters; rank r's list is derived on rank 0 from the
-  // same Plan (every rank builds its RankParams the same way).
+  // The manifest lists every rank's state buffers, read on rank 0 from the same Plan.
   comm.barrier();
   if (comm.rank() == 0) {
     json::Json ranks = json::Json::array();
-    for (int r = 0; r < comm.size(); ++r) {
-      RankParams shape(plan, r, 0);
-      ranks.push_back(rank_manifest(shape));
-    }
+    for (int r = 0; r < comm.size(); ++r) ranks.push_back(rank_manifest(plan.program_of(r)));
     const json::Json manifest = {{"schema_version", 1},
                                  {"kind", "strata.checkpoint"},
                                  {"step", step},
-                                 {"model", plan.model.name},
-                                 {"strategy", plan.strategy.name},
+                                 {"model", plan.model_name},
+                                 {"strategy", plan.strategy_name},
                                  {"world_size", plan.world_size},
                                  {"provenance", strategies::provenance_to_json(plan.provenance)},
                                  {"ranks", ranks}};
@@ -133,8 +146,8 @@ void save_checkpoint(const std::string& dir, int step, const strategies::Plan& p
   comm.barrier();
 }
 
-int load_checkpoint(const std::string& dir, const strategies::Plan& plan, Comm& comm,
-                    RankParams& params) {
+int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, Comm& comm,
+                    Interpreter& state) {
   const fs::path root(dir);
   std::string name = read_text(root / "latest");
   while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
@@ -160,23 +173,18 @@ int load_checkpoint(const std::string& dir, const strategies::Plan& plan, Comm& 
     }
   }
   const std::string bytes = read_text(ck / rank_file(comm.rank()));
+  const std::vector<std::int32_t> ids = state_buffers(state.program());
   std::size_t want = 0;
-  for (Param* p : params.all()) want += 3 * p->size();
-  if (bytes.size() != want * sizeof(float)) {
+  for (std::int32_t id : ids) want += static_cast<std::size_t>(state.program().buffers[id].bytes());
+  if (bytes.size() != want) {
     throw ConfigError(what + ": " + rank_file(comm.rank()) + " has " +
-                      std::to_string(bytes.size()) + " bytes, expected " +
-                      std::to_string(want * sizeof(float)));
+                      std::to_string(bytes.size()) + " bytes, expected " + std::to_string(want));
   }
   const char* at = bytes.data();
-  auto take = [&](std::vector<float>& v) {
-    std::memcpy(v.data(), at, v.size() * sizeof(float));
-    at += v.size() * sizeof(float);
-  };
-  for (Param* p : params.all()) {
-    take(p->value);
-    take(p->adam_m);
-    take(p->adam_v);
-    std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+  for (std::int32_t id : ids) {
+    const auto n = static_cast<std::size_t>(state.program().buffers[id].bytes());
+    std::memcpy(state.view(id).data, at, n);
+    at += n;
   }
   comm.barrier();
   return m["step"].get<int>();

@@ -5,8 +5,10 @@
 // Layout of a checkpoint directory DIR:
 //   DIR/latest                  the name of the newest complete checkpoint ("step-000010")
 //   DIR/step-000010/manifest.json  step, model/strategy names and hashes, world size, and per
-//                                  rank the parameters (name, floats) in file order
-//   DIR/step-000010/rank-00003.bin  rank 3's parameters: for each, value, adam_m, adam_v (fp32)
+//                                  rank its state buffers (name, bytes) in file order
+//   DIR/step-000010/rank-00003.bin  rank 3's state: the persistent parameter and optimizer
+//                                  buffers of its program (each bucket's parameters or ZeRO
+//                                  part, fp32 master weights, Adam moments), in table order
 // A checkpoint is written into step-NNNNNN.tmp/ and renamed when every rank has written and
 // synced its file; `latest` is replaced by rename after that. Readers ignore *.tmp.
 // Collective over the world: every rank calls save()/load() together.
@@ -15,19 +17,19 @@
 #include <string>
 
 #include "executor/comm.hpp"
-#include "executor/params.hpp"
-#include "strategies/plan.hpp"
+#include "executor/interpreter.hpp"
+#include "strategies/program.hpp"
 
 namespace strata::exec {
 
 // Writes the state after `step` steps. ConfigError if DIR cannot be created or written.
-void save_checkpoint(const std::string& dir, int step, const strategies::Plan& plan, Comm& comm,
-                     RankParams& params);
+void save_checkpoint(const std::string& dir, int step, const strategies::ProgramSet& plan,
+                     Comm& comm, Interpreter& state);
 
 // Loads DIR's latest checkpoint into `params` and returns its step. ConfigError naming the
 // checkpoint and the mismatch if it was written for another model, strategy or world size, or
 // if it is missing or truncated.
-int load_checkpoint(const std::string& dir, const strategies::Plan& plan, Comm& comm,
-                    RankParams& params);
+int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, Comm& comm,
+                    Interpreter& state);
 
 }  // namespace strata::exec

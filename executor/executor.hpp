@@ -1,13 +1,8 @@
-// The executor: runs one rank's program of a Plan for real, task by task in program order, on
-// the CPU (kernels/ through a CPU stream; collectives and transfers through a Comm). A training
-// loop reads top to bottom: Executor::step() runs every task of the rank's program once, which
-// is one optimizer step over the Plan's global batch.
-//
-// What each task does is in executor.cpp, block by block; the Plan decides which tasks run, in
-// which order, on which group, and the executor checks every message size against the Plan's
-// bytes (a disagreement is a bug and stops the run). Computation is fp32 (the strategy's
-// precision must be fp32); communication waits right after it is issued except pipeline sends,
-// which complete by the end of the step (local-cpu: comm_overlaps_compute false).
+// The executor: trains a model for real by running one rank's program of a Plan each step
+// (interpreter.hpp), with the training loop's bookkeeping around it: parameter initialisation,
+// the data, the step's loss and wall time, the measured trace, memory measured beside the Plan's,
+// and the reduced gradients for the equivalence tests. It reads no strategy: everything a step
+// does is in the Plan's programs (a build-time check keeps strategy specs out of executor/).
 #pragma once
 
 #include <cstdint>
@@ -17,26 +12,19 @@
 
 #include "executor/comm.hpp"
 #include "executor/data.hpp"
-#include "executor/params.hpp"
+#include "executor/interpreter.hpp"
 #include "kernels/model_ops.hpp"
-#include "strategies/plan.hpp"
-#include "strategies/plan_json.hpp"
+#include "strategies/program_json.hpp"
+#include "strategies/program.hpp"
 
 namespace strata::exec {
 
 struct RunOptions {
   std::uint64_t seed = 1234;  // parameter initialisation (params.hpp) and data sampling
   kernels::AdamWOptions adam = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f};
-};
-
-// Throws ConfigError naming the field, value and rule for anything in the Plan's specs that
-// the executor does not run yet (so nothing starts that would run differently from the Plan).
-void check_supported(const strategies::Plan& plan);
-
-// One task's measured wall-clock interval, seconds from the start of its step.
-struct TaskTiming {
-  std::uint32_t task = 0;
-  double start_s = 0, end_s = 0;
+  // Fault injection for the tests: the logits' gradient scaled by this (1 = none), which
+  // AdamW's loss curve hardly shows but the gradients do.
+  float test_gradient_scale = 1.0f;
 };
 
 struct StepResult {
@@ -45,30 +33,68 @@ struct StepResult {
   double seconds = 0;    // the slowest rank's wall time for the step
 };
 
+// One task's measured wall-clock interval, seconds from the start of its step.
+struct TaskTiming {
+  std::uint32_t task = 0;
+  double start_s = 0, end_s = 0;
+};
+
+// One rank's memory: what the Plan predicts and what the executor held.
+struct RankMemory {
+  int rank = 0;
+  double planned_peak_bytes = 0;
+  strategies::StaticMemory planned_static;
+  MemoryStats measured;
+};
+
+// A reduced gradient a rank holds before the optimizer step, as a piece of one unsharded
+// parameter: elements [begin, begin + values.size()) of shard `index` of its `parts`.
+struct GradientPiece {
+  std::string name;  // the parameter's init name ("layers.3.qkv.w", "wte", ...)
+  std::int64_t rows = 0, cols = 1;
+  strategies::Shard shard = strategies::Shard::kReplicated;
+  std::array<std::int64_t, 3> row_blocks{};
+  int parts = 1, index = 0;
+  std::int64_t begin = 0;
+  std::vector<float> values;
+};
+
 class Executor {
  public:
-  // Builds this rank's parameters and communication groups (collective over the world: every
-  // rank constructs its Executor at the same time). `comm.size()` must equal the Plan's world.
-  Executor(const strategies::Plan& plan, Comm& comm, const Corpus& corpus,
+  // Builds this rank's buffers, groups and initial parameters (collective over the world: every
+  // rank constructs its Executor at the same time). Throws ConfigError when the world does not
+  // match the Plan's or when the program needs what this executor cannot run (refusal()).
+  Executor(const strategies::ProgramSet& plan, Comm& comm, const Corpus& corpus,
            const RunOptions& options);
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  StepResult step();
-  int steps_done() const;
+  // One optimizer step over the Plan's global batch. With `capture_gradients`, the reduced
+  // gradients are kept as they are just before the optimizer runs (captured_gradients()).
+  StepResult step(bool capture_gradients = false);
+  int steps_done() const { return steps_; }
   // After loading a checkpoint: the next step() is step `steps` + 1 (its data and AdamW count).
-  void set_steps_done(int steps);
-  RankParams& params();
-  const std::vector<TaskTiming>& last_step_timings() const;
-  // Collective: every rank's timings of the last step, on rank 0 (empty on the others), for
-  // strategies::trace_to_json. Each rank's times count from its own start of the step, which
-  // a barrier aligns across ranks.
+  void set_steps_done(int steps) { steps_ = steps; }
+  Interpreter& interpreter() { return *interp_; }
+  const std::vector<TaskTiming>& last_step_timings() const { return timings_; }
+  const std::vector<GradientPiece>& captured_gradients() const { return gradients_; }
+  // Collective: every rank's timings of the last step, on rank 0 (empty on the others), each
+  // counted from its own start of the step, which a barrier aligns across ranks.
   std::vector<strategies::TaskSpan> gather_last_step();
+  // Collective: every rank's planned and measured memory, on rank 0.
+  std::vector<RankMemory> gather_memory();
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  void capture();
+  const strategies::ProgramSet& plan_;
+  Comm& comm_;
+  RunOptions options_;
+  std::unique_ptr<Interpreter> interp_;
+  GroupId world_ = kNoGroup;
+  int steps_ = 0;
+  std::vector<TaskTiming> timings_;
+  std::vector<GradientPiece> gradients_;
 };
 
 }  // namespace strata::exec

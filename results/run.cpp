@@ -6,7 +6,67 @@
 
 namespace strata::results {
 
+bool RunMemory::operator==(const RunMemory& o) const {
+  auto same = [](const strategies::StaticMemory& a, const strategies::StaticMemory& b) {
+    return a.params == b.params && a.grads == b.grads && a.optimizer == b.optimizer &&
+           a.other == b.other;
+  };
+  return rank == o.rank && planned_peak_bytes == o.planned_peak_bytes &&
+         measured_peak_bytes == o.measured_peak_bytes && same(planned_static, o.planned_static) &&
+         same(measured_static, o.measured_static) &&
+         measured_peak_transient_bytes == o.measured_peak_transient_bytes &&
+         staging_peak_bytes == o.staging_peak_bytes &&
+         alignment_padding_bytes == o.alignment_padding_bytes;
+}
+
+namespace {
+
+json::Json static_json(const strategies::StaticMemory& s) {
+  return {{"params_bytes", s.params},
+          {"grads_bytes", s.grads},
+          {"optimizer_bytes", s.optimizer},
+          {"other_bytes", s.other}};
+}
+
+strategies::StaticMemory read_static(json::ObjectReader r) {
+  strategies::StaticMemory s;
+  s.params = r.get_number("params_bytes");
+  s.grads = r.get_number("grads_bytes");
+  s.optimizer = r.get_number("optimizer_bytes");
+  s.other = r.get_number("other_bytes");
+  r.finish({});
+  return s;
+}
+
+RunMemory read_memory(const json::Json& row, const std::string& path, std::size_t) {
+  json::ObjectReader r(row, path);
+  RunMemory m;
+  m.rank = detail::small_int(r, "rank", 0);
+  m.planned_peak_bytes = r.get_number("planned_peak_bytes");
+  m.measured_peak_bytes = r.get_number("measured_peak_bytes");
+  m.planned_static = read_static(r.get_object("planned_static"));
+  m.measured_static = read_static(r.get_object("measured_static"));
+  m.measured_peak_transient_bytes = r.get_number("measured_peak_transient_bytes");
+  m.staging_peak_bytes = r.get_number("staging_peak_bytes");
+  m.alignment_padding_bytes = r.get_number("alignment_padding_bytes");
+  r.finish({});
+  return m;
+}
+
+}  // namespace
+
 json::Json run_to_json(const RunRecord& r) {
+  json::Json memory = json::Json::array();
+  for (const RunMemory& m : r.memory) {
+    memory.push_back({{"rank", m.rank},
+                      {"planned_peak_bytes", m.planned_peak_bytes},
+                      {"measured_peak_bytes", m.measured_peak_bytes},
+                      {"planned_static", static_json(m.planned_static)},
+                      {"measured_static", static_json(m.measured_static)},
+                      {"measured_peak_transient_bytes", m.measured_peak_transient_bytes},
+                      {"staging_peak_bytes", m.staging_peak_bytes},
+                      {"alignment_padding_bytes", m.alignment_padding_bytes}});
+  }
   json::Json losses = json::Json::array();
   json::Json steps = json::Json::array();
   for (const RunStep& s : r.steps) {
@@ -32,6 +92,7 @@ json::Json run_to_json(const RunRecord& r) {
           {"losses", std::move(losses)},
           {"steps", std::move(steps)},
           {"median_tokens_per_s", r.median_tokens_per_s},
+          {"memory", std::move(memory)},
           {"provenance", strategies::provenance_to_json(r.provenance)},
           {"host", r.host},
           {"date", r.date}};
@@ -81,6 +142,7 @@ RunRecord run_from_json(const json::Json& j, const std::string& file) {
           }
         }
         run.median_tokens_per_s = r.get_number("median_tokens_per_s");
+        run.memory = detail::read_list(r.get_raw("memory"), r.field("memory"), read_memory);
         run.provenance = detail::read_provenance(r);
         run.host = r.get_string("host");
         run.date = r.get_string("date");

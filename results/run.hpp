@@ -5,13 +5,14 @@
 // (model, strategy and cluster names, world size, communication backend, seed, learning rate,
 // data file), the steps it ran (1-based; `first_step` > 1 when resumed from a checkpoint), each
 // step's loss (the mean cross-entropy over the global batch), wall seconds (the slowest rank's)
-// and tokens/s, the median tokens/s, and the provenance of the specs with the host and the
-// (UTC) date. `losses` repeats the steps' losses for scripts. Measured, so not reproducible
-// byte for byte: host, date and timings differ between runs.
+// and tokens/s, the median tokens/s, each rank's peak memory as the executor measured it beside
+// the Plan's prediction (static and peak bytes; staging and alignment padding are outside the
+// Plan's tensors), and the provenance of the specs with the host and the (UTC) date. `losses`
+// repeats the steps' losses for scripts. Measured, so not reproducible byte for byte: host,
+// date and timings differ between runs.
 //
-// The reader is strict like report_from_json. Adding a block (for example the measured vs
-// planned peak memory per rank) means a member here, its key in run_to_json and
-// run_from_json, and a case in tests/results/run_test.cpp.
+// The reader is strict like report_from_json. Adding a block means a member here, its key in
+// run_to_json and run_from_json, and a case in tests/results/run_test.cpp.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +36,18 @@ struct RunStep {
   bool operator==(const RunStep&) const = default;
 };
 
+// One rank's memory: the Plan's prediction and what the executor held (executor/memory.hpp).
+struct RunMemory {
+  int rank = 0;
+  double planned_peak_bytes = 0, measured_peak_bytes = 0;
+  strategies::StaticMemory planned_static, measured_static;
+  double measured_peak_transient_bytes = 0;
+  double staging_peak_bytes = 0;       // communication copies outside the Plan's tensors
+  double alignment_padding_bytes = 0;  // the allocator's, at the peak
+
+  bool operator==(const RunMemory& o) const;
+};
+
 struct RunRecord {
   std::string source = "measured";
   std::string model, strategy, cluster;  // the specs' names
@@ -47,6 +60,7 @@ struct RunRecord {
   double tokens_per_step = 0;  // global batch x sequence length
   std::vector<RunStep> steps;  // the steps run, in order
   double median_tokens_per_s = 0;
+  std::vector<RunMemory> memory;  // per rank
   strategies::Provenance provenance;
   std::string host;
   std::string date;  // UTC, ISO 8601 ("2026-01-31T12:00:00Z")

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "strategies/program.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::strategies {
@@ -88,12 +89,6 @@ double output_params_per_rank(const ModelSpec& m, int tp, int pp);
 // Parameters, gradients and optimizer states for P parameters on one rank under ZeRO
 // (Rajbhandari et al. 2020): 16-bit params and grads, fp32 master + Adam m and v (12 bytes) in
 // mixed precision; fp32 training keeps 4-byte params and grads and 8 bytes of Adam state.
-struct StaticMemory {
-  double params = 0;
-  double grads = 0;
-  double optimizer = 0;
-  double total() const { return params + grads + optimizer; }
-};
 StaticMemory static_memory_bytes(double params, int dp, int zero_stage, Precision precision,
                                  bool main_grads_fp32);
 

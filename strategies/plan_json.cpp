@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "strategies/program_json.hpp"
+
 namespace strata::strategies {
 
 namespace {
@@ -23,12 +25,6 @@ std::vector<int> stage_ranks(const Plan& plan, int stage) {
 
 }  // namespace
 
-json::Json provenance_to_json(const Provenance& p) {
-  return {{"strata_version", p.strata_version},
-          {"model_hash", p.model_hash},
-          {"cluster_hash", p.cluster_hash},
-          {"strategy_hash", p.strategy_hash}};
-}
 
 json::Json plan_to_json(const Plan& plan) {
   json::Json j;
@@ -40,43 +36,20 @@ json::Json plan_to_json(const Plan& plan) {
   j["strategy"] = to_json(plan.strategy);
   j["world_size"] = plan.world_size;
   j["num_micro_batches"] = plan.num_micro_batches;
+  j["virtual_stages"] = plan.virtual_stages;
   j["layouts"] = json::Json::array();
   for (const auto& g : plan.layouts) j["layouts"].push_back(layout_json(g));
   j["layer_layout"] = plan.layer_layout;
   j["stage_first_layer"] = plan.stage_first_layer;
-  j["task_columns"] = {"kind",  "stream", "phase", "block",      "collective", "purpose",
-                       "group", "layout", "layout_from", "layer", "chunk",     "micro_batch",
-                       "peer_stage", "tag", "flops", "bytes", "elementwise_bytes"};
+  j["task_columns"] = kTaskColumns;
+  j["op_columns"] = kOpColumns;
+  j["buffer_columns"] = kBufferColumns;
+  j["param_columns"] = kParamColumns;
+  j["bucket_columns"] = kBucketColumns;
   j["programs"] = json::Json::array();
   for (const Program& p : plan.programs) {
-    json::Json pj;
-    pj["stage"] = p.stage;
+    json::Json pj = program_to_json(p);
     pj["ranks"] = stage_ranks(plan, p.stage);
-    json::Json tasks = json::Json::array();
-    for (const Task& t : p.tasks) {
-      tasks.push_back({task_kind_name(t.kind), stream_name(t.stream), phase_name(t.phase),
-                       block_name(t.block), collective_name(t.collective),
-                       purpose_name(t.purpose), group_kind_name(t.group.kind), t.group.layout,
-                       t.group.layout_from, t.layer, t.chunk, t.micro_batch, t.peer_stage, t.tag,
-                       t.flops, t.bytes, t.elementwise_bytes});
-    }
-    pj["tasks"] = std::move(tasks);
-    pj["deps_begin"] = p.dep_begin;
-    pj["deps"] = p.deps;
-    json::Json events = json::Json::array();
-    for (const MemEvent& e : p.mem_events) {
-      events.push_back({e.task, e.at_start ? "start" : "end", mem_category_name(e.category),
-                        e.bytes});
-    }
-    pj["mem_event_columns"] = {"task", "when", "category", "bytes"};
-    pj["mem_events"] = std::move(events);
-    pj["memory"] = {{"params_bytes", p.memory.static_bytes.params},
-                    {"grads_bytes", p.memory.static_bytes.grads},
-                    {"optimizer_bytes", p.memory.static_bytes.optimizer},
-                    {"peak_dynamic_bytes", p.memory.peak_dynamic_bytes},
-                    {"peak_activation_bytes", p.memory.peak_activation_bytes},
-                    {"peak_task", p.memory.peak_task},
-                    {"peak_bytes", p.memory.peak_bytes()}};
     j["programs"].push_back(std::move(pj));
   }
   j["summary"] = plan_summary(plan);
@@ -131,12 +104,14 @@ json::Json plan_summary(const Plan& plan) {
 
   double max_tasks = 0;
   for (const Program& p : plan.programs) max_tasks = std::max(max_tasks, double(p.tasks.size()));
-  j["tasks"] = {{"total", plan.totals.tasks},
-                {"compute", plan.totals.tasks_by_kind[static_cast<int>(TaskKind::kCompute)]},
-                {"collective", plan.totals.tasks_by_kind[static_cast<int>(TaskKind::kCollective)]},
-                {"send", plan.totals.tasks_by_kind[static_cast<int>(TaskKind::kSend)]},
-                {"recv", plan.totals.tasks_by_kind[static_cast<int>(TaskKind::kRecv)]},
-                {"per_rank_max", max_tasks},
+  const auto count = [](double x) { return static_cast<long long>(x); };
+  j["tasks"] = {{"total", count(plan.totals.tasks)},
+                {"compute", count(plan.totals.tasks_by_kind[static_cast<int>(TaskKind::kCompute)])},
+                {"collective",
+                 count(plan.totals.tasks_by_kind[static_cast<int>(TaskKind::kCollective)])},
+                {"send", count(plan.totals.tasks_by_kind[static_cast<int>(TaskKind::kSend)])},
+                {"recv", count(plan.totals.tasks_by_kind[static_cast<int>(TaskKind::kRecv)])},
+                {"per_rank_max", count(max_tasks)},
                 {"distinct_programs", plan.programs.size()}};
 
   json::Json comm = json::Json::array();
@@ -145,7 +120,7 @@ json::Json plan_summary(const Plan& plan) {
       if (plan.totals.comm_count[c][p] == 0) continue;
       comm.push_back({{"kind", collective_name(static_cast<CollectiveKind>(c))},
                       {"purpose", purpose_name(static_cast<Purpose>(p))},
-                      {"count", plan.totals.comm_count[c][p]},
+                      {"count", count(plan.totals.comm_count[c][p])},
                       {"bytes", plan.totals.comm_bytes[c][p]},
                       {"bytes_per_rank", plan.totals.comm_bytes[c][p] / plan.world_size}});
     }
@@ -167,6 +142,7 @@ json::Json plan_summary(const Plan& plan) {
                       {"grads_bytes", p.memory.static_bytes.grads},
                       {"optimizer_bytes", p.memory.static_bytes.optimizer},
                       {"activation_peak_bytes", p.memory.peak_activation_bytes},
+                      {"other_static_bytes", p.memory.static_bytes.other},
                       {"dynamic_peak_bytes", p.memory.peak_dynamic_bytes},
                       {"peak_bytes", peak},
                       {"capacity_bytes", capacity},

@@ -1,22 +1,20 @@
-// Plan export: the full plan.json (every program, task, dependency and memory event) and the
+// Plan export: the full plan.json (every program: tasks, ops, buffers, memory) and the
 // summary that `strata plan` prints (same content as text or JSON). trace.json is written by
 // results/trace.hpp.
 #pragma once
 
 #include "common/json.hpp"
 #include "strategies/plan.hpp"
-#include "strategies/task_span.hpp"  // executor/ takes TaskSpan from here
+#include "strategies/program_json.hpp"
 
 namespace strata::strategies {
 
-inline constexpr int kPlanSchemaVersion = 1;
+inline constexpr int kPlanSchemaVersion = 2;
 
-// The whole Plan. Tasks are stored column-wise ("task_columns" names the fields of each row)
-// to keep 10^5-10^6 tasks compact; deps are CSR (deps_begin, deps).
+// The whole Plan: the specs, layouts and one program per stage (program_json.hpp: tasks, deps in
+// CSR form, ops, operands, buffers, parameters, buckets and memory, column-wise).
 json::Json plan_to_json(const Plan& plan);
 
-// Strata's version and the hashes of the three specs, as every output file carries them.
-json::Json provenance_to_json(const Provenance& p);
 
 // The summary: world, groups, tasks per kind, FLOPs, bytes per collective kind and purpose,
 // memory per stage and whether it fits.

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/error.hpp"
+#include "strategies/spec.hpp"
 
 namespace strata::strategies {
 namespace {

@@ -12,9 +12,11 @@
 #include <initializer_list>
 #include <vector>
 
-#include "strategies/spec.hpp"
+#include "strategies/dims.hpp"
 
 namespace strata::strategies {
+
+struct StrategySpec;
 
 using Coords = std::array<int, kNumDims>;  // indexed by static_cast<int>(Dim)
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/json.hpp"
+#include "strategies/dims.hpp"
 
 namespace strata::strategies {
 
@@ -124,11 +125,6 @@ ClusterSpec with_nodes(const ClusterSpec& c, int nodes);
 
 // ---------------------------------------------------------------------------------------------
 // Strategy
-enum class Dim { kTp = 0, kCp = 1, kEp = 2, kDp = 3, kPp = 4 };
-inline constexpr int kNumDims = 5;
-const char* dim_name(Dim d);
-// "tp-cp-ep-dp-pp": the order, first (fastest-varying) dimension first.
-std::string order_string(const std::array<Dim, kNumDims>& order);
 
 enum class Schedule { kGPipe, kOneFOneB, kInterleaved };
 enum class Recompute { kNone, kSelective, kFull };

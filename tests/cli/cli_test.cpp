@@ -92,7 +92,7 @@ TEST_F(Cli, JsonSummaryAndPlanFile) {
   EXPECT_EQ(j["tasks"]["distinct_programs"], 8);
   EXPECT_TRUE(j["memory"]["fits"].get<bool>());
   const auto p = strata::json::parse_file(plan);
-  EXPECT_EQ(p["schema_version"], 1);
+  EXPECT_EQ(p["schema_version"], 2);
   EXPECT_EQ(p["programs"].size(), 8u);
   EXPECT_EQ(p["summary"], j);
   EXPECT_FALSE(fs::exists(plan + ".tmp-strata"));

@@ -1,15 +1,16 @@
 // Executor pieces without MPI: the seeded, strategy-independent initialisation and its tp
-// shards, the deterministic data, the vocabulary-parallel cross-entropy, what the executor
-// refuses, and a one-rank training run on the local backend.
+// shards, the deterministic data, what the executor refuses, memory measured against the Plan,
+// and a one-rank training run on the local backend.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <numeric>
+#include <set>
 
 #include "common/error.hpp"
 #include "executor/comm.hpp"
 #include "executor/data.hpp"
-#include "executor/detail/vocab_parallel.hpp"
 #include "executor/executor.hpp"
 #include "executor/params.hpp"
 #include "kernels/ops.hpp"
@@ -51,60 +52,59 @@ TEST(ExecutorInit, NormalDrawsAreDeterministicAndStandard) {
   EXPECT_NE(exec::init_normal(7, "w", 0), exec::init_normal(7, "v", 0));
 }
 
+// The unsharded values of a parameter from the shards of a t-way group, placed by the documented
+// layout (shard_indices).
+std::vector<float> reassemble(const strategies::ParamInfo& p, std::uint64_t seed) {
+  std::vector<float> full(static_cast<std::size_t>(p.rows * p.cols), -999.0f);
+  for (int r = 0; r < p.shard_parts; ++r) {
+    const auto idx = exec::shard_indices(p, r);
+    const auto v = exec::initial_values(p, r, seed);
+    for (std::size_t k = 0; k < idx.size(); ++k) full[idx[k]] = v[k];
+  }
+  return full;
+}
+
 // The tp = 2 shards of every parameter, put back together by the documented layout, are the
 // one-rank parameters exactly: every strategy starts from the same model.
 TEST(ExecutorInit, TensorParallelShardsReassembleTheUnshardedModel) {
   const Plan one = plan_of("tiny-1rank"), two = plan_of("tiny-tp2");
-  exec::RankParams full(one, 0, 5), r0(two, 0, 5), r1(two, 1, 5);
-  const auto a = full.all(), b0 = r0.all(), b1 = r1.all();
-  ASSERT_EQ(a.size(), b0.size());
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const exec::Param& p = *a[i];
-    SCOPED_TRACE(p.name);
-    const auto& s0 = b0[i]->value;
-    const auto& s1 = b1[i]->value;
-    std::vector<float> joined;
-    const std::int64_t R = p.rows, C = p.cols;
-    switch (b0[i]->shard) {
-      case exec::Shard::kReplicated:
-        EXPECT_EQ(s0, p.value);
-        EXPECT_EQ(s1, p.value);
-        continue;
-      case exec::Shard::kRows:
-        joined = s0;
-        joined.insert(joined.end(), s1.begin(), s1.end());
-        break;
-      case exec::Shard::kQkvRows:
-        for (int part = 0; part < 3; ++part) {
-          const auto n = static_cast<std::ptrdiff_t>(R / 3 / 2 * C);
-          joined.insert(joined.end(), s0.begin() + part * n, s0.begin() + (part + 1) * n);
-          joined.insert(joined.end(), s1.begin() + part * n, s1.begin() + (part + 1) * n);
-        }
-        break;
-      case exec::Shard::kCols:
-        for (std::int64_t row = 0; row < R; ++row) {
-          const auto w = static_cast<std::ptrdiff_t>(C / 2);
-          joined.insert(joined.end(), s0.begin() + row * w, s0.begin() + (row + 1) * w);
-          joined.insert(joined.end(), s1.begin() + row * w, s1.begin() + (row + 1) * w);
-        }
-        break;
-    }
-    EXPECT_EQ(joined, p.value);
+  std::map<std::string, const strategies::ParamInfo*> sharded;
+  for (const auto& p : two.programs[0].params) sharded[p.init_name()] = &p;
+  ASSERT_EQ(sharded.size(), one.programs[0].params.size());
+  for (const auto& p : one.programs[0].params) {
+    SCOPED_TRACE(p.init_name());
+    ASSERT_EQ(sharded.count(p.init_name()), 1u);
+    const strategies::ParamInfo& q = *sharded[p.init_name()];
+    EXPECT_EQ(q.shard_parts, 2);
+    EXPECT_EQ(p.shard_parts, 1);
+    EXPECT_EQ(reassemble(q, 5), exec::initial_values(p, 0, 5));
   }
 }
 
 TEST(ExecutorInit, PipelineStagesHoldTheirLayersAndATiedHeadCopy) {
   const Plan pp = plan_of("tiny-pp2-1f1b"), one = plan_of("tiny-1rank");
-  exec::RankParams s0(pp, 0, 5), s1(pp, 1, 5), full(one, 0, 5);
-  EXPECT_TRUE(s0.has_layer(0) && s0.has_layer(1) && !s0.has_layer(2));
-  EXPECT_TRUE(s1.has_layer(2) && s1.has_layer(3) && !s1.has_layer(1));
-  EXPECT_TRUE(s0.has_embedding() && !s0.has_head());
-  EXPECT_TRUE(s1.has_head() && !s1.has_embedding());
-  EXPECT_EQ(s1.head().value, full.wte().value);  // Megatron's copy starts equal
-  EXPECT_EQ(&full.head(), &full.wte());          // one stage: the head is wte itself
+  auto layers = [](const strategies::Program& p) {
+    std::set<int> out;
+    for (const auto& q : p.params) out.insert(q.layer);
+    return out;
+  };
+  EXPECT_EQ(layers(pp.programs[0]), (std::set<int>{-1, 0, 1}));
+  EXPECT_EQ(layers(pp.programs[1]), (std::set<int>{-1, 2, 3}));
+  const strategies::ParamInfo* head = nullptr;
+  const strategies::ParamInfo* wte = nullptr;
+  for (const auto& q : pp.programs[1].params) {
+    if (q.kind == strategies::TensorKind::kLmHeadWeight) head = &q;
+  }
+  for (const auto& q : one.programs[0].params) {
+    if (q.kind == strategies::TensorKind::kWordEmbedding) wte = &q;
+    EXPECT_NE(q.kind, strategies::TensorKind::kLmHeadWeight) << "one stage: the head is wte";
+  }
+  ASSERT_TRUE(head != nullptr && wte != nullptr);
+  EXPECT_TRUE(head->tied_copy);
+  EXPECT_EQ(exec::initial_values(*head, 0, 5), exec::initial_values(*wte, 0, 5));
   // Parameter counts agree with the Plan's accounting.
   double count = 0;
-  for (exec::Param* p : s0.all()) count += static_cast<double>(p->size());
+  for (const auto& q : pp.programs[0].params) count += static_cast<double>(q.elements);
   EXPECT_DOUBLE_EQ(count, pp.programs[0].memory.params_count);
 }
 
@@ -137,71 +137,58 @@ TEST(ExecutorData, ShortOrMissingCorpusIsAConfigError) {
   EXPECT_NO_THROW(exec::Corpus(exec::default_corpus_path(), 32, 1));
 }
 
-// Two vocabulary shards combined with the kSoftmaxStats reduction give the loss and gradient
-// of the unsharded softmax cross-entropy kernel.
-TEST(ExecutorVocabParallel, ShardedCrossEntropyMatchesTheKernel) {
-  const std::int64_t n = 5, V = 12, half = V / 2;
-  std::vector<float> logits(n * V);
-  for (std::size_t i = 0; i < logits.size(); ++i) logits[i] = std::sin(0.7f * i) * 3.0f;
-  const std::vector<std::int32_t> targets = {0, 5, 6, 11, 3};
-  const auto stream = kernels::Stream::cpu();
-  float ref_loss = 0;
-  std::vector<float> lse_ref(n), dref(n * V);
-  kernels::cross_entropy_forward(stream, &ref_loss, lse_ref.data(), logits.data(),
-                                 targets.data(), n, V);
-  kernels::cross_entropy_backward(stream, dref.data(), logits.data(), lse_ref.data(),
-                                  targets.data(), n, V);
-  std::vector<float> shard[2], stats[2];
-  for (int r = 0; r < 2; ++r) {
-    for (std::int64_t i = 0; i < n; ++i) {
-      shard[r].insert(shard[r].end(), logits.begin() + i * V + r * half,
-                      logits.begin() + i * V + (r + 1) * half);
-    }
-    stats[r].resize(3 * n);
-    exec::detail::softmax_stats(stats[r].data(), shard[r].data(), targets.data(), r * half, half,
-                                n);
-  }
-  exec::reduce_into(stats[0].data(), stats[1].data(), stats[0].size(),
-                    exec::ReduceOp::kSoftmaxStats);
-  std::vector<float> lse(n);
-  const double total = exec::detail::cross_entropy_from_stats(lse.data(), stats[0].data(), n);
-  EXPECT_NEAR(total / n, ref_loss, 1e-5);
-  for (int r = 0; r < 2; ++r) {
-    std::vector<float> d(n * half);
-    exec::detail::cross_entropy_shard_backward(d.data(), shard[r].data(), lse.data(),
-                                               targets.data(), r * half, half, n, 1.0f / n);
-    for (std::int64_t i = 0; i < n; ++i) {
-      for (std::int64_t v = 0; v < half; ++v) {
-        EXPECT_NEAR(d[i * half + v], dref[i * V + r * half + v], 1e-6);
-      }
-    }
-  }
-}
-
-void expect_refused(strategies::StrategySpec s, strategies::ModelSpec m, const std::string& what) {
+std::string refusal_of(strategies::StrategySpec s, strategies::ModelSpec m) {
   const Plan plan = strategies::lower(m, local_cpu(), s, s.world_size());
-  try {
-    exec::check_supported(plan);
-    ADD_FAILURE() << "not refused: " << what;
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-  }
+  return exec::refusal(plan, 0);
 }
 
-TEST(ExecutorSupport, RefusesWhatItDoesNotRunYetNamingTheField) {
+// The executor refuses by what the Plan's programs need (it reads no spec), naming the buffer
+// or op and the spec field that would change it.
+TEST(ExecutorSupport, RefusesWhatItDoesNotRunYetNamingTheBufferAndTheField) {
   auto s = strategy("tiny-dp2");
   s.precision = strategies::Precision::kBf16;
-  expect_refused(s, tiny_model(), "strategy.precision = \"bf16\"");
+  const std::string bf16 = refusal_of(s, tiny_model());
+  EXPECT_NE(bf16.find("is bf16"), std::string::npos) << bf16;
+  EXPECT_NE(bf16.find("\"precision\": \"fp32\""), std::string::npos) << bf16;
   auto m = tiny_model();
   m.dropout = true;
-  expect_refused(strategy("tiny-dp2"), m, "model.dropout = true");
-  EXPECT_NO_THROW(exec::check_supported(plan_of("tiny-dp2-tp2-pp2")));
-  EXPECT_NO_THROW(exec::check_supported(plan_of("tiny-zero3")));
-  EXPECT_NO_THROW(exec::check_supported(plan_of("tiny-dp2-pp2-zero1")));
-  EXPECT_NO_THROW(exec::check_supported(plan_of("tiny-dp2-tp2-sp-zero2")));
-  s = strategy("tiny-tp2");
+  const std::string dropout = refusal_of(strategy("tiny-dp2"), m);
+  EXPECT_NE(dropout.find("dropout"), std::string::npos) << dropout;
+  for (const char* name : {"tiny-dp2-tp2-pp2", "tiny-zero3", "tiny-dp2-pp2-zero1",
+                           "tiny-dp2-tp2-sp-zero2"}) {
+    EXPECT_EQ(exec::refusal(plan_of(name), 0), "") << name;
+  }
+  // A per-layer tp change is only ops and buffers of the Plan: nothing to refuse.
+  s = strategy("tiny-dp2-tp2");
+  s.order = {strategies::Dim::kTp, strategies::Dim::kCp, strategies::Dim::kEp,
+             strategies::Dim::kDp, strategies::Dim::kPp};
   s.layer_overrides.push_back({0, 1, /*tp=*/1, -1});
-  expect_refused(s, tiny_model(), "strategy.layer_overrides[0].tp = 1");
+  EXPECT_EQ(refusal_of(s, tiny_model()), "");
+}
+
+// On one rank the executor allocates every tensor of the Plan's buffer table when the Plan
+// says: its measured peak is the Plan's, byte for byte, for each recompute mode.
+TEST(ExecutorMemory, MeasuredPeakEqualsThePlansOnOneRank) {
+  for (strategies::Recompute r : {strategies::Recompute::kNone, strategies::Recompute::kSelective,
+                                  strategies::Recompute::kFull}) {
+    auto s = strategy("tiny-1rank");
+    s.recompute = r;
+    const Plan plan = strategies::lower(tiny_model(), local_cpu(), s, 1);
+    auto comm = exec::make_local_comm();
+    const exec::Corpus corpus(exec::default_corpus_path(), plan.model.seq_length, 1234);
+    exec::Executor ex(plan, *comm, corpus, exec::RunOptions{});
+    ex.step();
+    const exec::MemoryStats& m = ex.interpreter().memory();
+    const strategies::MemorySummary& planned = plan.programs[0].memory;
+    SCOPED_TRACE(strategies::recompute_name(r));
+    EXPECT_EQ(m.peak_bytes, planned.peak_bytes());
+    EXPECT_EQ(m.static_bytes.total(), planned.static_bytes.total());
+    EXPECT_EQ(m.peak_transient_bytes, planned.peak_dynamic_bytes);
+    EXPECT_GT(m.peak_transient_bytes, 0);
+    const auto memory = ex.gather_memory();
+    ASSERT_EQ(memory.size(), 1u);
+    EXPECT_EQ(memory[0].measured.peak_bytes, memory[0].planned_peak_bytes);
+  }
 }
 
 // One rank on the local backend: ten steps lower the loss from about ln(256).

@@ -79,6 +79,7 @@ TEST(RunJson, HasTheKeysStrataRunHasAlwaysWritten) {
                                           "losses",
                                           "steps",
                                           "median_tokens_per_s",
+                                          "memory",
                                           "provenance",
                                           "host",
                                           "date"};

@@ -2,6 +2,7 @@
 // ep, and exhaustive checks against a reference built independently (an odometer for coordinates,
 // grouping by key for groups): every small grid under several orders, every order on two grids.
 #include "strategies/rank_grid.hpp"
+#include "strategies/spec.hpp"
 
 #include <gtest/gtest.h>
 

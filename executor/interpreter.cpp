@@ -1,0 +1,235 @@
+// The interpreter's loop: groups, buffer lifetimes, and the dispatch of each task (see
+// interpreter.hpp); the ops themselves are in compute_ops.cpp and comm_ops.cpp.
+//
+// defines: refusal(), Interpreter (make_groups, run_step, run_task, view, group_index)
+#include "executor/interpreter.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include "common/error.hpp"
+#include "executor/detail/ops.hpp"
+
+namespace strata::exec {
+
+using strategies::Buffer;
+using strategies::DType;
+using strategies::GroupKind;
+using strategies::GroupRef;
+using strategies::Op;
+using strategies::OpKind;
+using strategies::Task;
+using strategies::TaskKind;
+
+std::int64_t TensorView::elements() const {
+  std::int64_t n = 1;
+  for (int i = 0; i < ndim; ++i) n *= shape[i];
+  return n;
+}
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::tuple<int, int, int> key(const GroupRef& g) {
+  return {static_cast<int>(g.kind), g.layout, g.layout_from};
+}
+
+}  // namespace
+
+std::string refusal(const strategies::ProgramSet& plan, int rank) {
+  const strategies::Program& p = plan.program_of(rank);
+  for (std::size_t i = 0; i < p.buffers.size(); ++i) {
+    const Buffer& b = p.buffers[i];
+    const bool ids = b.kind == strategies::TensorKind::kTokens ||
+                     b.kind == strategies::TensorKind::kTargets;
+    if (b.dtype == DType::kUint8) {
+      return "buffer " + p.buffer_name(static_cast<std::int32_t>(i)) +
+             " is a dropout mask: the executor does not implement dropout yet (set the model's "
+             "\"dropout\": false)";
+    }
+    const bool loss = b.kind == strategies::TensorKind::kLoss;
+    if (!ids && !loss && b.dtype != DType::kFp32) {
+      return "buffer " + p.buffer_name(static_cast<std::int32_t>(i)) + " is " +
+             strategies::dtype_name(b.dtype) +
+             ": the CPU executor computes in fp32 (set the strategy's \"precision\": \"fp32\")";
+    }
+  }
+  for (const Op& op : p.ops) {
+    if ((op.flags & strategies::kRotary) != 0) {
+      return "op attention uses rotary position embeddings, which the executor does not "
+             "implement yet (GPT models with learned positions run)";
+    }
+    if (op.kind == OpKind::kAttention && op.dims[4] != op.dims[2]) {
+      return "op attention has " + std::to_string(op.dims[4]) + " key/value channels for " +
+             std::to_string(op.dims[2]) + " query channels: the executor runs multi-head "
+             "attention only (num_key_value_heads = num_attention_heads)";
+    }
+    if (op.kind == OpKind::kSend || op.kind == OpKind::kRecv) continue;
+  }
+  return "";
+}
+
+Interpreter::Interpreter(const strategies::ProgramSet& plan, Comm& comm, const Corpus& corpus)
+    : plan_(plan),
+      comm_(comm),
+      corpus_(corpus),
+      rank_(comm.rank()),
+      program_(plan.program_of(comm.rank())),
+      stream_(kernels::Stream::cpu()),
+      arena_(stream_) {
+  for (const Task& t : program_.tasks) {
+    if ((t.kind == TaskKind::kSend || t.kind == TaskKind::kRecv) &&
+        static_cast<int>(t.tag) >= bookkeeping_tag()) {
+      throw ConfigError("pipeline tag " + std::to_string(t.tag) + " exceeds the MPI tag bound " +
+                        std::to_string(comm_.max_tag()) + ": use fewer micro-batches or stages");
+    }
+  }
+  make_groups();
+  for (const Op& op : program_.ops) {
+    if (op.kind != OpKind::kCrossEntropyBwd) continue;
+    loss_ = program_.output(op, 1);
+    loss_owner_ = group_index(op.group) == 0;
+  }
+  starts_.resize(program_.tasks.size());
+  ends_.resize(program_.tasks.size());
+  for (std::size_t id = 0; id < program_.buffers.size(); ++id) {
+    const Buffer& b = program_.buffers[id];
+    if (b.is_view()) continue;
+    if (b.persistent) {
+      arena_.allocate(static_cast<std::int32_t>(id), b, true);
+      continue;
+    }
+    if (b.first_task >= program_.tasks.size()) continue;  // never used
+    starts_[b.first_task].push_back(static_cast<std::int32_t>(id));
+    ends_[b.last_task].push_back(static_cast<std::int32_t>(id));
+  }
+}
+
+// Every rank walks the same sorted list of the Plan's groups and splits the world once per
+// group (MPI_Comm_split is collective over the world, so the order must agree everywhere).
+void Interpreter::make_groups() {
+  auto collective_groups = [&](const strategies::Program& p, std::set<std::tuple<int, int, int>>& out) {
+    for (const Task& t : p.tasks) {
+      if (t.kind == TaskKind::kCollective) out.insert(key(t.group));
+    }
+  };
+  std::set<std::tuple<int, int, int>> all, mine;
+  for (const auto& p : plan_.programs) collective_groups(p, all);
+  collective_groups(program_, mine);
+  for (const auto& k : all) {
+    const GroupRef g{static_cast<GroupKind>(std::get<0>(k)), static_cast<std::uint8_t>(std::get<1>(k)),
+                     static_cast<std::uint8_t>(std::get<2>(k))};
+    const bool member = mine.count(k) > 0;
+    const GroupId id = comm_.split(member ? plan_.group_ranks(rank_, g) : std::vector<int>{});
+    if (member) groups_[k] = id;
+  }
+}
+
+GroupId Interpreter::group(const GroupRef& g) const {
+  const auto it = groups_.find(key(g));
+  STRATA_CHECK(it != groups_.end(), std::string("no communicator for group ") +
+                                        strategies::group_kind_name(g.kind));
+  return it->second;
+}
+
+int Interpreter::group_index(const GroupRef& g) const { return plan_.group_index(rank_, g); }
+
+TensorView Interpreter::view(std::int32_t id) const {
+  const Buffer& b = program_.buffers.at(id);
+  TensorView v;
+  v.shape = b.shape;
+  v.ndim = b.ndim;
+  v.dtype = b.dtype;
+  v.backend = stream_.backend();
+  if (!b.is_view()) {
+    v.data = arena_.data(id);
+    return v;
+  }
+  const TensorView parent = view(b.view_of);
+  std::int64_t offset = b.view_offset;
+  if (b.view_group.kind != GroupKind::kNone) offset *= group_index(b.view_group);
+  STRATA_CHECK(offset + b.elements() <= parent.elements(),
+               "view " + program_.buffer_name(id) + " reaches past its buffer");
+  v.data = static_cast<char*>(parent.data) + offset * strategies::dtype_bytes(b.dtype);
+  return v;
+}
+
+void Interpreter::allocate_starting(std::uint32_t task) {
+  for (std::int32_t id : starts_[task]) {
+    const Buffer& b = program_.buffers[id];
+    // Gradient buffers start at zero (they are accumulated into); others are written first.
+    arena_.allocate(id, b, b.role == strategies::Role::kGrad);
+  }
+}
+
+void Interpreter::release_ending(std::uint32_t task) {
+  for (std::int32_t id : ends_[task]) arena_.release(id);
+}
+
+void Interpreter::run_step(int step, const std::function<void(std::uint32_t)>& before_task,
+                           std::vector<std::tuple<std::uint32_t, double, double>>* done,
+                           double t0) {
+  step_ = step;
+  // Persistent gradients and the loss start every step at zero (docs/plan.md).
+  for (std::size_t id = 0; id < program_.buffers.size(); ++id) {
+    const Buffer& b = program_.buffers[id];
+    if (b.persistent && !b.is_view() &&
+        (b.role == strategies::Role::kGrad || b.role == strategies::Role::kLogits)) {
+      const TensorView v = view(static_cast<std::int32_t>(id));
+      std::fill(static_cast<char*>(v.data),
+                static_cast<char*>(v.data) + v.elements() * strategies::dtype_bytes(v.dtype), 0);
+    }
+  }
+  for (std::uint32_t i = 0; i < program_.tasks.size(); ++i) {
+    if (before_task) before_task(i);
+    const double start = now_s();
+    allocate_starting(i);
+    run_task(i);
+    release_ending(i);
+    if (done != nullptr) done->emplace_back(i, start - t0, now_s() - t0);
+  }
+  finish_sends();
+}
+
+void Interpreter::run_task(std::uint32_t i) {
+  const Task& t = program_.tasks[i];
+  const Op* ops = program_.ops_of(t);
+  try {
+    for (std::uint32_t k = 0; k < t.op_count; ++k) {
+      if (t.kind == TaskKind::kCompute) {
+        detail::run_compute(*this, ops[k]);
+      } else {
+        detail::run_comm(*this, t, ops[k]);
+      }
+    }
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw std::runtime_error("task " + std::to_string(i) + " (" + plan_.task_name(t) +
+                             "): " + e.what());
+  }
+}
+
+double Interpreter::loss_sum() const {
+  return loss_ < 0 ? 0.0 : *static_cast<const double*>(view(loss_).data);
+}
+
+void Interpreter::keep_send(Request request, std::vector<float> copy) {
+  arena_.stage(static_cast<double>(copy.size()) * sizeof(float));
+  sends_.push_back({std::move(request), std::move(copy)});
+}
+
+void Interpreter::finish_sends() {
+  for (PendingSend& s : sends_) {
+    s.request.wait();
+    arena_.unstage(static_cast<double>(s.copy.size()) * sizeof(float));
+  }
+  sends_.clear();
+}
+
+}  // namespace strata::exec

@@ -1,0 +1,112 @@
+// The interpreter: runs one rank's program of a Plan task by task, in program order. Every
+// tensor it touches is a buffer of the program's table, allocated when the Plan says (memory.hpp);
+// each compute op is dispatched by kind to kernels/ on the buffers it names (compute_ops.cpp),
+// each collective and transfer to the communication layer (comm_ops.cpp). It knows no strategy:
+// tp, sp, pp, dp, ZeRO and recompute are all in which ops the Plan names, on which buffers and
+// groups (DESIGN.md "Executor"; docs/executor.md).
+//
+// Kernels see backend-neutral tensor views (pointer, shape, dtype, backend), so a CUDA backend
+// plugs in with its stream and buffers; this build runs fp32 on the CPU and refuses, before any
+// work, a program that needs anything else (refusal()).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "executor/comm.hpp"
+#include "executor/data.hpp"
+#include "executor/memory.hpp"
+#include "kernels/backend.hpp"
+#include "kernels/model_ops.hpp"
+#include "strategies/program.hpp"
+
+namespace strata::exec {
+
+// A tensor as the kernels see it.
+struct TensorView {
+  void* data = nullptr;
+  std::array<std::int64_t, 4> shape{};
+  int ndim = 0;
+  strategies::DType dtype = strategies::DType::kFp32;
+  kernels::Backend backend = kernels::Backend::kCpu;
+
+  std::int64_t elements() const;
+  float* f32() const { return static_cast<float*>(data); }
+  std::int32_t* i32() const { return static_cast<std::int32_t*>(data); }
+};
+
+// What the program of `rank` needs that this executor cannot run (an op kind, a dtype, a
+// feature flag), as one message naming the first such op and buffer; empty when it can run.
+std::string refusal(const strategies::ProgramSet& plan, int rank);
+
+class Interpreter {
+ public:
+  // Makes this rank's communication groups (collective over the world: every rank constructs
+  // its Interpreter at the same time) and allocates its persistent buffers, zeroed.
+  Interpreter(const strategies::ProgramSet& plan, Comm& comm, const Corpus& corpus);
+
+  // Runs every task once: one optimizer step, numbered `step` (1 for the first). `before_task`
+  // (if set) is called before each task with its id; `done` receives each task's start and end
+  // (seconds since `t0`).
+  void run_step(int step, const std::function<void(std::uint32_t)>& before_task,
+                std::vector<std::tuple<std::uint32_t, double, double>>* done, double t0);
+
+  const strategies::ProgramSet& plan() const { return plan_; }
+  const strategies::Program& program() const { return program_; }
+  int rank() const { return rank_; }
+  Comm& comm() { return comm_; }
+  // A buffer of the table as a view (views of other buffers resolved).
+  TensorView view(std::int32_t buffer) const;
+  int group_index(const strategies::GroupRef& g) const;
+  GroupId group(const strategies::GroupRef& g) const;
+  const MemoryStats& memory() const { return arena_.stats(); }
+  Arena& arena() { return arena_; }
+  const kernels::Stream& stream() const { return stream_; }
+  const Corpus& corpus() const { return corpus_; }
+  int step() const { return step_; }
+  // Tag of the executor's own transfers outside the Plan (trace gathering), above every Plan tag.
+  int bookkeeping_tag() const { return comm_.max_tag() - 1; }
+  const kernels::AdamWOptions& adam() const { return adam_; }
+  void set_adam(const kernels::AdamWOptions& o) { adam_ = o; }
+  float test_gradient_scale() const { return test_gradient_scale_; }
+  void set_test_gradient_scale(float s) { test_gradient_scale_ = s; }
+  // The sum of this rank's micro-batch mean losses in the last step (0 without a loss), and
+  // whether it counts them: one rank per tensor-parallel group of each replica's last stage.
+  double loss_sum() const;
+  bool loss_owner() const { return loss_owner_; }
+  // A send in flight: its data stays in `copy` (staging) until the step ends.
+  void keep_send(Request request, std::vector<float> copy);
+
+ private:
+  void make_groups();
+  void allocate_starting(std::uint32_t task);
+  void release_ending(std::uint32_t task);
+  void run_task(std::uint32_t task);
+  void finish_sends();
+
+  const strategies::ProgramSet& plan_;
+  Comm& comm_;
+  const Corpus& corpus_;
+  int rank_ = 0;
+  const strategies::Program& program_;
+  kernels::Stream stream_;
+  Arena arena_;
+  std::map<std::tuple<int, int, int>, GroupId> groups_;  // (kind, layout, layout_from)
+  std::vector<std::vector<std::int32_t>> starts_, ends_;  // per task: buffers it allocates, frees
+  int step_ = 0;
+  kernels::AdamWOptions adam_;
+  float test_gradient_scale_ = 1.0f;
+  std::int32_t loss_ = -1;
+  bool loss_owner_ = false;
+  struct PendingSend {
+    Request request;
+    std::vector<float> copy;
+  };
+  std::vector<PendingSend> sends_;
+};
+
+}  // namespace strata::exec

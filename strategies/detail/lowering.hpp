@@ -1,0 +1,292 @@
+// Lowering internals: how one pipeline stage's program is built. Not part of the public API.
+//
+// defines:
+//   Emitter            tasks, deps and stream order, buffers, ops (emitter.cpp)
+//   StageContext       the specs, the stage and their sizes, shared by the passes
+//   Instance           one pass over a layer's tensors (forward or recompute) and their buffers
+//   TensorParallel     Megatron's f and g operators, sequence parallelism, resharding
+//                      (tensor_parallel.cpp)
+//   DataParallel       parameters, buckets, gradient reduction, ZeRO, the optimizer step
+//                      (data_parallel.cpp)
+//   ModelGraph         the model description: blocks and their forward ops; backward and
+//                      recompute derived from them (model_graph.cpp)
+//   build_stage()      the pipeline schedule walked unit by unit (pipeline.cpp)
+//   finish_program()   task costs from ops, buffer lifetimes and the memory walk (memory.cpp)
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "strategies/plan.hpp"
+#include "strategies/schedule.hpp"
+
+namespace strata::strategies::detail {
+
+using TaskId = std::int64_t;
+inline constexpr TaskId kNoTask = -1;
+using BufId = std::int32_t;
+inline constexpr BufId kNoBuf = -1;
+
+// An op before it is placed in a task: operands as buffer ids.
+struct OpSpec {
+  OpKind kind = OpKind::kLinear;
+  DType dtype = DType::kFp32;
+  std::uint8_t flags = 0;
+  GroupRef group;
+  std::vector<BufId> in, out;
+  std::array<std::int64_t, 6> dims{};
+  float param = 0;
+};
+
+// Appends tasks, ops and buffers to one program, chaining each stream's tasks.
+class Emitter {
+ public:
+  explicit Emitter(Program& program);
+
+  BufId buffer(const Buffer& b);
+  Buffer& buf(BufId id) { return prog_.buffers[id]; }
+  const Buffer& buf(BufId id) const { return prog_.buffers[id]; }
+  std::int64_t elements(BufId id) const { return prog_.buffers[id].elements(); }
+
+  // Appends task `t` running `ops` after `deps` (kNoTask entries are ignored) and after the
+  // previous task of its stream (pipeline transfers are not chained). With blocking transfers
+  // pending, a compute or tensor-parallel task also waits for them.
+  TaskId add(Task t, const std::vector<OpSpec>& ops, std::vector<TaskId> deps);
+  TaskId last_on(Stream s) const { return last_on_stream_[static_cast<int>(s)]; }
+  void block_on(TaskId send) { blocking_sends_.push_back(send); }
+  const std::vector<TaskId>& blocking_sends() const { return blocking_sends_; }
+  std::size_t num_tasks() const { return prog_.tasks.size(); }
+  Program& program() { return prog_; }
+
+ private:
+  Program& prog_;
+  std::array<TaskId, 6> last_on_stream_{};
+  std::vector<TaskId> blocking_sends_;
+};
+
+// The specs and the sizes every pass needs, for one stage.
+struct StageContext {
+  StageContext(const Plan& plan, int stage, Program& program);
+
+  const Plan& plan;
+  const ModelSpec& m;
+  const StrategySpec& s;
+  int stage = 0;
+  int pp = 1, v = 1;
+  DType act = DType::kBf16;   // activations and weights
+  DType grad = DType::kBf16;  // gradients as reduced and stored
+  Emitter emit;
+
+  int virtual_stage(int chunk) const { return chunk * pp + stage; }
+  int first_layer(int vs) const { return plan.stage_first_layer[vs]; }
+  int end_layer(int vs) const { return plan.stage_first_layer[vs + 1]; }
+  bool last_virtual_stage(int vs) const { return vs == pp * v - 1; }
+  int layout_of(int layer) const { return plan.layer_layout[layer]; }
+  int tp_of(int layout) const { return plan.layouts[layout].size(Dim::kTp); }
+  int dp_of(int layout) const { return plan.layouts[layout].size(Dim::kDp); }
+  // Samples per replica per micro-batch under a layout (mbs * dp / layout dp).
+  std::int64_t samples(int layout) const;
+  std::int64_t tokens(int layout) const { return samples(layout) * m.seq_length; }
+  bool sp(int layout) const { return s.sequence_parallel && tp_of(layout) > 1; }
+  // Rows of the residual stream a rank holds: all tokens, or 1/tp of them under sequence
+  // parallelism.
+  std::int64_t rows(int layout) const;
+  GroupRef tp_group(int layout) const { return {GroupKind::kTp, std::uint8_t(layout), 0}; }
+  GroupRef dp_group(int layout) const { return {GroupKind::kDp, std::uint8_t(layout), 0}; }
+  // The activation layout flowing into layer `layer` (the embedding output is layout 0).
+  int incoming_layout(int layer) const { return layer == 0 ? 0 : layout_of(layer - 1); }
+
+  // A new transient buffer of a layer's tensor (or of `layer` -1).
+  BufId tensor(TensorKind kind, int layer, int mb, std::uint8_t instance, DType dtype,
+               std::initializer_list<std::int64_t> shape, bool grad = false);
+  Task compute_task(Phase phase, Block block, int layer, int mb, int chunk) const;
+  Task collective_task(CollectiveKind kind, Purpose purpose, GroupRef group, Phase phase,
+                       int layer, int mb, int chunk) const;
+};
+
+// The buffers of one pass over a layer's (or the head's) tensors by TensorKind, their
+// gradients, and gradient contributions still to be added (the residual stream's).
+struct Instance {
+  static constexpr int kSize = static_cast<int>(TensorKind::kReplicatedGrads) + 1;
+  std::array<BufId, kSize> id, grad, pend;
+  Instance() {
+    id.fill(kNoBuf);
+    grad.fill(kNoBuf);
+    pend.fill(kNoBuf);
+  }
+  BufId& operator[](TensorKind k) { return id[static_cast<int>(k)]; }
+  BufId at(TensorKind k) const { return id[static_cast<int>(k)]; }
+  BufId& grad_of(TensorKind k) { return grad[static_cast<int>(k)]; }
+  BufId& pending(TensorKind k) { return pend[static_cast<int>(k)]; }
+};
+
+// Megatron's tensor-parallel operators and sequence parallelism (tensor_parallel.cpp). Each
+// returns the task after which its result is ready (`after` when nothing was emitted).
+class TensorParallel {
+ public:
+  explicit TensorParallel(StageContext& c) : c_(c) {}
+  // "g" at a block output: all-reduce the partial sum in place, or reduce-scatter it into the
+  // rank's rows (sequence parallelism). `out` receives the result's buffer.
+  TaskId reduce(TaskId after, int layout, BufId partial, TensorKind out_kind, int layer, int mb,
+                int chunk, Phase phase, BufId* out, bool grad = false);
+  // "f" at a block input: all-gather the rank's rows under sequence parallelism (identity
+  // otherwise). `full` receives the gathered buffer (or `rows` itself).
+  TaskId gather(TaskId after, int layout, BufId rows, TensorKind full_kind, int layer, int mb,
+                int chunk, Phase phase, std::uint8_t instance, BufId* full, bool grad = false);
+  // A per-layer tp change between layouts `from` and `to` (an all-gather across the ranks that
+  // merge, or a local slice); `out` receives the buffer in the new layout.
+  TaskId reshard(TaskId after, int from, int to, BufId in, int layer, int mb, int chunk,
+                 Phase phase, BufId* out);
+  // The gradient side of a reshard: from the gradient in layout `to` to layout `from`.
+  TaskId reshard_grad(TaskId after, int from, int to, BufId grad_in, int layer, int mb, int chunk,
+                      BufId* grad_out);
+
+ private:
+  StageContext& c_;
+};
+
+// The parameters of the stage in data-parallel buckets, their gradients' reduction and the
+// optimizer step (data_parallel.cpp).
+class DataParallel {
+ public:
+  explicit DataParallel(StageContext& c);
+
+  bool has(TensorKind kind, int layer) const;
+  // The buffer holding parameter `kind` of `layer` (-1 outside the layers) for its current use.
+  BufId value(TensorKind kind, int layer) const;
+  // The buffer the current backward round adds parameter `kind`'s gradient into.
+  BufId grad(TensorKind kind, int layer);
+
+  // ZeRO-3: all-gathers the buckets holding parameters `kinds` of `layer` before a use;
+  // value() then names the gathered copies until the next gather. Returns the last gather.
+  TaskId gather(TaskId after, const std::vector<TensorKind>& kinds, int layer, Phase phase,
+                int mb, int chunk, std::uint8_t instance);
+  TaskId gather_layer(TaskId after, int layer, Phase phase, int mb, int chunk,
+                      std::uint8_t instance);
+  TaskId last_gather() const { return last_gather_; }
+
+  // A backward unit of `chunk` begins: round `round` of the chunk (micro-batch `mb`), the
+  // chunk's last when `last`.
+  void begin_backward(int chunk, int round, int mb, bool last);
+  // The gradients of a group of parameters are final at `producer` (today's grad_ready), and a
+  // bucket closes (flush): called in the order of calls_of().
+  enum class Group { kLayer, kOutput, kInput, kWord, kRestOut, kRestIn, kFlush };
+  void grad_ready(TaskId producer, Group g, int layer, int mb, int chunk);
+  void flush(int mb, int chunk);
+  bool shared_embedding_bucket() const;
+  // After the last unit: deferred buckets, tensor-parallel and embedding gradient sums, the
+  // optimizer and the parameter all-gathers.
+  void finish_step();
+
+ private:
+  struct Call {            // one grad_ready() (or flush) of a chunk's backward unit
+    Group group = Group::kFlush;
+    int layer = -1;
+    std::vector<int> params;  // indices into Program::params
+    int layout = 0;
+    std::int64_t elements = 0;
+  };
+  struct Pending {         // the open bucket
+    int bucket = -1;
+    std::int64_t elements = 0;
+    int layout = 0;
+    TaskId producer = kNoTask;
+  };
+  void layout_params();
+  int add_param(TensorKind kind, int layer, int layout, std::int64_t rows, std::int64_t cols,
+                Shard shard, Init init, double std_dev, bool tied_copy = false);
+  std::vector<Call> calls_of(int chunk) const;
+  void plan_buckets();
+  int make_bucket(const std::vector<int>& params, int layout);
+  const Call& next_call(Group g, int layer);
+  void close_open(int mb, int chunk);
+  void emit_reduction(int bucket, TaskId producer, int mb, int chunk,
+                      const std::vector<TaskId>& also_after);
+  BufId round_grads(int bucket, int round, int mb);
+
+  StageContext& c_;
+  Program& p_;
+  std::map<std::pair<int, int>, int> param_index_;  // (kind, layer) -> Program::params
+  std::map<int, std::vector<Call>> calls_;          // per chunk
+  std::map<int, std::vector<int>> unit_buckets_;    // per chunk: reduced buckets, in order
+  std::map<std::pair<int, int>, BufId> gathered_;   // ZeRO-3: (param, layer) -> gathered view
+  std::map<std::pair<int, int>, BufId> round_grads_;   // (bucket, round) -> flat gradients
+  std::map<std::pair<int, int>, BufId> round_member_;  // (param, round) -> its view in them
+  TaskId last_gather_ = kNoTask;
+  int chunk_ = 0, round_ = 0, mb_ = 0;
+  std::size_t cursor_ = 0, next_bucket_ = 0;
+  bool last_round_ = false;
+  Pending open_;
+  std::vector<Pending> deferred_;
+  std::vector<int> step_gathers_;  // buckets all-gathered after the optimizer step
+};
+
+struct GraphBlock;
+struct GraphOp;
+
+// The model description and its backward (model_graph.cpp), the embedding and the head
+// (model_ends.cpp).
+class ModelGraph {
+ public:
+  ModelGraph(StageContext& c, TensorParallel& tp, DataParallel& dp);
+
+  // The forward (or full recompute) of `layer` from its input `*x` (a forward replaces it with
+  // the resharded input when the layout changes); `*x` receives the output. `fwd` holds the
+  // layer's forward buffers (filled by the forward, read by a recompute), `rc` the recompute's.
+  TaskId layer_forward(TaskId prev, int layer, int mb, int chunk, Phase phase, Instance& fwd,
+                       Instance& rc, BufId* x);
+  // The backward of `layer` from its output's gradient; recomputes what the recompute mode
+  // dropped; `*grad_in` receives its input's gradient. Returns the last task.
+  TaskId layer_backward(TaskId prev, int layer, int mb, int chunk, Instance& fwd,
+                        BufId grad_out, BufId* grad_in);
+  // The first stage's embedding and the last stage's head, forward and backward.
+  TaskId embedding_forward(int mb, int chunk, BufId* out);
+  TaskId embedding_backward(TaskId prev, int mb, int chunk, BufId grad_out);
+  TaskId head_forward(TaskId prev, int mb, int chunk, BufId x);
+  TaskId head_backward(int mb, int chunk, BufId* grad_x);
+  void set_first_round(bool first) { first_round_ = first; }
+
+ private:
+  struct Accumulation {  // the separate gradient-accumulation kernel of a block's backward
+    OpSpec op;
+  };
+  BufId new_tensor(TensorKind k, int layer, int mb, std::uint8_t instance);
+  BufId new_grad(BufId b);
+  void set_dims(OpSpec& op, const std::vector<BufId>& in, const std::vector<BufId>& out,
+                int layer);
+  TaskId block_forward(const GraphBlock& b, TaskId x, int layer, int mb, int chunk, Phase phase,
+                       Instance& fwd, Instance& inst, TaskId extra);
+  BufId saved(TensorKind k, int layer, const Instance& fwd, const Instance& rc,
+              const Instance& bw) const;
+  BufId param_grad(TensorKind k, int layer, const std::vector<TensorKind>& owned,
+                   Accumulation& acc);
+  void finish_accumulation(Accumulation& acc, std::vector<OpSpec>& ops);
+  void derive(const GraphOp& g, const GraphBlock& b, int layer, Instance& fwd,
+              Instance& rc, Instance& bw, Accumulation& acc, std::vector<OpSpec>& ops);
+  TaskId block_backward(const GraphBlock& b, const GraphBlock* next, TaskId x, int layer, int mb,
+                        int chunk, Instance& fwd, Instance& rc, Instance& bw, TaskId extra);
+  void regather(const GraphBlock* next, int layer, int mb, int chunk, Instance& fwd,
+                Instance& rc, Instance& bw);
+  bool recomputed_block(Block b, int layer) const;
+  BufId loss_buffer();
+
+  StageContext& c_;
+  TensorParallel& tp_;
+  DataParallel& dp_;
+  bool first_round_ = false;
+  // (chunk, mb) -> the embedding's and the head's buffers (tokens, targets, head tensors)
+  std::map<std::pair<int, int>, Instance> ends_;
+  BufId loss_ = kNoBuf;
+};
+
+// Builds the program of `stage` (pipeline.cpp).
+Program build_stage(const Plan& plan, int stage);
+
+// Task costs from their ops, buffer lifetimes from their uses, roles of stored activations and
+// the memory walk (memory.cpp).
+void finish_program(Program& p);
+
+}  // namespace strata::strategies::detail

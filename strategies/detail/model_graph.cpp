@@ -1,0 +1,479 @@
+// The model description: a transformer layer as blocks of forward ops over named tensors, with
+// Megatron's tensor-parallel operators at block boundaries; the backward and the recomputation
+// are derived from it op by op (never written twice by hand). Also the embedding and the head.
+//
+// defines:
+//   layer_blocks()              the blocks of a layer and their forward ops (GPT and Llama)
+//   ModelGraph::block_forward   one block's forward (or recompute) task with its f and g
+//   ModelGraph::block_backward  its backward: the conjugate operators and derived ops
+//   ModelGraph::layer_forward / layer_backward, embedding_*, head_*
+#include <algorithm>
+#include <optional>
+
+#include "common/error.hpp"
+#include "strategies/detail/lowering.hpp"
+
+namespace strata::strategies::detail {
+namespace {
+
+using K = TensorKind;
+
+bool is_param(TensorKind k) { return k <= TensorKind::kLmHeadWeight; }
+
+}  // namespace
+
+// One forward op over symbolic tensors of its layer (parameters included).
+struct GraphOp {
+  OpKind kind;
+  std::vector<TensorKind> in, out;
+};
+
+// A block of a layer: its forward ops, the tensor its input "f" gathers (sequence parallelism)
+// and the partial sum its output "g" reduces.
+struct GraphBlock {
+  Block block;
+  std::optional<std::pair<TensorKind, TensorKind>> gather;  // rows -> full, before the block
+  std::optional<std::pair<TensorKind, TensorKind>> reduce;  // partial -> output, after it
+  std::vector<GraphOp> ops;
+  std::vector<TensorKind> params;                           // the parameters it owns
+};
+
+namespace {
+
+// The blocks of one transformer layer of `m` (pre-norm GPT or Llama).
+std::vector<GraphBlock> layer_blocks(const ModelSpec& m) {
+  const bool ln = m.norm == NormKind::kLayerNorm, b = m.bias, drop = m.dropout;
+  const OpKind norm = ln ? OpKind::kLayerNorm : OpKind::kRmsNorm;
+  auto with = [](std::vector<TensorKind> v, bool cond, TensorKind k) {
+    if (cond) v.push_back(k);
+    return v;
+  };
+  auto norm_op = [&](K x, K w, K bias, K y, K mean, K rstd) {
+    GraphOp op{norm, with({x, w}, ln, bias), {}};
+    op.out = ln ? std::vector<K>{y, mean, rstd} : std::vector<K>{y, rstd};
+    return op;
+  };
+  const OpKind act = m.hidden_act == Activation::kSwiglu ? OpKind::kSwiglu : OpKind::kGelu;
+  std::vector<GraphBlock> out;
+  out.push_back({Block::kAttnNorm, {}, {},
+                 {norm_op(K::kLayerIn, K::kNormWeight1, K::kNormBias1, K::kNorm1Out,
+                          K::kNorm1Mean, K::kNorm1Rstd)},
+                 with({K::kNormWeight1}, ln, K::kNormBias1)});
+  out.push_back({Block::kAttnQkv, std::pair{K::kNorm1Out, K::kNorm1Full}, {},
+                 {{OpKind::kLinear, with({K::kNorm1Full, K::kQkvWeight}, b, K::kQkvBias), {K::kQkv}}},
+                 with({K::kQkvWeight}, b, K::kQkvBias)});
+  GraphOp attention{OpKind::kAttention, {K::kQkv}, {K::kAttnCtx, K::kAttnProbs}};
+  if (drop) attention.out.insert(attention.out.end(), {K::kAttnDropMask, K::kAttnDropOut});
+  out.push_back({Block::kAttnCore, {}, {}, {attention}, {}});
+  out.push_back({Block::kAttnOut, {}, std::pair{K::kAttnPartial, K::kAttnOut},
+                 {{OpKind::kLinear, {K::kAttnCtx, K::kAttnOutWeight}, {K::kAttnPartial}},
+                  {OpKind::kResidualAdd, with({K::kLayerIn}, b, K::kAttnOutBias),
+                   with({K::kAttnPartial}, drop, K::kAttnMask)}},
+                 with({K::kAttnOutWeight}, b, K::kAttnOutBias)});
+  out.push_back({Block::kMlpNorm, {}, {},
+                 {norm_op(K::kAttnOut, K::kNormWeight2, K::kNormBias2, K::kNorm2Out,
+                          K::kNorm2Mean, K::kNorm2Rstd)},
+                 with({K::kNormWeight2}, ln, K::kNormBias2)});
+  out.push_back({Block::kMlpFc1, std::pair{K::kNorm2Out, K::kNorm2Full}, {},
+                 {{OpKind::kLinear, with({K::kNorm2Full, K::kFc1Weight}, b, K::kFc1Bias), {K::kFc1Out}},
+                  {act, {K::kFc1Out}, {K::kMlpAct}}},
+                 with({K::kFc1Weight}, b, K::kFc1Bias)});
+  out.push_back({Block::kMlpFc2, {}, std::pair{K::kFc2Partial, K::kLayerOut},
+                 {{OpKind::kLinear, {K::kMlpAct, K::kFc2Weight}, {K::kFc2Partial}},
+                  {OpKind::kResidualAdd, with({K::kAttnOut}, b, K::kFc2Bias),
+                   with({K::kFc2Partial}, drop, K::kMlpMask)}},
+                 with({K::kFc2Weight}, b, K::kFc2Bias)});
+  return out;
+}
+
+OpKind backward_of(OpKind k) {
+  switch (k) {
+    case OpKind::kLayerNorm: return OpKind::kLayerNormBwd;
+    case OpKind::kRmsNorm: return OpKind::kRmsNormBwd;
+    case OpKind::kAttention: return OpKind::kAttentionBwd;
+    case OpKind::kGelu: return OpKind::kGeluBwd;
+    case OpKind::kSwiglu: return OpKind::kSwigluBwd;
+    case OpKind::kResidualAdd: return OpKind::kResidualAddBwd;
+    default: break;
+  }
+  STRATA_CHECK(false, std::string("no single backward op for ") + op_kind_name(k));
+  return k;
+}
+
+}  // namespace
+
+ModelGraph::ModelGraph(StageContext& c, TensorParallel& tp, DataParallel& dp)
+    : c_(c), tp_(tp), dp_(dp) {}
+
+// ---- shapes ---------------------------------------------------------------------------------
+
+// A new buffer for forward tensor `k` of `layer` (or of the head, layer -1) in pass `instance`.
+BufId ModelGraph::new_tensor(TensorKind k, int layer, int mb, std::uint8_t instance) {
+  const int layout = layer >= 0 ? c_.layout_of(layer) : 0;
+  const ModelSpec& m = c_.m;
+  const std::int64_t t = c_.tp_of(layout), B = c_.samples(layout), T = m.seq_length;
+  const std::int64_t N = c_.tokens(layout), R = c_.rows(layout), C = m.hidden_size;
+  const std::int64_t heads = m.num_attention_heads / t, hk = m.kv_hidden();
+  const std::int64_t F = m.intermediate_size / t;
+  const std::int64_t up = (m.hidden_act == Activation::kSwiglu ? 2 : 1) * F;
+  const DType a = c_.act;
+  const bool sp = c_.sp(layout);
+  switch (k) {
+    case K::kNorm1Mean: case K::kNorm1Rstd: case K::kNorm2Mean: case K::kNorm2Rstd:
+    case K::kFinalNormMean: case K::kFinalNormRstd:
+      return c_.tensor(k, layer, mb, instance, DType::kFp32, {R});
+    case K::kLayerIn: case K::kAttnOut: case K::kLayerOut: case K::kNorm1Out: case K::kNorm2Out:
+    case K::kFinalNormOut:
+      return c_.tensor(k, layer, mb, instance, a, {R, C});
+    case K::kNorm1Full: case K::kNorm2Full: case K::kFinalNormFull:
+      return c_.tensor(k, layer, mb, instance, a, {N, C});
+    case K::kAttnPartial: case K::kFc2Partial:
+      // Without sequence parallelism the partial sum is reduced in place: it is the output.
+      return c_.tensor(sp ? k : (k == K::kAttnPartial ? K::kAttnOut : K::kLayerOut), layer, mb,
+                       instance, a, {N, C});
+    case K::kQkv:
+      return c_.tensor(k, layer, mb, instance, a, {N, (C + 2 * hk) / t});
+    case K::kAttnProbs: case K::kAttnDropOut:
+      return c_.tensor(k, layer, mb, instance, a, {B, heads, T, T});
+    case K::kAttnDropMask:
+      return c_.tensor(k, layer, mb, instance, DType::kUint8, {B, heads, T, T});
+    case K::kAttnCtx:
+      return c_.tensor(k, layer, mb, instance, a, {N, C / t});
+    case K::kAttnMask: case K::kMlpMask:
+      return c_.tensor(k, layer, mb, instance, DType::kUint8, {R, C});
+    case K::kFc1Out:
+      return c_.tensor(k, layer, mb, instance, a, {N, up});
+    case K::kMlpAct:
+      return c_.tensor(k, layer, mb, instance, a, {N, F});
+    default:
+      break;
+  }
+  STRATA_CHECK(false, std::string("no shape for tensor ") + tensor_kind_name(k));
+  return kNoBuf;
+}
+
+// The gradient of the tensor held by `b`: same shape, 16-bit (activation precision).
+BufId ModelGraph::new_grad(BufId b) {
+  Buffer g = c_.emit.buf(b);
+  g.grad = true;
+  g.role = Role::kWorkspace;
+  g.instance = 0;
+  g.persistent = false;
+  g.view_of = -1;
+  g.view_offset = 0;
+  g.view_group = {};
+  if (g.dtype == DType::kUint8 || g.dtype == DType::kInt32) g.dtype = c_.act;
+  return c_.emit.buffer(g);
+}
+
+// The sizes of a forward op (or of its backward, which has the same) from its operands.
+void ModelGraph::set_dims(OpSpec& op, const std::vector<BufId>& in, const std::vector<BufId>& out,
+                          int layer) {
+  const int layout = layer >= 0 ? c_.layout_of(layer) : 0;
+  const ModelSpec& m = c_.m;
+  const std::int64_t t = c_.tp_of(layout);
+  const Buffer& x = c_.emit.buf(in[0]);
+  switch (op.kind) {
+    case OpKind::kLayerNorm: case OpKind::kRmsNorm:
+      op.dims = {x.shape[0], x.shape[1], 0, 0, 0, 0};
+      op.param = static_cast<float>(m.norm_eps);
+      break;
+    case OpKind::kLinear:
+      op.dims = {x.shape[0], x.shape[1], c_.emit.buf(out[0]).shape[1], 0, 0, 0};
+      break;
+    case OpKind::kAttention:
+      op.dims = {c_.samples(layout), m.seq_length, m.hidden_size / t, m.num_attention_heads / t,
+                 m.kv_hidden() / t, 0};
+      break;
+    case OpKind::kGelu: case OpKind::kSwiglu:
+      op.dims = {c_.tokens(layout), m.intermediate_size / t, 0, 0, 0, 0};
+      break;
+    case OpKind::kResidualAdd:
+      op.dims = {x.shape[0], x.shape[1], 0, 0, 0, 0};
+      op.group = c_.tp_group(layout);
+      if (c_.sp(layout)) op.flags |= kOwnRows;
+      break;
+    default:
+      break;
+  }
+  if (m.dropout && (op.kind == OpKind::kAttention || op.kind == OpKind::kResidualAdd)) {
+    op.flags |= kDropout;
+  }
+  if (!m.learned_position_embeddings && op.kind == OpKind::kAttention) op.flags |= kRotary;
+}
+
+// ---- forward --------------------------------------------------------------------------------
+
+TaskId ModelGraph::block_forward(const GraphBlock& b, TaskId x, int layer, int mb, int chunk,
+                                 Phase phase, Instance& fwd, Instance& inst, TaskId extra) {
+  const int layout = c_.layout_of(layer);
+  const std::uint8_t number = phase == Phase::kRecompute ? 1 : 0;
+  auto read = [&](TensorKind k) -> BufId {
+    if (is_param(k)) return dp_.value(k, layer);
+    if (inst.at(k) != kNoBuf) return inst.at(k);
+    STRATA_CHECK(fwd.at(k) != kNoBuf, std::string("no buffer for ") + tensor_kind_name(k));
+    return fwd.at(k);
+  };
+  if (b.gather) {
+    x = tp_.gather(x, layout, read(b.gather->first), b.gather->second, layer, mb, chunk, phase,
+                   number, &inst[b.gather->second]);
+  }
+  std::vector<OpSpec> ops;
+  for (const GraphOp& g : b.ops) {
+    OpSpec op;
+    op.kind = g.kind;
+    op.dtype = c_.act;
+    for (TensorKind k : g.in) op.in.push_back(read(k));
+    for (TensorKind k : g.out) {
+      if (inst.at(k) == kNoBuf) inst[k] = new_tensor(k, layer, mb, number);
+      op.out.push_back(inst[k]);  // an existing one is accumulated into (a residual add)
+    }
+    set_dims(op, op.in, op.out, layer);
+    ops.push_back(std::move(op));
+  }
+  x = c_.emit.add(c_.compute_task(phase, b.block, layer, mb, chunk), ops, {x, extra});
+  if (b.reduce) {
+    x = tp_.reduce(x, layout, inst[b.reduce->first], b.reduce->second, layer, mb, chunk, phase,
+                   &inst[b.reduce->second]);
+  }
+  return x;
+}
+
+TaskId ModelGraph::layer_forward(TaskId prev, int layer, int mb, int chunk, Phase phase,
+                                 Instance& fwd, Instance& rc, BufId* x) {
+  const int layout = c_.layout_of(layer);
+  Instance& inst = phase == Phase::kRecompute ? rc : fwd;
+  // The stored layer input is already in this layer's layout: only a forward reshards.
+  if (phase == Phase::kForward) {
+    prev = tp_.reshard(prev, c_.incoming_layout(layer), layout, *x, layer, mb, chunk, phase, x);
+    fwd[K::kLayerIn] = *x;
+  }
+  TaskId gathered = kNoTask;
+  if (c_.s.zero_stage == 3) {
+    gathered = dp_.gather_layer(prev, layer, phase, mb, chunk, phase == Phase::kRecompute ? 1 : 0);
+  }
+  const std::vector<GraphBlock> blocks = layer_blocks(c_.m);
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    prev = block_forward(blocks[i], prev, layer, mb, chunk, phase, fwd, inst,
+                         i == 0 ? gathered : kNoTask);
+  }
+  *x = inst[K::kLayerOut];
+  return prev;
+}
+
+// ---- backward -------------------------------------------------------------------------------
+
+// The buffer a backward reads for forward tensor `k`: re-gathered, recomputed, or stored.
+BufId ModelGraph::saved(TensorKind k, int layer, const Instance& fwd, const Instance& rc,
+                        const Instance& bw) const {
+  if (is_param(k)) return dp_.value(k, layer);
+  if (bw.at(k) != kNoBuf) return bw.at(k);
+  if (rc.at(k) != kNoBuf) return rc.at(k);
+  STRATA_CHECK(fwd.at(k) != kNoBuf, std::string("the backward needs ") + tensor_kind_name(k) +
+                                        " of layer " + std::to_string(layer) + ", never stored");
+  return fwd.at(k);
+}
+
+// Where a backward writes parameter `k`'s gradient. Unless the weight-gradient GEMM accumulates
+// in place (grad_accumulation "fused", and autograd's first micro-batch), the block's own
+// parameters get a fresh gradient that a separate kernel adds to the accumulator afterwards.
+BufId ModelGraph::param_grad(TensorKind k, int layer, const std::vector<TensorKind>& owned,
+                             Accumulation& acc) {
+  const BufId accumulator = dp_.grad(k, layer);
+  const bool separate = c_.s.grad_accumulation == GradAccumulation::kHook ||
+                        (c_.s.grad_accumulation == GradAccumulation::kAutograd && !first_round_);
+  if (!separate || std::find(owned.begin(), owned.end(), k) == owned.end()) return accumulator;
+  Buffer fresh = c_.emit.buf(accumulator);
+  fresh.view_of = -1;
+  fresh.view_offset = 0;
+  fresh.persistent = false;
+  fresh.role = Role::kWorkspace;
+  fresh.dtype = c_.act;
+  fresh.instance = 2;
+  const BufId id = c_.emit.buffer(fresh);
+  acc.op.in.push_back(id);
+  acc.op.out.push_back(accumulator);
+  acc.op.dims[0] += c_.emit.elements(id);
+  return id;
+}
+
+void ModelGraph::finish_accumulation(Accumulation& acc, std::vector<OpSpec>& ops) {
+  if (acc.op.in.empty()) return;
+  for (OpSpec& op : ops) {
+    for (BufId b : op.out) {
+      if (std::find(acc.op.in.begin(), acc.op.in.end(), b) != acc.op.in.end()) op.flags |= kOverwrite;
+    }
+  }
+  acc.op.kind = OpKind::kGradAccumulate;
+  acc.op.dtype = c_.act;
+  acc.op.dims[1] = dtype_bytes(c_.grad);
+  ops.push_back(acc.op);
+}
+
+// Appends the backward ops of forward op `g` (of block `b`) to `ops`, reading the forward's
+// saved tensors and the gradients of its outputs, and recording the gradients of its inputs.
+void ModelGraph::derive(const GraphOp& g, const GraphBlock& b, int layer,
+                        Instance& fwd, Instance& rc, Instance& bw,
+                        Accumulation& acc, std::vector<OpSpec>& ops) {
+  auto sv = [&](TensorKind k) { return saved(k, layer, fwd, rc, bw); };
+  auto grad_of = [&](TensorKind k) {
+    const BufId id = bw.grad_of(k);
+    STRATA_CHECK(id != kNoBuf, std::string("no gradient of ") + tensor_kind_name(k));
+    return id;
+  };
+  auto pgrad = [&](TensorKind k) { return param_grad(k, layer, b.params, acc); };
+  OpSpec op;
+  op.dtype = c_.act;
+  switch (g.kind) {
+    case OpKind::kLayerNorm:
+    case OpKind::kRmsNorm: {
+      op.kind = g.kind;
+      set_dims(op, {sv(g.in[0])}, {}, layer);
+      op.kind = backward_of(g.kind);
+      op.param = 0;
+      op.in = {grad_of(g.out[0]), sv(g.in[0]), sv(g.in[1])};
+      for (std::size_t i = 1; i < g.out.size(); ++i) op.in.push_back(sv(g.out[i]));  // stats
+      // The residual stream's other use (the block output's residual add) contributes too.
+      const BufId residual = bw.pending(g.in[0]);
+      if (residual != kNoBuf) {
+        op.in.push_back(residual);
+        op.flags |= kResidualGrad;
+      }
+      const BufId dx = new_grad(sv(g.in[0]));
+      op.out = {dx};
+      for (std::size_t i = 1; i < g.in.size(); ++i) op.out.push_back(pgrad(g.in[i]));
+      bw.grad_of(g.in[0]) = dx;
+      ops.push_back(op);
+      return;
+    }
+    case OpKind::kLinear: {
+      // dx = dy W and dW += dy^T x: the two GEMMs of a linear layer's backward.
+      const BufId dy = grad_of(g.out[0]);
+      const Buffer& xb = c_.emit.buf(sv(g.in[0]));
+      op.dims = {xb.shape[0], xb.shape[1], c_.emit.buf(dy).shape[1], 0, 0, 0};
+      OpSpec data = op, weight = op;
+      data.kind = OpKind::kLinearBwdData;
+      data.in = {dy, sv(g.in[1])};
+      const BufId dx = new_grad(sv(g.in[0]));
+      data.out = {dx};
+      weight.kind = OpKind::kLinearBwdWeight;
+      weight.in = {dy, sv(g.in[0])};
+      for (std::size_t i = 1; i < g.in.size(); ++i) weight.out.push_back(pgrad(g.in[i]));
+      bw.grad_of(g.in[0]) = dx;
+      ops.push_back(data);
+      ops.push_back(weight);
+      return;
+    }
+    case OpKind::kAttention: {
+      op.kind = g.kind;
+      set_dims(op, {sv(g.in[0])}, {}, layer);
+      op.kind = OpKind::kAttentionBwd;
+      op.in = {grad_of(g.out[0])};
+      for (std::size_t i = 0; i < g.in.size(); ++i) op.in.push_back(sv(g.in[i]));
+      for (std::size_t i = 1; i < g.out.size(); ++i) op.in.push_back(sv(g.out[i]));
+      const BufId dqkv = new_grad(sv(g.in[0]));
+      op.out = {dqkv};
+      bw.grad_of(g.in[0]) = dqkv;
+      ops.push_back(op);
+      return;
+    }
+    case OpKind::kGelu:
+    case OpKind::kSwiglu: {
+      op.kind = g.kind;
+      set_dims(op, {sv(g.in[0])}, {}, layer);
+      op.kind = backward_of(g.kind);
+      op.in = {grad_of(g.out[0]), sv(g.in[0])};
+      const BufId dx = new_grad(sv(g.in[0]));
+      op.out = {dx};
+      bw.grad_of(g.in[0]) = dx;
+      ops.push_back(op);
+      return;
+    }
+    case OpKind::kResidualAdd: {
+      // out = partial + residual + bias: the output's gradient (the block output's, on the
+      // rank's rows) is the residual's too, and gives the bias gradient.
+      const BufId dy = grad_of(b.reduce->second);
+      op.kind = g.kind;
+      set_dims(op, {sv(g.in[0])}, {}, layer);
+      op.kind = OpKind::kResidualAddBwd;
+      op.in = {dy};
+      if (g.out.size() > 1) op.in.push_back(sv(g.out[1]));  // the dropout mask
+      if (g.in.size() > 1) op.out.push_back(pgrad(g.in[1]));
+      bw.pending(g.in[0]) = dy;
+      ops.push_back(op);
+      return;
+    }
+    default:
+      break;
+  }
+  STRATA_CHECK(false, std::string("no backward rule for ") + op_kind_name(g.kind));
+}
+
+TaskId ModelGraph::block_backward(const GraphBlock& b, const GraphBlock* next, TaskId x, int layer,
+                                  int mb, int chunk, Instance& fwd, Instance& rc,
+                                  Instance& bw, TaskId extra) {
+  const int layout = c_.layout_of(layer);
+  if (b.reduce) {  // the conjugate of "g": gather the output's gradient (sequence parallelism)
+    x = tp_.gather(x, layout, bw.grad_of(b.reduce->second), b.reduce->first, layer, mb, chunk,
+                   Phase::kBackward, 0, &bw.grad_of(b.reduce->first), true);
+  }
+  regather(next, layer, mb, chunk, fwd, rc, bw);
+  if (recomputed_block(b.block, layer)) {
+    // Selective recompute: the attention core again, just before its backward.
+    x = block_forward(b, x, layer, mb, chunk, Phase::kRecompute, fwd, rc, kNoTask);
+  }
+  Accumulation acc;
+  std::vector<OpSpec> ops;
+  for (auto it = b.ops.rbegin(); it != b.ops.rend(); ++it) {
+    derive(*it, b, layer, fwd, rc, bw, acc, ops);
+  }
+  finish_accumulation(acc, ops);
+  x = c_.emit.add(c_.compute_task(Phase::kBackward, b.block, layer, mb, chunk), ops, {x, extra});
+  if (b.gather) {  // the conjugate of "f": reduce the input's gradient
+    x = tp_.reduce(x, layout, bw.grad_of(b.gather->second), b.gather->first, layer, mb, chunk,
+                   Phase::kBackward, &bw.grad_of(b.gather->first), true);
+  }
+  return x;
+}
+
+// Sequence parallelism keeps the rank's rows of a gathered input (Korthikanti et al. 2022,
+// sec. 4.2.2): its weight gradient needs it whole again, so it is re-gathered one block ahead of
+// the backward that reads it (Megatron overlaps the gather with the data-gradient GEMM).
+void ModelGraph::regather(const GraphBlock* next, int layer, int mb, int chunk,
+                          Instance& fwd, Instance& rc, Instance& bw) {
+  if (next == nullptr || !next->gather || !c_.sp(c_.layout_of(layer))) return;
+  const auto [rows, full] = *next->gather;
+  tp_.gather(kNoTask, c_.layout_of(layer), saved(rows, layer, fwd, rc, bw), full, layer, mb, chunk,
+             Phase::kBackward, 2, &bw[full]);
+}
+
+bool ModelGraph::recomputed_block(Block b, int layer) const {
+  return b == Block::kAttnCore && layer_strategy(c_.s, layer).recompute == Recompute::kSelective;
+}
+
+TaskId ModelGraph::layer_backward(TaskId prev, int layer, int mb, int chunk, Instance& fwd,
+                                  BufId grad_out, BufId* grad_in) {
+  const int layout = c_.layout_of(layer);
+  Instance rc, bw;
+  bw.grad_of(K::kLayerOut) = grad_out;
+  TaskId gathered = kNoTask;
+  if (layer_strategy(c_.s, layer).recompute == Recompute::kFull) {
+    // Re-run the forward from the stored layer input (its ZeRO-3 gather serves both).
+    BufId unused = fwd[K::kLayerIn];
+    prev = layer_forward(prev, layer, mb, chunk, Phase::kRecompute, fwd, rc, &unused);
+    if (c_.s.zero_stage == 3) gathered = dp_.last_gather();
+  } else if (c_.s.zero_stage == 3) {
+    gathered = dp_.gather_layer(prev, layer, Phase::kBackward, mb, chunk, 2);
+  }
+  const std::vector<GraphBlock> blocks = layer_blocks(c_.m);
+  for (std::size_t i = blocks.size(); i-- > 0;) {
+    const GraphBlock* next = i > 0 ? &blocks[i - 1] : nullptr;
+    prev = block_backward(blocks[i], next, prev, layer, mb, chunk, fwd, rc, bw,
+                          i + 1 == blocks.size() ? gathered : kNoTask);
+  }
+  *grad_in = bw.grad_of(K::kLayerIn);
+  return tp_.reshard_grad(prev, c_.incoming_layout(layer), layout, *grad_in, layer, mb, chunk,
+                          grad_in);
+}
+
+}  // namespace strata::strategies::detail

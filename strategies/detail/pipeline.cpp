@@ -1,0 +1,227 @@
+// The pipeline pass: one stage's materialised schedule walked unit by unit -- the forward and
+// backward of a micro-batch on a model chunk -- with the transfers between virtual stages
+// (activations forward, their gradients backward; scattered over tp with pp_scatter_gather),
+// calling the model description for the layers and the data-parallel pass for the gradients.
+#include "common/error.hpp"
+#include "strategies/detail/lowering.hpp"
+
+namespace strata::strategies::detail {
+namespace {
+
+using K = TensorKind;
+
+// The state of one micro-batch on one chunk of this stage between its forward and backward.
+struct Flow {
+  BufId out = kNoBuf;              // the chunk's output (sent forward or fed to the head)
+  std::map<int, Instance> layers;  // layer -> its forward buffers
+};
+
+class StageWalk {
+ public:
+  StageWalk(const Plan& plan, int stage, Program& prog)
+      : c_(plan, stage, prog), tp_(c_), dp_(c_), graph_(c_, tp_, dp_) {}
+
+  void run() {
+    const StrategySpec& s = c_.s;
+    const auto order =
+        stage_schedule(s.schedule, c_.pp, c_.stage, c_.plan.num_micro_batches, c_.v);
+    // The first and last backward units of each chunk: gradient accumulation starts and ends.
+    std::vector<std::size_t> first_backward(c_.v, order.size()), last_backward(c_.v, 0);
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      if (order[i].phase != UnitPhase::kBackward) continue;
+      last_backward[order[i].chunk] = i;
+      first_backward[order[i].chunk] = std::min(first_backward[order[i].chunk], i);
+    }
+    std::vector<int> rounds(c_.v, 0);
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      const ScheduleUnit& u = order[i];
+      if (u.phase == UnitPhase::kForward) {
+        forward_unit(u.micro_batch, u.chunk);
+      } else {
+        graph_.set_first_round(i == first_backward[u.chunk]);
+        dp_.begin_backward(u.chunk, rounds[u.chunk]++, u.micro_batch, i == last_backward[u.chunk]);
+        backward_unit(u.micro_batch, u.chunk, i == last_backward[u.chunk]);
+      }
+    }
+    dp_.finish_step();
+  }
+
+ private:
+  // ---- transfers ------------------------------------------------------------------------------
+  std::uint32_t tag(UnitPhase phase, int dest_vs, int mb) const {
+    const auto vstages = static_cast<std::uint32_t>(c_.pp * c_.v);
+    return (static_cast<std::uint32_t>(phase) * vstages + static_cast<std::uint32_t>(dest_vs)) *
+               static_cast<std::uint32_t>(c_.plan.num_micro_batches) +
+           static_cast<std::uint32_t>(mb);
+  }
+  // Megatron's scatter/gather: 1/tp of an activation crosses the stages and is all-gathered
+  // over tp after receipt (with sequence parallelism the rank's rows are already 1/tp).
+  bool scattered(int boundary_layer) const {
+    const int layout = c_.layout_of(boundary_layer);
+    return c_.s.collectives.pp_scatter_gather && !c_.s.sequence_parallel && c_.tp_of(layout) > 1;
+  }
+  TaskId transfer(TaskKind kind, UnitPhase phase, int peer_vs, int dest_vs, int boundary_layer,
+                  int mb, int chunk, TaskId after, BufId buffer) {
+    Task t;
+    t.kind = kind;
+    t.stream = Stream::kPp;
+    t.phase = phase == UnitPhase::kForward ? Phase::kForward : Phase::kBackward;
+    t.purpose = Purpose::kPp;
+    t.micro_batch = mb;
+    t.chunk = static_cast<std::int16_t>(chunk);
+    t.layer = static_cast<std::int16_t>(boundary_layer);
+    t.peer_stage = peer_vs % c_.pp;
+    t.tag = tag(phase, dest_vs, mb);
+    OpSpec op;
+    op.kind = kind == TaskKind::kSend ? OpKind::kSend : OpKind::kRecv;
+    op.dtype = c_.act;
+    op.dims[0] = c_.emit.elements(buffer);
+    (kind == TaskKind::kSend ? op.in : op.out) = {buffer};
+    const TaskId id = c_.emit.add(t, {op}, {after});
+    // Megatron-LM of 2021 (p2p_communication.py): batch_isend_irecv, wait on every request,
+    // then torch.cuda.synchronize(): nothing runs after a send until it has completed. The
+    // receive of the same call is already a data dependency of the work that follows it.
+    if (kind == TaskKind::kSend && c_.s.collectives.blocking_p2p) c_.emit.block_on(id);
+    return id;
+  }
+  // The buffer a boundary tensor `whole` travels in: itself, or this rank's 1/tp of it.
+  BufId outgoing(BufId whole, int boundary_layer) {
+    if (!scattered(boundary_layer)) return whole;
+    const Buffer& w = c_.emit.buf(whole);
+    const std::int64_t part = w.elements() / c_.tp_of(c_.layout_of(boundary_layer));
+    Buffer v = w;
+    v.kind = K::kReceived;
+    v.ndim = 1;
+    v.shape = {part, 0, 0, 0};
+    v.view_of = whole;
+    v.view_offset = part;
+    v.view_group = c_.tp_group(c_.layout_of(boundary_layer));
+    return c_.emit.buffer(v);
+  }
+  // Receives boundary tensor `kind` of `layer` (layout of `boundary_layer`): whole, or 1/tp of
+  // it all-gathered over tp.
+  TaskId receive(UnitPhase phase, int peer_vs, int dest_vs, int boundary_layer, int layer,
+                 K kind, bool grad, int mb, int chunk, BufId* out) {
+    const int layout = c_.layout_of(boundary_layer);
+    const std::int64_t rows = c_.rows(layout), C = c_.m.hidden_size;
+    const Phase p = phase == UnitPhase::kForward ? Phase::kForward : Phase::kBackward;
+    if (!scattered(boundary_layer)) {
+      *out = c_.tensor(kind, layer, mb, 0, c_.act, {rows, C}, grad);
+      return transfer(TaskKind::kRecv, phase, peer_vs, dest_vs, boundary_layer, mb, chunk, kNoTask,
+                      *out);
+    }
+    const BufId slice = c_.tensor(K::kReceived, layer, mb, 0, c_.act,
+                                  {rows * C / c_.tp_of(layout)}, grad);
+    c_.emit.buf(slice).role = Role::kComm;
+    const TaskId x = transfer(TaskKind::kRecv, phase, peer_vs, dest_vs, boundary_layer, mb, chunk,
+                              kNoTask, slice);
+    *out = c_.tensor(kind, layer, mb, 0, c_.act, {rows, C}, grad);
+    OpSpec ag;
+    ag.kind = OpKind::kAllGather;
+    ag.dtype = c_.act;
+    ag.in = {slice};
+    ag.out = {*out};
+    ag.dims[0] = rows * C;
+    return c_.emit.add(c_.collective_task(CollectiveKind::kAllGather, Purpose::kTp,
+                                          c_.tp_group(layout), p, boundary_layer, mb, chunk),
+                       {ag}, {x});
+  }
+
+  // ---- units ----------------------------------------------------------------------------------
+  void forward_unit(int mb, int chunk) {
+    const int vs = c_.virtual_stage(chunk);
+    const int first = c_.first_layer(vs), end = c_.end_layer(vs);
+    Flow& f = flows_[{chunk, mb}];
+    BufId x_buf = kNoBuf;
+    TaskId x;
+    if (vs > 0) {
+      x = receive(UnitPhase::kForward, vs - 1, vs, first - 1, first, K::kLayerIn, false, mb, chunk,
+                  &x_buf);
+    } else {
+      x = graph_.embedding_forward(mb, chunk, &x_buf);
+    }
+    for (int l = first; l < end; ++l) {
+      Instance unused;
+      x = graph_.layer_forward(x, l, mb, chunk, Phase::kForward, f.layers[l], unused, &x_buf);
+    }
+    if (c_.last_virtual_stage(vs)) {
+      x = tp_.reshard(x, c_.layout_of(c_.m.num_hidden_layers - 1), 0, x_buf, -1, mb, chunk,
+                      Phase::kForward, &x_buf);
+      graph_.head_forward(x, mb, chunk, x_buf);
+    } else {
+      transfer(TaskKind::kSend, UnitPhase::kForward, vs + 1, vs + 1, end - 1, mb, chunk, x,
+               outgoing(x_buf, end - 1));
+    }
+  }
+
+  void backward_unit(int mb, int chunk, bool last_for_chunk) {
+    const int vs = c_.virtual_stage(chunk);
+    const int first = c_.first_layer(vs), end = c_.end_layer(vs);
+    const bool reduce_now = c_.s.zero_stage >= 2 || last_for_chunk;
+    const bool shared = dp_.shared_embedding_bucket();
+    using G = DataParallel::Group;
+    Flow& f = flows_[{chunk, mb}];
+    BufId grad = kNoBuf;
+    TaskId x;
+    if (c_.last_virtual_stage(vs)) {
+      x = graph_.head_backward(mb, chunk, &grad);
+      // The output parameters' gradients (LM head and final norm) are complete after the final
+      // norm's backward.
+      if (reduce_now && shared) {
+        dp_.flush(mb, chunk);
+        dp_.grad_ready(x, G::kWord, -1, mb, chunk);
+        dp_.flush(mb, chunk);
+        dp_.grad_ready(x, G::kRestOut, -1, mb, chunk);
+      } else if (reduce_now) {
+        dp_.grad_ready(x, G::kOutput, -1, mb, chunk);
+      }
+      x = tp_.reshard_grad(x, c_.layout_of(c_.m.num_hidden_layers - 1), 0, grad, -1, mb, chunk,
+                           &grad);
+    } else {
+      x = receive(UnitPhase::kBackward, vs + 1, vs, end - 1, end - 1, K::kLayerOut, true, mb,
+                  chunk, &grad);
+    }
+    for (int l = end - 1; l >= first; --l) {
+      x = graph_.layer_backward(x, l, mb, chunk, f.layers.at(l), grad, &grad);
+      if (reduce_now || c_.s.zero_stage == 3) dp_.grad_ready(x, G::kLayer, l, mb, chunk);
+    }
+    if (vs > 0) {
+      transfer(TaskKind::kSend, UnitPhase::kBackward, vs - 1, vs - 1, first - 1, mb, chunk, x,
+               outgoing(grad, first - 1));
+    } else {
+      x = graph_.embedding_backward(x, mb, chunk, grad);
+      if (reduce_now && shared) {
+        dp_.flush(mb, chunk);
+        dp_.grad_ready(x, G::kWord, -1, mb, chunk);
+        dp_.flush(mb, chunk);
+        if (c_.m.learned_position_embeddings) dp_.grad_ready(x, G::kRestIn, -1, mb, chunk);
+      } else if (reduce_now) {
+        dp_.grad_ready(x, G::kInput, -1, mb, chunk);
+      }
+    }
+    if (reduce_now) dp_.flush(mb, chunk);
+    flows_.erase({chunk, mb});
+  }
+
+  StageContext c_;
+  TensorParallel tp_;
+  DataParallel dp_;
+  ModelGraph graph_;
+  std::map<std::pair<int, int>, Flow> flows_;
+};
+
+}  // namespace
+
+Program build_stage(const Plan& plan, int stage) {
+  Program prog;
+  prog.stage = stage;
+  {
+    StageWalk walk(plan, stage, prog);
+    walk.run();
+  }
+  prog.dep_begin.push_back(static_cast<std::uint32_t>(prog.deps.size()));
+  finish_program(prog);
+  return prog;
+}
+
+}  // namespace strata::strategies::detail

@@ -1,0 +1,474 @@
+// The programs' vocabulary: names, op costs, buffer sizes and names, group resolution.
+//
+// defines: the *_name() functions, Buffer::elements(), op_cost(), Program::buffer_name(),
+//          ParamInfo::init_name(), Topology::group_ranks/group_index/peer_rank, partition(),
+//          ProgramSet::task_name()
+#include "strategies/program.hpp"
+
+#include <algorithm>
+
+#include "common/error.hpp"
+
+namespace strata::strategies {
+
+const char* task_kind_name(TaskKind k) {
+  switch (k) {
+    case TaskKind::kCompute: return "compute";
+    case TaskKind::kCollective: return "collective";
+    case TaskKind::kSend: return "send";
+    case TaskKind::kRecv: return "recv";
+  }
+  return "?";
+}
+
+const char* stream_name(Stream s) {
+  switch (s) {
+    case Stream::kCompute: return "compute";
+    case Stream::kTp: return "tp";
+    case Stream::kCp: return "cp";
+    case Stream::kEp: return "ep";
+    case Stream::kDp: return "dp";
+    case Stream::kPp: return "pp";
+  }
+  return "?";
+}
+
+const char* phase_name(Phase p) {
+  switch (p) {
+    case Phase::kForward: return "forward";
+    case Phase::kBackward: return "backward";
+    case Phase::kRecompute: return "recompute";
+    case Phase::kStep: return "step";
+    case Phase::kNone: return "none";
+  }
+  return "?";
+}
+
+const char* block_name(Block b) {
+  switch (b) {
+    case Block::kNone: return "none";
+    case Block::kEmbedding: return "embedding";
+    case Block::kAttnNorm: return "attn_norm";
+    case Block::kAttnQkv: return "attn_qkv";
+    case Block::kAttnCore: return "attn_core";
+    case Block::kAttnOut: return "attn_out";
+    case Block::kMlpNorm: return "mlp_norm";
+    case Block::kMlpFc1: return "mlp_fc1";
+    case Block::kMlpFc2: return "mlp_fc2";
+    case Block::kFinalNorm: return "final_norm";
+    case Block::kLmHead: return "lm_head";
+    case Block::kOptimizer: return "optimizer";
+  }
+  return "?";
+}
+
+const char* collective_name(CollectiveKind c) {
+  switch (c) {
+    case CollectiveKind::kNone: return "p2p";
+    case CollectiveKind::kAllReduce: return "all_reduce";
+    case CollectiveKind::kAllGather: return "all_gather";
+    case CollectiveKind::kReduceScatter: return "reduce_scatter";
+    case CollectiveKind::kAllToAll: return "all_to_all";
+    case CollectiveKind::kBroadcast: return "broadcast";
+  }
+  return "?";
+}
+
+const char* purpose_name(Purpose p) {
+  switch (p) {
+    case Purpose::kNone: return "none";
+    case Purpose::kTp: return "tp";
+    case Purpose::kDp: return "dp";
+    case Purpose::kZero: return "zero";
+    case Purpose::kCp: return "cp";
+    case Purpose::kEp: return "ep";
+    case Purpose::kPp: return "pp";
+    case Purpose::kEmbedding: return "embedding";
+    case Purpose::kReshard: return "reshard";
+  }
+  return "?";
+}
+
+const char* group_kind_name(GroupKind g) {
+  switch (g) {
+    case GroupKind::kNone: return "none";
+    case GroupKind::kTp: return "tp";
+    case GroupKind::kDp: return "dp";
+    case GroupKind::kEmbedding: return "embedding";
+    case GroupKind::kReshard: return "reshard";
+  }
+  return "?";
+}
+
+int dtype_bytes(DType d) {
+  switch (d) {
+    case DType::kFp32: return 4;
+    case DType::kBf16: return 2;
+    case DType::kFp16: return 2;
+    case DType::kInt32: return 4;
+    case DType::kUint8: return 1;
+    case DType::kFp64: return 8;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::kFp32: return "fp32";
+    case DType::kBf16: return "bf16";
+    case DType::kFp16: return "fp16";
+    case DType::kInt32: return "int32";
+    case DType::kUint8: return "uint8";
+    case DType::kFp64: return "fp64";
+  }
+  return "?";
+}
+
+const char* role_name(Role r) {
+  switch (r) {
+    case Role::kParam: return "param";
+    case Role::kGrad: return "grad";
+    case Role::kOptimizer: return "optimizer";
+    case Role::kActivation: return "activation";
+    case Role::kRecompute: return "recompute";
+    case Role::kGatheredParams: return "gathered_params";
+    case Role::kLogits: return "logits";
+    case Role::kWorkspace: return "workspace";
+    case Role::kComm: return "comm";
+    case Role::kInput: return "input";
+  }
+  return "?";
+}
+
+const char* shard_name(Shard s) {
+  switch (s) {
+    case Shard::kReplicated: return "replicated";
+    case Shard::kRows: return "rows";
+    case Shard::kCols: return "cols";
+    case Shard::kBlockRows: return "block_rows";
+  }
+  return "?";
+}
+
+const char* tensor_kind_name(TensorKind k) {
+  switch (k) {
+    case TensorKind::kNormWeight1: return "attn_norm.weight";
+    case TensorKind::kNormBias1: return "attn_norm.bias";
+    case TensorKind::kQkvWeight: return "attn.qkv.weight";
+    case TensorKind::kQkvBias: return "attn.qkv.bias";
+    case TensorKind::kAttnOutWeight: return "attn.out.weight";
+    case TensorKind::kAttnOutBias: return "attn.out.bias";
+    case TensorKind::kNormWeight2: return "mlp_norm.weight";
+    case TensorKind::kNormBias2: return "mlp_norm.bias";
+    case TensorKind::kFc1Weight: return "mlp.fc1.weight";
+    case TensorKind::kFc1Bias: return "mlp.fc1.bias";
+    case TensorKind::kFc2Weight: return "mlp.fc2.weight";
+    case TensorKind::kFc2Bias: return "mlp.fc2.bias";
+    case TensorKind::kWordEmbedding: return "embedding.word.weight";
+    case TensorKind::kPositionEmbedding: return "embedding.position.weight";
+    case TensorKind::kFinalNormWeight: return "final_norm.weight";
+    case TensorKind::kFinalNormBias: return "final_norm.bias";
+    case TensorKind::kLmHeadWeight: return "lm_head.weight";
+    case TensorKind::kTokens: return "tokens";
+    case TensorKind::kTargets: return "targets";
+    case TensorKind::kEmbeddingPartial: return "embedding.partial";
+    case TensorKind::kEmbeddingMask: return "embedding.dropout_mask";
+    case TensorKind::kEmbeddingOut: return "embedding.out";
+    case TensorKind::kLayerIn: return "in";
+    case TensorKind::kNorm1Out: return "attn_norm.out";
+    case TensorKind::kNorm1Mean: return "attn_norm.mean";
+    case TensorKind::kNorm1Rstd: return "attn_norm.rstd";
+    case TensorKind::kNorm1Full: return "attn_norm.out.gathered";
+    case TensorKind::kQkv: return "attn.qkv.out";
+    case TensorKind::kAttnProbs: return "attn.probs";
+    case TensorKind::kAttnDropMask: return "attn.dropout_mask";
+    case TensorKind::kAttnDropOut: return "attn.dropout_out";
+    case TensorKind::kAttnCtx: return "attn.context";
+    case TensorKind::kAttnPartial: return "attn.out.partial";
+    case TensorKind::kAttnMask: return "attn.out.dropout_mask";
+    case TensorKind::kAttnOut: return "attn.out";
+    case TensorKind::kNorm2Out: return "mlp_norm.out";
+    case TensorKind::kNorm2Mean: return "mlp_norm.mean";
+    case TensorKind::kNorm2Rstd: return "mlp_norm.rstd";
+    case TensorKind::kNorm2Full: return "mlp_norm.out.gathered";
+    case TensorKind::kFc1Out: return "mlp.fc1.out";
+    case TensorKind::kMlpAct: return "mlp.act";
+    case TensorKind::kFc2Partial: return "mlp.fc2.partial";
+    case TensorKind::kMlpMask: return "mlp.fc2.dropout_mask";
+    case TensorKind::kLayerOut: return "out";
+    case TensorKind::kReceived: return "in.slice";
+    case TensorKind::kResharded: return "in.resharded";
+    case TensorKind::kFinalNormOut: return "final_norm.out";
+    case TensorKind::kFinalNormMean: return "final_norm.mean";
+    case TensorKind::kFinalNormRstd: return "final_norm.rstd";
+    case TensorKind::kFinalNormFull: return "final_norm.out.gathered";
+    case TensorKind::kLogitsTensor: return "lm_head.logits";
+    case TensorKind::kSoftmaxStats: return "lm_head.softmax_stats";
+    case TensorKind::kLoss: return "loss";
+    case TensorKind::kBucketParams: return "params";
+    case TensorKind::kBucketGrads: return "grads";
+    case TensorKind::kBucketParamShard: return "params.shard";
+    case TensorKind::kBucketGradShard: return "grads.shard";
+    case TensorKind::kBucketMaster: return "master";
+    case TensorKind::kBucketAdamM: return "adam_m";
+    case TensorKind::kBucketAdamV: return "adam_v";
+    case TensorKind::kBucketGathered: return "params.gathered";
+    case TensorKind::kReplicatedGrads: return "replicated.grads";
+  }
+  return "?";
+}
+
+const char* op_kind_name(OpKind k) {
+  switch (k) {
+    case OpKind::kLoadBatch: return "load_batch";
+    case OpKind::kEmbedding: return "embedding";
+    case OpKind::kEmbeddingBwd: return "embedding_bwd";
+    case OpKind::kLayerNorm: return "layer_norm";
+    case OpKind::kLayerNormBwd: return "layer_norm_bwd";
+    case OpKind::kRmsNorm: return "rms_norm";
+    case OpKind::kRmsNormBwd: return "rms_norm_bwd";
+    case OpKind::kLinear: return "linear";
+    case OpKind::kLinearBwdData: return "linear_bwd_data";
+    case OpKind::kLinearBwdWeight: return "linear_bwd_weight";
+    case OpKind::kAttention: return "attention";
+    case OpKind::kAttentionBwd: return "attention_bwd";
+    case OpKind::kGelu: return "gelu";
+    case OpKind::kGeluBwd: return "gelu_bwd";
+    case OpKind::kSwiglu: return "swiglu";
+    case OpKind::kSwigluBwd: return "swiglu_bwd";
+    case OpKind::kResidualAdd: return "residual_add";
+    case OpKind::kResidualAddBwd: return "residual_add_bwd";
+    case OpKind::kSoftmaxStats: return "softmax_stats";
+    case OpKind::kCrossEntropyBwd: return "cross_entropy_bwd";
+    case OpKind::kGradAccumulate: return "grad_accumulate";
+    case OpKind::kAdamW: return "adamw";
+    case OpKind::kAllReduce: return "all_reduce";
+    case OpKind::kAllGather: return "all_gather";
+    case OpKind::kReduceScatter: return "reduce_scatter";
+    case OpKind::kSend: return "send";
+    case OpKind::kRecv: return "recv";
+  }
+  return "?";
+}
+
+std::int64_t Buffer::elements() const {
+  std::int64_t n = 1;
+  for (int i = 0; i < ndim; ++i) n *= shape[i];
+  return n;
+}
+
+OpCost op_cost(const Op& op) {
+  const double e = dtype_bytes(op.dtype);
+  const auto d = [&](int i) { return static_cast<double>(op.dims[i]); };
+  const bool dropout = (op.flags & kDropout) != 0;
+  OpCost c;
+  switch (op.kind) {
+    case OpKind::kLoadBatch:
+      break;
+    case OpKind::kEmbedding:
+    case OpKind::kEmbeddingBwd:
+      c.bytes = 2.0 * e * d(0) * d(1);  // read the rows (or the gradient), write the output
+      break;
+    case OpKind::kLayerNorm:
+    case OpKind::kRmsNorm:
+      c.bytes = 2.0 * e * d(0) * d(1);  // read x, write y
+      break;
+    case OpKind::kLayerNormBwd:
+    case OpKind::kRmsNormBwd:
+      c.bytes = 3.0 * e * d(0) * d(1);  // read dy and x, write dx
+      break;
+    case OpKind::kLinear:
+    case OpKind::kLinearBwdData:
+    case OpKind::kLinearBwdWeight:
+      // One GEMM of (M x K) by (K x N): 2 M K N FLOPs; its three matrices once each.
+      c.flops = 2.0 * d(0) * d(1) * d(2);
+      c.bytes = e * (d(0) * d(1) + d(1) * d(2) + d(0) * d(2));
+      break;
+    case OpKind::kAttention:
+    case OpKind::kAttentionBwd: {
+      // Scores QK^T and the weighted sum over values: 4 T s C FLOPs for T tokens of sequences
+      // of s, C = the query width; read q, k and v, write the context, and write then read the
+      // (heads x s x s) scores of each sequence. The backward does both twice.
+      const double tokens = d(0) * d(1);
+      const double twice = op.kind == OpKind::kAttentionBwd ? 2.0 : 1.0;
+      c.flops = twice * 4.0 * tokens * d(1) * d(2);
+      c.bytes = twice * (e * tokens * (2.0 * d(2) + 2.0 * d(4)) + e * 2.0 * d(3) * d(0) * d(1) * d(1));
+      break;
+    }
+    case OpKind::kGelu:
+    case OpKind::kSwiglu: {
+      const double up = (op.kind == OpKind::kSwiglu ? 2.0 : 1.0) * d(1);
+      c.elementwise_bytes = e * d(0) * (up + d(1));  // read the up projection, write F
+      break;
+    }
+    case OpKind::kGeluBwd:
+    case OpKind::kSwigluBwd: {
+      const double up = (op.kind == OpKind::kSwigluBwd ? 2.0 : 1.0) * d(1);
+      c.elementwise_bytes = e * d(0) * (d(1) + 2.0 * up);  // read dy and x, write dx
+      break;
+    }
+    case OpKind::kResidualAdd:
+      // Bias-dropout-add: read the branch and the residual, write the sum (and the mask).
+      c.elementwise_bytes = d(0) * d(1) * (3.0 * e + (dropout ? 1.0 : 0.0));
+      break;
+    case OpKind::kResidualAddBwd:
+      c.elementwise_bytes = d(0) * d(1) * (2.0 * e + (dropout ? 1.0 : 0.0));
+      break;
+    case OpKind::kSoftmaxStats:
+    case OpKind::kCrossEntropyBwd:
+      c.bytes = 4.0 * d(0) * d(1);  // the fp32 logits of the shard
+      break;
+    case OpKind::kGradAccumulate:
+      // Read the new 16-bit gradient, read and write the accumulator (dims[1] bytes each).
+      c.elementwise_bytes = d(0) * (e + 2.0 * d(1));
+      break;
+    case OpKind::kAdamW: {
+      // Read and write the master weights and both moments, read the gradient, write the
+      // (16-bit) weights, for the rank's share of the bucket's elements.
+      const double elements = (op.flags & kPartitioned) != 0 ? d(0) / d(1) : d(0);
+      c.bytes = elements * (2.0 * d(3) + d(2) + e);
+      break;
+    }
+    case OpKind::kAllReduce:
+    case OpKind::kAllGather:
+    case OpKind::kReduceScatter:
+    case OpKind::kSend:
+    case OpKind::kRecv:
+      c.bytes = e * d(0);  // nccl-tests' "size" (see the task contract in program.hpp)
+      break;
+  }
+  return c;
+}
+
+std::string ParamInfo::init_name() const {
+  // The names the executor has always initialised with (tests/reference/ mirrors them).
+  const std::string l = "layers." + std::to_string(layer) + ".";
+  switch (kind) {
+    case TensorKind::kNormWeight1: return l + "ln1.w";
+    case TensorKind::kNormBias1: return l + "ln1.b";
+    case TensorKind::kQkvWeight: return l + "qkv.w";
+    case TensorKind::kQkvBias: return l + "qkv.b";
+    case TensorKind::kAttnOutWeight: return l + "proj.w";
+    case TensorKind::kAttnOutBias: return l + "proj.b";
+    case TensorKind::kNormWeight2: return l + "ln2.w";
+    case TensorKind::kNormBias2: return l + "ln2.b";
+    case TensorKind::kFc1Weight: return l + "fc1.w";
+    case TensorKind::kFc1Bias: return l + "fc1.b";
+    case TensorKind::kFc2Weight: return l + "fc2.w";
+    case TensorKind::kFc2Bias: return l + "fc2.b";
+    case TensorKind::kWordEmbedding: return "wte";
+    case TensorKind::kPositionEmbedding: return "wpe";
+    case TensorKind::kFinalNormWeight: return "lnf.w";
+    case TensorKind::kFinalNormBias: return "lnf.b";
+    case TensorKind::kLmHeadWeight: return tied_copy ? "wte" : "lm_head.w";
+    default: break;
+  }
+  return tensor_kind_name(kind);
+}
+
+std::string Program::buffer_name(std::int32_t id) const {
+  STRATA_CHECK(id >= 0 && static_cast<std::size_t>(id) < buffers.size(), "no such buffer");
+  const Buffer& b = buffers[id];
+  std::string name;
+  if (b.bucket >= 0 && (b.kind >= TensorKind::kBucketParams && b.kind <= TensorKind::kBucketGathered)) {
+    name = "bucket" + std::to_string(b.bucket) + ".";
+  } else if (b.layer >= 0) {
+    name = "L" + std::to_string(b.layer) + ".";
+  }
+  name += tensor_kind_name(b.kind);
+  if (b.grad) name += ".grad";
+  if (b.micro_batch >= 0) name += "[mb" + std::to_string(b.micro_batch) + "]";
+  if (b.instance == 1) {
+    name += "@recompute";
+  } else if (b.instance > 1) {
+    name += "@" + std::to_string(b.instance);
+  }
+  return name;
+}
+
+std::vector<int> Topology::group_ranks(int rank, const GroupRef& g) const {
+  STRATA_CHECK(rank >= 0 && rank < world_size, "rank out of range");
+  switch (g.kind) {
+    case GroupKind::kNone:
+      return {rank};
+    case GroupKind::kTp:
+      return layouts.at(g.layout).group(rank, Dim::kTp);
+    case GroupKind::kDp:
+      return layouts.at(g.layout).group(rank, Dim::kDp);
+    case GroupKind::kEmbedding: {
+      Coords c = grid().coords(rank);
+      const int pp_index = static_cast<int>(Dim::kPp);
+      c[pp_index] = 0;
+      const int first = grid().rank_of(c);
+      c[pp_index] = pp - 1;
+      const int last = grid().rank_of(c);
+      if (first == last) return {first};
+      return {std::min(first, last), std::max(first, last)};
+    }
+    case GroupKind::kReshard: {
+      const RankGrid& big = layouts.at(g.layout);
+      const RankGrid& small = layouts.at(g.layout_from);
+      const int shard = small.coord(rank, Dim::kTp);
+      std::vector<int> out;
+      for (int q : big.group(rank, Dim::kTp)) {
+        if (small.coord(q, Dim::kTp) == shard) out.push_back(q);
+      }
+      STRATA_CHECK(static_cast<int>(out.size()) == big.size(Dim::kTp) / small.size(Dim::kTp),
+                   "reshard group size does not match the tp ratio");
+      return out;
+    }
+  }
+  return {rank};
+}
+
+int Topology::group_index(int rank, const GroupRef& g) const {
+  if (g.kind == GroupKind::kNone) return 0;
+  const std::vector<int> ranks = group_ranks(rank, g);
+  const auto it = std::find(ranks.begin(), ranks.end(), rank);
+  STRATA_CHECK(it != ranks.end(), "a rank outside its own group");
+  return static_cast<int>(it - ranks.begin());
+}
+
+int Topology::peer_rank(int rank, const Task& t) const {
+  STRATA_CHECK(t.kind == TaskKind::kSend || t.kind == TaskKind::kRecv, "not a p2p task");
+  Coords c = grid().coords(rank);
+  c[static_cast<int>(Dim::kPp)] = t.peer_stage;
+  return grid().rank_of(c);
+}
+
+Part partition(std::int64_t elements, int parts, int index) {
+  STRATA_CHECK(parts >= 1 && index >= 0 && index < parts, "bad partition index");
+  const std::int64_t base = elements / parts, extra = elements % parts;
+  Part p;
+  p.count = base + (index < extra ? 1 : 0);
+  p.offset = index * base + std::min<std::int64_t>(index, extra);
+  return p;
+}
+
+std::string ProgramSet::task_name(const Task& t) const {
+  std::string name;
+  switch (t.kind) {
+    case TaskKind::kCompute:
+      name = std::string(t.phase == Phase::kForward     ? "fwd"
+                         : t.phase == Phase::kBackward  ? "bwd"
+                         : t.phase == Phase::kRecompute ? "recompute"
+                                                        : "step");
+      break;
+    case TaskKind::kCollective:
+      name = std::string(purpose_name(t.purpose)) + "." + collective_name(t.collective);
+      break;
+    case TaskKind::kSend:
+    case TaskKind::kRecv:
+      name = std::string("pp.") + task_kind_name(t.kind) + "." +
+             (t.phase == Phase::kForward ? "act" : "grad") + ".stage" +
+             std::to_string(t.peer_stage);
+      break;
+  }
+  if (t.layer >= 0) name += ".L" + std::to_string(t.layer);
+  if (t.micro_batch >= 0) name += ".mb" + std::to_string(t.micro_batch);
+  if (virtual_stages > 1 && t.micro_batch >= 0) name += ".c" + std::to_string(t.chunk);
+  if (t.kind == TaskKind::kCompute) name += std::string(".") + block_name(t.block);
+  return name;
+}
+
+}  // namespace strata::strategies
