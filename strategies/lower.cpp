@@ -15,7 +15,6 @@
 #include "strategies/plan.hpp"
 
 namespace strata::strategies {
-namespace {
 
 // Totals over all ranks: each stage's program runs on world/pp ranks.
 PlanTotals compute_totals(const Plan& plan) {
@@ -40,8 +39,6 @@ PlanTotals compute_totals(const Plan& plan) {
   }
   return out;
 }
-
-}  // namespace
 
 Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int world_size) {
   if (world_size < 1) {

@@ -46,6 +46,10 @@ struct Plan : ProgramSet {
 // plan that exceeds device memory: callers check first_rank_over_capacity() and report it.
 Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int world_size);
 
+// FLOPs, tasks and communication bytes over every rank (each stage's program runs on
+// world / pp ranks); lower() fills Plan::totals with it, readers of plan.json too.
+PlanTotals compute_totals(const Plan& plan);
+
 // The first rank whose peak exceeds its capacity, or -1 when every rank fits.
 int first_rank_over_capacity(const Plan& plan);
 

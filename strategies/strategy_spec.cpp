@@ -487,12 +487,9 @@ void validate(const ModelSpec& m, const StrategySpec& s, int world_size) {
   const std::string m_text =
       "global_batch_size/(micro_batch_size*dp) = " + str(s.global_batch_size) + "/(" +
       str(s.micro_batch_size) + "*" + str(s.dp) + ") = " + str(micro_batches);
-  if (s.schedule == Schedule::kOneFOneB && micro_batches < s.pp) {
-    json::fail("strategy.schedule", "1f1b",
-               "needs at least pp (" + str(s.pp) + ") micro-batches per step, but " + m_text +
-                   "; use gpipe or raise global_batch_size to " + str(per_step * s.pp) +
-                   " or more");
-  }
+  // 1F1B with fewer micro-batches than stages is valid (Megatron-LM runs it, as BLOOM's small
+  // global batches on deep pipelines did): every stage's warm-up is then all of its
+  // micro-batches, the dependency graph of GPipe.
   if (s.schedule == Schedule::kInterleaved) {
     if (s.pp < 2) {
       json::fail("strategy.schedule", "interleaved-1f1b", "needs pp >= 2 (pp = " + str(s.pp) + ")");

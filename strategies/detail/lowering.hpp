@@ -17,6 +17,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -276,6 +277,7 @@ class ModelGraph {
   StageContext& c_;
   TensorParallel& tp_;
   DataParallel& dp_;
+  std::shared_ptr<const std::vector<GraphBlock>> blocks_;  // the layer's description
   bool first_round_ = false;
   // (chunk, mb) -> the embedding's and the head's buffers (tokens, targets, head tensors)
   std::map<std::pair<int, int>, Instance> ends_;

@@ -8,6 +8,7 @@
 //   ModelGraph::block_backward  its backward: the conjugate operators and derived ops
 //   ModelGraph::layer_forward / layer_backward, embedding_*, head_*
 #include <algorithm>
+#include <memory>
 #include <optional>
 
 #include "common/error.hpp"
@@ -103,7 +104,8 @@ OpKind backward_of(OpKind k) {
 }  // namespace
 
 ModelGraph::ModelGraph(StageContext& c, TensorParallel& tp, DataParallel& dp)
-    : c_(c), tp_(tp), dp_(dp) {}
+    : c_(c), tp_(tp), dp_(dp),
+      blocks_(std::make_shared<const std::vector<GraphBlock>>(layer_blocks(c.m))) {}
 
 // ---- shapes ---------------------------------------------------------------------------------
 
@@ -252,7 +254,7 @@ TaskId ModelGraph::layer_forward(TaskId prev, int layer, int mb, int chunk, Phas
   if (c_.s.zero_stage == 3) {
     gathered = dp_.gather_layer(prev, layer, phase, mb, chunk, phase == Phase::kRecompute ? 1 : 0);
   }
-  const std::vector<GraphBlock> blocks = layer_blocks(c_.m);
+  const std::vector<GraphBlock>& blocks = *blocks_;
   for (std::size_t i = 0; i < blocks.size(); ++i) {
     prev = block_forward(blocks[i], prev, layer, mb, chunk, phase, fwd, inst,
                          i == 0 ? gathered : kNoTask);
@@ -465,7 +467,7 @@ TaskId ModelGraph::layer_backward(TaskId prev, int layer, int mb, int chunk, Ins
   } else if (c_.s.zero_stage == 3) {
     gathered = dp_.gather_layer(prev, layer, Phase::kBackward, mb, chunk, 2);
   }
-  const std::vector<GraphBlock> blocks = layer_blocks(c_.m);
+  const std::vector<GraphBlock>& blocks = *blocks_;
   for (std::size_t i = blocks.size(); i-- > 0;) {
     const GraphBlock* next = i > 0 ? &blocks[i - 1] : nullptr;
     prev = block_backward(blocks[i], next, prev, layer, mb, chunk, fwd, rc, bw,

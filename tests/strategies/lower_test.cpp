@@ -369,6 +369,24 @@ TEST(Lower, SharedEmbeddingHasItsOwnBucketUnderZero) {
   }
 }
 
+// 1F1B with fewer micro-batches than stages (a small global batch on a deep pipeline): stage s
+// holds min(m, pp - s) of them, so the first stages hold all of them, like GPipe.
+TEST(Lower, OneFOneBWithFewerMicroBatchesThanStages) {
+  const ModelSpec m = gpt(8, 256, 8, 512, 64);
+  auto s = strategy(1, 1, 4, 1, 2);  // pp 4, 2 micro-batches
+  const Plan plan = lower_on(m, s);
+  ASSERT_EQ(plan.num_micro_batches, 2);
+  for (const Program& p : plan.programs) {
+    EXPECT_EQ(max_in_flight(stage_schedule(s.schedule, 4, p.stage, 2, 1)),
+              std::min(2, 4 - p.stage))
+        << p.stage;
+  }
+  s.schedule = Schedule::kGPipe;
+  const Plan gpipe = lower_on(m, s);
+  EXPECT_EQ(gpipe.programs[1].memory.max_activation_bytes,
+            plan.programs[1].memory.max_activation_bytes);
+}
+
 TEST(Lower, RecomputeTasks) {
   const ModelSpec m = gpt(4, 256, 8, 512, 64);
   for (Recompute r : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {

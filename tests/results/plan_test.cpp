@@ -1,0 +1,93 @@
+// plan.json: a lowered Plan written and read back is the same Plan -- its JSON is byte for byte
+// the original's, and it simulates and runs alike (same programs, buffers, ops, memory) -- and
+// bad files are refused naming the file, field and value.
+#include "results/plan.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "strategies/plan_json.hpp"
+#include "tests/strategies/expect_config_error.hpp"
+
+namespace strata::results {
+namespace {
+
+using strategies::testing::expect_config_error;
+
+const std::string kConfigs = std::string(STRATA_SOURCE_DIR) + "/configs/";
+const std::string kGolden = std::string(STRATA_SOURCE_DIR) + "/tests/golden/specs/";
+
+strategies::Plan lowered(const std::string& model, const std::string& cluster,
+                         const std::string& strategy, int gpus) {
+  const auto s = strategies::load_strategy(strategy);
+  return strategies::lower(strategies::load_model(model), strategies::load_cluster(cluster), s,
+                           gpus > 0 ? gpus : s.world_size());
+}
+
+// Every feature of the Plan once: tp with sequence parallelism and pipeline stages, ZeRO-3's
+// gathered copies, interleaving, scatter/gather views, a per-layer tp change (reshard views).
+TEST(PlanJson, WriteThenReadIsTheSamePlan) {
+  std::vector<strategies::Plan> plans;
+  for (const char* s : {"tiny-dp2-tp2-pp2-sp", "tiny-dp2-tp2-zero3", "tiny-pp2-interleaved",
+                        "tiny-pp2-scatter-gather", "tiny-dp2-tp2-sp-zero2"}) {
+    plans.push_back(lowered(kConfigs + "models/gpt-tiny.json",
+                            kConfigs + "clusters/local-cpu.json",
+                            kConfigs + "strategies/" + s + ".json", 0));
+  }
+  plans.push_back(lowered(kGolden + "gpt-golden.json", kGolden + "dgx-a100-2n4g.json",
+                          kGolden + "dp8-zero3.json", 8));
+  auto override = strategies::load_strategy(kConfigs + "strategies/tiny-dp2-tp2.json");
+  override.layer_overrides.push_back({1, 2, /*tp=*/1, -1});
+  plans.push_back(strategies::lower(strategies::load_model(kConfigs + "models/gpt-tiny.json"),
+                                    strategies::load_cluster(kConfigs + "clusters/local-cpu.json"),
+                                    override, 4));
+  for (const strategies::Plan& p : plans) {
+    SCOPED_TRACE(p.strategy.name);
+    const json::Json j = strategies::plan_to_json(p);
+    const strategies::Plan back = plan_from_json(j);
+    EXPECT_EQ(strategies::plan_to_json(back), j);
+    ASSERT_EQ(back.programs.size(), p.programs.size());
+    for (std::size_t s = 0; s < p.programs.size(); ++s) {
+      EXPECT_EQ(back.programs[s].memory.peak_bytes(), p.programs[s].memory.peak_bytes());
+      EXPECT_EQ(back.programs[s].buffers.size(), p.programs[s].buffers.size());
+    }
+    EXPECT_TRUE(back.totals.flops.hardware == p.totals.flops.hardware);
+    EXPECT_EQ(back.totals.tasks, p.totals.tasks);
+    EXPECT_EQ(back.layouts.size(), p.layouts.size());
+  }
+}
+
+TEST(PlanJson, BadFilesAreRefusedNamingFileFieldAndValue) {
+  const json::Json good = strategies::plan_to_json(
+      lowered(kConfigs + "models/gpt-tiny.json", kConfigs + "clusters/local-cpu.json",
+              kConfigs + "strategies/tiny-dp2-tp2.json", 0));
+  json::Json j = good;
+  j["kind"] = "strata.report";
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"p.json: plan.kind = \"strata.report\"", "strata.plan"});
+  j = good;
+  j["schema_version"] = 1;
+  expect_config_error([&] { plan_from_json(j, "p.json"); }, {"plan.schema_version = 1"});
+  j = good;
+  j["programs"][0]["tasks"][3].erase(0);
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"p.json: plan.programs[0].tasks[3]", "must be an array of 19 values"});
+  j = good;
+  j["programs"][0]["ops"][0][0] = "convolution";
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"plan.programs[0].ops[0][0] = \"convolution\"", "expected one of"});
+  j = good;
+  j["programs"][0]["operands"][0] = 1 << 30;
+  expect_config_error([&] { plan_from_json(j, "p.json"); }, {"operands", "out of range"});
+  j = good;
+  j["programs"].push_back(j["programs"][0]);
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"plan.programs", "one program per pipeline stage (1)"});
+  j = good;
+  j["surprise"] = 1;
+  expect_config_error([&] { plan_from_json(j, "p.json"); }, {"surprise"});
+}
+
+}  // namespace
+}  // namespace strata::results
