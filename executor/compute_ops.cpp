@@ -36,7 +36,7 @@ class Args {
   void zero_unless_accumulating(int out_index) const {
     if (accumulate()) return;
     const TensorView v = output(out_index);
-    std::fill(v.f32(), v.f32() + v.elements(), 0.0f);
+    kernels::fill_zero(stream(), v.data, static_cast<std::size_t>(v.elements()) * sizeof(float));
   }
 
  private:
@@ -58,7 +58,8 @@ void load_batch(Interpreter& in, const Args& a, const Op& op) {
     const std::vector<std::int32_t>& src = want_tokens ? tokens : targets;
     const TensorView v = in.view(id);
     STRATA_CHECK(static_cast<std::int64_t>(src.size()) == v.elements(), "batch size mismatch");
-    std::copy(src.begin(), src.end(), v.i32());
+    kernels::copy_from_host(in.stream(), v.data, src.data(), src.size() * sizeof(std::int32_t))
+        .synchronize();
   }
 }
 
@@ -208,7 +209,8 @@ void run_compute(Interpreter& in, const Op& op) {
       kernels::cross_entropy_shard_backward_from_stats(s, a.out(0), a.in(0), a.in(1),
                                                        a.input(2).i32(), a.index() * cols, cols, n,
                                                        op.param * in.test_gradient_scale());
-      // The micro-batch's mean loss, counted once per tensor-parallel group.
+      // The micro-batch's mean loss, counted once per tensor-parallel group (host arithmetic on
+      // the loss buffer: the CPU backend's; a device backend stages the scalar).
       if (a.index() == 0) {
         float sum = 0;
         kernels::cross_entropy_from_stats(s, nullptr, &sum, a.in(1), n);

@@ -74,13 +74,14 @@ std::string refusal(const strategies::ProgramSet& plan, int rank) {
   return "";
 }
 
-Interpreter::Interpreter(const strategies::ProgramSet& plan, Comm& comm, const Corpus& corpus)
+Interpreter::Interpreter(const strategies::ProgramSet& plan, Comm& comm, const Corpus& corpus,
+                         kernels::Stream stream)
     : plan_(plan),
       comm_(comm),
       corpus_(corpus),
       rank_(comm.rank()),
       program_(plan.program_of(comm.rank())),
-      stream_(kernels::Stream::cpu()),
+      stream_(std::move(stream)),
       arena_(stream_) {
   for (const Task& t : program_.tasks) {
     if ((t.kind == TaskKind::kSend || t.kind == TaskKind::kRecv) &&
@@ -181,8 +182,8 @@ void Interpreter::run_step(int step, const std::function<void(std::uint32_t)>& b
     if (b.persistent && !b.is_view() &&
         (b.role == strategies::Role::kGrad || b.role == strategies::Role::kLogits)) {
       const TensorView v = view(static_cast<std::int32_t>(id));
-      std::fill(static_cast<char*>(v.data),
-                static_cast<char*>(v.data) + v.elements() * strategies::dtype_bytes(v.dtype), 0);
+      kernels::fill_zero(stream_, v.data,
+                         static_cast<std::size_t>(v.elements() * strategies::dtype_bytes(v.dtype)));
     }
   }
   for (std::uint32_t i = 0; i < program_.tasks.size(); ++i) {
@@ -216,7 +217,9 @@ void Interpreter::run_task(std::uint32_t i) {
 }
 
 double Interpreter::loss_sum() const {
-  return loss_ < 0 ? 0.0 : *static_cast<const double*>(view(loss_).data);
+  double sum = 0;
+  if (loss_ >= 0) kernels::copy_to_host(stream_, &sum, view(loss_).data, sizeof sum).synchronize();
+  return sum;
 }
 
 void Interpreter::keep_send(Request request, std::vector<float> copy) {

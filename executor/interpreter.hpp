@@ -46,8 +46,11 @@ std::string refusal(const strategies::ProgramSet& plan, int rank);
 class Interpreter {
  public:
   // Makes this rank's communication groups (collective over the world: every rank constructs
-  // its Interpreter at the same time) and allocates its persistent buffers, zeroed.
-  Interpreter(const strategies::ProgramSet& plan, Comm& comm, const Corpus& corpus);
+  // its Interpreter at the same time) and allocates its persistent buffers, zeroed, on
+  // `stream`'s backend (the CPU here; a CUDA stream and NCCL communication are the GPU
+  // backend's to add).
+  Interpreter(const strategies::ProgramSet& plan, Comm& comm, const Corpus& corpus,
+              kernels::Stream stream = kernels::Stream::cpu());
 
   // Runs every task once: one optimizer step, numbered `step` (1 for the first). `before_task`
   // (if set) is called before each task with its id; `done` receives each task's start and end

@@ -2,7 +2,6 @@
 #include "executor/memory.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 #include "common/error.hpp"
 
@@ -20,7 +19,7 @@ void* Arena::allocate(std::int32_t id, const strategies::Buffer& b, bool zero) {
   s.bytes = bytes;
   s.role = b.role;
   s.persistent = b.persistent;
-  if (zero) std::memset(s.buffer.data(), 0, size);
+  if (zero) kernels::fill_zero(stream_, s.buffer.data(), size);
   const double padding = static_cast<double>((size + 63) / 64 * 64) - bytes;
   if (b.persistent) {
     switch (b.role) {

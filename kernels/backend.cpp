@@ -276,6 +276,45 @@ Event copy_to_buffer(const Stream& stream, Buffer& dst, const void* src, std::si
   return stream.record_event();
 }
 
+Event copy_from_host(const Stream& stream, void* dst, const void* src, std::size_t size_bytes) {
+  if (size_bytes > 0) {
+    if (stream.backend() == Backend::kCpu) {
+      std::memcpy(dst, src, size_bytes);
+    } else {
+#if STRATA_HAVE_CUDA
+      cuda_detail::memcpy_to_device(stream.native_handle(), stream.device(), dst, src, size_bytes);
+#endif
+    }
+  }
+  return stream.record_event();
+}
+
+Event copy_to_host(const Stream& stream, void* dst, const void* src, std::size_t size_bytes) {
+  if (size_bytes > 0) {
+    if (stream.backend() == Backend::kCpu) {
+      std::memcpy(dst, src, size_bytes);
+    } else {
+#if STRATA_HAVE_CUDA
+      cuda_detail::memcpy_to_host(stream.native_handle(), stream.device(), dst, src, size_bytes);
+#endif
+    }
+  }
+  return stream.record_event();
+}
+
+Event fill_zero(const Stream& stream, void* dst, std::size_t size_bytes) {
+  if (size_bytes > 0) {
+    if (stream.backend() == Backend::kCpu) {
+      std::memset(dst, 0, size_bytes);
+    } else {
+#if STRATA_HAVE_CUDA
+      cuda_detail::memset_zero(stream.native_handle(), stream.device(), dst, size_bytes);
+#endif
+    }
+  }
+  return stream.record_event();
+}
+
 Event copy_from_buffer(const Stream& stream, void* dst, const Buffer& src, std::size_t size_bytes) {
   check_copy("copy_from_buffer", stream, src, size_bytes);
   if (size_bytes > 0) {

@@ -160,4 +160,12 @@ class Buffer {
 Event copy_to_buffer(const Stream& stream, Buffer& dst, const void* src, std::size_t size_bytes);
 Event copy_from_buffer(const Stream& stream, void* dst, const Buffer& src, std::size_t size_bytes);
 
+// The same on memory inside a Buffer of the stream's backend (a view: a pointer and a size the
+// caller has checked): host -> that memory, that memory -> host, and zeroing it. On the CPU
+// they run at once; on CUDA they are enqueued (the host memory must stay valid until the event
+// completes).
+Event copy_from_host(const Stream& stream, void* dst, const void* src, std::size_t size_bytes);
+Event copy_to_host(const Stream& stream, void* dst, const void* src, std::size_t size_bytes);
+Event fill_zero(const Stream& stream, void* dst, std::size_t size_bytes);
+
 }  // namespace strata::kernels

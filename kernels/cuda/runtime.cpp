@@ -130,4 +130,9 @@ void memcpy_to_host(void* stream, int device, void* dst, const void* src, std::s
   STRATA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, as_stream(stream)));
 }
 
+void memset_zero(void* stream, int device, void* dst, std::size_t bytes) {
+  use_device(device);
+  STRATA_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, as_stream(stream)));
+}
+
 }  // namespace strata::kernels::cuda_detail

@@ -36,5 +36,6 @@ void* device_malloc(int device, std::size_t size_bytes);
 void device_free(int device, void* ptr) noexcept;
 void memcpy_to_device(void* stream, int device, void* dst, const void* src, std::size_t bytes);
 void memcpy_to_host(void* stream, int device, void* dst, const void* src, std::size_t bytes);
+void memset_zero(void* stream, int device, void* dst, std::size_t bytes);
 
 }  // namespace strata::kernels::cuda_detail
