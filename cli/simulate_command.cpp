@@ -18,7 +18,8 @@ const char* const kSimulateHelp =
 
 Predict one training step of a strategy on a modelled cluster: the specs are lowered to a Plan,
 and every rank's tasks are replayed in a SimGrid discrete-event simulation (compute durations
-from the cost model, collectives as the flows of ring algorithms sharing the cluster's links).
+from the cost model, collectives as the flows of ring, hierarchical or tree algorithms sharing
+the cluster's links at the cost model's fraction of their line rate).
 
 Required:
   --model M            model spec file or bundled name (configs/models/)
@@ -32,9 +33,9 @@ Options:
   --trace FILE         write a Chrome/Perfetto trace.json of the traced ranks
   --trace-ranks LIST   ranks to trace: "all" or comma-separated ranks (default: the first rank
                        of every pipeline stage)
-  --efficiencies FILE  the cost model's table: compute efficiencies per block and device, and
-                       the fraction of each fabric's line rate collectives reach (default: the
-                       bundled profiler/efficiencies.json)
+  --efficiencies FILE  the roofline cost model's table: compute efficiencies per block and
+                       device, and the fraction of each fabric's line rate collectives reach
+                       (default: the bundled profiler/efficiencies.json)
   --straggler R:F      run rank R at F times its speed (e.g. 3:0.5); may be repeated as R:F,R:F
   --exact              simulate every rank and every ring step (default: fold data-parallel
                        replicas and tensor-parallel peers into one representative rank and send
@@ -64,10 +65,10 @@ int simulate_command(const std::vector<std::string>& argv) {
                       " (see `strata plan`; --ignore-memory simulates it anyway)");
   }
 
-  const profiler::Efficiencies efficiencies = profiler::load_efficiencies(
-      args.get("--efficiencies").value_or(profiler::default_efficiencies_path()));
+  // The one cost object: compute and link efficiencies from the same table.
+  const profiler::RooflineCostModel cost(profiler::load_efficiencies(
+      args.get("--efficiencies").value_or(profiler::default_efficiencies_path())));
   sim::SimOptions options;
-  options.links = efficiencies.links();
   options.fold_data_parallel = options.fold_tensor_parallel = options.aggregate_ring_steps =
       !args.has("--exact");
   options.record_trace = args.has("--trace");
@@ -77,8 +78,7 @@ int simulate_command(const std::vector<std::string>& argv) {
   if (const auto s = args.get("--straggler")) {
     options.speed_factors = parse_rank_factors("--straggler", *s, plan.world_size);
   }
-  const results::Report report =
-      sim::simulate(plan, profiler::RooflineCostModel(efficiencies), options);
+  const results::Report report = sim::simulate(plan, cost, options);
 
   std::vector<Output> outputs;
   if (const auto path = args.get("--trace")) {

@@ -1,21 +1,129 @@
-// RooflineCostModel: the roofline formula of roofline.hpp, term by term.
+// RooflineCostModel: the roofline formula of roofline.hpp, term by term, for a task and for one
+// op; the link face from link_model.hpp.
 #include "profiler/roofline.hpp"
 
 #include <utility>
 
 #include "common/error.hpp"
+#include "profiler/link_model.hpp"
 
 namespace strata::profiler {
 
+using strategies::OpKind;
 using strategies::Phase;
+
+namespace {
+
+// The FLOP, memory and element-wise terms of `cost` (overhead_s left 0) for work of op class
+// `op` in pass `phase` that holds `gemms` GEMMs. `what` names the work in error messages.
+RooflineTerms price(const DeviceClass& dc, const OpEfficiency& op, Phase phase, double gemms,
+                    const strategies::OpCost& cost, const strategies::DeviceSpec& device,
+                    strategies::Precision precision, const std::string& what) {
+  const strategies::Precision p = dc.compute_precision.value_or(precision);
+  RooflineTerms out;
+  if (cost.flops > 0) {
+    const double peak = device.peak_flops(p);
+    if (!(peak > 0)) {
+      throw ConfigError("device \"" + device.name + "\": peak_tflops." +
+                        strategies::precision_name(p) + " = 0: a " + what + " needs it");
+    }
+    // The fall-off applies per GEMM: f / (eff * f / (f + h)) = (f + h) / eff.
+    out.compute_s = (cost.flops + gemms * op.half_efficiency_flops) / (peak * op.flop(phase));
+  }
+  if ((cost.bytes > 0 || cost.elementwise_bytes > 0) && !(device.memory_bandwidth_Bps > 0)) {
+    throw ConfigError("device \"" + device.name + "\": memory_bandwidth = 0: a " + what +
+                      " needs it");
+  }
+  if (cost.bytes > 0) out.memory_s = cost.bytes / (device.memory_bandwidth_Bps * op.memory(phase));
+  if (cost.elementwise_bytes > 0) {
+    const OpEfficiency& streaming = dc.op(OpClass::kNorm);
+    out.elementwise_s =
+        cost.elementwise_bytes / (device.memory_bandwidth_Bps * streaming.memory(phase));
+  }
+  return out;
+}
+
+}  // namespace
+
+OpClass op_kind_class(OpKind k) {
+  switch (k) {
+    case OpKind::kLinear:
+    case OpKind::kLinearBwdData:
+    case OpKind::kLinearBwdWeight:
+    case OpKind::kSoftmaxStats:
+    case OpKind::kCrossEntropyBwd:
+      return OpClass::kGemm;
+    case OpKind::kAttention:
+    case OpKind::kAttentionBwd:
+      return OpClass::kAttentionCore;
+    case OpKind::kLayerNorm:
+    case OpKind::kLayerNormBwd:
+    case OpKind::kRmsNorm:
+    case OpKind::kRmsNormBwd:
+    case OpKind::kGelu:
+    case OpKind::kGeluBwd:
+    case OpKind::kSwiglu:
+    case OpKind::kSwigluBwd:
+    case OpKind::kResidualAdd:
+    case OpKind::kResidualAddBwd:
+    case OpKind::kGradAccumulate:
+      return OpClass::kNorm;
+    case OpKind::kEmbedding:
+    case OpKind::kEmbeddingBwd:
+      return OpClass::kEmbedding;
+    case OpKind::kAdamW:
+      return OpClass::kOptimizer;
+    case OpKind::kLoadBatch:
+    case OpKind::kAllReduce:
+    case OpKind::kAllGather:
+    case OpKind::kReduceScatter:
+    case OpKind::kSend:
+    case OpKind::kRecv:
+      break;
+  }
+  STRATA_CHECK(false, std::string("op kind ") + strategies::op_kind_name(k) +
+                          " is not a device kernel: it has no op class");
+  return OpClass::kGemm;
+}
+
+Phase op_kind_phase(OpKind k) {
+  switch (k) {
+    case OpKind::kEmbeddingBwd:
+    case OpKind::kLayerNormBwd:
+    case OpKind::kRmsNormBwd:
+    case OpKind::kLinearBwdData:
+    case OpKind::kLinearBwdWeight:
+    case OpKind::kAttentionBwd:
+    case OpKind::kGeluBwd:
+    case OpKind::kSwigluBwd:
+    case OpKind::kResidualAddBwd:
+    case OpKind::kCrossEntropyBwd:
+      return Phase::kBackward;
+    default:
+      return Phase::kForward;
+  }
+}
 
 RooflineCostModel::RooflineCostModel(Efficiencies efficiencies)
     : efficiencies_(std::move(efficiencies)) {}
 
-double RooflineCostModel::compute_seconds(const strategies::Task& t,
+double RooflineCostModel::op_seconds(const strategies::Op& op, const strategies::DeviceSpec& device,
+                                     strategies::Precision precision) const {
+  if (op.kind == OpKind::kLoadBatch) return 0;
+  return op_terms(op, device, precision).total_s();
+}
+
+double RooflineCostModel::compute_seconds(const strategies::Program& /*program*/,
+                                          const strategies::Task& t,
                                           const strategies::DeviceSpec& device,
                                           strategies::Precision precision) const {
   return terms(t, device, precision).total_s();
+}
+
+double RooflineCostModel::collective_seconds(strategies::CollectiveKind kind,
+                                             const std::vector<int>& ranks, double bytes,
+                                             const strategies::ClusterSpec& cluster) const {
+  return collective_alpha_beta_seconds(kind, ranks, bytes, cluster, efficiencies_.links());
 }
 
 RooflineTerms RooflineCostModel::terms(const strategies::Task& t,
@@ -26,33 +134,23 @@ RooflineTerms RooflineCostModel::terms(const strategies::Task& t,
   STRATA_CHECK(t.flops >= 0 && t.bytes >= 0, "a task with negative FLOPs or bytes");
   const DeviceClass& dc = efficiencies_.device_class(device);
   const OpEfficiency& op = dc.op(efficiencies_.op_class(t.block));
-  const strategies::Precision p = dc.compute_precision.value_or(precision);
-
-  RooflineTerms out;
+  // A backward task is two GEMMs of half its FLOPs each (data and weight gradients).
+  const double gemms = t.phase == Phase::kBackward ? 2.0 : 1.0;
+  RooflineTerms out = price(dc, op, t.phase, gemms, {t.flops, t.bytes, t.elementwise_bytes}, device,
+                            precision, std::string(strategies::block_name(t.block)) + " task");
   out.overhead_s = dc.launch_overhead_s;
-  if (t.flops > 0) {
-    const double peak = device.peak_flops(p);
-    if (!(peak > 0)) {
-      throw ConfigError("device \"" + device.name + "\": peak_tflops." +
-                        strategies::precision_name(p) + " = 0: a " +
-                        strategies::block_name(t.block) + " task needs it");
-    }
-    // A backward task is two GEMMs of half its FLOPs each (data and weight gradients); the
-    // fall-off applies per GEMM: f / (eff * f / (f + h)) = (f + h) / eff.
-    const double gemms = t.phase == Phase::kBackward ? 2.0 : 1.0;
-    out.compute_s = (t.flops + gemms * op.half_efficiency_flops) / (peak * op.flop(t.phase));
-  }
-  if ((t.bytes > 0 || t.elementwise_bytes > 0) && !(device.memory_bandwidth_Bps > 0)) {
-    throw ConfigError("device \"" + device.name + "\": memory_bandwidth = 0: a " +
-                      strategies::block_name(t.block) + " task needs it");
-  }
-  if (t.bytes > 0) out.memory_s = t.bytes / (device.memory_bandwidth_Bps * op.memory(t.phase));
-  if (t.elementwise_bytes > 0) {
-    const OpEfficiency& streaming = dc.op(OpClass::kNorm);
-    out.elementwise_s =
-        t.elementwise_bytes / (device.memory_bandwidth_Bps * streaming.memory(t.phase));
-    out.overhead_s += dc.launch_overhead_s;  // one more kernel
-  }
+  if (t.elementwise_bytes > 0) out.overhead_s += dc.launch_overhead_s;  // one more kernel
+  return out;
+}
+
+RooflineTerms RooflineCostModel::op_terms(const strategies::Op& op,
+                                          const strategies::DeviceSpec& device,
+                                          strategies::Precision precision) const {
+  const DeviceClass& dc = efficiencies_.device_class(device);
+  const OpEfficiency& eff = dc.op(op_kind_class(op.kind));
+  RooflineTerms out = price(dc, eff, op_kind_phase(op.kind), 1.0, strategies::op_cost(op), device,
+                            precision, std::string(strategies::op_kind_name(op.kind)) + " op");
+  out.overhead_s = dc.launch_overhead_s;  // one kernel
   return out;
 }
 

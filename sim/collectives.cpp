@@ -68,59 +68,15 @@ std::vector<int> ring(FlowSchedule& s, const std::vector<int>& ranks, int steps,
   return prev;
 }
 
-// The group's members per node, if every node holds the same number of them and there are at
-// least two nodes; else empty.
-std::vector<std::vector<int>> members_by_node(const std::vector<int>& ranks, const NodeMap& nodes) {
-  std::vector<std::vector<int>> out;
-  for (int r : ranks) {
-    const int node = nodes.node_of_rank[r];
-    if (out.empty() || nodes.node_of_rank[out.back().front()] != node) {
-      out.emplace_back();
-    }
-    out.back().push_back(r);
-  }
-  if (out.size() < 2) return {};
-  for (const auto& v : out) {
-    if (v.size() != out.front().size()) return {};
-  }
-  // Ranks are ascending and a node's ranks are contiguous, so each node appears once.
-  return out;
-}
-
-// One phase of a hierarchical collective: rings inside every node, or rings across the nodes'
-// j-th members, of `steps` steps of `chunk` bytes.
-struct Phase {
-  bool inside_nodes;
-  int steps;
-  double chunk;
-};
-
-// The phases of the hierarchical algorithm over k nodes of m members (S = bytes):
-//  all-reduce:     reduce-scatter inside (m-1 steps of S/m), all-reduce across (2(k-1) of
-//                  S/(mk)), all-gather inside (m-1 of S/m);
-//  reduce-scatter: reduce-scatter inside, then reduce-scatter across (k-1 of S/(mk));
-//  all-gather:     all-gather across (k-1 of S/(mk)), then all-gather inside.
-std::vector<Phase> hierarchical_phases(CollectiveKind kind, int k, int m, double bytes) {
-  const Phase inside{true, m - 1, bytes / m};
-  switch (kind) {
-    case CollectiveKind::kAllReduce:
-      return {inside, {false, 2 * (k - 1), bytes / m / k}, inside};
-    case CollectiveKind::kReduceScatter:
-      return {inside, {false, k - 1, bytes / m / k}};
-    case CollectiveKind::kAllGather:
-      return {{false, k - 1, bytes / m / k}, inside};
-    default:
-      return {};
-  }
-}
-
 // Runs the phases in order; each starts when the previous one has finished everywhere.
-void hierarchical(FlowSchedule& s, CollectiveKind kind, const std::vector<std::vector<int>>& by_node,
-                  double bytes, bool aggregate, const NodeMap& nodes) {
+void hierarchical(FlowSchedule& s, CollectiveKind kind,
+                  const std::vector<std::vector<int>>& by_node, double bytes, bool aggregate,
+                  const NodeMap& nodes) {
   const int k = static_cast<int>(by_node.size());
   const int m = static_cast<int>(by_node.front().size());
   std::vector<int> previous_end;
-  for (const Phase& phase : hierarchical_phases(kind, k, m, bytes)) {
+  for (const profiler::HierarchicalPhase& phase :
+       profiler::hierarchical_phases(kind, k, m, bytes)) {
     std::vector<std::vector<int>> rings;
     if (phase.inside_nodes) {
       rings = by_node;
@@ -140,19 +96,9 @@ void hierarchical(FlowSchedule& s, CollectiveKind kind, const std::vector<std::v
   }
 }
 
-// Heap-order levels of a binary tree over k nodes: depth d holds [2^d - 1, min(2^(d+1) - 1, k)).
-int tree_depth(int k) {
-  int d = 0;
-  while ((2 << d) - 1 < k) ++d;
-  return d;
-}
-int level_begin(int d) { return (1 << d) - 1; }
-int level_end(int d, int k) { return std::min((2 << d) - 1, k); }
-
 // The tree all-reduce of tree_seconds: chains inside the nodes, a binary tree over the leaders,
 // each level waiting for the whole previous one.
-void tree_all_reduce(FlowSchedule& s, const std::vector<std::vector<int>>& by_node,
-                     double bytes) {
+void tree_all_reduce(FlowSchedule& s, const std::vector<std::vector<int>>& by_node, double bytes) {
   const int k = static_cast<int>(by_node.size());
   const int m = static_cast<int>(by_node.front().size());
   const auto leader = [&](int node) { return by_node[node].front(); };
@@ -160,21 +106,22 @@ void tree_all_reduce(FlowSchedule& s, const std::vector<std::vector<int>>& by_no
   for (const auto& node : by_node) {  // reduce inside: member j sends to j-1
     int prev = -1;
     for (int j = m - 1; j > 0; --j) {
-      prev = s.add({node[j], node[j - 1], bytes}, prev < 0 ? std::vector<int>{} : std::vector<int>{prev});
+      prev = s.add({node[j], node[j - 1], bytes},
+                   prev < 0 ? std::vector<int>{} : std::vector<int>{prev});
     }
     if (prev >= 0) previous.push_back(prev);
   }
-  const int depth = tree_depth(k);
+  const int depth = profiler::tree_depth(k);
   for (int d = depth; d >= 1; --d) {  // reduce up the tree, deepest level first
     std::vector<int> level;
-    for (int i = level_begin(d); i < level_end(d, k); ++i) {
+    for (int i = profiler::tree_level_begin(d); i < profiler::tree_level_end(d, k); ++i) {
       level.push_back(s.add({leader(i), leader((i - 1) / 2), bytes}, previous));
     }
     previous = std::move(level);
   }
   for (int d = 1; d <= depth; ++d) {  // broadcast down, the root's children first
     std::vector<int> level;
-    for (int i = level_begin(d); i < level_end(d, k); ++i) {
+    for (int i = profiler::tree_level_begin(d); i < profiler::tree_level_end(d, k); ++i) {
       level.push_back(s.add({leader((i - 1) / 2), leader(i), bytes}, previous));
     }
     previous = std::move(level);
@@ -194,25 +141,16 @@ FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks,
   FlowSchedule s;
   const int n = static_cast<int>(ranks.size());
   if (n <= 1) return s;
-  const bool ringlike = kind == CollectiveKind::kAllReduce ||
-                        kind == CollectiveKind::kAllGather || kind == CollectiveKind::kReduceScatter;
-  Algorithm algorithm = detail.algorithm == Algorithm::kAuto ? Algorithm::kRing : detail.algorithm;
+  const bool ringlike = kind == CollectiveKind::kAllReduce || kind == CollectiveKind::kAllGather ||
+                        kind == CollectiveKind::kReduceScatter;
   std::vector<std::vector<int>> by_node;
-  if (ringlike && detail.nodes != nullptr) by_node = members_by_node(ranks, *detail.nodes);
+  if (ringlike && detail.nodes != nullptr)
+    by_node = profiler::members_by_node(ranks, *detail.nodes);
   const bool can_hierarchical = !by_node.empty() && by_node.front().size() > 1;
   const bool can_tree = !by_node.empty() && kind == CollectiveKind::kAllReduce;
-  const int k = static_cast<int>(by_node.size());
-  const int m = by_node.empty() ? 0 : static_cast<int>(by_node.front().size());
-  if (detail.algorithm == Algorithm::kAuto && (can_hierarchical || can_tree)) {
-    // Strictly faster only, in the order ring, hierarchical, tree.
-    double best = alpha_beta_seconds(kind, n, bytes, detail.nodes->inter_latency_s,
-                                     detail.nodes->inter_bandwidth_Bps);
-    if (can_hierarchical) {
-      const double h = hierarchical_seconds(kind, k, m, bytes, *detail.nodes);
-      if (h < best) best = h, algorithm = Algorithm::kHierarchical;
-    }
-    if (can_tree && tree_seconds(k, m, bytes, *detail.nodes) < best) algorithm = Algorithm::kTree;
-  }
+  const Algorithm algorithm = detail.algorithm == Algorithm::kAuto
+                                  ? profiler::choose_algorithm(kind, ranks, bytes, detail.nodes)
+                                  : detail.algorithm;
   STRATA_CHECK(algorithm != Algorithm::kHierarchical || can_hierarchical,
                "a hierarchical collective needs the same number (> 1) of members on each of "
                "two or more nodes");
@@ -245,8 +183,8 @@ FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks,
     case CollectiveKind::kBroadcast: {
       int prev = -1;
       for (int i = 0; i + 1 < n; ++i) {
-        prev = s.add({ranks[i], ranks[i + 1], bytes}, prev < 0 ? std::vector<int>{}
-                                                                 : std::vector<int>{prev});
+        prev = s.add({ranks[i], ranks[i + 1], bytes},
+                     prev < 0 ? std::vector<int>{} : std::vector<int>{prev});
       }
       break;
     }
@@ -254,62 +192,6 @@ FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks,
       STRATA_CHECK(false, "not a collective");
   }
   return s;
-}
-
-double hierarchical_seconds(CollectiveKind kind, int k, int m, double bytes,
-                            const NodeMap& nodes) {
-  double total = 0;
-  for (const Phase& p : hierarchical_phases(kind, k, m, bytes)) {
-    const double alpha = p.inside_nodes ? nodes.intra_latency_s : nodes.inter_latency_s;
-    const double bw = p.inside_nodes ? nodes.intra_bandwidth_Bps : nodes.inter_bandwidth_Bps;
-    total += p.steps * (alpha + p.chunk / bw);
-  }
-  return total;
-}
-
-double tree_seconds(int k, int m, double bytes, const NodeMap& nodes) {
-  double total = 2.0 * (m - 1) * (nodes.intra_latency_s + bytes / nodes.intra_bandwidth_Bps);
-  const int depth = tree_depth(k);
-  for (int d = 1; d <= depth; ++d) {
-    const int children = std::min(2, level_end(d, k) - level_begin(d));
-    total += 2.0 * (nodes.inter_latency_s + children * bytes / nodes.inter_bandwidth_Bps);
-  }
-  return total;
-}
-
-double bus_bandwidth_factor(CollectiveKind kind, int n) {
-  switch (kind) {
-    case CollectiveKind::kAllReduce:
-      return 2.0 * (n - 1) / n;
-    case CollectiveKind::kAllGather:
-    case CollectiveKind::kReduceScatter:
-    case CollectiveKind::kAllToAll:
-      return static_cast<double>(n - 1) / n;
-    case CollectiveKind::kBroadcast:
-    case CollectiveKind::kNone:
-      return 1.0;
-  }
-  return 1.0;
-}
-
-double alpha_beta_seconds(CollectiveKind kind, int n, double bytes, double alpha_s,
-                          double bandwidth_Bps) {
-  if (n <= 1) return 0;
-  switch (kind) {
-    case CollectiveKind::kAllReduce:
-      return 2.0 * (n - 1) * (alpha_s + bytes / n / bandwidth_Bps);
-    case CollectiveKind::kAllGather:
-    case CollectiveKind::kReduceScatter:
-      return (n - 1) * (alpha_s + bytes / n / bandwidth_Bps);
-    case CollectiveKind::kAllToAll:
-      // n-1 flows share each rank's up link: (n-1) S/n through one link after one latency.
-      return alpha_s + (n - 1) * (bytes / n) / bandwidth_Bps;
-    case CollectiveKind::kBroadcast:
-      return (n - 1) * (alpha_s + bytes / bandwidth_Bps);
-    case CollectiveKind::kNone:
-      return 0;
-  }
-  return 0;
 }
 
 }  // namespace strata::sim

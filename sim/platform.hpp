@@ -23,8 +23,9 @@ struct PlatformOptions {
   // Per-rank speed factors (a straggler has a factor < 1: its compute takes 1/factor as long).
   // Empty = all 1. Size must be the world size otherwise.
   std::vector<double> speed_factors;
-  // Fractions of the line rate collectives reach (NCCL's protocol overhead; the profiler's
-  // efficiency table, "links"): intra-node port links by fabric, and every network link.
+  // Fractions of the line rate collectives reach (NCCL's protocol overhead): intra-node port
+  // links by fabric, and every network link. simulate() and time_collectives() take them from
+  // the cost model's link face (CostModel::link_efficiencies); default: line rate.
   profiler::LinkEfficiencies links{};
 };
 

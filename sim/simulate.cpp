@@ -4,8 +4,10 @@
 //
 // defines:
 //   Replayer            per-rank dep counters, the ready worklist, launch/finish of each kind
-//   CollectiveInstance  one collective across its group: arrivals, then ring flows
-//   simulate()          engine, platform, replay, report
+//   Instance            one collective across its group: arrivals, then its algorithm's flows
+//   time_collectives()  collectives alone on a platform (tests, benchmarks)
+//   simulate()          engine, platform (links from the cost model's link face), replay; the
+//                       report is assembled in detail/report.cpp
 #include "sim/simulate.hpp"
 
 #include <algorithm>
@@ -17,7 +19,9 @@
 #include <unordered_map>
 
 #include "common/error.hpp"
+#include "profiler/link_model.hpp"
 #include "sim/collectives.hpp"
+#include "sim/detail/report.hpp"
 #include "sim/platform.hpp"
 
 namespace strata::sim {
@@ -54,27 +58,14 @@ Successors successors_of(const Program& p) {
   return s;
 }
 
-// The route latency of one hop of a ring over `ranks`: intra-node when they share a node.
-double ring_hop_latency(const strategies::ClusterSpec& cluster, const Platform& platform,
-                        const std::vector<int>& ranks) {
-  const int node = platform.node_of_rank[ranks.front()];
-  for (int r : ranks) {
-    if (platform.node_of_rank[r] != node) return cluster.inter_node.latency_s;
-  }
-  return cluster.group_of_gpu(ranks.front()).intra_node.latency_s;
-}
-
-// The node map the collective algorithms choose with (the first node group's fabric stands for
-// every node's: algorithm choice only, the flows themselves see each link's own bandwidth).
-NodeMap node_map(const strategies::ClusterSpec& cluster, const Platform& platform,
-                 const profiler::LinkEfficiencies& links) {
-  NodeMap m;
-  m.node_of_rank = platform.node_of_rank;
-  const auto& intra = cluster.node_groups.front().intra_node;
-  m.intra_latency_s = intra.latency_s;
-  m.intra_bandwidth_Bps = intra.bandwidth_Bps * links.intra(intra.kind);
-  m.inter_latency_s = cluster.inter_node.latency_s;
-  m.inter_bandwidth_Bps = cluster.inter_node.nic_bandwidth_Bps * links.network;
+// The node map the collective algorithms choose with (profiler::node_map: the first node group's
+// fabric stands for every node's), at the cost model's link efficiencies; its ranks are placed as
+// the platform placed them.
+NodeMap platform_node_map(const strategies::ClusterSpec& cluster, const Platform& platform,
+                          const profiler::LinkEfficiencies& links) {
+  NodeMap m = profiler::node_map(cluster, static_cast<int>(platform.hosts.size()), links);
+  STRATA_CHECK(m.node_of_rank == platform.node_of_rank,
+               "the link model and the platform place ranks on different nodes");
   return m;
 }
 
@@ -101,7 +92,7 @@ class Replayer {
         cost_(cost),
         platform_(platform),
         options_(options),
-        nodes_(node_map(plan.cluster, platform, options.links)) {
+        nodes_(platform_node_map(plan.cluster, platform, cost.link_efficiencies())) {
     for (const Program& p : plan.programs) successors_.push_back(successors_of(p));
     const int world = plan.world_size;
     const bool symmetric = foldable(plan, options);
@@ -172,8 +163,8 @@ class Replayer {
     for (int r = 0; r < plan_.world_size; ++r) {
       if (!active(r)) continue;
       for (std::size_t i = 0; i < end_[r].size(); ++i) {
-        STRATA_CHECK(end_[r][i] >= 0, "simulation ended with rank " + std::to_string(r) +
-                                          " task " + std::to_string(i) + " (" +
+        STRATA_CHECK(end_[r][i] >= 0, "simulation ended with rank " + std::to_string(r) + " task " +
+                                          std::to_string(i) + " (" +
                                           plan_.task_name(plan_.program_of(r).tasks[i]) +
                                           ") not run: the plan deadlocked");
       }
@@ -227,8 +218,8 @@ class Replayer {
     PendingKind kind;
     int rank = 0;
     std::uint32_t task = 0;
-    std::size_t instance = 0;  // kFlow
-    int flow = 0;              // kFlow: index in the instance's algorithm
+    std::size_t instance = 0;                 // kFlow
+    int flow = 0;                             // kFlow: index in the instance's algorithm
     std::tuple<int, int, std::uint32_t> key;  // kSend
   };
 
@@ -267,7 +258,8 @@ class Replayer {
 
   void launch_compute(int rank, std::uint32_t task, const Task& t) {
     const auto& device = plan_.cluster.group_of_gpu(rank).gpu;
-    const double seconds = cost_.compute_seconds(t, device, plan_.strategy.precision);
+    const double seconds =
+        cost_.compute_seconds(plan_.program_of(rank), t, device, plan_.strategy.precision);
     STRATA_CHECK(seconds >= 0, "negative task duration from the cost model");
     if (seconds == 0) {
       finish(rank, task);
@@ -328,7 +320,7 @@ class Replayer {
     std::vector<int> ranks;
     std::vector<std::uint32_t> tasks;  // per member, the task index it waits in
     int arrived = 0;
-    int expected = 0;                  // members that run their tasks (all unless folded)
+    int expected = 0;  // members that run their tasks (all unless folded)
     CollectiveKind kind = CollectiveKind::kNone;
     strategies::GroupRef group;
     double bytes = 0;
@@ -389,7 +381,8 @@ class Replayer {
     Instance& in = instances_[id];
     FlowDetail detail;
     detail.aggregate_steps = options_.aggregate_ring_steps;
-    detail.step_latency_s = ring_hop_latency(plan_.cluster, platform_, in.ranks);
+    detail.step_latency_s =
+        profiler::ring_hop_latency(plan_.cluster, platform_.node_of_rank, in.ranks);
     if (plan_.cluster.total_nodes() > 1) detail.nodes = &nodes_;
     in.flows = std::make_unique<FlowSchedule>(plan_collective(in.kind, in.ranks, in.bytes, detail));
     for (int f : in.flows->initial()) launch_flow(id, f);
@@ -471,45 +464,22 @@ class Replayer {
   std::deque<Instance> instances_;
 };
 
-// Length of the union of [start, end) intervals.
-double union_length(std::vector<std::pair<double, double>>& v) {
-  std::sort(v.begin(), v.end());
-  double total = 0, cur_s = 0, cur_e = -1;
-  for (const auto& [s, e] : v) {
-    if (s > cur_e) {
-      if (cur_e > cur_s) total += cur_e - cur_s;
-      cur_s = s;
-      cur_e = e;
-    } else {
-      cur_e = std::max(cur_e, e);
-    }
-  }
-  if (cur_e > cur_s) total += cur_e - cur_s;
-  return total;
-}
-
-// Length of (a minus b), both unions of intervals.
-double difference_length(std::vector<std::pair<double, double>> a,
-                         std::vector<std::pair<double, double>> b) {
-  auto all = a;
-  all.insert(all.end(), b.begin(), b.end());
-  return union_length(all) - union_length(b);
-}
-
 }  // namespace
 
 std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int world_size,
                                      const std::vector<CollectiveRequest>& requests,
-                                     bool aggregate_ring_steps) {
+                                     const profiler::CostModel& cost, bool aggregate_ring_steps) {
   sg4::Engine engine("strata-collectives");
   configure_network_model();
-  const Platform platform = build_platform(cluster, world_size);
+  PlatformOptions popts;
+  popts.links = cost.link_efficiencies();
+  const Platform platform = build_platform(cluster, world_size, popts);
   std::vector<FlowSchedule> schedules;
-  const NodeMap nodes = node_map(cluster, platform, profiler::LinkEfficiencies{});
+  const NodeMap nodes = platform_node_map(cluster, platform, popts.links);
   for (const auto& r : requests) {
     FlowDetail detail;
     detail.aggregate_steps = aggregate_ring_steps;
-    detail.step_latency_s = ring_hop_latency(cluster, platform, r.ranks);
+    detail.step_latency_s = profiler::ring_hop_latency(cluster, platform.node_of_rank, r.ranks);
     if (cluster.total_nodes() > 1) detail.nodes = &nodes;
     schedules.push_back(plan_collective(r.kind, r.ranks, r.bytes, detail));
   }
@@ -545,7 +515,7 @@ results::Report simulate(const Plan& plan, const profiler::CostModel& cost,
   configure_network_model();
   PlatformOptions popts;
   popts.speed_factors = options.speed_factors;
-  popts.links = options.links;
+  popts.links = cost.link_efficiencies();
   const Platform platform = build_platform(plan.cluster, plan.world_size, popts);
 
   Replayer replay(plan, cost, platform, options);
@@ -553,89 +523,11 @@ results::Report simulate(const Plan& plan, const profiler::CostModel& cost,
   engine.run();
   replay.check_complete();
 
-  results::Report r;
-  r.model = plan.model.name;
-  r.cluster = plan.cluster.name;
-  r.strategy = plan.strategy.name;
-  r.provenance = plan.provenance;
-  r.world_size = plan.world_size;
-  r.global_batch_size = plan.strategy.global_batch_size;
-  r.seq_length = plan.model.seq_length;
-  r.simulation.simgrid_activities = static_cast<std::int64_t>(replay.events());
-  r.simulation.cost_model = cost.name();
-  r.simulation.fold_data_parallel = options.fold_data_parallel;
-  r.simulation.fold_tensor_parallel = options.fold_tensor_parallel;
-  r.simulation.aggregate_ring_steps = options.aggregate_ring_steps;
-  r.simulation.speed_factors = options.speed_factors;
-  const auto& starts = replay.starts();
-  const auto& ends = replay.ends();
-  // A folded rank reports what its representative did.
-  auto source = [&](int rank) { return replay.representative(rank); };
+  ReplayTimes times{replay.starts(), replay.ends(), {}, replay.events()};
   for (int rank = 0; rank < plan.world_size; ++rank) {
-    r.simulation.simulated_ranks += replay.active(rank);
+    times.representative.push_back(replay.representative(rank));
   }
-  for (int rank = 0; rank < plan.world_size; ++rank) {
-    const Program& p = plan.program_of(rank);
-    const int src = source(rank);
-    std::vector<std::pair<double, double>> compute, comm;
-    results::RankTimes t;
-    t.stage = plan.stage_of(rank);
-    for (std::size_t i = 0; i < p.tasks.size(); ++i) {
-      const std::pair<double, double> span{starts[src][i], ends[src][i]};
-      t.finish_s = std::max(t.finish_s, span.second);
-      if (span.second <= span.first) continue;
-      (p.tasks[i].kind == TaskKind::kCompute ? compute : comm).push_back(span);
-    }
-    t.compute_s = union_length(compute);
-    t.communication_s = union_length(comm);
-    t.exposed_comm_s = difference_length(comm, compute);
-    t.peak_memory_bytes = p.memory.peak_bytes();
-    t.capacity_bytes = plan.capacity_bytes(rank);
-    r.fits = r.fits && t.peak_memory_bytes <= t.capacity_bytes;
-    r.step_time_s = std::max(r.step_time_s, t.finish_s);
-    r.ranks.push_back(t);
-  }
-  double idle = 0;
-  for (auto& t : r.ranks) {
-    t.idle_s = std::max(0.0, r.step_time_s - t.compute_s - t.exposed_comm_s);
-    idle += t.idle_s / r.step_time_s;
-  }
-  r.bubble_fraction = r.step_time_s > 0 ? idle / plan.world_size : 0;
-  if (r.step_time_s > 0) {
-    const double tokens = static_cast<double>(plan.strategy.global_batch_size) *
-                          plan.model.seq_length;
-    r.tokens_per_s = tokens / r.step_time_s;
-    const double per_gpu = r.step_time_s * plan.world_size;
-    r.tflops_per_gpu = strategies::to_double(plan.totals.flops.model) / per_gpu / 1e12;
-    r.hardware_tflops_per_gpu = strategies::to_double(plan.totals.flops.hardware) / per_gpu / 1e12;
-    double peak = 0;
-    for (int rank = 0; rank < plan.world_size; ++rank) {
-      peak += plan.cluster.group_of_gpu(rank).gpu.peak_flops(plan.strategy.precision);
-    }
-    r.mfu = strategies::to_double(plan.totals.flops.model) / r.step_time_s / peak;
-  }
-
-  if (options.record_trace) {
-    std::vector<int> ranks = options.trace_ranks;
-    if (ranks.empty()) {
-      for (int stage = 0; stage < plan.strategy.pp; ++stage) {
-        for (int rank = 0; rank < plan.world_size; ++rank) {
-          if (plan.stage_of(rank) == stage) {
-            ranks.push_back(rank);
-            break;
-          }
-        }
-      }
-    }
-    for (int rank : ranks) {
-      STRATA_CHECK(rank >= 0 && rank < plan.world_size, "trace rank out of range");
-      const int src = source(rank);
-      for (std::size_t i = 0; i < starts[src].size(); ++i) {
-        r.spans.push_back({rank, static_cast<std::uint32_t>(i), starts[src][i], ends[src][i]});
-      }
-    }
-  }
-  return r;
+  return assemble_report(plan, times, options, cost.name());
 }
 
 }  // namespace strata::sim

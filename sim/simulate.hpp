@@ -1,11 +1,14 @@
 // Plan replay on a SimGrid platform: the prediction half of "does reality agree?".
 //
 // simulate() creates the process's one SimGrid engine, builds the cluster's platform, and
-// replays every rank's program: compute tasks become Execs whose duration comes from the
-// CostModel; collectives become the flows of a ring algorithm over the group's hosts (so links
-// are shared and contended by SimGrid's flow model, not by a formula); pipeline sends become
-// flows between the two hosts. A task starts when its deps are done; a collective starts when
-// every member has reached it. Simulated time only: the same inputs give the same report.
+// replays every rank's program. Everything it knows about costs comes from the one CostModel it
+// is handed: compute tasks become Execs whose duration is the compute face's
+// (CostModel::compute_seconds); the platform's links run at the line rates of the cluster spec
+// times the link face's efficiencies (CostModel::link_efficiencies), and collectives become the
+// flows of the algorithm the link model chooses (ring, hierarchical, tree) over the group's hosts,
+// so links are shared and contended by SimGrid's flow model, not by a formula; pipeline sends
+// become flows between the two hosts. A task starts when its deps are done; a collective starts
+// when every member has reached it. Simulated time only: the same inputs give the same report.
 //
 // One SimGrid engine per process: call simulate() at most once per process (the CLI runs one
 // simulation per `strata simulate`; tests fork).
@@ -15,7 +18,6 @@
 #include <vector>
 
 #include "profiler/cost_model.hpp"
-#include "profiler/efficiency.hpp"
 #include "results/report.hpp"
 #include "strategies/plan.hpp"
 
@@ -27,9 +29,6 @@ struct SimOptions {
   bool record_trace = false;
   // Per-rank speed factors (stragglers); empty = all 1.
   std::vector<double> speed_factors;
-  // Fractions of the line rate that collectives reach, per fabric (the cost model's table);
-  // default: line rate.
-  profiler::LinkEfficiencies links{};
   // Compact simulation (docs/simulator.md "Scale"). Folding: data-parallel replicas run the
   // same program with the same timing, so only replica 0 (dp coordinate 0) runs its tasks; its
   // collectives still move every member's flows over the real links, and the other replicas'
@@ -52,8 +51,10 @@ results::Report simulate(const strategies::Plan& plan, const profiler::CostModel
                          const SimOptions& options = {});
 
 // Runs only collectives, all started at time 0 on the platform of the first `world_size` GPUs
-// of `cluster`, and returns when each finished (simulated seconds). For collective tests and
-// bus-bandwidth benchmarks. Uses the process's one SimGrid engine, like simulate().
+// of `cluster` with the links of `cost`'s link face, and returns when each finished (simulated
+// seconds). For collective tests and bus-bandwidth benchmarks: alone on its links, a collective
+// takes cost.collective_seconds() when `cost` is the roofline. Uses the process's one SimGrid
+// engine, like simulate().
 struct CollectiveRequest {
   strategies::CollectiveKind kind = strategies::CollectiveKind::kAllReduce;
   std::vector<int> ranks;  // ascending
@@ -61,6 +62,7 @@ struct CollectiveRequest {
 };
 std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int world_size,
                                      const std::vector<CollectiveRequest>& requests,
+                                     const profiler::CostModel& cost,
                                      bool aggregate_ring_steps = false);
 
 }  // namespace strata::sim

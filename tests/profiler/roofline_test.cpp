@@ -27,6 +27,8 @@ using testing::test_gpu;
 
 const std::string kRoot = STRATA_SOURCE_DIR;
 constexpr double kOverhead = 2e-6;  // launch_overhead_us 2 in test_tables.hpp
+// The roofline prices a task from its FLOP and byte sums: the program (its ops) is not read.
+const strategies::Program kNoProgram;
 
 Task task(Block block, Phase phase, double flops, double bytes) {
   Task t;
@@ -57,7 +59,8 @@ TEST(Roofline, ComputeTermWinsWhenLarger) {
   EXPECT_DOUBLE_EQ(terms.memory_s, 1e9 / (1e12 * 0.8));      // 1.25 ms
   EXPECT_DOUBLE_EQ(terms.overhead_s, kOverhead);
   EXPECT_FALSE(terms.memory_bound());
-  EXPECT_DOUBLE_EQ(m.compute_seconds(t, test_gpu(), Precision::kBf16), 0.02 + kOverhead);
+  EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, t, test_gpu(), Precision::kBf16),
+                   0.02 + kOverhead);
 }
 
 TEST(Roofline, MemoryTermWinsWhenLarger) {
@@ -65,7 +68,7 @@ TEST(Roofline, MemoryTermWinsWhenLarger) {
   const Task t = task(Block::kMlpFc2, Phase::kForward, 1e12, 1e11);
   const RooflineTerms terms = m.terms(t, test_gpu(), Precision::kBf16);
   EXPECT_TRUE(terms.memory_bound());
-  EXPECT_DOUBLE_EQ(m.compute_seconds(t, test_gpu(), Precision::kBf16),
+  EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, t, test_gpu(), Precision::kBf16),
                    1e11 / (1e12 * 0.8) + kOverhead);  // 125 ms, not 20 ms
 }
 
@@ -79,26 +82,26 @@ TEST(Roofline, ElementwiseKernelsAddAfterTheMainKernel) {
   EXPECT_DOUBLE_EQ(terms.compute_s, 1e12 / (100e12 * 0.5));
   EXPECT_DOUBLE_EQ(terms.elementwise_s, 2e9 / (1e12 * 0.4));  // 5 ms, not hidden under 20 ms
   EXPECT_DOUBLE_EQ(terms.overhead_s, 2 * kOverhead);
-  EXPECT_DOUBLE_EQ(m.compute_seconds(t, test_gpu(), Precision::kBf16),
+  EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, t, test_gpu(), Precision::kBf16),
                    0.02 + 0.005 + 2 * kOverhead);
 }
 
 TEST(Roofline, BackwardUsesBackwardEfficiencies) {
   const RooflineCostModel m = test_model();
   const Task compute = task(Block::kAttnQkv, Phase::kBackward, 2e12, 1e9);
-  EXPECT_DOUBLE_EQ(m.compute_seconds(compute, test_gpu(), Precision::kBf16),
+  EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, compute, test_gpu(), Precision::kBf16),
                    2e12 / (100e12 * 0.25) + kOverhead);
   const Task memory = task(Block::kAttnQkv, Phase::kBackward, 1e9, 1e11);
-  EXPECT_DOUBLE_EQ(m.compute_seconds(memory, test_gpu(), Precision::kBf16),
+  EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, memory, test_gpu(), Precision::kBf16),
                    1e11 / (1e12 * 0.5) + kOverhead);
 }
 
 TEST(Roofline, RecomputeAndStepUseForwardEfficiencies) {
   const RooflineCostModel m = test_model();
   for (Phase p : {Phase::kForward, Phase::kRecompute, Phase::kStep, Phase::kNone}) {
-    EXPECT_DOUBLE_EQ(
-        m.compute_seconds(task(Block::kLmHead, p, 1e12, 0), test_gpu(), Precision::kBf16),
-        0.02 + kOverhead)
+    EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, task(Block::kLmHead, p, 1e12, 0), test_gpu(),
+                                       Precision::kBf16),
+                     0.02 + kOverhead)
         << strategies::phase_name(p);
   }
 }
@@ -119,9 +122,9 @@ TEST(Roofline, BlockSelectsItsOpClass) {
 TEST(Roofline, PrecisionSelectsThePeak) {
   const RooflineCostModel m = test_model();
   const Task t = task(Block::kMlpFc1, Phase::kForward, 1e12, 0);
-  EXPECT_DOUBLE_EQ(m.compute_seconds(t, test_gpu(), Precision::kFp32),
+  EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, t, test_gpu(), Precision::kFp32),
                    1e12 / (10e12 * 0.5) + kOverhead);
-  EXPECT_DOUBLE_EQ(m.compute_seconds(t, test_gpu(), Precision::kFp16),
+  EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, t, test_gpu(), Precision::kFp16),
                    1e12 / (100e12 * 0.5) + kOverhead);
 }
 
@@ -132,7 +135,8 @@ TEST(Roofline, ComputePrecisionOfTheDeviceClassOverridesTheStrategys) {
   strategies::DeviceSpec cpu = test_gpu("a CPU core");
   cpu.kind = strategies::DeviceKind::kCpu;
   const Task t = task(Block::kMlpFc1, Phase::kForward, 1e12, 0);
-  EXPECT_DOUBLE_EQ(m.compute_seconds(t, cpu, Precision::kBf16), 1e12 / (10e12 * 0.5) + kOverhead);
+  EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, t, cpu, Precision::kBf16),
+                   1e12 / (10e12 * 0.5) + kOverhead);
 }
 
 TEST(Roofline, SmallGemmFallOff) {
@@ -156,9 +160,9 @@ TEST(Roofline, SmallGemmFallOff) {
 
 TEST(Roofline, EmptyTaskCostsTheLaunchOverhead) {
   const RooflineCostModel m = test_model();
-  EXPECT_DOUBLE_EQ(
-      m.compute_seconds(task(Block::kOptimizer, Phase::kStep, 0, 0), test_gpu(), Precision::kBf16),
-      kOverhead);
+  EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, task(Block::kOptimizer, Phase::kStep, 0, 0),
+                                     test_gpu(), Precision::kBf16),
+                   kOverhead);
 }
 
 TEST(Roofline, MissingPeakIsAConfigError) {
@@ -167,14 +171,16 @@ TEST(Roofline, MissingPeakIsAConfigError) {
   d.memory_bandwidth_Bps = 0;
   strategies::testing::expect_config_error(
       [&] {
-        m.compute_seconds(task(Block::kAttnNorm, Phase::kForward, 0, 1e6), d, Precision::kBf16);
+        m.compute_seconds(kNoProgram, task(Block::kAttnNorm, Phase::kForward, 0, 1e6), d,
+                          Precision::kBf16);
       },
       {"device \"TestGPU-80GB\"", "memory_bandwidth = 0", "attn_norm"});
   d = test_gpu();
   d.peak_fp32_flops = 0;
   strategies::testing::expect_config_error(
       [&] {
-        m.compute_seconds(task(Block::kMlpFc1, Phase::kForward, 1e9, 0), d, Precision::kFp32);
+        m.compute_seconds(kNoProgram, task(Block::kMlpFc1, Phase::kForward, 1e9, 0), d,
+                          Precision::kFp32);
       },
       {"peak_tflops.fp32 = 0", "mlp_fc1"});
 }
@@ -182,8 +188,8 @@ TEST(Roofline, MissingPeakIsAConfigError) {
 TEST(Roofline, IsACostModel) {
   const std::unique_ptr<CostModel> m = std::make_unique<RooflineCostModel>(test_model());
   EXPECT_EQ(m->name(), "roofline");
-  EXPECT_DOUBLE_EQ(m->compute_seconds(task(Block::kMlpFc1, Phase::kForward, 1e12, 1e9), test_gpu(),
-                                      Precision::kBf16),
+  EXPECT_DOUBLE_EQ(m->compute_seconds(kNoProgram, task(Block::kMlpFc1, Phase::kForward, 1e12, 1e9),
+                                      test_gpu(), Precision::kBf16),
                    0.02 + kOverhead);
 }
 
@@ -214,7 +220,7 @@ TEST(RooflineBundled, Gpt3AttnQkvForwardOnA100) {
   // At 100% of 312 TFLOP/s it would take 0.743 ms; large bf16 cuBLAS GEMMs on A100 reach
   // 60-90% of peak, so between 0.83 and 1.24 ms.
   const double ideal_s = flops / 312e12;
-  const double s = m.compute_seconds(t, a100, Precision::kBf16);
+  const double s = m.compute_seconds(kNoProgram, t, a100, Precision::kBf16);
   EXPECT_GT(s, ideal_s / 0.9);
   EXPECT_LT(s, ideal_s / 0.6);
   EXPECT_NEAR(ideal_s, 0.743e-3, 0.001e-3);
@@ -232,7 +238,8 @@ TEST(RooflineBundled, Gpt3AttnQkvMatchesThePlansTask) {
   bool found = false;
   for (const strategies::Task& t : plan.programs[0].tasks) {
     if (t.kind != strategies::TaskKind::kCompute) continue;
-    const double s = m.compute_seconds(t, plan.cluster.node_groups[0].gpu, Precision::kBf16);
+    const double s =
+        m.compute_seconds(kNoProgram, t, plan.cluster.node_groups[0].gpu, Precision::kBf16);
     EXPECT_TRUE(std::isfinite(s) && s > 0) << plan.task_name(t);
     if (!found && t.block == Block::kAttnQkv && t.phase == Phase::kForward) {
       EXPECT_NEAR(t.flops / (2.0 * 2048 * 12288 * 4608), 1.0, 1e-12);
@@ -256,7 +263,8 @@ TEST(RooflineBundled, LayerNormOnH100IsBandwidthBound) {
   const double ideal_s = bytes / 3.35e12;
   EXPECT_GT(terms.memory_s, ideal_s / 0.95);
   EXPECT_LT(terms.memory_s, ideal_s / 0.8);
-  EXPECT_DOUBLE_EQ(m.compute_seconds(t, h100, Precision::kBf16), terms.memory_s + terms.overhead_s);
+  EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, t, h100, Precision::kBf16),
+                   terms.memory_s + terms.overhead_s);
   // Still bandwidth-bound if its element-wise work (about 8 FLOPs per element) were counted.
   const Task with_flops = task(Block::kAttnNorm, Phase::kForward, 8.0 * 2048 * 12288, bytes);
   EXPECT_TRUE(m.terms(with_flops, h100, Precision::kBf16).memory_bound());

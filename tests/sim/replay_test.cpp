@@ -1,14 +1,14 @@
-// Collectives against their alpha-beta formulas and under contention, and Plan replay against
-// hand-computed step times (compute-only, the textbook pipeline bubble), overlap, stragglers,
-// determinism and traces. Every simulation runs in a forked child (one engine per process).
+// Plan replay against hand-computed step times (compute-only, the textbook pipeline bubble),
+// overlap, stragglers, determinism, traces, and the compact simulation against the full one.
+// Every simulation runs in a forked child (one engine per process).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
 #include <tuple>
 
+#include "fixed_cost.hpp"
 #include "profiler/roofline.hpp"
-#include "sim/collectives.hpp"
 #include "results/report.hpp"
 #include "results/trace.hpp"
 #include "sim/simulate.hpp"
@@ -18,254 +18,15 @@
 namespace strata::sim {
 namespace {
 
-using strategies::CollectiveKind;
 using strategies::Plan;
+using testing::FixedCost;
 using testing::in_child;
 using testing::in_child_text;
-
-// A cost model for tests: every compute task of the blocks in `costly` takes `seconds`; every
-// other compute task takes none.
-class FixedCost final : public profiler::CostModel {
- public:
-  explicit FixedCost(double seconds, bool layers_only = false)
-      : seconds_(seconds), layers_only_(layers_only) {}
-  double compute_seconds(const strategies::Task& t, const strategies::DeviceSpec&,
-                         strategies::Precision) const override {
-    if (!layers_only_) return seconds_;
-    return t.layer >= 0 ? seconds_ : 0.0;
-  }
-  std::string name() const override { return "fixed"; }
-
- private:
-  double seconds_;
-  bool layers_only_;
-};
 
 // trace.json of a simulation, as `strata simulate --trace` writes it.
 json::Json simulated_trace(const results::Report& rep, const Plan& plan) {
   return results::trace_to_json(plan, rep.spans,
                                 results::trace_other_data("simulated", rep.provenance));
-}
-
-strategies::ClusterSpec node_of_8() { return strategies::testing::cluster(2, 8); }
-
-TEST(Collectives, RingAlgorithmsMatchTheirAlphaBetaFormulas) {
-  const auto c = node_of_8();
-  const double alpha = c.node_groups[0].intra_node.latency_s;
-  const double bw = c.node_groups[0].intra_node.bandwidth_Bps;
-  const std::vector<CollectiveKind> kinds = {CollectiveKind::kAllReduce,
-                                             CollectiveKind::kAllGather,
-                                             CollectiveKind::kReduceScatter,
-                                             CollectiveKind::kAllToAll, CollectiveKind::kBroadcast};
-  for (const std::vector<int>& ranks : {std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7},
-                                        std::vector<int>{2, 3, 4, 5}}) {
-    for (double bytes : {1024.0, 64.0 * (1 << 20)}) {
-      for (CollectiveKind kind : kinds) {
-        const auto t = in_child([&] { return time_collectives(c, 16, {{kind, ranks, bytes}}); });
-        ASSERT_EQ(t.size(), 1u);
-        const double expected =
-            alpha_beta_seconds(kind, static_cast<int>(ranks.size()), bytes, alpha, bw);
-        EXPECT_NEAR(t[0] / expected, 1.0, 1e-6)
-            << strategies::collective_name(kind) << " n=" << ranks.size() << " S=" << bytes;
-      }
-    }
-  }
-}
-
-TEST(Collectives, AggregatedRingsMatchTheStepwiseOnesWithoutContention) {
-  const auto c = node_of_8();
-  for (const std::vector<int>& ranks :
-       {std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}, std::vector<int>{0, 8}, std::vector<int>{3, 11}}) {
-    for (CollectiveKind kind : {CollectiveKind::kAllReduce, CollectiveKind::kAllGather,
-                                CollectiveKind::kReduceScatter}) {
-      const double bytes = 96.0 * (1 << 20);
-      const auto stepwise =
-          in_child([&] { return time_collectives(c, 16, {{kind, ranks, bytes}}, false); });
-      const auto aggregated =
-          in_child([&] { return time_collectives(c, 16, {{kind, ranks, bytes}}, true); });
-      ASSERT_EQ(stepwise.size(), 1u);
-      ASSERT_EQ(aggregated.size(), 1u);
-      EXPECT_NEAR(aggregated[0] / stepwise[0], 1.0, 1e-9)
-          << strategies::collective_name(kind) << " over " << ranks.size() << " ranks";
-    }
-  }
-}
-
-TEST(Collectives, RingAcrossNodesUsesTheNics) {
-  // Ranks 0 and 8 sit on two nodes: each ring step crosses the network once per direction.
-  const auto c = node_of_8();
-  const double alpha = c.inter_node.latency_s;
-  const double bw = c.inter_node.nic_bandwidth_Bps;
-  const double bytes = 256.0 * (1 << 20);
-  const auto t = in_child(
-      [&] { return time_collectives(c, 16, {{CollectiveKind::kAllReduce, {0, 8}, bytes}}); });
-  ASSERT_EQ(t.size(), 1u);
-  EXPECT_NEAR(t[0] / alpha_beta_seconds(CollectiveKind::kAllReduce, 2, bytes, alpha, bw), 1.0,
-              1e-6);
-}
-
-// The choosing fabric of a test cluster at line rate (what time_collectives uses).
-NodeMap node_map_of(const strategies::ClusterSpec& c) {
-  NodeMap nodes;
-  nodes.intra_latency_s = c.node_groups[0].intra_node.latency_s;
-  nodes.intra_bandwidth_Bps = c.node_groups[0].intra_node.bandwidth_Bps;
-  nodes.inter_latency_s = c.inter_node.latency_s;
-  nodes.inter_bandwidth_Bps = c.inter_node.nic_bandwidth_Bps;
-  return nodes;
-}
-
-TEST(Collectives, HierarchicalCollectivesForGroupsSpanningNodes) {
-  // 4 members on each of 2 nodes: reduce-scatter inside the nodes, all-reduce of S/4 between the
-  // nodes' j-th members (each pair through its own NIC), all-gather inside the nodes.
-  const auto c = node_of_8();
-  const NodeMap nodes = node_map_of(c);
-  const std::vector<int> group = {0, 1, 2, 3, 8, 9, 10, 11};
-  for (CollectiveKind kind : {CollectiveKind::kAllReduce, CollectiveKind::kAllGather,
-                              CollectiveKind::kReduceScatter}) {
-    for (double bytes : {4096.0, 256.0 * (1 << 20)}) {
-      const double hierarchical = hierarchical_seconds(kind, 2, 4, bytes, nodes);
-      const double flat =
-          alpha_beta_seconds(kind, 8, bytes, nodes.inter_latency_s, nodes.inter_bandwidth_Bps);
-      for (bool aggregate : {false, true}) {
-        const auto t = in_child(
-            [&] { return time_collectives(c, 16, {{kind, group, bytes}}, aggregate); });
-        ASSERT_EQ(t.size(), 1u);
-        // The faster of the two by their formulas runs, and takes exactly its formula's time.
-        EXPECT_NEAR(t[0] / std::min(hierarchical, flat), 1.0, 1e-6)
-            << strategies::collective_name(kind) << " " << bytes;
-      }
-      if (bytes > 1e6) {
-        EXPECT_LT(hierarchical, flat / 2);  // large messages: far less on the NICs
-      }
-    }
-  }
-}
-
-TEST(Collectives, TreeAllReduceForLatencyBoundGroupsAcrossNodes) {
-  // One GPU on each of 16 nodes: a 1 KiB all-reduce pays 8 network latencies as a tree (4 levels
-  // up, 4 down) against the ring's 30; a 64 MiB one stays a ring (the tree moves S per hop).
-  const auto c16 = strategies::testing::cluster(16, 1);
-  const NodeMap n16 = node_map_of(c16);
-  std::vector<int> all16;
-  for (int r = 0; r < 16; ++r) all16.push_back(r);
-  const double small = 1024;
-  const double tree = tree_seconds(16, 1, small, n16);
-  const double ring =
-      alpha_beta_seconds(CollectiveKind::kAllReduce, 16, small, n16.inter_latency_s,
-                         n16.inter_bandwidth_Bps);
-  EXPECT_NEAR(tree, 8 * n16.inter_latency_s + 14 * small / n16.inter_bandwidth_Bps, 1e-15);
-  EXPECT_LT(tree, ring / 3);
-  for (bool aggregate : {false, true}) {
-    const auto t = in_child([&] {
-      return time_collectives(c16, 16, {{CollectiveKind::kAllReduce, all16, small}}, aggregate);
-    });
-    ASSERT_EQ(t.size(), 1u);
-    EXPECT_NEAR(t[0] / tree, 1.0, 1e-6);
-  }
-  const double large = 64.0 * (1 << 20);
-  const auto t_large = in_child(
-      [&] { return time_collectives(c16, 16, {{CollectiveKind::kAllReduce, all16, large}}); });
-  ASSERT_EQ(t_large.size(), 1u);
-  EXPECT_NEAR(t_large[0] / alpha_beta_seconds(CollectiveKind::kAllReduce, 16, large,
-                                               n16.inter_latency_s, n16.inter_bandwidth_Bps),
-              1.0, 1e-6);
-  EXPECT_GT(tree_seconds(16, 1, large, n16), 5 * t_large[0]);
-
-  // Two members on each of 4 nodes: a chain inside each node, then a tree of 2 levels across
-  // the leaders (the root's two children, then one grandchild); faster than both the
-  // hierarchical form and the flat ring for a small message.
-  const auto c4 = strategies::testing::cluster(4, 2);
-  const NodeMap n4 = node_map_of(c4);
-  const std::vector<int> all8 = {0, 1, 2, 3, 4, 5, 6, 7};
-  const double tree4 = tree_seconds(4, 2, small, n4);
-  EXPECT_NEAR(tree4,
-              2 * (n4.intra_latency_s + small / n4.intra_bandwidth_Bps) +
-                  2 * (n4.inter_latency_s + 2 * small / n4.inter_bandwidth_Bps) +
-                  2 * (n4.inter_latency_s + small / n4.inter_bandwidth_Bps),
-              1e-15);
-  EXPECT_LT(tree4, hierarchical_seconds(CollectiveKind::kAllReduce, 4, 2, small, n4));
-  const auto t4 = in_child(
-      [&] { return time_collectives(c4, 8, {{CollectiveKind::kAllReduce, all8, small}}); });
-  ASSERT_EQ(t4.size(), 1u);
-  EXPECT_NEAR(t4[0] / tree4, 1.0, 1e-6);
-  // All-gather and reduce-scatter have no tree: the same group keeps the hierarchical form.
-  const auto ag = in_child(
-      [&] { return time_collectives(c4, 8, {{CollectiveKind::kAllGather, all8, small}}); });
-  ASSERT_EQ(ag.size(), 1u);
-  EXPECT_NEAR(ag[0] / std::min(hierarchical_seconds(CollectiveKind::kAllGather, 4, 2, small, n4),
-                               alpha_beta_seconds(CollectiveKind::kAllGather, 8, small,
-                                                  n4.inter_latency_s, n4.inter_bandwidth_Bps)),
-              1.0, 1e-6);
-}
-
-TEST(Collectives, ForcedAlgorithmsAndTheirPreconditions) {
-  const auto c = strategies::testing::cluster(4, 2);
-  const NodeMap nodes = [&] {
-    NodeMap n = node_map_of(c);
-    n.node_of_rank = {0, 0, 1, 1, 2, 2, 3, 3};
-    return n;
-  }();
-  FlowDetail detail;
-  detail.nodes = &nodes;
-  detail.algorithm = Algorithm::kTree;
-  // 4 nodes of 2: one chain hop per node up and one down (8), 3 tree edges up and 3 down.
-  EXPECT_EQ(plan_collective(CollectiveKind::kAllReduce, {0, 1, 2, 3, 4, 5, 6, 7}, 1e9, detail)
-                .size(),
-            8 + 6);
-  detail.algorithm = Algorithm::kRing;  // 2(n-1) steps of n flows
-  EXPECT_EQ(plan_collective(CollectiveKind::kAllReduce, {0, 1, 2, 3, 4, 5, 6, 7}, 1e3, detail)
-                .size(),
-            14 * 8);
-  detail.algorithm = Algorithm::kTree;
-  // Forcing an algorithm where it does not apply is a programming error (STRATA_CHECK aborts).
-  EXPECT_DEATH(plan_collective(CollectiveKind::kAllGather, {0, 1, 2, 3}, 1e3, detail),
-               "a tree collective is an all-reduce");
-  EXPECT_DEATH(plan_collective(CollectiveKind::kAllReduce, {0, 1, 2}, 1e3, detail),
-               "a tree collective");  // 2 members on one node, 1 on another
-  detail.algorithm = Algorithm::kHierarchical;
-  EXPECT_DEATH(plan_collective(CollectiveKind::kAllReduce, {0, 2, 4}, 1e3, detail),
-               "a hierarchical collective");  // one member per node
-}
-
-TEST(Collectives, BusBandwidthApproachesTheLinkForLargeMessages) {
-  const auto c = node_of_8();
-  const double bytes = 1024.0 * (1 << 20);
-  const auto t = in_child([&] {
-    return time_collectives(c, 8, {{CollectiveKind::kAllReduce, {0, 1, 2, 3, 4, 5, 6, 7}, bytes}});
-  });
-  ASSERT_EQ(t.size(), 1u);
-  const double busbw = bytes / t[0] * bus_bandwidth_factor(CollectiveKind::kAllReduce, 8);
-  const double link = c.node_groups[0].intra_node.bandwidth_Bps;
-  EXPECT_LT(busbw, link);
-  EXPECT_GT(busbw, 0.99 * link);
-}
-
-TEST(Collectives, SharedLinksSlowBothDisjointOnesDoNot) {
-  const auto c = node_of_8();
-  const double bytes = 256.0 * (1 << 20);
-  const std::vector<int> all = {0, 1, 2, 3, 4, 5, 6, 7};
-  const auto alone =
-      in_child([&] { return time_collectives(c, 8, {{CollectiveKind::kAllReduce, all, bytes}}); });
-  const auto both = in_child([&] {
-    return time_collectives(c, 8, {{CollectiveKind::kAllReduce, all, bytes},
-                                   {CollectiveKind::kAllReduce, all, bytes}});
-  });
-  ASSERT_EQ(alone.size(), 1u);
-  ASSERT_EQ(both.size(), 2u);
-  // Two all-reduces over the same ports share every link: the bandwidth term doubles.
-  EXPECT_GT(both[0], 1.9 * alone[0]);
-  EXPECT_GT(both[1], 1.9 * alone[0]);
-  // Two halves of the node use disjoint ports: each takes what it takes alone.
-  const auto halves = in_child([&] {
-    return time_collectives(c, 8, {{CollectiveKind::kAllReduce, {0, 1, 2, 3}, bytes},
-                                   {CollectiveKind::kAllReduce, {4, 5, 6, 7}, bytes}});
-  });
-  const auto half_alone = in_child([&] {
-    return time_collectives(c, 8, {{CollectiveKind::kAllReduce, {0, 1, 2, 3}, bytes}});
-  });
-  ASSERT_EQ(halves.size(), 2u);
-  EXPECT_NEAR(halves[0], half_alone[0], 1e-12);
-  EXPECT_NEAR(halves[1], half_alone[0], 1e-12);
 }
 
 // A cluster whose links cost (almost) nothing, to isolate compute and the schedule.
@@ -280,7 +41,8 @@ strategies::ClusterSpec free_network(int nodes, int gpus) {
 
 TEST(Replay, OneRankRunsEveryComputeTaskBackToBack) {
   const auto m = strategies::testing::gpt(2, 64, 4, 128, 32);
-  const Plan plan = strategies::lower(m, free_network(1, 8), strategies::testing::strategy(1, 1, 1, 1, 2), 1);
+  const Plan plan =
+      strategies::lower(m, free_network(1, 8), strategies::testing::strategy(1, 1, 1, 1, 2), 1);
   const auto r = in_child([&] {
     const results::Report rep = simulate(plan, FixedCost(1e-3));
     return std::vector<double>{rep.step_time_s, rep.tokens_per_s, rep.bubble_fraction};
@@ -373,7 +135,8 @@ TEST(Replay, AStragglerSlowsEveryone) {
   const auto m = strategies::testing::gpt(2, 256, 4, 256, 64);
   const Plan plan = strategies::lower(m, strategies::testing::cluster(1, 8),
                                       strategies::testing::strategy(2, 1, 1, 1, 2), 2);
-  const auto fast = in_child([&] { return std::vector<double>{simulate(plan, FixedCost(1e-3)).step_time_s}; });
+  const auto fast =
+      in_child([&] { return std::vector<double>{simulate(plan, FixedCost(1e-3)).step_time_s}; });
   const auto slow = in_child([&] {
     SimOptions o;
     o.speed_factors = {1.0, 0.5};
@@ -509,7 +272,8 @@ TEST(Replay, CompactSimulationIsFaithfulToTheFullOne) {
         o.fold_tensor_parallel = compact;
         o.aggregate_ring_steps = compact;
         const results::Report rep = simulate(plan, cost, o);
-        std::vector<double> v = {rep.step_time_s, static_cast<double>(rep.simulation.simulated_ranks)};
+        std::vector<double> v = {rep.step_time_s,
+                                 static_cast<double>(rep.simulation.simulated_ranks)};
         for (const auto& t : rep.ranks) v.push_back(t.finish_s);
         return v;
       });

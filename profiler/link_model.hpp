@@ -1,0 +1,121 @@
+// The link face's formulas: alpha-beta times of the collective algorithms the simulator runs
+// (ring, hierarchical, tree), the choice among them that NCCL's tuner would make, and the
+// group's layout over the nodes that the choice depends on. Pure functions of the cluster spec
+// and the link efficiencies, no SimGrid: sim/collectives.hpp builds each algorithm's flows and
+// chooses with these, the cost model answers collective_seconds() with them, so the two cannot
+// disagree. Derivations: docs/simulator.md "Collectives as flows".
+//
+// defines: NodeMap, node_map(), Algorithm, alpha_beta_seconds(), hierarchical_phases(),
+//          hierarchical_seconds(), tree_seconds() and its heap levels, bus_bandwidth_factor(),
+//          members_by_node(), choose_algorithm(), ring_hop_latency(),
+//          collective_alpha_beta_seconds()
+#pragma once
+
+#include <vector>
+
+#include "profiler/efficiency.hpp"
+#include "strategies/plan.hpp"
+#include "strategies/spec.hpp"
+
+namespace strata::profiler {
+
+// Where ranks live, for algorithms that treat the node's fabric and the network differently.
+struct NodeMap {
+  std::vector<int> node_of_rank;   // by rank
+  double intra_latency_s = 0;      // one hop inside a node
+  double intra_bandwidth_Bps = 0;  // per GPU port, per direction
+  double inter_latency_s = 0;      // one hop between nodes
+  double inter_bandwidth_Bps = 0;  // per NIC, per direction
+};
+
+// The node map the collective algorithms choose with, for the first `world_size` GPUs of
+// `cluster`: ranks fill the node groups in order, nodes in order, GPUs in order (as the
+// simulator's platform places them). The first node group's fabric stands for every node's
+// (algorithm choice only; simulated flows see each link's own bandwidth); bandwidths are the
+// line rates scaled by `links`.
+NodeMap node_map(const strategies::ClusterSpec& cluster, int world_size,
+                 const LinkEfficiencies& links);
+
+// The algorithm of a collective. kAuto: the smallest alpha-beta time among those that apply
+// (what NCCL's tuner does); the others force one (tests, studies).
+enum class Algorithm { kAuto, kRing, kHierarchical, kTree };
+
+// The alpha-beta time of the flat algorithm of `kind` over n ranks (all-reduce and all-gather /
+// reduce-scatter as rings, all-to-all at once, broadcast as a chain; sim/collectives.hpp) on
+// uncontended links of latency `alpha_s` and bandwidth `bandwidth_Bps` per direction (what the
+// simulation must reproduce exactly).
+double alpha_beta_seconds(strategies::CollectiveKind kind, int n, double bytes, double alpha_s,
+                          double bandwidth_Bps);
+
+// One phase of a hierarchical collective: rings inside every node, or rings across the nodes'
+// j-th members, of `steps` steps of `chunk` bytes.
+struct HierarchicalPhase {
+  bool inside_nodes;
+  int steps;
+  double chunk;
+};
+
+// The phases of the hierarchical algorithm over k nodes of m members (S = bytes):
+//  all-reduce:     reduce-scatter inside (m-1 steps of S/m), all-reduce across (2(k-1) of
+//                  S/(mk)), all-gather inside (m-1 of S/m);
+//  reduce-scatter: reduce-scatter inside, then reduce-scatter across (k-1 of S/(mk));
+//  all-gather:     all-gather across (k-1 of S/(mk)), then all-gather inside.
+// Empty for the other kinds.
+std::vector<HierarchicalPhase> hierarchical_phases(strategies::CollectiveKind kind, int k, int m,
+                                                   double bytes);
+
+// Alpha-beta time of the hierarchical form of `kind` (all-reduce, all-gather, reduce-scatter)
+// of S bytes over k nodes of m members:
+//  all-reduce:      2(m-1)(a_in + S/(m B_in)) + 2(k-1)(a_net + S/(m k B_net))
+//  all-gather / RS:  (m-1)(a_in + S/(m B_in)) +  (k-1)(a_net + S/(m k B_net))
+double hierarchical_seconds(strategies::CollectiveKind kind, int k, int m, double bytes,
+                            const NodeMap& nodes);
+
+// Alpha-beta time of the tree all-reduce of S bytes over k > 1 nodes of m members. Reduce: a
+// chain inside every node from its last member to its first (the leader), then a binary tree
+// over the leaders in heap order (node i's parent is (i-1)/2), one level at a time from the
+// deepest; broadcast: the same in reverse. Every hop moves S; the two children of a parent share
+// its NIC, so level d (c_d = min(2, nodes at depth d)) takes a_net + c_d S / B_net:
+//  2 (m-1)(a_in + S/B_in) + 2 sum_{d=1..floor(log2 k)} (a_net + c_d S/B_net)
+// The flows are not pipelined in chunks as NCCL's are, so the tree is only faithful where it
+// wins, for latency-bound messages (docs/simulator.md).
+double tree_seconds(int k, int m, double bytes, const NodeMap& nodes);
+
+// Heap-order levels of a binary tree over k nodes: depth d holds nodes
+// [tree_level_begin(d), tree_level_end(d, k)); the deepest level is tree_depth(k).
+int tree_depth(int k);
+int tree_level_begin(int d);
+int tree_level_end(int d, int k);
+
+// nccl-tests' bus-bandwidth factor: busbw = algbw * factor (all-reduce 2(n-1)/n, all-gather and
+// reduce-scatter and all-to-all (n-1)/n, broadcast 1).
+double bus_bandwidth_factor(strategies::CollectiveKind kind, int n);
+
+// The group's members (ranks, ascending) per node, if every node holds the same number of them
+// and there are at least two nodes; else empty.
+std::vector<std::vector<int>> members_by_node(const std::vector<int>& ranks, const NodeMap& nodes);
+
+// The algorithm the simulator runs for `kind` over `ranks` (ascending) when none is forced: the
+// ring, unless `nodes` is given and the group spans k > 1 nodes with the same number m of
+// members on each, where an all-reduce, all-gather or reduce-scatter runs hierarchically (m > 1)
+// and an all-reduce as a tree when that alpha-beta time is strictly smaller than the flat
+// ring's over the network (compared in the order ring, hierarchical, tree).
+Algorithm choose_algorithm(strategies::CollectiveKind kind, const std::vector<int>& ranks,
+                           double bytes, const NodeMap* nodes);
+
+// The route latency of one hop of a ring over `ranks`: the intra-node latency of their node
+// group when they share a node, else the network's.
+double ring_hop_latency(const strategies::ClusterSpec& cluster,
+                        const std::vector<int>& node_of_rank, const std::vector<int>& ranks);
+
+// The alpha-beta time of the algorithm the simulator chooses for `kind` over `ranks` (ascending
+// cluster GPU indices) of `bytes` (nccl-tests "size") on `cluster` with `links`: the tree or
+// the hierarchical form at their formulas; the flat algorithm at the intra-node latency and
+// bandwidth of the ranks' node group when they share a node, else at the network's. Uncontended
+// links: the simulation equals it when nothing else shares the group's links
+// (tests/sim "CostModelLinkFace"). 0 for a group of one.
+double collective_alpha_beta_seconds(strategies::CollectiveKind kind, const std::vector<int>& ranks,
+                                     double bytes, const strategies::ClusterSpec& cluster,
+                                     const LinkEfficiencies& links);
+
+}  // namespace strata::profiler

@@ -1,0 +1,28 @@
+// The Report of a replayed step (sim/simulate.hpp): per-rank compute, communication, exposed
+// communication and idle seconds from the task spans, throughput, MFU and the traced spans.
+// Internal to sim/: simulate() calls it once the engine has run.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "results/report.hpp"
+#include "sim/simulate.hpp"
+#include "strategies/plan.hpp"
+
+namespace strata::sim {
+
+// What the replay measured: each simulated rank's task start and end times (simulated seconds,
+// indexed [rank][task]; only the representatives' rows are filled), the rank whose times stand
+// for each rank (itself, or its folding representative), and the SimGrid activities it ran.
+struct ReplayTimes {
+  const std::vector<std::vector<double>>& starts;
+  const std::vector<std::vector<double>>& ends;
+  std::vector<int> representative;
+  double activities = 0;
+};
+
+results::Report assemble_report(const strategies::Plan& plan, const ReplayTimes& times,
+                                const SimOptions& options, const std::string& cost_model);
+
+}  // namespace strata::sim

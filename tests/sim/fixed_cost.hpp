@@ -1,0 +1,43 @@
+// A cost model for the simulator's tests: fixed compute times, links at line rate.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "profiler/cost_model.hpp"
+#include "profiler/link_model.hpp"
+
+namespace strata::sim::testing {
+
+// A cost model for tests: every compute task (of a layer, with layers_only) takes `seconds`;
+// every other compute task takes none. Its links run at line rate, and its direct answer for a
+// collective is the link model's formula at line rate.
+class FixedCost final : public profiler::CostModel {
+ public:
+  explicit FixedCost(double seconds, bool layers_only = false)
+      : seconds_(seconds), layers_only_(layers_only) {}
+  double op_seconds(const strategies::Op&, const strategies::DeviceSpec&,
+                    strategies::Precision) const override {
+    return seconds_;
+  }
+  double compute_seconds(const strategies::Program&, const strategies::Task& t,
+                         const strategies::DeviceSpec&, strategies::Precision) const override {
+    if (!layers_only_) return seconds_;
+    return t.layer >= 0 ? seconds_ : 0.0;
+  }
+  profiler::LinkEfficiencies link_efficiencies() const override { return {}; }
+  double collective_seconds(strategies::CollectiveKind kind, const std::vector<int>& ranks,
+                            double bytes, const strategies::ClusterSpec& cluster) const override {
+    return profiler::collective_alpha_beta_seconds(kind, ranks, bytes, cluster, {});
+  }
+  std::string name() const override { return "fixed"; }
+
+ private:
+  double seconds_;
+  bool layers_only_;
+};
+
+// Collectives alone at line rate, to check them against their formulas with the spec's numbers.
+inline const FixedCost kLineRate(0);
+
+}  // namespace strata::sim::testing
