@@ -194,47 +194,60 @@ struct Buffer {
 // ---------------------------------------------------------------------------------------------
 // Ops
 //
-// dims per kind (N rows or tokens, C channels; "shard" = this rank's part):
+// dims per kind (N tokens, R rows held of the residual stream, C channels; "shard" = this
+// rank's part; "(acc)" = added into; operands in brackets are optional):
 //   kLoadBatch         dims {B samples, T, first-sample offset of the micro-batch, samples per
 //                      replica}; out {tokens (B,T) int32, targets (B,T) int32} (either may be
-//                      absent); group = the data-parallel group whose index picks the replica
+//                      absent; the buffers' kinds say which); group = the data-parallel group
+//                      whose index picks the replica's samples
 //   kEmbedding         dims {N, C, V shard rows, T}; in {tokens, word shard, [positions]};
-//                      out {partial (N,C)}. Rows whose token lies in the rank's vocabulary shard
-//                      (group index x V shard) get its row, the others 0. Positions are added
-//                      where the reduction that follows counts them once (flag kOwnRows: the
-//                      rank's row block of the group; otherwise group index 0 only).
-//   kEmbeddingBwd      dims as kEmbedding; in {grad (N,C), tokens, [grad rows (R,C)]};
-//                      out {word grad shard (acc), [position grad (acc)]}
+//                      out {partial (N,C), [dropout mask]}. Rows whose token lies in the rank's
+//                      vocabulary shard (group index x V shard) get its row, the others 0.
+//                      Positions are added where the reduction that follows counts them once
+//                      (flag kOwnRows: the rank's row block of the group; else group index 0).
+//   kEmbeddingBwd      dims as kEmbedding; in {gradient (N,C), tokens, gradient of the rank's
+//                      rows (R,C), [mask]}; out {word grad shard (acc), [position grad (acc)]}
 //   kLayerNorm         dims {R, C}; in {x, weight, bias}; out {y, mean (R), rstd (R)}; param eps
 //   kLayerNormBwd      dims {R, C}; in {dy, x, weight, mean, rstd, [residual grad]};
-//                      out {dx, weight grad, bias grad} (parameter gradients accumulate;
-//                      dx = the norm's input gradient plus the residual gradient when given)
+//                      out {dx, weight grad (acc), bias grad (acc)}; with flag kResidualGrad
+//                      dx = the norm's input gradient plus the residual gradient
 //   kRmsNorm(Bwd)      as the LayerNorm ops, without bias and mean
 //   kLinear            dims {M, K, N}; in {x (M,K), weight (N,K), [bias (N)]}; out {y (M,N)}
 //   kLinearBwdData     dims {M, K, N}; in {dy (M,N), weight}; out {dx (M,K)}
 //   kLinearBwdWeight   dims {M, K, N}; in {dy, x}; out {weight grad (acc), [bias grad (acc)]}
-//                      (flag kOverwrite: written, not accumulated)
-//   kAttention         dims {B, T, C shard, heads shard}; in {qkv (B,T,3C shard)};
-//                      out {ctx (B,T,C shard), probs (B,heads,T,T)}; dims[4..] unused
-//   kAttentionBwd      in {dctx, qkv, probs}; out {dqkv}
-//   kGelu/kSwiglu      dims {N, F shard}; in {x}; out {y}        (+Bwd: in {dy, x}; out {dx})
-//   kResidualAdd       dims {R, C}; in {residual (R,C), [bias (C)]}; out {y (N,C)} accumulated
-//                      into: y's rows are the partial sum of a tensor-parallel reduction, and the
-//                      residual and bias are added where that reduction counts them once (flag
-//                      kOwnRows: into the rank's row block; otherwise on group index 0 only)
-//   kResidualAddBwd    dims {R, C}; in {dy (R,C)}; out {[bias grad (acc)]}
+//   kAttention         dims {B, T, C shard (queries), heads shard, C shard (keys, values)};
+//                      in {qkv (N, C + 2 Ckv shard)}; out {ctx (N, C shard), probs
+//                      (B, heads, T, T), [dropout mask, dropout output]}; flag kRotary: rotary
+//                      position embeddings on q and k
+//   kAttentionBwd      dims as kAttention; in {dctx, qkv, probs, [mask, dropout output]};
+//                      out {dqkv}
+//   kGelu/kSwiglu      dims {N, F shard}; in {x (N, F or 2F)}; out {y (N, F)}
+//                      (+Bwd: in {dy, x}; out {dx})
+//   kResidualAdd       dims {R, C}; in {residual (R,C), [bias (C)]}; out {y (N,C) (acc),
+//                      [dropout mask]}: y's rows are the partial sum of a tensor-parallel
+//                      reduction, and the residual and bias are added where that reduction counts
+//                      them once (flag kOwnRows: into the rank's row block; else group index 0)
+//   kResidualAddBwd    dims {R, C}; in {dy (R,C), [mask]}; out {[bias grad (acc)]}
 //   kSoftmaxStats      dims {N, V shard}; in {logits, targets}; out {stats (N,3)}: per row
 //                      max, sum of exponentials and the target's logit where it lies in the
 //                      rank's vocabulary shard (group index x V shard)
-//   kCrossEntropyBwd   dims {N, V shard}; in {logits, stats, targets}; out {dlogits, loss (acc)};
-//                      param = the scale of d(step loss)/d(logit)
-//   kGradAccumulate    dims {n}; in {new gradient}; out {accumulator}: accumulator += new
-//   kAdamW             dims {elements of the bucket, group size}; in {grads}; out {params,
-//                      adam m, adam v, [master]}; with flag kPartitioned the rank updates its
-//                      part of the bucket (group = dp, parts as in Topology::partition), the
-//                      states holding that part only
-//   kAllReduce ...     the collective or transfer of a non-compute task: in {buffers read},
-//                      out {buffers written} (see each task kind in docs/plan.md)
+//   kCrossEntropyBwd   dims {N, V shard}; in {logits, stats, targets}; out {dlogits, loss
+//                      (acc, fp64; on group index 0)}; param = d(step loss)/d(logit)'s scale
+//   kGradAccumulate    dims {n, accumulator dtype bytes}; in {new gradients}; out {their
+//                      accumulators}, pairwise: accumulator += new
+//   kAdamW             dims {elements of the bucket, dp group size, gradient dtype bytes,
+//                      optimizer bytes per element (8, or 12 with fp32 master weights)};
+//                      in {grads}; out {params, adam m, adam v, [master]}; with flag
+//                      kPartitioned the rank updates its part of the bucket (partition()): an
+//                      operand holding the whole bucket is read at the part's offset, one
+//                      holding a part (rounded up) from 0
+//   Parameter-gradient outputs are accumulated into unless flag kOverwrite says they are
+//   written (fresh gradients of a separate accumulation kernel).
+//   kAllReduce, kAllGather, kReduceScatter, kSend, kRecv
+//                      dims {message elements (nccl-tests' "size")}; in {buffers read}, out
+//                      {buffers written} (an all-reduce in place: the same); flags kPartitioned
+//                      (ZeRO's uneven parts of a bucket), kAccumulate (a reduce-scatter adds
+//                      into its output), kSoftmaxReduce (combines softmax statistics)
 enum class OpKind : std::uint8_t {
   kLoadBatch,
   kEmbedding, kEmbeddingBwd,

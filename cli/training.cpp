@@ -1,0 +1,233 @@
+// The pieces of `strata run`; see training.hpp.
+#include "cli/training.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+
+#include "cli/commands.hpp"
+#include "cli/specs.hpp"
+#include "common/error.hpp"
+#include "common/host.hpp"
+#include "common/units.hpp"
+#include "executor/checkpoint.hpp"
+#include "results/trace.hpp"
+
+namespace strata::cli {
+
+namespace {
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+double parse_positive_double(const Args& args, const std::string& flag, double fallback) {
+  const auto v = args.get(flag);
+  if (!v) return fallback;
+  std::size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(*v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v->size() || !(x > 0)) {
+    throw ConfigError(flag + " = " + *v + ": must be a positive number");
+  }
+  return x;
+}
+
+// What the CPU executor cannot run, named by the spec field to change (the executor itself
+// refuses by the Plan's ops and buffers; this says it in the user's terms first).
+void check_runnable(const strategies::Plan& plan) {
+  const auto& m = plan.model;
+  const auto& s = plan.strategy;
+  auto refuse = [](const std::string& field, const std::string& value, const std::string& rule) {
+    throw ConfigError(field + " = " + value + ": " + rule);
+  };
+  if (m.family != strategies::ModelFamily::kGpt || m.norm != strategies::NormKind::kLayerNorm ||
+      m.hidden_act != strategies::Activation::kGelu || !m.learned_position_embeddings ||
+      !m.bias) {
+    refuse("model.family", m.family == strategies::ModelFamily::kGpt ? "\"gpt\"" : "\"llama\"",
+           "the executor runs GPT models (LayerNorm, GELU, learned positions, biases) so far");
+  }
+  if (m.dropout) {
+    refuse("model.dropout", "true",
+           "the executor does not implement dropout yet; set \"dropout\": false");
+  }
+  if (s.precision != strategies::Precision::kFp32) {
+    refuse("strategy.precision", "\"" + std::string(strategies::precision_name(s.precision)) + "\"",
+           "the CPU executor computes in fp32; set \"precision\": \"fp32\"");
+  }
+  if (m.vocab_size != 256) {
+    refuse("model.vocab_size", std::to_string(m.vocab_size),
+           "the executor's byte-level data needs 256");
+  }
+}
+
+// DIR/rank-NNNNN.json: this rank's reduced gradients of the first step (RunOptions' capture).
+void dump_gradients(const std::string& dir, int rank,
+                    const std::vector<exec::GradientPiece>& pieces) {
+  json::Json list = json::Json::array();
+  for (const exec::GradientPiece& g : pieces) {
+    list.push_back({{"name", g.name}, {"rows", g.rows}, {"cols", g.cols},
+                    {"shard", strategies::shard_name(g.shard)}, {"row_blocks", g.row_blocks},
+                    {"parts", g.parts}, {"index", g.index}, {"begin", g.begin},
+                    {"values", g.values}});
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  char name[32];
+  std::snprintf(name, sizeof name, "rank-%05d.json", rank);
+  write_output((std::filesystem::path(dir) / name).string(),
+               json::Json({{"kind", "strata.gradients"}, {"rank", rank}, {"pieces", list}}).dump() +
+                   "\n");
+}
+
+}  // namespace
+
+Training prepare_training(const Args& args, exec::Comm& comm) {
+  Training t;
+  t.steps = args.get_positive_int("--steps").value_or(10);
+  if (args.has("--save-every") && !args.has("--save")) {
+    throw ConfigError("--save-every = " + *args.get("--save-every") + ": needs --save DIR");
+  }
+  t.save_every = args.get_positive_int("--save-every").value_or(0);
+  if (const auto seed = args.get_positive_int("--seed")) t.options.seed = static_cast<unsigned>(*seed);
+  t.options.adam.lr = static_cast<float>(parse_positive_double(args, "--lr", t.options.adam.lr));
+  const strategies::ModelSpec model =
+      strategies::load_model(resolve_spec("models", "--model", args.require("--model")));
+  const strategies::ClusterSpec cluster =
+      strategies::load_cluster(resolve_spec("clusters", "--cluster", args.require("--cluster")));
+  const strategies::StrategySpec strategy = strategies::load_strategy(
+      resolve_spec("strategies", "--strategy", args.require("--strategy")));
+  if (strategy.world_size() != comm.size()) {
+    throw ConfigError("world size = " + std::to_string(comm.size()) + " (mpirun -np): strategy '" +
+                      strategy.name + "' needs dp * tp * pp * cp = " +
+                      std::to_string(strategy.world_size()) + " ranks");
+  }
+  t.plan = std::make_unique<strategies::Plan>(strategies::lower(model, cluster, strategy, comm.size()));
+  check_runnable(*t.plan);
+  // Fault injection for the tests (docs/executor.md): STRATA_TEST_GRAD_SCALE=X scales the
+  // logits' gradient, which the loss curve hardly shows and the gradients do.
+  if (const char* g = std::getenv("STRATA_TEST_GRAD_SCALE")) t.options.test_gradient_scale = std::stof(g);
+  t.corpus = std::make_unique<exec::Corpus>(args.get("--data").value_or(exec::default_corpus_path()),
+                                            model.seq_length, t.options.seed);
+  t.executor = std::make_unique<exec::Executor>(*t.plan, comm, *t.corpus, t.options);
+  return t;
+}
+
+void resume(Training& t, const Args& args, exec::Comm& comm) {
+  const auto dir = args.get("--resume");
+  if (!dir) return;
+  t.first_step = exec::load_checkpoint(*dir, *t.plan, comm, t.executor->interpreter());
+  t.executor->set_steps_done(t.first_step);
+}
+
+void print_banner(const Training& t, const exec::Comm& comm) {
+  const strategies::Plan& p = *t.plan;
+  std::printf("strata run: %s, strategy %s (dp %d, tp %d, pp %d, %s, recompute %s), %d rank%s "
+              "(%s), global batch %d x %d tokens\n",
+              p.model.name.c_str(), p.strategy.name.c_str(), p.strategy.dp, p.strategy.tp,
+              p.strategy.pp, strategies::schedule_name(p.strategy.schedule),
+              strategies::recompute_name(p.strategy.recompute), comm.size(),
+              comm.size() == 1 ? "" : "s", comm.backend().c_str(), p.strategy.global_batch_size,
+              p.model.seq_length);
+}
+
+TrainingResult train(Training& t, const Args& args, exec::Comm& comm) {
+  const double tokens =
+      static_cast<double>(t.plan->strategy.global_batch_size) * t.plan->model.seq_length;
+  // Fault injection for the tests (docs/executor.md): STRATA_TEST_KILL="RANK:STEP" makes that
+  // rank kill itself with SIGKILL as the step starts, like a crashed node.
+  int kill_rank = -1, kill_step = -1;
+  if (const char* k = std::getenv("STRATA_TEST_KILL")) {
+    if (std::sscanf(k, "%d:%d", &kill_rank, &kill_step) != 2) kill_rank = -1;
+  }
+  TrainingResult out;
+  for (int k = t.first_step; k < t.steps; ++k) {
+    if (comm.rank() == kill_rank && k + 1 == kill_step) std::raise(SIGKILL);
+    const bool capture = k == t.first_step && args.has("--dump-gradients");
+    const exec::StepResult r = t.executor->step(capture);
+    if (capture) {
+      dump_gradients(*args.get("--dump-gradients"), comm.rank(), t.executor->captured_gradients());
+    }
+    const double rate = tokens / r.seconds;
+    out.steps.push_back({r.step, r.loss, r.seconds, rate});
+    if (comm.rank() == 0) {
+      std::printf("step %4d  loss %.6f  time %8.4f s  tokens/s %10.0f\n", r.step, r.loss,
+                  r.seconds, rate);
+      std::fflush(stdout);
+    }
+    if (const auto dir = args.get("--save")) {
+      if (r.step == t.steps || (t.save_every > 0 && r.step % t.save_every == 0)) {
+        exec::save_checkpoint(*dir, r.step, *t.plan, comm, t.executor->interpreter());
+      }
+    }
+  }
+  if (args.has("--trace")) out.spans = t.executor->gather_last_step();
+  out.memory = t.executor->gather_memory();
+  return out;
+}
+
+void report_training(const Training& t, const TrainingResult& r, const Args& args,
+                     const exec::Comm& comm) {
+  std::vector<double> rates;
+  for (const results::RunStep& s : r.steps) rates.push_back(s.tokens_per_s);
+  std::sort(rates.begin(), rates.end());
+  const double median = rates.empty() ? 0 : rates[rates.size() / 2];
+  std::printf("median tokens/s %.0f over %d steps\n", median, t.steps - t.first_step);
+  // Memory: the Plan's tensors as the executor allocated them, beside the Plan's prediction.
+  for (const exec::RankMemory& m : r.memory) {
+    std::printf("rank %d memory: measured peak %s, Plan %s%s (static %s; staging %s, "
+                "alignment %s outside the Plan)\n",
+                m.rank, units::format_bytes(m.measured.peak_bytes).c_str(),
+                units::format_bytes(m.planned_peak_bytes).c_str(),
+                m.measured.peak_bytes == m.planned_peak_bytes ? " (equal)" : " (DIFFERENT)",
+                units::format_bytes(m.measured.static_bytes.total()).c_str(),
+                units::format_bytes(m.measured.staging_peak_bytes).c_str(),
+                units::format_bytes(m.measured.alignment_padding_bytes).c_str());
+  }
+  const strategies::Plan& p = *t.plan;
+  if (const auto path = args.get("--json")) {
+    results::RunRecord run;
+    run.model = p.model.name;
+    run.strategy = p.strategy.name;
+    run.cluster = p.cluster.name;
+    run.world_size = comm.size();
+    run.backend = comm.backend();
+    run.seed = t.options.seed;
+    run.first_step = t.first_step + 1;
+    run.lr = t.options.adam.lr;
+    run.data = t.corpus->path();
+    run.tokens_per_step = static_cast<double>(p.strategy.global_batch_size) * p.model.seq_length;
+    run.steps = r.steps;
+    run.median_tokens_per_s = median;
+    for (const exec::RankMemory& m : r.memory) {
+      run.memory.push_back({m.rank, m.planned_peak_bytes, m.measured.peak_bytes, m.planned_static,
+                            m.measured.static_bytes, m.measured.peak_transient_bytes,
+                            m.measured.staging_peak_bytes, m.measured.alignment_padding_bytes});
+    }
+    run.provenance = p.provenance;
+    run.host = host_name();
+    run.date = utc_now();
+    write_output(*path, results::run_to_json(run).dump(2) + "\n");
+  }
+  if (const auto path = args.get("--trace")) {
+    json::Json other = results::trace_other_data("measured", p.provenance);
+    other["step"] = t.steps;
+    other["backend"] = comm.backend();
+    other["host"] = host_name();
+    other["date"] = utc_now();
+    write_output(*path, results::trace_to_json(p, r.spans, other).dump() + "\n");
+  }
+}
+
+}  // namespace strata::cli
