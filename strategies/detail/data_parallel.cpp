@@ -305,25 +305,37 @@ BufId DataParallel::value(TensorKind kind, int layer) const {
   return g->second;
 }
 
-BufId DataParallel::round_grads(int bucket, int round, int mb) {
-  const auto key = std::pair{bucket, round};
-  const auto it = round_grads_.find(key);
-  if (it != round_grads_.end()) return it->second;
+// A transient flat copy of a bucket -- one micro-batch's gradients, or a ZeRO-3 gathered copy
+// of its parameters -- with a view per member, which `keep` receives.
+template <class Keep>
+BufId DataParallel::bucket_copy(int bucket, TensorKind kind, Role role, DType dtype, int mb,
+                                std::uint8_t instance, Keep keep) {
   const BucketInfo& b = p_.buckets[bucket];
   Buffer flat;
-  flat.kind = TensorKind::kBucketGrads;
-  flat.role = Role::kGrad;
-  flat.dtype = c_.grad;
+  flat.kind = kind;
+  flat.role = role;
+  flat.dtype = dtype;
   flat.bucket = bucket;
   flat.micro_batch = mb;
+  flat.instance = instance;
   flat.ndim = 1;
   flat.shape = {b.elements, 0, 0, 0};
   const BufId id = c_.emit.buffer(flat);
   for (int i : b.members) {
-    Buffer v = param_view(p_.params[i], id, c_.grad, Role::kGrad, true);
+    Buffer v = param_view(p_.params[i], id, dtype, role, role == Role::kGrad);
     v.micro_batch = mb;
-    round_member_[{i, round}] = c_.emit.buffer(v);
+    v.instance = instance;
+    keep(i, c_.emit.buffer(v));
   }
+  return id;
+}
+
+BufId DataParallel::round_grads(int bucket, int round, int mb) {
+  const auto key = std::pair{bucket, round};
+  const auto it = round_grads_.find(key);
+  if (it != round_grads_.end()) return it->second;
+  const BufId id = bucket_copy(bucket, TensorKind::kBucketGrads, Role::kGrad, c_.grad, mb, 0,
+                               [&](int param, BufId v) { round_member_[{param, round}] = v; });
   round_grads_.emplace(key, id);
   return id;
 }
@@ -351,22 +363,9 @@ TaskId DataParallel::gather(TaskId after, const std::vector<TensorKind>& kinds, 
   for (int id : buckets) {
     const BucketInfo& b = p_.buckets[id];
     STRATA_CHECK(b.gathered_per_use, "a gather of parameters outside a ZeRO-3 bucket");
-    Buffer flat;
-    flat.kind = TensorKind::kBucketGathered;
-    flat.role = Role::kGatheredParams;
-    flat.dtype = c_.act;
-    flat.bucket = id;
-    flat.micro_batch = mb;
-    flat.instance = instance;
-    flat.ndim = 1;
-    flat.shape = {b.elements, 0, 0, 0};
-    const BufId gathered = c_.emit.buffer(flat);
-    for (int i : b.members) {
-      Buffer v = param_view(p_.params[i], gathered, c_.act, Role::kGatheredParams, false);
-      v.micro_batch = mb;
-      v.instance = instance;
-      gathered_[{i, p_.params[i].layer}] = c_.emit.buffer(v);
-    }
+    const BufId gathered =
+        bucket_copy(id, TensorKind::kBucketGathered, Role::kGatheredParams, c_.act, mb, instance,
+                    [&](int param, BufId v) { gathered_[{param, p_.params[param].layer}] = v; });
     OpSpec op;
     op.kind = OpKind::kAllGather;
     op.dtype = c_.act;

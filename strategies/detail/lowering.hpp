@@ -207,6 +207,9 @@ class DataParallel {
   void emit_reduction(int bucket, TaskId producer, int mb, int chunk,
                       const std::vector<TaskId>& also_after);
   BufId round_grads(int bucket, int round, int mb);
+  template <class Keep>
+  BufId bucket_copy(int bucket, TensorKind kind, Role role, DType dtype, int mb,
+                    std::uint8_t instance, Keep keep);
 
   StageContext& c_;
   Program& p_;
@@ -273,6 +276,10 @@ class ModelGraph {
                 Instance& rc, Instance& bw);
   bool recomputed_block(Block b, int layer) const;
   BufId loss_buffer();
+  // The LM head's weight (its own, or the tied word embedding) and, under ZeRO-3, the gathers
+  // of it and the final norm for one use.
+  TensorKind head_weight() const;
+  TaskId gather_head(TaskId after, Phase phase, int mb, int chunk, std::uint8_t instance);
 
   StageContext& c_;
   TensorParallel& tp_;

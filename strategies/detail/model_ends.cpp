@@ -21,6 +21,16 @@ BufId ModelGraph::loss_buffer() {
   return loss_;
 }
 
+TensorKind ModelGraph::head_weight() const {
+  return dp_.has(K::kLmHeadWeight, -1) ? K::kLmHeadWeight : K::kWordEmbedding;
+}
+
+TaskId ModelGraph::gather_head(TaskId after, Phase phase, int mb, int chunk,
+                               std::uint8_t instance) {
+  if (c_.s.zero_stage != 3) return kNoTask;
+  return dp_.gather(after, {K::kFinalNormWeight, head_weight()}, -1, phase, mb, chunk, instance);
+}
+
 TaskId ModelGraph::embedding_forward(int mb, int chunk, BufId* out) {
   const ModelSpec& m = c_.m;
   Instance& e = ends_[{chunk, mb}];
@@ -114,12 +124,8 @@ TaskId ModelGraph::head_forward(TaskId prev, int mb, int chunk, BufId x) {
     return id;
   };
   h[K::kLayerOut] = x;  // the final norm's input
-  const TensorKind weight =
-      dp_.has(K::kLmHeadWeight, -1) ? K::kLmHeadWeight : K::kWordEmbedding;
-  const TaskId gathered =
-      c_.s.zero_stage == 3
-          ? dp_.gather(prev, {K::kFinalNormWeight, weight}, -1, Phase::kForward, mb, chunk, 0)
-          : kNoTask;
+  const TensorKind weight = head_weight();
+  const TaskId gathered = gather_head(prev, Phase::kForward, mb, chunk, 0);
   OpSpec norm;
   norm.kind = ln ? OpKind::kLayerNorm : OpKind::kRmsNorm;
   norm.dtype = c_.act;
@@ -194,12 +200,8 @@ TaskId ModelGraph::head_backward(int mb, int chunk, BufId* grad_x) {
   const std::int64_t N = c_.tokens(0), C = m.hidden_size, vshard = m.vocab_size / c_.tp_of(0);
   // Sequence parallelism kept the rank's rows of the final norm's output: gather them again
   // for the LM head's weight gradient.
-  const TensorKind weight =
-      dp_.has(K::kLmHeadWeight, -1) ? K::kLmHeadWeight : K::kWordEmbedding;
-  const TaskId gathered =
-      c_.s.zero_stage == 3
-          ? dp_.gather(kNoTask, {K::kFinalNormWeight, weight}, -1, Phase::kBackward, mb, chunk, 2)
-          : kNoTask;
+  const TensorKind weight = head_weight();
+  const TaskId gathered = gather_head(kNoTask, Phase::kBackward, mb, chunk, 2);
   Instance bw;
   const TaskId regathered =
       tp_.gather(kNoTask, 0, h[K::kFinalNormOut], K::kFinalNormFull, -1, mb, chunk,
