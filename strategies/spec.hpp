@@ -167,7 +167,9 @@ struct StrategySpec {
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;
   Precision precision = Precision::kBf16;
-  bool main_grads_fp32 = false;     // keep fp32 gradient accumulators (Megatron's default)
+  // Keep fp32 gradient accumulators: Megatron-LM's --accumulate-allreduce-grads-in-fp32, in 2021
+  // an option (off by default) that it forced on only for bf16.
+  bool main_grads_fp32 = false;
   GradAccumulation grad_accumulation = GradAccumulation::kFused;
   std::vector<LayerOverride> layer_overrides;
   std::vector<int> stage_layers;    // uneven partition: layers per (virtual) stage; empty = even
