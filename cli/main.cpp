@@ -15,8 +15,8 @@ const char* const kHelp = R"(strata - predict and run parallel training strategi
 Usage: strata <command> [options]
 
 Commands:
-  plan       Lower a model, a cluster and a strategy to a Plan (the per-rank task graph that
-             the simulator and the executor both consume) and print its summary: world size,
+  plan       Lower a model, a cluster and a strategy to a Plan (per-rank programs of ops over
+             named tensors that the simulator and the executor both consume) and print its summary: world size,
              groups, tasks, FLOPs per step, bytes per collective, peak memory per rank.
   simulate   Predict one training step on a modelled cluster: replay the Plan in a SimGrid
              discrete-event simulation and report step time, throughput, TFLOP/s per GPU, MFU,

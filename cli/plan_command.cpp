@@ -24,7 +24,7 @@ Options:
   --gpus N           world size: use the first N GPUs of the cluster (default: all of them);
                      must equal dp*tp*pp*cp of the strategy
   --nodes N          rescale a uniform cluster to N nodes before planning
-  --out FILE         write the full Plan (every task, dependency and memory event) as JSON;
+  --out FILE         write the full Plan (every program's tasks, ops and buffers) as JSON;
                      '-' writes it to stdout
   --json [FILE]      print the summary as JSON instead of text (to FILE, or stdout)
   --ignore-memory    exit 0 even when a rank's peak memory exceeds its device memory

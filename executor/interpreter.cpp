@@ -69,7 +69,6 @@ std::string refusal(const strategies::ProgramSet& plan, int rank) {
              std::to_string(op.dims[2]) + " query channels: the executor runs multi-head "
              "attention only (num_key_value_heads = num_attention_heads)";
     }
-    if (op.kind == OpKind::kSend || op.kind == OpKind::kRecv) continue;
   }
   return "";
 }

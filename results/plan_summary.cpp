@@ -94,7 +94,7 @@ std::string render_plan_summary(const json::Json& j) {
   }
   os << "  memory per rank, by pipeline stage\n";
   os << "    " << pad("stage", 7) << lpad("ranks", 6) << lpad("params", 12) << lpad("grads", 12)
-     << lpad("optimizer", 12) << lpad("activations", 13) << lpad("peak", 12) << lpad("capacity", 12)
+     << lpad("optimizer", 12) << lpad("transient", 13) << lpad("peak", 12) << lpad("capacity", 12)
      << "  fits\n";
   for (const auto& s : j["memory"]["stages"]) {
     os << "    " << pad(std::to_string(s["stage"].get<int>()), 7)

@@ -1,5 +1,5 @@
-// FLOP and memory accounting for one model under one strategy: the formulas the Plan's tasks and
-// memory events are built from (derivations in docs/accounting.md).
+// FLOP and memory accounting for one model under one strategy: the published formulas (derivations
+// in docs/accounting.md) that the Plan's op costs and buffer tables are tested against.
 //
 // FLOPs count matmuls only, 2 per multiply-accumulate, as Megatron-LM does (Narayanan et al.
 // 2021, eq. 3). Activation memory follows Korthikanti et al. 2022 ("Reducing Activation

@@ -196,7 +196,7 @@ const char* tensor_kind_name(TensorKind k) {
     case TensorKind::kFc2Partial: return "mlp.fc2.partial";
     case TensorKind::kMlpMask: return "mlp.fc2.dropout_mask";
     case TensorKind::kLayerOut: return "out";
-    case TensorKind::kReceived: return "in.slice";
+    case TensorKind::kReceived: return "received";
     case TensorKind::kResharded: return "in.resharded";
     case TensorKind::kFinalNormOut: return "final_norm.out";
     case TensorKind::kFinalNormMean: return "final_norm.mean";
@@ -213,7 +213,6 @@ const char* tensor_kind_name(TensorKind k) {
     case TensorKind::kBucketAdamM: return "adam_m";
     case TensorKind::kBucketAdamV: return "adam_v";
     case TensorKind::kBucketGathered: return "params.gathered";
-    case TensorKind::kReplicatedGrads: return "replicated.grads";
   }
   return "?";
 }
@@ -369,6 +368,8 @@ std::string ParamInfo::init_name() const {
 std::string Program::buffer_name(std::int32_t id) const {
   STRATA_CHECK(id >= 0 && static_cast<std::size_t>(id) < buffers.size(), "no such buffer");
   const Buffer& b = buffers[id];
+  // The rank's part of a pipeline tensor that crosses the stages in parts (scatter/gather).
+  if (b.is_view() && b.view_group.kind == GroupKind::kTp) return buffer_name(b.view_of) + ".part";
   std::string name;
   if (b.bucket >= 0 && (b.kind >= TensorKind::kBucketParams && b.kind <= TensorKind::kBucketGathered)) {
     name = "bucket" + std::to_string(b.bucket) + ".";

@@ -21,7 +21,8 @@
 //  - A view (view_of >= 0) is a window of `elements()` elements at `view_offset` into another
 //    buffer (a parameter inside its bucket's flat buffer, ...): it costs no memory and lives as
 //    long as its parent. When view_group is set, the offset is view_offset x (the rank's index
-//    in that group): the rank's own slice (pipeline scatter, resharding).
+//    in that group): the rank's own part (pipeline scatter, resharding), named "<parent>.part"
+//    for the pipeline's.
 //  - Gradient buffers (role kGrad) start every step, or their allocation, at zero.
 //
 // Ops (a compute task's ops run in order; a collective or transfer is one op):
@@ -155,7 +156,7 @@ enum class TensorKind : std::uint8_t {
   kNorm2Out, kNorm2Mean, kNorm2Rstd, kNorm2Full,
   kFc1Out, kMlpAct,
   kFc2Partial, kMlpMask, kLayerOut,
-  kReceived,       // a received slice (pipeline scatter/gather)
+  kReceived,       // the received part of a boundary tensor (pipeline scatter/gather)
   kResharded,      // a layer input gathered or sliced for another tp layout
   // the head
   kFinalNormOut, kFinalNormMean, kFinalNormRstd, kFinalNormFull,
@@ -163,7 +164,6 @@ enum class TensorKind : std::uint8_t {
   // data parallelism: one bucket of parameters and their gradients
   kBucketParams, kBucketGrads, kBucketParamShard, kBucketGradShard,
   kBucketMaster, kBucketAdamM, kBucketAdamV, kBucketGathered,
-  kReplicatedGrads,  // sequence parallelism: the replicated parameters' gradients together
 };
 const char* tensor_kind_name(TensorKind k);
 

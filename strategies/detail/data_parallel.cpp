@@ -200,7 +200,8 @@ int DataParallel::make_bucket(const std::vector<int>& params, int layout) {
   // A one-rank group reduces nothing: its buckets keep whole gradients and states.
   b.zero_stage = dp > 1 ? c_.s.zero_stage : 0;
   // ZeRO-3 (DeepSpeed's stage 3): every bucket's parameters are sharded and gathered for each
-  // use -- a layer's forward and backward, the embedding's, the head's.
+  // use -- a layer's forward and backward, the embedding's, the head's -- also over a one-rank
+  // group (a layout whose dp is 1), where the gather is a copy, as the Plan always priced it.
   b.gathered_per_use = c_.s.zero_stage == 3;
   for (int i : params) b.elements += p_.params[i].elements;
   b.members = params;
@@ -409,7 +410,7 @@ void DataParallel::grad_ready(TaskId producer, Group g, int layer, int mb, int c
   if (c_.dp_of(k.layout) == 1) return;  // nothing to reduce
   if (c_.s.zero_stage == 3) {
     const int bucket = unit_buckets_.at(chunk_).at(next_bucket_++);
-    emit_reduction(bucket, producer, mb, chunk, {});
+    emit_reduction(bucket, producer, mb, chunk, {}, layer);
     return;
   }
   if (open_.elements > 0 && open_.layout != k.layout) close_open(mb, chunk);
@@ -445,7 +446,7 @@ void DataParallel::close_open(int mb, int chunk) {
 }
 
 void DataParallel::emit_reduction(int bucket, TaskId producer, int mb, int chunk,
-                                  const std::vector<TaskId>& also_after) {
+                                  const std::vector<TaskId>& also_after, int layer) {
   const BucketInfo& b = p_.buckets[bucket];
   std::vector<TaskId> deps{producer};
   deps.insert(deps.end(), also_after.begin(), also_after.end());
@@ -494,7 +495,7 @@ void DataParallel::emit_reduction(int bucket, TaskId producer, int mb, int chunk
     op.out = {b.grad_shard};
   }
   c_.emit.add(c_.collective_task(CollectiveKind::kReduceScatter, Purpose::kZero, b.dp_group,
-                                 Phase::kBackward, -1, mb, chunk),
+                                 Phase::kBackward, layer, mb, chunk),
               {op}, deps);
 }
 
@@ -561,7 +562,7 @@ void DataParallel::finish_step() {
   const TaskId step = c_.emit.add(
       c_.compute_task(Phase::kStep, Block::kOptimizer, -1, -1, 0), adam,
       {last_compute, c_.emit.last_on(Stream::kDp), c_.emit.last_on(Stream::kTp)});
-  // Distributed optimizer (ZeRO-1/2; ZeRO-3's parameters outside the layers): all-gather the
+  // Distributed optimizer (ZeRO-1/2; ZeRO-3 gathers before each use instead): all-gather the
   // updated parameters, one all-gather per gradient bucket of the last reduction.
   for (int bucket : step_gathers_) {
     const BucketInfo& b = p_.buckets[bucket];

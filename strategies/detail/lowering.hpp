@@ -111,7 +111,7 @@ struct StageContext {
 // The buffers of one pass over a layer's (or the head's) tensors by TensorKind, their
 // gradients, and gradient contributions still to be added (the residual stream's).
 struct Instance {
-  static constexpr int kSize = static_cast<int>(TensorKind::kReplicatedGrads) + 1;
+  static constexpr int kSize = static_cast<int>(TensorKind::kBucketGathered) + 1;
   std::array<BufId, kSize> id, grad, pend;
   Instance() {
     id.fill(kNoBuf);
@@ -204,8 +204,9 @@ class DataParallel {
   int make_bucket(const std::vector<int>& params, int layout);
   const Call& next_call(Group g, int layer);
   void close_open(int mb, int chunk);
+  // `layer`: the ZeRO-3 bucket's layer (-1 for a bucket of several or none), for traces.
   void emit_reduction(int bucket, TaskId producer, int mb, int chunk,
-                      const std::vector<TaskId>& also_after);
+                      const std::vector<TaskId>& also_after, int layer = -1);
   BufId round_grads(int bucket, int round, int mb);
   template <class Keep>
   BufId bucket_copy(int bucket, TensorKind kind, Role role, DType dtype, int mb,

@@ -21,6 +21,9 @@ BufId ModelGraph::loss_buffer() {
   return loss_;
 }
 
+// ZeRO-3's gathered copies are numbered by use: 0 and 2 the embedding's (or a layer's) forward
+// and backward, 1 a recompute, 3 and 4 the head's, so a bucket the embedding and a tied head
+// both gather gets a name per use.
 TensorKind ModelGraph::head_weight() const {
   return dp_.has(K::kLmHeadWeight, -1) ? K::kLmHeadWeight : K::kWordEmbedding;
 }
@@ -125,7 +128,7 @@ TaskId ModelGraph::head_forward(TaskId prev, int mb, int chunk, BufId x) {
   };
   h[K::kLayerOut] = x;  // the final norm's input
   const TensorKind weight = head_weight();
-  const TaskId gathered = gather_head(prev, Phase::kForward, mb, chunk, 0);
+  const TaskId gathered = gather_head(prev, Phase::kForward, mb, chunk, 3);
   OpSpec norm;
   norm.kind = ln ? OpKind::kLayerNorm : OpKind::kRmsNorm;
   norm.dtype = c_.act;
@@ -201,7 +204,7 @@ TaskId ModelGraph::head_backward(int mb, int chunk, BufId* grad_x) {
   // Sequence parallelism kept the rank's rows of the final norm's output: gather them again
   // for the LM head's weight gradient.
   const TensorKind weight = head_weight();
-  const TaskId gathered = gather_head(kNoTask, Phase::kBackward, mb, chunk, 2);
+  const TaskId gathered = gather_head(kNoTask, Phase::kBackward, mb, chunk, 4);
   Instance bw;
   const TaskId regathered =
       tp_.gather(kNoTask, 0, h[K::kFinalNormOut], K::kFinalNormFull, -1, mb, chunk,

@@ -89,8 +89,7 @@ class StageWalk {
     if (!scattered(boundary_layer)) return whole;
     const Buffer& w = c_.emit.buf(whole);
     const std::int64_t part = w.elements() / c_.tp_of(c_.layout_of(boundary_layer));
-    Buffer v = w;
-    v.kind = K::kReceived;
+    Buffer v = w;  // named "<the tensor>.part" (Program::buffer_name)
     v.ndim = 1;
     v.shape = {part, 0, 0, 0};
     v.view_of = whole;

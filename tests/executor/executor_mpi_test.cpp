@@ -107,6 +107,12 @@ TEST_P(Equivalence, TenStepsMatchTheOneRankLosses) {
     EXPECT_NEAR(b[k], a[k], 1e-4 * a[k]) << "step " << k + 1;
   }
   EXPECT_LT(b.back(), b.front() - 0.5) << "the loss does not fall";
+  // Every rank allocated the Plan's buffers when the Plan says: its measured peak is the Plan's.
+  ASSERT_EQ(got.json["memory"].size(), static_cast<std::size_t>(c.ranks));
+  for (const auto& m : got.json["memory"]) {
+    EXPECT_EQ(m["measured_peak_bytes"], m["planned_peak_bytes"]) << "rank " << m["rank"];
+    EXPECT_EQ(m["measured_static"], m["planned_static"]) << "rank " << m["rank"];
+  }
   // The gradients before the first optimizer step, every parameter reassembled from its shards
   // and ranks, equal the one-rank run's (AdamW hides their scale from the losses).
   const strata::test::Gradients g1 = strata::test::load_gradients(dir_ / "ref");

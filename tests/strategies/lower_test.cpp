@@ -1,5 +1,5 @@
-// Lowering to the Plan: FLOPs add up to the published formulas, memory events reproduce the
-// schedule's in-flight activations, every collective and transfer is matched across ranks, and
+// Lowering to the Plan: FLOPs add up to the published formulas, the buffers' lifetimes reproduce
+// the schedule's in-flight activations (Korthikanti et al.), every collective and transfer is matched across ranks, and
 // lowering is deterministic.
 #include "strategies/plan.hpp"
 
