@@ -3,9 +3,10 @@
 // by task the ops with the names and shapes of the buffers they read and write. The simulator
 // prices and the executor interprets exactly these ops (docs/architecture.md, docs/plan.md).
 //
-// Usage: plan_tour [MODEL [CLUSTER [STRATEGY [TASKS]]]]
+// Usage: plan_tour [MODEL [CLUSTER [STRATEGY [TASKS]]]]   or   plan_tour --plan FILE [TASKS]
 //   bundled names under configs/ or paths; defaults gpt-tiny, local-cpu, tiny-dp2-tp2, 12 tasks
-//   per program (0: all). The world is the strategy's dp * tp * pp * cp ranks.
+//   per program (0: all). The world is the strategy's dp * tp * pp * cp ranks. A plan.json
+//   (`strata plan --out`) is read back instead (results/plan.hpp).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -14,6 +15,7 @@
 
 #include "common/error.hpp"
 #include "common/units.hpp"
+#include "results/plan.hpp"
 #include "strategies/plan.hpp"
 
 using namespace strata;
@@ -63,6 +65,13 @@ void print_program(const ProgramSet& plan, const Program& p, std::size_t max_tas
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "--plan") {  // a saved plan.json
+    const Plan plan = results::read_plan(argv[2]);
+    for (const Program& p : plan.programs) {
+      print_program(plan, p, argc > 3 ? std::strtoul(argv[3], nullptr, 10) : 12);
+    }
+    return 0;
+  }
   const std::string model = argc > 1 ? argv[1] : "gpt-tiny";
   const std::string cluster = argc > 2 ? argv[2] : "local-cpu";
   const std::string strategy = argc > 3 ? argv[3] : "tiny-dp2-tp2";
