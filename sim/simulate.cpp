@@ -276,11 +276,28 @@ class Replayer {
     return start_flow_activity(platform_, {from, to, bytes, 0});
   }
 
-  // ---- pipeline transfers -------------------------------------------------------------------
+  // ---- pipeline transfers ----------------------------------------------------------------------
+  // A transfer is a rendezvous, as NCCL's send and receive are (both block the GPU until the
+  // pair has met): its data moves once the send and the matching receive have both been
+  // launched. A receive the Plan posts early (no deps: every non-blocking pipeline) makes this
+  // the eager transfer that starts with its send.
   void launch_send(int rank, std::uint32_t task, const Task& t) {
     const int peer = plan_.peer_rank(rank, t);
     const auto key = std::tuple{rank, peer, t.tag};
-    transfer_start_[key] = sg4::Engine::get_clock();
+    if (!active(peer) || waiting_recv_.count(key) != 0) {
+      start_transfer(rank, task, t, key);
+    } else {
+      unmatched_send_.emplace(key, task);
+    }
+  }
+
+  void start_transfer(int rank, std::uint32_t task, const Task& t,
+                      const std::tuple<int, int, std::uint32_t>& key) {
+    const int peer = std::get<1>(key);
+    const double now = sg4::Engine::get_clock();
+    transfer_start_[key] = now;
+    // A sender that waited for its receiver was idle, not communicating: its span starts now.
+    start_[rank][task] = now;
     track(start_flow(rank, peer, t.bytes), {PendingKind::kSend, rank, task, 0, 0, key});
     // Folded tensor-parallel peers send their own copies at the same moment.
     for (int s : siblings_[rank]) {
@@ -310,8 +327,15 @@ class Replayer {
     const auto key = std::tuple{plan_.peer_rank(rank, t), rank, t.tag};
     if (delivered_.erase(key)) {
       finish(rank, task);
-    } else {
-      waiting_recv_.emplace(key, task);
+      return;
+    }
+    waiting_recv_.emplace(key, task);
+    const auto sender = unmatched_send_.find(key);
+    if (sender != unmatched_send_.end()) {
+      const int from = std::get<0>(key);
+      const std::uint32_t send_task = sender->second;
+      unmatched_send_.erase(sender);
+      start_transfer(from, send_task, plan_.program_of(from).tasks[send_task], key);
     }
   }
 
@@ -453,6 +477,8 @@ class Replayer {
   double events_ = 0;
 
   std::map<std::tuple<int, int, std::uint32_t>, std::uint32_t> waiting_recv_;
+  // Sends launched before their receive: sender and tag -> the send task.
+  std::map<std::tuple<int, int, std::uint32_t>, std::uint32_t> unmatched_send_;
   std::set<std::tuple<int, int, std::uint32_t>> delivered_;
   std::map<std::tuple<int, int, std::uint32_t>, double> transfer_start_;
 

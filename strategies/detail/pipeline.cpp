@@ -2,6 +2,8 @@
 // backward of a micro-batch on a model chunk -- with the transfers between virtual stages
 // (activations forward, their gradients backward; scattered over tp with pp_scatter_gather),
 // calling the model description for the layers and the data-parallel pass for the gradients.
+#include <optional>
+
 #include "common/error.hpp"
 #include "strategies/detail/lowering.hpp"
 
@@ -33,20 +35,48 @@ class StageWalk {
       first_backward[order[i].chunk] = std::min(first_backward[order[i].chunk], i);
     }
     std::vector<int> rounds(c_.v, 0);
+    std::vector<std::array<TaskId, 2>> unit_end;  // the last compute and tp task of each unit
     for (std::size_t i = 0; i < order.size(); ++i) {
       const ScheduleUnit& u = order[i];
+      const std::size_t post = receive_posted_after(order, i);
+      posted_after_ = post < i ? unit_end[post] : std::array<TaskId, 2>{kNoTask, kNoTask};
       if (u.phase == UnitPhase::kForward) {
+        // Megatron-LM of 2021's interleaved steady state sends a forward's output in the
+        // exchange after the backward that follows it (one exchange per pair).
+        defer_send_ = c_.s.collectives.blocking_p2p && c_.v > 1 && i + 1 < order.size() &&
+                      order[i + 1].phase == UnitPhase::kBackward;
         forward_unit(u.micro_batch, u.chunk);
       } else {
         graph_.set_first_round(i == first_backward[u.chunk]);
         dp_.begin_backward(u.chunk, rounds[u.chunk]++, u.micro_batch, i == last_backward[u.chunk]);
         backward_unit(u.micro_batch, u.chunk, i == last_backward[u.chunk]);
+        if (deferred_.has_value()) {
+          const Deferred d = *deferred_;
+          deferred_.reset();
+          transfer(TaskKind::kSend, UnitPhase::kForward, d.vs + 1, d.vs + 1, d.layer, d.mb,
+                   d.chunk, d.after, d.buffer, c_.emit.last_on(Stream::kCompute));
+        }
       }
+      unit_end.push_back({c_.emit.last_on(Stream::kCompute), c_.emit.last_on(Stream::kTp)});
     }
     dp_.finish_step();
   }
 
  private:
+  // With blocking transfers, the unit after which the receive of unit `i` is posted (i when it
+  // is posted at the start, before any unit). Megatron-LM of 2021 (schedules.py) receives a
+  // unit's input in the exchange that ends the unit before it, except that the interleaved
+  // schedule's steady state exchanges once per forward-backward pair: the receive of the next
+  // backward travels with that of the next forward, after the previous backward.
+  std::size_t receive_posted_after(const std::vector<ScheduleUnit>& order, std::size_t i) const {
+    if (i == 0) return 0;
+    if (c_.v > 1 && order[i].phase == UnitPhase::kBackward &&
+        order[i - 1].phase == UnitPhase::kForward && i >= 2) {
+      return i - 2;
+    }
+    return i - 1;
+  }
+
   // ---- transfers ------------------------------------------------------------------------------
   std::uint32_t tag(UnitPhase phase, int dest_vs, int mb) const {
     const auto vstages = static_cast<std::uint32_t>(c_.pp * c_.v);
@@ -61,7 +91,7 @@ class StageWalk {
     return c_.s.collectives.pp_scatter_gather && !c_.s.sequence_parallel && c_.tp_of(layout) > 1;
   }
   TaskId transfer(TaskKind kind, UnitPhase phase, int peer_vs, int dest_vs, int boundary_layer,
-                  int mb, int chunk, TaskId after, BufId buffer) {
+                  int mb, int chunk, TaskId after, BufId buffer, TaskId also_after = kNoTask) {
     Task t;
     t.kind = kind;
     t.stream = Stream::kPp;
@@ -77,7 +107,16 @@ class StageWalk {
     op.dtype = c_.act;
     op.dims[0] = c_.emit.elements(buffer);
     (kind == TaskKind::kSend ? op.in : op.out) = {buffer};
-    const TaskId id = c_.emit.add(t, {op}, {after});
+    std::vector<TaskId> deps{after, also_after};
+    if (kind == TaskKind::kRecv && c_.s.collectives.blocking_p2p) {
+      // A blocking exchange posts its receive when the rank reaches the call: after the work
+      // of the unit that ends with that call (receive_posted_after), with the sends of the
+      // same call (not after them: NCCL's grouped sends and receives progress together). The simulator starts a transfer once both ends are
+      // posted, so a sender waits for a receiver that is still computing.
+      deps.push_back(posted_after_[0]);
+      deps.push_back(posted_after_[1]);
+    }
+    const TaskId id = c_.emit.add(t, {op}, deps);
     // Megatron-LM of 2021 (p2p_communication.py): batch_isend_irecv, wait on every request,
     // then torch.cuda.synchronize(): nothing runs after a send until it has completed. The
     // receive of the same call is already a data dependency of the work that follows it.
@@ -148,8 +187,12 @@ class StageWalk {
                       Phase::kForward, &x_buf);
       graph_.head_forward(x, mb, chunk, x_buf);
     } else {
-      transfer(TaskKind::kSend, UnitPhase::kForward, vs + 1, vs + 1, end - 1, mb, chunk, x,
-               outgoing(x_buf, end - 1));
+      const BufId out = outgoing(x_buf, end - 1);
+      if (defer_send_) {
+        deferred_ = Deferred{vs, end - 1, mb, chunk, x, out};
+      } else {
+        transfer(TaskKind::kSend, UnitPhase::kForward, vs + 1, vs + 1, end - 1, mb, chunk, x, out);
+      }
     }
   }
 
@@ -207,6 +250,15 @@ class StageWalk {
   DataParallel dp_;
   ModelGraph graph_;
   std::map<std::pair<int, int>, Flow> flows_;
+  std::array<TaskId, 2> posted_after_{kNoTask, kNoTask};  // deps of a blocking receive
+  // A forward's send held for the exchange after the next backward (defer_send_).
+  struct Deferred {
+    int vs, layer, mb, chunk;
+    TaskId after;
+    BufId buffer;
+  };
+  bool defer_send_ = false;
+  std::optional<Deferred> deferred_;
 };
 
 }  // namespace

@@ -109,6 +109,43 @@ TEST(Replay, BlockingTransfersHoldTheNextComputeUntilTheSendCompletes) {
   EXPECT_GE(steps[0], 70e-3 + 2 * d - 1e-9);
 }
 
+TEST(Replay, ABlockingSendWaitsForItsReceiverToPostTheReceive) {
+  // GPipe, pp 2, m 2, stage 1 three times stage 0's work (stage_layers 1 and 3: 7 ms and 21 ms
+  // per unit), each transfer taking d. A transfer is a rendezvous: it starts once the receiver
+  // has posted its receive, which a blocking exchange does only when it reaches the call. Stage
+  // 1 posts the receive of micro-batch 1 after its 21 ms forward of micro-batch 0 (at 28 + d),
+  // so stage 0's send, ready at 14 + d, waits, and stage 1 then waits d for the data. By hand:
+  // non-blocking 98 ms + 2d (stage 1's forwards start at 7 + d and 28 + d; the two gradient
+  // transfers add d each); blocking 98 ms + 4d (F1 starts at 28 + 2d, and stage 1's blocking
+  // gradient send delays its B0 by d). Had the send not waited for its receiver it would be 98 ms
+  // + 3d.
+  const auto m = strategies::testing::gpt(4, 64, 4, 128, 32);
+  auto c = free_network(1, 8);
+  std::vector<double> steps;
+  const double d = 1e-3;
+  for (bool blocking : {false, true}) {
+    auto s = strategies::testing::strategy(1, 1, 2, 1, 2, strategies::Schedule::kGPipe);
+    s.stage_layers = {1, 3};
+    s.collectives.blocking_p2p = blocking;
+    Plan probe = strategies::lower(m, c, s, 2);
+    double bytes = 0;
+    for (const auto& t : probe.programs[0].tasks) {
+      if (t.kind == strategies::TaskKind::kSend) bytes = t.bytes;
+    }
+    ASSERT_GT(bytes, 0);
+    c.node_groups[0].intra_node.bandwidth_Bps = bytes / d;
+    const Plan plan = strategies::lower(m, c, s, 2);
+    const auto r = in_child([&] {
+      return std::vector<double>{simulate(plan, FixedCost(1e-3, /*layers_only=*/true)).step_time_s};
+    });
+    ASSERT_EQ(r.size(), 1u);
+    steps.push_back(r[0]);
+  }
+  // The tied-embedding all-reduce after both stages costs both runs the same.
+  EXPECT_NEAR(steps[1] - steps[0], 2 * d, 1e-6);
+  EXPECT_GE(steps[0], 98e-3 + 2 * d - 1e-9);
+}
+
 TEST(Replay, GradientBucketsOverlapBackward) {
   // dp 8 over one node: with overlap the bucket all-reduces run under the backward.
   const auto m = strategies::testing::gpt(8, 1024, 16, 1024, 256);
