@@ -173,6 +173,27 @@ Event attention_backward(const Stream& stream, float* dqkv, const float* dout, c
   return stream.record_event();
 }
 
+Event flash_attention_forward(const Stream& stream, float* out, float* lse, const float* qkv,
+                              std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h) {
+  const char* op = "flash_attention_forward";
+  check_attention(op, b, t, c, h);
+  require_pointers(op, b * t, {out, lse, qkv});
+  if (on_cpu(stream, op) && b * t > 0) cpu::flash_attention_forward(out, lse, qkv, b, t, c, h);
+  return stream.record_event();
+}
+
+Event flash_attention_backward(const Stream& stream, float* dqkv, const float* dout,
+                               const float* qkv, const float* out, const float* lse, std::int64_t b,
+                               std::int64_t t, std::int64_t c, std::int64_t h) {
+  const char* op = "flash_attention_backward";
+  check_attention(op, b, t, c, h);
+  require_pointers(op, b * t, {dqkv, dout, qkv, out, lse});
+  if (on_cpu(stream, op) && b * t > 0) {
+    cpu::flash_attention_backward(dqkv, dout, qkv, out, lse, b, t, c, h);
+  }
+  return stream.record_event();
+}
+
 Event swiglu_forward(const Stream& stream, float* out, const float* x, std::int64_t n,
                      std::int64_t f) {
   const char* op = "swiglu_forward";

@@ -2,7 +2,8 @@
 // linear layers, causal self-attention, SwiGLU, the LM-head cross-entropy loss and AdamW.
 // defines: embedding_forward, embedding_backward, rms_norm_forward, rms_norm_backward,
 //          linear_forward, linear_backward, linear_backward_data, linear_backward_weight,
-//          attention_forward, attention_backward, swiglu_forward, swiglu_backward,
+//          attention_forward, attention_backward, flash_attention_forward,
+//          flash_attention_backward, swiglu_forward, swiglu_backward,
 //          cross_entropy_forward, cross_entropy_backward, AdamWOptions, adamw_step
 //
 // The contract of ops.hpp holds here too (fp32 row-major contiguous tensors on the stream's
@@ -144,6 +145,55 @@ Event attention_backward(const Stream& stream,
                          const float* qkv,   // (B, T, 3C) the forward input
                          const float* att,   // (B, H, T, T) saved by the forward pass
                          std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
+
+// --- Fused causal self-attention (FlashAttention) -----------------------------------------------
+
+// The same attention as attention_forward / attention_backward (same qkv layout, heads, causal
+// mask and scale 1/sqrt(D)), computed as FlashAttention does (Dao et al. 2022, arXiv:2205.14135;
+// the loop order of FlashAttention-2, Dao 2023, arXiv:2307.08691): the (T, T) probabilities are
+// never stored. The forward saves one fp32 statistic per query row instead,
+//   lse[b, h, t] = log sum_{s <= t} exp(q[t] . k[s] / sqrt(D)),
+// and the backward recomputes the probabilities block by block as exp(score - lse). Saved state:
+// 4 B H T bytes instead of attention_forward's 4 B H T^2.
+//
+// CPU kernel: blocks of 64 queries x 64 keys; the forward runs an online softmax over the key
+// blocks (a running max and sum per query row, the output accumulator rescaled when the max
+// grows), the backward loops over key blocks outer and query blocks inner; blocks wholly above
+// the diagonal are skipped, so it computes T (T + 64) / 2 score entries per head and direction
+// (T a multiple of 64; the causal triangle has T (T + 1) / 2) where the unfused kernel runs the
+// whole T x T square (FLOP counts in kernels/README.md). Scratch: a few (64, D) and
+// (64, 64) blocks, plus a (T) vector in the backward, allocated once per call
+// (kernels/README.md gives the bytes). Deterministic (a fixed loop order, no atomics) and
+// independent of where the tensors lie.
+//
+// Numerics against the unfused ops (fp32 both; they differ in where the softmax is normalised,
+// in the order of the sums over keys and in delta[t] below): out and d(qkv) agree within 1e-4 of
+// the tensor's largest magnitude, the bound tests/kernels/flash_attention_test.cpp holds them
+// to. Expected, and measured over normal(0, 1) inputs at T = 1 to 300 (the test prints it) and
+// T = 1024 (kernels_bench --attention): at most 3e-7 for out and 6e-7 for d(qkv), a few fp32
+// roundings (with Eigen or the plain loops alike). Against the double reference (T up to 67): out
+// within 2e-7 of its largest element, lse within 1e-7, d(qkv) within 6e-7 of central differences.
+// b and t may be 0; c and h must be positive and c divisible by h.
+Event flash_attention_forward(const Stream& stream,
+                              float* out,        // (B, T, C) output
+                              float* lse,        // (B, H, T) output
+                              const float* qkv,  // (B, T, 3C)
+                              std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
+
+// d(qkv) as attention_backward, from the forward's out and lse (FlashAttention-2's backward):
+//   delta[t] = dout[t] . out[t] (per head),  P[t, s] = exp(q[t] . k[s] / sqrt(D) - lse[t]),
+//   dv[s] = sum_t P[t, s] dout[t],  dP[t, s] = dout[t] . v[s],
+//   dS[t, s] = P[t, s] (dP[t, s] - delta[t]) / sqrt(D),
+//   dq[t] = sum_s dS[t, s] k[s],  dk[s] = sum_t dS[t, s] q[t].
+// delta[t] equals attention_backward's sum_s P[t, s] dP[t, s], formed from D products (summed
+// in double) instead of up to T.
+Event flash_attention_backward(const Stream& stream,
+                               float* dqkv,        // (B, T, 3C) output
+                               const float* dout,  // (B, T, C)
+                               const float* qkv,   // (B, T, 3C) the forward input
+                               const float* out,   // (B, T, C) the forward output
+                               const float* lse,   // (B, H, T) saved by the forward pass
+                               std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
 
 // --- SwiGLU ----------------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@
 // batch is enqueued behind a device-side spin (busy_wait) so kernels run back to back. CUDA
 // results are checked against the CPU reference on the same inputs while measuring.
 // GB/s counts each tensor read or written once: the minimum traffic of the op.
+// --attention compares the fused (FlashAttention) and the unfused causal attention on the CPU,
+// forward and backward, with the bytes each keeps between the passes and allocates as scratch.
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "kernels/backend.hpp"
+#include "kernels/cpu/model_ops_cpu.hpp"
 #include "kernels/cpu/ops_cpu.hpp"
 #include "kernels/ops.hpp"
 
@@ -40,6 +43,12 @@ struct Options {
   // Linear layer: M tokens x K inputs -> N outputs (GPT-2 small's fc1 for 1024 tokens).
   std::int64_t gemm_m = 1024, gemm_k = 768, gemm_n = 3072;
   double batch_ms = 0.5;  // target time of one timed batch
+  // --attention: (B, H, T, D) shapes of the fused vs unfused comparison (CPU only).
+  bool attention = false;
+  struct AttentionShape {
+    std::int64_t b, h, t, d;
+  };
+  std::vector<AttentionShape> attention_shapes;
   bool help = false;
 };
 
@@ -53,6 +62,8 @@ struct OpCase {
       run;
   double flops = 0;       // matmul FLOPs per call (0: a memory-bound op)
   bool cpu_only = false;  // no CUDA implementation yet
+  // Fills inputs derived from the others (a forward's saved state for a backward), or nullptr.
+  std::function<void(std::vector<std::vector<float>>&)> derive_inputs = nullptr;
   double bytes() const {
     std::size_t total = 0;
     for (std::size_t s : inputs) total += s;
@@ -86,15 +97,21 @@ std::vector<OpCase> make_cases(const Options& o) {
                      return k::layer_norm_forward(s, out[0], out[1], out[2], in[0], in[1], in[2],
                                                   rows, cols);
                    }});
-  // inputs: dy, x, gamma, mean, rstd; outputs: dx, dgamma, dbeta
-  cases.push_back({"layer_norm_backward",
-                   mat,
-                   {rc, rc, c, r, r},
-                   {rc, c, c},
-                   [=](const Stream& s, auto& out, auto& in) {
-                     return k::layer_norm_backward(s, out[0], out[1], out[2], in[0], in[1], in[2],
-                                                   in[3], in[4], rows, cols);
-                   }});
+  // inputs: dy, x, gamma, mean, rstd (from the forward); outputs: dx, dgamma, dbeta
+  OpCase ln_bwd{"layer_norm_backward",
+                mat,
+                {rc, rc, c, r, r},
+                {rc, c, c},
+                [=](const Stream& s, auto& out, auto& in) {
+                  return k::layer_norm_backward(s, out[0], out[1], out[2], in[0], in[1], in[2],
+                                                in[3], in[4], rows, cols);
+                }};
+  ln_bwd.derive_inputs = [=](auto& in) {
+    std::vector<float> y(in[1].size()), beta(in[2].size(), 0.0f);
+    k::layer_norm_forward(Stream::cpu(), y.data(), in[3].data(), in[4].data(), in[1].data(),
+                          in[2].data(), beta.data(), rows, cols);
+  };
+  cases.push_back(ln_bwd);
   // inputs: x (M, K), W (N, K), bias (N); output: y (M, N)
   const std::int64_t gm = o.gemm_m, gk = o.gemm_k, gn = o.gemm_n;
   const auto um = static_cast<std::size_t>(gm), uk = static_cast<std::size_t>(gk),
@@ -152,8 +169,8 @@ std::vector<OpCase> make_cases(const Options& o) {
   return cases;
 }
 
-// Host inputs for a case: normal(0, 1); LayerNorm backward gets a real mean and rstd.
-std::vector<std::vector<float>> make_inputs(const OpCase& op, const Options& o) {
+// Host inputs for a case: normal(0, 1), then the derived ones (a backward's saved state).
+std::vector<std::vector<float>> make_inputs(const OpCase& op) {
   std::mt19937 rng(1234);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<std::vector<float>> in;
@@ -161,12 +178,7 @@ std::vector<std::vector<float>> make_inputs(const OpCase& op, const Options& o) 
     in.emplace_back(size);
     for (float& v : in.back()) v = normal(rng);
   }
-  if (op.name == "layer_norm_backward") {
-    std::vector<float> y(in[1].size());
-    std::vector<float> beta(in[2].size(), 0.0f);
-    k::layer_norm_forward(Stream::cpu(), y.data(), in[3].data(), in[4].data(), in[1].data(),
-                          in[2].data(), beta.data(), o.rows, o.cols);
-  }
+  if (op.derive_inputs) op.derive_inputs(in);
   return in;
 }
 
@@ -197,9 +209,10 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-void bench_case(const OpCase& op, const Stream& stream, const std::string& device,
-                std::uint64_t cache_bytes, const Options& o) {
-  const auto host_in = make_inputs(op, o);
+// Prints the case's row; returns its median ms per op.
+double bench_case(const OpCase& op, const Stream& stream, const std::string& device,
+                  std::uint64_t cache_bytes, const Options& o) {
+  const auto host_in = make_inputs(op);
   const double set_bytes = op.bytes();
   // Enough sets that one pass over them exceeds 2x the cache, within kMaxRotationBytes.
   const int wanted =
@@ -271,12 +284,151 @@ void bench_case(const OpCase& op, const Stream& stream, const std::string& devic
               k::backend_name(stream.backend()), device.c_str(), op.name.c_str(), op.shape.c_str(),
               batch, sets, med, *lo, *hi, set_bytes / (med * 1e-3) / 1e9,
               op.flops / (med * 1e-3) / 1e9, check.c_str());
+  return med;
 }
 
 std::uint64_t host_cache_bytes() {
   long bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
   if (bytes <= 0) bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
   return bytes > 0 ? static_cast<std::uint64_t>(bytes) : std::uint64_t{32} << 20;
+}
+
+// --- Fused vs unfused attention (--attention) ------------------------------------------------
+
+// Score entries (query, key) the fused CPU kernel computes per head, forward or backward: every
+// block of the (T, T) square that reaches the diagonal, whole (kernels/README.md, FLOPs).
+double flash_score_entries(std::int64_t t, k::cpu::FlashBlocks blocks) {
+  double entries = 0.0;
+  for (std::int64_t q0 = 0; q0 < t; q0 += blocks.rows) {
+    const std::int64_t rows = std::min(blocks.rows, t - q0);
+    for (std::int64_t k0 = 0; k0 < q0 + rows; k0 += blocks.cols) {
+      entries += static_cast<double>(rows * std::min(blocks.cols, t - k0));
+    }
+  }
+  return entries;
+}
+
+std::string bytes_text(double bytes) {
+  char text[48];
+  if (bytes >= 1 << 20) {
+    std::snprintf(text, sizeof(text), "%.0f (%.1f MiB)", bytes, bytes / (1 << 20));
+  } else {
+    std::snprintf(text, sizeof(text), "%.0f (%.1f KiB)", bytes, bytes / (1 << 10));
+  }
+  return text;
+}
+
+double max_relative_difference(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0.0, largest = 0.0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    diff = std::max(diff, static_cast<double>(std::fabs(got[i] - want[i])));
+    largest = std::max(largest, static_cast<double>(std::fabs(want[i])));
+  }
+  return largest > 0.0 ? diff / largest : diff;
+}
+
+// Per shape: rows for the four ops (GFLOP/s of the multiply-adds each kernel executes: the
+// unfused one the whole T x T square, the fused one its blocks up to the diagonal), then a
+// summary of forward + backward time, the bytes each keeps between the passes and allocates as
+// scratch, and the fused outputs' difference from the unfused ones on the same inputs.
+void bench_attention(const Options& o) {
+  const Stream cpu = Stream::cpu();
+  std::vector<std::string> summary;
+  for (const auto& a : o.attention_shapes) {
+    const std::int64_t b = a.b, h = a.h, t = a.t, d = a.d, c = h * d;
+    const auto qkv_n = static_cast<std::size_t>(b * t * 3 * c);
+    const auto out_n = static_cast<std::size_t>(b * t * c);
+    const auto att_n = static_cast<std::size_t>(b * h * t * t);
+    const auto lse_n = static_cast<std::size_t>(b * h * t);
+    const std::string shape = "(" + std::to_string(b) + "," + std::to_string(h) + "," +
+                              std::to_string(t) + "," + std::to_string(d) + ")";
+    const double square_macs = static_cast<double>(b * h) * static_cast<double>(t * t * d);
+    const double fused_macs = static_cast<double>(b * h) * flash_score_entries(t, {}) * d;
+
+    // inputs: qkv; outputs: out, att
+    OpCase unfused_fwd{"attention_forward",
+                       shape,
+                       {qkv_n},
+                       {out_n, att_n},
+                       [=](const Stream& s, auto& out, auto& in) {
+                         return k::attention_forward(s, out[0], out[1], in[0], b, t, c, h);
+                       }};
+    unfused_fwd.flops = 2.0 * 2.0 * square_macs;  // S = Q K^T, O = P V
+    // inputs: dout, qkv, att (from the forward); output: dqkv
+    OpCase unfused_bwd{"attention_backward",
+                       shape,
+                       {out_n, qkv_n, att_n},
+                       {qkv_n},
+                       [=](const Stream& s, auto& out, auto& in) {
+                         return k::attention_backward(s, out[0], in[0], in[1], in[2], b, t, c, h);
+                       }};
+    unfused_bwd.flops = 2.0 * 4.0 * square_macs;  // dV, dP, dQ, dK
+    unfused_bwd.derive_inputs = [=](auto& in) {
+      std::vector<float> out(out_n);
+      k::attention_forward(Stream::cpu(), out.data(), in[2].data(), in[1].data(), b, t, c, h);
+    };
+    // inputs: qkv; outputs: out, lse
+    OpCase fused_fwd{"flash_attention_forward",
+                     shape,
+                     {qkv_n},
+                     {out_n, lse_n},
+                     [=](const Stream& s, auto& out, auto& in) {
+                       return k::flash_attention_forward(s, out[0], out[1], in[0], b, t, c, h);
+                     }};
+    fused_fwd.flops = 2.0 * 2.0 * fused_macs;  // S, O += P V
+    // inputs: dout, qkv, out, lse (from the forward); output: dqkv
+    OpCase fused_bwd{"flash_attention_backward",
+                     shape,
+                     {out_n, qkv_n, out_n, lse_n},
+                     {qkv_n},
+                     [=](const Stream& s, auto& out, auto& in) {
+                       return k::flash_attention_backward(s, out[0], in[0], in[1], in[2], in[3], b,
+                                                          t, c, h);
+                     }};
+    fused_bwd.flops = 2.0 * 5.0 * fused_macs;  // S again, dV, dP, dK, dQ
+    fused_bwd.derive_inputs = [=](auto& in) {
+      k::flash_attention_forward(Stream::cpu(), in[2].data(), in[3].data(), in[1].data(), b, t, c,
+                                 h);
+    };
+    for (OpCase* op : {&unfused_fwd, &unfused_bwd, &fused_fwd, &fused_bwd}) op->cpu_only = true;
+
+    const double unfused_ms = bench_case(unfused_fwd, cpu, "host", host_cache_bytes(), o) +
+                              bench_case(unfused_bwd, cpu, "host", host_cache_bytes(), o);
+    const double fused_ms = bench_case(fused_fwd, cpu, "host", host_cache_bytes(), o) +
+                            bench_case(fused_bwd, cpu, "host", host_cache_bytes(), o);
+
+    // The check: both backward cases draw the same dout and qkv (the same generator, sizes and
+    // order); the fused forward's out is the fused case's third input.
+    const auto unfused_in = make_inputs(unfused_bwd), fused_in = make_inputs(fused_bwd);
+    std::vector<float> unfused_out(out_n), att(att_n);
+    k::attention_forward(cpu, unfused_out.data(), att.data(), unfused_in[1].data(), b, t, c, h);
+    const double d_out = max_relative_difference(fused_in[2], unfused_out);
+    const double d_dqkv = max_relative_difference(run_on_host(fused_bwd, fused_in)[0],
+                                                  run_on_host(unfused_bwd, unfused_in)[0]);
+
+    const double fused_fwd_scratch =
+        4.0 * static_cast<double>(k::cpu::flash_attention_scratch_floats(t, d, {}, false));
+    const double fused_bwd_scratch =
+        4.0 * static_cast<double>(k::cpu::flash_attention_scratch_floats(t, d, {}, true));
+    char line[512];
+    std::snprintf(line, sizeof(line),
+                  "%-16s %9.3f %9.3f %6.2f %5.2f | saved: att %s, lse %s | scratch fwd/bwd: "
+                  "unfused %s / %s, fused %s / %s | max|d|/max: out %.1e dqkv %.1e",
+                  shape.c_str(), unfused_ms, fused_ms, fused_ms / unfused_ms,
+                  (7.0 * fused_macs) / (6.0 * square_macs),
+                  bytes_text(4.0 * static_cast<double>(att_n)).c_str(),
+                  bytes_text(4.0 * static_cast<double>(lse_n)).c_str(),
+                  bytes_text(4.0 * static_cast<double>(t)).c_str(),
+                  bytes_text(4.0 * static_cast<double>(t * t)).c_str(),
+                  bytes_text(fused_fwd_scratch).c_str(), bytes_text(fused_bwd_scratch).c_str(),
+                  d_out, d_dqkv);
+    summary.emplace_back(line);
+  }
+  std::printf(
+      "# attention, forward + backward on the CPU: (B,H,T,D), unfused_ms, fused_ms, fused/unfused "
+      "time, fused/unfused executed multiply-adds;\n# bytes kept from forward to backward and "
+      "scratch allocated per call; fused vs unfused outputs on the same inputs\n");
+  for (const std::string& line : summary) std::printf("%s\n", line.c_str());
 }
 
 std::int64_t parse_int(const char* flag, const char* value) {
@@ -296,6 +448,10 @@ Options parse(int argc, char** argv) {
     if (flag == "--help" || flag == "-h") {
       o.help = true;
       return o;
+    }
+    if (flag == "--attention") {  // the only flag without a value
+      o.attention = true;
+      continue;
     }
     if (i + 1 >= argc) throw std::invalid_argument(flag + ": missing value");
     const char* value = argv[++i];
@@ -321,8 +477,23 @@ Options parse(int argc, char** argv) {
         throw std::invalid_argument(std::string("--gemm = ") + value +
                                     ": expected M,K,N (positive integers)");
       }
+    } else if (flag == "--attention-shape") {
+      // B,H,T,D
+      Options::AttentionShape a{};
+      if (std::sscanf(value, "%ld,%ld,%ld,%ld", &a.b, &a.h, &a.t, &a.d) != 4 || a.b <= 0 ||
+          a.h <= 0 || a.t <= 0 || a.d <= 0) {
+        throw std::invalid_argument(std::string("--attention-shape = ") + value +
+                                    ": expected B,H,T,D (positive integers)");
+      }
+      o.attention = true;
+      o.attention_shapes.push_back(a);
     } else {
       throw std::invalid_argument("unknown flag " + flag + " (see --help)");
+    }
+  }
+  if (o.attention && o.attention_shapes.empty()) {
+    for (const std::int64_t d : {16, 64}) {
+      for (const std::int64_t t : {128, 512, 1024}) o.attention_shapes.push_back({1, 4, t, d});
     }
   }
   return o;
@@ -337,9 +508,14 @@ int main(int argc, char** argv) {
       std::printf(
           "usage: kernels_bench [--backend cpu|cuda|all] [--reps N] [--warmup N] [--n N]\n"
           "                     [--rows N] [--cols N] [--gemm M,K,N]\n"
+          "       kernels_bench --attention [--attention-shape B,H,T,D ...] [--reps N]\n"
           "  --n: GELU elements; --rows/--cols: LayerNorm shape; --gemm: linear layer of M "
           "tokens,\n"
-          "  K inputs, N outputs (CPU only so far). GB/s counts every input and output once.\n");
+          "  K inputs, N outputs (CPU only so far). GB/s counts every input and output once.\n"
+          "  --attention: fused (FlashAttention) vs unfused causal attention, forward and "
+          "backward,\n"
+          "  on the CPU only, at B 1, H 4, T 128/512/1024, D 16/64 or at each "
+          "--attention-shape.\n");
       return 0;
     }
     const auto cases = make_cases(o);
@@ -351,6 +527,10 @@ int main(int argc, char** argv) {
     std::printf("%-5s %-24s %-26s %-18s %5s %4s %10s %10s %10s %9s %9s  %s\n", "back", "device",
                 "op", "shape", "batch", "sets", "median_ms", "min_ms", "max_ms", "GB/s", "GFLOP/s",
                 "check");
+    if (o.attention) {
+      bench_attention(o);
+      return 0;
+    }
     if (o.backend != "cuda") {
       const Stream cpu = Stream::cpu();
       for (const OpCase& op : cases) bench_case(op, cpu, "host", host_cache_bytes(), o);

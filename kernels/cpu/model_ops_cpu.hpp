@@ -37,6 +37,26 @@ void attention_forward(float* out, float* att, const float* qkv, std::int64_t b,
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
                         std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
 
+// The fused attention (flash_attention_cpu.cpp). Blocks of the score matrix: `rows` queries by
+// `cols` keys (any positive sizes; the ops of model_ops.hpp use the defaults, tests vary them).
+// 64 x 64: a block of scores is 16 KiB and the query, key and value blocks (64, D) at most
+// 16 KiB each for D <= 64, all within L2 with room to spare; see kernels/README.md for the
+// measured alternatives.
+struct FlashBlocks {
+  std::int64_t rows = 64;
+  std::int64_t cols = 64;
+};
+// The floats of scratch one call allocates (forward, or backward): the blocks above plus, for
+// the backward, one (T) vector. Independent of B and H, and of T apart from that vector.
+std::int64_t flash_attention_scratch_floats(std::int64_t t, std::int64_t d, FlashBlocks blocks,
+                                            bool backward);
+void flash_attention_forward(float* out, float* lse, const float* qkv, std::int64_t b,
+                             std::int64_t t, std::int64_t c, std::int64_t h,
+                             FlashBlocks blocks = {});
+void flash_attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                              const float* lse, std::int64_t b, std::int64_t t, std::int64_t c,
+                              std::int64_t h, FlashBlocks blocks = {});
+
 void swiglu_forward(float* out, const float* x, std::int64_t n, std::int64_t f);
 void swiglu_backward(float* dx, const float* dout, const float* x, std::int64_t n, std::int64_t f);
 

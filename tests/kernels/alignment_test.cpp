@@ -112,6 +112,23 @@ TEST(Placement, AttentionForwardAndBackward) {
       [&](auto& o, auto& i) { k::attention_backward(s, o[0], i[0], i[1], i[2], b, t, c, h); });
 }
 
+// T = 70: two key blocks of the fused kernel, so dq is added into by more than one.
+TEST(Placement, FlashAttentionForwardAndBackward) {
+  const std::int64_t b = 2, t = 70, c = 48, h = 3;
+  const auto s = Stream::cpu();
+  const auto qkv = values(b * t * 3 * c, 1);
+  expect_placement_invariant(
+      {qkv}, {static_cast<std::size_t>(b * t * c), static_cast<std::size_t>(b * h * t)},
+      [&](auto& o, auto& i) { k::flash_attention_forward(s, o[0], o[1], i[0], b, t, c, h); });
+  std::vector<float> out(b * t * c), lse(b * h * t);
+  k::flash_attention_forward(s, out.data(), lse.data(), qkv.data(), b, t, c, h);
+  expect_placement_invariant({values(b * t * c, 2), qkv, out, lse},
+                             {static_cast<std::size_t>(b * t * 3 * c)}, [&](auto& o, auto& i) {
+                               k::flash_attention_backward(s, o[0], i[0], i[1], i[2], i[3], b, t, c,
+                                                           h);
+                             });
+}
+
 TEST(Placement, GeluAndAdamW) {
   const std::int64_t n = 301;
   const auto s = Stream::cpu();

@@ -21,13 +21,7 @@ using testing::random_floats;
 using testing::to_double;
 using testing::weighted_sum;
 
-struct Shape {
-  std::int64_t b;
-  std::int64_t t;
-  std::int64_t c;
-  std::int64_t h;
-  std::string name;
-};
+using Shape = testing::AttentionShape;
 
 const Shape kShapes[] = {
     {1, 1, 1, 1, "single"},
@@ -67,9 +61,7 @@ TEST_P(AttentionCpu, BackwardMatchesCentralDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionCpu, ::testing::ValuesIn(kShapes),
-                         [](const ::testing::TestParamInfo<Shape>& param_info) {
-                           return param_info.param.name;
-                         });
+                         testing::attention_shape_name);
 
 TEST(AttentionCpuEdges, FutureTokensDoNotChangeTheOutput) {
   const std::int64_t b = 1, t = 6, c = 8, h = 2;

@@ -32,6 +32,8 @@ TEST(ModelOpsCuda, EveryOpThrowsNotImplemented) {
       {"linear_backward", [&] { linear_backward(s, p, p, p, p, p, p, 2, 4, 4); }},
       {"attention_forward", [&] { attention_forward(s, p, p, p, 1, 2, 4, 2); }},
       {"attention_backward", [&] { attention_backward(s, p, p, p, p, 1, 2, 4, 2); }},
+      {"flash_attention_forward", [&] { flash_attention_forward(s, p, p, p, 1, 2, 4, 2); }},
+      {"flash_attention_backward", [&] { flash_attention_backward(s, p, p, p, p, p, 1, 2, 4, 2); }},
       {"swiglu_forward", [&] { swiglu_forward(s, p, p, 2, 4); }},
       {"swiglu_backward", [&] { swiglu_backward(s, p, p, p, 2, 4); }},
       {"cross_entropy_forward", [&] { cross_entropy_forward(s, p, p, p, ids, 2, 4); }},

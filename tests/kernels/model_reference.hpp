@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "tests/kernels/reference.hpp"
@@ -69,17 +70,32 @@ inline std::vector<double> linear_reference(const std::vector<double>& x,
   return y;
 }
 
+// A causal-attention test shape: qkv (B, T, 3C) with H heads; `name` names the gtest case.
+struct AttentionShape {
+  std::int64_t b;
+  std::int64_t t;
+  std::int64_t c;
+  std::int64_t h;
+  std::string name;
+};
+
+// For INSTANTIATE_TEST_SUITE_P: each case named after its shape.
+inline std::string attention_shape_name(const ::testing::TestParamInfo<AttentionShape>& info) {
+  return info.param.name;
+}
+
 struct AttentionReference {
   std::vector<double> out;  // (B, T, C)
   std::vector<double> att;  // (B, H, T, T)
+  std::vector<double> lse;  // (B, H, T) log sum_{s <= t} exp(score[t, s])
 };
 
 // Causal MHA on qkv (B, T, 3C) laid out [q | k | v], head h at columns h*D .. h*D + D - 1.
 inline AttentionReference attention_reference(const std::vector<double>& qkv, std::int64_t b,
                                               std::int64_t t, std::int64_t c, std::int64_t h) {
   const std::int64_t d = c / h;
-  AttentionReference r{std::vector<double>(b * t * c, 0.0),
-                       std::vector<double>(b * h * t * t, 0.0)};
+  AttentionReference r{std::vector<double>(b * t * c, 0.0), std::vector<double>(b * h * t * t, 0.0),
+                       std::vector<double>(b * h * t)};
   const auto at = [&](std::int64_t i, std::int64_t p, std::int64_t part, std::int64_t head,
                       std::int64_t j) {
     return qkv[(i * t + p) * 3 * c + part * c + head * d + j];
@@ -96,6 +112,7 @@ inline AttentionReference attention_reference(const std::vector<double>& qkv, st
         const double mx = *std::max_element(score.begin(), score.end());
         double sum = 0.0;
         for (double& sc : score) sum += (sc = std::exp(sc - mx));
+        r.lse[(i * h + head) * t + p] = mx + std::log(sum);
         for (std::int64_t s = 0; s <= p; ++s) {
           const double prob = score[s] / sum;
           r.att[((i * h + head) * t + p) * t + s] = prob;
