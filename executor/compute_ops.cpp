@@ -170,6 +170,14 @@ void run_compute(Interpreter& in, const Op& op) {
       kernels::attention_backward(s, a.out(0), a.in(0), a.in(1), a.in(2), a.dim(0), a.dim(1),
                                   a.dim(2), a.dim(3));
       return;
+    case OpKind::kFlashAttention:  // out: context, lse
+      kernels::flash_attention_forward(s, a.out(0), a.out(1), a.in(0), a.dim(0), a.dim(1),
+                                       a.dim(2), a.dim(3));
+      return;
+    case OpKind::kFlashAttentionBwd:  // in: d(context), qkv, context, lse
+      kernels::flash_attention_backward(s, a.out(0), a.in(0), a.in(1), a.in(2), a.in(3), a.dim(0),
+                                        a.dim(1), a.dim(2), a.dim(3));
+      return;
     case OpKind::kGelu:
       kernels::gelu_forward(s, a.out(0), a.in(0), a.dim(0) * a.dim(1));
       return;

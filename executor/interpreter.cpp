@@ -64,8 +64,9 @@ std::string refusal(const strategies::ProgramSet& plan, int rank) {
       return "op attention uses rotary position embeddings, which the executor does not "
              "implement yet (GPT models with learned positions run)";
     }
-    if (op.kind == OpKind::kAttention && op.dims[4] != op.dims[2]) {
-      return "op attention has " + std::to_string(op.dims[4]) + " key/value channels for " +
+    const bool attention = op.kind == OpKind::kAttention || op.kind == OpKind::kFlashAttention;
+    if (attention && op.dims[4] != op.dims[2]) {
+      return std::string("op ") + strategies::op_kind_name(op.kind) + " has " + std::to_string(op.dims[4]) + " key/value channels for " +
              std::to_string(op.dims[2]) + " query channels: the executor runs multi-head "
              "attention only (num_key_value_heads = num_attention_heads)";
     }

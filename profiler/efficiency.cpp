@@ -154,6 +154,8 @@ const char* op_class_name(OpClass c) {
       return "embedding";
     case OpClass::kOptimizer:
       return "optimizer";
+    case OpClass::kFusedAttention:
+      return "fused_attention";
   }
   return "?";
 }

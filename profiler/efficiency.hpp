@@ -19,11 +19,15 @@ namespace strata::profiler {
 // Kinds of compute block that behave alike on hardware. Each Plan block maps to one (the file's
 // "blocks" table): large GEMMs (attn_qkv, attn_out, mlp_fc1, mlp_fc2, lm_head), the non-fused
 // attention core (batched GEMMs, softmax, dropout), and three memory-bound kinds.
-enum class OpClass : std::uint8_t { kGemm, kAttentionCore, kNorm, kEmbedding, kOptimizer };
-inline constexpr int kNumOpClasses = 5;
+enum class OpClass : std::uint8_t {
+  kGemm, kAttentionCore, kNorm, kEmbedding, kOptimizer, kFusedAttention
+};
+inline constexpr int kNumOpClasses = 6;
 // Plan blocks, Block::kNone included (indexes of per-block tables).
 inline constexpr int kNumBlocks = static_cast<int>(strategies::Block::kOptimizer) + 1;
-// "gemm", "attention_core", "norm", "embedding", "optimizer": the file's keys.
+// "gemm", "attention_core", "norm", "embedding", "optimizer", "fused_attention": the file's
+// keys. fused_attention is the op class of the fused attention kernel (strategy attention
+// "fused"), whose FLOPs are counted as its benchmarks count them (strategies::OpCost).
 const char* op_class_name(OpClass c);
 
 // One op class on one device class. Efficiencies are fractions in (0, 1] of the peak FLOP/s of

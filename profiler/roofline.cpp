@@ -56,6 +56,9 @@ OpClass op_kind_class(OpKind k) {
     case OpKind::kAttention:
     case OpKind::kAttentionBwd:
       return OpClass::kAttentionCore;
+    case OpKind::kFlashAttention:
+    case OpKind::kFlashAttentionBwd:
+      return OpClass::kFusedAttention;
     case OpKind::kLayerNorm:
     case OpKind::kLayerNormBwd:
     case OpKind::kRmsNorm:
@@ -94,6 +97,7 @@ Phase op_kind_phase(OpKind k) {
     case OpKind::kLinearBwdData:
     case OpKind::kLinearBwdWeight:
     case OpKind::kAttentionBwd:
+    case OpKind::kFlashAttentionBwd:
     case OpKind::kGeluBwd:
     case OpKind::kSwigluBwd:
     case OpKind::kResidualAddBwd:
@@ -113,11 +117,25 @@ double RooflineCostModel::op_seconds(const strategies::Op& op, const strategies:
   return op_terms(op, device, precision).total_s();
 }
 
-double RooflineCostModel::compute_seconds(const strategies::Program& /*program*/,
+double RooflineCostModel::compute_seconds(const strategies::Program& program,
                                           const strategies::Task& t,
                                           const strategies::DeviceSpec& device,
                                           strategies::Precision precision) const {
-  return terms(t, device, precision).total_s();
+  // A fused attention kernel has its own op class and FLOP convention (strategies::OpCost
+  // kernel_flops): price such a task op by op, one kernel each.
+  STRATA_CHECK(static_cast<std::size_t>(t.op_begin) + t.op_count <= program.ops.size(),
+               "compute_seconds: the task's ops are not in the program given");
+  bool fused = false;
+  for (std::uint32_t i = 0; i < t.op_count; ++i) {
+    const OpKind k = program.ops[t.op_begin + i].kind;
+    fused = fused || k == OpKind::kFlashAttention || k == OpKind::kFlashAttentionBwd;
+  }
+  if (!fused) return terms(t, device, precision).total_s();
+  double seconds = 0;
+  for (std::uint32_t i = 0; i < t.op_count; ++i) {
+    seconds += op_seconds(program.ops[t.op_begin + i], device, precision);
+  }
+  return seconds;
 }
 
 double RooflineCostModel::collective_seconds(strategies::CollectiveKind kind,
@@ -148,8 +166,10 @@ RooflineTerms RooflineCostModel::op_terms(const strategies::Op& op,
                                           strategies::Precision precision) const {
   const DeviceClass& dc = efficiencies_.device_class(device);
   const OpEfficiency& eff = dc.op(op_kind_class(op.kind));
-  RooflineTerms out = price(dc, eff, op_kind_phase(op.kind), 1.0, strategies::op_cost(op), device,
-                            precision, std::string(strategies::op_kind_name(op.kind)) + " op");
+  strategies::OpCost cost = strategies::op_cost(op);
+  if (cost.kernel_flops > 0) cost.flops = cost.kernel_flops;  // the efficiency's convention
+  RooflineTerms out = price(dc, eff, op_kind_phase(op.kind), 1.0, cost, device, precision,
+                            std::string(strategies::op_kind_name(op.kind)) + " op");
   out.overhead_s = dc.launch_overhead_s;  // one kernel
   return out;
 }

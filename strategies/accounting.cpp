@@ -65,7 +65,8 @@ FlopCount megatron_eq3_flops(std::int64_t batch, std::int64_t seq, std::int64_t 
 }
 
 LayerActivation layer_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp,
-                                       bool sequence_parallel, Recompute recompute) {
+                                       bool sequence_parallel, Recompute recompute,
+                                       AttentionImpl attention) {
   STRATA_CHECK(tp >= 1, "tp must be positive");
   const double s = m.seq_length, b = static_cast<double>(samples), h = m.hidden_size;
   const double a = m.num_attention_heads, hk = m.kv_hidden(), f = m.intermediate_size;
@@ -81,7 +82,9 @@ LayerActivation layer_activation_bytes(const ModelSpec& m, std::int64_t samples,
   const double mlp_inner = (m.hidden_act == Activation::kSwiglu ? 6.0 : 4.0) * s * b * f;
   const double split = 2.0 * s * b * (h + 2.0 * hk) + 2.0 * sbh + mlp_inner;
   // Split by t, s^2 per head: softmax output (2), and with dropout its mask (1) and output (2).
-  const double quadratic = (2.0 + 3.0 * mask) * a * s * s * b;
+  // Fused attention keeps one fp32 statistic per query row and head instead.
+  const double quadratic = attention == AttentionImpl::kFused ? 4.0 * a * s * b
+                                                              : (2.0 + 3.0 * mask) * a * s * s * b;
 
   const double rep = sequence_parallel ? replicated / t : replicated;
   const double full = rep + (split + quadratic) / t;

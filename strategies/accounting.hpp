@@ -52,8 +52,11 @@ struct LayerActivation {
   double stored = 0;     // kept across the forward/backward gap under the recompute mode
   double recomputed = 0; // re-materialised transiently during backward (0 without recompute)
 };
+// With fused attention the (s x s) terms give way to one fp32 log-sum-exp per query row and
+// head (4 a s b / t).
 LayerActivation layer_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp,
-                                       bool sequence_parallel, Recompute recompute);
+                                       bool sequence_parallel, Recompute recompute,
+                                       AttentionImpl attention = AttentionImpl::kUnfused);
 
 // Korthikanti et al. 2022, Table 2, per layer, in bytes, for GPT (the published closed forms
 // used to test layer_activation_bytes).

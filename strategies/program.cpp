@@ -184,6 +184,7 @@ const char* tensor_kind_name(TensorKind k) {
     case TensorKind::kAttnDropMask: return "attn.dropout_mask";
     case TensorKind::kAttnDropOut: return "attn.dropout_out";
     case TensorKind::kAttnCtx: return "attn.context";
+    case TensorKind::kAttnLse: return "attn.lse";
     case TensorKind::kAttnPartial: return "attn.out.partial";
     case TensorKind::kAttnMask: return "attn.out.dropout_mask";
     case TensorKind::kAttnOut: return "attn.out";
@@ -231,6 +232,8 @@ const char* op_kind_name(OpKind k) {
     case OpKind::kLinearBwdWeight: return "linear_bwd_weight";
     case OpKind::kAttention: return "attention";
     case OpKind::kAttentionBwd: return "attention_bwd";
+    case OpKind::kFlashAttention: return "flash_attention";
+    case OpKind::kFlashAttentionBwd: return "flash_attention_bwd";
     case OpKind::kGelu: return "gelu";
     case OpKind::kGeluBwd: return "gelu_bwd";
     case OpKind::kSwiglu: return "swiglu";
@@ -292,6 +295,22 @@ OpCost op_cost(const Op& op) {
       const double twice = op.kind == OpKind::kAttentionBwd ? 2.0 : 1.0;
       c.flops = twice * 4.0 * tokens * d(1) * d(2);
       c.bytes = twice * (e * tokens * (2.0 * d(2) + 2.0 * d(4)) + e * 2.0 * d(3) * d(0) * d(1) * d(1));
+      break;
+    }
+    case OpKind::kFlashAttention:
+    case OpKind::kFlashAttentionBwd: {
+      // The model's FLOPs as for the unfused op (the whole score square; backward 2x). The
+      // kernel (FlashAttention, causal) computes the lower triangle: 2 T s C forward, and its
+      // backward recomputes the scores, 2.5x the forward (Dao 2023, arXiv:2307.08691, and
+      // flash-attention's benchmarks count it so). Memory: q, k, v and the context once, the
+      // fp32 log-sum-exp per query row (heads x s per sequence) instead of the score matrix; the
+      // backward reads q, k, v, the context, its gradient and the statistic and writes d(qkv).
+      const double tokens = d(0) * d(1);
+      const bool bwd = op.kind == OpKind::kFlashAttentionBwd;
+      const double lse = 4.0 * d(0) * d(3) * d(1);
+      c.flops = (bwd ? 2.0 : 1.0) * 4.0 * tokens * d(1) * d(2);
+      c.kernel_flops = (bwd ? 2.5 : 1.0) * 2.0 * tokens * d(1) * d(2);
+      c.bytes = e * tokens * (bwd ? 4.0 * d(2) + 4.0 * d(4) : 2.0 * d(2) + 2.0 * d(4)) + lse;
       break;
     }
     case OpKind::kGelu:

@@ -152,6 +152,7 @@ enum class TensorKind : std::uint8_t {
   kLayerIn,        // a stage's received layer input
   kNorm1Out, kNorm1Mean, kNorm1Rstd, kNorm1Full,
   kQkv, kAttnProbs, kAttnDropMask, kAttnDropOut, kAttnCtx,
+  kAttnLse,        // fused attention: log-sum-exp of each query row's scores (fp32)
   kAttnPartial, kAttnMask, kAttnOut,
   kNorm2Out, kNorm2Mean, kNorm2Rstd, kNorm2Full,
   kFc1Out, kMlpAct,
@@ -254,6 +255,7 @@ enum class OpKind : std::uint8_t {
   kLayerNorm, kLayerNormBwd, kRmsNorm, kRmsNormBwd,
   kLinear, kLinearBwdData, kLinearBwdWeight,
   kAttention, kAttentionBwd,
+  kFlashAttention, kFlashAttentionBwd,  // fused (strategy attention "fused")
   kGelu, kGeluBwd, kSwiglu, kSwigluBwd,
   kResidualAdd, kResidualAddBwd,
   kSoftmaxStats, kCrossEntropyBwd,
@@ -293,6 +295,11 @@ struct OpCost {
   double flops = 0;
   double bytes = 0;
   double elementwise_bytes = 0;
+  // The FLOPs the kernel executes, in the convention of the measurements its efficiency comes
+  // from, where that differs from `flops` (the model's count); 0 = `flops`. Fused attention:
+  // FlashAttention's benchmark count, the causal half of the scores and a backward of 2.5
+  // forwards (it recomputes the scores), against the model's whole square and 2 forwards.
+  double kernel_flops = 0;
 };
 OpCost op_cost(const Op& op);
 

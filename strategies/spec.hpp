@@ -133,7 +133,12 @@ enum class Recompute { kNone, kSelective, kFull };
 // element-wise kernel, every micro-batch (Megatron-LM's DDP hook) or after the first (PyTorch's
 // autograd).
 enum class GradAccumulation { kFused, kHook, kAutograd };
+// How the attention core runs (docs/specs.md "attention"): separate score, softmax and context
+// kernels that store the (sequence x sequence) probabilities, or one fused (FlashAttention)
+// kernel that keeps only a statistic per query row and recomputes the scores in the backward.
+enum class AttentionImpl { kUnfused, kFused };
 const char* schedule_name(Schedule s);
+const char* attention_name(AttentionImpl a);
 const char* recompute_name(Recompute r);
 const char* grad_accumulation_name(GradAccumulation g);
 
@@ -171,6 +176,7 @@ struct StrategySpec {
   // an option (off by default) that it forced on only for bf16.
   bool main_grads_fp32 = false;
   GradAccumulation grad_accumulation = GradAccumulation::kFused;
+  AttentionImpl attention = AttentionImpl::kUnfused;
   std::vector<LayerOverride> layer_overrides;
   std::vector<int> stage_layers;    // uneven partition: layers per (virtual) stage; empty = even
   CollectivePolicy collectives;

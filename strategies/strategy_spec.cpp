@@ -20,6 +20,7 @@ const std::vector<std::string> kSchedules = {"gpipe", "1f1b", "interleaved-1f1b"
 const std::vector<std::string> kRecomputes = {"none", "selective", "full"};
 const std::vector<std::string> kPrecisions = {"bf16", "fp16", "fp32"};
 const std::vector<std::string> kGradAccumulations = {"fused", "hook", "autograd"};
+const std::vector<std::string> kAttentions = {"unfused", "fused"};
 constexpr std::array<Dim, kNumDims> kDefaultOrder = {Dim::kTp, Dim::kCp, Dim::kEp, Dim::kDp,
                                                      Dim::kPp};
 
@@ -297,6 +298,16 @@ const char* grad_accumulation_name(GradAccumulation g) {
   return "?";
 }
 
+const char* attention_name(AttentionImpl a) {
+  switch (a) {
+    case AttentionImpl::kUnfused:
+      return "unfused";
+    case AttentionImpl::kFused:
+      return "fused";
+  }
+  return "?";
+}
+
 const char* recompute_name(Recompute r) {
   switch (r) {
     case Recompute::kNone:
@@ -324,8 +335,8 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   json::ObjectReader r(j, what);
   r.finish({"name", "dp", "tp", "pp", "cp", "ep", "order", "micro_batch_size", "global_batch_size",
             "schedule", "virtual_stages", "zero_stage", "recompute", "sequence_parallel",
-            "precision", "main_grads_fp32", "grad_accumulation", "layer_overrides", "stage_layers",
-            "collectives"});
+            "precision", "main_grads_fp32", "grad_accumulation", "attention", "layer_overrides",
+            "stage_layers", "collectives"});
   StrategySpec s;
   s.name = r.get_string("name");
   if (s.name.empty()) json::fail(r.field("name"), s.name, "must not be empty");
@@ -368,6 +379,7 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   s.main_grads_fp32 = r.get_bool_or("main_grads_fp32", false);
   s.grad_accumulation = static_cast<GradAccumulation>(
       detail::read_choice(r, "grad_accumulation", kGradAccumulations, 0));
+  s.attention = static_cast<AttentionImpl>(detail::read_choice(r, "attention", kAttentions, 0));
 
   if (r.has("layer_overrides")) {
     const Json& list = r.get_raw("layer_overrides");
@@ -434,6 +446,7 @@ Json to_json(const StrategySpec& s) {
   if (s.grad_accumulation != GradAccumulation::kFused) {
     j["grad_accumulation"] = grad_accumulation_name(s.grad_accumulation);
   }
+  if (s.attention != AttentionImpl::kUnfused) j["attention"] = attention_name(s.attention);
   if (!s.layer_overrides.empty()) {
     Json list = Json::array();
     for (const auto& o : s.layer_overrides) {

@@ -41,8 +41,9 @@ struct GraphBlock {
 
 namespace {
 
-// The blocks of one transformer layer of `m` (pre-norm GPT or Llama).
-std::vector<GraphBlock> layer_blocks(const ModelSpec& m) {
+// The blocks of one transformer layer of `m` (pre-norm GPT or Llama), its attention core
+// unfused or fused.
+std::vector<GraphBlock> layer_blocks(const ModelSpec& m, AttentionImpl attention_impl) {
   const bool ln = m.norm == NormKind::kLayerNorm, b = m.bias, drop = m.dropout;
   const OpKind norm = ln ? OpKind::kLayerNorm : OpKind::kRmsNorm;
   auto with = [](std::vector<TensorKind> v, bool cond, TensorKind k) {
@@ -65,6 +66,11 @@ std::vector<GraphBlock> layer_blocks(const ModelSpec& m) {
                  with({K::kQkvWeight}, b, K::kQkvBias)});
   GraphOp attention{OpKind::kAttention, {K::kQkv}, {K::kAttnCtx, K::kAttnProbs}};
   if (drop) attention.out.insert(attention.out.end(), {K::kAttnDropMask, K::kAttnDropOut});
+  if (attention_impl == AttentionImpl::kFused) {
+    // One kernel: no probabilities or dropout mask kept (FlashAttention regenerates the mask
+    // from the RNG state in the backward), one fp32 statistic per query row.
+    attention = {OpKind::kFlashAttention, {K::kQkv}, {K::kAttnCtx, K::kAttnLse}};
+  }
   out.push_back({Block::kAttnCore, {}, {}, {attention}, {}});
   out.push_back({Block::kAttnOut, {}, std::pair{K::kAttnPartial, K::kAttnOut},
                  {{OpKind::kLinear, {K::kAttnCtx, K::kAttnOutWeight}, {K::kAttnPartial}},
@@ -92,6 +98,7 @@ OpKind backward_of(OpKind k) {
     case OpKind::kLayerNorm: return OpKind::kLayerNormBwd;
     case OpKind::kRmsNorm: return OpKind::kRmsNormBwd;
     case OpKind::kAttention: return OpKind::kAttentionBwd;
+    case OpKind::kFlashAttention: return OpKind::kFlashAttentionBwd;
     case OpKind::kGelu: return OpKind::kGeluBwd;
     case OpKind::kSwiglu: return OpKind::kSwigluBwd;
     case OpKind::kResidualAdd: return OpKind::kResidualAddBwd;
@@ -105,7 +112,7 @@ OpKind backward_of(OpKind k) {
 
 ModelGraph::ModelGraph(StageContext& c, TensorParallel& tp, DataParallel& dp)
     : c_(c), tp_(tp), dp_(dp),
-      blocks_(std::make_shared<const std::vector<GraphBlock>>(layer_blocks(c.m))) {}
+      blocks_(std::make_shared<const std::vector<GraphBlock>>(layer_blocks(c.m, c.s.attention))) {}
 
 // ---- shapes ---------------------------------------------------------------------------------
 
@@ -139,6 +146,8 @@ BufId ModelGraph::new_tensor(TensorKind k, int layer, int mb, std::uint8_t insta
       return c_.tensor(k, layer, mb, instance, a, {B, heads, T, T});
     case K::kAttnDropMask:
       return c_.tensor(k, layer, mb, instance, DType::kUint8, {B, heads, T, T});
+    case K::kAttnLse:
+      return c_.tensor(k, layer, mb, instance, DType::kFp32, {B, heads, T});
     case K::kAttnCtx:
       return c_.tensor(k, layer, mb, instance, a, {N, C / t});
     case K::kAttnMask: case K::kMlpMask:
@@ -183,7 +192,7 @@ void ModelGraph::set_dims(OpSpec& op, const std::vector<BufId>& in, const std::v
     case OpKind::kLinear:
       op.dims = {x.shape[0], x.shape[1], c_.emit.buf(out[0]).shape[1], 0, 0, 0};
       break;
-    case OpKind::kAttention:
+    case OpKind::kAttention: case OpKind::kFlashAttention:
       op.dims = {c_.samples(layout), m.seq_length, m.hidden_size / t, m.num_attention_heads / t,
                  m.kv_hidden() / t, 0};
       break;
@@ -198,10 +207,10 @@ void ModelGraph::set_dims(OpSpec& op, const std::vector<BufId>& in, const std::v
     default:
       break;
   }
-  if (m.dropout && (op.kind == OpKind::kAttention || op.kind == OpKind::kResidualAdd)) {
-    op.flags |= kDropout;
-  }
-  if (!m.learned_position_embeddings && op.kind == OpKind::kAttention) op.flags |= kRotary;
+  const bool attention =
+      op.kind == OpKind::kAttention || op.kind == OpKind::kFlashAttention;
+  if (m.dropout && (attention || op.kind == OpKind::kResidualAdd)) op.flags |= kDropout;
+  if (!m.learned_position_embeddings && attention) op.flags |= kRotary;
 }
 
 // ---- forward --------------------------------------------------------------------------------
@@ -373,6 +382,18 @@ void ModelGraph::derive(const GraphOp& g, const GraphBlock& b, int layer,
       op.in = {grad_of(g.out[0])};
       for (std::size_t i = 0; i < g.in.size(); ++i) op.in.push_back(sv(g.in[i]));
       for (std::size_t i = 1; i < g.out.size(); ++i) op.in.push_back(sv(g.out[i]));
+      const BufId dqkv = new_grad(sv(g.in[0]));
+      op.out = {dqkv};
+      bw.grad_of(g.in[0]) = dqkv;
+      ops.push_back(op);
+      return;
+    }
+    case OpKind::kFlashAttention: {
+      // d(qkv) from the context's gradient, qkv, the context and the row statistics.
+      op.kind = g.kind;
+      set_dims(op, {sv(g.in[0])}, {}, layer);
+      op.kind = OpKind::kFlashAttentionBwd;
+      op.in = {grad_of(g.out[0]), sv(g.in[0]), sv(g.out[0]), sv(g.out[1])};
       const BufId dqkv = new_grad(sv(g.in[0]));
       op.out = {dqkv};
       bw.grad_of(g.in[0]) = dqkv;

@@ -142,7 +142,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-dp2-tp2-zero3", 4}, Case{"tiny-tp2-sp", 2},
                       Case{"tiny-dp2-tp2-pp2-sp", 8}, Case{"tiny-dp2-tp2-sp-zero2", 4},
                       Case{"tiny-dp2-pp2-zero1", 4}, Case{"tiny-dp2-pp2-zero3", 4},
-                      Case{"tiny-dp2-tp2-layer-tp", 4}),
+                      Case{"tiny-dp2-tp2-layer-tp", 4}, Case{"tiny-fused-attention", 1},
+                      Case{"tiny-tp2-pp2-fused-attention", 4}),
     [](const ::testing::TestParamInfo<Case>& p) {
       std::string name = p.param.strategy;
       for (char& ch : name) {

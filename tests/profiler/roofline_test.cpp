@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <cmath>
 #include <memory>
 #include <string>
@@ -238,8 +240,8 @@ TEST(RooflineBundled, Gpt3AttnQkvMatchesThePlansTask) {
   bool found = false;
   for (const strategies::Task& t : plan.programs[0].tasks) {
     if (t.kind != strategies::TaskKind::kCompute) continue;
-    const double s =
-        m.compute_seconds(kNoProgram, t, plan.cluster.node_groups[0].gpu, Precision::kBf16);
+    const double s = m.compute_seconds(plan.programs[0], t, plan.cluster.node_groups[0].gpu,
+                                       Precision::kBf16);
     EXPECT_TRUE(std::isfinite(s) && s > 0) << plan.task_name(t);
     if (!found && t.block == Block::kAttnQkv && t.phase == Phase::kForward) {
       EXPECT_NEAR(t.flops / (2.0 * 2048 * 12288 * 4608), 1.0, 1e-12);
@@ -247,6 +249,45 @@ TEST(RooflineBundled, Gpt3AttnQkvMatchesThePlansTask) {
     }
   }
   EXPECT_TRUE(found);
+}
+
+TEST(RooflineBundled, FusedAttentionIsTimedWithFlashAttentionsFlopCount) {
+  // GPT-3 175B, tp 8 (12 heads of 128 per rank), one 2048-token sequence, fused attention on
+  // H100: the forward kernel executes the causal half of 4 s^2 d per head, 2 * 2048^2 * 1536 =
+  // 1.29e10 FLOPs, at the fused_attention efficiency measured in that same count (FlashAttention-2,
+  // 327.9 of 989.4 TFLOP/s): 39.3 us plus one launch; the backward 2.5x the FLOPs. The unfused
+  // core runs the whole square at the attention_core efficiency: several times slower.
+  const auto model = strategies::load_model(kRoot + "/configs/models/gpt3-175b.json");
+  const auto cluster = strategies::load_cluster(kRoot + "/configs/clusters/dgx-h100-128n.json");
+  auto strategy =
+      strategies::load_strategy(kRoot + "/configs/strategies/gpt3-175b-tp8-pp8-dp16.json");
+  strategy.recompute = strategies::Recompute::kNone;
+  const RooflineCostModel m = bundled_model();
+  const strategies::DeviceSpec& h100 = cluster.node_groups[0].gpu;
+  std::map<std::pair<bool, Phase>, double> seconds;
+  const auto at = [&](bool fused, Phase ph) { return seconds[std::make_pair(fused, ph)]; };
+  for (bool fused : {false, true}) {
+    strategy.attention = fused ? strategies::AttentionImpl::kFused : strategies::AttentionImpl::kUnfused;
+    const strategies::Plan plan = strategies::lower(model, cluster, strategy, 1024);
+    const strategies::Program& p = plan.programs[0];
+    for (const strategies::Task& t : p.tasks) {
+      if (t.block != Block::kAttnCore || t.layer != 0 || t.micro_batch != 0) continue;
+      seconds[std::make_pair(fused, t.phase)] = m.compute_seconds(p, t, h100, Precision::kBf16);
+      if (!fused) continue;
+      ASSERT_EQ(t.op_count, 1u);
+      const strategies::Op& op = p.ops_of(t)[0];
+      const double fwd_kernel = 2.0 * 2048 * 2048 * 1536;
+      const double kernel = t.phase == Phase::kBackward ? 2.5 * fwd_kernel : fwd_kernel;
+      EXPECT_DOUBLE_EQ(strategies::op_cost(op).kernel_flops, kernel);
+      EXPECT_NEAR(at(fused, t.phase), kernel / (989.4e12 * 0.331) + 4e-6, 1e-9)
+          << strategies::op_kind_name(op.kind);
+    }
+  }
+  ASSERT_EQ(seconds.size(), 4u);  // forward and backward (recompute: none), both ways
+  EXPECT_NEAR(at(true, Phase::kForward), 43.3e-6, 0.1e-6);
+  for (Phase ph : {Phase::kForward, Phase::kBackward}) {
+    EXPECT_GT(at(false, ph) / at(true, ph), 2.0) << strategies::phase_name(ph);
+  }
 }
 
 TEST(RooflineBundled, LayerNormOnH100IsBandwidthBound) {

@@ -21,7 +21,8 @@ inline Json ops_json(double flop = 0.5, double memory = 0.8) {
           {"attention_core", op_json(flop, memory)},
           {"norm", op_json(flop, memory)},
           {"embedding", op_json(flop, memory)},
-          {"optimizer", op_json(flop, memory)}};
+          {"optimizer", op_json(flop, memory)},
+          {"fused_attention", op_json(flop, memory)}};
 }
 
 inline Json device_class_json(const std::string& name, const std::string& kind,

@@ -70,6 +70,16 @@ std::vector<std::pair<std::string, StrategySpec>> small_strategies() {
   auto uneven = strategy(1, 1, 2, 1, 4);
   uneven.stage_layers = {1, 3};
   out.emplace_back("uneven", uneven);
+  auto fused = strategy(2, 2, 2, 1, 8);
+  fused.attention = AttentionImpl::kFused;
+  fused.recompute = Recompute::kSelective;
+  fused.sequence_parallel = true;
+  out.emplace_back("dp2-tp2-pp2-fused-sel-sp", fused);
+  auto fused_z3 = strategy(4, 1, 1, 1, 8);
+  fused_z3.attention = AttentionImpl::kFused;
+  fused_z3.zero_stage = 3;
+  fused_z3.recompute = Recompute::kFull;
+  out.emplace_back("dp4-fused-zero3-full", fused_z3);
   return out;
 }
 
@@ -436,6 +446,88 @@ TEST(Lower, PeakActivationsFollowTheSchedule) {
       }
     }
   }
+}
+
+TEST(Lower, FusedAttentionKeepsRowStatisticsNotTheScoreMatrix) {
+  // The fused attention core stores no (s x s) tensor: per micro-batch and layer it keeps
+  // 4 a s b / t bytes of log-sum-exp where the unfused one keeps (2 + 3) a s^2 b / t (softmax
+  // output, dropout mask and output). The buffers' lifetimes give the same in-flight count.
+  const ModelSpec m = gpt(8, 256, 8, 512, 64);
+  for (Recompute r : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
+    for (bool sp : {false, true}) {
+      auto s = strategy(1, 2, 4, 1, 8);
+      s.recompute = r;
+      s.sequence_parallel = sp;
+      s.attention = AttentionImpl::kFused;
+      const Plan plan = lower_on(m, s);
+      const double stats = r == Recompute::kFull ? 0 : norm_statistics_bytes(m, 2, sp);
+      const double layer =
+          layer_activation_bytes(m, 1, 2, sp, r, AttentionImpl::kFused).stored + stats;
+      for (const Program& p : plan.programs) {
+        int flash = 0, lse = 0;
+        for (const Buffer& b : p.buffers) {
+          EXPECT_NE(b.kind, TensorKind::kAttnProbs);
+          EXPECT_NE(b.kind, TensorKind::kAttnDropMask);
+          EXPECT_NE(b.kind, TensorKind::kAttnDropOut);
+          if (b.kind == TensorKind::kAttnLse) {
+            ++lse;
+            EXPECT_EQ(b.dtype, DType::kFp32);
+            EXPECT_EQ(b.elements(), 1 * (8 / 2) * 64);  // samples x heads / t x s
+          }
+        }
+        for (const Op& o : p.ops) flash += o.kind == OpKind::kFlashAttention;
+        // 2 layers per stage x 8 micro-batches, forward and (selective or full) recompute.
+        EXPECT_EQ(flash, 2 * 8 * (r == Recompute::kNone ? 1 : 2)) << recompute_name(r);
+        EXPECT_EQ(lse, flash);
+        if (p.stage == 0 || p.stage == s.pp - 1) continue;  // embedding mask, logits
+        const int in_flight =
+            max_in_flight(stage_schedule(s.schedule, s.pp, p.stage, plan.num_micro_batches, 1));
+        const double expected = in_flight * 2.0 * layer;
+        EXPECT_NEAR(p.memory.max_activation_bytes, expected, 1e-6 * expected)
+            << recompute_name(r) << " sp " << sp << " stage " << p.stage;
+      }
+    }
+  }
+  // Against the unfused core: the difference per stored layer is the quadratic term.
+  const LayerActivation unfused = layer_activation_bytes(m, 1, 2, false, Recompute::kNone);
+  const LayerActivation fused =
+      layer_activation_bytes(m, 1, 2, false, Recompute::kNone, AttentionImpl::kFused);
+  EXPECT_DOUBLE_EQ(unfused.stored - fused.stored, (5.0 * 8 * 64 * 64 - 4.0 * 8 * 64) / 2);
+}
+
+TEST(Lower, FusedAttentionCountsFlopsAsFlashAttentionDoes) {
+  // Per sequence and head of width d, FlashAttention counts 4 s^2 d FLOPs forward (two s x s x d
+  // matmuls), halved for the causal mask, and 2.5 x that backward (the scores recomputed; Dao
+  // 2023, arXiv:2307.08691 sec. 4.1). The model keeps the whole square and 2x backward (the
+  // same as the unfused core, so MFU does not depend on the kernel). GPT: s 64, h 256, 8 heads of
+  // 32, tp 2 (4 heads, 128 query channels per rank), micro-batch 1.
+  const ModelSpec m = gpt(4, 256, 8, 512, 64);
+  auto s = strategy(1, 2, 1, 1, 2);
+  s.attention = AttentionImpl::kFused;
+  const Plan plan = lower_on(m, s);
+  int fwd = 0, bwd = 0;
+  const double per_head_model = 4.0 * 64 * 64 * 32, heads = 4;
+  for (const Op& o : plan.programs[0].ops) {
+    if (o.kind != OpKind::kFlashAttention && o.kind != OpKind::kFlashAttentionBwd) continue;
+    const OpCost c = op_cost(o);
+    if (o.kind == OpKind::kFlashAttention) {
+      ++fwd;
+      EXPECT_DOUBLE_EQ(c.flops, heads * per_head_model);
+      EXPECT_DOUBLE_EQ(c.kernel_flops, heads * per_head_model / 2);
+      // q, k, v read and the context written (bf16), the fp32 statistic written.
+      EXPECT_DOUBLE_EQ(c.bytes, 2.0 * 64 * (4 * 128) + 4.0 * heads * 64);
+    } else {
+      ++bwd;
+      EXPECT_DOUBLE_EQ(c.flops, 2 * heads * per_head_model);
+      EXPECT_DOUBLE_EQ(c.kernel_flops, 2.5 * heads * per_head_model / 2);
+    }
+  }
+  EXPECT_EQ(fwd, 4 * 2);  // 4 layers x 2 micro-batches
+  EXPECT_EQ(bwd, 4 * 2);
+  // The totals are the model's, as unfused.
+  auto unfused = s;
+  unfused.attention = AttentionImpl::kUnfused;
+  EXPECT_EQ(plan.totals.flops.model, lower_on(m, unfused).totals.flops.model);
 }
 
 TEST(Lower, OneFOneBFirstStageHoldsWhatKorthikantiSays) {

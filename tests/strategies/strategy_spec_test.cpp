@@ -63,6 +63,8 @@ TEST(StrategyParse, Defaults) {
   EXPECT_FALSE(s.main_grads_fp32);
   EXPECT_EQ(s.grad_accumulation, GradAccumulation::kFused);
   EXPECT_FALSE(to_json(s).contains("grad_accumulation"));  // default: not written
+  EXPECT_EQ(s.attention, AttentionImpl::kUnfused);
+  EXPECT_FALSE(to_json(s).contains("attention"));  // default: not written
   EXPECT_TRUE(s.layer_overrides.empty());
   EXPECT_TRUE(s.stage_layers.empty());
   EXPECT_DOUBLE_EQ(s.collectives.grad_bucket_bytes, 25.0 * 1024 * 1024);
@@ -205,6 +207,12 @@ TEST(StrategyParse, EnumsAndRanges) {
   EXPECT_EQ(strategy({{"grad_accumulation", "hook"}}).grad_accumulation, GradAccumulation::kHook);
   EXPECT_EQ(strategy({{"grad_accumulation", "autograd"}}).grad_accumulation,
             GradAccumulation::kAutograd);
+  expect_config_error(
+      [&] {
+        strategy({{"attention", "flash"}});
+      },
+      {"strategy.attention = \"flash\"", "\"unfused\", \"fused\""});
+  EXPECT_EQ(strategy({{"attention", "fused"}}).attention, AttentionImpl::kFused);
   expect_config_error(
       [&] {
         strategy({{"precision", "fp8"}});
@@ -612,6 +620,7 @@ TEST(StrategySpec, ToJsonRoundTrips) {
                 {"recompute", "selective"},
                 {"precision", "fp32"},
                 {"grad_accumulation", "autograd"},
+                {"attention", "fused"},
                 {"layer_overrides",
                  {{{"layers", {0, 1}}, {"tp", 2}}, {{"layers", {2, 2}}, {"recompute", "full"}}}},
                 {"stage_layers", {8, 8, 8, 8}},
@@ -623,6 +632,8 @@ TEST(StrategySpec, ToJsonRoundTrips) {
   EXPECT_EQ(again.order, s.order);
   EXPECT_EQ(again.grad_accumulation, GradAccumulation::kAutograd);
   EXPECT_EQ(once["grad_accumulation"], "autograd");
+  EXPECT_EQ(again.attention, AttentionImpl::kFused);
+  EXPECT_EQ(once["attention"], "fused");
   EXPECT_EQ(again.layer_overrides.size(), 2u);
   EXPECT_EQ(again.layer_overrides[1].recompute, static_cast<int>(Recompute::kFull));
   EXPECT_EQ(again.stage_layers, s.stage_layers);
