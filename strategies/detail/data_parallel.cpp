@@ -601,6 +601,7 @@ void DataParallel::emit_reduction(int bucket, TaskId producer, int mb, int chunk
 }
 
 void DataParallel::finish_step() {
+  STRATA_CHECK(next_use_ == uses_.size(), "the step ended with ZeRO-3 gathers still planned");
   const TaskId last_compute = c_.emit.last_on(Stream::kCompute);
   // With blocking transfers the step's last sends complete before the gradient reduction and
   // the optimizer start (Megatron calls them after its pipeline schedule returns).
