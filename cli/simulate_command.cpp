@@ -40,7 +40,8 @@ Options:
   --exact              simulate every rank and every ring step (default: fold data-parallel
                        replicas and tensor-parallel peers into one representative rank and send
                        each ring's steps as one flow per rank plus their latency;
-                       docs/simulator.md shows both agree)
+                       docs/simulator.md shows both agree; with zero_shard_group < dp every
+                       data-parallel rank runs)
   --ignore-memory      simulate even when a rank's peak memory exceeds its device memory
   --help               show this help
 
@@ -71,6 +72,10 @@ int simulate_command(const std::vector<std::string>& argv) {
   sim::SimOptions options;
   options.fold_data_parallel = options.fold_tensor_parallel = options.aggregate_ring_steps =
       !args.has("--exact");
+  // Hybrid sharding: data-parallel folding runs only the groups of replica 0's ranks, so the
+  // other shard groups' and replica groups' flows would not load the links they share (the
+  // simulator's folding predates those groups); every data-parallel rank runs instead.
+  if (plan.zero_shard_group > 0) options.fold_data_parallel = false;
   options.record_trace = args.has("--trace");
   if (const auto ranks = args.get("--trace-ranks")) {
     options.trace_ranks = parse_rank_list("--trace-ranks", *ranks, plan.world_size);

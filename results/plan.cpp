@@ -22,6 +22,8 @@ Plan plan_from_json(const json::Json& j, const std::string& file) {
   plan.num_micro_batches = detail::small_int(r, "num_micro_batches", 1);
   plan.virtual_stages = detail::small_int(r, "virtual_stages", 1);
   plan.pp = plan.strategy.pp;
+  plan.zero_shard_group =
+      plan.strategy.zero_shard() < plan.strategy.dp ? plan.strategy.zero_shard() : 0;
   plan.model_name = plan.model.name;
   plan.strategy_name = plan.strategy.name;
   const std::string order = plan.strategy.order_string();

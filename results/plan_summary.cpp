@@ -55,8 +55,11 @@ std::string render_plan_summary(const json::Json& j) {
   if (j["virtual_stages"].get<int>() > 1) os << " x" << j["virtual_stages"] << " virtual stages";
   os << ", " << j["num_micro_batches"] << " micro-batches of " << j["micro_batch_size"]
      << " (global batch " << j["global_batch_size"] << ")\n";
-  os << "  options        ZeRO-" << j["zero_stage"] << ", recompute "
-     << j["recompute"].get<std::string>() << ", sequence parallel "
+  os << "  options        ZeRO-" << j["zero_stage"];
+  if (j.contains("zero_shard_group")) {
+    os << " in shard groups of " << j["zero_shard_group"] << " (hybrid sharding)";
+  }
+  os << ", recompute " << j["recompute"].get<std::string>() << ", sequence parallel "
      << (j["sequence_parallel"].get<bool>() ? "on" : "off") << ", "
      << j["precision"].get<std::string>();
   if (j["layer_overrides"].get<int>() > 0) os << ", " << j["layer_overrides"] << " layer overrides";

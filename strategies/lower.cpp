@@ -80,6 +80,7 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
   plan.strategy = s;
   plan.world_size = world_size;
   plan.pp = s.pp;
+  plan.zero_shard_group = s.zero_shard() < s.dp ? s.zero_shard() : 0;
   plan.num_micro_batches = s.num_micro_batches();
   plan.virtual_stages = s.virtual_stages;
   plan.model_name = m.name;

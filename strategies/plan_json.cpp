@@ -74,6 +74,9 @@ json::Json plan_summary(const Plan& plan) {
   j["global_batch_size"] = s.global_batch_size;
   j["num_micro_batches"] = plan.num_micro_batches;
   j["zero_stage"] = s.zero_stage;
+  // Hybrid sharding only (a shard group smaller than dp), so that other summaries stay as they
+  // were.
+  if (plan.zero_shard_group > 0) j["zero_shard_group"] = plan.zero_shard_group;
   j["recompute"] = recompute_name(s.recompute);
   j["sequence_parallel"] = s.sequence_parallel;
   j["precision"] = precision_name(s.precision);

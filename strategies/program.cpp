@@ -96,6 +96,8 @@ const char* group_kind_name(GroupKind g) {
     case GroupKind::kDp: return "dp";
     case GroupKind::kEmbedding: return "embedding";
     case GroupKind::kReshard: return "reshard";
+    case GroupKind::kShard: return "shard";
+    case GroupKind::kReplica: return "replica";
   }
   return "?";
 }
@@ -435,6 +437,24 @@ std::vector<int> Topology::group_ranks(int rank, const GroupRef& g) const {
       }
       STRATA_CHECK(static_cast<int>(out.size()) == big.size(Dim::kTp) / small.size(Dim::kTp),
                    "reshard group size does not match the tp ratio");
+      return out;
+    }
+    case GroupKind::kShard:
+    case GroupKind::kReplica: {
+      // The data-parallel group in data-parallel index order (ranks grow with it), cut into
+      // shard groups of consecutive indices; a replica group takes one index of each.
+      const std::vector<int> dp = layouts.at(g.layout).group(rank, Dim::kDp);
+      const int n = static_cast<int>(dp.size());
+      const int size = zero_shard_group > 0 ? zero_shard_group : n;
+      STRATA_CHECK(g.layout == 0 && n % size == 0,
+                   "shard groups exist in layout 0 only, and divide its data-parallel group");
+      const int i = static_cast<int>(std::find(dp.begin(), dp.end(), rank) - dp.begin());
+      std::vector<int> out;
+      for (int k = 0; k < n; ++k) {
+        const bool member =
+            g.kind == GroupKind::kShard ? k / size == i / size : k % size == i % size;
+        if (member) out.push_back(dp[k]);
+      }
       return out;
     }
   }

@@ -97,6 +97,10 @@ enum class GroupKind : std::uint8_t {
   kDp,         // data-parallel group of the layout (gradients, ZeRO, the data a replica reads)
   kEmbedding,  // first and last pipeline stage, same other coordinates (tied embeddings)
   kReshard,    // ranks of the new tp group holding the same old-tp shard (layer tp change)
+  kShard,      // hybrid sharding: the ZeRO shard group, Topology::zero_shard_group consecutive
+               // ranks of the data-parallel group of the layout
+  kReplica,    // hybrid sharding: the ranks of the data-parallel group holding the same shard
+               // (the same index in their shard groups)
 };
 
 const char* task_kind_name(TaskKind k);
@@ -364,6 +368,9 @@ struct ParamInfo {
 // partitions a bucket over its data-parallel group with partition().
 struct BucketInfo {
   std::int64_t elements = 0;
+  // The group ZeRO partitions the bucket over (partition() by its size and the rank's index in
+  // it): the data-parallel group, or under hybrid sharding the shard group (kShard), whose
+  // replicas all-reduce their reduced parts over the replica group (kReplica).
   GroupRef dp_group;
   int zero_stage = 0;
   bool gathered_per_use = false;   // ZeRO-3 layer bucket: a parameter shard, gathered for each use
@@ -422,6 +429,9 @@ struct Topology {
   int world_size = 0;
   int pp = 1;
   std::vector<RankGrid> layouts;  // [0]: the strategy's; more for per-layer tp overrides
+  // Hybrid sharding: the size of a kShard group in data-parallel ranks of layout 0 (the
+  // strategy's zero_shard_group); 0 = the whole data-parallel group.
+  int zero_shard_group = 0;
 
   const RankGrid& grid() const { return layouts.front(); }
   int stage_of(int rank) const { return grid().coord(rank, Dim::kPp); }

@@ -23,8 +23,8 @@ const std::vector<std::string> kParamColumns = {
     "layout",    "parts",     "init",   "init_std", "tied_copy", "bucket",      "bucket_offset",
     "elements",  "value",     "grad"};
 const std::vector<std::string> kBucketColumns = {
-    "elements", "layout", "zero_stage", "gathered_per_use", "params", "grads", "grad_shard",
-    "master",   "adam_m", "adam_v",     "members"};
+    "elements", "group",      "layout", "zero_stage", "gathered_per_use", "params",
+    "grads",    "grad_shard", "master", "adam_m",     "adam_v",           "members"};
 
 namespace {
 
@@ -41,7 +41,7 @@ E parse_enum(const std::string& s, const std::string& field, F name_of, int coun
 }
 
 constexpr int kTaskKinds = 4, kStreams = 6, kPhases = 5, kBlocks = 12, kCollectives = 6,
-              kPurposes = 9, kGroupKinds = 5, kDTypes = 6, kShards = 4, kInits = 3;
+              kPurposes = 9, kGroupKinds = 7, kDTypes = 6, kShards = 4, kInits = 3;
 constexpr int kOpKinds = static_cast<int>(OpKind::kRecv) + 1;
 constexpr int kTensorKinds = static_cast<int>(TensorKind::kBucketGathered) + 1;
 
@@ -217,8 +217,9 @@ json::Json program_to_json(const Program& p) {
   pj["params"] = std::move(params);
   json::Json buckets = json::Json::array();
   for (const BucketInfo& b : p.buckets) {
-    buckets.push_back({b.elements, b.dp_group.layout, b.zero_stage, b.gathered_per_use, b.params,
-                       b.grads, b.grad_shard, b.master, b.adam_m, b.adam_v, b.members});
+    buckets.push_back({b.elements, group_kind_name(b.dp_group.kind), b.dp_group.layout,
+                       b.zero_stage, b.gathered_per_use, b.params, b.grads, b.grad_shard, b.master,
+                       b.adam_m, b.adam_v, b.members});
   }
   pj["buckets"] = std::move(buckets);
   pj["memory"] = memory_to_json(p.memory);
@@ -355,7 +356,8 @@ Program program_from_json(const json::Json& j, const std::string& what) {
     Row r(buckets[i], kBucketColumns.size(), what + ".buckets[" + std::to_string(i) + "]");
     BucketInfo b;
     b.elements = r.integer();
-    b.dp_group = {GroupKind::kDp, static_cast<std::uint8_t>(r.integer()), 0};
+    b.dp_group.kind = r.name<GroupKind>(group_kind_name, kGroupKinds);
+    b.dp_group.layout = static_cast<std::uint8_t>(r.integer());
     b.zero_stage = static_cast<int>(r.integer());
     b.gathered_per_use = r.boolean();
     b.params = static_cast<std::int32_t>(r.integer());

@@ -154,6 +154,11 @@ struct CollectivePolicy {
   double grad_bucket_bytes = 25.0 * 1024 * 1024;  // DP gradient bucket (PyTorch DDP default)
   bool overlap_grad_reduce = true;   // bucket all-reduces start as backward produces them
   bool overlap_param_gather = true;  // ZeRO-3 / distributed optimizer param all-gathers overlap
+  // ZeRO-3: how many modules (layers, the embedding, the head) ahead of the one computing a
+  // parameter all-gather is issued: 0 gathers a module when its compute is reached, 1 (PyTorch
+  // FSDP's default: BACKWARD_PRE, forward prefetch, limit_all_gathers) one module ahead, so at
+  // most two modules' gathered parameters are live (docs/specs.md "param_prefetch").
+  int param_prefetch = 1;
   bool pp_scatter_gather = false;    // Megatron: send 1/tp of the activation, all-gather after
   // Megatron-LM of 2021: every pipeline send/receive call waits for its transfers and
   // synchronises the device before the next kernel (docs/specs.md "blocking_p2p").
@@ -169,6 +174,10 @@ struct StrategySpec {
   Schedule schedule = Schedule::kOneFOneB;
   int virtual_stages = 1;           // model chunks per pipeline rank (interleaved-1f1b)
   int zero_stage = 0;
+  // ZeRO-3's shard group in data-parallel ranks (PyTorch's HYBRID_SHARD): state is sharded over
+  // groups of this many consecutive data-parallel ranks and replicated across dp / it of them.
+  // 0 (absent) = dp: full sharding. Use zero_shard() for the effective size.
+  int zero_shard_group = 0;
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;
   Precision precision = Precision::kBf16;
@@ -183,6 +192,8 @@ struct StrategySpec {
   std::string source;
 
   int world_size() const { return dp * tp * pp * cp; }
+  // The data-parallel ranks ZeRO shards over: zero_shard_group, or dp when it is not set.
+  int zero_shard() const { return zero_shard_group > 0 ? zero_shard_group : dp; }
   int num_micro_batches() const { return global_batch_size / (micro_batch_size * dp); }
   std::string order_string() const;
 };

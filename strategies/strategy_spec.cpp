@@ -118,7 +118,7 @@ LayerOverride read_override(const Json& v, const std::string& path) {
 
 CollectivePolicy read_collectives(json::ObjectReader r) {
   r.finish({"grad_bucket_MiB", "overlap_grad_reduce", "overlap_param_gather", "pp_scatter_gather",
-            "blocking_p2p"});
+            "blocking_p2p", "param_prefetch"});
   CollectivePolicy c;
   const double mib = r.get_number_or("grad_bucket_MiB", 25.0);
   if (mib <= 0) json::fail(r.field("grad_bucket_MiB"), mib, "must be > 0");
@@ -127,6 +127,13 @@ CollectivePolicy read_collectives(json::ObjectReader r) {
   c.overlap_param_gather = r.get_bool_or("overlap_param_gather", true);
   c.pp_scatter_gather = r.get_bool_or("pp_scatter_gather", false);
   c.blocking_p2p = r.get_bool_or("blocking_p2p", false);
+  const long long prefetch = r.get_int_or("param_prefetch", 1);
+  if (prefetch < 0 || prefetch > INT_MAX) {
+    json::fail(r.field("param_prefetch"), prefetch,
+               "must be an integer >= 0 (ZeRO-3: modules whose parameters are gathered ahead of "
+               "the one computing; 0 = none, 1 = PyTorch FSDP's default)");
+  }
+  c.param_prefetch = static_cast<int>(prefetch);
   return c;
 }
 
@@ -255,6 +262,35 @@ void check_overrides(const ModelSpec& m, const StrategySpec& s) {
   }
 }
 
+// Hybrid sharding (PyTorch's HYBRID_SHARD): ZeRO-3 state sharded over groups of
+// zero_shard_group consecutive data-parallel ranks, replicated across the groups.
+void check_zero_shard_group(const StrategySpec& s) {
+  if (s.zero_shard_group == 0) return;
+  const int g = s.zero_shard_group;
+  if (g > s.dp || s.dp % g != 0) {
+    json::fail("strategy.zero_shard_group", g,
+               "must divide dp (" + str(s.dp) +
+                   "): the data-parallel ranks split into dp/zero_shard_group replicas of one "
+                   "shard group each");
+  }
+  if (g == s.dp) return;  // full sharding, as without the key
+  if (s.zero_stage != 3) {
+    json::fail("strategy.zero_shard_group", g,
+               "a shard group smaller than dp (" + str(s.dp) +
+                   ") needs zero_stage 3 (zero_stage is " + str(s.zero_stage) +
+                   "): hybrid sharding of the optimizer alone (ZeRO-1/2) is not lowered");
+  }
+  for (std::size_t i = 0; i < s.layer_overrides.size(); ++i) {
+    if (s.layer_overrides[i].tp != 0 && s.layer_overrides[i].tp != s.tp) {
+      json::fail("strategy.zero_shard_group", g,
+                 "a shard group smaller than dp (" + str(s.dp) +
+                     ") with a per-layer tp change (strategy.layer_overrides[" +
+                     str(static_cast<long long>(i)) +
+                     "].tp) is not lowered: the changed layers' dp has no shard group");
+    }
+  }
+}
+
 }  // namespace
 
 const char* dim_name(Dim d) {
@@ -334,9 +370,9 @@ std::string StrategySpec::order_string() const { return strategies::order_string
 StrategySpec parse_strategy(const Json& j, const std::string& what) {
   json::ObjectReader r(j, what);
   r.finish({"name", "dp", "tp", "pp", "cp", "ep", "order", "micro_batch_size", "global_batch_size",
-            "schedule", "virtual_stages", "zero_stage", "recompute", "sequence_parallel",
-            "precision", "main_grads_fp32", "grad_accumulation", "attention", "layer_overrides",
-            "stage_layers", "collectives"});
+            "schedule", "virtual_stages", "zero_stage", "zero_shard_group", "recompute",
+            "sequence_parallel", "precision", "main_grads_fp32", "grad_accumulation", "attention",
+            "layer_overrides", "stage_layers", "collectives"});
   StrategySpec s;
   s.name = r.get_string("name");
   if (s.name.empty()) json::fail(r.field("name"), s.name, "must not be empty");
@@ -373,6 +409,11 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
                "3 = + parameters)");
   }
   s.zero_stage = static_cast<int>(zero);
+  if (r.has("zero_shard_group")) {
+    s.zero_shard_group = detail::read_positive_int(r, "zero_shard_group");
+  } else {
+    r.accept("zero_shard_group");
+  }
   s.recompute = static_cast<Recompute>(detail::read_choice(r, "recompute", kRecomputes, 0));
   s.sequence_parallel = r.get_bool_or("sequence_parallel", false);
   s.precision = static_cast<Precision>(detail::read_choice(r, "precision", kPrecisions, 0));
@@ -438,6 +479,8 @@ Json to_json(const StrategySpec& s) {
   j["schedule"] = schedule_name(s.schedule);
   j["virtual_stages"] = s.virtual_stages;
   j["zero_stage"] = s.zero_stage;
+  // Only when set, so that the hashes of existing specs stay as they were.
+  if (s.zero_shard_group > 0) j["zero_shard_group"] = s.zero_shard_group;
   j["recompute"] = recompute_name(s.recompute);
   j["sequence_parallel"] = s.sequence_parallel;
   j["precision"] = precision_name(s.precision);
@@ -465,6 +508,9 @@ Json to_json(const StrategySpec& s) {
   // Written only when set, so that the specs (and hashes) of strategies without it stay as
   // they were before the key existed.
   if (s.collectives.blocking_p2p) j["collectives"]["blocking_p2p"] = true;
+  if (s.collectives.param_prefetch != 1) {
+    j["collectives"]["param_prefetch"] = s.collectives.param_prefetch;
+  }
   if (!s.source.empty()) j["source"] = s.source;
   return j;
 }
@@ -538,6 +584,8 @@ void validate(const ModelSpec& m, const StrategySpec& s, int world_size) {
   }
   // 8. Per-layer overrides.
   check_overrides(m, s);
+  // 9. ZeRO's shard group (hybrid sharding).
+  check_zero_shard_group(s);
 }
 
 LayerStrategy layer_strategy(const StrategySpec& s, int layer) {

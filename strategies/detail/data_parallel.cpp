@@ -7,6 +7,11 @@
 // bucket is a run of consecutive "calls" -- the gradients of one layer, of the output
 // parameters, of the embedding -- of a chunk's backward, closed at a size cap, a layout change or
 // the end of the unit; ZeRO-3 reduces every call on its own (docs/plan.md "Buckets").
+//
+// ZeRO-3 gathers a module's buckets (a layer, the embedding, the head: FSDP's units) before each
+// use, issued collectives.param_prefetch modules ahead of the compute (begin_unit plans a unit's
+// uses, gather issues them). Under hybrid sharding ZeRO partitions over the shard group and the
+// replicas all-reduce each bucket's part once per step (docs/plan.md "ZeRO-3's gathers").
 #include <algorithm>
 #include <cmath>
 
@@ -195,10 +200,12 @@ std::vector<DataParallel::Call> DataParallel::calls_of(int chunk) const {
 
 int DataParallel::make_bucket(const std::vector<int>& params, int layout) {
   BucketInfo b;
-  b.dp_group = c_.dp_group(layout);
   const int dp = c_.dp_of(layout);
   // A one-rank group reduces nothing: its buckets keep whole gradients and states.
   b.zero_stage = dp > 1 ? c_.s.zero_stage : 0;
+  // ZeRO partitions over the data-parallel group, or (hybrid sharding) over the shard group.
+  b.dp_group = b.zero_stage >= 1 ? c_.zero_group(layout) : c_.dp_group(layout);
+  const int parts = b.zero_stage >= 1 ? c_.zero_parts(layout) : 1;
   // ZeRO-3 (DeepSpeed's stage 3): every bucket's parameters are sharded and gathered for each
   // use -- a layer's forward and backward, the embedding's, the head's -- also over a one-rank
   // group (a layout whose dp is 1), where the gather is a copy, as the Plan always priced it.
@@ -206,7 +213,7 @@ int DataParallel::make_bucket(const std::vector<int>& params, int layout) {
   for (int i : params) b.elements += p_.params[i].elements;
   b.members = params;
   const int id = static_cast<int>(p_.buckets.size());
-  const std::int64_t part = b.zero_stage >= 1 ? ceil_div(b.elements, dp) : b.elements;
+  const std::int64_t part = ceil_div(b.elements, parts);
   auto flat = [&](TensorKind kind, Role role, DType dtype, std::int64_t n) {
     Buffer buf;
     buf.kind = kind;
@@ -350,9 +357,8 @@ BufId DataParallel::grad(TensorKind kind, int layer) {
   return round_member_.at({it->second, round_});
 }
 
-TaskId DataParallel::gather(TaskId after, const std::vector<TensorKind>& kinds, int layer,
-                            Phase phase, int mb, int chunk, std::uint8_t instance) {
-  // The buckets holding these parameters, each all-gathered once, in order.
+// The buckets holding parameters `kinds` of `layer`, each once, in order.
+std::vector<int> DataParallel::buckets_of(const std::vector<TensorKind>& kinds, int layer) const {
   std::vector<int> buckets;
   for (TensorKind kind : kinds) {
     const auto it = param_index_.find({static_cast<int>(kind), layer});
@@ -360,13 +366,62 @@ TaskId DataParallel::gather(TaskId after, const std::vector<TensorKind>& kinds, 
     const int id = p_.params[it->second].bucket;
     if (std::find(buckets.begin(), buckets.end(), id) == buckets.end()) buckets.push_back(id);
   }
-  TaskId last = kNoTask;
-  for (int id : buckets) {
+  return buckets;
+}
+
+// The modules of a unit in the order its compute uses them (FSDP's units: every layer, and the
+// ends; DeepSpeed's per-submodule fetch): forward embedding, layers, head; backward the reverse.
+// A layer under full recompute is gathered once for its recompute and backward (the recompute
+// runs inside the layer's backward, as FSDP's pre-backward unshard of a checkpointed block).
+void DataParallel::begin_unit(bool forward, int mb, int chunk) {
+  STRATA_CHECK(next_use_ == uses_.size(), "a unit ended with ZeRO-3 gathers still planned");
+  uses_.clear();
+  next_use_ = 0;
+  unit_mb_ = mb;
+  unit_chunk_ = chunk;
+  if (c_.s.zero_stage != 3) return;
+  const int vs = c_.virtual_stage(chunk);
+  const TensorKind head =
+      has(TensorKind::kLmHeadWeight, -1) ? TensorKind::kLmHeadWeight : TensorKind::kWordEmbedding;
+  const std::vector<TensorKind> embedding{TensorKind::kWordEmbedding,
+                                          TensorKind::kPositionEmbedding};
+  const std::vector<TensorKind> output{TensorKind::kFinalNormWeight, head};
+  auto add = [&](const std::vector<TensorKind>& kinds, int layer, Phase phase,
+                 std::uint8_t instance) {
+    Use u;
+    u.buckets = buckets_of(kinds, layer);
+    u.layer = layer;
+    u.phase = phase;
+    u.instance = instance;
+    uses_.push_back(std::move(u));
+  };
+  const int first = c_.first_layer(vs), end = c_.end_layer(vs);
+  const bool last = c_.last_virtual_stage(vs);
+  if (forward) {
+    if (vs == 0) add(embedding, -1, Phase::kForward, 0);
+    for (int l = first; l < end; ++l) add({TensorKind::kNormWeight1}, l, Phase::kForward, 0);
+    if (last) add(output, -1, Phase::kForward, 3);
+    return;
+  }
+  if (last) add(output, -1, Phase::kBackward, 4);
+  for (int l = end - 1; l >= first; --l) {
+    if (layer_strategy(c_.s, l).recompute == Recompute::kFull) {
+      add({TensorKind::kNormWeight1}, l, Phase::kRecompute, 1);
+    } else {
+      add({TensorKind::kNormWeight1}, l, Phase::kBackward, 2);
+    }
+  }
+  if (vs == 0) add(embedding, -1, Phase::kBackward, 2);
+}
+
+// All-gathers the buckets of use `u` into fresh copies, after `after` (and the dp stream).
+void DataParallel::issue(Use& u, TaskId after) {
+  for (int id : u.buckets) {
     const BucketInfo& b = p_.buckets[id];
     STRATA_CHECK(b.gathered_per_use, "a gather of parameters outside a ZeRO-3 bucket");
     const BufId gathered =
-        bucket_copy(id, TensorKind::kBucketGathered, Role::kGatheredParams, c_.act, mb, instance,
-                    [&](int param, BufId v) { gathered_[{param, p_.params[param].layer}] = v; });
+        bucket_copy(id, TensorKind::kBucketGathered, Role::kGatheredParams, c_.act, unit_mb_,
+                    u.instance, [&](int param, BufId v) { u.views.emplace_back(param, v); });
     OpSpec op;
     op.kind = OpKind::kAllGather;
     op.dtype = c_.act;
@@ -376,11 +431,40 @@ TaskId DataParallel::gather(TaskId after, const std::vector<TensorKind>& kinds, 
     op.out = {gathered};
     op.dims[0] = b.elements;
     const Task t = c_.collective_task(CollectiveKind::kAllGather, Purpose::kZero, b.dp_group,
-                                      phase, layer, mb, chunk);
-    last = c_.emit.add(t, {op}, {c_.s.collectives.overlap_param_gather ? kNoTask : after});
+                                      u.phase, u.layer, unit_mb_, unit_chunk_);
+    u.gather = c_.emit.add(t, {op}, {after});
   }
-  last_gather_ = last;
-  return last;
+  u.issued = true;
+}
+
+TaskId DataParallel::gather(TaskId after, const std::vector<TensorKind>& kinds, int layer,
+                            Phase phase, int mb, int chunk, std::uint8_t instance) {
+  STRATA_CHECK(next_use_ < uses_.size() && mb == unit_mb_ && chunk == unit_chunk_,
+               "a ZeRO-3 gather outside its unit's planned uses");
+  const std::size_t i = next_use_++;
+  {
+    const Use& u = uses_[i];
+    STRATA_CHECK(u.layer == layer && u.phase == phase && u.instance == instance &&
+                     u.buckets == buckets_of(kinds, layer),
+                 "ZeRO-3 gathers out of their planned order");
+  }
+  if (c_.s.collectives.overlap_param_gather) {
+    // Issued when module i's compute is reached (after the compute before it), together with
+    // the modules up to param_prefetch ahead that are not yet issued: at most param_prefetch + 1
+    // modules' gathered parameters are live while module i computes.
+    const TaskId reached = c_.emit.last_on(Stream::kCompute);
+    const std::size_t end =
+        std::min(uses_.size(), i + 1 + static_cast<std::size_t>(c_.s.collectives.param_prefetch));
+    for (std::size_t j = i; j < end; ++j) {
+      if (!uses_[j].issued) issue(uses_[j], reached);
+    }
+  } else {
+    issue(uses_[i], after);  // no overlap: after the task before the use
+  }
+  const Use& u = uses_[i];
+  for (const auto& [param, view] : u.views) gathered_[{param, p_.params[param].layer}] = view;
+  last_gather_ = u.gather;
+  return u.gather;
 }
 
 TaskId DataParallel::gather_layer(TaskId after, int layer, Phase phase, int mb, int chunk,
@@ -494,12 +578,30 @@ void DataParallel::emit_reduction(int bucket, TaskId producer, int mb, int chunk
     op.in = {grads};
     op.out = {b.grad_shard};
   }
-  c_.emit.add(c_.collective_task(CollectiveKind::kReduceScatter, Purpose::kZero, b.dp_group,
-                                 Phase::kBackward, layer, mb, chunk),
-              {op}, deps);
+  const TaskId scattered =
+      c_.emit.add(c_.collective_task(CollectiveKind::kReduceScatter, Purpose::kZero, b.dp_group,
+                                     Phase::kBackward, layer, mb, chunk),
+                  {op}, deps);
+  if (b.dp_group.kind == GroupKind::kShard && last_round_) {
+    // Hybrid sharding: the shard group's reduced part, accumulated over the step's
+    // micro-batches, is summed over the replicas holding the same part, once per step after the
+    // bucket's last reduce-scatter (DeepSpeed MiCS's second hop at the accumulation boundary;
+    // PyTorch's HYBRID_SHARD all-reduces after every reduce-scatter, the same with one
+    // micro-batch per step).
+    OpSpec ar;
+    ar.kind = OpKind::kAllReduce;
+    ar.dtype = c_.grad;
+    ar.in = ar.out = {b.grad_shard};
+    ar.dims[0] = c_.emit.elements(b.grad_shard);
+    const GroupRef replicas = c_.replica_group(b.dp_group.layout);
+    c_.emit.add(c_.collective_task(CollectiveKind::kAllReduce, Purpose::kDp, replicas,
+                                   Phase::kBackward, layer, mb, chunk),
+                {ar}, {scattered});
+  }
 }
 
 void DataParallel::finish_step() {
+  STRATA_CHECK(next_use_ == uses_.size(), "the step ended with ZeRO-3 gathers still planned");
   const TaskId last_compute = c_.emit.last_on(Stream::kCompute);
   // With blocking transfers the step's last sends complete before the gradient reduction and
   // the optimizer start (Megatron calls them after its pipeline schedule returns).
@@ -555,7 +657,9 @@ void DataParallel::finish_step() {
     op.in = {b.zero_stage >= 2 ? b.grad_shard : b.grads};
     op.out = {b.params, b.adam_m, b.adam_v};
     if (b.master >= 0) op.out.push_back(b.master);
-    op.dims = {b.elements, c_.plan.layouts[b.dp_group.layout].size(Dim::kDp),
+    const int layout = b.dp_group.layout;
+    op.dims = {b.elements,
+               b.zero_stage >= 1 ? c_.zero_parts(layout) : c_.plan.layouts[layout].size(Dim::kDp),
                dtype_bytes(c_.grad), c_.act == DType::kFp32 ? 8 : 12, 0, 0};
     adam.push_back(op);
   }

@@ -6,8 +6,8 @@
 //   Instance           one pass over a layer's tensors (forward or recompute) and their buffers
 //   TensorParallel     Megatron's f and g operators, sequence parallelism, resharding
 //                      (tensor_parallel.cpp)
-//   DataParallel       parameters, buckets, gradient reduction, ZeRO, the optimizer step
-//                      (data_parallel.cpp)
+//   DataParallel       parameters, buckets, gradient reduction, ZeRO (ZeRO-3's prefetched
+//                      gathers, hybrid sharding), the optimizer step (data_parallel.cpp)
 //   ModelGraph         the model description: blocks and their forward ops; backward and
 //                      recompute derived from them (model_graph.cpp)
 //   build_stage()      the pipeline schedule walked unit by unit (pipeline.cpp)
@@ -97,6 +97,16 @@ struct StageContext {
   std::int64_t rows(int layout) const;
   GroupRef tp_group(int layout) const { return {GroupKind::kTp, std::uint8_t(layout), 0}; }
   GroupRef dp_group(int layout) const { return {GroupKind::kDp, std::uint8_t(layout), 0}; }
+  // Hybrid sharding (zero_shard_group < dp): ZeRO partitions over shard groups, whose replicas
+  // all-reduce their parts. Otherwise ZeRO partitions over the data-parallel group.
+  bool hybrid() const { return plan.zero_shard_group > 0; }
+  GroupRef zero_group(int layout) const {
+    return hybrid() ? GroupRef{GroupKind::kShard, std::uint8_t(layout), 0} : dp_group(layout);
+  }
+  GroupRef replica_group(int layout) const {
+    return {GroupKind::kReplica, std::uint8_t(layout), 0};
+  }
+  int zero_parts(int layout) const { return hybrid() ? plan.zero_shard_group : dp_of(layout); }
   // The activation layout flowing into layer `layer` (the embedding output is layout 0).
   int incoming_layout(int layer) const { return layer == 0 ? 0 : layout_of(layer - 1); }
 
@@ -161,8 +171,15 @@ class DataParallel {
   // The buffer the current backward round adds parameter `kind`'s gradient into.
   BufId grad(TensorKind kind, int layer);
 
-  // ZeRO-3: all-gathers the buckets holding parameters `kinds` of `layer` before a use;
-  // value() then names the gathered copies until the next gather. Returns the last gather.
+  // ZeRO-3: a unit (the forward or the backward of micro-batch `mb` on `chunk`) begins: its
+  // modules' parameter uses -- the embedding, each layer, the head -- in compute order, so that
+  // gather() can issue them collectives.param_prefetch modules ahead.
+  void begin_unit(bool forward, int mb, int chunk);
+  // ZeRO-3: the compute of the unit's next module (its parameters `kinds` of `layer`, gathered
+  // for `phase` as copy `instance`) starts. Issues the all-gathers of this module and, with
+  // overlap_param_gather, of the next param_prefetch modules (each after the compute before this
+  // one); without it, this module's only, after `after`. value() then names this module's
+  // copies until the next gather. Returns its last all-gather.
   TaskId gather(TaskId after, const std::vector<TensorKind>& kinds, int layer, Phase phase,
                 int mb, int chunk, std::uint8_t instance);
   TaskId gather_layer(TaskId after, int layer, Phase phase, int mb, int chunk,
@@ -190,6 +207,15 @@ class DataParallel {
     int layout = 0;
     std::int64_t elements = 0;
   };
+  struct Use {  // ZeRO-3: one use of a module's parameters in the current unit
+    std::vector<int> buckets;
+    int layer = -1;
+    Phase phase = Phase::kNone;
+    std::uint8_t instance = 0;
+    std::vector<std::pair<int, BufId>> views;  // (parameter, its view in the gathered copy)
+    TaskId gather = kNoTask;                   // its last all-gather, once issued
+    bool issued = false;
+  };
   struct Pending {         // the open bucket
     int bucket = -1;
     std::int64_t elements = 0;
@@ -208,6 +234,8 @@ class DataParallel {
   void emit_reduction(int bucket, TaskId producer, int mb, int chunk,
                       const std::vector<TaskId>& also_after, int layer = -1);
   BufId round_grads(int bucket, int round, int mb);
+  std::vector<int> buckets_of(const std::vector<TensorKind>& kinds, int layer) const;
+  void issue(Use& u, TaskId after);
   template <class Keep>
   BufId bucket_copy(int bucket, TensorKind kind, Role role, DType dtype, int mb,
                     std::uint8_t instance, Keep keep);
@@ -221,6 +249,9 @@ class DataParallel {
   std::map<std::pair<int, int>, BufId> round_grads_;   // (bucket, round) -> flat gradients
   std::map<std::pair<int, int>, BufId> round_member_;  // (param, round) -> its view in them
   TaskId last_gather_ = kNoTask;
+  std::vector<Use> uses_;  // ZeRO-3: the current unit's module uses, in compute order
+  std::size_t next_use_ = 0;
+  int unit_mb_ = 0, unit_chunk_ = 0;
   int chunk_ = 0, round_ = 0, mb_ = 0;
   std::size_t cursor_ = 0, next_bucket_ = 0;
   bool last_round_ = false;

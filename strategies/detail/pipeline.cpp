@@ -170,6 +170,7 @@ class StageWalk {
     const int vs = c_.virtual_stage(chunk);
     const int first = c_.first_layer(vs), end = c_.end_layer(vs);
     Flow& f = flows_[{chunk, mb}];
+    dp_.begin_unit(true, mb, chunk);
     BufId x_buf = kNoBuf;
     TaskId x;
     if (vs > 0) {
@@ -203,6 +204,7 @@ class StageWalk {
     const bool shared = dp_.shared_embedding_bucket();
     using G = DataParallel::Group;
     Flow& f = flows_[{chunk, mb}];
+    dp_.begin_unit(false, mb, chunk);
     BufId grad = kNoBuf;
     TaskId x;
     if (c_.last_virtual_stage(vs)) {

@@ -137,13 +137,14 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-pp2-interleaved", 2}, Case{"tiny-recompute-full", 2},
                       Case{"tiny-recompute-selective", 2}, Case{"tiny-dp2-tp2", 4},
                       Case{"tiny-tp2-pp2", 4}, Case{"tiny-pp2-scatter-gather", 4},
-                      Case{"tiny-dp2-tp2-pp2", 8}, Case{"tiny-zero1", 2},
-                      Case{"tiny-zero2", 2}, Case{"tiny-zero3", 2},
-                      Case{"tiny-dp2-tp2-zero3", 4}, Case{"tiny-tp2-sp", 2},
+                      Case{"tiny-dp2-tp2-pp2", 8}, Case{"tiny-zero1", 2}, Case{"tiny-zero2", 2},
+                      Case{"tiny-zero3", 2}, Case{"tiny-dp2-tp2-zero3", 4}, Case{"tiny-tp2-sp", 2},
                       Case{"tiny-dp2-tp2-pp2-sp", 8}, Case{"tiny-dp2-tp2-sp-zero2", 4},
                       Case{"tiny-dp2-pp2-zero1", 4}, Case{"tiny-dp2-pp2-zero3", 4},
                       Case{"tiny-dp2-tp2-layer-tp", 4}, Case{"tiny-fused-attention", 1},
-                      Case{"tiny-tp2-pp2-fused-attention", 4}),
+                      Case{"tiny-tp2-pp2-fused-attention", 4}, Case{"tiny-zero3-prefetch0", 2},
+                      Case{"tiny-zero3-prefetch2", 2}, Case{"tiny-dp4-hsdp2", 4},
+                      Case{"tiny-dp4-tp2-hsdp2", 8}, Case{"tiny-dp4-pp2-hsdp2", 8}),
     [](const ::testing::TestParamInfo<Case>& p) {
       std::string name = p.param.strategy;
       for (char& ch : name) {
@@ -207,6 +208,26 @@ TEST_F(ExecutorMpi, ZeroShardsWhatItSaysInMeasuredMemory) {
       EXPECT_NEAR(z[r][0], zero >= 3 ? dp[r][0] / 2 : dp[r][0], slack);         // parameters
     }
   }
+}
+
+// Hybrid sharding divides state by the shard group, not dp: dp 4 in shard groups of 2 holds,
+// measured on every rank, what ZeRO-3 over dp 2 holds (the same parts of the same buckets), and
+// the measured peak is the Plan's.
+TEST_F(ExecutorMpi, HybridShardingHoldsWhatItsShardGroupHolds) {
+  auto static_of = [&](const std::string& strategy, int ranks) {
+    const Result r = run(ranks, "--model gpt-tiny --strategy " + strategy + " --steps 1");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::set<std::array<double, 3>> out;  // distinct (params, grads, optimizer) over the ranks
+    for (const auto& m : r.json["memory"]) {
+      EXPECT_EQ(m["measured_peak_bytes"], m["planned_peak_bytes"]) << strategy;
+      EXPECT_EQ(m["measured_static"], m["planned_static"]) << strategy;
+      const auto& st = m["measured_static"];
+      out.insert({st["params_bytes"].get<double>(), st["grads_bytes"].get<double>(),
+                  st["optimizer_bytes"].get<double>()});
+    }
+    return out;
+  };
+  EXPECT_EQ(static_of("tiny-dp4-hsdp2", 4), static_of("tiny-zero3", 2));
 }
 
 TEST_F(ExecutorMpi, WorldSizeMismatchIsRefusedBeforeAnyWork) {

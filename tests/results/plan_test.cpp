@@ -26,11 +26,12 @@ strategies::Plan lowered(const std::string& model, const std::string& cluster,
 }
 
 // Every feature of the Plan once: tp with sequence parallelism and pipeline stages, ZeRO-3's
-// gathered copies, interleaving, scatter/gather views, a per-layer tp change (reshard views).
+// gathered copies, interleaving, scatter/gather views, a per-layer tp change (reshard views),
+// hybrid sharding (shard and replica groups).
 TEST(PlanJson, WriteThenReadIsTheSamePlan) {
   std::vector<strategies::Plan> plans;
   for (const char* s : {"tiny-dp2-tp2-pp2-sp", "tiny-dp2-tp2-zero3", "tiny-pp2-interleaved",
-                        "tiny-pp2-scatter-gather", "tiny-dp2-tp2-sp-zero2"}) {
+                        "tiny-pp2-scatter-gather", "tiny-dp2-tp2-sp-zero2", "tiny-dp4-tp2-hsdp2"}) {
     plans.push_back(lowered(kConfigs + "models/gpt-tiny.json",
                             kConfigs + "clusters/local-cpu.json",
                             kConfigs + "strategies/" + s + ".json", 0));
@@ -55,6 +56,12 @@ TEST(PlanJson, WriteThenReadIsTheSamePlan) {
     EXPECT_TRUE(back.totals.flops.hardware == p.totals.flops.hardware);
     EXPECT_EQ(back.totals.tasks, p.totals.tasks);
     EXPECT_EQ(back.layouts.size(), p.layouts.size());
+    EXPECT_EQ(back.zero_shard_group, p.zero_shard_group);
+    for (int r = 0; r < p.world_size; ++r) {  // the same groups, hybrid sharding's included
+      for (const strategies::BucketInfo& b : p.program_of(r).buckets) {
+        EXPECT_EQ(back.group_ranks(r, b.dp_group), p.group_ranks(r, b.dp_group));
+      }
+    }
   }
 }
 

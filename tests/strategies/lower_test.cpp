@@ -80,6 +80,21 @@ std::vector<std::pair<std::string, StrategySpec>> small_strategies() {
   fused_z3.zero_stage = 3;
   fused_z3.recompute = Recompute::kFull;
   out.emplace_back("dp4-fused-zero3-full", fused_z3);
+  for (int k : {0, 2}) {  // FSDP's prefetch depth (1 is the default, above)
+    auto z = strategy(4, 1, 1, 1, 8);
+    z.zero_stage = 3;
+    z.collectives.param_prefetch = k;
+    out.emplace_back("zero3-prefetch" + std::to_string(k), z);
+  }
+  auto hsdp = strategy(4, 2, 2, 1, 8);  // hybrid sharding: shard groups of 2 over dp 4
+  hsdp.zero_stage = 3;
+  hsdp.zero_shard_group = 2;
+  hsdp.recompute = Recompute::kFull;
+  out.emplace_back("dp4-tp2-pp2-zero3-hsdp2-full", hsdp);
+  auto hsdp_vpp = strategy(4, 1, 2, 1, 8, Schedule::kInterleaved, 2);
+  hsdp_vpp.zero_stage = 3;
+  hsdp_vpp.zero_shard_group = 2;
+  out.emplace_back("dp4-pp2-interleaved-zero3-hsdp2", hsdp_vpp);
   return out;
 }
 

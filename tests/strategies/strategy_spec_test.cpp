@@ -71,6 +71,11 @@ TEST(StrategyParse, Defaults) {
   EXPECT_TRUE(s.collectives.overlap_grad_reduce);
   EXPECT_TRUE(s.collectives.overlap_param_gather);
   EXPECT_FALSE(s.collectives.pp_scatter_gather);
+  EXPECT_EQ(s.collectives.param_prefetch, 1);  // PyTorch FSDP's default
+  EXPECT_EQ(s.zero_shard_group, 0);            // not set: full sharding over dp
+  EXPECT_EQ(s.zero_shard(), s.dp);
+  EXPECT_FALSE(to_json(s).contains("zero_shard_group"));               // default: not written
+  EXPECT_FALSE(to_json(s)["collectives"].contains("param_prefetch"));  // default: not written
   EXPECT_EQ(s.world_size(), 1);
   EXPECT_EQ(s.num_micro_batches(), 64);
 }
@@ -85,6 +90,7 @@ TEST(StrategyParse, EveryKey) {
        {"schedule", "interleaved-1f1b"},
        {"virtual_stages", 2},
        {"zero_stage", 3},
+       {"zero_shard_group", 2},
        {"recompute", "full"},
        {"sequence_parallel", true},
        {"precision", "fp16"},
@@ -96,13 +102,16 @@ TEST(StrategyParse, EveryKey) {
         {{"grad_bucket_MiB", 40},
          {"overlap_grad_reduce", false},
          {"overlap_param_gather", false},
-         {"pp_scatter_gather", true}}},
+         {"pp_scatter_gather", true},
+         {"param_prefetch", 3}}},
        {"source", "test"}});
   EXPECT_EQ(s.world_size(), 128);
   EXPECT_EQ(s.order_string(), "tp-dp-cp-pp-ep");  // ep (degree 1) appended
   EXPECT_EQ(s.schedule, Schedule::kInterleaved);
   EXPECT_EQ(s.virtual_stages, 2);
   EXPECT_EQ(s.zero_stage, 3);
+  EXPECT_EQ(s.zero_shard_group, 2);
+  EXPECT_EQ(s.zero_shard(), 2);
   EXPECT_EQ(s.recompute, Recompute::kFull);
   EXPECT_TRUE(s.sequence_parallel);
   EXPECT_EQ(s.precision, Precision::kFp16);
@@ -119,6 +128,7 @@ TEST(StrategyParse, EveryKey) {
   EXPECT_FALSE(s.collectives.overlap_grad_reduce);
   EXPECT_FALSE(s.collectives.overlap_param_gather);
   EXPECT_TRUE(s.collectives.pp_scatter_gather);
+  EXPECT_EQ(s.collectives.param_prefetch, 3);
   EXPECT_EQ(s.source, "test");
 }
 
@@ -239,6 +249,22 @@ TEST(StrategyParse, EnumsAndRanges) {
         strategy({{"collectives", {{"grad_bucket_MiB", 0}}}});
       },
       {"strategy.collectives.grad_bucket_MiB = 0", "must be > 0"});
+  expect_config_error(
+      [&] {
+        strategy({{"collectives", {{"param_prefetch", -1}}}});
+      },
+      {"strategy.collectives.param_prefetch = -1", "must be an integer >= 0"});
+  expect_config_error(
+      [&] {
+        strategy({{"collectives", {{"param_prefetch", 1.5}}}});
+      },
+      {"strategy.collectives.param_prefetch = 1.5"});
+  EXPECT_EQ(strategy({{"collectives", {{"param_prefetch", 0}}}}).collectives.param_prefetch, 0);
+  expect_config_error(
+      [&] {
+        strategy({{"zero_shard_group", 0}});
+      },
+      {"strategy.zero_shard_group = 0"});
 }
 
 TEST(StrategyParse, VirtualStagesNeedTheInterleavedSchedule) {
@@ -469,6 +495,46 @@ TEST(Validate, Rule7ExpertParallelism) {
       {"strategy.ep = 2: the model has no experts; ep > 1 needs a mixture-of-experts model"});
 }
 
+// Rule 10: hybrid sharding. The shard group divides dp, is smaller than dp only under ZeRO-3,
+// and not with per-layer tp changes.
+TEST(Validate, Rule10ZeroShardGroup) {
+  const ModelSpec m = model();
+  EXPECT_NO_THROW(
+      validate(m, strategy({{"dp", 8}, {"zero_stage", 3}, {"zero_shard_group", 4}}), 8));
+  EXPECT_NO_THROW(
+      validate(m, strategy({{"dp", 8}, {"zero_stage", 3}, {"zero_shard_group", 1}}), 8));
+  // The whole dp group is full sharding, as without the key: any stage.
+  EXPECT_NO_THROW(
+      validate(m, strategy({{"dp", 8}, {"zero_stage", 1}, {"zero_shard_group", 8}}), 8));
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"dp", 8}, {"zero_stage", 3}, {"zero_shard_group", 3}}), 8);
+      },
+      {"strategy.zero_shard_group = 3", "must divide dp (8)"});
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"dp", 4}, {"zero_stage", 3}, {"zero_shard_group", 8}}), 4);
+      },
+      {"strategy.zero_shard_group = 8", "must divide dp (4)"});
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"dp", 8}, {"zero_stage", 2}, {"zero_shard_group", 4}}), 8);
+      },
+      {"strategy.zero_shard_group = 4", "needs zero_stage 3 (zero_stage is 2)"});
+  expect_config_error(
+      [&] {
+        validate(m,
+                 strategy({{"dp", 4},
+                           {"tp", 2},
+                           {"zero_stage", 3},
+                           {"zero_shard_group", 2},
+                           {"order", "tp-dp-pp"},
+                           {"layer_overrides", {{{"layers", {0, 1}}, {"tp", 4}}}}}),
+                 8);
+      },
+      {"strategy.zero_shard_group = 2", "strategy.layer_overrides[0].tp", "not lowered"});
+}
+
 TEST(Validate, Rule8OverrideRanges) {
   const ModelSpec m = model();  // 32 layers
   auto one = [](const Json& o) {
@@ -624,7 +690,7 @@ TEST(StrategySpec, ToJsonRoundTrips) {
                 {"layer_overrides",
                  {{{"layers", {0, 1}}, {"tp", 2}}, {{"layers", {2, 2}}, {"recompute", "full"}}}},
                 {"stage_layers", {8, 8, 8, 8}},
-                {"collectives", {{"grad_bucket_MiB", 12.5}}},
+                {"collectives", {{"grad_bucket_MiB", 12.5}, {"param_prefetch", 2}}},
                 {"source", "x"}});
   const Json once = to_json(s);
   const StrategySpec again = parse_strategy(once);
@@ -639,6 +705,11 @@ TEST(StrategySpec, ToJsonRoundTrips) {
   EXPECT_EQ(again.stage_layers, s.stage_layers);
   EXPECT_DOUBLE_EQ(again.collectives.grad_bucket_bytes, s.collectives.grad_bucket_bytes);
   EXPECT_EQ(once["order"], "dp-tp-pp-cp-ep");
+  EXPECT_EQ(again.collectives.param_prefetch, 2);
+  StrategySpec z =
+      parse_strategy(with(base(), {{"dp", 4}, {"zero_stage", 3}, {"zero_shard_group", 2}}));
+  EXPECT_EQ(parse_strategy(to_json(z)).zero_shard_group, 2);
+  EXPECT_EQ(to_json(z)["zero_shard_group"], 2);
 }
 
 // Every bundled strategy is validated against the model its name starts with.
