@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -574,15 +575,23 @@ void bench_attention_cp(const Options& o) {
     const std::string shape = "(" + std::to_string(b) + "," + std::to_string(h) + "," +
                               std::to_string(t) + "," + std::to_string(a.d) + ") cp" +
                               std::to_string(a.cp);
-    double entries = 0.0;  // all ranks, gathered (the ring's steps compute the same blocks)
-    double ring_entries = 0.0;
+    // Score entries per (batch row, head): all ranks, and the least and most one rank computes
+    // (the load balance), gathered and over the ring's steps (the same blocks, cut by rank).
+    double entries = 0.0, ring_entries = 0.0;
+    std::int64_t rank_min = std::numeric_limits<std::int64_t>::max(), rank_max = 0;
+    std::int64_t ring_rank_min = std::numeric_limits<std::int64_t>::max(), ring_rank_max = 0;
     for (int r = 0; r < l.cp; ++r) {
-      entries +=
-          static_cast<double>(k::cpu::attention_segments_score_entries(l.rank[r], l.gathered));
+      const std::int64_t mine = k::cpu::attention_segments_score_entries(l.rank[r], l.gathered);
+      std::int64_t ring_mine = 0;
       for (int j = 0; j < l.cp; ++j) {
-        ring_entries +=
-            static_cast<double>(k::cpu::attention_segments_score_entries(l.rank[r], l.rank[j]));
+        ring_mine += k::cpu::attention_segments_score_entries(l.rank[r], l.rank[j]);
       }
+      entries += static_cast<double>(mine);
+      ring_entries += static_cast<double>(ring_mine);
+      rank_min = std::min(rank_min, mine);
+      rank_max = std::max(rank_max, mine);
+      ring_rank_min = std::min(ring_rank_min, ring_mine);
+      ring_rank_max = std::max(ring_rank_max, ring_mine);
     }
     const double one_call_macs = static_cast<double>(b * h) * flash_score_entries(t, {}) * l.d;
     const double cp_macs = static_cast<double>(b * h) * entries * l.d;
@@ -708,18 +717,23 @@ void bench_attention_cp(const Options& o) {
 
     char line[512];
     std::snprintf(line, sizeof(line),
-                  "%-20s %9.3f %9.3f %9.3f %8.3f %8.3f %6.2f %6.2f | entries/one call %.3f | "
+                  "%-20s %9.3f %9.3f %9.3f %8.3f %8.3f %6.2f %6.2f | entries/one call %.3f "
+                  "(ring %.3f), per rank %ld..%ld (ring %ld..%ld) of one call's %.0f | "
                   "calls fwd %d / %d | max|d|/max gathered: out %.1e lse %.1e dqkv %.1e; ring: "
                   "out %.1e lse %.1e dqkv %.1e",
                   shape.c_str(), flash_ms, gathered_ms, ring_ms, gathered_ms / a.cp, ring_ms / a.cp,
-                  gathered_ms / flash_ms, ring_ms / gathered_ms, cp_macs / one_call_macs, a.cp,
-                  a.cp * a.cp, g_d_out, g_d_lse, g_d_dqkv, r_d_out, r_d_lse, r_d_dqkv);
+                  gathered_ms / flash_ms, ring_ms / gathered_ms, cp_macs / one_call_macs,
+                  ring_macs / one_call_macs, static_cast<long>(rank_min),
+                  static_cast<long>(rank_max), static_cast<long>(ring_rank_min),
+                  static_cast<long>(ring_rank_max), flash_score_entries(t, {}), a.cp, a.cp * a.cp,
+                  g_d_out, g_d_lse, g_d_dqkv, r_d_out, r_d_lse, r_d_dqkv);
     summary.emplace_back(line);
   }
   std::printf(
       "# context-parallel attention, forward + backward on the CPU, every rank in turn: "
       "(B,H,T,D) cp, one_call_ms, gathered_ms, ring_ms (all ranks), gathered and ring ms per "
-      "rank,\n# gathered/one call, ring/gathered; score entries computed against the one call; "
+      "rank,\n# gathered/one call, ring/gathered; score entries computed against the one call, "
+      "and per rank and (batch row, head); "
       "forward calls (gathered / ring); reassembled results against the one call\n");
   for (const std::string& line : summary) std::printf("%s\n", line.c_str());
 }

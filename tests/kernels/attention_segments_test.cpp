@@ -82,10 +82,11 @@ TEST(ContextParallelSegments, ChunksRAnd2cpMinus1MinusR) {
 // the gathered list is the ranks' in rank order; every rank has the same number of causal pairs
 // (2 cp L^2 + L, L = T / (2 cp)); with L a multiple of 64 the kernel computes L (T + 64) score
 // entries per rank over the gathered keys, and summed over the ranks T (T + 64) / 2, the
-// one-call count, whether the keys come gathered or in cp ring steps.
+// one-call count, whether the keys come gathered or in cp ring steps; in the ring, 2 L^2 + 64 L
+// at step 0 (the rank's own keys) and 2 L^2 at every later step (kernels/README.md, FLOPs).
 TEST(ContextParallelSegments, RanksPartitionTheSequenceAndShareTheWork) {
   for (int cp = 1; cp <= 8; ++cp) {
-    for (const std::int64_t chunk : {std::int64_t{1}, std::int64_t{3}, std::int64_t{64}}) {
+    for (const std::int64_t chunk : {1, 3, 64, 128}) {
       const std::int64_t t = 2 * cp * chunk;
       std::vector<int> owner(t, -1);
       Segments gathered;
@@ -106,19 +107,25 @@ TEST(ContextParallelSegments, RanksPartitionTheSequenceAndShareTheWork) {
         EXPECT_EQ(pairs, cp == 1 ? t * (t + 1) / 2 : 2 * cp * l * l + l) << cp << " " << rank;
         const std::int64_t entries = cpu::attention_segments_score_entries(mine, all);
         std::int64_t ring = 0;
-        for (int other = 0; other < cp; ++other) {
-          ring +=
-              cpu::attention_segments_score_entries(mine, context_parallel_segments(t, cp, other));
+        for (int step = 0; step < cp; ++step) {
+          const int from = (rank - step + cp) % cp;
+          const std::int64_t step_entries =
+              cpu::attention_segments_score_entries(mine, context_parallel_segments(t, cp, from));
+          if (chunk % 64 == 0) {
+            EXPECT_EQ(step_entries, step == 0 ? 2 * l * l + 64 * l : 2 * l * l)
+                << cp << " " << rank << " step " << step;
+          }
+          ring += step_entries;
         }
         EXPECT_EQ(ring, entries) << cp << " " << rank;
-        if (chunk == 64) {
+        if (chunk % 64 == 0) {
           EXPECT_EQ(entries, l * (t + 64)) << cp << " " << rank;
         }
         kernel_total += entries;
       }
       for (std::int64_t p = 0; p < t; ++p) EXPECT_GE(owner[p], 0) << "position " << p;
       EXPECT_EQ(gathered, all) << cp;
-      if (chunk == 64) {
+      if (chunk % 64 == 0) {
         EXPECT_EQ(kernel_total, t * (t + 64) / 2) << cp;
         EXPECT_EQ(kernel_total, cpu::attention_segments_score_entries({{0, t}}, {{0, t}})) << cp;
       }
