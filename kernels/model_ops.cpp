@@ -8,6 +8,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/model_ops_cpu.hpp"
 #include "kernels/detail/checks.hpp"
@@ -192,6 +193,132 @@ Event flash_attention_backward(const Stream& stream, float* dqkv, const float* d
     cpu::flash_attention_backward(dqkv, dout, qkv, out, lse, b, t, c, h);
   }
   return stream.record_event();
+}
+
+namespace {
+
+// Each segment non-empty at a non-negative position, their lengths summing to `rows`.
+void check_segments(const char* op, const char* name, const std::vector<AttentionSegment>& segments,
+                    const char* rows_name, std::int64_t rows) {
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const AttentionSegment& seg = segments[i];
+    const std::string which = std::string(name) + "[" + std::to_string(i) + "] = {position " +
+                              std::to_string(seg.position) + ", length " +
+                              std::to_string(seg.length) + "}";
+    require(seg.length >= 1, op, which + ": length must be positive");
+    require(seg.position >= 0 && seg.position <= std::numeric_limits<int>::max() - seg.length, op,
+            which + ": positions must lie in [0, 2^31)");
+    require(
+        seg.length <= rows - total, op,
+        which + ": the segments run past " + rows_name + " = " + std::to_string(rows) + " rows");
+    total += seg.length;
+  }
+  require(total == rows, op,
+          std::string(name) + " cover " + std::to_string(total) + " rows but " + rows_name + " = " +
+              std::to_string(rows) + ": the segments' lengths must sum to it");
+}
+
+void check_leading_dimension(const char* op, const char* name, std::int64_t ld, std::int64_t c) {
+  require(ld >= c && ld <= std::numeric_limits<int>::max(), op,
+          std::string(name) + " = " + std::to_string(ld) + " must be in [c = " + std::to_string(c) +
+              ", 2^31)");
+}
+
+void check_attention_segments(const char* op, std::int64_t b, std::int64_t tq, std::int64_t tk,
+                              const std::vector<AttentionSegment>& q_segments,
+                              const std::vector<AttentionSegment>& kv_segments, std::int64_t c,
+                              std::int64_t h) {
+  check_size(op, "b", b, true);
+  check_size(op, "tq", tq, true);
+  check_size(op, "tk", tk, true);
+  check_size(op, "c", c, false);
+  check_size(op, "h", h, false);
+  require(c % h == 0, op,
+          "c = " + std::to_string(c) + " must be divisible by h = " + std::to_string(h));
+  check_segments(op, "q_segments", q_segments, "tq", tq);
+  check_segments(op, "kv_segments", kv_segments, "tk", tk);
+}
+
+}  // namespace
+
+Event attention_segments_forward(const Stream& stream, float* out, float* lse, const float* q,
+                                 std::int64_t ldq, const float* k, const float* v,
+                                 std::int64_t ldkv, std::int64_t b, std::int64_t tq,
+                                 std::int64_t tk, const std::vector<AttentionSegment>& q_segments,
+                                 const std::vector<AttentionSegment>& kv_segments, std::int64_t c,
+                                 std::int64_t h, bool merge) {
+  const char* op = "attention_segments_forward";
+  check_attention_segments(op, b, tq, tk, q_segments, kv_segments, c, h);
+  check_leading_dimension(op, "ldq", ldq, c);
+  check_leading_dimension(op, "ldkv", ldkv, c);
+  require_pointers(op, b * tq, {out, lse, q});
+  require_pointers(op, b * tq * tk, {k, v});
+  if (on_cpu(stream, op) && b * tq > 0) {
+    cpu::attention_segments_forward(out, lse, q, ldq, k, v, ldkv, b, tq, tk, q_segments,
+                                    kv_segments, c, h, merge);
+  }
+  return stream.record_event();
+}
+
+Event attention_segments_backward(const Stream& stream, float* dq, std::int64_t lddq, float* dk,
+                                  float* dv, std::int64_t lddkv, const float* dout, const float* q,
+                                  std::int64_t ldq, const float* k, const float* v,
+                                  std::int64_t ldkv, const float* out, const float* lse,
+                                  std::int64_t b, std::int64_t tq, std::int64_t tk,
+                                  const std::vector<AttentionSegment>& q_segments,
+                                  const std::vector<AttentionSegment>& kv_segments, std::int64_t c,
+                                  std::int64_t h, bool accumulate_dq, bool accumulate_dkv) {
+  const char* op = "attention_segments_backward";
+  check_attention_segments(op, b, tq, tk, q_segments, kv_segments, c, h);
+  check_leading_dimension(op, "lddq", lddq, c);
+  check_leading_dimension(op, "lddkv", lddkv, c);
+  check_leading_dimension(op, "ldq", ldq, c);
+  check_leading_dimension(op, "ldkv", ldkv, c);
+  require_pointers(op, b * tq, {dq, dout, q, out, lse});
+  require_pointers(op, b * tk, {dk, dv, k, v});
+  if (on_cpu(stream, op) && b * (tq + tk) > 0) {
+    cpu::attention_segments_backward(dq, lddq, dk, dv, lddkv, dout, q, ldq, k, v, ldkv, out, lse, b,
+                                     tq, tk, q_segments, kv_segments, c, h, accumulate_dq,
+                                     accumulate_dkv);
+  }
+  return stream.record_event();
+}
+
+namespace {
+
+void check_context_parallel(const char* op, std::int64_t seq_len, int cp) {
+  require(cp >= 1, op, "cp = " + std::to_string(cp) + " must be at least 1");
+  check_size(op, "seq_len", seq_len, false);
+  require(cp == 1 || seq_len % (2 * std::int64_t{cp}) == 0, op,
+          "seq_len = " + std::to_string(seq_len) +
+              " must be divisible by 2 cp = " + std::to_string(2 * std::int64_t{cp}) +
+              " (cp = " + std::to_string(cp) + ": each rank holds two of 2 cp equal chunks)");
+}
+
+std::vector<AttentionSegment> rank_segments(std::int64_t seq_len, int cp, int rank) {
+  if (cp == 1) return {{0, seq_len}};
+  const std::int64_t chunk = seq_len / (2 * std::int64_t{cp});
+  return {{rank * chunk, chunk}, {(2 * std::int64_t{cp} - 1 - rank) * chunk, chunk}};
+}
+
+}  // namespace
+
+std::vector<AttentionSegment> context_parallel_segments(std::int64_t seq_len, int cp, int rank) {
+  const char* op = "context_parallel_segments";
+  check_context_parallel(op, seq_len, cp);
+  require(rank >= 0 && rank < cp, op,
+          "rank = " + std::to_string(rank) + " must be in [0, cp = " + std::to_string(cp) + ")");
+  return rank_segments(seq_len, cp, rank);
+}
+
+std::vector<AttentionSegment> context_parallel_gathered_segments(std::int64_t seq_len, int cp) {
+  check_context_parallel("context_parallel_gathered_segments", seq_len, cp);
+  std::vector<AttentionSegment> all;
+  for (int rank = 0; rank < cp; ++rank) {
+    for (const AttentionSegment& seg : rank_segments(seq_len, cp, rank)) all.push_back(seg);
+  }
+  return all;
 }
 
 Event swiglu_forward(const Stream& stream, float* out, const float* x, std::int64_t n,

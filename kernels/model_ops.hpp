@@ -3,7 +3,9 @@
 // defines: embedding_forward, embedding_backward, rms_norm_forward, rms_norm_backward,
 //          linear_forward, linear_backward, linear_backward_data, linear_backward_weight,
 //          attention_forward, attention_backward, flash_attention_forward,
-//          flash_attention_backward, swiglu_forward, swiglu_backward,
+//          flash_attention_backward, AttentionSegment, attention_segments_forward,
+//          attention_segments_backward, context_parallel_segments,
+//          context_parallel_gathered_segments, swiglu_forward, swiglu_backward,
 //          cross_entropy_forward, cross_entropy_backward, AdamWOptions, adamw_step
 //
 // The contract of ops.hpp holds here too (fp32 row-major contiguous tensors on the stream's
@@ -16,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/backend.hpp"
 
@@ -194,6 +197,112 @@ Event flash_attention_backward(const Stream& stream,
                                const float* out,   // (B, T, C) the forward output
                                const float* lse,   // (B, H, T) saved by the forward pass
                                std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
+
+// --- Attention over explicit positions (context parallelism) ----------------------------------
+
+// A run of rows holding consecutive sequence positions: the segments of a tensor are listed in
+// row order and cover its rows, so segment i holds rows [first_i, first_i + length) with first_i
+// the sum of the lengths before it, at positions [position, position + length). Every batch row
+// uses the same list. length >= 1 and position >= 0; positions may repeat or run backwards
+// between segments (a context-parallel rank's rows, or all ranks' rows gathered in rank order).
+struct AttentionSegment {
+  std::int64_t position;
+  std::int64_t length;
+  friend bool operator==(const AttentionSegment&, const AttentionSegment&) = default;
+};
+
+// Context parallelism's load-balanced layout (Megatron-Core's --context-parallel-size): the
+// sequence of seq_len positions is cut into 2 cp chunks of seq_len / (2 cp), and rank r holds
+// chunks r and 2 cp - 1 - r, in that order (every rank then computes the same number of causal
+// score entries). Returns rank's rows: {r L, L}, {(2 cp - 1 - r) L, L} with L = seq_len / (2 cp);
+// for cp = 1, the one segment {0, seq_len}. seq_len must be a positive multiple of 2 cp when
+// cp > 1, cp >= 1 and rank in [0, cp); std::invalid_argument names the values otherwise.
+std::vector<AttentionSegment> context_parallel_segments(std::int64_t seq_len, int cp, int rank);
+
+// All ranks' rows in rank order: the segments of every rank's (seq_len / cp) rows gathered one
+// after another along the sequence (what the all-gather variant attends to), i.e.
+// context_parallel_segments(seq_len, cp, 0), then rank 1's, ... Same conditions.
+std::vector<AttentionSegment> context_parallel_gathered_segments(std::int64_t seq_len, int cp);
+
+// Causal multi-head attention between queries and keys/values whose rows carry explicit
+// positions: key s is visible to query t iff pos(s) <= pos(t). Scale 1/sqrt(D), H heads of
+// D = C / H columns (head h owns columns h*D .. h*D + D - 1 of q, k, v and out), MHA only.
+// q holds (B, Tq) rows of leading dimension ldq (batch row i, row t at q + (i Tq + t) ldq), of
+// which columns [0, C) are read; k and v hold (B, Tk) rows of leading dimension ldkv, C columns
+// each. They may point into one fused tensor, with no copy: q = qkv, k = qkv + C, v = qkv + 2C,
+// ldq = ldkv = 3C (a rank's own rows); or k = kv, v = kv + C, ldkv = 2C (another rank's k and v
+// received as one (B, Tk, 2C) tensor), or k = qkv + C, v = qkv + 2C, ldkv = 3C for all ranks'
+// qkv gathered as (B, Tk, 3C). (The all-gather's result is rank-major, (cp, B, Tk / cp, .);
+// with B > 1 it must land in (B, Tk, .) order: receive rank j's rows at rows j Tk / cp of each
+// batch row, e.g. an MPI vector datatype of B blocks Tk / cp rows long, or call per batch row.)
+// out is (B, Tq, C) dense and lse (B, H, Tq):
+//   lse[i, h, t] = log sum_{s: pos(s) <= pos(t)} exp(q[t] . k[s] / sqrt(D)),
+//   out[i, t, h] = sum_{s: pos(s) <= pos(t)} exp(q[t] . k[s] / sqrt(D) - lse[i, h, t]) v[s].
+// merge == false: out and lse are written; a query row that sees no key gets out 0, lse -inf.
+// merge == true: out and lse already hold the attention of these queries over other keys (a
+// row that saw none: out 0, lse -inf), and this call's keys are merged in, as over the union:
+//   lse' = log(exp(lse) + exp(lse_new)),  out' = exp(lse - lse') out + exp(lse_new - lse') out_new
+// (computed by starting the online softmax from max = lse, sum = 1, accumulator = out); rows that
+// see no key in this call are left as they were, bit for bit. Any split of the keys over merged
+// calls gives the one call's result within fp32 rounding (tested: context parallelism against
+// the one-call flash_attention within 1e-5 of each tensor's largest element; measured at most
+// 1.6e-7 for out and lse, 3.5e-7 for d(qkv), kernels/README.md). Context parallelism: the
+// all-gather variant is one call per rank over all ranks' keys (kv_segments =
+// context_parallel_gathered_segments); the ring variant one call per step over one rank's keys
+// (kv_segments = context_parallel_segments of that rank), merge from the second step on.
+//
+// The kernel is flash_attention_forward's (flash_attention_forward is this op with one segment
+// {0, T} each side and q, k, v in one qkv tensor, bit for bit): blocks of 64 queries x 64 keys,
+// cut so that no block straddles two segments (a block then holds consecutive positions; a
+// segment not a multiple of 64 long ends in a narrower block), an online softmax, and a block
+// skipped when its first key's position is beyond its last query's. kernels/README.md counts
+// the score entries computed for the context-parallel layouts. Deterministic, independent of
+// where the tensors lie; outputs must not overlap inputs.
+// b, tq and tk may be 0 (tk == 0: out 0 and lse -inf without merge; unchanged with it); c and h
+// positive, c divisible by h; ldq, ldkv >= c; the segments' lengths must sum to tq and tk.
+Event attention_segments_forward(const Stream& stream,
+                                 float* out,      // (B, Tq, C) output, or merged into
+                                 float* lse,      // (B, H, Tq) output, or merged into
+                                 const float* q,  // (B, Tq) rows of ldq, columns [0, C)
+                                 std::int64_t ldq,
+                                 const float* k,  // (B, Tk) rows of ldkv, columns [0, C)
+                                 const float* v,  // (B, Tk) rows of ldkv, columns [0, C)
+                                 std::int64_t ldkv, std::int64_t b, std::int64_t tq,
+                                 std::int64_t tk, const std::vector<AttentionSegment>& q_segments,
+                                 const std::vector<AttentionSegment>& kv_segments, std::int64_t c,
+                                 std::int64_t h, bool merge);
+
+// The gradients through this call's keys, from the final out and lse (over all keys, after the
+// last merge) and dout: flash_attention_backward's formulas with the mask pos(s) <= pos(t),
+//   delta[t] = dout[t] . out[t],  P[t, s] = exp(q[t] . k[s] / sqrt(D) - lse[t]),
+//   dS[t, s] = P[t, s] (dout[t] . v[s] - delta[t]) / sqrt(D),
+//   dq[t] = sum_s dS[t, s] k[s],  dk[s] = sum_t dS[t, s] q[t],  dv[s] = sum_t P[t, s] dout[t],
+// the sums over this call's keys (dq) and queries (dk, dv). Summed over the calls of a ring (or
+// over the ranks, for gathered keys) they are the gradients of the attention over all keys.
+// dq: (B, Tq) rows of leading dimension lddq, columns [0, C); dk and dv: (B, Tk) rows of
+// lddkv, C columns each (dq = dqkv, dk = dqkv + C, dv = dqkv + 2C, lddq = lddkv = 3C is
+// flash_attention_backward's layout); columns beyond C are not touched.
+// accumulate_dq == false: dq is overwritten (0 for a row that sees no key); true: added into,
+//   key block by key block, so within fp32 rounding of old + (the overwriting result).
+// accumulate_dkv == false: dk, dv overwritten (0 for keys no query sees); true: each key
+//   block's sum is formed as without accumulate and added at the end, so the result is
+//   old + (the overwriting result) bit for bit (a ring step adding into the dk, dv it passes on).
+// A query row whose lse is -inf (it saw no key in any call) contributes nothing.
+Event attention_segments_backward(const Stream& stream,
+                                  float* dq,  // (B, Tq) rows of lddq: output or accumulated
+                                  std::int64_t lddq,
+                                  float* dk,  // (B, Tk) rows of lddkv: output or accumulated
+                                  float* dv,  // (B, Tk) rows of lddkv: output or accumulated
+                                  std::int64_t lddkv,
+                                  const float* dout,  // (B, Tq, C)
+                                  const float* q, std::int64_t ldq, const float* k, const float* v,
+                                  std::int64_t ldkv,
+                                  const float* out,  // (B, Tq, C) the final forward output
+                                  const float* lse,  // (B, H, Tq) the final forward lse
+                                  std::int64_t b, std::int64_t tq, std::int64_t tk,
+                                  const std::vector<AttentionSegment>& q_segments,
+                                  const std::vector<AttentionSegment>& kv_segments, std::int64_t c,
+                                  std::int64_t h, bool accumulate_dq, bool accumulate_dkv);
 
 // --- SwiGLU ----------------------------------------------------------------------------------
 

@@ -6,6 +6,9 @@
 // GB/s counts each tensor read or written once: the minimum traffic of the op.
 // --attention compares the fused (FlashAttention) and the unfused causal attention on the CPU,
 // forward and backward, with the bytes each keeps between the passes and allocates as scratch.
+// --attention-cp times context-parallel attention (attention_segments_*) on the CPU, every rank
+// in turn: all-gathered keys against the ring's steps, and the one-call attention over the whole
+// sequence, with the reassembled results checked against the one call.
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -49,6 +53,13 @@ struct Options {
     std::int64_t b, h, t, d;
   };
   std::vector<AttentionShape> attention_shapes;
+  // --attention-cp: (B, H, T, D, cp) shapes of the context-parallel comparison (CPU only).
+  bool attention_cp = false;
+  struct AttentionCpShape {
+    std::int64_t b, h, t, d;
+    int cp;
+  };
+  std::vector<AttentionCpShape> attention_cp_shapes;
   bool help = false;
 };
 
@@ -298,14 +309,7 @@ std::uint64_t host_cache_bytes() {
 // Score entries (query, key) the fused CPU kernel computes per head, forward or backward: every
 // block of the (T, T) square that reaches the diagonal, whole (kernels/README.md, FLOPs).
 double flash_score_entries(std::int64_t t, k::cpu::FlashBlocks blocks) {
-  double entries = 0.0;
-  for (std::int64_t q0 = 0; q0 < t; q0 += blocks.rows) {
-    const std::int64_t rows = std::min(blocks.rows, t - q0);
-    for (std::int64_t k0 = 0; k0 < q0 + rows; k0 += blocks.cols) {
-      entries += static_cast<double>(rows * std::min(blocks.cols, t - k0));
-    }
-  }
-  return entries;
+  return static_cast<double>(k::cpu::attention_segments_score_entries({{0, t}}, {{0, t}}, blocks));
 }
 
 std::string bytes_text(double bytes) {
@@ -431,6 +435,309 @@ void bench_attention(const Options& o) {
   for (const std::string& line : summary) std::printf("%s\n", line.c_str());
 }
 
+// --- Context-parallel attention (--attention-cp) ----------------------------------------------
+
+// One sequence of T positions split over cp ranks (context_parallel_segments). Every rank's
+// tensors lie one after another, rank-major: qkv (cp, B, T / cp, 3C), dout and out
+// (cp, B, T / cp, C), lse (cp, B, H, T / cp); the gathered keys (B, T, 3C) in rank order.
+struct CpLayout {
+  std::int64_t b, h, t, d, c, local;
+  int cp;
+  std::vector<std::vector<k::AttentionSegment>> rank;
+  std::vector<k::AttentionSegment> gathered;
+  CpLayout(std::int64_t b_, std::int64_t h_, std::int64_t t_, std::int64_t d_, int cp_)
+      : b(b_),
+        h(h_),
+        t(t_),
+        d(d_),
+        c(h_ * d_),
+        local(t_ / cp_),
+        cp(cp_),
+        gathered(k::context_parallel_gathered_segments(t_, cp_)) {
+    for (int r = 0; r < cp; ++r) rank.push_back(k::context_parallel_segments(t, cp, r));
+  }
+  std::int64_t rows(int r, std::int64_t width) const { return r * b * local * width; }
+  // The position of rank r's row i (one batch row).
+  std::int64_t position(const std::vector<k::AttentionSegment>& segs, std::int64_t i) const {
+    for (const k::AttentionSegment& s : segs) {
+      if (i < s.length) return s.position + i;
+      i -= s.length;
+    }
+    return -1;
+  }
+};
+
+// The all-gather's result: rank j's rows at rows j T / cp of each batch row.
+void gather_keys(const CpLayout& l, float* gathered, const float* qkv) {
+  for (int r = 0; r < l.cp; ++r) {
+    for (std::int64_t i = 0; i < l.b; ++i) {
+      const float* src = qkv + l.rows(r, 3 * l.c) + i * l.local * 3 * l.c;
+      std::copy(src, src + l.local * 3 * l.c, gathered + (i * l.t + r * l.local) * 3 * l.c);
+    }
+  }
+}
+
+void gathered_forward(const Stream& s, const CpLayout& l, float* out, float* lse, const float* qkv,
+                      const float* gathered) {
+  for (int r = 0; r < l.cp; ++r) {
+    k::attention_segments_forward(s, out + l.rows(r, l.c), lse + l.rows(r, l.h),
+                                  qkv + l.rows(r, 3 * l.c), 3 * l.c, gathered + l.c,
+                                  gathered + 2 * l.c, 3 * l.c, l.b, l.local, l.t, l.rank[r],
+                                  l.gathered, l.c, l.h, false);
+  }
+}
+
+// dq (cp, B, T / cp, C); dkv (B, T, 2C) for the gathered rows, summed over the ranks.
+void gathered_backward(const Stream& s, const CpLayout& l, float* dq, float* dkv, const float* dout,
+                       const float* qkv, const float* gathered, const float* out,
+                       const float* lse) {
+  for (int r = 0; r < l.cp; ++r) {
+    k::attention_segments_backward(s, dq + l.rows(r, l.c), l.c, dkv, dkv + l.c, 2 * l.c,
+                                   dout + l.rows(r, l.c), qkv + l.rows(r, 3 * l.c), 3 * l.c,
+                                   gathered + l.c, gathered + 2 * l.c, 3 * l.c,
+                                   out + l.rows(r, l.c), lse + l.rows(r, l.h), l.b, l.local, l.t,
+                                   l.rank[r], l.gathered, l.c, l.h, false, r > 0);
+  }
+}
+
+// Step j: rank r attends to rank (r - j) mod cp's keys, merging from the second step on.
+void ring_forward(const Stream& s, const CpLayout& l, float* out, float* lse, const float* qkv) {
+  for (int step = 0; step < l.cp; ++step) {
+    for (int r = 0; r < l.cp; ++r) {
+      const int from = (r - step + l.cp) % l.cp;
+      const float* kv = qkv + l.rows(from, 3 * l.c);
+      k::attention_segments_forward(s, out + l.rows(r, l.c), lse + l.rows(r, l.h),
+                                    qkv + l.rows(r, 3 * l.c), 3 * l.c, kv + l.c, kv + 2 * l.c,
+                                    3 * l.c, l.b, l.local, l.local, l.rank[r], l.rank[from], l.c,
+                                    l.h, step > 0);
+    }
+  }
+}
+
+// dqkv (cp, B, T / cp, 3C): dq added into from the second step on; dk, dv written by their own
+// rank at step 0 and added into at the later steps (the ring passes them on to their owner).
+void ring_backward(const Stream& s, const CpLayout& l, float* dqkv, const float* dout,
+                   const float* qkv, const float* out, const float* lse) {
+  for (int step = 0; step < l.cp; ++step) {
+    for (int r = 0; r < l.cp; ++r) {
+      const int from = (r - step + l.cp) % l.cp;
+      const float* kv = qkv + l.rows(from, 3 * l.c);
+      float* dkv = dqkv + l.rows(from, 3 * l.c);
+      k::attention_segments_backward(
+          s, dqkv + l.rows(r, 3 * l.c), 3 * l.c, dkv + l.c, dkv + 2 * l.c, 3 * l.c,
+          dout + l.rows(r, l.c), qkv + l.rows(r, 3 * l.c), 3 * l.c, kv + l.c, kv + 2 * l.c, 3 * l.c,
+          out + l.rows(r, l.c), lse + l.rows(r, l.h), l.b, l.local, l.local, l.rank[r],
+          l.rank[from], l.c, l.h, step > 0, step > 0);
+    }
+  }
+}
+
+// Columns [col, col + cols) of the ranks' rows (rank-major, `width` wide) into (B, T, full_width)
+// at their positions.
+void assemble(const CpLayout& l, std::vector<float>& full, std::int64_t full_width,
+              const float* ranks, std::int64_t width, std::int64_t col, std::int64_t cols) {
+  for (int r = 0; r < l.cp; ++r) {
+    for (std::int64_t i = 0; i < l.b; ++i) {
+      for (std::int64_t row = 0; row < l.local; ++row) {
+        const float* src = ranks + l.rows(r, width) + (i * l.local + row) * width + col;
+        std::copy(src, src + cols,
+                  full.begin() + (i * l.t + l.position(l.rank[r], row)) * full_width + col);
+      }
+    }
+  }
+}
+
+void assemble_lse(const CpLayout& l, std::vector<float>& full, const float* ranks) {
+  for (int r = 0; r < l.cp; ++r) {
+    for (std::int64_t g = 0; g < l.b * l.h; ++g) {
+      for (std::int64_t row = 0; row < l.local; ++row) {
+        full[g * l.t + l.position(l.rank[r], row)] = ranks[l.rows(r, l.h) + g * l.local + row];
+      }
+    }
+  }
+}
+
+// Per shape: rows for the one-call flash attention over the whole sequence and, with every rank's
+// work run in turn, the gathered and ring forms (GFLOP/s of the multiply-adds executed: score
+// entries of the blocks computed x D, x2 forward, x5 backward); then a summary: forward +
+// backward ms of all ranks, per rank, ratios, calls, and each form's reassembled out, lse and
+// d(qkv) against the one call.
+void bench_attention_cp(const Options& o) {
+  const Stream cpu = Stream::cpu();
+  std::vector<std::string> summary;
+  for (const auto& a : o.attention_cp_shapes) {
+    const CpLayout l(a.b, a.h, a.t, a.d, a.cp);
+    const std::int64_t b = l.b, h = l.h, t = l.t, c = l.c;
+    const auto qkv_n = static_cast<std::size_t>(b * t * 3 * c);
+    const auto out_n = static_cast<std::size_t>(b * t * c);
+    const auto lse_n = static_cast<std::size_t>(b * h * t);
+    const auto kv_n = static_cast<std::size_t>(b * t * 2 * c);
+    const std::string shape = "(" + std::to_string(b) + "," + std::to_string(h) + "," +
+                              std::to_string(t) + "," + std::to_string(a.d) + ") cp" +
+                              std::to_string(a.cp);
+    // Score entries per (batch row, head): all ranks, and the least and most one rank computes
+    // (the load balance), gathered and over the ring's steps (the same blocks, cut by rank).
+    double entries = 0.0, ring_entries = 0.0;
+    std::int64_t rank_min = std::numeric_limits<std::int64_t>::max(), rank_max = 0;
+    std::int64_t ring_rank_min = std::numeric_limits<std::int64_t>::max(), ring_rank_max = 0;
+    for (int r = 0; r < l.cp; ++r) {
+      const std::int64_t mine = k::cpu::attention_segments_score_entries(l.rank[r], l.gathered);
+      std::int64_t ring_mine = 0;
+      for (int j = 0; j < l.cp; ++j) {
+        ring_mine += k::cpu::attention_segments_score_entries(l.rank[r], l.rank[j]);
+      }
+      entries += static_cast<double>(mine);
+      ring_entries += static_cast<double>(ring_mine);
+      rank_min = std::min(rank_min, mine);
+      rank_max = std::max(rank_max, mine);
+      ring_rank_min = std::min(ring_rank_min, ring_mine);
+      ring_rank_max = std::max(ring_rank_max, ring_mine);
+    }
+    const double one_call_macs = static_cast<double>(b * h) * flash_score_entries(t, {}) * l.d;
+    const double cp_macs = static_cast<double>(b * h) * entries * l.d;
+    const double ring_macs = static_cast<double>(b * h) * ring_entries * l.d;
+
+    OpCase flash_fwd{"flash_attention_forward",
+                     shape,
+                     {qkv_n},
+                     {out_n, lse_n},
+                     [=](const Stream& s, auto& out, auto& in) {
+                       return k::flash_attention_forward(s, out[0], out[1], in[0], b, t, c, h);
+                     }};
+    flash_fwd.flops = 2.0 * 2.0 * one_call_macs;
+    OpCase flash_bwd{"flash_attention_backward",
+                     shape,
+                     {out_n, qkv_n, out_n, lse_n},
+                     {qkv_n},
+                     [=](const Stream& s, auto& out, auto& in) {
+                       return k::flash_attention_backward(s, out[0], in[0], in[1], in[2], in[3], b,
+                                                          t, c, h);
+                     }};
+    flash_bwd.flops = 2.0 * 5.0 * one_call_macs;
+    flash_bwd.derive_inputs = [=](auto& in) {
+      k::flash_attention_forward(Stream::cpu(), in[2].data(), in[3].data(), in[1].data(), b, t, c,
+                                 h);
+    };
+    // inputs: the ranks' qkv, the gathered qkv (derived from them); outputs: out, lse
+    OpCase gathered_fwd{"cp_gathered_forward",
+                        shape,
+                        {qkv_n, qkv_n},
+                        {out_n, lse_n},
+                        [=](const Stream& s, auto& out, auto& in) {
+                          gathered_forward(s, l, out[0], out[1], in[0], in[1]);
+                          return s.record_event();
+                        }};
+    gathered_fwd.flops = 2.0 * 2.0 * cp_macs;
+    gathered_fwd.derive_inputs = [=](auto& in) { gather_keys(l, in[1].data(), in[0].data()); };
+    // inputs: dout, qkv, gathered, out, lse; outputs: dq, the gathered rows' dk and dv
+    OpCase gathered_bwd{"cp_gathered_backward",
+                        shape,
+                        {out_n, qkv_n, qkv_n, out_n, lse_n},
+                        {out_n, kv_n},
+                        [=](const Stream& s, auto& out, auto& in) {
+                          gathered_backward(s, l, out[0], out[1], in[0], in[1], in[2], in[3],
+                                            in[4]);
+                          return s.record_event();
+                        }};
+    gathered_bwd.flops = 2.0 * 5.0 * cp_macs;
+    gathered_bwd.derive_inputs = [=](auto& in) {
+      gather_keys(l, in[2].data(), in[1].data());
+      gathered_forward(Stream::cpu(), l, in[3].data(), in[4].data(), in[1].data(), in[2].data());
+    };
+    OpCase ring_fwd{"cp_ring_forward",
+                    shape,
+                    {qkv_n},
+                    {out_n, lse_n},
+                    [=](const Stream& s, auto& out, auto& in) {
+                      ring_forward(s, l, out[0], out[1], in[0]);
+                      return s.record_event();
+                    }};
+    ring_fwd.flops = 2.0 * 2.0 * ring_macs;
+    // inputs: dout, qkv, out, lse; output: dqkv
+    OpCase ring_bwd{"cp_ring_backward",
+                    shape,
+                    {out_n, qkv_n, out_n, lse_n},
+                    {qkv_n},
+                    [=](const Stream& s, auto& out, auto& in) {
+                      ring_backward(s, l, out[0], in[0], in[1], in[2], in[3]);
+                      return s.record_event();
+                    }};
+    ring_bwd.flops = 2.0 * 5.0 * ring_macs;
+    ring_bwd.derive_inputs = [=](auto& in) {
+      ring_forward(Stream::cpu(), l, in[2].data(), in[3].data(), in[1].data());
+    };
+    for (OpCase* op : {&flash_fwd, &flash_bwd, &gathered_fwd, &gathered_bwd, &ring_fwd, &ring_bwd})
+      op->cpu_only = true;
+
+    const auto host = host_cache_bytes();
+    const double flash_ms =
+        bench_case(flash_fwd, cpu, "host", host, o) + bench_case(flash_bwd, cpu, "host", host, o);
+    const double gathered_ms = bench_case(gathered_fwd, cpu, "host", host, o) +
+                               bench_case(gathered_bwd, cpu, "host", host, o);
+    const double ring_ms =
+        bench_case(ring_fwd, cpu, "host", host, o) + bench_case(ring_bwd, cpu, "host", host, o);
+
+    // The check: the ranks' results put back at their positions against the one call on the
+    // same sequence (the ring backward's inputs: dout, the ranks' qkv, its out and lse).
+    const auto ring_in = make_inputs(ring_bwd);
+    const auto ring_dqkv = run_on_host(ring_bwd, ring_in)[0];
+    std::vector<float> full_qkv(qkv_n), full_dout(out_n);
+    assemble(l, full_qkv, 3 * c, ring_in[1].data(), 3 * c, 0, 3 * c);
+    assemble(l, full_dout, c, ring_in[0].data(), c, 0, c);
+    std::vector<float> want_out(out_n), want_lse(lse_n), want_dqkv(qkv_n);
+    k::flash_attention_forward(cpu, want_out.data(), want_lse.data(), full_qkv.data(), b, t, c, h);
+    k::flash_attention_backward(cpu, want_dqkv.data(), full_dout.data(), full_qkv.data(),
+                                want_out.data(), want_lse.data(), b, t, c, h);
+    std::vector<float> gathered(qkv_n), g_out(out_n), g_lse(lse_n), g_dq(out_n), g_dkv(kv_n);
+    gather_keys(l, gathered.data(), ring_in[1].data());
+    gathered_forward(cpu, l, g_out.data(), g_lse.data(), ring_in[1].data(), gathered.data());
+    gathered_backward(cpu, l, g_dq.data(), g_dkv.data(), ring_in[0].data(), ring_in[1].data(),
+                      gathered.data(), g_out.data(), g_lse.data());
+    std::vector<float> got_out(out_n), got_lse(lse_n), got_dqkv(qkv_n);
+    assemble(l, got_out, c, g_out.data(), c, 0, c);
+    assemble_lse(l, got_lse, g_lse.data());
+    assemble(l, got_dqkv, 3 * c, g_dq.data(), c, 0, c);
+    for (std::int64_t i = 0; i < b; ++i) {  // gathered row g of batch row i: rank g / (T / cp)
+      for (std::int64_t g = 0; g < t; ++g) {
+        const auto r = static_cast<int>(g / l.local);
+        const std::int64_t p = l.position(l.rank[r], g % l.local);
+        const float* src = g_dkv.data() + (i * t + g) * 2 * c;
+        std::copy(src, src + 2 * c, got_dqkv.begin() + (i * t + p) * 3 * c + c);
+      }
+    }
+    const double g_d_out = max_relative_difference(got_out, want_out),
+                 g_d_lse = max_relative_difference(got_lse, want_lse),
+                 g_d_dqkv = max_relative_difference(got_dqkv, want_dqkv);
+    assemble(l, got_out, c, ring_in[2].data(), c, 0, c);
+    assemble_lse(l, got_lse, ring_in[3].data());
+    assemble(l, got_dqkv, 3 * c, ring_dqkv.data(), 3 * c, 0, 3 * c);
+    const double r_d_out = max_relative_difference(got_out, want_out),
+                 r_d_lse = max_relative_difference(got_lse, want_lse),
+                 r_d_dqkv = max_relative_difference(got_dqkv, want_dqkv);
+
+    char line[512];
+    std::snprintf(line, sizeof(line),
+                  "%-20s %9.3f %9.3f %9.3f %8.3f %8.3f %6.2f %6.2f | entries/one call %.3f "
+                  "(ring %.3f), per rank %ld..%ld (ring %ld..%ld) of one call's %.0f | "
+                  "calls fwd %d / %d | max|d|/max gathered: out %.1e lse %.1e dqkv %.1e; ring: "
+                  "out %.1e lse %.1e dqkv %.1e",
+                  shape.c_str(), flash_ms, gathered_ms, ring_ms, gathered_ms / a.cp, ring_ms / a.cp,
+                  gathered_ms / flash_ms, ring_ms / gathered_ms, cp_macs / one_call_macs,
+                  ring_macs / one_call_macs, static_cast<long>(rank_min),
+                  static_cast<long>(rank_max), static_cast<long>(ring_rank_min),
+                  static_cast<long>(ring_rank_max), flash_score_entries(t, {}), a.cp, a.cp * a.cp,
+                  g_d_out, g_d_lse, g_d_dqkv, r_d_out, r_d_lse, r_d_dqkv);
+    summary.emplace_back(line);
+  }
+  std::printf(
+      "# context-parallel attention, forward + backward on the CPU, every rank in turn: "
+      "(B,H,T,D) cp, one_call_ms, gathered_ms, ring_ms (all ranks), gathered and ring ms per "
+      "rank,\n# gathered/one call, ring/gathered; score entries computed against the one call, "
+      "and per rank and (batch row, head); "
+      "forward calls (gathered / ring); reassembled results against the one call\n");
+  for (const std::string& line : summary) std::printf("%s\n", line.c_str());
+}
+
 std::int64_t parse_int(const char* flag, const char* value) {
   char* end = nullptr;
   const long long v = std::strtoll(value, &end, 10);
@@ -449,8 +756,12 @@ Options parse(int argc, char** argv) {
       o.help = true;
       return o;
     }
-    if (flag == "--attention") {  // the only flag without a value
+    if (flag == "--attention") {  // the flags without a value
       o.attention = true;
+      continue;
+    }
+    if (flag == "--attention-cp") {
+      o.attention_cp = true;
       continue;
     }
     if (i + 1 >= argc) throw std::invalid_argument(flag + ": missing value");
@@ -487,6 +798,18 @@ Options parse(int argc, char** argv) {
       }
       o.attention = true;
       o.attention_shapes.push_back(a);
+    } else if (flag == "--attention-cp-shape") {
+      // B,H,T,D,CP
+      Options::AttentionCpShape a{};
+      if (std::sscanf(value, "%ld,%ld,%ld,%ld,%d", &a.b, &a.h, &a.t, &a.d, &a.cp) != 5 ||
+          a.b <= 0 || a.h <= 0 || a.t <= 0 || a.d <= 0 || a.cp <= 0 ||
+          a.t % (2 * std::int64_t{a.cp}) != 0) {
+        throw std::invalid_argument(std::string("--attention-cp-shape = ") + value +
+                                    ": expected B,H,T,D,CP (positive integers, T divisible by "
+                                    "2 CP)");
+      }
+      o.attention_cp = true;
+      o.attention_cp_shapes.push_back(a);
     } else {
       throw std::invalid_argument("unknown flag " + flag + " (see --help)");
     }
@@ -494,6 +817,11 @@ Options parse(int argc, char** argv) {
   if (o.attention && o.attention_shapes.empty()) {
     for (const std::int64_t d : {16, 64}) {
       for (const std::int64_t t : {128, 512, 1024}) o.attention_shapes.push_back({1, 4, t, d});
+    }
+  }
+  if (o.attention_cp && o.attention_cp_shapes.empty()) {
+    for (const std::int64_t t : {1024, 2048}) {
+      for (const int cp : {2, 4}) o.attention_cp_shapes.push_back({1, 4, t, 64, cp});
     }
   }
   return o;
@@ -509,13 +837,19 @@ int main(int argc, char** argv) {
           "usage: kernels_bench [--backend cpu|cuda|all] [--reps N] [--warmup N] [--n N]\n"
           "                     [--rows N] [--cols N] [--gemm M,K,N]\n"
           "       kernels_bench --attention [--attention-shape B,H,T,D ...] [--reps N]\n"
+          "       kernels_bench --attention-cp [--attention-cp-shape B,H,T,D,CP ...] [--reps N]\n"
           "  --n: GELU elements; --rows/--cols: LayerNorm shape; --gemm: linear layer of M "
           "tokens,\n"
           "  K inputs, N outputs (CPU only so far). GB/s counts every input and output once.\n"
           "  --attention: fused (FlashAttention) vs unfused causal attention, forward and "
           "backward,\n"
           "  on the CPU only, at B 1, H 4, T 128/512/1024, D 16/64 or at each "
-          "--attention-shape.\n");
+          "--attention-shape.\n"
+          "  --attention-cp: context-parallel attention, all-gathered keys vs ring steps vs one "
+          "call,\n"
+          "  forward and backward, on the CPU only, every rank in turn, at B 1, H 4, D 64, T "
+          "1024/2048,\n"
+          "  cp 2/4 or at each --attention-cp-shape.\n");
       return 0;
     }
     const auto cases = make_cases(o);
@@ -527,8 +861,9 @@ int main(int argc, char** argv) {
     std::printf("%-5s %-24s %-26s %-18s %5s %4s %10s %10s %10s %9s %9s  %s\n", "back", "device",
                 "op", "shape", "batch", "sets", "median_ms", "min_ms", "max_ms", "GB/s", "GFLOP/s",
                 "check");
-    if (o.attention) {
-      bench_attention(o);
+    if (o.attention || o.attention_cp) {
+      if (o.attention) bench_attention(o);
+      if (o.attention_cp) bench_attention_cp(o);
       return 0;
     }
     if (o.backend != "cuda") {

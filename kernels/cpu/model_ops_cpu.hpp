@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/model_ops.hpp"
 
@@ -47,9 +48,33 @@ struct FlashBlocks {
   std::int64_t cols = 64;
 };
 // The floats of scratch one call allocates (forward, or backward): the blocks above plus, for
-// the backward, one (T) vector. Independent of B and H, and of T apart from that vector.
+// the backward, one (T) vector. Independent of B and H, and of T apart from that vector. The
+// same for attention_segments_forward / _backward, with T = Tq.
 std::int64_t flash_attention_scratch_floats(std::int64_t t, std::int64_t d, FlashBlocks blocks,
                                             bool backward);
+// The attention over explicit positions (model_ops.hpp), on which the two above are built.
+// Score entries (query, key) it computes per (batch row, head), forward or backward: every pair
+// of a query and a key block not wholly masked, whole (kernels/README.md, FLOPs).
+std::int64_t attention_segments_score_entries(const std::vector<AttentionSegment>& q_segments,
+                                              const std::vector<AttentionSegment>& kv_segments,
+                                              FlashBlocks blocks = {});
+void attention_segments_forward(float* out, float* lse, const float* q, std::int64_t ldq,
+                                const float* k, const float* v, std::int64_t ldkv, std::int64_t b,
+                                std::int64_t tq, std::int64_t tk,
+                                const std::vector<AttentionSegment>& q_segments,
+                                const std::vector<AttentionSegment>& kv_segments, std::int64_t c,
+                                std::int64_t h, bool merge, FlashBlocks blocks = {});
+void attention_segments_backward(float* dq, std::int64_t lddq, float* dk, float* dv,
+                                 std::int64_t lddkv, const float* dout, const float* q,
+                                 std::int64_t ldq, const float* k, const float* v,
+                                 std::int64_t ldkv, const float* out, const float* lse,
+                                 std::int64_t b, std::int64_t tq, std::int64_t tk,
+                                 const std::vector<AttentionSegment>& q_segments,
+                                 const std::vector<AttentionSegment>& kv_segments, std::int64_t c,
+                                 std::int64_t h, bool accumulate_dq, bool accumulate_dkv,
+                                 FlashBlocks blocks = {});
+// Self-attention over one sequence: the above with one segment {0, T} on each side and q, k, v
+// the column ranges of qkv (B, T, 3C), dq, dk, dv those of dqkv.
 void flash_attention_forward(float* out, float* lse, const float* qkv, std::int64_t b,
                              std::int64_t t, std::int64_t c, std::int64_t h,
                              FlashBlocks blocks = {});

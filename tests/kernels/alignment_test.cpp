@@ -129,6 +129,40 @@ TEST(Placement, FlashAttentionForwardAndBackward) {
                              });
 }
 
+// Attention over explicit positions: a context-parallel rank's rows (chunks of 35: ragged
+// blocks) against the gathered keys, strided q and kv; the merge seeded from inputs (its out and
+// lse are read as well as written) and the backward accumulating into seeded gradients.
+TEST(Placement, AttentionSegmentsForwardAndBackward) {
+  const std::int64_t b = 2, c = 24, h = 3, t = 140, tq = 70, ldq = 3 * c, ldkv = 2 * c;
+  const auto s = Stream::cpu();
+  const auto q_seg = k::context_parallel_segments(t, 2, 1);
+  const auto kv_seg = k::context_parallel_gathered_segments(t, 2);
+  const auto q = values(b * tq * ldq, 1), kv = values(b * t * ldkv, 2);
+  const auto old_out = values(b * tq * c, 3), old_lse = values(b * h * tq, 4);
+  const auto n_out = static_cast<std::size_t>(b * tq * c),
+             n_lse = static_cast<std::size_t>(b * h * tq);
+  expect_placement_invariant({q, kv, old_out, old_lse}, {n_out, n_lse}, [&](auto& o, auto& i) {
+    std::memcpy(o[0], i[2], n_out * sizeof(float));
+    std::memcpy(o[1], i[3], n_lse * sizeof(float));
+    k::attention_segments_forward(s, o[0], o[1], i[0], ldq, i[1], i[1] + c, ldkv, b, tq, t, q_seg,
+                                  kv_seg, c, h, true);
+  });
+  std::vector<float> out(n_out), lse(n_lse);
+  k::attention_segments_forward(s, out.data(), lse.data(), q.data(), ldq, kv.data(), kv.data() + c,
+                                ldkv, b, tq, t, q_seg, kv_seg, c, h, false);
+  const auto n_dq = static_cast<std::size_t>(b * tq * c),
+             n_dkv = static_cast<std::size_t>(b * t * 2 * c);
+  expect_placement_invariant({values(n_out, 5), q, kv, out, lse, values(n_dq, 6), values(n_dkv, 7)},
+                             {n_dq, n_dkv}, [&](auto& o, auto& i) {
+                               std::memcpy(o[0], i[5], n_dq * sizeof(float));
+                               std::memcpy(o[1], i[6], n_dkv * sizeof(float));
+                               k::attention_segments_backward(s, o[0], c, o[1], o[1] + c, 2 * c,
+                                                              i[0], i[1], ldq, i[2], i[2] + c, ldkv,
+                                                              i[3], i[4], b, tq, t, q_seg, kv_seg,
+                                                              c, h, true, true);
+                             });
+}
+
 TEST(Placement, GeluAndAdamW) {
   const std::int64_t n = 301;
   const auto s = Stream::cpu();

@@ -25,21 +25,11 @@ using testing::attention_reference;
 using testing::central_differences;
 using testing::expect_close;
 using testing::random_floats;
+using testing::relative_to_largest;
 using testing::to_double;
 using testing::weighted_sum;
 
 using Shape = testing::AttentionShape;
-
-// max |got - want| / max |want|: the header's measure of the difference between the two paths.
-template <typename Want>
-double relative_to_largest(const std::vector<float>& got, const std::vector<Want>& want) {
-  double diff = 0.0, largest = 0.0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - static_cast<double>(want[i])));
-    largest = std::max(largest, std::fabs(static_cast<double>(want[i])));
-  }
-  return largest > 0.0 ? diff / largest : diff;
-}
 
 // The bound model_ops.hpp states for fused vs unfused, relative to the tensor's largest element.
 constexpr double kFusedVsUnfused = 1e-4;
@@ -176,8 +166,9 @@ TEST(FlashAttentionBlocks, ScratchIsFixedApartFromTheBackwardsRowVector) {
   const std::int64_t d = 64;
   EXPECT_EQ(cpu::flash_attention_scratch_floats(128, d, k, false),
             cpu::flash_attention_scratch_floats(1 << 20, d, k, false));
-  // Forward: Q block, accumulator, K and V blocks (64, 64 each), the score block, max and sum.
-  EXPECT_EQ(cpu::flash_attention_scratch_floats(128, d, k, false), 4 * 64 * 64 + 64 * 64 + 2 * 64);
+  // Forward: Q block, accumulator, K and V blocks (64, 64 each), the score block, max, sum and
+  // the flags of the rows that saw a key (for attention_segments_forward's merge).
+  EXPECT_EQ(cpu::flash_attention_scratch_floats(128, d, k, false), 4 * 64 * 64 + 64 * 64 + 3 * 64);
   // Backward: Q, dO, K, V, dK, dV blocks, P and dS blocks, and D per query row.
   EXPECT_EQ(cpu::flash_attention_scratch_floats(1024, d, k, true),
             6 * 64 * 64 + 2 * 64 * 64 + 1024);

@@ -34,6 +34,16 @@ TEST(ModelOpsCuda, EveryOpThrowsNotImplemented) {
       {"attention_backward", [&] { attention_backward(s, p, p, p, p, 1, 2, 4, 2); }},
       {"flash_attention_forward", [&] { flash_attention_forward(s, p, p, p, 1, 2, 4, 2); }},
       {"flash_attention_backward", [&] { flash_attention_backward(s, p, p, p, p, p, 1, 2, 4, 2); }},
+      {"attention_segments_forward",
+       [&] {
+         attention_segments_forward(s, p, p, p, 4, p, p, 4, 1, 2, 2, {{0, 2}}, {{0, 2}}, 4, 2,
+                                    false);
+       }},
+      {"attention_segments_backward",
+       [&] {
+         attention_segments_backward(s, p, 4, p, p, 4, p, p, 4, p, p, 4, p, p, 1, 2, 2, {{0, 2}},
+                                     {{0, 2}}, 4, 2, false, false);
+       }},
       {"swiglu_forward", [&] { swiglu_forward(s, p, p, 2, 4); }},
       {"swiglu_backward", [&] { swiglu_backward(s, p, p, p, 2, 4); }},
       {"cross_entropy_forward", [&] { cross_entropy_forward(s, p, p, p, ids, 2, 4); }},

@@ -70,6 +70,22 @@ inline std::vector<double> linear_reference(const std::vector<double>& x,
   return y;
 }
 
+// max |got - want| / max |want| (max |got - want| when want is all 0): the kernel headers'
+// measure of a difference relative to the tensor's largest element. Entries that are -inf in
+// both count as equal (the lse of a query row that sees no key).
+template <typename Got, typename Want>
+double relative_to_largest(const std::vector<Got>& got, const std::vector<Want>& want) {
+  double diff = 0.0, largest = 0.0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const auto g = static_cast<double>(got[i]);
+    const auto w = static_cast<double>(want[i]);
+    if (std::isinf(g) && g == w) continue;
+    diff = std::max(diff, std::fabs(g - w));
+    largest = std::max(largest, std::fabs(w));
+  }
+  return largest > 0.0 ? diff / largest : diff;
+}
+
 // A causal-attention test shape: qkv (B, T, 3C) with H heads; `name` names the gtest case.
 struct AttentionShape {
   std::int64_t b;
@@ -118,6 +134,54 @@ inline AttentionReference attention_reference(const std::vector<double>& qkv, st
           r.att[((i * h + head) * t + p) * t + s] = prob;
           for (std::int64_t j = 0; j < d; ++j) {
             r.out[(i * t + p) * c + head * d + j] += prob * at(i, s, 2, head, j);
+          }
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// Attention over explicit positions (attention_segments_forward): q (B, Tq, C) and k, v
+// (B, Tk, C) dense, query row t at q_pos[t], key row s at k_pos[s]; key s visible to query t iff
+// k_pos[s] <= q_pos[t]. A query that sees no key gets out 0 and lse -inf.
+struct PositionAttentionReference {
+  std::vector<double> out;  // (B, Tq, C)
+  std::vector<double> lse;  // (B, H, Tq)
+};
+
+inline PositionAttentionReference attention_positions_reference(
+    const std::vector<double>& q, const std::vector<double>& k, const std::vector<double>& v,
+    const std::vector<std::int64_t>& q_pos, const std::vector<std::int64_t>& k_pos, std::int64_t b,
+    std::int64_t c, std::int64_t h) {
+  const auto tq = static_cast<std::int64_t>(q_pos.size());
+  const auto tk = static_cast<std::int64_t>(k_pos.size());
+  const std::int64_t d = c / h;
+  PositionAttentionReference r{std::vector<double>(b * tq * c, 0.0),
+                               std::vector<double>(b * h * tq, -INFINITY)};
+  for (std::int64_t i = 0; i < b; ++i) {
+    for (std::int64_t head = 0; head < h; ++head) {
+      for (std::int64_t t = 0; t < tq; ++t) {
+        std::vector<std::int64_t> keys;
+        std::vector<double> score;
+        for (std::int64_t s = 0; s < tk; ++s) {
+          if (k_pos[s] > q_pos[t]) continue;
+          double dot = 0.0;
+          for (std::int64_t j = 0; j < d; ++j) {
+            dot += q[(i * tq + t) * c + head * d + j] * k[(i * tk + s) * c + head * d + j];
+          }
+          keys.push_back(s);
+          score.push_back(dot / std::sqrt(static_cast<double>(d)));
+        }
+        if (keys.empty()) continue;
+        const double mx = *std::max_element(score.begin(), score.end());
+        double sum = 0.0;
+        for (double& sc : score) sum += (sc = std::exp(sc - mx));
+        r.lse[(i * h + head) * tq + t] = mx + std::log(sum);
+        for (std::size_t n = 0; n < keys.size(); ++n) {
+          for (std::int64_t j = 0; j < d; ++j) {
+            r.out[(i * tq + t) * c + head * d + j] +=
+                score[n] / sum * v[(i * tk + keys[n]) * c + head * d + j];
           }
         }
       }
