@@ -53,7 +53,8 @@ Prints one line per step: the mean cross-entropy over the global batch, the step
 (slowest rank) and tokens/s, then each rank's peak memory as measured beside the Plan's
 prediction. The executor interprets the Plan's programs: GPT models in fp32 with dp, ZeRO 1-3,
 tp (with or without sequence parallelism, also changing per layer), pp (gpipe, 1f1b,
-interleaved-1f1b) and recompute none/selective/full; anything else is refused with the field
+interleaved-1f1b), cp (ring or all-gather, fused attention), unfused or fused attention and
+recompute none/selective/full; anything else is refused with the field
 that needs changing, before any work (docs/executor.md).
 
 Example (CI runs as root: add --allow-run-as-root; more ranks than cores: --oversubscribe):

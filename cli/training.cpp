@@ -133,10 +133,14 @@ void resume(Training& t, const Args& args, exec::Comm& comm) {
 
 void print_banner(const Training& t, const exec::Comm& comm) {
   const strategies::Plan& p = *t.plan;
-  std::printf("strata run: %s, strategy %s (dp %d, tp %d, pp %d, %s, recompute %s), %d rank%s "
+  const std::string cp =
+      p.strategy.cp > 1 ? ", cp " + std::to_string(p.strategy.cp) + " " +
+                              strategies::cp_comm_name(p.strategy.cp_comm)
+                        : "";
+  std::printf("strata run: %s, strategy %s (dp %d, tp %d, pp %d%s, %s, recompute %s), %d rank%s "
               "(%s), global batch %d x %d tokens\n",
               p.model.name.c_str(), p.strategy.name.c_str(), p.strategy.dp, p.strategy.tp,
-              p.strategy.pp, strategies::schedule_name(p.strategy.schedule),
+              p.strategy.pp, cp.c_str(), strategies::schedule_name(p.strategy.schedule),
               strategies::recompute_name(p.strategy.recompute), comm.size(),
               comm.size() == 1 ? "" : "s", comm.backend().c_str(), p.strategy.global_batch_size,
               p.model.seq_length);

@@ -137,6 +137,27 @@ void run_comm(Interpreter& in, const Task& t, const Op& op) {
                      static_cast<std::size_t>(v.elements())).wait();
       return;
     }
+    case OpKind::kRingShift: {
+      // Context parallelism: send the buffer to the next member of the group (in group order)
+      // and receive the previous member's, matched by the task's tag (the same on every member).
+      const std::vector<int> ranks = in.plan().group_ranks(in.rank(), t.group);
+      const int n = static_cast<int>(ranks.size()), i = in.group_index(t.group);
+      const TensorView src = in.view(in.program().input(op, 0));
+      const TensorView dst = in.view(in.program().output(op, 0));
+      check_bytes(in, t, src.elements());
+      STRATA_CHECK(src.elements() == dst.elements(), "a ring shift moves equal buffers");
+      STRATA_CHECK(static_cast<int>(t.tag) < in.comm().max_tag(),
+                   in.plan().task_name(t) + ": tag " + std::to_string(t.tag) +
+                       " is beyond the communicator's largest tag " +
+                       std::to_string(in.comm().max_tag()));
+      std::vector<float> copy(src.f32(), src.f32() + src.elements());
+      Request r = in.comm().send(ranks[(i + 1) % n], static_cast<int>(t.tag), copy.data(),
+                                 copy.size());
+      in.comm().recv(ranks[(i + n - 1) % n], static_cast<int>(t.tag), dst.f32(),
+                     static_cast<std::size_t>(dst.elements())).wait();
+      r.wait();
+      return;
+    }
     default:
       break;
   }

@@ -44,6 +44,52 @@ class Args {
   const Op& op_;
 };
 
+// Context parallelism (cp > 1): rank r of the cp group holds chunks r and 2cp-1-r of the 2cp
+// equal chunks of every sequence of length t (kernels::context_parallel_segments); with cp 1,
+// the whole sequence. Its local rows of a sequence as runs of consecutive positions.
+struct CpRows {
+  std::vector<kernels::AttentionSegment> segments;
+  std::int64_t local = 0;  // rows of one sequence held
+  // The position of local row j (0 <= j < local).
+  std::int64_t position(std::int64_t j) const {
+    for (const kernels::AttentionSegment& g : segments) {
+      if (j < g.length) return g.position + j;
+      j -= g.length;
+    }
+    STRATA_CHECK(false, "row beyond the rank's part of the sequence");
+    return 0;
+  }
+  // Calls f(first_row, rows, position) for each run of consecutive positions among local rows
+  // [first, first + rows) of sequences laid one after another.
+  template <class F>
+  void runs(std::int64_t first, std::int64_t rows, F f) const {
+    for (std::int64_t g = first; g < first + rows;) {
+      std::int64_t j = g % local, n = 0, pos = 0;
+      for (const kernels::AttentionSegment& seg : segments) {
+        if (j < seg.length) {
+          n = std::min(seg.length - j, first + rows - g);
+          pos = seg.position + j;
+          break;
+        }
+        j -= seg.length;
+      }
+      f(g - first, n, pos);
+      g += n;
+    }
+  }
+};
+
+// The rank's index in its context-parallel group (that of layout 0: every layout has the same).
+int cp_rank(Interpreter& in) { return in.group_index({strategies::GroupKind::kCp, 0, 0}); }
+
+CpRows cp_rows(Interpreter& in, std::int64_t cp, std::int64_t t) {
+  CpRows out;
+  out.segments = kernels::context_parallel_segments(t, static_cast<int>(std::max<std::int64_t>(cp, 1)),
+                                                    cp > 1 ? cp_rank(in) : 0);
+  out.local = t / std::max<std::int64_t>(cp, 1);
+  return out;
+}
+
 void load_batch(Interpreter& in, const Args& a, const Op& op) {
   // Samples of replica d in step k: k*B_global + d*B_replica + the micro-batch's offset.
   const std::int64_t per_replica = a.dim(3);
@@ -52,6 +98,19 @@ void load_batch(Interpreter& in, const Args& a, const Op& op) {
                              a.index() * per_replica + a.dim(2);
   std::vector<std::int32_t> tokens, targets;
   in.corpus().batch(first, static_cast<int>(a.dim(0)), tokens, targets);
+  if (a.dim(4) > 1) {  // context parallelism: the rank's two chunks of each sequence
+    const std::int64_t local = a.dim(1), t = local * a.dim(4);
+    const CpRows cp = cp_rows(in, a.dim(4), t);
+    auto pick = [&](std::vector<std::int32_t>& v) {
+      std::vector<std::int32_t> mine;
+      for (std::int64_t b = 0; b < a.dim(0); ++b) {
+        for (std::int64_t j = 0; j < local; ++j) mine.push_back(v[b * t + cp.position(j)]);
+      }
+      v.swap(mine);
+    };
+    pick(tokens);
+    pick(targets);
+  }
   for (int i = 0; i < op.n_out; ++i) {
     const std::int32_t id = in.program().output(op, i);
     const bool want_tokens = in.program().buffers[id].kind == strategies::TensorKind::kTokens;
@@ -98,6 +157,95 @@ void adamw(Interpreter& in, const Args& a, const Op& op, const kernels::AdamWOpt
 
 }  // namespace
 
+// The context-parallel attention core (dims {B, Tq, C, heads, h_kv, Tk}, group cp): the rank's
+// queries (its two chunks of every sequence) against one rank's keys and values (a ring step:
+// param = step i, the block of group rank r - i) or every rank's, gathered rank-major
+// (param = -1), with kernels::attention_segments_* over the rows' positions.
+struct CpAttention {
+  std::int64_t b, tq, c, h, hk, tk, cp, t;
+  int rank;
+  int step;  // -1: gathered
+  std::vector<kernels::AttentionSegment> q_segments;
+  // The group rank whose rows block `j` of the key operand holds (ring: one block).
+  int owner(int j) const { return step < 0 ? j : static_cast<int>((rank - step + cp) % cp); }
+  std::vector<kernels::AttentionSegment> kv_segments(int j) const {
+    return kernels::context_parallel_segments(t, static_cast<int>(cp), owner(j));
+  }
+  int blocks() const { return step < 0 ? static_cast<int>(cp) : 1; }
+};
+
+CpAttention cp_attention_of(Interpreter& in, const Args& a, const Op& op) {
+  CpAttention c;
+  c.b = a.dim(0);
+  c.tq = a.dim(1);
+  c.c = a.dim(2);
+  c.h = a.dim(3);
+  c.hk = a.dim(4);
+  c.tk = a.dim(5);
+  STRATA_CHECK(c.hk == c.c, "context-parallel attention runs multi-head attention only (no GQA)");
+  c.cp = static_cast<std::int64_t>(in.plan().group_ranks(in.rank(), op.group).size());
+  c.t = c.tq * c.cp;
+  c.rank = a.index();
+  c.step = static_cast<int>(op.param);
+  c.q_segments = kernels::context_parallel_segments(c.t, static_cast<int>(c.cp), c.rank);
+  STRATA_CHECK(c.tk == c.tq * c.blocks(), "context-parallel attention: key rows mismatch");
+  return c;
+}
+
+// in {qkv, keys and values (B Tk, 2 h_kv)}; out {ctx, lse}, merged into with kAccumulate. The
+// gathered block is rank-major (cp, B, Tq): each rank's rows are attended to one call per batch
+// row, merged in rank order (the same result as one call over all keys, within fp32 rounding).
+void cp_attention(Interpreter& in, const Args& a, const Op& op) {
+  const CpAttention c = cp_attention_of(in, a, op);
+  const kernels::Stream& s = in.stream();
+  const std::int64_t ldq = c.c + 2 * c.hk, ldkv = 2 * c.hk;
+  float *ctx = a.out(0), *lse = a.out(1);
+  const float *qkv = a.in(0), *kv = a.in(1);
+  if (c.step >= 0) {
+    kernels::attention_segments_forward(s, ctx, lse, qkv, ldq, kv, kv + c.hk, ldkv, c.b, c.tq,
+                                        c.tq, c.q_segments, c.kv_segments(0), c.c, c.h,
+                                        a.flag(strategies::kAccumulate));
+    return;
+  }
+  for (std::int64_t i = 0; i < c.b; ++i) {
+    for (int j = 0; j < c.cp; ++j) {
+      const float* block = kv + (j * c.b + i) * c.tq * ldkv;
+      kernels::attention_segments_forward(s, ctx + i * c.tq * c.c, lse + i * c.h * c.tq,
+                                          qkv + i * c.tq * ldq, ldq, block, block + c.hk, ldkv, 1,
+                                          c.tq, c.tq, c.q_segments, c.kv_segments(j), c.c, c.h,
+                                          j > 0);
+    }
+  }
+}
+
+// in {d(ctx), qkv, keys and values, ctx, lse}; out {d(qkv) (its q columns), the keys' and
+// values' gradient}: written, or (kAccumulate) added to. Gathered: every rank's rows of the
+// gradient are written (the reduce-scatter that follows sums them), dq summed over the ranks.
+void cp_attention_backward(Interpreter& in, const Args& a, const Op& op) {
+  const CpAttention c = cp_attention_of(in, a, op);
+  const kernels::Stream& s = in.stream();
+  const std::int64_t ldq = c.c + 2 * c.hk, ldkv = 2 * c.hk;
+  const float *dctx = a.in(0), *qkv = a.in(1), *kv = a.in(2), *ctx = a.in(3), *lse = a.in(4);
+  float *dqkv = a.out(0), *dkv = a.out(1);
+  if (c.step >= 0) {
+    const bool acc = a.flag(strategies::kAccumulate);
+    kernels::attention_segments_backward(s, dqkv, ldq, dkv, dkv + c.hk, ldkv, dctx, qkv, ldq, kv,
+                                         kv + c.hk, ldkv, ctx, lse, c.b, c.tq, c.tq, c.q_segments,
+                                         c.kv_segments(0), c.c, c.h, acc, acc);
+    return;
+  }
+  for (std::int64_t i = 0; i < c.b; ++i) {
+    for (int j = 0; j < c.cp; ++j) {
+      const std::int64_t at = (j * c.b + i) * c.tq * ldkv;
+      kernels::attention_segments_backward(
+          s, dqkv + i * c.tq * ldq, ldq, dkv + at, dkv + at + c.hk, ldkv, dctx + i * c.tq * c.c,
+          qkv + i * c.tq * ldq, ldq, kv + at, kv + at + c.hk, ldkv, ctx + i * c.tq * c.c,
+          lse + i * c.h * c.tq, 1, c.tq, c.tq, c.q_segments, c.kv_segments(j), c.c, c.h, j > 0,
+          false);
+    }
+  }
+}
+
 void run_compute(Interpreter& in, const Op& op) {
   const Args a(in, op);
   const kernels::Stream& s = in.stream();
@@ -109,16 +257,23 @@ void run_compute(Interpreter& in, const Op& op) {
     case OpKind::kEmbedding: {
       // dims {N, C, V shard, T}: this rank's vocabulary shard, positions where the reduction
       // that follows counts them once.
+      // dims[4] = cp > 1: the rows are the rank's chunks (their positions from cp_rows).
       const std::int64_t n = a.dim(0), c = a.dim(1), vs = a.dim(2), t = a.dim(3);
       const int idx = a.index();
       kernels::embedding_shard_forward(s, a.out(0), a.input(0).i32(), a.in(1), idx * vs, vs, n, c);
       if (a.has_in(2)) {
         const int parts = static_cast<int>(in.plan().group_ranks(in.rank(), op.group).size());
+        const CpRows cp = cp_rows(in, a.dim(4), t);
+        const auto add = [&](float* x, std::int64_t first, std::int64_t rows) {
+          cp.runs(first, rows, [&](std::int64_t at, std::int64_t k, std::int64_t pos) {
+            kernels::add_positions(s, x + at * c, a.in(2), pos, k, t, c);
+          });
+        };
         if (a.flag(kOwnRows)) {
           const std::int64_t rows = n / parts;
-          kernels::add_positions(s, a.out(0) + idx * rows * c, a.in(2), idx * rows, rows, t, c);
+          add(a.out(0) + idx * rows * c, idx * rows, rows);
         } else if (idx == 0) {
-          kernels::add_positions(s, a.out(0), a.in(2), 0, n, t, c);
+          add(a.out(0), 0, n);
         }
       }
       return;
@@ -133,7 +288,11 @@ void run_compute(Interpreter& in, const Op& op) {
         a.zero_unless_accumulating(1);
         const TensorView rows = a.input(2);
         const std::int64_t r = rows.shape[0];
-        kernels::positions_backward(s, a.out(1), rows.f32(), a.flag(kOwnRows) ? idx * r : 0, r, t, c);
+        const CpRows cp = cp_rows(in, a.dim(4), t);
+        cp.runs(a.flag(kOwnRows) ? idx * r : 0, r,
+                      [&](std::int64_t at, std::int64_t k, std::int64_t pos) {
+                        kernels::positions_backward(s, a.out(1), rows.f32() + at * c, pos, k, t, c);
+                      });
       }
       return;
     }
@@ -177,6 +336,20 @@ void run_compute(Interpreter& in, const Op& op) {
     case OpKind::kFlashAttentionBwd:  // in: d(context), qkv, context, lse
       kernels::flash_attention_backward(s, a.out(0), a.in(0), a.in(1), a.in(2), a.in(3), a.dim(0),
                                         a.dim(1), a.dim(2), a.dim(3));
+      return;
+    case OpKind::kKvPack:  // dims {N, C, h_kv}: k and v out of qkv (N, C + 2 h_kv)
+      kernels::copy_columns(s, a.out(0), 2 * a.dim(2), a.in(0) + a.dim(1), a.dim(1) + 2 * a.dim(2),
+                            a.dim(0), 2 * a.dim(2));
+      return;
+    case OpKind::kKvUnpack:  // dims {N, C, h_kv}: d(k, v) into d(qkv)'s k and v columns
+      kernels::copy_columns(s, a.out(0) + a.dim(1), a.dim(1) + 2 * a.dim(2), a.in(0), 2 * a.dim(2),
+                            a.dim(0), 2 * a.dim(2));
+      return;
+    case OpKind::kCpAttention:
+      cp_attention(in, a, op);
+      return;
+    case OpKind::kCpAttentionBwd:
+      cp_attention_backward(in, a, op);
       return;
     case OpKind::kGelu:
       kernels::gelu_forward(s, a.out(0), a.in(0), a.dim(0) * a.dim(1));

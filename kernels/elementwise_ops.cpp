@@ -40,6 +40,19 @@ Event scale_inplace(const Stream& stream, float* y, float alpha, std::int64_t n)
   return stream.record_event();
 }
 
+Event copy_columns(const Stream& stream, float* y, std::int64_t ldy, const float* x,
+                   std::int64_t ldx, std::int64_t rows, std::int64_t width, bool accumulate) {
+  const char* op = "copy_columns";
+  detail::check_size(op, "rows", rows, true);
+  detail::check_size(op, "width", width, false);
+  require(width <= ldx && width <= ldy, op,
+          "width = " + std::to_string(width) + " must be at most ldx (" + std::to_string(ldx) +
+              ") and ldy (" + std::to_string(ldy) + ")");
+  require_pointers(op, rows, {y, x});
+  if (on_cpu(stream, op) && rows > 0) cpu::copy_columns(y, ldy, x, ldx, rows, width, accumulate);
+  return stream.record_event();
+}
+
 Event add_residual_bias(const Stream& stream, float* y, const float* residual, const float* bias,
                         std::int64_t rows, std::int64_t c) {
   const char* op = "add_residual_bias";

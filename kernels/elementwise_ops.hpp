@@ -1,7 +1,7 @@
 // In-place element-wise updates and the bias gradient: the additions a training step does
 // between its ops (residual connections, gradient accumulation) as ops of their own, so that
 // an executor interpreting a Plan dispatches every computation to kernels/.
-// defines: add_inplace, scale_inplace, add_residual_bias, bias_backward
+// defines: add_inplace, scale_inplace, add_residual_bias, bias_backward, copy_columns
 //
 // The contract of ops.hpp holds (fp32 row-major contiguous tensors on the stream's backend,
 // std::invalid_argument for bad sizes before anything runs). Each op updates its first tensor
@@ -22,6 +22,15 @@ Event add_inplace(const Stream& stream,
                   float* y,        // (n) updated in place
                   const float* x,  // (n)
                   std::int64_t n);
+
+// A block of columns between row-major tensors of different widths (the keys and values of a
+// fused qkv row into a packed tensor, and back): y[i * ldy + j] = x[i * ldx + j] for j < width,
+// or += with accumulate. rows may be 0; width must be positive and at most ldx and ldy; x and y
+// point at the block's first column and must not overlap.
+Event copy_columns(const Stream& stream,
+                   float* y, std::int64_t ldy,        // (rows, ldy), columns [0, width) written
+                   const float* x, std::int64_t ldx,  // (rows, ldx), columns [0, width) read
+                   std::int64_t rows, std::int64_t width, bool accumulate = false);
 
 // y[i] = alpha * y[i]. n may be 0; alpha must be finite.
 Event scale_inplace(const Stream& stream,

@@ -48,6 +48,8 @@ double alpha_beta_seconds(CollectiveKind kind, int n, double bytes, double alpha
       return alpha_s + (n - 1) * (bytes / n) / bandwidth_Bps;
     case CollectiveKind::kBroadcast:
       return (n - 1) * (alpha_s + bytes / bandwidth_Bps);
+    case CollectiveKind::kRingShift:  // every member sends its whole buffer once, at once
+      return alpha_s + bytes / bandwidth_Bps;
     case CollectiveKind::kNone:
       return 0;
   }
@@ -106,6 +108,7 @@ double bus_bandwidth_factor(CollectiveKind kind, int n) {
     case CollectiveKind::kAllToAll:
       return static_cast<double>(n - 1) / n;
     case CollectiveKind::kBroadcast:
+    case CollectiveKind::kRingShift:
     case CollectiveKind::kNone:
       return 1.0;
   }

@@ -58,6 +58,8 @@ OpClass op_kind_class(OpKind k) {
       return OpClass::kAttentionCore;
     case OpKind::kFlashAttention:
     case OpKind::kFlashAttentionBwd:
+    case OpKind::kCpAttention:
+    case OpKind::kCpAttentionBwd:
       return OpClass::kFusedAttention;
     case OpKind::kLayerNorm:
     case OpKind::kLayerNormBwd:
@@ -70,6 +72,8 @@ OpClass op_kind_class(OpKind k) {
     case OpKind::kResidualAdd:
     case OpKind::kResidualAddBwd:
     case OpKind::kGradAccumulate:
+    case OpKind::kKvPack:
+    case OpKind::kKvUnpack:
       return OpClass::kNorm;
     case OpKind::kEmbedding:
     case OpKind::kEmbeddingBwd:
@@ -82,6 +86,7 @@ OpClass op_kind_class(OpKind k) {
     case OpKind::kReduceScatter:
     case OpKind::kSend:
     case OpKind::kRecv:
+    case OpKind::kRingShift:
       break;
   }
   STRATA_CHECK(false, std::string("op kind ") + strategies::op_kind_name(k) +
@@ -98,6 +103,8 @@ Phase op_kind_phase(OpKind k) {
     case OpKind::kLinearBwdWeight:
     case OpKind::kAttentionBwd:
     case OpKind::kFlashAttentionBwd:
+    case OpKind::kCpAttentionBwd:
+    case OpKind::kKvUnpack:
     case OpKind::kGeluBwd:
     case OpKind::kSwigluBwd:
     case OpKind::kResidualAddBwd:
@@ -128,7 +135,8 @@ double RooflineCostModel::compute_seconds(const strategies::Program& program,
   bool fused = false;
   for (std::uint32_t i = 0; i < t.op_count; ++i) {
     const OpKind k = program.ops[t.op_begin + i].kind;
-    fused = fused || k == OpKind::kFlashAttention || k == OpKind::kFlashAttentionBwd;
+    fused = fused || k == OpKind::kFlashAttention || k == OpKind::kFlashAttentionBwd ||
+            k == OpKind::kCpAttention || k == OpKind::kCpAttentionBwd;
   }
   if (!fused) return terms(t, device, precision).total_s();
   double seconds = 0;

@@ -180,6 +180,9 @@ FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks,
         }
       }
       break;
+    case CollectiveKind::kRingShift:  // one step: every member to the next, at once
+      ring(s, ranks, 1, bytes, false, 0);
+      break;
     case CollectiveKind::kBroadcast: {
       int prev = -1;
       for (int i = 0; i + 1 < n; ++i) {

@@ -49,9 +49,10 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
                       c.name + "' (" + std::to_string(c.total_gpus()) + " GPUs)");
   }
   validate(m, s, world_size);
-  if (s.cp > 1) {
+  if (s.cp > 1 && s.zero_stage > 0) {
     throw ConfigError("strategy.cp = " + std::to_string(s.cp) +
-                      ": context parallelism is validated but not lowered to a Plan yet; use cp 1");
+                      ": context parallelism with zero_stage > 0 is not lowered yet (the "
+                      "sharded states would span dp x cp); use zero_stage 0");
   }
   const auto& order = s.order;
   const auto pos = [&](Dim d) { return std::find(order.begin(), order.end(), d) - order.begin(); };

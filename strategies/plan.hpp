@@ -25,8 +25,10 @@ struct PlanTotals {
   double tasks_by_kind[4] = {};    // by TaskKind
   // Bytes over all ranks by collective kind (index CollectiveKind) and purpose (index Purpose),
   // p2p included under kNone collective with purpose kPp.
-  double comm_bytes[6][9] = {};
-  double comm_count[6][9] = {};
+  static constexpr int kCollectives = static_cast<int>(CollectiveKind::kRingShift) + 1;
+  static constexpr int kPurposes = static_cast<int>(Purpose::kReshard) + 1;
+  double comm_bytes[kCollectives][kPurposes] = {};
+  double comm_count[kCollectives][kPurposes] = {};
 };
 
 struct Plan : ProgramSet {

@@ -118,8 +118,8 @@ json::Json plan_summary(const Plan& plan) {
                 {"distinct_programs", plan.programs.size()}};
 
   json::Json comm = json::Json::array();
-  for (int c = 0; c < 6; ++c) {
-    for (int p = 0; p < 9; ++p) {
+  for (int c = 0; c < PlanTotals::kCollectives; ++c) {
+    for (int p = 0; p < PlanTotals::kPurposes; ++p) {
       if (plan.totals.comm_count[c][p] == 0) continue;
       comm.push_back({{"kind", collective_name(static_cast<CollectiveKind>(c))},
                       {"purpose", purpose_name(static_cast<Purpose>(p))},

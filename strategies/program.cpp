@@ -70,6 +70,7 @@ const char* collective_name(CollectiveKind c) {
     case CollectiveKind::kReduceScatter: return "reduce_scatter";
     case CollectiveKind::kAllToAll: return "all_to_all";
     case CollectiveKind::kBroadcast: return "broadcast";
+    case CollectiveKind::kRingShift: return "ring_shift";
   }
   return "?";
 }
@@ -94,6 +95,8 @@ const char* group_kind_name(GroupKind g) {
     case GroupKind::kNone: return "none";
     case GroupKind::kTp: return "tp";
     case GroupKind::kDp: return "dp";
+    case GroupKind::kCp: return "cp";
+    case GroupKind::kDpCp: return "dp_cp";
     case GroupKind::kEmbedding: return "embedding";
     case GroupKind::kReshard: return "reshard";
     case GroupKind::kShard: return "shard";
@@ -187,6 +190,8 @@ const char* tensor_kind_name(TensorKind k) {
     case TensorKind::kAttnDropOut: return "attn.dropout_out";
     case TensorKind::kAttnCtx: return "attn.context";
     case TensorKind::kAttnLse: return "attn.lse";
+    case TensorKind::kAttnKv: return "attn.kv";
+    case TensorKind::kAttnKvBlock: return "attn.kv_block";
     case TensorKind::kAttnPartial: return "attn.out.partial";
     case TensorKind::kAttnMask: return "attn.out.dropout_mask";
     case TensorKind::kAttnOut: return "attn.out";
@@ -236,6 +241,10 @@ const char* op_kind_name(OpKind k) {
     case OpKind::kAttentionBwd: return "attention_bwd";
     case OpKind::kFlashAttention: return "flash_attention";
     case OpKind::kFlashAttentionBwd: return "flash_attention_bwd";
+    case OpKind::kKvPack: return "kv_pack";
+    case OpKind::kKvUnpack: return "kv_unpack";
+    case OpKind::kCpAttention: return "cp_attention";
+    case OpKind::kCpAttentionBwd: return "cp_attention_bwd";
     case OpKind::kGelu: return "gelu";
     case OpKind::kGeluBwd: return "gelu_bwd";
     case OpKind::kSwiglu: return "swiglu";
@@ -251,6 +260,7 @@ const char* op_kind_name(OpKind k) {
     case OpKind::kReduceScatter: return "reduce_scatter";
     case OpKind::kSend: return "send";
     case OpKind::kRecv: return "recv";
+    case OpKind::kRingShift: return "ring_shift";
   }
   return "?";
 }
@@ -349,11 +359,38 @@ OpCost op_cost(const Op& op) {
       c.bytes = elements * (2.0 * d(3) + d(2) + e);
       break;
     }
+    case OpKind::kKvPack:
+    case OpKind::kKvUnpack:
+      // Copy k and v (N x 2 h_kv of the rank) out of qkv, or their gradient back into d(qkv).
+      c.elementwise_bytes = 2.0 * e * d(0) * 2.0 * d(2);
+      break;
+    case OpKind::kCpAttention:
+    case OpKind::kCpAttentionBwd: {
+      // The rank's B x Tq queries against B x Tk keys (dims[5]): one ring step's block or all
+      // ranks' gathered keys. Model FLOPs as the unfused core over that rectangle; the kernel
+      // executes half of it either way (the load-balanced chunks see half of every block:
+      // docs/accounting.md "Context parallelism"), the backward 2.5x its forward.
+      const bool bwd = op.kind == OpKind::kCpAttentionBwd;
+      const double q_tokens = d(0) * d(1), k_tokens = d(0) * d(5);
+      const double square = 4.0 * q_tokens * d(5) * d(2);
+      const double lse = 4.0 * d(0) * d(3) * d(1);
+      const bool merge = (op.flags & kAccumulate) != 0;
+      c.flops = (bwd ? 2.0 : 1.0) * square;
+      c.kernel_flops = (bwd ? 2.5 : 1.0) * 0.5 * square;
+      if (bwd) {  // read q, k, v, context, its gradient, lse; write dq (added to), dk, dv
+        c.bytes = e * (q_tokens * 4.0 * d(2) + k_tokens * 4.0 * d(4)) + lse;
+      } else {    // read q, k, v; write (or merge into) the context and lse
+        c.bytes = e * (q_tokens * (merge ? 3.0 : 2.0) * d(2) + k_tokens * 2.0 * d(4)) +
+                  (merge ? 2.0 : 1.0) * lse;
+      }
+      break;
+    }
     case OpKind::kAllReduce:
     case OpKind::kAllGather:
     case OpKind::kReduceScatter:
     case OpKind::kSend:
     case OpKind::kRecv:
+    case OpKind::kRingShift:
       c.bytes = e * d(0);  // nccl-tests' "size" (see the task contract in program.hpp)
       break;
   }
@@ -417,6 +454,10 @@ std::vector<int> Topology::group_ranks(int rank, const GroupRef& g) const {
       return layouts.at(g.layout).group(rank, Dim::kTp);
     case GroupKind::kDp:
       return layouts.at(g.layout).group(rank, Dim::kDp);
+    case GroupKind::kCp:
+      return layouts.at(g.layout).group(rank, Dim::kCp);
+    case GroupKind::kDpCp:
+      return layouts.at(g.layout).group(rank, {Dim::kDp, Dim::kCp});
     case GroupKind::kEmbedding: {
       Coords c = grid().coords(rank);
       const int pp_index = static_cast<int>(Dim::kPp);

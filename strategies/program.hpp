@@ -86,6 +86,7 @@ enum class CollectiveKind : std::uint8_t {
   kReduceScatter,
   kAllToAll,
   kBroadcast,
+  kRingShift,  // every member sends its buffer to the next in group order (context parallelism)
 };
 // Why a communication happens (traces and reports group bytes by it).
 enum class Purpose : std::uint8_t { kNone, kTp, kDp, kZero, kCp, kEp, kPp, kEmbedding, kReshard };
@@ -101,6 +102,8 @@ enum class GroupKind : std::uint8_t {
                // ranks of the data-parallel group of the layout
   kReplica,    // hybrid sharding: the ranks of the data-parallel group holding the same shard
                // (the same index in their shard groups)
+  kCp,         // context-parallel group: the ranks holding the other parts of the sequences
+  kDpCp,       // dp x cp: the gradient-reduction group with context parallelism (Megatron's)
 };
 
 const char* task_kind_name(TaskKind k);
@@ -157,6 +160,8 @@ enum class TensorKind : std::uint8_t {
   kNorm1Out, kNorm1Mean, kNorm1Rstd, kNorm1Full,
   kQkv, kAttnProbs, kAttnDropMask, kAttnDropOut, kAttnCtx,
   kAttnLse,        // fused attention: log-sum-exp of each query row's scores (fp32)
+  kAttnKv,         // context parallelism: the rank's keys and values packed (N, 2 h_kv)
+  kAttnKvBlock,    // another rank's keys and values (ring step) or all ranks' (gathered)
   kAttnPartial, kAttnMask, kAttnOut,
   kNorm2Out, kNorm2Mean, kNorm2Rstd, kNorm2Full,
   kFc1Out, kMlpAct,
@@ -226,6 +231,15 @@ struct Buffer {
 //                      position embeddings on q and k
 //   kAttentionBwd      dims as kAttention; in {dctx, qkv, probs, [mask, dropout output]};
 //                      out {dqkv}
+//   kKvPack            dims {N, C shard, kv channels shard}; in {qkv}; out {kv (N, 2 kv)}: the
+//                      rank's k and v copied out (context parallelism's message)
+//   kKvUnpack          dims as kKvPack; in {d(kv)}; out {dqkv}: written into its k, v columns
+//   kCpAttention       dims {B, Tq, C shard, heads shard, kv channels shard, Tk}; in {qkv,
+//                      kv block (B Tk, 2 kv)}; out {ctx, lse}; group cp; param = ring step i
+//                      (the block of group rank r - i) or -1 (all ranks' blocks, rank-major);
+//                      flag kAccumulate: merged into ctx and lse by their log-sum-exp
+//   kCpAttentionBwd    dims as kCpAttention; in {dctx, qkv, kv block, ctx, lse}; out {dqkv
+//                      (its q columns), d(kv block)}; flag kAccumulate: both added to
 //   kGelu/kSwiglu      dims {N, F shard}; in {x (N, F or 2F)}; out {y (N, F)}
 //                      (+Bwd: in {dy, x}; out {dx})
 //   kResidualAdd       dims {R, C}; in {residual (R,C), [bias (C)]}; out {y (N,C) (acc),
@@ -248,7 +262,8 @@ struct Buffer {
 //                      holding a part (rounded up) from 0
 //   Parameter-gradient outputs are accumulated into unless flag kOverwrite says they are
 //   written (fresh gradients of a separate accumulation kernel).
-//   kAllReduce, kAllGather, kReduceScatter, kSend, kRecv
+//   kAllReduce, kAllGather, kReduceScatter, kSend, kRecv, kRingShift (every member sends its
+//                      buffer to the next in group order, receives the previous one's)
 //                      dims {message elements (nccl-tests' "size")}; in {buffers read}, out
 //                      {buffers written} (an all-reduce in place: the same); flags kPartitioned
 //                      (ZeRO's uneven parts of a bucket), kAccumulate (a reduce-scatter adds
@@ -260,13 +275,16 @@ enum class OpKind : std::uint8_t {
   kLinear, kLinearBwdData, kLinearBwdWeight,
   kAttention, kAttentionBwd,
   kFlashAttention, kFlashAttentionBwd,  // fused (strategy attention "fused")
+  // Context parallelism: k and v packed out of qkv (and the gradient back), the fused attention
+  // of the rank's queries against one key block (a ring step) or all ranks' keys (gathered).
+  kKvPack, kKvUnpack, kCpAttention, kCpAttentionBwd,
   kGelu, kGeluBwd, kSwiglu, kSwigluBwd,
   kResidualAdd, kResidualAddBwd,
   kSoftmaxStats, kCrossEntropyBwd,
   kGradAccumulate,
   kAdamW,
   // communication (one per collective, send or receive task)
-  kAllReduce, kAllGather, kReduceScatter, kSend, kRecv,
+  kAllReduce, kAllGather, kReduceScatter, kSend, kRecv, kRingShift,
 };
 const char* op_kind_name(OpKind k);
 

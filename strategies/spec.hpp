@@ -137,6 +137,11 @@ enum class GradAccumulation { kFused, kHook, kAutograd };
 // kernels that store the (sequence x sequence) probabilities, or one fused (FlashAttention)
 // kernel that keeps only a statistic per query row and recomputes the scores in the backward.
 enum class AttentionImpl { kUnfused, kFused };
+// How context parallelism exchanges keys and values (docs/specs.md "cp_comm"): around a ring,
+// one block per step overlapped with attention (Megatron-Core's default "p2p"), or all-gathered
+// before the attention and reduce-scattered after its backward ("allgather").
+enum class CpComm { kP2p, kAllGather };
+const char* cp_comm_name(CpComm c);
 const char* schedule_name(Schedule s);
 const char* attention_name(AttentionImpl a);
 const char* recompute_name(Recompute r);
@@ -186,6 +191,7 @@ struct StrategySpec {
   bool main_grads_fp32 = false;
   GradAccumulation grad_accumulation = GradAccumulation::kFused;
   AttentionImpl attention = AttentionImpl::kUnfused;
+  CpComm cp_comm = CpComm::kP2p;
   std::vector<LayerOverride> layer_overrides;
   std::vector<int> stage_layers;    // uneven partition: layers per (virtual) stage; empty = even
   CollectivePolicy collectives;

@@ -21,6 +21,7 @@ const std::vector<std::string> kRecomputes = {"none", "selective", "full"};
 const std::vector<std::string> kPrecisions = {"bf16", "fp16", "fp32"};
 const std::vector<std::string> kGradAccumulations = {"fused", "hook", "autograd"};
 const std::vector<std::string> kAttentions = {"unfused", "fused"};
+const std::vector<std::string> kCpComms = {"p2p", "all_gather"};
 constexpr std::array<Dim, kNumDims> kDefaultOrder = {Dim::kTp, Dim::kCp, Dim::kEp, Dim::kDp,
                                                      Dim::kPp};
 
@@ -344,6 +345,16 @@ const char* attention_name(AttentionImpl a) {
   return "?";
 }
 
+const char* cp_comm_name(CpComm c) {
+  switch (c) {
+    case CpComm::kP2p:
+      return "p2p";
+    case CpComm::kAllGather:
+      return "all_gather";
+  }
+  return "?";
+}
+
 const char* recompute_name(Recompute r) {
   switch (r) {
     case Recompute::kNone:
@@ -372,7 +383,7 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   r.finish({"name", "dp", "tp", "pp", "cp", "ep", "order", "micro_batch_size", "global_batch_size",
             "schedule", "virtual_stages", "zero_stage", "zero_shard_group", "recompute",
             "sequence_parallel", "precision", "main_grads_fp32", "grad_accumulation", "attention",
-            "layer_overrides", "stage_layers", "collectives"});
+            "cp_comm", "layer_overrides", "stage_layers", "collectives"});
   StrategySpec s;
   s.name = r.get_string("name");
   if (s.name.empty()) json::fail(r.field("name"), s.name, "must not be empty");
@@ -421,6 +432,7 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   s.grad_accumulation = static_cast<GradAccumulation>(
       detail::read_choice(r, "grad_accumulation", kGradAccumulations, 0));
   s.attention = static_cast<AttentionImpl>(detail::read_choice(r, "attention", kAttentions, 0));
+  s.cp_comm = static_cast<CpComm>(detail::read_choice(r, "cp_comm", kCpComms, 0));
 
   if (r.has("layer_overrides")) {
     const Json& list = r.get_raw("layer_overrides");
@@ -490,6 +502,7 @@ Json to_json(const StrategySpec& s) {
     j["grad_accumulation"] = grad_accumulation_name(s.grad_accumulation);
   }
   if (s.attention != AttentionImpl::kUnfused) j["attention"] = attention_name(s.attention);
+  if (s.cp > 1) j["cp_comm"] = cp_comm_name(s.cp_comm);
   if (!s.layer_overrides.empty()) {
     Json list = Json::array();
     for (const auto& o : s.layer_overrides) {
@@ -569,6 +582,11 @@ void validate(const ModelSpec& m, const StrategySpec& s, int world_size) {
     json::fail("strategy.cp", s.cp,
                "seq_length (" + str(m.seq_length) + ") must be divisible by 2*cp = " +
                    str(2LL * s.cp) + " (load-balanced causal split)");
+  }
+  if (s.cp > 1 && s.attention != AttentionImpl::kFused) {
+    json::fail("strategy.cp", s.cp,
+               "context parallelism runs the fused attention kernel on blocks of the sequence "
+               "(as Megatron-Core's needs Transformer Engine's): set \"attention\": \"fused\"");
   }
   check_sequence_parallel(m, s, s.tp, "strategy.tp");
   // 7. Expert parallelism.

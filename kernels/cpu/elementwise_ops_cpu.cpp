@@ -12,6 +12,19 @@ void scale_inplace(float* y, float alpha, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) y[i] = alpha * y[i];
 }
 
+void copy_columns(float* y, std::int64_t ldy, const float* x, std::int64_t ldx, std::int64_t rows,
+                  std::int64_t width, bool accumulate) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    float* yr = y + i * ldy;        // (width)
+    const float* xr = x + i * ldx;  // (width)
+    if (accumulate) {
+      for (std::int64_t j = 0; j < width; ++j) yr[j] = yr[j] + xr[j];
+    } else {
+      for (std::int64_t j = 0; j < width; ++j) yr[j] = xr[j];
+    }
+  }
+}
+
 void add_residual_bias(float* y, const float* residual, const float* bias, std::int64_t rows,
                        std::int64_t c) {
   for (std::int64_t i = 0; i < rows; ++i) {

@@ -9,6 +9,8 @@ namespace strata::kernels::cpu {
 
 void add_inplace(float* y, const float* x, std::int64_t n);
 void scale_inplace(float* y, float alpha, std::int64_t n);
+void copy_columns(float* y, std::int64_t ldy, const float* x, std::int64_t ldx, std::int64_t rows,
+                  std::int64_t width, bool accumulate);
 void add_residual_bias(float* y, const float* residual, const float* bias, std::int64_t rows,
                        std::int64_t c);
 void bias_backward(float* dbias, const float* dy, std::int64_t rows, std::int64_t c);

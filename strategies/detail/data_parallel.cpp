@@ -200,11 +200,11 @@ std::vector<DataParallel::Call> DataParallel::calls_of(int chunk) const {
 
 int DataParallel::make_bucket(const std::vector<int>& params, int layout) {
   BucketInfo b;
-  const int dp = c_.dp_of(layout);
+  const int dp = c_.grad_group_size(layout);
   // A one-rank group reduces nothing: its buckets keep whole gradients and states.
   b.zero_stage = dp > 1 ? c_.s.zero_stage : 0;
   // ZeRO partitions over the data-parallel group, or (hybrid sharding) over the shard group.
-  b.dp_group = b.zero_stage >= 1 ? c_.zero_group(layout) : c_.dp_group(layout);
+  b.dp_group = b.zero_stage >= 1 ? c_.zero_group(layout) : c_.grad_group(layout);
   const int parts = b.zero_stage >= 1 ? c_.zero_parts(layout) : 1;
   // ZeRO-3 (DeepSpeed's stage 3): every bucket's parameters are sharded and gathered for each
   // use -- a layer's forward and backward, the embedding's, the head's -- also over a one-rank
@@ -282,12 +282,12 @@ void DataParallel::plan_buckets() {
       }
       if (c_.s.zero_stage == 3) {  // every call reduces on its own
         const int id = make_bucket(k.params, k.layout);
-        if (c_.dp_of(k.layout) > 1) order.push_back(id);
+        if (c_.grad_group_size(k.layout) > 1) order.push_back(id);
         continue;
       }
       // A one-rank layout reduces nothing (today's grad_ready returns early): its parameters
       // share buckets among themselves only.
-      const bool reduced = c_.dp_of(k.layout) > 1;
+      const bool reduced = c_.grad_group_size(k.layout) > 1;
       std::vector<int>& params = reduced ? open : local;
       std::int64_t& elements = reduced ? open_elements : local_elements;
       int& layout = reduced ? open_layout : local_layout;
@@ -491,7 +491,7 @@ const DataParallel::Call& DataParallel::next_call(Group g, int layer) {
 
 void DataParallel::grad_ready(TaskId producer, Group g, int layer, int mb, int chunk) {
   const Call& k = next_call(g, layer);
-  if (c_.dp_of(k.layout) == 1) return;  // nothing to reduce
+  if (c_.grad_group_size(k.layout) == 1) return;  // nothing to reduce
   if (c_.s.zero_stage == 3) {
     const int bucket = unit_buckets_.at(chunk_).at(next_bucket_++);
     emit_reduction(bucket, producer, mb, chunk, {}, layer);
@@ -659,7 +659,7 @@ void DataParallel::finish_step() {
     if (b.master >= 0) op.out.push_back(b.master);
     const int layout = b.dp_group.layout;
     op.dims = {b.elements,
-               b.zero_stage >= 1 ? c_.zero_parts(layout) : c_.plan.layouts[layout].size(Dim::kDp),
+               b.zero_stage >= 1 ? c_.zero_parts(layout) : c_.grad_group_size(layout),
                dtype_bytes(c_.grad), c_.act == DType::kFp32 ? 8 : 12, 0, 0};
     adam.push_back(op);
   }

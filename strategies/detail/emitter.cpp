@@ -115,7 +115,9 @@ Task StageContext::collective_task(CollectiveKind kind, Purpose purpose, GroupRe
                                    Phase phase, int layer, int mb, int chunk) const {
   Task t;
   t.kind = TaskKind::kCollective;
-  t.stream = purpose == Purpose::kTp || purpose == Purpose::kReshard ? Stream::kTp : Stream::kDp;
+  t.stream = purpose == Purpose::kTp || purpose == Purpose::kReshard ? Stream::kTp
+             : purpose == Purpose::kCp                              ? Stream::kCp
+                                                                    : Stream::kDp;
   t.phase = phase;
   t.collective = kind;
   t.purpose = purpose;

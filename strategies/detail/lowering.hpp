@@ -90,7 +90,10 @@ struct StageContext {
   int dp_of(int layout) const { return plan.layouts[layout].size(Dim::kDp); }
   // Samples per replica per micro-batch under a layout (mbs * dp / layout dp).
   std::int64_t samples(int layout) const;
-  std::int64_t tokens(int layout) const { return samples(layout) * m.seq_length; }
+  // Tokens of the micro-batch a rank holds: its samples' sequences, or with context
+  // parallelism its 1/cp of each (two load-balanced chunks).
+  std::int64_t seq_local() const { return m.seq_length / s.cp; }
+  std::int64_t tokens(int layout) const { return samples(layout) * seq_local(); }
   bool sp(int layout) const { return s.sequence_parallel && tp_of(layout) > 1; }
   // Rows of the residual stream a rank holds: all tokens, or 1/tp of them under sequence
   // parallelism.
@@ -107,6 +110,13 @@ struct StageContext {
     return {GroupKind::kReplica, std::uint8_t(layout), 0};
   }
   int zero_parts(int layout) const { return hybrid() ? plan.zero_shard_group : dp_of(layout); }
+  GroupRef cp_group(int layout) const { return {GroupKind::kCp, std::uint8_t(layout), 0}; }
+  // The group that reduces gradients (and would shard states): dp, or dp x cp with context
+  // parallelism, whose ranks each hold part of every sequence.
+  GroupRef grad_group(int layout) const {
+    return {s.cp > 1 ? GroupKind::kDpCp : GroupKind::kDp, std::uint8_t(layout), 0};
+  }
+  int grad_group_size(int layout) const { return dp_of(layout) * s.cp; }
   // The activation layout flowing into layer `layer` (the embedding output is layout 0).
   int incoming_layout(int layer) const { return layer == 0 ? 0 : layout_of(layer - 1); }
 
@@ -307,6 +317,20 @@ class ModelGraph {
   void regather(const GraphBlock* next, int layer, int mb, int chunk, Instance& fwd,
                 Instance& rc, Instance& bw);
   bool recomputed_block(Block b, int layer) const;
+  // Context parallelism (context_parallel.cpp): the attention core of the rank's queries
+  // against every rank's keys, exchanged around the cp ring or all-gathered; forward (or
+  // recompute) writes the context and lse into `inst`, backward the gradient of qkv into `bw`.
+  TaskId cp_attention_forward(TaskId x, int layer, int mb, int chunk, Phase phase,
+                              const Instance& fwd, Instance& inst, TaskId extra);
+  TaskId cp_attention_backward(TaskId x, int layer, int mb, int chunk, Instance& fwd,
+                               Instance& rc, Instance& bw, TaskId extra);
+  // The rank's keys and values packed out of qkv, in a new buffer (one compute task).
+  TaskId cp_pack(TaskId after, BufId qkv, int layer, int mb, int chunk, Phase phase,
+                 std::uint8_t instance, BufId* kv);
+  // One exchange of the cp group: a ring shift of `in` (to the next rank, from the previous) or
+  // an all-gather / reduce-scatter; returns the task.
+  TaskId cp_exchange(CollectiveKind kind, TaskId after, BufId in, BufId out, int layer, int mb,
+                     int chunk, Phase phase);
   BufId loss_buffer();
   // The LM head's weight (its own, or the tied word embedding) and, under ZeRO-3, the gathers
   // of it and the final norm for one use.

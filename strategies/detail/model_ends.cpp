@@ -42,18 +42,21 @@ TaskId ModelGraph::embedding_forward(int mb, int chunk, BufId* out) {
                               ? dp_.gather(kNoTask, params, -1, Phase::kForward, mb, chunk, 0)
                               : kNoTask;
   const std::int64_t B = c_.samples(0), T = m.seq_length, N = c_.tokens(0), C = m.hidden_size;
+  const std::int64_t Tl = c_.seq_local();
   const bool sp = c_.sp(0);
-  // The micro-batch's samples: this replica's share of the global batch, in micro-batch order.
+  // The micro-batch's samples: this replica's share of the global batch, in micro-batch order;
+  // with context parallelism (dims[4] = cp) the rank's two chunks of each.
+  const std::int64_t cp = c_.s.cp > 1 ? c_.s.cp : 0;
   OpSpec load;
   load.kind = OpKind::kLoadBatch;
   load.dtype = DType::kInt32;
   load.group = c_.dp_group(0);
-  load.dims = {B, T, mb * B, static_cast<std::int64_t>(c_.plan.num_micro_batches) * B, 0, 0};
-  e[K::kTokens] = c_.tensor(K::kTokens, -1, mb, 0, DType::kInt32, {B, T});
+  load.dims = {B, Tl, mb * B, static_cast<std::int64_t>(c_.plan.num_micro_batches) * B, cp, 0};
+  e[K::kTokens] = c_.tensor(K::kTokens, -1, mb, 0, DType::kInt32, {B, Tl});
   c_.emit.buf(e[K::kTokens]).role = Role::kInput;
   load.out = {e[K::kTokens]};
   if (c_.last_virtual_stage(c_.virtual_stage(chunk))) {
-    e[K::kTargets] = c_.tensor(K::kTargets, -1, mb, 0, DType::kInt32, {B, T});
+    e[K::kTargets] = c_.tensor(K::kTargets, -1, mb, 0, DType::kInt32, {B, Tl});
     c_.emit.buf(e[K::kTargets]).role = Role::kInput;
     load.out.push_back(e[K::kTargets]);
   }
@@ -64,7 +67,7 @@ TaskId ModelGraph::embedding_forward(int mb, int chunk, BufId* out) {
   emb.dtype = c_.act;
   emb.group = c_.tp_group(0);
   emb.flags = sp ? kOwnRows : 0;
-  emb.dims = {N, C, m.vocab_size / c_.tp_of(0), T, 0, 0};
+  emb.dims = {N, C, m.vocab_size / c_.tp_of(0), T, cp, 0};  // cp: positions of the chunks
   emb.in = {e[K::kTokens], dp_.value(K::kWordEmbedding, -1)};
   if (dp_.has(K::kPositionEmbedding, -1)) emb.in.push_back(dp_.value(K::kPositionEmbedding, -1));
   const BufId partial =
@@ -98,7 +101,8 @@ TaskId ModelGraph::embedding_backward(TaskId prev, int mb, int chunk, BufId grad
   op.dtype = c_.act;
   op.group = c_.tp_group(0);
   op.flags = c_.sp(0) ? kOwnRows : 0;
-  op.dims = {c_.tokens(0), m.hidden_size, m.vocab_size / c_.tp_of(0), m.seq_length, 0, 0};
+  op.dims = {c_.tokens(0), m.hidden_size, m.vocab_size / c_.tp_of(0), m.seq_length,
+             c_.s.cp > 1 ? c_.s.cp : 0, 0};
   // The word shard's gradient from every row, the positions' from the rank's rows.
   op.in = {full, e[K::kTokens], grad_out};
   if (m.dropout) {
@@ -154,9 +158,10 @@ TaskId ModelGraph::head_forward(TaskId prev, int mb, int chunk, BufId x) {
     load.kind = OpKind::kLoadBatch;
     load.dtype = DType::kInt32;
     load.group = c_.dp_group(0);
-    load.dims = {B, m.seq_length, mb * B,
-                 static_cast<std::int64_t>(c_.plan.num_micro_batches) * B, 0, 0};
-    h[K::kTargets] = c_.tensor(K::kTargets, -1, mb, 0, DType::kInt32, {B, m.seq_length});
+    load.dims = {B, c_.seq_local(), mb * B,
+                 static_cast<std::int64_t>(c_.plan.num_micro_batches) * B,
+                 c_.s.cp > 1 ? c_.s.cp : 0, 0};
+    h[K::kTargets] = c_.tensor(K::kTargets, -1, mb, 0, DType::kInt32, {B, c_.seq_local()});
     c_.emit.buf(h[K::kTargets]).role = Role::kInput;
     load.out = {h[K::kTargets]};
     ops.push_back(load);
@@ -219,8 +224,10 @@ TaskId ModelGraph::head_backward(int mb, int chunk, BufId* grad_x) {
   ce.dtype = DType::kFp32;
   ce.group = c_.tp_group(0);
   ce.dims = {N, vshard, 0, 0, 0, 0};
+  // With context parallelism a rank holds 1/cp of each sequence's tokens, and the data-parallel
+  // reduction (over dp x cp) sums the cp ranks' parts too.
   ce.param = static_cast<float>(
-      1.0 / (static_cast<double>(N) * c_.plan.num_micro_batches * c_.s.dp));
+      1.0 / (static_cast<double>(N) * c_.plan.num_micro_batches * c_.s.dp * c_.s.cp));
   ce.in = {h[K::kLogitsTensor], h[K::kSoftmaxStats], h[K::kTargets]};
   const BufId dlogits = new_grad(h[K::kLogitsTensor]);
   c_.emit.buf(dlogits).dtype = DType::kFp32;

@@ -43,7 +43,8 @@ namespace {
 
 // The blocks of one transformer layer of `m` (pre-norm GPT or Llama), its attention core
 // unfused or fused.
-std::vector<GraphBlock> layer_blocks(const ModelSpec& m, AttentionImpl attention_impl) {
+std::vector<GraphBlock> layer_blocks(const ModelSpec& m, AttentionImpl attention_impl,
+                                     bool context_parallel) {
   const bool ln = m.norm == NormKind::kLayerNorm, b = m.bias, drop = m.dropout;
   const OpKind norm = ln ? OpKind::kLayerNorm : OpKind::kRmsNorm;
   auto with = [](std::vector<TensorKind> v, bool cond, TensorKind k) {
@@ -71,6 +72,9 @@ std::vector<GraphBlock> layer_blocks(const ModelSpec& m, AttentionImpl attention
     // from the RNG state in the backward), one fp32 statistic per query row.
     attention = {OpKind::kFlashAttention, {K::kQkv}, {K::kAttnCtx, K::kAttnLse}};
   }
+  // With context parallelism the same tensors, computed over the cp group's keys block by
+  // block (context_parallel.cpp lowers it).
+  if (context_parallel) attention = {OpKind::kCpAttention, {K::kQkv}, {K::kAttnCtx, K::kAttnLse}};
   out.push_back({Block::kAttnCore, {}, {}, {attention}, {}});
   out.push_back({Block::kAttnOut, {}, std::pair{K::kAttnPartial, K::kAttnOut},
                  {{OpKind::kLinear, {K::kAttnCtx, K::kAttnOutWeight}, {K::kAttnPartial}},
@@ -112,7 +116,7 @@ OpKind backward_of(OpKind k) {
 
 ModelGraph::ModelGraph(StageContext& c, TensorParallel& tp, DataParallel& dp)
     : c_(c), tp_(tp), dp_(dp),
-      blocks_(std::make_shared<const std::vector<GraphBlock>>(layer_blocks(c.m, c.s.attention))) {}
+      blocks_(std::make_shared<const std::vector<GraphBlock>>(layer_blocks(c.m, c.s.attention, c.s.cp > 1))) {}
 
 // ---- shapes ---------------------------------------------------------------------------------
 
@@ -120,7 +124,7 @@ ModelGraph::ModelGraph(StageContext& c, TensorParallel& tp, DataParallel& dp)
 BufId ModelGraph::new_tensor(TensorKind k, int layer, int mb, std::uint8_t instance) {
   const int layout = layer >= 0 ? c_.layout_of(layer) : 0;
   const ModelSpec& m = c_.m;
-  const std::int64_t t = c_.tp_of(layout), B = c_.samples(layout), T = m.seq_length;
+  const std::int64_t t = c_.tp_of(layout), B = c_.samples(layout), T = c_.seq_local();
   const std::int64_t N = c_.tokens(layout), R = c_.rows(layout), C = m.hidden_size;
   const std::int64_t heads = m.num_attention_heads / t, hk = m.kv_hidden();
   const std::int64_t F = m.intermediate_size / t;
@@ -225,6 +229,9 @@ TaskId ModelGraph::block_forward(const GraphBlock& b, TaskId x, int layer, int m
     STRATA_CHECK(fwd.at(k) != kNoBuf, std::string("no buffer for ") + tensor_kind_name(k));
     return fwd.at(k);
   };
+  if (b.block == Block::kAttnCore && c_.s.cp > 1) {
+    return cp_attention_forward(x, layer, mb, chunk, phase, fwd, inst, extra);
+  }
   if (b.gather) {
     x = tp_.gather(x, layout, read(b.gather->first), b.gather->second, layer, mb, chunk, phase,
                    number, &inst[b.gather->second]);
@@ -444,6 +451,9 @@ TaskId ModelGraph::block_backward(const GraphBlock& b, const GraphBlock* next, T
   if (recomputed_block(b.block, layer)) {
     // Selective recompute: the attention core again, just before its backward.
     x = block_forward(b, x, layer, mb, chunk, Phase::kRecompute, fwd, rc, kNoTask);
+  }
+  if (b.block == Block::kAttnCore && c_.s.cp > 1) {
+    return cp_attention_backward(x, layer, mb, chunk, fwd, rc, bw, extra);
   }
   Accumulation acc;
   std::vector<OpSpec> ops;

@@ -144,7 +144,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-dp2-tp2-layer-tp", 4}, Case{"tiny-fused-attention", 1},
                       Case{"tiny-tp2-pp2-fused-attention", 4}, Case{"tiny-zero3-prefetch0", 2},
                       Case{"tiny-zero3-prefetch2", 2}, Case{"tiny-dp4-hsdp2", 4},
-                      Case{"tiny-dp4-tp2-hsdp2", 8}, Case{"tiny-dp4-pp2-hsdp2", 8}),
+                      Case{"tiny-dp4-tp2-hsdp2", 8}, Case{"tiny-dp4-pp2-hsdp2", 8},
+                      Case{"tiny-cp2", 2}, Case{"tiny-cp2-all-gather", 2}, Case{"tiny-cp4", 4},
+                      Case{"tiny-dp2-tp2-cp2", 8}, Case{"tiny-cp2-pp2-recompute-full", 4},
+                      Case{"tiny-tp2-cp2-all-gather-selective", 4}),
     [](const ::testing::TestParamInfo<Case>& p) {
       std::string name = p.param.strategy;
       for (char& ch : name) {

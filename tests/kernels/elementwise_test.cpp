@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/elementwise_ops.hpp"
 #include "kernels/ops.hpp"
 #include "tests/kernels/model_reference.hpp"
 
@@ -115,6 +116,25 @@ TEST(ElementwiseCpu, BiasBackwardAccumulatesRowByRow) {
   linear_backward_weight(Stream::cpu(), dw.data(), linear_db.data(), dy.data(), x.data(), rows, 1,
                          c);
   EXPECT_EQ(from_zero, linear_db);
+}
+
+TEST(ElementwiseCpu, CopyColumnsMovesABlockBetweenWidths) {
+  // The k and v columns (2..5) of a (3, 6) qkv-like tensor into a packed (3, 4) one and back,
+  // added the second time: every other element stays.
+  std::vector<float> qkv(18), packed(12, -1.0f);
+  for (int i = 0; i < 18; ++i) qkv[i] = static_cast<float>(i);
+  copy_columns(Stream::cpu(), packed.data(), 4, qkv.data() + 2, 6, 3, 4);
+  EXPECT_EQ(packed, (std::vector<float>{2, 3, 4, 5, 8, 9, 10, 11, 14, 15, 16, 17}));
+  std::vector<float> back = qkv;
+  copy_columns(Stream::cpu(), back.data() + 2, 6, packed.data(), 4, 3, 4, /*accumulate=*/true);
+  for (int i = 0; i < 18; ++i) {
+    EXPECT_EQ(back[i], (i % 6) >= 2 ? 2.0f * i : static_cast<float>(i)) << i;
+  }
+  copy_columns(Stream::cpu(), nullptr, 4, nullptr, 6, 0, 4);  // no rows: nothing to do
+  EXPECT_THROW(copy_columns(Stream::cpu(), packed.data(), 4, qkv.data(), 6, 3, 5),
+               std::invalid_argument);  // wider than the packed tensor
+  EXPECT_THROW(copy_columns(Stream::cpu(), packed.data(), 4, qkv.data(), 6, 3, 0),
+               std::invalid_argument);
 }
 
 TEST(ElementwiseCpuEdges, EmptyChangesNothing) {

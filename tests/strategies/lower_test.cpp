@@ -95,6 +95,22 @@ std::vector<std::pair<std::string, StrategySpec>> small_strategies() {
   hsdp_vpp.zero_stage = 3;
   hsdp_vpp.zero_shard_group = 2;
   out.emplace_back("dp4-pp2-interleaved-zero3-hsdp2", hsdp_vpp);
+  auto cp = strategy(1, 1, 1, 1, 4);
+  cp.cp = 4;
+  cp.attention = AttentionImpl::kFused;
+  out.emplace_back("cp4-p2p", cp);
+  auto cp_ag = strategy(2, 2, 2, 1, 8);
+  cp_ag.cp = 2;
+  cp_ag.attention = AttentionImpl::kFused;
+  cp_ag.cp_comm = CpComm::kAllGather;
+  cp_ag.sequence_parallel = true;
+  cp_ag.recompute = Recompute::kSelective;
+  out.emplace_back("dp2-tp2-pp2-cp2-all-gather-sp-sel", cp_ag);
+  auto cp_full = strategy(2, 2, 1, 1, 8);
+  cp_full.cp = 2;
+  cp_full.attention = AttentionImpl::kFused;
+  cp_full.recompute = Recompute::kFull;
+  out.emplace_back("dp2-tp2-cp2-p2p-full", cp_full);
   return out;
 }
 
@@ -543,6 +559,58 @@ TEST(Lower, FusedAttentionCountsFlopsAsFlashAttentionDoes) {
   auto unfused = s;
   unfused.attention = AttentionImpl::kUnfused;
   EXPECT_EQ(plan.totals.flops.model, lower_on(m, unfused).totals.flops.model);
+}
+
+TEST(Lower, ContextParallelRingMovesMegatronCoresVolumes) {
+  // Megatron-Core's context parallelism (docs/user-guide/features/context_parallel.md): the keys
+  // and values are all-gathered in the forward (each rank stores only its chunk's), gathered
+  // again in the backward, and their gradients reduce-scattered, all as point-to-point rings.
+  // Per layer and micro-batch of N local tokens: a ring of cp-1 shifts of the rank's k and v
+  // (N x 2 h_kv) forward, cp-1 again backward plus cp-1 shifts of their gradient. The
+  // all-gather form moves the same bytes as nccl-tests sizes them: cp N 2 h_kv gathered.
+  const ModelSpec m = gpt(4, 256, 8, 512, 64);  // s 64: 2cp = 8 chunks of 8 tokens
+  for (CpComm comm : {CpComm::kP2p, CpComm::kAllGather}) {
+    auto s = strategy(1, 1, 1, 1, 2);
+    s.cp = 4;
+    s.attention = AttentionImpl::kFused;
+    s.cp_comm = comm;
+    const Plan plan = lower_on(m, s);
+    const double N = 64.0 / 4, kv = 2.0 * N * 256 * 2;  // bf16 k and v of the rank's tokens
+    const double per_layer_mb = 4.0 * 2;                  // 4 layers x 2 micro-batches
+    const int ring = static_cast<int>(CollectiveKind::kRingShift);
+    const int ag = static_cast<int>(CollectiveKind::kAllGather);
+    const int rs = static_cast<int>(CollectiveKind::kReduceScatter);
+    const int cp = static_cast<int>(Purpose::kCp);
+    const auto& bytes = plan.totals.comm_bytes;
+    const auto& count = plan.totals.comm_count;
+    if (comm == CpComm::kP2p) {
+      // Counted once per rank (4 ranks): 3 forward + 3 backward block shifts + 3 gradient shifts.
+      EXPECT_DOUBLE_EQ(count[ring][cp], 4 * per_layer_mb * 9);
+      EXPECT_DOUBLE_EQ(bytes[ring][cp], 4 * per_layer_mb * 9 * kv);
+      EXPECT_EQ(count[ag][cp], 0);
+    } else {
+      EXPECT_DOUBLE_EQ(count[ag][cp], 4 * per_layer_mb * 2);  // forward and backward
+      EXPECT_DOUBLE_EQ(bytes[ag][cp], 4 * per_layer_mb * 2 * 4 * kv);
+      EXPECT_DOUBLE_EQ(bytes[rs][cp], 4 * per_layer_mb * 4 * kv);
+      EXPECT_EQ(count[ring][cp], 0);
+    }
+    // Every rank runs 1/cp of each attention's work: the kernels' FLOPs are a quarter of the
+    // one-rank plan's, and the model FLOPs add up to the same step.
+    auto one = s;
+    one.cp = 1;
+    const Plan whole = lower_on(m, one);
+    double kernel = 0, kernel_whole = 0;
+    for (const Op& o : plan.programs[0].ops) kernel += op_cost(o).kernel_flops;
+    for (const Op& o : whole.programs[0].ops) kernel_whole += op_cost(o).kernel_flops;
+    EXPECT_NEAR(kernel / kernel_whole, 0.25, 1e-12) << cp_comm_name(comm);
+    EXPECT_EQ(plan.totals.flops.model, whole.totals.flops.model);
+    // Activations: every stored tensor holds a quarter of the tokens. The keys and values of
+    // other ranks are not kept from the forward to the backward.
+    EXPECT_NEAR(plan.programs[0].memory.max_activation_bytes /
+                    whole.programs[0].memory.max_activation_bytes,
+                0.25, 0.02)
+        << cp_comm_name(comm);
+  }
 }
 
 TEST(Lower, OneFOneBFirstStageHoldsWhatKorthikantiSays) {

@@ -467,7 +467,19 @@ TEST(Validate, Rule6ContextParallelSplitsTheSequenceInTwoCpChunks) {
       },
       {"strategy.cp = 3", "seq_length (2048) must be divisible by 2*cp = 6",
        "load-balanced causal split"});
-  EXPECT_NO_THROW(validate(model(), strategy({{"cp", 4}}), 4));
+  expect_config_error(
+      [&] {
+        validate(model(), strategy({{"cp", 4}}), 4);
+      },
+      {"strategy.cp = 4", "fused attention kernel", "\"attention\": \"fused\""});
+  EXPECT_NO_THROW(validate(model(), strategy({{"cp", 4}, {"attention", "fused"}}), 4));
+  EXPECT_EQ(strategy({{"cp", 2}, {"attention", "fused"}}).cp_comm, CpComm::kP2p);
+  EXPECT_EQ(strategy({{"cp", 2}, {"cp_comm", "all_gather"}}).cp_comm, CpComm::kAllGather);
+  expect_config_error(
+      [&] {
+        strategy({{"cp", 2}, {"cp_comm", "a2a"}});
+      },
+      {"strategy.cp_comm = \"a2a\"", "\"p2p\", \"all_gather\""});
 }
 
 TEST(Validate, Rule6bSequenceParallelSplitsTheSequenceOverTp) {
