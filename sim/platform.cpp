@@ -1,7 +1,7 @@
 // Builds the SimGrid platform of a cluster spec (platform.hpp). One flat routing zone
 // (detail/fabric_zone.hpp) computes each route from where its two ranks sit, so building is
-// linear in the world size and a route query is constant time. Topology, names and the reasons: docs/simulator.md, "Platform and
-// network model".
+// linear in the world size and a route query is constant time. Topology, names and the reasons:
+// docs/simulator.md, "Platform and network model".
 #include "sim/platform.hpp"
 
 #include <xbt/log.h>
@@ -243,8 +243,8 @@ Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
     platform.bundle_hosts.assign(world_size, nullptr);
     for (const std::vector<int>& orbit : options.orbits) {
       const int x = orbit.front();
-      sg4::Host* host = zone->create_host("rank" + std::to_string(x) + "-bundle",
-                                          platform.hosts[x]->get_speed());
+      sg4::Host* host =
+          zone->create_host("rank" + std::to_string(x) + "-bundle", platform.hosts[x]->get_speed());
       host->seal();
       impl->attach_bundle(x, *host);
       platform.bundle_hosts[x] = host;

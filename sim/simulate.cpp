@@ -31,13 +31,13 @@ namespace strata::sim {
 namespace {
 
 namespace sg4 = simgrid::s4u;
+using detail::platform_node_map;
+using detail::start_flow_activity;
 using strategies::CollectiveKind;
 using strategies::Plan;
 using strategies::Program;
 using strategies::Task;
 using strategies::TaskKind;
-using detail::platform_node_map;
-using detail::start_flow_activity;
 
 // Successor lists of a program (the Plan stores predecessors), shared by its ranks.
 struct Successors {
@@ -103,8 +103,8 @@ class Replayer {
       start_[r].assign(p.tasks.size(), -1.0);
       end_[r].assign(p.tasks.size(), -1.0);
     }
-    bundle_ = !platform.bundle_hosts.empty() && fold_tp_ &&
-              detail::traffic_is_symmetric(plan, active_);
+    bundle_ =
+        !platform.bundle_hosts.empty() && fold_tp_ && detail::traffic_is_symmetric(plan, active_);
     sg4::Activity::on_completion_cb([this](const sg4::Activity& a) { on_completion(a); });
   }
 

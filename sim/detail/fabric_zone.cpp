@@ -155,9 +155,8 @@ void FabricZone::get_local_route(const NetPoint* src, const NetPoint* dst, Route
   // A bundle: the copies' representative links, the latency of one copy.
   const int x = -2 - s;
   if (latency != nullptr) {
-    for_each_link(x, d, [&](const simgrid::s4u::Link* link, bool) {
-      *latency += link->get_latency();
-    });
+    for_each_link(x, d,
+                  [&](const simgrid::s4u::Link* link, bool) { *latency += link->get_latency(); });
   }
   const int k = static_cast<int>(orbits_.front().size());
   for (int c = 0; c < k; ++c) {

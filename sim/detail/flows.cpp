@@ -18,8 +18,7 @@ NodeMap platform_node_map(const strategies::ClusterSpec& cluster, const Platform
   return m;
 }
 
-sg4::ActivityPtr start_flow_activity(const Platform& platform, const Flow& flow,
-                                     bool bundled) {
+sg4::ActivityPtr start_flow_activity(const Platform& platform, const Flow& flow, bool bundled) {
   if (flow.is_delay()) {
     sg4::ExecPtr e = sg4::Exec::init();
     e->set_flops_amount(flow.delay_s);

@@ -47,8 +47,8 @@ bool traffic_is_symmetric(const Plan& plan, const std::vector<char>& active) {
         continue;
       }
       if (t.kind != TaskKind::kCollective) continue;
-      const int key = (static_cast<int>(t.group.kind) << 16) | (t.group.layout << 8) |
-                      t.group.layout_from;
+      const int key =
+          (static_cast<int>(t.group.kind) << 16) | (t.group.layout << 8) | t.group.layout_from;
       auto seen = whole_orbit.find(key);
       if (seen == whole_orbit.end()) {
         const std::vector<int> group = plan.group_ranks(r, t.group);

@@ -77,7 +77,8 @@ TEST(FoldBySymmetry, BundleRoutesCountEachCopyOnItsRepresentativeLinks) {
             "n0-nic0_UP n1-nic0_DOWN | 2e-06\n"
             // copy c: n0-nic<c> -> leaf 0 -> leaf 1 -> n4-nic<c+1>: every copy on both
             // uplinks, copy 0 on NIC 0 of node 0, copy 7 on NIC 0 of node 4
-            "n0-nic0_UP " + leaves + "n4-nic0_DOWN | 2e-06");
+            "n0-nic0_UP " +
+                leaves + "n4-nic0_DOWN | 2e-06");
 }
 
 TEST(FoldBySymmetry, SharedNicsAndRailsCountTheCopiesThatCrossThem) {
@@ -97,7 +98,8 @@ TEST(FoldBySymmetry, SharedNicsAndRailsCountTheCopiesThatCrossThem) {
             "n0-nic0_UP rail0-spine_UP rail0-spine_DOWN n1-nic0_DOWN | 2e-06\n"
             "n0-nic0_UP n1-nic0_DOWN | 2e-06");
   const std::string halves = in_child_text([] {
-    // Orbits of 4 in 8-GPU nodes: ranks 4-7 are an orbit of their own, with NIC 4 its representative.
+    // Orbits of 4 in 8-GPU nodes: ranks 4-7 are an orbit of their own, with NIC 4 its
+    // representative.
     const Platform p = start(fabric(2, 8, InterTopology::kFatTree, 8), 16, orbits_of(16, 4));
     return bundle_route(p, 4, 12);
   });
@@ -143,7 +145,8 @@ TEST(FoldBySymmetry, ABundleTakesWhatEachOfItsCopiesTakes) {
       return run_to_completion(all);
     });
     const auto bundled = in_child([&] {
-      const Platform p = start(fabric(8, 8, InterTopology::kFatTree, nics, 8), 64, orbits_of(64, 8));
+      const Platform p =
+          start(fabric(8, 8, InterTopology::kFatTree, nics, 8), 64, orbits_of(64, 8));
       return run_to_completion({transfer(p.bundle_hosts[0], p.hosts[32], 1e9)});
     });
     ASSERT_EQ(separate.size(), 8u);
@@ -174,8 +177,8 @@ TEST(FoldBySymmetry, BundledReplayEqualsTheShadowFlows) {
     cases.push_back({"dp4-tp2-pp2 zero1 sp", s, fabric(2, 8, InterTopology::kFatTree, 8), true});
     s.collectives.grad_bucket_bytes = 1 << 20;  // buckets overlap the tp collectives
     cases.push_back({"the same, 1 MiB buckets", s, fabric(2, 8, InterTopology::kFatTree, 8), true});
-    cases.push_back({"the same, 2 NICs per node", s, fabric(2, 8, InterTopology::kFatTree, 2),
-                     true});
+    cases.push_back(
+        {"the same, 2 NICs per node", s, fabric(2, 8, InterTopology::kFatTree, 2), true});
     cases.push_back({"the same, rails", s, fabric(2, 8, InterTopology::kRailOptimized, 8), true});
   }
   {
