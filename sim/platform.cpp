@@ -1,7 +1,7 @@
-// Builds the SimGrid platform of a cluster spec (platform.hpp). One flat routing zone computes
-// each route from where its two ranks sit, so building is linear in the world size and a route
-// query is constant time. Topology, names and the reasons: docs/simulator.md, "Platform and
-// network model".
+// Builds the SimGrid platform of a cluster spec (platform.hpp). One flat routing zone
+// (detail/fabric_zone.hpp) computes each route from where its two ranks sit, so building is
+// linear in the world size and a route query is constant time. Topology, names and the reasons:
+// docs/simulator.md, "Platform and network model".
 #include "sim/platform.hpp"
 
 #include <xbt/log.h>
@@ -9,99 +9,22 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <simgrid/kernel/routing/NetPoint.hpp>
-#include <simgrid/kernel/routing/NetZoneImpl.hpp>
-#include <stdexcept>
 #include <string>
 #include <vector>
 #include <xbt/config.hpp>
 
 #include "common/error.hpp"
+#include "sim/detail/fabric_zone.hpp"
 
 namespace strata::sim {
 
 namespace {
 
 namespace sg4 = simgrid::s4u;
-using simgrid::kernel::routing::NetPoint;
-using simgrid::kernel::routing::Route;
 
-// The two directions of a split-duplex link: `up` leaves its owner (a GPU, a NIC, an edge
-// switch) towards the switch above it, `down` comes back.
-struct Port {
-  sg4::Link* up = nullptr;
-  sg4::Link* down = nullptr;
-};
-
-// Where one rank attaches to the fabric.
-struct Attachment {
-  int node = -1;
-  // A rank to itself: a copy in the device's memory.
-  sg4::Link* loopback = nullptr;
-  // GPU <-> the node's NVSwitch (or PCIe switch).
-  Port intra;
-  // The GPU's NIC <-> its edge switch; shared by the GPUs of that NIC.
-  Port nic;
-  // Edge switch: the leaf (fat tree) or the rail (rail-optimized), and its uplink to the spine.
-  int edge = -1;
-  Port edge_uplink;
-};
-
-// A routing zone with no route table: the route between two ranks follows from their
-// attachments (see get_local_route). SimGrid's stock zones either store N^2 routes (full), cost
-// O(V^3) to seal (Floyd), or pick arbitrarily among paths of equal link count (Dijkstra: the
-// NVSwitch path and a NIC path between two GPUs of one node both have two links). None fits a
-// fabric with a NIC per GPU and thousands of GPUs.
-class FabricZone final : public simgrid::kernel::routing::NetZoneImpl {
- public:
-  explicit FabricZone(const std::string& name) : NetZoneImpl(name) {}
-
-  void attach(const sg4::Host& host, const Attachment& a) {
-    const unsigned long id = host.get_netpoint()->id();
-    if (by_netpoint_id_.size() <= id) by_netpoint_id_.resize(id + 1);
-    by_netpoint_id_[id] = a;
-  }
-
- protected:
-  // Same node: [src intra up, dst intra down]. Different nodes: [src NIC up, (src edge uplink
-  // up, dst edge uplink down when the edge switches differ), dst NIC down]. A rank to itself:
-  // [its loopback]. Latency is the sum of the links' latencies, as SimGrid expects.
-  void get_local_route(const NetPoint* src, const NetPoint* dst, Route* into,
-                       double* latency) override {
-    const Attachment& s = attachment(src);
-    const Attachment& d = attachment(dst);
-    auto push = [&](const sg4::Link* link) {
-      into->link_list_.push_back(link->get_impl());
-      if (latency != nullptr) *latency += link->get_latency();
-    };
-    if (src == dst) {
-      push(s.loopback);
-      return;
-    }
-    if (s.node == d.node) {
-      push(s.intra.up);
-      push(d.intra.down);
-      return;
-    }
-    push(s.nic.up);
-    if (s.edge != d.edge) {
-      push(s.edge_uplink.up);
-      push(d.edge_uplink.down);
-    }
-    push(d.nic.down);
-  }
-
- private:
-  const Attachment& attachment(const NetPoint* np) const {
-    if (np->id() >= by_netpoint_id_.size() || by_netpoint_id_[np->id()].node < 0) {
-      throw std::invalid_argument("strata platform: no route to '" + np->get_name() +
-                                  "' (not a rank's host)");
-    }
-    return by_netpoint_id_[np->id()];
-  }
-
-  std::vector<Attachment> by_netpoint_id_;
-};
+using detail::Attachment;
+using detail::FabricZone;
+using detail::Port;
 
 // A split-duplex link of `bandwidth_Bps` per direction and `latency_s` per direction.
 Port make_port(sg4::NetZone* zone, const std::string& name, double bandwidth_Bps,
@@ -274,9 +197,9 @@ Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
                                     : intra.bandwidth_Bps;
         a.loopback = zone->create_link("rank" + std::to_string(rank) + "-loopback", copy_Bps);
         a.loopback->set_latency(0)->seal();
-        a.intra = make_port(zone, node_name + "-" + stem + std::to_string(local),
-                            intra.bandwidth_Bps * options.links.intra(intra.kind),
-                            intra.latency_s / 2);
+        a.intra =
+            make_port(zone, node_name + "-" + stem + std::to_string(local),
+                      intra.bandwidth_Bps * options.links.intra(intra.kind), intra.latency_s / 2);
         if (has_network) {
           const int nic = local % nics;
           if (nic == static_cast<int>(node_nics.size())) {
@@ -284,7 +207,8 @@ Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
                                           inter.nic_bandwidth_Bps * options.links.network,
                                           inter.latency_s / 2));
           }
-          a.nic = node_nics[nic];
+          a.nic = nic;
+          a.nic_port = node_nics[nic];
           a.edge = rails ? nic : node / nodes_per_leaf;
           if (a.edge >= static_cast<int>(edge_uplinks.size())) edge_uplinks.resize(a.edge + 1);
           Port& uplink = edge_uplinks[a.edge];
@@ -302,7 +226,7 @@ Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
           }
           a.edge_uplink = uplink;
         }
-        impl->attach(*host, a);
+        impl->attach_rank(rank, *host, a);
         platform.hosts.push_back(host);
         platform.node_of_rank.push_back(node);
         ++platform.gpus_on_node_count.back();
@@ -314,6 +238,18 @@ Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
   platform.timer = zone->create_host("timer", 1.0);
   platform.timer->set_core_count(Platform::kTimerCores);
   platform.timer->seal();
+  // Folding by symmetry: a bundle host beside each orbit's first rank, if the fabric allows it.
+  if (!options.orbits.empty() && impl->set_orbits(options.orbits, rails)) {
+    platform.bundle_hosts.assign(world_size, nullptr);
+    for (const std::vector<int>& orbit : options.orbits) {
+      const int x = orbit.front();
+      sg4::Host* host =
+          zone->create_host("rank" + std::to_string(x) + "-bundle", platform.hosts[x]->get_speed());
+      host->seal();
+      impl->attach_bundle(x, *host);
+      platform.bundle_hosts[x] = host;
+    }
+  }
   zone->seal();
   return platform;
 }

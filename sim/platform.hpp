@@ -27,6 +27,10 @@ struct PlatformOptions {
   // links by fabric, and every network link. simulate() and time_collectives() take them from
   // the cost model's link face (CostModel::link_efficiencies); default: line rate.
   profiler::LinkEfficiencies links{};
+  // Folding by symmetry (docs/simulator.md "Scale"): disjoint orbits of ranks, each in cyclic
+  // order [x_0, ..., x_{k-1}], all of one size k >= 2 and together covering the world (the
+  // replay passes the tensor-parallel groups); sigma maps x_i to x_{i+1 mod k}. Empty = none.
+  std::vector<std::vector<int>> orbits{};
 };
 
 struct Platform {
@@ -50,6 +54,16 @@ struct Platform {
   // to kTimerCores delays at once. It has no network routes.
   simgrid::s4u::Host* timer = nullptr;
   static constexpr int kTimerCores = 1 << 24;
+  // With PlatformOptions::orbits, when the fabric is symmetric under sigma (every orbit on one
+  // node, and GPUs sharing a NIC mapped to GPUs sharing a NIC; sim/detail/fabric_zone.hpp):
+  // bundle_hosts[x] for the first rank x of each orbit (nullptr for the other ranks), a second
+  // host of rank x that only sends. A transfer of S bytes from bundle_hosts[x] to rank y is one
+  // flow standing for the k transfers of S bytes sigma^c(x) -> sigma^c(y): its route holds each
+  // orbit's representative link (x_0's port, an x_0's NIC, a leaf uplink, an x_0's rail) once
+  // per copy that crosses it, and the latency of x -> y. When every flow on the fabric is such a
+  // bundle, each copy runs at the bundle's rate and each representative link carries what the
+  // k copies would. Empty when there are no orbits or the fabric is not symmetric.
+  std::vector<simgrid::s4u::Host*> bundle_hosts;
 };
 
 // Builds the platform for the first `world_size` GPUs of `cluster`:

@@ -5,9 +5,10 @@
 // defines:
 //   Replayer            per-rank dep counters, the ready worklist, launch/finish of each kind
 //   Instance            one collective across its group: arrivals, then its algorithm's flows
-//   time_collectives()  collectives alone on a platform (tests, benchmarks)
+//                       (with folding by symmetry as bundles, detail/fold.hpp)
 //   simulate()          engine, platform (links from the cost model's link face), replay; the
 //                       report is assembled in detail/report.cpp
+// (time_collectives() is in time_collectives.cpp, the flows' start in detail/flows.cpp.)
 #include "sim/simulate.hpp"
 
 #include <algorithm>
@@ -21,6 +22,8 @@
 #include "common/error.hpp"
 #include "profiler/link_model.hpp"
 #include "sim/collectives.hpp"
+#include "sim/detail/flows.hpp"
+#include "sim/detail/fold.hpp"
 #include "sim/detail/report.hpp"
 #include "sim/platform.hpp"
 
@@ -28,6 +31,8 @@ namespace strata::sim {
 namespace {
 
 namespace sg4 = simgrid::s4u;
+using detail::platform_node_map;
+using detail::start_flow_activity;
 using strategies::CollectiveKind;
 using strategies::Plan;
 using strategies::Program;
@@ -56,32 +61,6 @@ Successors successors_of(const Program& p) {
     }
   }
   return s;
-}
-
-// The node map the collective algorithms choose with (profiler::node_map: the first node group's
-// fabric stands for every node's), at the cost model's link efficiencies; its ranks are placed as
-// the platform placed them.
-NodeMap platform_node_map(const strategies::ClusterSpec& cluster, const Platform& platform,
-                          const profiler::LinkEfficiencies& links) {
-  NodeMap m = profiler::node_map(cluster, static_cast<int>(platform.hosts.size()), links);
-  STRATA_CHECK(m.node_of_rank == platform.node_of_rank,
-               "the link model and the platform place ranks on different nodes");
-  return m;
-}
-
-// Starts one flow of a collective: a transfer between two hosts, or a delay on the timer host.
-sg4::ActivityPtr start_flow_activity(const Platform& platform, const Flow& flow) {
-  if (flow.is_delay()) {
-    sg4::ExecPtr e = sg4::Exec::init();
-    e->set_flops_amount(flow.delay_s);
-    e->set_host(platform.timer);
-    e->start();
-    return e;
-  }
-  sg4::CommPtr c = sg4::Comm::sendto_init(platform.hosts[flow.from], platform.hosts[flow.to]);
-  c->set_payload_size(static_cast<std::uint64_t>(std::max(0.0, flow.bytes)));
-  c->start();
-  return c;
 }
 
 class Replayer {
@@ -124,6 +103,8 @@ class Replayer {
       start_[r].assign(p.tasks.size(), -1.0);
       end_[r].assign(p.tasks.size(), -1.0);
     }
+    bundle_ =
+        !platform.bundle_hosts.empty() && fold_tp_ && detail::traffic_is_symmetric(plan, active_);
     sg4::Activity::on_completion_cb([this](const sg4::Activity& a) { on_completion(a); });
   }
 
@@ -135,6 +116,15 @@ class Replayer {
       if (f != options.speed_factors.front()) return false;
     }
     return true;
+  }
+  // Folding by symmetry: the tensor-parallel orbits to build the platform with, when the
+  // replay may bundle each folded flow with its peers' copies (docs/simulator.md "Scale").
+  static std::vector<std::vector<int>> orbits(const Plan& plan, const SimOptions& options) {
+    if (!foldable(plan, options) || !options.fold_tensor_parallel || plan.strategy.tp < 2 ||
+        !options.aggregate_ring_steps || !options.bundle_symmetric_flows) {
+      return {};
+    }
+    return detail::tp_orbits(plan);
   }
   bool active(int rank) const { return active_[rank] != 0; }
   // The rank whose tasks stand for `rank`'s: itself, or with folding its replica-0 (dp 0) and
@@ -298,6 +288,11 @@ class Replayer {
     transfer_start_[key] = now;
     // A sender that waited for its receiver was idle, not communicating: its span starts now.
     start_[rank][task] = now;
+    if (bundle_) {  // one flow for this send and its folded peers' copies
+      track(start_flow_activity(platform_, {rank, peer, t.bytes, 0}, true),
+            {PendingKind::kSend, rank, task, 0, 0, key});
+      return;
+    }
     track(start_flow(rank, peer, t.bytes), {PendingKind::kSend, rank, task, 0, 0, key});
     // Folded tensor-parallel peers send their own copies at the same moment.
     for (int s : siblings_[rank]) {
@@ -349,6 +344,11 @@ class Replayer {
     strategies::GroupRef group;
     double bytes = 0;
     bool shadow = false;  // a folded peer group's copy: flows only, no tasks
+    // Folding by symmetry: the flows are bundles with their sigma copies (the peers' groups);
+    // with `orbit`, the group is one tensor-parallel group, whose flows sigma permutes among
+    // themselves: only those from ranks[0] run, each completing its images (`implied`).
+    bool bundled = false, orbit = false;
+    std::vector<std::vector<int>> implied;
     std::unique_ptr<FlowSchedule> flows;
   };
 
@@ -397,7 +397,12 @@ class Replayer {
     for (std::size_t k = 0; k < in.ranks.size(); ++k) {
       if (active(in.ranks[k])) start_[in.ranks[k]][in.tasks[k]] = now;
     }
-    if (fold_tp_) start_shadow_collectives(id);
+    if (bundle_) {
+      in.bundled = true;
+      in.orbit = detail::tp_shift(plan_, in.ranks.front(), 1) == in.ranks[1];
+    } else if (fold_tp_) {
+      start_shadow_collectives(id);
+    }
     start_flows(id);
   }
 
@@ -409,7 +414,12 @@ class Replayer {
         profiler::ring_hop_latency(plan_.cluster, platform_.node_of_rank, in.ranks);
     if (plan_.cluster.total_nodes() > 1) detail.nodes = &nodes_;
     in.flows = std::make_unique<FlowSchedule>(plan_collective(in.kind, in.ranks, in.bytes, detail));
-    for (int f : in.flows->initial()) launch_flow(id, f);
+    if (in.orbit) in.implied = detail::orbit_images(plan_, *in.flows, in.ranks);
+    for (int f : in.flows->initial()) {
+      if (!in.orbit || in.flows->flow(f).is_delay() || in.flows->flow(f).from == in.ranks.front()) {
+        launch_flow(id, f);
+      }
+    }
     if (in.flows->done()) complete_instance(id);
   }
 
@@ -438,13 +448,20 @@ class Replayer {
   }
 
   void launch_flow(std::size_t id, int f) {
-    track(start_flow_activity(platform_, instances_[id].flows->flow(f)),
+    const Instance& in = instances_[id];
+    track(start_flow_activity(platform_, in.flows->flow(f), in.bundled),
           {PendingKind::kFlow, 0, 0, id, f, {}});
   }
 
   void flow_done(std::size_t id, int f) {
     Instance& in = instances_[id];
-    for (int next : in.flows->complete(f)) launch_flow(id, next);
+    std::vector<int> ready = in.flows->complete(f);
+    if (in.orbit) {
+      for (int image : in.implied[f]) {
+        for (int next : in.flows->complete(image)) ready.push_back(next);
+      }
+    }
+    for (int next : ready) launch_flow(id, next);
     if (in.flows->done()) complete_instance(id);
   }
 
@@ -453,9 +470,11 @@ class Replayer {
     for (std::size_t k = 0; k < in.ranks.size() && !in.shadow; ++k) {
       if (active(in.ranks[k])) finish(in.ranks[k], in.tasks[k]);
     }
+    // Instances stay in the deque (flows refer to them by index): release their storage.
     in.flows.reset();
-    in.ranks.clear();
-    in.tasks.clear();
+    std::vector<int>().swap(in.ranks);
+    std::vector<std::uint32_t>().swap(in.tasks);
+    std::vector<std::vector<int>>().swap(in.implied);
   }
 
   const Plan& plan_;
@@ -464,6 +483,7 @@ class Replayer {
   const SimOptions& options_;
   const NodeMap nodes_;
   bool fold_dp_ = false, fold_tp_ = false;
+  bool bundle_ = false;  // folding by symmetry: bundles instead of shadow flows
   std::vector<char> active_;
   std::vector<std::vector<int>> siblings_;  // active rank -> its folded tensor-parallel peers
   std::vector<Successors> successors_;
@@ -492,49 +512,6 @@ class Replayer {
 
 }  // namespace
 
-std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int world_size,
-                                     const std::vector<CollectiveRequest>& requests,
-                                     const profiler::CostModel& cost, bool aggregate_ring_steps) {
-  sg4::Engine engine("strata-collectives");
-  configure_network_model();
-  PlatformOptions popts;
-  popts.links = cost.link_efficiencies();
-  const Platform platform = build_platform(cluster, world_size, popts);
-  std::vector<FlowSchedule> schedules;
-  const NodeMap nodes = platform_node_map(cluster, platform, popts.links);
-  for (const auto& r : requests) {
-    FlowDetail detail;
-    detail.aggregate_steps = aggregate_ring_steps;
-    detail.step_latency_s = profiler::ring_hop_latency(cluster, platform.node_of_rank, r.ranks);
-    if (cluster.total_nodes() > 1) detail.nodes = &nodes;
-    schedules.push_back(plan_collective(r.kind, r.ranks, r.bytes, detail));
-  }
-  std::vector<double> finished(requests.size(), 0.0);
-  std::unordered_map<const sg4::Activity*, std::pair<std::size_t, int>> pending;
-  std::vector<sg4::ActivityPtr> live;  // kept alive until the run ends
-  auto launch = [&](std::size_t c, int f) {
-    sg4::ActivityPtr a = start_flow_activity(platform, schedules[c].flow(f));
-    pending.emplace(a.get(), std::pair{c, f});
-    live.push_back(a);
-  };
-  sg4::Activity::on_completion_cb([&](const sg4::Activity& a) {
-    const auto it = pending.find(&a);
-    if (it == pending.end()) return;
-    const auto [c, f] = it->second;
-    pending.erase(it);
-    for (int next : schedules[c].complete(f)) launch(c, next);
-    if (schedules[c].done()) finished[c] = sg4::Engine::get_clock();
-  });
-  for (std::size_t c = 0; c < schedules.size(); ++c) {
-    for (int f : schedules[c].initial()) launch(c, f);
-  }
-  engine.run();
-  for (std::size_t c = 0; c < schedules.size(); ++c) {
-    STRATA_CHECK(schedules[c].done(), "collective did not complete");
-  }
-  return finished;
-}
-
 results::Report simulate(const Plan& plan, const profiler::CostModel& cost,
                          const SimOptions& options) {
   sg4::Engine engine("strata");
@@ -542,6 +519,7 @@ results::Report simulate(const Plan& plan, const profiler::CostModel& cost,
   PlatformOptions popts;
   popts.speed_factors = options.speed_factors;
   popts.links = cost.link_efficiencies();
+  popts.orbits = Replayer::orbits(plan, options);
   const Platform platform = build_platform(plan.cluster, plan.world_size, popts);
 
   Replayer replay(plan, cost, platform, options);

@@ -40,6 +40,12 @@ struct SimOptions {
   // pipeline transfers and other collectives (their data-parallel rings) are started alongside
   // their representative's, so every link carries the traffic it would. Same conditions.
   bool fold_tensor_parallel = true;
+  // Folding by symmetry, with tensor-parallel folding and aggregated ring steps: when the
+  // fabric and the traffic are symmetric under "tp coordinate + 1" (docs/simulator.md "Scale"),
+  // each folded flow and its peers' copies run as one SimGrid flow that loads each shared link
+  // once per copy, instead of k separate flows; the same max-min shares, k times fewer
+  // activities. Off: the peers' copies run as separate "shadow" flows.
+  bool bundle_symmetric_flows = true;
   // Ring collectives as one flow per member plus the folded steps' latency (FlowDetail).
   bool aggregate_ring_steps = true;
 };

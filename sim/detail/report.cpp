@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <unordered_map>
 #include <utility>
 
 #include "common/error.hpp"
@@ -64,21 +65,36 @@ results::Report assemble_report(const Plan& plan, const ReplayTimes& times,
   for (int rank = 0; rank < plan.world_size; ++rank) {
     r.simulation.simulated_ranks += source(rank) == rank ? 1 : 0;
   }
+  // Span sums by source rank: the ranks a representative stands for run its program with its
+  // times, so their sums are its own (computed once, not once per folded rank).
+  struct Sums {
+    double finish_s = 0, compute_s = 0, communication_s = 0, exposed_comm_s = 0;
+  };
+  std::unordered_map<int, Sums> sums_of_source;
   for (int rank = 0; rank < plan.world_size; ++rank) {
     const Program& p = plan.program_of(rank);
     const int src = source(rank);
-    std::vector<std::pair<double, double>> compute, comm;
+    STRATA_CHECK(&plan.program_of(src) == &p, "a folded rank runs another program than its source");
+    auto [it, inserted] = sums_of_source.try_emplace(src);
+    Sums& sums = it->second;
+    if (inserted) {
+      std::vector<std::pair<double, double>> compute, comm;
+      for (std::size_t i = 0; i < p.tasks.size(); ++i) {
+        const std::pair<double, double> span{starts[src][i], ends[src][i]};
+        sums.finish_s = std::max(sums.finish_s, span.second);
+        if (span.second <= span.first) continue;
+        (p.tasks[i].kind == TaskKind::kCompute ? compute : comm).push_back(span);
+      }
+      sums.compute_s = union_length(compute);
+      sums.communication_s = union_length(comm);
+      sums.exposed_comm_s = difference_length(comm, compute);
+    }
     results::RankTimes t;
     t.stage = plan.stage_of(rank);
-    for (std::size_t i = 0; i < p.tasks.size(); ++i) {
-      const std::pair<double, double> span{starts[src][i], ends[src][i]};
-      t.finish_s = std::max(t.finish_s, span.second);
-      if (span.second <= span.first) continue;
-      (p.tasks[i].kind == TaskKind::kCompute ? compute : comm).push_back(span);
-    }
-    t.compute_s = union_length(compute);
-    t.communication_s = union_length(comm);
-    t.exposed_comm_s = difference_length(comm, compute);
+    t.finish_s = sums.finish_s;
+    t.compute_s = sums.compute_s;
+    t.communication_s = sums.communication_s;
+    t.exposed_comm_s = sums.exposed_comm_s;
     t.peak_memory_bytes = p.memory.peak_bytes();
     t.capacity_bytes = plan.capacity_bytes(rank);
     r.fits = r.fits && t.peak_memory_bytes <= t.capacity_bytes;

@@ -66,14 +66,7 @@ Platform start(const ClusterSpec& cluster, int world_size, const PlatformOptions
 
 // "link link ... | latency" for the route from rank a to rank b.
 std::string route(const Platform& p, int a, int b) {
-  std::vector<sg4::Link*> links;
-  double latency = 0;
-  p.hosts.at(a)->route_to(p.hosts.at(b), links, &latency);
-  std::string s;
-  for (const sg4::Link* l : links) s += l->get_name() + " ";
-  char lat[32];
-  std::snprintf(lat, sizeof lat, "| %.9g", latency);
-  return s + lat;
+  return testing::route_text(p.hosts.at(a), p.hosts.at(b));
 }
 
 struct Flow {

@@ -1,6 +1,6 @@
 // Test helpers for SimGrid: SimGrid allows one engine per process, so every test that builds an
 // engine runs it in a forked child (in_child) and gets its results back through a pipe; and a
-// driver that runs activities from maestro and reports when each one completed.
+// driver that runs activities from maestro and reports when each one completed; routes as text.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -128,6 +128,18 @@ inline std::vector<double> run_to_completion(const std::vector<simgrid::s4u::Act
   index = nullptr;
   done = nullptr;
   return my_done;  // `all` still holds every activity: SimGrid kept raw pointers until now
+}
+
+// "link link ... | latency" for the route from host `src` to host `dst`.
+inline std::string route_text(simgrid::s4u::Host* src, simgrid::s4u::Host* dst) {
+  std::vector<simgrid::s4u::Link*> links;
+  double latency = 0;
+  src->route_to(dst, links, &latency);
+  std::string s;
+  for (const simgrid::s4u::Link* l : links) s += l->get_name() + " ";
+  char lat[32];
+  std::snprintf(lat, sizeof lat, "| %.9g", latency);
+  return s + lat;
 }
 
 // A transfer of `bytes` from host `src` to host `dst`, not started.
