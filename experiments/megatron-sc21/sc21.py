@@ -10,6 +10,7 @@ results/summary.txt. Run it with Debian's /usr/bin/python3 (matplotlib); see REA
 import argparse
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -81,8 +82,8 @@ def strategy_spec(r):
         "recompute": "full",
         "sequence_parallel": False,
         "precision": "fp16",
-        "main_grads_fp32": True,
-        "grad_accumulation": "autograd" if torch_ddp else "hook",
+        "main_grads_fp32": False,
+        "grad_accumulation": "autograd",
         "collectives": {
             "pp_scatter_gather": True,
             "overlap_grad_reduce": torch_ddp,
@@ -106,25 +107,36 @@ def strategy_spec(r):
             ("ddp torch (PyTorch DDP): bucketed gradient all-reduce overlapping the backward."
              if torch_ddp else
              "ddp local (Megatron's DDP): gradient all-reduce after the backward, not overlapped."),
+            "main_grads_fp32 false: the authors' examples/sc21/CONFIG.sh trains with --fp16 "
+            "--loss-scale 8192 and without --accumulate-allreduce-grads-in-fp32, so gradients "
+            "accumulate and are all-reduced in fp16 (Megatron-LM commit 6985e58, the one the "
+            "sc21 README names: megatron/arguments.py, megatron/model/distributed.py).",
             ("grad_accumulation autograd: with PyTorch DDP the weight gradients accumulate in "
              "the parameters' .grad, where autograd's AccumulateGrad adds each micro-batch's "
              "gradient after the first in place."
              if torch_ddp else
-             "grad_accumulation hook: Megatron's DDP with fp32 gradient buffers "
-             "(megatron/model/distributed.py, DistributedDataParallel._make_param_hook) adds "
-             "every backward's 16-bit weight gradient into param.main_grad with a separate "
-             "element-wise kernel; fusing that accumulation into the weight-gradient GEMM "
-             "(--gradient-accumulation-fusion) is not among the paper's computation "
-             "optimizations (Sec. 4: data layout, JIT-fused bias+GeLU and bias+dropout+add, fused "
-             "scale-mask-softmax)."),
+             "grad_accumulation autograd: at commit 6985e58 Megatron's local DDP uses contiguous "
+             "gradient buffers (and their backward hook) only with --use-contiguous-buffers-in-ddp "
+             "or fp32 accumulation, neither set by CONFIG.sh, so gradients accumulate in the "
+             "parameters' fp16 .grad through autograd's AccumulateGrad; allreduce_gradients() then "
+             "flattens each chunk's gradients into one tensor and all-reduces it once "
+             "(collectives.grad_bucket_MiB: one bucket per chunk)."),
             "blocking_p2p: Megatron-LM of 2021, megatron/p2p_communication.py _communicate(): "
             "torch.distributed.batch_isend_irecv, req.wait() on every request, then "
             "torch.cuda.synchronize() ('to protect against race condition when using "
             "batch_isend_irecv()'), so no kernel runs after a send until it completes.",
-            "Rank order, gradient bucket size and stage partition: Strata's defaults "
-            "(experiments/megatron-sc21/README.md, 'Settings').",
+            ("Rank order, gradient bucket size and stage partition: Strata's defaults "
+             "(experiments/megatron-sc21/README.md, 'Settings')." if torch_ddp else
+             "Rank order and stage partition: Strata's defaults "
+             "(experiments/megatron-sc21/README.md, 'Settings')."),
         ],
     })
+    if not torch_ddp:
+        # Megatron's local DDP without contiguous buffers flattens every fp16 gradient of a model
+        # chunk into one tensor and all-reduces it once: one bucket per chunk (a bound on the
+        # largest chunk's fp16 gradients, rounded up to a GiB).
+        s["collectives"]["grad_bucket_MiB"] = 1024 * math.ceil(
+            r["params_billion"] * 1e9 * 2 / tp / 2**30)
     return s
 
 
