@@ -62,6 +62,22 @@ void check_runnable(const strategies::Plan& plan) {
     refuse("model.dropout", "true",
            "the executor does not implement dropout yet; set \"dropout\": false");
   }
+  // FP8 first: it needs a 16-bit precision, so the precision's refusal would send the user round
+  // in a circle.
+  if (s.uses_fp8()) {
+    std::string field = "strategy.fp8", value = strategies::fp8_format_name(s.fp8);
+    for (std::size_t i = 0; i < s.layer_overrides.size() && s.fp8 == strategies::Fp8Format::kNone;
+         ++i) {
+      if (s.layer_overrides[i].fp8 <= 0) continue;
+      field = "strategy.layer_overrides[" + std::to_string(i) + "].fp8";
+      value = strategies::fp8_format_name(static_cast<strategies::Fp8Format>(s.layer_overrides[i].fp8));
+      break;
+    }
+    refuse(field, "\"" + value + "\"",
+           "the CPU executor does not run FP8 GEMMs (it computes in fp32 and does not emulate FP8 "
+           "rounding): FP8 plans are simulated only; set \"fp8\": \"none\" (and \"precision\": "
+           "\"fp32\") to run it");
+  }
   if (s.precision != strategies::Precision::kFp32) {
     refuse("strategy.precision", "\"" + std::string(strategies::precision_name(s.precision)) + "\"",
            "the CPU executor computes in fp32; set \"precision\": \"fp32\"");
