@@ -70,7 +70,8 @@ void check_runnable(const strategies::Plan& plan) {
          ++i) {
       if (s.layer_overrides[i].fp8 <= 0) continue;
       field = "strategy.layer_overrides[" + std::to_string(i) + "].fp8";
-      value = strategies::fp8_format_name(static_cast<strategies::Fp8Format>(s.layer_overrides[i].fp8));
+      value = strategies::fp8_format_name(
+          static_cast<strategies::Fp8Format>(s.layer_overrides[i].fp8));
       break;
     }
     refuse(field, "\"" + value + "\"",

@@ -109,7 +109,9 @@ class Efficiencies {
 // Parses an efficiencies document (schema_version 1; docs/cost-model.md). Every rule broken is a
 // ConfigError naming the field, the value and the rule: missing keys, efficiencies outside
 // (0, 1], unknown or missing block names, unknown op classes, duplicate device classes, a device
-// kind without a fallback class. Every device class states every op class except fp8_gemm. `what` names the source (usually the file path).
+// kind without a fallback class. Every device class states every op class except fp8_gemm
+// (optional: only devices with FP8 tensor cores). `what` names the source (usually the file
+// path).
 Efficiencies parse_efficiencies(const json::Json& j, const std::string& what = "efficiencies");
 Efficiencies load_efficiencies(const std::string& path);
 

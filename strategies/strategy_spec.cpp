@@ -630,7 +630,8 @@ LayerStrategy layer_strategy(const StrategySpec& s, int layer) {
 void validate_devices(const ClusterSpec& c, const StrategySpec& s, int world_size) {
   if (!s.uses_fp8()) return;
   const std::string field = s.fp8 != Fp8Format::kNone ? "strategy.fp8" : "strategy.layer_overrides";
-  const Json value = s.fp8 != Fp8Format::kNone ? Json(fp8_format_name(s.fp8)) : to_json(s)["layer_overrides"];
+  const Json value =
+      s.fp8 != Fp8Format::kNone ? Json(fp8_format_name(s.fp8)) : to_json(s)["layer_overrides"];
   int first = 0;
   for (std::size_t g = 0; g < c.node_groups.size() && first < world_size; ++g) {
     const NodeGroup& group = c.node_groups[g];

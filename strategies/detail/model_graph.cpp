@@ -624,7 +624,9 @@ void ModelGraph::fp8_linear_backward(const GraphOp& g, int layer, OpSpec& data, 
   // The input's column-wise copy: the forward's cast made it (re-made by a full recompute);
   // a norm's FP8 output (or its re-gather under sequence parallelism) is transposed here.
   const TensorKind k = g.in[0];
-  BufId x8 = bw.fp8_at(k) != kNoBuf ? bw.fp8_at(k) : rc.fp8_at(k) != kNoBuf ? rc.fp8_at(k) : fwd.fp8_at(k);
+  BufId x8 = bw.fp8_at(k);
+  if (x8 == kNoBuf) x8 = rc.fp8_at(k);
+  if (x8 == kNoBuf) x8 = fwd.fp8_at(k);
   if (x8 == kNoBuf) {
     const BufId x = weight.in[1];
     STRATA_CHECK(c_.emit.buf(x).dtype == DType::kFp8,

@@ -42,8 +42,12 @@ Op gemm(double m, double k, double n, bool fp8) {
   Op op;
   op.kind = OpKind::kLinear;
   op.dtype = fp8 ? DType::kFp8 : DType::kBf16;
-  op.dims = {static_cast<std::int64_t>(m), static_cast<std::int64_t>(k),
-             static_cast<std::int64_t>(n), fp8 ? 2 : 0, 0, 0};
+  op.dims = {static_cast<std::int64_t>(m),
+             static_cast<std::int64_t>(k),
+             static_cast<std::int64_t>(n),
+             fp8 ? 2 : 0,
+             0,
+             0};
   return op;
 }
 
@@ -61,8 +65,8 @@ TEST(Fp8Efficiency, OptionalPerDeviceClass) {
   EXPECT_STREQ(op_class_name(OpClass::kFp8Gemm), "fp8_gemm");
   // The other classes stay required; fp8_gemm, when given, is read strictly.
   Json j = testing::table_json();
-  j["devices"][0]["ops"]["fp8_gemm"] = {{"flop_efficiency", 1.5}, {"memory_efficiency", 0.8},
-                                         {"source", "x"}};
+  j["devices"][0]["ops"]["fp8_gemm"] = {
+      {"flop_efficiency", 1.5}, {"memory_efficiency", 0.8}, {"source", "x"}};
   expect_config_error([&] { parse_efficiencies(j); },
                       {"efficiencies.devices[0].ops.fp8_gemm.flop_efficiency = 1.5"});
   j = testing::table_json();
@@ -143,9 +147,11 @@ TEST(Fp8Roofline, Fp8OverBf16GemmThroughputOnH100IsThePublishedRatio) {
   // (the point its fall-off comes from).
   const RooflineCostModel m = bundled_model();
   const strategies::DeviceSpec h100 = bundled_device("dgx-h100-128n");
-  const std::vector<std::vector<double>> shapes = {
-      {4096, 4096, 4096}, {8192, 8192, 8192}, {16384, 16384, 16384},
-      {32768, 32768, 32768}, {6144, 12288, 12288}};
+  const std::vector<std::vector<double>> shapes = {{4096, 4096, 4096},
+                                                   {8192, 8192, 8192},
+                                                   {16384, 16384, 16384},
+                                                   {32768, 32768, 32768},
+                                                   {6144, 12288, 12288}};
   double fp8_rate = 0, bf16_rate = 0;
   for (const auto& s : shapes) {
     const double f = 2 * s[0] * s[1] * s[2];

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "strategies/accounting.hpp"
 #include "expect_config_error.hpp"
+#include "strategies/accounting.hpp"
 #include "strategies/plan.hpp"
 #include "strategies/schedule.hpp"
 #include "test_models.hpp"
@@ -37,8 +37,8 @@ StrategySpec with_fp8(StrategySpec s, Fp8Format f = Fp8Format::kHybrid) {
 // The ops of the compute task (phase, block, layer, micro-batch) of a program, by kind.
 std::vector<OpKind> ops_of(const Program& p, Phase phase, Block block, int layer, int mb) {
   for (const Task& t : p.tasks) {
-    if (t.kind != TaskKind::kCompute || t.phase != phase || t.block != block ||
-        t.layer != layer || t.micro_batch != mb) {
+    if (t.kind != TaskKind::kCompute || t.phase != phase || t.block != block || t.layer != layer ||
+        t.micro_batch != mb) {
       continue;
     }
     std::vector<OpKind> out;
@@ -51,8 +51,8 @@ std::vector<OpKind> ops_of(const Program& p, Phase phase, Block block, int layer
 
 const Op* first_op(const Program& p, Phase phase, Block block, int layer, int mb, OpKind k) {
   for (const Task& t : p.tasks) {
-    if (t.kind != TaskKind::kCompute || t.phase != phase || t.block != block ||
-        t.layer != layer || t.micro_batch != mb) {
+    if (t.kind != TaskKind::kCompute || t.phase != phase || t.block != block || t.layer != layer ||
+        t.micro_batch != mb) {
       continue;
     }
     for (std::uint32_t i = 0; i < t.op_count; ++i) {
@@ -91,9 +91,9 @@ TEST(Fp8Lower, LayerOpsByHand) {
             (std::vector<O>{O::kFp8Cast, O::kLinear, O::kResidualAdd}));
   EXPECT_EQ(ops_of(p, B, Block::kAttnQkv, 0, 1),
             (std::vector<O>{O::kFp8Cast, O::kLinearBwdData, O::kFp8Cast, O::kLinearBwdWeight}));
-  EXPECT_EQ(ops_of(p, B, Block::kAttnOut, 0, 0),
-            (std::vector<O>{O::kResidualAddBwd, O::kFp8Cast, O::kLinearBwdData,
-                            O::kLinearBwdWeight}));
+  EXPECT_EQ(
+      ops_of(p, B, Block::kAttnOut, 0, 0),
+      (std::vector<O>{O::kResidualAddBwd, O::kFp8Cast, O::kLinearBwdData, O::kLinearBwdWeight}));
   EXPECT_EQ(ops_of(p, B, Block::kMlpFc1, 0, 0),
             (std::vector<O>{O::kGeluBwd, O::kFp8Cast, O::kLinearBwdData, O::kFp8Cast,
                             O::kLinearBwdWeight}));
