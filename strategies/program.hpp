@@ -164,11 +164,11 @@ enum class TensorKind : std::uint8_t {
   // the head
   kFinalNormOut, kFinalNormMean, kFinalNormRstd, kFinalNormFull,
   kLogitsTensor, kSoftmaxStats, kLoss,
-  // FP8 (strategy fp8): a layer's delayed-scaling state (amax histories, scales)
-  kFp8Scaling,
   // data parallelism: one bucket of parameters and their gradients
   kBucketParams, kBucketGrads, kBucketParamShard, kBucketGradShard,
   kBucketMaster, kBucketAdamM, kBucketAdamV, kBucketGathered,
+  // later additions, appended so that earlier values keep their numbers
+  kFp8Scaling,  // strategy fp8: a layer's delayed-scaling state (amax histories, scales)
 };
 const char* tensor_kind_name(TensorKind k);
 
@@ -277,9 +277,10 @@ enum class OpKind : std::uint8_t {
   kSoftmaxStats, kCrossEntropyBwd,
   kGradAccumulate,
   kAdamW,
-  kFp8Cast,  // strategy fp8: quantize (and transpose) a GEMM input
   // communication (one per collective, send or receive task)
   kAllReduce, kAllGather, kReduceScatter, kSend, kRecv,
+  // later additions, appended so that earlier values keep their numbers
+  kFp8Cast,  // strategy fp8: quantize (and transpose) a GEMM input (element-wise)
 };
 const char* op_kind_name(OpKind k);
 

@@ -42,8 +42,8 @@ E parse_enum(const std::string& s, const std::string& field, F name_of, int coun
 
 constexpr int kTaskKinds = 4, kStreams = 6, kPhases = 5, kBlocks = 12, kCollectives = 6,
               kPurposes = 9, kGroupKinds = 5, kDTypes = 7, kShards = 4, kInits = 3;
-constexpr int kOpKinds = static_cast<int>(OpKind::kRecv) + 1;
-constexpr int kTensorKinds = static_cast<int>(TensorKind::kBucketGathered) + 1;
+constexpr int kOpKinds = static_cast<int>(OpKind::kFp8Cast) + 1;            // the last kind
+constexpr int kTensorKinds = static_cast<int>(TensorKind::kFp8Scaling) + 1;  // the last kind
 
 const char* init_kind_name(Init i) {
   switch (i) {

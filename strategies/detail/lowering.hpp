@@ -115,7 +115,7 @@ struct StageContext {
 // The buffers of one pass over a layer's (or the head's) tensors by TensorKind, their
 // gradients, and gradient contributions still to be added (the residual stream's).
 struct Instance {
-  static constexpr int kSize = static_cast<int>(TensorKind::kBucketGathered) + 1;
+  static constexpr int kSize = static_cast<int>(TensorKind::kFp8Scaling) + 1;  // the last kind
   std::array<BufId, kSize> id, grad, pend, f8;
   Instance() {
     id.fill(kNoBuf);
