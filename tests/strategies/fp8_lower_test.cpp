@@ -261,6 +261,12 @@ TEST(Fp8Lower, PerLayerActivationBytesAgainstAHandCount) {
   EXPECT_DOUBLE_EQ(bf16, korthikanti_layer_bytes(64, 1, 256, 8, 2, false, Recompute::kNone));
   EXPECT_DOUBLE_EQ(bf16 - fp8, sbh * (2 + 5 / t));
   EXPECT_DOUBLE_EQ(fp8, sbh * (8 + 19 / t + 5 * a * s / (h * t)));
+  // With sequence parallelism everything is split by t: Korthikanti's sbh/t (34 + 5as/h) less
+  // the same 2 + 5.
+  EXPECT_DOUBLE_EQ(layer_activation_bytes(m, 1, 2, true, Recompute::kNone, AttentionImpl::kUnfused,
+                                          Fp8Format::kHybrid)
+                       .stored,
+                   sbh / t * (27 + 5 * a * s / h));
   // The Plan's own count, buffer by buffer, on a one-stage plan with one micro-batch: the
   // activations held at the end of the forward of both layers.
   auto st = strategy(1, 2, 1, 1, 1);
