@@ -44,6 +44,26 @@ double parse_positive_double(const Args& args, const std::string& flag, double f
   return x;
 }
 
+// FP8 (strategy fp8 or an override's) is simulated only. Checked on the spec before lowering,
+// so that the answer is the executor's, not the lowering's rule for devices without an FP8 peak
+// (local-cpu has none), and before the precision's, since FP8 needs a 16-bit precision.
+void check_no_fp8(const strategies::StrategySpec& s) {
+  if (!s.uses_fp8()) return;
+  std::string field = "strategy.fp8", value = strategies::fp8_format_name(s.fp8);
+  for (std::size_t i = 0; i < s.layer_overrides.size() && s.fp8 == strategies::Fp8Format::kNone;
+       ++i) {
+    if (s.layer_overrides[i].fp8 <= 0) continue;
+    field = "strategy.layer_overrides[" + std::to_string(i) + "].fp8";
+    value = strategies::fp8_format_name(
+        static_cast<strategies::Fp8Format>(s.layer_overrides[i].fp8));
+    break;
+  }
+  throw ConfigError(field + " = \"" + value +
+                    "\": the CPU executor does not run FP8 GEMMs (it computes in fp32 and does "
+                    "not emulate FP8 rounding): FP8 plans are simulated only; set \"fp8\": "
+                    "\"none\" (and \"precision\": \"fp32\") to run it");
+}
+
 // What the CPU executor cannot run, named by the spec field to change (the executor itself
 // refuses by the Plan's ops and buffers; this says it in the user's terms first).
 void check_runnable(const strategies::Plan& plan) {
@@ -108,6 +128,7 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
       strategies::load_cluster(resolve_spec("clusters", "--cluster", args.require("--cluster")));
   const strategies::StrategySpec strategy = strategies::load_strategy(
       resolve_spec("strategies", "--strategy", args.require("--strategy")));
+  check_no_fp8(strategy);
   if (strategy.world_size() != comm.size()) {
     throw ConfigError("world size = " + std::to_string(comm.size()) + " (mpirun -np): strategy '" +
                       strategy.name + "' needs dp * tp * pp * cp = " +

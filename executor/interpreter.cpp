@@ -43,6 +43,15 @@ std::tuple<int, int, int> key(const GroupRef& g) {
 
 std::string refusal(const strategies::ProgramSet& plan, int rank) {
   const strategies::Program& p = plan.program_of(rank);
+  // FP8 first: its 16-bit buffers would otherwise be reported as a precision to change.
+  for (const Op& op : p.ops) {
+    if (op.kind == OpKind::kFp8Cast || op.dtype == DType::kFp8) {
+      return std::string("op ") + strategies::op_kind_name(op.kind) +
+             " runs in FP8 (strategy \"fp8\"): the CPU executor computes in fp32 and does not "
+             "emulate FP8; FP8 plans are simulated only (set the strategy's \"fp8\": \"none\" "
+             "to run it)";
+    }
+  }
   for (std::size_t i = 0; i < p.buffers.size(); ++i) {
     const Buffer& b = p.buffers[i];
     const bool ids = b.kind == strategies::TensorKind::kTokens ||

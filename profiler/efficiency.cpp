@@ -114,8 +114,15 @@ DeviceClass parse_device_class(const Json& object, const std::string& path) {
   for (int c = 0; c < kNumOpClasses; ++c) names.push_back(op_class_name(static_cast<OpClass>(c)));
   ops.finish(names);
   for (int c = 0; c < kNumOpClasses; ++c) {
-    const Json& op = ops.get_raw(names[c]);  // required: every device class states every kind
+    // Required: every device class states every kind, except FP8 GEMMs (only devices with FP8
+    // tensor cores have them).
+    if (static_cast<OpClass>(c) == OpClass::kFp8Gemm && !ops.has(names[c])) {
+      ops.accept(names[c]);
+      continue;
+    }
+    const Json& op = ops.get_raw(names[c]);
     d.ops[c] = parse_op(op, ops.field(names[c]));
+    d.has_op[c] = true;
   }
   return d;
 }
@@ -156,6 +163,8 @@ const char* op_class_name(OpClass c) {
       return "optimizer";
     case OpClass::kFusedAttention:
       return "fused_attention";
+    case OpClass::kFp8Gemm:
+      return "fp8_gemm";
   }
   return "?";
 }

@@ -18,16 +18,19 @@ namespace strata::profiler {
 
 // Kinds of compute block that behave alike on hardware. Each Plan block maps to one (the file's
 // "blocks" table): large GEMMs (attn_qkv, attn_out, mlp_fc1, mlp_fc2, lm_head), the non-fused
-// attention core (batched GEMMs, softmax, dropout), and three memory-bound kinds.
+// attention core (batched GEMMs, softmax, dropout), and three memory-bound kinds. Two classes no
+// block maps to come from the op itself: the fused attention kernel (strategy attention "fused")
+// and FP8 GEMMs (strategy fp8: a linear op of dtype fp8, timed at the device's FP8 peak).
 enum class OpClass : std::uint8_t {
-  kGemm, kAttentionCore, kNorm, kEmbedding, kOptimizer, kFusedAttention
+  kGemm, kAttentionCore, kNorm, kEmbedding, kOptimizer, kFusedAttention, kFp8Gemm
 };
-inline constexpr int kNumOpClasses = 6;
+inline constexpr int kNumOpClasses = 7;
 // Plan blocks, Block::kNone included (indexes of per-block tables).
 inline constexpr int kNumBlocks = static_cast<int>(strategies::Block::kOptimizer) + 1;
-// "gemm", "attention_core", "norm", "embedding", "optimizer", "fused_attention": the file's
-// keys. fused_attention is the op class of the fused attention kernel (strategy attention
-// "fused"), whose FLOPs are counted as its benchmarks count them (strategies::OpCost).
+// "gemm", "attention_core", "norm", "embedding", "optimizer", "fused_attention", "fp8_gemm": the
+// file's keys. fused_attention is the op class of the fused attention kernel (strategy attention
+// "fused"), whose FLOPs are counted as its benchmarks count them (strategies::OpCost); fp8_gemm
+// that of FP8 GEMMs, optional: a device class without it has no FP8 tensor cores.
 const char* op_class_name(OpClass c);
 
 // One op class on one device class. Efficiencies are fractions in (0, 1] of the peak FLOP/s of
@@ -62,9 +65,11 @@ struct DeviceClass {
   // runs fp32 kernels): its peak is the one used.
   std::optional<strategies::Precision> compute_precision;
   std::array<OpEfficiency, kNumOpClasses> ops;
+  std::array<bool, kNumOpClasses> has_op{};  // false only for an absent optional class (fp8_gemm)
   std::string source;
 
   const OpEfficiency& op(OpClass c) const { return ops[static_cast<int>(c)]; }
+  bool has(OpClass c) const { return has_op[static_cast<int>(c)]; }
 };
 
 // Fractions of a link's line rate that NCCL-style collectives and transfers reach (protocol
@@ -104,7 +109,9 @@ class Efficiencies {
 // Parses an efficiencies document (schema_version 1; docs/cost-model.md). Every rule broken is a
 // ConfigError naming the field, the value and the rule: missing keys, efficiencies outside
 // (0, 1], unknown or missing block names, unknown op classes, duplicate device classes, a device
-// kind without a fallback class. `what` names the source (usually the file path).
+// kind without a fallback class. Every device class states every op class except fp8_gemm
+// (optional: only devices with FP8 tensor cores). `what` names the source (usually the file
+// path).
 Efficiencies parse_efficiencies(const json::Json& j, const std::string& what = "efficiencies");
 Efficiencies load_efficiencies(const std::string& path);
 

@@ -15,17 +15,19 @@ using strategies::Phase;
 namespace {
 
 // The FLOP, memory and element-wise terms of `cost` (overhead_s left 0) for work of op class
-// `op` in pass `phase` that holds `gemms` GEMMs. `what` names the work in error messages.
+// `op` in pass `phase` that holds `gemms` GEMMs. `what` names the work in error messages. FP8
+// GEMMs (`fp8`) run at the device's FP8 peak, whatever the strategy's precision.
 RooflineTerms price(const DeviceClass& dc, const OpEfficiency& op, Phase phase, double gemms,
                     const strategies::OpCost& cost, const strategies::DeviceSpec& device,
-                    strategies::Precision precision, const std::string& what) {
+                    strategies::Precision precision, const std::string& what, bool fp8 = false) {
   const strategies::Precision p = dc.compute_precision.value_or(precision);
   RooflineTerms out;
   if (cost.flops > 0) {
-    const double peak = device.peak_flops(p);
+    const double peak = fp8 ? device.peak_fp8_flops : device.peak_flops(p);
     if (!(peak > 0)) {
       throw ConfigError("device \"" + device.name + "\": peak_tflops." +
-                        strategies::precision_name(p) + " = 0: a " + what + " needs it");
+                        (fp8 ? std::string("fp8") : std::string(strategies::precision_name(p))) +
+                        " = 0: a " + what + " needs it");
     }
     // The fall-off applies per GEMM: f / (eff * f / (f + h)) = (f + h) / eff.
     out.compute_s = (cost.flops + gemms * op.half_efficiency_flops) / (peak * op.flop(phase));
@@ -74,6 +76,7 @@ OpClass op_kind_class(OpKind k) {
     case OpKind::kGradAccumulate:
     case OpKind::kKvPack:
     case OpKind::kKvUnpack:
+    case OpKind::kFp8Cast:
       return OpClass::kNorm;
     case OpKind::kEmbedding:
     case OpKind::kEmbeddingBwd:
@@ -92,6 +95,13 @@ OpClass op_kind_class(OpKind k) {
   STRATA_CHECK(false, std::string("op kind ") + strategies::op_kind_name(k) +
                           " is not a device kernel: it has no op class");
   return OpClass::kGemm;
+}
+
+OpClass op_class(const strategies::Op& op) {
+  const bool linear = op.kind == OpKind::kLinear || op.kind == OpKind::kLinearBwdData ||
+                      op.kind == OpKind::kLinearBwdWeight;
+  if (linear && op.dtype == strategies::DType::kFp8) return OpClass::kFp8Gemm;
+  return op_kind_class(op.kind);
 }
 
 Phase op_kind_phase(OpKind k) {
@@ -129,16 +139,19 @@ double RooflineCostModel::compute_seconds(const strategies::Program& program,
                                           const strategies::DeviceSpec& device,
                                           strategies::Precision precision) const {
   // A fused attention kernel has its own op class and FLOP convention (strategies::OpCost
-  // kernel_flops): price such a task op by op, one kernel each.
+  // kernel_flops), and FP8 GEMMs their own class and peak beside their casts: price such a task
+  // op by op, one kernel each.
   STRATA_CHECK(static_cast<std::size_t>(t.op_begin) + t.op_count <= program.ops.size(),
                "compute_seconds: the task's ops are not in the program given");
-  bool fused = false;
+  bool by_op = false;
   for (std::uint32_t i = 0; i < t.op_count; ++i) {
-    const OpKind k = program.ops[t.op_begin + i].kind;
-    fused = fused || k == OpKind::kFlashAttention || k == OpKind::kFlashAttentionBwd ||
-            k == OpKind::kCpAttention || k == OpKind::kCpAttentionBwd;
+    const strategies::Op& op = program.ops[t.op_begin + i];
+    const OpKind k = op.kind;
+    by_op = by_op || k == OpKind::kFlashAttention || k == OpKind::kFlashAttentionBwd ||
+            k == OpKind::kCpAttention || k == OpKind::kCpAttentionBwd ||
+            k == OpKind::kFp8Cast || op.dtype == strategies::DType::kFp8;
   }
-  if (!fused) return terms(t, device, precision).total_s();
+  if (!by_op) return terms(t, device, precision).total_s();
   double seconds = 0;
   for (std::uint32_t i = 0; i < t.op_count; ++i) {
     seconds += op_seconds(program.ops[t.op_begin + i], device, precision);
@@ -173,11 +186,20 @@ RooflineTerms RooflineCostModel::op_terms(const strategies::Op& op,
                                           const strategies::DeviceSpec& device,
                                           strategies::Precision precision) const {
   const DeviceClass& dc = efficiencies_.device_class(device);
-  const OpEfficiency& eff = dc.op(op_kind_class(op.kind));
+  const OpClass c = op_class(op);
+  const std::string what = std::string(op.dtype == strategies::DType::kFp8 ? "fp8 " : "") +
+                           strategies::op_kind_name(op.kind) + " op";
+  if (!dc.has(c)) {
+    throw ConfigError("efficiencies: device class \"" + dc.name + "\" (device \"" + device.name +
+                      "\") has no \"" + op_class_name(c) + "\" entry: a " + what +
+                      " needs one (a device with FP8 tensor cores and a sourced FP8 GEMM "
+                      "efficiency)");
+  }
+  const OpEfficiency& eff = dc.op(c);
   strategies::OpCost cost = strategies::op_cost(op);
   if (cost.kernel_flops > 0) cost.flops = cost.kernel_flops;  // the efficiency's convention
-  RooflineTerms out = price(dc, eff, op_kind_phase(op.kind), 1.0, cost, device, precision,
-                            std::string(strategies::op_kind_name(op.kind)) + " op");
+  RooflineTerms out = price(dc, eff, op_kind_phase(op.kind), 1.0, cost, device, precision, what,
+                            c == OpClass::kFp8Gemm);
   out.overhead_s = dc.launch_overhead_s;  // one kernel
   return out;
 }

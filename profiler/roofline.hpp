@@ -20,7 +20,7 @@
 // alpha-beta time of the algorithm the simulator chooses (ring, hierarchical, tree) from the
 // cluster spec and those efficiencies (link_model.hpp).
 //
-// defines: RooflineTerms, op_kind_class(), op_kind_phase(), RooflineCostModel
+// defines: RooflineTerms, op_kind_class(), op_class(), op_kind_phase(), RooflineCostModel
 #pragma once
 
 #include <string>
@@ -48,10 +48,13 @@ struct RooflineTerms {
 // attention_core; LayerNorm and RMSNorm (+ backward) -> norm; embedding (+ backward) ->
 // embedding; AdamW -> optimizer; softmax statistics and the cross-entropy backward -> gemm (their
 // fp32 logits traffic streams at gemm's memory efficiency, as in the lm_head task); the
-// element-wise kinds (GELU, SwiGLU, residual add, their backwards, gradient accumulation) -> norm,
-// whose memory efficiency is the streaming rate. kLoadBatch and communication kinds have none
-// (STRATA_CHECK).
+// element-wise kinds (GELU, SwiGLU, residual add, their backwards, gradient accumulation, FP8
+// casts) -> norm, whose memory efficiency is the streaming rate. kLoadBatch and communication
+// kinds have none (STRATA_CHECK).
 OpClass op_kind_class(strategies::OpKind k);
+// The op class of one op: fp8_gemm for a linear op (forward, data or weight gradient) of dtype
+// fp8 (strategy fp8), timed at the device's FP8 peak; op_kind_class(op.kind) otherwise.
+OpClass op_class(const strategies::Op& op);
 // The pass whose efficiencies apply: kBackward for the backward kinds (*Bwd, linear backward-data
 // and backward-weight), kForward for every other kind (recompute and the optimizer step use the
 // forward efficiencies, as tasks do).
@@ -64,7 +67,9 @@ class RooflineCostModel final : public CostModel {
   // op_terms(op, device, precision).total_s(); 0 for kLoadBatch.
   double op_seconds(const strategies::Op& op, const strategies::DeviceSpec& device,
                     strategies::Precision precision) const override;
-  // terms(t, device, precision).total_s(), from the task's FLOPs and bytes (`program` unused).
+  // terms(t, device, precision).total_s(), from the task's FLOPs and bytes; a task holding a
+  // fused attention kernel or FP8 work (FP8 GEMMs, casts) is priced op by op instead, the sum of
+  // its ops' op_seconds (their own op classes and peaks).
   double compute_seconds(const strategies::Program& program, const strategies::Task& t,
                          const strategies::DeviceSpec& device,
                          strategies::Precision precision) const override;

@@ -66,7 +66,7 @@ FlopCount megatron_eq3_flops(std::int64_t batch, std::int64_t seq, std::int64_t 
 
 LayerActivation layer_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp,
                                        bool sequence_parallel, Recompute recompute,
-                                       AttentionImpl attention) {
+                                       AttentionImpl attention, Fp8Format fp8) {
   STRATA_CHECK(tp >= 1, "tp must be positive");
   const double s = m.seq_length, b = static_cast<double>(samples), h = m.hidden_size;
   const double a = m.num_attention_heads, hk = m.kv_hidden(), f = m.intermediate_size;
@@ -74,17 +74,25 @@ LayerActivation layer_activation_bytes(const ModelSpec& m, std::int64_t samples,
   const double sbh = s * b * h;
   const double mask = m.dropout ? 1.0 : 0.0;  // one byte per element
 
+  const bool f8 = fp8 != Fp8Format::kNone;
   // Replicated across the tp group (split by t with sequence parallelism): both norms' inputs
-  // (2 + 2), the QKV and fc1 inputs (2 + 2), and the two residual-dropout masks (1 + 1).
-  const double replicated = sbh * (8.0 + 2.0 * mask);
-  // Split by t: Q, K, V kept for the attention backward, the out-projection input, the MLP's
-  // inner activations (GELU: its input and fc2's input; SwiGLU: gate, up and fc2's input).
-  const double mlp_inner = (m.hidden_act == Activation::kSwiglu ? 6.0 : 4.0) * s * b * f;
-  const double split = 2.0 * s * b * (h + 2.0 * hk) + 2.0 * sbh + mlp_inner;
+  // (2 + 2), the QKV and fc1 inputs (2 + 2; FP8: 1 + 1), and the two residual-dropout masks
+  // (1 + 1).
+  const double replicated = sbh * ((f8 ? 6.0 : 8.0) + 2.0 * mask);
+  // Split by t: Q, K, V kept for the attention backward, the out-projection input (FP8: its
+  // FP8 copy), the MLP's inner activations (GELU: its input and fc2's input; SwiGLU: gate, up and
+  // fc2's input; FP8: fc2's input in 1 byte).
+  const bool swiglu = m.hidden_act == Activation::kSwiglu;
+  const double mlp_inner = (swiglu ? (f8 ? 5.0 : 6.0) : (f8 ? 3.0 : 4.0)) * s * b * f;
+  const double out_input = (f8 ? 1.0 : 2.0) * sbh;
+  const double split = 2.0 * s * b * (h + 2.0 * hk) + out_input + mlp_inner;
   // Split by t, s^2 per head: softmax output (2), and with dropout its mask (1) and output (2).
-  // Fused attention keeps one fp32 statistic per query row and head instead.
-  const double quadratic = attention == AttentionImpl::kFused ? 4.0 * a * s * b
-                                                              : (2.0 + 3.0 * mask) * a * s * s * b;
+  // Fused attention keeps one fp32 statistic per query row and head instead, and under FP8 also
+  // its 16-bit output, which its backward reads (without FP8 that output is the out-projection
+  // input, counted above). Selective recompute re-makes all of these with the core.
+  const double quadratic = attention == AttentionImpl::kFused
+                               ? 4.0 * a * s * b + (f8 ? 2.0 * sbh : 0.0)
+                               : (2.0 + 3.0 * mask) * a * s * s * b;
 
   const double rep = sequence_parallel ? replicated / t : replicated;
   const double full = rep + (split + quadratic) / t;
@@ -168,6 +176,13 @@ double output_params_per_rank(const ModelSpec& m, int tp, int pp) {
   double p = (m.norm == NormKind::kLayerNorm ? 2.0 : 1.0) * m.hidden_size;
   if (!m.tie_word_embeddings || pp > 1) p += static_cast<double>(m.vocab_size) * m.hidden_size / tp;
   return p;
+}
+
+double fp8_layer_static_bytes(const ModelSpec& m, int tp, int amax_history_len) {
+  const double h = m.hidden_size, f = m.intermediate_size, hk = m.kv_hidden(), t = tp;
+  const double up = (m.hidden_act == Activation::kSwiglu ? 2.0 : 1.0) * f;
+  const double weights = (h * (h + 2.0 * hk) + h * h + h * up + f * h) / t;
+  return 2.0 * weights + 4.0 * 5.0 * (amax_history_len + 2.0) * 4.0;
 }
 
 int grad_bytes(Precision precision, bool main_grads_fp32) {

@@ -53,10 +53,14 @@ struct LayerActivation {
   double recomputed = 0; // re-materialised transiently during backward (0 without recompute)
 };
 // With fused attention the (s x s) terms give way to one fp32 log-sum-exp per query row and
-// head (4 a s b / t).
+// head (4 a s b / t). With FP8 GEMMs (Transformer Engine) the linear layers keep one-byte FP8
+// copies of their inputs for the weight gradient: the QKV and fc1 inputs (the norms' FP8
+// outputs) take 1 byte per element instead of 2, the out-projection and fc2 inputs too, except
+// that fused attention keeps its 16-bit output besides (docs/accounting.md "FP8").
 LayerActivation layer_activation_bytes(const ModelSpec& m, std::int64_t samples, int tp,
                                        bool sequence_parallel, Recompute recompute,
-                                       AttentionImpl attention = AttentionImpl::kUnfused);
+                                       AttentionImpl attention = AttentionImpl::kUnfused,
+                                       Fp8Format fp8 = Fp8Format::kNone);
 
 // Korthikanti et al. 2022, Table 2, per layer, in bytes, for GPT (the published closed forms
 // used to test layer_activation_bytes).
@@ -88,6 +92,12 @@ double input_embedding_params_per_rank(const ModelSpec& m, int tp);
 // Final norm plus the LM head (V h / t) when untied or when pp > 1 (Megatron keeps a copy of a
 // tied embedding on the last stage and all-reduces its gradient with the first).
 double output_params_per_rank(const ModelSpec& m, int tp, int pp);
+
+// Strategy fp8: what one layer keeps in static memory on one rank of a tp-way group beyond its
+// parameters: the FP8 copies of its four linear weights, row- and column-wise (2 bytes per
+// weight element; not the biases), and the delayed-scaling state (4 linear layers x 5 FP8
+// tensors x (amax history + scale + inverse scale), fp32).
+double fp8_layer_static_bytes(const ModelSpec& m, int tp, int amax_history_len);
 
 // Parameters, gradients and optimizer states for P parameters on one rank under ZeRO
 // (Rajbhandari et al. 2020): 16-bit params and grads, fp32 master + Adam m and v (12 bytes) in

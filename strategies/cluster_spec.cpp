@@ -63,10 +63,12 @@ DeviceSpec parse_device(json::ObjectReader r) {
   if (d.name.empty()) json::fail(r.field("name"), d.name, "must not be empty");
   d.kind = static_cast<DeviceKind>(detail::read_choice(r, "kind", kDeviceKinds, 0));
   json::ObjectReader peak = r.get_object("peak_tflops");
-  peak.finish({"bf16", "fp16", "fp32"});
+  peak.finish({"bf16", "fp16", "fp32", "fp8"});
   d.peak_bf16_flops = read_positive_number(peak, "bf16") * units::kTera;
   d.peak_fp16_flops = read_positive_number(peak, "fp16") * units::kTera;
   d.peak_fp32_flops = read_positive_number(peak, "fp32") * units::kTera;
+  // Optional: only devices with FP8 tensor cores (Hopper and newer) have one.
+  if (peak.has("fp8")) d.peak_fp8_flops = read_positive_number(peak, "fp8") * units::kTera;
   const long long memory = r.get_int("memory_bytes");
   if (memory < 1) json::fail(r.field("memory_bytes"), memory, "must be a positive integer");
   d.memory_bytes = static_cast<double>(memory);
@@ -112,14 +114,17 @@ InterNodeSpec parse_inter(json::ObjectReader r) {
 }
 
 Json device_json(const DeviceSpec& d) {
-  return {{"name", d.name},
-          {"kind", kDeviceKinds[static_cast<int>(d.kind)]},
-          {"peak_tflops",
-           {{"bf16", d.peak_bf16_flops / units::kTera},
-            {"fp16", d.peak_fp16_flops / units::kTera},
-            {"fp32", d.peak_fp32_flops / units::kTera}}},
-          {"memory_bytes", static_cast<long long>(std::llround(d.memory_bytes))},
-          {"memory_bandwidth_GBps", d.memory_bandwidth_Bps / units::kGB}};
+  Json j = {{"name", d.name},
+            {"kind", kDeviceKinds[static_cast<int>(d.kind)]},
+            {"peak_tflops",
+             {{"bf16", d.peak_bf16_flops / units::kTera},
+              {"fp16", d.peak_fp16_flops / units::kTera},
+              {"fp32", d.peak_fp32_flops / units::kTera}}},
+            {"memory_bytes", static_cast<long long>(std::llround(d.memory_bytes))},
+            {"memory_bandwidth_GBps", d.memory_bandwidth_Bps / units::kGB}};
+  // Only when given, so that the specs (and hashes) of devices without FP8 stay as they were.
+  if (d.peak_fp8_flops > 0) j["peak_tflops"]["fp8"] = d.peak_fp8_flops / units::kTera;
+  return j;
 }
 
 Json intra_json(const IntraNodeSpec& s) {

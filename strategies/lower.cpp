@@ -49,6 +49,7 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
                       c.name + "' (" + std::to_string(c.total_gpus()) + " GPUs)");
   }
   validate(m, s, world_size);
+  validate_devices(c, s, world_size);
   if (s.cp > 1 && s.zero_stage > 0) {
     throw ConfigError("strategy.cp = " + std::to_string(s.cp) +
                       ": context parallelism with zero_stage > 0 is not lowered yet (the "

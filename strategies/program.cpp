@@ -113,6 +113,7 @@ int dtype_bytes(DType d) {
     case DType::kInt32: return 4;
     case DType::kUint8: return 1;
     case DType::kFp64: return 8;
+    case DType::kFp8: return 1;
   }
   return 0;
 }
@@ -125,6 +126,7 @@ const char* dtype_name(DType d) {
     case DType::kInt32: return "int32";
     case DType::kUint8: return "uint8";
     case DType::kFp64: return "fp64";
+    case DType::kFp8: return "fp8";
   }
   return "?";
 }
@@ -213,6 +215,7 @@ const char* tensor_kind_name(TensorKind k) {
     case TensorKind::kLogitsTensor: return "lm_head.logits";
     case TensorKind::kSoftmaxStats: return "lm_head.softmax_stats";
     case TensorKind::kLoss: return "loss";
+    case TensorKind::kFp8Scaling: return "fp8_scaling";
     case TensorKind::kBucketParams: return "params";
     case TensorKind::kBucketGrads: return "grads";
     case TensorKind::kBucketParamShard: return "params.shard";
@@ -255,6 +258,7 @@ const char* op_kind_name(OpKind k) {
     case OpKind::kCrossEntropyBwd: return "cross_entropy_bwd";
     case OpKind::kGradAccumulate: return "grad_accumulate";
     case OpKind::kAdamW: return "adamw";
+    case OpKind::kFp8Cast: return "fp8_cast";
     case OpKind::kAllReduce: return "all_reduce";
     case OpKind::kAllGather: return "all_gather";
     case OpKind::kReduceScatter: return "reduce_scatter";
@@ -285,7 +289,11 @@ OpCost op_cost(const Op& op) {
       break;
     case OpKind::kLayerNorm:
     case OpKind::kRmsNorm:
-      c.bytes = 2.0 * e * d(0) * d(1);  // read x, write y
+      if (d(2) > 0) {
+        c.bytes = (e + d(2)) * d(0) * d(1);  // read x, write y quantized (strategy fp8)
+      } else {
+        c.bytes = 2.0 * e * d(0) * d(1);  // read x, write y
+      }
       break;
     case OpKind::kLayerNormBwd:
     case OpKind::kRmsNormBwd:
@@ -296,7 +304,17 @@ OpCost op_cost(const Op& op) {
     case OpKind::kLinearBwdWeight:
       // One GEMM of (M x K) by (K x N): 2 M K N FLOPs; its three matrices once each.
       c.flops = 2.0 * d(0) * d(1) * d(2);
-      c.bytes = e * (d(0) * d(1) + d(1) * d(2) + d(0) * d(2));
+      if (op.dtype == DType::kFp8) {
+        // FP8 inputs (one byte), the output in dims[3]'s precision: y (M x N) forward, dx
+        // (M x K) for the data gradient, dW (K x N) for the weight gradient.
+        const double mk = d(0) * d(1), kn = d(1) * d(2), mn = d(0) * d(2);
+        const double out = op.kind == OpKind::kLinear          ? mn
+                           : op.kind == OpKind::kLinearBwdData ? mk
+                                                               : kn;
+        c.bytes = (mk + kn + mn - out) + d(3) * out;
+      } else {
+        c.bytes = e * (d(0) * d(1) + d(1) * d(2) + d(0) * d(2));
+      }
       break;
     case OpKind::kAttention:
     case OpKind::kAttentionBwd: {
@@ -347,6 +365,11 @@ OpCost op_cost(const Op& op) {
     case OpKind::kSoftmaxStats:
     case OpKind::kCrossEntropyBwd:
       c.bytes = 4.0 * d(0) * d(1);  // the fp32 logits of the shard
+      break;
+    case OpKind::kFp8Cast:
+      // Read x once (delayed scaling: the scale is from earlier steps, no amax pass first),
+      // write the FP8 copies.
+      c.elementwise_bytes = d(0) * (e + d(1));
       break;
     case OpKind::kGradAccumulate:
       // Read the new 16-bit gradient, read and write the accumulator (dims[1] bytes each).
@@ -436,6 +459,7 @@ std::string Program::buffer_name(std::int32_t id) const {
   }
   name += tensor_kind_name(b.kind);
   if (b.grad) name += ".grad";
+  if (b.dtype == DType::kFp8) name += ".fp8";  // an FP8 copy (strategy fp8)
   if (b.micro_batch >= 0) name += "[mb" + std::to_string(b.micro_batch) + "]";
   if (b.instance == 1) {
     name += "@recompute";

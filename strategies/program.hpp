@@ -124,7 +124,9 @@ struct GroupRef {
 // ---------------------------------------------------------------------------------------------
 // Buffers
 
-enum class DType : std::uint8_t { kFp32, kBf16, kFp16, kInt32, kUint8, kFp64 };
+// kFp8: one byte per element, E4M3 or E5M2 (which one is the recipe's, not the buffer's): FP8
+// copies of GEMM inputs and weights (strategy fp8).
+enum class DType : std::uint8_t { kFp32, kBf16, kFp16, kInt32, kUint8, kFp64, kFp8 };
 int dtype_bytes(DType d);
 const char* dtype_name(DType d);
 
@@ -174,6 +176,8 @@ enum class TensorKind : std::uint8_t {
   // data parallelism: one bucket of parameters and their gradients
   kBucketParams, kBucketGrads, kBucketParamShard, kBucketGradShard,
   kBucketMaster, kBucketAdamM, kBucketAdamV, kBucketGathered,
+  // later additions, appended so that earlier values keep their numbers
+  kFp8Scaling,  // strategy fp8: a layer's delayed-scaling state (amax histories, scales)
 };
 const char* tensor_kind_name(TensorKind k);
 
@@ -217,7 +221,10 @@ struct Buffer {
 //                      (flag kOwnRows: the rank's row block of the group; else group index 0).
 //   kEmbeddingBwd      dims as kEmbedding; in {gradient (N,C), tokens, gradient of the rank's
 //                      rows (R,C), [mask]}; out {word grad shard (acc), [position grad (acc)]}
-//   kLayerNorm         dims {R, C}; in {x, weight, bias}; out {y, mean (R), rstd (R)}; param eps
+//   kLayerNorm         dims {R, C, y bytes}; in {x, weight, bias}; out {y, mean (R), rstd (R)};
+//                      param eps; dims[2] = bytes per element of y when it is not op.dtype's
+//                      (1: y quantized to FP8 in the same kernel, Transformer Engine's
+//                      LayerNormLinear), else 0
 //   kLayerNormBwd      dims {R, C}; in {dy, x, weight, mean, rstd, [residual grad]};
 //                      out {dx, weight grad (acc), bias grad (acc)}; with flag kResidualGrad
 //                      dx = the norm's input gradient plus the residual gradient
@@ -225,6 +232,9 @@ struct Buffer {
 //   kLinear            dims {M, K, N}; in {x (M,K), weight (N,K), [bias (N)]}; out {y (M,N)}
 //   kLinearBwdData     dims {M, K, N}; in {dy (M,N), weight}; out {dx (M,K)}
 //   kLinearBwdWeight   dims {M, K, N}; in {dy, x}; out {weight grad (acc), [bias grad (acc)]}
+//                      With op.dtype kFp8 (strategy fp8) the three are FP8 GEMMs: their matrix
+//                      inputs are FP8 copies (x, its transpose, the weight's, dy's; kFp8Cast) and
+//                      dims[3] = bytes per element of the output (the 16-bit y, dx or dW)
 //   kAttention         dims {B, T, C shard (queries), heads shard, C shard (keys, values)};
 //                      in {qkv (N, C + 2 Ckv shard)}; out {ctx (N, C shard), probs
 //                      (B, heads, T, T), [dropout mask, dropout output]}; flag kRotary: rotary
@@ -252,6 +262,12 @@ struct Buffer {
 //                      rank's vocabulary shard (group index x V shard)
 //   kCrossEntropyBwd   dims {N, V shard}; in {logits, stats, targets}; out {dlogits, loss
 //                      (acc, fp64; on group index 0)}; param = d(step loss)/d(logit)'s scale
+//   kFp8Cast           dims {n elements, copies c}; in {x}; out {x8 (fp8), the layer's
+//                      scaling state}: x quantized to FP8 with its tensor's delayed scale, its amax
+//                      recorded in the scaling state; written c times: 1 a plain cast, 2 the row-
+//                      and column-wise (transposed) copies of Transformer Engine's fused
+//                      cast-transpose (Hopper's FP8 GEMMs need both). An FP8 x is transposed.
+//                      Element-wise: reads n e (e: op.dtype, x's), writes n c bytes
 //   kGradAccumulate    dims {n, accumulator dtype bytes}; in {new gradients}; out {their
 //                      accumulators}, pairwise: accumulator += new
 //   kAdamW             dims {elements of the bucket, dp group size, gradient dtype bytes,
@@ -285,6 +301,8 @@ enum class OpKind : std::uint8_t {
   kAdamW,
   // communication (one per collective, send or receive task)
   kAllReduce, kAllGather, kReduceScatter, kSend, kRecv, kRingShift,
+  // later additions, appended so that earlier values keep their numbers
+  kFp8Cast,  // strategy fp8: quantize (and transpose) a GEMM input (element-wise)
 };
 const char* op_kind_name(OpKind k);
 

@@ -73,6 +73,7 @@ struct DeviceSpec {
   double peak_bf16_flops = 0;   // dense peak, FLOP/s
   double peak_fp16_flops = 0;
   double peak_fp32_flops = 0;
+  double peak_fp8_flops = 0;    // dense FP8 tensor-core peak; 0 = no FP8 tensor cores
   double memory_bytes = 0;      // HBM (or the share of host RAM a CPU rank may use)
   double memory_bandwidth_Bps = 0;
   double peak_flops(Precision p) const;
@@ -142,8 +143,18 @@ enum class AttentionImpl { kUnfused, kFused };
 // before the attention and reduce-scattered after its backward ("allgather").
 enum class CpComm { kP2p, kAllGather };
 const char* cp_comm_name(CpComm c);
+// FP8 GEMMs in the layers' linear layers, Transformer Engine style (docs/specs.md "fp8"):
+// none, hybrid (E4M3 forward, E5M2 gradients) or e4m3 (E4M3 everywhere), with delayed scaling
+// (a per-tensor scale from an amax history). Activations, weights and the optimizer stay in the
+// strategy's precision; the embedding, the attention core and the LM head stay in it too.
+enum class Fp8Format { kNone, kHybrid, kE4m3 };
+// How delayed scaling reduces a tensor's amax history to its scale: Transformer Engine's "max"
+// (the largest over the window) or "most_recent".
+enum class AmaxComputeAlgo { kMax, kMostRecent };
 const char* schedule_name(Schedule s);
 const char* attention_name(AttentionImpl a);
+const char* fp8_format_name(Fp8Format f);
+const char* amax_compute_algo_name(AmaxComputeAlgo a);
 const char* recompute_name(Recompute r);
 const char* grad_accumulation_name(GradAccumulation g);
 
@@ -153,6 +164,7 @@ struct LayerOverride {
   int last = 0;
   int tp = 0;                      // 0 = keep the strategy's tp; dp adapts so tp*dp stays fixed
   int recompute = -1;              // -1 = keep; else a Recompute value
+  int fp8 = -1;                    // -1 = keep; else an Fp8Format value
 };
 
 struct CollectivePolicy {
@@ -192,6 +204,11 @@ struct StrategySpec {
   GradAccumulation grad_accumulation = GradAccumulation::kFused;
   AttentionImpl attention = AttentionImpl::kUnfused;
   CpComm cp_comm = CpComm::kP2p;
+  Fp8Format fp8 = Fp8Format::kNone;
+  // Delayed scaling's amax history per FP8 tensor (Transformer Engine's DelayedScaling defaults:
+  // 1024 steps, "max"; Megatron-Core's --fp8-amax-history-len / --fp8-amax-compute-algo).
+  int fp8_amax_history_len = 1024;
+  AmaxComputeAlgo fp8_amax_compute_algo = AmaxComputeAlgo::kMax;
   std::vector<LayerOverride> layer_overrides;
   std::vector<int> stage_layers;    // uneven partition: layers per (virtual) stage; empty = even
   CollectivePolicy collectives;
@@ -200,6 +217,8 @@ struct StrategySpec {
   int world_size() const { return dp * tp * pp * cp; }
   // The data-parallel ranks ZeRO shards over: zero_shard_group, or dp when it is not set.
   int zero_shard() const { return zero_shard_group > 0 ? zero_shard_group : dp; }
+  // Whether any layer runs FP8 GEMMs (the strategy's fp8 or a layer override's).
+  bool uses_fp8() const;
   int num_micro_batches() const { return global_batch_size / (micro_batch_size * dp); }
   std::string order_string() const;
 };
@@ -214,11 +233,16 @@ json::Json to_json(const StrategySpec& s);
 // batch divisibility, micro-batches vs stages, overrides, partitions. Throws ConfigError.
 void validate(const ModelSpec& m, const StrategySpec& s, int world_size);
 
-// The per-layer view after overrides: tp, dp and recompute for layer `layer`.
+// FP8 needs a device with FP8 tensor cores: every device of the first `world_size` GPUs of the
+// cluster must have peak_tflops.fp8 when any layer runs FP8 (ConfigError naming the device).
+void validate_devices(const ClusterSpec& c, const StrategySpec& s, int world_size);
+
+// The per-layer view after overrides: tp, dp, recompute and FP8 for layer `layer`.
 struct LayerStrategy {
   int tp = 1;
   int dp = 1;
   Recompute recompute = Recompute::kNone;
+  Fp8Format fp8 = Fp8Format::kNone;
   int micro_batch_size = 1;  // samples per replica per micro-batch (mbs * dp / layer dp)
 };
 LayerStrategy layer_strategy(const StrategySpec& s, int layer);

@@ -22,6 +22,8 @@ const std::vector<std::string> kPrecisions = {"bf16", "fp16", "fp32"};
 const std::vector<std::string> kGradAccumulations = {"fused", "hook", "autograd"};
 const std::vector<std::string> kAttentions = {"unfused", "fused"};
 const std::vector<std::string> kCpComms = {"p2p", "all_gather"};
+const std::vector<std::string> kFp8Formats = {"none", "hybrid", "e4m3"};
+const std::vector<std::string> kAmaxComputeAlgos = {"max", "most_recent"};
 constexpr std::array<Dim, kNumDims> kDefaultOrder = {Dim::kTp, Dim::kCp, Dim::kEp, Dim::kDp,
                                                      Dim::kPp};
 
@@ -102,7 +104,7 @@ int int_element(const Json& list, std::size_t i, const std::string& path, const 
 
 LayerOverride read_override(const Json& v, const std::string& path) {
   json::ObjectReader r(v, path);
-  r.finish({"layers", "tp", "recompute"});
+  r.finish({"layers", "tp", "recompute", "fp8"});
   LayerOverride o;
   const Json& layers = r.get_raw("layers");
   const std::string rule = "must be [first, last], two integers (0-based, inclusive)";
@@ -111,8 +113,9 @@ LayerOverride read_override(const Json& v, const std::string& path) {
   o.last = int_element(layers, 1, r.field("layers"), layers, rule);
   if (r.has("tp")) o.tp = detail::read_positive_int(r, "tp");
   if (r.has("recompute")) o.recompute = detail::read_choice(r, "recompute", kRecomputes);
-  if (o.tp == 0 && o.recompute < 0) {
-    json::fail(path, v, "an override must set tp or recompute (or both)");
+  if (r.has("fp8")) o.fp8 = detail::read_choice(r, "fp8", kFp8Formats);
+  if (o.tp == 0 && o.recompute < 0 && o.fp8 < 0) {
+    json::fail(path, v, "an override must set tp, recompute or fp8 (or several)");
   }
   return o;
 }
@@ -355,6 +358,36 @@ const char* cp_comm_name(CpComm c) {
   return "?";
 }
 
+const char* fp8_format_name(Fp8Format f) {
+  switch (f) {
+    case Fp8Format::kNone:
+      return "none";
+    case Fp8Format::kHybrid:
+      return "hybrid";
+    case Fp8Format::kE4m3:
+      return "e4m3";
+  }
+  return "?";
+}
+
+const char* amax_compute_algo_name(AmaxComputeAlgo a) {
+  switch (a) {
+    case AmaxComputeAlgo::kMax:
+      return "max";
+    case AmaxComputeAlgo::kMostRecent:
+      return "most_recent";
+  }
+  return "?";
+}
+
+bool StrategySpec::uses_fp8() const {
+  if (fp8 != Fp8Format::kNone) return true;
+  for (const LayerOverride& o : layer_overrides) {
+    if (o.fp8 > 0) return true;
+  }
+  return false;
+}
+
 const char* recompute_name(Recompute r) {
   switch (r) {
     case Recompute::kNone:
@@ -383,7 +416,8 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   r.finish({"name", "dp", "tp", "pp", "cp", "ep", "order", "micro_batch_size", "global_batch_size",
             "schedule", "virtual_stages", "zero_stage", "zero_shard_group", "recompute",
             "sequence_parallel", "precision", "main_grads_fp32", "grad_accumulation", "attention",
-            "cp_comm", "layer_overrides", "stage_layers", "collectives"});
+            "cp_comm", "fp8", "fp8_amax_history_len", "fp8_amax_compute_algo", "layer_overrides",
+            "stage_layers", "collectives"});
   StrategySpec s;
   s.name = r.get_string("name");
   if (s.name.empty()) json::fail(r.field("name"), s.name, "must not be empty");
@@ -433,6 +467,11 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
       detail::read_choice(r, "grad_accumulation", kGradAccumulations, 0));
   s.attention = static_cast<AttentionImpl>(detail::read_choice(r, "attention", kAttentions, 0));
   s.cp_comm = static_cast<CpComm>(detail::read_choice(r, "cp_comm", kCpComms, 0));
+  s.fp8 = static_cast<Fp8Format>(detail::read_choice(r, "fp8", kFp8Formats, 0));
+  const bool amax_given = r.has("fp8_amax_history_len") || r.has("fp8_amax_compute_algo");
+  s.fp8_amax_history_len = detail::read_positive_int(r, "fp8_amax_history_len", 1024);
+  s.fp8_amax_compute_algo = static_cast<AmaxComputeAlgo>(
+      detail::read_choice(r, "fp8_amax_compute_algo", kAmaxComputeAlgos, 0));
 
   if (r.has("layer_overrides")) {
     const Json& list = r.get_raw("layer_overrides");
@@ -443,6 +482,27 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
     }
   } else {
     r.accept("layer_overrides");
+  }
+  // FP8 GEMMs run inside 16-bit training (Transformer Engine keeps activations, weights and
+  // gradients in bf16 or fp16 and casts only the GEMM inputs).
+  const std::string fp32_rule = "needs precision \"bf16\" or \"fp16\" (precision is \"" +
+                                std::string(precision_name(s.precision)) +
+                                "\"): FP8 GEMMs run inside 16-bit training, which keeps "
+                                "activations, weights and gradients in 16 bits";
+  if (s.precision == Precision::kFp32) {
+    if (s.fp8 != Fp8Format::kNone) json::fail(r.field("fp8"), fp8_format_name(s.fp8), fp32_rule);
+    for (std::size_t i = 0; i < s.layer_overrides.size(); ++i) {
+      if (s.layer_overrides[i].fp8 > 0) {
+        json::fail(r.field("layer_overrides") + "[" + str(i) + "].fp8",
+                   kFp8Formats[s.layer_overrides[i].fp8], fp32_rule);
+      }
+    }
+  }
+  if (amax_given && !s.uses_fp8()) {
+    const std::string key =
+        r.has("fp8_amax_history_len") ? "fp8_amax_history_len" : "fp8_amax_compute_algo";
+    json::fail(r.field(key), r.get_raw(key),
+               "is set but no layer runs FP8 (fp8 is \"none\"); set fp8 or remove it");
   }
   if (r.has("stage_layers")) {
     const Json& list = r.get_raw("stage_layers");
@@ -503,12 +563,18 @@ Json to_json(const StrategySpec& s) {
   }
   if (s.attention != AttentionImpl::kUnfused) j["attention"] = attention_name(s.attention);
   if (s.cp > 1) j["cp_comm"] = cp_comm_name(s.cp_comm);
+  if (s.fp8 != Fp8Format::kNone) j["fp8"] = fp8_format_name(s.fp8);
+  if (s.uses_fp8()) {
+    j["fp8_amax_history_len"] = s.fp8_amax_history_len;
+    j["fp8_amax_compute_algo"] = amax_compute_algo_name(s.fp8_amax_compute_algo);
+  }
   if (!s.layer_overrides.empty()) {
     Json list = Json::array();
     for (const auto& o : s.layer_overrides) {
       Json item = {{"layers", layers_json(o)}};
       if (o.tp > 0) item["tp"] = o.tp;
       if (o.recompute >= 0) item["recompute"] = recompute_name(static_cast<Recompute>(o.recompute));
+      if (o.fp8 >= 0) item["fp8"] = fp8_format_name(static_cast<Fp8Format>(o.fp8));
       list.push_back(item);
     }
     j["layer_overrides"] = list;
@@ -611,6 +677,7 @@ LayerStrategy layer_strategy(const StrategySpec& s, int layer) {
   out.tp = s.tp;
   out.dp = s.dp;
   out.recompute = s.recompute;
+  out.fp8 = s.fp8;
   for (const auto& o : s.layer_overrides) {
     if (layer < o.first || layer > o.last) continue;
     if (o.tp > 0) {
@@ -619,10 +686,32 @@ LayerStrategy layer_strategy(const StrategySpec& s, int layer) {
       out.dp = s.tp * s.dp / o.tp;
     }
     if (o.recompute >= 0) out.recompute = static_cast<Recompute>(o.recompute);
+    if (o.fp8 >= 0) out.fp8 = static_cast<Fp8Format>(o.fp8);
     break;
   }
   out.micro_batch_size = s.micro_batch_size * s.dp / out.dp;
   return out;
+}
+
+void validate_devices(const ClusterSpec& c, const StrategySpec& s, int world_size) {
+  if (!s.uses_fp8()) return;
+  const std::string field = s.fp8 != Fp8Format::kNone ? "strategy.fp8" : "strategy.layer_overrides";
+  const Json value =
+      s.fp8 != Fp8Format::kNone ? Json(fp8_format_name(s.fp8)) : to_json(s)["layer_overrides"];
+  int first = 0;
+  for (std::size_t g = 0; g < c.node_groups.size() && first < world_size; ++g) {
+    const NodeGroup& group = c.node_groups[g];
+    if (!(group.gpu.peak_fp8_flops > 0)) {
+      const std::string where =
+          c.heterogeneous() ? "cluster.node_groups[" + str(static_cast<long long>(g)) + "].gpu"
+                            : std::string("cluster.gpu");
+      json::fail(field, value,
+                 "device \"" + group.gpu.name + "\" has no FP8 peak (" + where +
+                     ".peak_tflops.fp8 is not given): FP8 GEMMs need FP8 tensor cores "
+                     "(Hopper or newer); set fp8 \"none\" or give its FP8 peak");
+    }
+    first += group.nodes * group.gpus_per_node;
+  }
 }
 
 std::vector<int> stage_partition(const ModelSpec& m, const StrategySpec& s) {

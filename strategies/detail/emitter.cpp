@@ -73,6 +73,10 @@ StageContext::StageContext(const Plan& p, int st, Program& program)
         : s.precision == Precision::kFp16 ? DType::kFp16
                                           : DType::kBf16;
   grad = grad_bytes(s.precision, s.main_grads_fp32) == 4 ? DType::kFp32 : act;
+  fp8_layers.resize(m.num_hidden_layers);
+  for (int l = 0; l < m.num_hidden_layers; ++l) {
+    fp8_layers[l] = layer_strategy(s, l).fp8 != Fp8Format::kNone;
+  }
 }
 
 std::int64_t StageContext::samples(int layout) const {

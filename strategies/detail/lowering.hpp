@@ -95,6 +95,10 @@ struct StageContext {
   std::int64_t seq_local() const { return m.seq_length / s.cp; }
   std::int64_t tokens(int layout) const { return samples(layout) * seq_local(); }
   bool sp(int layout) const { return s.sequence_parallel && tp_of(layout) > 1; }
+  // Whether layer `layer` runs its linear layers' GEMMs in FP8 (strategy fp8 and its
+  // overrides); never outside the layers (the embedding and the LM head stay 16-bit).
+  bool fp8(int layer) const { return layer >= 0 && fp8_layers[layer]; }
+  std::vector<bool> fp8_layers;  // per model layer
   // Rows of the residual stream a rank holds: all tokens, or 1/tp of them under sequence
   // parallelism.
   std::int64_t rows(int layout) const;
@@ -131,17 +135,21 @@ struct StageContext {
 // The buffers of one pass over a layer's (or the head's) tensors by TensorKind, their
 // gradients, and gradient contributions still to be added (the residual stream's).
 struct Instance {
-  static constexpr int kSize = static_cast<int>(TensorKind::kBucketGathered) + 1;
-  std::array<BufId, kSize> id, grad, pend;
+  static constexpr int kSize = static_cast<int>(TensorKind::kFp8Scaling) + 1;  // the last kind
+  std::array<BufId, kSize> id, grad, pend, f8;
   Instance() {
     id.fill(kNoBuf);
     grad.fill(kNoBuf);
     pend.fill(kNoBuf);
+    f8.fill(kNoBuf);
   }
   BufId& operator[](TensorKind k) { return id[static_cast<int>(k)]; }
   BufId at(TensorKind k) const { return id[static_cast<int>(k)]; }
   BufId& grad_of(TensorKind k) { return grad[static_cast<int>(k)]; }
   BufId& pending(TensorKind k) { return pend[static_cast<int>(k)]; }
+  // Strategy fp8: the FP8 copy (cast and transposed) of a tensor a GEMM reads.
+  BufId& fp8_of(TensorKind k) { return f8[static_cast<int>(k)]; }
+  BufId fp8_at(TensorKind k) const { return f8[static_cast<int>(k)]; }
 };
 
 // Megatron's tensor-parallel operators and sequence parallelism (tensor_parallel.cpp). Each
@@ -312,6 +320,17 @@ class ModelGraph {
   void finish_accumulation(Accumulation& acc, std::vector<OpSpec>& ops);
   void derive(const GraphOp& g, const GraphBlock& b, int layer, Instance& fwd,
               Instance& rc, Instance& bw, Accumulation& acc, std::vector<OpSpec>& ops);
+  // Strategy fp8 (model_graph.cpp, "FP8"): the forward and backward of a linear layer as FP8
+  // GEMMs with their casts; the persistent FP8 weight copies and scaling state of a layer.
+  void fp8_linear_forward(OpSpec& op, const GraphOp& g, int layer, int mb, Phase phase,
+                          Instance& inst, std::vector<OpSpec>& ops);
+  void fp8_linear_backward(const GraphOp& g, int layer, OpSpec& data, OpSpec& weight,
+                           const Instance& fwd, const Instance& rc, const Instance& bw,
+                           std::vector<OpSpec>& ops);
+  OpSpec fp8_cast(BufId in, BufId out, int layer, int copies);
+  BufId fp8_copy(BufId of);
+  BufId fp8_weight(TensorKind k, int layer, BufId w = kNoBuf);
+  BufId fp8_scaling(int layer);
   TaskId block_backward(const GraphBlock& b, const GraphBlock* next, TaskId x, int layer, int mb,
                         int chunk, Instance& fwd, Instance& rc, Instance& bw, TaskId extra);
   void regather(const GraphBlock* next, int layer, int mb, int chunk, Instance& fwd,
@@ -345,6 +364,8 @@ class ModelGraph {
   // (chunk, mb) -> the embedding's and the head's buffers (tokens, targets, head tensors)
   std::map<std::pair<int, int>, Instance> ends_;
   BufId loss_ = kNoBuf;
+  std::map<std::pair<int, int>, BufId> fp8_weights_;  // (kind, layer) -> FP8 weight copies
+  std::map<int, BufId> fp8_scaling_;                 // layer -> its delayed-scaling state
 };
 
 // Builds the program of `stage` (pipeline.cpp).

@@ -7,6 +7,7 @@
 //   ModelGraph::block_forward   one block's forward (or recompute) task with its f and g
 //   ModelGraph::block_backward  its backward: the conjugate operators and derived ops
 //   ModelGraph::layer_forward / layer_backward, embedding_*, head_*
+//   ModelGraph::fp8_*            strategy fp8: FP8 GEMMs, their casts, weight copies, scaling
 #include <algorithm>
 #include <memory>
 #include <optional>
@@ -131,12 +132,16 @@ BufId ModelGraph::new_tensor(TensorKind k, int layer, int mb, std::uint8_t insta
   const std::int64_t up = (m.hidden_act == Activation::kSwiglu ? 2 : 1) * F;
   const DType a = c_.act;
   const bool sp = c_.sp(layout);
+  // Strategy fp8: a norm that feeds an FP8 GEMM writes its output quantized (Transformer
+  // Engine's LayerNormLinear), and that FP8 copy is what the layer keeps for the backward.
+  const DType norm_out = c_.fp8(layer) ? DType::kFp8 : a;
   switch (k) {
     case K::kNorm1Mean: case K::kNorm1Rstd: case K::kNorm2Mean: case K::kNorm2Rstd:
     case K::kFinalNormMean: case K::kFinalNormRstd:
       return c_.tensor(k, layer, mb, instance, DType::kFp32, {R});
-    case K::kLayerIn: case K::kAttnOut: case K::kLayerOut: case K::kNorm1Out: case K::kNorm2Out:
-    case K::kFinalNormOut:
+    case K::kNorm1Out: case K::kNorm2Out:
+      return c_.tensor(k, layer, mb, instance, norm_out, {R, C});
+    case K::kLayerIn: case K::kAttnOut: case K::kLayerOut: case K::kFinalNormOut:
       return c_.tensor(k, layer, mb, instance, a, {R, C});
     case K::kNorm1Full: case K::kNorm2Full: case K::kFinalNormFull:
       return c_.tensor(k, layer, mb, instance, a, {N, C});
@@ -177,7 +182,9 @@ BufId ModelGraph::new_grad(BufId b) {
   g.view_of = -1;
   g.view_offset = 0;
   g.view_group = {};
-  if (g.dtype == DType::kUint8 || g.dtype == DType::kInt32) g.dtype = c_.act;
+  if (g.dtype == DType::kUint8 || g.dtype == DType::kInt32 || g.dtype == DType::kFp8) {
+    g.dtype = c_.act;
+  }
   return c_.emit.buffer(g);
 }
 
@@ -192,6 +199,8 @@ void ModelGraph::set_dims(OpSpec& op, const std::vector<BufId>& in, const std::v
     case OpKind::kLayerNorm: case OpKind::kRmsNorm:
       op.dims = {x.shape[0], x.shape[1], 0, 0, 0, 0};
       op.param = static_cast<float>(m.norm_eps);
+      // y quantized to FP8 by the norm kernel (strategy fp8): one byte per element written.
+      if (!out.empty() && c_.emit.buf(out[0]).dtype == DType::kFp8) op.dims[2] = 1;
       break;
     case OpKind::kLinear:
       op.dims = {x.shape[0], x.shape[1], c_.emit.buf(out[0]).shape[1], 0, 0, 0};
@@ -247,6 +256,9 @@ TaskId ModelGraph::block_forward(const GraphBlock& b, TaskId x, int layer, int m
       op.out.push_back(inst[k]);  // an existing one is accumulated into (a residual add)
     }
     set_dims(op, op.in, op.out, layer);
+    if (op.kind == OpKind::kLinear && c_.fp8(layer)) {
+      fp8_linear_forward(op, g, layer, mb, phase, inst, ops);
+    }
     ops.push_back(std::move(op));
   }
   x = c_.emit.add(c_.compute_task(phase, b.block, layer, mb, chunk), ops, {x, extra});
@@ -378,6 +390,10 @@ void ModelGraph::derive(const GraphOp& g, const GraphBlock& b, int layer,
       weight.in = {dy, sv(g.in[0])};
       for (std::size_t i = 1; i < g.in.size(); ++i) weight.out.push_back(pgrad(g.in[i]));
       bw.grad_of(g.in[0]) = dx;
+      if (c_.fp8(layer)) {
+        fp8_linear_backward(g, layer, data, weight, fwd, rc, bw, ops);
+        return;
+      }
       ops.push_back(data);
       ops.push_back(weight);
       return;
@@ -507,6 +523,131 @@ TaskId ModelGraph::layer_backward(TaskId prev, int layer, int mb, int chunk, Ins
   *grad_in = bw.grad_of(K::kLayerIn);
   return tp_.reshard_grad(prev, c_.incoming_layout(layer), layout, *grad_in, layer, mb, chunk,
                           grad_in);
+}
+
+}  // namespace strata::strategies::detail
+
+namespace strata::strategies::detail {
+
+// ---- FP8 (strategy fp8) -----------------------------------------------------------------------
+//
+// Transformer Engine's delayed-scaling recipe on Hopper (TE's Linear and LayerNormLinear,
+// transformer_engine/pytorch/module/linear.py; docs/accounting.md "FP8"): each GEMM of a layer's
+// linear layer reads FP8 copies of its inputs and writes a 16-bit output. A norm that feeds one
+// quantizes its own output; any other input is cast with its transpose, and the transpose is
+// what the layer keeps for the weight gradient. The weights are cast with their transposes at the
+// step's first micro-batch and cached for the others (TE's is_first_microbatch). The backward
+// casts the output gradient with its transpose (E5M2 under "hybrid") and transposes the norm's
+// FP8 output for the weight gradient.
+
+BufId ModelGraph::fp8_copy(BufId of) {
+  Buffer b = c_.emit.buf(of);
+  b.dtype = DType::kFp8;
+  b.role = Role::kWorkspace;
+  b.persistent = false;
+  b.view_of = -1;
+  b.view_offset = 0;
+  b.view_group = {};
+  b.bucket = -1;
+  return c_.emit.buffer(b);
+}
+
+// The layer's amax histories and scales: per linear layer (QKV, out-projection, fc1, fc2) five
+// FP8 tensors (forward: input, weight, output; backward: output gradient, input gradient), each
+// with its history and a scale and inverse scale (fp32), as TE's fp8_meta keeps them.
+BufId ModelGraph::fp8_scaling(int layer) {
+  const auto it = fp8_scaling_.find(layer);
+  if (it != fp8_scaling_.end()) return it->second;
+  Buffer b;
+  b.kind = TensorKind::kFp8Scaling;
+  b.persistent = true;
+  b.role = Role::kParam;
+  b.dtype = DType::kFp32;
+  b.ndim = 3;
+  b.layer = static_cast<std::int16_t>(layer);
+  b.shape = {4, 5, static_cast<std::int64_t>(c_.s.fp8_amax_history_len) + 2, 0};
+  return fp8_scaling_[layer] = c_.emit.buffer(b);
+}
+
+// The persistent FP8 copies of weight `k`: row-wise for the forward GEMM and column-wise (its
+// transpose) for the data gradient, both kept across micro-batches.
+BufId ModelGraph::fp8_weight(TensorKind k, int layer, BufId w) {
+  const auto key = std::pair{static_cast<int>(k), layer};
+  const auto it = fp8_weights_.find(key);
+  if (it != fp8_weights_.end()) return it->second;
+  STRATA_CHECK(w != kNoBuf, std::string("the FP8 copy of ") + tensor_kind_name(k) +
+                                " is used before its forward made it");
+  const Buffer& src = c_.emit.buf(w);
+  Buffer b;
+  b.kind = k;
+  b.persistent = true;
+  b.role = Role::kParam;
+  b.dtype = DType::kFp8;
+  b.layer = static_cast<std::int16_t>(layer);
+  if (src.ndim == 2) {
+    b.ndim = 3;
+    b.shape = {2, src.shape[0], src.shape[1], 0};
+  } else {
+    b.ndim = 2;
+    b.shape = {2, src.elements(), 0, 0};
+  }
+  return fp8_weights_[key] = c_.emit.buffer(b);
+}
+
+OpSpec ModelGraph::fp8_cast(BufId in, BufId out, int layer, int copies) {
+  OpSpec op;
+  op.kind = OpKind::kFp8Cast;
+  op.dtype = c_.emit.buf(in).dtype;
+  op.in = {in};
+  op.out = {out};
+  // A quantization records the tensor's amax; a transpose of an FP8 tensor does not.
+  if (op.dtype != DType::kFp8) op.out.push_back(fp8_scaling(layer));
+  op.dims = {c_.emit.elements(in), copies, 0, 0, 0, 0};
+  return op;
+}
+
+void ModelGraph::fp8_linear_forward(OpSpec& op, const GraphOp& g, int layer, int mb, Phase phase,
+                                    Instance& inst, std::vector<OpSpec>& ops) {
+  if (c_.emit.buf(op.in[0]).dtype != DType::kFp8) {
+    const BufId x8 = fp8_copy(op.in[0]);
+    ops.push_back(fp8_cast(op.in[0], x8, layer, 2));
+    inst.fp8_of(g.in[0]) = x8;
+    op.in[0] = x8;
+  }
+  const BufId w8 = fp8_weight(g.in[1], layer, op.in[1]);
+  if (phase == Phase::kForward && mb == 0) ops.push_back(fp8_cast(op.in[1], w8, layer, 2));
+  op.in[1] = w8;
+  op.dtype = DType::kFp8;
+  op.dims[3] = dtype_bytes(c_.act);
+}
+
+void ModelGraph::fp8_linear_backward(const GraphOp& g, int layer, OpSpec& data, OpSpec& weight,
+                                     const Instance& fwd, const Instance& rc, const Instance& bw,
+                                     std::vector<OpSpec>& ops) {
+  const BufId dy = data.in[0];
+  const BufId dy8 = fp8_copy(dy);
+  ops.push_back(fp8_cast(dy, dy8, layer, 2));
+  data.in = {dy8, fp8_weight(g.in[1], layer)};
+  data.dtype = DType::kFp8;
+  data.dims[3] = dtype_bytes(c_.act);
+  ops.push_back(data);
+  // The input's column-wise copy: the forward's cast made it (re-made by a full recompute);
+  // a norm's FP8 output (or its re-gather under sequence parallelism) is transposed here.
+  const TensorKind k = g.in[0];
+  BufId x8 = bw.fp8_at(k);
+  if (x8 == kNoBuf) x8 = rc.fp8_at(k);
+  if (x8 == kNoBuf) x8 = fwd.fp8_at(k);
+  if (x8 == kNoBuf) {
+    const BufId x = weight.in[1];
+    STRATA_CHECK(c_.emit.buf(x).dtype == DType::kFp8,
+                 std::string("no FP8 copy of ") + tensor_kind_name(k) + " for its weight gradient");
+    x8 = fp8_copy(x);
+    ops.push_back(fp8_cast(x, x8, layer, 1));
+  }
+  weight.in = {dy8, x8};
+  weight.dtype = DType::kFp8;
+  weight.dims[3] = dtype_bytes(c_.act);
+  ops.push_back(weight);
 }
 
 }  // namespace strata::strategies::detail

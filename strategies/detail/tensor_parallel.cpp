@@ -43,11 +43,14 @@ TaskId TensorParallel::gather(TaskId after, int layout, BufId rows, TensorKind f
                               BufId* full, bool grad) {
   *full = rows;
   if (!c_.sp(layout)) return after;
-  *full = c_.tensor(full_kind, layer, mb, instance, c_.act, {c_.tokens(layout), c_.m.hidden_size},
+  // Rows quantized to FP8 (strategy fp8: a norm that feeds an FP8 GEMM) are gathered in FP8, as
+  // Transformer Engine gathers the quantized input under sequence parallelism.
+  const DType dtype = c_.emit.buf(rows).dtype == DType::kFp8 ? DType::kFp8 : c_.act;
+  *full = c_.tensor(full_kind, layer, mb, instance, dtype, {c_.tokens(layout), c_.m.hidden_size},
                     grad);
   const Task t = c_.collective_task(CollectiveKind::kAllGather, Purpose::kTp, c_.tp_group(layout),
                                     phase, layer, mb, chunk);
-  return c_.emit.add(t, {comm_op(OpKind::kAllGather, c_.act, rows, *full, c_.emit.elements(*full))},
+  return c_.emit.add(t, {comm_op(OpKind::kAllGather, dtype, rows, *full, c_.emit.elements(*full))},
                      {after});
 }
 

@@ -320,6 +320,19 @@ TEST_F(ExecutorMpi, TraceHasEveryTaskOfEveryRankWithThePlansIds) {
   }
 }
 
+// FP8 is simulated only: `strata run` refuses it before lowering (local-cpu has no FP8 peak,
+// whose rule would otherwise answer) and before any work, naming the field.
+TEST_F(ExecutorMpi, Fp8IsRefusedBeforeAnyWorkNamingTheField) {
+  const fs::path spec = dir_ / "tiny-fp8.json";
+  std::ofstream(spec) << R"({"name": "tiny-fp8", "micro_batch_size": 2, "global_batch_size": 8,
+                            "precision": "bf16", "fp8": "hybrid"})";
+  const Result r = run(1, "--model gpt-tiny --strategy " + spec.string() + " --steps 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("strategy.fp8 = \"hybrid\""), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("FP8 plans are simulated only"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("step    1"), std::string::npos) << "a step ran: " << r.out;
+}
+
 TEST_F(ExecutorMpi, ResumingUnderAnotherStrategyIsRefused) {
   const std::string ck = (dir_ / "ck").string();
   ASSERT_EQ(run(2, "--model gpt-tiny --strategy tiny-pp2-1f1b --steps 2 --save " + ck).exit_code,

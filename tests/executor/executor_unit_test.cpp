@@ -166,6 +166,29 @@ TEST(ExecutorSupport, RefusesWhatItDoesNotRunYetNamingTheBufferAndTheField) {
   EXPECT_EQ(refusal_of(s, tiny_model()), "");
 }
 
+// FP8 GEMMs (strategy fp8) are simulated only: the executor refuses the Plan by its FP8 ops,
+// before the 16-bit buffers FP8 training needs, naming the field to change.
+TEST(ExecutorSupport, RefusesFp8NamingTheField) {
+  auto s = strategy("tiny-dp2");
+  s.precision = strategies::Precision::kBf16;
+  s.fp8 = strategies::Fp8Format::kHybrid;
+  // local-cpu has no FP8 peak: lowering refuses first, naming the field and the device.
+  try {
+    strategies::lower(tiny_model(), local_cpu(), s, s.world_size());
+    ADD_FAILURE() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("strategy.fp8 = \"hybrid\""), std::string::npos)
+        << e.what();
+  }
+  // A CPU that claimed FP8 tensor cores: the executor's own refusal.
+  auto cluster = local_cpu();
+  for (auto& g : cluster.node_groups) g.gpu.peak_fp8_flops = 1e12;
+  const Plan plan = strategies::lower(tiny_model(), cluster, s, s.world_size());
+  const std::string why = exec::refusal(plan, 0);
+  EXPECT_NE(why.find("runs in FP8 (strategy \"fp8\")"), std::string::npos) << why;
+  EXPECT_NE(why.find("\"fp8\": \"none\""), std::string::npos) << why;
+}
+
 // On one rank the executor allocates every tensor of the Plan's buffer table when the Plan
 // says: its measured peak is the Plan's, byte for byte, for each recompute mode.
 TEST(ExecutorMemory, MeasuredPeakEqualsThePlansOnOneRank) {

@@ -121,9 +121,13 @@ TEST(ClusterSpec, DeviceRules) {
   expect_config_error([&] { parse_cluster(j); },
                       {"cluster.gpu.peak_tflops.fp32", "required key is missing"});
   j = uniform_json();
-  j["gpu"]["peak_tflops"]["fp8"] = 1979;
+  j["gpu"]["peak_tflops"]["fp4"] = 1979;
   expect_config_error([&] { parse_cluster(j); },
-                      {"cluster.gpu.peak_tflops.fp8", "unknown key", "bf16, fp16, fp32"});
+                      {"cluster.gpu.peak_tflops.fp4", "unknown key", "bf16, fp16, fp32, fp8"});
+  j = uniform_json();
+  j["gpu"]["peak_tflops"]["fp8"] = 0;
+  expect_config_error([&] { parse_cluster(j); },
+                      {"cluster.gpu.peak_tflops.fp8 = 0", "must be > 0"});
   j = uniform_json();
   j["gpu"]["peak_tflops"]["bf16"] = -1;
   expect_config_error([&] { parse_cluster(j); },
@@ -306,6 +310,7 @@ void expect_same(const ClusterSpec& a, const ClusterSpec& b) {
     EXPECT_EQ(x.gpus_per_node, y.gpus_per_node);
     EXPECT_EQ(x.gpu.name, y.gpu.name);
     EXPECT_DOUBLE_EQ(x.gpu.peak_bf16_flops, y.gpu.peak_bf16_flops);
+    EXPECT_DOUBLE_EQ(x.gpu.peak_fp8_flops, y.gpu.peak_fp8_flops);
     EXPECT_DOUBLE_EQ(x.gpu.memory_bytes, y.gpu.memory_bytes);
     EXPECT_DOUBLE_EQ(x.gpu.memory_bandwidth_Bps, y.gpu.memory_bandwidth_Bps);
     EXPECT_EQ(x.intra_node.kind, y.intra_node.kind);
@@ -325,6 +330,14 @@ TEST(ClusterSpec, ToJsonRoundTrips) {
     const ClusterSpec c = parse_cluster(j);
     expect_same(parse_cluster(to_json(c)), c);
   }
+  Json fp8 = uniform_json();
+  fp8["gpu"]["peak_tflops"]["fp8"] = 200;
+  const ClusterSpec with_fp8 = parse_cluster(fp8);
+  EXPECT_DOUBLE_EQ(with_fp8.node_groups[0].gpu.peak_fp8_flops, 200e12);
+  expect_same(parse_cluster(to_json(with_fp8)), with_fp8);
+  // Optional and written only when given: devices without FP8 keep their canonical form.
+  EXPECT_DOUBLE_EQ(parse_cluster(uniform_json()).node_groups[0].gpu.peak_fp8_flops, 0);
+  EXPECT_FALSE(to_json(parse_cluster(uniform_json()))["gpu"]["peak_tflops"].contains("fp8"));
   EXPECT_TRUE(to_json(parse_cluster(hetero_json())).contains("node_groups"));
   EXPECT_FALSE(to_json(parse_cluster(uniform_json())).contains("node_groups"));
 }
@@ -352,12 +365,17 @@ TEST(ClusterSpec, BundledClusterFacts) {
   EXPECT_DOUBLE_EQ(a100.inter_node.nic_bandwidth_Bps, 25e9);
   const ClusterSpec h100 = load_cluster(kRoot + "/configs/clusters/dgx-h100-128n.json");
   EXPECT_DOUBLE_EQ(h100.node_groups[0].gpu.peak_bf16_flops, 989.4e12);
+  // Dense FP8 (NVIDIA H100 SXM datasheet: 3,958 TFLOP/s with sparsity); A100 has no FP8.
+  EXPECT_DOUBLE_EQ(h100.node_groups[0].gpu.peak_fp8_flops, 1979e12);
+  EXPECT_DOUBLE_EQ(a100.node_groups[0].gpu.peak_fp8_flops, 0);
   EXPECT_DOUBLE_EQ(h100.inter_node.nic_bandwidth_Bps, 50e9);
   const ClusterSpec hetero = load_cluster(kRoot + "/configs/clusters/hetero-a100-h100.json");
   EXPECT_EQ(hetero.total_gpus(), 64);
   EXPECT_EQ(hetero.group_of_gpu(31).gpu.name, "A100-SXM4-80GB");
   EXPECT_EQ(hetero.group_of_gpu(32).gpu.name, "H100-SXM5-80GB");
   EXPECT_DOUBLE_EQ(hetero.group_of_gpu(32).intra_node.bandwidth_Bps, 450e9);
+  EXPECT_DOUBLE_EQ(hetero.group_of_gpu(31).gpu.peak_fp8_flops, 0);
+  EXPECT_DOUBLE_EQ(hetero.group_of_gpu(32).gpu.peak_fp8_flops, 1979e12);
   const ClusterSpec cpu = load_cluster(kRoot + "/configs/clusters/local-cpu.json");
   EXPECT_EQ(cpu.total_gpus(), 8);
   EXPECT_EQ(cpu.cores_per_node, 2);

@@ -65,6 +65,13 @@ TEST(StrategyParse, Defaults) {
   EXPECT_FALSE(to_json(s).contains("grad_accumulation"));  // default: not written
   EXPECT_EQ(s.attention, AttentionImpl::kUnfused);
   EXPECT_FALSE(to_json(s).contains("attention"));  // default: not written
+  EXPECT_EQ(s.fp8, Fp8Format::kNone);
+  EXPECT_FALSE(s.uses_fp8());
+  EXPECT_EQ(s.fp8_amax_history_len, 1024);  // Transformer Engine's DelayedScaling default
+  EXPECT_EQ(s.fp8_amax_compute_algo, AmaxComputeAlgo::kMax);
+  for (const char* key : {"fp8", "fp8_amax_history_len", "fp8_amax_compute_algo"}) {
+    EXPECT_FALSE(to_json(s).contains(key)) << key;  // default: not written
+  }
   EXPECT_TRUE(s.layer_overrides.empty());
   EXPECT_TRUE(s.stage_layers.empty());
   EXPECT_DOUBLE_EQ(s.collectives.grad_bucket_bytes, 25.0 * 1024 * 1024);
@@ -296,7 +303,7 @@ TEST(StrategyParse, OverrideAndStageLayerShapes) {
       [&] {
         strategy({{"layer_overrides", {{{"layers", {1, 2}}}}}});
       },
-      {"strategy.layer_overrides[0]", "must set tp or recompute"});
+      {"strategy.layer_overrides[0]", "must set tp, recompute or fp8"});
   expect_config_error(
       [&] {
         strategy({{"layer_overrides", {{{"layers", {1, 2}}, {"dp", 2}}}}});
@@ -722,6 +729,109 @@ TEST(StrategySpec, ToJsonRoundTrips) {
       parse_strategy(with(base(), {{"dp", 4}, {"zero_stage", 3}, {"zero_shard_group", 2}}));
   EXPECT_EQ(parse_strategy(to_json(z)).zero_shard_group, 2);
   EXPECT_EQ(to_json(z)["zero_shard_group"], 2);
+}
+
+// --- FP8 (strategy fp8) ------------------------------------------------------------------------
+
+TEST(StrategyParse, Fp8FormatsAndDelayedScaling) {
+  const StrategySpec h = strategy({{"fp8", "hybrid"}});
+  EXPECT_EQ(h.fp8, Fp8Format::kHybrid);
+  EXPECT_TRUE(h.uses_fp8());
+  EXPECT_EQ(h.fp8_amax_history_len, 1024);
+  EXPECT_EQ(h.fp8_amax_compute_algo, AmaxComputeAlgo::kMax);
+  EXPECT_EQ(strategy({{"fp8", "e4m3"}}).fp8, Fp8Format::kE4m3);
+  EXPECT_EQ(strategy({{"fp8", "none"}}).fp8, Fp8Format::kNone);
+  const StrategySpec mcore = strategy({{"fp8", "hybrid"},
+                                       {"fp8_amax_history_len", 1},
+                                       {"fp8_amax_compute_algo", "most_recent"}});
+  EXPECT_EQ(mcore.fp8_amax_history_len, 1);  // Megatron-Core's flag defaults
+  EXPECT_EQ(mcore.fp8_amax_compute_algo, AmaxComputeAlgo::kMostRecent);
+  expect_config_error([&] { strategy({{"fp8", "e5m2"}}); },
+                      {"strategy.fp8 = \"e5m2\"", "\"none\", \"hybrid\", \"e4m3\""});
+  expect_config_error([&] { strategy({{"fp8", "hybrid"}, {"fp8_amax_history_len", 0}}); },
+                      {"strategy.fp8_amax_history_len = 0"});
+  expect_config_error(
+      [&] { strategy({{"fp8", "hybrid"}, {"fp8_amax_compute_algo", "mean"}}); },
+      {"strategy.fp8_amax_compute_algo = \"mean\"", "\"max\", \"most_recent\""});
+  // FP8 GEMMs live inside 16-bit training.
+  expect_config_error([&] { strategy({{"fp8", "hybrid"}, {"precision", "fp32"}}); },
+                      {"strategy.fp8 = \"hybrid\"", "needs precision \"bf16\" or \"fp16\"",
+                       "precision is \"fp32\""});
+  EXPECT_EQ(strategy({{"fp8", "hybrid"}, {"precision", "fp16"}}).fp8, Fp8Format::kHybrid);
+  // Scaling settings with nothing to scale would be silently unused.
+  expect_config_error([&] { strategy({{"fp8_amax_history_len", 16}}); },
+                      {"strategy.fp8_amax_history_len = 16", "no layer runs FP8"});
+  expect_config_error([&] { strategy({{"fp8_amax_compute_algo", "max"}}); },
+                      {"strategy.fp8_amax_compute_algo = \"max\"", "no layer runs FP8"});
+}
+
+TEST(StrategyParse, Fp8PerLayerOverrides) {
+  // Keep the first and last layers in 16 bits (Megatron-Core's --first-last-layers-bf16).
+  const StrategySpec s = strategy(
+      {{"fp8", "hybrid"},
+       {"layer_overrides",
+        {{{"layers", {0, 0}}, {"fp8", "none"}}, {{"layers", {31, 31}}, {"fp8", "none"}}}}});
+  EXPECT_EQ(layer_strategy(s, 0).fp8, Fp8Format::kNone);
+  EXPECT_EQ(layer_strategy(s, 1).fp8, Fp8Format::kHybrid);
+  EXPECT_EQ(layer_strategy(s, 30).fp8, Fp8Format::kHybrid);
+  EXPECT_EQ(layer_strategy(s, 31).fp8, Fp8Format::kNone);
+  // Or the other way: FP8 only in some layers.
+  const StrategySpec some = strategy({{"layer_overrides", {{{"layers", {4, 7}}, {"fp8", "e4m3"}}}},
+                                      {"fp8_amax_history_len", 16}});
+  EXPECT_TRUE(some.uses_fp8());
+  EXPECT_EQ(layer_strategy(some, 3).fp8, Fp8Format::kNone);
+  EXPECT_EQ(layer_strategy(some, 4).fp8, Fp8Format::kE4m3);
+  expect_config_error(
+      [&] {
+        strategy({{"precision", "fp32"},
+                  {"layer_overrides", {{{"layers", {0, 0}}, {"fp8", "hybrid"}}}}});
+      },
+      {"strategy.layer_overrides[0].fp8 = \"hybrid\"", "needs precision"});
+  expect_config_error(
+      [&] { strategy({{"layer_overrides", {{{"layers", {0, 0}}, {"fp8", "e5m2"}}}}}); },
+      {"strategy.layer_overrides[0].fp8 = \"e5m2\""});
+  expect_config_error([&] { strategy({{"layer_overrides", {{{"layers", {0, 0}}}}}}); },
+                      {"an override must set tp, recompute or fp8"});
+}
+
+TEST(StrategySpec, Fp8RoundTripsAndKeepsOldHashes) {
+  const StrategySpec s = strategy(
+      {{"fp8", "hybrid"},
+       {"fp8_amax_history_len", 16},
+       {"fp8_amax_compute_algo", "most_recent"},
+       {"layer_overrides", {{{"layers", {0, 0}}, {"fp8", "none"}}}}});
+  const Json once = to_json(s);
+  EXPECT_EQ(once["fp8"], "hybrid");
+  EXPECT_EQ(once["fp8_amax_history_len"], 16);
+  EXPECT_EQ(once["fp8_amax_compute_algo"], "most_recent");
+  EXPECT_EQ(once["layer_overrides"][0]["fp8"], "none");
+  const StrategySpec again = parse_strategy(once);
+  EXPECT_EQ(to_json(again), once);
+  EXPECT_EQ(again.layer_overrides[0].fp8, static_cast<int>(Fp8Format::kNone));
+  // Without FP8 nothing new is written, so existing specs keep their hashes.
+  const Json plain = to_json(strategy({{"layer_overrides", {{{"layers", {0, 0}}, {"tp", 1}}}}}));
+  EXPECT_FALSE(plain.contains("fp8"));
+  EXPECT_FALSE(plain["layer_overrides"][0].contains("fp8"));
+}
+
+TEST(StrategySpec, Fp8NeedsADeviceWithAnFp8Peak) {
+  const ClusterSpec h100 = load_cluster(kRoot + "/configs/clusters/dgx-h100-128n.json");
+  const ClusterSpec a100 = load_cluster(kRoot + "/configs/clusters/dgx-a100-128n.json");
+  const ClusterSpec hetero = load_cluster(kRoot + "/configs/clusters/hetero-a100-h100.json");
+  const StrategySpec s = strategy({{"fp8", "hybrid"}});
+  EXPECT_NO_THROW(validate_devices(h100, s, 8));
+  EXPECT_NO_THROW(validate_devices(a100, strategy(Json::object()), 8));  // no FP8: no rule
+  expect_config_error([&] { validate_devices(a100, s, 8); },
+                      {"strategy.fp8 = \"hybrid\"", "device \"A100-SXM4-80GB\"",
+                       "cluster.gpu.peak_tflops.fp8", "FP8 tensor cores"});
+  // Ranks are numbered group by group: the A100 group comes first.
+  expect_config_error([&] { validate_devices(hetero, s, 64); },
+                      {"device \"A100-SXM4-80GB\"", "cluster.node_groups[0].gpu.peak_tflops.fp8"});
+  // Through an override alone.
+  const StrategySpec layer =
+      strategy({{"layer_overrides", {{{"layers", {1, 1}}, {"fp8", "hybrid"}}}}});
+  expect_config_error([&] { validate_devices(a100, layer, 8); },
+                      {"strategy.layer_overrides", "device \"A100-SXM4-80GB\""});
 }
 
 // Every bundled strategy is validated against the model its name starts with.
