@@ -197,11 +197,12 @@ const DeviceClass& Efficiencies::device_class(const strategies::DeviceSpec& devi
 }
 
 namespace {
-// "links": {"nvswitch": {"bandwidth_efficiency": f, "source": ...}, "pcie", "shared", "network"},
-// each optional (1 = line rate), each with its source.
+// "links": {"nvswitch": {"bandwidth_efficiency": f, "source": ...}, "pcie", "shared", "network",
+// "software_latency": {"model": "nccl" | "none", "source": ...}}, each optional (1 = line rate,
+// no software latency), each with its source.
 LinkEfficiencies parse_links(const Json& object, const std::string& path) {
   json::ObjectReader r(object, path);
-  r.finish({"nvswitch", "pcie", "shared", "network"});
+  r.finish({"nvswitch", "pcie", "shared", "network", "software_latency"});
   LinkEfficiencies out;
   for (auto [key, field] : {std::pair{"nvswitch", &out.nvswitch}, std::pair{"pcie", &out.pcie},
                             std::pair{"shared", &out.shared}, std::pair{"network", &out.network}}) {
@@ -210,6 +211,16 @@ LinkEfficiencies parse_links(const Json& object, const std::string& path) {
     link.finish({"bandwidth_efficiency"});
     require_source(link, r.get_raw(key));
     *field = read_fraction(link, "bandwidth_efficiency");
+  }
+  if (r.has("software_latency")) {
+    json::ObjectReader latency = r.get_object("software_latency");
+    latency.finish({"model"});
+    require_source(latency, r.get_raw("software_latency"));
+    const std::string model = latency.get_string("model");
+    if (model != "nccl" && model != "none") {
+      json::fail(latency.field("model"), model, "must be \"nccl\" or \"none\"");
+    }
+    out.nccl_latency = model == "nccl";
   }
   return out;
 }

@@ -79,6 +79,10 @@ struct LinkEfficiencies {
   double pcie = 1;      // intra_node fabric "pcie"
   double shared = 1;    // intra_node fabric "shared" (CPU ranks over shared memory)
   double network = 1;   // inter-node NICs and switches
+  // Collectives on GPUs pay NCCL's software latency (its tuning model's per-call and per-step
+  // latencies beyond the links'; profiler/link_model.hpp): the table's "software_latency"
+  // {"model": "nccl"}. Off (the links' latencies only) where the table says nothing.
+  bool nccl_latency = false;
   double intra(strategies::IntraFabric f) const;
 };
 

@@ -31,6 +31,8 @@ NodeMap node_map(const strategies::ClusterSpec& cluster, int world_size,
   m.intra_bandwidth_Bps = intra.bandwidth_Bps * links.intra(intra.kind);
   m.inter_latency_s = cluster.inter_node.latency_s;
   m.inter_bandwidth_Bps = cluster.inter_node.nic_bandwidth_Bps * links.network;
+  m.nccl = links.nccl_latency && cluster.node_groups.front().gpu.kind == strategies::DeviceKind::kGpu;
+  m.intra_nvlink = intra.kind == strategies::IntraFabric::kNvSwitch;
   return m;
 }
 
@@ -132,6 +134,100 @@ std::vector<std::vector<int>> members_by_node(const std::vector<int>& ranks, con
   return out;
 }
 
+namespace {
+
+// NCCL 2.7-2.8's tuning model (src/graph/tuning.cc, ncclTopoTuneModel), in microseconds, for
+// the protocols modelled: [tree, ring][LL, Simple]. baseLat: per call; hwLat: per ring step or
+// tree level, by hop [NVLink, PCIe, network].
+constexpr double kBaseLatUs[2][2] = {{4.4, 0.0}, {3.6, 8.4}};
+constexpr double kHwLatUs[3][2][2] = {{{0.52, 28.0}, {0.47, 3.4}},
+                                      {{1.0, 28.0}, {1.0, 5.7}},
+                                      {{5.0, 50.0}, {2.7, 9.6}}};
+
+int floor_log2(int k) {
+  int d = 0;
+  while ((2 << d) <= k) ++d;
+  return d;
+}
+
+bool ncclish(CollectiveKind kind) {
+  return kind == CollectiveKind::kAllReduce || kind == CollectiveKind::kAllGather ||
+         kind == CollectiveKind::kReduceScatter;
+}
+
+// The map with latencies 0: an algorithm's time at the bandwidth alone.
+NodeMap without_latency(NodeMap nodes) {
+  nodes.intra_latency_s = 0;
+  nodes.inter_latency_s = 0;
+  return nodes;
+}
+
+// The alpha-beta time of `algorithm` (hierarchical or tree; the ring over the network) and its
+// bandwidth share, for groups spanning k nodes of m members.
+struct Timing {
+  Algorithm algorithm = Algorithm::kRing;
+  double alpha_beta_s = 0;
+  double bandwidth_s = 0;
+};
+
+Timing spanning_timing(CollectiveKind kind, Algorithm algorithm, int n, int k, int m,
+                       double bytes, const NodeMap& nodes) {
+  const NodeMap bare = without_latency(nodes);
+  switch (algorithm) {
+    case Algorithm::kHierarchical:
+      return {algorithm, hierarchical_seconds(kind, k, m, bytes, nodes),
+              hierarchical_seconds(kind, k, m, bytes, bare)};
+    case Algorithm::kTree:
+      return {algorithm, tree_seconds(k, m, bytes, nodes), tree_seconds(k, m, bytes, bare)};
+    default:
+      return {Algorithm::kRing,
+              alpha_beta_seconds(kind, n, bytes, nodes.inter_latency_s, nodes.inter_bandwidth_Bps),
+              alpha_beta_seconds(kind, n, bytes, 0, nodes.inter_bandwidth_Bps)};
+  }
+}
+
+}  // namespace
+
+NcclCost nccl_cost(CollectiveKind kind, Algorithm algorithm, int n, int k, int per_node,
+                   double bytes, double bandwidth_s, const NodeMap& nodes) {
+  const int a = algorithm == Algorithm::kTree ? 0 : 1;
+  const int intra_hw = nodes.intra_nvlink ? 0 : 1;
+  const bool all_reduce = kind == CollectiveKind::kAllReduce;
+  const int steps = all_reduce ? 2 * (n - 1) : n - 1;
+  const int inter_steps = k > 1 ? (all_reduce ? 2 * (k - 1) : k - 1) : 0;
+  NcclCost best;
+  for (int p = 0; p < 2; ++p) {  // LL, Simple
+    const bool ll = p == 0;
+    const double intra = kHwLatUs[intra_hw][a][p] * (ll && k > 1 ? 1.8 : 1.0);
+    const double inter = kHwLatUs[2][a][p];
+    double latency = kBaseLatUs[a][p];
+    if (a == 1) {
+      latency += (steps - inter_steps) * intra + inter_steps * inter;
+      // "Plateau effect of ring" (ncclTopoGetAlgoTime): large multi-node ring all-reduces.
+      if (!ll && k > 1 && all_reduce && bytes >= n / 16.0 * 65536) latency *= 1.9;
+    } else {
+      latency += 2 * ((per_node - 1) * intra + floor_log2(k) * inter);
+    }
+    const double share = !ll ? 1.0 : a == 0 ? 3.8 : (k > 1 || all_reduce) ? 4.0 : 3.0;
+    const double seconds = latency * 1e-6 + share * bandwidth_s;
+    if (p == 0 || seconds < best.seconds) best = {ll, latency * 1e-6, seconds};
+  }
+  return best;
+}
+
+double software_latency_s(CollectiveKind kind, Algorithm algorithm, const std::vector<int>& ranks,
+                          double bytes, double alpha_beta_s, double bandwidth_s,
+                          const NodeMap& nodes) {
+  const int n = static_cast<int>(ranks.size());
+  if (!nodes.nccl || !ncclish(kind) || n <= 1) return 0;
+  int k = 1;
+  for (std::size_t i = 1; i < ranks.size(); ++i) {
+    if (nodes.node_of_rank[ranks[i]] != nodes.node_of_rank[ranks[i - 1]]) ++k;
+  }
+  const NcclCost c = nccl_cost(kind, algorithm, n, k, std::max(1, n / k), bytes, bandwidth_s, nodes);
+  return std::max(0.0, c.seconds - alpha_beta_s);
+}
+
 Algorithm choose_algorithm(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
                            const NodeMap* nodes) {
   const int n = static_cast<int>(ranks.size());
@@ -144,15 +240,20 @@ Algorithm choose_algorithm(CollectiveKind kind, const std::vector<int>& ranks, d
   if (!can_hierarchical && !can_tree) return Algorithm::kRing;
   const int k = static_cast<int>(by_node.size());
   const int m = static_cast<int>(by_node.front().size());
-  // Strictly faster only, in the order ring, hierarchical, tree.
+  // The time with NCCL's software latency, strictly faster only, in the order ring,
+  // hierarchical, tree.
+  const auto total = [&](Algorithm a) {
+    const Timing t = spanning_timing(kind, a, n, k, m, bytes, *nodes);
+    return t.alpha_beta_s +
+           software_latency_s(kind, a, ranks, bytes, t.alpha_beta_s, t.bandwidth_s, *nodes);
+  };
   Algorithm algorithm = Algorithm::kRing;
-  double best =
-      alpha_beta_seconds(kind, n, bytes, nodes->inter_latency_s, nodes->inter_bandwidth_Bps);
+  double best = total(Algorithm::kRing);
   if (can_hierarchical) {
-    const double h = hierarchical_seconds(kind, k, m, bytes, *nodes);
+    const double h = total(Algorithm::kHierarchical);
     if (h < best) best = h, algorithm = Algorithm::kHierarchical;
   }
-  if (can_tree && tree_seconds(k, m, bytes, *nodes) < best) algorithm = Algorithm::kTree;
+  if (can_tree && total(Algorithm::kTree) < best) algorithm = Algorithm::kTree;
   return algorithm;
 }
 
@@ -165,34 +266,70 @@ double ring_hop_latency(const strategies::ClusterSpec& cluster,
   return cluster.group_of_gpu(ranks.front()).intra_node.latency_s;
 }
 
-double collective_alpha_beta_seconds(CollectiveKind kind, const std::vector<int>& ranks,
-                                     double bytes, const strategies::ClusterSpec& cluster,
-                                     const LinkEfficiencies& links) {
+namespace {
+
+// The algorithm of `kind` over `ranks` and its alpha-beta time as the simulator runs it
+// (choose_algorithm with `choosing`; a one-node group at its node group's own fabric).
+Timing collective_timing(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
+                         const strategies::ClusterSpec& cluster, const LinkEfficiencies& links,
+                         const NodeMap& nodes, const NodeMap* choosing) {
   const int n = static_cast<int>(ranks.size());
-  if (n <= 1) return 0;
-  STRATA_CHECK(std::is_sorted(ranks.begin(), ranks.end()) && ranks.front() >= 0 &&
-                   ranks.back() < cluster.total_gpus(),
-               "collective_seconds: ranks must be ascending GPU indices of the cluster");
-  // Only the group's ranks are looked up: the map need not reach past the last of them.
-  const NodeMap nodes = node_map(cluster, ranks.back() + 1, links);
-  const NodeMap* choosing = cluster.total_nodes() > 1 ? &nodes : nullptr;
   const Algorithm algorithm = choose_algorithm(kind, ranks, bytes, choosing);
   if (algorithm == Algorithm::kHierarchical || algorithm == Algorithm::kTree) {
     const auto by_node = members_by_node(ranks, nodes);
     const int k = static_cast<int>(by_node.size());
     const int m = static_cast<int>(by_node.front().size());
-    return algorithm == Algorithm::kTree ? tree_seconds(k, m, bytes, nodes)
-                                         : hierarchical_seconds(kind, k, m, bytes, nodes);
+    return spanning_timing(kind, algorithm, n, k, m, bytes, nodes);
   }
   const int node = nodes.node_of_rank[ranks.front()];
   const bool one_node =
       std::all_of(ranks.begin(), ranks.end(), [&](int r) { return nodes.node_of_rank[r] == node; });
   if (one_node) {
     const strategies::IntraNodeSpec& intra = cluster.group_of_gpu(ranks.front()).intra_node;
-    return alpha_beta_seconds(kind, n, bytes, intra.latency_s,
-                              intra.bandwidth_Bps * links.intra(intra.kind));
+    const double bw = intra.bandwidth_Bps * links.intra(intra.kind);
+    return {Algorithm::kRing, alpha_beta_seconds(kind, n, bytes, intra.latency_s, bw),
+            alpha_beta_seconds(kind, n, bytes, 0, bw)};
   }
-  return alpha_beta_seconds(kind, n, bytes, nodes.inter_latency_s, nodes.inter_bandwidth_Bps);
+  return spanning_timing(kind, Algorithm::kRing, n, 0, 0, bytes, nodes);
+}
+
+NodeMap checked_map(const std::vector<int>& ranks, const strategies::ClusterSpec& cluster,
+                    const LinkEfficiencies& links) {
+  STRATA_CHECK(std::is_sorted(ranks.begin(), ranks.end()) && ranks.front() >= 0 &&
+                   ranks.back() < cluster.total_gpus(),
+               "collective_seconds: ranks must be ascending GPU indices of the cluster");
+  // Only the group's ranks are looked up: the map need not reach past the last of them.
+  return node_map(cluster, ranks.back() + 1, links);
+}
+
+}  // namespace
+
+double collective_alpha_beta_seconds(CollectiveKind kind, const std::vector<int>& ranks,
+                                     double bytes, const strategies::ClusterSpec& cluster,
+                                     const LinkEfficiencies& links) {
+  if (ranks.size() <= 1) return 0;
+  const NodeMap nodes = checked_map(ranks, cluster, links);
+  const NodeMap* choosing = cluster.total_nodes() > 1 ? &nodes : nullptr;
+  return collective_timing(kind, ranks, bytes, cluster, links, nodes, choosing).alpha_beta_s;
+}
+
+double collective_software_latency_s(CollectiveKind kind, const std::vector<int>& ranks,
+                                     double bytes, const strategies::ClusterSpec& cluster,
+                                     const LinkEfficiencies& links, const NodeMap& nodes,
+                                     const NodeMap* choosing) {
+  if (ranks.size() <= 1) return 0;
+  const Timing t = collective_timing(kind, ranks, bytes, cluster, links, nodes, choosing);
+  return software_latency_s(kind, t.algorithm, ranks, bytes, t.alpha_beta_s, t.bandwidth_s, nodes);
+}
+
+double collective_seconds(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
+                          const strategies::ClusterSpec& cluster, const LinkEfficiencies& links) {
+  if (ranks.size() <= 1) return 0;
+  const NodeMap nodes = checked_map(ranks, cluster, links);
+  const NodeMap* choosing = cluster.total_nodes() > 1 ? &nodes : nullptr;
+  const Timing t = collective_timing(kind, ranks, bytes, cluster, links, nodes, choosing);
+  return t.alpha_beta_s +
+         software_latency_s(kind, t.algorithm, ranks, bytes, t.alpha_beta_s, t.bandwidth_s, nodes);
 }
 
 }  // namespace strata::profiler

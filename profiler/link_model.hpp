@@ -7,8 +7,8 @@
 //
 // defines: NodeMap, node_map(), Algorithm, alpha_beta_seconds(), hierarchical_phases(),
 //          hierarchical_seconds(), tree_seconds() and its heap levels, bus_bandwidth_factor(),
-//          members_by_node(), choose_algorithm(), ring_hop_latency(),
-//          collective_alpha_beta_seconds()
+//          members_by_node(), NcclCost, nccl_cost(), software_latency_s(), choose_algorithm(),
+//          ring_hop_latency(), collective_alpha_beta_seconds(), collective_seconds()
 #pragma once
 
 #include <vector>
@@ -26,6 +26,10 @@ struct NodeMap {
   double intra_bandwidth_Bps = 0;  // per GPU port, per direction
   double inter_latency_s = 0;      // one hop between nodes
   double inter_bandwidth_Bps = 0;  // per NIC, per direction
+  // Collectives pay NCCL's software latency (LinkEfficiencies::nccl_latency on a GPU cluster;
+  // CPU clusters run MPI: no NCCL model), and whether its intra-node hops are NVLink (else PCIe).
+  bool nccl = false;
+  bool intra_nvlink = true;
 };
 
 // The node map the collective algorithms choose with, for the first `world_size` GPUs of
@@ -95,11 +99,41 @@ double bus_bandwidth_factor(strategies::CollectiveKind kind, int n);
 // and there are at least two nodes; else empty.
 std::vector<std::vector<int>> members_by_node(const std::vector<int>& ranks, const NodeMap& nodes);
 
+// NCCL's own estimate of a collective (its tuning model: src/graph/tuning.cc of NCCL 2.7-2.8,
+// the library of 2020-21; docs/simulator.md "Collectives as flows"): a latency per call and one
+// per ring step or tree level, by algorithm, protocol and hop (NVLink, PCIe, network), plus the
+// bytes at the protocol's share of the bandwidth. Of its protocols, LL (low latency, a quarter
+// of the bandwidth on rings across nodes or all-reduces, else a third; 1/3.8 on trees) and
+// Simple (the full bandwidth) are modelled; LL128 is not. The protocol is the faster of the two,
+// as NCCL's tuner picks. `bandwidth_s` is the collective's time at the full bandwidth without
+// latencies (the simulated flows' share of it); k nodes of `per_node` members (k = 1: one
+// node); `algorithm` kTree for NCCL's tree, anything else for its ring (NCCL has no separate
+// hierarchical algorithm: its rings cross each node once per channel).
+struct NcclCost {
+  bool ll = false;        // the protocol chosen: LL, else Simple
+  double latency_s = 0;   // NCCL's latency term for it
+  double seconds = 0;     // latency + bytes at the protocol's bandwidth
+};
+NcclCost nccl_cost(strategies::CollectiveKind kind, Algorithm algorithm, int n, int k,
+                   int per_node, double bytes, double bandwidth_s, const NodeMap& nodes);
+
+// The software latency NCCL adds to a collective of `kind` over `ranks` (ascending) whose
+// simulated flows take `alpha_beta_s` (of which `bandwidth_s` at the bandwidth) with
+// `algorithm`: NCCL's estimate minus the flows' time, never negative (the links' latencies are
+// the wire's; NCCL's per-step latencies include its software). 0 where NCCL does not run the
+// collective or the link efficiencies leave its model off (CPU clusters; LinkEfficiencies::
+// nccl_latency false; ring shifts, all-to-all and broadcast, which are point-to-point
+// transfers in NCCL and outside its tuning model).
+double software_latency_s(strategies::CollectiveKind kind, Algorithm algorithm,
+                          const std::vector<int>& ranks, double bytes, double alpha_beta_s,
+                          double bandwidth_s, const NodeMap& nodes);
+
 // The algorithm the simulator runs for `kind` over `ranks` (ascending) when none is forced: the
 // ring, unless `nodes` is given and the group spans k > 1 nodes with the same number m of
 // members on each, where an all-reduce, all-gather or reduce-scatter runs hierarchically (m > 1)
-// and an all-reduce as a tree when that alpha-beta time is strictly smaller than the flat
-// ring's over the network (compared in the order ring, hierarchical, tree).
+// and an all-reduce as a tree when that time is strictly smaller than the flat ring's over the
+// network (compared in the order ring, hierarchical, tree). The time compared is the alpha-beta
+// time plus NCCL's software latency (software_latency_s) where NCCL runs the collective.
 Algorithm choose_algorithm(strategies::CollectiveKind kind, const std::vector<int>& ranks,
                            double bytes, const NodeMap* nodes);
 
@@ -117,5 +151,21 @@ double ring_hop_latency(const strategies::ClusterSpec& cluster,
 double collective_alpha_beta_seconds(strategies::CollectiveKind kind, const std::vector<int>& ranks,
                                      double bytes, const strategies::ClusterSpec& cluster,
                                      const LinkEfficiencies& links);
+
+// What the simulator runs for that collective on uncontended links: its flows' alpha-beta time
+// plus the software latency it adds after them (software_latency_s). The cost model's
+// collective_seconds().
+double collective_seconds(strategies::CollectiveKind kind, const std::vector<int>& ranks,
+                          double bytes, const strategies::ClusterSpec& cluster,
+                          const LinkEfficiencies& links);
+
+// The software latency the simulator adds after the flows of `kind` over `ranks` (ascending) of
+// `bytes`, for the algorithm choose_algorithm() takes with `choosing` (nullptr: the ring), on
+// `cluster` with `links` (one-node groups use their own node group's fabric); `nodes` places
+// the ranks.
+double collective_software_latency_s(strategies::CollectiveKind kind, const std::vector<int>& ranks,
+                                     double bytes, const strategies::ClusterSpec& cluster,
+                                     const LinkEfficiencies& links, const NodeMap& nodes,
+                                     const NodeMap* choosing);
 
 }  // namespace strata::profiler

@@ -162,7 +162,7 @@ double RooflineCostModel::compute_seconds(const strategies::Program& program,
 double RooflineCostModel::collective_seconds(strategies::CollectiveKind kind,
                                              const std::vector<int>& ranks, double bytes,
                                              const strategies::ClusterSpec& cluster) const {
-  return collective_alpha_beta_seconds(kind, ranks, bytes, cluster, efficiencies_.links());
+  return profiler::collective_seconds(kind, ranks, bytes, cluster, efficiencies_.links());
 }
 
 RooflineTerms RooflineCostModel::terms(const strategies::Task& t,

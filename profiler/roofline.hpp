@@ -18,7 +18,8 @@
 //
 // Link face. link_efficiencies() is the table's "links" section; collective_seconds() is the
 // alpha-beta time of the algorithm the simulator chooses (ring, hierarchical, tree) from the
-// cluster spec and those efficiencies (link_model.hpp).
+// cluster spec and those efficiencies, plus NCCL's software latency (its tuning model's per-call
+// and per-step latencies beyond the wire's; link_model.hpp).
 //
 // defines: RooflineTerms, op_kind_class(), op_class(), op_kind_phase(), RooflineCostModel
 #pragma once
@@ -75,7 +76,7 @@ class RooflineCostModel final : public CostModel {
                          strategies::Precision precision) const override;
   // The table's "links" section (line rate where it says nothing).
   LinkEfficiencies link_efficiencies() const override { return efficiencies_.links(); }
-  // collective_alpha_beta_seconds(kind, ranks, bytes, cluster, link_efficiencies()).
+  // profiler::collective_seconds(kind, ranks, bytes, cluster, link_efficiencies()).
   double collective_seconds(strategies::CollectiveKind kind, const std::vector<int>& ranks,
                             double bytes, const strategies::ClusterSpec& cluster) const override;
   std::string name() const override { return "roofline"; }

@@ -29,6 +29,14 @@ std::vector<int> FlowSchedule::initial() const {
   return out;
 }
 
+std::vector<int> FlowSchedule::sinks() const {
+  std::vector<int> out;
+  for (int f = 0; f < size(); ++f) {
+    if (next_[f].empty()) out.push_back(f);
+  }
+  return out;
+}
+
 std::vector<int> FlowSchedule::complete(int f) {
   ++completed_;
   std::vector<int> ready;
@@ -136,7 +144,9 @@ void tree_all_reduce(FlowSchedule& s, const std::vector<std::vector<int>>& by_no
 
 }  // namespace
 
-FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
+namespace {
+
+FlowSchedule algorithm_flows(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
                              const FlowDetail& detail) {
   FlowSchedule s;
   const int n = static_cast<int>(ranks.size());
@@ -193,6 +203,17 @@ FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks,
     }
     case CollectiveKind::kNone:
       STRATA_CHECK(false, "not a collective");
+  }
+  return s;
+}
+
+}  // namespace
+
+FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
+                             const FlowDetail& detail) {
+  FlowSchedule s = algorithm_flows(kind, ranks, bytes, detail);
+  if (detail.software_latency_s > 0 && s.size() > 0) {
+    s.add_delay(detail.software_latency_s, s.sinks());
   }
   return s;
 }

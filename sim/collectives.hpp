@@ -52,8 +52,9 @@ class FlowSchedule {
 
   const Flow& flow(int f) const { return flows_[f]; }
   int size() const { return static_cast<int>(flows_.size()); }
-  // Flows with no predecessor.
+  // Flows with no predecessor; flows with no successor.
   std::vector<int> initial() const;
+  std::vector<int> sinks() const;
   // Marks `f` done and returns the flows that become ready.
   std::vector<int> complete(int f);
   bool done() const { return completed_ == size(); }
@@ -83,11 +84,14 @@ struct FlowDetail {
   // kAuto takes profiler::choose_algorithm()'s choice.
   const NodeMap* nodes = nullptr;
   Algorithm algorithm = Algorithm::kAuto;
+  // NCCL's software latency (profiler::collective_software_latency_s): a delay after the last
+  // flows, so that the collective takes NCCL's own estimate where that exceeds the flows'.
+  double software_latency_s = 0;
 };
 
 // The flows of collective `kind` over `ranks` (ascending) for message size `bytes`. Without
 // contention they take exactly the chosen algorithm's alpha-beta time (alpha_beta_seconds,
-// hierarchical_seconds, tree_seconds; tests/sim).
+// hierarchical_seconds, tree_seconds; tests/sim), plus detail.software_latency_s.
 FlowSchedule plan_collective(strategies::CollectiveKind kind, const std::vector<int>& ranks,
                              double bytes, const FlowDetail& detail = {});
 

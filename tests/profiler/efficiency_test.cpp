@@ -152,6 +152,9 @@ TEST(Efficiencies, LinkEfficienciesBundledAndDefault) {
   const Efficiencies plain = parse_efficiencies(table_json());
   EXPECT_DOUBLE_EQ(plain.links().nvswitch, 1.0);
   EXPECT_DOUBLE_EQ(plain.links().network, 1.0);
+  // NCCL's software latency: on in the bundled table, off where a table says nothing.
+  EXPECT_TRUE(l.nccl_latency);
+  EXPECT_FALSE(plain.links().nccl_latency);
 }
 
 TEST(EfficienciesErrors, Links) {
@@ -163,6 +166,11 @@ TEST(EfficienciesErrors, Links) {
   expect_rejected(
       [](Json& j) { j["links"] = {{"nvlink", {{"bandwidth_efficiency", 0.8}, {"source", "x"}}}}; },
       {"efficiencies.links.nvlink", "unknown key"});
+  expect_rejected(
+      [](Json& j) { j["links"] = {{"software_latency", {{"model", "fast"}, {"source", "x"}}}}; },
+      {"efficiencies.links.software_latency.model = \"fast\"", "must be \"nccl\" or \"none\""});
+  expect_rejected([](Json& j) { j["links"] = {{"software_latency", {{"model", "nccl"}}}}; },
+                  {"efficiencies.links.software_latency.source", "required key is missing"});
 }
 
 TEST(EfficienciesErrors, SchemaVersion) {

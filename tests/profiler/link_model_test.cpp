@@ -128,5 +128,68 @@ TEST(LinkFace, HeterogeneousClusterRingsUseTheirNodesFabric) {
   EXPECT_EQ(ring_hop_latency(c, map.node_of_rank, {7, 16}), 5e-6);
 }
 
+// NCCL's software latency (tuning.cc of NCCL 2.7-2.8, cited in profiler/efficiencies.json), by
+// hand: a ring step costs 3.4 us over NVLink and 9.6 us across nodes with the Simple protocol,
+// 0.47 and 2.7 us with LL, plus 8.4 us (Simple) or 3.6 us (LL) per call.
+TEST(LinkFace, NcclCostIsItsTuningModel) {
+  NodeMap nodes;
+  nodes.nccl = true;
+  nodes.intra_nvlink = true;
+  const CollectiveKind ar = CollectiveKind::kAllReduce, ag = CollectiveKind::kAllGather;
+  // 8 ranks in one node, 1 GiB at 5 ms of bandwidth: Simple, 8.4 + 14 x 3.4 = 56 us.
+  NcclCost c = nccl_cost(ar, Algorithm::kRing, 8, 1, 8, 1024 * kMiB, 5e-3, nodes);
+  EXPECT_FALSE(c.ll);
+  EXPECT_NEAR(c.latency_s, 56.0e-6, 1e-12);
+  EXPECT_NEAR(c.seconds, 56.0e-6 + 5e-3, 1e-12);
+  // 1 KiB (5 ns of bandwidth): LL, 3.6 + 14 x 0.47 = 10.18 us, the bytes at a quarter.
+  c = nccl_cost(ar, Algorithm::kRing, 8, 1, 8, 1024, 5e-9, nodes);
+  EXPECT_TRUE(c.ll);
+  EXPECT_NEAR(c.seconds, 10.18e-6 + 4 * 5e-9, 1e-12);
+  // 16 nodes of one rank, 64 MiB: 30 network steps, x1.9 (the ring's plateau on large
+  // multi-node all-reduces): (8.4 + 30 x 9.6) x 1.9 = 563.16 us.
+  c = nccl_cost(ar, Algorithm::kRing, 16, 16, 1, 64 * kMiB, 1e-3, nodes);
+  EXPECT_FALSE(c.ll);
+  EXPECT_NEAR(c.latency_s, 563.16e-6, 1e-12);
+  // The tree over the same 16 nodes, 1 KiB: LL, 4.4 + 2 x 4 levels x 5.0 = 44.4 us; Simple
+  // would be 2 x 4 x 50 = 400 us.
+  c = nccl_cost(ar, Algorithm::kTree, 16, 16, 1, 1024, 1e-8, nodes);
+  EXPECT_TRUE(c.ll);
+  EXPECT_NEAR(c.seconds, 44.4e-6 + 3.8 * 1e-8, 1e-12);
+  // An all-gather over 4 nodes of 8 (31 steps, 3 across nodes), 256 MiB: Simple, no plateau,
+  // 8.4 + 28 x 3.4 + 3 x 9.6 = 132.4 us.
+  c = nccl_cost(ag, Algorithm::kRing, 32, 4, 8, 256 * kMiB, 2e-3, nodes);
+  EXPECT_FALSE(c.ll);
+  EXPECT_NEAR(c.latency_s, 132.4e-6, 1e-12);
+  // PCIe hops: 8.4 + 14 x 5.7 = 88.2 us.
+  nodes.intra_nvlink = false;
+  EXPECT_NEAR(nccl_cost(ar, Algorithm::kRing, 8, 1, 8, 1024 * kMiB, 5e-3, nodes).latency_s,
+              88.2e-6, 1e-12);
+}
+
+// The link face adds what NCCL's estimate exceeds the flows' alpha-beta time by, only with the
+// table's software_latency model on and only for NCCL's collectives on GPUs.
+TEST(LinkFace, CollectiveSecondsAddNcclsSoftwareLatency) {
+  const auto c = strategies::testing::cluster(2, 8);  // 2 us per intra-node hop
+  LinkEfficiencies links;
+  const std::vector<int> node0 = {0, 1, 2, 3, 4, 5, 6, 7};
+  const double bytes = 1024 * kMiB;
+  const double ab = collective_alpha_beta_seconds(CollectiveKind::kAllReduce, node0, bytes, c, links);
+  EXPECT_DOUBLE_EQ(collective_seconds(CollectiveKind::kAllReduce, node0, bytes, c, links), ab);
+  links.nccl_latency = true;
+  // 56 us of NCCL latency against the flows' 14 x 2 us.
+  EXPECT_NEAR(collective_seconds(CollectiveKind::kAllReduce, node0, bytes, c, links) - ab,
+              56e-6 - 28e-6, 1e-12);
+  // Point-to-point collectives and CPU clusters: none.
+  EXPECT_DOUBLE_EQ(collective_seconds(CollectiveKind::kRingShift, node0, bytes, c, links),
+                   collective_alpha_beta_seconds(CollectiveKind::kRingShift, node0, bytes, c, links));
+  auto cpu = c;
+  cpu.node_groups[0].gpu.kind = strategies::DeviceKind::kCpu;
+  EXPECT_DOUBLE_EQ(collective_seconds(CollectiveKind::kAllReduce, node0, bytes, cpu, links),
+                   collective_alpha_beta_seconds(CollectiveKind::kAllReduce, node0, bytes, cpu,
+                                                 links));
+  // The bundled table turns it on.
+  EXPECT_TRUE(load_efficiencies(default_efficiencies_path()).links().nccl_latency);
+}
+
 }  // namespace
 }  // namespace strata::profiler
