@@ -50,10 +50,11 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
   }
   validate(m, s, world_size);
   validate_devices(c, s, world_size);
-  if (s.cp > 1 && s.zero_stage > 0) {
+  if (s.cp > 1 && s.zero_shard_group > 0 && s.zero_shard_group < s.dp) {
     throw ConfigError("strategy.cp = " + std::to_string(s.cp) +
-                      ": context parallelism with zero_stage > 0 is not lowered yet (the "
-                      "sharded states would span dp x cp); use zero_stage 0");
+                      ": context parallelism with hybrid sharding (zero_shard_group " +
+                      std::to_string(s.zero_shard_group) + " < dp " + std::to_string(s.dp) +
+                      ") is not lowered yet; use zero_shard_group = dp or cp = 1");
   }
   const auto& order = s.order;
   const auto pos = [&](Dim d) { return std::find(order.begin(), order.end(), d) - order.begin(); };

@@ -105,17 +105,20 @@ struct StageContext {
   GroupRef tp_group(int layout) const { return {GroupKind::kTp, std::uint8_t(layout), 0}; }
   GroupRef dp_group(int layout) const { return {GroupKind::kDp, std::uint8_t(layout), 0}; }
   // Hybrid sharding (zero_shard_group < dp): ZeRO partitions over shard groups, whose replicas
-  // all-reduce their parts. Otherwise ZeRO partitions over the data-parallel group.
+  // all-reduce their parts. Otherwise ZeRO partitions over the gradient-reduction group: dp, or
+  // dp x cp with context parallelism (Megatron-Core's distributed optimizer shards over it).
   bool hybrid() const { return plan.zero_shard_group > 0; }
   GroupRef zero_group(int layout) const {
-    return hybrid() ? GroupRef{GroupKind::kShard, std::uint8_t(layout), 0} : dp_group(layout);
+    return hybrid() ? GroupRef{GroupKind::kShard, std::uint8_t(layout), 0} : grad_group(layout);
   }
   GroupRef replica_group(int layout) const {
     return {GroupKind::kReplica, std::uint8_t(layout), 0};
   }
-  int zero_parts(int layout) const { return hybrid() ? plan.zero_shard_group : dp_of(layout); }
+  int zero_parts(int layout) const {
+    return hybrid() ? plan.zero_shard_group : grad_group_size(layout);
+  }
   GroupRef cp_group(int layout) const { return {GroupKind::kCp, std::uint8_t(layout), 0}; }
-  // The group that reduces gradients (and would shard states): dp, or dp x cp with context
+  // The group that reduces gradients (and shards ZeRO's states): dp, or dp x cp with context
   // parallelism, whose ranks each hold part of every sequence.
   GroupRef grad_group(int layout) const {
     return {s.cp > 1 ? GroupKind::kDpCp : GroupKind::kDp, std::uint8_t(layout), 0};

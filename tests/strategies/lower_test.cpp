@@ -111,6 +111,11 @@ std::vector<std::pair<std::string, StrategySpec>> small_strategies() {
   cp_full.attention = AttentionImpl::kFused;
   cp_full.recompute = Recompute::kFull;
   out.emplace_back("dp2-tp2-cp2-p2p-full", cp_full);
+  auto cp_z3 = strategy(2, 1, 1, 1, 8);  // ZeRO-3 sharded over dp x cp = 4 ranks
+  cp_z3.cp = 2;
+  cp_z3.attention = AttentionImpl::kFused;
+  cp_z3.zero_stage = 3;
+  out.emplace_back("dp2-cp2-zero3", cp_z3);
   return out;
 }
 
@@ -669,8 +674,23 @@ TEST(Lower, RefusesWhatItCannotLower) {
   EXPECT_THROW(lower(m, cluster(1, 8), strategy(16, 1, 1, 1, 16), 16), ConfigError);
   auto cp = strategy(1, 1, 1, 1, 4);
   cp.cp = 2;
-  EXPECT_THROW(lower(m, cluster(1, 8), cp, 2), ConfigError);
+  EXPECT_THROW(lower(m, cluster(1, 8), cp, 2), ConfigError);  // unfused attention
   EXPECT_THROW(lower(m, cluster(1, 8), strategy(2, 1, 1, 1, 4), 4), ConfigError);
+  // Context parallelism with hybrid sharding: named, with what to change.
+  auto cp_hsdp = strategy(4, 1, 1, 1, 8);
+  cp_hsdp.cp = 2;
+  cp_hsdp.attention = AttentionImpl::kFused;
+  cp_hsdp.zero_stage = 3;
+  cp_hsdp.zero_shard_group = 2;
+  try {
+    lower(m, cluster(1, 8), cp_hsdp, 8);
+    ADD_FAILURE() << "cp with hybrid sharding was lowered";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("strategy.cp = 2: context parallelism with hybrid "
+                                         "sharding (zero_shard_group 2 < dp 4)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Lower, Llama7bOnEightGpus) {
