@@ -2,6 +2,8 @@
 #include "results/report.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <sstream>
 
@@ -38,6 +40,8 @@ json::Json report_to_json(const Report& r) {
                      {"aggregate_ring_steps", s.aggregate_ring_steps},
                      {"speed_factors", s.speed_factors}};
   json::Json ranks = json::Json::array();
+  // Byte counts are whole numbers: written as integers (a fractional count would be a bug).
+  const auto count = [](double bytes) { return static_cast<std::int64_t>(std::llround(bytes)); };
   for (std::size_t i = 0; i < r.ranks.size(); ++i) {
     const RankTimes& t = r.ranks[i];
     ranks.push_back({{"rank", i},
@@ -46,8 +50,8 @@ json::Json report_to_json(const Report& r) {
                      {"communication_s", t.communication_s},
                      {"exposed_communication_s", t.exposed_comm_s},
                      {"idle_s", t.idle_s},
-                     {"peak_memory_bytes", t.peak_memory_bytes},
-                     {"capacity_bytes", t.capacity_bytes},
+                     {"peak_memory_bytes", count(t.peak_memory_bytes)},
+                     {"capacity_bytes", count(t.capacity_bytes)},
                      {"fits", t.fits()}});
   }
   j["ranks"] = std::move(ranks);
