@@ -90,6 +90,13 @@ class CostModel {
 
   // A short identifier for reports and traces ("roofline").
   virtual std::string name() const = 0;
+
+  // The name of the table entry that prices `device` (the roofline's efficiency class, e.g.
+  // "h100" for an H200 that its table lists under it), for reports; empty if the model has none.
+  virtual std::string device_class(const strategies::DeviceSpec& device) const {
+    (void)device;
+    return {};
+  }
 };
 
 }  // namespace strata::profiler

@@ -80,6 +80,9 @@ class RooflineCostModel final : public CostModel {
   double collective_seconds(strategies::CollectiveKind kind, const std::vector<int>& ranks,
                             double bytes, const strategies::ClusterSpec& cluster) const override;
   std::string name() const override { return "roofline"; }
+  std::string device_class(const strategies::DeviceSpec& device) const override {
+    return efficiencies_.device_class(device).name;
+  }
 
   // Each term separately (reports, tests, the worked examples in docs/cost-model.md). Throws
   // ConfigError when the task needs a peak the device spec lacks (0 FLOP/s or 0 bytes/s).

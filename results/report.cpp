@@ -32,7 +32,12 @@ json::Json report_to_json(const Report& r) {
   j["bubble_fraction"] = r.bubble_fraction;
   j["fits"] = r.fits;
   const SimulationRecord& s = r.simulation;
+  json::Json classes = json::Json::array();
+  for (const DeviceClassUse& d : s.device_classes) {
+    classes.push_back({{"device", d.device}, {"class", d.efficiency_class}});
+  }
   j["simulation"] = {{"cost_model", s.cost_model},
+                     {"device_classes", std::move(classes)},
                      {"simulated_ranks", s.simulated_ranks},
                      {"simgrid_activities", s.simgrid_activities},
                      {"fold_data_parallel", s.fold_data_parallel},
@@ -66,6 +71,15 @@ SimulationRecord read_simulation(json::ObjectReader& parent) {
   json::ObjectReader r = parent.get_object("simulation");
   SimulationRecord s;
   s.cost_model = r.get_string("cost_model");
+  if (r.has("device_classes")) {  // absent from reports written before it existed
+    const json::Json& list = r.get_raw("device_classes");
+    if (!list.is_array()) json::fail(r.field("device_classes"), list, "must be an array");
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      json::ObjectReader d(list[i], r.field("device_classes") + "[" + std::to_string(i) + "]");
+      s.device_classes.push_back({d.get_string("device"), d.get_string("class")});
+      d.finish({});
+    }
+  }
   s.simulated_ranks = detail::small_int(r, "simulated_ranks", 0);
   s.simgrid_activities = detail::checked_int(r, "simgrid_activities", 0, kMaxCount);
   s.fold_data_parallel = r.get_bool("fold_data_parallel");
@@ -143,6 +157,10 @@ std::string render_report(const Report& r) {
   os << "  MFU                " << fixed(100 * r.mfu, 1) << " %\n";
   os << "  bubble             " << fixed(100 * r.bubble_fraction, 1) << " % of the step idle\n";
   os << "  memory             " << (r.fits ? "fits" : "DOES NOT FIT") << "\n";
+  for (const DeviceClassUse& d : r.simulation.device_classes) {
+    os << "  priced as          " << d.device << ": " << r.simulation.cost_model << " class '"
+       << d.efficiency_class << "'\n";
+  }
   os << "  per pipeline stage (its first rank)\n";
   os << "    stage   compute_s    comm_s  exposed_s    idle_s    peak memory\n";
   int stages = 0;

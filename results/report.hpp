@@ -43,6 +43,13 @@ struct RankTimes {
 };
 
 // How the step was simulated: report.json's "simulation" block.
+// Which entry of the cost model's table priced a device (CostModel::device_class).
+struct DeviceClassUse {
+  std::string device;  // DeviceSpec::name
+  std::string efficiency_class;
+  bool operator==(const DeviceClassUse&) const = default;
+};
+
 struct SimulationRecord {
   std::string cost_model;               // CostModel::name()
   int simulated_ranks = 0;              // ranks whose tasks ran (fewer when folded)
@@ -52,6 +59,7 @@ struct SimulationRecord {
   bool fold_tensor_parallel = true;
   bool aggregate_ring_steps = true;
   std::vector<double> speed_factors;  // per rank (stragglers); empty = all 1
+  std::vector<DeviceClassUse> device_classes;  // per distinct device of the cluster
 
   bool operator==(const SimulationRecord&) const = default;
 };

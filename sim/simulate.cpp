@@ -534,7 +534,7 @@ results::Report simulate(const Plan& plan, const profiler::CostModel& cost,
   for (int rank = 0; rank < plan.world_size; ++rank) {
     times.representative.push_back(replay.representative(rank));
   }
-  return assemble_report(plan, times, options, cost.name());
+  return assemble_report(plan, times, options, cost);
 }
 
 }  // namespace strata::sim

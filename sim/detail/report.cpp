@@ -43,7 +43,7 @@ double difference_length(std::vector<std::pair<double, double>> a,
 }  // namespace
 
 results::Report assemble_report(const Plan& plan, const ReplayTimes& times,
-                                const SimOptions& options, const std::string& cost_model) {
+                                const SimOptions& options, const profiler::CostModel& cost) {
   results::Report r;
   r.model = plan.model.name;
   r.cluster = plan.cluster.name;
@@ -53,7 +53,14 @@ results::Report assemble_report(const Plan& plan, const ReplayTimes& times,
   r.global_batch_size = plan.strategy.global_batch_size;
   r.seq_length = plan.model.seq_length;
   r.simulation.simgrid_activities = static_cast<std::int64_t>(times.activities);
-  r.simulation.cost_model = cost_model;
+  r.simulation.cost_model = cost.name();
+  for (const strategies::NodeGroup& g : plan.cluster.node_groups) {
+    const bool seen = std::any_of(
+        r.simulation.device_classes.begin(), r.simulation.device_classes.end(),
+        [&](const results::DeviceClassUse& d) { return d.device == g.gpu.name; });
+    const std::string name = cost.device_class(g.gpu);
+    if (!seen && !name.empty()) r.simulation.device_classes.push_back({g.gpu.name, name});
+  }
   r.simulation.fold_data_parallel = options.fold_data_parallel;
   r.simulation.fold_tensor_parallel = options.fold_tensor_parallel;
   r.simulation.aggregate_ring_steps = options.aggregate_ring_steps;

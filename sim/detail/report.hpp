@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "profiler/cost_model.hpp"
 #include "results/report.hpp"
 #include "sim/simulate.hpp"
 #include "strategies/plan.hpp"
@@ -22,7 +23,8 @@ struct ReplayTimes {
   double activities = 0;
 };
 
+// `cost` names the cost model and the class that priced each device.
 results::Report assemble_report(const strategies::Plan& plan, const ReplayTimes& times,
-                                const SimOptions& options, const std::string& cost_model);
+                                const SimOptions& options, const profiler::CostModel& cost);
 
 }  // namespace strata::sim

@@ -33,7 +33,8 @@ Report sample_report() {
   r.mfu = 0.32451923076923078;
   r.bubble_fraction = 0.1875;
   r.fits = false;
-  r.simulation = {"roofline", 2, 123456789012, false, true, false, {1.0, 0.5, 1.0}};
+  r.simulation = {"roofline", 2, 123456789012, false, true, false, {1.0, 0.5, 1.0},
+                  {{"H200-SXM-141GB", "h100"}}};
   for (int i = 0; i < 3; ++i) {
     RankTimes t;
     t.stage = i;
@@ -165,6 +166,22 @@ TEST(ReportTable, OneRowPerPipelineStage) {
   EXPECT_NE(table.find("    0          0.1000    0.0200     0.0100    0.0050"), std::string::npos)
       << table;
   EXPECT_NE(table.find("    2          2.1000"), std::string::npos) << table;
+  // The efficiency class that priced each device is named (an H200 priced as an H100).
+  EXPECT_NE(table.find("priced as          H200-SXM-141GB: roofline class 'h100'"),
+            std::string::npos)
+      << table;
+}
+
+TEST(ReportJson, DeviceClassesRoundTripAndMayBeAbsent) {
+  json::Json j = report_to_json(sample_report());
+  ASSERT_EQ(j["simulation"]["device_classes"].size(), 1u);
+  EXPECT_EQ(j["simulation"]["device_classes"][0]["class"], "h100");
+  EXPECT_EQ(report_from_json(j).simulation.device_classes, sample_report().simulation.device_classes);
+  j["simulation"].erase("device_classes");  // a report written before the field existed
+  EXPECT_TRUE(report_from_json(j).simulation.device_classes.empty());
+  j["simulation"]["device_classes"] = {{{"device", "A100"}, {"kind", "x"}}};
+  expect_config_error([&] { report_from_json(j); },
+                      {"simulation.device_classes[0].class", "required key is missing"});
 }
 
 }  // namespace
