@@ -312,6 +312,46 @@ double flash_score_entries(std::int64_t t, k::cpu::FlashBlocks blocks) {
   return static_cast<double>(k::cpu::attention_segments_score_entries({{0, t}}, {{0, t}}, blocks));
 }
 
+// The fused (one-call) attention's forward and backward cases for (b, t, c, h) at `shape`,
+// with the multiply-adds the kernel executes (flash_score_entries) as their FLOPs; CPU only.
+struct FlashCases {
+  OpCase fwd, bwd;
+  double macs;  // per call of the forward's score pass
+};
+
+FlashCases flash_attention_cases(const std::string& shape, std::int64_t b, std::int64_t t,
+                                 std::int64_t c, std::int64_t h) {
+  const auto qkv_n = static_cast<std::size_t>(b * t * 3 * c);
+  const auto out_n = static_cast<std::size_t>(b * t * c);
+  const auto lse_n = static_cast<std::size_t>(b * h * t);
+  const double macs = static_cast<double>(b * h) * flash_score_entries(t, {}) * (c / h);
+  // inputs: qkv; outputs: out, lse
+  OpCase fwd{"flash_attention_forward",
+             shape,
+             {qkv_n},
+             {out_n, lse_n},
+             [=](const Stream& s, auto& out, auto& in) {
+               return k::flash_attention_forward(s, out[0], out[1], in[0], b, t, c, h);
+             }};
+  fwd.flops = 2.0 * 2.0 * macs;  // S, O += P V
+  // inputs: dout, qkv, out, lse (from the forward); output: dqkv
+  OpCase bwd{"flash_attention_backward",
+             shape,
+             {out_n, qkv_n, out_n, lse_n},
+             {qkv_n},
+             [=](const Stream& s, auto& out, auto& in) {
+               return k::flash_attention_backward(s, out[0], in[0], in[1], in[2], in[3], b, t, c,
+                                                  h);
+             }};
+  bwd.flops = 2.0 * 5.0 * macs;  // S again, dV, dP, dK, dQ
+  bwd.derive_inputs = [=](auto& in) {
+    k::flash_attention_forward(Stream::cpu(), in[2].data(), in[3].data(), in[1].data(), b, t, c,
+                               h);
+  };
+  fwd.cpu_only = bwd.cpu_only = true;
+  return {std::move(fwd), std::move(bwd), macs};
+}
+
 std::string bytes_text(double bytes) {
   char text[48];
   if (bytes >= 1 << 20) {
@@ -347,7 +387,6 @@ void bench_attention(const Options& o) {
     const std::string shape = "(" + std::to_string(b) + "," + std::to_string(h) + "," +
                               std::to_string(t) + "," + std::to_string(d) + ")";
     const double square_macs = static_cast<double>(b * h) * static_cast<double>(t * t * d);
-    const double fused_macs = static_cast<double>(b * h) * flash_score_entries(t, {}) * d;
 
     // inputs: qkv; outputs: out, att
     OpCase unfused_fwd{"attention_forward",
@@ -371,30 +410,8 @@ void bench_attention(const Options& o) {
       std::vector<float> out(out_n);
       k::attention_forward(Stream::cpu(), out.data(), in[2].data(), in[1].data(), b, t, c, h);
     };
-    // inputs: qkv; outputs: out, lse
-    OpCase fused_fwd{"flash_attention_forward",
-                     shape,
-                     {qkv_n},
-                     {out_n, lse_n},
-                     [=](const Stream& s, auto& out, auto& in) {
-                       return k::flash_attention_forward(s, out[0], out[1], in[0], b, t, c, h);
-                     }};
-    fused_fwd.flops = 2.0 * 2.0 * fused_macs;  // S, O += P V
-    // inputs: dout, qkv, out, lse (from the forward); output: dqkv
-    OpCase fused_bwd{"flash_attention_backward",
-                     shape,
-                     {out_n, qkv_n, out_n, lse_n},
-                     {qkv_n},
-                     [=](const Stream& s, auto& out, auto& in) {
-                       return k::flash_attention_backward(s, out[0], in[0], in[1], in[2], in[3], b,
-                                                          t, c, h);
-                     }};
-    fused_bwd.flops = 2.0 * 5.0 * fused_macs;  // S again, dV, dP, dK, dQ
-    fused_bwd.derive_inputs = [=](auto& in) {
-      k::flash_attention_forward(Stream::cpu(), in[2].data(), in[3].data(), in[1].data(), b, t, c,
-                                 h);
-    };
-    for (OpCase* op : {&unfused_fwd, &unfused_bwd, &fused_fwd, &fused_bwd}) op->cpu_only = true;
+    auto [fused_fwd, fused_bwd, fused_macs] = flash_attention_cases(shape, b, t, c, h);
+    for (OpCase* op : {&unfused_fwd, &unfused_bwd}) op->cpu_only = true;
 
     const double unfused_ms = bench_case(unfused_fwd, cpu, "host", host_cache_bytes(), o) +
                               bench_case(unfused_bwd, cpu, "host", host_cache_bytes(), o);
@@ -593,31 +610,10 @@ void bench_attention_cp(const Options& o) {
       ring_rank_min = std::min(ring_rank_min, ring_mine);
       ring_rank_max = std::max(ring_rank_max, ring_mine);
     }
-    const double one_call_macs = static_cast<double>(b * h) * flash_score_entries(t, {}) * l.d;
+    auto [flash_fwd, flash_bwd, one_call_macs] = flash_attention_cases(shape, b, t, c, h);
     const double cp_macs = static_cast<double>(b * h) * entries * l.d;
     const double ring_macs = static_cast<double>(b * h) * ring_entries * l.d;
 
-    OpCase flash_fwd{"flash_attention_forward",
-                     shape,
-                     {qkv_n},
-                     {out_n, lse_n},
-                     [=](const Stream& s, auto& out, auto& in) {
-                       return k::flash_attention_forward(s, out[0], out[1], in[0], b, t, c, h);
-                     }};
-    flash_fwd.flops = 2.0 * 2.0 * one_call_macs;
-    OpCase flash_bwd{"flash_attention_backward",
-                     shape,
-                     {out_n, qkv_n, out_n, lse_n},
-                     {qkv_n},
-                     [=](const Stream& s, auto& out, auto& in) {
-                       return k::flash_attention_backward(s, out[0], in[0], in[1], in[2], in[3], b,
-                                                          t, c, h);
-                     }};
-    flash_bwd.flops = 2.0 * 5.0 * one_call_macs;
-    flash_bwd.derive_inputs = [=](auto& in) {
-      k::flash_attention_forward(Stream::cpu(), in[2].data(), in[3].data(), in[1].data(), b, t, c,
-                                 h);
-    };
     // inputs: the ranks' qkv, the gathered qkv (derived from them); outputs: out, lse
     OpCase gathered_fwd{"cp_gathered_forward",
                         shape,
