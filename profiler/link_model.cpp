@@ -313,13 +313,14 @@ double collective_alpha_beta_seconds(CollectiveKind kind, const std::vector<int>
   return collective_timing(kind, ranks, bytes, cluster, links, nodes, choosing).alpha_beta_s;
 }
 
-double collective_software_latency_s(CollectiveKind kind, const std::vector<int>& ranks,
-                                     double bytes, const strategies::ClusterSpec& cluster,
-                                     const LinkEfficiencies& links, const NodeMap& nodes,
-                                     const NodeMap* choosing) {
-  if (ranks.size() <= 1) return 0;
+CollectiveChoice choose_collective(CollectiveKind kind, const std::vector<int>& ranks,
+                                   double bytes, const strategies::ClusterSpec& cluster,
+                                   const LinkEfficiencies& links, const NodeMap& nodes,
+                                   const NodeMap* choosing) {
+  if (ranks.size() <= 1) return {};
   const Timing t = collective_timing(kind, ranks, bytes, cluster, links, nodes, choosing);
-  return software_latency_s(kind, t.algorithm, ranks, bytes, t.alpha_beta_s, t.bandwidth_s, nodes);
+  return {t.algorithm, software_latency_s(kind, t.algorithm, ranks, bytes, t.alpha_beta_s,
+                                          t.bandwidth_s, nodes)};
 }
 
 double collective_seconds(CollectiveKind kind, const std::vector<int>& ranks, double bytes,

@@ -8,7 +8,8 @@
 // defines: NodeMap, node_map(), Algorithm, alpha_beta_seconds(), hierarchical_phases(),
 //          hierarchical_seconds(), tree_seconds() and its heap levels, bus_bandwidth_factor(),
 //          members_by_node(), NcclCost, nccl_cost(), software_latency_s(), choose_algorithm(),
-//          ring_hop_latency(), collective_alpha_beta_seconds(), collective_seconds()
+//          ring_hop_latency(), collective_alpha_beta_seconds(), collective_seconds(),
+//          CollectiveChoice, choose_collective()
 #pragma once
 
 #include <vector>
@@ -159,13 +160,17 @@ double collective_seconds(strategies::CollectiveKind kind, const std::vector<int
                           double bytes, const strategies::ClusterSpec& cluster,
                           const LinkEfficiencies& links);
 
-// The software latency the simulator adds after the flows of `kind` over `ranks` (ascending) of
-// `bytes`, for the algorithm choose_algorithm() takes with `choosing` (nullptr: the ring), on
-// `cluster` with `links` (one-node groups use their own node group's fabric); `nodes` places
-// the ranks.
-double collective_software_latency_s(strategies::CollectiveKind kind, const std::vector<int>& ranks,
-                                     double bytes, const strategies::ClusterSpec& cluster,
-                                     const LinkEfficiencies& links, const NodeMap& nodes,
-                                     const NodeMap* choosing);
+// What the simulator runs for `kind` over `ranks` (ascending) of `bytes`: the algorithm
+// choose_algorithm() takes with `choosing` (nullptr: the ring), and the software latency it adds
+// after that algorithm's flows, on `cluster` with `links` (one-node groups use their own node
+// group's fabric); `nodes` places the ranks. Chosen once, passed to sim::plan_collective.
+struct CollectiveChoice {
+  Algorithm algorithm = Algorithm::kRing;
+  double software_latency_s = 0;
+};
+CollectiveChoice choose_collective(strategies::CollectiveKind kind, const std::vector<int>& ranks,
+                                   double bytes, const strategies::ClusterSpec& cluster,
+                                   const LinkEfficiencies& links, const NodeMap& nodes,
+                                   const NodeMap* choosing);
 
 }  // namespace strata::profiler

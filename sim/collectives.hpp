@@ -84,7 +84,7 @@ struct FlowDetail {
   // kAuto takes profiler::choose_algorithm()'s choice.
   const NodeMap* nodes = nullptr;
   Algorithm algorithm = Algorithm::kAuto;
-  // NCCL's software latency (profiler::collective_software_latency_s): a delay after the last
+  // NCCL's software latency (profiler::choose_collective): a delay after the last
   // flows, so that the collective takes NCCL's own estimate where that exceeds the flows'.
   double software_latency_s = 0;
 };

@@ -413,9 +413,11 @@ class Replayer {
     detail.step_latency_s =
         profiler::ring_hop_latency(plan_.cluster, platform_.node_of_rank, in.ranks);
     if (plan_.cluster.total_nodes() > 1) detail.nodes = &nodes_;
-    detail.software_latency_s = profiler::collective_software_latency_s(
+    const profiler::CollectiveChoice choice = profiler::choose_collective(
         in.kind, in.ranks, in.bytes, plan_.cluster, cost_.link_efficiencies(), nodes_,
         detail.nodes);
+    detail.algorithm = choice.algorithm;
+    detail.software_latency_s = choice.software_latency_s;
     in.flows = std::make_unique<FlowSchedule>(plan_collective(in.kind, in.ranks, in.bytes, detail));
     if (in.orbit) in.implied = detail::orbit_images(plan_, *in.flows, in.ranks);
     for (int f : in.flows->initial()) {

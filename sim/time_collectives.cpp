@@ -29,8 +29,10 @@ std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int
     detail.aggregate_steps = aggregate_ring_steps;
     detail.step_latency_s = profiler::ring_hop_latency(cluster, platform.node_of_rank, r.ranks);
     if (cluster.total_nodes() > 1) detail.nodes = &nodes;
-    detail.software_latency_s = profiler::collective_software_latency_s(
+    const profiler::CollectiveChoice choice = profiler::choose_collective(
         r.kind, r.ranks, r.bytes, cluster, popts.links, nodes, detail.nodes);
+    detail.algorithm = choice.algorithm;
+    detail.software_latency_s = choice.software_latency_s;
     schedules.push_back(plan_collective(r.kind, r.ranks, r.bytes, detail));
   }
   std::vector<double> finished(requests.size(), 0.0);
