@@ -9,7 +9,8 @@
 //   DataParallel       parameters, buckets, gradient reduction, ZeRO (ZeRO-3's prefetched
 //                      gathers, hybrid sharding), the optimizer step (data_parallel.cpp)
 //   ModelGraph         the model description: blocks and their forward ops; backward and
-//                      recompute derived from them (model_graph.cpp)
+//                      recompute derived from them (model_graph.cpp); context parallelism's
+//                      attention core, ring or all-gather (context_parallel.cpp)
 //   build_stage()      the pipeline schedule walked unit by unit (pipeline.cpp)
 //   finish_program()   task costs from ops, buffer lifetimes and the memory walk (memory.cpp)
 #pragma once
