@@ -399,6 +399,9 @@ void run_compute(Interpreter& in, const Op& op) {
       }
       return;
     }
+    case OpKind::kCopy:  // one row of n columns
+      kernels::copy_columns(s, a.out(0), a.dim(0), a.in(0), a.dim(0), 1, a.dim(0));
+      return;
     case OpKind::kGradAccumulate:
       for (int i = 0; i < op.n_in; ++i) {
         const TensorView add = a.input(i);

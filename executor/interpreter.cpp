@@ -162,7 +162,14 @@ TensorView Interpreter::view(std::int32_t id) const {
   }
   const TensorView parent = view(b.view_of);
   std::int64_t offset = b.view_offset;
-  if (b.view_group.kind != GroupKind::kNone) offset *= group_index(b.view_group);
+  if (b.view_group.kind != GroupKind::kNone) {
+    std::int64_t part = group_index(b.view_group);
+    if (b.view_rotate != 0) {
+      const auto size = static_cast<std::int64_t>(plan_.group_ranks(rank_, b.view_group).size());
+      part = (part + b.view_rotate) % size;
+    }
+    offset *= part;
+  }
   STRATA_CHECK(offset + b.elements() <= parent.elements(),
                "view " + program_.buffer_name(id) + " reaches past its buffer");
   v.data = static_cast<char*>(parent.data) + offset * strategies::dtype_bytes(b.dtype);

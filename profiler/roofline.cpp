@@ -2,6 +2,7 @@
 // op; the link face from link_model.hpp.
 #include "profiler/roofline.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "common/error.hpp"
@@ -45,6 +46,31 @@ RooflineTerms price(const DeviceClass& dc, const OpEfficiency& op, Phase phase, 
   return out;
 }
 
+bool is_linear(OpKind k) {
+  return k == OpKind::kLinear || k == OpKind::kLinearBwdData || k == OpKind::kLinearBwdWeight;
+}
+
+// Strategy tp_comm_overlap: a GEMM that runs beside communication kernels holding Op::param of
+// the GPU's streaming multiprocessors gets the rest, so its FLOP term stretches by
+// sms / (sms - param). A CPU device has no SMs to share: 1.
+double overlap_slowdown(const strategies::Op& op, const strategies::DeviceSpec& device) {
+  if (!(op.param > 0) || !is_linear(op.kind) || device.kind != strategies::DeviceKind::kGpu) {
+    return 1.0;
+  }
+  if (device.sms <= 0) {
+    throw ConfigError("device \"" + device.name +
+                      "\": sms is not given: strategy tp_comm_overlap prices a GEMM that overlaps "
+                      "communication from the share of the streaming multiprocessors it keeps "
+                      "(give the device's SM count, e.g. \"sms\": 132 for an H100 SXM)");
+  }
+  if (op.param >= static_cast<float>(device.sms)) {
+    throw ConfigError("strategy.tp_comm_overlap_sms = " + std::to_string(static_cast<int>(op.param)) +
+                      ": must be fewer than device \"" + device.name + "\"'s " +
+                      std::to_string(device.sms) + " SMs");
+  }
+  return device.sms / (device.sms - static_cast<double>(op.param));
+}
+
 }  // namespace
 
 OpClass op_kind_class(OpKind k) {
@@ -77,6 +103,7 @@ OpClass op_kind_class(OpKind k) {
     case OpKind::kKvPack:
     case OpKind::kKvUnpack:
     case OpKind::kFp8Cast:
+    case OpKind::kCopy:
       return OpClass::kNorm;
     case OpKind::kEmbedding:
     case OpKind::kEmbeddingBwd:
@@ -144,14 +171,25 @@ double RooflineCostModel::compute_seconds(const strategies::Program& program,
   STRATA_CHECK(static_cast<std::size_t>(t.op_begin) + t.op_count <= program.ops.size(),
                "compute_seconds: the task's ops are not in the program given");
   bool by_op = false;
+  double gemms = 0, slowdown = 1;
   for (std::uint32_t i = 0; i < t.op_count; ++i) {
     const strategies::Op& op = program.ops[t.op_begin + i];
     const OpKind k = op.kind;
     by_op = by_op || k == OpKind::kFlashAttention || k == OpKind::kFlashAttentionBwd ||
             k == OpKind::kCpAttention || k == OpKind::kCpAttentionBwd ||
             k == OpKind::kFp8Cast || op.dtype == strategies::DType::kFp8;
+    if (is_linear(k)) {
+      gemms += 1;
+      slowdown = std::max(slowdown, overlap_slowdown(op, device));
+    }
   }
-  if (!by_op) return terms(t, device, precision).total_s();
+  if (!by_op) {
+    // The fall-off per GEMM the task holds (a block's: one forward, two backward; a ring chunk
+    // of tp_comm_overlap's: one), and an overlapped GEMM's share of the SMs.
+    RooflineTerms out = terms(t, device, precision, gemms);
+    out.compute_s *= slowdown;
+    return out.total_s();
+  }
   double seconds = 0;
   for (std::uint32_t i = 0; i < t.op_count; ++i) {
     seconds += op_seconds(program.ops[t.op_begin + i], device, precision);
@@ -167,14 +205,14 @@ double RooflineCostModel::collective_seconds(strategies::CollectiveKind kind,
 
 RooflineTerms RooflineCostModel::terms(const strategies::Task& t,
                                        const strategies::DeviceSpec& device,
-                                       strategies::Precision precision) const {
+                                       strategies::Precision precision, double gemms) const {
   STRATA_CHECK(t.kind == strategies::TaskKind::kCompute,
                "the cost model prices compute tasks; collectives and transfers are the network's");
   STRATA_CHECK(t.flops >= 0 && t.bytes >= 0, "a task with negative FLOPs or bytes");
   const DeviceClass& dc = efficiencies_.device_class(device);
   const OpEfficiency& op = dc.op(efficiencies_.op_class(t.block));
   // A backward task is two GEMMs of half its FLOPs each (data and weight gradients).
-  const double gemms = t.phase == Phase::kBackward ? 2.0 : 1.0;
+  if (!(gemms > 0)) gemms = t.phase == Phase::kBackward ? 2.0 : 1.0;
   RooflineTerms out = price(dc, op, t.phase, gemms, {t.flops, t.bytes, t.elementwise_bytes}, device,
                             precision, std::string(strategies::block_name(t.block)) + " task");
   out.overhead_s = dc.launch_overhead_s;
@@ -200,6 +238,7 @@ RooflineTerms RooflineCostModel::op_terms(const strategies::Op& op,
   if (cost.kernel_flops > 0) cost.flops = cost.kernel_flops;  // the efficiency's convention
   RooflineTerms out = price(dc, eff, op_kind_phase(op.kind), 1.0, cost, device, precision, what,
                             c == OpClass::kFp8Gemm);
+  out.compute_s *= overlap_slowdown(op, device);
   out.overhead_s = dc.launch_overhead_s;  // one kernel
   return out;
 }

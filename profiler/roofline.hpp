@@ -86,8 +86,10 @@ class RooflineCostModel final : public CostModel {
 
   // Each term separately (reports, tests, the worked examples in docs/cost-model.md). Throws
   // ConfigError when the task needs a peak the device spec lacks (0 FLOP/s or 0 bytes/s).
+  // `gemms`: the GEMMs the task holds, each with its small-GEMM fall-off; 0 = by its phase (a
+  // block's: one forward, two backward).
   RooflineTerms terms(const strategies::Task& t, const strategies::DeviceSpec& device,
-                      strategies::Precision precision) const;
+                      strategies::Precision precision, double gemms = 0) const;
   // The terms of one op: op_cost(op) priced with op_kind_class and op_kind_phase, at most one
   // GEMM's fall-off, one launch overhead. Same errors as terms().
   RooflineTerms op_terms(const strategies::Op& op, const strategies::DeviceSpec& device,

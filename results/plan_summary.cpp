@@ -60,8 +60,13 @@ std::string render_plan_summary(const json::Json& j) {
     os << " in shard groups of " << j["zero_shard_group"] << " (hybrid sharding)";
   }
   os << ", recompute " << j["recompute"].get<std::string>() << ", sequence parallel "
-     << (j["sequence_parallel"].get<bool>() ? "on" : "off") << ", "
-     << j["precision"].get<std::string>();
+     << (j["sequence_parallel"].get<bool>() ? "on" : "off");
+  if (j.contains("tp_comm_overlap_sms")) {
+    const int sms = j["tp_comm_overlap_sms"].get<int>();
+    os << ", tp communication overlapped (rings beside the GEMMs; communication holds " << sms
+       << (sms == 1 ? " SM)" : " SMs)");
+  }
+  os << ", " << j["precision"].get<std::string>();
   if (j["layer_overrides"].get<int>() > 0) os << ", " << j["layer_overrides"] << " layer overrides";
   os << "\n";
   os << "  groups         ";

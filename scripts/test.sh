@@ -15,10 +15,11 @@ if [ "${1:-}" != "--no-sanitize" ]; then
   cmake --build --preset asan -j "$jobs"
   export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
   # Every test, except that of the executor's per-strategy equivalence runs (each is two mpirun
-  # jobs of up to 8 ranks, ten times slower under the sanitizers) only four run: together
-  # they cover dp, tp, pp (1F1B and interleaved), sequence parallelism, ZeRO-3, recompute and
-  # context parallelism's ring with fused attention.
+  # jobs of up to 8 ranks, ten times slower under the sanitizers) only five run: together
+  # they cover dp, tp, pp (1F1B and interleaved), sequence parallelism, ZeRO-3, recompute,
+  # context parallelism's ring with fused attention and tensor-parallel communication overlap's
+  # rings (rotated views, in-place shifts).
   ctest --preset asan -j "$jobs" -E 'Tiny/Equivalence'
   ctest --preset asan -j "$jobs" \
-    -R 'Tiny/Equivalence.*/(tiny_dp2_tp2_pp2_sp|tiny_dp2_tp2_zero3|tiny_pp2_interleaved|tiny_dp2_tp2_cp2)( |$)'
+    -R 'Tiny/Equivalence.*/(tiny_dp2_tp2_pp2_sp|tiny_dp2_tp2_zero3|tiny_pp2_interleaved|tiny_dp2_tp2_cp2|tiny_tp4_pp2_overlap_recompute)( |$)'
 fi

@@ -57,7 +57,7 @@ double read_positive_number(json::ObjectReader& r, const std::string& key) {
 
 DeviceSpec parse_device(json::ObjectReader r) {
   r.finish({"name", "kind", "peak_tflops", "memory_bytes", "memory_bandwidth_GBps",
-            "memory_bandwidth_Gbps"});
+            "memory_bandwidth_Gbps", "sms"});
   DeviceSpec d;
   d.name = r.get_string("name");
   if (d.name.empty()) json::fail(r.field("name"), d.name, "must not be empty");
@@ -73,6 +73,13 @@ DeviceSpec parse_device(json::ObjectReader r) {
   if (memory < 1) json::fail(r.field("memory_bytes"), memory, "must be a positive integer");
   d.memory_bytes = static_cast<double>(memory);
   d.memory_bandwidth_Bps = read_bandwidth(r, "memory_bandwidth");
+  // Optional: the streaming multiprocessors, which an overlapped GEMM shares with
+  // communication kernels (strategy tp_comm_overlap).
+  if (r.has("sms")) {
+    const long long sms = r.get_int("sms");
+    if (sms < 1 || sms > 4096) json::fail(r.field("sms"), sms, "must be an SM count from 1 to 4096");
+    d.sms = static_cast<int>(sms);
+  }
   return d;
 }
 
@@ -124,6 +131,7 @@ Json device_json(const DeviceSpec& d) {
             {"memory_bandwidth_GBps", d.memory_bandwidth_Bps / units::kGB}};
   // Only when given, so that the specs (and hashes) of devices without FP8 stay as they were.
   if (d.peak_fp8_flops > 0) j["peak_tflops"]["fp8"] = d.peak_fp8_flops / units::kTera;
+  if (d.sms > 0) j["sms"] = d.sms;  // likewise
   return j;
 }
 

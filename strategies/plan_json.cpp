@@ -79,6 +79,8 @@ json::Json plan_summary(const Plan& plan) {
   if (plan.zero_shard_group > 0) j["zero_shard_group"] = plan.zero_shard_group;
   j["recompute"] = recompute_name(s.recompute);
   j["sequence_parallel"] = s.sequence_parallel;
+  // Only when on, so that other summaries stay as they were.
+  if (s.tp_comm_overlap) j["tp_comm_overlap_sms"] = s.tp_comm_overlap_sms;
   j["precision"] = precision_name(s.precision);
   j["layer_overrides"] = s.layer_overrides.size();
 

@@ -259,6 +259,7 @@ const char* op_kind_name(OpKind k) {
     case OpKind::kGradAccumulate: return "grad_accumulate";
     case OpKind::kAdamW: return "adamw";
     case OpKind::kFp8Cast: return "fp8_cast";
+    case OpKind::kCopy: return "copy";
     case OpKind::kAllReduce: return "all_reduce";
     case OpKind::kAllGather: return "all_gather";
     case OpKind::kReduceScatter: return "reduce_scatter";
@@ -366,6 +367,9 @@ OpCost op_cost(const Op& op) {
     case OpKind::kCrossEntropyBwd:
       c.bytes = 4.0 * d(0) * d(1);  // the fp32 logits of the shard
       break;
+    case OpKind::kCopy:
+      c.elementwise_bytes = 2.0 * e * d(0);  // read x, write y
+      break;
     case OpKind::kFp8Cast:
       // Read x once (delayed scaling: the scale is from earlier steps, no amax pass first),
       // write the FP8 copies.
@@ -450,7 +454,11 @@ std::string Program::buffer_name(std::int32_t id) const {
   STRATA_CHECK(id >= 0 && static_cast<std::size_t>(id) < buffers.size(), "no such buffer");
   const Buffer& b = buffers[id];
   // The rank's part of a pipeline tensor that crosses the stages in parts (scatter/gather).
-  if (b.is_view() && b.view_group.kind == GroupKind::kTp) return buffer_name(b.view_of) + ".part";
+  if (b.is_view() && b.view_group.kind == GroupKind::kTp) {
+    // tp_comm_overlap's ring chunks: another member's part.
+    const std::string rotate = b.view_rotate != 0 ? "+" + std::to_string(b.view_rotate) : "";
+    return buffer_name(b.view_of) + ".part" + rotate;
+  }
   std::string name;
   if (b.bucket >= 0 && (b.kind >= TensorKind::kBucketParams && b.kind <= TensorKind::kBucketGathered)) {
     name = "bucket" + std::to_string(b.bucket) + ".";

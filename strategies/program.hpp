@@ -22,7 +22,8 @@
 //    buffer (a parameter inside its bucket's flat buffer, ...): it costs no memory and lives as
 //    long as its parent. When view_group is set, the offset is view_offset x (the rank's index
 //    in that group): the rank's own part (pipeline scatter, resharding), named "<parent>.part"
-//    for the pipeline's.
+//    for the pipeline's; with view_rotate, view_offset x ((index + view_rotate) mod the group's
+//    size): another member's part (the ring steps of tp_comm_overlap).
 //  - Gradient buffers (role kGrad) start every step, or their allocation, at zero.
 //
 // Ops (a compute task's ops run in order; a collective or transfer is one op):
@@ -197,6 +198,9 @@ struct Buffer {
   std::int32_t view_of = -1;       // parent buffer of a view
   std::int64_t view_offset = 0;    // elements (times the rank's index in view_group when set)
   GroupRef view_group;
+  // With view_group: the part taken is (the rank's index + view_rotate) mod the group's size,
+  // not the index itself (tp_comm_overlap's ring steps: slot r - k of a gathered tensor).
+  std::uint8_t view_rotate = 0;
   std::uint32_t first_task = 0;    // transient buffers: allocated when this task starts
   std::uint32_t last_task = 0;     //   and freed when this one ends
 
@@ -268,6 +272,7 @@ struct Buffer {
 //                      and column-wise (transposed) copies of Transformer Engine's fused
 //                      cast-transpose (Hopper's FP8 GEMMs need both). An FP8 x is transposed.
 //                      Element-wise: reads n e (e: op.dtype, x's), writes n c bytes
+//   kCopy              dims {n elements}; in {x}; out {y}: y = x (element-wise, op.dtype)
 //   kGradAccumulate    dims {n, accumulator dtype bytes}; in {new gradients}; out {their
 //                      accumulators}, pairwise: accumulator += new
 //   kAdamW             dims {elements of the bucket, dp group size, gradient dtype bytes,
@@ -303,6 +308,7 @@ enum class OpKind : std::uint8_t {
   kAllReduce, kAllGather, kReduceScatter, kSend, kRecv, kRingShift,
   // later additions, appended so that earlier values keep their numbers
   kFp8Cast,  // strategy fp8: quantize (and transpose) a GEMM input (element-wise)
+  kCopy,     // an element-wise copy (tp_comm_overlap: the rank's rows into a gathered buffer)
 };
 const char* op_kind_name(OpKind k);
 

@@ -17,7 +17,8 @@ const std::vector<std::string> kOpColumns = {"kind", "dtype", "flags", "group", 
 const std::vector<std::string> kBufferColumns = {
     "name",  "kind",     "grad",       "persistent",  "role",       "dtype",
     "instance", "layer", "micro_batch", "bucket",     "shape",      "view_of",
-    "view_offset", "view_group", "view_layout", "view_layout_from", "first_task", "last_task"};
+    "view_offset", "view_group", "view_layout", "view_layout_from", "view_rotate", "first_task",
+    "last_task"};
 const std::vector<std::string> kParamColumns = {
     "init_name", "kind",      "layer",  "rows",     "cols",     "shard",        "row_blocks",
     "layout",    "parts",     "init",   "init_std", "tied_copy", "bucket",      "bucket_offset",
@@ -44,7 +45,7 @@ constexpr int kTaskKinds = 4, kStreams = 6, kPhases = 5, kBlocks = 12, kPurposes
               kDTypes = 7, kShards = 4, kInits = 3;
 constexpr int kCollectives = static_cast<int>(CollectiveKind::kRingShift) + 1;
 constexpr int kGroupKinds = static_cast<int>(GroupKind::kDpCp) + 1;
-constexpr int kOpKinds = static_cast<int>(OpKind::kFp8Cast) + 1;            // the last kind
+constexpr int kOpKinds = static_cast<int>(OpKind::kCopy) + 1;               // the last kind
 constexpr int kTensorKinds = static_cast<int>(TensorKind::kFp8Scaling) + 1;  // the last kind
 
 const char* init_kind_name(Init i) {
@@ -206,7 +207,7 @@ json::Json program_to_json(const Program& p) {
                        b.grad, b.persistent, role_name(b.role), dtype_name(b.dtype), b.instance,
                        b.layer, b.micro_batch, b.bucket, shape, b.view_of, b.view_offset,
                        group_kind_name(b.view_group.kind), b.view_group.layout,
-                       b.view_group.layout_from, b.first_task, b.last_task});
+                       b.view_group.layout_from, b.view_rotate, b.first_task, b.last_task});
   }
   pj["buffers"] = std::move(buffers);
   json::Json params = json::Json::array();
@@ -320,6 +321,11 @@ Program program_from_json(const json::Json& j, const std::string& what) {
     b.view_group.kind = r.name<GroupKind>(group_kind_name, kGroupKinds);
     b.view_group.layout = static_cast<std::uint8_t>(r.integer());
     b.view_group.layout_from = static_cast<std::uint8_t>(r.integer());
+    const long long rotate = r.integer();
+    if (rotate < 0 || rotate > 255) {
+      throw ConfigError(where + ".view_rotate = " + std::to_string(rotate) + ": must be 0 to 255");
+    }
+    b.view_rotate = static_cast<std::uint8_t>(rotate);
     b.first_task = static_cast<std::uint32_t>(r.integer());
     b.last_task = static_cast<std::uint32_t>(r.integer());
     p.buffers.push_back(b);

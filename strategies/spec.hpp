@@ -76,6 +76,9 @@ struct DeviceSpec {
   double peak_fp8_flops = 0;    // dense FP8 tensor-core peak; 0 = no FP8 tensor cores
   double memory_bytes = 0;      // HBM (or the share of host RAM a CPU rank may use)
   double memory_bandwidth_Bps = 0;
+  // Streaming multiprocessors (GPU): what an overlapped GEMM shares with communication kernels
+  // (strategy tp_comm_overlap). 0 = not given.
+  int sms = 0;
   double peak_flops(Precision p) const;
 };
 
@@ -204,6 +207,14 @@ struct StrategySpec {
   GradAccumulation grad_accumulation = GradAccumulation::kFused;
   AttentionImpl attention = AttentionImpl::kUnfused;
   CpComm cp_comm = CpComm::kP2p;
+  // Tensor-parallel communication overlap (Megatron-Core's --tp-comm-overlap with Transformer
+  // Engine's userbuffers; docs/specs.md "tp_comm_overlap"): each sequence-parallel all-gather
+  // and reduce-scatter runs as a ring of tp shifts beside the GEMM on its chunks, and the
+  // backward's reduce-scatter beside the weight-gradient GEMM. Needs sequence_parallel.
+  bool tp_comm_overlap = false;
+  // SMs the overlapping communication kernels hold while a GEMM runs beside them (Transformer
+  // Engine's ring exchange: num_sm 1, copies on the copy engines).
+  int tp_comm_overlap_sms = 1;
   Fp8Format fp8 = Fp8Format::kNone;
   // Delayed scaling's amax history per FP8 tensor (Transformer Engine's DelayedScaling defaults:
   // 1024 steps, "max"; Megatron-Core's --fp8-amax-history-len / --fp8-amax-compute-algo).

@@ -416,7 +416,7 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   r.finish({"name", "dp", "tp", "pp", "cp", "ep", "order", "micro_batch_size", "global_batch_size",
             "schedule", "virtual_stages", "zero_stage", "zero_shard_group", "recompute",
             "sequence_parallel", "precision", "main_grads_fp32", "grad_accumulation", "attention",
-            "cp_comm", "fp8", "fp8_amax_history_len", "fp8_amax_compute_algo", "layer_overrides",
+            "cp_comm", "tp_comm_overlap", "tp_comm_overlap_sms", "fp8", "fp8_amax_history_len", "fp8_amax_compute_algo", "layer_overrides",
             "stage_layers", "collectives"});
   StrategySpec s;
   s.name = r.get_string("name");
@@ -467,6 +467,20 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
       detail::read_choice(r, "grad_accumulation", kGradAccumulations, 0));
   s.attention = static_cast<AttentionImpl>(detail::read_choice(r, "attention", kAttentions, 0));
   s.cp_comm = static_cast<CpComm>(detail::read_choice(r, "cp_comm", kCpComms, 0));
+  s.tp_comm_overlap = r.get_bool_or("tp_comm_overlap", false);
+  if (r.has("tp_comm_overlap_sms")) {
+    const long long sms = r.get_int("tp_comm_overlap_sms");
+    if (sms < 0 || sms > 1024) {
+      json::fail(r.field("tp_comm_overlap_sms"), sms,
+                 "must be an SM count from 0 to 1024 (0: the communication takes no SMs, as "
+                 "copy-engine transfers)");
+    }
+    if (!s.tp_comm_overlap) {
+      json::fail(r.field("tp_comm_overlap_sms"), sms,
+                 "is set but tp_comm_overlap is false; set \"tp_comm_overlap\": true or remove it");
+    }
+    s.tp_comm_overlap_sms = static_cast<int>(sms);
+  }
   s.fp8 = static_cast<Fp8Format>(detail::read_choice(r, "fp8", kFp8Formats, 0));
   const bool amax_given = r.has("fp8_amax_history_len") || r.has("fp8_amax_compute_algo");
   s.fp8_amax_history_len = detail::read_positive_int(r, "fp8_amax_history_len", 1024);
@@ -563,6 +577,10 @@ Json to_json(const StrategySpec& s) {
   }
   if (s.attention != AttentionImpl::kUnfused) j["attention"] = attention_name(s.attention);
   if (s.cp > 1) j["cp_comm"] = cp_comm_name(s.cp_comm);
+  if (s.tp_comm_overlap) {
+    j["tp_comm_overlap"] = true;
+    j["tp_comm_overlap_sms"] = s.tp_comm_overlap_sms;
+  }
   if (s.fp8 != Fp8Format::kNone) j["fp8"] = fp8_format_name(s.fp8);
   if (s.uses_fp8()) {
     j["fp8_amax_history_len"] = s.fp8_amax_history_len;
@@ -655,6 +673,14 @@ void validate(const ModelSpec& m, const StrategySpec& s, int world_size) {
                "(as Megatron-Core's needs Transformer Engine's): set \"attention\": \"fused\"");
   }
   check_sequence_parallel(m, s, s.tp, "strategy.tp");
+  // Tensor-parallel communication overlap splits sequence parallelism's all-gathers and
+  // reduce-scatters (Megatron-Core refuses --tp-comm-overlap without --sequence-parallel).
+  if (s.tp_comm_overlap && (!s.sequence_parallel || s.tp < 2)) {
+    json::fail("strategy.tp_comm_overlap", true,
+               "overlaps sequence parallelism's all-gathers and reduce-scatters with the GEMMs: "
+               "it needs tp >= 2 (tp = " + str(s.tp) + ") and sequence_parallel = true (it is " +
+                   (s.sequence_parallel ? "true" : "false") + ")");
+  }
   // 7. Expert parallelism.
   if (s.ep > 1) {
     if (s.dp % s.ep != 0) {
@@ -693,7 +719,36 @@ LayerStrategy layer_strategy(const StrategySpec& s, int layer) {
   return out;
 }
 
+namespace {
+
+// tp_comm_overlap prices an overlapped GEMM from the share of the GPU's SMs it keeps.
+void check_overlap_devices(const ClusterSpec& c, const StrategySpec& s, int world_size) {
+  int first = 0;
+  for (std::size_t g = 0; g < c.node_groups.size() && first < world_size; ++g) {
+    const DeviceSpec& d = c.node_groups[g].gpu;
+    first += c.node_groups[g].nodes * c.node_groups[g].gpus_per_node;
+    if (d.kind != DeviceKind::kGpu) continue;
+    const std::string where =
+        c.heterogeneous() ? "cluster.node_groups[" + str(static_cast<long long>(g)) + "].gpu"
+                          : std::string("cluster.gpu");
+    if (d.sms <= 0) {
+      json::fail("strategy.tp_comm_overlap", true,
+                 "device \"" + d.name + "\" has no SM count (" + where +
+                     ".sms is not given): an overlapped GEMM is priced from the share of the "
+                     "streaming multiprocessors it keeps; give sms (e.g. 132 for an H100 SXM)");
+    }
+    if (s.tp_comm_overlap_sms >= d.sms) {
+      json::fail("strategy.tp_comm_overlap_sms", s.tp_comm_overlap_sms,
+                 "must be fewer than device \"" + d.name + "\"'s " + str(d.sms) + " SMs (" +
+                     where + ".sms)");
+    }
+  }
+}
+
+}  // namespace
+
 void validate_devices(const ClusterSpec& c, const StrategySpec& s, int world_size) {
+  if (s.tp_comm_overlap) check_overlap_devices(c, s, world_size);
   if (!s.uses_fp8()) return;
   const std::string field = s.fp8 != Fp8Format::kNone ? "strategy.fp8" : "strategy.layer_overrides";
   const Json value =

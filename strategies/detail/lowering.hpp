@@ -177,7 +177,29 @@ class TensorParallel {
   TaskId reshard_grad(TaskId after, int from, int to, BufId grad_in, int layer, int mb, int chunk,
                       BufId* grad_out);
 
+  // Strategy tp_comm_overlap (tensor_parallel.cpp, "communication overlap"): whether `layout`'s
+  // all-gathers and reduce-scatters run as rings beside the GEMMs.
+  bool overlaps(int layout) const { return c_.s.tp_comm_overlap && c_.sp(layout); }
+  // A block's `ops` whose op `li` (a linear forward or data gradient) reads the all-gather of
+  // `rows` (its in[0], not yet written) and writes all rows: the GEMM on tp row chunks, each
+  // beside the ring shift that brings the next; ops before li run with the first chunk, ops
+  // after it in a task after the last. `keep_full`: the rank's rows are copied into the gathered
+  // tensor too (a later op reads it whole). Returns the last task.
+  TaskId gather_linear(TaskId after, TaskId extra, int layout, BufId rows,
+                       const std::vector<OpSpec>& ops, std::size_t li, const Task& compute,
+                       bool keep_full);
+  // A block's `ops` whose op `li` (a linear forward) writes the partial sum that the block's
+  // reduce-scatter reduces into `out` (the rank's rows): the GEMM on tp row chunks whose partial
+  // sums travel the ring, each rank adding its own, so chunk k + 1 computes beside shift k; the
+  // ops after li (the residual add) run on `out` at the end. Returns the last task.
+  TaskId linear_scatter(TaskId after, TaskId extra, int layout, const std::vector<OpSpec>& ops,
+                        std::size_t li, BufId out, const Task& compute);
+
  private:
+  // A view of the rows of rank (r - k) mod tp of `parent` (rank r's own at k = 0).
+  BufId part(BufId parent, int layout, int k);
+  TaskId ring_shift(TaskId after, int layout, BufId in, BufId out, const Task& compute);
+
   StageContext& c_;
 };
 
@@ -365,6 +387,7 @@ class ModelGraph {
   DataParallel& dp_;
   std::shared_ptr<const std::vector<GraphBlock>> blocks_;  // the layer's description
   bool first_round_ = false;
+  TaskId regathered_ = kNoTask;  // the last re-gather (regather()), for the block that reads it
   // (chunk, mb) -> the embedding's and the head's buffers (tokens, targets, head tensors)
   std::map<std::pair<int, int>, Instance> ends_;
   BufId loss_ = kNoBuf;

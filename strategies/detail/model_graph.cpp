@@ -241,7 +241,14 @@ TaskId ModelGraph::block_forward(const GraphBlock& b, TaskId x, int layer, int m
   if (b.block == Block::kAttnCore && c_.s.cp > 1) {
     return cp_attention_forward(x, layer, mb, chunk, phase, fwd, inst, extra);
   }
-  if (b.gather) {
+  // tp_comm_overlap: the block's all-gather or reduce-scatter runs as a ring beside its GEMM.
+  const bool ring = tp_.overlaps(layout) && (b.gather || b.reduce);
+  if (b.gather && ring) {  // gathered by the ring (TensorParallel::gather_linear), in FP8 when
+                          // the norm quantized its rows (strategy fp8)
+    const DType dtype = c_.emit.buf(read(b.gather->first)).dtype == DType::kFp8 ? DType::kFp8 : c_.act;
+    inst[b.gather->second] = c_.tensor(b.gather->second, layer, mb, number, dtype,
+                                       {c_.tokens(layout), c_.m.hidden_size});
+  } else if (b.gather) {
     x = tp_.gather(x, layout, read(b.gather->first), b.gather->second, layer, mb, chunk, phase,
                    number, &inst[b.gather->second]);
   }
@@ -261,7 +268,23 @@ TaskId ModelGraph::block_forward(const GraphBlock& b, TaskId x, int layer, int m
     }
     ops.push_back(std::move(op));
   }
-  x = c_.emit.add(c_.compute_task(phase, b.block, layer, mb, chunk), ops, {x, extra});
+  const Task task = c_.compute_task(phase, b.block, layer, mb, chunk);
+  if (ring) {
+    const auto linear = std::find_if(ops.begin(), ops.end(), [](const OpSpec& op) {
+      return op.kind == OpKind::kLinear;
+    });
+    STRATA_CHECK(linear != ops.end(), "tp_comm_overlap: a block with a tp collective and no GEMM");
+    const auto li = static_cast<std::size_t>(linear - ops.begin());
+    if (b.gather) {
+      return tp_.gather_linear(x, extra, layout, read(b.gather->first), ops, li, task, false);
+    }
+    const Buffer& partial = c_.emit.buf(inst[b.reduce->first]);
+    const BufId out = c_.tensor(b.reduce->second, layer, mb, partial.instance, c_.act,
+                                {c_.rows(layout), c_.m.hidden_size});
+    inst[b.reduce->second] = out;
+    return tp_.linear_scatter(x, extra, layout, ops, li, out, task);
+  }
+  x = c_.emit.add(task, ops, {x, extra});
   if (b.reduce) {
     x = tp_.reduce(x, layout, inst[b.reduce->first], b.reduce->second, layer, mb, chunk, phase,
                    &inst[b.reduce->second]);
@@ -459,11 +482,24 @@ TaskId ModelGraph::block_backward(const GraphBlock& b, const GraphBlock* next, T
                                   int mb, int chunk, Instance& fwd, Instance& rc,
                                   Instance& bw, TaskId extra) {
   const int layout = c_.layout_of(layer);
-  if (b.reduce) {  // the conjugate of "g": gather the output's gradient (sequence parallelism)
+  // The re-gather of this block's input, issued one block ahead: its weight gradient waits.
+  const TaskId regathered = regathered_;
+  regathered_ = kNoTask;
+  // tp_comm_overlap: the output gradient's all-gather as a ring beside the data-gradient GEMM
+  // (Transformer Engine's proj_dgrad and fc2_dgrad), the input gradient's reduce-scatter beside
+  // the weight-gradient GEMM (qkv_dgrad and fc1_dgrad, "bulk").
+  const bool ring = tp_.overlaps(layout);
+  BufId rows = kNoBuf;
+  if (b.reduce && ring) {  // gathered by the ring (TensorParallel::gather_linear)
+    rows = bw.grad_of(b.reduce->second);
+    bw.grad_of(b.reduce->first) = c_.tensor(b.reduce->first, layer, mb, 0, c_.act,
+                                            {c_.tokens(layout), c_.m.hidden_size}, true);
+  } else if (b.reduce) {  // the conjugate of "g": gather the output's gradient (sequence parallelism)
     x = tp_.gather(x, layout, bw.grad_of(b.reduce->second), b.reduce->first, layer, mb, chunk,
                    Phase::kBackward, 0, &bw.grad_of(b.reduce->first), true);
   }
-  regather(next, layer, mb, chunk, fwd, rc, bw);
+  // The ring goes first on the tp stream; the next block's re-gather after it.
+  if (!(b.reduce && ring)) regather(next, layer, mb, chunk, fwd, rc, bw);
   if (recomputed_block(b.block, layer)) {
     // Selective recompute: the attention core again, just before its backward.
     x = block_forward(b, x, layer, mb, chunk, Phase::kRecompute, fwd, rc, kNoTask);
@@ -477,7 +513,42 @@ TaskId ModelGraph::block_backward(const GraphBlock& b, const GraphBlock* next, T
     derive(*it, b, layer, fwd, rc, bw, acc, ops);
   }
   finish_accumulation(acc, ops);
-  x = c_.emit.add(c_.compute_task(Phase::kBackward, b.block, layer, mb, chunk), ops, {x, extra});
+  const Task task = c_.compute_task(Phase::kBackward, b.block, layer, mb, chunk);
+  if (b.reduce && ring) {
+    const auto data = std::find_if(ops.begin(), ops.end(), [](const OpSpec& op) {
+      return op.kind == OpKind::kLinearBwdData;
+    });
+    STRATA_CHECK(data != ops.end(), "tp_comm_overlap: a block with a tp collective and no GEMM");
+    // Strategy fp8: the ring carries the output gradient's rows cast to FP8 (as Transformer
+    // Engine gathers the quantized tensor), not the 16-bit gradient the cast would read whole.
+    for (OpSpec& op : ops) {
+      if (op.kind != OpKind::kFp8Cast || op.in[0] != bw.grad_of(b.reduce->first)) continue;
+      const BufId r8 = fp8_copy(rows);
+      op = fp8_cast(rows, r8, layer, static_cast<int>(op.dims[1]));
+      rows = r8;
+    }
+    x = tp_.gather_linear(x, extra, layout, rows, ops, static_cast<std::size_t>(data - ops.begin()),
+                          task, true);
+    regather(next, layer, mb, chunk, fwd, rc, bw);
+    return x;
+  }
+  if (b.gather && ring) {
+    // The data gradient first; its reduce-scatter runs beside the weight gradient (and the
+    // gradient accumulation after it).
+    std::vector<OpSpec> first, second;
+    for (OpSpec& op : ops) {
+      const bool weight = op.kind == OpKind::kLinearBwdWeight || op.kind == OpKind::kGradAccumulate;
+      if (op.kind == OpKind::kLinearBwdWeight) op.param = static_cast<float>(c_.s.tp_comm_overlap_sms);
+      (weight ? second : first).push_back(op);
+    }
+    x = c_.emit.add(task, first, {x, extra});
+    const TaskId reduced = tp_.reduce(x, layout, bw.grad_of(b.gather->second), b.gather->first,
+                                      layer, mb, chunk, Phase::kBackward,
+                                      &bw.grad_of(b.gather->first), true);
+    c_.emit.add(task, second, {x, regathered});
+    return reduced;
+  }
+  x = c_.emit.add(task, ops, {x, extra, regathered});
   if (b.gather) {  // the conjugate of "f": reduce the input's gradient
     x = tp_.reduce(x, layout, bw.grad_of(b.gather->second), b.gather->first, layer, mb, chunk,
                    Phase::kBackward, &bw.grad_of(b.gather->first), true);
@@ -492,8 +563,8 @@ void ModelGraph::regather(const GraphBlock* next, int layer, int mb, int chunk,
                           Instance& fwd, Instance& rc, Instance& bw) {
   if (next == nullptr || !next->gather || !c_.sp(c_.layout_of(layer))) return;
   const auto [rows, full] = *next->gather;
-  tp_.gather(kNoTask, c_.layout_of(layer), saved(rows, layer, fwd, rc, bw), full, layer, mb, chunk,
-             Phase::kBackward, 2, &bw[full]);
+  regathered_ = tp_.gather(kNoTask, c_.layout_of(layer), saved(rows, layer, fwd, rc, bw), full,
+                           layer, mb, chunk, Phase::kBackward, 2, &bw[full]);
 }
 
 bool ModelGraph::recomputed_block(Block b, int layer) const {

@@ -122,3 +122,144 @@ TaskId TensorParallel::reshard_grad(TaskId after, int from, int to, BufId grad_i
 }
 
 }  // namespace strata::strategies::detail
+
+// ---- tensor-parallel communication overlap (strategy tp_comm_overlap) -----------------------
+//
+// Transformer Engine's userbuffers as Megatron-Core configures them (--tp-comm-overlap): a
+// sequence-parallel all-gather followed by a GEMM, or a GEMM followed by a reduce-scatter, runs
+// as tp GEMMs on row chunks beside a ring of tp - 1 shifts to the next rank of the tp group
+// ("ring_exchange"; docs/plan.md "Tensor-parallel communication overlap"). Chunk k of rank r is
+// the rows of rank (r - k) mod tp for a gather, (r - k - 1) mod tp for a scatter, so every chunk
+// but the first (the last, for a scatter) has its rows in flight while the previous one
+// computes. A GEMM that runs beside a shift carries the SMs the communication holds in
+// Op::param (tp_comm_overlap_sms), which the cost model takes from the device.
+
+namespace strata::strategies::detail {
+
+BufId TensorParallel::part(BufId parent, int layout, int k) {
+  const int tp = c_.tp_of(layout);
+  Buffer b = c_.emit.buf(parent);
+  const std::int64_t rows = b.shape[0] / tp;
+  STRATA_CHECK(b.ndim == 2 && rows * tp == b.shape[0], "a ring chunk of a tensor not in row blocks");
+  b.persistent = false;
+  b.bucket = -1;
+  b.shape = {rows, b.shape[1], 0, 0};
+  b.view_of = parent;
+  b.view_offset = rows * b.shape[1];
+  b.view_group = c_.tp_group(layout);
+  b.view_rotate = static_cast<std::uint8_t>(((tp - k) % tp + tp) % tp);
+  b.first_task = b.last_task = 0;
+  return c_.emit.buffer(b);
+}
+
+TaskId TensorParallel::ring_shift(TaskId after, int layout, BufId in, BufId out,
+                                  const Task& compute) {
+  Task t = c_.collective_task(CollectiveKind::kRingShift, Purpose::kTp, c_.tp_group(layout),
+                              compute.phase, compute.layer, compute.micro_batch, compute.chunk);
+  // A grouped send and receive between neighbours, matched by the task's index (the same on
+  // every member of the group, which run one program).
+  t.tag = static_cast<std::uint32_t>(c_.emit.num_tasks());
+  OpSpec op = comm_op(OpKind::kRingShift, c_.emit.buf(in).dtype, in, out, c_.emit.elements(in));
+  op.group = c_.tp_group(layout);
+  return c_.emit.add(t, {op}, {after});
+}
+
+TaskId TensorParallel::gather_linear(TaskId after, TaskId extra, int layout, BufId rows,
+                                     const std::vector<OpSpec>& ops, std::size_t li,
+                                     const Task& compute, bool keep_full) {
+  const int tp = c_.tp_of(layout);
+  const BufId full = ops[li].in[0], y = ops[li].out[0];
+  TaskId ready = after, last = kNoTask;
+  BufId src = rows;
+  if (li > 0) {  // the ops before the GEMM (its casts, a bias gradient) first: the ring may send
+                 // what they write
+    const std::vector<OpSpec> before(ops.begin(), ops.begin() + static_cast<std::ptrdiff_t>(li));
+    ready = c_.emit.add(compute, before, {after, extra});
+  }
+  for (int k = 0; k < tp; ++k) {
+    TaskId shifted = kNoTask;
+    BufId next = kNoBuf;
+    if (k + 1 < tp) {  // the rows of rank r - k - 1 arrive while chunk k computes
+      next = part(full, layout, k + 1);
+      shifted = ring_shift(ready, layout, src, next, compute);
+    }
+    std::vector<OpSpec> step;
+    if (k == 0 && keep_full) {  // the rank's own rows into the gathered tensor a later GEMM reads
+      step.push_back(comm_op(OpKind::kCopy, c_.emit.buf(rows).dtype, rows, part(full, layout, 0),
+                             c_.emit.elements(rows)));
+    }
+    OpSpec g = ops[li];
+    g.in[0] = src;
+    g.out[0] = part(y, layout, k);
+    g.dims[0] /= tp;
+    if (k + 1 < tp) g.param = static_cast<float>(c_.s.tp_comm_overlap_sms);
+    step.push_back(g);
+    last = c_.emit.add(compute, step, {ready, k == 0 ? extra : kNoTask});
+    ready = shifted;
+    src = next;
+  }
+  if (li + 1 < ops.size()) {
+    const std::vector<OpSpec> rest(ops.begin() + static_cast<std::ptrdiff_t>(li) + 1, ops.end());
+    last = c_.emit.add(compute, rest, {last});
+  }
+  return last;
+}
+
+TaskId TensorParallel::linear_scatter(TaskId after, TaskId extra, int layout,
+                                      const std::vector<OpSpec>& ops, std::size_t li, BufId out,
+                                      const Task& compute) {
+  const int tp = c_.tp_of(layout);
+  const BufId x = ops[li].in[0], partial = ops[li].out[0];
+  const Buffer& p = c_.emit.buf(partial);
+  const std::int64_t rows = p.shape[0] / tp, cols = p.shape[1];
+  const DType dtype = p.dtype;
+  const TensorKind kind = p.kind;
+  const bool grad = p.grad;
+  const std::uint8_t base =
+      static_cast<std::uint8_t>(3 + (compute.phase == Phase::kRecompute ? tp : 0));
+  TaskId shifted = kNoTask, done = kNoTask;
+  BufId received = kNoBuf;
+  for (int k = 0; k < tp; ++k) {
+    const bool own = k + 1 == tp;  // the last chunk is the rank's own rows
+    const BufId dst = own ? out : part(partial, layout, k + 1);
+    std::vector<OpSpec> step;
+    if (k == 0) step.assign(ops.begin(), ops.begin() + static_cast<std::ptrdiff_t>(li));
+    OpSpec g = ops[li];
+    g.in[0] = part(x, layout, k + 1);
+    g.out[0] = dst;
+    g.dims[0] /= tp;
+    if (k > 0) g.param = static_cast<float>(c_.s.tp_comm_overlap_sms);  // beside shift k - 1
+    step.push_back(g);
+    done = c_.emit.add(compute, step, {k == 0 ? after : kNoTask, k == 0 ? extra : kNoTask});
+    if (k > 0) {  // the partial sums so far, received, added to this rank's
+      OpSpec add;
+      add.kind = OpKind::kGradAccumulate;
+      add.dtype = dtype;
+      add.in = {received};
+      add.out = {dst};
+      add.dims[0] = rows * cols;
+      add.dims[1] = dtype_bytes(dtype);
+      std::vector<OpSpec> adds = {add};
+      if (own) {  // the block's epilogue (the residual add) on the rank's rows, now whole
+        for (std::size_t i = li + 1; i < ops.size(); ++i) {
+          OpSpec e = ops[i];
+          for (BufId& o : e.out) {
+            if (o == partial) o = out;
+          }
+          e.flags = static_cast<std::uint8_t>(e.flags & ~kOwnRows);
+          e.group = {};
+          adds.push_back(e);
+        }
+      }
+      done = c_.emit.add(compute, adds, {shifted});
+    }
+    if (!own) {
+      received = c_.tensor(kind, compute.layer, compute.micro_batch,
+                           static_cast<std::uint8_t>(base + k), dtype, {rows, cols}, grad);
+      shifted = ring_shift(done, layout, dst, received, compute);
+    }
+  }
+  return done;
+}
+
+}  // namespace strata::strategies::detail

@@ -82,6 +82,20 @@ TEST_F(Cli, PlansGpt3OnTheBundled1024GpuCluster) {
   EXPECT_NE(r.out.find("reduce_scatter"), std::string::npos) << r.out;
 }
 
+TEST_F(Cli, PlanSummarySaysWhenTensorParallelCommunicationOverlaps) {
+  const Result r = run(
+      "plan --model gpt-tiny --cluster local-cpu --gpus 2 --strategy tiny-tp2-sp-overlap");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("tp communication overlapped (rings beside the GEMMs; communication holds "
+                       "1 SM)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("ring_shift      tp"), std::string::npos) << r.out;
+  const Result plain =
+      run("plan --model gpt-tiny --cluster local-cpu --gpus 2 --strategy tiny-tp2-sp");
+  EXPECT_EQ(plain.out.find("overlapped"), std::string::npos) << plain.out;
+}
+
 TEST_F(Cli, JsonSummaryAndPlanFile) {
   const std::string plan = (dir_ / "plan.json").string();
   const Result r = run(std::string("plan ") + kMain + " --json - --out " + plan);

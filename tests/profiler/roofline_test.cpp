@@ -187,6 +187,82 @@ TEST(Roofline, MissingPeakIsAConfigError) {
       {"peak_tflops.fp32 = 0", "mlp_fc1"});
 }
 
+// A program of one compute task holding `ops` (a backward task unless `forward`), its sums
+// from op_cost as the lowering sets them.
+struct OneTask {
+  strategies::Program program;
+  Task task;
+};
+OneTask one_task(const std::vector<strategies::Op>& ops, bool forward) {
+  OneTask o;
+  o.task.block = Block::kMlpFc1;
+  o.task.phase = forward ? Phase::kForward : Phase::kBackward;
+  o.task.op_count = static_cast<std::uint32_t>(ops.size());
+  for (const strategies::Op& op : ops) {
+    const strategies::OpCost c = strategies::op_cost(op);
+    o.task.flops += c.flops;
+    o.task.bytes += c.bytes;
+    o.task.elementwise_bytes += c.elementwise_bytes;
+    o.program.ops.push_back(op);
+  }
+  return o;
+}
+strategies::Op linear(strategies::OpKind kind, float comm_sms = 0) {
+  strategies::Op op;
+  op.kind = kind;
+  op.dtype = strategies::DType::kBf16;
+  op.dims = {1024, 1024, 1024, 0, 0, 0};
+  op.param = comm_sms;
+  return op;
+}
+
+TEST(Roofline, TpCommOverlapStretchesAGemmBySmShare) {
+  // tp_comm_overlap: a GEMM beside communication kernels that hold 16 of 132 SMs runs on 116;
+  // its FLOP term is 132/116 of the GEMM alone, with and without the fall-off.
+  const RooflineCostModel m = test_model(/*half_efficiency_flops=*/1e9);
+  strategies::DeviceSpec d = test_gpu();
+  d.sms = 132;
+  const auto alone = one_task({linear(strategies::OpKind::kLinear)}, true);
+  const auto beside = one_task({linear(strategies::OpKind::kLinear, 16)}, true);
+  const double f = 2.0 * 1024 * 1024 * 1024;
+  const double gemm_s = (f + 1e9) / (100e12 * 0.5);
+  EXPECT_DOUBLE_EQ(m.compute_seconds(alone.program, alone.task, d, Precision::kBf16),
+                   gemm_s + kOverhead);
+  EXPECT_DOUBLE_EQ(m.compute_seconds(beside.program, beside.task, d, Precision::kBf16),
+                   gemm_s * 132.0 / 116.0 + kOverhead);
+  EXPECT_DOUBLE_EQ(m.op_terms(beside.program.ops[0], d, Precision::kBf16).compute_s,
+                   gemm_s * 132.0 / 116.0);
+  // A CPU has no SMs to share.
+  strategies::DeviceSpec cpu = d;
+  cpu.kind = strategies::DeviceKind::kCpu;
+  cpu.name = "TestCPU";
+  EXPECT_DOUBLE_EQ(m.op_terms(beside.program.ops[0], cpu, Precision::kBf16).compute_s,
+                   m.op_terms(alone.program.ops[0], cpu, Precision::kBf16).compute_s);
+  // Without the device's SM count, or with no SM left, the price is refused.
+  d.sms = 0;
+  strategies::testing::expect_config_error(
+      [&] { m.compute_seconds(beside.program, beside.task, d, Precision::kBf16); },
+      {"device \"TestGPU-80GB\"", "sms is not given", "tp_comm_overlap"});
+  d.sms = 16;
+  strategies::testing::expect_config_error(
+      [&] { m.compute_seconds(beside.program, beside.task, d, Precision::kBf16); },
+      {"strategy.tp_comm_overlap_sms = 16", "16 SMs"});
+}
+
+TEST(Roofline, FallOffCountsTheGemmsATaskHolds) {
+  // A backward task with both GEMMs of a linear layer pays two fall-offs (the default for a
+  // backward block); a ring chunk of tp_comm_overlap with only the data gradient pays one.
+  const RooflineCostModel m = test_model(/*half_efficiency_flops=*/1e9);
+  const double f = 2.0 * 1024 * 1024 * 1024;
+  const auto both = one_task({linear(strategies::OpKind::kLinearBwdData),
+                              linear(strategies::OpKind::kLinearBwdWeight)}, false);
+  const auto data = one_task({linear(strategies::OpKind::kLinearBwdData)}, false);
+  EXPECT_DOUBLE_EQ(m.compute_seconds(both.program, both.task, test_gpu(), Precision::kBf16),
+                   (2 * f + 2e9) / (100e12 * 0.25) + kOverhead);
+  EXPECT_DOUBLE_EQ(m.compute_seconds(data.program, data.task, test_gpu(), Precision::kBf16),
+                   (f + 1e9) / (100e12 * 0.25) + kOverhead);
+}
+
 TEST(Roofline, IsACostModel) {
   const std::unique_ptr<CostModel> m = std::make_unique<RooflineCostModel>(test_model());
   EXPECT_EQ(m->name(), "roofline");

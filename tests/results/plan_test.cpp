@@ -27,11 +27,13 @@ strategies::Plan lowered(const std::string& model, const std::string& cluster,
 
 // Every feature of the Plan once: tp with sequence parallelism and pipeline stages, ZeRO-3's
 // gathered copies, interleaving, scatter/gather views, a per-layer tp change (reshard views),
-// hybrid sharding (shard and replica groups).
+// hybrid sharding (shard and replica groups), tensor-parallel communication overlap (rotated
+// views, copies, tp ring shifts).
 TEST(PlanJson, WriteThenReadIsTheSamePlan) {
   std::vector<strategies::Plan> plans;
   for (const char* s : {"tiny-dp2-tp2-pp2-sp", "tiny-dp2-tp2-zero3", "tiny-pp2-interleaved",
-                        "tiny-pp2-scatter-gather", "tiny-dp2-tp2-sp-zero2", "tiny-dp4-tp2-hsdp2"}) {
+                        "tiny-pp2-scatter-gather", "tiny-dp2-tp2-sp-zero2", "tiny-dp4-tp2-hsdp2",
+                        "tiny-tp4-pp2-overlap-recompute"}) {
     plans.push_back(lowered(kConfigs + "models/gpt-tiny.json",
                             kConfigs + "clusters/local-cpu.json",
                             kConfigs + "strategies/" + s + ".json", 0));
@@ -57,6 +59,13 @@ TEST(PlanJson, WriteThenReadIsTheSamePlan) {
     EXPECT_EQ(back.totals.tasks, p.totals.tasks);
     EXPECT_EQ(back.layouts.size(), p.layouts.size());
     EXPECT_EQ(back.zero_shard_group, p.zero_shard_group);
+    for (std::size_t s = 0; s < p.programs.size(); ++s) {  // views, rotated ones included
+      for (std::size_t b = 0; b < p.programs[s].buffers.size(); ++b) {
+        EXPECT_EQ(back.programs[s].buffers[b].view_rotate, p.programs[s].buffers[b].view_rotate);
+        EXPECT_EQ(back.programs[s].buffer_name(static_cast<std::int32_t>(b)),
+                  p.programs[s].buffer_name(static_cast<std::int32_t>(b)));
+      }
+    }
     for (int r = 0; r < p.world_size; ++r) {  // the same groups, hybrid sharding's included
       for (const strategies::BucketInfo& b : p.program_of(r).buckets) {
         EXPECT_EQ(back.group_ranks(r, b.dp_group), p.group_ranks(r, b.dp_group));

@@ -132,6 +132,14 @@ TEST(ClusterSpec, DeviceRules) {
   j["gpu"]["peak_tflops"]["bf16"] = -1;
   expect_config_error([&] { parse_cluster(j); },
                       {"cluster.gpu.peak_tflops.bf16 = -1", "must be > 0"});
+  j = uniform_json();  // the SM count is optional (strategy tp_comm_overlap needs it)
+  EXPECT_EQ(parse_cluster(j).node_groups[0].gpu.sms, 0);
+  EXPECT_FALSE(to_json(parse_cluster(j))["gpu"].contains("sms"));
+  j["gpu"]["sms"] = 132;
+  EXPECT_EQ(parse_cluster(j).node_groups[0].gpu.sms, 132);
+  EXPECT_EQ(to_json(parse_cluster(j))["gpu"]["sms"], 132);
+  j["gpu"]["sms"] = 0;
+  expect_config_error([&] { parse_cluster(j); }, {"cluster.gpu.sms = 0", "SM count"});
   j = uniform_json();
   j["gpu"]["memory_bytes"] = 0;
   expect_config_error([&] { parse_cluster(j); },

@@ -116,6 +116,16 @@ std::vector<std::pair<std::string, StrategySpec>> small_strategies() {
   cp_z3.attention = AttentionImpl::kFused;
   cp_z3.zero_stage = 3;
   out.emplace_back("dp2-cp2-zero3", cp_z3);
+  auto ring = strategy(2, 4, 1, 2, 8);  // tp_comm_overlap: rings of 3 shifts
+  ring.sequence_parallel = true;
+  ring.tp_comm_overlap = true;
+  out.emplace_back("dp2-tp4-sp-overlap", ring);
+  auto ring_pp = strategy(1, 2, 2, 1, 8);
+  ring_pp.sequence_parallel = true;
+  ring_pp.tp_comm_overlap = true;
+  ring_pp.recompute = Recompute::kFull;
+  ring_pp.zero_stage = 3;
+  out.emplace_back("tp2-pp2-sp-overlap-full-zero3", ring_pp);
   return out;
 }
 
@@ -616,6 +626,55 @@ TEST(Lower, ContextParallelRingMovesMegatronCoresVolumes) {
                 0.25, 0.02)
         << cp_comm_name(comm);
   }
+}
+
+TEST(Lower, TpCommOverlapRingsMoveWhatTheCollectivesMoved) {
+  // Transformer Engine's ring exchange (docs/plan.md "Tensor-parallel communication overlap"):
+  // per layer and micro-batch the forward's two all-gathers (before QKV and fc1) and two
+  // reduce-scatters (after the out-projection and fc2) and the backward's two all-gathers of the
+  // output gradients become rings of tp - 1 shifts of one rank's rows each, which is what a ring
+  // all-gather or reduce-scatter sends per rank: (tp - 1) / tp of the gathered size. The
+  // backward's re-gathers and its two reduce-scatters stay collectives (beside the GEMMs).
+  const ModelSpec m = gpt(4, 256, 8, 512, 64);
+  auto base = strategy(1, 4, 1, 2, 8);
+  base.sequence_parallel = true;
+  auto s = base;
+  s.tp_comm_overlap = true;
+  s.tp_comm_overlap_sms = 3;
+  const Plan plan = lower_on(m, s), without = lower_on(m, base);
+  const int ring = static_cast<int>(CollectiveKind::kRingShift);
+  const int ag = static_cast<int>(CollectiveKind::kAllGather);
+  const int rs = static_cast<int>(CollectiveKind::kReduceScatter);
+  const int tp = static_cast<int>(Purpose::kTp);
+  const auto &c = plan.totals.comm_count, &c0 = without.totals.comm_count;
+  const auto &b = plan.totals.comm_bytes, &b0 = without.totals.comm_bytes;
+  const double ranks = 4, layer_mbs = 4.0 * 4;  // 4 layers x 4 micro-batches, on each rank
+  EXPECT_DOUBLE_EQ(c0[ag][tp] - c[ag][tp], ranks * layer_mbs * 4);
+  EXPECT_DOUBLE_EQ(c0[rs][tp] - c[rs][tp], ranks * layer_mbs * 2);
+  EXPECT_DOUBLE_EQ(c[ring][tp], ranks * layer_mbs * 6 * 3);
+  EXPECT_EQ(c0[ring][tp], 0);
+  const double rows = 2.0 * 64 / 4 * 256 * 2;  // bf16 rows of the rank: 32 tokens x 256
+  EXPECT_DOUBLE_EQ(b[ring][tp], ranks * layer_mbs * 6 * 3 * rows);
+  EXPECT_DOUBLE_EQ(b[ring][tp], 0.75 * ((b0[ag][tp] - b[ag][tp]) + (b0[rs][tp] - b[rs][tp])));
+  // The same work: every GEMM's FLOPs are in its chunks.
+  EXPECT_EQ(plan.totals.flops.hardware, without.totals.flops.hardware);
+  // The GEMMs beside a shift carry the SMs communication holds: per layer and micro-batch,
+  // 3 chunks of each forward ring (4 rings), 3 of each backward ring (2), and the two weight
+  // gradients beside the backward's reduce-scatters.
+  int overlapped = 0;
+  for (const Op& o : plan.programs[0].ops) {
+    if (o.param == 3.0f && (o.kind == OpKind::kLinear || o.kind == OpKind::kLinearBwdData ||
+                            o.kind == OpKind::kLinearBwdWeight)) {
+      ++overlapped;
+    }
+  }
+  EXPECT_EQ(overlapped, layer_mbs * (4 * 3 + 2 * 3 + 2));
+  // A ring step's chunk is another rank's rows: the views rotate through the group.
+  std::set<int> rotations;
+  for (const Buffer& buf : plan.programs[0].buffers) {
+    if (buf.is_view() && buf.view_group.kind == GroupKind::kTp) rotations.insert(buf.view_rotate);
+  }
+  EXPECT_EQ(rotations, (std::set<int>{0, 1, 2, 3}));
 }
 
 TEST(Lower, OneFOneBFirstStageHoldsWhatKorthikantiSays) {

@@ -834,6 +834,46 @@ TEST(StrategySpec, Fp8NeedsADeviceWithAnFp8Peak) {
                       {"strategy.layer_overrides", "device \"A100-SXM4-80GB\""});
 }
 
+TEST(StrategySpec, TpCommOverlapRules) {
+  const StrategySpec s = strategy({{"tp", 4}, {"sequence_parallel", true}, {"tp_comm_overlap", true}});
+  EXPECT_TRUE(s.tp_comm_overlap);
+  EXPECT_EQ(s.tp_comm_overlap_sms, 1);  // Transformer Engine's ring exchange
+  EXPECT_NO_THROW(validate(model(), s, 4));
+  EXPECT_EQ(strategy({{"tp_comm_overlap", true}, {"tp_comm_overlap_sms", 16}}).tp_comm_overlap_sms,
+            16);
+  // Round trip; strategies without it keep their JSON (and hashes).
+  EXPECT_EQ(to_json(parse_strategy(to_json(s))), to_json(s));
+  EXPECT_FALSE(to_json(strategy(Json::object())).contains("tp_comm_overlap"));
+  // It splits sequence parallelism's collectives: without them there is nothing to overlap.
+  expect_config_error(
+      [&] { validate(model(), strategy({{"tp", 4}, {"tp_comm_overlap", true}}), 4); },
+      {"strategy.tp_comm_overlap = true", "sequence_parallel = true (it is false)"});
+  expect_config_error(
+      [&] {
+        validate(model(), strategy({{"sequence_parallel", true}, {"tp_comm_overlap", true}}), 1);
+      },
+      {"strategy.tp_comm_overlap = true", "tp >= 2 (tp = 1)"});
+  expect_config_error([&] { strategy({{"tp_comm_overlap_sms", 4}}); },
+                      {"strategy.tp_comm_overlap_sms = 4", "tp_comm_overlap is false"});
+  expect_config_error([&] { strategy({{"tp_comm_overlap", true}, {"tp_comm_overlap_sms", -1}}); },
+                      {"strategy.tp_comm_overlap_sms = -1", "from 0 to 1024"});
+  // The device's SM count prices the overlapped GEMMs.
+  const ClusterSpec h100 = load_cluster(kRoot + "/configs/clusters/dgx-h100-128n.json");
+  EXPECT_EQ(h100.node_groups[0].gpu.sms, 132);
+  EXPECT_NO_THROW(validate_devices(h100, s, 8));
+  ClusterSpec bare = h100;
+  bare.node_groups[0].gpu.sms = 0;
+  expect_config_error([&] { validate_devices(bare, s, 8); },
+                      {"strategy.tp_comm_overlap = true", "device \"H100-SXM5-80GB\"",
+                       "cluster.gpu.sms is not given"});
+  expect_config_error(
+      [&] {
+        validate_devices(h100, strategy({{"tp_comm_overlap", true}, {"tp_comm_overlap_sms", 132}}),
+                         8);
+      },
+      {"strategy.tp_comm_overlap_sms = 132", "fewer than", "132 SMs"});
+}
+
 // Every bundled strategy is validated against the model its name starts with.
 TEST(StrategySpec, EveryBundledStrategyValidatesAgainstItsModel) {
   const std::map<std::string, std::string> model_of = {

@@ -68,6 +68,7 @@ inline ClusterSpec cluster(int nodes, int gpus_per_node, double memory_bytes = 8
   g.gpu.peak_fp32_flops = 19.5e12;
   g.gpu.memory_bytes = memory_bytes;
   g.gpu.memory_bandwidth_Bps = 2.039e12;
+  g.gpu.sms = 108;
   g.intra_node.bandwidth_Bps = 300e9;
   g.intra_node.latency_s = 2e-6;
   c.node_groups.push_back(g);
