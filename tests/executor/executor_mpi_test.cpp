@@ -149,7 +149,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-dp2-tp2-cp2", 8}, Case{"tiny-cp2-pp2-recompute-full", 4},
                       Case{"tiny-tp2-cp2-all-gather-selective", 4}, Case{"tiny-cp2-zero1", 2},
                       Case{"tiny-dp2-cp2-zero3", 4}, Case{"tiny-pp2-uneven", 2},
-                      Case{"tiny-tp2-sp-overlap", 2}, Case{"tiny-tp4-pp2-overlap-recompute", 8}),
+                      Case{"tiny-tp2-sp-overlap", 2}, Case{"tiny-tp4-pp2-overlap-recompute", 8},
+                      Case{"tiny-dp2-tp2-cp2-overlap", 8}),
     [](const ::testing::TestParamInfo<Case>& p) {
       std::string name = p.param.strategy;
       for (char& ch : name) {
