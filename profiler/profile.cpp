@@ -1,0 +1,334 @@
+// profile.json and links.json, both ways (profile.hpp, docs/profiles.md).
+#include "profiler/profile.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+
+#include "common/error.hpp"
+#include "common/version.hpp"
+
+namespace strata::profiler {
+
+using json::Json;
+using json::ObjectReader;
+
+namespace {
+
+const char* const kOpProfileKind = "strata-op-profile";
+const char* const kLinkProfileKind = "strata-link-profile";
+
+// The enumerator of E named `name` among E(0) .. E(count - 1), else a ConfigError.
+template <class E, class NameOf>
+E enum_named(const std::string& name, int count, NameOf name_of, const std::string& field) {
+  std::string known;
+  for (int i = 0; i < count; ++i) {
+    const auto e = static_cast<E>(i);
+    if (name == name_of(e)) return e;
+    known += std::string(known.empty() ? "" : ", ") + "\"" + name_of(e) + "\"";
+  }
+  json::fail(field, name, "unknown; expected one of " + known);
+}
+
+void check_header(ObjectReader& r, const char* kind) {
+  const long long version = r.get_int("schema_version");
+  if (version != kProfileSchemaVersion) {
+    json::fail(r.field("schema_version"), version,
+               "this Strata reads version " + std::to_string(kProfileSchemaVersion));
+  }
+  const std::string k = r.get_string("kind");
+  if (k != kind) json::fail(r.field("kind"), k, std::string("must be \"") + kind + "\"");
+}
+
+Json measured_on_json(const MeasuredOn& m) {
+  return {{"device", m.device},        {"device_kind", m.device_kind}, {"host", m.host},
+          {"date", m.date},            {"strata_version", m.strata_version},
+          {"libraries", m.libraries}};
+}
+
+MeasuredOn read_measured_on(ObjectReader r) {
+  r.finish({"device", "device_kind", "host", "date", "strata_version", "libraries"});
+  MeasuredOn m;
+  m.device = r.get_string("device");
+  if (m.device.empty()) json::fail(r.field("device"), m.device, "must name the device measured");
+  m.device_kind = r.get_string("device_kind");
+  if (m.device_kind != "cpu" && m.device_kind != "gpu") {
+    json::fail(r.field("device_kind"), m.device_kind, "must be \"cpu\" or \"gpu\"");
+  }
+  m.host = r.get_string("host");
+  m.date = r.get_string("date");
+  m.strata_version = r.get_string("strata_version");
+  const Json& libs = r.get_raw("libraries");
+  if (!libs.is_object()) json::fail(r.field("libraries"), libs, "must be an object of strings");
+  for (const auto& [name, v] : libs.items()) {
+    if (!v.is_string()) json::fail(r.field("libraries") + "." + name, v, "must be a string");
+    m.libraries[name] = v.get<std::string>();
+  }
+  return m;
+}
+
+const Json& list_of(ObjectReader& r, const std::string& key) {
+  const Json& list = r.get_raw(key);
+  if (!list.is_array()) json::fail(r.field(key), list, "must be a list");
+  return list;
+}
+
+double positive(ObjectReader& r, const std::string& key) {
+  const double v = r.get_number(key);
+  if (!(v > 0) || !std::isfinite(v)) json::fail(r.field(key), v, "must be a finite number > 0");
+  return v;
+}
+
+template <class Parse>
+auto parse_in(const Json& j, const std::string& file, Parse parse) {
+  try {
+    return parse(j);
+  } catch (const ConfigError& e) {
+    throw ConfigError(file + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+// ---- profile.json -------------------------------------------------------------------------
+
+Json op_profile_to_json(const OpProfile& p) {
+  Json ops = Json::array();
+  for (const OpMeasurement& m : p.ops) {
+    ops.push_back({{"op", strategies::op_kind_name(m.key.kind)},
+                   {"dtype", strategies::dtype_name(m.key.dtype)},
+                   {"flags", m.key.flags},
+                   {"n_in", m.key.n_in},
+                   {"n_out", m.key.n_out},
+                   {"dims", m.key.dims},
+                   {"median_s", m.median_s},
+                   {"min_s", m.min_s},
+                   {"max_s", m.max_s},
+                   {"repetitions", m.repetitions}});
+  }
+  return {{"schema_version", kProfileSchemaVersion},
+          {"kind", kOpProfileKind},
+          {"measured_on", measured_on_json(p.on)},
+          {"settings", {{"warmup", p.warmup}, {"repetitions", p.repetitions}}},
+          {"plan", {{"model", p.model}, {"strategy", p.strategy}, {"cluster", p.cluster}}},
+          {"ops", ops}};
+}
+
+OpProfile op_profile_from_json(const Json& j, const std::string& file) {
+  return parse_in(j, file, [](const Json& doc) {
+    ObjectReader r(doc, "profile");
+    r.finish({"schema_version", "kind", "measured_on", "settings", "plan", "ops"});
+    check_header(r, kOpProfileKind);
+    OpProfile p;
+    p.on = read_measured_on(r.get_object("measured_on"));
+    ObjectReader settings = r.get_object("settings");
+    settings.finish({"warmup", "repetitions"});
+    p.warmup = static_cast<int>(settings.get_int("warmup"));
+    if (p.warmup < 0) json::fail(settings.field("warmup"), p.warmup, "must be >= 0");
+    p.repetitions = static_cast<int>(settings.get_int("repetitions"));
+    if (p.repetitions < 1) json::fail(settings.field("repetitions"), p.repetitions, "must be >= 1");
+    ObjectReader plan = r.get_object("plan");
+    plan.finish({"model", "strategy", "cluster"});
+    p.model = plan.get_string("model");
+    p.strategy = plan.get_string("strategy");
+    p.cluster = plan.get_string("cluster");
+    const Json& ops = list_of(r, "ops");
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      ObjectReader o(ops[i], "profile.ops[" + std::to_string(i) + "]");
+      o.finish({"op", "dtype", "flags", "n_in", "n_out", "dims", "median_s", "min_s", "max_s",
+                "repetitions"});
+      OpMeasurement m;
+      m.key.kind = enum_named<strategies::OpKind>(
+          o.get_string("op"), static_cast<int>(strategies::OpKind::kCopy) + 1,
+          strategies::op_kind_name, o.field("op"));
+      m.key.dtype = enum_named<strategies::DType>(
+          o.get_string("dtype"), static_cast<int>(strategies::DType::kFp8) + 1,
+          strategies::dtype_name, o.field("dtype"));
+      const long long flags = o.get_int("flags"), n_in = o.get_int("n_in"), n_out = o.get_int("n_out");
+      if (flags < 0 || flags > 255) json::fail(o.field("flags"), flags, "must be 0 to 255");
+      if (n_in < 0 || n_in > 255) json::fail(o.field("n_in"), n_in, "must be 0 to 255");
+      if (n_out < 0 || n_out > 255) json::fail(o.field("n_out"), n_out, "must be 0 to 255");
+      m.key.flags = static_cast<std::uint8_t>(flags);
+      m.key.n_in = static_cast<std::uint8_t>(n_in);
+      m.key.n_out = static_cast<std::uint8_t>(n_out);
+      const Json& dims = o.get_raw("dims");
+      if (!dims.is_array() || dims.size() != m.key.dims.size()) {
+        json::fail(o.field("dims"), dims, "must be a list of 6 integers (Op::dims)");
+      }
+      for (std::size_t d = 0; d < dims.size(); ++d) {
+        if (!dims[d].is_number_integer() || dims[d].get<long long>() < 0) {
+          json::fail(o.field("dims") + "[" + std::to_string(d) + "]", dims[d],
+                     "must be an integer >= 0");
+        }
+        m.key.dims[d] = dims[d].get<std::int64_t>();
+      }
+      m.median_s = positive(o, "median_s");
+      m.min_s = positive(o, "min_s");
+      m.max_s = positive(o, "max_s");
+      if (!(m.min_s <= m.median_s && m.median_s <= m.max_s)) {
+        json::fail(o.field("median_s"), m.median_s,
+                   "must lie between min_s (" + json::show(m.min_s) + ") and max_s (" +
+                       json::show(m.max_s) + ")");
+      }
+      m.repetitions = static_cast<int>(o.get_int("repetitions"));
+      if (m.repetitions < 1) json::fail(o.field("repetitions"), m.repetitions, "must be >= 1");
+      p.ops.push_back(m);
+    }
+    return p;
+  });
+}
+
+OpProfile read_op_profile(const std::string& path) {
+  return op_profile_from_json(json::parse_file(path), path);
+}
+
+// ---- links.json ---------------------------------------------------------------------------
+
+const char* link_collective_name(LinkCollective c) {
+  switch (c) {
+    case LinkCollective::kAllReduce: return "all_reduce";
+    case LinkCollective::kAllGather: return "all_gather";
+    case LinkCollective::kReduceScatter: return "reduce_scatter";
+    case LinkCollective::kAllToAll: return "all_to_all";
+    case LinkCollective::kBroadcast: return "broadcast";
+    case LinkCollective::kSendRecv: return "send_recv";
+  }
+  return "?";
+}
+
+double busbw_factor(LinkCollective c, int ranks) {
+  const double n = ranks;
+  switch (c) {
+    case LinkCollective::kAllReduce: return 2.0 * (n - 1) / n;
+    case LinkCollective::kAllGather:
+    case LinkCollective::kReduceScatter:
+    case LinkCollective::kAllToAll: return (n - 1) / n;
+    case LinkCollective::kBroadcast:
+    case LinkCollective::kSendRecv: return 1.0;
+  }
+  return 1.0;
+}
+
+LinkFit fit_curve(const LinkCurve& c) {
+  // Least squares of time = a + x / b over x = bytes x busbw factor.
+  const double factor = busbw_factor(c.collective, c.ranks);
+  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (const LinkPoint& p : c.points) {
+    const double x = p.bytes * factor;
+    n += 1;
+    sx += x;
+    sy += p.time_s;
+    sxx += x * x;
+    sxy += x * p.time_s;
+  }
+  const double det = n * sxx - sx * sx;
+  STRATA_CHECK(n >= 2 && det > 0, "fit_curve needs two distinct sizes");
+  double slope = (n * sxy - sx * sy) / det;
+  double latency = (sy - slope * sx) / n;
+  if (latency < 0) {  // no negative latency: the slope through the origin instead
+    latency = 0;
+    slope = sxy / sxx;
+  }
+  LinkFit f;
+  f.latency_s = latency;
+  f.busbw_Bps = slope > 0 ? 1.0 / slope : 0;
+  return f;
+}
+
+Json link_profile_to_json(const LinkProfile& p) {
+  Json curves = Json::array();
+  for (const LinkCurve& c : p.curves) {
+    Json points = Json::array();
+    const double factor = busbw_factor(c.collective, c.ranks);
+    for (const LinkPoint& x : c.points) {
+      points.push_back({{"bytes", static_cast<long long>(std::llround(x.bytes))},
+                        {"time_s", x.time_s},
+                        {"algbw_GBps", x.algbw_Bps() / 1e9},
+                        {"busbw_GBps", x.algbw_Bps() * factor / 1e9}});
+    }
+    curves.push_back({{"collective", link_collective_name(c.collective)},
+                      {"ranks", c.ranks},
+                      {"fabric", c.fabric},
+                      {"points", points},
+                      {"fit", {{"latency_s", c.fit.latency_s}, {"busbw_GBps", c.fit.busbw_Bps / 1e9}}}});
+  }
+  return {{"schema_version", kProfileSchemaVersion},
+          {"kind", kLinkProfileKind},
+          {"measured_on", measured_on_json(p.on)},
+          {"backend", p.backend},
+          {"curves", curves}};
+}
+
+LinkProfile link_profile_from_json(const Json& j, const std::string& file) {
+  return parse_in(j, file, [](const Json& doc) {
+    ObjectReader r(doc, "links");
+    r.finish({"schema_version", "kind", "measured_on", "backend", "curves"});
+    check_header(r, kLinkProfileKind);
+    LinkProfile p;
+    p.on = read_measured_on(r.get_object("measured_on"));
+    p.backend = r.get_string("backend");
+    if (p.backend != "mpi" && p.backend != "nccl" && p.backend != "nccl-tests") {
+      json::fail(r.field("backend"), p.backend, "must be \"mpi\", \"nccl\" or \"nccl-tests\"");
+    }
+    const Json& curves = list_of(r, "curves");
+    for (std::size_t i = 0; i < curves.size(); ++i) {
+      ObjectReader c(curves[i], "links.curves[" + std::to_string(i) + "]");
+      c.finish({"collective", "ranks", "fabric", "points", "fit"});
+      LinkCurve curve;
+      curve.collective = enum_named<LinkCollective>(c.get_string("collective"), kNumLinkCollectives,
+                                                    link_collective_name, c.field("collective"));
+      const long long ranks = c.get_int("ranks");
+      if (ranks < 2) json::fail(c.field("ranks"), ranks, "a group of at least 2 ranks");
+      curve.ranks = static_cast<int>(ranks);
+      curve.fabric = c.get_string("fabric");
+      if (curve.fabric.empty()) json::fail(c.field("fabric"), curve.fabric, "must name a fabric");
+      const Json& points = list_of(c, "points");
+      for (std::size_t k = 0; k < points.size(); ++k) {
+        ObjectReader x(points[k], c.field("points") + "[" + std::to_string(k) + "]");
+        x.finish({"bytes", "time_s", "algbw_GBps", "busbw_GBps"});
+        LinkPoint pt;
+        pt.bytes = positive(x, "bytes");
+        pt.time_s = positive(x, "time_s");
+        x.accept("algbw_GBps");  // derived; written for people
+        x.accept("busbw_GBps");
+        if (!curve.points.empty() && !(pt.bytes > curve.points.back().bytes)) {
+          json::fail(x.field("bytes"), pt.bytes, "sizes must ascend");
+        }
+        curve.points.push_back(pt);
+      }
+      if (curve.points.size() < 2) {
+        json::fail(c.field("points"), points, "needs at least two message sizes");
+      }
+      ObjectReader f = c.get_object("fit");
+      f.finish({"latency_s", "busbw_GBps"});
+      curve.fit.latency_s = f.get_number("latency_s");
+      if (curve.fit.latency_s < 0) json::fail(f.field("latency_s"), curve.fit.latency_s, "must be >= 0");
+      curve.fit.busbw_Bps = positive(f, "busbw_GBps") * 1e9;
+      p.curves.push_back(curve);
+    }
+    return p;
+  });
+}
+
+LinkProfile read_link_profile(const std::string& path) {
+  return link_profile_from_json(json::parse_file(path), path);
+}
+
+std::string utc_now_iso8601() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+}  // namespace strata::profiler
