@@ -57,6 +57,9 @@ class Comm {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string backend() const = 0;  // "local" or "mpi"
+  // The library under the backend and its version ("Open MPI v4.1.4"), for the provenance of
+  // measured outputs (the profiler's links.json); "" when there is none or it cannot say.
+  virtual std::string library_version() const { return ""; }
 
   // Collective over the world: `my_group` is this rank's group (sorted, containing rank()) or
   // empty when this rank takes part in no group of this call. Returns the group's id, or

@@ -2,6 +2,7 @@
 // sub-communicators made with MPI_Comm_split, and MPI_Isend / MPI_Irecv for pipeline transfers.
 // Every MPI call goes through STRATA_MPI_CHECK, which names the call, the rank and the host.
 #include <mpi.h>
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <stdexcept>
@@ -84,6 +85,16 @@ class MpiComm final : public Comm {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
+  // The first part of MPI_Get_library_version's text: "Open MPI v4.1.4", "MPICH Version: 4.0".
+  std::string library_version() const override {
+    std::array<char, MPI_MAX_LIBRARY_VERSION_STRING> text{};
+    int len = 0;
+    if (MPI_Get_library_version(text.data(), &len) != MPI_SUCCESS) return "";
+    std::string s(text.data());  // zero-filled, so terminated
+    s = s.substr(0, s.find_first_of(",\n"));
+    std::replace(s.begin(), s.end(), '\t', ' ');
+    return s;
+  }
 
   GroupId split(const std::vector<int>& my_group) override {
     const int color = my_group.empty() ? MPI_UNDEFINED : my_group.front();
