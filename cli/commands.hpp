@@ -18,5 +18,8 @@ int simulate_command(const std::vector<std::string>& args);
 extern const char* const kSimulateHelp;
 int run_command(const std::vector<std::string>& args);
 extern const char* const kRunHelp;
+// `strata profile links` (the arguments after "links").
+int profile_links_command(const std::vector<std::string>& args);
+extern const char* const kProfileLinksHelp;
 
 }  // namespace strata::cli
