@@ -26,6 +26,10 @@ const std::vector<std::pair<std::string, LinkCollective>> kBinaries = {
     {"broadcast_perf", LinkCollective::kBroadcast},
     {"sendrecv_perf", LinkCollective::kSendRecv}};
 
+// Bounds that keep every number exact in a double and an int: no real output comes near them.
+constexpr long long kMaxBytes = 1LL << 53;
+constexpr long long kMaxRank = 1 << 24;
+
 // One run of a test binary: from its first preamble line to the next run's.
 struct Run {
   int first_line = 0;
@@ -128,7 +132,8 @@ void read_rank_line(const std::vector<std::string>& words, const LineError& at, 
   long long rank = -1;
   std::size_t on = 1;
   while (on < words.size() && words[on] != "on") ++on;
-  if (words.size() < 2 || !parse_int(words[1], rank) || rank < 0 || on + 1 >= words.size()) {
+  if (words.size() < 2 || !parse_int(words[1], rank) || rank < 0 || rank > kMaxRank ||
+      on + 1 >= words.size()) {
     at.fail("expected a rank line '#  Rank N [Group G] Pid P on HOST device D [BUS] NAME'");
   }
   run.ranks.insert(static_cast<int>(rank));
@@ -189,7 +194,7 @@ void read_row(const std::string& text, const LineError& at, Run& run) {
             std::to_string(words.size()));
   }
   long long size = -1;
-  if (!parse_int(words[0], size) || size < 0) {
+  if (!parse_int(words[0], size) || size < 0 || size > kMaxBytes) {
     at.fail("size = '" + words[0] + "': expected a whole number of bytes");
   }
   double time_us = 0;
@@ -200,7 +205,7 @@ void read_row(const std::string& text, const LineError& at, Run& run) {
   if (size == 0) return;
   if (!run.points.empty() && !(static_cast<double>(size) > run.points.back().bytes)) {
     at.fail("size " + std::to_string(size) + " does not exceed the previous row's " +
-            std::to_string(std::llround(run.points.back().bytes)) +
+            std::to_string(static_cast<long long>(run.points.back().bytes)) +
             ": sizes must ascend within a run (concatenated runs each start with their "
             "'# nThread' line)");
   }
