@@ -67,8 +67,8 @@ Examples (CI runs as root: add --allow-run-as-root; more ranks than cores: --ove
 
 namespace {
 
-const std::vector<std::string> kImportFlags = {"--import", "--fabric", "--device", "--collective",
-                                               "--ranks"};
+// The flags of each mode, refused in the other.
+const std::vector<std::string> kImportFlags = {"--fabric", "--device", "--collective", "--ranks"};
 const std::vector<std::string> kMeasureFlags = {"--cluster", "--max-bytes", "--iters", "--warmup"};
 
 // `text` as bytes: a whole number with an optional K, M or G suffix (x 1024, as nccl-tests' -e).
@@ -89,8 +89,7 @@ std::int64_t parse_bytes(const std::string& flag, const std::string& text) {
   const std::int64_t scale = std::int64_t{1} << shift;
   if (used == 0 || used != text.size() || n < 1 || n > (std::int64_t{1} << 40) / scale) {
     throw ConfigError(flag + " = " + text +
-                      ": must be a positive number of bytes (e.g. 4096, 64K, "
-                      "16M, 1G)");
+                      ": must be a positive number of bytes (e.g. 4096, 64K, 16M, 1G)");
   }
   return n * scale;
 }
