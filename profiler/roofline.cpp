@@ -50,6 +50,8 @@ bool is_linear(OpKind k) {
   return k == OpKind::kLinear || k == OpKind::kLinearBwdData || k == OpKind::kLinearBwdWeight;
 }
 
+}  // namespace
+
 // Strategy tp_comm_overlap: a GEMM that runs beside communication kernels holding Op::param of
 // the GPU's streaming multiprocessors gets the rest, so its FLOP term stretches by
 // sms / (sms - param). A CPU device has no SMs to share: 1.
@@ -71,7 +73,6 @@ double overlap_slowdown(const strategies::Op& op, const strategies::DeviceSpec& 
   return device.sms / (device.sms - static_cast<double>(op.param));
 }
 
-}  // namespace
 
 OpClass op_kind_class(OpKind k) {
   switch (k) {

@@ -96,6 +96,44 @@ TEST_F(Cli, PlanSummarySaysWhenTensorParallelCommunicationOverlaps) {
   EXPECT_EQ(plain.out.find("overlapped"), std::string::npos) << plain.out;
 }
 
+// `strata simulate --profile --links`: the measured costs in front of the roofline, counted in
+// the report; a profile of a device the cluster lacks is refused naming file, field and value.
+TEST_F(Cli, SimulateWithMeasuredCosts) {
+  const std::string on =
+      R"j({"device": "Intel Xeon vCPU core (KVM, 2.6 GHz, AVX-512 + AMX)", "device_kind": "cpu",
+          "host": "h", "date": "2026-12-06T00:00:00Z", "strata_version": "test", "libraries": {}})j";
+  const std::string profile = write(
+      "profile.json", R"({"schema_version": 1, "kind": "strata-op-profile", "measured_on": )" + on +
+                          R"(, "settings": {"warmup": 1, "repetitions": 3},
+          "plan": {"model": "gpt-tiny", "strategy": "tiny-dp2", "cluster": "local-cpu"},
+          "ops": []})");
+  const std::string links = write(
+      "links.json", R"({"schema_version": 1, "kind": "strata-link-profile", "measured_on": )" + on +
+                        R"(, "backend": "mpi", "curves": [{"collective": "all_reduce", "ranks": 2,
+          "fabric": "shared", "points": [{"bytes": 1024, "time_s": 2e-5},
+                                         {"bytes": 1048576, "time_s": 6e-4}],
+          "fit": {"latency_s": 1.9e-5, "busbw_GBps": 0.9}}]})");
+  const std::string specs = "--model gpt-tiny --cluster local-cpu --strategy tiny-dp2 --gpus 2 ";
+  const Result r = run("simulate " + specs + "--profile " + profile + " --links " + links);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // No op measured (an empty profile): every task from the roofline; the gradient all-reduces
+  // over the 2 ranks on the shared fabric are measured.
+  EXPECT_NE(r.out.find("measured costs     0 of "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(" 0 of 0 collectives"), std::string::npos) << r.out;
+  EXPECT_EQ(run("simulate " + specs).out.find("measured costs"), std::string::npos);
+  // Another device.
+  const std::string other = write("other.json", strata::json::read_file(profile).replace(
+                                                    strata::json::read_file(profile).find("Intel"),
+                                                    5, "Other"));
+  const Result bad = run("simulate " + specs + "--profile " + other);
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find(other + ": profile.measured_on.device = \"Other Xeon"), std::string::npos)
+      << bad.err;
+  const Result missing = run("simulate " + specs + "--links " + (dir_ / "none.json").string());
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("none.json"), std::string::npos) << missing.err;
+}
+
 TEST_F(Cli, JsonSummaryAndPlanFile) {
   const std::string plan = (dir_ / "plan.json").string();
   const Result r = run(std::string("plan ") + kMain + " --json - --out " + plan);
