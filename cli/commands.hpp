@@ -18,5 +18,7 @@ int simulate_command(const std::vector<std::string>& args);
 extern const char* const kSimulateHelp;
 int run_command(const std::vector<std::string>& args);
 extern const char* const kRunHelp;
+int compare_command(const std::vector<std::string>& args);
+extern const char* const kCompareHelp;
 
 }  // namespace strata::cli

@@ -24,6 +24,9 @@ Commands:
   run        Train for real under mpirun: every process is one rank and runs its share of the
              same Plan on the CPU (Eigen kernels, MPI collectives); prints the loss per step
              and tokens/s.
+  compare    Join a predicted and a measured trace of the same Plan task by task: the step, the
+             idle time, each category of task and the worst-predicted tasks, predicted against
+             measured.
   help       Show this help, or `strata help <command>` for a command's options.
   version    Print Strata's version.
 
@@ -61,6 +64,10 @@ int main(int argc, char** argv) {
         std::cout << strata::cli::kRunHelp;
         return strata::cli::kExitOk;
       }
+      if (args[0] == "compare") {
+        std::cout << strata::cli::kCompareHelp;
+        return strata::cli::kExitOk;
+      }
 #if STRATA_HAVE_SIMGRID
       if (args[0] == "simulate") {
         std::cout << strata::cli::kSimulateHelp;
@@ -72,6 +79,7 @@ int main(int argc, char** argv) {
     }
     if (command == "plan") return strata::cli::plan_command(args);
     if (command == "run") return strata::cli::run_command(args);
+    if (command == "compare") return strata::cli::compare_command(args);
     if (command == "simulate") {
 #if STRATA_HAVE_SIMGRID
       return strata::cli::simulate_command(args);

@@ -134,6 +134,29 @@ TEST_F(Cli, SimulateWithMeasuredCosts) {
   EXPECT_NE(missing.err.find("none.json"), std::string::npos) << missing.err;
 }
 
+// `strata compare`: two traces of one Plan joined task by task (here two predictions, so every
+// error is 0); usage errors name what is missing.
+TEST_F(Cli, CompareJoinsTwoTracesTaskByTask) {
+  const std::string specs = "--model gpt-tiny --cluster local-cpu --strategy tiny-dp2 --gpus 2 ";
+  const std::string a = (dir_ / "a.json").string(), b = (dir_ / "b.json").string();
+  ASSERT_EQ(run("simulate " + specs + "--trace-ranks all --trace " + a).exit_code, 0);
+  ASSERT_EQ(run("simulate " + specs + "--trace " + b).exit_code, 0);  // rank 0 only
+  const std::string csv = (dir_ / "c.csv").string();
+  const Result r = run("compare " + a + " " + b + " --worst 2 --csv " + csv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("1 rank(s)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("all_reduce dp"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("+0.0%"), std::string::npos) << r.out;
+  EXPECT_EQ(read(csv).rfind("rank,task,name,category,predicted_s,measured_s,error\n", 0), 0u);
+  const Result json = run("compare " + a + " " + b + " --json -");
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(strata::json::parse(json.out, "out")["step"]["error"], 0.0);
+  const Result usage = run("compare " + a);
+  EXPECT_EQ(usage.exit_code, 1);
+  EXPECT_NE(usage.err.find("expected two trace files"), std::string::npos) << usage.err;
+  EXPECT_EQ(run("compare --help").exit_code, 0);
+}
+
 TEST_F(Cli, JsonSummaryAndPlanFile) {
   const std::string plan = (dir_ / "plan.json").string();
   const Result r = run(std::string("plan ") + kMain + " --json - --out " + plan);
