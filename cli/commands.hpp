@@ -18,5 +18,8 @@ int simulate_command(const std::vector<std::string>& args);
 extern const char* const kSimulateHelp;
 int run_command(const std::vector<std::string>& args);
 extern const char* const kRunHelp;
+// `strata profile ops` (args after "ops").
+int profile_ops_command(const std::vector<std::string>& args);
+extern const char* const kProfileOpsHelp;
 
 }  // namespace strata::cli

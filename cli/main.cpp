@@ -24,6 +24,9 @@ Commands:
   run        Train for real under mpirun: every process is one rank and runs its share of the
              same Plan on the CPU (Eigen kernels, MPI collectives); prints the loss per step
              and tokens/s.
+  profile ops
+             Time every distinct op of a Plan alone on this machine's CPU (the executor's
+             kernels, warm-up apart, rotated inputs) and write profile.json.
   help       Show this help, or `strata help <command>` for a command's options.
   version    Print Strata's version.
 
@@ -61,6 +64,10 @@ int main(int argc, char** argv) {
         std::cout << strata::cli::kRunHelp;
         return strata::cli::kExitOk;
       }
+      if (args[0] == "profile" && args.size() > 1 && args[1] == "ops") {
+        std::cout << strata::cli::kProfileOpsHelp;
+        return strata::cli::kExitOk;
+      }
 #if STRATA_HAVE_SIMGRID
       if (args[0] == "simulate") {
         std::cout << strata::cli::kSimulateHelp;
@@ -72,6 +79,9 @@ int main(int argc, char** argv) {
     }
     if (command == "plan") return strata::cli::plan_command(args);
     if (command == "run") return strata::cli::run_command(args);
+    if (command == "profile" && !args.empty() && args[0] == "ops") {
+      return strata::cli::profile_ops_command({args.begin() + 1, args.end()});
+    }
     if (command == "simulate") {
 #if STRATA_HAVE_SIMGRID
       return strata::cli::simulate_command(args);
