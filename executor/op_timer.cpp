@@ -61,7 +61,7 @@ std::pair<std::int32_t, std::int64_t> root_of(const ProgramSet& plan, int rank, 
     const Buffer& b = p.buffers[id];
     if (!b.is_view()) return {id, offset};
     const std::int64_t at = view_offset_elements(plan, rank, b);
-    if (b.view_of < 0 || static_cast<std::size_t>(b.view_of) >= p.buffers.size() ||
+    if (b.view_of < 0 || static_cast<std::size_t>(b.view_of) >= p.buffers.size() || at < 0 ||
         at + b.elements() > p.buffers[b.view_of].elements()) {
       break;
     }
