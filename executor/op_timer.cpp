@@ -199,7 +199,8 @@ int set_count(double set_bytes, const OpTimerOptions& o) {
   const double target = o.rotate_bytes > 0 ? o.rotate_bytes : 2 * last_level_cache_bytes();
   const double wanted = std::ceil(target / std::max(set_bytes, 1.0));
   const double fitting = std::floor(o.max_bytes / std::max(set_bytes, 1.0));
-  return static_cast<int>(std::max(1.0, std::min({wanted, fitting, double(o.max_sets)})));
+  return static_cast<int>(
+      std::max(1.0, std::min({wanted, fitting, static_cast<double>(o.max_sets)})));
 }
 
 void check_options(const OpTimerOptions& o) {
@@ -207,8 +208,9 @@ void check_options(const OpTimerOptions& o) {
   if (o.repetitions < 1) {
     throw ConfigError("repetitions = " + std::to_string(o.repetitions) + ": must be >= 1");
   }
-  if (o.max_sets < 1)
+  if (o.max_sets < 1) {
     throw ConfigError("max_sets = " + std::to_string(o.max_sets) + ": must be >= 1");
+  }
   if (!(o.max_bytes > 0) || !(o.rotate_bytes >= 0)) {
     throw ConfigError("max_bytes must be > 0 and rotate_bytes >= 0");
   }
