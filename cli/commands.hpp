@@ -20,5 +20,8 @@ int run_command(const std::vector<std::string>& args);
 extern const char* const kRunHelp;
 int compare_command(const std::vector<std::string>& args);
 extern const char* const kCompareHelp;
+// `strata profile ops` (args after "ops").
+int profile_ops_command(const std::vector<std::string>& args);
+extern const char* const kProfileOpsHelp;
 
 }  // namespace strata::cli

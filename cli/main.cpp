@@ -27,6 +27,9 @@ Commands:
   compare    Join a predicted and a measured trace of the same Plan task by task: the step, the
              idle time, each category of task and the worst-predicted tasks, predicted against
              measured.
+  profile ops
+             Time every distinct op of a Plan alone on this machine's CPU (the executor's
+             kernels, warm-up apart, rotated inputs) and write profile.json.
   help       Show this help, or `strata help <command>` for a command's options.
   version    Print Strata's version.
 
@@ -68,6 +71,10 @@ int main(int argc, char** argv) {
         std::cout << strata::cli::kCompareHelp;
         return strata::cli::kExitOk;
       }
+      if (args[0] == "profile" && args.size() > 1 && args[1] == "ops") {
+        std::cout << strata::cli::kProfileOpsHelp;
+        return strata::cli::kExitOk;
+      }
 #if STRATA_HAVE_SIMGRID
       if (args[0] == "simulate") {
         std::cout << strata::cli::kSimulateHelp;
@@ -80,6 +87,13 @@ int main(int argc, char** argv) {
     if (command == "plan") return strata::cli::plan_command(args);
     if (command == "run") return strata::cli::run_command(args);
     if (command == "compare") return strata::cli::compare_command(args);
+    if (command == "profile") {
+      if (!args.empty() && args[0] == "ops") {
+        return strata::cli::profile_ops_command({args.begin() + 1, args.end()});
+      }
+      std::cerr << "Usage: strata profile ops [options] (see strata profile ops --help)\n";
+      return strata::cli::kExitUsage;
+    }
     if (command == "simulate") {
 #if STRATA_HAVE_SIMGRID
       return strata::cli::simulate_command(args);

@@ -11,6 +11,7 @@
 #   common        common                                          -
 #   strategies    common strategies                               -
 #   profiler      common strategies profiler                      -
+#   profiler/tools common strategies profiler kernels executor    - (the measuring tools)
 #   results       common strategies results                       -
 #   sim           common strategies profiler results sim          SimGrid
 #   kernels       kernels                                         Eigen, CUDA
@@ -156,14 +157,17 @@ set(STRATA_PARENT_INCLUDE "${_strata_include}[<\"][^\">]*[.][.]/")
 # strata_include_rules(<target> [SYSTEM <family>...])
 # The include hygiene of the folder that defines <target> (the current source directory), checked
 # at every build: no "../" include, and no header of a family in STRATA_HEADER_FAMILIES that is
-# not listed after SYSTEM. Rules are named <folder>_parent_includes and <folder>_system_headers.
+# not listed after SYSTEM. Rules are named <folder>_parent_includes and <folder>_system_headers
+# ("/" in a nested folder becomes "_").
 function(strata_include_rules target)
   cmake_parse_arguments(ARG "" "" "SYSTEM" ${ARGN})
   if(ARG_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "strata_include_rules(${target}): unknown arguments ${ARG_UNPARSED_ARGUMENTS}")
   endif()
   file(RELATIVE_PATH folder ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
-  strata_forbid_tokens(NAME ${folder}_parent_includes DIR ${folder} TARGETS ${target}
+  # A nested folder (profiler/tools) names its rules profiler_tools_...: no "/" in a target name.
+  string(REPLACE "/" "_" rule ${folder})
+  strata_forbid_tokens(NAME ${rule}_parent_includes DIR ${folder} TARGETS ${target}
     TOKENS "${STRATA_PARENT_INCLUDE}"
     MESSAGE "include project headers from the project root (\"strategies/plan.hpp\"), never \
 with \"../\": a relative path reaches around the include view of ${target} \
@@ -186,7 +190,7 @@ with \"../\": a relative path reaches around the include view of ${target} \
     return()
   endif()
   list(JOIN forbidden ", " forbidden)
-  strata_forbid_tokens(NAME ${folder}_system_headers DIR ${folder} TARGETS ${target}
+  strata_forbid_tokens(NAME ${rule}_system_headers DIR ${folder} TARGETS ${target}
     TOKENS ${tokens}
     MESSAGE "${folder}/ may not include ${forbidden} headers (DESIGN.md \"Folders and what each \
 may depend on\", cmake/StrataBuildRules.cmake).")

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/json.hpp"
+#include "profiler/profile.hpp"
 
 namespace fs = std::filesystem;
 
@@ -229,6 +230,61 @@ TEST_F(Cli, HuggingFaceConfigAndRescaledCluster) {
   const auto j = strata::json::parse(r.out, "summary");
   EXPECT_EQ(j["world_size"], 8);
   EXPECT_NEAR(j["params"]["total"].get<double>(), 6738415616.0, 0.5);
+}
+
+// `strata profile ops`: every distinct op of the Plan timed into a profile.json the strict
+// reader accepts; progress on stderr. Behaviour only, never a timing value.
+TEST_F(Cli, ProfileOpsWritesAProfileTheReaderAccepts) {
+  const std::string out = (dir_ / "profile.json").string();
+  const Result r = run("profile ops --model gpt-tiny --strategy tiny-1rank --repetitions 2 " +
+                       std::string("--warmup 0 --out ") + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("op 1 of "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(": linear fp32 dims "), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("wrote " + out), std::string::npos) << r.out;
+  const strata::profiler::OpProfile p = strata::profiler::read_op_profile(out);
+  EXPECT_EQ(p.repetitions, 2);
+  EXPECT_EQ(p.warmup, 0);
+  EXPECT_EQ(p.strategy, "tiny-1rank");
+  EXPECT_EQ(p.cluster, "local-cpu");
+  EXPECT_EQ(p.on.device_kind, "cpu");
+  EXPECT_GT(p.ops.size(), 10u);
+  for (const auto& m : p.ops) {
+    EXPECT_LE(m.min_s, m.median_s);
+    EXPECT_LE(m.median_s, m.max_s);
+    EXPECT_EQ(m.repetitions, 2);
+  }
+  EXPECT_FALSE(fs::exists(out + ".tmp-strata"));
+  const Result help = run("profile ops --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--repetitions"), std::string::npos);
+  EXPECT_EQ(run("help profile ops").out, help.out);
+}
+
+// Bad flags and what cannot be timed: exit 1, the flag and value named, no file written.
+TEST_F(Cli, ProfileOpsRefusesBadFlagsAndWritesNothing) {
+  const std::string out = (dir_ / "profile.json").string();
+  const std::string base = "profile ops --model gpt-tiny --strategy tiny-1rank --out " + out;
+  const std::string bf16 = write("bf16.json", R"({"name": "bf16", "micro_batch_size": 2,
+    "global_batch_size": 8, "precision": "bf16"})");
+  const std::pair<std::string, std::string> cases[] = {
+      {base + " --repetitions 0", "--repetitions = 0"},
+      {base + " --warmup -1", "--warmup = -1"},
+      {base + " --warmup two", "--warmup = two"},
+      {base + " --device cuda", "issue 19"},
+      {base + " --device tpu", "--device = tpu"},
+      {base + " --frobnicate 3", "--frobnicate"},
+      {"profile ops --model gpt-tiny --strategy tiny-1rank", "--out"},
+      {"profile ops --model gpt-tiny --strategy " + bf16 + " --out " + out,
+       "the executor cannot run this Plan"},
+      {base + " --cluster dgx-a100-128n", "is a GPU"},
+  };
+  for (const auto& [args, message] : cases) {
+    const Result r = run(args);
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+    EXPECT_FALSE(fs::exists(out)) << args;
+  }
 }
 
 }  // namespace
