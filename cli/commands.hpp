@@ -18,6 +18,11 @@ int simulate_command(const std::vector<std::string>& args);
 extern const char* const kSimulateHelp;
 int run_command(const std::vector<std::string>& args);
 extern const char* const kRunHelp;
+int compare_command(const std::vector<std::string>& args);
+extern const char* const kCompareHelp;
+// `strata profile ops` (args after "ops").
+int profile_ops_command(const std::vector<std::string>& args);
+extern const char* const kProfileOpsHelp;
 // `strata profile links` (the arguments after "links").
 int profile_links_command(const std::vector<std::string>& args);
 extern const char* const kProfileLinksHelp;

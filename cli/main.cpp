@@ -24,6 +24,12 @@ Commands:
   run        Train for real under mpirun: every process is one rank and runs its share of the
              same Plan on the CPU (Eigen kernels, MPI collectives); prints the loss per step
              and tokens/s.
+  compare    Join a predicted and a measured trace of the same Plan task by task: the step, the
+             idle time, each category of task and the worst-predicted tasks, predicted against
+             measured.
+  profile ops
+             Time every distinct op of a Plan alone on this machine's CPU (the executor's
+             kernels, warm-up apart, rotated inputs) and write profile.json.
   profile links
              Write links.json, the time of collectives over message sizes: measured under
              mpirun through the executor's MPI layer, or imported from nccl-tests output.
@@ -64,6 +70,14 @@ int main(int argc, char** argv) {
         std::cout << strata::cli::kRunHelp;
         return strata::cli::kExitOk;
       }
+      if (args[0] == "compare") {
+        std::cout << strata::cli::kCompareHelp;
+        return strata::cli::kExitOk;
+      }
+      if (args[0] == "profile" && args.size() > 1 && args[1] == "ops") {
+        std::cout << strata::cli::kProfileOpsHelp;
+        return strata::cli::kExitOk;
+      }
       if (args[0] == "profile" && args.size() > 1 && args[1] == "links") {
         std::cout << strata::cli::kProfileLinksHelp;
         return strata::cli::kExitOk;
@@ -79,8 +93,17 @@ int main(int argc, char** argv) {
     }
     if (command == "plan") return strata::cli::plan_command(args);
     if (command == "run") return strata::cli::run_command(args);
-    if (command == "profile" && !args.empty() && args[0] == "links") {
-      return strata::cli::profile_links_command({args.begin() + 1, args.end()});
+    if (command == "compare") return strata::cli::compare_command(args);
+    if (command == "profile") {
+      if (!args.empty() && args[0] == "ops") {
+        return strata::cli::profile_ops_command({args.begin() + 1, args.end()});
+      }
+      if (!args.empty() && args[0] == "links") {
+        return strata::cli::profile_links_command({args.begin() + 1, args.end()});
+      }
+      std::cerr << "Usage: strata profile ops|links [options] (see strata profile ops --help, "
+                   "strata profile links --help)\n";
+      return strata::cli::kExitUsage;
     }
     if (command == "simulate") {
 #if STRATA_HAVE_SIMGRID

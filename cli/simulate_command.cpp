@@ -1,11 +1,14 @@
 // `strata simulate`: lower the specs to a Plan and replay it on a SimGrid model of the cluster;
 // print the report, optionally write report.json and trace.json. One simulation per process.
+#include <algorithm>
 #include <iostream>
+#include <memory>
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "cli/specs.hpp"
 #include "common/error.hpp"
+#include "profiler/profiled_cost_model.hpp"
 #include "profiler/roofline.hpp"
 #include "results/report.hpp"
 #include "results/trace.hpp"
@@ -36,6 +39,11 @@ Options:
   --efficiencies FILE  the roofline cost model's table: compute efficiencies per block and
                        device, and the fraction of each fabric's line rate collectives reach
                        (default: the bundled profiler/efficiencies.json)
+  --profile FILES      measured op costs (profile.json from `strata profile ops`; several
+                       comma-separated, one per device): ops measured on a device of the
+                       cluster are priced from them, the rest by the roofline
+  --links FILES        measured collective curves (links.json from `strata profile links`,
+                       comma-separated): each measured fabric's efficiency and latency
   --straggler R:F      run rank R at F times its speed (e.g. 3:0.5); may be repeated as R:F,R:F
   --exact              simulate every rank and every ring step (default: fold data-parallel
                        replicas and tensor-parallel peers into one representative rank and send
@@ -47,8 +55,46 @@ Options:
 
 The report gives step time, tokens/s, model and hardware TFLOP/s per GPU, MFU, the bubble
 fraction and, per pipeline stage, compute, communication, exposed communication and idle
-seconds and peak memory. The same inputs give the same report, byte for byte.
+seconds and peak memory. The same inputs give the same report, byte for byte (with --profile
+and --links: the same files). With measured costs it says how many of the simulated compute
+tasks and collectives were priced by measurements (docs/profiles.md "Using them").
 )";
+
+namespace {
+
+std::vector<std::string> split_files(const std::string& flag, const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= list.size()) {
+    const std::size_t comma = std::min(list.find(',', at), list.size());
+    const std::string item = list.substr(at, comma - at);
+    if (item.empty()) throw ConfigError(flag + " = " + list + ": an empty file name");
+    out.push_back(item);
+    at = comma + 1;
+  }
+  return out;
+}
+
+// The roofline, or with --profile / --links the measured costs in front of it.
+std::unique_ptr<profiler::CostModel> cost_model(const Args& args, const strategies::Plan& plan) {
+  profiler::RooflineCostModel roofline(profiler::load_efficiencies(
+      args.get("--efficiencies").value_or(profiler::default_efficiencies_path())));
+  if (!args.has("--profile") && !args.has("--links")) {
+    return std::make_unique<profiler::RooflineCostModel>(std::move(roofline));
+  }
+  std::vector<std::string> op_files, link_files;
+  if (const auto p = args.get("--profile")) op_files = split_files("--profile", *p);
+  if (const auto l = args.get("--links")) link_files = split_files("--links", *l);
+  std::vector<profiler::OpProfile> ops;
+  std::vector<profiler::LinkProfile> links;
+  for (const std::string& f : op_files) ops.push_back(profiler::read_op_profile(f));
+  for (const std::string& f : link_files) links.push_back(profiler::read_link_profile(f));
+  return std::make_unique<profiler::ProfiledCostModel>(std::move(roofline), plan.cluster, ops,
+                                                        op_files, links, link_files);
+}
+
+}  // namespace
+
 
 int simulate_command(const std::vector<std::string>& argv) {
   if (asks_for_help(argv)) {
@@ -56,7 +102,8 @@ int simulate_command(const std::vector<std::string>& argv) {
     return kExitOk;
   }
   const Args args(
-      argv, spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies", "--straggler"}),
+      argv, spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies", "--straggler",
+                            "--profile", "--links"}),
       {}, {"--ignore-memory", "--exact"});
   const strategies::Plan plan = lower_inputs(args);
   const int over = strategies::first_rank_over_capacity(plan);
@@ -66,9 +113,9 @@ int simulate_command(const std::vector<std::string>& argv) {
                       " (see `strata plan`; --ignore-memory simulates it anyway)");
   }
 
-  // The one cost object: compute and link efficiencies from the same table.
-  const profiler::RooflineCostModel cost(profiler::load_efficiencies(
-      args.get("--efficiencies").value_or(profiler::default_efficiencies_path())));
+  // The one cost object: compute and link efficiencies from the same table (and the
+  // measurements in front of it).
+  const std::unique_ptr<profiler::CostModel> cost = cost_model(args, plan);
   sim::SimOptions options;
   options.fold_data_parallel = options.fold_tensor_parallel = options.aggregate_ring_steps =
       !args.has("--exact");
@@ -83,7 +130,7 @@ int simulate_command(const std::vector<std::string>& argv) {
   if (const auto s = args.get("--straggler")) {
     options.speed_factors = parse_rank_factors("--straggler", *s, plan.world_size);
   }
-  const results::Report report = sim::simulate(plan, cost, options);
+  const results::Report report = sim::simulate(plan, *cost, options);
 
   std::vector<Output> outputs;
   if (const auto path = args.get("--trace")) {

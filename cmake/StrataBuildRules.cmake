@@ -11,6 +11,7 @@
 #   common        common                                          -
 #   strategies    common strategies                               -
 #   profiler      common strategies profiler                      -
+#   profiler/tools common strategies profiler kernels executor    - (the measuring tools)
 #   results       common strategies results                       -
 #   sim           common strategies profiler results sim          SimGrid
 #   kernels       kernels                                         Eigen, CUDA
@@ -156,14 +157,15 @@ set(STRATA_PARENT_INCLUDE "${_strata_include}[<\"][^\">]*[.][.]/")
 # strata_include_rules(<target> [SYSTEM <family>...])
 # The include hygiene of the folder that defines <target> (the current source directory), checked
 # at every build: no "../" include, and no header of a family in STRATA_HEADER_FAMILIES that is
-# not listed after SYSTEM. Rules are named <folder>_parent_includes and <folder>_system_headers,
-# a nested folder's "/" written "_" (profiler/tools -> profiler_tools_...), as target names need.
+# not listed after SYSTEM. Rules are named <folder>_parent_includes and <folder>_system_headers
+# ("/" in a nested folder becomes "_").
 function(strata_include_rules target)
   cmake_parse_arguments(ARG "" "" "SYSTEM" ${ARGN})
   if(ARG_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "strata_include_rules(${target}): unknown arguments ${ARG_UNPARSED_ARGUMENTS}")
   endif()
   file(RELATIVE_PATH folder ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+  # A nested folder (profiler/tools) names its rules profiler_tools_...: no "/" in a target name.
   string(REPLACE "/" "_" rule ${folder})
   strata_forbid_tokens(NAME ${rule}_parent_includes DIR ${folder} TARGETS ${target}
     TOKENS "${STRATA_PARENT_INCLUDE}"

@@ -164,4 +164,12 @@ void ObjectReader::finish(const std::vector<std::string>& known_keys) const {
   }
 }
 
+Json count(double value) {
+  constexpr double kExact = 9007199254740992.0;  // 2^53
+  if (std::floor(value) == value && std::fabs(value) < kExact) {
+    return static_cast<long long>(value);
+  }
+  return value;
+}
+
 }  // namespace strata::json

@@ -23,6 +23,10 @@ Json parse_file(const std::string& path);
 // A short rendering of a value for error messages (strings quoted, long values cut).
 std::string show(const Json& value);
 
+// A count (bytes, FLOPs, elements) as JSON: an integer when it is a whole number that a double
+// holds exactly (below 2^53), else the number itself. Counts are whole; "1747968" reads as one.
+Json count(double value);
+
 // Reads one JSON object strictly. Keys "source" and "notes" (provenance strings) are always
 // accepted; any key not read through this reader is reported by finish().
 class ObjectReader {

@@ -1,9 +1,11 @@
 // Compute ops of a Plan, each dispatched by kind to kernels/ on the buffers it names (the op
-// contracts are in strategies/program.hpp; the kernels' in kernels/*.hpp).
+// contracts are in strategies/program.hpp; the kernels' in kernels/*.hpp). They see their rank
+// through OpContext (op_context.hpp): the interpreter's, or the op timer's.
 #include <algorithm>
 #include <cstring>
 
 #include "common/error.hpp"
+#include "executor/data.hpp"
 #include "executor/detail/ops.hpp"
 #include "kernels/elementwise_ops.hpp"
 #include "kernels/model_ops.hpp"
@@ -20,7 +22,7 @@ namespace {
 // The operands of one op as views, and its flags.
 class Args {
  public:
-  Args(Interpreter& in, const Op& op) : in_(in), op_(op) {}
+  Args(const OpContext& in, const Op& op) : in_(in), op_(op) {}
   TensorView input(int i) const { return in_.view(in_.program().input(op_, i)); }
   TensorView output(int i) const { return in_.view(in_.program().output(op_, i)); }
   float* in(int i) const { return input(i).f32(); }
@@ -40,7 +42,7 @@ class Args {
   }
 
  private:
-  Interpreter& in_;
+  const OpContext& in_;
   const Op& op_;
 };
 
@@ -80,9 +82,9 @@ struct CpRows {
 };
 
 // The rank's index in its context-parallel group (that of layout 0: every layout has the same).
-int cp_rank(Interpreter& in) { return in.group_index({strategies::GroupKind::kCp, 0, 0}); }
+int cp_rank(const OpContext& in) { return in.group_index({strategies::GroupKind::kCp, 0, 0}); }
 
-CpRows cp_rows(Interpreter& in, std::int64_t cp, std::int64_t t) {
+CpRows cp_rows(const OpContext& in, std::int64_t cp, std::int64_t t) {
   CpRows out;
   out.segments = kernels::context_parallel_segments(t, static_cast<int>(std::max<std::int64_t>(cp, 1)),
                                                     cp > 1 ? cp_rank(in) : 0);
@@ -90,14 +92,15 @@ CpRows cp_rows(Interpreter& in, std::int64_t cp, std::int64_t t) {
   return out;
 }
 
-void load_batch(Interpreter& in, const Args& a, const Op& op) {
+void load_batch(const OpContext& in, const Args& a, const Op& op) {
   // Samples of replica d in step k: k*B_global + d*B_replica + the micro-batch's offset.
   const std::int64_t per_replica = a.dim(3);
   const int replicas = static_cast<int>(in.plan().group_ranks(in.rank(), op.group).size());
   const std::int64_t first = static_cast<std::int64_t>(in.step() - 1) * per_replica * replicas +
                              a.index() * per_replica + a.dim(2);
+  STRATA_CHECK(in.corpus() != nullptr, "load_batch needs the training data (the interpreter's)");
   std::vector<std::int32_t> tokens, targets;
-  in.corpus().batch(first, static_cast<int>(a.dim(0)), tokens, targets);
+  in.corpus()->batch(first, static_cast<int>(a.dim(0)), tokens, targets);
   if (a.dim(4) > 1) {  // context parallelism: the rank's two chunks of each sequence
     const std::int64_t local = a.dim(1), t = local * a.dim(4);
     const CpRows cp = cp_rows(in, a.dim(4), t);
@@ -138,7 +141,7 @@ void norm_backward(const Args& a, bool layer_norm) {
   }
 }
 
-void adamw(Interpreter& in, const Args& a, const Op& op, const kernels::AdamWOptions& options) {
+void adamw(const OpContext& in, const Args& a, const Op& op, const kernels::AdamWOptions& options) {
   // Whole buckets, or (ZeRO) the rank's part: operands holding every element of the bucket are
   // indexed at the part's offset, those holding a part from 0.
   const std::int64_t elements = a.dim(0);
@@ -174,7 +177,7 @@ struct CpAttention {
   int blocks() const { return step < 0 ? static_cast<int>(cp) : 1; }
 };
 
-CpAttention cp_attention_of(Interpreter& in, const Args& a, const Op& op) {
+CpAttention cp_attention_of(const OpContext& in, const Args& a, const Op& op) {
   CpAttention c;
   c.b = a.dim(0);
   c.tq = a.dim(1);
@@ -195,7 +198,7 @@ CpAttention cp_attention_of(Interpreter& in, const Args& a, const Op& op) {
 // in {qkv, keys and values (B Tk, 2 h_kv)}; out {ctx, lse}, merged into with kAccumulate. The
 // gathered block is rank-major (cp, B, Tq): each rank's rows are attended to one call per batch
 // row, merged in rank order (the same result as one call over all keys, within fp32 rounding).
-void cp_attention(Interpreter& in, const Args& a, const Op& op) {
+void cp_attention(const OpContext& in, const Args& a, const Op& op) {
   const CpAttention c = cp_attention_of(in, a, op);
   const kernels::Stream& s = in.stream();
   const std::int64_t ldq = c.c + 2 * c.hk, ldkv = 2 * c.hk;
@@ -221,7 +224,7 @@ void cp_attention(Interpreter& in, const Args& a, const Op& op) {
 // in {d(ctx), qkv, keys and values, ctx, lse}; out {d(qkv) (its q columns), the keys' and
 // values' gradient}: written, or (kAccumulate) added to. Gathered: every rank's rows of the
 // gradient are written (the reduce-scatter that follows sums them), dq summed over the ranks.
-void cp_attention_backward(Interpreter& in, const Args& a, const Op& op) {
+void cp_attention_backward(const OpContext& in, const Args& a, const Op& op) {
   const CpAttention c = cp_attention_of(in, a, op);
   const kernels::Stream& s = in.stream();
   const std::int64_t ldq = c.c + 2 * c.hk, ldkv = 2 * c.hk;
@@ -246,7 +249,7 @@ void cp_attention_backward(Interpreter& in, const Args& a, const Op& op) {
   }
 }
 
-void run_compute(Interpreter& in, const Op& op) {
+void run_compute(const OpContext& in, const Op& op) {
   const Args a(in, op);
   const kernels::Stream& s = in.stream();
   using strategies::kOwnRows;

@@ -1,7 +1,8 @@
 // The interpreter's loop: groups, buffer lifetimes, and the dispatch of each task (see
 // interpreter.hpp); the ops themselves are in compute_ops.cpp and comm_ops.cpp.
 //
-// defines: refusal(), Interpreter (make_groups, run_step, run_task, view, group_index)
+// defines: TensorView::elements(), view_offset_elements(), refusal(), Interpreter (make_groups,
+//          run_step, run_task, view, group_index)
 #include "executor/interpreter.hpp"
 
 #include <algorithm>
@@ -40,6 +41,16 @@ std::tuple<int, int, int> key(const GroupRef& g) {
 }
 
 }  // namespace
+
+std::int64_t view_offset_elements(const strategies::ProgramSet& plan, int rank, const Buffer& b) {
+  if (b.view_group.kind == GroupKind::kNone) return b.view_offset;
+  std::int64_t part = plan.group_index(rank, b.view_group);
+  if (b.view_rotate != 0) {
+    const auto size = static_cast<std::int64_t>(plan.group_ranks(rank, b.view_group).size());
+    part = (part + b.view_rotate) % size;
+  }
+  return b.view_offset * part;
+}
 
 std::string refusal(const strategies::ProgramSet& plan, int rank) {
   const strategies::Program& p = plan.program_of(rank);
@@ -161,15 +172,7 @@ TensorView Interpreter::view(std::int32_t id) const {
     return v;
   }
   const TensorView parent = view(b.view_of);
-  std::int64_t offset = b.view_offset;
-  if (b.view_group.kind != GroupKind::kNone) {
-    std::int64_t part = group_index(b.view_group);
-    if (b.view_rotate != 0) {
-      const auto size = static_cast<std::int64_t>(plan_.group_ranks(rank_, b.view_group).size());
-      part = (part + b.view_rotate) % size;
-    }
-    offset *= part;
-  }
+  const std::int64_t offset = view_offset_elements(plan_, rank_, b);
   STRATA_CHECK(offset + b.elements() <= parent.elements(),
                "view " + program_.buffer_name(id) + " reaches past its buffer");
   v.data = static_cast<char*>(parent.data) + offset * strategies::dtype_bytes(b.dtype);

@@ -20,30 +20,18 @@
 #include "executor/comm.hpp"
 #include "executor/data.hpp"
 #include "executor/memory.hpp"
+#include "executor/op_context.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/model_ops.hpp"
 #include "strategies/program.hpp"
 
 namespace strata::exec {
 
-// A tensor as the kernels see it.
-struct TensorView {
-  void* data = nullptr;
-  std::array<std::int64_t, 4> shape{};
-  int ndim = 0;
-  strategies::DType dtype = strategies::DType::kFp32;
-  kernels::Backend backend = kernels::Backend::kCpu;
-
-  std::int64_t elements() const;
-  float* f32() const { return static_cast<float*>(data); }
-  std::int32_t* i32() const { return static_cast<std::int32_t*>(data); }
-};
-
 // What the program of `rank` needs that this executor cannot run (an op kind, a dtype, a
 // feature flag), as one message naming the first such op and buffer; empty when it can run.
 std::string refusal(const strategies::ProgramSet& plan, int rank);
 
-class Interpreter {
+class Interpreter final : public OpContext {
  public:
   // Makes this rank's communication groups (collective over the world: every rank constructs
   // its Interpreter at the same time) and allocates its persistent buffers, zeroed, on
@@ -58,24 +46,24 @@ class Interpreter {
   void run_step(int step, const std::function<void(std::uint32_t)>& before_task,
                 std::vector<std::tuple<std::uint32_t, double, double>>* done, double t0);
 
-  const strategies::ProgramSet& plan() const { return plan_; }
-  const strategies::Program& program() const { return program_; }
-  int rank() const { return rank_; }
+  const strategies::ProgramSet& plan() const override { return plan_; }
+  const strategies::Program& program() const override { return program_; }
+  int rank() const override { return rank_; }
   Comm& comm() { return comm_; }
   // A buffer of the table as a view (views of other buffers resolved).
-  TensorView view(std::int32_t buffer) const;
-  int group_index(const strategies::GroupRef& g) const;
+  TensorView view(std::int32_t buffer) const override;
+  int group_index(const strategies::GroupRef& g) const override;
   GroupId group(const strategies::GroupRef& g) const;
   const MemoryStats& memory() const { return arena_.stats(); }
   Arena& arena() { return arena_; }
-  const kernels::Stream& stream() const { return stream_; }
-  const Corpus& corpus() const { return corpus_; }
-  int step() const { return step_; }
+  const kernels::Stream& stream() const override { return stream_; }
+  const Corpus* corpus() const override { return &corpus_; }
+  int step() const override { return step_; }
   // Tag of the executor's own transfers outside the Plan (trace gathering), above every Plan tag.
   int bookkeeping_tag() const { return comm_.max_tag() - 1; }
-  const kernels::AdamWOptions& adam() const { return adam_; }
+  const kernels::AdamWOptions& adam() const override { return adam_; }
   void set_adam(const kernels::AdamWOptions& o) { adam_ = o; }
-  float test_gradient_scale() const { return test_gradient_scale_; }
+  float test_gradient_scale() const override { return test_gradient_scale_; }
   void set_test_gradient_scale(float s) { test_gradient_scale_ = s; }
   // The sum of this rank's micro-batch mean losses in the last step (0 without a loss), and
   // whether it counts them: one rank per tensor-parallel group of each replica's last stage.

@@ -20,6 +20,10 @@ const char* backend_name(Backend backend);
 // True when this build has the CUDA backend (STRATA_WITH_CUDA=ON), whether or not a device exists.
 bool built_with_cuda();
 
+// Eigen's version ("3.4.0") when the CPU kernels are built on it, else "" (plain loops): for the
+// provenance of measured outputs.
+std::string eigen_version();
+
 // --- Device discovery ------------------------------------------------------------------------
 
 struct DeviceProperties {

@@ -1,7 +1,8 @@
 // CostModel: the one cost object the simulator receives (DESIGN.md "Profiler", "Simulator"), with
 // two faces. Implementations: the roofline (roofline.hpp), from the cluster spec and
-// profiler/efficiencies.json; later the measured look-up that interpolates profile.json and
-// links.json and falls back to the roofline where nothing was measured.
+// profiler/efficiencies.json; and the measured look-up (profiled_cost_model.hpp) that
+// interpolates profile.json and links.json and falls back to the roofline where nothing was
+// measured.
 //
 // Compute face: op_seconds() prices one op of the Plan (OpKey: kind, sizes, dtype, the flags that
 // change its work) on one device; compute_seconds() prices a compute task, and is what the
@@ -87,6 +88,30 @@ class CostModel {
   // in order) takes alone on uncontended links. 0 for a group of one.
   virtual double collective_seconds(strategies::CollectiveKind kind, const std::vector<int>& ranks,
                                     double bytes, const strategies::ClusterSpec& cluster) const = 0;
+
+  // The latency beyond the links' own that the simulator adds to one collective, given what the
+  // link model says (`modelled`: NCCL's software latency where the table asks for it, else 0).
+  // Default: `modelled`. A measured model answers from its measured curve.
+  virtual double collective_extra_latency_s(strategies::CollectiveKind kind,
+                                            const std::vector<int>& ranks, double bytes,
+                                            const strategies::ClusterSpec& cluster,
+                                            double modelled) const {
+    (void)kind, (void)ranks, (void)bytes, (void)cluster;
+    return modelled;
+  }
+
+  // Whether a measurement (rather than a model) prices compute task `t`, and collective `kind`
+  // over `ranks`: what a report counts (docs/profiles.md "Using them"). Default: never.
+  virtual bool measures(const strategies::Program& program, const strategies::Task& t,
+                        const strategies::DeviceSpec& device) const {
+    (void)program, (void)t, (void)device;
+    return false;
+  }
+  virtual bool measures_collective(strategies::CollectiveKind kind, const std::vector<int>& ranks,
+                                   const strategies::ClusterSpec& cluster) const {
+    (void)kind, (void)ranks, (void)cluster;
+    return false;
+  }
 
   // A short identifier for reports and traces ("roofline").
   virtual std::string name() const = 0;

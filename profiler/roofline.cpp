@@ -30,8 +30,17 @@ RooflineTerms price(const DeviceClass& dc, const OpEfficiency& op, Phase phase, 
                         (fp8 ? std::string("fp8") : std::string(strategies::precision_name(p))) +
                         " = 0: a " + what + " needs it");
     }
-    // The fall-off applies per GEMM: f / (eff * f / (f + h)) = (f + h) / eff.
-    out.compute_s = (cost.flops + gemms * op.half_efficiency_flops) / (peak * op.flop(phase));
+    // The fall-off applies per GEMM: f / (eff * f / (f + h)) = (f + h) / eff. h was measured
+    // at the device class's precision (16-bit tensor-core GEMMs on GPUs, fp32 on the CPU; FP8
+    // GEMMs at FP8): it is a fixed time per GEMM, h / (peak there * eff), whatever precision the
+    // strategy computes in (an fp32 GEMM on a GPU does not wait 16 times longer to fill it).
+    const double falloff_peak =
+        fp8 ? peak : device.peak_flops(dc.compute_precision.value_or(strategies::Precision::kBf16));
+    // (f + g h (peak / falloff_peak)) / (peak eff): the same arithmetic as before where the
+    // peaks agree (every 16-bit strategy on a GPU, every strategy on the CPU).
+    const double falloff = gemms * op.half_efficiency_flops *
+                           (falloff_peak == peak ? 1.0 : peak / falloff_peak);
+    out.compute_s = (cost.flops + falloff) / (peak * op.flop(phase));
   }
   if ((cost.bytes > 0 || cost.elementwise_bytes > 0) && !(device.memory_bandwidth_Bps > 0)) {
     throw ConfigError("device \"" + device.name + "\": memory_bandwidth = 0: a " + what +
@@ -49,6 +58,8 @@ RooflineTerms price(const DeviceClass& dc, const OpEfficiency& op, Phase phase, 
 bool is_linear(OpKind k) {
   return k == OpKind::kLinear || k == OpKind::kLinearBwdData || k == OpKind::kLinearBwdWeight;
 }
+
+}  // namespace
 
 // Strategy tp_comm_overlap: a GEMM that runs beside communication kernels holding Op::param of
 // the GPU's streaming multiprocessors gets the rest, so its FLOP term stretches by
@@ -71,7 +82,6 @@ double overlap_slowdown(const strategies::Op& op, const strategies::DeviceSpec& 
   return device.sms / (device.sms - static_cast<double>(op.param));
 }
 
-}  // namespace
 
 OpClass op_kind_class(OpKind k) {
   switch (k) {

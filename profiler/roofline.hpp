@@ -61,6 +61,11 @@ OpClass op_class(const strategies::Op& op);
 // forward efficiencies, as tasks do).
 strategies::Phase op_kind_phase(strategies::OpKind k);
 
+// Strategy tp_comm_overlap: the factor by which a linear op that runs beside communication
+// (Op::param: the SMs the communication holds) takes longer, sms / (sms - param) of `device`;
+// 1 for other ops and on a CPU. A GPU without `sms`, or with no SM left, is a ConfigError.
+double overlap_slowdown(const strategies::Op& op, const strategies::DeviceSpec& device);
+
 class RooflineCostModel final : public CostModel {
  public:
   explicit RooflineCostModel(Efficiencies efficiencies);

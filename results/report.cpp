@@ -44,6 +44,14 @@ json::Json report_to_json(const Report& r) {
                      {"fold_tensor_parallel", s.fold_tensor_parallel},
                      {"aggregate_ring_steps", s.aggregate_ring_steps},
                      {"speed_factors", s.speed_factors}};
+  if (s.measured_costs) {  // only with a measured cost model: other reports stay as they were
+    j["simulation"]["measured_costs"] = {{"tasks_measured", s.tasks_measured},
+                                         {"tasks_modelled", s.tasks_modelled},
+                                         {"compute_s_measured", s.compute_s_measured},
+                                         {"compute_s_modelled", s.compute_s_modelled},
+                                         {"collectives_measured", s.collectives_measured},
+                                         {"collectives_modelled", s.collectives_modelled}};
+  }
   json::Json ranks = json::Json::array();
   // Byte counts are whole numbers: written as integers (a fractional count would be a bug).
   const auto count = [](double bytes) { return static_cast<std::int64_t>(std::llround(bytes)); };
@@ -86,6 +94,20 @@ SimulationRecord read_simulation(json::ObjectReader& parent) {
   s.fold_tensor_parallel = r.get_bool("fold_tensor_parallel");
   s.aggregate_ring_steps = r.get_bool("aggregate_ring_steps");
   s.speed_factors = detail::read_numbers(r.get_raw("speed_factors"), r.field("speed_factors"));
+  if (r.has("measured_costs")) {
+    json::ObjectReader m = r.get_object("measured_costs");
+    s.measured_costs = true;
+    s.tasks_measured = detail::checked_int(m, "tasks_measured", 0, kMaxCount);
+    s.tasks_modelled = detail::checked_int(m, "tasks_modelled", 0, kMaxCount);
+    s.compute_s_measured = m.get_number("compute_s_measured");
+    s.compute_s_modelled = m.get_number("compute_s_modelled");
+    s.collectives_measured = detail::checked_int(m, "collectives_measured", 0, kMaxCount);
+    s.collectives_modelled = detail::checked_int(m, "collectives_modelled", 0, kMaxCount);
+    for (const char* key : {"compute_s_measured", "compute_s_modelled"}) {
+      if (m.get_number(key) < 0) json::fail(m.field(key), m.get_number(key), "must be >= 0");
+    }
+    m.finish({});
+  }
   r.finish({});
   return s;
 }
@@ -158,8 +180,19 @@ std::string render_report(const Report& r) {
   os << "  bubble             " << fixed(100 * r.bubble_fraction, 1) << " % of the step idle\n";
   os << "  memory             " << (r.fits ? "fits" : "DOES NOT FIT") << "\n";
   for (const DeviceClassUse& d : r.simulation.device_classes) {
-    os << "  priced as          " << d.device << ": " << r.simulation.cost_model << " class '"
-       << d.efficiency_class << "'\n";
+    // A measured model prices what it measured and leaves the rest to the roofline's class.
+    const std::string model = r.simulation.measured_costs ? "measured, else roofline" : r.simulation.cost_model;
+    os << "  priced as          " << d.device << ": " << model << " class '" << d.efficiency_class
+       << "'\n";
+  }
+  const SimulationRecord& sim = r.simulation;
+  if (sim.measured_costs) {
+    os << "  measured costs     " << sim.tasks_measured << " of "
+       << sim.tasks_measured + sim.tasks_modelled << " simulated compute tasks ("
+       << fixed(sim.compute_s_measured, 4) << " of "
+       << fixed(sim.compute_s_measured + sim.compute_s_modelled, 4) << " s), "
+       << sim.collectives_measured << " of " << sim.collectives_measured + sim.collectives_modelled
+       << " collectives; the rest from the roofline\n";
   }
   os << "  per pipeline stage (its first rank)\n";
   os << "    stage   compute_s    comm_s  exposed_s    idle_s    peak memory\n";

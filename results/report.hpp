@@ -60,6 +60,13 @@ struct SimulationRecord {
   bool aggregate_ring_steps = true;
   std::vector<double> speed_factors;  // per rank (stragglers); empty = all 1
   std::vector<DeviceClassUse> device_classes;  // per distinct device of the cluster
+  // With a measured cost model (strata simulate --profile/--links): how much of the simulated
+  // work measurements priced and how much the roofline (counted over the simulated ranks' tasks
+  // and collectives; folded ranks are not counted again). In report.json only when true.
+  bool measured_costs = false;
+  std::int64_t tasks_measured = 0, tasks_modelled = 0;
+  double compute_s_measured = 0, compute_s_modelled = 0;
+  std::int64_t collectives_measured = 0, collectives_modelled = 0;
 
   bool operator==(const SimulationRecord&) const = default;
 };

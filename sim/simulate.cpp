@@ -164,6 +164,7 @@ class Replayer {
   const std::vector<std::vector<double>>& starts() const { return start_; }
   const std::vector<std::vector<double>>& ends() const { return end_; }
   double events() const { return events_; }
+  const CostUsage& usage() const { return usage_; }
 
  private:
   // ---- readiness ----------------------------------------------------------------------------
@@ -251,6 +252,13 @@ class Replayer {
     const double seconds =
         cost_.compute_seconds(plan_.program_of(rank), t, device, plan_.strategy.precision);
     STRATA_CHECK(seconds >= 0, "negative task duration from the cost model");
+    if (cost_.measures(plan_.program_of(rank), t, device)) {
+      ++usage_.tasks_measured;
+      usage_.compute_s_measured += seconds;
+    } else {
+      ++usage_.tasks_modelled;
+      usage_.compute_s_modelled += seconds;
+    }
     if (seconds == 0) {
       finish(rank, task);
       return;
@@ -417,7 +425,10 @@ class Replayer {
         in.kind, in.ranks, in.bytes, plan_.cluster, cost_.link_efficiencies(), nodes_,
         detail.nodes);
     detail.algorithm = choice.algorithm;
-    detail.software_latency_s = choice.software_latency_s;
+    detail.software_latency_s = cost_.collective_extra_latency_s(
+        in.kind, in.ranks, in.bytes, plan_.cluster, choice.software_latency_s);
+    ++(cost_.measures_collective(in.kind, in.ranks, plan_.cluster) ? usage_.collectives_measured
+                                                                    : usage_.collectives_modelled);
     in.flows = std::make_unique<FlowSchedule>(plan_collective(in.kind, in.ranks, in.bytes, detail));
     if (in.orbit) in.implied = detail::orbit_images(plan_, *in.flows, in.ranks);
     for (int f : in.flows->initial()) {
@@ -500,6 +511,7 @@ class Replayer {
   std::unordered_map<const sg4::Activity*, sg4::ActivityPtr> live_;
   std::vector<sg4::ActivityPtr> released_;
   double events_ = 0;
+  CostUsage usage_;  // what priced the simulated work
 
   std::map<std::tuple<int, int, std::uint32_t>, std::uint32_t> waiting_recv_;
   // Sends launched before their receive: sender and tag -> the send task.
@@ -532,7 +544,7 @@ results::Report simulate(const Plan& plan, const profiler::CostModel& cost,
   engine.run();
   replay.check_complete();
 
-  ReplayTimes times{replay.starts(), replay.ends(), {}, replay.events()};
+  ReplayTimes times{replay.starts(), replay.ends(), {}, replay.events(), replay.usage()};
   for (int rank = 0; rank < plan.world_size; ++rank) {
     times.representative.push_back(replay.representative(rank));
   }

@@ -32,7 +32,8 @@ std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int
     const profiler::CollectiveChoice choice = profiler::choose_collective(
         r.kind, r.ranks, r.bytes, cluster, popts.links, nodes, detail.nodes);
     detail.algorithm = choice.algorithm;
-    detail.software_latency_s = choice.software_latency_s;
+    detail.software_latency_s = cost.collective_extra_latency_s(r.kind, r.ranks, r.bytes, cluster,
+                                                               choice.software_latency_s);
     schedules.push_back(plan_collective(r.kind, r.ranks, r.bytes, detail));
   }
   std::vector<double> finished(requests.size(), 0.0);

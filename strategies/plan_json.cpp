@@ -99,13 +99,14 @@ json::Json plan_summary(const Plan& plan) {
 
   const double B = s.global_batch_size;
   j["flops_per_step"] = {
-      {"model", to_double(plan.totals.flops.model)},
-      {"hardware", to_double(plan.totals.flops.hardware)},
-      {"megatron_eq3", to_double(megatron_eq3_flops(s.global_batch_size, plan.model.seq_length,
-                                                    plan.model.num_hidden_layers,
-                                                    plan.model.hidden_size,
-                                                    plan.model.vocab_size))},
-      {"model_per_token", to_double(plan.totals.flops.model) / (B * plan.model.seq_length)}};
+      {"model", json::count(to_double(plan.totals.flops.model))},
+      {"hardware", json::count(to_double(plan.totals.flops.hardware))},
+      {"megatron_eq3",
+       json::count(to_double(megatron_eq3_flops(s.global_batch_size, plan.model.seq_length,
+                                                plan.model.num_hidden_layers,
+                                                plan.model.hidden_size, plan.model.vocab_size)))},
+      {"model_per_token",
+       json::count(to_double(plan.totals.flops.model) / (B * plan.model.seq_length))}};
 
   double max_tasks = 0;
   for (const Program& p : plan.programs) max_tasks = std::max(max_tasks, double(p.tasks.size()));
@@ -126,8 +127,8 @@ json::Json plan_summary(const Plan& plan) {
       comm.push_back({{"kind", collective_name(static_cast<CollectiveKind>(c))},
                       {"purpose", purpose_name(static_cast<Purpose>(p))},
                       {"count", count(plan.totals.comm_count[c][p])},
-                      {"bytes", plan.totals.comm_bytes[c][p]},
-                      {"bytes_per_rank", plan.totals.comm_bytes[c][p] / plan.world_size}});
+                      {"bytes", json::count(plan.totals.comm_bytes[c][p])},
+                      {"bytes_per_rank", json::count(plan.totals.comm_bytes[c][p] / plan.world_size)}});
     }
   }
   j["communication"] = comm;
@@ -143,19 +144,19 @@ json::Json plan_summary(const Plan& plan) {
     stages.push_back({{"stage", p.stage},
                       {"ranks", ranks.size()},
                       {"first_rank", ranks.front()},
-                      {"params_bytes", p.memory.static_bytes.params},
-                      {"grads_bytes", p.memory.static_bytes.grads},
-                      {"optimizer_bytes", p.memory.static_bytes.optimizer},
-                      {"activation_peak_bytes", p.memory.peak_activation_bytes},
-                      {"other_static_bytes", p.memory.static_bytes.other},
-                      {"dynamic_peak_bytes", p.memory.peak_dynamic_bytes},
-                      {"peak_bytes", peak},
-                      {"capacity_bytes", capacity},
+                      {"params_bytes", json::count(p.memory.static_bytes.params)},
+                      {"grads_bytes", json::count(p.memory.static_bytes.grads)},
+                      {"optimizer_bytes", json::count(p.memory.static_bytes.optimizer)},
+                      {"activation_peak_bytes", json::count(p.memory.peak_activation_bytes)},
+                      {"other_static_bytes", json::count(p.memory.static_bytes.other)},
+                      {"dynamic_peak_bytes", json::count(p.memory.peak_dynamic_bytes)},
+                      {"peak_bytes", json::count(peak)},
+                      {"capacity_bytes", json::count(capacity)},
                       {"fits", peak <= capacity}});
   }
   const int over = first_rank_over_capacity(plan);
   j["memory"] = {{"stages", stages},
-                 {"max_peak_bytes", max_peak},
+                 {"max_peak_bytes", json::count(max_peak)},
                  {"fits", over < 0},
                  {"first_rank_over_capacity", over}};
   return j;

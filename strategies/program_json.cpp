@@ -163,18 +163,20 @@ json::Json provenance_to_json(const Provenance& p) {
 
 json::Json memory_to_json(const MemorySummary& m) {
   json::Json by_role = json::Json::object();
-  for (int r = 0; r < kNumRoles; ++r) by_role[role_name(static_cast<Role>(r))] = m.peak_by_role[r];
-  return {{"params_bytes", m.static_bytes.params},
-          {"grads_bytes", m.static_bytes.grads},
-          {"optimizer_bytes", m.static_bytes.optimizer},
-          {"other_static_bytes", m.static_bytes.other},
+  for (int r = 0; r < kNumRoles; ++r) {
+    by_role[role_name(static_cast<Role>(r))] = json::count(m.peak_by_role[r]);
+  }
+  return {{"params_bytes", json::count(m.static_bytes.params)},
+          {"grads_bytes", json::count(m.static_bytes.grads)},
+          {"optimizer_bytes", json::count(m.static_bytes.optimizer)},
+          {"other_static_bytes", json::count(m.static_bytes.other)},
           {"params_count", static_cast<long long>(m.params_count)},
-          {"peak_dynamic_bytes", m.peak_dynamic_bytes},
+          {"peak_dynamic_bytes", json::count(m.peak_dynamic_bytes)},
           {"peak_by_role", by_role},
-          {"peak_activation_bytes", m.peak_activation_bytes},
-          {"max_activation_bytes", m.max_activation_bytes},
+          {"peak_activation_bytes", json::count(m.peak_activation_bytes)},
+          {"max_activation_bytes", json::count(m.max_activation_bytes)},
           {"peak_task", m.peak_task},
-          {"peak_bytes", m.peak_bytes()}};
+          {"peak_bytes", json::count(m.peak_bytes())}};
 }
 
 json::Json program_to_json(const Program& p) {
@@ -185,8 +187,9 @@ json::Json program_to_json(const Program& p) {
     tasks.push_back({task_kind_name(t.kind), stream_name(t.stream), phase_name(t.phase),
                      block_name(t.block), collective_name(t.collective), purpose_name(t.purpose),
                      group_kind_name(t.group.kind), t.group.layout, t.group.layout_from, t.layer,
-                     t.chunk, t.micro_batch, t.peer_stage, t.tag, t.flops, t.bytes,
-                     t.elementwise_bytes, t.op_begin, t.op_count});
+                     t.chunk, t.micro_batch, t.peer_stage, t.tag, json::count(t.flops),
+                     json::count(t.bytes), json::count(t.elementwise_bytes), t.op_begin,
+                     t.op_count});
   }
   pj["tasks"] = std::move(tasks);
   pj["deps_begin"] = p.dep_begin;

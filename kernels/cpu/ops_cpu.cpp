@@ -1,15 +1,32 @@
 // CPU ops: Eigen array expressions when Eigen is available (STRATA_KERNELS_HAVE_EIGEN), so that
 // exp and the row reductions vectorize; plain loops otherwise (e.g. a GPU machine without
-// Eigen headers). Both reduce in a fixed order, so results are deterministic.
+// Eigen headers). Both reduce in a fixed order, so results are deterministic. Also
+// kernels::eigen_version(), for the provenance of measured outputs.
 #include "kernels/cpu/ops_cpu.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
+
+#include "kernels/backend.hpp"
 
 #if STRATA_KERNELS_HAVE_EIGEN
 #include <Eigen/Core>
 #endif
+
+namespace strata::kernels {
+
+std::string eigen_version() {
+#if STRATA_KERNELS_HAVE_EIGEN
+  return std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+         std::to_string(EIGEN_MINOR_VERSION);
+#else
+  return "";
+#endif
+}
+
+}  // namespace strata::kernels
 
 namespace strata::kernels::cpu {
 namespace {

@@ -54,6 +54,16 @@ results::Report assemble_report(const Plan& plan, const ReplayTimes& times,
   r.seq_length = plan.model.seq_length;
   r.simulation.simgrid_activities = static_cast<std::int64_t>(times.activities);
   r.simulation.cost_model = cost.name();
+  r.simulation.measured_costs = cost.name() == "profiled";
+  if (r.simulation.measured_costs) {
+    const CostUsage& u = times.usage;
+    r.simulation.tasks_measured = u.tasks_measured;
+    r.simulation.tasks_modelled = u.tasks_modelled;
+    r.simulation.compute_s_measured = u.compute_s_measured;
+    r.simulation.compute_s_modelled = u.compute_s_modelled;
+    r.simulation.collectives_measured = u.collectives_measured;
+    r.simulation.collectives_modelled = u.collectives_modelled;
+  }
   for (const strategies::NodeGroup& g : plan.cluster.node_groups) {
     const bool seen = std::any_of(
         r.simulation.device_classes.begin(), r.simulation.device_classes.end(),

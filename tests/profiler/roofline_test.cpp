@@ -160,6 +160,22 @@ TEST(Roofline, SmallGemmFallOff) {
   EXPECT_NEAR(large / (1e15 / (100e12 * 0.5)), 1.0, 1e-6);
 }
 
+TEST(Roofline, FallOffIsAFixedTimePerGemmWhateverThePrecision) {
+  // The fall-off was measured on 16-bit tensor-core GEMMs: h / (bf16 peak x eff) per GEMM. An
+  // fp32 task on the same GPU pays that same time, not h at the 10x slower fp32 peak (which made
+  // fp32 plans on GPUs absurdly slow: tiny-dp2 on an A100 at 0.07% MFU).
+  const RooflineCostModel m = test_model(/*half_efficiency_flops=*/1e9);
+  const double falloff_s = 1e9 / (100e12 * 0.5);
+  EXPECT_DOUBLE_EQ(
+      m.terms(task(Block::kMlpFc1, Phase::kForward, 1e9, 0), test_gpu(), Precision::kFp32)
+          .compute_s,
+      1e9 / (10e12 * 0.5) + falloff_s);
+  EXPECT_DOUBLE_EQ(
+      m.terms(task(Block::kMlpFc1, Phase::kForward, 1e9, 0), test_gpu(), Precision::kBf16)
+          .compute_s,
+      1e9 / (100e12 * 0.5) + falloff_s);
+}
+
 TEST(Roofline, EmptyTaskCostsTheLaunchOverhead) {
   const RooflineCostModel m = test_model();
   EXPECT_DOUBLE_EQ(m.compute_seconds(kNoProgram, task(Block::kOptimizer, Phase::kStep, 0, 0),

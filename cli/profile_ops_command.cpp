@@ -1,0 +1,133 @@
+// `strata profile ops`: lower the specs to a Plan, time every distinct op of it alone on this
+// machine's CPU (profiler/tools/op_bench.hpp, on the executor's op timer) and write profile.json
+// (docs/profiles.md "Measuring ops").
+#include <algorithm>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/args.hpp"
+#include "cli/commands.hpp"
+#include "cli/specs.hpp"
+#include "common/error.hpp"
+#include "profiler/profile.hpp"
+#include "profiler/tools/op_bench.hpp"
+
+namespace strata::cli {
+
+const char* const kProfileOpsHelp =
+    R"(Usage: strata profile ops --model M --strategy S --out FILE [options]
+
+Time every distinct op of a Plan on this machine's CPU and write profile.json, the op costs the
+simulator's cost model can be set beside. The Plan is lowered as `strata plan` lowers it; an op
+is keyed by what changes its work (kind, dtype, flags, operand counts, sizes), so a model of
+many layers has the ops of one layer, a micro-batch's worth, and the optimizer's. Each op runs
+alone through the executor's dispatch to its kernels, on the first rank that runs it (its group
+index picks its shard), on copies of its operands filled with seeded random values and rotated
+from run to run so that no run finds its inputs in cache; warm-up runs apart, then timed runs.
+
+Required:
+  --model M          model spec file or bundled name (configs/models/), e.g. gpt-tiny
+  --strategy S       strategy spec file or bundled name (configs/strategies/), e.g. tiny-dp2-tp2
+  --out FILE         the profile.json to write ('-' for stdout), only when every op was timed
+
+Options:
+  --cluster C        cluster spec the Plan is lowered for (default: local-cpu, this machine); the
+                     profile is filed under its device name, so it must describe CPUs
+  --gpus N           world size (default: the strategy's dp * tp * pp * cp)
+  --nodes N          rescale a uniform cluster to N nodes
+  --device D         where to time: cpu (default); cuda is refused until the executor has a GPU
+                     backend (issue 19)
+  --warmup W         untimed runs per op before the timed ones (default: 2; 0 for none)
+  --repetitions R    timed runs per op (default: 10); the profile keeps their median, minimum
+                     and maximum
+  --help             show this help
+
+Not timed: communication (`strata profile links` measures links) and the data loader
+(load_batch). What the executor cannot run it cannot time: FP8 and 16-bit strategies, dropout,
+rotary positions and GQA are refused, naming the field to change. Prints one line per op on
+stderr ("op 3 of 41: linear fp32 dims 64x64x192").
+
+Example:
+  strata profile ops --model gpt-tiny --strategy tiny-dp2-tp2 --out profile.json
+)";
+
+namespace {
+
+// `flag`'s value as an integer of at least `min`, or `fallback` when absent.
+int count_flag(const Args& args, const std::string& flag, int min, int fallback) {
+  const auto v = args.get(flag);
+  if (!v) return fallback;
+  std::size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(*v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v->size() || n < min || n > 1'000'000) {
+    throw ConfigError(flag + " = " + *v + ": must be an integer from " + std::to_string(min) +
+                      " to 1000000");
+  }
+  return static_cast<int>(n);
+}
+
+void check_device(const Args& args) {
+  const std::string device = args.get("--device").value_or("cpu");
+  if (device == "cuda") {
+    throw ConfigError(
+        "--device = cuda: the executor has no GPU backend yet (issue 19), so ops "
+        "cannot be timed on a GPU; time them on the CPU (--device cpu)");
+  }
+  if (device != "cpu") throw ConfigError("--device = " + device + ": must be cpu or cuda");
+}
+
+// "op 3 of 41: linear fp32 dims 64x64x192" (trailing zero sizes left out).
+std::string progress_line(std::size_t number, std::size_t count, const profiler::OpKey& key) {
+  std::string line = "op " + std::to_string(number) + " of " + std::to_string(count) + ": " +
+                     strategies::op_kind_name(key.kind) + " " + strategies::dtype_name(key.dtype);
+  std::size_t n = key.dims.size();
+  while (n > 1 && key.dims[n - 1] == 0) --n;
+  line += " dims ";
+  for (std::size_t i = 0; i < n; ++i) line += (i ? "x" : "") + std::to_string(key.dims[i]);
+  if (key.flags != 0) line += " flags " + std::to_string(key.flags);
+  return line;
+}
+
+}  // namespace
+
+int profile_ops_command(const std::vector<std::string>& argv_in) {
+  if (asks_for_help(argv_in)) {
+    std::cout << kProfileOpsHelp;
+    return kExitOk;
+  }
+  std::vector<std::string> argv = argv_in;
+  if (std::none_of(argv.begin(), argv.end(), [](const std::string& a) {
+        return a == "--cluster" || a.rfind("--cluster=", 0) == 0;
+      })) {
+    argv.insert(argv.end(), {"--cluster", "local-cpu"});
+  }
+  const Args args(argv, spec_flags_and({"--device", "--warmup", "--repetitions", "--out"}), {}, {});
+  check_device(args);
+  const std::string out = args.require("--out");
+  profiler::OpBenchOptions options;
+  options.timer.warmup = count_flag(args, "--warmup", 0, 2);
+  options.timer.repetitions = count_flag(args, "--repetitions", 1, 10);
+  Inputs in = load_inputs(args);
+  if (!args.has("--gpus")) in.world_size = in.strategy.world_size();
+  const strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, in.world_size);
+
+  options.progress = [](std::size_t number, std::size_t count, const profiler::OpSite& site) {
+    std::cerr << progress_line(number, count, site.key) << std::endl;
+  };
+  const profiler::OpProfile profile = profiler::measure_ops(plan, options);
+  write_outputs({{out, profiler::op_profile_to_json(profile).dump(2) + "\n"}});
+  if (out != "-") {
+    std::cout << "wrote " << out << ": " << profile.ops.size() << " ops of " << profile.model
+              << " / " << profile.strategy << " on " << profile.on.device << ", "
+              << profile.repetitions << " timed runs each after " << profile.warmup << " warm-up\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace strata::cli

@@ -1,0 +1,59 @@
+// What one compute op sees of the rank that runs it: its program's buffers as tensor views, the
+// rank's index in the op's groups, the stream, and the step's settings. compute_ops.cpp runs every
+// compute op against this interface, so the same dispatch serves two callers: the Interpreter
+// (interpreter.hpp: the whole program, buffers living as the Plan says) and the op timer
+// (op_timer.hpp: one op alone, on copies of its operands).
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "kernels/backend.hpp"
+#include "kernels/model_ops.hpp"
+#include "strategies/program.hpp"
+
+namespace strata::exec {
+
+class Corpus;
+
+// A tensor as the kernels see it.
+struct TensorView {
+  void* data = nullptr;
+  std::array<std::int64_t, 4> shape{};
+  int ndim = 0;
+  strategies::DType dtype = strategies::DType::kFp32;
+  kernels::Backend backend = kernels::Backend::kCpu;
+
+  std::int64_t elements() const;
+  float* f32() const { return static_cast<float*>(data); }
+  std::int32_t* i32() const { return static_cast<std::int32_t*>(data); }
+};
+
+// The element offset of view `b` (b.is_view()) into its parent for `rank`: view_offset, times
+// the rank's index in view_group when set (plus view_rotate, modulo the group's size), as
+// strategies/program.hpp defines it.
+std::int64_t view_offset_elements(const strategies::ProgramSet& plan, int rank,
+                                  const strategies::Buffer& b);
+
+class OpContext {
+ public:
+  virtual ~OpContext() = default;
+
+  virtual const strategies::ProgramSet& plan() const = 0;
+  virtual const strategies::Program& program() const = 0;
+  virtual int rank() const = 0;
+  // Buffer `buffer` of program() as a view; only the buffers the running op names are asked for.
+  virtual TensorView view(std::int32_t buffer) const = 0;
+  // rank()'s index in its group `g` (0 for kNone).
+  virtual int group_index(const strategies::GroupRef& g) const = 0;
+  virtual const kernels::Stream& stream() const = 0;
+  // The optimizer step being run (1 for the first): AdamW's bias correction.
+  virtual int step() const = 0;
+  virtual const kernels::AdamWOptions& adam() const = 0;
+  // The logits' gradient scale (fault injection for the tests; 1 = none).
+  virtual float test_gradient_scale() const = 0;
+  // The training data of load_batch; nullptr where there is none (the op timer).
+  virtual const Corpus* corpus() const = 0;
+};
+
+}  // namespace strata::exec

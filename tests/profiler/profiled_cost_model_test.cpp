@@ -1,0 +1,167 @@
+// ProfiledCostModel: exact look-up, log-log interpolation in one dim (never extrapolation), the
+// roofline for whatever was not measured (a task is measured only when all its ops are), the SM
+// share of tp_comm_overlap's GEMMs, profiles of another device refused, and the link face from
+// measured curves (efficiency, latency beyond the links', interpolated times).
+#include "profiler/profiled_cost_model.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "common/error.hpp"
+#include "profiler/link_model.hpp"
+#include "test_tables.hpp"
+#include "tests/strategies/expect_config_error.hpp"
+#include "tests/strategies/test_models.hpp"
+
+namespace strata::profiler {
+namespace {
+
+using strategies::Op;
+using strategies::OpKind;
+using strategies::Precision;
+using strategies::testing::expect_config_error;
+
+constexpr const char* kDevice = "A100-SXM4-80GB";  // the test cluster's (test_models.hpp)
+
+RooflineCostModel roofline() {
+  return RooflineCostModel(load_efficiencies(default_efficiencies_path()));
+}
+
+Op gemm(std::int64_t m, std::int64_t k, std::int64_t n, float comm_sms = 0) {
+  Op op;
+  op.kind = OpKind::kLinear;
+  op.dtype = strategies::DType::kBf16;
+  op.n_in = 2;
+  op.n_out = 1;
+  op.dims = {m, k, n, 0, 0, 0};
+  op.param = comm_sms;
+  return op;
+}
+
+OpProfile profile_of(const std::vector<std::pair<Op, double>>& ops, const std::string& device) {
+  OpProfile p;
+  p.on.device = device;
+  p.on.device_kind = "gpu";
+  p.warmup = 1;
+  p.repetitions = 3;
+  for (const auto& [op, s] : ops) p.ops.push_back({op_key(op), s, s, s, 3});
+  return p;
+}
+
+ProfiledCostModel model(const std::vector<OpProfile>& ops, const std::vector<LinkProfile>& links = {},
+                        const strategies::ClusterSpec& c = strategies::testing::cluster(2, 8)) {
+  std::vector<std::string> op_files(ops.size(), "p.json"), link_files(links.size(), "l.json");
+  return ProfiledCostModel(roofline(), c, ops, op_files, links, link_files);
+}
+
+strategies::DeviceSpec device() { return strategies::testing::cluster(2, 8).node_groups[0].gpu; }
+
+TEST(ProfiledCostModel, ExactAndInterpolatedOps) {
+  const auto m = model({profile_of({{gemm(1024, 4096, 4096), 1e-3}, {gemm(4096, 4096, 4096), 3e-3}},
+                                   kDevice)});
+  EXPECT_EQ(m.measured(gemm(1024, 4096, 4096), device()), 1e-3);
+  // 2048 rows: log-log between (1024, 1 ms) and (4096, 3 ms): 1 ms x 2^(log 3 / log 4).
+  EXPECT_NEAR(*m.measured(gemm(2048, 4096, 4096), device()),
+              1e-3 * std::pow(2.0, std::log(3.0) / std::log(4.0)), 1e-15);
+  // Outside the measured sizes, or differing in two dims: not measured, the roofline prices it.
+  EXPECT_FALSE(m.measured(gemm(8192, 4096, 4096), device()));
+  EXPECT_FALSE(m.measured(gemm(2048, 2048, 4096), device()));
+  EXPECT_DOUBLE_EQ(m.op_seconds(gemm(8192, 4096, 4096), device(), Precision::kBf16),
+                   roofline().op_seconds(gemm(8192, 4096, 4096), device(), Precision::kBf16));
+  // Another device of the same kind has no measurements.
+  strategies::DeviceSpec other = device();
+  other.name = "A100-SXM4-40GB";
+  EXPECT_FALSE(m.measured(gemm(1024, 4096, 4096), other));
+}
+
+TEST(ProfiledCostModel, ATaskIsMeasuredOnlyWhenAllItsOpsAre) {
+  const auto m = model({profile_of({{gemm(1024, 4096, 4096), 1e-3}}, kDevice)});
+  strategies::Program p;
+  p.ops = {gemm(1024, 4096, 4096), gemm(1024, 4096, 4096)};
+  strategies::Task both;
+  both.block = strategies::Block::kMlpFc1;
+  both.phase = strategies::Phase::kForward;
+  both.op_count = 2;
+  EXPECT_TRUE(m.measures(p, both, device()));
+  EXPECT_DOUBLE_EQ(m.compute_seconds(p, both, device(), Precision::kBf16), 2e-3);
+  p.ops[1] = gemm(1024, 4096, 8192);  // not measured: the whole task from the roofline
+  const strategies::OpCost c0 = strategies::op_cost(p.ops[0]), c1 = strategies::op_cost(p.ops[1]);
+  both.flops = c0.flops + c1.flops;
+  both.bytes = c0.bytes + c1.bytes;
+  EXPECT_FALSE(m.measures(p, both, device()));
+  EXPECT_DOUBLE_EQ(m.compute_seconds(p, both, device(), Precision::kBf16),
+                   roofline().compute_seconds(p, both, device(), Precision::kBf16));
+}
+
+TEST(ProfiledCostModel, OverlappedGemmsPayTheSmShareOnTopOfTheirMeasurement) {
+  const auto m = model({profile_of({{gemm(1024, 4096, 4096), 1e-3}}, kDevice)});
+  // tp_comm_overlap_sms 12 of the A100's 108 SMs.
+  EXPECT_DOUBLE_EQ(m.op_seconds(gemm(1024, 4096, 4096, 12), device(), Precision::kBf16),
+                   1e-3 * 108.0 / 96.0);
+}
+
+TEST(ProfiledCostModel, AProfileOfAnotherDeviceIsRefused) {
+  expect_config_error([&] { model({profile_of({}, "H100-SXM5-80GB")}); },
+                      {"p.json: profile.measured_on.device = \"H100-SXM5-80GB\"",
+                       "no device of cluster 'test-cluster'", "\"A100-SXM4-80GB\""});
+}
+
+LinkCurve all_reduce_curve(int ranks, const std::string& fabric, double latency, double busbw) {
+  LinkCurve c;
+  c.collective = LinkCollective::kAllReduce;
+  c.ranks = ranks;
+  c.fabric = fabric;
+  for (double b : {1e3, 1e6, 1e8}) {
+    c.points.push_back({b, latency + b * busbw_factor(c.collective, ranks) / busbw});
+  }
+  c.fit = fit_curve(c);
+  return c;
+}
+
+TEST(ProfiledCostModel, LinkFaceFromMeasuredCurves) {
+  const auto cluster = strategies::testing::cluster(2, 8);  // NVSwitch 300 GB/s, 2 nodes
+  LinkProfile l;
+  l.on.device = kDevice;
+  l.on.device_kind = "gpu";
+  l.backend = "nccl-tests";
+  l.curves.push_back(all_reduce_curve(8, "nvswitch", 30e-6, 240e9));
+  const auto m = model({}, {l}, cluster);
+  // The fabric's efficiency is the measured bus bandwidth over its line rate; others unchanged.
+  EXPECT_DOUBLE_EQ(m.link_efficiencies().nvswitch, 240e9 / 300e9);
+  EXPECT_EQ(m.link_efficiencies().network, roofline().link_efficiencies().network);
+  const std::vector<int> node0 = {0, 1, 2, 3, 4, 5, 6, 7}, across = {0, 8};
+  EXPECT_TRUE(m.measures_collective(strategies::CollectiveKind::kAllReduce, node0, cluster));
+  EXPECT_FALSE(m.measures_collective(strategies::CollectiveKind::kAllReduce, across, cluster));
+  EXPECT_FALSE(m.measures_collective(strategies::CollectiveKind::kAllGather, node0, cluster));
+  // The latency beyond the links': the measured 30 us less the links' own for a tiny message
+  // (a ring of 14 hops of 2 us: 28 us).
+  const double links = collective_alpha_beta_seconds(strategies::CollectiveKind::kAllReduce, node0,
+                                                     1.0, cluster, m.link_efficiencies());
+  EXPECT_NEAR(links, 28e-6, 1e-9);
+  EXPECT_NEAR(m.collective_extra_latency_s(strategies::CollectiveKind::kAllReduce, node0, 1e6,
+                                           cluster, 7e-6),
+              l.curves[0].fit.latency_s - links, 1e-18);
+  EXPECT_NEAR(l.curves[0].fit.latency_s, 30e-6, 1e-12);
+  EXPECT_DOUBLE_EQ(m.collective_extra_latency_s(strategies::CollectiveKind::kAllReduce, across,
+                                                1e6, cluster, 7e-6),
+                   7e-6);  // no curve: the model's
+  // Alone: the measured times, interpolated log-log between sizes.
+  const double t3 = l.curves[0].points[0].time_s, t6 = l.curves[0].points[1].time_s;
+  EXPECT_DOUBLE_EQ(m.collective_seconds(strategies::CollectiveKind::kAllReduce, node0, 1e6, cluster), t6);
+  EXPECT_NEAR(m.collective_seconds(strategies::CollectiveKind::kAllReduce, node0, 1e4, cluster),
+              t3 * std::exp(std::log(t6 / t3) / 3.0), 1e-15);
+  // A curve on a fabric the cluster does not have.
+  l.curves[0].fabric = "pcie";
+  expect_config_error([&] { model({}, {l}, cluster); },
+                      {"l.json: links.curves[0].fabric = \"pcie\"", "no such fabric"});
+}
+
+TEST(ProfiledCostModel, GroupFabric) {
+  const auto c = strategies::testing::cluster(2, 8);
+  EXPECT_EQ(group_fabric(c, {0, 1}), "nvswitch");
+  EXPECT_EQ(group_fabric(c, {7, 8}), "network");
+}
+
+}  // namespace
+}  // namespace strata::profiler
