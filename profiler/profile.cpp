@@ -212,16 +212,18 @@ double busbw_factor(LinkCollective c, int ranks) {
 }
 
 LinkFit fit_curve(const LinkCurve& c) {
-  // Least squares of time = a + x / b over x = bytes x busbw factor.
+  // Least squares of time = a + x / b over x = bytes x busbw factor, in relative error (each
+  // point weighted 1 / time^2): sizes span 8 bytes to hundreds of MiB, and an absolute fit would
+  // let the largest sizes alone decide, leaving the latency to their rounding.
   const double factor = busbw_factor(c.collective, c.ranks);
   double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (const LinkPoint& p : c.points) {
-    const double x = p.bytes * factor;
-    n += 1;
-    sx += x;
-    sy += p.time_s;
-    sxx += x * x;
-    sxy += x * p.time_s;
+    const double x = p.bytes * factor, w = 1.0 / (p.time_s * p.time_s);
+    n += w;
+    sx += w * x;
+    sy += w * p.time_s;
+    sxx += w * x * x;
+    sxy += w * x * p.time_s;
   }
   const double det = n * sxx - sx * sx;
   STRATA_CHECK(n >= 2 && det > 0, "fit_curve needs two distinct sizes");

@@ -74,7 +74,9 @@ struct LinkPoint {
   double algbw_Bps() const { return time_s > 0 ? bytes / time_s : 0; }
 };
 
-// time = latency_s + bytes x busbw_factor / busbw_Bps, least squares over the points.
+// time = latency_s + bytes x busbw_factor / busbw_Bps, least squares over the points in
+// relative error (weights 1 / time^2), so that small sizes set the latency and large ones the
+// bandwidth.
 struct LinkFit {
   double latency_s = 0;
   double busbw_Bps = 0;

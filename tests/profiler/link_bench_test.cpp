@@ -1,7 +1,7 @@
 // The link benchmark (profiler/tools/link_bench.hpp) without MPI: its sizes and groups, and
 // measure_links() on a world of threads behind the Comm interface -- every curve measured, the
 // same profile on every rank, a wrong result (injected) stopping every rank with one message,
-// curves whose times do not grow (small messages stalled) left out with a warning, and the
+// curves whose times fall as the messages grow (stalls) left out with a warning, and the
 // options that cannot make a curve refused before any communication. Under mpirun the
 // CLI is tested by profile_links_mpi_test.cpp.
 #include "profiler/tools/link_bench.hpp"
@@ -74,8 +74,9 @@ class ThreadWorld {
 // One rank of a ThreadWorld. Operations complete before they return, except a send, which
 // exchanges with the peer's send when waited on: enough for link_bench's pattern (post the
 // receive, send and wait, wait for the receive). `corrupt_all_reduce` makes rank 1 add 1 to the
-// last element of every all-reduce; `stall_small_s` makes every operation on 32 floats or fewer
-// sleep that long, so that small messages look slower than large ones.
+// last element of every all-reduce; `stall_small_s` makes every operation sleep that long
+// times 32 / max(32, its floats), so that the times fall as the messages grow: timing noise no
+// fit (absolute or relative) can give a bandwidth.
 class ThreadComm final : public exec::Comm {
  public:
   ThreadComm(ThreadWorld& world, int rank) : world_(world), rank_(rank) {}
@@ -153,8 +154,9 @@ class ThreadComm final : public exec::Comm {
 
  private:
   void stall(std::size_t floats) const {
-    if (floats <= 32 && stall_small_s > 0) {
-      std::this_thread::sleep_for(std::chrono::duration<double>(stall_small_s));
+    if (stall_small_s > 0) {
+      const double scale = 32.0 / static_cast<double>(std::max<std::size_t>(floats, 32));
+      std::this_thread::sleep_for(std::chrono::duration<double>(stall_small_s * scale));
     }
   }
   const std::vector<int>& members(GroupId g) const {
@@ -276,7 +278,7 @@ TEST(LinkBench, AWrongResultStopsEveryRankWithOneMessage) {
 
 TEST(LinkBench, CurvesWhoseTimesDoNotGrowAreLeftOutWithAWarning) {
   LinkBenchOptions opts = small_options();
-  opts.max_bytes = 64 << 10;  // copies take microseconds; the stalls of small messages 5 ms
+  opts.max_bytes = 64 << 10;  // copies take microseconds; the stalls 5 ms down to 10 us
   std::vector<std::string> warnings;
   opts.warning = [&](const std::string& s) { warnings.push_back(s); };  // rank 0 only
   const auto results = measure_on_threads(2, opts, false, 5e-3);
