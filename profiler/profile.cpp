@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <tuple>
+#include <utility>
 
 #include "common/error.hpp"
 #include "common/version.hpp"
@@ -211,14 +213,15 @@ double busbw_factor(LinkCollective c, int ranks) {
   return 1.0;
 }
 
-LinkFit fit_curve(const LinkCurve& c) {
-  // Least squares of time = a + x / b over x = bytes x busbw factor, in relative error (each
-  // point weighted 1 / time^2): sizes span 8 bytes to hundreds of MiB, and an absolute fit would
-  // let the largest sizes alone decide, leaving the latency to their rounding.
+namespace {
+
+// Weighted least squares of time = a + x / b over x = bytes x busbw factor (weight(t) per point);
+// {a, 1/b}, the slope through the origin when the intercept would be negative.
+std::pair<double, double> least_squares(const LinkCurve& c, double (*weight)(double)) {
   const double factor = busbw_factor(c.collective, c.ranks);
   double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (const LinkPoint& p : c.points) {
-    const double x = p.bytes * factor, w = 1.0 / (p.time_s * p.time_s);
+    const double x = p.bytes * factor, w = weight(p.time_s);
     n += w;
     sx += w * x;
     sy += w * p.time_s;
@@ -226,13 +229,28 @@ LinkFit fit_curve(const LinkCurve& c) {
     sxy += w * x * p.time_s;
   }
   const double det = n * sxx - sx * sx;
-  STRATA_CHECK(n >= 2 && det > 0, "fit_curve needs two distinct sizes");
+  STRATA_CHECK(c.points.size() >= 2 && det > 0, "fit_curve needs two distinct sizes");
   double slope = (n * sxy - sx * sy) / det;
   double latency = (sy - slope * sx) / n;
   if (latency < 0) {  // no negative latency: the slope through the origin instead
     latency = 0;
     slope = sxy / sxx;
   }
+  return {latency, slope};
+}
+
+double relative_weight(double t) { return 1.0 / (t * t); }
+double absolute_weight(double) { return 1.0; }
+
+}  // namespace
+
+LinkFit fit_curve(const LinkCurve& c) {
+  // In relative error first (each point weighted 1 / time^2): sizes span 8 bytes to hundreds of
+  // MiB, and an absolute fit lets the largest sizes alone decide, leaving the latency to their
+  // rounding. Where noise on the small sizes (weighted most) leaves that fit without a
+  // bandwidth, the absolute fit, which the large sizes decide, gives it.
+  auto [latency, slope] = least_squares(c, relative_weight);
+  if (!(slope > 0)) std::tie(latency, slope) = least_squares(c, absolute_weight);
   LinkFit f;
   f.latency_s = latency;
   f.busbw_Bps = slope > 0 ? 1.0 / slope : 0;

@@ -76,7 +76,7 @@ struct LinkPoint {
 
 // time = latency_s + bytes x busbw_factor / busbw_Bps, least squares over the points in
 // relative error (weights 1 / time^2), so that small sizes set the latency and large ones the
-// bandwidth.
+// bandwidth; where that leaves no bandwidth (noisy small sizes), in absolute error.
 struct LinkFit {
   double latency_s = 0;
   double busbw_Bps = 0;

@@ -75,8 +75,9 @@ class ThreadWorld {
 // exchanges with the peer's send when waited on: enough for link_bench's pattern (post the
 // receive, send and wait, wait for the receive). `corrupt_all_reduce` makes rank 1 add 1 to the
 // last element of every all-reduce; `stall_small_s` makes every operation sleep that long
-// times 32 / max(32, its floats), so that the times fall as the messages grow: timing noise no
-// fit (absolute or relative) can give a bandwidth.
+// times 2 - min(its floats, 16384) / 16384, so that the times fall by milliseconds as the
+// messages grow to 64 KiB, far more than copying adds even under a sanitizer: timing noise that
+// no fit (relative or absolute) can give a bandwidth.
 class ThreadComm final : public exec::Comm {
  public:
   ThreadComm(ThreadWorld& world, int rank) : world_(world), rank_(rank) {}
@@ -155,7 +156,8 @@ class ThreadComm final : public exec::Comm {
  private:
   void stall(std::size_t floats) const {
     if (stall_small_s > 0) {
-      const double scale = 32.0 / static_cast<double>(std::max<std::size_t>(floats, 32));
+      const double scale =
+          2.0 - static_cast<double>(std::min<std::size_t>(floats, 16384)) / 16384.0;
       std::this_thread::sleep_for(std::chrono::duration<double>(stall_small_s * scale));
     }
   }
@@ -278,7 +280,7 @@ TEST(LinkBench, AWrongResultStopsEveryRankWithOneMessage) {
 
 TEST(LinkBench, CurvesWhoseTimesDoNotGrowAreLeftOutWithAWarning) {
   LinkBenchOptions opts = small_options();
-  opts.max_bytes = 64 << 10;  // copies take microseconds; the stalls 5 ms down to 10 us
+  opts.max_bytes = 64 << 10;  // copies take microseconds; the stalls 10 ms down to 5 ms
   std::vector<std::string> warnings;
   opts.warning = [&](const std::string& s) { warnings.push_back(s); };  // rank 0 only
   const auto results = measure_on_threads(2, opts, false, 5e-3);
