@@ -73,35 +73,44 @@ std::vector<std::pair<LinkCollective, int>> expected_curves(int n) {
   return curves;
 }
 
-void expect_valid_curves(const LinkProfile& p, int ranks) {
+// The expected curves in order; a curve the tool left out (its times did not grow with the size:
+// timing noise on an oversubscribed machine, as under the sanitizers) must be named by its
+// warning on stderr, and at least one curve is there.
+void expect_valid_curves(const LinkProfile& p, int ranks, const std::string& err) {
   EXPECT_EQ(p.backend, "mpi");
   EXPECT_EQ(p.on.device_kind, "cpu");
   EXPECT_NE(p.on.device.find("Xeon"), std::string::npos) << p.on.device;  // local-cpu's gpu.name
   EXPECT_FALSE(p.on.libraries.at("mpi").empty());
-  const auto want = expected_curves(ranks);
-  ASSERT_EQ(p.curves.size(), want.size());
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    const LinkCurve& c = p.curves[i];
-    EXPECT_EQ(c.collective, want[i].first) << i;
-    EXPECT_EQ(c.ranks, want[i].second) << i;
+  ASSERT_FALSE(p.curves.empty());
+  std::size_t next = 0;
+  for (const auto& [collective, n] : expected_curves(ranks)) {
+    if (next == p.curves.size() || p.curves[next].collective != collective ||
+        p.curves[next].ranks != n) {
+      const std::string left_out =
+          std::string(link_collective_name(collective)) + " " + std::to_string(n) + " ranks left out";
+      EXPECT_NE(err.find(left_out), std::string::npos) << "missing without a warning: " << left_out;
+      continue;
+    }
+    const LinkCurve& c = p.curves[next++];
     EXPECT_EQ(c.fabric, "shared");  // every rank on this host: local-cpu's intra_node fabric
     EXPECT_GE(c.points.size(), 2u);
     EXPECT_LE(c.points.back().bytes, 4 << 20);
-    for (const LinkPoint& x : c.points) EXPECT_GT(x.time_s, 0) << i;
-    EXPECT_GT(c.fit.busbw_Bps, 0) << i;
+    for (const LinkPoint& x : c.points) EXPECT_GT(x.time_s, 0) << link_collective_name(collective);
+    EXPECT_GT(c.fit.busbw_Bps, 0) << link_collective_name(collective);
   }
+  EXPECT_EQ(next, p.curves.size()) << "curves beyond the expected ones";
 }
 
 TEST_F(ProfileLinksMpi, TwoRanksWriteAValidLinksJson) {
   const std::string links = path("links.json");
   const Result r = run(2, "--max-bytes 4M --iters 10 --warmup 2 --out " + links);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  expect_valid_curves(read_link_profile(links), 2);
+  expect_valid_curves(read_link_profile(links), 2, r.err);
   // Rank 0 reports progress on stderr and the summary on stdout, once.
   EXPECT_NE(r.err.find("links: all_reduce 2 ranks, 8 bytes (1 of 44)"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("links: send_recv 2 ranks, 4194304 bytes (44 of 44)"), std::string::npos)
       << r.err;
-  EXPECT_EQ(r.out.find("4 curves (mpi)"), r.out.rfind("4 curves (mpi)")) << r.out;
+  EXPECT_EQ(r.out.find(" curves (mpi)"), r.out.rfind(" curves (mpi)")) << r.out;
   EXPECT_FALSE(fs::exists(links + ".tmp-strata"));
 }
 
@@ -110,7 +119,7 @@ TEST_F(ProfileLinksMpi, ThreeRanksMeasureTheSubgroupOfTwoAndTheWorld) {
   const Result r =
       run(3, "--cluster local-cpu --max-bytes 4M --iters 10 --warmup 2 --out " + links);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  expect_valid_curves(read_link_profile(links), 3);
+  expect_valid_curves(read_link_profile(links), 3, r.err);
 }
 
 TEST_F(ProfileLinksMpi, OptionsThatMakeNoCurveAreRefusedOnceAndWriteNothing) {
