@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -74,10 +75,11 @@ class ThreadWorld {
 // One rank of a ThreadWorld. Operations complete before they return, except a send, which
 // exchanges with the peer's send when waited on: enough for link_bench's pattern (post the
 // receive, send and wait, wait for the receive). `corrupt_all_reduce` makes rank 1 add 1 to the
-// last element of every all-reduce; `stall_small_s` makes every operation sleep that long
-// times 2 - min(its floats, 16384) / 16384, so that the times fall by milliseconds as the
-// messages grow to 64 KiB, far more than copying adds even under a sanitizer: timing noise that
-// no fit (relative or absolute) can give a bandwidth.
+// last element of every all-reduce; `stall_small_s` makes every operation sleep that long times
+// 9 - log2(its floats) / 2: 17 x at 2 floats down to 2 x at 16384, a step of 2 x per size (sizes
+// grow by factors of 4), so that with stall_small_s = 1 ms the times fall by 2 ms from each size
+// to the next, far more than copying or a late wake-up adds, even under a sanitizer on a loaded
+// machine: timing noise that no fit (relative or absolute) can give a bandwidth.
 class ThreadComm final : public exec::Comm {
  public:
   ThreadComm(ThreadWorld& world, int rank) : world_(world), rank_(rank) {}
@@ -157,7 +159,7 @@ class ThreadComm final : public exec::Comm {
   void stall(std::size_t floats) const {
     if (stall_small_s > 0) {
       const double scale =
-          2.0 - static_cast<double>(std::min<std::size_t>(floats, 16384)) / 16384.0;
+          9.0 - std::log2(static_cast<double>(std::max<std::size_t>(floats, 1))) / 2.0;
       std::this_thread::sleep_for(std::chrono::duration<double>(stall_small_s * scale));
     }
   }
@@ -280,10 +282,10 @@ TEST(LinkBench, AWrongResultStopsEveryRankWithOneMessage) {
 
 TEST(LinkBench, CurvesWhoseTimesDoNotGrowAreLeftOutWithAWarning) {
   LinkBenchOptions opts = small_options();
-  opts.max_bytes = 64 << 10;  // copies take microseconds; the stalls 10 ms down to 5 ms
+  opts.max_bytes = 64 << 10;  // copies take microseconds; the stalls 17 ms down to 2 ms
   std::vector<std::string> warnings;
   opts.warning = [&](const std::string& s) { warnings.push_back(s); };  // rank 0 only
-  const auto results = measure_on_threads(2, opts, false, 5e-3);
+  const auto results = measure_on_threads(2, opts, false, 1e-3);
   for (const auto& r : results) {
     EXPECT_EQ(r.error,
               "no curve could be fitted: the times do not grow with the message size up "
