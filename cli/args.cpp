@@ -62,20 +62,26 @@ std::string Args::require(const std::string& flag) const {
   return *v;
 }
 
-std::optional<int> Args::get_positive_int(const std::string& flag) const {
-  const auto v = get(flag);
-  if (!v) return std::nullopt;
+std::optional<long long> whole_integer(const std::string& text) {
   std::size_t used = 0;
   long long n = 0;
   try {
-    n = std::stoll(*v, &used);
+    n = std::stoll(text, &used);
   } catch (const std::exception&) {
-    used = 0;
+    return std::nullopt;
   }
-  if (used != v->size() || n < 1 || n > 1'000'000'000) {
+  if (used != text.size()) return std::nullopt;
+  return n;
+}
+
+std::optional<int> Args::get_positive_int(const std::string& flag) const {
+  const auto v = get(flag);
+  if (!v) return std::nullopt;
+  const std::optional<long long> n = whole_integer(*v);
+  if (!n || *n < 1 || *n > 1'000'000'000) {
     throw ConfigError(flag + " = " + *v + ": must be a positive integer");
   }
-  return static_cast<int>(n);
+  return static_cast<int>(*n);
 }
 
 bool asks_for_help(const std::vector<std::string>& argv) {

@@ -28,6 +28,10 @@ class Args {
   std::map<std::string, std::string> values_;
 };
 
+// `text` as an integer when all of it is one (std::stoll's syntax, in range), else nothing:
+// the parsing under every integer flag; callers check their own range and name it.
+std::optional<long long> whole_integer(const std::string& text);
+
 // Whether the arguments ask for a command's help (--help or -h anywhere).
 bool asks_for_help(const std::vector<std::string>& argv);
 

@@ -1,6 +1,7 @@
 // `strata profile links`: write links.json (docs/profiles.md "Measuring and importing links"),
 // imported from nccl-tests output (profiler/nccl_tests.hpp) or measured under mpirun through the
 // executor's communication layer (profiler/tools/link_bench.hpp). Only rank 0 writes.
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -98,17 +99,11 @@ std::int64_t parse_bytes(const std::string& flag, const std::string& text) {
 int non_negative_int(const Args& args, const std::string& flag, int fallback) {
   const auto v = args.get(flag);
   if (!v) return fallback;
-  std::size_t used = 0;
-  int n = -1;
-  try {
-    n = std::stoi(*v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != v->size() || n < 0) {
+  const std::optional<long long> n = whole_integer(*v);
+  if (!n || *n < 0 || *n > INT_MAX) {  // beyond INT_MAX: out of std::stoi's range, as before
     throw ConfigError(flag + " = " + *v + ": must be a whole number >= 0");
   }
-  return n;
+  return static_cast<int>(*n);
 }
 
 // Refuses the flags of the other mode: "--fabric: only with --import (...)".

@@ -58,18 +58,12 @@ namespace {
 int count_flag(const Args& args, const std::string& flag, int min, int fallback) {
   const auto v = args.get(flag);
   if (!v) return fallback;
-  std::size_t used = 0;
-  long long n = 0;
-  try {
-    n = std::stoll(*v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != v->size() || n < min || n > 1'000'000) {
+  const std::optional<long long> n = whole_integer(*v);
+  if (!n || *n < min || *n > 1'000'000) {
     throw ConfigError(flag + " = " + *v + ": must be an integer from " + std::to_string(min) +
                       " to 1000000");
   }
-  return static_cast<int>(n);
+  return static_cast<int>(*n);
 }
 
 void check_device(const Args& args) {
