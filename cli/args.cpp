@@ -1,6 +1,7 @@
 // Command-line parsing and atomic output for the strata CLI.
 #include "cli/args.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -168,6 +169,19 @@ void write_output(const std::string& path, const std::string& content) {
     std::filesystem::remove(tmp);
     throw ConfigError(path + ": cannot replace file: " + ec.message());
   }
+}
+
+std::vector<std::string> comma_list(const std::string& flag, const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    if (item.empty()) throw ConfigError(flag + " = " + text + ": an empty item in the list");
+    out.push_back(item);
+    at = comma + 1;
+  }
+  return out;
 }
 
 void write_outputs(const std::vector<Output>& outputs) {

@@ -41,6 +41,9 @@ std::vector<int> parse_rank_list(const std::string& flag, const std::string& tex
 // rank not named gets 1.
 std::vector<double> parse_rank_factors(const std::string& flag, const std::string& text, int world);
 
+// `flag`'s value as a comma-separated list of non-empty items ("a.json,b.json").
+std::vector<std::string> comma_list(const std::string& flag, const std::string& text);
+
 // Writes `content` to `path` atomically (temporary file, then rename), or to stdout for "-".
 void write_output(const std::string& path, const std::string& content);
 

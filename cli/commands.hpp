@@ -26,5 +26,8 @@ extern const char* const kProfileOpsHelp;
 // `strata profile links` (the arguments after "links").
 int profile_links_command(const std::vector<std::string>& args);
 extern const char* const kProfileLinksHelp;
+// `strata validate`: profile, simulate, run under mpirun and compare (needs the simulator).
+int validate_command(const std::vector<std::string>& args);
+extern const char* const kValidateHelp;
 
 }  // namespace strata::cli

@@ -27,6 +27,9 @@ Commands:
   compare    Join a predicted and a measured trace of the same Plan task by task: the step, the
              idle time, each category of task and the worst-predicted tasks, predicted against
              measured.
+  validate   Close the loop on this machine: profile the Plan's ops and links, simulate it with
+             those costs, run it for real under mpirun, and compare the step and every task,
+             predicted against measured.
   profile ops
              Time every distinct op of a Plan alone on this machine's CPU (the executor's
              kernels, warm-up apart, rotated inputs) and write profile.json.
@@ -87,6 +90,10 @@ int main(int argc, char** argv) {
         std::cout << strata::cli::kSimulateHelp;
         return strata::cli::kExitOk;
       }
+      if (args[0] == "validate") {
+        std::cout << strata::cli::kValidateHelp;
+        return strata::cli::kExitOk;
+      }
 #endif
       std::cerr << "strata: no command '" << args[0] << "' (see strata --help)\n";
       return strata::cli::kExitUsage;
@@ -105,11 +112,12 @@ int main(int argc, char** argv) {
                    "strata profile links --help)\n";
       return strata::cli::kExitUsage;
     }
-    if (command == "simulate") {
+    if (command == "simulate" || command == "validate") {
 #if STRATA_HAVE_SIMGRID
-      return strata::cli::simulate_command(args);
+      return command == "simulate" ? strata::cli::simulate_command(args)
+                                   : strata::cli::validate_command(args);
 #else
-      std::cerr << "strata simulate: this build has no simulator (SimGrid was not found or "
+      std::cerr << "strata " << command << ": this build has no simulator (SimGrid was not found or "
                    "STRATA_WITH_SIMGRID=OFF); install libsimgrid-dev and reconfigure\n";
       return strata::cli::kExitUsage;
 #endif

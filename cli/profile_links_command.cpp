@@ -9,6 +9,7 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/launch.hpp"
 #include "cli/specs.hpp"
 #include "common/error.hpp"
 #include "common/units.hpp"
@@ -165,13 +166,6 @@ int import_links(const Args& args) {
                        args.require("--out"));
 }
 
-// Under mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE, PMIx launchers PMIX_RANK), as `strata run`
-// tells; started directly there is one rank and nothing to measure.
-bool under_mpirun() {
-  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||
-         std::getenv("PMI_SIZE") != nullptr;
-}
-
 // The benchmark's options from the flags and the cluster spec (checked before MPI starts).
 profiler::LinkBenchOptions bench_options(const Args& args) {
   const strategies::ClusterSpec cluster = strategies::load_cluster(
@@ -201,7 +195,7 @@ int measure(const Args& args) {
         "run `mpirun -np N strata profile links --out links.json`, or import "
         "nccl-tests output with --import");
   }
-  if (!under_mpirun()) {
+  if (!under_mpi_launcher()) {  // started directly: one rank, nothing to measure
     throw ConfigError(
         "measuring links needs at least 2 ranks: run it under mpirun, e.g. "
         "`mpirun -np 2 strata profile links --out " +

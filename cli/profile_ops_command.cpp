@@ -95,12 +95,7 @@ int profile_ops_command(const std::vector<std::string>& argv_in) {
     std::cout << kProfileOpsHelp;
     return kExitOk;
   }
-  std::vector<std::string> argv = argv_in;
-  if (std::none_of(argv.begin(), argv.end(), [](const std::string& a) {
-        return a == "--cluster" || a.rfind("--cluster=", 0) == 0;
-      })) {
-    argv.insert(argv.end(), {"--cluster", "local-cpu"});
-  }
+  const std::vector<std::string> argv = with_local_cluster(argv_in);
   const Args args(argv, spec_flags_and({"--device", "--warmup", "--repetitions", "--out"}), {}, {});
   check_device(args);
   const std::string out = args.require("--out");

@@ -10,6 +10,8 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/launch.hpp"
+#include "cli/specs.hpp"
 #include "cli/training.hpp"
 #include "common/error.hpp"
 #include "executor/comm.hpp"
@@ -67,22 +69,15 @@ int run_command(const std::vector<std::string>& argv_in) {
     std::cout << kRunHelp;
     return kExitOk;
   }
-  std::vector<std::string> argv = argv_in;
-  if (std::find(argv.begin(), argv.end(), "--cluster") == argv.end() &&
-      std::none_of(argv.begin(), argv.end(),
-                   [](const std::string& a) { return a.rfind("--cluster=", 0) == 0; })) {
-    argv.insert(argv.end(), {"--cluster", "local-cpu"});
-  }
+  const std::vector<std::string> argv = with_local_cluster(argv_in);
   // Arguments are checked before MPI starts, so a usage error is one message, not N.
   const Args args(argv, {"--model", "--cluster", "--strategy", "--steps", "--seed", "--lr",
                          "--data", "--json", "--save", "--save-every", "--resume", "--trace",
                          "--dump-gradients"},
                   {}, {});
-  // Under mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE, PMIx launchers PMIX_RANK) the world is
-  // MPI's; started directly, it is one rank without MPI at all.
-  const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr ||
-                        std::getenv("PMIX_RANK") != nullptr || std::getenv("PMI_SIZE") != nullptr;
-  auto comm = exec::built_with_mpi() && launched ? exec::make_mpi_comm() : exec::make_local_comm();
+  // Under mpirun the world is MPI's; started directly, it is one rank without MPI at all.
+  auto comm = exec::built_with_mpi() && under_mpi_launcher() ? exec::make_mpi_comm()
+                                                             : exec::make_local_comm();
   const bool lead = comm->rank() == 0;
 
   Training t;

@@ -62,19 +62,6 @@ tasks and collectives were priced by measurements (docs/profiles.md "Using them"
 
 namespace {
 
-std::vector<std::string> split_files(const std::string& flag, const std::string& list) {
-  std::vector<std::string> out;
-  std::size_t at = 0;
-  while (at <= list.size()) {
-    const std::size_t comma = std::min(list.find(',', at), list.size());
-    const std::string item = list.substr(at, comma - at);
-    if (item.empty()) throw ConfigError(flag + " = " + list + ": an empty file name");
-    out.push_back(item);
-    at = comma + 1;
-  }
-  return out;
-}
-
 // The roofline, or with --profile / --links the measured costs in front of it.
 std::unique_ptr<profiler::CostModel> cost_model(const Args& args, const strategies::Plan& plan) {
   profiler::RooflineCostModel roofline(profiler::load_efficiencies(
@@ -83,8 +70,8 @@ std::unique_ptr<profiler::CostModel> cost_model(const Args& args, const strategi
     return std::make_unique<profiler::RooflineCostModel>(std::move(roofline));
   }
   std::vector<std::string> op_files, link_files;
-  if (const auto p = args.get("--profile")) op_files = split_files("--profile", *p);
-  if (const auto l = args.get("--links")) link_files = split_files("--links", *l);
+  if (const auto p = args.get("--profile")) op_files = comma_list("--profile", *p);
+  if (const auto l = args.get("--links")) link_files = comma_list("--links", *l);
   std::vector<profiler::OpProfile> ops;
   std::vector<profiler::LinkProfile> links;
   for (const std::string& f : op_files) ops.push_back(profiler::read_op_profile(f));

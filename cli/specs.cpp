@@ -47,6 +47,15 @@ std::string resolve_spec(const std::string& kind, const std::string& flag, const
                     (fs::path(config_dir()) / kind).string() + " (bundled: " + names + ")");
 }
 
+std::vector<std::string> with_local_cluster(std::vector<std::string> argv) {
+  if (std::none_of(argv.begin(), argv.end(), [](const std::string& a) {
+        return a == "--cluster" || a.rfind("--cluster=", 0) == 0;
+      })) {
+    argv.insert(argv.end(), {"--cluster", "local-cpu"});
+  }
+  return argv;
+}
+
 Inputs load_inputs(const Args& args) {
   using namespace strategies;
   Inputs in;

@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cli/args.hpp"
 #include "strategies/plan.hpp"
@@ -17,6 +18,10 @@ inline const std::set<std::string> kSpecFlags = {"--model", "--cluster", "--stra
                                                  "--nodes"};
 // kSpecFlags and a command's own flags that take a value.
 std::set<std::string> spec_flags_and(std::initializer_list<std::string> more);
+
+// `argv` with `--cluster local-cpu` appended when it names no cluster: the commands that run
+// on this machine (run, profile ops, validate) lower their Plan for it by default.
+std::vector<std::string> with_local_cluster(std::vector<std::string> argv);
 
 struct Inputs {
   strategies::ModelSpec model;

@@ -1,0 +1,36 @@
+// Processes for the commands that start others (`strata validate`): whether this process was
+// started by an MPI launcher, this executable's path, the mpirun command line for N ranks, and
+// running a child with its output in a log file.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace strata::cli {
+
+// Whether an MPI launcher started this process (Open MPI sets OMPI_COMM_WORLD_SIZE, PMIx
+// launchers PMIX_RANK, Hydra PMI_SIZE): then the world is MPI's.
+bool under_mpi_launcher();
+
+// The path of the running strata executable (/proc/self/exe).
+std::string self_executable();
+
+// The launcher's words before the program for `ranks` processes. `custom` (the user's
+// --mpirun, split on spaces) replaces the default: the mpiexec CMake found (else `mpirun` on
+// PATH) with -np N, plus --allow-run-as-root when running as root and --oversubscribe when N
+// exceeds the cores (both Open MPI's).
+std::vector<std::string> mpi_launcher(int ranks, const std::optional<std::string>& custom);
+
+// Runs `argv` (argv[0] a path, or a name looked up on PATH) and waits for it, its stdout and
+// stderr appended to `log`. Returns its exit code (128 + the signal when killed).
+// ConfigError when it cannot be started.
+int run_logged(const std::vector<std::string>& argv, const std::string& log);
+
+// The last `lines` lines of a text file (for the error of a failed child).
+std::string tail_of(const std::string& file, int lines);
+
+// A command line as it would be typed (words with spaces quoted), for messages and logs.
+std::string shell_words(const std::vector<std::string>& argv);
+
+}  // namespace strata::cli
