@@ -10,6 +10,7 @@
 #include "cli/commands.hpp"
 #include "cli/specs.hpp"
 #include "common/error.hpp"
+#include "kernels/backend.hpp"
 #include "profiler/profile.hpp"
 #include "profiler/tools/op_bench.hpp"
 
@@ -36,8 +37,10 @@ Options:
                      profile is filed under its device name, so it must describe CPUs
   --gpus N           world size (default: the strategy's dp * tp * pp * cp)
   --nodes N          rescale a uniform cluster to N nodes
-  --device D         where to time: cpu (default); cuda is refused until the executor has a GPU
-                     backend (issue 19)
+  --device D         where to time: cpu (default) or cuda (GPU 0, with CUDA events around each
+                     op; the cluster must then describe that GPU). Only GELU and LayerNorm have
+                     CUDA kernels until the executor's GPU backend (issue 19) exists: another op
+                     stops the profile, naming it
   --warmup W         untimed runs per op before the timed ones (default: 2; 0 for none)
   --repetitions R    timed runs per op (default: 10); the profile keeps their median, minimum
                      and maximum
@@ -66,14 +69,16 @@ int count_flag(const Args& args, const std::string& flag, int min, int fallback)
   return static_cast<int>(*n);
 }
 
-void check_device(const Args& args) {
+// --device: the CPU, or CUDA device 0 when this build and machine have one.
+kernels::Backend timing_backend(const Args& args) {
   const std::string device = args.get("--device").value_or("cpu");
-  if (device == "cuda") {
-    throw ConfigError(
-        "--device = cuda: the executor has no GPU backend yet (issue 19), so ops "
-        "cannot be timed on a GPU; time them on the CPU (--device cpu)");
+  if (device == "cpu") return kernels::Backend::kCpu;
+  if (device != "cuda") throw ConfigError("--device = " + device + ": must be cpu or cuda");
+  if (kernels::cuda_device_count() == 0) {
+    throw ConfigError("--device = cuda: no usable CUDA device (" +
+                      kernels::cuda_unavailable_reason() + "); time the ops on the CPU");
   }
-  if (device != "cpu") throw ConfigError("--device = " + device + ": must be cpu or cuda");
+  return kernels::Backend::kCuda;
 }
 
 // "op 3 of 41: linear fp32 dims 64x64x192" (trailing zero sizes left out).
@@ -97,9 +102,9 @@ int profile_ops_command(const std::vector<std::string>& argv_in) {
   }
   const std::vector<std::string> argv = with_local_cluster(argv_in);
   const Args args(argv, spec_flags_and({"--device", "--warmup", "--repetitions", "--out"}), {}, {});
-  check_device(args);
-  const std::string out = args.require("--out");
   profiler::OpBenchOptions options;
+  options.timer.backend = timing_backend(args);
+  const std::string out = args.require("--out");
   options.timer.warmup = count_flag(args, "--warmup", 0, 2);
   options.timer.repetitions = count_flag(args, "--repetitions", 1, 10);
   Inputs in = load_inputs(args);

@@ -119,40 +119,60 @@ struct InputSet {
   std::vector<kernels::Buffer> spans;
 };
 
-// Fills `set` with the seeded values of op_timer.hpp, by the dtype of each span's root buffer.
-void fill(InputSet& set, const Operands& ops, const Program& p, std::int64_t ids,
-          std::uint64_t seed) {
+// Fills `set` with the seeded values of op_timer.hpp, by the dtype of each span's root buffer:
+// made on the host, then copied to the set's backend (in place for the CPU).
+void fill(const kernels::Stream& stream, InputSet& set, const Operands& ops, const Program& p,
+          std::int64_t ids, std::uint64_t seed) {
   std::uint64_t state = seed;
+  std::vector<unsigned char> host;
   for (std::size_t s = 0; s < ops.spans.size(); ++s) {
     kernels::Buffer& buf = set.spans[s];
     const DType dtype = p.buffers[ops.spans[s].root].dtype;
     const std::size_t bytes = buf.size_bytes();
+    const bool on_host = buf.backend() == kernels::Backend::kCpu;
+    if (!on_host) host.assign(bytes, 0);
+    void* data = on_host ? buf.data() : host.data();
     if (dtype == DType::kFp32) {
-      float* x = buf.as<float>();
+      float* x = static_cast<float*>(data);
       for (std::size_t i = 0; i < bytes / sizeof(float); ++i) {
         x[i] = 0.5f + static_cast<float>(splitmix64(state) >> 40) * 0x1.0p-24f;
       }
     } else if (dtype == DType::kInt32) {
-      std::int32_t* x = buf.as<std::int32_t>();
+      std::int32_t* x = static_cast<std::int32_t*>(data);
       for (std::size_t i = 0; i < bytes / sizeof(std::int32_t); ++i) {
         x[i] = static_cast<std::int32_t>(splitmix64(state) % static_cast<std::uint64_t>(ids));
       }
     } else {
-      std::memset(buf.data(), 0, bytes);  // the loss (fp64); other dtypes are refused earlier
+      std::memset(data, 0, bytes);  // the loss (fp64); other dtypes are refused earlier
     }
+    if (!on_host) kernels::copy_to_buffer(stream, buf, host.data(), bytes).synchronize();
   }
+}
+
+// The stream ops are timed on: the CPU, or CUDA device `device` (ConfigError with the reason
+// when this build or machine has none).
+kernels::Stream timing_stream(const OpTimerOptions& o) {
+  if (o.backend == kernels::Backend::kCpu) return kernels::Stream::cpu();
+  if (kernels::cuda_device_count() <= o.device) {
+    const std::string why = kernels::cuda_device_count() == 0
+                                ? kernels::cuda_unavailable_reason()
+                                : std::to_string(kernels::cuda_device_count()) + " device(s)";
+    throw ConfigError("device cuda:" + std::to_string(o.device) + " is not available (" + why +
+                      "): time the ops on the CPU, or on a machine with a GPU");
+  }
+  return kernels::Stream::cuda(o.device);
 }
 
 // The OpContext of a timed op: the operand views of the input set in use, the given rank's
 // groups, step 1 and default AdamW settings, no training data.
 class TimerContext final : public OpContext {
  public:
-  TimerContext(const ProgramSet& plan, int rank, const Operands& ops)
+  TimerContext(const ProgramSet& plan, int rank, const Operands& ops, kernels::Stream stream)
       : plan_(plan),
         program_(plan.program_of(rank)),
         rank_(rank),
         ops_(ops),
-        stream_(kernels::Stream::cpu()) {}
+        stream_(std::move(stream)) {}
 
   void use(InputSet& set) { set_ = &set; }
 
@@ -208,6 +228,7 @@ void check_options(const OpTimerOptions& o) {
   if (o.repetitions < 1) {
     throw ConfigError("repetitions = " + std::to_string(o.repetitions) + ": must be >= 1");
   }
+  if (o.device < 0) throw ConfigError("device = " + std::to_string(o.device) + ": must be >= 0");
   if (o.max_sets < 1) {
     throw ConfigError("max_sets = " + std::to_string(o.max_sets) + ": must be >= 1");
   }
@@ -287,33 +308,43 @@ OpTiming time_op(const ProgramSet& plan, int rank, std::uint32_t task, std::uint
   timing.set_bytes = ops.bytes();
   timing.input_sets = set_count(timing.set_bytes, options);
 
-  TimerContext context(plan, rank, ops);
+  TimerContext context(plan, rank, ops, timing_stream(options));
   std::vector<InputSet> sets(static_cast<std::size_t>(timing.input_sets));
   const std::int64_t ids = id_range(plan, rank, op);
   for (std::size_t s = 0; s < sets.size(); ++s) {
     for (const Span& span : ops.spans) {
       sets[s].spans.emplace_back(context.stream(), static_cast<std::size_t>(span.bytes()));
     }
-    fill(sets[s], ops, p, ids, options.seed * 0x100000001B3ULL + s);
+    fill(context.stream(), sets[s], ops, p, ids, options.seed * 0x100000001B3ULL + s);
   }
 
+  // Events around each run: on the CPU the host clock at their recording (the op ran inline in
+  // between), on CUDA cudaEvents enqueued around the op's kernels on its stream.
   using Clock = std::chrono::steady_clock;
   // A run faster than the clock can tell is counted as one tick, so every duration is > 0.
   const double tick_s = std::chrono::duration<double>(Clock::duration(1)).count();
   const int runs = options.warmup + options.repetitions;
+  const kernels::Stream& stream = context.stream();
   for (int i = 0; i < runs; ++i) {
     context.use(sets[static_cast<std::size_t>(i) % sets.size()]);
-    const Clock::time_point start = Clock::now();
+    const kernels::Event start = stream.record_event(kernels::EventTiming::kOn);
     try {
       detail::run_compute(context, op);
     } catch (const ConfigError&) {
       throw;
     } catch (const std::exception& e) {
+      if (stream.backend() == kernels::Backend::kCuda) {
+        // Most ops have no CUDA kernel yet (the GPU backend is issue 19's): what to change is
+        // where they are timed.
+        throw ConfigError("op " + std::string(strategies::op_kind_name(op.kind)) + " of task " +
+                          std::to_string(task) + " (" + plan.task_name(p.tasks[task]) +
+                          ") cannot run on cuda: " + e.what());
+      }
       throw std::runtime_error("timing task " + std::to_string(task) + " (" +
                                plan.task_name(p.tasks[task]) + "): " + e.what());
     }
-    context.stream().synchronize();
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const kernels::Event end = stream.record_event(kernels::EventTiming::kOn);
+    const double seconds = 1e-3 * kernels::Event::elapsed_ms(start, end);
     if (i >= options.warmup) timing.seconds.push_back(std::max(seconds, tick_s));
   }
   return timing;

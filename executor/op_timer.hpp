@@ -15,21 +15,26 @@
 //  - Several input sets (whole copies of the operands) are kept and used in turn, run i on set
 //    i mod sets, so that a run does not find its inputs in cache from the run before (CUTLASS's
 //    rotation over 2x L2; here twice the last-level cache, bounded by memory: OpTimerOptions).
-//  - `warmup` untimed runs, then `repetitions` timed ones, each timed alone with
-//    std::chrono::steady_clock around the op and a synchronisation of its stream.
+//  - `warmup` untimed runs, then `repetitions` timed ones, each timed alone between two events
+//    recorded on the op's stream: on the CPU the host clock (std::chrono::steady_clock) before
+//    and after the op, which runs inline; on CUDA (OpTimerOptions::backend) cudaEvents enqueued
+//    around its kernels, so that launch overhead outside the stream is not counted.
 //  - Ops that depend on the rank's index in a group (a vocabulary shard, a row block) run with
 //    the given rank's index.
 // Not timed (untimed_reason()): communication ops (the link face's: `strata profile links`) and
 // the data loader (load_batch, host work the cost model prices at 0). A program the executor
 // refuses (refusal(): FP8, 16-bit, dropout, rotary, GQA) is refused here too.
 //
-// Runs on the CPU stream (the executor's only backend so far; the GPU backend is issue 19's).
+// Runs on the CPU stream by default. The CUDA path (backend kCuda) puts the input sets in device
+// memory and times with CUDA events; it runs the ops kernels/ has CUDA kernels for (GELU and
+// LayerNorm so far; the others throw, naming the op, until the GPU backend, issue 19, exists).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "kernels/backend.hpp"
 #include "strategies/program.hpp"
 
 namespace strata::exec {
@@ -44,6 +49,9 @@ struct OpTimerOptions {
   int max_sets = 64;
   double max_bytes = 1024.0 * 1024 * 1024;
   std::uint64_t seed = 1;  // of the input values
+  // Where to time: the CPU, or a CUDA device (ConfigError when this build or machine has none).
+  kernels::Backend backend = kernels::Backend::kCpu;
+  int device = 0;
 };
 
 struct OpTiming {

@@ -28,18 +28,22 @@ std::vector<int> first_rank_of_stages(const strategies::ProgramSet& plan) {
   return first;
 }
 
-// The device the ops are measured for: the one device, a CPU, of every rank timed.
+// The device the ops are measured for: the one device of every rank timed, of the kind they
+// are timed on (a CPU for the CPU backend, a GPU for CUDA).
 const strategies::DeviceSpec& timed_device(const strategies::Plan& plan,
-                                           const std::vector<OpSite>& sites) {
+                                           const std::vector<OpSite>& sites,
+                                           kernels::Backend backend) {
+  const bool on_cpu = backend == kernels::Backend::kCpu;
   const strategies::DeviceSpec& first = plan.cluster.group_of_gpu(sites.front().rank).gpu;
   for (const OpSite& s : sites) {
     const strategies::DeviceSpec& d = plan.cluster.group_of_gpu(s.rank).gpu;
-    if (d.kind != strategies::DeviceKind::kCpu) {
-      throw ConfigError("cluster '" + plan.cluster.name + "': rank " + std::to_string(s.rank) +
-                        " is a GPU (" + d.name +
-                        "), but ops are timed on this machine's CPU "
-                        "(the executor's GPU backend is issue 19's): its times would be filed "
-                        "under the GPU's name; lower the Plan for a CPU cluster (e.g. local-cpu)");
+    if ((d.kind == strategies::DeviceKind::kCpu) != on_cpu) {
+      throw ConfigError(
+          "cluster '" + plan.cluster.name + "': rank " + std::to_string(s.rank) + " is " +
+          (on_cpu ? "a GPU" : "a CPU") + " (" + d.name + "), but ops are timed on " +
+          (on_cpu ? "this machine's CPU" : "a CUDA GPU") +
+          ": its times would be filed under that device's name; lower the Plan for " +
+          (on_cpu ? "a CPU cluster (e.g. local-cpu)" : "the GPU cluster this GPU belongs to"));
     }
     if (d.name != first.name) {
       throw ConfigError("cluster '" + plan.cluster.name +
@@ -53,10 +57,13 @@ const strategies::DeviceSpec& timed_device(const strategies::Plan& plan,
   return first;
 }
 
-MeasuredOn measured_on(const strategies::DeviceSpec& device) {
+MeasuredOn measured_on(const strategies::DeviceSpec& device, const exec::OpTimerOptions& timer) {
   MeasuredOn on;
   on.device = device.name;
-  on.device_kind = "cpu";
+  on.device_kind = timer.backend == kernels::Backend::kCpu ? "cpu" : "gpu";
+  if (timer.backend == kernels::Backend::kCuda && kernels::cuda_device_count() > timer.device) {
+    on.libraries["cuda_device"] = kernels::cuda_device_properties(timer.device).name;
+  }
   on.host = host_name();
   on.date = utc_now_iso8601();
   on.strata_version = version();
@@ -112,7 +119,7 @@ OpProfile measure_ops(const strategies::Plan& plan, const OpBenchOptions& option
   const std::vector<OpSite> sites = distinct_ops(plan);
   if (sites.empty()) throw ConfigError("the Plan has no compute op to time");
   OpProfile profile;
-  profile.on = measured_on(timed_device(plan, sites));
+  profile.on = measured_on(timed_device(plan, sites, timer.backend), timer);
   for (const int rank : first_rank_of_stages(plan)) {
     if (rank < 0) continue;
     if (const std::string why = exec::refusal(plan, rank); !why.empty()) {

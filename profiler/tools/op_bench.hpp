@@ -47,13 +47,14 @@ struct OpBenchOptions {
   std::function<void(std::size_t number, std::size_t count, const OpSite& site)> progress;
 };
 
-// Times every op of distinct_ops(plan) on this machine's CPU and returns the profile: one
+// Times every op of distinct_ops(plan) on this machine's CPU (or, with options.timer.backend
+// kCuda, on a CUDA device: the GELU and LayerNorm ops kernels/ has CUDA kernels for; any other
+// op is a ConfigError naming it until the GPU backend exists) and returns the profile: one
 // measurement per distinct op, in that order, with the settings, the specs' names and where it
 // was measured (the device: the cluster's device name of the ranks timed; the host, the date,
 // Strata's version, Eigen's). ConfigError, before any op is timed, when the executor refuses the
-// Plan (exec::refusal), when options are out of range, or when the ranks timed are not CPU
-// devices of one name: CPU times filed under a GPU's name would be a lie (the GPU backend is
-// issue 19's).
+// Plan (exec::refusal), when options are out of range, or when the ranks timed are not devices
+// of one name and of the kind timed on: CPU times filed under a GPU's name would be a lie.
 OpProfile measure_ops(const strategies::Plan& plan, const OpBenchOptions& options);
 
 }  // namespace strata::profiler

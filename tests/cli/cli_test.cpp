@@ -271,7 +271,7 @@ TEST_F(Cli, ProfileOpsRefusesBadFlagsAndWritesNothing) {
       {base + " --repetitions 0", "--repetitions = 0"},
       {base + " --warmup -1", "--warmup = -1"},
       {base + " --warmup two", "--warmup = two"},
-      {base + " --device cuda", "issue 19"},
+      {base + " --device cuda", "cuda"},  // no GPU: "no usable CUDA device"; with one: "is a CPU"
       {base + " --device tpu", "--device = tpu"},
       {base + " --frobnicate 3", "--frobnicate"},
       {"profile ops --model gpt-tiny --strategy tiny-1rank", "--out"},

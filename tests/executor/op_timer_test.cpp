@@ -153,3 +153,36 @@ TEST(OpTimer, RefusesWhatTheExecutorRefuses) {
 }
 
 }  // namespace
+
+// The CUDA path: without a usable GPU (this build machine) it is refused with the reason, before
+// any op runs; with one, an op kernels/ has a CUDA kernel for (LayerNorm) is timed with CUDA
+// events, and one it has none for (a GEMM) is refused naming the op, until the GPU backend
+// exists.
+TEST(OpTimer, TheCudaPathTimesWhatHasACudaKernelOrSaysWhyNot) {
+  const Plan plan = plan_of("tiny-1rank");
+  exec::OpTimerOptions o = quick(1, 3);
+  o.backend = kernels::Backend::kCuda;
+  const auto [norm_task, norm_op] = first_op(plan, 0, OpKind::kLayerNorm);
+  const auto [linear_task, linear_op] = first_op(plan, 0, OpKind::kLinear);
+  if (kernels::cuda_device_count() == 0) {
+    try {
+      exec::time_op(plan, 0, norm_task, norm_op, o);
+      FAIL() << "timed on CUDA without a GPU";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("is not available"), std::string::npos) << e.what();
+    }
+    GTEST_SKIP() << "no CUDA device (" << kernels::cuda_unavailable_reason()
+                 << "): the CUDA timings run on a machine with a GPU";
+  }
+  const exec::OpTiming t = exec::time_op(plan, 0, norm_task, norm_op, o);
+  ASSERT_EQ(t.seconds.size(), 3u);
+  for (double s : t.seconds) EXPECT_GT(s, 0.0);
+  try {
+    exec::time_op(plan, 0, linear_task, linear_op, o);
+    FAIL() << "a GEMM ran on CUDA: update this test now that it has a kernel";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot run on cuda"), std::string::npos) << e.what();
+  }
+  o.device = -1;
+  EXPECT_THROW(exec::time_op(plan, 0, norm_task, norm_op, o), ConfigError);
+}
