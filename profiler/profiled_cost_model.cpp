@@ -120,8 +120,9 @@ ProfiledCostModel::ProfiledCostModel(RooflineCostModel fallback, const ClusterSp
       table.families[family_of(m.key)].ops.push_back(m);
     }
   }
-  // Link efficiencies per fabric from the curve with the most ranks (an all-reduce first).
-  std::map<std::string, const LinkCurve*> best;
+  // Link efficiencies per fabric: the highest bus bandwidth any measured point on it reached,
+  // its curve's fitted latency taken off its time.
+  std::map<std::string, double> best;
   for (std::size_t i = 0; i < links.size(); ++i) {
     for (std::size_t c = 0; c < links[i].curves.size(); ++c) {
       const LinkCurve& curve = links[i].curves[c];
@@ -132,15 +133,17 @@ ProfiledCostModel::ProfiledCostModel(RooflineCostModel fallback, const ClusterSp
                           (cluster.total_nodes() > 1 ? " and \"network\")" : "; one node, no network)"));
       }
       curves_.push_back(curve);
-      const LinkCurve*& b = best[curve.fabric];
-      const auto rank = [](const LinkCurve* x) {
-        return std::pair{x->collective == LinkCollective::kAllReduce, x->ranks};
-      };
-      if (b == nullptr || rank(&curve) > rank(b)) b = &curve;
+      double& b = best[curve.fabric];
+      for (const LinkPoint& p : curve.points) {
+        const double streaming = p.time_s - curve.fit.latency_s;
+        if (streaming > 0) {
+          b = std::max(b, p.bytes * busbw_factor(curve.collective, curve.ranks) / streaming);
+        }
+      }
     }
   }
-  for (const auto& [fabric, curve] : best) {
-    set_efficiency(links_, fabric, std::min(1.0, curve->fit.busbw_Bps / line_rate(cluster, fabric)));
+  for (const auto& [fabric, busbw] : best) {
+    set_efficiency(links_, fabric, std::min(1.0, busbw / line_rate(cluster, fabric)));
   }
 }
 
@@ -243,12 +246,13 @@ double ProfiledCostModel::collective_extra_latency_s(CollectiveKind kind,
                                                      const std::vector<int>& ranks, double bytes,
                                                      const ClusterSpec& cluster,
                                                      double modelled) const {
-  const LinkCurve* c = curve(kind, ranks, cluster);
-  if (c == nullptr) return modelled;
-  // The measured latency less what the simulated links already take for a minimal message.
-  (void)bytes;
-  const double links = collective_alpha_beta_seconds(kind, ranks, 1.0, cluster, links_);
-  return std::max(0.0, c->fit.latency_s - links);
+  if (curve(kind, ranks, cluster) == nullptr) return modelled;
+  // The measured time at this size (interpolated between measured sizes) less what the
+  // simulated links take for it alone: a lone collective then lasts what was measured, however
+  // the curve bends (a shared-memory transport falls off once messages outgrow the caches), and
+  // only the links' share of it is subject to contention.
+  const double links = collective_alpha_beta_seconds(kind, ranks, bytes, cluster, links_);
+  return std::max(0.0, collective_seconds(kind, ranks, bytes, cluster) - links);
 }
 
 }  // namespace strata::profiler

@@ -9,12 +9,18 @@
 // roofline's price of the whole task. tp_comm_overlap's GEMMs beside communication are stretched
 // by the SM share, as the roofline stretches them (roofline.hpp overlap_slowdown()).
 //
-// Link face. The fraction of each fabric's line rate (link_efficiencies) is the measured bus
-// bandwidth of the fabric's curve (the all-reduce over the most ranks where there is one) over
-// the cluster's line rate for it, at most 1; the other fabrics keep the roofline table's. A
-// collective with a curve of its kind, group size and fabric pays the curve's fitted latency
-// beyond the links' own (collective_extra_latency_s) and, alone, the curve's time
-// (collective_seconds, interpolated log-log between measured sizes, the fit outside them).
+// Link face. The fraction of each fabric's line rate (link_efficiencies) is the highest bus
+// bandwidth measured on the fabric (any point of any of its curves, its curve's fitted latency
+// taken off: what its links carried at least) over the cluster's line rate for it, at most 1;
+// the other fabrics keep the roofline table's. For a curve of one latency and bandwidth that is
+// the fitted bandwidth; for one that bends, the best size's, so what a collective took beyond
+// the links is its software's: latency, copies, a transport that slows with the size. A
+// collective with a curve of its kind, group size and fabric takes, alone, the curve's time at
+// its size (collective_seconds: interpolated log-log between measured sizes, the fit outside
+// them); in the simulator the links carry their alpha-beta share of it and the rest is latency
+// beyond the links' own (collective_extra_latency_s: the curve's time less the links' time at
+// that size, never negative), so a curve that bends away from one latency and bandwidth (a
+// shared-memory transport once messages outgrow the caches) is followed size by size.
 //
 // Every method is pure, like the roofline's.
 #pragma once

@@ -127,22 +127,30 @@ TEST(ProfiledCostModel, LinkFaceFromMeasuredCurves) {
   l.backend = "nccl-tests";
   l.curves.push_back(all_reduce_curve(8, "nvswitch", 30e-6, 240e9));
   const auto m = model({}, {l}, cluster);
-  // The fabric's efficiency is the measured bus bandwidth over its line rate; others unchanged.
-  EXPECT_DOUBLE_EQ(m.link_efficiencies().nvswitch, 240e9 / 300e9);
+  // The fabric's efficiency is the highest measured bus bandwidth (latency taken off: for this
+  // curve of one latency and bandwidth, that bandwidth) over its line rate; others unchanged.
+  EXPECT_NEAR(m.link_efficiencies().nvswitch, 240e9 / 300e9, 1e-9);
   EXPECT_EQ(m.link_efficiencies().network, roofline().link_efficiencies().network);
   const std::vector<int> node0 = {0, 1, 2, 3, 4, 5, 6, 7}, across = {0, 8};
   EXPECT_TRUE(m.measures_collective(strategies::CollectiveKind::kAllReduce, node0, cluster));
   EXPECT_FALSE(m.measures_collective(strategies::CollectiveKind::kAllReduce, across, cluster));
   EXPECT_FALSE(m.measures_collective(strategies::CollectiveKind::kAllGather, node0, cluster));
-  // The latency beyond the links': the measured 30 us less the links' own for a tiny message
-  // (a ring of 14 hops of 2 us: 28 us).
-  const double links = collective_alpha_beta_seconds(strategies::CollectiveKind::kAllReduce, node0,
-                                                     1.0, cluster, m.link_efficiencies());
+  // The latency beyond the links': the measured time at the size less the links' own for it.
+  // This curve is one latency and bandwidth, so that is the measured 30 us less the links'
+  // latency (a ring of 14 hops of 2 us: 28 us) at every size.
+  const auto ar = strategies::CollectiveKind::kAllReduce;
+  const double links = collective_alpha_beta_seconds(ar, node0, 1.0, cluster, m.link_efficiencies());
   EXPECT_NEAR(links, 28e-6, 1e-9);
-  EXPECT_NEAR(m.collective_extra_latency_s(strategies::CollectiveKind::kAllReduce, node0, 1e6,
-                                           cluster, 7e-6),
-              l.curves[0].fit.latency_s - links, 1e-18);
   EXPECT_NEAR(l.curves[0].fit.latency_s, 30e-6, 1e-12);
+  for (double bytes : {1e3, 1e6, 1e8}) {
+    const double alone = m.collective_seconds(ar, node0, bytes, cluster);
+    const double extra = m.collective_extra_latency_s(ar, node0, bytes, cluster, 7e-6);
+    EXPECT_NEAR(extra, 2e-6, 1e-11) << bytes;
+    EXPECT_NEAR(alone, extra + collective_alpha_beta_seconds(ar, node0, bytes, cluster,
+                                                             m.link_efficiencies()),
+                1e-12 * alone)
+        << bytes;
+  }
   EXPECT_DOUBLE_EQ(m.collective_extra_latency_s(strategies::CollectiveKind::kAllReduce, across,
                                                 1e6, cluster, 7e-6),
                    7e-6);  // no curve: the model's
@@ -155,6 +163,38 @@ TEST(ProfiledCostModel, LinkFaceFromMeasuredCurves) {
   l.curves[0].fabric = "pcie";
   expect_config_error([&] { model({}, {l}, cluster); },
                       {"l.json: links.curves[0].fabric = \"pcie\"", "no such fabric"});
+}
+
+// A curve that bends away from one latency and bandwidth (a shared-memory transport slows once
+// messages outgrow the caches): a lone collective still takes the measured time at its size,
+// the links their share and the latency the rest, which grows with the size.
+TEST(ProfiledCostModel, ACollectiveAloneTakesItsCurvesTimeWhereverTheCurveBends) {
+  const auto cluster = strategies::testing::cluster(2, 8);
+  LinkProfile l;
+  l.on.device = kDevice;
+  l.on.device_kind = "gpu";
+  l.backend = "mpi";
+  LinkCurve c = all_reduce_curve(8, "nvswitch", 30e-6, 240e9);
+  c.points.push_back({1e9, 4 * c.points.back().time_s * 10});  // 10x the bytes, 40x the time
+  c.fit = fit_curve(c);
+  l.curves.push_back(c);
+  const auto m = model({}, {l}, cluster);
+  const auto ar = strategies::CollectiveKind::kAllReduce;
+  const std::vector<int> node0 = {0, 1, 2, 3, 4, 5, 6, 7};
+  // The links run at the best bus bandwidth measured (1e8 bytes' point), not the fit's, which the
+  // slow point drags down.
+  EXPECT_GT(m.link_efficiencies().nvswitch, c.fit.busbw_Bps / 300e9);
+  for (const LinkPoint& p : c.points) {
+    const double links =
+        collective_alpha_beta_seconds(ar, node0, p.bytes, cluster, m.link_efficiencies());
+    const double extra = m.collective_extra_latency_s(ar, node0, p.bytes, cluster, 0);
+    EXPECT_GE(extra, 0) << p.bytes;
+    // Alone it takes the measured time, or the links' where they are slower (their latency).
+    EXPECT_NEAR(std::max(p.time_s, links), links + extra, 1e-12 * p.time_s) << p.bytes;
+    EXPECT_LT(links, p.time_s + 28e-6) << p.bytes;
+  }
+  // Most of the slow point is beyond the links.
+  EXPECT_GT(m.collective_extra_latency_s(ar, node0, 1e9, cluster, 0), 0.5 * c.points.back().time_s);
 }
 
 TEST(ProfiledCostModel, GroupFabric) {
