@@ -54,12 +54,13 @@ Both:
   --out FILE           links.json to write ('-' for stdout), whole and only on success
   --help               show this help
 
-Measured: all_reduce, all_gather and reduce_scatter over the first 2, 4, 8, ... ranks and over
-all N, and send_recv between ranks 0 and 1 (both directions at once), through the executor's MPI
-layer (it has no broadcast or all-to-all). A size's time is the slowest rank's mean over the timed
-calls; one more call on rank-dependent inputs is then checked exactly, and a wrong result on any
-rank stops the run. A curve whose times do not grow with the message size (noise over small
-messages) is left out with a warning. Progress and warnings go to stderr.
+Measured: every collective kind of links.json -- all_reduce, all_gather, reduce_scatter,
+all_to_all and broadcast (from the group's first rank) over the first 2, 4, 8, ... ranks and over
+all N, and send_recv between ranks 0 and 1 (both directions at once) -- through the executor's
+MPI layer. A size's time is the slowest rank's mean over the timed calls; one more call on
+rank-dependent inputs is then checked exactly, and a wrong result on any rank stops the run. A
+curve whose times do not grow with the message size (noise over small messages) is left out
+with a warning. Progress and warnings go to stderr.
 
 Examples (CI runs as root: add --allow-run-as-root; more ranks than cores: --oversubscribe):
   all_reduce_perf -b 8 -e 1G -f 2 -g 8 > ar.txt

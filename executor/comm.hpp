@@ -80,6 +80,11 @@ class Comm {
                                  const std::vector<int>& counts) = 0;
   virtual Request all_gather_v(GroupId g, const float* send, float* recv,
                                const std::vector<int>& counts) = 0;
+  // In place over `n` floats: every member's `buf` = member `root`'s (a group rank).
+  virtual Request broadcast(GroupId g, float* buf, std::size_t n, int root) = 0;
+  // send and recv hold group_size blocks of `n_per_rank` floats: recv's block j = member j's
+  // send block group_rank (block i of `send` goes to member i, the own block included).
+  virtual Request all_to_all(GroupId g, const float* send, float* recv, std::size_t n_per_rank) = 0;
   // Point-to-point with a world rank; tags must be below max_tag().
   virtual Request send(int peer, int tag, const float* buf, std::size_t n) = 0;
   virtual Request recv(int peer, int tag, float* buf, std::size_t n) = 0;

@@ -1,5 +1,6 @@
-// The MPI communication backend: non-blocking collectives (MPI_Iallreduce, MPI_Iallgather) on
-// sub-communicators made with MPI_Comm_split, and MPI_Isend / MPI_Irecv for pipeline transfers.
+// The MPI communication backend: non-blocking collectives (MPI_Iallreduce, MPI_Iallgather,
+// MPI_Ireduce_scatter, MPI_Iallgatherv, MPI_Ibcast, MPI_Ialltoall) on sub-communicators made with
+// MPI_Comm_split, and MPI_Isend / MPI_Irecv for pipeline transfers.
 // Every MPI call goes through STRATA_MPI_CHECK, which names the call, the rank and the host.
 #include <mpi.h>
 #include <algorithm>
@@ -157,6 +158,17 @@ class MpiComm final : public Comm {
                                      MPI_FLOAT, recv, c->data(), displs->data(), MPI_FLOAT,
                                      comm(g), &r));
     return Request([r, c, displs]() mutable { STRATA_MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE)); });
+  }
+  Request broadcast(GroupId g, float* buf, std::size_t n, int root) override {
+    MPI_Request r;
+    STRATA_MPI_CHECK(MPI_Ibcast(buf, to_int(n), MPI_FLOAT, root, comm(g), &r));
+    return make_request(r);
+  }
+  Request all_to_all(GroupId g, const float* send, float* recv, std::size_t n_per_rank) override {
+    MPI_Request r;
+    STRATA_MPI_CHECK(MPI_Ialltoall(send, to_int(n_per_rank), MPI_FLOAT, recv, to_int(n_per_rank),
+                                   MPI_FLOAT, comm(g), &r));
+    return make_request(r);
   }
   Request send(int peer, int tag, const float* buf, std::size_t n) override {
     MPI_Request r;

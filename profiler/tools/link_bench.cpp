@@ -27,7 +27,16 @@ constexpr std::size_t kHostChars = 64;                          // host names ar
 constexpr int kTag = 7;
 
 const LinkCollective kGroupCollectives[] = {LinkCollective::kAllReduce, LinkCollective::kAllGather,
-                                            LinkCollective::kReduceScatter};
+                                            LinkCollective::kReduceScatter,
+                                            LinkCollective::kAllToAll, LinkCollective::kBroadcast};
+constexpr int kRoot = 0;  // the broadcast's root (a group rank), nccl-tests' default
+
+// Whether `c`'s size is split into one part per member (nccl-tests' size is the gathered output,
+// the scattered input, one rank's whole all-to-all buffer).
+bool split_per_member(LinkCollective c) {
+  return c == LinkCollective::kAllGather || c == LinkCollective::kReduceScatter ||
+         c == LinkCollective::kAllToAll;
+}
 
 // What member `r` of a group contributes at element `i`: small integers, so every sum over a
 // group is exact in fp32 and a check can ask for equality.
@@ -41,21 +50,20 @@ struct Mismatch {
   float got = 0, want = 0;
 };
 
-// One member's side of a point: its buffers and the call timed. all_reduce works in place on
-// `send_`; all_gather and reduce_scatter move `part_` floats per member; send_recv exchanges
-// `part_` floats with the other rank of the pair.
+// One member's side of a point: its buffers and the call timed. all_reduce and broadcast work in
+// place on `send_`; all_gather, reduce_scatter and all_to_all move `part_` floats per member;
+// send_recv exchanges `part_` floats with the other rank of the pair.
 class Member {
  public:
   Member(Comm& comm, LinkCollective c, GroupId g, std::int64_t bytes)
       : comm_(comm), c_(c), g_(g), n_(comm.group_size(g)), r_(comm.group_rank(g)) {
     const auto floats = static_cast<std::size_t>(bytes / 4);
-    const bool split = c == LinkCollective::kAllGather || c == LinkCollective::kReduceScatter;
-    part_ = split ? floats / static_cast<std::size_t>(n_) : floats;
+    part_ = split_per_member(c) ? floats / static_cast<std::size_t>(n_) : floats;
     const std::size_t whole = part_ * static_cast<std::size_t>(n_);
-    send_.resize(c == LinkCollective::kReduceScatter ? whole : part_);
-    if (c != LinkCollective::kAllReduce) {
-      recv_.resize(c == LinkCollective::kAllGather ? whole : part_);
-    }
+    const bool whole_in = c == LinkCollective::kReduceScatter || c == LinkCollective::kAllToAll;
+    const bool whole_out = c == LinkCollective::kAllGather || c == LinkCollective::kAllToAll;
+    send_.resize(whole_in ? whole : part_);
+    if (!in_place()) recv_.resize(whole_out ? whole : part_);
   }
 
   // Timed calls run on zeros (an in-place all-reduce of zeros stays finite however often it
@@ -81,6 +89,12 @@ class Member {
                             std::vector<int>(static_cast<std::size_t>(n_), static_cast<int>(part_)))
             .wait();
         return;
+      case LinkCollective::kAllToAll:
+        comm_.all_to_all(g_, send_.data(), recv_.data(), part_).wait();
+        return;
+      case LinkCollective::kBroadcast:
+        comm_.broadcast(g_, send_.data(), part_, kRoot).wait();
+        return;
       case LinkCollective::kSendRecv: {
         // The pair is world ranks 0 and 1: each sends to and receives from the other at once.
         const int peer = 1 - comm_.rank();
@@ -89,16 +103,12 @@ class Member {
         in.wait();
         return;
       }
-      case LinkCollective::kAllToAll:
-      case LinkCollective::kBroadcast:
-        break;
     }
-    STRATA_CHECK(false, "the comm layer has no such collective");
   }
 
   // The first element of the checked call's output that differs from its exact value.
   std::optional<Mismatch> check() const {
-    const std::vector<float>& out = c_ == LinkCollective::kAllReduce ? send_ : recv_;
+    const std::vector<float>& out = in_place() ? send_ : recv_;
     for (std::size_t i = 0; i < out.size(); ++i) {
       const float want = expected(i);
       if (out[i] != want) return Mismatch{i, out[i], want};
@@ -119,11 +129,19 @@ class Member {
         return input_value(static_cast<int>(i / part_), i % part_);
       case LinkCollective::kReduceScatter:
         return sum_at(static_cast<std::size_t>(r_) * part_ + i);
+      case LinkCollective::kAllToAll:  // block j: member j's block for this member
+        return input_value(static_cast<int>(i / part_),
+                           static_cast<std::size_t>(r_) * part_ + i % part_);
+      case LinkCollective::kBroadcast:
+        return input_value(kRoot, i);
       case LinkCollective::kSendRecv:
         return input_value(1 - r_, i);
-      default:
-        return 0.f;
     }
+    return 0.f;
+  }
+
+  bool in_place() const {
+    return c_ == LinkCollective::kAllReduce || c_ == LinkCollective::kBroadcast;
   }
 
   Comm& comm_;
@@ -238,7 +256,8 @@ void check_options(const Comm& comm, const LinkBenchOptions& opts) {
     throw ConfigError("--max-bytes = " + std::to_string(opts.max_bytes) +
                       ": at most 1 GiB (1073741824) per message");
   }
-  // The all-gather over the whole world has the fewest sizes (one float per member at least).
+  // The all-gather (as the all-to-all) over the whole world has the fewest sizes (one float per
+  // member at least).
   if (link_bench_sizes(LinkCollective::kAllGather, comm.size(), opts.max_bytes).size() < 2) {
     std::int64_t first = kMinBytes;
     while (first < 4 * comm.size()) first *= kSizeFactor;
@@ -283,8 +302,7 @@ std::vector<int> link_bench_groups(int world) {
 }
 
 std::vector<std::int64_t> link_bench_sizes(LinkCollective c, int ranks, std::int64_t max_bytes) {
-  const bool split = c == LinkCollective::kAllGather || c == LinkCollective::kReduceScatter;
-  const std::int64_t unit = 4 * (split ? std::max(ranks, 1) : 1);  // one float per member
+  const std::int64_t unit = 4 * (split_per_member(c) ? std::max(ranks, 1) : 1);  // a float each
   std::vector<std::int64_t> sizes;
   for (std::int64_t b = kMinBytes; b <= max_bytes; b *= kSizeFactor) {
     if (b / unit > 0) sizes.push_back(b / unit * unit);

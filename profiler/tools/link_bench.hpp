@@ -1,13 +1,13 @@
 // Measures links.json curves through the executor's communication layer (docs/profiles.md
 // "Measuring and importing links"), the way nccl-tests measures NCCL: for each collective the
-// layer has -- all-reduce, all-gather and reduce-scatter over groups of 2, 4, 8, ... ranks and
-// the whole world, and send/recv between ranks 0 and 1 -- and each message size from 8 bytes up
-// by factors of 4 to the largest, every member makes `warmup` untimed calls, then `iters` timed
-// ones; a point's time is the slowest member's mean time per call. After the timed calls, one
-// more call on rank-dependent inputs is checked against its exact result (small integers in
-// floats), and a wrong value on any rank fails the whole run. A curve whose times do not grow
-// with its sizes is left out with a warning. The layer has no broadcast or all-to-all, so those
-// curves are not measured.
+// layer has -- all-reduce, all-gather, reduce-scatter, all-to-all and broadcast (from group rank
+// 0, as nccl-tests' default root) over groups of 2, 4, 8, ... ranks and the whole world, and
+// send/recv between ranks 0 and 1 -- and each message size from 8 bytes up by factors of 4 to the
+// largest, every member makes `warmup` untimed calls, then `iters` timed ones; a point's time is
+// the slowest member's mean time per call. After the timed calls, one more call on rank-dependent
+// inputs is checked against its exact result (small integers in floats), and a wrong value on any
+// rank fails the whole run. A curve whose times do not grow with its sizes is left out with a
+// warning.
 //
 // measure_links() is collective: every rank of the world calls it with the same options, and
 // every rank returns the same profile (rank 0 writes it). Groups are the first g world ranks.
@@ -54,8 +54,8 @@ class LinkBenchError : public std::runtime_error {
 std::vector<int> link_bench_groups(int world);
 
 // The message sizes of `c` over `ranks`: 8, 32, 128, ... bytes and `max_bytes` itself. Buffers
-// are floats: an all-gather's or reduce-scatter's size is rounded down to a whole number of
-// floats per member, and sizes smaller than one float per member are left out.
+// are floats: an all-gather's, reduce-scatter's or all-to-all's size is rounded down to a whole
+// number of floats per member, and sizes smaller than one float per member are left out.
 std::vector<std::int64_t> link_bench_sizes(LinkCollective c, int ranks, std::int64_t max_bytes);
 
 // Measures every curve (collective over all ranks). ConfigError, on every rank alike and before

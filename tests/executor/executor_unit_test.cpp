@@ -1,6 +1,6 @@
 // Executor pieces without MPI: the seeded, strategy-independent initialisation and its tp
 // shards, the deterministic data, what the executor refuses, memory measured against the Plan,
-// and a one-rank training run on the local backend.
+// a one-rank training run on the local backend and its collectives.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -249,6 +249,19 @@ TEST(ExecutorLocal, WorldSizeMismatchIsRefusedBeforeAnyWork) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("world size = 1"), std::string::npos) << e.what();
   }
+}
+
+// The local backend's broadcast and all-to-all are identities on a world of one: the buffer
+// stays, recv becomes send.
+TEST(ExecutorLocal, BroadcastAndAllToAllOnOneRankCopy) {
+  auto comm = exec::make_local_comm();
+  const exec::GroupId g = comm->split({0});
+  std::vector<float> buf = {1.f, 2.f, 3.f};
+  comm->broadcast(g, buf.data(), buf.size(), 0).wait();
+  EXPECT_EQ(buf, (std::vector<float>{1.f, 2.f, 3.f}));
+  std::vector<float> recv(3, -1.f);
+  comm->all_to_all(g, buf.data(), recv.data(), 3).wait();
+  EXPECT_EQ(recv, buf);
 }
 
 }  // namespace

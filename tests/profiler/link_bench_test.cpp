@@ -1,6 +1,7 @@
 // The link benchmark (profiler/tools/link_bench.hpp) without MPI: its sizes and groups, and
 // measure_links() on a world of threads behind the Comm interface -- every curve measured, the
-// same profile on every rank, a wrong result (injected) stopping every rank with one message,
+// same profile on every rank, a wrong result (injected into all-reduce, all-to-all or broadcast)
+// stopping every rank with one message,
 // curves whose times fall as the messages grow (stalls) left out with a warning, and the
 // options that cannot make a curve refused before any communication. Under mpirun the
 // CLI is tested by profile_links_mpi_test.cpp.
@@ -9,12 +10,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/error.hpp"
@@ -74,16 +76,16 @@ class ThreadWorld {
 
 // One rank of a ThreadWorld. Operations complete before they return, except a send, which
 // exchanges with the peer's send when waited on: enough for link_bench's pattern (post the
-// receive, send and wait, wait for the receive). `corrupt_all_reduce` makes rank 1 add 1 to the
-// last element of every all-reduce; `stall_small_s` makes every operation sleep that long times
-// 9 - log2(its floats) / 2: 17 x at 2 floats down to 2 x at 16384, a step of 2 x per size (sizes
-// grow by factors of 4), so that with stall_small_s = 1 ms the times fall by 2 ms from each size
-// to the next, far more than copying or a late wake-up adds, even under a sanitizer on a loaded
-// machine: timing noise that no fit (relative or absolute) can give a bandwidth.
+// receive, send and wait, wait for the receive). `corrupt` makes rank 1 add 1 to the last
+// element of every output of that collective; `stall_small_s` makes every operation sleep that long
+// times 9 - log2(its floats) / 2: 17 x at 2 floats down to 2 x at 16384, a step of 2 x per size
+// (sizes grow by factors of 4), so that with stall_small_s = 1 ms the times fall by 2 ms from each
+// size to the next, far more than copying or a late wake-up adds, even under a sanitizer on a
+// loaded machine: timing noise that no fit (relative or absolute) can give a bandwidth.
 class ThreadComm final : public exec::Comm {
  public:
   ThreadComm(ThreadWorld& world, int rank) : world_(world), rank_(rank) {}
-  bool corrupt_all_reduce = false;
+  std::optional<LinkCollective> corrupt;
   double stall_small_s = 0;
 
   int rank() const override { return rank_; }
@@ -103,7 +105,7 @@ class ThreadComm final : public exec::Comm {
     const auto all = world_.exchange(members(g), rank_, {buf, buf + n});
     std::fill(buf, buf + n, 0.f);
     for (const auto& part : all) exec::reduce_into(buf, part.data(), n, op);
-    if (corrupt_all_reduce && rank_ == 1 && n > 0) buf[n - 1] += 1;
+    corrupt_last(LinkCollective::kAllReduce, buf, n);
     return Request();
   }
   Request all_gather(GroupId g, const float* send, float* recv, std::size_t n) override {
@@ -133,6 +135,26 @@ class ThreadComm final : public exec::Comm {
     ADD_FAILURE() << "link_bench does not use all_gather_v";
     return Request();
   }
+  Request broadcast(GroupId g, float* buf, std::size_t n, int root) override {
+    stall(n);
+    const auto all = world_.exchange(members(g), rank_, {buf, buf + n});
+    const auto& from = all.at(static_cast<std::size_t>(root));
+    std::copy(from.begin(), from.end(), buf);
+    corrupt_last(LinkCollective::kBroadcast, buf, n);
+    return Request();
+  }
+  Request all_to_all(GroupId g, const float* send, float* recv, std::size_t n_per_rank) override {
+    const std::size_t members_n = members(g).size();
+    stall(members_n * n_per_rank);
+    const auto all = world_.exchange(members(g), rank_, {send, send + members_n * n_per_rank});
+    const std::size_t mine = static_cast<std::size_t>(group_rank(g)) * n_per_rank;
+    for (std::size_t j = 0; j < members_n; ++j) {
+      std::copy_n(all[j].begin() + static_cast<std::ptrdiff_t>(mine), n_per_rank,
+                  recv + j * n_per_rank);
+    }
+    corrupt_last(LinkCollective::kAllToAll, recv, members_n * n_per_rank);
+    return Request();
+  }
   Request send(int peer, int tag, const float* buf, std::size_t n) override {
     stall(n);
     std::vector<float> mine(buf, buf + n);
@@ -156,6 +178,9 @@ class ThreadComm final : public exec::Comm {
   [[noreturn]] void abort(int) override { std::abort(); }
 
  private:
+  void corrupt_last(LinkCollective c, float* out, std::size_t n) const {
+    if (corrupt == c && rank_ == 1 && n > 0) out[n - 1] += 1;
+  }
   void stall(std::size_t floats) const {
     if (stall_small_s > 0) {
       const double scale =
@@ -179,14 +204,15 @@ struct RankResult {
   std::string error;
 };
 std::vector<RankResult> measure_on_threads(int n, const LinkBenchOptions& opts,
-                                           bool corrupt = false, double stall_small_s = 0) {
+                                           std::optional<LinkCollective> corrupt = std::nullopt,
+                                           double stall_small_s = 0) {
   ThreadWorld world(n);
   std::vector<RankResult> results(static_cast<std::size_t>(n));
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r) {
     threads.emplace_back([&, r] {
       ThreadComm comm(world, r);
-      comm.corrupt_all_reduce = corrupt;
+      comm.corrupt = corrupt;
       comm.stall_small_s = stall_small_s;
       try {
         results[static_cast<std::size_t>(r)].profile = measure_links(comm, opts);
@@ -222,6 +248,11 @@ TEST(LinkBench, SizesRunByFactorsOfFourToTheLargestInWholeFloatsPerMember) {
   EXPECT_EQ(link_bench_sizes(LinkCollective::kReduceScatter, 8, 1000),
             (std::vector<std::int64_t>{32, 128, 512, 992}));
   EXPECT_EQ(link_bench_sizes(LinkCollective::kAllGather, 8, 16), (std::vector<std::int64_t>{}));
+  // An all-to-all's size is one rank's whole buffer, split the same way; a broadcast's is not.
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllToAll, 3, 256),
+            (std::vector<std::int64_t>{24, 120, 252}));
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kBroadcast, 3, 100),
+            (std::vector<std::int64_t>{8, 32, 100}));
 }
 
 TEST(LinkBench, GroupsArePowersOfTwoAndTheWorld) {
@@ -248,6 +279,8 @@ TEST(LinkBench, MeasuresEveryCurveTheSameOnEveryRank) {
       {LinkCollective::kAllReduce, 2},     {LinkCollective::kAllReduce, 3},
       {LinkCollective::kAllGather, 2},     {LinkCollective::kAllGather, 3},
       {LinkCollective::kReduceScatter, 2}, {LinkCollective::kReduceScatter, 3},
+      {LinkCollective::kAllToAll, 2},      {LinkCollective::kAllToAll, 3},
+      {LinkCollective::kBroadcast, 2},     {LinkCollective::kBroadcast, 3},
       {LinkCollective::kSendRecv, 2}};
   ASSERT_EQ(p.curves.size(), want.size());
   std::size_t points = 0;
@@ -272,11 +305,28 @@ TEST(LinkBench, MeasuresEveryCurveTheSameOnEveryRank) {
 }
 
 TEST(LinkBench, AWrongResultStopsEveryRankWithOneMessage) {
-  const auto results = measure_on_threads(2, small_options(), /*corrupt=*/true);
+  const auto results = measure_on_threads(2, small_options(), LinkCollective::kAllReduce);
   for (const auto& r : results) {
     EXPECT_EQ(r.error,
               "all_reduce 2 ranks, 8 bytes: wrong result on rank 1: output element 1 = 6, "
               "expected 5");
+  }
+}
+
+// The all-to-all's and the broadcast's results are checked too: rank 1's element 1 of 2 floats is
+// member 1's own block (1 + 1 + 1 % 7 = 3) after an all-to-all, the root's element
+// (0 + 1 + 1 = 2) after a broadcast.
+TEST(LinkBench, AWrongAllToAllOrBroadcastStopsEveryRank) {
+  for (const auto& [c, message] : std::vector<std::pair<LinkCollective, std::string>>{
+           {LinkCollective::kAllToAll,
+            "all_to_all 2 ranks, 8 bytes: wrong result on rank 1: output element 1 = 4, "
+            "expected 3"},
+           {LinkCollective::kBroadcast,
+            "broadcast 2 ranks, 8 bytes: wrong result on rank 1: output element 1 = 3, "
+            "expected 2"}}) {
+    LinkBenchOptions opts = small_options();
+    opts.max_bytes = 4 << 10;  // the curves before it are measured, and quickly
+    for (const auto& r : measure_on_threads(2, opts, c)) EXPECT_EQ(r.error, message);
   }
 }
 
@@ -285,14 +335,15 @@ TEST(LinkBench, CurvesWhoseTimesDoNotGrowAreLeftOutWithAWarning) {
   opts.max_bytes = 64 << 10;  // copies take microseconds; the stalls 17 ms down to 2 ms
   std::vector<std::string> warnings;
   opts.warning = [&](const std::string& s) { warnings.push_back(s); };  // rank 0 only
-  const auto results = measure_on_threads(2, opts, false, 1e-3);
+  const auto results = measure_on_threads(2, opts, std::nullopt, 1e-3);
   for (const auto& r : results) {
     EXPECT_EQ(r.error,
               "no curve could be fitted: the times do not grow with the message size up "
               "to --max-bytes = 65536 (timing noise); measure larger messages or more "
               "--iters");
   }
-  ASSERT_EQ(warnings.size(), 4u);  // all_reduce, all_gather, reduce_scatter, send_recv
+  // all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv
+  ASSERT_EQ(warnings.size(), 6u);
   EXPECT_EQ(warnings[0],
             "all_reduce 2 ranks left out: its times do not grow with the message size up to 65536 "
             "bytes (timing noise), so no bandwidth can be fitted; measure larger messages "

@@ -65,7 +65,8 @@ class ProfileLinksMpi : public ::testing::Test {
 std::vector<std::pair<LinkCollective, int>> expected_curves(int n) {
   std::vector<std::pair<LinkCollective, int>> curves;
   for (LinkCollective c :
-       {LinkCollective::kAllReduce, LinkCollective::kAllGather, LinkCollective::kReduceScatter}) {
+       {LinkCollective::kAllReduce, LinkCollective::kAllGather, LinkCollective::kReduceScatter,
+        LinkCollective::kAllToAll, LinkCollective::kBroadcast}) {
     curves.emplace_back(c, 2);
     if (n > 2) curves.emplace_back(c, n);
   }
@@ -107,9 +108,13 @@ TEST_F(ProfileLinksMpi, TwoRanksWriteAValidLinksJson) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   expect_valid_curves(read_link_profile(links), 2, r.err);
   // Rank 0 reports progress on stderr and the summary on stdout, once.
-  EXPECT_NE(r.err.find("links: all_reduce 2 ranks, 8 bytes (1 of 44)"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("links: send_recv 2 ranks, 4194304 bytes (44 of 44)"), std::string::npos)
+  EXPECT_NE(r.err.find("links: all_reduce 2 ranks, 8 bytes (1 of 66)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("links: send_recv 2 ranks, 4194304 bytes (66 of 66)"), std::string::npos)
       << r.err;
+  // The all-to-all and broadcast were measured to the largest size and their checks passed (a
+  // wrong result exits 70); their curves are in the file unless left out with a warning.
+  EXPECT_NE(r.err.find("links: all_to_all 2 ranks, 4194304 bytes"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("links: broadcast 2 ranks, 4194304 bytes"), std::string::npos) << r.err;
   EXPECT_EQ(r.out.find(" curves (mpi)"), r.out.rfind(" curves (mpi)")) << r.out;
   EXPECT_FALSE(fs::exists(links + ".tmp-strata"));
 }
@@ -120,6 +125,9 @@ TEST_F(ProfileLinksMpi, ThreeRanksMeasureTheSubgroupOfTwoAndTheWorld) {
       run(3, "--cluster local-cpu --max-bytes 4M --iters 10 --warmup 2 --out " + links);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   expect_valid_curves(read_link_profile(links), 3, r.err);
+  // Over 3 ranks an all-to-all moves whole floats per member: 4 MiB rounded down to 12 bytes.
+  EXPECT_NE(r.err.find("links: all_to_all 3 ranks, 4194300 bytes"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("links: broadcast 3 ranks, 4194304 bytes"), std::string::npos) << r.err;
 }
 
 TEST_F(ProfileLinksMpi, OptionsThatMakeNoCurveAreRefusedOnceAndWriteNothing) {

@@ -1,11 +1,13 @@
 // ProfiledCostModel: exact look-up, log-log interpolation in one dim (never extrapolation), the
 // roofline for whatever was not measured (a task is measured only when all its ops are), the SM
 // share of tp_comm_overlap's GEMMs, profiles of another device refused, and the link face from
-// measured curves (efficiency, latency beyond the links', interpolated times).
+// measured curves (efficiency, latency beyond the links', interpolated times; every collective
+// kind from its own curve).
 #include "profiler/profiled_cost_model.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.hpp"
@@ -107,9 +109,10 @@ TEST(ProfiledCostModel, AProfileOfAnotherDeviceIsRefused) {
                        "no device of cluster 'test-cluster'", "\"A100-SXM4-80GB\""});
 }
 
-LinkCurve all_reduce_curve(int ranks, const std::string& fabric, double latency, double busbw) {
+LinkCurve link_curve(LinkCollective collective, int ranks, const std::string& fabric,
+                     double latency, double busbw) {
   LinkCurve c;
-  c.collective = LinkCollective::kAllReduce;
+  c.collective = collective;
   c.ranks = ranks;
   c.fabric = fabric;
   for (double b : {1e3, 1e6, 1e8}) {
@@ -117,6 +120,10 @@ LinkCurve all_reduce_curve(int ranks, const std::string& fabric, double latency,
   }
   c.fit = fit_curve(c);
   return c;
+}
+
+LinkCurve all_reduce_curve(int ranks, const std::string& fabric, double latency, double busbw) {
+  return link_curve(LinkCollective::kAllReduce, ranks, fabric, latency, busbw);
 }
 
 TEST(ProfiledCostModel, LinkFaceFromMeasuredCurves) {
@@ -195,6 +202,40 @@ TEST(ProfiledCostModel, ACollectiveAloneTakesItsCurvesTimeWhereverTheCurveBends)
   }
   // Most of the slow point is beyond the links.
   EXPECT_GT(m.collective_extra_latency_s(ar, node0, 1e9, cluster, 0), 0.5 * c.points.back().time_s);
+}
+
+// `strata profile links` measures every collective kind: an all-to-all or a broadcast of the
+// Plan is priced from its own curve (never from another kind's); the fabric's efficiency is
+// still the best bus bandwidth measured on it (the all-reduce's, here).
+TEST(ProfiledCostModel, AllToAllAndBroadcastUseTheirOwnCurves) {
+  const auto cluster = strategies::testing::cluster(2, 8);
+  LinkProfile l;
+  l.on.device = kDevice;
+  l.on.device_kind = "gpu";
+  l.backend = "mpi";
+  l.curves.push_back(link_curve(LinkCollective::kAllToAll, 4, "nvswitch", 20e-6, 100e9));
+  l.curves.push_back(link_curve(LinkCollective::kBroadcast, 4, "nvswitch", 10e-6, 200e9));
+  l.curves.push_back(all_reduce_curve(8, "nvswitch", 30e-6, 240e9));
+  const auto m = model({}, {l}, cluster);
+  EXPECT_NEAR(m.link_efficiencies().nvswitch, 240e9 / 300e9, 1e-9);  // the best curve's
+  const std::vector<int> four = {0, 1, 2, 3};
+  using strategies::CollectiveKind;
+  EXPECT_TRUE(m.measures_collective(CollectiveKind::kAllToAll, four, cluster));
+  EXPECT_TRUE(m.measures_collective(CollectiveKind::kBroadcast, four, cluster));
+  EXPECT_FALSE(m.measures_collective(CollectiveKind::kAllGather, four, cluster));
+  EXPECT_FALSE(
+      m.measures_collective(CollectiveKind::kAllToAll, {0, 1}, cluster));  // no 2-rank curve
+  EXPECT_DOUBLE_EQ(m.collective_seconds(CollectiveKind::kAllToAll, four, 1e6, cluster),
+                   l.curves[0].points[1].time_s);
+  EXPECT_DOUBLE_EQ(m.collective_seconds(CollectiveKind::kBroadcast, four, 1e6, cluster),
+                   l.curves[1].points[1].time_s);
+  EXPECT_NE(l.curves[0].points[1].time_s, l.curves[1].points[1].time_s);
+  // The latency beyond the links' comes from the curve too: its time less the links'.
+  EXPECT_DOUBLE_EQ(
+      m.collective_extra_latency_s(CollectiveKind::kBroadcast, four, 1e6, cluster, 7e-6),
+      std::max(0.0, l.curves[1].points[1].time_s -
+                        collective_alpha_beta_seconds(CollectiveKind::kBroadcast, four, 1e6,
+                                                      cluster, m.link_efficiencies())));
 }
 
 TEST(ProfiledCostModel, GroupFabric) {
