@@ -212,13 +212,15 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
   // Memory: the Plan's tensors as the executor allocated them, beside the Plan's prediction.
   for (const exec::RankMemory& m : r.memory) {
     std::printf("rank %d memory: measured peak %s, Plan %s%s (static %s; staging %s, "
-                "alignment %s outside the Plan)\n",
+                "alignment %s outside the Plan; %s held at most, with released buffers kept "
+                "for reuse)\n",
                 m.rank, units::format_bytes(m.measured.peak_bytes).c_str(),
                 units::format_bytes(m.planned_peak_bytes).c_str(),
                 m.measured.peak_bytes == m.planned_peak_bytes ? " (equal)" : " (DIFFERENT)",
                 units::format_bytes(m.measured.static_bytes.total()).c_str(),
                 units::format_bytes(m.measured.staging_peak_bytes).c_str(),
-                units::format_bytes(m.measured.alignment_padding_bytes).c_str());
+                units::format_bytes(m.measured.alignment_padding_bytes).c_str(),
+                units::format_bytes(m.measured.reserved_peak_bytes).c_str());
   }
   const strategies::Plan& p = *t.plan;
   if (const auto path = args.get("--json")) {
@@ -238,7 +240,8 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     for (const exec::RankMemory& m : r.memory) {
       run.memory.push_back({m.rank, m.planned_peak_bytes, m.measured.peak_bytes, m.planned_static,
                             m.measured.static_bytes, m.measured.peak_transient_bytes,
-                            m.measured.staging_peak_bytes, m.measured.alignment_padding_bytes});
+                            m.measured.staging_peak_bytes, m.measured.alignment_padding_bytes,
+                            m.measured.reserved_peak_bytes});
     }
     run.provenance = p.provenance;
     run.host = host_name();

@@ -161,7 +161,7 @@ std::vector<RankMemory> Executor::gather_memory() {
       planned.static_bytes.optimizer, planned.static_bytes.other, m.peak_bytes,
       m.static_bytes.params,        m.static_bytes.grads,        m.static_bytes.optimizer,
       m.static_bytes.other,         m.peak_transient_bytes,      m.alignment_padding_bytes,
-      m.staging_peak_bytes};
+      m.staging_peak_bytes,         m.reserved_peak_bytes};
   const std::vector<float> packed = pack(mine);
   std::vector<float> all(packed.size() * static_cast<std::size_t>(comm_.size()));
   comm_.all_gather(world_, packed.data(), all.data(), packed.size()).wait();
@@ -178,6 +178,7 @@ std::vector<RankMemory> Executor::gather_memory() {
     x.measured.peak_transient_bytes = d[10];
     x.measured.alignment_padding_bytes = d[11];
     x.measured.staging_peak_bytes = d[12];
+    x.measured.reserved_peak_bytes = d[13];
     out.push_back(x);
   }
   return out;

@@ -15,7 +15,14 @@ void* Arena::allocate(std::int32_t id, const strategies::Buffer& b, bool zero) {
   STRATA_CHECK(s.buffer.size_bytes() == 0, "buffer " + std::to_string(id) + " allocated twice");
   const double bytes = b.bytes();
   const auto size = static_cast<std::size_t>(std::max(1.0, bytes));
-  s.buffer = kernels::Buffer(stream_, size);
+  const auto cached = b.persistent ? cache_.end() : cache_.find(size);
+  if (cached != cache_.end()) {
+    s.buffer = std::move(cached->second);
+    cache_.erase(cached);
+    cached_ -= static_cast<double>(size);
+  } else {
+    s.buffer = kernels::Buffer(stream_, size);
+  }
   s.bytes = bytes;
   s.role = b.role;
   s.persistent = b.persistent;
@@ -30,6 +37,7 @@ void* Arena::allocate(std::int32_t id, const strategies::Buffer& b, bool zero) {
     }
     stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.static_bytes.total() + transient_);
     padding_ += padding;
+    note_reserved();
     return s.buffer.data();
   }
   transient_ += bytes;
@@ -41,7 +49,13 @@ void* Arena::allocate(std::int32_t id, const strategies::Buffer& b, bool zero) {
     stats_.alignment_padding_bytes = padding_;
   }
   stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.static_bytes.total() + transient_);
+  note_reserved();
   return s.buffer.data();
+}
+
+void Arena::note_reserved() {
+  stats_.reserved_peak_bytes = std::max(
+      stats_.reserved_peak_bytes, stats_.static_bytes.total() + transient_ + padding_ + cached_);
 }
 
 void Arena::release(std::int32_t id) {
@@ -50,6 +64,8 @@ void Arena::release(std::int32_t id) {
   transient_ -= s.bytes;
   by_role_[static_cast<int>(s.role)] -= s.bytes;
   padding_ -= static_cast<double>((s.buffer.size_bytes() + 63) / 64 * 64) - s.bytes;
+  cached_ += static_cast<double>(s.buffer.size_bytes());
+  cache_.emplace(s.buffer.size_bytes(), std::move(s.buffer));
   s.buffer = kernels::Buffer();
 }
 

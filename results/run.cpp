@@ -16,7 +16,8 @@ bool RunMemory::operator==(const RunMemory& o) const {
          same(measured_static, o.measured_static) &&
          measured_peak_transient_bytes == o.measured_peak_transient_bytes &&
          staging_peak_bytes == o.staging_peak_bytes &&
-         alignment_padding_bytes == o.alignment_padding_bytes;
+         alignment_padding_bytes == o.alignment_padding_bytes &&
+         reserved_peak_bytes == o.reserved_peak_bytes;
 }
 
 namespace {
@@ -49,6 +50,7 @@ RunMemory read_memory(const json::Json& row, const std::string& path, std::size_
   m.measured_peak_transient_bytes = r.get_number("measured_peak_transient_bytes");
   m.staging_peak_bytes = r.get_number("staging_peak_bytes");
   m.alignment_padding_bytes = r.get_number("alignment_padding_bytes");
+  m.reserved_peak_bytes = r.get_number_or("reserved_peak_bytes", 0);  // absent before it existed
   r.finish({});
   return m;
 }
@@ -65,7 +67,8 @@ json::Json run_to_json(const RunRecord& r) {
                       {"measured_static", static_json(m.measured_static)},
                       {"measured_peak_transient_bytes", m.measured_peak_transient_bytes},
                       {"staging_peak_bytes", m.staging_peak_bytes},
-                      {"alignment_padding_bytes", m.alignment_padding_bytes}});
+                      {"alignment_padding_bytes", m.alignment_padding_bytes},
+                      {"reserved_peak_bytes", m.reserved_peak_bytes}});
   }
   json::Json losses = json::Json::array();
   json::Json steps = json::Json::array();

@@ -44,6 +44,7 @@ struct RunMemory {
   double measured_peak_transient_bytes = 0;
   double staging_peak_bytes = 0;       // communication copies outside the Plan's tensors
   double alignment_padding_bytes = 0;  // the allocator's, at the peak
+  double reserved_peak_bytes = 0;      // the most held at once, with the executor's buffer cache
 
   bool operator==(const RunMemory& o) const;
 };

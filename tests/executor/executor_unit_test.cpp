@@ -12,6 +12,7 @@
 #include "executor/comm.hpp"
 #include "executor/data.hpp"
 #include "executor/executor.hpp"
+#include "executor/memory.hpp"
 #include "executor/params.hpp"
 #include "kernels/ops.hpp"
 #include "strategies/plan.hpp"
@@ -212,6 +213,45 @@ TEST(ExecutorMemory, MeasuredPeakEqualsThePlansOnOneRank) {
     ASSERT_EQ(memory.size(), 1u);
     EXPECT_EQ(memory[0].measured.peak_bytes, memory[0].planned_peak_bytes);
   }
+}
+
+// Released buffers are kept for the next buffer of their size: from the second step on the
+// executor holds no more than after the first (every step allocates the same buffers), what it
+// holds is at least the peak, and the peak set beside the Plan does not count the cache.
+TEST(ExecutorMemory, ReleasedBuffersAreReusedAndCountedApart) {
+  const Plan plan = plan_of("tiny-1rank");
+  auto comm = exec::make_local_comm();
+  const exec::Corpus corpus(exec::default_corpus_path(), plan.model.seq_length, 1234);
+  exec::Executor ex(plan, *comm, corpus, exec::RunOptions{});
+  ex.step();
+  const exec::MemoryStats first = ex.interpreter().memory();
+  EXPECT_GE(first.reserved_peak_bytes, first.peak_bytes);
+  EXPECT_GT(first.reserved_peak_bytes, 0);
+  ex.step();
+  ex.step();
+  const exec::MemoryStats& later = ex.interpreter().memory();
+  EXPECT_EQ(later.reserved_peak_bytes, first.reserved_peak_bytes);
+  EXPECT_EQ(later.peak_bytes, plan.programs[0].memory.peak_bytes());
+  EXPECT_EQ(ex.gather_memory()[0].measured.reserved_peak_bytes, first.reserved_peak_bytes);
+}
+
+TEST(ExecutorMemory, TheArenaHandsAReleasedBufferToTheNextOfItsSize) {
+  const kernels::Stream cpu = kernels::Stream::cpu();
+  exec::Arena arena(cpu);
+  strategies::Buffer a;
+  a.dtype = strategies::DType::kFp32;
+  a.ndim = 1;
+  a.shape[0] = 1000;
+  strategies::Buffer b = a;
+  b.shape[0] = 2000;
+  void* first = arena.allocate(0, a, false);
+  arena.release(0);
+  EXPECT_EQ(arena.allocate(1, b, false) == first, false);  // another size: a new buffer
+  EXPECT_EQ(arena.allocate(2, a, true), first);            // the same size: the released one
+  EXPECT_EQ(static_cast<float*>(first)[999], 0.0f);        // zeroed when asked, reused or not
+  EXPECT_EQ(arena.stats().peak_transient_bytes, 12000.0);
+  // Held at most: 12,000 bytes live, 32 of padding (4,000 is not a multiple of 64), no cache.
+  EXPECT_EQ(arena.stats().reserved_peak_bytes, 12032.0);
 }
 
 // One rank on the local backend: ten steps lower the loss from about ln(256).
