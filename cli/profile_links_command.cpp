@@ -46,7 +46,9 @@ Measure under mpirun (N >= 2 ranks; needs a build with MPI):
                        local-cpu): the device is its gpu.name and gpu.kind, a group on one host
                        spans its intra_node fabric, a group on several hosts the network
   --max-bytes B        the largest message: bytes, or with a K, M or G suffix (x 1024); sizes run
-                       from 8 bytes by factors of 4, then B itself (default 16M)
+                       from 8 bytes by --factor, then B itself (default 16M)
+  --factor F           each size F times the one before (default 2, as nccl-tests' -f 2; 4 halves
+                       the sizes and the time, but may step over where a transport slows down)
   --iters K            timed calls per size (default 20)
   --warmup W           untimed calls per size before them (default 5)
 
@@ -72,7 +74,8 @@ namespace {
 
 // The flags of each mode, refused in the other.
 const std::vector<std::string> kImportFlags = {"--fabric", "--device", "--collective", "--ranks"};
-const std::vector<std::string> kMeasureFlags = {"--cluster", "--max-bytes", "--iters", "--warmup"};
+const std::vector<std::string> kMeasureFlags = {"--cluster", "--max-bytes", "--factor", "--iters",
+                                                "--warmup"};
 
 // `text` as bytes: a whole number with an optional K, M or G suffix (x 1024, as nccl-tests' -e).
 std::int64_t parse_bytes(const std::string& flag, const std::string& text) {
@@ -175,6 +178,7 @@ profiler::LinkBenchOptions bench_options(const Args& args) {
   profiler::LinkBenchOptions opts;
   if (const auto b = args.get("--max-bytes")) opts.max_bytes = parse_bytes("--max-bytes", *b);
   opts.iters = args.get_positive_int("--iters").value_or(opts.iters);
+  opts.size_factor = args.get_positive_int("--factor").value_or(opts.size_factor);
   opts.warmup = non_negative_int(args, "--warmup", opts.warmup);
   opts.device = node.gpu.name;
   opts.device_kind = node.gpu.kind == strategies::DeviceKind::kCpu ? "cpu" : "gpu";
@@ -233,7 +237,7 @@ int profile_links_command(const std::vector<std::string>& argv) {
   // Arguments are checked before MPI starts, so a usage error is one message, not N.
   const Args args(argv,
                   {"--import", "--fabric", "--device", "--collective", "--ranks", "--cluster",
-                   "--max-bytes", "--iters", "--warmup", "--out"},
+                   "--max-bytes", "--factor", "--iters", "--warmup", "--out"},
                   {}, {});
   args.require("--out");
   return args.has("--import") ? import_links(args) : measure(args);

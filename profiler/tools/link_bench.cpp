@@ -21,7 +21,6 @@ using exec::GroupId;
 namespace {
 
 constexpr std::int64_t kMinBytes = 8;
-constexpr std::int64_t kSizeFactor = 4;
 constexpr std::int64_t kMaxBytesLimit = std::int64_t{1} << 30;  // one MPI call's float count
 constexpr std::size_t kHostChars = 64;                          // host names are exchanged cut
 constexpr int kTag = 7;
@@ -232,12 +231,12 @@ std::vector<Sweep> sweeps_of(Comm& comm, GroupId world, const LinkBenchOptions& 
   std::vector<Sweep> sweeps;
   for (LinkCollective c : kGroupCollectives) {
     for (const auto& [g, id] : groups) {
-      sweeps.push_back({c, g, id, link_bench_sizes(c, g, opts.max_bytes)});
+      sweeps.push_back({c, g, id, link_bench_sizes(c, g, opts.max_bytes, opts.size_factor)});
     }
   }
   // send_recv between ranks 0 and 1: the group of 2 is the first one.
   sweeps.push_back({LinkCollective::kSendRecv, 2, groups.front().second,
-                    link_bench_sizes(LinkCollective::kSendRecv, 2, opts.max_bytes)});
+                    link_bench_sizes(LinkCollective::kSendRecv, 2, opts.max_bytes, opts.size_factor)});
   return sweeps;
 }
 
@@ -258,14 +257,19 @@ void check_options(const Comm& comm, const LinkBenchOptions& opts) {
   }
   // The all-gather (as the all-to-all) over the whole world has the fewest sizes (one float per
   // member at least).
-  if (link_bench_sizes(LinkCollective::kAllGather, comm.size(), opts.max_bytes).size() < 2) {
+  if (opts.size_factor < 2 || opts.size_factor > 1024) {
+    throw ConfigError("--factor = " + std::to_string(opts.size_factor) +
+                      ": must be an integer from 2 to 1024");
+  }
+  if (link_bench_sizes(LinkCollective::kAllGather, comm.size(), opts.max_bytes, opts.size_factor)
+          .size() < 2) {
     std::int64_t first = kMinBytes;
-    while (first < 4 * comm.size()) first *= kSizeFactor;
+    while (first < 4 * comm.size()) first *= opts.size_factor;
     throw ConfigError("--max-bytes = " + std::to_string(opts.max_bytes) + ": with " +
                       std::to_string(comm.size()) +
                       " ranks a curve needs two sizes of at least one float per rank; use "
                       "--max-bytes " +
-                      std::to_string(first * kSizeFactor) + " or more");
+                      std::to_string(first * opts.size_factor) + " or more");
   }
 }
 
@@ -301,13 +305,17 @@ std::vector<int> link_bench_groups(int world) {
   return groups;
 }
 
-std::vector<std::int64_t> link_bench_sizes(LinkCollective c, int ranks, std::int64_t max_bytes) {
+std::vector<std::int64_t> link_bench_sizes(LinkCollective c, int ranks, std::int64_t max_bytes,
+                                           int factor) {
+  STRATA_CHECK(factor >= 2, "link_bench_sizes: factor " + std::to_string(factor) + " < 2");
   const std::int64_t unit = 4 * (split_per_member(c) ? std::max(ranks, 1) : 1);  // a float each
   std::vector<std::int64_t> sizes;
-  for (std::int64_t b = kMinBytes; b <= max_bytes; b *= kSizeFactor) {
-    if (b / unit > 0) sizes.push_back(b / unit * unit);
+  for (std::int64_t b = kMinBytes; b <= max_bytes; b *= factor) {
+    if (b / unit > 0 && (sizes.empty() || b / unit * unit > sizes.back())) {
+      sizes.push_back(b / unit * unit);
+    }
   }
-  // max_bytes itself, when the factors of 4 step over it (16 MiB after 8 MiB).
+  // max_bytes itself, when the factors step over it (16 MiB after 8 MiB by factors of 4).
   const std::int64_t last = max_bytes / unit * unit;
   if (last > 0 && (sizes.empty() || sizes.back() < last)) sizes.push_back(last);
   return sizes;

@@ -2,8 +2,9 @@
 // "Measuring and importing links"), the way nccl-tests measures NCCL: for each collective the
 // layer has -- all-reduce, all-gather, reduce-scatter, all-to-all and broadcast (from group rank
 // 0, as nccl-tests' default root) over groups of 2, 4, 8, ... ranks and the whole world, and
-// send/recv between ranks 0 and 1 -- and each message size from 8 bytes up by factors of 4 to the
-// largest, every member makes `warmup` untimed calls, then `iters` timed ones; a point's time is
+// send/recv between ranks 0 and 1 -- and each message size from 8 bytes up by a factor (2, as
+// nccl-tests' -f 2: a transport's behaviour can change between two sizes 4x apart, as this
+// machine's shared-memory all-reduce does between 8 and 32 MiB) to the largest, every member makes `warmup` untimed calls, then `iters` timed ones; a point's time is
 // the slowest member's mean time per call. After the timed calls, one more call on rank-dependent
 // inputs is checked against its exact result (small integers in floats), and a wrong value on any
 // rank fails the whole run. A curve whose times do not grow with its sizes is left out with a
@@ -29,6 +30,7 @@ namespace strata::profiler {
 
 struct LinkBenchOptions {
   std::int64_t max_bytes = 16 << 20;  // the largest message, bytes (nccl-tests' "size")
+  int size_factor = 2;                // each size this many times the one before (>= 2)
   int warmup = 5;                     // untimed calls per point
   int iters = 20;                     // timed calls per point
   std::string device;                 // MeasuredOn.device: the cluster spec's gpu.name
@@ -53,10 +55,12 @@ class LinkBenchError : public std::runtime_error {
 // The group sizes measured in a world of `world` ranks: 2, 4, 8, ... below `world`, and `world`.
 std::vector<int> link_bench_groups(int world);
 
-// The message sizes of `c` over `ranks`: 8, 32, 128, ... bytes and `max_bytes` itself. Buffers
-// are floats: an all-gather's, reduce-scatter's or all-to-all's size is rounded down to a whole
-// number of floats per member, and sizes smaller than one float per member are left out.
-std::vector<std::int64_t> link_bench_sizes(LinkCollective c, int ranks, std::int64_t max_bytes);
+// The message sizes of `c` over `ranks`: 8 bytes, then `factor` times each, and `max_bytes`
+// itself. Buffers are floats: an all-gather's, reduce-scatter's or all-to-all's size is rounded
+// down to a whole number of floats per member, and sizes smaller than one float per member are
+// left out.
+std::vector<std::int64_t> link_bench_sizes(LinkCollective c, int ranks, std::int64_t max_bytes,
+                                           int factor = 2);
 
 // Measures every curve (collective over all ranks). ConfigError, on every rank alike and before
 // any communication, for options that cannot make a curve (fewer than 2 ranks, --max-bytes too

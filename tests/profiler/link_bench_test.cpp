@@ -228,6 +228,7 @@ std::vector<RankResult> measure_on_threads(int n, const LinkBenchOptions& opts,
 LinkBenchOptions small_options() {
   LinkBenchOptions o;
   o.max_bytes = 4 << 20;  // large enough that copying, not the rendezvous, sets the slope
+  o.size_factor = 4;      // half the sizes of the default: the tests stay quick
   o.warmup = 1;
   o.iters = 2;
   o.device = "Test CPU";
@@ -236,22 +237,29 @@ LinkBenchOptions small_options() {
   return o;
 }
 
-TEST(LinkBench, SizesRunByFactorsOfFourToTheLargestInWholeFloatsPerMember) {
-  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllReduce, 2, 16 << 20),
+TEST(LinkBench, SizesRunByTheFactorToTheLargestInWholeFloatsPerMember) {
+  // By factors of 2 by default, as nccl-tests' -f 2.
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllReduce, 2, 1000),
+            (std::vector<std::int64_t>{8, 16, 32, 64, 128, 256, 512, 1000}));
+  // An all-gather over 3 ranks: whole floats per member, each size once (8 is below one float
+  // per member, 16 rounds to 12).
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllGather, 3, 100),
+            (std::vector<std::int64_t>{12, 24, 60, 96}));
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllReduce, 2, 16 << 20, 4),
             (std::vector<std::int64_t>{8, 32, 128, 512, 2048, 8192, 32768, 131072, 524288, 2097152,
                                        8388608, 16777216}));
-  EXPECT_EQ(link_bench_sizes(LinkCollective::kSendRecv, 2, 100),
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kSendRecv, 2, 100, 4),
             (std::vector<std::int64_t>{8, 32, 100}));
   // An all-gather over 3 ranks moves whole floats per member: multiples of 12 bytes.
-  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllGather, 3, 256),
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllGather, 3, 256, 4),
             (std::vector<std::int64_t>{24, 120, 252}));
-  EXPECT_EQ(link_bench_sizes(LinkCollective::kReduceScatter, 8, 1000),
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kReduceScatter, 8, 1000, 4),
             (std::vector<std::int64_t>{32, 128, 512, 992}));
-  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllGather, 8, 16), (std::vector<std::int64_t>{}));
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllGather, 8, 16, 4), (std::vector<std::int64_t>{}));
   // An all-to-all's size is one rank's whole buffer, split the same way; a broadcast's is not.
-  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllToAll, 3, 256),
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kAllToAll, 3, 256, 4),
             (std::vector<std::int64_t>{24, 120, 252}));
-  EXPECT_EQ(link_bench_sizes(LinkCollective::kBroadcast, 3, 100),
+  EXPECT_EQ(link_bench_sizes(LinkCollective::kBroadcast, 3, 100, 4),
             (std::vector<std::int64_t>{8, 32, 100}));
 }
 
@@ -289,7 +297,8 @@ TEST(LinkBench, MeasuresEveryCurveTheSameOnEveryRank) {
     EXPECT_EQ(c.collective, want[i].first) << i;
     EXPECT_EQ(c.ranks, want[i].second) << i;
     EXPECT_EQ(c.fabric, "shared");
-    EXPECT_EQ(c.points.size(), link_bench_sizes(c.collective, c.ranks, opts.max_bytes).size());
+    EXPECT_EQ(c.points.size(),
+              link_bench_sizes(c.collective, c.ranks, opts.max_bytes, opts.size_factor).size());
     for (const LinkPoint& x : c.points) EXPECT_GT(x.time_s, 0);
     EXPECT_GT(c.fit.busbw_Bps, 0);
     points += c.points.size();

@@ -104,7 +104,7 @@ void expect_valid_curves(const LinkProfile& p, int ranks, const std::string& err
 
 TEST_F(ProfileLinksMpi, TwoRanksWriteAValidLinksJson) {
   const std::string links = path("links.json");
-  const Result r = run(2, "--max-bytes 4M --iters 10 --warmup 2 --out " + links);
+  const Result r = run(2, "--max-bytes 4M --factor 4 --iters 10 --warmup 2 --out " + links);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   expect_valid_curves(read_link_profile(links), 2, r.err);
   // Rank 0 reports progress on stderr and the summary on stdout, once.
@@ -122,7 +122,7 @@ TEST_F(ProfileLinksMpi, TwoRanksWriteAValidLinksJson) {
 TEST_F(ProfileLinksMpi, ThreeRanksMeasureTheSubgroupOfTwoAndTheWorld) {
   const std::string links = path("links.json");
   const Result r =
-      run(3, "--cluster local-cpu --max-bytes 4M --iters 10 --warmup 2 --out " + links);
+      run(3, "--cluster local-cpu --max-bytes 4M --factor 4 --iters 10 --warmup 2 --out " + links);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   expect_valid_curves(read_link_profile(links), 3, r.err);
   // Over 3 ranks an all-to-all moves whole floats per member: 4 MiB rounded down to 12 bytes.
@@ -136,7 +136,7 @@ TEST_F(ProfileLinksMpi, OptionsThatMakeNoCurveAreRefusedOnceAndWriteNothing) {
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   const std::string message =
       "strata profile: error: --max-bytes = 8: with 2 ranks a curve needs two sizes of at least "
-      "one float per rank; use --max-bytes 32 or more";
+      "one float per rank; use --max-bytes 16 or more";
   EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find(message), r.err.rfind(message)) << r.err;
   EXPECT_FALSE(fs::exists(links));
