@@ -96,6 +96,7 @@ json::Json task_args(const Plan& plan, const TaskSpan& s, const Task& t) {
     args["collective"] = collective_name(t.collective);
     args["purpose"] = purpose_name(t.purpose);
     args["group"] = plan.group_ranks(s.rank, t.group);
+    if (s.waited_s > 0) args["waited_us"] = s.waited_s * 1e6;
   } else if (t.kind == TaskKind::kSend || t.kind == TaskKind::kRecv) {
     args["peer"] = plan.peer_rank(s.rank, t);
   }
@@ -200,7 +201,7 @@ namespace {
 const std::vector<std::string> kKnownArgs = {
     "task",        "kind",    "phase", "block", "layer",
     "micro_batch", "chunk",   "flops", "bytes", "elementwise_bytes",
-    "collective",  "purpose", "group", "peer"};
+    "collective",  "purpose", "group", "peer",  "waited_us"};
 
 // A thread id: its stream and lane.
 void read_tid(json::ObjectReader& r, Stream* stream, int* lane) {
@@ -241,6 +242,11 @@ void read_args(const json::Json& raw, const std::string& path, TraceEvent* e) {
   }
   if (a.has("group")) e->group = detail::read_ints(a.get_raw("group"), a.field("group"));
   if (a.has("peer")) e->peer = detail::small_int(a, "peer", 0);
+  if (a.has("waited_us")) {
+    const double w = a.get_number("waited_us");
+    if (!(w >= 0)) json::fail(a.field("waited_us"), w, "must be >= 0");
+    e->waited_s = w / 1e6;
+  }
   for (const auto& [key, value] : raw.items()) {
     if (std::find(kKnownArgs.begin(), kKnownArgs.end(), key) == kKnownArgs.end()) {
       e->other_args[key] = value;

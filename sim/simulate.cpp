@@ -92,6 +92,7 @@ class Replayer {
     remaining_.resize(world);
     start_.resize(world);
     end_.resize(world);
+    issued_.resize(world);
     group_ids_.resize(world);
     for (int r = 0; r < world; ++r) {
       if (!active(r)) continue;  // folded ranks run nothing and keep nothing
@@ -102,6 +103,7 @@ class Replayer {
       }
       start_[r].assign(p.tasks.size(), -1.0);
       end_[r].assign(p.tasks.size(), -1.0);
+      issued_[r].assign(p.tasks.size(), -1.0);
     }
     bundle_ =
         !platform.bundle_hosts.empty() && fold_tp_ && detail::traffic_is_symmetric(plan, active_);
@@ -162,6 +164,8 @@ class Replayer {
   }
 
   const std::vector<std::vector<double>>& starts() const { return start_; }
+  // When each task became ready and was issued (its start, unless it then waited: collectives).
+  const std::vector<std::vector<double>>& issued() const { return issued_; }
   const std::vector<std::vector<double>>& ends() const { return end_; }
   double events() const { return events_; }
   const CostUsage& usage() const { return usage_; }
@@ -169,7 +173,7 @@ class Replayer {
  private:
   // ---- readiness ----------------------------------------------------------------------------
   void launch(int rank, std::uint32_t task) {
-    start_[rank][task] = sg4::Engine::get_clock();
+    start_[rank][task] = issued_[rank][task] = sg4::Engine::get_clock();
     const Task& t = plan_.program_of(rank).tasks[task];
     switch (t.kind) {
       case TaskKind::kCompute:
@@ -504,7 +508,7 @@ class Replayer {
   std::vector<std::vector<int>> siblings_;  // active rank -> its folded tensor-parallel peers
   std::vector<Successors> successors_;
   std::vector<std::vector<std::uint32_t>> remaining_;
-  std::vector<std::vector<double>> start_, end_;
+  std::vector<std::vector<double>> start_, end_, issued_;
   std::deque<std::pair<int, std::uint32_t>> done_;
 
   std::unordered_map<const sg4::Activity*, Pending> pending_;
@@ -544,7 +548,8 @@ results::Report simulate(const Plan& plan, const profiler::CostModel& cost,
   engine.run();
   replay.check_complete();
 
-  ReplayTimes times{replay.starts(), replay.ends(), {}, replay.events(), replay.usage()};
+  ReplayTimes times{replay.starts(), replay.ends(), replay.issued(), {}, replay.events(),
+                    replay.usage()};
   for (int rank = 0; rank < plan.world_size; ++rank) {
     times.representative.push_back(replay.representative(rank));
   }

@@ -153,8 +153,12 @@ results::Report assemble_report(const Plan& plan, const ReplayTimes& times,
     for (int rank : ranks) {
       STRATA_CHECK(rank >= 0 && rank < plan.world_size, "trace rank out of range");
       const int src = source(rank);
+      const strategies::Program& p = plan.program_of(src);
       for (std::size_t i = 0; i < starts[src].size(); ++i) {
-        r.spans.push_back({rank, static_cast<std::uint32_t>(i), starts[src][i], ends[src][i]});
+        const bool collective = p.tasks[i].kind == TaskKind::kCollective;
+        const double waited = collective ? starts[src][i] - times.issued[src][i] : 0.0;
+        r.spans.push_back({rank, static_cast<std::uint32_t>(i), starts[src][i], ends[src][i],
+                           std::max(0.0, waited)});
       }
     }
   }

@@ -26,6 +26,7 @@ struct CostUsage {
 struct ReplayTimes {
   const std::vector<std::vector<double>>& starts;
   const std::vector<std::vector<double>>& ends;
+  const std::vector<std::vector<double>>& issued;  // when each task was issued (<= its start)
   std::vector<int> representative;
   double activities = 0;
   CostUsage usage;

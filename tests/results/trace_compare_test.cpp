@@ -93,3 +93,42 @@ TEST(TraceCompare, TracesOfDifferentPlansAreRefused) {
 
 }  // namespace
 }  // namespace strata::results
+
+namespace strata::results {
+namespace {
+
+// A simulated collective's span is the communication alone; the rank issued it earlier and
+// waited for the other members (args.waited_us). The executor's span runs from the call to the
+// return, wait included, so the join compares the predicted wait and span with it.
+TEST(TraceCompare, ASimulatedCollectiveIsComparedWithTheWaitBeforeIt) {
+  std::vector<TaskSpan> spans;
+  std::uint32_t collective = UINT32_MAX;
+  double t = 0;
+  const auto& tasks = plan().program_of(0).tasks;
+  for (std::uint32_t i = 0; i < tasks.size(); ++i) {
+    const bool c = tasks[i].kind == strategies::TaskKind::kCollective;
+    if (c && collective == UINT32_MAX) collective = i;
+    spans.push_back({0, i, t + (c ? 3e-3 : 0), t + (c ? 4e-3 : 1e-3), c ? 3e-3 : 0});
+    t += c ? 4e-3 : 1e-3;
+  }
+  ASSERT_NE(collective, UINT32_MAX);
+  const json::Json j = trace_to_json(plan(), spans, trace_other_data("test", plan().provenance));
+  const Trace predicted = trace_from_json(j, "p.json");
+  bool seen = false;
+  for (const TraceEvent& e : predicted.events) {
+    if (e.task != collective) continue;
+    seen = true;
+    EXPECT_NEAR(e.waited_s, 3e-3, 1e-12);  // written as args.waited_us, read back
+    EXPECT_NEAR(e.duration_s, 1e-3, 1e-12);
+  }
+  EXPECT_TRUE(seen);
+  const TraceComparison c = compare_traces(predicted, predicted, "p.json", "p.json");
+  for (const TaskComparison& x : c.tasks) {
+    if (x.task != collective) continue;
+    EXPECT_NEAR(x.predicted_s, 4e-3, 1e-12);  // the wait and the communication
+    EXPECT_NEAR(x.measured_s, 1e-3, 1e-12);   // a measured span has no separate wait
+  }
+}
+
+}  // namespace
+}  // namespace strata::results
