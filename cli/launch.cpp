@@ -30,7 +30,8 @@ bool under_mpi_launcher() {
 std::string self_executable() {
   std::error_code ec;
   const std::filesystem::path p = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) throw ConfigError("cannot find the strata executable (/proc/self/exe: " + ec.message() + ")");
+  if (ec)
+    throw ConfigError("cannot find the strata executable (/proc/self/exe: " + ec.message() + ")");
   return p.string();
 }
 

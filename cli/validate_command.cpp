@@ -111,9 +111,8 @@ void run_stage(const Stage& s, int number, int count, const fs::path& logs) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (code != 0) {
-    const std::string message = "stage '" + s.name + "' failed (exit code " +
-                                std::to_string(code) + ") after " +
-                                seconds_text(seconds) + "; the end of " + log + ":\n" +
+    const std::string message = "stage '" + s.name + "' failed (exit code " + std::to_string(code) +
+                                ") after " + seconds_text(seconds) + "; the end of " + log + ":\n" +
                                 tail_of(log, 12);
     if (code == kExitConfigError || code == kExitOutOfMemory) throw ConfigError(message);
     throw std::runtime_error(message);
@@ -147,8 +146,9 @@ int validate_command(const std::vector<std::string>& argv_in) {
     return kExitOk;
   }
   if (under_mpi_launcher()) {
-    throw ConfigError("strata validate starts its own mpirun for the profiles and the run: "
-                      "start it without mpirun (--np N sets the ranks)");
+    throw ConfigError(
+        "strata validate starts its own mpirun for the profiles and the run: "
+        "start it without mpirun (--np N sets the ranks)");
   }
   const std::vector<std::string> argv = with_local_cluster(argv_in);
   const Args args(argv,
@@ -167,6 +167,15 @@ int validate_command(const std::vector<std::string>& argv_in) {
                       ": must be at least 2 (step 1 allocates and is not measured)");
   }
   const int worst = args.get_positive_int("--worst").value_or(10);
+  // The stages' own flags, checked here so that a typo does not wait for its stage.
+  for (const char* flag : {"--warmup", "--repetitions"}) {
+    const auto v = args.get(flag);
+    const std::optional<long long> n = v ? whole_integer(*v) : std::nullopt;
+    if (v && (!n || *n < (flag[2] == 'w' ? 0 : 1) || *n > 1'000'000)) {
+      throw ConfigError(std::string(flag) + " = " + *v + ": must be an integer from " +
+                        (flag[2] == 'w' ? "0" : "1") + " to 1000000");
+    }
+  }
 
   // The specs are lowered here first, so that bad input stops before any stage starts.
   const Inputs in = load_inputs(args);
@@ -176,12 +185,14 @@ int validate_command(const std::vector<std::string>& argv_in) {
                       " ranks");
   }
   if (np > in.cluster.total_gpus()) {
-    throw ConfigError("--np = " + std::to_string(np) + ": cluster '" + in.cluster.name +
-                      "' has " + std::to_string(in.cluster.total_gpus()) + " ranks");
+    throw ConfigError("--np = " + std::to_string(np) + ": cluster '" + in.cluster.name + "' has " +
+                      std::to_string(in.cluster.total_gpus()) + " ranks");
   }
   const strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, np);
   const int over = strategies::first_rank_over_capacity(plan);
-  if (over >= 0) throw ConfigError("strategy '" + in.strategy.name + "' does not fit: " + over_capacity(plan, over));
+  if (over >= 0)
+    throw ConfigError("strategy '" + in.strategy.name +
+                      "' does not fit: " + over_capacity(plan, over));
 
   for (const char* flag : {"--profile", "--links"}) {
     const auto list = args.get(flag);
@@ -192,16 +203,16 @@ int validate_command(const std::vector<std::string>& argv_in) {
       }
     }
   }
-  const fs::path out = args.get("--out").value_or("validate-" + in.strategy.name + "-np" +
-                                                  std::to_string(np));
+  const fs::path out =
+      args.get("--out").value_or("validate-" + in.strategy.name + "-np" + std::to_string(np));
   const fs::path staging = out.string() + ".partial", logs = staging / "logs";
   fs::remove_all(staging);
   fs::create_directories(logs);
   auto file = [&](const std::string& name) { return (staging / name).string(); };
 
   const std::string self = self_executable();
-  const std::vector<std::string> specs = {"--model", model, "--strategy", strategy,
-                                          "--cluster", cluster};
+  const std::vector<std::string> specs = {"--model", model,       "--strategy",
+                                          strategy,  "--cluster", cluster};
   const std::optional<std::string> custom = args.get("--mpirun");
   const std::vector<std::string> launcher = mpi_launcher(np, custom);
   std::vector<Stage> stages;
@@ -228,7 +239,8 @@ int validate_command(const std::vector<std::string>& argv_in) {
                    "all", "--trace", file("predicted.json"), "--json", file("report.json")});
   if (links) simulate.insert(simulate.end(), {"--links", *links});
   stages.push_back({"simulate", simulate});
-  std::vector<std::string> run = concat(np > 1 ? launcher : std::vector<std::string>{}, {self, "run"});
+  std::vector<std::string> run =
+      concat(np > 1 ? launcher : std::vector<std::string>{}, {self, "run"});
   run = concat(run, specs);
   run.insert(run.end(), {"--steps", std::to_string(steps), "--trace", file("measured.json"),
                          "--json", file("run.json")});
@@ -240,10 +252,9 @@ int validate_command(const std::vector<std::string>& argv_in) {
   }
 
   std::cerr << "validate: [" << count << "/" << count << "] compare" << std::endl;
-  const results::TraceComparison c =
-      results::compare_traces(results::read_trace(file("predicted.json")),
-                              results::read_trace(file("measured.json")),
-                              (out / "predicted.json").string(), (out / "measured.json").string());
+  const results::TraceComparison c = results::compare_traces(
+      results::read_trace(file("predicted.json")), results::read_trace(file("measured.json")),
+      (out / "predicted.json").string(), (out / "measured.json").string());
   const json::Json report = json::parse_file(file("report.json"));
   const json::Json run_record = json::parse_file(file("run.json"));
   const double predicted_step = report.at("step_time_s").get<double>();
@@ -288,9 +299,8 @@ int validate_command(const std::vector<std::string>& argv_in) {
   std::cout << "Strata validate: " << in.model.name << ", strategy " << in.strategy.name << ", "
             << np << " rank(s) on " << in.cluster.name << "\n"
             << "  step time (median of steps 2.." << steps << ")  predicted "
-            << seconds_text(predicted_step) << ", measured "
-            << seconds_text(measured_step) << ", error "
-            << percent(predicted_step, measured_step) << "\n\n"
+            << seconds_text(predicted_step) << ", measured " << seconds_text(measured_step)
+            << ", error " << percent(predicted_step, measured_step) << "\n\n"
             << results::render_comparison(c, worst) << "\nwrote " << out.string()
             << "/: summary.json, joined.csv, report.json, predicted.json, run.json, measured.json"
             << (args.has("--profile") ? "" : ", profile.json")

@@ -235,8 +235,9 @@ std::vector<Sweep> sweeps_of(Comm& comm, GroupId world, const LinkBenchOptions& 
     }
   }
   // send_recv between ranks 0 and 1: the group of 2 is the first one.
-  sweeps.push_back({LinkCollective::kSendRecv, 2, groups.front().second,
-                    link_bench_sizes(LinkCollective::kSendRecv, 2, opts.max_bytes, opts.size_factor)});
+  sweeps.push_back(
+      {LinkCollective::kSendRecv, 2, groups.front().second,
+       link_bench_sizes(LinkCollective::kSendRecv, 2, opts.max_bytes, opts.size_factor)});
   return sweeps;
 }
 

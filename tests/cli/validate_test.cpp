@@ -58,16 +58,15 @@ class Validate : public ::testing::Test {
   strata::json::Json expect_complete(const Result& r, int ranks) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_FALSE(fs::exists(partial_dir()));
-    for (const char* f : {"summary.json", "joined.csv", "report.json", "predicted.json",
-                          "run.json", "measured.json", "profile.json", "logs/run.log"}) {
+    for (const char* f : {"summary.json", "joined.csv", "report.json", "predicted.json", "run.json",
+                          "measured.json", "profile.json", "logs/run.log"}) {
       EXPECT_TRUE(fs::exists(result_dir() / f)) << f;
     }
     EXPECT_EQ(fs::exists(result_dir() / "links.json"), ranks > 1);
     EXPECT_NE(r.out.find("step time (median of steps 2..3)"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("worst-predicted tasks"), std::string::npos) << r.out;
     // Progress: the first stage of 4 (one rank: no links) or 5.
-    EXPECT_NE(r.err.find(ranks > 1 ? "[1/5] profile-ops" : "[1/4] profile-ops"),
-              std::string::npos)
+    EXPECT_NE(r.err.find(ranks > 1 ? "[1/5] profile-ops" : "[1/4] profile-ops"), std::string::npos)
         << r.err;
 
     const strata::json::Json s = strata::json::parse_file((result_dir() / "summary.json").string());
@@ -114,15 +113,16 @@ TEST_F(Validate, TwoRanksMeasureTheLinksAndCompareTheAllReduce) {
   EXPECT_TRUE(all_reduce) << s.at("comparison").dump();
   // A second validation into the same directory, on the profiles of the first, replaces it
   // whole (the given files are read before the old directory goes).
-  const Result again = run(std::string(kQuick) + " --strategy tiny-dp2 --np 2 --max-bytes 256K "
-                           "--links " + (result_dir() / "links.json").string() + " --profile " +
+  const Result again = run(std::string(kQuick) +
+                           " --strategy tiny-dp2 --np 2 --max-bytes 256K "
+                           "--links " +
+                           (result_dir() / "links.json").string() + " --profile " +
                            (result_dir() / "profile.json").string());
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_FALSE(fs::exists(partial_dir()));
   EXPECT_FALSE(fs::exists(result_dir() / "links.json"));  // given, not measured
   EXPECT_FALSE(fs::exists(result_dir() / "profile.json"));
-  const strata::json::Json s2 =
-      strata::json::parse_file((result_dir() / "summary.json").string());
+  const strata::json::Json s2 = strata::json::parse_file((result_dir() / "summary.json").string());
   EXPECT_EQ(s2.at("stages").size(), 2u);  // simulate, run
 }
 
@@ -146,6 +146,9 @@ TEST_F(Validate, BadInputStopsBeforeAnyStageWithNothingWritten) {
   r = run("--model gpt-tiny --strategy tiny-dp2 --np 2 --steps 1");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--steps = 1"), std::string::npos) << r.err;
+  r = run("--model gpt-tiny --strategy tiny-dp2 --np 2 --repetitions 0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--repetitions = 0"), std::string::npos) << r.err;
   r = run(std::string(kQuick) + " --strategy tiny-dp2 --np 2 --profile /no/such/profile.json");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--profile = /no/such/profile.json"), std::string::npos) << r.err;

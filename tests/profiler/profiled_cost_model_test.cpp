@@ -146,16 +146,18 @@ TEST(ProfiledCostModel, LinkFaceFromMeasuredCurves) {
   // This curve is one latency and bandwidth, so that is the measured 30 us less the links'
   // latency (a ring of 14 hops of 2 us: 28 us) at every size.
   const auto ar = strategies::CollectiveKind::kAllReduce;
-  const double links = collective_alpha_beta_seconds(ar, node0, 1.0, cluster, m.link_efficiencies());
+  const double links =
+      collective_alpha_beta_seconds(ar, node0, 1.0, cluster, m.link_efficiencies());
   EXPECT_NEAR(links, 28e-6, 1e-9);
   EXPECT_NEAR(l.curves[0].fit.latency_s, 30e-6, 1e-12);
   for (double bytes : {1e3, 1e6, 1e8}) {
     const double alone = m.collective_seconds(ar, node0, bytes, cluster);
     const double extra = m.collective_extra_latency_s(ar, node0, bytes, cluster, 7e-6);
     EXPECT_NEAR(extra, 2e-6, 1e-11) << bytes;
-    EXPECT_NEAR(alone, extra + collective_alpha_beta_seconds(ar, node0, bytes, cluster,
-                                                             m.link_efficiencies()),
-                1e-12 * alone)
+    EXPECT_NEAR(
+        alone,
+        extra + collective_alpha_beta_seconds(ar, node0, bytes, cluster, m.link_efficiencies()),
+        1e-12 * alone)
         << bytes;
   }
   EXPECT_DOUBLE_EQ(m.collective_extra_latency_s(strategies::CollectiveKind::kAllReduce, across,
