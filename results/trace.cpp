@@ -96,10 +96,10 @@ json::Json task_args(const Plan& plan, const TaskSpan& s, const Task& t) {
     args["collective"] = collective_name(t.collective);
     args["purpose"] = purpose_name(t.purpose);
     args["group"] = plan.group_ranks(s.rank, t.group);
-    if (s.waited_s > 0) args["waited_us"] = s.waited_s * 1e6;
   } else if (t.kind == TaskKind::kSend || t.kind == TaskKind::kRecv) {
     args["peer"] = plan.peer_rank(s.rank, t);
   }
+  if (s.waited_s > 0) args["waited_us"] = s.waited_s * 1e6;
   return args;
 }
 

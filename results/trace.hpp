@@ -13,10 +13,11 @@
 //  - Every task is one complete event ("ph": "X"; name = Plan::task_name, cat = task kind;
 //    ts and dur in microseconds from the start of the step) with args: task (its id in the
 //    rank's program), kind, phase, block, layer, micro_batch, chunk, flops, bytes,
-//    elementwise_bytes; collectives add collective, purpose and group (the ranks, ascending),
-//    and in a simulated trace waited_us when the rank issued the collective that long before
-//    its span (waiting for the other members; the span is the communication alone); sends and
-//    receives add peer. More args may be added; readers keep the ones they don't know.
+//    elementwise_bytes; collectives add collective, purpose and group (the ranks, ascending);
+//    sends and receives add peer; in a simulated trace a collective or a receive adds
+//    waited_us when its rank issued it that long before its span (waiting for the other members
+//    or the sender: the span is the communication alone). More args may be added; readers keep
+//    the ones they don't know.
 //  - No two complete events of one thread overlap in time (by more than kTraceTouchS, the
 //    rounding of microsecond timestamps; consecutive tasks touch). Tasks of a stream that run
 //    concurrently (the pipeline's sends and receives are independent, non-blocking transfers)
@@ -74,7 +75,7 @@ struct TraceEvent {
   strategies::Purpose purpose = strategies::Purpose::kNone;                   // collectives
   std::vector<int> group;  // collectives: the group's ranks
   int peer = -1;           // sends and receives
-  // Simulated collectives: seconds the rank waited for the other members before start_s
+  // Simulated collectives and receives: seconds the rank waited for its peers before start_s
   // (args.waited_us); measured events include such waits in their duration.
   double waited_s = 0;
   double start_s = 0;

@@ -111,8 +111,8 @@ TraceComparison compare_traces(const Trace& predicted, const Trace& measured,
       c.only_predicted.push_back(key);
       continue;
     }
-    // As measured: from the call to its return, so a simulated collective counts the wait for
-    // the other members that its span leaves out.
+    // As measured: from the call to its return, so a simulated collective or receive counts
+    // the wait for its peers that its span leaves out.
     TaskComparison t{key.first, key.second, p->name, task_category(*p),
                      p->duration_s + p->waited_s, m->second->duration_s};
     CategoryComparison& cat = categories[t.category];

@@ -89,6 +89,8 @@ class Replayer {
         }
       }
     }
+    serial_ = !plan.cluster.comm_overlaps_compute;
+    gate_.assign(world, 0);
     remaining_.resize(world);
     start_.resize(world);
     end_.resize(world);
@@ -144,7 +146,9 @@ class Replayer {
       if (!active(r)) continue;
       const Program& p = plan_.program_of(r);
       for (std::size_t i = 0; i < p.tasks.size(); ++i) {
-        if (remaining_[r][i] == 0) launch(r, static_cast<std::uint32_t>(i));
+        if (remaining_[r][i] == 0 && may_launch(r, static_cast<std::uint32_t>(i))) {
+          launch(r, static_cast<std::uint32_t>(i));
+        }
       }
     }
     drain();
@@ -184,6 +188,7 @@ class Replayer {
         break;
       case TaskKind::kSend:
         launch_send(rank, task, t);
+        release_order(rank, task);
         break;
       case TaskKind::kRecv:
         launch_recv(rank, task, t);
@@ -202,9 +207,23 @@ class Replayer {
       const Successors& s = successors_[plan_.stage_of(rank)];
       for (auto k = s.begin[task]; k < s.begin[task + 1]; ++k) {
         const auto next = s.list[k];
-        if (--remaining_[rank][next] == 0) launch(rank, next);
+        if (--remaining_[rank][next] == 0 && may_launch(rank, next)) launch(rank, next);
       }
+      // A send released its rank's order when it was posted.
+      if (plan_.program_of(rank).tasks[task].kind != TaskKind::kSend) release_order(rank, task);
     }
+  }
+
+  // In program order (cluster comm_overlaps_compute false: the CPU executor runs every task of a
+  // rank in turn, communication between compute, never beside it): a task may start only when
+  // every task before it has finished, or for a send, been posted (the executor's sends do not
+  // block). Otherwise whenever its dependencies are done.
+  bool may_launch(int rank, std::uint32_t task) const { return !serial_ || gate_[rank] == task; }
+  void release_order(int rank, std::uint32_t task) {
+    if (!serial_) return;
+    STRATA_CHECK(gate_[rank] == task, "task released out of program order");
+    const std::uint32_t next = ++gate_[rank];
+    if (next < remaining_[rank].size() && remaining_[rank][next] == 0) launch(rank, next);
   }
 
   // ---- activities ---------------------------------------------------------------------------
@@ -509,6 +528,8 @@ class Replayer {
   std::vector<Successors> successors_;
   std::vector<std::vector<std::uint32_t>> remaining_;
   std::vector<std::vector<double>> start_, end_, issued_;
+  bool serial_ = false;                // each rank's tasks in program order (may_launch)
+  std::vector<std::uint32_t> gate_;    // serial: per rank, the next task that may start
   std::deque<std::pair<int, std::uint32_t>> done_;
 
   std::unordered_map<const sg4::Activity*, Pending> pending_;

@@ -14,9 +14,9 @@ struct TaskSpan {
   std::uint32_t task = 0;
   double start_s = 0;
   double end_s = 0;
-  // Simulated collectives: how long before start_s the rank issued it and waited for the other
-  // members (the simulated span is the communication alone). 0 otherwise, and in measured spans,
-  // which run from the call to its return, waiting included.
+  // Simulated collectives and receives: how long before start_s the rank issued it and waited
+  // for its peers (the simulated span is the communication alone). 0 otherwise, and in measured
+  // spans, which run from the call to its return, waiting included.
   double waited_s = 0;
 
   bool operator==(const TaskSpan&) const = default;

@@ -155,8 +155,10 @@ results::Report assemble_report(const Plan& plan, const ReplayTimes& times,
       const int src = source(rank);
       const strategies::Program& p = plan.program_of(src);
       for (std::size_t i = 0; i < starts[src].size(); ++i) {
-        const bool collective = p.tasks[i].kind == TaskKind::kCollective;
-        const double waited = collective ? starts[src][i] - times.issued[src][i] : 0.0;
+        // Collectives and receives wait for their peers before their span starts.
+        const TaskKind kind = p.tasks[i].kind;
+        const bool waits = kind == TaskKind::kCollective || kind == TaskKind::kRecv;
+        const double waited = waits ? starts[src][i] - times.issued[src][i] : 0.0;
         r.spans.push_back({rank, static_cast<std::uint32_t>(i), starts[src][i], ends[src][i],
                            std::max(0.0, waited)});
       }

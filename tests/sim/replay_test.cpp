@@ -168,6 +168,49 @@ TEST(Replay, GradientBucketsOverlapBackward) {
   EXPECT_NEAR(out[1][1], out[1][2], 1e-9);  // without overlap every second of it is exposed
 }
 
+// A cluster whose executor runs each rank's tasks in program order (comm_overlaps_compute
+// false: this machine's CPU executor): the buckets overlap nothing, every second of
+// communication is exposed, and no task of a rank starts before the one before it has ended
+// (a send: been posted). Pipelines, whose stages both send before they receive, still finish:
+// a send does not hold its rank.
+TEST(Replay, InProgramOrderCommunicationRunsBetweenComputeNeverBesideIt) {
+  const auto m = strategies::testing::gpt(8, 1024, 16, 1024, 256);
+  auto c = strategies::testing::cluster(1, 8);
+  c.comm_overlaps_compute = false;
+  auto s = strategies::testing::strategy(8, 1, 1, 1, 8);
+  s.collectives.grad_bucket_bytes = 4 << 20;
+  const Plan plan = strategies::lower(m, c, s, 8);
+  const auto r = in_child([&] {
+    SimOptions o;
+    o.record_trace = true;
+    o.trace_ranks = {0};
+    const results::Report rep = simulate(plan, FixedCost(2e-4), o);
+    std::vector<double> v = {rep.ranks[0].exposed_comm_s, rep.ranks[0].communication_s};
+    for (const strategies::TaskSpan& x : rep.spans) v.insert(v.end(), {x.start_s, x.end_s});
+    return v;
+  });
+  ASSERT_GE(r.size(), 4u);
+  EXPECT_GT(r[1], 0);
+  EXPECT_NEAR(r[0], r[1], 1e-9);
+  const auto& tasks = plan.program_of(0).tasks;
+  ASSERT_EQ(r.size(), 2 + 2 * tasks.size());
+  for (std::size_t i = 1; i < tasks.size(); ++i) {
+    const double prev_end = r[2 + 2 * (i - 1) + 1], start = r[2 + 2 * i];
+    if (tasks[i - 1].kind != strategies::TaskKind::kSend) {
+      EXPECT_GE(start, prev_end - 1e-12) << i;
+    }
+  }
+  for (const strategies::Schedule schedule :
+       {strategies::Schedule::kOneFOneB, strategies::Schedule::kGPipe}) {
+    const Plan pipe =
+        strategies::lower(m, c, strategies::testing::strategy(1, 1, 4, 1, 8, schedule), 4);
+    const auto t =
+        in_child([&] { return std::vector<double>{simulate(pipe, FixedCost(2e-4)).step_time_s}; });
+    ASSERT_EQ(t.size(), 1u) << strategies::schedule_name(schedule);
+    EXPECT_GT(t[0], 0) << strategies::schedule_name(schedule);
+  }
+}
+
 TEST(Replay, AStragglerSlowsEveryone) {
   const auto m = strategies::testing::gpt(2, 256, 4, 256, 64);
   const Plan plan = strategies::lower(m, strategies::testing::cluster(1, 8),
