@@ -44,6 +44,9 @@ Options:
   --warmup W         untimed runs per op before the timed ones (default: 2; 0 for none)
   --repetitions R    timed runs per op (default: 10); the profile keeps their median, minimum
                      and maximum
+  --trials T         passes over every op, sharing its repetitions, each on freshly allocated
+                     inputs (default: 3, at most R): what differs from pass to pass (memory
+                     placement, a shared host's speed) lands in each op's spread
   --help             show this help
 
 Not timed: communication (`strata profile links` measures links) and the data loader
@@ -101,12 +104,17 @@ int profile_ops_command(const std::vector<std::string>& argv_in) {
     return kExitOk;
   }
   const std::vector<std::string> argv = with_local_cluster(argv_in);
-  const Args args(argv, spec_flags_and({"--device", "--warmup", "--repetitions", "--out"}), {}, {});
+  const Args args(argv, spec_flags_and({"--device", "--warmup", "--repetitions", "--trials", "--out"}), {}, {});
   profiler::OpBenchOptions options;
   options.timer.backend = timing_backend(args);
   const std::string out = args.require("--out");
   options.timer.warmup = count_flag(args, "--warmup", 0, 2);
   options.timer.repetitions = count_flag(args, "--repetitions", 1, 10);
+  options.trials = count_flag(args, "--trials", 1, std::min(3, options.timer.repetitions));
+  if (options.trials > options.timer.repetitions) {
+    throw ConfigError("--trials = " + std::to_string(options.trials) + ": at most the " +
+                      std::to_string(options.timer.repetitions) + " repetitions (--repetitions)");
+  }
   Inputs in = load_inputs(args);
   if (!args.has("--gpus")) in.world_size = in.strategy.world_size();
   const strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, in.world_size);
@@ -119,7 +127,8 @@ int profile_ops_command(const std::vector<std::string>& argv_in) {
   if (out != "-") {
     std::cout << "wrote " << out << ": " << profile.ops.size() << " ops of " << profile.model
               << " / " << profile.strategy << " on " << profile.on.device << ", "
-              << profile.repetitions << " timed runs each after " << profile.warmup << " warm-up\n";
+              << profile.repetitions << " timed runs each in " << profile.trials
+              << " passes, each after " << profile.warmup << " warm-up\n";
   }
   return kExitOk;
 }

@@ -56,6 +56,7 @@ Options:
                      the median of steps 2..K (step 1 allocates); the trace is step K's
   --warmup W         profile ops: untimed runs per op (default 2)
   --repetitions R    profile ops: timed runs per op (default 10)
+  --trials T         profile ops: passes over the ops sharing those runs (default 3)
   --max-bytes B      profile links: the largest message (default 64M)
   --mpirun CMD       the launcher's words before the program, e.g. "mpirun -np 2 --bind-to core"
                      (default: the mpiexec of the build with -np N, plus --allow-run-as-root as
@@ -153,7 +154,8 @@ int validate_command(const std::vector<std::string>& argv_in) {
   const std::vector<std::string> argv = with_local_cluster(argv_in);
   const Args args(argv,
                   {"--model", "--strategy", "--cluster", "--np", "--out", "--profile", "--links",
-                   "--steps", "--warmup", "--repetitions", "--max-bytes", "--mpirun", "--worst"},
+                   "--steps", "--warmup", "--repetitions", "--trials", "--max-bytes", "--mpirun",
+                   "--worst"},
                   {}, {});
   const std::string model = args.require("--model"), strategy = args.require("--strategy"),
                     cluster = args.require("--cluster");
@@ -168,7 +170,7 @@ int validate_command(const std::vector<std::string>& argv_in) {
   }
   const int worst = args.get_positive_int("--worst").value_or(10);
   // The stages' own flags, checked here so that a typo does not wait for its stage.
-  for (const char* flag : {"--warmup", "--repetitions"}) {
+  for (const char* flag : {"--warmup", "--repetitions", "--trials"}) {
     const auto v = args.get(flag);
     const std::optional<long long> n = v ? whole_integer(*v) : std::nullopt;
     if (v && (!n || *n < (flag[2] == 'w' ? 0 : 1) || *n > 1'000'000)) {
@@ -220,7 +222,7 @@ int validate_command(const std::vector<std::string>& argv_in) {
   if (!args.has("--profile")) {
     std::vector<std::string> a = concat({self, "profile", "ops"}, specs);
     a.insert(a.end(), {"--out", profiles});
-    for (const char* f : {"--warmup", "--repetitions"}) {
+    for (const char* f : {"--warmup", "--repetitions", "--trials"}) {
       if (const auto v = args.get(f)) a.insert(a.end(), {f, *v});
     }
     stages.push_back({"profile-ops", a});

@@ -113,7 +113,8 @@ Json op_profile_to_json(const OpProfile& p) {
   return {{"schema_version", kProfileSchemaVersion},
           {"kind", kOpProfileKind},
           {"measured_on", measured_on_json(p.on)},
-          {"settings", {{"warmup", p.warmup}, {"repetitions", p.repetitions}}},
+          {"settings",
+           {{"warmup", p.warmup}, {"repetitions", p.repetitions}, {"trials", p.trials}}},
           {"plan", {{"model", p.model}, {"strategy", p.strategy}, {"cluster", p.cluster}}},
           {"ops", ops}};
 }
@@ -126,11 +127,15 @@ OpProfile op_profile_from_json(const Json& j, const std::string& file) {
     OpProfile p;
     p.on = read_measured_on(r.get_object("measured_on"));
     ObjectReader settings = r.get_object("settings");
-    settings.finish({"warmup", "repetitions"});
+    settings.finish({"warmup", "repetitions", "trials"});
     p.warmup = static_cast<int>(settings.get_int("warmup"));
     if (p.warmup < 0) json::fail(settings.field("warmup"), p.warmup, "must be >= 0");
     p.repetitions = static_cast<int>(settings.get_int("repetitions"));
     if (p.repetitions < 1) json::fail(settings.field("repetitions"), p.repetitions, "must be >= 1");
+    p.trials = static_cast<int>(settings.get_int_or("trials", 1));  // absent before trials
+    if (p.trials < 1 || p.trials > p.repetitions) {
+      json::fail(settings.field("trials"), p.trials, "must be from 1 to repetitions");
+    }
     ObjectReader plan = r.get_object("plan");
     plan.finish({"model", "strategy", "cluster"});
     p.model = plan.get_string("model");

@@ -44,7 +44,8 @@ struct OpMeasurement {
 struct OpProfile {
   MeasuredOn on;
   int warmup = 0;       // untimed runs before the timed ones, per op
-  int repetitions = 0;  // timed runs per op
+  int repetitions = 0;  // timed runs per op, over all trials
+  int trials = 1;       // passes over every op, each on freshly allocated inputs (op_bench.hpp)
   std::string model, strategy, cluster;  // what the Plan was (names), for people
   std::vector<OpMeasurement> ops;
 };

@@ -126,16 +126,36 @@ OpProfile measure_ops(const strategies::Plan& plan, const OpBenchOptions& option
       throw ConfigError("the executor cannot run this Plan: " + why);
     }
   }
+  if (options.trials < 1 || options.trials > timer.repetitions) {
+    throw ConfigError("trials = " + std::to_string(options.trials) + ": must be from 1 to the " +
+                      std::to_string(timer.repetitions) + " repetitions");
+  }
   profile.warmup = timer.warmup;
   profile.repetitions = timer.repetitions;
+  profile.trials = options.trials;
   profile.model = plan.model.name;
   profile.strategy = plan.strategy.name;
   profile.cluster = plan.cluster.name;
-  for (std::size_t i = 0; i < sites.size(); ++i) {
-    const OpSite& s = sites[i];
-    if (options.progress) options.progress(i + 1, sites.size(), s);
-    exec::OpTiming t = exec::time_op(plan, s.rank, s.task, s.op_index, timer);
-    profile.ops.push_back(measurement_of(s.key, std::move(t.seconds)));
+  // Trials: every op is timed in each pass, on inputs allocated and filled afresh (other memory,
+  // other values), its repetitions shared among the passes; its median and spread are over all
+  // of them. What differs between passes (where the inputs landed in memory, a shared host's
+  // speed drifting) is then inside each op's spread, as it is between two profiles.
+  std::vector<std::vector<double>> seconds(sites.size());
+  const std::size_t n = sites.size();
+  for (int trial = 0; trial < options.trials; ++trial) {
+    exec::OpTimerOptions pass = timer;
+    pass.repetitions =
+        timer.repetitions / options.trials + (trial < timer.repetitions % options.trials ? 1 : 0);
+    pass.seed = timer.seed + static_cast<std::uint64_t>(trial);
+    for (std::size_t i = 0; i < n; ++i) {
+      const OpSite& s = sites[i];
+      if (options.progress) options.progress(trial * n + i + 1, options.trials * n, s);
+      exec::OpTiming t = exec::time_op(plan, s.rank, s.task, s.op_index, pass);
+      seconds[i].insert(seconds[i].end(), t.seconds.begin(), t.seconds.end());
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    profile.ops.push_back(measurement_of(sites[i].key, std::move(seconds[i])));
   }
   return profile;
 }

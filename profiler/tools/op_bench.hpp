@@ -42,8 +42,12 @@ OpMeasurement measurement_of(const OpKey& key, std::vector<double> seconds);
 struct OpBenchOptions {
   // How each op is timed: warm-up runs, timed runs, input sets (executor/op_timer.hpp).
   exec::OpTimerOptions timer;
-  // Called before each op is timed with its number (1 for the first), the number of ops and
-  // where it is timed: progress for people.
+  // Passes over every op (at least 1, at most timer.repetitions): each op's repetitions are
+  // shared among them, each pass on freshly allocated and filled inputs, so that two profiles
+  // agree within the spread they report (docs/profiles.md "How reproducible a profile is").
+  int trials = 3;
+  // Called before each op is timed with its number (1 for the first) and the number of timings
+  // (ops x trials), and where it is timed: progress for people.
   std::function<void(std::size_t number, std::size_t count, const OpSite& site)> progress;
 };
 

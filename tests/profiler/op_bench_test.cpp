@@ -45,6 +45,7 @@ profiler::OpBenchOptions quick() {
   o.timer.warmup = 0;
   o.timer.repetitions = 2;
   o.timer.max_sets = 2;  // rotated, but few copies to fill: the test stays fast
+  o.trials = 2;          // one timed run of each op per pass
   return o;
 }
 
@@ -78,8 +79,9 @@ TEST(OpBench, MeasurementIsMedianMinAndMaxOfTheRuns) {
   EXPECT_EQ(even.repetitions, 4);
 }
 
-// The profile of tiny-dp2-tp2: every distinct op of the Plan exactly once, figures ordered and
-// positive, provenance filled, and the file round-trips through the strict reader.
+// The profile of tiny-dp2-tp2: every distinct op of the Plan exactly once, timed in each of two
+// passes (its repetitions shared among them), figures ordered and positive, provenance filled,
+// and the file round-trips through the strict reader.
 TEST(OpBench, ProfilesEveryDistinctOpOnceAndRoundTrips) {
   const Plan plan = plan_of("tiny-dp2-tp2");
   std::size_t calls = 0, count = 0;
@@ -91,8 +93,9 @@ TEST(OpBench, ProfilesEveryDistinctOpOnceAndRoundTrips) {
   const profiler::OpProfile p = profiler::measure_ops(plan, options);
   const std::set<OpKey> keys = keys_of(plan);
   ASSERT_EQ(p.ops.size(), keys.size());
-  EXPECT_EQ(calls, keys.size());
-  EXPECT_EQ(count, keys.size());
+  EXPECT_EQ(calls, 2 * keys.size());
+  EXPECT_EQ(count, 2 * keys.size());
+  EXPECT_EQ(p.trials, 2);
   std::set<OpKey> seen;
   for (const auto& m : p.ops) {
     EXPECT_TRUE(seen.insert(m.key).second);
@@ -146,6 +149,9 @@ TEST(OpBench, RefusesAGpuClusterAndWhatTheExecutorRefusesBeforeTiming) {
     EXPECT_NE(std::string(e.what()).find("the executor cannot run this Plan"), std::string::npos)
         << e.what();
   }
+  options.trials = 3;  // more passes than the 2 repetitions
+  EXPECT_THROW(profiler::measure_ops(plan_of("tiny-1rank"), options), ConfigError);
+  options.trials = 1;
   options.timer.repetitions = 0;
   EXPECT_THROW(profiler::measure_ops(plan_of("tiny-1rank"), options), ConfigError);
   EXPECT_FALSE(timed);

@@ -29,6 +29,7 @@ OpProfile an_op_profile() {
   p.on = here();
   p.warmup = 2;
   p.repetitions = 5;
+  p.trials = 2;
   p.model = "gpt-tiny";
   p.strategy = "tiny-1rank";
   p.cluster = "local-cpu";
@@ -55,6 +56,11 @@ TEST(OpProfileFile, RoundTrips) {
   EXPECT_EQ(op_profile_to_json(back), j);
   EXPECT_EQ(back.ops[0].key, p.ops[0].key);
   EXPECT_EQ(back.on.libraries.at("eigen"), "3.4.0");
+  EXPECT_EQ(back.trials, 2);
+  // A profile written before trials existed reads as one pass.
+  Json old = j;
+  old["settings"].erase("trials");
+  EXPECT_EQ(op_profile_from_json(old, "p.json").trials, 1);
 }
 
 TEST(OpProfileFile, BadFilesNameFileFieldAndValue) {
@@ -83,6 +89,10 @@ TEST(OpProfileFile, BadFilesNameFileFieldAndValue) {
   j["measured_on"]["device_kind"] = "tpu";
   expect_config_error([&] { op_profile_from_json(j, "p.json"); },
                       {"profile.measured_on.device_kind = \"tpu\""});
+  j = good;
+  j["settings"]["trials"] = 6;
+  expect_config_error([&] { op_profile_from_json(j, "p.json"); },
+                      {"p.json: profile.settings.trials = 6", "from 1 to repetitions"});
   j = good;
   j["kind"] = "strata-link-profile";
   expect_config_error([&] { op_profile_from_json(j, "p.json"); },
