@@ -171,6 +171,17 @@ void write_output(const std::string& path, const std::string& content) {
   }
 }
 
+int count_flag(const Args& args, const std::string& flag, int min, int fallback) {
+  const auto v = args.get(flag);
+  if (!v) return fallback;
+  const std::optional<long long> n = whole_integer(*v);
+  if (!n || *n < min || *n > 1'000'000) {
+    throw ConfigError(flag + " = " + *v + ": must be an integer from " + std::to_string(min) +
+                      " to 1000000");
+  }
+  return static_cast<int>(*n);
+}
+
 std::vector<std::string> comma_list(const std::string& flag, const std::string& text) {
   std::vector<std::string> out;
   std::size_t at = 0;

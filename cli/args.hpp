@@ -1,6 +1,6 @@
 // A small command-line parser for `strata` subcommands: --flag VALUE, --flag=VALUE, boolean
-// flags, and flags whose value is optional (--json [FILE]); rank lists and per-rank factors;
-// output files written atomically. Usage errors are ConfigErrors naming the flag and value.
+// flags, and flags whose value is optional (--json [FILE]); integers, counts, rank lists,
+// per-rank factors and comma-separated lists; output files written atomically. Usage errors are ConfigErrors naming the flag and value.
 #pragma once
 
 #include <map>
@@ -31,6 +31,10 @@ class Args {
 // `text` as an integer when all of it is one (std::stoll's syntax, in range), else nothing:
 // the parsing under every integer flag; callers check their own range and name it.
 std::optional<long long> whole_integer(const std::string& text);
+
+// `flag`'s value as a count from `min` to 1000000 (warm-up runs, repetitions, passes), or
+// `fallback` when absent; ConfigError naming the flag, the value and the range otherwise.
+int count_flag(const Args& args, const std::string& flag, int min, int fallback);
 
 // Whether the arguments ask for a command's help (--help or -h anywhere).
 bool asks_for_help(const std::vector<std::string>& argv);

@@ -118,18 +118,6 @@ void refuse(const Args& args, const std::vector<std::string>& flags, const std::
   }
 }
 
-const char* intra_fabric_name(strategies::IntraFabric f) {
-  switch (f) {
-    case strategies::IntraFabric::kNvSwitch:
-      return "nvswitch";
-    case strategies::IntraFabric::kPcie:
-      return "pcie";
-    case strategies::IntraFabric::kShared:
-      return "shared";
-  }
-  return "?";
-}
-
 // A table of the curves, for people.
 std::string summary(const profiler::LinkProfile& p, const std::string& path) {
   std::ostringstream out;
@@ -182,7 +170,7 @@ profiler::LinkBenchOptions bench_options(const Args& args) {
   opts.warmup = non_negative_int(args, "--warmup", opts.warmup);
   opts.device = node.gpu.name;
   opts.device_kind = node.gpu.kind == strategies::DeviceKind::kCpu ? "cpu" : "gpu";
-  opts.intra_fabric = intra_fabric_name(node.intra_node.kind);
+  opts.intra_fabric = strategies::intra_fabric_name(node.intra_node.kind);
   opts.progress = [](const std::string& s) { std::cerr << "links: " << s << std::endl; };
   opts.warning = [](const std::string& s) { std::cerr << "links: warning: " << s << std::endl; };
   return opts;

@@ -60,18 +60,6 @@ Example:
 
 namespace {
 
-// `flag`'s value as an integer of at least `min`, or `fallback` when absent.
-int count_flag(const Args& args, const std::string& flag, int min, int fallback) {
-  const auto v = args.get(flag);
-  if (!v) return fallback;
-  const std::optional<long long> n = whole_integer(*v);
-  if (!n || *n < min || *n > 1'000'000) {
-    throw ConfigError(flag + " = " + *v + ": must be an integer from " + std::to_string(min) +
-                      " to 1000000");
-  }
-  return static_cast<int>(*n);
-}
-
 // --device: the CPU, or CUDA device 0 when this build and machine have one.
 kernels::Backend timing_backend(const Args& args) {
   const std::string device = args.get("--device").value_or("cpu");

@@ -170,14 +170,9 @@ int validate_command(const std::vector<std::string>& argv_in) {
   }
   const int worst = args.get_positive_int("--worst").value_or(10);
   // The stages' own flags, checked here so that a typo does not wait for its stage.
-  for (const char* flag : {"--warmup", "--repetitions", "--trials"}) {
-    const auto v = args.get(flag);
-    const std::optional<long long> n = v ? whole_integer(*v) : std::nullopt;
-    if (v && (!n || *n < (flag[2] == 'w' ? 0 : 1) || *n > 1'000'000)) {
-      throw ConfigError(std::string(flag) + " = " + *v + ": must be an integer from " +
-                        (flag[2] == 'w' ? "0" : "1") + " to 1000000");
-    }
-  }
+  count_flag(args, "--warmup", 0, 0);
+  count_flag(args, "--repetitions", 1, 1);
+  count_flag(args, "--trials", 1, 1);
 
   // The specs are lowered here first, so that bad input stops before any stage starts.
   const Inputs in = load_inputs(args);

@@ -15,8 +15,6 @@ using strategies::OpKind;
 
 namespace {
 
-const std::vector<std::string> kIntraFabrics = {"nvswitch", "pcie", "shared"};
-
 // The curve kind that measures a collective of the Plan, if any.
 std::optional<LinkCollective> link_kind(CollectiveKind k) {
   switch (k) {
@@ -48,7 +46,7 @@ double line_rate(const ClusterSpec& cluster, const std::string& fabric) {
     return cluster.inter_node.nic_bandwidth_Bps * nics;
   }
   for (const auto& g : cluster.node_groups) {
-    if (kIntraFabrics[static_cast<int>(g.intra_node.kind)] == fabric) return g.intra_node.bandwidth_Bps;
+    if (strategies::intra_fabric_name(g.intra_node.kind) == fabric) return g.intra_node.bandwidth_Bps;
   }
   return 0;
 }
@@ -89,7 +87,7 @@ std::string group_fabric(const ClusterSpec& cluster, const std::vector<int>& ran
   for (int r : ranks) {
     if (node_of(r).second != first.second) return "network";
   }
-  return kIntraFabrics[static_cast<int>(cluster.node_groups[first.first].intra_node.kind)];
+  return strategies::intra_fabric_name(cluster.node_groups[first.first].intra_node.kind);
 }
 
 std::array<int, 5> ProfiledCostModel::family_of(const OpKey& k) {

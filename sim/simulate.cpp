@@ -3,7 +3,8 @@
 // with no actors.
 //
 // defines:
-//   Replayer            per-rank dep counters, the ready worklist, launch/finish of each kind
+//   Replayer            per-rank dep counters, the ready worklist, the program-order gate
+//                       (comm_overlaps_compute false), launch/finish of each kind
 //   Instance            one collective across its group: arrivals, then its algorithm's flows
 //                       (with folding by symmetry as bundles, detail/fold.hpp)
 //   simulate()          engine, platform (links from the cost model's link face), replay; the

@@ -204,6 +204,10 @@ const char* precision_name(Precision p) {
   return "?";
 }
 
+const char* intra_fabric_name(IntraFabric f) {
+  return kFabrics[static_cast<int>(f)].c_str();
+}
+
 int precision_bytes(Precision p) { return p == Precision::kFp32 ? 4 : 2; }
 
 double DeviceSpec::peak_flops(Precision p) const {

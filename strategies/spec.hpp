@@ -65,6 +65,9 @@ enum class IntraFabric { kNvSwitch, kPcie, kShared /* CPU: ranks share one memor
 enum class InterTopology { kFatTree, kRailOptimized, kNone };
 
 const char* precision_name(Precision p);
+// The cluster spec's name of a fabric inside a node ("nvswitch", "pcie", "shared"), as
+// intra_node.fabric reads and links.json curves name it.
+const char* intra_fabric_name(IntraFabric f);
 int precision_bytes(Precision p);
 
 struct DeviceSpec {

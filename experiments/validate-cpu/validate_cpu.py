@@ -187,14 +187,12 @@ def main():
         print(f"warning: {busy:.1f} cores busy with other work: it slows the measured runs and "
               "the profiles unevenly; the errors will say so", file=sys.stderr)
     os.makedirs(os.path.join(RESULTS, "runs"), exist_ok=True)
-    rows = []
-    for name in names:
-        rows.append(row_of(name, validate(args.strata, name, args.steps, args.extra.split())))
+    summaries = {name: validate(args.strata, name, args.steps, args.extra.split())
+                 for name in names}
+    rows = [row_of(name, s) for name, s in summaries.items()]
     write_csv(os.path.join(RESULTS, "results.csv"), rows)
     breakdown = []
-    for name in names:
-        with open(os.path.join(RESULTS, "runs", name, "summary.json")) as f:
-            s = json.load(f)
+    for name, s in summaries.items():
         for cat in s["comparison"]["categories"]:
             m = cat["measured_s"]
             breakdown.append({"strategy": name, "ranks": s["ranks"], "category": cat["category"],

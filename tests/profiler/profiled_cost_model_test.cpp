@@ -126,12 +126,18 @@ LinkCurve all_reduce_curve(int ranks, const std::string& fabric, double latency,
   return link_curve(LinkCollective::kAllReduce, ranks, fabric, latency, busbw);
 }
 
-TEST(ProfiledCostModel, LinkFaceFromMeasuredCurves) {
-  const auto cluster = strategies::testing::cluster(2, 8);  // NVSwitch 300 GB/s, 2 nodes
+// A links.json of the test cluster's GPU with no curve yet, measured by `backend`.
+LinkProfile gpu_links(const std::string& backend) {
   LinkProfile l;
   l.on.device = kDevice;
   l.on.device_kind = "gpu";
-  l.backend = "nccl-tests";
+  l.backend = backend;
+  return l;
+}
+
+TEST(ProfiledCostModel, LinkFaceFromMeasuredCurves) {
+  const auto cluster = strategies::testing::cluster(2, 8);  // NVSwitch 300 GB/s, 2 nodes
+  LinkProfile l = gpu_links("nccl-tests");
   l.curves.push_back(all_reduce_curve(8, "nvswitch", 30e-6, 240e9));
   const auto m = model({}, {l}, cluster);
   // The fabric's efficiency is the highest measured bus bandwidth (latency taken off: for this
@@ -179,10 +185,7 @@ TEST(ProfiledCostModel, LinkFaceFromMeasuredCurves) {
 // the links their share and the latency the rest, which grows with the size.
 TEST(ProfiledCostModel, ACollectiveAloneTakesItsCurvesTimeWhereverTheCurveBends) {
   const auto cluster = strategies::testing::cluster(2, 8);
-  LinkProfile l;
-  l.on.device = kDevice;
-  l.on.device_kind = "gpu";
-  l.backend = "mpi";
+  LinkProfile l = gpu_links("mpi");
   LinkCurve c = all_reduce_curve(8, "nvswitch", 30e-6, 240e9);
   c.points.push_back({1e9, 4 * c.points.back().time_s * 10});  // 10x the bytes, 40x the time
   c.fit = fit_curve(c);
@@ -211,10 +214,7 @@ TEST(ProfiledCostModel, ACollectiveAloneTakesItsCurvesTimeWhereverTheCurveBends)
 // still the best bus bandwidth measured on it (the all-reduce's, here).
 TEST(ProfiledCostModel, AllToAllAndBroadcastUseTheirOwnCurves) {
   const auto cluster = strategies::testing::cluster(2, 8);
-  LinkProfile l;
-  l.on.device = kDevice;
-  l.on.device_kind = "gpu";
-  l.backend = "mpi";
+  LinkProfile l = gpu_links("mpi");
   l.curves.push_back(link_curve(LinkCollective::kAllToAll, 4, "nvswitch", 20e-6, 100e9));
   l.curves.push_back(link_curve(LinkCollective::kBroadcast, 4, "nvswitch", 10e-6, 200e9));
   l.curves.push_back(all_reduce_curve(8, "nvswitch", 30e-6, 240e9));
