@@ -11,6 +11,10 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitConfigError = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitOutOfMemory = 3;
+// A failure while running: a rank that died or stopped answering, an I/O error on an output.
+inline constexpr int kExitRuntime = 4;
+// A bug in Strata (an unexpected exception): EX_SOFTWARE of sysexits.h.
+inline constexpr int kExitInternal = 70;
 
 int plan_command(const std::vector<std::string>& args);
 extern const char* const kPlanHelp;

@@ -129,6 +129,6 @@ int main(int argc, char** argv) {
     return strata::cli::kExitConfigError;
   } catch (const std::exception& e) {
     std::cerr << "strata " << command << ": internal error: " << e.what() << "\n";
-    return 70;
+    return strata::cli::kExitInternal;
   }
 }
