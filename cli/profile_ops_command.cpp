@@ -42,10 +42,10 @@ Options:
                      CUDA kernels until the executor's GPU backend (issue 19) exists: another op
                      stops the profile, naming it
   --warmup W         untimed runs per op before the timed ones (default: 2; 0 for none)
-  --repetitions R    timed runs per op (default: 10); the profile keeps their median, minimum
+  --repetitions R    timed runs per op (default: 30); the profile keeps their median, minimum
                      and maximum
   --trials T         passes over every op, sharing its repetitions, each on freshly allocated
-                     inputs (default: 3, at most R): what differs from pass to pass (memory
+                     inputs (default: 10, at most R): what differs from pass to pass (memory
                      placement, a shared host's speed) lands in each op's spread
   --help             show this help
 
@@ -97,8 +97,8 @@ int profile_ops_command(const std::vector<std::string>& argv_in) {
   options.timer.backend = timing_backend(args);
   const std::string out = args.require("--out");
   options.timer.warmup = count_flag(args, "--warmup", 0, 2);
-  options.timer.repetitions = count_flag(args, "--repetitions", 1, 10);
-  options.trials = count_flag(args, "--trials", 1, std::min(3, options.timer.repetitions));
+  options.timer.repetitions = count_flag(args, "--repetitions", 1, 30);
+  options.trials = count_flag(args, "--trials", 1, std::min(10, options.timer.repetitions));
   if (options.trials > options.timer.repetitions) {
     throw ConfigError("--trials = " + std::to_string(options.trials) + ": at most the " +
                       std::to_string(options.timer.repetitions) + " repetitions (--repetitions)");

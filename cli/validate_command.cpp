@@ -55,8 +55,8 @@ Options:
   --steps K          training steps to run (default 5, at least 2): the measured step time is
                      the median of steps 2..K (step 1 allocates); the trace is step K's
   --warmup W         profile ops: untimed runs per op (default 2)
-  --repetitions R    profile ops: timed runs per op (default 10)
-  --trials T         profile ops: passes over the ops sharing those runs (default 3)
+  --repetitions R    profile ops: timed runs per op (default 30)
+  --trials T         profile ops: passes over the ops sharing those runs (default 10)
   --max-bytes B      profile links: the largest message (default 64M)
   --mpirun CMD       the launcher's words before the program, e.g. "mpirun -np 2 --bind-to core"
                      (default: the mpiexec of the build with -np N, plus --allow-run-as-root as

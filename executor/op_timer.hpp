@@ -12,7 +12,8 @@
 //    stay in their domains and no run meets NaN, infinity or subnormals, which time differently;
 //    int32 buffers (token ids, targets) uniform over the op's whole vocabulary (its shard size
 //    times its group's size); fp64 (the loss) zero.
-//  - Several input sets (whole copies of the operands) are kept and used in turn, run i on set
+//  - Several input sets (whole copies of the operands: on the CPU byte copies of the first set,
+//    elsewhere each filled with its own seed) are kept and used in turn, run i on set
 //    i mod sets, so that a run does not find its inputs in cache from the run before (CUTLASS's
 //    rotation over 2x L2; here twice the last-level cache, bounded by memory: OpTimerOptions).
 //  - `warmup` untimed runs, then `repetitions` timed ones, each timed alone between two events
