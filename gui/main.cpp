@@ -1,0 +1,96 @@
+// strata-gui: the Qt strategy visualizer (gui/README.md).
+#include <QApplication>
+#include <QDir>
+#include <QFileInfo>
+#include <QProcessEnvironment>
+#include <QTimer>
+#include <cstdio>
+
+#include "gui/main_window.hpp"
+
+namespace {
+
+const char* const kHelp = R"(Usage: strata-gui [FILE...] [--strata PATH] [--screenshots DIR]
+
+Strata's strategy visualizer. Opens report.json and trace.json files (written by
+`strata simulate --json R --trace T`, or `strata run`); a report opens the trace beside it.
+File > Simulate runs `strata simulate` as a child process, with its progress and a Cancel button.
+
+  FILE               a report.json or a trace.json to open
+  --strata PATH      the strata command line to simulate with (default: $STRATA_BIN, else the
+                     one built beside strata-gui)
+  --screenshots DIR  render the Timeline, Memory and Report tabs of the opened files to
+                     DIR/timeline.png, DIR/memory.png and DIR/report.png (1400 x 800), then exit
+                     (works offscreen: QT_QPA_PLATFORM=offscreen)
+  --help             show this help
+
+Timeline: wheel zooms around the cursor, drag pans, Shift+wheel or Up/Down scroll the rows,
++/- zoom, Left/Right pan, Home shows the whole step; hover a task for what it is, click to select.
+Memory: click a rank's bar to show its rows in the timeline.
+
+Exit codes: 0 success, 1 a file could not be opened (with --screenshots), 2 usage error.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  QApplication app(argc, argv);
+  QStringList args = QApplication::arguments();
+  args.removeFirst();
+  strata::gui::GuiOptions options;
+  options.strata = QProcessEnvironment::systemEnvironment().value(
+      "STRATA_BIN", QDir(QApplication::applicationDirPath()).filePath("../cli/strata"));
+  options.config_dir = STRATA_CONFIG_DIR;
+  QString screenshots;
+  QStringList files;
+  for (int i = 0; i < args.size(); ++i) {
+    const QString& a = args[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kHelp, stdout);
+      return 0;
+    }
+    if (a == "--strata" || a == "--screenshots") {
+      if (i + 1 >= args.size()) {
+        std::fprintf(stderr, "strata-gui: %s needs a value (see --help)\n", qPrintable(a));
+        return 2;
+      }
+      (a == "--strata" ? options.strata : screenshots) = args[++i];
+      continue;
+    }
+    if (a.startsWith("--")) {
+      std::fprintf(stderr, "strata-gui: unknown option %s (see --help)\n", qPrintable(a));
+      return 2;
+    }
+    files << a;
+  }
+  options.interactive = screenshots.isEmpty();
+  strata::gui::MainWindow window(options);
+  bool all_opened = true;
+  for (const QString& f : files) all_opened = window.open_file(f) && all_opened;
+  if (!screenshots.isEmpty()) {
+    if (!all_opened) {
+      std::fprintf(stderr, "strata-gui: %s\n", qPrintable(window.last_error()));
+      return 1;
+    }
+    if (!QDir().mkpath(screenshots)) {
+      std::fprintf(stderr, "strata-gui: cannot create %s\n", qPrintable(screenshots));
+      return 1;
+    }
+    window.resize(1400, 800);
+    window.show();
+    const char* names[] = {"timeline", "memory", "report"};
+    for (int t = 0; t < window.tabs()->count(); ++t) {
+      window.tabs()->setCurrentIndex(t);
+      QApplication::processEvents();
+      const QString path = QDir(screenshots).filePath(QString(names[t]) + ".png");
+      if (!window.export_png(path)) {
+        std::fprintf(stderr, "strata-gui: %s\n", qPrintable(window.last_error()));
+        return 1;
+      }
+      std::printf("wrote %s\n", qPrintable(path));
+    }
+    return 0;
+  }
+  window.show();
+  return QApplication::exec();
+}

@@ -1,0 +1,228 @@
+// strata-gui's window (main_window.hpp).
+#include "gui/main_window.hpp"
+
+#include <QComboBox>
+#include <QDialog>
+#include <QDialogButtonBox>
+#include <QDir>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QSpinBox>
+#include <QStatusBar>
+#include <exception>
+#include <string>
+
+#include "common/error.hpp"
+#include "common/json.hpp"
+#include "results/trace.hpp"
+
+namespace strata::gui {
+
+MainWindow::MainWindow(GuiOptions options, QWidget* parent)
+    : QMainWindow(parent), options_(std::move(options)) {
+  setWindowTitle("Strata");
+  tabs_ = new QTabWidget(this);
+  timeline_ = new TimelineView(tabs_);
+  memory_ = new MemoryView(tabs_);
+  report_text_ = new QPlainTextEdit(tabs_);
+  report_text_->setReadOnly(true);
+  QFont mono("monospace");
+  mono.setStyleHint(QFont::Monospace);
+  report_text_->setFont(mono);
+  tabs_->addTab(timeline_, "Timeline");
+  tabs_->addTab(memory_, "Memory");
+  tabs_->addTab(report_text_, "Report");
+  setCentralWidget(tabs_);
+
+  status_ = new QLabel("Open a report or a trace, or simulate (File menu)", this);
+  cancel_ = new QPushButton("Cancel", this);
+  cancel_->setVisible(false);
+  statusBar()->addWidget(status_, 1);
+  statusBar()->addPermanentWidget(cancel_);
+
+  QMenu* file = menuBar()->addMenu("&File");
+  file->addAction("&Open...", QKeySequence::Open, this, [this] { show_open_dialog(); });
+  file->addAction("&Simulate...", QKeySequence("Ctrl+R"), this, [this] { show_simulate_dialog(); });
+  file->addAction("&Export view as PNG...", QKeySequence("Ctrl+E"), this,
+                  [this] { show_export_dialog(); });
+  file->addSeparator();
+  file->addAction("&Quit", QKeySequence::Quit, this, [this] { close(); });
+
+  runner_ = new SimulationRunner(options_.strata, this);
+  connect(cancel_, &QPushButton::clicked, this, [this] { cancel_simulation(); });
+  connect(runner_, &SimulationRunner::progress, this, [this](const QString& line) {
+    status_->setText(QString("simulating (%1 s): %2").arg(runner_->elapsed_s(), 0, 'f', 1).arg(line));
+  });
+  connect(runner_, &SimulationRunner::finished, this,
+          [this](const QString& report, const QString& trace) {
+            cancel_->setVisible(false);
+            const bool ok = open_report(report, false) && open_trace(trace);
+            if (ok) status_->setText(QString("simulated in %1 s").arg(runner_->elapsed_s(), 0, 'f', 1));
+            emit simulation_done(ok);
+          });
+  connect(runner_, &SimulationRunner::failed, this, [this](const QString& message) {
+    cancel_->setVisible(false);
+    fail(message);
+    emit simulation_done(false);
+  });
+  connect(memory_, &MemoryView::rank_selected, this, [this](int rank) {
+    timeline_->scroll_to_rank(rank);
+    tabs_->setCurrentWidget(timeline_);
+  });
+  connect(timeline_, &TimelineView::event_selected, this, [this](std::ptrdiff_t ev) {
+    if (ev >= 0 && timeline_->model() != nullptr) {
+      status_->setText(QString::fromStdString(
+          timeline_->model()->describe(static_cast<std::size_t>(ev))).replace('\n', "; "));
+    }
+  });
+  resize(1200, 700);
+}
+
+QString MainWindow::status_text() const { return status_->text(); }
+
+void MainWindow::fail(const QString& message) {
+  last_error_ = message;
+  status_->setText("error: " + message);
+  if (options_.interactive) QMessageBox::warning(this, "Strata", message);
+}
+
+bool MainWindow::open_file(const QString& path) {
+  const QFileInfo info(path);
+  if (!info.exists()) {
+    fail(path + ": no such file");
+    return false;
+  }
+  if (!info.isFile()) {
+    fail(path + ": not a regular file (a directory or a device)");
+    return false;
+  }
+  try {
+    const json::Json j = json::parse_file(path.toStdString());
+    if (j.is_object() && j.contains("traceEvents")) return open_trace(path);
+    if (j.is_object() && j.value("kind", "") == results::kReportKind) return open_report(path);
+    fail(path + ": neither a Strata report (kind \"strata.report\") nor a trace (traceEvents)");
+  } catch (const std::exception& e) {
+    fail(QString::fromStdString(e.what()));
+  }
+  return false;
+}
+
+bool MainWindow::open_report(const QString& path, bool with_trace) {
+  try {
+    results::Report r = results::read_report(path.toStdString());
+    std::vector<RankMemory> ranks;
+    ranks.reserve(r.ranks.size());
+    for (const results::RankTimes& t : r.ranks) {
+      ranks.push_back({t.peak_memory_bytes, t.capacity_bytes, t.stage});
+    }
+    memory_->set_ranks(std::move(ranks));
+    report_text_->setPlainText(QString::fromStdString(results::render_report(r)));
+    setWindowTitle(QString::fromStdString("Strata: " + r.model + " / " + r.strategy + " on " +
+                                          r.cluster));
+    report_ = std::move(r);
+  } catch (const std::exception& e) {
+    fail(QString::fromStdString(e.what()));
+    return false;
+  }
+  status_->setText("opened " + path);
+  emit opened(path);
+  if (!with_trace) return true;
+  const QFileInfo info(path);
+  QString sibling = info.dir().filePath(info.fileName().replace("report", "trace"));
+  if (sibling == path || !QFileInfo::exists(sibling)) sibling = info.dir().filePath("trace.json");
+  if (sibling != path && QFileInfo::exists(sibling)) {
+    open_trace(sibling);
+  } else {
+    timeline_->set_model(nullptr);
+  }
+  return true;
+}
+
+bool MainWindow::open_trace(const QString& path) {
+  try {
+    auto model = std::make_shared<const TimelineModel>(results::read_trace(path.toStdString()));
+    timeline_->set_model(std::move(model));
+  } catch (const std::exception& e) {
+    fail(QString::fromStdString(e.what()));
+    return false;
+  }
+  status_->setText(QString("opened %1: %2 tasks on %3 rows")
+                       .arg(path)
+                       .arg(timeline_->model()->task_count())
+                       .arg(timeline_->model()->rows().size()));
+  emit opened(path);
+  return true;
+}
+
+bool MainWindow::simulate(const SimulationRequest& request) {
+  if (!runner_->start(request)) return false;
+  cancel_->setVisible(true);
+  return true;
+}
+
+void MainWindow::cancel_simulation() { runner_->cancel(); }
+
+bool MainWindow::export_png(const QString& path) {
+  const QPixmap image = tabs_->currentWidget()->grab();
+  if (!image.save(path, "PNG")) {
+    fail(path + ": could not write the PNG");
+    return false;
+  }
+  status_->setText("saved " + path);
+  return true;
+}
+
+void MainWindow::show_open_dialog() {
+  const QString path = QFileDialog::getOpenFileName(this, "Open a report or a trace", QString(),
+                                                    "Strata JSON (*.json);;All files (*)");
+  if (!path.isEmpty()) open_file(path);
+}
+
+void MainWindow::show_export_dialog() {
+  const QString path = QFileDialog::getSaveFileName(this, "Export the view", "view.png",
+                                                    "PNG image (*.png)");
+  if (!path.isEmpty()) export_png(path);
+}
+
+void MainWindow::show_simulate_dialog() {
+  QDialog dialog(this);
+  dialog.setWindowTitle("Simulate a step");
+  auto* form = new QFormLayout(&dialog);
+  auto bundled = [&](const char* kind, const char* fallback) {
+    auto* box = new QComboBox(&dialog);
+    box->setEditable(true);  // a bundled name or a file path
+    const QDir dir(options_.config_dir + "/" + kind);
+    for (const QFileInfo& f : dir.entryInfoList({"*.json"}, QDir::Files, QDir::Name)) {
+      box->addItem(f.completeBaseName());
+    }
+    box->setCurrentText(fallback);
+    return box;
+  };
+  QComboBox* model = bundled("models", "gpt3-175b");
+  QComboBox* cluster = bundled("clusters", "dgx-a100-128n");
+  QComboBox* strategy = bundled("strategies", "gpt3-175b-tp8-pp8-dp16");
+  auto* gpus = new QSpinBox(&dialog);
+  gpus->setRange(0, 1 << 20);
+  gpus->setSpecialValueText("all of the cluster");
+  form->addRow("Model", model);
+  form->addRow("Cluster", cluster);
+  form->addRow("Strategy", strategy);
+  form->addRow("GPUs", gpus);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, &dialog);
+  form->addRow(buttons);
+  connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
+  connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
+  if (dialog.exec() != QDialog::Accepted) return;
+  SimulationRequest request;
+  request.model = model->currentText();
+  request.cluster = cluster->currentText();
+  request.strategy = strategy->currentText();
+  request.gpus = gpus->value();
+  request.trace_ranks = "";  // the first rank of every stage: the command's default
+  simulate(request);
+}
+
+}  // namespace strata::gui

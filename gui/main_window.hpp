@@ -1,0 +1,79 @@
+// strata-gui's window: File > Open (a report.json, a trace.json, or both: a report's trace is
+// found beside it), File > Simulate (model, cluster and strategy, bundled names or files, run as
+// a child `strata simulate` with its progress in the status bar and a Cancel button), File >
+// Export (the current view as PNG). Tabs: Timeline, Memory, Report (the text `strata simulate`
+// prints). Bad files are reported by name with the reader's message; nothing crashes.
+#pragma once
+
+#include <QLabel>
+#include <QMainWindow>
+#include <QPlainTextEdit>
+#include <QPushButton>
+#include <QString>
+#include <QTabWidget>
+#include <memory>
+#include <optional>
+
+#include "gui/memory_view.hpp"
+#include "gui/simulation_runner.hpp"
+#include "gui/timeline_view.hpp"
+#include "results/report.hpp"
+
+namespace strata::gui {
+
+struct GuiOptions {
+  QString strata;      // the command line's executable
+  QString config_dir;  // bundled specs (configs/)
+  bool interactive = true;  // false: errors go to the status bar only, never a dialog
+};
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+
+ public:
+  explicit MainWindow(GuiOptions options, QWidget* parent = nullptr);
+
+  // Opens a report or a trace (by its kind), or says why not (last_error()). A report opens its
+  // trace too (with_trace) when one lies beside it (its name with "report" replaced by "trace",
+  // or trace.json in its directory); without one the timeline is emptied, so that it never shows
+  // another run's tasks beside this report.
+  bool open_file(const QString& path);
+  bool open_report(const QString& path, bool with_trace = true);
+  bool open_trace(const QString& path);
+  // Starts a simulation (false and last_error() when it cannot start).
+  bool simulate(const SimulationRequest& request);
+  void cancel_simulation();
+  // Saves the current tab as a PNG (false and last_error() on failure).
+  bool export_png(const QString& path);
+
+  TimelineView* timeline() { return timeline_; }
+  MemoryView* memory() { return memory_; }
+  QTabWidget* tabs() { return tabs_; }
+  SimulationRunner* runner() { return runner_; }
+  const std::optional<results::Report>& report() const { return report_; }
+  const QString& last_error() const { return last_error_; }
+  QString status_text() const;
+
+ signals:
+  void opened(const QString& path);
+  void simulation_done(bool ok);
+
+ private:
+  void fail(const QString& message);
+  void show_simulate_dialog();
+  void show_open_dialog();
+  void show_export_dialog();
+
+  GuiOptions options_;
+  QTabWidget* tabs_ = nullptr;
+  TimelineView* timeline_ = nullptr;
+  MemoryView* memory_ = nullptr;
+  QPlainTextEdit* report_text_ = nullptr;
+  QLabel* status_ = nullptr;
+  QPushButton* cancel_ = nullptr;
+  SimulationRunner* runner_ = nullptr;
+  std::optional<results::Report> report_;
+  QString last_error_;
+};
+
+}  // namespace strata::gui

@@ -1,0 +1,213 @@
+// strata-gui's widgets, offscreen (QT_QPA_PLATFORM=offscreen): a simulated report and trace open
+// with every rank's rows, tasks and memory; each view renders something, with a row per rank; a
+// simulation runs as a child `strata simulate` and its report appears; a long one is cancelled
+// and its process is gone; bad files say what is wrong.
+#include <QImage>
+#include <QProcess>
+#include <QSignalSpy>
+#include <QTemporaryDir>
+#include <QtTest>
+#include <set>
+
+#include "gui/main_window.hpp"
+
+using strata::gui::GuiOptions;
+using strata::gui::MainWindow;
+using strata::gui::SimulationRequest;
+
+namespace {
+
+const QString kStrata = QStringLiteral(STRATA_BINARY_DIR "/cli/strata");
+
+GuiOptions options() {
+  GuiOptions o;
+  o.strata = kStrata;
+  o.config_dir = QStringLiteral(STRATA_SOURCE_DIR "/configs");
+  o.interactive = false;
+  return o;
+}
+
+// Pixels of `image` that are not the background (white).
+int drawn_pixels(const QImage& image) {
+  int n = 0;
+  for (int y = 0; y < image.height(); ++y) {
+    for (int x = 0; x < image.width(); ++x) n += image.pixelColor(x, y) != QColor(Qt::white);
+  }
+  return n;
+}
+
+}  // namespace
+
+class GuiTest : public QObject {
+  Q_OBJECT
+
+ private:
+  QTemporaryDir dir_;
+  QString report_, trace_;
+
+ private slots:
+  void initTestCase() {
+    QVERIFY(dir_.isValid());
+    report_ = dir_.filePath("report.json");
+    trace_ = dir_.filePath("trace.json");
+    // gpt-tiny with dp 2, tp 2, pp 2 on 8 A100s, every rank traced.
+    QProcess p;
+    p.start(kStrata, {"simulate", "--model", "gpt-tiny", "--cluster", "dgx-a100-128n",
+                      "--strategy", "tiny-dp2-tp2-pp2", "--gpus", "8", "--trace-ranks", "all",
+                      "--json", report_, "--trace", trace_});
+    QVERIFY(p.waitForFinished(60000));
+    QCOMPARE(p.exitCode(), 0);
+  }
+
+  void opensAReportWithItsTrace() {
+    MainWindow w(options());
+    QVERIFY2(w.open_file(report_), qPrintable(w.last_error()));
+    QVERIFY(w.report().has_value());
+    QCOMPARE(w.report()->world_size, 8);
+    // Memory: a bar per rank, each with the report's peak and the A100's 80 GiB.
+    QCOMPARE(static_cast<int>(w.memory()->ranks().size()), 8);
+    for (std::size_t r = 0; r < 8; ++r) {
+      QCOMPARE(w.memory()->ranks()[r].peak_bytes, w.report()->ranks[r].peak_memory_bytes);
+      QCOMPARE(w.memory()->ranks()[r].capacity_bytes, 80.0 * 1024 * 1024 * 1024);
+    }
+    // The trace beside it: every rank has rows, and every task of the file is on one.
+    const strata::gui::TimelineModel* m = w.timeline()->model();
+    QVERIFY(m != nullptr);
+    QCOMPARE(static_cast<int>(m->ranks().size()), 8);
+    std::size_t tasks = 0;
+    for (const auto& row : m->rows()) tasks += row.slices.size();
+    QCOMPARE(tasks, m->task_count());
+    QVERIFY(m->task_count() > 100);
+  }
+
+  void eachViewRendersARowPerRank() {
+    MainWindow w(options());
+    QVERIFY(w.open_file(report_));
+    w.resize(1400, 900);
+    w.show();
+    // Timeline: the rows of all 8 ranks fit; each row has drawn pixels right of its label.
+    auto* t = w.timeline();
+    const int rows = static_cast<int>(t->model()->rows().size());
+    QCOMPARE(t->visible_rows(), std::min(rows, (t->height() - t->kAxisHeight) / t->kRowHeight));
+    const QImage image = t->grab().toImage();
+    std::set<int> ranks_drawn;
+    for (int i = 0; i < t->visible_rows(); ++i) {
+      const int y = t->kAxisHeight + i * t->kRowHeight + t->kRowHeight / 2;
+      int painted = 0;
+      for (int x = t->kGutter; x < image.width(); ++x) painted += image.pixelColor(x, y) != QColor(Qt::white);
+      if (painted > 0) ranks_drawn.insert(t->model()->rows()[static_cast<std::size_t>(i)].rank);
+    }
+    QCOMPARE(static_cast<int>(ranks_drawn.size()), 8);
+    // Memory and the report's text are not blank.
+    QVERIFY(drawn_pixels(w.memory()->grab().toImage()) > 1000);
+    w.tabs()->setCurrentIndex(2);
+    QVERIFY(drawn_pixels(w.tabs()->currentWidget()->grab().toImage()) > 1000);
+    // Export writes a PNG of the current tab.
+    const QString png = dir_.filePath("view.png");
+    QVERIFY(w.export_png(png));
+    QVERIFY(!QImage(png).isNull());
+  }
+
+  void zoomPanAndTheTaskUnderTheCursor() {
+    MainWindow w(options());
+    QVERIFY(w.open_file(trace_));
+    w.resize(1400, 900);
+    w.show();
+    auto* t = w.timeline();
+    const double end = t->model()->end_s();
+    QVERIFY(t->view_start_s() < 0 && t->view_end_s() > end);
+    t->zoom(0.25, end / 2);
+    QVERIFY(std::abs((t->view_end_s() - t->view_start_s()) - 0.25 * 1.02 * end) < 1e-9 * end + 1e-12);
+    QTest::keyClick(t, Qt::Key_Home);
+    QVERIFY(t->view_start_s() < 0 && t->view_end_s() > end);
+    // The first task of row 0, clicked: selected, and its tooltip text names its rank and task.
+    const auto& s = t->model()->rows()[0].slices[0];
+    t->set_view(s.start_s - (s.end_s - s.start_s), s.end_s + (s.end_s - s.start_s));
+    const int x = t->kGutter + t->width() / 2 - t->kGutter / 2;
+    const QPoint at(x, t->kAxisHeight + t->kRowHeight / 2);
+    QCOMPARE(t->event_at(at), static_cast<std::ptrdiff_t>(s.event));
+    QSignalSpy selected(t, &strata::gui::TimelineView::event_selected);
+    QTest::mouseClick(t, Qt::LeftButton, {}, at);
+    QCOMPARE(selected.count(), 1);
+    QCOMPARE(t->selected_event(), static_cast<std::ptrdiff_t>(s.event));
+    QVERIFY(w.status_text().contains("rank"));
+  }
+
+  void runsASimulationAndShowsIt() {
+    MainWindow w(options());
+    QSignalSpy done(&w, &MainWindow::simulation_done);
+    SimulationRequest r;
+    r.model = "gpt-tiny";
+    r.cluster = "dgx-a100-128n";
+    r.strategy = "tiny-dp2";
+    r.gpus = 2;
+    QVERIFY(w.simulate(r));
+    QVERIFY(done.wait(60000));
+    QCOMPARE(done.first().first().toBool(), true);
+    QVERIFY(w.report().has_value());
+    QCOMPARE(w.report()->world_size, 2);
+    QVERIFY(w.timeline()->model() != nullptr);
+    QCOMPARE(static_cast<int>(w.timeline()->model()->ranks().size()), 2);
+  }
+
+  void aFailingSimulationShowsItsError() {
+    MainWindow w(options());
+    QSignalSpy done(&w, &MainWindow::simulation_done);
+    SimulationRequest r;
+    r.model = "gpt-tiny";
+    r.cluster = "dgx-a100-128n";
+    r.strategy = "no-such-strategy";
+    QVERIFY(w.simulate(r));
+    QVERIFY(done.wait(60000));
+    QCOMPARE(done.first().first().toBool(), false);
+    QVERIFY2(w.last_error().contains("no-such-strategy"), qPrintable(w.last_error()));
+    QVERIFY(w.last_error().contains("exit code 1"));
+  }
+
+  void cancelStopsTheChild() {
+    MainWindow w(options());
+    QSignalSpy done(&w, &MainWindow::simulation_done);
+    SimulationRequest r;  // GPT-3 175B on 1,024 GPUs: seconds, long enough to cancel
+    r.model = "gpt3-175b";
+    r.cluster = "dgx-a100-128n";
+    r.strategy = "gpt3-175b-tp8-pp8-dp16";
+    r.trace_ranks = "";
+    QVERIFY(w.simulate(r));
+    QVERIFY(w.runner()->running());
+    QTest::qWait(200);
+    w.cancel_simulation();
+    QVERIFY(!w.runner()->running());
+    QCOMPARE(done.count(), 1);
+    QCOMPARE(done.first().first().toBool(), false);
+    QVERIFY2(w.last_error().startsWith("cancelled"), qPrintable(w.last_error()));
+    QVERIFY(!w.report().has_value());
+  }
+
+  void badFilesSayWhatIsWrong() {
+    MainWindow w(options());
+    const QString corrupt = dir_.filePath("corrupt.json");
+    {
+      QFile f(corrupt);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write("{\"traceEvents\": [ {\"ph\": \"X\", ");  // cut short
+    }
+    QVERIFY(!w.open_file(corrupt));
+    QVERIFY2(w.last_error().contains("corrupt.json"), qPrintable(w.last_error()));
+    QVERIFY(!w.open_file(dir_.filePath("missing.json")));
+    QVERIFY(w.last_error().contains("no such file"));
+    QVERIFY(!w.open_file(dir_.path()));
+    QVERIFY(w.last_error().contains("not a regular file"));
+    const QString other = dir_.filePath("other.json");
+    {
+      QFile f(other);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write("{\"kind\": \"something else\"}");
+    }
+    QVERIFY(!w.open_file(other));
+    QVERIFY(w.last_error().contains("neither a Strata report"));
+    QVERIFY(w.timeline()->model() == nullptr);  // nothing half-opened
+  }
+};
+
+QTEST_MAIN(GuiTest)
+#include "gui_test.moc"
