@@ -65,10 +65,10 @@ if(STRATA_WITH_SIMGRID AND NOT _strata_simgrid_found)
 endif()
 
 # --- Qt 6 --------------------------------------------------------------------------------------
-find_package(Qt6 COMPONENTS Widgets QUIET)
+find_package(Qt6 COMPONENTS Widgets Svg QUIET)  # Svg: strata-gui exports views as SVG
 option(STRATA_WITH_QT "Build the Qt strategy visualizer" ${Qt6_FOUND})
 if(STRATA_WITH_QT AND NOT Qt6_FOUND)
-  message(FATAL_ERROR "STRATA_WITH_QT=ON but Qt6 Widgets was not found (install qt6-base-dev)")
+  message(FATAL_ERROR "STRATA_WITH_QT=ON but Qt6 Widgets and Svg were not found (install qt6-base-dev qt6-svg-dev)")
 endif()
 
 # --- Eigen, GoogleTest, Google Benchmark -------------------------------------------------------
@@ -105,7 +105,7 @@ if(_strata_ci)
     list(APPEND _strata_missing "SimGrid >= 3.32 (libsimgrid-dev)")
   endif()
   if(NOT Qt6_FOUND)
-    list(APPEND _strata_missing "Qt6 Widgets (qt6-base-dev)")
+    list(APPEND _strata_missing "Qt6 Widgets and Svg (qt6-base-dev, qt6-svg-dev)")
   endif()
   if(NOT Eigen3_FOUND)
     list(APPEND _strata_missing "Eigen3 >= 3.3 (libeigen3-dev)")

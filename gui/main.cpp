@@ -19,14 +19,15 @@ File > Simulate runs `strata simulate` as a child process, with its progress and
   FILE               a report.json or a trace.json to open
   --strata PATH      the strata command line to simulate with (default: $STRATA_BIN, else the
                      one built beside strata-gui)
-  --screenshots DIR  render the Timeline, Memory and Report tabs of the opened files to
-                     DIR/timeline.png, DIR/memory.png and DIR/report.png (1400 x 800), then exit
+  --screenshots DIR  render the Timeline, Cluster, Memory and Report tabs of the opened files
+                     to DIR/timeline.png, cluster.png, memory.png and report.png (1400 x 800),
+                     then exit
                      (works offscreen: QT_QPA_PLATFORM=offscreen)
   --help             show this help
 
 Timeline: wheel zooms around the cursor, drag pans, Shift+wheel or Up/Down scroll the rows,
 +/- zoom, Left/Right pan, Home shows the whole step; hover a task for what it is, click to select.
-Memory: click a rank's bar to show its rows in the timeline.
+Cluster and Memory: click a GPU or a rank's bar to show its rows in the timeline.
 
 Exit codes: 0 success, 1 a file could not be opened (with --screenshots), 2 usage error.
 )";
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
     }
     window.resize(1400, 800);
     window.show();
-    const char* names[] = {"timeline", "memory", "report"};
+    const char* names[] = {"timeline", "cluster", "memory", "report"};
     for (int t = 0; t < window.tabs()->count(); ++t) {
       window.tabs()->setCurrentIndex(t);
       QApplication::processEvents();

@@ -10,7 +10,10 @@
 #include <QFormLayout>
 #include <QMenuBar>
 #include <QMessageBox>
+#include <QPainter>
 #include <QSpinBox>
+#include <QSvgGenerator>
+#include <QVBoxLayout>
 #include <QStatusBar>
 #include <exception>
 #include <string>
@@ -32,7 +35,19 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
   QFont mono("monospace");
   mono.setStyleHint(QFont::Monospace);
   report_text_->setFont(mono);
+  cluster_ = new ClusterView(tabs_);
+  auto* cluster_tab = new QWidget(tabs_);
+  auto* cluster_layout = new QVBoxLayout(cluster_tab);
+  auto* colour_by = new QComboBox(cluster_tab);
+  colour_by->addItems({"colour by pipeline stage", "colour by tensor-parallel group",
+                       "colour by data-parallel group", "colour by context-parallel group"});
+  connect(colour_by, &QComboBox::currentIndexChanged, this, [this](int i) {
+    cluster_->set_colour_by(static_cast<ClusterView::ColourBy>(i));
+  });
+  cluster_layout->addWidget(colour_by);
+  cluster_layout->addWidget(cluster_, 1);
   tabs_->addTab(timeline_, "Timeline");
+  tabs_->addTab(cluster_tab, "Cluster");
   tabs_->addTab(memory_, "Memory");
   tabs_->addTab(report_text_, "Report");
   setCentralWidget(tabs_);
@@ -46,7 +61,7 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
   QMenu* file = menuBar()->addMenu("&File");
   file->addAction("&Open...", QKeySequence::Open, this, [this] { show_open_dialog(); });
   file->addAction("&Simulate...", QKeySequence("Ctrl+R"), this, [this] { show_simulate_dialog(); });
-  file->addAction("&Export view as PNG...", QKeySequence("Ctrl+E"), this,
+  file->addAction("&Export view as PNG or SVG...", QKeySequence("Ctrl+E"), this,
                   [this] { show_export_dialog(); });
   file->addSeparator();
   file->addAction("&Quit", QKeySequence::Quit, this, [this] { close(); });
@@ -59,7 +74,9 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
   connect(runner_, &SimulationRunner::finished, this,
           [this](const QString& report, const QString& trace) {
             cancel_->setVisible(false);
+            own_run_ = true;
             const bool ok = open_report(report, false) && open_trace(trace);
+            own_run_ = false;
             if (ok) status_->setText(QString("simulated in %1 s").arg(runner_->elapsed_s(), 0, 'f', 1));
             emit simulation_done(ok);
           });
@@ -68,10 +85,18 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
     fail(message);
     emit simulation_done(false);
   });
-  connect(memory_, &MemoryView::rank_selected, this, [this](int rank) {
+  // A rank picked in the memory or cluster view: its rows in the timeline.
+  auto select = [this](int rank) {
+    if (timeline_->model() == nullptr || timeline_->model()->first_row_of(rank) < 0) {
+      status_->setText(
+          QString("rank %1 is not in the trace (strata simulate --trace-ranks)").arg(rank));
+      return;
+    }
     timeline_->scroll_to_rank(rank);
     tabs_->setCurrentWidget(timeline_);
-  });
+  };
+  connect(memory_, &MemoryView::rank_selected, this, select);
+  connect(cluster_, &ClusterView::rank_selected, this, select);
   connect(timeline_, &TimelineView::event_selected, this, [this](std::ptrdiff_t ev) {
     if (ev >= 0 && timeline_->model() != nullptr) {
       status_->setText(QString::fromStdString(
@@ -122,6 +147,11 @@ bool MainWindow::open_report(const QString& path, bool with_trace) {
     report_text_->setPlainText(QString::fromStdString(results::render_report(r)));
     setWindowTitle(QString::fromStdString("Strata: " + r.model + " / " + r.strategy + " on " +
                                           r.cluster));
+    // The cluster view: the specs this run used when the GUI started it, else bundled specs of
+    // the report's names.
+    show_cluster(own_run_ ? last_request_.cluster : QString::fromStdString(r.cluster),
+                 own_run_ ? last_request_.strategy : QString::fromStdString(r.strategy),
+                 r.world_size);
     report_ = std::move(r);
   } catch (const std::exception& e) {
     fail(QString::fromStdString(e.what()));
@@ -157,13 +187,64 @@ bool MainWindow::open_trace(const QString& path) {
   return true;
 }
 
+bool MainWindow::show_cluster(const QString& cluster, const QString& strategy, int world_size) {
+  auto resolve = [this](const QString& arg, const char* kind) {
+    if (QFileInfo(arg).isFile()) return arg;
+    return options_.config_dir + "/" + kind + "/" + arg + ".json";
+  };
+  try {
+    strategies::ClusterSpec c = strategies::load_cluster(resolve(cluster, "clusters").toStdString());
+    const strategies::StrategySpec s =
+        strategies::load_strategy(resolve(strategy, "strategies").toStdString());
+    if (c.total_gpus() < world_size && c.node_groups.size() == 1) {
+      const int gpn = c.node_groups.front().gpus_per_node;
+      c = strategies::with_nodes(c, (world_size + gpn - 1) / gpn);
+    }
+    if (s.world_size() != world_size) {
+      cluster_->clear(QString("strategy %1 has %2 ranks, the run %3: not the specs of this run")
+                          .arg(strategy).arg(s.world_size()).arg(world_size));
+      return false;
+    }
+    cluster_->set_specs(c, s, world_size);
+  } catch (const std::exception& e) {
+    cluster_->clear("No cluster view: " + QString::fromStdString(e.what()) +
+                    " (the view reads the bundled specs of the report's names)");
+    return false;
+  }
+  return true;
+}
+
 bool MainWindow::simulate(const SimulationRequest& request) {
   if (!runner_->start(request)) return false;
+  last_request_ = request;
   cancel_->setVisible(true);
   return true;
 }
 
 void MainWindow::cancel_simulation() { runner_->cancel(); }
+
+bool MainWindow::export_view(const QString& path) {
+  if (!path.endsWith(".svg", Qt::CaseInsensitive)) return export_png(path);
+  QWidget* view = tabs_->currentWidget();
+  QSvgGenerator svg;
+  svg.setFileName(path);
+  svg.setSize(view->size());
+  svg.setViewBox(QRect(QPoint(0, 0), view->size()));
+  svg.setTitle("Strata: " + tabs_->tabText(tabs_->currentIndex()));
+  QPainter painter;
+  if (!painter.begin(&svg)) {
+    fail(path + ": could not write the SVG");
+    return false;
+  }
+  view->render(&painter);
+  painter.end();
+  if (!QFileInfo(path).isFile() || QFileInfo(path).size() == 0) {
+    fail(path + ": could not write the SVG");
+    return false;
+  }
+  status_->setText("saved " + path);
+  return true;
+}
 
 bool MainWindow::export_png(const QString& path) {
   const QPixmap image = tabs_->currentWidget()->grab();
@@ -182,9 +263,9 @@ void MainWindow::show_open_dialog() {
 }
 
 void MainWindow::show_export_dialog() {
-  const QString path = QFileDialog::getSaveFileName(this, "Export the view", "view.png",
-                                                    "PNG image (*.png)");
-  if (!path.isEmpty()) export_png(path);
+  const QString path = QFileDialog::getSaveFileName(
+      this, "Export the view", "view.png", "PNG image (*.png);;SVG drawing (*.svg)");
+  if (!path.isEmpty()) export_view(path);
 }
 
 void MainWindow::show_simulate_dialog() {

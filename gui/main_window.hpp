@@ -1,8 +1,8 @@
 // strata-gui's window: File > Open (a report.json, a trace.json, or both: a report's trace is
 // found beside it), File > Simulate (model, cluster and strategy, bundled names or files, run as
 // a child `strata simulate` with its progress in the status bar and a Cancel button), File >
-// Export (the current view as PNG). Tabs: Timeline, Memory, Report (the text `strata simulate`
-// prints). Bad files are reported by name with the reader's message; nothing crashes.
+// Export (the current view as PNG). Tabs: Timeline, Cluster, Memory, Report (the text `strata
+// simulate` prints). Bad files are reported by name with the reader's message; nothing crashes.
 #pragma once
 
 #include <QLabel>
@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 
+#include "gui/cluster_view.hpp"
 #include "gui/memory_view.hpp"
 #include "gui/simulation_runner.hpp"
 #include "gui/timeline_view.hpp"
@@ -40,14 +41,21 @@ class MainWindow : public QMainWindow {
   bool open_file(const QString& path);
   bool open_report(const QString& path, bool with_trace = true);
   bool open_trace(const QString& path);
+  // Shows `cluster` and `strategy` (files, or names of bundled specs) in the cluster view for a
+  // world of `world_size` ranks (a uniform cluster with fewer GPUs is rescaled to enough
+  // nodes); false with the reason in the view when they cannot be read.
+  bool show_cluster(const QString& cluster, const QString& strategy, int world_size);
   // Starts a simulation (false and last_error() when it cannot start).
   bool simulate(const SimulationRequest& request);
   void cancel_simulation();
-  // Saves the current tab as a PNG (false and last_error() on failure).
+  // Saves the current tab as a PNG, or as SVG (vector: rectangles and text as drawn) when the
+  // path ends in .svg (false and last_error() on failure).
   bool export_png(const QString& path);
+  bool export_view(const QString& path);
 
   TimelineView* timeline() { return timeline_; }
   MemoryView* memory() { return memory_; }
+  ClusterView* cluster() { return cluster_; }
   QTabWidget* tabs() { return tabs_; }
   SimulationRunner* runner() { return runner_; }
   const std::optional<results::Report>& report() const { return report_; }
@@ -68,6 +76,9 @@ class MainWindow : public QMainWindow {
   QTabWidget* tabs_ = nullptr;
   TimelineView* timeline_ = nullptr;
   MemoryView* memory_ = nullptr;
+  ClusterView* cluster_ = nullptr;
+  SimulationRequest last_request_;
+  bool own_run_ = false;  // opening the files of a simulation this window ran
   QPlainTextEdit* report_text_ = nullptr;
   QLabel* status_ = nullptr;
   QPushButton* cancel_ = nullptr;

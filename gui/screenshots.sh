@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Renders strata-gui's views of the README's main job (GPT-3 175B, tp 8, pp 8, dp 16 on 1,024
-# A100s) offscreen into docs/images/gui/: timeline.png, memory.png, report.png.
+# A100s) offscreen into docs/images/gui/: timeline.png, cluster.png, memory.png, report.png.
 #
 #   bash gui/screenshots.sh [BUILD_DIR]     # default build/ci; needs strata and strata-gui built
 set -euo pipefail

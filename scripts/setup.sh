@@ -9,7 +9,7 @@ PACKAGES=(
   libsimgrid-dev
   libopenmpi-dev openmpi-bin
   libgtest-dev libgmock-dev libbenchmark-dev
-  qt6-base-dev
+  qt6-base-dev qt6-svg-dev
   python3 python3-matplotlib
   python3-numpy python3-torch
 )

@@ -3,6 +3,8 @@
 // simulation runs as a child `strata simulate` and its report appears; a long one is cancelled
 // and its process is gone; bad files say what is wrong.
 #include <QImage>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QProcess>
 #include <QSignalSpy>
 #include <QTemporaryDir>
@@ -100,12 +102,73 @@ class GuiTest : public QObject {
     QCOMPARE(static_cast<int>(ranks_drawn.size()), 8);
     // Memory and the report's text are not blank.
     QVERIFY(drawn_pixels(w.memory()->grab().toImage()) > 1000);
-    w.tabs()->setCurrentIndex(2);
+    w.tabs()->setCurrentIndex(3);  // the report's text
     QVERIFY(drawn_pixels(w.tabs()->currentWidget()->grab().toImage()) > 1000);
     // Export writes a PNG of the current tab.
     const QString png = dir_.filePath("view.png");
     QVERIFY(w.export_png(png));
     QVERIFY(!QImage(png).isNull());
+    // And as SVG: the timeline's rectangles as vector shapes.
+    w.tabs()->setCurrentIndex(0);
+    const QString svg = dir_.filePath("view.svg");
+    QVERIFY(w.export_view(svg));
+    QFile f(svg);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QByteArray text = f.readAll();
+    QVERIFY(text.startsWith("<?xml"));
+    QVERIFY(text.count("<rect") + text.count("<path") > 100);
+    QVERIFY(text.contains("rank 0 compute"));
+    QVERIFY(!w.export_view(dir_.filePath("no-such-dir/view.svg")));
+  }
+
+  void theClusterViewColoursTheGroupsAndSelectsRanks() {
+    MainWindow w(options());
+    QVERIFY(w.open_file(report_));
+    w.resize(1400, 900);
+    w.show();
+    w.tabs()->setCurrentIndex(1);
+    QApplication::processEvents();
+    auto* c = w.cluster();
+    QVERIFY(c->has_specs());
+    QCOMPARE(c->world_size(), 8);
+    QCOMPARE(c->cluster().total_gpus(), 1024);
+    // By pipeline stage: the report's stage of every rank.
+    for (int r = 0; r < 8; ++r) QCOMPARE(c->group_of(r), w.report()->ranks[static_cast<std::size_t>(r)].stage);
+    // By tensor-parallel group (order tp-cp-ep-dp-pp: peers are consecutive ranks).
+    c->set_colour_by(strata::gui::ClusterView::ColourBy::kTp);
+    QCOMPARE(c->group_of(0), c->group_of(1));
+    QVERIFY(c->group_of(0) != c->group_of(2));
+    c->set_colour_by(strata::gui::ClusterView::ColourBy::kDp);
+    QCOMPARE(c->group_of(0), c->group_of(2));
+    QVERIFY(c->group_of(0) != c->group_of(1));
+    // GPU 3 is drawn, in its stage's colour on the image, and clicking it shows rank 3's rows.
+    const QRect g = c->gpu_rect(3);
+    QVERIFY(!g.isEmpty());
+    QCOMPARE(c->rank_at(g.center()), 3);
+    QCOMPARE(c->rank_at(QPoint(1, 1)), -1);
+    const QImage image = c->grab().toImage();
+    QVERIFY(image.pixelColor(g.center()) != QColor(Qt::white));
+    QVERIFY(c->links_text().contains("nvswitch 300 GB/s per GPU"));
+    QTest::mouseClick(c, Qt::LeftButton, {}, g.center());
+    QCOMPARE(w.tabs()->currentWidget(), static_cast<QWidget*>(w.timeline()));
+    QCOMPARE(w.timeline()->first_visible_row(),
+             static_cast<int>(w.timeline()->model()->first_row_of(3)));
+    // A report whose specs are not bundled: the view says why instead of drawing.
+    QJsonObject other;
+    {
+      QFile f(report_);
+      QVERIFY(f.open(QIODevice::ReadOnly));
+      other = QJsonDocument::fromJson(f.readAll()).object();
+    }
+    other["strategy"] = "not-bundled";
+    const QString renamed = dir_.filePath("renamed-report.json");
+    {
+      QFile f(renamed);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(QJsonDocument(other).toJson());
+    }
+    QVERIFY2(w.open_file(renamed), qPrintable(w.last_error()));
+    QVERIFY(!c->has_specs());
   }
 
   void zoomPanAndTheTaskUnderTheCursor() {
