@@ -65,7 +65,7 @@ if(STRATA_WITH_SIMGRID AND NOT _strata_simgrid_found)
 endif()
 
 # --- Qt 6 --------------------------------------------------------------------------------------
-find_package(Qt6 COMPONENTS Widgets Svg QUIET)  # Svg: strata-gui exports views as SVG
+find_package(Qt6 COMPONENTS Widgets Svg Concurrent QUIET)  # Svg: SVG export; Concurrent: loading
 option(STRATA_WITH_QT "Build the Qt strategy visualizer" ${Qt6_FOUND})
 if(STRATA_WITH_QT AND NOT Qt6_FOUND)
   message(FATAL_ERROR "STRATA_WITH_QT=ON but Qt6 Widgets and Svg were not found (install qt6-base-dev qt6-svg-dev)")

@@ -2,6 +2,8 @@
 #include "gui/main_window.hpp"
 
 #include <QComboBox>
+#include <QFile>
+#include <QtConcurrent/QtConcurrentRun>
 #include <QDialog>
 #include <QDialogButtonBox>
 #include <QDir>
@@ -106,6 +108,10 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
   resize(1200, 700);
 }
 
+MainWindow::~MainWindow() {
+  if (trace_loader_ != nullptr) trace_loader_->waitForFinished();
+}
+
 QString MainWindow::status_text() const { return status_->text(); }
 
 void MainWindow::fail(const QString& message) {
@@ -124,9 +130,22 @@ bool MainWindow::open_file(const QString& path) {
     fail(path + ": not a regular file (a directory or a device)");
     return false;
   }
+  // Which kind, from the file's start (a trace of a million tasks is not parsed twice): a trace
+  // names traceEvents or its kind early; a report its kind. Anything else is read whole, so that
+  // the reader's message says what is wrong.
+  QFile file(path);
+  if (!file.open(QIODevice::ReadOnly)) {
+    fail(path + ": cannot be read (" + file.errorString() + ")");
+    return false;
+  }
+  const QByteArray head = file.read(64 * 1024);
+  if (head.contains("\"traceEvents\"") || head.contains("\"strata.trace\"")) {
+    return open_trace(path, !options_.interactive);
+  }
+  if (head.contains("\"strata.report\"")) return open_report(path);
   try {
     const json::Json j = json::parse_file(path.toStdString());
-    if (j.is_object() && j.contains("traceEvents")) return open_trace(path);
+    if (j.is_object() && j.contains("traceEvents")) return open_trace(path, !options_.interactive);
     if (j.is_object() && j.value("kind", "") == results::kReportKind) return open_report(path);
     fail(path + ": neither a Strata report (kind \"strata.report\") nor a trace (traceEvents)");
   } catch (const std::exception& e) {
@@ -171,19 +190,47 @@ bool MainWindow::open_report(const QString& path, bool with_trace) {
   return true;
 }
 
-bool MainWindow::open_trace(const QString& path) {
-  try {
-    auto model = std::make_shared<const TimelineModel>(results::read_trace(path.toStdString()));
-    timeline_->set_model(std::move(model));
-  } catch (const std::exception& e) {
-    fail(QString::fromStdString(e.what()));
+bool MainWindow::loading() const { return trace_loader_ != nullptr && trace_loader_->isRunning(); }
+
+bool MainWindow::open_trace(const QString& path, bool wait) {
+  if (loading()) {
+    fail("still loading " + loading_path_ + ": wait for it before opening " + path);
     return false;
   }
+  loading_path_ = path;
+  // The worker reads the file and lays out the rows; the window only swaps the model in.
+  const std::string file = path.toStdString();
+  auto work = [file]() -> Loaded {
+    try {
+      return {std::make_shared<const TimelineModel>(results::read_trace(file)), {}};
+    } catch (const std::exception& e) {
+      return {nullptr, QString::fromStdString(e.what())};
+    }
+  };
+  delete trace_loader_;
+  trace_loader_ = new QFutureWatcher<Loaded>(this);
+  connect(trace_loader_, &QFutureWatcherBase::finished, this, [this] { finish_loading(); });
+  status_->setText("loading " + path + " ...");
+  trace_loader_->setFuture(QtConcurrent::run(work));
+  if (!wait) return true;
+  trace_loader_->waitForFinished();
+  trace_loader_->disconnect(this);  // finished() is handled here, not again from the event loop
+  return finish_loading();
+}
+
+bool MainWindow::finish_loading() {
+  Loaded loaded = trace_loader_->result();
+  if (!loaded.model) {
+    fail(loaded.error);
+    emit open_failed(loaded.error);
+    return false;
+  }
+  timeline_->set_model(std::move(loaded.model));
   status_->setText(QString("opened %1: %2 tasks on %3 rows")
-                       .arg(path)
+                       .arg(loading_path_)
                        .arg(timeline_->model()->task_count())
                        .arg(timeline_->model()->rows().size()));
-  emit opened(path);
+  emit opened(loading_path_);
   return true;
 }
 

@@ -5,6 +5,7 @@
 // simulate` prints). Bad files are reported by name with the reader's message; nothing crashes.
 #pragma once
 
+#include <QFutureWatcher>
 #include <QLabel>
 #include <QMainWindow>
 #include <QPlainTextEdit>
@@ -33,6 +34,7 @@ class MainWindow : public QMainWindow {
 
  public:
   explicit MainWindow(GuiOptions options, QWidget* parent = nullptr);
+  ~MainWindow() override;  // waits for a trace still loading
 
   // Opens a report or a trace (by its kind), or says why not (last_error()). A report opens its
   // trace too (with_trace) when one lies beside it (its name with "report" replaced by "trace",
@@ -40,7 +42,11 @@ class MainWindow : public QMainWindow {
   // another run's tasks beside this report.
   bool open_file(const QString& path);
   bool open_report(const QString& path, bool with_trace = true);
-  bool open_trace(const QString& path);
+  // A trace is read and laid out in a worker thread; with `wait` false this returns at once
+  // (true: started) and opened() or failed() follows, the window responsive meanwhile and the
+  // status bar saying what loads. Interactive windows open traces so; tests and screenshots wait.
+  bool open_trace(const QString& path, bool wait = true);
+  bool loading() const;
   // Shows `cluster` and `strategy` (files, or names of bundled specs) in the cluster view for a
   // world of `world_size` ranks (a uniform cluster with fewer GPUs is rescaled to enough
   // nodes); false with the reason in the view when they cannot be read.
@@ -64,10 +70,12 @@ class MainWindow : public QMainWindow {
 
  signals:
   void opened(const QString& path);
+  void open_failed(const QString& message);
   void simulation_done(bool ok);
 
  private:
   void fail(const QString& message);
+  bool finish_loading();  // the trace loader's result into the timeline
   void show_simulate_dialog();
   void show_open_dialog();
   void show_export_dialog();
@@ -79,6 +87,13 @@ class MainWindow : public QMainWindow {
   ClusterView* cluster_ = nullptr;
   SimulationRequest last_request_;
   bool own_run_ = false;  // opening the files of a simulation this window ran
+  // What the trace loader's worker returns: the laid-out trace, or why not.
+  struct Loaded {
+    std::shared_ptr<const TimelineModel> model;
+    QString error;
+  };
+  QFutureWatcher<Loaded>* trace_loader_ = nullptr;
+  QString loading_path_;
   QPlainTextEdit* report_text_ = nullptr;
   QLabel* status_ = nullptr;
   QPushButton* cancel_ = nullptr;

@@ -246,6 +246,31 @@ class GuiTest : public QObject {
     QVERIFY(!w.report().has_value());
   }
 
+  void aTraceLoadsWithoutBlockingTheWindow() {
+    MainWindow w(options());
+    QSignalSpy opened(&w, &MainWindow::opened);
+    QVERIFY(w.open_trace(trace_, /*wait=*/false));
+    QVERIFY(w.status_text().startsWith("loading") || opened.count() == 1);
+    QVERIFY(!w.open_trace(trace_, false) || opened.count() == 1);  // one load at a time
+    if (opened.count() == 0) QVERIFY(opened.wait(30000));
+    QVERIFY(!w.loading());
+    QVERIFY(w.timeline()->model() != nullptr);
+    QCOMPARE(static_cast<int>(w.timeline()->model()->ranks().size()), 8);
+    // A broken trace in the background: open_failed, and the shown trace stays.
+    const QString cut = dir_.filePath("cut-trace.json");
+    {
+      QFile in(trace_), out(cut);
+      QVERIFY(in.open(QIODevice::ReadOnly) && out.open(QIODevice::WriteOnly));
+      out.write(in.read(in.size() / 2));
+    }
+    QSignalSpy failed(&w, &MainWindow::open_failed);
+    QVERIFY(w.open_trace(cut, false));
+    QVERIFY(failed.wait(30000));
+    QVERIFY2(failed.first().first().toString().contains("cut-trace.json"),
+             qPrintable(failed.first().first().toString()));
+    QCOMPARE(static_cast<int>(w.timeline()->model()->ranks().size()), 8);
+  }
+
   void badFilesSayWhatIsWrong() {
     MainWindow w(options());
     const QString corrupt = dir_.filePath("corrupt.json");
