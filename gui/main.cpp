@@ -10,18 +10,21 @@
 
 namespace {
 
-const char* const kHelp = R"(Usage: strata-gui [FILE...] [--strata PATH] [--screenshots DIR]
+const char* const kHelp = R"(Usage: strata-gui [FILE...] [--compare A B] [--strata PATH] [--screenshots DIR]
 
 Strata's strategy visualizer. Opens report.json and trace.json files (written by
 `strata simulate --json R --trace T`, or `strata run`); a report opens the trace beside it.
 File > Simulate runs `strata simulate` as a child process, with its progress and a Cancel button.
 
   FILE               a report.json or a trace.json to open
+  --compare A B      two runs side by side (Compare tab): reports (figures and stages diffed)
+                     or traces (of one Plan, e.g. predicted and measured: joined task by task,
+                     the worst-predicted tasks outlined in red)
   --strata PATH      the strata command line to simulate with (default: $STRATA_BIN, else the
                      one built beside strata-gui)
   --screenshots DIR  render the Timeline, Cluster, Memory and Report tabs of the opened files
-                     to DIR/timeline.png, cluster.png, memory.png and report.png (1400 x 800),
-                     then exit
+                     (and Compare) to DIR/timeline.png, cluster.png, memory.png, report.png and
+                     compare.png (1400 x 800), then exit
                      (works offscreen: QT_QPA_PLATFORM=offscreen)
   --help             show this help
 
@@ -43,7 +46,7 @@ int main(int argc, char** argv) {
       "STRATA_BIN", QDir(QApplication::applicationDirPath()).filePath("../cli/strata"));
   options.config_dir = STRATA_CONFIG_DIR;
   QString screenshots;
-  QStringList files;
+  QStringList files, compare;
   for (int i = 0; i < args.size(); ++i) {
     const QString& a = args[i];
     if (a == "--help" || a == "-h") {
@@ -58,6 +61,15 @@ int main(int argc, char** argv) {
       (a == "--strata" ? options.strata : screenshots) = args[++i];
       continue;
     }
+    if (a == "--compare") {
+      if (i + 2 >= args.size()) {
+        std::fprintf(stderr, "strata-gui: --compare needs two files (see --help)\n");
+        return 2;
+      }
+      compare << args[i + 1] << args[i + 2];
+      i += 2;
+      continue;
+    }
     if (a.startsWith("--")) {
       std::fprintf(stderr, "strata-gui: unknown option %s (see --help)\n", qPrintable(a));
       return 2;
@@ -68,6 +80,7 @@ int main(int argc, char** argv) {
   strata::gui::MainWindow window(options);
   bool all_opened = true;
   for (const QString& f : files) all_opened = window.open_file(f) && all_opened;
+  if (!compare.isEmpty()) all_opened = window.compare(compare[0], compare[1]) && all_opened;
   if (!screenshots.isEmpty()) {
     if (!all_opened) {
       std::fprintf(stderr, "strata-gui: %s\n", qPrintable(window.last_error()));
@@ -79,7 +92,7 @@ int main(int argc, char** argv) {
     }
     window.resize(1400, 800);
     window.show();
-    const char* names[] = {"timeline", "cluster", "memory", "report"};
+    const char* names[] = {"timeline", "cluster", "memory", "report", "compare"};
     for (int t = 0; t < window.tabs()->count(); ++t) {
       window.tabs()->setCurrentIndex(t);
       QApplication::processEvents();

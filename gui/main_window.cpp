@@ -26,6 +26,16 @@
 
 namespace strata::gui {
 
+QString sibling_file(const QString& path, const QString& from, const QString& to) {
+  const QFileInfo info(path);
+  QString name = info.fileName();
+  const qsizetype at = name.lastIndexOf(from);
+  if (at < 0) return {};
+  name.replace(at, from.size(), to);
+  const QString sibling = info.dir().filePath(name);
+  return QFileInfo(sibling).isFile() ? sibling : QString();
+}
+
 MainWindow::MainWindow(GuiOptions options, QWidget* parent)
     : QMainWindow(parent), options_(std::move(options)) {
   setWindowTitle("Strata");
@@ -51,7 +61,9 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
   tabs_->addTab(timeline_, "Timeline");
   tabs_->addTab(cluster_tab, "Cluster");
   tabs_->addTab(memory_, "Memory");
+  side_by_side_ = new SideBySide(tabs_);
   tabs_->addTab(report_text_, "Report");
+  tabs_->addTab(side_by_side_, "Compare");
   setCentralWidget(tabs_);
 
   status_ = new QLabel("Open a report or a trace, or simulate (File menu)", this);
@@ -62,6 +74,8 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
 
   QMenu* file = menuBar()->addMenu("&File");
   file->addAction("&Open...", QKeySequence::Open, this, [this] { show_open_dialog(); });
+  file->addAction("&Compare two runs...", QKeySequence("Ctrl+D"), this,
+                  [this] { show_compare_dialog(); });
   file->addAction("&Simulate...", QKeySequence("Ctrl+R"), this, [this] { show_simulate_dialog(); });
   file->addAction("&Export view as PNG or SVG...", QKeySequence("Ctrl+E"), this,
                   [this] { show_export_dialog(); });
@@ -179,11 +193,8 @@ bool MainWindow::open_report(const QString& path, bool with_trace) {
   status_->setText("opened " + path);
   emit opened(path);
   if (!with_trace) return true;
-  const QFileInfo info(path);
-  QString sibling = info.dir().filePath(info.fileName().replace("report", "trace"));
-  if (sibling == path || !QFileInfo::exists(sibling)) sibling = info.dir().filePath("trace.json");
-  if (sibling != path && QFileInfo::exists(sibling)) {
-    open_trace(sibling);
+  if (const QString trace = sibling_file(path, "report", "trace"); !trace.isEmpty()) {
+    open_trace(trace, !options_.interactive);
   } else {
     timeline_->set_model(nullptr);
   }
@@ -307,6 +318,52 @@ void MainWindow::show_open_dialog() {
   const QString path = QFileDialog::getOpenFileName(this, "Open a report or a trace", QString(),
                                                     "Strata JSON (*.json);;All files (*)");
   if (!path.isEmpty()) open_file(path);
+}
+
+bool MainWindow::compare(const QString& a, const QString& b) {
+  // A report and the trace beside it, or a trace and the report beside it.
+
+  auto load = [&](const QString& path, Run& run) {
+    run.label = path;
+    QFile file(path);
+    if (!QFileInfo(path).isFile() || !file.open(QIODevice::ReadOnly)) {
+      throw ConfigError(path.toStdString() + ": not a readable file");
+    }
+    const bool is_trace = file.read(64 * 1024).contains("\"traceEvents\"");
+    const QString report = is_trace ? sibling_file(path, "trace", "report") : path;
+    const QString trace = is_trace ? path : sibling_file(path, "report", "trace");
+    if (!report.isEmpty()) {
+      try {
+        run.report = results::read_report(report.toStdString());
+      } catch (const ConfigError&) {
+        if (!is_trace) throw;  // a trace's neighbour that is no report is only left out
+      }
+    }
+    if (!trace.isEmpty()) {
+      run.timeline = std::make_shared<const TimelineModel>(results::read_trace(trace.toStdString()));
+    }
+  };
+  Run ra, rb;
+  try {
+    load(a, ra);
+    load(b, rb);
+  } catch (const std::exception& e) {
+    fail(QString::fromStdString(e.what()));
+    return false;
+  }
+  side_by_side_->set_runs(std::move(ra), std::move(rb));
+  tabs_->setCurrentWidget(side_by_side_);
+  status_->setText("comparing " + a + " with " + b);
+  return true;
+}
+
+void MainWindow::show_compare_dialog() {
+  const QString a = QFileDialog::getOpenFileName(this, "Compare: run A (report or trace)",
+                                                 QString(), "Strata JSON (*.json)");
+  if (a.isEmpty()) return;
+  const QString b = QFileDialog::getOpenFileName(this, "Compare: run B (report or trace)",
+                                                 QFileInfo(a).path(), "Strata JSON (*.json)");
+  if (!b.isEmpty()) compare(a, b);
 }
 
 void MainWindow::show_export_dialog() {

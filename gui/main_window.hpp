@@ -17,11 +17,18 @@
 
 #include "gui/cluster_view.hpp"
 #include "gui/memory_view.hpp"
+#include "gui/side_by_side.hpp"
 #include "gui/simulation_runner.hpp"
 #include "gui/timeline_view.hpp"
 #include "results/report.hpp"
 
 namespace strata::gui {
+
+// The file beside `path` whose name has the last `from` in `path`'s name replaced by `to`
+// ("out/report.json" -> "out/trace.json", "a-report.json" -> "a-trace.json"), or "" when there
+// is none. Only names that say so are paired: a directory may hold a prediction's report beside
+// a measured trace.
+QString sibling_file(const QString& path, const QString& from, const QString& to);
 
 struct GuiOptions {
   QString strata;      // the command line's executable
@@ -37,9 +44,9 @@ class MainWindow : public QMainWindow {
   ~MainWindow() override;  // waits for a trace still loading
 
   // Opens a report or a trace (by its kind), or says why not (last_error()). A report opens its
-  // trace too (with_trace) when one lies beside it (its name with "report" replaced by "trace",
-  // or trace.json in its directory); without one the timeline is emptied, so that it never shows
-  // another run's tasks beside this report.
+  // trace too (with_trace) when one lies beside it (sibling_file(path, "report", "trace"));
+  // without one the timeline is emptied, so that it never shows another run's tasks beside this
+  // report.
   bool open_file(const QString& path);
   bool open_report(const QString& path, bool with_trace = true);
   // A trace is read and laid out in a worker thread; with `wait` false this returns at once
@@ -51,6 +58,10 @@ class MainWindow : public QMainWindow {
   // world of `world_size` ranks (a uniform cluster with fewer GPUs is rescaled to enough
   // nodes); false with the reason in the view when they cannot be read.
   bool show_cluster(const QString& cluster, const QString& strategy, int world_size);
+  // Two runs side by side in the Compare tab: each a report (with the trace beside it) or a
+  // trace (with the report beside it, where there is one). False and last_error() when either
+  // cannot be read.
+  bool compare(const QString& a, const QString& b);
   // Starts a simulation (false and last_error() when it cannot start).
   bool simulate(const SimulationRequest& request);
   void cancel_simulation();
@@ -62,6 +73,7 @@ class MainWindow : public QMainWindow {
   TimelineView* timeline() { return timeline_; }
   MemoryView* memory() { return memory_; }
   ClusterView* cluster() { return cluster_; }
+  SideBySide* side_by_side() { return side_by_side_; }
   QTabWidget* tabs() { return tabs_; }
   SimulationRunner* runner() { return runner_; }
   const std::optional<results::Report>& report() const { return report_; }
@@ -79,12 +91,14 @@ class MainWindow : public QMainWindow {
   void show_simulate_dialog();
   void show_open_dialog();
   void show_export_dialog();
+  void show_compare_dialog();
 
   GuiOptions options_;
   QTabWidget* tabs_ = nullptr;
   TimelineView* timeline_ = nullptr;
   MemoryView* memory_ = nullptr;
   ClusterView* cluster_ = nullptr;
+  SideBySide* side_by_side_ = nullptr;
   SimulationRequest last_request_;
   bool own_run_ = false;  // opening the files of a simulation this window ran
   // What the trace loader's worker returns: the laid-out trace, or why not.

@@ -222,6 +222,15 @@ std::ptrdiff_t TimelineModel::first_row_of(int rank) const {
   return -1;
 }
 
+std::ptrdiff_t TimelineModel::event_of(int rank, std::uint32_t task) const {
+  for (std::size_t i = 0; i < trace_.events.size(); ++i) {
+    if (trace_.events[i].rank == rank && trace_.events[i].task == task) {
+      return static_cast<std::ptrdiff_t>(i);
+    }
+  }
+  return -1;
+}
+
 namespace {
 
 std::string seconds_text(double s) {

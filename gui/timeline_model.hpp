@@ -92,6 +92,8 @@ class TimelineModel {
   std::ptrdiff_t slice_at(std::size_t row, double t, double tolerance_s) const;
   // The first row of `rank`, or -1.
   std::ptrdiff_t first_row_of(int rank) const;
+  // The trace event of task `task` of `rank`, or -1.
+  std::ptrdiff_t event_of(int rank, std::uint32_t task) const;
 
   // What a tooltip says of trace event `event`: its rank, task id, name, kind, op or
   // collective, layer, micro-batch, phase, start, duration, FLOPs and bytes, one per line.

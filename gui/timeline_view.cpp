@@ -53,6 +53,12 @@ TimelineView::TimelineView(QWidget* parent) : QWidget(parent) {
   setPalette(pal);
 }
 
+void TimelineView::set_highlighted(std::vector<std::uint32_t> events) {
+  std::sort(events.begin(), events.end());
+  highlighted_ = std::move(events);
+  update();
+}
+
 void TimelineView::set_model(std::shared_ptr<const TimelineModel> model) {
   model_ = std::move(model);
   selected_event_ = -1;
@@ -183,6 +189,10 @@ void TimelineView::draw_row(QPainter& p, std::size_t row, int y, int width) cons
                         kRowHeight - 4);
       const bool selected = static_cast<std::ptrdiff_t>(it->event) == selected_event_;
       p.fillRect(rect, category_color(it->category));
+      if (std::binary_search(highlighted_.begin(), highlighted_.end(), it->event)) {
+        p.setPen(QPen(QColor(220, 0, 0), 2));
+        p.drawRect(rect.adjusted(-1, -1, 1, 1));
+      }
       if (selected) {
         p.setPen(QPen(Qt::black, 2));
         p.drawRect(rect);
@@ -204,6 +214,14 @@ void TimelineView::draw_row(QPainter& p, std::size_t row, int y, int width) cons
     QColor color = category_color(c.category);
     color.setAlphaF(0.35f + 0.65f * c.coverage);
     p.fillRect(kGutter + x, y + 2, 1, kRowHeight - 4, color);
+  }
+  // Highlighted tasks too small to outline: a red tick at their middle.
+  for (const std::uint32_t ev : highlighted_) {
+    const results::TraceEvent& e = model_->trace().events[ev];
+    if (e.rank != r.rank || e.stream != r.stream || e.lane != r.lane) continue;
+    const double mid = e.start_s + e.duration_s / 2;
+    const int x = kGutter + static_cast<int>((mid - t0_) / span * width);
+    if (x >= kGutter && x < kGutter + width) p.fillRect(x - 1, y, 3, kRowHeight, QColor(220, 0, 0));
   }
 }
 

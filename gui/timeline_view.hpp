@@ -10,6 +10,7 @@
 #include <QWidget>
 #include <cstddef>
 #include <memory>
+#include <vector>
 
 #include "gui/timeline_model.hpp"
 
@@ -39,6 +40,11 @@ class TimelineView : public QWidget {
   int first_visible_row() const { return first_row_; }
   // Rows drawn in the current frame (those in view).
   int visible_rows() const;
+
+  // Trace events to outline (the worst-predicted tasks of a comparison), drawn in red: an
+  // outline when the row draws its tasks, a tick above the row otherwise.
+  void set_highlighted(std::vector<std::uint32_t> events);
+  const std::vector<std::uint32_t>& highlighted() const { return highlighted_; }
 
   // The selected trace event (-1: none) and the row it is on.
   std::ptrdiff_t selected_event() const { return selected_event_; }
@@ -76,6 +82,7 @@ class TimelineView : public QWidget {
   double t0_ = 0, t1_ = 1;
   int first_row_ = 0;
   std::ptrdiff_t selected_event_ = -1;
+  std::vector<std::uint32_t> highlighted_;  // sorted
   bool dragging_ = false;
   QPoint drag_from_;
   double drag_t0_ = 0;

@@ -12,6 +12,8 @@
 #include <set>
 
 #include "gui/main_window.hpp"
+#include "results/report.hpp"
+#include <cstdio>
 
 using strata::gui::GuiOptions;
 using strata::gui::MainWindow;
@@ -45,7 +47,7 @@ class GuiTest : public QObject {
 
  private:
   QTemporaryDir dir_;
-  QString report_, trace_;
+  QString report_, trace_, report2_;
 
  private slots:
   void initTestCase() {
@@ -59,6 +61,56 @@ class GuiTest : public QObject {
                       "--json", report_, "--trace", trace_});
     QVERIFY(p.waitForFinished(60000));
     QCOMPARE(p.exitCode(), 0);
+    // Another strategy of the same model, for the report diff.
+    report2_ = dir_.filePath("tp2-report.json");
+    p.start(kStrata, {"simulate", "--model", "gpt-tiny", "--cluster", "dgx-a100-128n",
+                      "--strategy", "tiny-dp2-tp2", "--gpus", "4", "--json", report2_});
+    QVERIFY(p.waitForFinished(60000));
+    QCOMPARE(p.exitCode(), 0);
+  }
+
+  void twoReportsSideBySide() {
+    MainWindow w(options());
+    QVERIFY2(w.compare(report_, report2_), qPrintable(w.last_error()));
+    const QString text = w.side_by_side()->summary();
+    QVERIFY2(text.contains("tiny-dp2-tp2-pp2") && text.contains("tiny-dp2-tp2 on"), qPrintable(text));
+    QVERIFY(text.contains("step time (s)"));
+    QVERIFY(text.contains("stage 1"));      // A has two stages
+    QVERIFY(text.contains("only in A"));    // B has one
+    QVERIFY(!w.side_by_side()->comparison().has_value());  // different Plans: no task join
+    const strata::results::Report a = strata::results::read_report(report_.toStdString());
+    const strata::results::Report b = strata::results::read_report(report2_.toStdString());
+    char expected[32];
+    std::snprintf(expected, sizeof expected, "%+9.1f%%", (b.step_time_s / a.step_time_s - 1) * 100);
+    QVERIFY2(text.contains(expected), qPrintable(text));
+  }
+
+  void predictedAgainstMeasuredOutlinesTheWorstTasks() {
+    // The committed prediction and measurement of v10m-dp2 (experiments/validate-cpu).
+    const QString runs = QStringLiteral(STRATA_SOURCE_DIR "/experiments/validate-cpu/results/runs/v10m-dp2/");
+    MainWindow w(options());
+    QVERIFY2(w.compare(runs + "predicted.json", runs + "measured.json"), qPrintable(w.last_error()));
+    auto* s = w.side_by_side();
+    QVERIFY(s->comparison().has_value());
+    QVERIFY(s->comparison()->tasks.size() > 100);
+    QCOMPARE(static_cast<int>(s->top()->highlighted().size()), 10);
+    QCOMPARE(static_cast<int>(s->bottom()->highlighted().size()), 10);
+    QVERIFY(s->summary().contains("Task by task"));
+    // Zooming one zooms the other: the same window of time.
+    s->top()->zoom(0.5, 0.01);
+    QCOMPARE(s->bottom()->view_start_s(), s->top()->view_start_s());
+    QCOMPARE(s->bottom()->view_end_s(), s->top()->view_end_s());
+    // The outlined tasks are drawn in red somewhere in the top timeline.
+    w.resize(1400, 900);
+    w.show();
+    w.tabs()->setCurrentWidget(s);
+    s->top()->show_all();
+    const QImage image = s->top()->grab().toImage();
+    int red = 0;
+    for (int y = 0; y < image.height(); ++y) {
+      for (int x = 0; x < image.width(); ++x) red += image.pixelColor(x, y) == QColor(220, 0, 0);
+    }
+    QVERIFY(red > 10);
   }
 
   void opensAReportWithItsTrace() {
