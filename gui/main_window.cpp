@@ -14,6 +14,7 @@
 #include <QMessageBox>
 #include <QPainter>
 #include <QSpinBox>
+#include <QSplitter>
 #include <QSvgGenerator>
 #include <QVBoxLayout>
 #include <QStatusBar>
@@ -60,7 +61,12 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
   cluster_layout->addWidget(cluster_, 1);
   tabs_->addTab(timeline_, "Timeline");
   tabs_->addTab(cluster_tab, "Cluster");
-  tabs_->addTab(memory_, "Memory");
+  auto* memory_tab = new QSplitter(Qt::Vertical, tabs_);
+  memory_->setParent(memory_tab);
+  memory_timeline_ = new MemoryTimelineView(memory_tab);
+  memory_tab->addWidget(memory_);
+  memory_tab->addWidget(memory_timeline_);
+  tabs_->addTab(memory_tab, "Memory");
   side_by_side_ = new SideBySide(tabs_);
   tabs_->addTab(report_text_, "Report");
   tabs_->addTab(side_by_side_, "Compare");
@@ -111,8 +117,8 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
     timeline_->scroll_to_rank(rank);
     tabs_->setCurrentWidget(timeline_);
   };
-  connect(memory_, &MemoryView::rank_selected, this, select);
   connect(cluster_, &ClusterView::rank_selected, this, select);
+  connect(memory_, &MemoryView::rank_selected, this, [this](int rank) { show_memory_of(rank); });
   connect(timeline_, &TimelineView::event_selected, this, [this](std::ptrdiff_t ev) {
     if (ev >= 0 && timeline_->model() != nullptr) {
       status_->setText(QString::fromStdString(
@@ -182,9 +188,10 @@ bool MainWindow::open_report(const QString& path, bool with_trace) {
                                           r.cluster));
     // The cluster view: the specs this run used when the GUI started it, else bundled specs of
     // the report's names.
-    show_cluster(own_run_ ? last_request_.cluster : QString::fromStdString(r.cluster),
-                 own_run_ ? last_request_.strategy : QString::fromStdString(r.strategy),
-                 r.world_size);
+    load_specs(own_run_ ? last_request_.model : QString::fromStdString(r.model),
+               own_run_ ? last_request_.cluster : QString::fromStdString(r.cluster),
+               own_run_ ? last_request_.strategy : QString::fromStdString(r.strategy),
+               r.world_size);
     report_ = std::move(r);
   } catch (const std::exception& e) {
     fail(QString::fromStdString(e.what()));
@@ -237,6 +244,10 @@ bool MainWindow::finish_loading() {
     return false;
   }
   timeline_->set_model(std::move(loaded.model));
+  // The memory of the first traced rank, when the run's Plan is at hand.
+  if (plan_ && !timeline_->model()->ranks().empty()) {
+    show_memory_of(timeline_->model()->ranks().front());
+  }
   status_->setText(QString("opened %1: %2 tasks on %3 rows")
                        .arg(loading_path_)
                        .arg(timeline_->model()->task_count())
@@ -245,11 +256,15 @@ bool MainWindow::finish_loading() {
   return true;
 }
 
-bool MainWindow::show_cluster(const QString& cluster, const QString& strategy, int world_size) {
+bool MainWindow::load_specs(const QString& model, const QString& cluster,
+                            const QString& strategy, int world_size) {
   auto resolve = [this](const QString& arg, const char* kind) {
     if (QFileInfo(arg).isFile()) return arg;
     return options_.config_dir + "/" + kind + "/" + arg + ".json";
   };
+  plan_.reset();
+  memory_timeline_->clear("Click a rank's bar above for its memory over the step");
+  bool cluster_shown = false;
   try {
     strategies::ClusterSpec c = strategies::load_cluster(resolve(cluster, "clusters").toStdString());
     const strategies::StrategySpec s =
@@ -264,9 +279,34 @@ bool MainWindow::show_cluster(const QString& cluster, const QString& strategy, i
       return false;
     }
     cluster_->set_specs(c, s, world_size);
+    cluster_shown = true;
+    const strategies::ModelSpec m = strategies::load_model(resolve(model, "models").toStdString());
+    plan_ = std::make_shared<const strategies::Plan>(strategies::lower(m, c, s, world_size));
   } catch (const std::exception& e) {
-    cluster_->clear("No cluster view: " + QString::fromStdString(e.what()) +
-                    " (the view reads the bundled specs of the report's names)");
+    const QString why = "No specs: " + QString::fromStdString(e.what()) +
+                        " (the views read the bundled specs of the report's names)";
+    if (!cluster_shown) cluster_->clear(why);
+    memory_timeline_->clear(why);
+    return false;
+  }
+  return true;
+}
+
+bool MainWindow::show_memory_of(int rank) {
+  if (!plan_) {
+    memory_timeline_->clear(QString("No memory timeline for rank %1: the report's specs are "
+                                    "not bundled, so there is no Plan").arg(rank));
+    return false;
+  }
+  if (timeline_->model() == nullptr) {
+    memory_timeline_->clear("No memory timeline: open the run's trace for its task times");
+    return false;
+  }
+  try {
+    memory_timeline_->set_timeline(gui::memory_timeline(*plan_, timeline_->model()->trace(), rank),
+                                   plan_->capacity_bytes(rank));
+  } catch (const std::exception& e) {
+    memory_timeline_->clear(QString::fromStdString(e.what()));
     return false;
   }
   return true;

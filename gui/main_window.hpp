@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "gui/cluster_view.hpp"
+#include "gui/memory_timeline_view.hpp"
 #include "gui/memory_view.hpp"
 #include "gui/side_by_side.hpp"
 #include "gui/simulation_runner.hpp"
@@ -54,10 +55,16 @@ class MainWindow : public QMainWindow {
   // status bar saying what loads. Interactive windows open traces so; tests and screenshots wait.
   bool open_trace(const QString& path, bool wait = true);
   bool loading() const;
-  // Shows `cluster` and `strategy` (files, or names of bundled specs) in the cluster view for a
-  // world of `world_size` ranks (a uniform cluster with fewer GPUs is rescaled to enough
-  // nodes); false with the reason in the view when they cannot be read.
-  bool show_cluster(const QString& cluster, const QString& strategy, int world_size);
+  // Reads `model`, `cluster` and `strategy` (files, or names of bundled specs) for a world of
+  // `world_size` ranks (a uniform cluster with fewer GPUs is rescaled to enough nodes), shows
+  // them in the cluster view and lowers their Plan for the memory timelines; false with the
+  // reason in the views when they cannot be read or are not this run's.
+  bool load_specs(const QString& model, const QString& cluster, const QString& strategy,
+                  int world_size);
+  // The memory timeline of `rank` under the bars (false and the reason shown when there is no
+  // Plan or the trace lacks the rank).
+  bool show_memory_of(int rank);
+  MemoryTimelineView* memory_timeline() { return memory_timeline_; }
   // Two runs side by side in the Compare tab: each a report (with the trace beside it) or a
   // trace (with the report beside it, where there is one). False and last_error() when either
   // cannot be read.
@@ -97,6 +104,8 @@ class MainWindow : public QMainWindow {
   QTabWidget* tabs_ = nullptr;
   TimelineView* timeline_ = nullptr;
   MemoryView* memory_ = nullptr;
+  MemoryTimelineView* memory_timeline_ = nullptr;
+  std::shared_ptr<const strategies::Plan> plan_;
   ClusterView* cluster_ = nullptr;
   SideBySide* side_by_side_ = nullptr;
   SimulationRequest last_request_;
