@@ -23,6 +23,7 @@
 
 #include "common/error.hpp"
 #include "common/json.hpp"
+#include "gui/trace_loader.hpp"
 #include "results/trace.hpp"
 
 namespace strata::gui {
@@ -208,7 +209,7 @@ bool MainWindow::open_report(const QString& path, bool with_trace) {
   return true;
 }
 
-bool MainWindow::loading() const { return trace_loader_ != nullptr && trace_loader_->isRunning(); }
+bool MainWindow::loading() const { return load_pending_; }
 
 bool MainWindow::open_trace(const QString& path, bool wait) {
   if (loading()) {
@@ -216,11 +217,12 @@ bool MainWindow::open_trace(const QString& path, bool wait) {
     return false;
   }
   loading_path_ = path;
+  load_pending_ = true;  // until finish_loading() has taken the result in
   // The worker reads the file and lays out the rows; the window only swaps the model in.
   const std::string file = path.toStdString();
   auto work = [file]() -> Loaded {
     try {
-      return {std::make_shared<const TimelineModel>(results::read_trace(file)), {}};
+      return {std::make_shared<const TimelineModel>(load_timeline(file)), {}};
     } catch (const std::exception& e) {
       return {nullptr, QString::fromStdString(e.what())};
     }
@@ -237,6 +239,7 @@ bool MainWindow::open_trace(const QString& path, bool wait) {
 }
 
 bool MainWindow::finish_loading() {
+  load_pending_ = false;
   Loaded loaded = trace_loader_->result();
   if (!loaded.model) {
     fail(loaded.error);
@@ -303,7 +306,7 @@ bool MainWindow::show_memory_of(int rank) {
     return false;
   }
   try {
-    memory_timeline_->set_timeline(gui::memory_timeline(*plan_, timeline_->model()->trace(), rank),
+    memory_timeline_->set_timeline(gui::memory_timeline(*plan_, *timeline_->model(), rank),
                                    plan_->capacity_bytes(rank));
   } catch (const std::exception& e) {
     memory_timeline_->clear(QString::fromStdString(e.what()));

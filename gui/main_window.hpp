@@ -117,6 +117,7 @@ class MainWindow : public QMainWindow {
   };
   QFutureWatcher<Loaded>* trace_loader_ = nullptr;
   QString loading_path_;
+  bool load_pending_ = false;
   QPlainTextEdit* report_text_ = nullptr;
   QLabel* status_ = nullptr;
   QPushButton* cancel_ = nullptr;

@@ -14,7 +14,7 @@ double MemorySample::total_transient() const {
   return std::accumulate(transient.begin(), transient.end(), 0.0);
 }
 
-MemoryTimeline memory_timeline(const strategies::ProgramSet& plan, const results::Trace& trace,
+MemoryTimeline memory_timeline(const strategies::ProgramSet& plan, const TimelineModel& trace,
                                int rank) {
   if (rank < 0 || rank >= plan.world_size) {
     throw ConfigError("rank " + std::to_string(rank) + " is not a rank of the Plan (world of " +
@@ -23,7 +23,7 @@ MemoryTimeline memory_timeline(const strategies::ProgramSet& plan, const results
   const strategies::Program& p = plan.program_of(rank);
   // The rank's task times.
   std::unordered_map<std::uint32_t, std::pair<double, double>> times;
-  for (const results::TraceEvent& e : trace.events) {
+  for (const TimelineEvent& e : trace.events()) {
     if (e.rank == rank) times[e.task] = {e.start_s, e.start_s + e.duration_s};
   }
   if (times.empty()) {

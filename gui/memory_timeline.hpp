@@ -11,7 +11,7 @@
 #include <array>
 #include <vector>
 
-#include "results/trace.hpp"
+#include "gui/timeline_model.hpp"
 #include "strategies/program.hpp"
 
 namespace strata::gui {
@@ -34,7 +34,7 @@ struct MemoryTimeline {
 // The timeline of `rank` from `plan` (its program's buffers) and `trace` (the rank's task
 // times). ConfigError when the trace has no task of that rank, or lacks a task a buffer lives
 // from or to (a trace of another Plan).
-MemoryTimeline memory_timeline(const strategies::ProgramSet& plan, const results::Trace& trace,
+MemoryTimeline memory_timeline(const strategies::ProgramSet& plan, const TimelineModel& trace,
                                int rank);
 
 }  // namespace strata::gui

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <map>
 
+#include "common/error.hpp"
+
 namespace strata::gui {
 
 namespace {
@@ -112,7 +114,10 @@ void SideBySide::set_runs(Run a, Run b, int worst) {
   if (a.report && b.report) text += report_diff(*a.report, *b.report) + "\n";
   if (a.timeline && b.timeline) {
     try {
-      comparison_ = results::compare_traces(a.timeline->trace(), b.timeline->trace(),
+      if (!a.timeline->full_trace() || !b.timeline->full_trace()) {
+        throw ConfigError("a trace was loaded for display only");
+      }
+      comparison_ = results::compare_traces(*a.timeline->full_trace(), *b.timeline->full_trace(),
                                             a.label.toStdString(), b.label.toStdString());
     } catch (const std::exception& e) {
       text += std::string("Task by task: not compared (") + e.what() + ")\n";

@@ -15,7 +15,52 @@ using strategies::Purpose;
 using strategies::Stream;
 using strategies::TaskKind;
 
+TimelineData timeline_data(const results::Trace& trace) {
+  TimelineData d;
+  d.events.reserve(trace.events.size());
+  for (const results::TraceEvent& t : trace.events) {
+    TimelineEvent e;
+    e.start_s = t.start_s;
+    e.duration_s = t.duration_s;
+    e.waited_s = t.waited_s;
+    e.flops = t.flops;
+    e.bytes = t.bytes;
+    e.task = t.task;
+    e.rank = t.rank;
+    e.layer = t.layer;
+    e.micro_batch = t.micro_batch;
+    e.peer = t.peer;
+    e.group_size = static_cast<std::int32_t>(t.group.size());
+    e.name_begin = static_cast<std::uint32_t>(d.names.size());
+    e.name_size = static_cast<std::uint16_t>(std::min<std::size_t>(t.name.size(), 65535));
+    d.names.append(t.name, 0, e.name_size);
+    e.chunk = static_cast<std::uint16_t>(std::max(0, t.chunk));
+    e.stream = t.stream;
+    e.lane = static_cast<std::uint8_t>(std::min(t.lane, 255));
+    e.kind = t.kind;
+    e.phase = t.phase;
+    e.block = t.block;
+    e.collective = t.collective;
+    e.purpose = t.purpose;
+    d.events.push_back(e);
+  }
+  for (const results::TraceTrack& t : trace.tracks) {
+    d.tracks.push_back({t.rank, t.stream, t.lane, t.name});
+  }
+  return d;
+}
+
 Category category_of(const results::TraceEvent& e) {
+  TimelineEvent c;
+  c.kind = e.kind;
+  c.phase = e.phase;
+  c.block = e.block;
+  c.stream = e.stream;
+  c.purpose = e.purpose;
+  return category_of(c);
+}
+
+Category category_of(const TimelineEvent& e) {
   if (e.kind == TaskKind::kCompute) {
     if (e.phase == Phase::kStep || e.block == strategies::Block::kOptimizer) {
       return Category::kOptimizer;
@@ -92,16 +137,23 @@ const char* category_name(Category c) {
   return "other";
 }
 
-TimelineModel::TimelineModel(results::Trace trace) : trace_(std::move(trace)) {
+TimelineModel::TimelineModel(TimelineData data) : data_(std::move(data)) { lay_out(); }
+
+TimelineModel::TimelineModel(results::Trace trace)
+    : data_(timeline_data(trace)), full_(std::move(trace)) {
+  lay_out();
+}
+
+void TimelineModel::lay_out() {
   // Rows by (rank, stream, lane); the trace's track names label them where it has them.
   std::map<std::tuple<int, int, int>, std::size_t> index;
   std::map<std::tuple<int, int, int>, std::string> names;
-  for (const results::TraceTrack& t : trace_.tracks) {
+  for (const TimelineTrack& t : data_.tracks) {
     names[{t.rank, static_cast<int>(t.stream), t.lane}] = t.name;
   }
   std::vector<std::pair<std::tuple<int, int, int>, std::vector<Slice>>> grouped;
-  for (std::size_t i = 0; i < trace_.events.size(); ++i) {
-    const results::TraceEvent& e = trace_.events[i];
+  for (std::size_t i = 0; i < data_.events.size(); ++i) {
+    const TimelineEvent& e = data_.events[i];
     const std::tuple<int, int, int> key{e.rank, static_cast<int>(e.stream), e.lane};
     auto [it, inserted] = index.try_emplace(key, grouped.size());
     if (inserted) grouped.push_back({key, {}});
@@ -223,8 +275,8 @@ std::ptrdiff_t TimelineModel::first_row_of(int rank) const {
 }
 
 std::ptrdiff_t TimelineModel::event_of(int rank, std::uint32_t task) const {
-  for (std::size_t i = 0; i < trace_.events.size(); ++i) {
-    if (trace_.events[i].rank == rank && trace_.events[i].task == task) {
+  for (std::size_t i = 0; i < data_.events.size(); ++i) {
+    if (data_.events[i].rank == rank && data_.events[i].task == task) {
       return static_cast<std::ptrdiff_t>(i);
     }
   }
@@ -260,8 +312,8 @@ std::string quantity_text(double v, const char* unit) {
 }  // namespace
 
 std::string TimelineModel::describe(std::size_t event) const {
-  const results::TraceEvent& e = trace_.events.at(event);
-  std::string s = e.name + "\n";
+  const TimelineEvent& e = data_.events.at(event);
+  std::string s = std::string(name(e)) + "\n";
   s += "rank " + std::to_string(e.rank) + ", task " + std::to_string(e.task) + " (" +
        strategies::task_kind_name(e.kind) + " on " + strategies::stream_name(e.stream) + ")\n";
   s += std::string("category ") + category_name(category_of(e));
@@ -274,7 +326,7 @@ std::string TimelineModel::describe(std::size_t event) const {
   if (e.layer >= 0 || e.micro_batch >= 0 || e.chunk > 0) s += "\n";
   if (e.collective != strategies::CollectiveKind::kNone) {
     s += std::string(strategies::collective_name(e.collective)) + " for " +
-         strategies::purpose_name(e.purpose) + " over " + std::to_string(e.group.size()) +
+         strategies::purpose_name(e.purpose) + " over " + std::to_string(e.group_size) +
          " ranks\n";
   }
   if (e.peer >= 0) s += (e.kind == TaskKind::kSend ? "to rank " : "from rank ") + std::to_string(e.peer) + "\n";

@@ -11,13 +11,19 @@
 // slices never overlap (trace.json's contract: "no two complete events of one thread overlap"),
 // so a row's busy time up to t is a prefix sum, which is what makes the coverage exact.
 //
-// defines: Category, category_of(), category_name(), Slice, Row, Pixel, TimelineModel
+// A model holds its tasks compactly (TimelineEvent, names in one buffer): from a results::Trace
+// (which it then keeps, for comparisons), or from trace_loader.hpp's fast reader.
+//
+// defines: Category, category_of(), category_name(), TimelineEvent, TimelineTrack, TimelineData,
+//          Slice, Row, Pixel, TimelineModel
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "results/trace.hpp"
@@ -41,13 +47,50 @@ enum class Category : std::uint8_t {
   kOther,
   kCount,
 };
+// One task, as the timeline keeps it (about 80 bytes; its name in TimelineData::names).
+struct TimelineEvent {
+  double start_s = 0, duration_s = 0, waited_s = 0;
+  double flops = 0, bytes = 0;
+  std::uint32_t task = 0;
+  std::int32_t rank = 0, layer = -1, micro_batch = -1, peer = -1;
+  std::int32_t group_size = 0;  // collectives: the group's ranks
+  std::uint32_t name_begin = 0;
+  std::uint16_t name_size = 0;
+  std::uint16_t chunk = 0;
+  strategies::Stream stream = strategies::Stream::kCompute;
+  std::uint8_t lane = 0;
+  strategies::TaskKind kind = strategies::TaskKind::kCompute;
+  strategies::Phase phase = strategies::Phase::kNone;
+  strategies::Block block = strategies::Block::kNone;
+  strategies::CollectiveKind collective = strategies::CollectiveKind::kNone;
+  strategies::Purpose purpose = strategies::Purpose::kNone;
+};
+
+// A thread of the trace, as its metadata names it.
+struct TimelineTrack {
+  int rank = 0;
+  strategies::Stream stream = strategies::Stream::kCompute;
+  int lane = 0;
+  std::string name;
+};
+
+struct TimelineData {
+  std::vector<TimelineEvent> events;  // in file order
+  std::string names;                  // every event's name, back to back
+  std::vector<TimelineTrack> tracks;
+};
+
+// A trace's events, compact.
+TimelineData timeline_data(const results::Trace& trace);
+
+Category category_of(const TimelineEvent& e);
 Category category_of(const results::TraceEvent& e);
 const char* category_name(Category c);
 
 struct Slice {
   double start_s = 0;
   double end_s = 0;
-  std::uint32_t event = 0;  // index into Trace::events
+  std::uint32_t event = 0;  // index into TimelineModel::events()
   Category category = Category::kOther;
 };
 
@@ -71,11 +114,18 @@ struct Pixel {
 class TimelineModel {
  public:
   TimelineModel() = default;
+  explicit TimelineModel(TimelineData data);
+  // Keeps `trace` too (full_trace()).
   explicit TimelineModel(results::Trace trace);
 
-  const results::Trace& trace() const { return trace_; }
+  const std::vector<TimelineEvent>& events() const { return data_.events; }
+  std::string_view name(const TimelineEvent& e) const {
+    return std::string_view(data_.names).substr(e.name_begin, e.name_size);
+  }
+  // The whole trace when the model was made from one, else null (loaded for display only).
+  const results::Trace* full_trace() const { return full_ ? &*full_ : nullptr; }
   const std::vector<Row>& rows() const { return rows_; }
-  std::size_t task_count() const { return trace_.events.size(); }
+  std::size_t task_count() const { return data_.events.size(); }
   // Distinct ranks with at least one row, ascending.
   const std::vector<int>& ranks() const { return ranks_; }
   // Where the last task ends (0 for an empty trace).
@@ -101,8 +151,10 @@ class TimelineModel {
 
  private:
   double busy_until(const Row& r, double t) const;
+  void lay_out();
 
-  results::Trace trace_;
+  TimelineData data_;
+  std::optional<results::Trace> full_;
   std::vector<Row> rows_;
   std::vector<int> ranks_;
   double end_s_ = 0;

@@ -200,7 +200,7 @@ void TimelineView::draw_row(QPainter& p, std::size_t row, int y, int width) cons
       if (rect.width() > 40) {
         p.setPen(Qt::white);
         p.drawText(rect.adjusted(2, 0, -2, 0), Qt::AlignVCenter | Qt::AlignLeft,
-                   QString::fromStdString(model_->trace().events[it->event].name));
+                   QString::fromStdString(std::string(model_->name(model_->events()[it->event]))));
       }
     }
     return;
@@ -217,7 +217,7 @@ void TimelineView::draw_row(QPainter& p, std::size_t row, int y, int width) cons
   }
   // Highlighted tasks too small to outline: a red tick at their middle.
   for (const std::uint32_t ev : highlighted_) {
-    const results::TraceEvent& e = model_->trace().events[ev];
+    const TimelineEvent& e = model_->events()[ev];
     if (e.rank != r.rank || e.stream != r.stream || e.lane != r.lane) continue;
     const double mid = e.start_s + e.duration_s / 2;
     const int x = kGutter + static_cast<int>((mid - t0_) / span * width);
