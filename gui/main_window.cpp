@@ -89,6 +89,17 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
   file->addSeparator();
   file->addAction("&Quit", QKeySequence::Quit, this, [this] { close(); });
 
+  QMenu* view = menuBar()->addMenu("&View");
+  QAction* by_block = view->addAction("Colour compute by &block (what it computes)");
+  by_block->setCheckable(true);
+  connect(by_block, &QAction::toggled, this, [this](bool on) {
+    timeline_->set_compute_by_block(on);
+    side_by_side_->top()->set_compute_by_block(on);
+    side_by_side_->bottom()->set_compute_by_block(on);
+  });
+  // A task's ops and their sizes, from the run's Plan when the window has it.
+  timeline_->set_details([this](std::size_t event) { return ops_of(event); });
+
   runner_ = new SimulationRunner(options_.strata, this);
   connect(cancel_, &QPushButton::clicked, this, [this] { cancel_simulation(); });
   connect(runner_, &SimulationRunner::progress, this, [this](const QString& line) {
@@ -123,7 +134,7 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
   connect(timeline_, &TimelineView::event_selected, this, [this](std::ptrdiff_t ev) {
     if (ev >= 0 && timeline_->model() != nullptr) {
       status_->setText(QString::fromStdString(
-          timeline_->model()->describe(static_cast<std::size_t>(ev))).replace('\n', "; "));
+          timeline_->text_of(static_cast<std::size_t>(ev))).replace('\n', "; "));
     }
   });
   resize(1200, 700);
@@ -293,6 +304,36 @@ bool MainWindow::load_specs(const QString& model, const QString& cluster,
     return false;
   }
   return true;
+}
+
+std::string MainWindow::ops_of(std::size_t event) const {
+  const TimelineModel* model = timeline_->model();
+  if (!plan_ || model == nullptr || event >= model->task_count()) return {};
+  const TimelineEvent& e = model->events()[event];
+  if (e.rank < 0 || e.rank >= plan_->world_size) return {};
+  const strategies::Program& p = plan_->program_of(e.rank);
+  if (e.task >= p.tasks.size()) return {};
+  const strategies::Task& t = p.tasks[e.task];
+  if (plan_->task_name(t) != model->name(e)) return {};  // another Plan's trace
+  std::string s;
+  const std::uint32_t shown = std::min<std::uint32_t>(t.op_count, 8);
+  for (std::uint32_t k = 0; k < shown; ++k) {
+    const strategies::Op& op = p.ops[t.op_begin + k];
+    std::size_t n = op.dims.size();
+    while (n > 1 && op.dims[n - 1] == 0) --n;
+    s += std::string(k ? "\n" : "") + "op " + strategies::op_kind_name(op.kind) + " " +
+         strategies::dtype_name(op.dtype) + " dims ";
+    for (std::size_t i = 0; i < n; ++i) s += (i ? "x" : "") + std::to_string(op.dims[i]);
+    // Its output's shape, when it has one.
+    if (op.n_out > 0) {
+      const strategies::Buffer& b = p.buffers[static_cast<std::size_t>(p.output(op, 0))];
+      s += " -> " + p.buffer_name(p.output(op, 0)) + " (";
+      for (int i = 0; i < b.ndim; ++i) s += (i ? ", " : "") + std::to_string(b.shape[static_cast<std::size_t>(i)]);
+      s += ")";
+    }
+  }
+  if (t.op_count > shown) s += "\n... " + std::to_string(t.op_count - shown) + " more ops";
+  return s;
 }
 
 bool MainWindow::show_memory_of(int rank) {

@@ -14,6 +14,7 @@
 #include <QTabWidget>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "gui/cluster_view.hpp"
 #include "gui/memory_timeline_view.hpp"
@@ -65,6 +66,9 @@ class MainWindow : public QMainWindow {
   // Plan or the trace lacks the rank).
   bool show_memory_of(int rank);
   MemoryTimelineView* memory_timeline() { return memory_timeline_; }
+  // The ops of trace event `event`'s task with their sizes and output shapes, from the run's
+  // Plan ("" without one, or when the trace is not of that Plan).
+  std::string ops_of(std::size_t event) const;
   // Two runs side by side in the Compare tab: each a report (with the trace beside it) or a
   // trace (with the report beside it, where there is one). False and last_error() when either
   // cannot be read.

@@ -158,7 +158,7 @@ void TimelineModel::lay_out() {
     auto [it, inserted] = index.try_emplace(key, grouped.size());
     if (inserted) grouped.push_back({key, {}});
     grouped[it->second].second.push_back({e.start_s, e.start_s + std::max(0.0, e.duration_s),
-                                           static_cast<std::uint32_t>(i), category_of(e)});
+                                           static_cast<std::uint32_t>(i), category_of(e), e.block});
     end_s_ = std::max(end_s_, e.start_s + e.duration_s);
   }
   std::sort(grouped.begin(), grouped.end(),
@@ -236,10 +236,14 @@ void TimelineModel::rasterize(std::size_t row, double t0, double t1,
     const std::ptrdiff_t mid = slice_at(row, (a + b) / 2, 0);
     if (mid >= 0) {
       p.category = r.slices[static_cast<std::size_t>(mid)].category;
+      p.block = r.slices[static_cast<std::size_t>(mid)].block;
     } else {  // the first slice ending after a: it starts or ends inside the column
       const auto it = std::upper_bound(r.slices.begin(), r.slices.end(), a,
                                        [](double v, const Slice& s) { return v < s.end_s; });
-      if (it != r.slices.end()) p.category = it->category;
+      if (it != r.slices.end()) {
+        p.category = it->category;
+        p.block = it->block;
+      }
     }
   }
 }

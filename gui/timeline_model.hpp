@@ -92,6 +92,7 @@ struct Slice {
   double end_s = 0;
   std::uint32_t event = 0;  // index into TimelineModel::events()
   Category category = Category::kOther;
+  strategies::Block block = strategies::Block::kNone;  // compute tasks: what they compute
 };
 
 struct Row {
@@ -109,6 +110,7 @@ struct Row {
 struct Pixel {
   float coverage = 0;
   Category category = Category::kOther;
+  strategies::Block block = strategies::Block::kNone;  // of the same task
 };
 
 class TimelineModel {

@@ -43,6 +43,62 @@ QColor category_color(Category c) {
   return QColor(160, 160, 160);
 }
 
+QColor block_color(strategies::Block b) {
+  using strategies::Block;
+  switch (b) {
+    case Block::kEmbedding:
+      return QColor(121, 85, 72);
+    case Block::kAttnNorm:
+      return QColor(179, 157, 219);
+    case Block::kAttnQkv:
+      return QColor(126, 87, 194);
+    case Block::kAttnCore:
+      return QColor(81, 45, 168);
+    case Block::kAttnOut:
+      return QColor(149, 117, 205);
+    case Block::kMlpNorm:
+      return QColor(129, 212, 250);
+    case Block::kMlpFc1:
+      return QColor(3, 155, 229);
+    case Block::kMlpFc2:
+      return QColor(2, 119, 189);
+    case Block::kFinalNorm:
+      return QColor(255, 204, 128);
+    case Block::kLmHead:
+      return QColor(239, 108, 0);
+    case Block::kOptimizer:
+      return QColor(120, 120, 120);
+    case Block::kNone:
+      break;
+  }
+  return QColor(160, 160, 160);
+}
+
+QColor TimelineView::colour_of(Category c, strategies::Block b) const {
+  const bool compute = c == Category::kForward || c == Category::kBackward ||
+                       c == Category::kRecompute || c == Category::kOptimizer;
+  return compute_by_block_ && compute ? block_color(b) : category_color(c);
+}
+
+void TimelineView::set_compute_by_block(bool on) {
+  compute_by_block_ = on;
+  update();
+}
+
+void TimelineView::set_details(std::function<std::string(std::size_t)> details) {
+  details_ = std::move(details);
+}
+
+std::string TimelineView::text_of(std::size_t event) const {
+  if (!model_) return {};
+  std::string s = model_->describe(event);
+  if (details_) {
+    const std::string more = details_(event);
+    if (!more.empty()) s += "\n" + more;
+  }
+  return s;
+}
+
 TimelineView::TimelineView(QWidget* parent) : QWidget(parent) {
   setMouseTracking(true);
   setFocusPolicy(Qt::StrongFocus);
@@ -159,13 +215,22 @@ void TimelineView::draw_legend(QPainter& p) const {
   p.fillRect(0, y, width(), kLegendHeight, QColor(245, 245, 245));
   int x = 6;
   const QFontMetrics metrics = p.fontMetrics();
-  for (int c = 0; c < static_cast<int>(Category::kCount); ++c) {
-    const auto category = static_cast<Category>(c);
-    p.fillRect(x, y + 5, 10, 10, category_color(category));
+  auto entry = [&](const QColor& colour, const QString& name) {
+    p.fillRect(x, y + 5, 10, 10, colour);
     p.setPen(QColor(40, 40, 40));
-    const QString name = category_name(category);
     p.drawText(x + 14, y + kLegendHeight - 5, name);
     x += 14 + metrics.horizontalAdvance(name) + 12;
+  };
+  if (compute_by_block_) {
+    for (int b = 1; b <= static_cast<int>(strategies::Block::kOptimizer); ++b) {
+      const auto block = static_cast<strategies::Block>(b);
+      entry(block_color(block), strategies::block_name(block));
+    }
+  }
+  for (int c = 0; c < static_cast<int>(Category::kCount); ++c) {
+    const auto category = static_cast<Category>(c);
+    if (compute_by_block_ && c <= static_cast<int>(Category::kOptimizer)) continue;
+    entry(category_color(category), category_name(category));
   }
 }
 
@@ -188,7 +253,7 @@ void TimelineView::draw_row(QPainter& p, std::size_t row, int y, int width) cons
                                           std::max(x0, double(kGutter))),
                         kRowHeight - 4);
       const bool selected = static_cast<std::ptrdiff_t>(it->event) == selected_event_;
-      p.fillRect(rect, category_color(it->category));
+      p.fillRect(rect, colour_of(it->category, it->block));
       if (std::binary_search(highlighted_.begin(), highlighted_.end(), it->event)) {
         p.setPen(QPen(QColor(220, 0, 0), 2));
         p.drawRect(rect.adjusted(-1, -1, 1, 1));
@@ -211,7 +276,7 @@ void TimelineView::draw_row(QPainter& p, std::size_t row, int y, int width) cons
   for (int x = 0; x < width; ++x) {
     const Pixel& c = px[static_cast<std::size_t>(x)];
     if (c.coverage <= 0) continue;
-    QColor color = category_color(c.category);
+    QColor color = colour_of(c.category, c.block);
     color.setAlphaF(0.35f + 0.65f * c.coverage);
     p.fillRect(kGutter + x, y + 2, 1, kRowHeight - 4, color);
   }
@@ -333,8 +398,7 @@ bool TimelineView::event(QEvent* e) {
     const std::ptrdiff_t ev = event_at(help->pos());
     if (ev >= 0) {
       QToolTip::showText(help->globalPos(),
-                         QString::fromStdString(model_->describe(static_cast<std::size_t>(ev))),
-                         this);
+                         QString::fromStdString(text_of(static_cast<std::size_t>(ev))), this);
     } else {
       QToolTip::hideText();
     }

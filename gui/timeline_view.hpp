@@ -9,7 +9,9 @@
 #include <QColor>
 #include <QWidget>
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "gui/timeline_model.hpp"
@@ -18,6 +20,9 @@ namespace strata::gui {
 
 // The colour of a category, the same in every view and in the legend.
 QColor category_color(Category c);
+// The colour of a compute task's block (embedding, attention's parts, the MLP's, the head, the
+// optimizer), when compute is coloured by what it computes.
+QColor block_color(strategies::Block b);
 
 class TimelineView : public QWidget {
   Q_OBJECT
@@ -45,6 +50,15 @@ class TimelineView : public QWidget {
   // outline when the row draws its tasks, a tick above the row otherwise.
   void set_highlighted(std::vector<std::uint32_t> events);
   const std::vector<std::uint32_t>& highlighted() const { return highlighted_; }
+
+  // Compute tasks coloured by block (what they compute) instead of by pass.
+  void set_compute_by_block(bool on);
+  bool compute_by_block() const { return compute_by_block_; }
+  // More lines for a task's tooltip and click text (the window adds its ops and their shapes
+  // from the Plan); empty for none.
+  void set_details(std::function<std::string(std::size_t event)> details);
+  // What the tooltip says of `event`: the model's description and the details.
+  std::string text_of(std::size_t event) const;
 
   // The selected trace event (-1: none) and the row it is on.
   std::ptrdiff_t selected_event() const { return selected_event_; }
@@ -83,6 +97,9 @@ class TimelineView : public QWidget {
   int first_row_ = 0;
   std::ptrdiff_t selected_event_ = -1;
   std::vector<std::uint32_t> highlighted_;  // sorted
+  bool compute_by_block_ = false;
+  std::function<std::string(std::size_t)> details_;
+  QColor colour_of(Category c, strategies::Block b) const;
   bool dragging_ = false;
   QPoint drag_from_;
   double drag_t0_ = 0;

@@ -299,6 +299,46 @@ class GuiTest : public QObject {
     QVERIFY(!c->has_specs());
   }
 
+  void aTasksOpsAndShapesComeFromThePlan() {
+    MainWindow w(options());
+    QVERIFY(w.open_file(report_));
+    const auto* m = w.timeline()->model();
+    // The first forward compute task of rank 0 that runs a linear op (a GEMM).
+    std::string ops;
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < m->task_count() && ops.find("op linear") == std::string::npos; ++i) {
+      const auto& e = m->events()[i];
+      if (e.rank == 0 && e.kind == strata::strategies::TaskKind::kCompute &&
+          e.phase == strata::strategies::Phase::kForward) {
+        ops = w.ops_of(i);
+        at = i;
+      }
+    }
+    QVERIFY2(ops.find("op linear fp32 dims ") != std::string::npos, ops.c_str());
+    QVERIFY2(ops.find(" -> ") != std::string::npos && ops.find("(") != std::string::npos, ops.c_str());
+    // The tooltip text carries them after the task's description.
+    const std::string tip = w.timeline()->text_of(at);
+    QVERIFY(tip.find(m->describe(at)) == 0);
+    QVERIFY(tip.find(ops) != std::string::npos);
+    // A trace opened without its Plan has none.
+    MainWindow bare(options());
+    QVERIFY(bare.open_file(trace_));
+    QCOMPARE(bare.ops_of(0), std::string());
+    // Compute coloured by block: the attention core's colour appears in the rendered timeline.
+    w.resize(1400, 900);
+    w.show();
+    w.timeline()->set_compute_by_block(true);
+    const QImage image = w.timeline()->grab().toImage();
+    bool found = false;
+    const QColor core = strata::gui::block_color(strata::strategies::Block::kAttnCore);
+    for (int y = 0; y < image.height() && !found; ++y) {
+      for (int x = strata::gui::TimelineView::kGutter; x < image.width() && !found; ++x) {
+        found = image.pixelColor(x, y) == core;
+      }
+    }
+    QVERIFY(found);
+  }
+
   void zoomPanAndTheTaskUnderTheCursor() {
     MainWindow w(options());
     QVERIFY(w.open_file(trace_));
