@@ -16,7 +16,9 @@
 #include <QSpinBox>
 #include <QSplitter>
 #include <QSvgGenerator>
+#include <QTimer>
 #include <QVBoxLayout>
+#include <unistd.h>
 #include <QStatusBar>
 #include <exception>
 #include <string>
@@ -24,7 +26,11 @@
 #include "common/error.hpp"
 #include "common/json.hpp"
 #include "gui/trace_loader.hpp"
+#include "results/plan.hpp"
+#include "results/plan_summary.hpp"
+#include "results/run.hpp"
 #include "results/trace.hpp"
+#include "strategies/plan_json.hpp"
 
 namespace strata::gui {
 
@@ -102,9 +108,22 @@ MainWindow::MainWindow(GuiOptions options, QWidget* parent)
 
   runner_ = new SimulationRunner(options_.strata, this);
   connect(cancel_, &QPushButton::clicked, this, [this] { cancel_simulation(); });
-  connect(runner_, &SimulationRunner::progress, this, [this](const QString& line) {
-    status_->setText(QString("simulating (%1 s): %2").arg(runner_->elapsed_s(), 0, 'f', 1).arg(line));
+  // Progress: the child's last stderr line and the time it has run, every half second.
+  auto* ticker = new QTimer(this);
+  ticker->setInterval(500);
+  auto show_progress = [this] {
+    status_->setText(QString("simulating (%1 s; Cancel stops it): %2")
+                         .arg(runner_->elapsed_s(), 0, 'f', 1)
+                         .arg(last_progress_));
+  };
+  connect(ticker, &QTimer::timeout, this, show_progress);
+  connect(runner_, &SimulationRunner::progress, this, [this, ticker, show_progress](const QString& line) {
+    last_progress_ = line;
+    if (!ticker->isActive()) ticker->start();
+    show_progress();
   });
+  connect(runner_, &SimulationRunner::finished, ticker, &QTimer::stop);
+  connect(runner_, &SimulationRunner::failed, ticker, &QTimer::stop);
   connect(runner_, &SimulationRunner::finished, this,
           [this](const QString& report, const QString& trace) {
             cancel_->setVisible(false);
@@ -175,11 +194,14 @@ bool MainWindow::open_file(const QString& path) {
     return open_trace(path, !options_.interactive);
   }
   if (head.contains("\"strata.report\"")) return open_report(path);
+  if (head.contains("\"strata.plan\"")) return open_plan(path);
+  if (head.contains("\"strata.run\"")) return open_run(path);
   try {
     const json::Json j = json::parse_file(path.toStdString());
     if (j.is_object() && j.contains("traceEvents")) return open_trace(path, !options_.interactive);
     if (j.is_object() && j.value("kind", "") == results::kReportKind) return open_report(path);
-    fail(path + ": neither a Strata report (kind \"strata.report\") nor a trace (traceEvents)");
+    fail(path + ": not a file strata-gui opens: a report (kind \"strata.report\"), a trace "
+                "(traceEvents), a plan (\"strata.plan\") or a run record (\"strata.run\")");
   } catch (const std::exception& e) {
     fail(QString::fromStdString(e.what()));
   }
@@ -222,9 +244,84 @@ bool MainWindow::open_report(const QString& path, bool with_trace) {
 
 bool MainWindow::loading() const { return load_pending_; }
 
+bool MainWindow::open_plan(const QString& path) {
+  try {
+    auto plan = std::make_shared<const strategies::Plan>(results::read_plan(path.toStdString()));
+    std::vector<RankMemory> ranks;
+    for (int r = 0; r < plan->world_size; ++r) {
+      ranks.push_back({plan->program_of(r).memory.peak_bytes(), plan->capacity_bytes(r),
+                       plan->stage_of(r)});
+    }
+    memory_->set_ranks(std::move(ranks),
+                       QString("planned peak memory per rank (%1 ranks); line: device capacity")
+                           .arg(plan->world_size));
+    report_text_->setPlainText(QString::fromStdString(
+        results::render_plan_summary(strategies::plan_summary(*plan))));
+    cluster_->set_specs(plan->cluster, plan->strategy, plan->world_size);
+    setWindowTitle(QString::fromStdString("Strata: plan of " + plan->model.name + " / " +
+                                          plan->strategy.name + " on " + plan->cluster.name));
+    plan_ = std::move(plan);
+    report_.reset();
+  } catch (const std::exception& e) {
+    fail(QString::fromStdString(e.what()));
+    return false;
+  }
+  status_->setText("opened " + path + " (a plan: open a trace of it for the timeline)");
+  emit opened(path);
+  return true;
+}
+
+bool MainWindow::open_run(const QString& path) {
+  try {
+    const results::RunRecord run = results::read_run(path.toStdString());
+    std::vector<RankMemory> ranks;
+    for (const results::RunMemory& m : run.memory) {
+      ranks.push_back({m.measured_peak_bytes, m.planned_peak_bytes, 0});
+    }
+    memory_->set_ranks(std::move(ranks),
+                       QString("measured peak memory per rank (%1 ranks); line: the Plan's peak")
+                           .arg(run.memory.size()));
+    QString text = QString("Strata run: %1 / %2 on %3 (%4 ranks, %5), %6\n\n  step        loss"
+                           "     seconds    tokens/s\n")
+                       .arg(QString::fromStdString(run.model), QString::fromStdString(run.strategy),
+                            QString::fromStdString(run.cluster))
+                       .arg(run.world_size)
+                       .arg(QString::fromStdString(run.backend), QString::fromStdString(run.date));
+    for (const results::RunStep& s : run.steps) {
+      text += QString("  %1 %2 %3 %4\n")
+                  .arg(s.step, 5)
+                  .arg(s.loss, 11, 'f', 5)
+                  .arg(s.seconds, 11, 'f', 4)
+                  .arg(s.tokens_per_s, 11, 'f', 0);
+    }
+    text += QString("\n  median tokens/s %1\n").arg(run.median_tokens_per_s, 0, 'f', 0);
+    report_text_->setPlainText(text);
+  } catch (const std::exception& e) {
+    fail(QString::fromStdString(e.what()));
+    return false;
+  }
+  status_->setText("opened " + path + " (a run record)");
+  emit opened(path);
+  return true;
+}
+
 bool MainWindow::open_trace(const QString& path, bool wait) {
   if (loading()) {
     fail("still loading " + loading_path_ + ": wait for it before opening " + path);
+    return false;
+  }
+  // A trace needs about 1.6 times its size in memory while it loads (the text and the tasks):
+  // one that would not fit in this machine's memory is refused before any is read.
+  const double bytes = static_cast<double>(QFileInfo(path).size());
+  const double ram = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) *
+                     static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  if (ram > 0 && bytes * 1.6 > ram) {
+    fail(QString("%1 is %2 GB: loading it needs about %3 GB and this machine has %4 GB of memory "
+                 "(trace fewer ranks: strata simulate --trace-ranks)")
+             .arg(path)
+             .arg(bytes / 1e9, 0, 'f', 1)
+             .arg(bytes * 1.6 / 1e9, 0, 'f', 1)
+             .arg(ram / 1e9, 0, 'f', 1));
     return false;
   }
   loading_path_ = path;

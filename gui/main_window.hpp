@@ -45,12 +45,19 @@ class MainWindow : public QMainWindow {
   explicit MainWindow(GuiOptions options, QWidget* parent = nullptr);
   ~MainWindow() override;  // waits for a trace still loading
 
-  // Opens a report or a trace (by its kind), or says why not (last_error()). A report opens its
+  // Opens a report, a trace, a plan or a run record (by its kind), or says why not
+  // (last_error()). A report opens its
   // trace too (with_trace) when one lies beside it (sibling_file(path, "report", "trace"));
   // without one the timeline is emptied, so that it never shows another run's tasks beside this
   // report.
   bool open_file(const QString& path);
   bool open_report(const QString& path, bool with_trace = true);
+  // A plan.json (`strata plan --out`): the cluster view, every rank's planned peak against its
+  // capacity, the plan summary; its Plan serves the memory timeline of a trace opened after it.
+  bool open_plan(const QString& path);
+  // A run.json (`strata run --json`): every rank's measured peak beside the Plan's (the bars and
+  // the line), and the steps' losses and speed.
+  bool open_run(const QString& path);
   // A trace is read and laid out in a worker thread; with `wait` false this returns at once
   // (true: started) and opened() or failed() follows, the window responsive meanwhile and the
   // status bar saying what loads. Interactive windows open traces so; tests and screenshots wait.
@@ -121,6 +128,7 @@ class MainWindow : public QMainWindow {
   };
   QFutureWatcher<Loaded>* trace_loader_ = nullptr;
   QString loading_path_;
+  QString last_progress_;  // the simulation's last stderr line
   bool load_pending_ = false;
   QPlainTextEdit* report_text_ = nullptr;
   QLabel* status_ = nullptr;

@@ -9,8 +9,11 @@ namespace strata::gui {
 
 MemoryView::MemoryView(QWidget* parent) : QWidget(parent) { setMinimumSize(300, 200); }
 
-void MemoryView::set_ranks(std::vector<RankMemory> ranks) {
+void MemoryView::set_ranks(std::vector<RankMemory> ranks, QString what) {
   ranks_ = std::move(ranks);
+  what_ = what.isEmpty() ? QString("peak memory per rank (%1 ranks); line: device capacity")
+                               .arg(ranks_.size())
+                         : what;
   update();
 }
 
@@ -47,7 +50,7 @@ void MemoryView::paintEvent(QPaintEvent*) {
                QString::number(b / gib, 'f', 1) + " GiB");
   }
   p.drawText(QRect(kLeft, 4, width, kTop - 8), Qt::AlignLeft | Qt::AlignVCenter,
-             QString("peak memory per rank (%1 ranks); line: device capacity").arg(ranks_.size()));
+             what_);
   const int n = static_cast<int>(ranks_.size());
   // One bar per rank where they fit, else one column per pixel with the largest peak in it.
   const int columns = std::min(n, width);

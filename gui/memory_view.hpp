@@ -19,7 +19,8 @@ class MemoryView : public QWidget {
 
  public:
   explicit MemoryView(QWidget* parent = nullptr);
-  void set_ranks(std::vector<RankMemory> ranks);
+  // `what` names the bars and the line ("peak memory per rank ...; line: device capacity").
+  void set_ranks(std::vector<RankMemory> ranks, QString what = {});
   const std::vector<RankMemory>& ranks() const { return ranks_; }
   // The rank drawn at x, or -1.
   int rank_at(int x) const;
@@ -33,6 +34,7 @@ class MemoryView : public QWidget {
 
  private:
   std::vector<RankMemory> ranks_;
+  QString what_;
   static constexpr int kLeft = 70, kBottom = 30, kTop = 30, kRight = 10;
 };
 

@@ -5,6 +5,7 @@
 #include <QImage>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QPlainTextEdit>
 #include <QProcess>
 #include <QSignalSpy>
 #include <QTemporaryDir>
@@ -14,6 +15,7 @@
 
 #include "gui/main_window.hpp"
 #include "gui/trace_loader.hpp"
+#include "results/run.hpp"
 #include "results/trace.hpp"
 #include "results/report.hpp"
 #include <cstdio>
@@ -50,7 +52,7 @@ class GuiTest : public QObject {
 
  private:
   QTemporaryDir dir_;
-  QString report_, trace_, report2_;
+  QString report_, trace_, report2_, plan_, run_;
 
  private slots:
   void initTestCase() {
@@ -63,6 +65,17 @@ class GuiTest : public QObject {
                       "--strategy", "tiny-dp2-tp2-pp2", "--gpus", "8", "--trace-ranks", "all",
                       "--json", report_, "--trace", trace_});
     QVERIFY(p.waitForFinished(60000));
+    QCOMPARE(p.exitCode(), 0);
+    // Its plan, and a measured run of gpt-tiny on one rank.
+    plan_ = dir_.filePath("plan.json");
+    p.start(kStrata, {"plan", "--model", "gpt-tiny", "--cluster", "dgx-a100-128n", "--strategy",
+                      "tiny-dp2-tp2-pp2", "--gpus", "8", "--out", plan_});
+    QVERIFY(p.waitForFinished(60000));
+    QCOMPARE(p.exitCode(), 0);
+    run_ = dir_.filePath("run.json");
+    p.start(kStrata, {"run", "--model", "gpt-tiny", "--strategy", "tiny-1rank", "--steps", "2",
+                      "--json", run_});
+    QVERIFY(p.waitForFinished(120000));
     QCOMPARE(p.exitCode(), 0);
     // Another strategy of the same model, for the report diff.
     report2_ = dir_.filePath("tp2-report.json");
@@ -299,6 +312,31 @@ class GuiTest : public QObject {
     QVERIFY(!c->has_specs());
   }
 
+  void opensAPlanAndARunRecord() {
+    MainWindow w(options());
+    QVERIFY2(w.open_file(plan_), qPrintable(w.last_error()));
+    const strata::results::Report r = strata::results::read_report(report_.toStdString());
+    QCOMPARE(static_cast<int>(w.memory()->ranks().size()), 8);
+    for (std::size_t k = 0; k < 8; ++k) {  // the plan's peaks are the report's
+      QCOMPARE(w.memory()->ranks()[k].peak_bytes, r.ranks[k].peak_memory_bytes);
+    }
+    QVERIFY(w.cluster()->has_specs());
+    QCOMPARE(w.cluster()->world_size(), 8);
+    // A trace of that Plan opened after it: the timeline, and rank 0's memory over the step.
+    QVERIFY(w.open_file(trace_));
+    QVERIFY(w.memory_timeline()->timeline().has_value());
+    QCOMPARE(w.memory_timeline()->timeline()->peak_bytes, r.ranks[0].peak_memory_bytes);
+    // A run record: measured peaks beside the Plan's, and its losses.
+    QVERIFY2(w.open_file(run_), qPrintable(w.last_error()));
+    const strata::results::RunRecord run = strata::results::read_run(run_.toStdString());
+    QCOMPARE(static_cast<int>(w.memory()->ranks().size()), 1);
+    QCOMPARE(w.memory()->ranks()[0].peak_bytes, run.memory[0].measured_peak_bytes);
+    w.tabs()->setCurrentIndex(3);
+    auto* text = qobject_cast<QPlainTextEdit*>(w.tabs()->currentWidget());
+    QVERIFY(text != nullptr);
+    QVERIFY(text->toPlainText().contains(QString::number(run.steps[1].loss, 'f', 5)));
+  }
+
   void aTasksOpsAndShapesComeFromThePlan() {
     MainWindow w(options());
     QVERIFY(w.open_file(report_));
@@ -463,7 +501,7 @@ class GuiTest : public QObject {
       f.write("{\"kind\": \"something else\"}");
     }
     QVERIFY(!w.open_file(other));
-    QVERIFY(w.last_error().contains("neither a Strata report"));
+    QVERIFY(w.last_error().contains("not a file strata-gui opens"));
     QVERIFY(w.timeline()->model() == nullptr);  // nothing half-opened
   }
 };
