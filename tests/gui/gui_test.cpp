@@ -2,6 +2,7 @@
 // with every rank's rows, tasks and memory; each view renders something, with a row per rank; a
 // simulation runs as a child `strata simulate` and its report appears; a long one is cancelled
 // and its process is gone; bad files say what is wrong.
+#include <QDir>
 #include <QImage>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -182,6 +183,25 @@ class GuiTest : public QObject {
     }
     QVERIFY(full.full_trace() != nullptr);
     QVERIFY(fast.full_trace() == nullptr);
+  }
+
+  void opensEveryGoldenReport() {
+    // The checked-in golden reports (tests/golden/expected): memory bars as the files say. Their
+    // specs are not bundled, so the cluster view says so rather than drawing another cluster.
+    const QDir golden(QStringLiteral(STRATA_SOURCE_DIR "/tests/golden/expected"));
+    const QStringList files = golden.entryList({"*.report.json"}, QDir::Files);
+    QVERIFY(files.size() >= 6);
+    for (const QString& f : files) {
+      MainWindow w(options());
+      QVERIFY2(w.open_file(golden.filePath(f)), qPrintable(w.last_error()));
+      QCOMPARE(static_cast<int>(w.memory()->ranks().size()), w.report()->world_size);
+      for (std::size_t r = 0; r < w.memory()->ranks().size(); ++r) {
+        QCOMPARE(w.memory()->ranks()[r].peak_bytes, w.report()->ranks[r].peak_memory_bytes);
+        QCOMPARE(w.memory()->ranks()[r].capacity_bytes, w.report()->ranks[r].capacity_bytes);
+      }
+      QVERIFY(!w.cluster()->has_specs());
+      QVERIFY(w.timeline()->model() == nullptr);  // no trace beside it
+    }
   }
 
   void eachViewRendersARowPerRank() {
