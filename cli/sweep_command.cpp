@@ -27,7 +27,7 @@ const char* const kSweepHelp =
     R"(Usage: strata sweep --model M --cluster C --strategy S --vary PATH=V1,V2,... --out DIR
                     [--vary ...] [--set PATH=VALUE ...] [options]
 
-Simulate every combination of the varied fields: each point is the specs with the points'
+Simulate every combination of the varied fields: each point is the specs with the point's
 values set as by --set (docs/specs.md "Overriding fields"), simulated by a child
 `strata simulate` (one SimGrid engine per process), --jobs of them at a time. Progress goes to
 stderr, one line per finished point.
@@ -305,7 +305,11 @@ int sweep_command(const std::vector<std::string>& argv) {
                                   "--links"}),
                   {}, {"--exact", "--ignore-memory"});
   const std::vector<Vary> varies = parse_varies(args);
-  const fs::path out = args.require("--out");
+  fs::path out = args.require("--out");
+  if (!out.has_filename()) out = out.parent_path();  // "DIR/": the folder itself
+  if (out.empty() || out == "." || out == "..") {
+    throw ConfigError("--out = " + args.require("--out") + ": name a folder of its own to write");
+  }
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const int jobs = args.get_positive_int("--jobs").value_or(static_cast<int>(cores));
   std::vector<Point> points = combinations(varies);

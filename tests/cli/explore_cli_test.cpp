@@ -298,6 +298,12 @@ TEST_F(Explore, SweepRefusesABadVaryBeforeAnyWork) {
   r = run(std::string("sweep ") + kTiny + " --out " + out);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "--vary: required")) << r.err;
+  // "DIR/" is the folder DIR (written as DIR.partial, not DIR/.partial).
+  r = run(std::string("sweep ") + kTiny + " --vary strategy.micro_batch_size=3 --out " + out + "/");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out + "/sweep.csv"));
+  EXPECT_TRUE(has(read(out + "/sweep.csv"), "1,3,refused,1,"));
+  EXPECT_FALSE(fs::exists(out + ".partial"));
 }
 
 // ---------------------------------------------------------------------------------------------
