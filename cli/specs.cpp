@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "common/error.hpp"
@@ -243,10 +244,44 @@ void check_world(const Inputs& in, int world_size) {
   throw ConfigError(message);
 }
 
+// MemAvailable of /proc/meminfo in bytes, or 0 when it cannot be read.
+double available_host_bytes() {
+  std::ifstream in("/proc/meminfo");
+  for (std::string key; in >> key;) {
+    double kib = 0;
+    std::string unit;
+    in >> kib >> unit;
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
+
 }  // namespace
+
+double plan_host_bytes_estimate(const strategies::StrategySpec& s, const strategies::ModelSpec& m) {
+  // Measured on gpt-tiny with 2048 micro-batches per rank (docs/specs.md "Host memory"): 15-34
+  // tasks per layer and micro-batch in a program (34 with cp 4's ring steps), 380-460 bytes per
+  // task; programs are per pipeline stage, so pp cancels out of the total.
+  const double micro_batches = std::max(1, s.num_micro_batches());
+  const double tasks_per_layer = 24.0 + 8.0 * (s.cp - 1);
+  return 512.0 * micro_batches * m.num_hidden_layers * tasks_per_layer;
+}
 
 strategies::Plan lower_inputs(const Inputs& in, int world_size) {
   check_world(in, world_size);
+  const double need = plan_host_bytes_estimate(in.strategy, in.model);
+  const double have = available_host_bytes();
+  if (have > 0 && need > have) {
+    throw ConfigError(
+        "strategy '" + in.strategy.name + "': its Plan would need about " +
+        units::format_bytes(need) + " of host memory (" +
+        std::to_string(in.strategy.num_micro_batches()) + " micro-batches x " +
+        std::to_string(in.model.num_hidden_layers) + " layers, about " +
+        std::to_string(24 + 8 * (in.strategy.cp - 1)) +
+        " tasks of 512 bytes each), more than the " + units::format_bytes(have) +
+        " this machine has available; use fewer micro-batches (strategy.global_batch_size / "
+        "(micro_batch_size * dp))");
+  }
   strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, world_size);
   plan.provenance.overrides = in.overrides;
   return plan;

@@ -35,7 +35,12 @@ struct Inputs {
 Inputs load_inputs(const Args& args);
 // load_inputs, then strategies::lower.
 strategies::Plan lower_inputs(const Args& args);
+// A rough upper estimate of the host memory lowering the Plan takes (its tasks), in bytes.
+double plan_host_bytes_estimate(const strategies::StrategySpec& s, const strategies::ModelSpec& m);
+
 // strategies::lower of the inputs on `world_size` ranks, the overrides in its provenance. A
+// Plan whose estimate exceeds the host memory available (MemAvailable) is refused before any
+// work, with the estimate. A
 // world the strategy does not fill is a ConfigError saying what would fit: "strategy 'x' needs
 // dp*tp*pp*cp = 1*8*1*1 = 8 GPUs; the cluster 'dgx-a100-128n' has 1024 (128 nodes of 8): use
 // --gpus 8 or --nodes 1 (or --set strategy.dp=128 to use all 1024)".

@@ -195,6 +195,16 @@ TEST_F(Explore, AWorldSizeMismatchSaysWhatWouldFit) {
                          "--nodes 2")) << r.err;
 }
 
+// A Plan too large for this machine's memory is refused before lowering, with the estimate.
+TEST_F(Explore, APlanLargerThanHostMemoryIsRefusedWithTheEstimate) {
+  const Result r = run("plan " + std::string(kTiny) + " --gpus 1 "
+                       "--set strategy.global_batch_size=2000000000 --set strategy.micro_batch_size=1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.err, "strategy 'tiny-1rank': its Plan would need about 91552.73 GiB of "
+                         "host memory (2000000000 micro-batches x 4 layers, about 24 tasks of "
+                         "512 bytes each), more than the ")) << r.err;
+}
+
 // ---------------------------------------------------------------------------------------------
 // strata sweep
 
