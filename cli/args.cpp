@@ -24,7 +24,9 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& wi
       inline_value = arg.substr(eq + 1);
       arg = arg.substr(0, eq);
     }
-    if (values_.count(arg)) throw ConfigError(arg + ": given more than once");
+    if (values_.count(arg) && !kRepeatableFlags.count(arg)) {
+      throw ConfigError(arg + ": given more than once");
+    }
     if (switches.count(arg)) {
       if (inline_value) throw ConfigError(arg + " = " + *inline_value + ": takes no value");
       values_[arg] = "1";
@@ -37,6 +39,7 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& wi
         throw ConfigError(arg + ": missing value");
       }
       if (values_[arg].empty()) throw ConfigError(arg + ": empty value");
+      all_values_[arg].push_back(values_[arg]);
     } else if (optional_value.count(arg)) {
       if (inline_value) {
         values_[arg] = *inline_value;
@@ -55,6 +58,11 @@ std::optional<std::string> Args::get(const std::string& flag) const {
   const auto it = values_.find(flag);
   if (it == values_.end()) return std::nullopt;
   return it->second;
+}
+
+std::vector<std::string> Args::get_all(const std::string& flag) const {
+  const auto it = all_values_.find(flag);
+  return it == all_values_.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string Args::require(const std::string& flag) const {

@@ -11,6 +11,10 @@
 
 namespace strata::cli {
 
+// Flags that may be given more than once (`--set`, `--vary`): get() returns the last value,
+// get_all() every value in order.
+inline const std::set<std::string> kRepeatableFlags = {"--set", "--vary"};
+
 class Args {
  public:
   // `with_value`: flags that take a value; `optional_value`: flags whose value may be omitted
@@ -20,12 +24,15 @@ class Args {
 
   bool has(const std::string& flag) const { return values_.count(flag) > 0; }
   std::optional<std::string> get(const std::string& flag) const;
+  // Every value of a repeatable flag, in the order given (empty when absent).
+  std::vector<std::string> get_all(const std::string& flag) const;
   std::string require(const std::string& flag) const;
   // A positive integer flag; ConfigError naming the flag and value otherwise.
   std::optional<int> get_positive_int(const std::string& flag) const;
 
  private:
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> all_values_;
 };
 
 // `text` as an integer when all of it is one (std::stoll's syntax, in range), else nothing:

@@ -33,5 +33,8 @@ extern const char* const kProfileLinksHelp;
 // `strata validate`: profile, simulate, run under mpirun and compare (needs the simulator).
 int validate_command(const std::vector<std::string>& args);
 extern const char* const kValidateHelp;
+// `strata sweep`: simulate every combination of varied spec fields in child processes.
+int sweep_command(const std::vector<std::string>& args);
+extern const char* const kSweepHelp;
 
 }  // namespace strata::cli

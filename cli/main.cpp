@@ -26,7 +26,10 @@ Commands:
              and tokens/s.
   compare    Join a predicted and a measured trace of the same Plan task by task: the step, the
              idle time, each category of task and the worst-predicted tasks, predicted against
-             measured.
+             measured. Given two report.json files: their figures side by side with the
+             differences, per pipeline stage.
+  sweep      Simulate every combination of a few varied spec fields (--vary strategy.tp=1,2,4),
+             one child simulation per point, and write a CSV of their figures and a plot.
   validate   Close the loop on this machine: profile the Plan's ops and links, simulate it with
              those costs, run it for real under mpirun, and compare the step and every task,
              predicted against measured.
@@ -43,6 +46,8 @@ Specs are JSON files (docs/specs.md). Each --model/--cluster/--strategy takes a 
 of a bundled spec under configs/, for example:
 
   strata plan --model gpt3-175b --cluster dgx-a100-128n --strategy gpt3-175b-tp8-pp8-dp16
+
+and --set PATH=VALUE changes any field without a new file (--set strategy.tp=4).
 
 Exit codes: 0 success, 1 invalid input (the message names the field, value and rule),
 2 usage error, 3 the strategy does not fit in device memory.
@@ -94,6 +99,10 @@ int main(int argc, char** argv) {
         std::cout << strata::cli::kValidateHelp;
         return strata::cli::kExitOk;
       }
+      if (args[0] == "sweep") {
+        std::cout << strata::cli::kSweepHelp;
+        return strata::cli::kExitOk;
+      }
 #endif
       std::cerr << "strata: no command '" << args[0] << "' (see strata --help)\n";
       return strata::cli::kExitUsage;
@@ -112,8 +121,9 @@ int main(int argc, char** argv) {
                    "strata profile links --help)\n";
       return strata::cli::kExitUsage;
     }
-    if (command == "simulate" || command == "validate") {
+    if (command == "simulate" || command == "validate" || command == "sweep") {
 #if STRATA_HAVE_SIMGRID
+      if (command == "sweep") return strata::cli::sweep_command(args);
       return command == "simulate" ? strata::cli::simulate_command(args)
                                    : strata::cli::validate_command(args);
 #else

@@ -24,6 +24,8 @@ Options:
   --gpus N           world size: use the first N GPUs of the cluster (default: all of them);
                      must equal dp*tp*pp*cp of the strategy
   --nodes N          rescale a uniform cluster to N nodes before planning
+  --set PATH=VALUE   override a spec field, e.g. --set strategy.tp=4 (repeatable; checked like
+                     the file; docs/specs.md "Overriding fields: --set")
   --out FILE         write the full Plan (every program's tasks, ops and buffers) as JSON;
                      '-' writes it to stdout
   --json [FILE]      print the summary as JSON instead of text (to FILE, or stdout)

@@ -37,6 +37,7 @@ Options:
                      profile is filed under its device name, so it must describe CPUs
   --gpus N           world size (default: the strategy's dp * tp * pp * cp)
   --nodes N          rescale a uniform cluster to N nodes
+  --set PATH=VALUE   override a spec field (repeatable; docs/specs.md "Overriding fields")
   --device D         where to time: cpu (default) or cuda (GPU 0, with CUDA events around each
                      op; the cluster must then describe that GPU). Only GELU and LayerNorm have
                      CUDA kernels until the executor's GPU backend (issue 19) exists: another op
@@ -105,7 +106,7 @@ int profile_ops_command(const std::vector<std::string>& argv_in) {
   }
   Inputs in = load_inputs(args);
   if (!args.has("--gpus")) in.world_size = in.strategy.world_size();
-  const strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, in.world_size);
+  const strategies::Plan plan = lower_inputs(in, in.world_size);
 
   options.progress = [](std::size_t number, std::size_t count, const profiler::OpSite& site) {
     std::cerr << progress_line(number, count, site.key) << std::endl;

@@ -28,6 +28,7 @@ MPI collectives. N must equal dp * tp * pp of the strategy; without mpirun the w
 Required:
   --model M          model spec file or bundled name (configs/models/), e.g. gpt-tiny
   --strategy S       strategy spec file or bundled name (configs/strategies/), e.g. tiny-dp2
+  --set PATH=VALUE   override a spec field (repeatable; docs/specs.md "Overriding fields")
 
 Options:
   --cluster C        cluster spec the Plan is lowered for (default: local-cpu, this machine)
@@ -73,7 +74,7 @@ int run_command(const std::vector<std::string>& argv_in) {
   // Arguments are checked before MPI starts, so a usage error is one message, not N.
   const Args args(argv, {"--model", "--cluster", "--strategy", "--steps", "--seed", "--lr",
                          "--data", "--json", "--save", "--save-every", "--resume", "--trace",
-                         "--dump-gradients"},
+                         "--dump-gradients", "--set"},
                   {}, {});
   // Under mpirun the world is MPI's; started directly, it is one rank without MPI at all.
   auto comm = exec::built_with_mpi() && under_mpi_launcher() ? exec::make_mpi_comm()

@@ -32,6 +32,8 @@ Required:
 Options:
   --gpus N             world size: the first N GPUs of the cluster (default: all)
   --nodes N            rescale a uniform cluster to N nodes
+  --set PATH=VALUE     override a spec field, e.g. --set strategy.tp=4 (repeatable; checked
+                       like the file; docs/specs.md "Overriding fields: --set")
   --json FILE          write report.json ('-' for stdout, replacing the table)
   --trace FILE         write a Chrome/Perfetto trace.json of the traced ranks
   --trace-ranks LIST   ranks to trace: "all" or comma-separated ranks (default: the first rank

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "common/error.hpp"
@@ -18,7 +19,117 @@ std::string config_dir() {
   return STRATA_CONFIG_DIR;
 }
 
+std::string joined(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : sep) + i;
+  return out;
+}
+
+// The spec file's JSON with the overrides of its kind applied, parsed by `parse`; an error
+// from the parser names the file and the overrides that were applied.
+template <typename Parse>
+auto load_overridden(const std::string& kind, const std::string& path,
+                     const std::vector<Override>& overrides, Parse parse) {
+  json::Json j = json::parse_file(path);
+  std::vector<std::string> applied;
+  for (const Override& o : overrides) {
+    if (o.spec != kind) continue;
+    apply_override(j, o);
+    applied.push_back(o.text);
+  }
+  try {
+    return parse(j, kind);
+  } catch (const ConfigError& e) {
+    if (applied.empty()) throw ConfigError(path + ": " + e.what());
+    throw ConfigError(path + " with --set " + joined(applied, ", --set ") + ": " + e.what());
+  }
+}
+
 }  // namespace
+
+Override parse_override(const std::string& text) {
+  const std::size_t eq = text.find('=');
+  if (eq == std::string::npos) {
+    throw ConfigError("--set " + text + ": expected PATH=VALUE (e.g. --set strategy.tp=4)");
+  }
+  Override o;
+  o.text = text;
+  std::vector<std::string> keys;
+  const std::string path = text.substr(0, eq);
+  std::size_t at = 0;
+  while (true) {
+    const std::size_t dot = std::min(path.find('.', at), path.size());
+    keys.push_back(path.substr(at, dot - at));
+    if (keys.back().empty()) {
+      throw ConfigError("--set " + text + ": '" + path + "' has an empty key (PATH is keys "
+                        "joined by dots, e.g. cluster.gpu.memory_bytes)");
+    }
+    if (dot == path.size()) break;
+    at = dot + 1;
+  }
+  o.spec = keys.front();
+  if (o.spec != "model" && o.spec != "cluster" && o.spec != "strategy") {
+    throw ConfigError("--set " + text + ": '" + o.spec +
+                      "' is not a spec; a path starts with model, cluster or strategy");
+  }
+  if (keys.size() == 1) {
+    throw ConfigError("--set " + text + ": name a field of the " + o.spec + " (e.g. " + o.spec +
+                      "." + (o.spec == "model" ? "seq_length" : o.spec == "cluster" ? "nodes" : "tp") +
+                      "=...)");
+  }
+  o.path.assign(keys.begin() + 1, keys.end());
+  const std::string value = text.substr(eq + 1);
+  try {
+    o.value = json::parse(value, "--set");
+  } catch (const ConfigError&) {
+    o.value = value;  // not JSON: a string (schedule=1f1b, precision=bf16)
+  }
+  return o;
+}
+
+void apply_override(json::Json& spec, const Override& o) {
+  const std::string what = "--set " + o.text + ": ";
+  // A Hugging Face config: its reader ignores keys it does not know, so a misspelt key would
+  // silently change nothing.
+  if (o.spec == "model" && spec.is_object() && spec.contains("model_type") &&
+      spec["model_type"].is_string()) {
+    const std::vector<std::string> read = strategies::huggingface_keys(spec["model_type"].get<std::string>());
+    if (!read.empty() && std::find(read.begin(), read.end(), o.path[0]) == read.end()) {
+      throw ConfigError(what + "Strata's reader of Hugging Face \"" +
+                        spec["model_type"].get<std::string>() + "\" configs does not read '" +
+                        o.path[0] + "' (it reads: " + joined(read, ", ") + ")");
+    }
+  }
+  json::Json* node = &spec;
+  std::string at = o.spec;
+  for (std::size_t i = 0; i < o.path.size(); ++i) {
+    const std::string& key = o.path[i];
+    const bool last = i + 1 == o.path.size();
+    if (node->is_object()) {
+      if (!node->contains(key) && !last) (*node)[key] = json::Json::object();
+      node = &(*node)[key];
+    } else if (node->is_array()) {
+      std::size_t used = 0;
+      long long index = -1;
+      try {
+        index = std::stoll(key, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != key.size() || index < 0 || index >= static_cast<long long>(node->size())) {
+        throw ConfigError(what + at + " is a list of " + std::to_string(node->size()) +
+                          " entries: '" + key + "' is not an index from 0 to " +
+                          std::to_string(static_cast<long long>(node->size()) - 1));
+      }
+      node = &(*node)[static_cast<std::size_t>(index)];
+    } else {
+      throw ConfigError(what + at + " = " + json::show(*node) +
+                        " has no fields: it is not an object or a list");
+    }
+    at += "." + key;
+  }
+  *node = o.value;
+}
 
 std::set<std::string> spec_flags_and(std::initializer_list<std::string> more) {
   std::set<std::string> flags = kSpecFlags;
@@ -59,19 +170,121 @@ std::vector<std::string> with_local_cluster(std::vector<std::string> argv) {
 Inputs load_inputs(const Args& args) {
   using namespace strategies;
   Inputs in;
-  in.model = load_model(resolve_spec("models", "--model", args.require("--model")));
-  in.cluster = load_cluster(resolve_spec("clusters", "--cluster", args.require("--cluster")));
-  in.strategy = load_strategy(resolve_spec("strategies", "--strategy", args.require("--strategy")));
+  std::vector<Override> overrides;
+  for (const std::string& text : args.get_all("--set")) {
+    overrides.push_back(parse_override(text));
+    in.overrides.push_back(text);
+  }
+  // Malformed overrides first, then every spec file is resolved before any is read, so a
+  // missing file is reported before what an override does to another file.
+  const std::string model = resolve_spec("models", "--model", args.require("--model"));
+  const std::string cluster = resolve_spec("clusters", "--cluster", args.require("--cluster"));
+  const std::string strategy = resolve_spec("strategies", "--strategy", args.require("--strategy"));
+  in.model = load_overridden("model", model, overrides, [](const json::Json& j, const std::string& w) {
+    return parse_model(j, w);
+  });
+  in.cluster = load_overridden("cluster", cluster, overrides,
+                               [](const json::Json& j, const std::string& w) {
+                                 return parse_cluster(j, w);
+                               });
+  in.strategy = load_overridden("strategy", strategy, overrides,
+                                [](const json::Json& j, const std::string& w) {
+                                  return parse_strategy(j, w);
+                                });
+  // A vocabulary tp does not divide is padded as Megatron-LM pads it (GPT-2's 50257 with tp 2).
+  in.model = padded_for_tp(in.model, in.strategy.tp);
   if (const auto nodes = args.get_positive_int("--nodes")) {
     in.cluster = with_nodes(in.cluster, *nodes);
   }
+  in.world_from_gpus = args.has("--gpus");
   in.world_size = args.get_positive_int("--gpus").value_or(in.cluster.total_gpus());
   return in;
 }
 
 strategies::Plan lower_inputs(const Args& args) {
   const Inputs in = load_inputs(args);
-  return strategies::lower(in.model, in.cluster, in.strategy, in.world_size);
+  return lower_inputs(in, in.world_size);
+}
+
+namespace {
+
+void check_world(const Inputs& in, int world_size) {
+  const strategies::StrategySpec& s = in.strategy;
+  const strategies::ClusterSpec& c = in.cluster;
+  const long long need = static_cast<long long>(s.dp) * s.tp * s.pp * s.cp;
+  if (need == world_size) return;
+  auto str = [](long long v) { return std::to_string(v); };
+  std::string message = "strategy '" + s.name + "' needs dp*tp*pp*cp = " + str(s.dp) + "*" +
+                        str(s.tp) + "*" + str(s.pp) + "*" + str(s.cp) + " = " + str(need) +
+                        " GPUs; ";
+  const int total = c.total_gpus();
+  if (in.world_from_gpus) {
+    message += "--gpus is " + str(world_size);
+  } else {
+    message += "the cluster '" + c.name + "' has " + str(total);
+    if (!c.heterogeneous()) {
+      const auto& g = c.node_groups.front();
+      message += " (" + str(g.nodes) + (g.nodes == 1 ? " node of " : " nodes of ") +
+                 str(g.gpus_per_node) + ")";
+    }
+  }
+  std::vector<std::string> fixes;
+  if (need <= total) fixes.push_back("--gpus " + str(need));
+  if (!c.heterogeneous() && need % c.node_groups.front().gpus_per_node == 0) {
+    const long long nodes = need / c.node_groups.front().gpus_per_node;
+    if (nodes != c.node_groups.front().nodes) fixes.push_back("--nodes " + str(nodes));
+  }
+  message += fixes.empty() ? ": the cluster is too small for it"
+                           : ": use " + joined(fixes, " or ");
+  const long long others = static_cast<long long>(s.tp) * s.pp * s.cp;
+  if (world_size % others == 0) {
+    message += " (or --set strategy.dp=" + str(world_size / others) + " to use all " +
+               str(world_size) + ")";
+  }
+  throw ConfigError(message);
+}
+
+// MemAvailable of /proc/meminfo in bytes, or 0 when it cannot be read.
+double available_host_bytes() {
+  std::ifstream in("/proc/meminfo");
+  for (std::string key; in >> key;) {
+    double kib = 0;
+    std::string unit;
+    in >> kib >> unit;
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
+
+}  // namespace
+
+double plan_host_bytes_estimate(const strategies::StrategySpec& s, const strategies::ModelSpec& m) {
+  // Measured on gpt-tiny with 2048 micro-batches per rank (docs/specs.md "Host memory"): 15-34
+  // tasks per layer and micro-batch in a program (34 with cp 4's ring steps), 380-460 bytes per
+  // task; programs are per pipeline stage, so pp cancels out of the total.
+  const double micro_batches = std::max(1, s.num_micro_batches());
+  const double tasks_per_layer = 24.0 + 8.0 * (s.cp - 1);
+  return 512.0 * micro_batches * m.num_hidden_layers * tasks_per_layer;
+}
+
+strategies::Plan lower_inputs(const Inputs& in, int world_size) {
+  check_world(in, world_size);
+  const double need = plan_host_bytes_estimate(in.strategy, in.model);
+  const double have = available_host_bytes();
+  if (have > 0 && need > have) {
+    throw ConfigError(
+        "strategy '" + in.strategy.name + "': its Plan would need about " +
+        units::format_bytes(need) + " of host memory (" +
+        std::to_string(in.strategy.num_micro_batches()) + " micro-batches x " +
+        std::to_string(in.model.num_hidden_layers) + " layers, about " +
+        std::to_string(24 + 8 * (in.strategy.cp - 1)) +
+        " tasks of 512 bytes each), more than the " + units::format_bytes(have) +
+        " this machine has available; use fewer micro-batches (strategy.global_batch_size / "
+        "(micro_batch_size * dp))");
+  }
+  strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, world_size);
+  plan.provenance.overrides = in.overrides;
+  return plan;
 }
 
 std::string over_capacity(const strategies::Plan& plan, int rank) {

@@ -1,6 +1,6 @@
 // The spec flags every command that lowers a Plan takes (--model, --cluster, --strategy,
-// --gpus, --nodes): resolving bundled names under configs/, loading, rescaling, lowering, and
-// the message for a rank that does not fit.
+// --gpus, --nodes, --set): resolving bundled names under configs/, loading, overriding fields
+// by their JSON path, rescaling, lowering, and the message for a rank that does not fit.
 #pragma once
 
 #include <initializer_list>
@@ -15,7 +15,7 @@
 namespace strata::cli {
 
 inline const std::set<std::string> kSpecFlags = {"--model", "--cluster", "--strategy", "--gpus",
-                                                 "--nodes"};
+                                                 "--nodes", "--set"};
 // kSpecFlags and a command's own flags that take a value.
 std::set<std::string> spec_flags_and(std::initializer_list<std::string> more);
 
@@ -28,10 +28,41 @@ struct Inputs {
   strategies::ClusterSpec cluster;
   strategies::StrategySpec strategy;
   int world_size = 0;  // --gpus, or every GPU of the (rescaled) cluster
+  bool world_from_gpus = false;  // whether --gpus gave it
+  std::vector<std::string> overrides;  // the --set PATH=VALUE given, in order
 };
+// The specs of --model, --cluster and --strategy with every --set applied, then --nodes.
 Inputs load_inputs(const Args& args);
 // load_inputs, then strategies::lower.
 strategies::Plan lower_inputs(const Args& args);
+// A rough upper estimate of the host memory lowering the Plan takes (its tasks), in bytes.
+double plan_host_bytes_estimate(const strategies::StrategySpec& s, const strategies::ModelSpec& m);
+
+// strategies::lower of the inputs on `world_size` ranks, the overrides in its provenance. A
+// Plan whose estimate exceeds the host memory available (MemAvailable) is refused before any
+// work, with the estimate. A
+// world the strategy does not fill is a ConfigError saying what would fit: "strategy 'x' needs
+// dp*tp*pp*cp = 1*8*1*1 = 8 GPUs; the cluster 'dgx-a100-128n' has 1024 (128 nodes of 8): use
+// --gpus 8 or --nodes 1 (or --set strategy.dp=128 to use all 1024)".
+strategies::Plan lower_inputs(const Inputs& in, int world_size);
+
+// One `--set PATH=VALUE`: PATH starts with model, cluster or strategy and names a field by its
+// JSON keys (array entries by index: strategy.layer_overrides.0.tp); VALUE is JSON when it
+// parses as JSON (numbers, true/false, lists, objects), else a string.
+struct Override {
+  std::string text;               // as given
+  std::string spec;               // "model", "cluster" or "strategy"
+  std::vector<std::string> path;  // the keys below the spec
+  json::Json value;
+};
+// ConfigError for a malformed one (no '=', no field, an unknown spec).
+Override parse_override(const std::string& text);
+// Sets the field in `spec` (the parsed JSON of the file). An existing field is replaced; a
+// missing key is added (with the objects above it), and the spec's parser then refuses it unless
+// the format has that optional key -- except in a Hugging Face config, whose reader ignores keys
+// it does not know: there a key the reader does not read is refused here. Indexing into
+// something that is not an object or list is a ConfigError naming the path.
+void apply_override(json::Json& spec, const Override& o);
 
 // Resolves a spec argument: an existing file path, or the name of a bundled spec in
 // configs/<kind>/ ("models", "clusters", "strategies"). ConfigError listing the bundled names.

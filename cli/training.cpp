@@ -122,19 +122,16 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   t.save_every = args.get_positive_int("--save-every").value_or(0);
   if (const auto seed = args.get_positive_int("--seed")) t.options.seed = static_cast<unsigned>(*seed);
   t.options.adam.lr = static_cast<float>(parse_positive_double(args, "--lr", t.options.adam.lr));
-  const strategies::ModelSpec model =
-      strategies::load_model(resolve_spec("models", "--model", args.require("--model")));
-  const strategies::ClusterSpec cluster =
-      strategies::load_cluster(resolve_spec("clusters", "--cluster", args.require("--cluster")));
-  const strategies::StrategySpec strategy = strategies::load_strategy(
-      resolve_spec("strategies", "--strategy", args.require("--strategy")));
+  const Inputs in = load_inputs(args);  // --model, --cluster, --strategy and every --set
+  const strategies::ModelSpec& model = in.model;
+  const strategies::StrategySpec& strategy = in.strategy;
   check_no_fp8(strategy);
   if (strategy.world_size() != comm.size()) {
     throw ConfigError("world size = " + std::to_string(comm.size()) + " (mpirun -np): strategy '" +
                       strategy.name + "' needs dp * tp * pp * cp = " +
                       std::to_string(strategy.world_size()) + " ranks");
   }
-  t.plan = std::make_unique<strategies::Plan>(strategies::lower(model, cluster, strategy, comm.size()));
+  t.plan = std::make_unique<strategies::Plan>(lower_inputs(in, comm.size()));
   check_runnable(*t.plan);
   // Fault injection for the tests (docs/executor.md): STRATA_TEST_GRAD_SCALE=X scales the
   // logits' gradient, which the loss curve hardly shows and the gradients do.

@@ -43,6 +43,7 @@ and pass, each collective kind, transfers) and the idle time, with relative erro
 Required:
   --model M          model spec file or bundled name (configs/models/), e.g. gpt-10m
   --strategy S       strategy spec file or bundled name (configs/strategies/)
+  --set PATH=VALUE   override a spec field in every stage (repeatable; docs/specs.md)
   --np N             ranks to run: must equal the strategy's dp * tp * pp * cp
 
 Options:
@@ -155,7 +156,7 @@ int validate_command(const std::vector<std::string>& argv_in) {
   const Args args(argv,
                   {"--model", "--strategy", "--cluster", "--np", "--out", "--profile", "--links",
                    "--steps", "--warmup", "--repetitions", "--trials", "--max-bytes", "--mpirun",
-                   "--worst"},
+                   "--worst", "--set"},
                   {}, {});
   const std::string model = args.require("--model"), strategy = args.require("--strategy"),
                     cluster = args.require("--cluster");
@@ -185,7 +186,7 @@ int validate_command(const std::vector<std::string>& argv_in) {
     throw ConfigError("--np = " + std::to_string(np) + ": cluster '" + in.cluster.name + "' has " +
                       std::to_string(in.cluster.total_gpus()) + " ranks");
   }
-  const strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, np);
+  const strategies::Plan plan = lower_inputs(in, np);
   const int over = strategies::first_rank_over_capacity(plan);
   if (over >= 0)
     throw ConfigError("strategy '" + in.strategy.name +
@@ -208,8 +209,9 @@ int validate_command(const std::vector<std::string>& argv_in) {
   auto file = [&](const std::string& name) { return (staging / name).string(); };
 
   const std::string self = self_executable();
-  const std::vector<std::string> specs = {"--model", model,       "--strategy",
-                                          strategy,  "--cluster", cluster};
+  std::vector<std::string> specs = {"--model", model,       "--strategy",
+                                    strategy,  "--cluster", cluster};
+  for (const std::string& o : args.get_all("--set")) specs.insert(specs.end(), {"--set", o});
   const std::optional<std::string> custom = args.get("--mpirun");
   const std::vector<std::string> launcher = mpi_launcher(np, custom);
   std::vector<Stage> stages;

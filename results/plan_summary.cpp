@@ -48,6 +48,15 @@ std::string render_plan_summary(const json::Json& j) {
   os << "Strata plan: " << j["model"].get<std::string>() << " on "
      << j["cluster"].get<std::string>() << ", strategy " << j["strategy"].get<std::string>()
      << "\n";
+  if (j.contains("seq_length")) {
+    os << "  model          sequence length " << j["seq_length"] << ", vocabulary "
+       << j["vocab_size"];
+    if (j.contains("unpadded_vocab_size")) {
+      os << " (" << j["unpadded_vocab_size"] << " padded to a multiple of "
+         << j["make_vocab_size_divisible_by"] << " x tp " << j["degrees"]["tp"] << ")";
+    }
+    os << "\n";
+  }
   os << "  world          " << j["world_size"] << " ranks = dp " << d["dp"] << " x tp " << d["tp"]
      << " x pp " << d["pp"] << " x cp " << d["cp"] << " (ep " << d["ep"] << " inside dp), order "
      << j["order"].get<std::string>() << "\n";

@@ -172,6 +172,8 @@ std::string render_report(const Report& r) {
   std::ostringstream os;
   os << "Strata simulation: " << r.model << " on " << r.cluster << " (" << r.world_size
      << " GPUs), strategy " << r.strategy << "\n";
+  os << "  batch              " << r.global_batch_size << " sequences of " << r.seq_length
+     << " tokens\n";
   os << "  step time          " << fixed(r.step_time_s, 4) << " s\n";
   os << "  throughput         " << fixed(r.tokens_per_s, 0) << " tokens/s\n";
   os << "  TFLOP/s per GPU    " << fixed(r.tflops_per_gpu, 1) << " model, "

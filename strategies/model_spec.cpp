@@ -91,7 +91,7 @@ ModelSpec parse_ours(const Json& j, const std::string& what) {
   r.finish({"name", "family", "num_hidden_layers", "hidden_size", "num_attention_heads",
             "num_key_value_heads", "intermediate_size", "vocab_size", "seq_length", "hidden_act",
             "norm", "tie_word_embeddings", "position_embeddings", "bias", "dropout",
-            "layer_norm_eps", "rms_norm_eps"});
+            "layer_norm_eps", "rms_norm_eps", "make_vocab_size_divisible_by"});
   ModelSpec m;
   m.name = r.get_string("name");
   if (m.name.empty()) json::fail(r.field("name"), m.name, "must not be empty");
@@ -110,6 +110,7 @@ ModelSpec parse_ours(const Json& j, const std::string& what) {
   }
   m.vocab_size = detail::read_positive_int(r, "vocab_size");
   m.seq_length = detail::read_positive_int(r, "seq_length");
+  m.make_vocab_size_divisible_by = detail::read_positive_int(r, "make_vocab_size_divisible_by", 128);
   m.hidden_act =
       static_cast<Activation>(detail::read_choice(r, "hidden_act", kActivations, gpt ? 0 : 1));
   m.norm = static_cast<NormKind>(detail::read_choice(r, "norm", kNorms, gpt ? 0 : 1));
@@ -138,6 +139,26 @@ ModelSpec parse_ours(const Json& j, const std::string& what) {
   return m;
 }
 
+// A Hugging Face config's training sequence length: our key seq_length, required (the config
+// says how long a sequence the model can take, not how long the sequences it is trained on
+// are), at most the config's `max_key` (`max_positions`, the reason in `why`). Also our
+// make_vocab_size_divisible_by.
+void read_training_seq_length(json::ObjectReader& r, ModelSpec& m, const std::string& max_key,
+                              int max_positions, const std::string& why) {
+  if (!r.has("seq_length")) {
+    throw ConfigError(r.field("seq_length") + ": required for a Hugging Face config: the "
+                      "training sequence length is a training choice, not " + max_key + " (" +
+                      std::to_string(max_positions) + ", the longest the model takes); add "
+                      "\"seq_length\": N to the file or give --set model.seq_length=N");
+  }
+  m.seq_length = detail::read_positive_int(r, "seq_length");
+  if (m.seq_length > max_positions) {
+    json::fail(r.field("seq_length"), m.seq_length,
+               "must be at most " + max_key + " (" + std::to_string(max_positions) + "): " + why);
+  }
+  m.make_vocab_size_divisible_by = detail::read_positive_int(r, "make_vocab_size_divisible_by", 128);
+}
+
 // Hugging Face GPT-2 (transformers' GPT2Config key names and defaults).
 void read_hf_gpt2(json::ObjectReader& r, ModelSpec& m) {
   m.family = ModelFamily::kGpt;
@@ -148,11 +169,10 @@ void read_hf_gpt2(json::ObjectReader& r, ModelSpec& m) {
   m.intermediate_size =
       detail::read_positive_int(r, "n_inner", four_times(r, "n_embd", m.hidden_size));
   m.vocab_size = detail::read_positive_int(r, "vocab_size");
-  if (r.has("n_positions") || !r.has("n_ctx")) {
-    m.seq_length = detail::read_positive_int(r, "n_positions");
-  } else {
-    m.seq_length = detail::read_positive_int(r, "n_ctx");
-  }
+  const std::string positions = r.has("n_positions") || !r.has("n_ctx") ? "n_positions" : "n_ctx";
+  const int max_positions = detail::read_positive_int(r, positions);
+  read_training_seq_length(r, m, positions, max_positions,
+                           "the learned position table has that many rows");
   const std::string act = r.get_string_or("activation_function", "gelu_new");
   if (act != "gelu" && act != "gelu_new" && act != "gelu_fast" && act != "gelu_pytorch_tanh") {
     json::fail(r.field("activation_function"), act,
@@ -182,7 +202,9 @@ void read_hf_llama(json::ObjectReader& r, ModelSpec& m) {
       detail::read_positive_int(r, "num_key_value_heads", m.num_attention_heads);
   m.intermediate_size = detail::read_positive_int(r, "intermediate_size");
   m.vocab_size = detail::read_positive_int(r, "vocab_size");
-  m.seq_length = detail::read_positive_int(r, "max_position_embeddings");
+  read_training_seq_length(r, m, "max_position_embeddings",
+                           detail::read_positive_int(r, "max_position_embeddings"),
+                           "longer sequences need RoPE scaling, which Strata does not model");
   const std::string act = r.get_string_or("hidden_act", "silu");
   if (act != "silu") {
     json::fail(r.field("hidden_act"), act,
@@ -252,6 +274,41 @@ ModelSpec parse_model(const Json& j, const std::string& what) {
   return parse_ours(j, what);
 }
 
+ModelSpec padded_for_tp(const ModelSpec& m, int tp) {
+  if (tp <= 1 || m.vocab_size % tp == 0) return m;
+  const long long multiple = static_cast<long long>(m.make_vocab_size_divisible_by) * tp;
+  const long long padded = (m.vocab_size + multiple - 1) / multiple * multiple;
+  if (padded > INT_MAX) {
+    json::fail("model.make_vocab_size_divisible_by", m.make_vocab_size_divisible_by,
+               "the vocabulary padded to a multiple of it times tp (" + std::to_string(tp) +
+                   ") is too large");
+  }
+  ModelSpec p = m;
+  p.unpadded_vocab_size = m.unpadded_vocab_size > 0 ? m.unpadded_vocab_size : m.vocab_size;
+  p.vocab_size = static_cast<int>(padded);
+  return p;
+}
+
+std::vector<std::string> huggingface_keys(const std::string& model_type) {
+  std::vector<std::string> common = {"model_type",          "_name_or_path", "vocab_size",
+                                     "tie_word_embeddings", "seq_length",
+                                     "make_vocab_size_divisible_by", "source", "notes"};
+  std::vector<std::string> own;
+  if (model_type == "gpt2") {
+    own = {"n_layer", "n_embd", "n_head", "n_inner", "n_positions", "n_ctx",
+           "activation_function", "layer_norm_epsilon", "resid_pdrop", "attn_pdrop",
+           "embd_pdrop"};
+  } else if (model_type == "llama") {
+    own = {"num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
+           "intermediate_size", "max_position_embeddings", "hidden_act", "rms_norm_eps",
+           "attention_bias", "mlp_bias", "attention_dropout", "head_dim"};
+  } else {
+    return {};
+  }
+  common.insert(common.end(), own.begin(), own.end());
+  return common;
+}
+
 ModelSpec load_model(const std::string& path) {
   const Json j = json::parse_file(path);
   try {
@@ -272,6 +329,9 @@ Json to_json(const ModelSpec& m) {
   j["intermediate_size"] = m.intermediate_size;
   j["vocab_size"] = m.vocab_size;
   j["seq_length"] = m.seq_length;
+  if (m.make_vocab_size_divisible_by != 128) {
+    j["make_vocab_size_divisible_by"] = m.make_vocab_size_divisible_by;
+  }
   j["hidden_act"] = kActivations[static_cast<int>(m.hidden_act)];
   j["norm"] = kNorms[static_cast<int>(m.norm)];
   j["tie_word_embeddings"] = m.tie_word_embeddings;

@@ -65,6 +65,12 @@ json::Json plan_summary(const Plan& plan) {
   j["model"] = plan.model.name;
   j["cluster"] = plan.cluster.name;
   j["strategy"] = s.name;
+  j["seq_length"] = plan.model.seq_length;
+  j["vocab_size"] = plan.model.vocab_size;
+  if (plan.model.unpadded_vocab_size > 0) {  // padded for tp (docs/specs.md)
+    j["unpadded_vocab_size"] = plan.model.unpadded_vocab_size;
+    j["make_vocab_size_divisible_by"] = plan.model.make_vocab_size_divisible_by;
+  }
   j["world_size"] = plan.world_size;
   j["degrees"] = {{"dp", s.dp}, {"tp", s.tp}, {"pp", s.pp}, {"cp", s.cp}, {"ep", s.ep}};
   j["order"] = s.order_string();

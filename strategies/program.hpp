@@ -497,6 +497,9 @@ struct Provenance {
   std::string model_hash;
   std::string cluster_hash;
   std::string strategy_hash;
+  // The command line's `--set PATH=VALUE` overrides applied to the spec files, in order (the
+  // hashes are of the specs after them); written only when there are some.
+  std::vector<std::string> overrides;
 };
 
 // Everything a consumer needs to run or price the programs, without the specs.

@@ -155,10 +155,12 @@ GroupKind parse_group_kind(const std::string& s, const std::string& f) {
 }
 
 json::Json provenance_to_json(const Provenance& p) {
-  return {{"strata_version", p.strata_version},
-          {"model_hash", p.model_hash},
-          {"cluster_hash", p.cluster_hash},
-          {"strategy_hash", p.strategy_hash}};
+  json::Json j = {{"strata_version", p.strata_version},
+                  {"model_hash", p.model_hash},
+                  {"cluster_hash", p.cluster_hash},
+                  {"strategy_hash", p.strategy_hash}};
+  if (!p.overrides.empty()) j["overrides"] = p.overrides;
+  return j;
 }
 
 json::Json memory_to_json(const MemorySummary& m) {

@@ -28,8 +28,13 @@ struct ModelSpec {
   int num_attention_heads = 0;   // a
   int num_key_value_heads = 0;   // GQA; == num_attention_heads for multi-head attention
   int intermediate_size = 0;     // f (4h for GPT)
-  int vocab_size = 0;            // V
-  int seq_length = 0;            // s
+  int vocab_size = 0;            // V (after padding for tensor parallelism, when padded)
+  int seq_length = 0;            // s: the training sequence length
+  // Megatron-LM's make_vocab_size_divisible_by: a vocabulary that tp does not divide is padded
+  // to a multiple of this times tp (padded_for_tp). unpadded_vocab_size is the tokenizer's
+  // vocabulary when it was padded, else 0.
+  int make_vocab_size_divisible_by = 128;
+  int unpadded_vocab_size = 0;
   Activation hidden_act = Activation::kGelu;
   NormKind norm = NormKind::kLayerNorm;
   bool tie_word_embeddings = true;
@@ -49,6 +54,13 @@ struct ModelSpec {
 ModelSpec parse_model(const json::Json& j, const std::string& what = "model");
 ModelSpec load_model(const std::string& path);
 json::Json to_json(const ModelSpec& m);
+// The model with its vocabulary padded for tensor parallelism `tp`, the way Megatron-LM does
+// (up to a multiple of make_vocab_size_divisible_by * tp), when tp does not divide vocab_size;
+// unchanged when it does, so a vocabulary that splits evenly keeps its exact size.
+ModelSpec padded_for_tp(const ModelSpec& m, int tp);
+// The keys Strata's reader of a Hugging Face config of `model_type` reads (every other key of a
+// config.json is ignored); empty for a model_type it does not read.
+std::vector<std::string> huggingface_keys(const std::string& model_type);
 
 // Parameters of one transformer layer (weights + biases + norms), unsharded.
 std::int64_t layer_params(const ModelSpec& m);

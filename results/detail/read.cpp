@@ -23,6 +23,14 @@ strategies::Provenance read_provenance(json::ObjectReader& parent) {
   p.model_hash = r.get_string("model_hash");
   p.cluster_hash = r.get_string("cluster_hash");
   p.strategy_hash = r.get_string("strategy_hash");
+  if (r.has("overrides")) {
+    const json::Json& list = r.get_raw("overrides");
+    if (!list.is_array()) json::fail(r.field("overrides"), list, "must be a list of strings");
+    for (const json::Json& o : list) {
+      if (!o.is_string()) json::fail(r.field("overrides"), o, "must be a string");
+      p.overrides.push_back(o.get<std::string>());
+    }
+  }
   r.finish({});
   return p;
 }

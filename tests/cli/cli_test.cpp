@@ -175,13 +175,14 @@ TEST_F(Cli, JsonSummaryAndPlanFile) {
 }
 
 TEST_F(Cli, InvalidStrategyNamesFieldValueAndRuleAndWritesNothing) {
-  const std::string bad = write("bad.json", R"({"name": "bad", "tp": 3, "pp": 1, "dp": 1,
+  // tp 5 does not divide the 96 heads (a vocabulary it does not divide would be padded).
+  const std::string bad = write("bad.json", R"({"name": "bad", "tp": 5, "pp": 1, "dp": 1,
     "micro_batch_size": 1, "global_batch_size": 8})");
   const std::string plan = (dir_ / "plan.json").string();
-  const Result r = run("plan --model gpt3-175b --cluster dgx-a100-128n --gpus 3 --strategy " +
+  const Result r = run("plan --model gpt3-175b --cluster dgx-a100-128n --gpus 5 --strategy " +
                        bad + " --out " + plan);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("strategy.tp = 3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("strategy.tp = 5"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("divisible"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(plan));
 }

@@ -22,7 +22,7 @@ Report sample_report() {
   r.model = "gpt-test";
   r.cluster = "test-cluster";
   r.strategy = "dp1-tp1-pp3";
-  r.provenance = {"0.1.0+abc", "m1", "c2", "s3"};
+  r.provenance = {"0.1.0+abc", "m1", "c2", "s3", {}};
   r.world_size = 3;
   r.global_batch_size = 12;
   r.seq_length = 256;
@@ -78,6 +78,18 @@ TEST(ReportJson, WriteThenReadGivesEveryFieldBack) {
   const Report back = report_from_json(j);
   expect_same(r, back);
   EXPECT_EQ(report_to_json(back), j);
+}
+
+TEST(ReportJson, OverridesInTheProvenanceRoundTripAndAreAbsentWhenNone) {
+  Report r = sample_report();
+  EXPECT_FALSE(report_to_json(r)["provenance"].contains("overrides"));
+  r.provenance.overrides = {"strategy.tp=4", "model.seq_length=4096"};
+  json::Json j = report_to_json(r);
+  EXPECT_EQ(j["provenance"]["overrides"], json::Json({"strategy.tp=4", "model.seq_length=4096"}));
+  EXPECT_EQ(report_from_json(j).provenance.overrides, r.provenance.overrides);
+  j["provenance"]["overrides"] = {4};
+  expect_config_error([&] { report_from_json(j); },
+                      {"report.provenance.overrides = 4", "must be a string"});
 }
 
 TEST(ReportJson, FinishTimesAndSpansAreNotInTheFile) {

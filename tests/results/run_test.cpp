@@ -27,7 +27,7 @@ RunRecord sample_run() {
   r.tokens_per_step = 2048;
   r.steps = {{6, 4.25, 0.5, 4096}, {7, 4.125, 0.25, 8192}};
   r.median_tokens_per_s = 8192;
-  r.provenance = {"0.1.0+abc", "m1", "c2", "s3"};
+  r.provenance = {"0.1.0+abc", "m1", "c2", "s3", {}};
   r.host = "node7";
   r.date = "2026-01-31T12:00:00Z";
   return r;

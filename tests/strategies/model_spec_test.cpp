@@ -274,7 +274,8 @@ TEST(ModelParams, Llama2_70bGroupedQueryAttention) {
   const Json hf = {{"model_type", "llama"},    {"num_hidden_layers", 80},
                    {"hidden_size", 8192},      {"num_attention_heads", 64},
                    {"num_key_value_heads", 8}, {"intermediate_size", 28672},
-                   {"vocab_size", 32000},      {"max_position_embeddings", 4096}};
+                   {"vocab_size", 32000},      {"max_position_embeddings", 4096},
+                   {"seq_length", 4096}};
   EXPECT_EQ(total_params(parse_model(hf)), 68'976'648'192);
 }
 
@@ -303,13 +304,14 @@ Json hf_gpt2() {
   return {{"model_type", "gpt2"}, {"n_layer", 2},
           {"n_embd", 32},         {"n_head", 4},
           {"n_inner", nullptr},   {"vocab_size", 50},
-          {"n_ctx", 64},          {"some_framework_key", {{"x", 1}}}};
+          {"n_ctx", 64},          {"seq_length", 64},
+          {"some_framework_key", {{"x", 1}}}};
 }
 
 TEST(HuggingFace, Gpt2DefaultsAndFallbacks) {
   const ModelSpec m = parse_model(hf_gpt2());
   EXPECT_EQ(m.intermediate_size, 128);  // n_inner null -> 4 * n_embd
-  EXPECT_EQ(m.seq_length, 64);          // n_ctx when n_positions is absent
+  EXPECT_EQ(m.seq_length, 64);          // ours, at most n_ctx when n_positions is absent
   EXPECT_TRUE(m.dropout);               // GPT2Config's pdrop defaults are 0.1
   EXPECT_EQ(m.name, "gpt2");
   Json j = hf_gpt2();
@@ -320,6 +322,7 @@ TEST(HuggingFace, Gpt2DefaultsAndFallbacks) {
   j["activation_function"] = "gelu_pytorch_tanh";
   j["_name_or_path"] = "my/gpt";
   j["tie_word_embeddings"] = false;
+  j["seq_length"] = 128;
   const ModelSpec n = parse_model(j);
   EXPECT_EQ(n.seq_length, 128);
   EXPECT_FALSE(n.dropout);
@@ -358,7 +361,7 @@ TEST(HuggingFace, UnsupportedActivations) {
                       {"model.activation_function = \"relu\"", "gelu_new"});
   Json l = {{"model_type", "llama"},        {"num_hidden_layers", 2},  {"hidden_size", 32},
             {"num_attention_heads", 4},     {"intermediate_size", 64}, {"vocab_size", 10},
-            {"max_position_embeddings", 8}, {"hidden_act", "gelu"}};
+            {"max_position_embeddings", 8}, {"seq_length", 8}, {"hidden_act", "gelu"}};
   expect_config_error([&] { parse_model(l); }, {"model.hidden_act = \"gelu\"", "\"silu\""});
   l["hidden_act"] = "silu";
   l["attention_bias"] = true;
@@ -369,6 +372,52 @@ TEST(HuggingFace, UnsupportedActivations) {
   l["head_dim"] = 16;
   expect_config_error([&] { parse_model(l); },
                       {"model.head_dim = 16", "hidden_size / num_attention_heads (8)"});
+}
+
+TEST(HuggingFace, TrainingSequenceLengthIsRequiredAndBounded) {
+  Json j = hf_gpt2();
+  j.erase("seq_length");
+  expect_config_error([&] { parse_model(j); },
+                      {"model.seq_length: required for a Hugging Face config",
+                       "not n_ctx (64, the longest the model takes)",
+                       "--set model.seq_length=N"});
+  j["seq_length"] = 65;
+  expect_config_error([&] { parse_model(j); },
+                      {"model.seq_length = 65: must be at most n_ctx (64)"});
+  Json l = {{"model_type", "llama"},    {"num_hidden_layers", 2},  {"hidden_size", 32},
+            {"num_attention_heads", 4}, {"intermediate_size", 64}, {"vocab_size", 10},
+            {"max_position_embeddings", 4096}};
+  expect_config_error([&] { parse_model(l); }, {"not max_position_embeddings (4096"});
+  l["seq_length"] = 2048;
+  EXPECT_EQ(parse_model(l).seq_length, 2048);
+  l["seq_length"] = 8192;
+  expect_config_error([&] { parse_model(l); },
+                      {"model.seq_length = 8192: must be at most max_position_embeddings (4096)",
+                       "RoPE scaling"});
+}
+
+TEST(VocabPadding, PadsOnlyWhatTpDoesNotDivideAsMegatronDoes) {
+  ModelSpec m = load_model(kRoot + "/configs/models/gpt2-hf-config.json");
+  ASSERT_EQ(m.vocab_size, 50257);
+  EXPECT_EQ(padded_for_tp(m, 1).vocab_size, 50257);  // one rank: the vocabulary as it is
+  const ModelSpec two = padded_for_tp(m, 2);
+  EXPECT_EQ(two.vocab_size, 50432);  // Megatron-LM: 197 * 256, a multiple of 128 * 2
+  EXPECT_EQ(two.unpadded_vocab_size, 50257);
+  EXPECT_EQ(padded_for_tp(m, 8).vocab_size, 51200);  // 49 * 1024 < 50257 <= 50 * 1024
+  m.make_vocab_size_divisible_by = 1;
+  EXPECT_EQ(padded_for_tp(m, 2).vocab_size, 50258);
+  // Vocabularies tp divides keep their size: every bundled model stays as it was.
+  for (const char* name : {"gpt3-175b", "llama2-7b", "llama3-405b", "gpt-tiny"}) {
+    const ModelSpec ours = load_model(kRoot + "/configs/models/" + std::string(name) + ".json");
+    for (int tp : {1, 2, 4, 8}) {
+      EXPECT_EQ(padded_for_tp(ours, tp).vocab_size, ours.vocab_size) << name << " tp " << tp;
+      EXPECT_EQ(padded_for_tp(ours, tp).unpadded_vocab_size, 0);
+    }
+  }
+  Json j = hf_gpt2();
+  j["make_vocab_size_divisible_by"] = 0;
+  expect_config_error([&] { parse_model(j); },
+                      {"model.make_vocab_size_divisible_by = 0", "positive integer"});
 }
 
 // --- round trip and bundled files ------------------------------------------------------------
