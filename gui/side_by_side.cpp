@@ -5,65 +5,11 @@
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <map>
 
 #include "common/error.hpp"
+#include "results/report_compare.hpp"
 
 namespace strata::gui {
-
-namespace {
-
-std::string row(const char* name, double a, double b, const char* format) {
-  char va[32], vb[32], line[160];
-  std::snprintf(va, sizeof va, format, a);
-  std::snprintf(vb, sizeof vb, format, b);
-  const double rel = a != 0 ? (b / a - 1) * 100 : 0;
-  std::snprintf(line, sizeof line, "  %-22s %16s %16s %+9.1f%%\n", name, va, vb, rel);
-  return line;
-}
-
-}  // namespace
-
-std::string report_diff(const results::Report& a, const results::Report& b) {
-  std::string s = "A: " + a.model + " / " + a.strategy + " on " + a.cluster + " (" +
-                  std::to_string(a.world_size) + " GPUs)\nB: " + b.model + " / " + b.strategy +
-                  " on " + b.cluster + " (" + std::to_string(b.world_size) + " GPUs)\n\n";
-  char head[160];
-  std::snprintf(head, sizeof head, "  %-22s %16s %16s %10s\n", "", "A", "B", "B vs A");
-  s += head;
-  s += row("step time (s)", a.step_time_s, b.step_time_s, "%.4f");
-  s += row("tokens/s", a.tokens_per_s, b.tokens_per_s, "%.0f");
-  s += row("TFLOP/s per GPU", a.tflops_per_gpu, b.tflops_per_gpu, "%.1f");
-  s += row("MFU (%)", a.mfu * 100, b.mfu * 100, "%.1f");
-  s += row("bubble (%)", a.bubble_fraction * 100, b.bubble_fraction * 100, "%.1f");
-  s += std::string("  fits in memory         ") + (a.fits ? "yes" : "no") + " / " +
-       (b.fits ? "yes" : "no") + "\n";
-  auto first_of_stages = [](const results::Report& r) {
-    std::map<int, const results::RankTimes*> stages;
-    for (const results::RankTimes& t : r.ranks) stages.try_emplace(t.stage, &t);
-    return stages;
-  };
-  const auto sa = first_of_stages(a), sb = first_of_stages(b);
-  const int stages = static_cast<int>(std::max(sa.size(), sb.size()));
-  const double gib = 1024.0 * 1024 * 1024;
-  for (int stage = 0; stage < stages; ++stage) {
-    const auto ia = sa.find(stage), ib = sb.find(stage);
-    s += "\n  stage " + std::to_string(stage) + "\n";
-    if (ia == sa.end() || ib == sb.end()) {
-      s += std::string("    only in ") + (ia == sa.end() ? "B" : "A") + "\n";
-      continue;
-    }
-    const results::RankTimes& x = *ia->second;
-    const results::RankTimes& y = *ib->second;
-    s += row("  compute (s)", x.compute_s, y.compute_s, "%.4f");
-    s += row("  communication (s)", x.communication_s, y.communication_s, "%.4f");
-    s += row("  exposed comm. (s)", x.exposed_comm_s, y.exposed_comm_s, "%.4f");
-    s += row("  idle (s)", x.idle_s, y.idle_s, "%.4f");
-    s += row("  peak memory (GiB)", x.peak_memory_bytes / gib, y.peak_memory_bytes / gib, "%.2f");
-  }
-  return s;
-}
 
 SideBySide::SideBySide(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
@@ -111,7 +57,12 @@ void SideBySide::set_runs(Run a, Run b, int worst) {
   top_->set_highlighted({});
   bottom_->set_highlighted({});
   std::string text;
-  if (a.report && b.report) text += report_diff(*a.report, *b.report) + "\n";
+  if (a.report && b.report) {
+    text += results::compare_reports(*a.report, *b.report, a.label.toStdString(),
+                                     b.label.toStdString())
+                .text +
+            "\n";
+  }
   if (a.timeline && b.timeline) {
     try {
       if (!a.timeline->full_trace() || !b.timeline->full_trace()) {

@@ -1,6 +1,6 @@
 // Two runs side by side: two timelines, one above the other, that zoom and pan together (the
 // same window of time), and below them what differs. Two reports are diffed figure by figure
-// and stage by stage; two traces of the same Plan (a prediction and a measurement: their
+// and stage by stage (results/report_compare.hpp, as `strata compare` prints them); two traces of the same Plan (a prediction and a measurement: their
 // provenance says so) are joined task by task (results/trace_compare.hpp), and the tasks whose
 // prediction erred most are outlined in both timelines and listed.
 #pragma once
@@ -27,11 +27,6 @@ struct Run {
   std::shared_ptr<const TimelineModel> timeline;
   std::optional<results::Report> report;
 };
-
-// The figures of two reports side by side with their differences (B against A): step time,
-// tokens/s, TFLOP/s per GPU, MFU, bubble, whether it fits, then per pipeline stage (its first
-// rank) compute, communication, exposed communication, idle and peak memory.
-std::string report_diff(const results::Report& a, const results::Report& b);
 
 class SideBySide : public QWidget {
   Q_OBJECT
