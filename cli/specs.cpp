@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <utility>
 #include <vector>
 
 #include "common/error.hpp"
@@ -72,6 +73,22 @@ Inputs load_inputs(const Args& args) {
 strategies::Plan lower_inputs(const Args& args) {
   const Inputs in = load_inputs(args);
   return strategies::lower(in.model, in.cluster, in.strategy, in.world_size);
+}
+
+std::vector<NamedPath> spec_inputs(const Args& args) {
+  std::vector<NamedPath> out;
+  for (const auto& [kind, flag] : {std::pair<std::string, std::string>{"models", "--model"},
+                                   {"clusters", "--cluster"},
+                                   {"strategies", "--strategy"}}) {
+    const auto v = args.get(flag);
+    if (!v) continue;
+    try {
+      out.push_back({flag, resolve_spec(kind, flag, *v)});
+    } catch (const ConfigError&) {
+      // reported by the loading, with the bundled names
+    }
+  }
+  return out;
 }
 
 std::string over_capacity(const strategies::Plan& plan, int rank) {

@@ -49,7 +49,7 @@ Options:
   --cluster C        the cluster spec of this machine (default: local-cpu)
   --out DIR          where the results go (default: validate-<strategy>-np<N>); written under
                      DIR.partial and renamed to DIR at the end, replacing an older DIR; a failed
-                     stage leaves DIR.partial with its logs
+                     stage leaves DIR.partial with its logs; an input inside DIR is refused
   --profile FILES    use these op profiles instead of profiling (comma-separated)
   --links FILES      use these link profiles instead of measuring (comma-separated)
   --steps K          training steps to run (default 5, at least 2): the measured step time is
@@ -202,6 +202,10 @@ int validate_command(const std::vector<std::string>& argv_in) {
   }
   const fs::path out =
       args.get("--out").value_or("validate-" + in.strategy.name + "-np" + std::to_string(np));
+  // The results directory is replaced as a whole at the end: no input may live in it.
+  std::vector<NamedPath> inputs = spec_inputs(args);
+  for (const NamedPath& p : flag_paths(args, {"--profile", "--links"})) inputs.push_back(p);
+  check_paths(inputs, {}, {{"--out", out.string()}}, /*dirs_replaced=*/true);
   const fs::path staging = out.string() + ".partial", logs = staging / "logs";
   fs::remove_all(staging);
   fs::create_directories(logs);
@@ -279,8 +283,8 @@ int validate_command(const std::vector<std::string>& argv_in) {
   for (const json::Json& s : run_record.at("steps")) {
     summary["measured_step_times_s"].push_back(s.at("seconds"));
   }
-  write_output(file("joined.csv"), results::comparison_csv(c));
-  write_output(file("summary.json"), summary.dump(2) + "\n");
+  write_outputs({{"--out", file("joined.csv"), results::comparison_csv(c)},
+                 {"--out", file("summary.json"), summary.dump(2) + "\n"}});
 
   // The whole directory at once: the older one moves aside, the new one takes its name.
   if (fs::exists(out)) {
