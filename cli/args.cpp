@@ -218,6 +218,16 @@ bool inside(const fs::path& path, const fs::path& dir) {
   return true;
 }
 
+}  // namespace
+
+std::optional<std::string> path_inside(const std::string& path, const std::string& dir) {
+  const fs::path p = canonical_path(path), d = canonical_path(dir);
+  if (!inside(p, d) || p == d) return std::nullopt;
+  return p.lexically_relative(d).string();
+}
+
+namespace {
+
 std::string quoted(const NamedPath& p) { return p.flag + " = " + p.path; }
 
 // The directory `path` goes into must exist and be writable.
@@ -237,7 +247,7 @@ void check_writable_parent(const NamedPath& out) {
 }  // namespace
 
 void check_paths(const std::vector<NamedPath>& inputs, const std::vector<NamedPath>& outputs,
-                 const std::vector<NamedPath>& output_dirs, bool dirs_replaced) {
+                 const std::vector<NamedPath>& output_dirs) {
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     const NamedPath& o = outputs[i];
     for (std::size_t j = 0; j < i; ++j) {
@@ -263,12 +273,9 @@ void check_paths(const std::vector<NamedPath>& inputs, const std::vector<NamedPa
   }
   for (const NamedPath& d : output_dirs) {
     for (const NamedPath& in : inputs) {
-      const bool is_input = same_file(d.path, in.path);
-      if (is_input || (dirs_replaced && inside(canonical_path(in.path), canonical_path(d.path)))) {
-        throw ConfigError(quoted(d) + ": " +
-                          (is_input ? "the same path as the input "
-                                    : "a directory this command replaces, which holds the input ") +
-                          quoted(in) + "; choose another output directory");
+      if (same_file(d.path, in.path)) {
+        throw ConfigError(quoted(d) + ": the same path as the input " + quoted(in) +
+                          "; choose another output directory");
       }
     }
     for (const NamedPath& o : outputs) {

@@ -69,10 +69,13 @@ std::vector<NamedPath> flag_paths(const Args& args, const std::vector<std::strin
 // a symlink and its target, hard links), when an output is a directory, or when its directory
 // does not exist or is not writable. "-" (stdout) is no file, but two outputs cannot both be it.
 // `output_dirs` are directories a command writes into (--save DIR): each must not be an input
-// file, must be a directory or creatable in a writable parent, and no input may lie inside it
-// when `dirs_replaced` (a directory the command replaces as a whole, like validate's --out).
+// file or an output's path, and must be a writable directory or creatable in a writable parent.
 void check_paths(const std::vector<NamedPath>& inputs, const std::vector<NamedPath>& outputs,
-                 const std::vector<NamedPath>& output_dirs = {}, bool dirs_replaced = false);
+                 const std::vector<NamedPath>& output_dirs = {});
+
+// Whether `path` lies inside directory `dir`, compared canonically (the path inside the
+// directory, relative to it, or nothing).
+std::optional<std::string> path_inside(const std::string& path, const std::string& dir);
 
 // The failure to write an output that had passed check_paths (a full disk, a directory made
 // read-only meanwhile): main() exits with kExitRuntime (4), not as invalid input.

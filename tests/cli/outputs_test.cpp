@@ -158,19 +158,18 @@ TEST_F(Outputs, AFailedWriteLeavesNoneOfTheOutputs) {
   EXPECT_TRUE(temporaries().empty());
 }
 
-// validate replaces its --out directory as a whole: an input inside it is refused.
-TEST_F(Outputs, ValidateRefusesAnInputInsideItsOutputDirectory) {
-  fs::create_directories(dir_ / "v");
-  write("v/profile.json", "{}");
+// validate's --out directory may not be one of its input files.
+TEST_F(Outputs, ValidateRefusesAnOutputDirectoryThatIsAnInput) {
+  write("profile.json", "{}");
   const Result r =
-      run("validate --model gpt-tiny --strategy tiny-1rank --np 1 --profile "
-          "v/profile.json --out v");
+      run("validate --model gpt-tiny --strategy tiny-1rank --np 1 --profile profile.json "
+          "--out ./profile.json");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("--out = v: a directory this command replaces, which holds the input "
-                       "--profile = v/profile.json"),
+  EXPECT_NE(r.err.find("--out = ./profile.json: the same path as the input --profile = "
+                       "profile.json"),
             std::string::npos)
       << r.err;
-  EXPECT_EQ(read(dir_ / "v" / "profile.json"), "{}");
+  EXPECT_EQ(read(dir_ / "profile.json"), "{}");
 }
 
 // `strata run` checks its outputs and checkpoint directory before the first step.
