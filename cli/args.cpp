@@ -1,13 +1,20 @@
-// Command-line parsing and atomic output for the strata CLI.
+// Command-line parsing, the checks of input and output paths, and all-or-none output for the
+// strata CLI.
 #include "cli/args.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
+#include "cli/interrupt.hpp"
 #include "common/error.hpp"
 
 namespace strata::cli {
@@ -152,33 +159,6 @@ std::vector<double> parse_rank_factors(const std::string& flag, const std::strin
   return factors;
 }
 
-void write_output(const std::string& path, const std::string& content) {
-  if (path == "-") {
-    std::cout << content;
-    std::cout.flush();
-    return;
-  }
-  const std::filesystem::path target(path);
-  const std::filesystem::path tmp = target.string() + ".tmp-strata";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw ConfigError(path + ": cannot open for writing");
-    out << content;
-    out.flush();
-    if (!out) {
-      out.close();
-      std::filesystem::remove(tmp);
-      throw ConfigError(path + ": write failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, target, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    throw ConfigError(path + ": cannot replace file: " + ec.message());
-  }
-}
-
 int count_flag(const Args& args, const std::string& flag, int min, int fallback) {
   const auto v = args.get(flag);
   if (!v) return fallback;
@@ -203,8 +183,224 @@ std::vector<std::string> comma_list(const std::string& flag, const std::string& 
   return out;
 }
 
+std::vector<NamedPath> flag_paths(const Args& args, const std::vector<std::string>& flags) {
+  std::vector<NamedPath> out;
+  for (const std::string& flag : flags) {
+    const auto v = args.get(flag);
+    if (!v) continue;
+    if (flag != "--profile" && flag != "--links") {
+      out.push_back({flag, *v});
+      continue;
+    }
+    for (const std::string& p : comma_list(flag, *v)) out.push_back({flag, p});
+  }
+  return out;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// The path with "." and "..", symlinks of its existing part and a relative start resolved.
+fs::path canonical_path(const std::string& p) {
+  std::error_code ec;
+  fs::path c = fs::weakly_canonical(fs::absolute(p, ec), ec);
+  if (ec) return fs::absolute(p).lexically_normal();
+  return c;
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  if (canonical_path(a) == canonical_path(b)) return true;
+  std::error_code ec;
+  return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec) && !ec;
+}
+
+// `path` lies inside directory `dir` (both canonical).
+bool inside(const fs::path& path, const fs::path& dir) {
+  auto d = dir.begin();
+  auto p = path.begin();
+  for (; d != dir.end(); ++d, ++p) {
+    if (d->empty()) continue;  // a trailing separator
+    if (p == path.end() || *p != *d) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string> path_inside(const std::string& path, const std::string& dir) {
+  const fs::path p = canonical_path(path), d = canonical_path(dir);
+  if (!inside(p, d) || p == d) return std::nullopt;
+  return p.lexically_relative(d).string();
+}
+
+namespace {
+
+std::string quoted(const NamedPath& p) { return p.flag + " = " + p.path; }
+
+// The directory `path` goes into must exist and be writable.
+void check_writable_parent(const NamedPath& out) {
+  const fs::path parent = canonical_path(out.path).parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec)) {
+    throw ConfigError(quoted(out) + ": cannot be written: its directory " + parent.string() +
+                      (fs::exists(parent, ec) ? " is not a directory" : " does not exist"));
+  }
+  if (::access(parent.c_str(), W_OK) != 0) {
+    throw ConfigError(quoted(out) + ": cannot be written: no permission to write in " +
+                      parent.string());
+  }
+}
+
+}  // namespace
+
+void check_paths(const std::vector<NamedPath>& inputs, const std::vector<NamedPath>& outputs,
+                 const std::vector<NamedPath>& output_dirs) {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const NamedPath& o = outputs[i];
+    for (std::size_t j = 0; j < i; ++j) {
+      const NamedPath& other = outputs[j];
+      if (o.path == "-" ? other.path == "-" : other.path != "-" && same_file(o.path, other.path)) {
+        throw ConfigError(quoted(o) + ": the same path as " + quoted(other) +
+                          (o.path == "-" ? " (both to stdout)" : "") +
+                          "; two outputs of one command need two paths");
+      }
+    }
+    if (o.path == "-") continue;
+    for (const NamedPath& in : inputs) {
+      if (same_file(o.path, in.path)) {
+        throw ConfigError(quoted(o) + ": the same file as the input " + quoted(in) +
+                          ", which writing it would overwrite; choose another output path");
+      }
+    }
+    std::error_code ec;
+    if (fs::is_directory(o.path, ec)) {
+      throw ConfigError(quoted(o) + ": is a directory; give a file path");
+    }
+    check_writable_parent(o);
+  }
+  for (const NamedPath& d : output_dirs) {
+    for (const NamedPath& in : inputs) {
+      if (same_file(d.path, in.path)) {
+        throw ConfigError(quoted(d) + ": the same path as the input " + quoted(in) +
+                          "; choose another output directory");
+      }
+    }
+    for (const NamedPath& o : outputs) {
+      if (o.path != "-" && same_file(d.path, o.path)) {
+        throw ConfigError(quoted(d) + ": the same path as " + quoted(o));
+      }
+    }
+    std::error_code ec;
+    if (fs::exists(d.path, ec)) {
+      if (!fs::is_directory(d.path, ec)) {
+        throw ConfigError(quoted(d) + ": exists and is not a directory");
+      }
+      if (::access(d.path.c_str(), W_OK) != 0) {
+        throw ConfigError(quoted(d) + ": no permission to write in it");
+      }
+      continue;
+    }
+    // Created when written: its nearest existing ancestor must be a writable directory.
+    fs::path up = canonical_path(d.path).parent_path();
+    while (!up.empty() && !fs::exists(up, ec) && up != up.root_path()) up = up.parent_path();
+    if (!fs::is_directory(up, ec)) {
+      throw ConfigError(quoted(d) + ": cannot be created: " + up.string() + " is not a directory");
+    }
+    if (::access(up.c_str(), W_OK) != 0) {
+      throw ConfigError(quoted(d) + ": cannot be created: no permission to write in " +
+                        up.string());
+    }
+  }
+}
+
+struct OutputFiles::Entry {
+  std::string flag, path, temporary;
+  int slot = -1;            // in the interrupt handler's table
+  std::ofstream file;       // for a path
+  std::ostringstream text;  // for "-"
+  std::ostream& stream() { return path == "-" ? static_cast<std::ostream&>(text) : file; }
+};
+
+OutputFiles::OutputFiles() = default;
+
+OutputFiles::~OutputFiles() {
+  for (const auto& e : entries_) {
+    if (e->temporary.empty()) continue;
+    if (e->file.is_open()) e->file.close();
+    std::error_code ec;
+    fs::remove(e->temporary, ec);
+    forget_temporary(e->slot);
+  }
+}
+
+std::ostream& OutputFiles::open(const std::string& flag, const std::string& path) {
+  auto e = std::make_unique<Entry>();
+  e->flag = flag;
+  e->path = path;
+  if (path != "-") {
+    static int counter = 0;
+    const fs::path target(path);
+    // Hidden, beside the target (the rename stays within one file system), unique per process.
+    e->temporary = (target.parent_path() /
+                    ("." + target.filename().string() + ".strata-" + std::to_string(::getpid()) +
+                     "-" + std::to_string(++counter) + ".tmp"))
+                       .string();
+    e->slot = remember_temporary(e->temporary);
+    e->file.open(e->temporary, std::ios::binary | std::ios::trunc);
+    if (!e->file) {
+      const std::string why = std::strerror(errno);
+      forget_temporary(e->slot);
+      e->temporary.clear();
+      throw OutputError(flag + " = " + path + ": cannot be written (" + why +
+                        "); no output was written");
+    }
+  }
+  entries_.push_back(std::move(e));
+  return entries_.back()->stream();
+}
+
+void OutputFiles::add(const std::string& flag, const std::string& path,
+                      const std::string& content) {
+  open(flag, path) << content;
+}
+
+void OutputFiles::commit() {
+  // Fault injection for the tests (cli/README.md): STRATA_TEST_FAIL_OUTPUT=FLAG makes
+  // writing that flag's output fail, as a full disk would.
+  const char* fail = std::getenv("STRATA_TEST_FAIL_OUTPUT");
+  for (const auto& e : entries_) {
+    if (e->path == "-") continue;
+    if (fail != nullptr && e->flag == fail) e->file.setstate(std::ios::badbit);
+    e->file.flush();
+    const bool written = static_cast<bool>(e->file);
+    e->file.close();
+    if (!written || e->file.fail()) {
+      throw OutputError(e->flag + " = " + e->path +
+                        ": writing it failed (disk full or file system error); none of this "
+                        "command's outputs was written");
+    }
+  }
+  for (const auto& e : entries_) {
+    if (e->path == "-") continue;
+    std::error_code ec;
+    fs::rename(e->temporary, e->path, ec);
+    if (ec) {
+      throw OutputError(e->flag + " = " + e->path + ": cannot replace the file: " + ec.message());
+    }
+    forget_temporary(e->slot);
+    e->temporary.clear();
+  }
+  for (const auto& e : entries_) {
+    if (e->path == "-") std::cout << e->text.str();
+  }
+  std::cout.flush();
+}
+
 void write_outputs(const std::vector<Output>& outputs) {
-  for (const Output& o : outputs) write_output(o.path, o.content);
+  OutputFiles files;
+  for (const Output& o : outputs) files.add(o.flag, o.path, o.content);
+  files.commit();
 }
 
 }  // namespace strata::cli

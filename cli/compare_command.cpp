@@ -40,6 +40,9 @@ Options:
   --json FILE    write the comparison as JSON ('-' for stdout, replacing the table)
   --worst N      how many worst-predicted tasks to list (default 10)
   --help         show this help
+
+Outputs are checked before any work (none may be an input or share another output's path;
+their directories must be writable) and written all or none: a failure leaves none of them.
 )";
 
 namespace {
@@ -98,12 +101,14 @@ int compare_command(const std::vector<std::string>& argv) {
   const Args args(std::vector<std::string>(argv.begin() + 2, argv.end()),
                   {"--csv", "--json", "--worst"}, {}, {});
   const int worst = args.get_positive_int("--worst").value_or(10);
+  check_paths({{"PREDICTED", predicted}, {"MEASURED", measured}},
+              flag_paths(args, {"--csv", "--json"}));
   const results::TraceComparison c = results::compare_traces(
       results::read_trace(predicted), results::read_trace(measured), predicted, measured);
   std::vector<Output> outputs;
-  if (const auto path = args.get("--csv")) outputs.push_back({*path, results::comparison_csv(c)});
+  if (const auto path = args.get("--csv")) outputs.push_back({"--csv", *path, results::comparison_csv(c)});
   if (const auto path = args.get("--json")) {
-    outputs.push_back({*path, results::comparison_to_json(c, worst).dump(2) + "\n"});
+    outputs.push_back({"--json", *path, results::comparison_to_json(c, worst).dump(2) + "\n"});
   }
   write_outputs(outputs);
   if (args.get("--json") != "-") std::cout << results::render_comparison(c, worst);

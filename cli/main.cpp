@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "common/error.hpp"
 #include "common/version.hpp"
@@ -134,6 +135,9 @@ int main(int argc, char** argv) {
     }
     std::cerr << "strata: unknown command '" << command << "' (see strata --help)\n";
     return strata::cli::kExitUsage;
+  } catch (const strata::cli::OutputError& e) {
+    std::cerr << "strata " << command << ": error: " << e.what() << "\n";
+    return strata::cli::kExitRuntime;
   } catch (const strata::ConfigError& e) {
     std::cerr << "strata " << command << ": error: " << e.what() << "\n";
     return strata::cli::kExitConfigError;

@@ -32,6 +32,9 @@ Options:
   --ignore-memory    exit 0 even when a rank's peak memory exceeds its device memory
   --help             show this help
 
+Outputs are checked before any work (none may be an input or share another output's path;
+their directories must be writable) and written all or none: a failure leaves none of them.
+
 The summary lists the world size and groups, tasks per kind, FLOPs per step (model FLOPs and
 hardware FLOPs including recomputation), bytes per collective kind and purpose, and the peak
 memory of every pipeline stage (parameters, gradients, optimizer states, activations) against
@@ -44,6 +47,7 @@ int plan_command(const std::vector<std::string>& argv) {
     return kExitOk;
   }
   const Args args(argv, spec_flags_and({"--out"}), {"--json"}, {"--ignore-memory"});
+  check_paths(spec_inputs(args), flag_paths(args, {"--out", "--json"}));
   const strategies::Plan plan = lower_inputs(args);
   const json::Json summary = strategies::plan_summary(plan);
   const int over = strategies::first_rank_over_capacity(plan);
@@ -51,11 +55,11 @@ int plan_command(const std::vector<std::string>& argv) {
 
   std::vector<Output> outputs;
   if (const auto path = args.get("--out"); path && ok) {
-    outputs.push_back({*path, strategies::plan_to_json(plan).dump() + "\n"});
+    outputs.push_back({"--out", *path, strategies::plan_to_json(plan).dump() + "\n"});
   }
   // A summary that says "does not fit" still goes to stdout; a file is written only on success.
   if (const auto path = args.get("--json"); path && (ok || *path == "-")) {
-    outputs.push_back({*path, summary.dump(2) + "\n"});
+    outputs.push_back({"--json", *path, summary.dump(2) + "\n"});
   }
   write_outputs(outputs);
   if (!args.has("--json")) std::cout << results::render_plan_summary(summary);

@@ -53,7 +53,8 @@ Measure under mpirun (N >= 2 ranks; needs a build with MPI):
   --warmup W           untimed calls per size before them (default 5)
 
 Both:
-  --out FILE           links.json to write ('-' for stdout), whole and only on success
+  --out FILE           links.json to write ('-' for stdout), whole and only on success;
+                       checked before any work (not --import's file, its directory writable)
   --help               show this help
 
 Measured: every collective kind of links.json -- all_reduce, all_gather, reduce_scatter,
@@ -141,7 +142,7 @@ std::string summary(const profiler::LinkProfile& p, const std::string& path) {
 
 // Writes the profile (whole, after every check) and, unless it went to stdout, its summary.
 int write_profile(const profiler::LinkProfile& p, const std::string& path) {
-  write_outputs({{path, profiler::link_profile_to_json(p).dump(2) + "\n"}});
+  write_outputs({{"--out", path, profiler::link_profile_to_json(p).dump(2) + "\n"}});
   if (path != "-") std::cout << summary(p, path);
   return kExitOk;
 }
@@ -227,7 +228,9 @@ int profile_links_command(const std::vector<std::string>& argv) {
                   {"--import", "--fabric", "--device", "--collective", "--ranks", "--cluster",
                    "--max-bytes", "--factor", "--iters", "--warmup", "--out"},
                   {}, {});
-  args.require("--out");
+  std::vector<NamedPath> inputs = spec_inputs(args);
+  for (const NamedPath& p : flag_paths(args, {"--import"})) inputs.push_back(p);
+  check_paths(inputs, {{"--out", args.require("--out")}});
   return args.has("--import") ? import_links(args) : measure(args);
 }
 

@@ -30,7 +30,8 @@ from run to run so that no run finds its inputs in cache; warm-up runs apart, th
 Required:
   --model M          model spec file or bundled name (configs/models/), e.g. gpt-tiny
   --strategy S       strategy spec file or bundled name (configs/strategies/), e.g. tiny-dp2-tp2
-  --out FILE         the profile.json to write ('-' for stdout), only when every op was timed
+  --out FILE         the profile.json to write ('-' for stdout), only when every op was timed;
+                     checked before any work (not a spec file, its directory writable)
 
 Options:
   --cluster C        cluster spec the Plan is lowered for (default: local-cpu, this machine); the
@@ -97,6 +98,7 @@ int profile_ops_command(const std::vector<std::string>& argv_in) {
   profiler::OpBenchOptions options;
   options.timer.backend = timing_backend(args);
   const std::string out = args.require("--out");
+  check_paths(spec_inputs(args), {{"--out", out}});
   options.timer.warmup = count_flag(args, "--warmup", 0, 2);
   options.timer.repetitions = count_flag(args, "--repetitions", 1, 30);
   options.trials = count_flag(args, "--trials", 1, std::min(10, options.timer.repetitions));
@@ -112,7 +114,7 @@ int profile_ops_command(const std::vector<std::string>& argv_in) {
     std::cerr << progress_line(number, count, site.key) << std::endl;
   };
   const profiler::OpProfile profile = profiler::measure_ops(plan, options);
-  write_outputs({{out, profiler::op_profile_to_json(profile).dump(2) + "\n"}});
+  write_outputs({{"--out", out, profiler::op_profile_to_json(profile).dump(2) + "\n"}});
   if (out != "-") {
     std::cout << "wrote " << out << ": " << profile.ops.size() << " ops of " << profile.model
               << " / " << profile.strategy << " on " << profile.on.device << ", "

@@ -10,6 +10,7 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/interrupt.hpp"
 #include "cli/launch.hpp"
 #include "cli/specs.hpp"
 #include "cli/training.hpp"
@@ -38,11 +39,19 @@ Options:
   --data FILE        training text, read as bytes: token = byte (default: the bundled
                      configs/data/tiny-corpus.txt); the model's vocab_size must be 256
   --save DIR         write a checkpoint into DIR after the last step (atomically: a crash
-                     mid-write leaves the previous checkpoint intact)
+                     mid-write leaves the previous checkpoint intact; every rank file carries
+                     an FNV-1a 64 checksum in the manifest, verified on resume)
   --save-every N     also after every N-th step (with --save)
-  --resume DIR       continue from DIR's latest checkpoint (written by the same model and
-                     strategy); --steps counts from the start, so a run resumed at step 5
+  --keep-last N      keep only the N newest checkpoints in DIR (with --save; default: all)
+  --save-on-nan      when a step's loss is NaN or infinite, write the state after that step to
+                     DIR/step-NNNNNN-nonfinite for inspection (with --save; never resumed from)
+  --resume DIR       continue from DIR's latest checkpoint (written by the same model, strategy
+                     and seed); --steps counts from the start, so a run resumed at step 5
                      with --steps 10 runs steps 6-10 with the uninterrupted run's losses
+  --force-resume     resume even with another --seed, or specs whose hashes differ, as long
+                     as every rank's state buffers are the same (with --resume)
+  --comm-timeout S   stop the run when a collective or transfer has not completed after S
+                     seconds (a rank stopped or hung; default 300, 0 waits forever)
   --json FILE        write the losses and timings as JSON ('-' for stdout)
   --trace FILE       write the last step's measured trace.json (every rank; the simulator's
                      format, task ids of the Plan), to set beside `strata simulate --trace`
@@ -51,6 +60,12 @@ Options:
                      optimizer, to DIR/rank-NNNNN.json (each a list of pieces of the unsharded
                      parameters; the equivalence tests compare them across strategies)
   --help             show this help
+
+Outputs (--json, --trace) and checkpoint directories are checked before any work (writable,
+none of them an input, no two outputs on one path) and written all or none at the end. A loss
+that is NaN or infinite stops the run at that step with exit code 4, as does a rank that stops
+answering (--comm-timeout; a rank that dies stops the run at once). SIGINT or SIGTERM print
+the step that was interrupted and the latest checkpoint, and exit 130 or 143.
 
 Prints one line per step: the mean cross-entropy over the global batch, the step's wall time
 (slowest rank) and tokens/s, then each rank's peak memory as measured beside the Plan's
@@ -74,12 +89,17 @@ int run_command(const std::vector<std::string>& argv_in) {
   // Arguments are checked before MPI starts, so a usage error is one message, not N.
   const Args args(argv, {"--model", "--cluster", "--strategy", "--steps", "--seed", "--lr",
                          "--data", "--json", "--save", "--save-every", "--resume", "--trace",
-                         "--dump-gradients", "--set"},
-                  {}, {});
+                         "--dump-gradients", "--keep-last", "--comm-timeout", "--set"},
+                  {}, {"--force-resume", "--save-on-nan"});
+  // SIGINT/SIGTERM: rank 0 says which step was interrupted and the latest checkpoint (installed
+  // before MPI starts its threads).
+  install_interrupt_handler("run", /*quiet=*/under_mpi_launcher());
+  set_interrupt_phase("preparing the run (specs, Plan, parameters)");
   // Under mpirun the world is MPI's; started directly, it is one rank without MPI at all.
   auto comm = exec::built_with_mpi() && under_mpi_launcher() ? exec::make_mpi_comm()
                                                              : exec::make_local_comm();
   const bool lead = comm->rank() == 0;
+  set_interrupt_quiet(!lead);
 
   Training t;
   try {
@@ -94,7 +114,10 @@ int run_command(const std::vector<std::string>& argv_in) {
   auto fail = [&](const std::exception& e) {
     std::fprintf(stderr, "strata run: rank %d: error: %s\n", comm->rank(), e.what());
     std::fflush(stderr);
-    comm->abort(dynamic_cast<const ConfigError*>(&e) != nullptr ? kExitConfigError : 70);
+    set_interrupt_quiet(true);  // mpirun's SIGTERM after the abort is no interruption
+    comm->abort(dynamic_cast<const ConfigError*>(&e) != nullptr    ? kExitConfigError
+                : dynamic_cast<const exec::CommTimeout*>(&e) != nullptr ? kExitRuntime
+                                                                       : kExitInternal);
   };
   try {
     resume(t, args, *comm);
@@ -113,6 +136,10 @@ int run_command(const std::vector<std::string>& argv_in) {
   TrainingResult result;
   try {
     result = train(t, args, *comm);
+  } catch (const NonFiniteLoss& e) {
+    // Every rank saw the same loss and stopped at the same step; one of them says so.
+    if (lead) std::fprintf(stderr, "strata run: error: %s\n", e.what());
+    return kExitRuntime;
   } catch (const std::exception& e) {
     fail(e);
   }

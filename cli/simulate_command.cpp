@@ -1,11 +1,13 @@
 // `strata simulate`: lower the specs to a Plan and replay it on a SimGrid model of the cluster;
 // print the report, optionally write report.json and trace.json. One simulation per process.
 #include <algorithm>
+#include <iomanip>
 #include <iostream>
 #include <memory>
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/interrupt.hpp"
 #include "cli/specs.hpp"
 #include "common/error.hpp"
 #include "profiler/profiled_cost_model.hpp"
@@ -55,6 +57,9 @@ Options:
   --ignore-memory      simulate even when a rank's peak memory exceeds its device memory
   --help               show this help
 
+Outputs are checked before any work (none may be an input or share another output's path;
+their directories must be writable) and written all or none: a failure leaves none of them.
+
 The report gives step time, tokens/s, model and hardware TFLOP/s per GPU, MFU, the bubble
 fraction and, per pipeline stage, compute, communication, exposed communication and idle
 seconds and peak memory. The same inputs give the same report, byte for byte (with --profile
@@ -94,6 +99,13 @@ int simulate_command(const std::vector<std::string>& argv) {
       argv, spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies", "--straggler",
                             "--profile", "--links"}),
       {}, {"--ignore-memory", "--exact"});
+  std::vector<NamedPath> inputs = spec_inputs(args);
+  for (const NamedPath& p : flag_paths(args, {"--efficiencies", "--profile", "--links"})) {
+    inputs.push_back(p);
+  }
+  check_paths(inputs, flag_paths(args, {"--trace", "--json"}));
+  install_interrupt_handler("simulate");
+  set_interrupt_phase("lowering the specs to a Plan");
   const strategies::Plan plan = lower_inputs(args);
   const int over = strategies::first_rank_over_capacity(plan);
   if (over >= 0 && !args.has("--ignore-memory")) {
@@ -119,17 +131,20 @@ int simulate_command(const std::vector<std::string>& argv) {
   if (const auto s = args.get("--straggler")) {
     options.speed_factors = parse_rank_factors("--straggler", *s, plan.world_size);
   }
+  set_interrupt_phase("simulating");
   const results::Report report = sim::simulate(plan, *cost, options);
 
-  std::vector<Output> outputs;
+  // Every output into its temporary file, then all renamed together.
+  set_interrupt_phase("writing the outputs");
+  OutputFiles files;
   if (const auto path = args.get("--trace")) {
     const json::Json other = results::trace_other_data("simulated", report.provenance);
-    outputs.push_back({*path, results::trace_to_json(plan, report.spans, other).dump() + "\n"});
+    files.open("--trace", *path) << results::trace_to_json(plan, report.spans, other) << "\n";
   }
   if (const auto path = args.get("--json")) {
-    outputs.push_back({*path, results::report_to_json(report).dump(2) + "\n"});
+    files.open("--json", *path) << std::setw(2) << results::report_to_json(report) << "\n";
   }
-  write_outputs(outputs);
+  files.commit();
   if (args.get("--json") != "-") std::cout << results::render_report(report);
   return kExitOk;
 }

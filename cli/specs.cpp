@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 #include <vector>
 
 #include "common/error.hpp"
@@ -285,6 +286,22 @@ strategies::Plan lower_inputs(const Inputs& in, int world_size) {
   strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, world_size);
   plan.provenance.overrides = in.overrides;
   return plan;
+}
+
+std::vector<NamedPath> spec_inputs(const Args& args) {
+  std::vector<NamedPath> out;
+  for (const auto& [kind, flag] : {std::pair<std::string, std::string>{"models", "--model"},
+                                   {"clusters", "--cluster"},
+                                   {"strategies", "--strategy"}}) {
+    const auto v = args.get(flag);
+    if (!v) continue;
+    try {
+      out.push_back({flag, resolve_spec(kind, flag, *v)});
+    } catch (const ConfigError&) {
+      // reported by the loading, with the bundled names
+    }
+  }
+  return out;
 }
 
 std::string over_capacity(const strategies::Plan& plan, int rank) {

@@ -68,6 +68,10 @@ void apply_override(json::Json& spec, const Override& o);
 // configs/<kind>/ ("models", "clusters", "strategies"). ConfigError listing the bundled names.
 std::string resolve_spec(const std::string& kind, const std::string& flag, const std::string& arg);
 
+// The spec files --model, --cluster and --strategy name (bundled names resolved; a name that
+// resolves to nothing is left to the loading to report), as inputs for check_paths.
+std::vector<NamedPath> spec_inputs(const Args& args);
+
 // "rank 8 (pipeline stage 1) needs 90.1 GiB at its peak but has 80.0 GiB".
 std::string over_capacity(const strategies::Plan& plan, int rank);
 

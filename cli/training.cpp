@@ -1,13 +1,16 @@
 // The pieces of `strata run`; see training.hpp.
 #include "cli/training.hpp"
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <iomanip>
 
 #include "cli/commands.hpp"
+#include "cli/interrupt.hpp"
 #include "cli/specs.hpp"
 #include "common/error.hpp"
 #include "common/host.hpp"
@@ -42,6 +45,29 @@ double parse_positive_double(const Args& args, const std::string& flag, double f
     throw ConfigError(flag + " = " + *v + ": must be a positive number");
   }
   return x;
+}
+
+// `flag` needs `needed` (--keep-last needs --save).
+void needs(const Args& args, const std::string& flag, const std::string& needed,
+           const std::string& what) {
+  if (args.has(flag) && !args.has(needed)) {
+    throw ConfigError(flag + (args.get(flag) == "1" ? "" : " = " + *args.get(flag)) + ": needs " +
+                      needed + " " + what);
+  }
+}
+
+// The paths of the run, before any work: outputs and checkpoint directories writable, none of
+// them an input, no two outputs on one path.
+void check_run_paths(const Args& args) {
+  std::vector<NamedPath> inputs = spec_inputs(args);
+  inputs.push_back({"--data", args.get("--data").value_or(exec::default_corpus_path())});
+  for (const NamedPath& p : flag_paths(args, {"--resume"})) inputs.push_back(p);
+  // --save may be --resume's directory (a resumed run goes on saving there); checked apart.
+  std::vector<NamedPath> outputs = flag_paths(args, {"--json", "--trace"});
+  std::vector<NamedPath> inputs_but_resume(inputs.begin(), inputs.end());
+  if (args.has("--resume")) inputs_but_resume.pop_back();
+  check_paths(inputs, outputs);
+  check_paths(inputs_but_resume, outputs, flag_paths(args, {"--save", "--dump-gradients"}));
 }
 
 // FP8 (strategy fp8 or an override's) is simulated only. Checked on the spec before lowering,
@@ -106,9 +132,10 @@ void dump_gradients(const std::string& dir, int rank,
   std::filesystem::create_directories(dir, ec);
   char name[32];
   std::snprintf(name, sizeof name, "rank-%05d.json", rank);
-  write_output((std::filesystem::path(dir) / name).string(),
-               json::Json({{"kind", "strata.gradients"}, {"rank", rank}, {"pieces", list}}).dump() +
-                   "\n");
+  write_outputs({{"--dump-gradients", (std::filesystem::path(dir) / name).string(),
+                  json::Json({{"kind", "strata.gradients"}, {"rank", rank}, {"pieces", list}})
+                          .dump() +
+                      "\n"}});
 }
 
 }  // namespace
@@ -120,6 +147,18 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
     throw ConfigError("--save-every = " + *args.get("--save-every") + ": needs --save DIR");
   }
   t.save_every = args.get_positive_int("--save-every").value_or(0);
+  needs(args, "--keep-last", "--save", "DIR");
+  needs(args, "--save-on-nan", "--save", "DIR");
+  needs(args, "--force-resume", "--resume", "DIR");
+  t.keep_last = args.get_positive_int("--keep-last").value_or(0);
+  if (const auto v = args.get("--comm-timeout")) {
+    const std::optional<long long> n = whole_integer(*v);
+    if (!n || *n < 0 || *n > 1'000'000) {
+      throw ConfigError("--comm-timeout = " + *v +
+                        ": must be whole seconds from 0 (wait forever) to 1000000");
+    }
+  }
+  check_run_paths(args);
   if (const auto seed = args.get_positive_int("--seed")) t.options.seed = static_cast<unsigned>(*seed);
   t.options.adam.lr = static_cast<float>(parse_positive_double(args, "--lr", t.options.adam.lr));
   const Inputs in = load_inputs(args);  // --model, --cluster, --strategy and every --set
@@ -139,14 +178,21 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   t.corpus = std::make_unique<exec::Corpus>(args.get("--data").value_or(exec::default_corpus_path()),
                                             model.seq_length, t.options.seed);
   t.executor = std::make_unique<exec::Executor>(*t.plan, comm, *t.corpus, t.options);
+  // Set after the Executor's groups are made: from here on no collective waits forever.
+  comm.set_timeout_s(static_cast<double>(
+      whole_integer(args.get("--comm-timeout").value_or("300")).value_or(300)));
   return t;
 }
 
 void resume(Training& t, const Args& args, exec::Comm& comm) {
   const auto dir = args.get("--resume");
   if (!dir) return;
-  t.first_step = exec::load_checkpoint(*dir, *t.plan, comm, t.executor->interpreter());
+  exec::LoadOptions options;
+  options.seed = t.options.seed;
+  options.force = args.has("--force-resume");
+  t.first_step = exec::load_checkpoint(*dir, *t.plan, comm, t.executor->interpreter(), options);
   t.executor->set_steps_done(t.first_step);
+  t.latest = (std::filesystem::path(*dir) / exec::checkpoint_name(t.first_step)).string();
 }
 
 void print_banner(const Training& t, const exec::Comm& comm) {
@@ -164,18 +210,41 @@ void print_banner(const Training& t, const exec::Comm& comm) {
               p.model.seq_length);
 }
 
+namespace {
+
+// The interrupt line's second half: where training can go on from.
+std::string latest_text(const Training& t, const Args& args) {
+  if (!t.latest.empty()) {
+    const std::string dir = std::filesystem::path(t.latest).parent_path().string();
+    return "latest checkpoint: " + t.latest + " (continue with --resume " + dir + ")";
+  }
+  if (const auto dir = args.get("--save")) return "no checkpoint in " + *dir + " yet";
+  return "no checkpoint (no --save)";
+}
+
+}  // namespace
+
 TrainingResult train(Training& t, const Args& args, exec::Comm& comm) {
   const double tokens =
       static_cast<double>(t.plan->strategy.global_batch_size) * t.plan->model.seq_length;
   // Fault injection for the tests (docs/executor.md): STRATA_TEST_KILL="RANK:STEP" makes that
-  // rank kill itself with SIGKILL as the step starts, like a crashed node.
-  int kill_rank = -1, kill_step = -1;
+  // rank kill itself with SIGKILL as the step starts, like a crashed node; STRATA_TEST_STOP
+  // stops it with SIGSTOP instead, like a hung one.
+  int kill_rank = -1, kill_step = -1, stop_rank = -1, stop_step = -1;
   if (const char* k = std::getenv("STRATA_TEST_KILL")) {
     if (std::sscanf(k, "%d:%d", &kill_rank, &kill_step) != 2) kill_rank = -1;
   }
+  if (const char* k = std::getenv("STRATA_TEST_STOP")) {
+    if (std::sscanf(k, "%d:%d", &stop_rank, &stop_step) != 2) stop_rank = -1;
+  }
+  exec::SaveOptions save;
+  save.seed = t.options.seed;
+  save.keep_last = t.keep_last;
   TrainingResult out;
   for (int k = t.first_step; k < t.steps; ++k) {
+    set_interrupt_step(k + 1, t.steps, latest_text(t, args));
     if (comm.rank() == kill_rank && k + 1 == kill_step) std::raise(SIGKILL);
+    if (comm.rank() == stop_rank && k + 1 == stop_step) std::raise(SIGSTOP);
     const bool capture = k == t.first_step && args.has("--dump-gradients");
     const exec::StepResult r = t.executor->step(capture);
     if (capture) {
@@ -188,12 +257,30 @@ TrainingResult train(Training& t, const Args& args, exec::Comm& comm) {
                   r.seconds, rate);
       std::fflush(stdout);
     }
+    // Every rank has the same loss, so every rank stops here together.
+    if (!std::isfinite(r.loss)) {
+      std::string saved;
+      if (args.has("--save-on-nan")) {
+        exec::SaveOptions bad = save;
+        bad.publish = false;
+        bad.suffix = "-nonfinite";
+        saved = "; the state after it is in " +
+                exec::save_checkpoint(*args.get("--save"), r.step, *t.plan, comm,
+                                      t.executor->interpreter(), bad) +
+                " (never resumed from)";
+      }
+      throw NonFiniteLoss("step " + std::to_string(r.step) + " of " + std::to_string(t.steps) +
+                          ": the loss is " + (std::isnan(r.loss) ? "nan" : "inf") +
+                          ", training stopped (lower --lr?); " + latest_text(t, args) + saved);
+    }
     if (const auto dir = args.get("--save")) {
       if (r.step == t.steps || (t.save_every > 0 && r.step % t.save_every == 0)) {
-        exec::save_checkpoint(*dir, r.step, *t.plan, comm, t.executor->interpreter());
+        t.latest = exec::save_checkpoint(*dir, r.step, *t.plan, comm, t.executor->interpreter(),
+                                         save);
       }
     }
   }
+  set_interrupt_phase("gathering the measurements after the last step");
   if (args.has("--trace")) out.spans = t.executor->gather_last_step();
   out.memory = t.executor->gather_memory();
   return out;
@@ -220,6 +307,7 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
                 units::format_bytes(m.measured.reserved_peak_bytes).c_str());
   }
   const strategies::Plan& p = *t.plan;
+  OutputFiles files;
   if (const auto path = args.get("--json")) {
     results::RunRecord run;
     run.model = p.model.name;
@@ -243,7 +331,7 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     run.provenance = p.provenance;
     run.host = host_name();
     run.date = utc_now();
-    write_output(*path, results::run_to_json(run).dump(2) + "\n");
+    files.open("--json", *path) << std::setw(2) << results::run_to_json(run) << "\n";
   }
   if (const auto path = args.get("--trace")) {
     json::Json other = results::trace_other_data("measured", p.provenance);
@@ -251,8 +339,9 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     other["backend"] = comm.backend();
     other["host"] = host_name();
     other["date"] = utc_now();
-    write_output(*path, results::trace_to_json(p, r.spans, other).dump() + "\n");
+    files.open("--trace", *path) << results::trace_to_json(p, r.spans, other) << "\n";
   }
+  files.commit();
 }
 
 }  // namespace strata::cli

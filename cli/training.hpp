@@ -4,6 +4,8 @@
 #pragma once
 
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "cli/args.hpp"
@@ -21,7 +23,16 @@ struct Training {
   std::unique_ptr<exec::Executor> executor;
   exec::RunOptions options;
   int steps = 10, save_every = 0;
-  int first_step = 0;  // steps already done (a resumed checkpoint's)
+  int keep_last = 0;       // --keep-last (0: keep every checkpoint)
+  int first_step = 0;      // steps already done (a resumed checkpoint's)
+  std::string latest;      // the latest complete checkpoint's directory ("" when none)
+};
+
+// A step whose loss is NaN or infinite: every rank sees the same loss and stops with this,
+// naming the step (and the checkpoints); `strata run` exits with kExitRuntime.
+class NonFiniteLoss : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 struct TrainingResult {
@@ -30,16 +41,20 @@ struct TrainingResult {
   std::vector<exec::RankMemory> memory;      // rank 0
 };
 
-// Specs, checks in the user's terms (the spec field to change), the Plan, the data and the
-// executor. ConfigError on bad input, before any work.
+// Specs, checks in the user's terms (the spec field to change), the paths it reads and writes
+// (outputs and checkpoint directories writable and none of them an input), the Plan, the data
+// and the executor. ConfigError on bad input, before any work.
 Training prepare_training(const Args& args, exec::Comm& comm);
 // --resume DIR: loads the latest checkpoint.
 void resume(Training& t, const Args& args, exec::Comm& comm);
 void print_banner(const Training& t, const exec::Comm& comm);
-// The steps, printing each on rank 0, with checkpoints (--save, --save-every), the first step's
-// gradients (--dump-gradients) and the tests' fault injection (STRATA_TEST_KILL).
+// The steps, printing each on rank 0, with checkpoints (--save, --save-every, --keep-last), the
+// first step's gradients (--dump-gradients) and the tests' fault injection (STRATA_TEST_KILL,
+// STRATA_TEST_STOP). NonFiniteLoss when a step's loss is not finite (after saving its state with
+// --save-on-nan).
 TrainingResult train(Training& t, const Args& args, exec::Comm& comm);
-// Rank 0: the median throughput, each rank's memory beside the Plan's, --json and --trace.
+// Rank 0: the median throughput, each rank's memory beside the Plan's, --json and --trace
+// (written all or none, cli/args.hpp OutputFiles).
 void report_training(const Training& t, const TrainingResult& r, const Args& args,
                      const exec::Comm& comm);
 

@@ -50,7 +50,8 @@ Options:
   --cluster C        the cluster spec of this machine (default: local-cpu)
   --out DIR          where the results go (default: validate-<strategy>-np<N>); written under
                      DIR.partial and renamed to DIR at the end, replacing an older DIR; a failed
-                     stage leaves DIR.partial with its logs
+                     stage leaves DIR.partial with its logs; inputs inside an older DIR (its
+                     profiles, given to a rerun) are kept in the new one
   --profile FILES    use these op profiles instead of profiling (comma-separated)
   --links FILES      use these link profiles instead of measuring (comma-separated)
   --steps K          training steps to run (default 5, at least 2): the measured step time is
@@ -203,6 +204,11 @@ int validate_command(const std::vector<std::string>& argv_in) {
   }
   const fs::path out =
       args.get("--out").value_or("validate-" + in.strategy.name + "-np" + std::to_string(np));
+  // The results directory is replaced as a whole at the end; inputs inside it are carried over
+  // into the new one (below), so that nothing given is lost.
+  std::vector<NamedPath> inputs = spec_inputs(args);
+  for (const NamedPath& p : flag_paths(args, {"--profile", "--links"})) inputs.push_back(p);
+  check_paths(inputs, {}, {{"--out", out.string()}});
   const fs::path staging = out.string() + ".partial", logs = staging / "logs";
   fs::remove_all(staging);
   fs::create_directories(logs);
@@ -281,9 +287,17 @@ int validate_command(const std::vector<std::string>& argv_in) {
   for (const json::Json& s : run_record.at("steps")) {
     summary["measured_step_times_s"].push_back(s.at("seconds"));
   }
-  write_output(file("joined.csv"), results::comparison_csv(c));
-  write_output(file("summary.json"), summary.dump(2) + "\n");
+  write_outputs({{"--out", file("joined.csv"), results::comparison_csv(c)},
+                 {"--out", file("summary.json"), summary.dump(2) + "\n"}});
 
+  // Inputs that live in the directory being replaced (a rerun on the previous run's profiles)
+  // move into the new one at the same place, unless a stage wrote a file of that name there.
+  for (const NamedPath& given : inputs) {
+    const std::optional<std::string> rel = path_inside(given.path, out.string());
+    if (!rel || fs::exists(staging / *rel)) continue;
+    fs::create_directories((staging / *rel).parent_path());
+    fs::copy_file(given.path, staging / *rel);
+  }
   // The whole directory at once: the older one moves aside, the new one takes its name.
   if (fs::exists(out)) {
     const fs::path old = out.string() + ".old";

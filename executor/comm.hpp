@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,13 @@ class Request {
 
  private:
   std::function<void()> wait_;
+};
+
+// A wait or barrier that did not complete within the communicator's timeout (set_timeout_s):
+// a peer stopped responding (stopped with SIGSTOP, hung, or far slower than the timeout).
+class CommTimeout : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 using GroupId = int;
@@ -89,6 +97,11 @@ class Comm {
   virtual Request send(int peer, int tag, const float* buf, std::size_t n) = 0;
   virtual Request recv(int peer, int tag, float* buf, std::size_t n) = 0;
   virtual int max_tag() const = 0;
+
+  // Every later wait() and barrier() gives up after `seconds` without completing and throws
+  // CommTimeout naming the operation and the timeout; 0 (the default) waits forever. The
+  // local backend never waits, so it ignores this.
+  virtual void set_timeout_s(double seconds) { (void)seconds; }
 
   // Blocks until every rank of the world arrives (bookkeeping, not part of any Plan).
   virtual void barrier() = 0;

@@ -5,9 +5,12 @@
 #include <mpi.h>
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "common/error.hpp"
 #include "common/host.hpp"
@@ -59,8 +62,39 @@ int to_int(std::size_t n) {
   return static_cast<int>(n);
 }
 
-Request make_request(MPI_Request r) {
-  return Request([r]() mutable { STRATA_MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE)); });
+// MPI_Wait with a deadline: MPI_Test until the request completes or `timeout_s` (> 0) passes.
+// A peer that stopped (SIGSTOP) or hangs would otherwise keep this rank in MPI_Wait forever;
+// MPI_Wait busy-polls too, so polling here costs nothing more.
+void wait_for(MPI_Request& r, double timeout_s, const char* what) {
+  if (timeout_s <= 0) {
+    STRATA_MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE));
+    return;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (long polls = 0;; ++polls) {
+    int done = 0;
+    STRATA_MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    if (polls % 1024 == 1023) {
+      const double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (waited > timeout_s) {
+        int rank = -1;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        char seconds[32];
+        std::snprintf(seconds, sizeof seconds, "%g", timeout_s);
+        throw CommTimeout(std::string(what) + " on rank " + std::to_string(rank) + " (" +
+                          host_name() + ") did not complete within " + seconds +
+                          " s (--comm-timeout): a peer rank stopped responding (stopped, hung "
+                          "or far slower); the run is stopped");
+      }
+      std::this_thread::yield();
+    }
+  }
+}
+
+Request make_request(MPI_Request r, double timeout_s, const char* what) {
+  return Request([r, timeout_s, what]() mutable { wait_for(r, timeout_s, what); });
 }
 
 class MpiComm final : public Comm {
@@ -132,13 +166,13 @@ class MpiComm final : public Comm {
       STRATA_MPI_CHECK(
           MPI_Iallreduce(MPI_IN_PLACE, buf, to_int(n / 3), triple_, softmax_op_, comm(g), &r));
     }
-    return make_request(r);
+    return make_request(r, timeout_s_, "an all-reduce");
   }
   Request all_gather(GroupId g, const float* send, float* recv, std::size_t n) override {
     MPI_Request r;
     STRATA_MPI_CHECK(
         MPI_Iallgather(send, to_int(n), MPI_FLOAT, recv, to_int(n), MPI_FLOAT, comm(g), &r));
-    return make_request(r);
+    return make_request(r, timeout_s_, "an all-gather");
   }
   Request reduce_scatter(GroupId g, const float* send, float* recv,
                          const std::vector<int>& counts) override {
@@ -146,7 +180,8 @@ class MpiComm final : public Comm {
     auto c = std::make_shared<std::vector<int>>(counts);
     MPI_Request r;
     STRATA_MPI_CHECK(MPI_Ireduce_scatter(send, recv, c->data(), MPI_FLOAT, MPI_SUM, comm(g), &r));
-    return Request([r, c]() mutable { STRATA_MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE)); });
+    const double t = timeout_s_;
+    return Request([r, c, t]() mutable { wait_for(r, t, "a reduce-scatter"); });
   }
   Request all_gather_v(GroupId g, const float* send, float* recv,
                        const std::vector<int>& counts) override {
@@ -157,31 +192,37 @@ class MpiComm final : public Comm {
     STRATA_MPI_CHECK(MPI_Iallgatherv(send, counts.at(static_cast<std::size_t>(group_rank(g))),
                                      MPI_FLOAT, recv, c->data(), displs->data(), MPI_FLOAT,
                                      comm(g), &r));
-    return Request([r, c, displs]() mutable { STRATA_MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE)); });
+    const double t = timeout_s_;
+    return Request([r, c, displs, t]() mutable { wait_for(r, t, "an all-gather"); });
   }
   Request broadcast(GroupId g, float* buf, std::size_t n, int root) override {
     MPI_Request r;
     STRATA_MPI_CHECK(MPI_Ibcast(buf, to_int(n), MPI_FLOAT, root, comm(g), &r));
-    return make_request(r);
+    return make_request(r, timeout_s_, "a broadcast");
   }
   Request all_to_all(GroupId g, const float* send, float* recv, std::size_t n_per_rank) override {
     MPI_Request r;
     STRATA_MPI_CHECK(MPI_Ialltoall(send, to_int(n_per_rank), MPI_FLOAT, recv, to_int(n_per_rank),
                                    MPI_FLOAT, comm(g), &r));
-    return make_request(r);
+    return make_request(r, timeout_s_, "an all-to-all");
   }
   Request send(int peer, int tag, const float* buf, std::size_t n) override {
     MPI_Request r;
     STRATA_MPI_CHECK(MPI_Isend(buf, to_int(n), MPI_FLOAT, peer, tag, MPI_COMM_WORLD, &r));
-    return make_request(r);
+    return make_request(r, timeout_s_, "a send");
   }
   Request recv(int peer, int tag, float* buf, std::size_t n) override {
     MPI_Request r;
     STRATA_MPI_CHECK(MPI_Irecv(buf, to_int(n), MPI_FLOAT, peer, tag, MPI_COMM_WORLD, &r));
-    return make_request(r);
+    return make_request(r, timeout_s_, "a receive");
   }
   int max_tag() const override { return max_tag_; }
-  void barrier() override { STRATA_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+  void set_timeout_s(double seconds) override { timeout_s_ = seconds; }
+  void barrier() override {
+    MPI_Request r;
+    STRATA_MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &r));
+    wait_for(r, timeout_s_, "a barrier");
+  }
   [[noreturn]] void abort(int code) override {
     MPI_Abort(MPI_COMM_WORLD, code);
     std::_Exit(code);
@@ -194,6 +235,7 @@ class MpiComm final : public Comm {
   }
 
   int rank_ = 0, size_ = 1, max_tag_ = 32767;
+  double timeout_s_ = 0;  // 0: wait forever
   MPI_Datatype triple_ = MPI_DATATYPE_NULL;
   MPI_Op softmax_op_ = MPI_OP_NULL;
   std::vector<MPI_Comm> groups_;

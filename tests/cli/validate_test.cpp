@@ -112,7 +112,9 @@ TEST_F(Validate, TwoRanksMeasureTheLinksAndCompareTheAllReduce) {
   }
   EXPECT_TRUE(all_reduce) << s.at("comparison").dump();
   // A second validation into the same directory, on the profiles of the first, replaces it
-  // whole (the given files are read before the old directory goes).
+  // whole; the given files, which lived in it, are kept in the new one unchanged.
+  const std::string links = read(result_dir() / "links.json");
+  const std::string profile = read(result_dir() / "profile.json");
   const Result again = run(std::string(kQuick) +
                            " --strategy tiny-dp2 --np 2 --max-bytes 256K "
                            "--links " +
@@ -120,8 +122,8 @@ TEST_F(Validate, TwoRanksMeasureTheLinksAndCompareTheAllReduce) {
                            (result_dir() / "profile.json").string());
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_FALSE(fs::exists(partial_dir()));
-  EXPECT_FALSE(fs::exists(result_dir() / "links.json"));  // given, not measured
-  EXPECT_FALSE(fs::exists(result_dir() / "profile.json"));
+  EXPECT_EQ(read(result_dir() / "links.json"), links);  // given, not measured: kept as it was
+  EXPECT_EQ(read(result_dir() / "profile.json"), profile);
   const strata::json::Json s2 = strata::json::parse_file((result_dir() / "summary.json").string());
   EXPECT_EQ(s2.at("stages").size(), 2u);  // simulate, run
 }

@@ -259,6 +259,23 @@ TEST_F(ExecutorMpi, AKilledRankStopsTheOthersWithAnError) {
   EXPECT_FALSE(r.json.is_object()) << "a JSON was written by a failed run";
 }
 
+// Rank 1 stops (SIGSTOP, like a hung node) as step 3 starts: rank 0's next collective or
+// transfer gives up after --comm-timeout and the run ends with exit 4 and a message naming the
+// timeout, instead of waiting forever (the `timeout 300` around it would give 124).
+TEST_F(ExecutorMpi, AStoppedRankEndsTheRunAfterTheCommTimeout) {
+  const Result r = run(2, "--model gpt-tiny --strategy tiny-pp2-1f1b --steps 50 --comm-timeout 3",
+                       "STRATA_TEST_STOP=1:3");
+  EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+  EXPECT_NE(r.out.find("step    2"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("step    3"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("on rank 0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("did not complete within 3 s (--comm-timeout): a peer rank stopped "
+                       "responding"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(r.json.is_object()) << "a JSON was written by a failed run";
+}
+
 // Checkpoints: 5 steps, save, resume to 10 gives the losses of 10 uninterrupted steps exactly.
 TEST_F(ExecutorMpi, ResumeContinuesWithTheUninterruptedLosses) {
   const std::string spec = "--model gpt-tiny --strategy tiny-tp2-pp2";
@@ -344,6 +361,12 @@ TEST_F(ExecutorMpi, ResumingUnderAnotherStrategyIsRefused) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("strategy 'tiny-pp2-1f1b'"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("not supported yet"), std::string::npos) << r.err;
+  // Forcing does not help: the ranks' state buffers differ.
+  const Result forced =
+      run(2, "--model gpt-tiny --strategy tiny-tp2 --steps 4 --resume " + ck + " --force-resume");
+  EXPECT_EQ(forced.exit_code, 1);
+  EXPECT_NE(forced.err.find("cannot be loaded even with --force-resume"), std::string::npos)
+      << forced.err;
   EXPECT_EQ(r.out.find("step    3"), std::string::npos) << r.out;
 }
 

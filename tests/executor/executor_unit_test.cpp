@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "executor/checkpoint.hpp"
 #include "executor/comm.hpp"
 #include "executor/data.hpp"
 #include "executor/executor.hpp"
@@ -36,6 +37,15 @@ strategies::StrategySpec strategy(const std::string& name) {
 Plan plan_of(const std::string& name) {
   const auto s = strategy(name);
   return strategies::lower(tiny_model(), local_cpu(), s, s.world_size());
+}
+
+// The checkpoint checksum against FNV-1a 64's published test vectors (the offset basis for no
+// bytes; "a"; "foobar").
+TEST(CheckpointChecksum, Fnv1a64MatchesItsTestVectors) {
+  EXPECT_EQ(exec::fnv1a64("", 0), 0xcbf29ce484222325ULL);
+  EXPECT_EQ(exec::fnv1a64("a", 1), 0xaf63dc4c8601ec8cULL);
+  EXPECT_EQ(exec::fnv1a64("foobar", 6), 0x85944171f73967e8ULL);
+  EXPECT_EQ(exec::checkpoint_name(42), "step-000042");
 }
 
 TEST(ExecutorInit, NormalDrawsAreDeterministicAndStandard) {
