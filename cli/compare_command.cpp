@@ -67,7 +67,7 @@ int compare_reports(const json::Json& ja, const std::string& pa, const json::Jso
   const results::ReportComparison c = results::compare_reports(
       results::report_from_json(ja, pa), results::report_from_json(jb, pb), pa, pb);
   const json::Json& j = c.json;
-  if (const auto path = args.get("--json")) write_outputs({{*path, j.dump(2) + "\n"}});
+  if (const auto path = args.get("--json")) write_outputs({{"--json", *path, j.dump(2) + "\n"}});
   if (args.get("--json") != "-") std::cout << c.text;
   return kExitOk;
 }
@@ -94,9 +94,9 @@ int compare_command(const std::vector<std::string>& argv) {
                       "reports or two traces");
   }
   if (ka == FileKind::kReport) {
-    return compare_reports(ja, predicted, jb, measured,
-                           Args(std::vector<std::string>(argv.begin() + 2, argv.end()), {"--json"},
-                                {}, {}));
+    const Args args(std::vector<std::string>(argv.begin() + 2, argv.end()), {"--json"}, {}, {});
+    check_paths({{"A", predicted}, {"B", measured}}, flag_paths(args, {"--json"}));
+    return compare_reports(ja, predicted, jb, measured, args);
   }
   const Args args(std::vector<std::string>(argv.begin() + 2, argv.end()),
                   {"--csv", "--json", "--worst"}, {}, {});

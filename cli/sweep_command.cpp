@@ -414,8 +414,8 @@ int sweep_command(const std::vector<std::string>& argv) {
 
   const std::string title = "strata sweep: " + base.model.name + " on " + base.cluster.name +
                             ", " + base.strategy.name;
-  write_outputs({{(staging / "sweep.csv").string(), sweep_csv(varies, points)},
-                 {(staging / "sweep.svg").string(), sweep_svg(varies, points, title)}});
+  write_outputs({{"--out", (staging / "sweep.csv").string(), sweep_csv(varies, points)},
+                 {"--out", (staging / "sweep.svg").string(), sweep_svg(varies, points, title)}});
   fs::remove_all(out);
   fs::rename(staging, out);
 
