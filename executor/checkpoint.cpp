@@ -14,6 +14,7 @@
 
 #include "common/error.hpp"
 #include "common/json.hpp"
+#include "executor/checkpoint_manifest.hpp"
 #include "strategies/program_json.hpp"
 #include "strategies/program.hpp"
 
@@ -62,6 +63,10 @@ void sync_dir(const fs::path& dir) {
 }
 
 std::string read_text(const fs::path& p) {
+  std::error_code ec;
+  if (fs::exists(p, ec) && !fs::is_regular_file(p, ec)) {
+    throw ConfigError("--resume: " + p.string() + " is not a regular file");
+  }
   std::ifstream in(p, std::ios::binary);
   if (!in) throw ConfigError("--resume: cannot read " + p.string());
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -152,23 +157,22 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
   std::string name = read_text(root / "latest");
   while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
   const fs::path ck = root / name;
-  const json::Json m = json::Json::parse(read_text(ck / "manifest.json"));
+  const CheckpointManifest m =
+      parse_checkpoint_manifest(read_text(ck / "manifest.json"), (ck / "manifest.json").string());
   const std::string what = "--resume = " + dir + " (" + name + ")";
   const json::Json prov = strategies::provenance_to_json(plan.provenance);
-  if (m.value("kind", "") != "strata.checkpoint") {
-    throw ConfigError(what + ": manifest.json is not a Strata checkpoint");
-  }
-  if (m["world_size"].get<int>() != plan.world_size) {
-    throw ConfigError(what + ": written by " + std::to_string(m["world_size"].get<int>()) +
+  if (m.world_size != plan.world_size) {
+    throw ConfigError(what + ": written by " + std::to_string(m.world_size) +
                       " ranks, this run has " + std::to_string(plan.world_size) +
                       "; resume with the strategy that wrote it");
   }
   for (const char* key : {"model_hash", "strategy_hash"}) {
-    if (m["provenance"][key] != prov[key]) {
-      throw ConfigError(what + ": written for model '" + m["model"].get<std::string>() +
-                        "' and strategy '" + m["strategy"].get<std::string>() + "' (" + key +
-                        " " + m["provenance"][key].get<std::string>() + "), this run's " + key +
-                        " is " + prov[key].get<std::string>() +
+    const std::string& written = std::string(key) == "model_hash" ? m.model_hash : m.strategy_hash;
+    if (json::Json(written) != prov[key]) {
+      throw ConfigError(what + ": written for model '" + m.model_name + "' and strategy '" +
+                        m.strategy_name + "' (" + key + " " + written + "), this run's " + key +
+                        " is " +
+                        prov[key].get<std::string>() +
                         "; resuming under another strategy is not supported yet");
     }
   }
@@ -187,7 +191,7 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
     at += n;
   }
   comm.barrier();
-  return m["step"].get<int>();
+  return m.step;
 }
 
 }  // namespace strata::exec
