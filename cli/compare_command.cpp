@@ -25,6 +25,9 @@ Options:
   --json FILE    write the comparison as JSON ('-' for stdout, replacing the table)
   --worst N      how many worst-predicted tasks to list (default 10)
   --help         show this help
+
+Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
+failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
 
 int compare_command(const std::vector<std::string>& argv) {
@@ -33,7 +36,7 @@ int compare_command(const std::vector<std::string>& argv) {
     return kExitOk;
   }
   if (argv.size() < 2 || argv[0].rfind("-", 0) == 0 || argv[1].rfind("-", 0) == 0) {
-    throw ConfigError("expected two trace files, PREDICTED.json MEASURED.json, before the options "
+    throw UsageError("expected two trace files, PREDICTED.json MEASURED.json, before the options "
                       "(see strata compare --help)");
   }
   const std::string predicted = argv[0], measured = argv[1];
