@@ -128,8 +128,8 @@ class PathWalker {
       if (!stack_.empty() && stack_.back().object && stack_.back().want_key) stack_.back().key = s;
     } else {
       const std::size_t start = i_;
-      while (i_ < text_.size() && std::string_view(",:[]{}\" \t\r\n").find(text_[i_]) ==
-                                      std::string_view::npos) {
+      while (i_ < text_.size() &&
+             std::string_view(",:[]{}\" \t\r\n").find(text_[i_]) == std::string_view::npos) {
         ++i_;
       }
       if (std::isdigit(static_cast<unsigned char>(c)) || c == '-') {
@@ -209,7 +209,8 @@ void check_depth(const std::string& text, const std::string& what) {
                       number + " at " + line_column(text, walker.token_start()) +
                       ": number out of range (a JSON number here must be within +-1.8e308)");
   }
-  throw ConfigError(what + ": a number is out of range (a JSON number here must be within "
+  throw ConfigError(what +
+                    ": a number is out of range (a JSON number here must be within "
                     "+-1.8e308)");
 }
 

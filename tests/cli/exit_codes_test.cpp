@@ -53,7 +53,7 @@ class ExitCodes : public ::testing::Test {
   // The bundled local-cpu cluster with one field replaced.
   std::string cluster_with(const std::string& key, const std::string& sub, double value) {
     strata::json::Json c = strata::json::parse_file(std::string(STRATA_SOURCE_DIR) +
-                                                     "/configs/clusters/local-cpu.json");
+                                                    "/configs/clusters/local-cpu.json");
     if (sub.empty()) {
       c[key] = value;
     } else {
@@ -82,8 +82,8 @@ TEST_F(ExitCodes, TheTableIsInEveryHelp) {
                            "3   does not fit", "4   runtime failure", "70  internal error"}) {
     EXPECT_NE(top.out.find(line), std::string::npos) << line;
   }
-  for (const char* command : {"plan", "simulate", "run", "compare", "profile ops",
-                              "profile links", "validate"}) {
+  for (const char* command :
+       {"plan", "simulate", "run", "compare", "profile ops", "profile links", "validate"}) {
     const Result r = run(std::string(command) + " --help");
     EXPECT_EQ(r.exit_code, 0) << command;
     EXPECT_NE(r.out.find("Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit "
@@ -134,8 +134,9 @@ TEST_F(ExitCodes, Run) {
          "--model: " + dir_.string() + " is a directory, not a model spec file", "a directory");
   expect(run("run --model gpt-tiny --strategy tiny-1rank --steps 1 --frobnicate"), 2,
          "usage error: --frobnicate: unknown option", "unknown option");
-  expect(run("run --model gpt-tiny --strategy tiny-1rank --steps 1", "STRATA_TEST_INTERNAL_ERROR=1"),
-         70, "internal error", "internal error");
+  expect(
+      run("run --model gpt-tiny --strategy tiny-1rank --steps 1", "STRATA_TEST_INTERNAL_ERROR=1"),
+      70, "internal error", "internal error");
 }
 
 // 0 for compare: Cli.CompareJoinsTwoTracesTaskByTask (cli_test.cpp).
@@ -144,8 +145,8 @@ TEST_F(ExitCodes, Compare) {
   expect(run("compare " + deep + " " + deep), 1, deep + ": JSON nested deeper than 64 levels",
          "a deep trace");
   expect(run("compare " + deep), 2, "usage error: expected two trace files", "one file");
-  expect(run("compare " + deep + " " + deep, "STRATA_TEST_INTERNAL_ERROR=1"), 70,
-         "internal error", "internal error");
+  expect(run("compare " + deep + " " + deep, "STRATA_TEST_INTERNAL_ERROR=1"), 70, "internal error",
+         "internal error");
 }
 
 // 0 for profile ops: Cli.ProfileOpsWritesAProfileTheReaderAccepts; for profile links:
@@ -201,7 +202,7 @@ TEST_F(ExitCodes, AbsurdClusterValuesAreRefusedBeforeTheSimulation) {
   };
   for (const Case& c : cases) {
     strata::json::Json j = strata::json::parse_file(std::string(STRATA_SOURCE_DIR) +
-                                                     "/configs/clusters/local-cpu.json");
+                                                    "/configs/clusters/local-cpu.json");
     if (c.sub.empty()) {
       j["gpu"][c.key] = c.value;
     } else {
@@ -218,8 +219,8 @@ TEST_F(ExitCodes, AbsurdClusterValuesAreRefusedBeforeTheSimulation) {
 
 // Regression (issue 16): 1e999 escaped as the JSON library's out_of_range, exit 70.
 TEST_F(ExitCodes, OverflowingNumberIsAParseErrorNamingTheField) {
-  std::string text = strata::json::read_file(std::string(STRATA_SOURCE_DIR) +
-                                             "/configs/models/gpt-tiny.json");
+  std::string text =
+      strata::json::read_file(std::string(STRATA_SOURCE_DIR) + "/configs/models/gpt-tiny.json");
   const auto at = text.find("\"hidden_size\": ") + 15;
   text.replace(at, text.find_first_of(",\n}", at) - at, "1e999");
   const std::string model = write("model.json", text);

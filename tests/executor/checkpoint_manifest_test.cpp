@@ -54,8 +54,9 @@ TEST(CheckpointManifest, CorruptManifestNamesFileAndField) {
   EXPECT_EQ(error_of(with("step", "1.5")), file + "manifest.step = 1.5: must be an integer");
   EXPECT_EQ(error_of(with("model", "null")), file + "manifest.model: required key is missing");
   EXPECT_EQ(error_of(with("kind", "\"strata.plan\"")),
-            file + "manifest.kind = \"strata.plan\": must be \"strata.checkpoint\" (not a Strata "
-                   "checkpoint)");
+            file +
+                "manifest.kind = \"strata.plan\": must be \"strata.checkpoint\" (not a Strata "
+                "checkpoint)");
   EXPECT_EQ(error_of(with("model_hash", "7", true)),
             file + "manifest.provenance.model_hash = 7: must be a string");
   EXPECT_EQ(error_of(with("provenance", "[]")),
@@ -65,10 +66,10 @@ TEST(CheckpointManifest, CorruptManifestNamesFileAndField) {
             std::string::npos);
   EXPECT_NE(error_of(std::string(kManifest).substr(0, 60)).find("JSON syntax error"),
             std::string::npos);
-  EXPECT_NE(error_of(with("step", "1").replace(with("step", "1").find("\"step\":1"), 8,
-                                               "\"step\":1e999"))
-                .find("step = 1e999"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of(with("step", "1").replace(with("step", "1").find("\"step\":1"), 8, "\"step\":1e999"))
+          .find("step = 1e999"),
+      std::string::npos);
 }
 
 }  // namespace
