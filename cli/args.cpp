@@ -24,7 +24,7 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& wi
   for (std::size_t i = 0; i < argv.size(); ++i) {
     std::string arg = argv[i];
     if (arg.rfind("--", 0) != 0) {
-      throw ConfigError("argument '" + arg + "': unexpected (options start with --; see --help)");
+      throw UsageError("argument '" + arg + "': unexpected (options start with --; see --help)");
     }
     std::optional<std::string> inline_value;
     if (const auto eq = arg.find('='); eq != std::string::npos) {
@@ -32,10 +32,10 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& wi
       arg = arg.substr(0, eq);
     }
     if (values_.count(arg) && !kRepeatableFlags.count(arg)) {
-      throw ConfigError(arg + ": given more than once");
+      throw UsageError(arg + ": given more than once");
     }
     if (switches.count(arg)) {
-      if (inline_value) throw ConfigError(arg + " = " + *inline_value + ": takes no value");
+      if (inline_value) throw UsageError(arg + " = " + *inline_value + ": takes no value");
       values_[arg] = "1";
     } else if (with_value.count(arg)) {
       if (inline_value) {
@@ -43,7 +43,7 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& wi
       } else if (i + 1 < argv.size()) {
         values_[arg] = argv[++i];
       } else {
-        throw ConfigError(arg + ": missing value");
+        throw UsageError(arg + ": missing value");
       }
       if (values_[arg].empty()) throw ConfigError(arg + ": empty value");
       all_values_[arg].push_back(values_[arg]);
@@ -56,7 +56,7 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& wi
         values_[arg] = "-";
       }
     } else {
-      throw ConfigError(arg + ": unknown option (see --help)");
+      throw UsageError(arg + ": unknown option (see --help)");
     }
   }
 }
@@ -74,7 +74,7 @@ std::vector<std::string> Args::get_all(const std::string& flag) const {
 
 std::string Args::require(const std::string& flag) const {
   const auto v = get(flag);
-  if (!v) throw ConfigError(flag + ": required option is missing (see --help)");
+  if (!v) throw UsageError(flag + ": required option is missing (see --help)");
   return *v;
 }
 
@@ -149,10 +149,12 @@ std::vector<double> parse_rank_factors(const std::string& flag, const std::strin
     } catch (const std::exception&) {
       r = -1;
     }
-    if (r < 0 || r >= world || !(f > 0)) {
+    // A factor from 1/1000 to 1000 of the rank's speed: beyond it a step takes years or
+    // nothing, and the simulator's times lose meaning.
+    if (r < 0 || r >= world || !(f >= 1e-3 && f <= 1e3)) {
       throw ConfigError(flag + " = " + text + ": '" + item +
                         "' must be RANK:FACTOR with a rank in [0, " + std::to_string(world - 1) +
-                        "] and a factor > 0");
+                        "] and a factor from 0.001 to 1000");
     }
     factors[r] = f;
   }

@@ -43,6 +43,9 @@ Options:
 
 Outputs are checked before any work (none may be an input or share another output's path;
 their directories must be writable) and written all or none: a failure leaves none of them.
+
+Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
+failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
 
 namespace {
@@ -80,8 +83,8 @@ int compare_command(const std::vector<std::string>& argv) {
     return kExitOk;
   }
   if (argv.size() < 2 || argv[0].rfind("-", 0) == 0 || argv[1].rfind("-", 0) == 0) {
-    throw ConfigError("expected two trace files (PREDICTED.json MEASURED.json) or two report "
-                      "files, before the options (see strata compare --help)");
+    throw UsageError("expected two trace files (PREDICTED.json MEASURED.json) or two report "
+                     "files, before the options (see strata compare --help)");
   }
   const std::string predicted = argv[0], measured = argv[1];
   const json::Json ja = json::parse_file(predicted), jb = json::parse_file(measured);

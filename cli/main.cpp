@@ -1,6 +1,8 @@
 // strata: the command line. Thin glue: parse a subcommand, call the libraries, choose the exit
 // code. Library code never exits; errors arrive here as exceptions.
+#include <cstdlib>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -50,8 +52,19 @@ of a bundled spec under configs/, for example:
 
 and --set PATH=VALUE changes any field without a new file (--set strategy.tp=4).
 
-Exit codes: 0 success, 1 invalid input (the message names the field, value and rule),
-2 usage error, 3 the strategy does not fit in device memory.
+Exit codes, the same for every command (cli/README.md):
+  0   success
+  1   invalid input: a spec, a profile, plan, trace or checkpoint file, or a flag's value; the
+      message names the file, the field, the value and the rule broken
+  2   usage error: an unknown command or option, a required option or a value missing, a stray
+      argument
+  3   does not fit: the strategy needs more device memory than a rank has (the message gives
+      the per-rank numbers; plan and simulate take --ignore-memory)
+  4   runtime failure: valid input, but the work failed while running (a rank, a measurement,
+      a child process or an output's write failed, a rank stopped answering, a loss was not
+      finite)
+  70  internal error: a bug in Strata; please report it with the command line
+  130, 143  interrupted by SIGINT or SIGTERM (run and simulate say what was interrupted)
 )";
 
 }  // namespace
@@ -66,6 +79,11 @@ int main(int argc, char** argv) {
   const std::string command = args[0];
   args.erase(args.begin());
   try {
+    // Fault injection for the tests of the internal-error path (exit 70), which no valid or
+    // invalid input should reach.
+    if (std::getenv("STRATA_TEST_INTERNAL_ERROR") != nullptr) {
+      throw std::logic_error("STRATA_TEST_INTERNAL_ERROR is set");
+    }
     if (command == "version" || command == "--version") {
       std::cout << "strata " << strata::version() << "\n";
       return strata::cli::kExitOk;
@@ -138,11 +156,25 @@ int main(int argc, char** argv) {
   } catch (const strata::cli::OutputError& e) {
     std::cerr << "strata " << command << ": error: " << e.what() << "\n";
     return strata::cli::kExitRuntime;
+  } catch (const strata::UsageError& e) {
+    std::cerr << "strata " << command << ": usage error: " << e.what() << "\n";
+    return strata::cli::kExitUsage;
+  } catch (const strata::DoesNotFitError& e) {
+    std::cerr << "strata " << command << ": error: " << e.what() << "\n";
+    return strata::cli::kExitOutOfMemory;
   } catch (const strata::ConfigError& e) {
     std::cerr << "strata " << command << ": error: " << e.what() << "\n";
     return strata::cli::kExitConfigError;
+  } catch (const strata::RuntimeFailure& e) {
+    std::cerr << "strata " << command << ": runtime failure: " << e.what() << "\n";
+    return strata::cli::kExitRuntime;
   } catch (const std::exception& e) {
-    std::cerr << "strata " << command << ": internal error: " << e.what() << "\n";
+    std::cerr << "strata " << command << ": internal error (a bug in Strata; please report it "
+                 "with the command line): " << e.what() << "\n";
+    return strata::cli::kExitInternal;
+  } catch (...) {
+    std::cerr << "strata " << command << ": internal error (a bug in Strata; please report it "
+                 "with the command line): an exception of unknown type\n";
     return strata::cli::kExitInternal;
   }
 }

@@ -39,6 +39,9 @@ The summary lists the world size and groups, tasks per kind, FLOPs per step (mod
 hardware FLOPs including recomputation), bytes per collective kind and purpose, and the peak
 memory of every pipeline stage (parameters, gradients, optimizer states, activations) against
 the device's capacity. A strategy that does not fit prints the per-stage numbers and exits 3.
+
+Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
+failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
 
 int plan_command(const std::vector<std::string>& argv) {

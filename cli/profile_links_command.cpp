@@ -69,6 +69,9 @@ Examples (CI runs as root: add --allow-run-as-root; more ranks than cores: --ove
   all_reduce_perf -b 8 -e 1G -f 2 -g 8 > ar.txt
   strata profile links --import ar.txt --fabric nvswitch --out links.json
   mpirun -np 4 strata profile links --max-bytes 64M --out links.json
+
+Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
+failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
 
 namespace {
@@ -206,7 +209,7 @@ int measure(const Args& args) {
     return kExitConfigError;
   } catch (const profiler::LinkBenchError& e) {
     if (lead) std::cerr << "strata profile links: error: " << e.what() << "\n";
-    return 70;  // every rank saw the same failure of the measurement
+    return kExitRuntime;  // every rank saw the same failure of the measurement
   } catch (const std::exception& e) {
     // A failure of this rank alone: stop the world, so that no rank waits on it forever.
     std::fprintf(stderr, "strata profile links: rank %d: error: %s\n", comm->rank(), e.what());

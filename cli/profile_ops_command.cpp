@@ -58,6 +58,9 @@ stderr ("op 3 of 41: linear fp32 dims 64x64x192").
 
 Example:
   strata profile ops --model gpt-tiny --strategy tiny-dp2-tp2 --out profile.json
+
+Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
+failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
 
 namespace {

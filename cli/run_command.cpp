@@ -77,6 +77,9 @@ that needs changing, before any work (docs/executor.md).
 
 Example (CI runs as root: add --allow-run-as-root; more ranks than cores: --oversubscribe):
   mpirun -np 2 strata run --model gpt-tiny --strategy tiny-dp2 --steps 10 --json out.json
+
+Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
+failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
 
 

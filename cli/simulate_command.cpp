@@ -65,6 +65,9 @@ fraction and, per pipeline stage, compute, communication, exposed communication 
 seconds and peak memory. The same inputs give the same report, byte for byte (with --profile
 and --links: the same files). With measured costs it says how many of the simulated compute
 tasks and collectives were priced by measurements (docs/profiles.md "Using them").
+
+Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
+failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
 
 namespace {
@@ -109,9 +112,9 @@ int simulate_command(const std::vector<std::string>& argv) {
   const strategies::Plan plan = lower_inputs(args);
   const int over = strategies::first_rank_over_capacity(plan);
   if (over >= 0 && !args.has("--ignore-memory")) {
-    throw ConfigError("strategy '" + plan.strategy.name +
-                      "' does not fit: " + over_capacity(plan, over) +
-                      " (see `strata plan`; --ignore-memory simulates it anyway)");
+    throw DoesNotFitError("strategy '" + plan.strategy.name +
+                          "' does not fit: " + over_capacity(plan, over) +
+                          " (see `strata plan`; --ignore-memory simulates it anyway)");
   }
 
   // The one cost object: compute and link efficiencies from the same table (and the

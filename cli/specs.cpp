@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/json.hpp"
 #include "common/units.hpp"
 
 namespace strata::cli {
@@ -141,6 +142,11 @@ std::set<std::string> spec_flags_and(std::initializer_list<std::string> more) {
 std::string resolve_spec(const std::string& kind, const std::string& flag, const std::string& arg) {
   namespace fs = std::filesystem;
   if (fs::is_regular_file(arg)) return arg;
+  // A directory, FIFO or device: say what it is rather than "no such file".
+  if (const std::string what = json::special_file_kind(arg); !what.empty()) {
+    const std::string spec = kind == "strategies" ? "strategy" : kind.substr(0, kind.size() - 1);
+    throw ConfigError(flag + ": " + arg + " is " + what + ", not a " + spec + " spec file");
+  }
   const fs::path bundled = fs::path(config_dir()) / kind / (arg + ".json");
   if (arg.find('/') == std::string::npos && fs::is_regular_file(bundled)) return bundled.string();
   std::string names;

@@ -73,11 +73,14 @@ Files in DIR: profile.json and links.json (when measured here), report.json and 
 the comparison) and logs/ (each stage's output).
 
 Run it on an otherwise idle machine: another process on the cores slows the measured run but
-not the profiles taken before it. Exit codes: 0 done, 1 invalid input or a stage failed on it,
-70 a stage failed otherwise.
+not the profiles taken before it. A stage that fails on invalid input exits 1 (3 when the
+strategy does not fit), one that fails otherwise 4.
 
 Example:
   strata validate --model gpt-10m --strategy bench-10m-dp2 --np 2
+
+Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
+failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
 
 namespace {
@@ -117,8 +120,9 @@ void run_stage(const Stage& s, int number, int count, const fs::path& logs) {
     const std::string message = "stage '" + s.name + "' failed (exit code " + std::to_string(code) +
                                 ") after " + seconds_text(seconds) + "; the end of " + log + ":\n" +
                                 tail_of(log, 12);
-    if (code == kExitConfigError || code == kExitOutOfMemory) throw ConfigError(message);
-    throw std::runtime_error(message);
+    if (code == kExitConfigError) throw ConfigError(message);
+    if (code == kExitOutOfMemory) throw DoesNotFitError(message);
+    throw RuntimeFailure(message);
   }
   std::cerr << "validate: [" << number << "/" << count << "] " << s.name << " done in "
             << seconds_text(seconds) << std::endl;
@@ -162,7 +166,7 @@ int validate_command(const std::vector<std::string>& argv_in) {
   const std::string model = args.require("--model"), strategy = args.require("--strategy"),
                     cluster = args.require("--cluster");
   if (!args.has("--np")) {
-    throw ConfigError("--np is required: the number of ranks to run (the strategy's world size)");
+    throw UsageError("--np is required: the number of ranks to run (the strategy's world size)");
   }
   const int np = *args.get_positive_int("--np");
   const int steps = args.get_positive_int("--steps").value_or(5);

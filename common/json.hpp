@@ -12,16 +12,30 @@ namespace strata::json {
 
 using Json = nlohmann::json;
 
-// Reads a whole file; ConfigError naming the path when it cannot be opened.
+// The deepest nesting of arrays and objects that parse() accepts. Specs need 4 or 5 levels;
+// the limit keeps hostile input (a 100,000-deep array) from reaching recursive code.
+inline constexpr int kMaxDepth = 64;
+
+// What `path` is when it exists but is not a regular file ("a directory", "a FIFO (named pipe)",
+// "a character device", ...), else "".
+std::string special_file_kind(const std::string& path);
+
+// Reads a whole file; ConfigError naming the path when it cannot be opened, or saying what it is
+// when it is not a regular file ("/tmp is a directory, not a regular file").
 std::string read_file(const std::string& path);
 
-// Parses `text`; a syntax error becomes a ConfigError "<what>: JSON syntax error at line L,
-// column C: <reason>". `what` names the source (usually the file path).
+// Parses `text`; every failure is a ConfigError naming `what` (usually the file path):
+// a syntax error "<what>: JSON syntax error at line L, column C (in <field>): <reason>",
+// nesting deeper than kMaxDepth, or a number beyond a double's range
+// "<what>: gpu.peak_tflops.bf16 = 1e999 at line L, column C: number out of range ...".
 Json parse(const std::string& text, const std::string& what);
 Json parse_file(const std::string& path);
 
-// A short rendering of a value for error messages (strings quoted, long values cut).
+// A short rendering of a value for error messages (strings quoted, long values cut). Its work
+// is bounded by the length of the rendering, whatever the size or depth of the value.
 std::string show(const Json& value);
+// A key for an error message, cut like show() cuts values.
+std::string show_key(const std::string& key);
 
 // A count (bytes, FLOPs, elements) as JSON: an integer when it is a whole number that a double
 // holds exactly (below 2^53), else the number itself. Counts are whole; "1747968" reads as one.

@@ -15,6 +15,7 @@
 
 #include "common/error.hpp"
 #include "common/json.hpp"
+#include "executor/checkpoint_manifest.hpp"
 #include "strategies/program_json.hpp"
 #include "strategies/program.hpp"
 
@@ -63,6 +64,10 @@ void sync_dir(const fs::path& dir) {
 }
 
 std::string read_text(const fs::path& p) {
+  std::error_code ec;
+  if (fs::exists(p, ec) && !fs::is_regular_file(p, ec)) {
+    throw ConfigError("--resume: " + p.string() + " is not a regular file");
+  }
   std::ifstream in(p, std::ios::binary);
   if (!in) throw ConfigError("--resume: cannot read " + p.string());
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -207,25 +212,23 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
   std::string name = read_text(root / "latest");
   while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
   const fs::path ck = root / name;
-  const json::Json m = json::Json::parse(read_text(ck / "manifest.json"));
+  const CheckpointManifest m =
+      parse_checkpoint_manifest(read_text(ck / "manifest.json"), (ck / "manifest.json").string());
   const std::string what = "--resume = " + dir + " (" + name + ")";
   const json::Json prov = strategies::provenance_to_json(plan.provenance);
-  if (m.value("kind", "") != "strata.checkpoint") {
-    throw ConfigError(what + ": manifest.json is not a Strata checkpoint");
-  }
-  if (m["world_size"].get<int>() != plan.world_size) {
-    throw ConfigError(what + ": written by " + std::to_string(m["world_size"].get<int>()) +
+  if (m.world_size != plan.world_size) {
+    throw ConfigError(what + ": written by " + std::to_string(m.world_size) +
                       " ranks, this run has " + std::to_string(plan.world_size) +
                       "; resume with the strategy that wrote it");
   }
   bool specs_differ = false;
   for (const char* key : {"model_hash", "strategy_hash"}) {
-    if (m["provenance"][key] == prov[key]) continue;
+    const std::string& written = std::string(key) == "model_hash" ? m.model_hash : m.strategy_hash;
+    if (json::Json(written) == prov[key]) continue;
     specs_differ = true;
     if (!options.force) {
-      throw ConfigError(what + ": written for model '" + m["model"].get<std::string>() +
-                        "' and strategy '" + m["strategy"].get<std::string>() + "' (" + key +
-                        " " + m["provenance"][key].get<std::string>() + "), this run's " + key +
+      throw ConfigError(what + ": written for model '" + m.model_name + "' and strategy '" +
+                        m.strategy_name + "' (" + key + " " + written + "), this run's " + key +
                         " is " + prov[key].get<std::string>() +
                         "; resuming under another strategy is not supported yet (--force-resume "
                         "loads it anyway when every rank's state has the same layout)");
@@ -234,16 +237,16 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
   // Forced: the state must still fit buffer for buffer.
   if (specs_differ) {
     for (int r = 0; r < plan.world_size; ++r) {
-      if (m["ranks"].at(static_cast<std::size_t>(r)) != rank_manifest(plan.program_of(r))) {
+      if (m.ranks.at(static_cast<std::size_t>(r)) != rank_manifest(plan.program_of(r))) {
         throw ConfigError(what + ": rank " + std::to_string(r) +
                           "'s state buffers (names and sizes) differ from this run's, so it "
                           "cannot be loaded even with --force-resume");
       }
     }
   }
-  if (m.contains("seed") && m["seed"].get<std::uint64_t>() != options.seed && !options.force) {
+  if (m.seed && *m.seed != options.seed && !options.force) {
     throw ConfigError(what + ": written by a run with --seed " +
-                      std::to_string(m["seed"].get<std::uint64_t>()) + ", this run has --seed " +
+                      std::to_string(*m.seed) + ", this run has --seed " +
                       std::to_string(options.seed) +
                       " (the data order would differ from the run it continues); use the same "
                       "seed, or --force-resume to continue with this one");
@@ -258,11 +261,11 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
                       " bytes, expected " + std::to_string(want));
   }
   // Schema 1 checkpoints (before checksums) have no "files".
-  if (m.contains("files")) {
-    const json::Json& entry = m["files"].at(static_cast<std::size_t>(comm.rank()));
-    const std::string expected = entry.at("fnv1a64").get<std::string>();
+  if (!m.files.empty()) {
+    const CheckpointFile& entry = m.files.at(static_cast<std::size_t>(comm.rank()));
+    const std::string& expected = entry.fnv1a64;
     const std::string actual = hex64(fnv1a64(bytes.data(), bytes.size()));
-    if (entry.at("name").get<std::string>() != file || actual != expected) {
+    if (entry.name != file || actual != expected) {
       throw ConfigError(what + ": " + (ck / file).string() + " is corrupt: its FNV-1a 64 checksum "
                         "is " + actual + ", the manifest's is " + expected +
                         "; resume from an earlier checkpoint");
@@ -275,7 +278,7 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
     at += n;
   }
   comm.barrier();
-  return m["step"].get<int>();
+  return m.step;
 }
 
 }  // namespace strata::exec

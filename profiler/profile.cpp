@@ -65,7 +65,9 @@ MeasuredOn read_measured_on(ObjectReader r) {
   const Json& libs = r.get_raw("libraries");
   if (!libs.is_object()) json::fail(r.field("libraries"), libs, "must be an object of strings");
   for (const auto& [name, v] : libs.items()) {
-    if (!v.is_string()) json::fail(r.field("libraries") + "." + name, v, "must be a string");
+    if (!v.is_string()) {
+      json::fail(r.field("libraries") + "." + json::show_key(name), v, "must be a string");
+    }
     m.libraries[name] = v.get<std::string>();
   }
   return m;
@@ -77,10 +79,26 @@ const Json& list_of(ObjectReader& r, const std::string& key) {
   return list;
 }
 
-double positive(ObjectReader& r, const std::string& key) {
+// Physical ranges of the measured numbers (docs/profiles.md): a time the simulator can add up,
+// a message size and a bandwidth a link can have.
+double in_range(ObjectReader& r, const std::string& key, double lo, double hi,
+                const std::string& rule) {
   const double v = r.get_number(key);
-  if (!(v > 0) || !std::isfinite(v)) json::fail(r.field(key), v, "must be a finite number > 0");
+  if (!(v >= lo && v <= hi)) json::fail(r.field(key), v, rule);
   return v;
+}
+
+double seconds(ObjectReader& r, const std::string& key) {
+  return in_range(r, key, 1e-12, 1e5, "must be a time from 1e-12 to 1e+05 s");
+}
+
+int count_in(ObjectReader& r, const std::string& key, long long lo, long long hi) {
+  const long long v = r.get_int(key);
+  if (v < lo || v > hi) {
+    json::fail(r.field(key), v,
+               "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
+  }
+  return static_cast<int>(v);
 }
 
 template <class Parse>
@@ -128,13 +146,13 @@ OpProfile op_profile_from_json(const Json& j, const std::string& file) {
     p.on = read_measured_on(r.get_object("measured_on"));
     ObjectReader settings = r.get_object("settings");
     settings.finish({"warmup", "repetitions", "trials"});
-    p.warmup = static_cast<int>(settings.get_int("warmup"));
-    if (p.warmup < 0) json::fail(settings.field("warmup"), p.warmup, "must be >= 0");
-    p.repetitions = static_cast<int>(settings.get_int("repetitions"));
-    if (p.repetitions < 1) json::fail(settings.field("repetitions"), p.repetitions, "must be >= 1");
-    p.trials = static_cast<int>(settings.get_int_or("trials", 1));  // absent before trials
-    if (p.trials < 1 || p.trials > p.repetitions) {
-      json::fail(settings.field("trials"), p.trials, "must be from 1 to repetitions");
+    p.warmup = count_in(settings, "warmup", 0, 1000000);
+    p.repetitions = count_in(settings, "repetitions", 1, 1000000);
+    // Absent before trials; a repetition count fits an int.
+    const long long trials = settings.get_int_or("trials", 1);
+    p.trials = static_cast<int>(std::clamp<long long>(trials, 0, 1000001));
+    if (trials < 1 || p.trials > p.repetitions) {
+      json::fail(settings.field("trials"), trials, "must be from 1 to repetitions");
     }
     ObjectReader plan = r.get_object("plan");
     plan.finish({"model", "strategy", "cluster"});
@@ -165,22 +183,27 @@ OpProfile op_profile_from_json(const Json& j, const std::string& file) {
         json::fail(o.field("dims"), dims, "must be a list of 6 integers (Op::dims)");
       }
       for (std::size_t d = 0; d < dims.size(); ++d) {
-        if (!dims[d].is_number_integer() || dims[d].get<long long>() < 0) {
+        const Json& v = dims[d];
+        constexpr std::uint64_t kMaxDim = 1ULL << 40;  // no tensor has 10^12 rows
+        const bool ok = v.is_number_unsigned()  ? v.get<std::uint64_t>() <= kMaxDim
+                        : v.is_number_integer() ? v.get<long long>() >= 0 &&
+                                                      v.get<long long>() <= static_cast<long long>(kMaxDim)
+                                                : false;
+        if (!ok) {
           json::fail(o.field("dims") + "[" + std::to_string(d) + "]", dims[d],
-                     "must be an integer >= 0");
+                     "must be an integer from 0 to 2^40");
         }
         m.key.dims[d] = dims[d].get<std::int64_t>();
       }
-      m.median_s = positive(o, "median_s");
-      m.min_s = positive(o, "min_s");
-      m.max_s = positive(o, "max_s");
+      m.median_s = seconds(o, "median_s");
+      m.min_s = seconds(o, "min_s");
+      m.max_s = seconds(o, "max_s");
       if (!(m.min_s <= m.median_s && m.median_s <= m.max_s)) {
         json::fail(o.field("median_s"), m.median_s,
                    "must lie between min_s (" + json::show(m.min_s) + ") and max_s (" +
                        json::show(m.max_s) + ")");
       }
-      m.repetitions = static_cast<int>(o.get_int("repetitions"));
-      if (m.repetitions < 1) json::fail(o.field("repetitions"), m.repetitions, "must be >= 1");
+      m.repetitions = count_in(o, "repetitions", 1, 1000000000);
       p.ops.push_back(m);
     }
     return p;
@@ -305,7 +328,9 @@ LinkProfile link_profile_from_json(const Json& j, const std::string& file) {
       curve.collective = enum_named<LinkCollective>(c.get_string("collective"), kNumLinkCollectives,
                                                     link_collective_name, c.field("collective"));
       const long long ranks = c.get_int("ranks");
-      if (ranks < 2) json::fail(c.field("ranks"), ranks, "a group of at least 2 ranks");
+      if (ranks < 2 || ranks > (1 << 20)) {
+        json::fail(c.field("ranks"), ranks, "a group of 2 to 1048576 ranks");
+      }
       curve.ranks = static_cast<int>(ranks);
       curve.fabric = c.get_string("fabric");
       if (curve.fabric.empty()) json::fail(c.field("fabric"), curve.fabric, "must name a fabric");
@@ -314,8 +339,8 @@ LinkProfile link_profile_from_json(const Json& j, const std::string& file) {
         ObjectReader x(points[k], c.field("points") + "[" + std::to_string(k) + "]");
         x.finish({"bytes", "time_s", "algbw_GBps", "busbw_GBps"});
         LinkPoint pt;
-        pt.bytes = positive(x, "bytes");
-        pt.time_s = positive(x, "time_s");
+        pt.bytes = in_range(x, "bytes", 1, 1e15, "must be a message size from 1 B to 1e+15 B");
+        pt.time_s = seconds(x, "time_s");
         x.accept("algbw_GBps");  // derived; written for people
         x.accept("busbw_GBps");
         if (!curve.points.empty() && !(pt.bytes > curve.points.back().bytes)) {
@@ -328,9 +353,10 @@ LinkProfile link_profile_from_json(const Json& j, const std::string& file) {
       }
       ObjectReader f = c.get_object("fit");
       f.finish({"latency_s", "busbw_GBps"});
-      curve.fit.latency_s = f.get_number("latency_s");
-      if (curve.fit.latency_s < 0) json::fail(f.field("latency_s"), curve.fit.latency_s, "must be >= 0");
-      curve.fit.busbw_Bps = positive(f, "busbw_GBps") * 1e9;
+      curve.fit.latency_s = in_range(f, "latency_s", 0, 1, "must be from 0 to 1 s");
+      curve.fit.busbw_Bps =
+          in_range(f, "busbw_GBps", 1e-6, 1e6, "must be from 1e-06 to 1e+06 GB/s (1 kB/s to 1 PB/s)") *
+          1e9;
       p.curves.push_back(curve);
     }
     return p;

@@ -14,6 +14,8 @@ if [ "${1:-}" != "--no-sanitize" ]; then
   cmake --preset asan >/dev/null
   cmake --build --preset asan -j "$jobs"
   export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+  # The fuzz targets (tests/fuzz/, ctest label "fuzz") run here for STRATA_FUZZ_RUNS (5,000)
+  # mutated inputs each (plan.json 100) under both sanitizers: every parser of specs and files.
   # Every test, except that of the executor's per-strategy equivalence runs (each is two mpirun
   # jobs of up to 8 ranks, ten times slower under the sanitizers) only five run: together
   # they cover dp, tp, pp (1F1B and interleaved), sequence parallelism, ZeRO-3, recompute,

@@ -22,6 +22,37 @@ const std::vector<std::string> kDeviceKinds = {"gpu", "cpu"};
 const std::vector<std::string> kFabrics = {"nvswitch", "pcie", "shared"};
 const std::vector<std::string> kTopologies = {"fat-tree", "rail-optimized", "none"};
 
+// Physical ranges of the numeric fields (docs/specs.md lists them beside each field). They keep
+// absurd but finite values (a peak of 1e-300 FLOP/s, a latency of 1e300 us) from becoming
+// infinite or 1e300-second task times in the simulator.
+constexpr double kMinPeakTflops = 1e-3;  // 1 GFLOP/s: slower than any CPU core
+constexpr double kMaxPeakTflops = 1e5;   // 100 PFLOP/s: 50x a 2024 GPU's FP8 peak
+constexpr double kMinBandwidthGBps = 1e-6;  // 1 kB/s
+constexpr double kMaxBandwidthGBps = 1e6;   // 1 PB/s
+constexpr double kMaxLatencyUs = 1e6;       // 1 s
+constexpr double kMaxOversubscription = 1000;
+constexpr long long kMaxMemoryBytes = 1LL << 50;  // 1 PiB
+constexpr int kMaxNodes = 1000000;
+constexpr int kMaxGpusPerNode = 1024;
+constexpr int kMaxNicsPerNode = 1024;
+constexpr int kMaxCoresPerNode = 65536;
+
+// A number within [lo, hi]; `rule` says what the range is in words.
+double number_in(json::ObjectReader& r, const std::string& key, double lo, double hi,
+                 const std::string& rule) {
+  const double v = r.get_number(key);
+  if (!(v >= lo && v <= hi)) json::fail(r.field(key), v, rule);
+  return v;
+}
+
+int int_in(json::ObjectReader& r, const std::string& key, int hi, const std::string& what) {
+  const int v = detail::read_positive_int(r, key);
+  if (v > hi) {
+    json::fail(r.field(key), v, "must be from 1 to " + std::to_string(hi) + " " + what);
+  }
+  return v;
+}
+
 // Exactly one of <stem>_GBps (gigabytes/s) or <stem>_Gbps (gigabits/s); returns bytes/s.
 double read_bandwidth(json::ObjectReader& r, const std::string& stem) {
   const std::string bytes_key = stem + "_GBps";
@@ -38,21 +69,22 @@ double read_bandwidth(json::ObjectReader& r, const std::string& stem) {
                       " in gigabits/s)");
   }
   const std::string key = in_bytes ? bytes_key : bits_key;
-  const double value = r.get_number(key);
-  if (value <= 0) json::fail(r.field(key), value, "must be > 0");
+  const double scale = in_bytes ? 1.0 : 8.0;  // the range in the key's own unit
+  const double value = number_in(r, key, kMinBandwidthGBps * scale, kMaxBandwidthGBps * scale,
+                                 in_bytes ? "must be from 1e-06 to 1e+06 GB/s (1 kB/s to 1 PB/s)"
+                                          : "must be from 8e-06 to 8e+06 Gb/s (1 kB/s to 1 PB/s)");
   return in_bytes ? value * units::kGB : value * units::kGB / 8.0;
 }
 
 double read_latency(json::ObjectReader& r) {
-  const double us = r.get_number("latency_us");
-  if (us < 0) json::fail(r.field("latency_us"), us, "must be >= 0");
+  const double us =
+      number_in(r, "latency_us", 0, kMaxLatencyUs, "must be from 0 to 1e+06 us (1 s)");
   return us * 1e-6;
 }
 
-double read_positive_number(json::ObjectReader& r, const std::string& key) {
-  const double v = r.get_number(key);
-  if (v <= 0) json::fail(r.field(key), v, "must be > 0");
-  return v;
+double read_peak(json::ObjectReader& r, const std::string& key) {
+  return number_in(r, key, kMinPeakTflops, kMaxPeakTflops,
+                   "must be from 0.001 to 1e+05 TFLOP/s (1 GFLOP/s to 100 PFLOP/s)");
 }
 
 DeviceSpec parse_device(json::ObjectReader r) {
@@ -64,13 +96,16 @@ DeviceSpec parse_device(json::ObjectReader r) {
   d.kind = static_cast<DeviceKind>(detail::read_choice(r, "kind", kDeviceKinds, 0));
   json::ObjectReader peak = r.get_object("peak_tflops");
   peak.finish({"bf16", "fp16", "fp32", "fp8"});
-  d.peak_bf16_flops = read_positive_number(peak, "bf16") * units::kTera;
-  d.peak_fp16_flops = read_positive_number(peak, "fp16") * units::kTera;
-  d.peak_fp32_flops = read_positive_number(peak, "fp32") * units::kTera;
+  d.peak_bf16_flops = read_peak(peak, "bf16") * units::kTera;
+  d.peak_fp16_flops = read_peak(peak, "fp16") * units::kTera;
+  d.peak_fp32_flops = read_peak(peak, "fp32") * units::kTera;
   // Optional: only devices with FP8 tensor cores (Hopper and newer) have one.
-  if (peak.has("fp8")) d.peak_fp8_flops = read_positive_number(peak, "fp8") * units::kTera;
+  if (peak.has("fp8")) d.peak_fp8_flops = read_peak(peak, "fp8") * units::kTera;
   const long long memory = r.get_int("memory_bytes");
   if (memory < 1) json::fail(r.field("memory_bytes"), memory, "must be a positive integer");
+  if (memory > kMaxMemoryBytes) {
+    json::fail(r.field("memory_bytes"), memory, "must be at most 1125899906842624 (1 PiB)");
+  }
   d.memory_bytes = static_cast<double>(memory);
   d.memory_bandwidth_Bps = read_bandwidth(r, "memory_bandwidth");
   // Optional: the streaming multiprocessors, which an overlapped GEMM shares with
@@ -109,12 +144,11 @@ InterNodeSpec parse_inter(json::ObjectReader r) {
     s.oversubscription = 1.0;
     return s;
   }
-  s.oversubscription = r.get_number_or("oversubscription", 1.0);
-  if (s.oversubscription < 1.0) {
-    json::fail(r.field("oversubscription"), s.oversubscription,
-               "must be >= 1 (1 = full bisection bandwidth)");
-  }
-  s.nics_per_node = detail::read_positive_int(r, "nics_per_node");
+  s.oversubscription = r.has("oversubscription")
+                           ? number_in(r, "oversubscription", 1.0, kMaxOversubscription,
+                                       "must be from 1 to 1000 (1 = full bisection bandwidth)")
+                           : r.get_number_or("oversubscription", 1.0);
+  s.nics_per_node = int_in(r, "nics_per_node", kMaxNicsPerNode, "NICs");
   s.nic_bandwidth_Bps = read_bandwidth(r, "nic_bandwidth");
   s.latency_s = read_latency(r);
   return s;
@@ -280,8 +314,8 @@ ClusterSpec parse_cluster(const Json& j, const std::string& what) {
       if (!names.insert(group.name).second) {
         json::fail(g.field("name"), group.name, "node group names must be unique");
       }
-      group.nodes = detail::read_positive_int(g, "nodes");
-      group.gpus_per_node = detail::read_positive_int(g, "gpus_per_node");
+      group.nodes = int_in(g, "nodes", kMaxNodes, "nodes");
+      group.gpus_per_node = int_in(g, "gpus_per_node", kMaxGpusPerNode, "devices per node");
       group.gpu = parse_device(g.get_object("gpu"));
       if (g.has("intra_node")) {
         group.intra_node = parse_intra(g.get_object("intra_node"));
@@ -295,8 +329,8 @@ ClusterSpec parse_cluster(const Json& j, const std::string& what) {
     }
   } else {
     NodeGroup group;
-    group.nodes = detail::read_positive_int(r, "nodes");
-    group.gpus_per_node = detail::read_positive_int(r, "gpus_per_node");
+    group.nodes = int_in(r, "nodes", kMaxNodes, "nodes");
+    group.gpus_per_node = int_in(r, "gpus_per_node", kMaxGpusPerNode, "devices per node");
     group.gpu = parse_device(r.get_object("gpu"));
     group.name = group.gpu.name;
     group.intra_node = parse_intra(r.get_object("intra_node"));
@@ -309,7 +343,7 @@ ClusterSpec parse_cluster(const Json& j, const std::string& what) {
     r.accept("inter_node");
     c.inter_node.topology = InterTopology::kNone;
   }
-  if (r.has("cores_per_node")) c.cores_per_node = detail::read_positive_int(r, "cores_per_node");
+  if (r.has("cores_per_node")) c.cores_per_node = int_in(r, "cores_per_node", kMaxCoresPerNode, "cores");
   c.comm_overlaps_compute = r.get_bool_or("comm_overlaps_compute", true);
   c.source = detail::read_source(j);
   check_cluster(c, r, groups_path);
@@ -359,6 +393,9 @@ ClusterSpec with_nodes(const ClusterSpec& c, int nodes) {
                    "\"; edit the nodes of its node_groups instead");
   }
   if (nodes < 1) json::fail("cluster.nodes", nodes, "must be a positive integer");
+  if (nodes > kMaxNodes) {
+    json::fail("cluster.nodes", nodes, "must be at most " + std::to_string(kMaxNodes) + " nodes");
+  }
   STRATA_CHECK(c.node_groups.size() == 1, "a parsed cluster has at least one node group");
   if (static_cast<long long>(nodes) * c.node_groups.front().gpus_per_node > INT_MAX) {
     json::fail("cluster.nodes", nodes, "the cluster would have more than INT_MAX devices");

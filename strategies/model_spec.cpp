@@ -63,10 +63,18 @@ const std::vector<std::string> kPositions = {"learned", "rope"};
 // The names a format gives the shape fields, so errors name the key actually in the file.
 struct ShapeKeys {
   std::string hidden, heads, kv_heads;
+  std::string layers = "num_hidden_layers";
 };
 
 // Rules every model obeys, whatever format it came from.
 void check_shape(const ModelSpec& m, const std::string& what, const ShapeKeys& keys) {
+  // Every layer is in the Plan: 2^31 - 1 layers never finished lowering. The deepest trained
+  // transformers have about 100 (docs/specs.md).
+  constexpr int kMaxLayers = 10000;
+  if (m.num_hidden_layers > kMaxLayers) {
+    json::fail(what + "." + keys.layers, m.num_hidden_layers,
+               "must be at most " + std::to_string(kMaxLayers) + " layers");
+  }
   if (m.hidden_size % m.num_attention_heads != 0) {
     json::fail(
         what + "." + keys.hidden, m.hidden_size,
@@ -131,7 +139,9 @@ ModelSpec parse_ours(const Json& j, const std::string& what) {
   }
   r.accept(other_key);
   m.norm_eps = r.get_number_or(eps_key, 1e-5);
-  if (m.norm_eps <= 0) json::fail(r.field(eps_key), m.norm_eps, "must be > 0");
+  if (!(m.norm_eps > 0 && m.norm_eps < 1)) {
+    json::fail(r.field(eps_key), m.norm_eps, "must be > 0 and < 1");
+  }
 
   m.source = detail::read_source(j);
   m.origin = "strata";

@@ -2,6 +2,8 @@
 #include "strategies/program_json.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 
 #include "common/error.hpp"
 
@@ -121,6 +123,35 @@ const json::Json& table(const json::Json& j, const std::string& key, const std::
     throw ConfigError(what + "." + key + ": missing or not an array");
   }
   return j.at(key);
+}
+
+// The integer list `key` of `j`, each element from `lo` to `hi`.
+template <typename T>
+std::vector<T> int_list(const json::Json& j, const std::string& key, const std::string& what,
+                        long long lo, long long hi) {
+  const json::Json& list = table(j, key, what);
+  std::vector<T> out;
+  out.reserve(list.size());
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const json::Json& v = list[i];
+    const bool ok = v.is_number_unsigned()  ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(hi)
+                    : v.is_number_integer() ? v.get<long long>() >= lo && v.get<long long>() <= hi
+                                            : false;
+    if (!ok) {
+      json::fail(what + "." + key + "[" + std::to_string(i) + "]", v,
+                 "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
+    }
+    out.push_back(static_cast<T>(v.get<long long>()));
+  }
+  return out;
+}
+
+// The number `key` of the object `m` (at `what`).
+double number_at(const json::Json& m, const std::string& key, const std::string& what) {
+  if (!m.is_object() || !m.contains(key) || !m.at(key).is_number()) {
+    throw ConfigError(what + "." + key + ": missing or not a number");
+  }
+  return m.at(key).get<double>();
 }
 
 void check_index(long long v, std::size_t size, const std::string& field) {
@@ -266,15 +297,22 @@ Program program_from_json(const json::Json& j, const std::string& what) {
     t.op_count = static_cast<std::uint32_t>(r.integer());
     p.tasks.push_back(t);
   }
-  p.dep_begin = j.at("deps_begin").get<std::vector<std::uint32_t>>();
-  p.deps = j.at("deps").get<std::vector<std::uint32_t>>();
+  constexpr long long kMaxIndex = 0xFFFFFFFFLL;  // indices are uint32
+  p.dep_begin = int_list<std::uint32_t>(j, "deps_begin", what, 0, kMaxIndex);
+  p.deps = int_list<std::uint32_t>(j, "deps", what, 0, kMaxIndex);
   if (p.dep_begin.size() != p.tasks.size() + 1) {
     throw ConfigError(what + ".deps_begin: " + std::to_string(p.dep_begin.size()) +
                       " entries for " + std::to_string(p.tasks.size()) + " tasks (want tasks + 1)");
   }
+  // Task t's dependencies are deps[deps_begin[t] .. deps_begin[t + 1]).
+  if (p.dep_begin.front() != 0 || p.dep_begin.back() != p.deps.size() ||
+      !std::is_sorted(p.dep_begin.begin(), p.dep_begin.end())) {
+    throw ConfigError(what + ".deps_begin: must ascend from 0 to the length of deps (" +
+                      std::to_string(p.deps.size()) + ")");
+  }
   for (std::uint32_t d : p.deps) check_index(d, p.tasks.size(), what + ".deps");
   const json::Json& ops = table(j, "ops", what);
-  p.operands = j.at("operands").get<std::vector<std::int32_t>>();
+  p.operands = int_list<std::int32_t>(j, "operands", what, -1, 0x7FFFFFFF);
   for (std::size_t i = 0; i < ops.size(); ++i) {
     const std::string where = what + ".ops[" + std::to_string(i) + "]";
     Row r(ops[i], kOpColumns.size(), where);
@@ -299,6 +337,14 @@ Program program_from_json(const json::Json& j, const std::string& what) {
                         ": past the end of the operand list");
     }
     p.ops.push_back(op);
+  }
+  for (std::size_t i = 0; i < p.tasks.size(); ++i) {
+    const Task& t = p.tasks[i];
+    if (static_cast<std::uint64_t>(t.op_begin) + t.op_count > p.ops.size()) {
+      throw ConfigError(what + ".tasks[" + std::to_string(i) + "]: ops " +
+                        std::to_string(t.op_begin) + " + " + std::to_string(t.op_count) +
+                        " past the end of the op list (" + std::to_string(p.ops.size()) + ")");
+    }
   }
   const json::Json& buffers = table(j, "buffers", what);
   for (std::size_t i = 0; i < buffers.size(); ++i) {
@@ -384,18 +430,25 @@ Program program_from_json(const json::Json& j, const std::string& what) {
   }
   if (j.contains("memory")) {
     const json::Json& m = j.at("memory");
-    p.memory.static_bytes.params = m.at("params_bytes").get<double>();
-    p.memory.static_bytes.grads = m.at("grads_bytes").get<double>();
-    p.memory.static_bytes.optimizer = m.at("optimizer_bytes").get<double>();
-    p.memory.static_bytes.other = m.at("other_static_bytes").get<double>();
-    p.memory.params_count = m.at("params_count").get<double>();
-    p.memory.peak_dynamic_bytes = m.at("peak_dynamic_bytes").get<double>();
+    const std::string at = what + ".memory";
+    p.memory.static_bytes.params = number_at(m, "params_bytes", at);
+    p.memory.static_bytes.grads = number_at(m, "grads_bytes", at);
+    p.memory.static_bytes.optimizer = number_at(m, "optimizer_bytes", at);
+    p.memory.static_bytes.other = number_at(m, "other_static_bytes", at);
+    p.memory.params_count = number_at(m, "params_count", at);
+    p.memory.peak_dynamic_bytes = number_at(m, "peak_dynamic_bytes", at);
+    if (!m.contains("peak_by_role")) throw ConfigError(at + ".peak_by_role: missing");
     for (int r = 0; r < kNumRoles; ++r) {
-      p.memory.peak_by_role[r] = m.at("peak_by_role").at(role_name(static_cast<Role>(r))).get<double>();
+      p.memory.peak_by_role[r] =
+          number_at(m.at("peak_by_role"), role_name(static_cast<Role>(r)), at + ".peak_by_role");
     }
-    p.memory.peak_activation_bytes = m.at("peak_activation_bytes").get<double>();
-    p.memory.max_activation_bytes = m.at("max_activation_bytes").get<double>();
-    p.memory.peak_task = m.at("peak_task").get<std::uint32_t>();
+    p.memory.peak_activation_bytes = number_at(m, "peak_activation_bytes", at);
+    p.memory.max_activation_bytes = number_at(m, "max_activation_bytes", at);
+    const double peak_task = number_at(m, "peak_task", at);
+    if (!(peak_task >= 0 && peak_task <= 4294967295.0) || peak_task != std::floor(peak_task)) {
+      json::fail(at + ".peak_task", peak_task, "must be a task index");
+    }
+    p.memory.peak_task = static_cast<std::uint32_t>(peak_task);
   }
   return p;
 }

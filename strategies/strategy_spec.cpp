@@ -14,6 +14,8 @@ namespace strata::strategies {
 
 namespace {
 
+constexpr long long kMaxMicroBatches = 65536;
+
 using json::Json;
 
 const std::vector<std::string> kSchedules = {"gpipe", "1f1b", "interleaved-1f1b"};
@@ -125,7 +127,11 @@ CollectivePolicy read_collectives(json::ObjectReader r) {
             "blocking_p2p", "param_prefetch"});
   CollectivePolicy c;
   const double mib = r.get_number_or("grad_bucket_MiB", 25.0);
-  if (mib <= 0) json::fail(r.field("grad_bucket_MiB"), mib, "must be > 0");
+  // Up to 1 TiB: beyond it every model's gradients fit one bucket anyway, and the bytes stay
+  // finite (1e308 MiB would not).
+  if (!(mib > 0 && mib <= 1048576)) {
+    json::fail(r.field("grad_bucket_MiB"), mib, "must be > 0 and at most 1048576 (1 TiB)");
+  }
   c.grad_bucket_bytes = mib * units::kMiB;
   c.overlap_grad_reduce = r.get_bool_or("overlap_grad_reduce", true);
   c.overlap_param_gather = r.get_bool_or("overlap_param_gather", true);
@@ -643,6 +649,12 @@ void validate(const ModelSpec& m, const StrategySpec& s, int world_size) {
   const std::string m_text =
       "global_batch_size/(micro_batch_size*dp) = " + str(s.global_batch_size) + "/(" +
       str(s.micro_batch_size) + "*" + str(s.dp) + ") = " + str(micro_batches);
+  // The Plan holds every micro-batch's tasks: 2^31 of them ended in std::bad_alloc. Real
+  // training accumulates at most a few thousand (docs/specs.md).
+  if (micro_batches > kMaxMicroBatches) {
+    json::fail("strategy.global_batch_size", s.global_batch_size,
+               m_text + " micro-batches per step; at most " + str(kMaxMicroBatches));
+  }
   // 1F1B with fewer micro-batches than stages is valid (Megatron-LM runs it, as BLOOM's small
   // global batches on deep pipelines did): every stage's warm-up is then all of its
   // micro-batches, the dependency graph of GPipe.

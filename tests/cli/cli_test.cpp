@@ -153,7 +153,7 @@ TEST_F(Cli, CompareJoinsTwoTracesTaskByTask) {
   ASSERT_EQ(json.exit_code, 0) << json.err;
   EXPECT_EQ(strata::json::parse(json.out, "out")["step"]["error"], 0.0);
   const Result usage = run("compare " + a);
-  EXPECT_EQ(usage.exit_code, 1);
+  EXPECT_EQ(usage.exit_code, 2);
   EXPECT_NE(usage.err.find("expected two trace files"), std::string::npos) << usage.err;
   EXPECT_EQ(run("compare --help").exit_code, 0);
 }
@@ -202,9 +202,10 @@ TEST_F(Cli, UnknownSpecNameListsTheBundledOnes) {
 }
 
 TEST_F(Cli, BadOptions) {
+  // A bad value is invalid input (1); a malformed command line a usage error (2).
   EXPECT_EQ(run(std::string("plan ") + kMain + " --gpus zero").exit_code, 1);
-  EXPECT_EQ(run(std::string("plan ") + kMain + " --frobnicate").exit_code, 1);
-  EXPECT_EQ(run("plan --cluster dgx-a100-128n --strategy gpt3-175b-tp8-pp8-dp16").exit_code, 1);
+  EXPECT_EQ(run(std::string("plan ") + kMain + " --frobnicate").exit_code, 2);
+  EXPECT_EQ(run("plan --cluster dgx-a100-128n --strategy gpt3-175b-tp8-pp8-dp16").exit_code, 2);
 }
 
 TEST_F(Cli, OutOfMemoryExitsThreeUnlessIgnored) {
@@ -282,7 +283,9 @@ TEST_F(Cli, ProfileOpsRefusesBadFlagsAndWritesNothing) {
   };
   for (const auto& [args, message] : cases) {
     const Result r = run(args);
-    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.err;
+    // An unknown or missing option is a usage error (2); the rest are invalid input (1).
+    const bool usage = message == "--frobnicate" || message == "--out";
+    EXPECT_EQ(r.exit_code, usage ? 2 : 1) << args << "\n" << r.err;
     EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
     EXPECT_FALSE(fs::exists(out)) << args;
   }

@@ -138,8 +138,10 @@ TEST_F(ProfileLinksCli, HelpAndUsageErrors) {
     EXPECT_EQ(r.exit_code, 1) << args;
     return r.err;
   };
-  EXPECT_NE(error_of("--import " + input).find("--out: required option is missing"),
-            std::string::npos);
+  // A required option missing is a usage error (exit 2); the rest are invalid values (exit 1).
+  const Result usage = run("profile links --import " + input);
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_NE(usage.err.find("--out: required option is missing"), std::string::npos) << usage.err;
   EXPECT_NE(error_of("--import " + input + " --iters 3 --out " + links)
                 .find("--iters: only when measuring under mpirun, not with --import"),
             std::string::npos);

@@ -143,7 +143,7 @@ TEST_F(Validate, BadInputStopsBeforeAnyStageWithNothingWritten) {
   EXPECT_NE(r.err.find("--np = 3"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("2 ranks"), std::string::npos) << r.err;
   r = run(std::string(kQuick) + " --strategy tiny-dp2");
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);  // a usage error
   EXPECT_NE(r.err.find("--np is required"), std::string::npos) << r.err;
   r = run("--model gpt-tiny --strategy tiny-dp2 --np 2 --steps 1");
   EXPECT_EQ(r.exit_code, 1);
@@ -156,6 +156,24 @@ TEST_F(Validate, BadInputStopsBeforeAnyStageWithNothingWritten) {
   EXPECT_NE(r.err.find("--profile = /no/such/profile.json"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(result_dir()));
   EXPECT_FALSE(fs::exists(partial_dir()));
+}
+
+// A stage whose child dies (here the launcher kills itself, as a rank killed by the system
+// would) is a runtime failure, exit 4; an unknown option a usage error, exit 2.
+TEST_F(Validate, AKilledStageIsARuntimeFailure) {
+  const std::string killer = (dir_ / "killer.sh").string();
+  std::ofstream(killer) << "#!/bin/sh\nkill -KILL $$\n";
+  fs::permissions(killer, fs::perms::owner_all);
+  Result r = run(std::string(kQuick) + " --strategy tiny-dp2 --np 2 --mpirun " + killer);
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("strata validate: runtime failure: stage 'profile-links' failed (exit code "
+                       "137)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(result_dir()));
+  r = run(std::string(kQuick) + " --strategy tiny-dp2 --np 2 --frobnicate");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--frobnicate: unknown option"), std::string::npos) << r.err;
 }
 
 TEST_F(Validate, AFailingStageNamesItselfAndLeavesNoResult) {

@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "common/error.hpp"
 #include "tests/strategies/expect_config_error.hpp"
 
@@ -47,6 +52,34 @@ OpProfile an_op_profile() {
   return p;
 }
 
+// Absurd but finite numbers would become absurd task times in the simulator, or wrap when
+// narrowed to an int: each is refused with its range (docs/profiles.md).
+TEST(OpProfileFile, AbsurdNumbersAreRefusedWithTheirRange) {
+  const Json good = op_profile_to_json(an_op_profile());
+  const std::vector<std::pair<std::function<void(Json&)>, std::vector<std::string>>> cases = {
+      {[](Json& j) { j["ops"][0]["max_s"] = 1e300; },
+       {"profile.ops[0].max_s = 1e+300", "must be a time from 1e-12 to 1e+05 s"}},
+      {[](Json& j) { j["ops"][0]["min_s"] = 1e-300; }, {"profile.ops[0].min_s = 1e-300"}},
+      {[](Json& j) { j["ops"][0]["dims"][2] = 1LL << 41; },
+       {"profile.ops[0].dims[2] = 2199023255552", "from 0 to 2^40"}},
+      {[](Json& j) { j["ops"][0]["dims"][0] = 18446744073709551615ULL; },
+       {"profile.ops[0].dims[0] = 18446744073709551615", "from 0 to 2^40"}},
+      {[](Json& j) { j["ops"][0]["repetitions"] = 4294967297LL; },
+       {"profile.ops[0].repetitions = 4294967297", "from 1 to 1000000000"}},
+      {[](Json& j) { j["settings"]["repetitions"] = 4294967301LL; },
+       {"profile.settings.repetitions = 4294967301", "from 1 to 1000000"}},
+      {[](Json& j) { j["settings"]["trials"] = 4294967297LL; },
+       {"profile.settings.trials = 4294967297", "from 1 to repetitions"}},
+      {[](Json& j) { j["measured_on"]["libraries"][std::string(5000, 'l')] = 1; },
+       {"profile.measured_on.libraries.llll", "...", "must be a string"}},
+  };
+  for (const auto& [change, expected] : cases) {
+    Json j = good;
+    change(j);
+    expect_config_error([&] { op_profile_from_json(j, "p.json"); }, expected);
+  }
+}
+
 TEST(OpProfileFile, RoundTrips) {
   const OpProfile p = an_op_profile();
   const Json j = op_profile_to_json(p);
@@ -72,7 +105,8 @@ TEST(OpProfileFile, BadFilesNameFileFieldAndValue) {
   j = good;
   j["ops"][0]["median_s"] = -1.0;
   expect_config_error([&] { op_profile_from_json(j, "p.json"); },
-                      {"p.json: profile.ops[0].median_s = -1", "> 0"});
+                      {"p.json: profile.ops[0].median_s = -1",
+                       "must be a time from 1e-12 to 1e+05 s"});
   j = good;
   j["ops"][0]["op"] = "conv2d";
   expect_config_error([&] { op_profile_from_json(j, "p.json"); },
@@ -165,6 +199,23 @@ TEST(LinkProfileFile, RoundTripsAndRefusesBadCurves) {
   bad["backend"] = "gloo";
   expect_config_error([&] { link_profile_from_json(bad, "l.json"); },
                       {"links.backend = \"gloo\""});
+  // Absurd but finite numbers, each with its range.
+  bad = j;
+  bad["curves"][0]["points"][0]["time_s"] = 1e-300;
+  expect_config_error([&] { link_profile_from_json(bad, "l.json"); },
+                      {"links.curves[0].points[0].time_s = 1e-300", "from 1e-12 to 1e+05 s"});
+  bad = j;
+  bad["curves"][0]["fit"]["busbw_GBps"] = 1e-300;
+  expect_config_error([&] { link_profile_from_json(bad, "l.json"); },
+                      {"links.curves[0].fit.busbw_GBps = 1e-300", "1 kB/s to 1 PB/s"});
+  bad = j;
+  bad["curves"][0]["fit"]["latency_s"] = 1e300;
+  expect_config_error([&] { link_profile_from_json(bad, "l.json"); },
+                      {"links.curves[0].fit.latency_s = 1e+300", "from 0 to 1 s"});
+  bad = j;
+  bad["curves"][0]["ranks"] = 4294967298LL;
+  expect_config_error([&] { link_profile_from_json(bad, "l.json"); },
+                      {"links.curves[0].ranks = 4294967298", "2 to 1048576 ranks"});
 }
 
 }  // namespace

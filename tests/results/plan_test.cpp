@@ -103,6 +103,36 @@ TEST(PlanJson, BadFilesAreRefusedNamingFileFieldAndValue) {
   j = good;
   j["surprise"] = 1;
   expect_config_error([&] { plan_from_json(j, "p.json"); }, {"surprise"});
+  // Found by fuzz_plan (tests/fuzz): these escaped as the JSON library's type_error or
+  // out_of_range, an internal error.
+  j = good;
+  j["programs"][0]["operands"][5] = nullptr;
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"plan.programs[0].operands[5] = null", "must be an integer from -1"});
+  j = good;
+  j["programs"][0].erase("deps");
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"plan.programs[0].deps: missing or not an array"});
+  j = good;
+  j["programs"][0]["deps_begin"][1] = -4;
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"plan.programs[0].deps_begin[1] = -4", "from 0 to 4294967295"});
+  j = good;
+  j["programs"][0]["deps_begin"][1] = 1 << 30;
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"plan.programs[0].deps_begin: must ascend from 0 to the length of deps"});
+  j = good;
+  j["programs"][0]["tasks"][0][17] = 1 << 30;  // op_begin
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"plan.programs[0].tasks[0]: ops 1073741824", "past the end of the op list"});
+  j = good;
+  j["programs"][0]["memory"]["peak_by_role"] = "none";
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"plan.programs[0].memory.peak_by_role.", "missing or not a number"});
+  j = good;
+  j["programs"][0]["memory"]["peak_task"] = -1;
+  expect_config_error([&] { plan_from_json(j, "p.json"); },
+                      {"plan.programs[0].memory.peak_task = -1", "must be a task index"});
 }
 
 }  // namespace

@@ -112,7 +112,7 @@ TEST(ClusterSpec, BandwidthNeedsExactlyOneUnit) {
   j = uniform_json();
   j["gpu"]["memory_bandwidth_GBps"] = 0;
   expect_config_error([&] { parse_cluster(j); },
-                      {"cluster.gpu.memory_bandwidth_GBps = 0", "must be > 0"});
+                      {"cluster.gpu.memory_bandwidth_GBps = 0", "must be from 1e-06 to 1e+06 GB/s"});
 }
 
 TEST(ClusterSpec, DeviceRules) {
@@ -127,11 +127,11 @@ TEST(ClusterSpec, DeviceRules) {
   j = uniform_json();
   j["gpu"]["peak_tflops"]["fp8"] = 0;
   expect_config_error([&] { parse_cluster(j); },
-                      {"cluster.gpu.peak_tflops.fp8 = 0", "must be > 0"});
+                      {"cluster.gpu.peak_tflops.fp8 = 0", "must be from 0.001 to 1e+05 TFLOP/s"});
   j = uniform_json();
   j["gpu"]["peak_tflops"]["bf16"] = -1;
   expect_config_error([&] { parse_cluster(j); },
-                      {"cluster.gpu.peak_tflops.bf16 = -1", "must be > 0"});
+                      {"cluster.gpu.peak_tflops.bf16 = -1", "must be from 0.001 to 1e+05 TFLOP/s"});
   j = uniform_json();  // the SM count is optional (strategy tp_comm_overlap needs it)
   EXPECT_EQ(parse_cluster(j).node_groups[0].gpu.sms, 0);
   EXPECT_FALSE(to_json(parse_cluster(j))["gpu"].contains("sms"));
@@ -153,6 +153,60 @@ TEST(ClusterSpec, DeviceRules) {
   expect_config_error([&] { parse_cluster(j); }, {"cluster.gpu.name", "must not be empty"});
 }
 
+// Absurd but finite values would become infinite or 1e300-second task times in the simulator
+// (a peak of 1e-300 FLOP/s once deadlocked the replay): each numeric field has a physical range
+// (docs/specs.md), and the error names the field, the value and the range.
+TEST(ClusterSpec, AbsurdButFiniteValuesAreRefusedWithTheRange) {
+  struct Case {
+    std::vector<std::string> path;
+    Json value;
+    std::vector<std::string> expected;
+  };
+  const std::vector<Case> cases = {
+      {{"gpu", "peak_tflops", "bf16"}, 1e-300,
+       {"cluster.gpu.peak_tflops.bf16 = 1e-300", "from 0.001 to 1e+05 TFLOP/s"}},
+      {{"gpu", "peak_tflops", "fp32"}, 1e300, {"cluster.gpu.peak_tflops.fp32 = 1e+300", "TFLOP/s"}},
+      {{"gpu", "memory_bandwidth_GBps"}, 1e-300,
+       {"cluster.gpu.memory_bandwidth_GBps = 1e-300", "1 kB/s to 1 PB/s"}},
+      {{"intra_node", "bandwidth_GBps"}, 1e300,
+       {"cluster.intra_node.bandwidth_GBps = 1e+300", "1 kB/s to 1 PB/s"}},
+      {{"inter_node", "nic_bandwidth_Gbps"}, 1e-300,
+       {"cluster.inter_node.nic_bandwidth_Gbps = 1e-300", "from 8e-06 to 8e+06 Gb/s"}},
+      {{"intra_node", "latency_us"}, 1e300,
+       {"cluster.intra_node.latency_us = 1e+300", "from 0 to 1e+06 us (1 s)"}},
+      {{"inter_node", "latency_us"}, 2e6, {"cluster.inter_node.latency_us = 2000000", "(1 s)"}},
+      {{"inter_node", "oversubscription"}, 1e300,
+       {"cluster.inter_node.oversubscription = 1e+300", "from 1 to 1000"}},
+      {{"inter_node", "nics_per_node"}, 5000,
+       {"cluster.inter_node.nics_per_node = 5000", "from 1 to 1024 NICs"}},
+      {{"gpu", "memory_bytes"}, 1LL << 51,
+       {"cluster.gpu.memory_bytes = 2251799813685248", "at most 1125899906842624 (1 PiB)"}},
+      {{"nodes"}, 2000000, {"cluster.nodes = 2000000", "from 1 to 1000000 nodes"}},
+      {{"gpus_per_node"}, 4096, {"cluster.gpus_per_node = 4096", "from 1 to 1024 devices"}},
+  };
+  for (const Case& c : cases) {
+    Json j = uniform_json();
+    Json* at = &j;
+    for (const std::string& key : c.path) at = &(*at)[key];
+    *at = c.value;
+    expect_config_error([&] { parse_cluster(j); }, c.expected);
+  }
+  // The ends of each range are accepted.
+  Json j = uniform_json();
+  j["gpu"]["peak_tflops"]["fp32"] = 0.001;
+  j["gpu"]["memory_bandwidth_GBps"] = 1e-6;
+  j["intra_node"]["bandwidth_GBps"] = 1e6;
+  j["intra_node"]["latency_us"] = 0;
+  j["inter_node"]["latency_us"] = 1e6;
+  j["inter_node"]["oversubscription"] = 1000;
+  const ClusterSpec c = parse_cluster(j);
+  EXPECT_DOUBLE_EQ(c.node_groups[0].gpu.peak_fp32_flops, 1e9);
+  EXPECT_DOUBLE_EQ(c.node_groups[0].gpu.memory_bandwidth_Bps, 1e3);
+  EXPECT_DOUBLE_EQ(c.node_groups[0].intra_node.bandwidth_Bps, 1e15);
+  EXPECT_DOUBLE_EQ(c.inter_node.latency_s, 1.0);
+  expect_config_error([&] { with_nodes(c, 1000001); }, {"cluster.nodes = 1000001", "at most"});
+}
+
 TEST(ClusterSpec, FabricAndTopologyEnums) {
   Json j = uniform_json();
   j["intra_node"]["fabric"] = "nvlink";
@@ -165,11 +219,11 @@ TEST(ClusterSpec, FabricAndTopologyEnums) {
   j = uniform_json();
   j["inter_node"]["oversubscription"] = 0.5;
   expect_config_error([&] { parse_cluster(j); },
-                      {"cluster.inter_node.oversubscription = 0.5", "must be >= 1"});
+                      {"cluster.inter_node.oversubscription = 0.5", "must be from 1 to 1000"});
   j = uniform_json();
   j["intra_node"]["latency_us"] = -1;
   expect_config_error([&] { parse_cluster(j); },
-                      {"cluster.intra_node.latency_us = -1", "must be >= 0"});
+                      {"cluster.intra_node.latency_us = -1", "must be from 0 to 1e+06 us"});
   j = uniform_json();
   j["inter_node"]["topology"] = "rail-optimized";
   j["inter_node"]["oversubscription"] = 2;

@@ -106,6 +106,16 @@ TEST(ModelSpec, RejectsUnknownKeyAndListsKnownOnes) {
                       {"model.hiden_size", "unknown key", "hidden_size", "source, notes"});
 }
 
+// 2^31 - 1 layers never finished lowering (issue 16): at most 10,000 (Hugging Face configs too).
+TEST(ModelSpec, AtMostTenThousandLayers) {
+  Json j = gpt_json();
+  j["num_hidden_layers"] = 10000;
+  EXPECT_EQ(parse_model(j).num_hidden_layers, 10000);
+  j["num_hidden_layers"] = 2147483647;
+  expect_config_error([&] { parse_model(j); },
+                      {"model.num_hidden_layers = 2147483647", "at most 10000 layers"});
+}
+
 TEST(ModelSpec, AcceptsSourceAndNotes) {
   Json j = gpt_json();
   j["source"] = Json::array({"paper", "config"});

@@ -433,6 +433,17 @@ TEST(Validate, Rule4GlobalBatchDivisibility) {
        "e.g. 64"});
 }
 
+// 2^31 micro-batches per step once ended in std::bad_alloc while lowering (issue 16).
+TEST(Validate, Rule4AtMost65536MicroBatches) {
+  EXPECT_NO_THROW(validate(model(), strategy({{"dp", 1}, {"global_batch_size", 65536}}), 1));
+  expect_config_error(
+      [&] {
+        validate(model(), strategy({{"dp", 1}, {"global_batch_size", 2147483647}}), 1);
+      },
+      {"strategy.global_batch_size = 2147483647", "= 2147483647 micro-batches per step",
+       "at most 65536"});
+}
+
 // 1F1B with fewer micro-batches than stages is accepted (Megatron runs it): each stage's
 // warm-up holds all of its micro-batches, GPipe's dependency graph.
 TEST(Validate, Rule5OneFOneBTakesFewerMicroBatchesThanStages) {
