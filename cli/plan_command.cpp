@@ -4,6 +4,7 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/progress.hpp"
 #include "cli/specs.hpp"
 #include "results/plan_summary.hpp"
 #include "strategies/plan_json.hpp"
@@ -30,6 +31,8 @@ Options:
                      '-' writes it to stdout
   --json [FILE]      print the summary as JSON instead of text (to FILE, or stdout)
   --ignore-memory    exit 0 even when a rank's peak memory exceeds its device memory
+  --quiet            no progress line while lowering (shown on stderr only when it is a
+                     terminal)
   --help             show this help
 
 Outputs are checked before any work (none may be an input or share another output's path;
@@ -49,9 +52,12 @@ int plan_command(const std::vector<std::string>& argv) {
     std::cout << kPlanHelp;
     return kExitOk;
   }
-  const Args args(argv, spec_flags_and({"--out"}), {"--json"}, {"--ignore-memory"});
+  const Args args(argv, spec_flags_and({"--out"}), {"--json"}, {"--ignore-memory", "--quiet"});
   check_paths(spec_inputs(args), flag_paths(args, {"--out", "--json"}));
+  Progress progress("plan", args.has("--quiet"));
+  progress.phase("lowering the specs to a Plan");
   const strategies::Plan plan = lower_inputs(args);
+  progress.clear();
   const json::Json summary = strategies::plan_summary(plan);
   const int over = strategies::first_rank_over_capacity(plan);
   const bool ok = over < 0 || args.has("--ignore-memory");

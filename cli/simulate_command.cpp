@@ -8,6 +8,7 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "cli/interrupt.hpp"
+#include "cli/progress.hpp"
 #include "cli/specs.hpp"
 #include "common/error.hpp"
 #include "profiler/profiled_cost_model.hpp"
@@ -55,6 +56,8 @@ Options:
                        docs/simulator.md shows both agree; with zero_shard_group < dp every
                        data-parallel rank runs)
   --ignore-memory      simulate even when a rank's peak memory exceeds its device memory
+  --quiet              no progress line (lowering, simulating: the share of tasks done,
+                       writing), which is shown on stderr only when it is a terminal
   --help               show this help
 
 Outputs are checked before any work (none may be an input or share another output's path;
@@ -101,14 +104,16 @@ int simulate_command(const std::vector<std::string>& argv) {
   const Args args(
       argv, spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies", "--straggler",
                             "--profile", "--links"}),
-      {}, {"--ignore-memory", "--exact"});
+      {}, {"--ignore-memory", "--exact", "--quiet"});
   std::vector<NamedPath> inputs = spec_inputs(args);
   for (const NamedPath& p : flag_paths(args, {"--efficiencies", "--profile", "--links"})) {
     inputs.push_back(p);
   }
   check_paths(inputs, flag_paths(args, {"--trace", "--json"}));
   install_interrupt_handler("simulate");
+  Progress progress("simulate", args.has("--quiet"));
   set_interrupt_phase("lowering the specs to a Plan");
+  progress.phase("lowering the specs to a Plan");
   const strategies::Plan plan = lower_inputs(args);
   const int over = strategies::first_rank_over_capacity(plan);
   if (over >= 0 && !args.has("--ignore-memory")) {
@@ -135,10 +140,17 @@ int simulate_command(const std::vector<std::string>& argv) {
     options.speed_factors = parse_rank_factors("--straggler", *s, plan.world_size);
   }
   set_interrupt_phase("simulating");
+  progress.phase("simulating");
+  if (progress.shown()) {
+    options.progress = [&progress](std::uint64_t done, std::uint64_t total) {
+      progress.fraction("simulating", done, total);
+    };
+  }
   const results::Report report = sim::simulate(plan, *cost, options);
 
   // Every output into its temporary file, then all renamed together.
   set_interrupt_phase("writing the outputs");
+  if (args.has("--trace") || args.has("--json")) progress.phase("writing the outputs");
   OutputFiles files;
   if (const auto path = args.get("--trace")) {
     const json::Json other = results::trace_other_data("simulated", report.provenance);
@@ -148,6 +160,7 @@ int simulate_command(const std::vector<std::string>& argv) {
     files.open("--json", *path) << std::setw(2) << results::report_to_json(report) << "\n";
   }
   files.commit();
+  progress.clear();
   if (args.get("--json") != "-") std::cout << results::render_report(report);
   return kExitOk;
 }

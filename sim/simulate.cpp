@@ -106,6 +106,7 @@ class Replayer {
       }
       start_[r].assign(p.tasks.size(), -1.0);
       end_[r].assign(p.tasks.size(), -1.0);
+      tasks_total_ += p.tasks.size();
       issued_[r].assign(p.tasks.size(), -1.0);
     }
     bundle_ =
@@ -205,6 +206,9 @@ class Replayer {
       const auto [rank, task] = done_.front();
       done_.pop_front();
       end_[rank][task] = sg4::Engine::get_clock();
+      if (options_.progress && (++tasks_done_ % 4096 == 0 || tasks_done_ == tasks_total_)) {
+        options_.progress(tasks_done_, tasks_total_);
+      }
       const Successors& s = successors_[plan_.stage_of(rank)];
       for (auto k = s.begin[task]; k < s.begin[task + 1]; ++k) {
         const auto next = s.list[k];
@@ -532,6 +536,7 @@ class Replayer {
   bool serial_ = false;                // each rank's tasks in program order (may_launch)
   std::vector<std::uint32_t> gate_;    // serial: per rank, the next task that may start
   std::deque<std::pair<int, std::uint32_t>> done_;
+  std::uint64_t tasks_done_ = 0, tasks_total_ = 0;  // of the simulated ranks (progress)
 
   std::unordered_map<const sg4::Activity*, Pending> pending_;
   std::unordered_map<const sg4::Activity*, sg4::ActivityPtr> live_;

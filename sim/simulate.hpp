@@ -15,6 +15,8 @@
 #pragma once
 
 #include <string>
+#include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "profiler/cost_model.hpp"
@@ -48,6 +50,9 @@ struct SimOptions {
   bool bundle_symmetric_flows = true;
   // Ring collectives as one flow per member plus the folded steps' latency (FlowDetail).
   bool aggregate_ring_steps = true;
+  // Called as tasks finish (every 4096, and at the last) with how many of the simulated ranks'
+  // tasks have finished and how many there are: progress for people. Changes nothing else.
+  std::function<void(std::uint64_t done, std::uint64_t total)> progress;
 };
 
 // The Report (results/report.hpp) of one step: report.json's content, each rank's finish time
