@@ -230,6 +230,16 @@ bool inside(const fs::path& path, const fs::path& dir) {
 
 }  // namespace
 
+std::filesystem::path results_directory(const std::string& flag, const std::string& given) {
+  std::filesystem::path out = std::filesystem::path(given).lexically_normal();
+  while (!out.empty() && !out.has_filename() && out != out.root_path()) out = out.parent_path();
+  if (out.empty() || out == "." || out == ".." || out == out.root_path()) {
+    throw ConfigError(flag + " = " + given + ": name a folder of its own to write (it is replaced "
+                      "as a whole)");
+  }
+  return out;
+}
+
 std::optional<std::string> path_inside(const std::string& path, const std::string& dir) {
   const fs::path p = canonical_path(path), d = canonical_path(dir);
   if (!inside(p, d) || p == d) return std::nullopt;

@@ -5,6 +5,7 @@
 // the flag and value.
 #pragma once
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -79,6 +80,11 @@ std::vector<NamedPath> flag_paths(const Args& args, const std::vector<std::strin
 // file or an output's path, and must be a writable directory or creatable in a writable parent.
 void check_paths(const std::vector<NamedPath>& inputs, const std::vector<NamedPath>& outputs,
                  const std::vector<NamedPath>& output_dirs = {});
+
+// A results directory a command replaces as a whole (sweep, validate): "DIR/" is the folder DIR
+// itself (its staging folder, DIR.partial, lies beside it, not inside); "", ".", ".." and "/"
+// are refused (a ConfigError naming `flag`), since replacing them would replace their parent.
+std::filesystem::path results_directory(const std::string& flag, const std::string& given);
 
 // Whether `path` lies inside directory `dir`, compared canonically (the path inside the
 // directory, relative to it, or nothing).

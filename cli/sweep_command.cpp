@@ -305,11 +305,7 @@ int sweep_command(const std::vector<std::string>& argv) {
                                   "--links"}),
                   {}, {"--exact", "--ignore-memory"});
   const std::vector<Vary> varies = parse_varies(args);
-  fs::path out = args.require("--out");
-  if (!out.has_filename()) out = out.parent_path();  // "DIR/": the folder itself
-  if (out.empty() || out == "." || out == "..") {
-    throw ConfigError("--out = " + args.require("--out") + ": name a folder of its own to write");
-  }
+  const fs::path out = results_directory("--out", args.require("--out"));
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const int jobs = args.get_positive_int("--jobs").value_or(static_cast<int>(cores));
   std::vector<Point> points = combinations(varies);

@@ -206,8 +206,8 @@ int validate_command(const std::vector<std::string>& argv_in) {
       }
     }
   }
-  const fs::path out =
-      args.get("--out").value_or("validate-" + in.strategy.name + "-np" + std::to_string(np));
+  const fs::path out = results_directory(
+      "--out", args.get("--out").value_or("validate-" + in.strategy.name + "-np" + std::to_string(np)));
   // The results directory is replaced as a whole at the end; inputs inside it are carried over
   // into the new one (below), so that nothing given is lost.
   std::vector<NamedPath> inputs = spec_inputs(args);

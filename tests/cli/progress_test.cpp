@@ -1,7 +1,9 @@
 // The progress line of long commands (cli/progress.hpp): shown only on a terminal and without
 // --quiet, rewritten in place, cleared at the end; and, end to end, `strata simulate` on a
 // pseudo-terminal shows it while stderr to a file stays clean.
+#include "cli/args.hpp"
 #include "cli/progress.hpp"
+#include "common/error.hpp"
 
 #include <gtest/gtest.h>
 
@@ -60,6 +62,23 @@ TEST(Progress, SimulateShowsItOnATerminalOnly) {
   // And --quiet silences it there too.
   ASSERT_EQ(std::system(("script -qfec '" + cmd + " --quiet > /dev/null' " + typescript).c_str()), 0);
   EXPECT_EQ(read_all(typescript).find("strata simulate:"), std::string::npos);
+}
+
+// The results folder of sweep and validate, replaced as a whole: "DIR/" is DIR (its staging
+// folder DIR.partial beside it, not inside), and ".", "/" or "" are refused.
+TEST(ResultsDirectory, ATrailingSlashNamesTheFolderAndItsParentIsNeverReplaced) {
+  EXPECT_EQ(results_directory("--out", "runs/a/"), "runs/a");
+  EXPECT_EQ(results_directory("--out", "runs/a//"), "runs/a");
+  EXPECT_EQ(results_directory("--out", "/tmp/x/"), "/tmp/x");
+  EXPECT_EQ(results_directory("--out", "./b"), "b");
+  for (const char* bad : {".", "./", "..", "/", "", "a/.."}) {
+    try {
+      results_directory("--out", bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("name a folder of its own"), std::string::npos);
+    }
+  }
 }
 
 }  // namespace

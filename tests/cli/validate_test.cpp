@@ -154,6 +154,7 @@ TEST_F(Validate, BadInputStopsBeforeAnyStageWithNothingWritten) {
   r = run(std::string(kQuick) + " --strategy tiny-dp2 --np 2 --profile /no/such/profile.json");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--profile = /no/such/profile.json"), std::string::npos) << r.err;
+
   EXPECT_FALSE(fs::exists(result_dir()));
   EXPECT_FALSE(fs::exists(partial_dir()));
 }
