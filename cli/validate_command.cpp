@@ -206,13 +206,14 @@ int validate_command(const std::vector<std::string>& argv_in) {
       }
     }
   }
-  const fs::path out = results_directory(
-      "--out", args.get("--out").value_or("validate-" + in.strategy.name + "-np" + std::to_string(np)));
+  const std::string given_out =
+      args.get("--out").value_or("validate-" + in.strategy.name + "-np" + std::to_string(np));
+  const fs::path out = results_directory("--out", given_out);
   // The results directory is replaced as a whole at the end; inputs inside it are carried over
   // into the new one (below), so that nothing given is lost.
   std::vector<NamedPath> inputs = spec_inputs(args);
   for (const NamedPath& p : flag_paths(args, {"--profile", "--links"})) inputs.push_back(p);
-  check_paths(inputs, {}, {{"--out", out.string()}});
+  check_paths(inputs, {}, {{"--out", given_out}});  // messages name the path as given
   const fs::path staging = out.string() + ".partial", logs = staging / "logs";
   fs::remove_all(staging);
   fs::create_directories(logs);

@@ -12,53 +12,14 @@
 #include "common/json.hpp"
 #include "profiler/profile.hpp"
 
+#include "tests/cli/strata_test.hpp"
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
+using strata::testing::Result;
 
-class Cli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("strata-cli-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  // Runs strata with `args` (shell syntax), capturing stdout, stderr and the exit code.
-  Result run(const std::string& args) {
-    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-    const std::string cmd = std::string(STRATA_EXE) + " " + args + " >" + out.string() + " 2>" +
-                            err.string();
-    const int status = std::system(cmd.c_str());
-    Result r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read(out);
-    r.err = read(err);
-    return r;
-  }
-  static std::string read(const fs::path& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  std::string write(const std::string& name, const std::string& content) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p) << content;
-    return p.string();
-  }
-  static std::string config(const std::string& rel) {
-    return std::string(STRATA_SOURCE_DIR) + "/configs/" + rel;
-  }
-
-  fs::path dir_;
-};
+class Cli : public strata::testing::StrataTest {};
 
 const char* kMain = "--model gpt3-175b --cluster dgx-a100-128n --strategy gpt3-175b-tp8-pp8-dp16";
 

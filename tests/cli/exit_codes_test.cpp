@@ -14,42 +14,15 @@
 
 #include "common/json.hpp"
 
+#include "tests/cli/strata_test.hpp"
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out, err;
-};
+using strata::testing::Result;
 
-class ExitCodes : public ::testing::Test {
+class ExitCodes : public strata::testing::StrataTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("strata-exit-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  // Runs `ENV strata ARGS` (shell syntax), bounded by `timeout` so that a hang fails.
-  Result run(const std::string& args, const std::string& env = "") {
-    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-    const std::string cmd = env + " timeout 300 " + std::string(STRATA_EXE) + " " + args + " >" +
-                            out.string() + " 2>" + err.string() + " </dev/null";
-    const int status = std::system(cmd.c_str());
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read(out), read(err)};
-  }
-  static std::string read(const fs::path& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  std::string write(const std::string& name, const std::string& content) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p) << content;
-    return p.string();
-  }
   // The bundled local-cpu cluster with one field replaced.
   std::string cluster_with(const std::string& key, const std::string& sub, double value) {
     strata::json::Json c = strata::json::parse_file(std::string(STRATA_SOURCE_DIR) +
@@ -66,8 +39,6 @@ class ExitCodes : public ::testing::Test {
     EXPECT_EQ(r.exit_code, code) << what << "\n" << r.err;
     EXPECT_NE(r.err.find(message), std::string::npos) << what << "\n" << r.err;
   }
-
-  fs::path dir_;
 };
 
 const std::string kTiny = " --model gpt-tiny --cluster local-cpu --strategy tiny-1rank --gpus 1";

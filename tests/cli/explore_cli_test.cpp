@@ -13,54 +13,15 @@
 
 #include "common/json.hpp"
 
+#include "tests/cli/strata_test.hpp"
 namespace fs = std::filesystem;
 namespace json = strata::json;
 
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
+using strata::testing::Result;
 
-class Explore : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("strata-explore-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  Result run(const std::string& args) {
-    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-    const std::string cmd = std::string(STRATA_EXE) + " " + args + " >" + out.string() + " 2>" +
-                            err.string();
-    const int status = std::system(cmd.c_str());
-    Result r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read(out);
-    r.err = read(err);
-    return r;
-  }
-  static std::string read(const fs::path& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  std::string write(const std::string& name, const std::string& content) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p) << content;
-    return p.string();
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  static std::string config(const std::string& rel) {
-    return std::string(STRATA_SOURCE_DIR) + "/configs/" + rel;
-  }
-
-  fs::path dir_;
-};
+class Explore : public strata::testing::StrataTest {};
 
 bool has(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;

@@ -22,45 +22,18 @@
 
 extern char** environ;
 
+#include "tests/cli/strata_test.hpp"
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out, err;
-};
+using strata::testing::Result;
 
-class Outputs : public ::testing::Test {
+class Outputs : public strata::testing::StrataTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("strata-outputs-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // strata with `args` (shell syntax) and `env` before it, from within dir_.
-  Result run(const std::string& args, const std::string& env = "") {
-    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-    const std::string cmd = "cd " + dir_.string() + " && " + env + " " + STRATA_EXE + " " + args +
-                            " >" + out.string() + " 2>" + err.string();
-    const int status = std::system(cmd.c_str());
-    Result r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read(out);
-    r.err = read(err);
-    return r;
-  }
-  static std::string read(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  fs::path write(const std::string& name, const std::string& content) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p) << content;
-    return p;
+  Result run(const std::string& args, const std::string& env = "") const {
+    return StrataTest::run(args, env, /*in_dir=*/true);
   }
   // Names in dir_ that look like OutputFiles' temporaries.
   std::vector<std::string> temporaries() const {
@@ -72,8 +45,6 @@ class Outputs : public ::testing::Test {
     }
     return found;
   }
-
-  fs::path dir_;
 };
 
 const std::string kTiny = "--model gpt-tiny --cluster local-cpu --strategy tiny-dp2 --gpus 2 ";

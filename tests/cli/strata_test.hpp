@@ -1,0 +1,61 @@
+// The fixture of the command-line tests: a temporary folder per test, and the `strata`
+// executable run as a child (shell syntax) with its exit code, stdout and stderr.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace strata::testing {
+
+struct Result {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+class StrataTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::temp_directory_path() /
+           ("strata-" + std::string(info->test_suite_name()) + "-" + std::to_string(::getpid()) +
+            "-" + info->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // `env strata args` (shell syntax; env may be empty), stdin from /dev/null, bounded by
+  // `timeout` so that a hang fails; from within dir_ when `in_dir` (relative paths are dir_'s).
+  Result run(const std::string& args, const std::string& env = "", bool in_dir = false) const {
+    const std::filesystem::path out = dir_ / "stdout", err = dir_ / "stderr";
+    const std::string cmd = (in_dir ? "cd " + dir_.string() + " && " : std::string()) + env +
+                            " timeout 600 " + std::string(STRATA_EXE) + " " + args + " >" +
+                            out.string() + " 2>" + err.string() + " </dev/null";
+    const int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read(out), read(err)};
+  }
+  static std::string read(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // Writes `content` to dir_/name; returns its path.
+  std::string write(const std::string& name, const std::string& content) const {
+    const std::filesystem::path p = dir_ / name;
+    std::ofstream(p, std::ios::binary) << content;
+    return p.string();
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  // A file of the bundled configs/ ("strategies/tiny-dp2.json").
+  static std::string config(const std::string& rel) {
+    return std::string(STRATA_SOURCE_DIR) + "/configs/" + rel;
+  }
+
+  std::filesystem::path dir_;
+};
+
+}  // namespace strata::testing
