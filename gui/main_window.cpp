@@ -34,6 +34,31 @@
 
 namespace strata::gui {
 
+namespace {
+
+enum class FileKind { kTrace, kReport, kPlan, kRun, kUnknown };
+
+// Which of Strata's files `path` is, from its first 64 KiB, so that a trace of a million tasks
+// is not parsed twice: a trace names traceEvents or its kind early, the others their kind.
+// ConfigError when it cannot be read.
+FileKind kind_from_head(const QString& path) {
+  QFile file(path);
+  if (!file.open(QIODevice::ReadOnly)) {
+    throw ConfigError(path.toStdString() + ": cannot be read (" +
+                      file.errorString().toStdString() + ")");
+  }
+  const QByteArray head = file.read(64 * 1024);
+  if (head.contains("\"traceEvents\"") || head.contains("\"strata.trace\"")) {
+    return FileKind::kTrace;
+  }
+  if (head.contains("\"strata.report\"")) return FileKind::kReport;
+  if (head.contains("\"strata.plan\"")) return FileKind::kPlan;
+  if (head.contains("\"strata.run\"")) return FileKind::kRun;
+  return FileKind::kUnknown;
+}
+
+}  // namespace
+
 QString sibling_file(const QString& path, const QString& from, const QString& to) {
   const QFileInfo info(path);
   QString name = info.fileName();
@@ -181,22 +206,21 @@ bool MainWindow::open_file(const QString& path) {
     fail(path + ": not a regular file (a directory or a device)");
     return false;
   }
-  // Which kind, from the file's start (a trace of a million tasks is not parsed twice): a trace
-  // names traceEvents or its kind early; a report its kind. Anything else is read whole, so that
-  // the reader's message says what is wrong.
-  QFile file(path);
-  if (!file.open(QIODevice::ReadOnly)) {
-    fail(path + ": cannot be read (" + file.errorString() + ")");
-    return false;
-  }
-  const QByteArray head = file.read(64 * 1024);
-  if (head.contains("\"traceEvents\"") || head.contains("\"strata.trace\"")) {
-    return open_trace(path, !options_.interactive);
-  }
-  if (head.contains("\"strata.report\"")) return open_report(path);
-  if (head.contains("\"strata.plan\"")) return open_plan(path);
-  if (head.contains("\"strata.run\"")) return open_run(path);
+  // A file whose kind its start does not show is read whole, so that the reader's message says
+  // what is wrong.
   try {
+    switch (kind_from_head(path)) {
+      case FileKind::kTrace:
+        return open_trace(path, !options_.interactive);
+      case FileKind::kReport:
+        return open_report(path);
+      case FileKind::kPlan:
+        return open_plan(path);
+      case FileKind::kRun:
+        return open_run(path);
+      case FileKind::kUnknown:
+        break;
+    }
     const json::Json j = json::parse_file(path.toStdString());
     if (j.is_object() && j.contains("traceEvents")) return open_trace(path, !options_.interactive);
     if (j.is_object() && j.value("kind", "") == results::kReportKind) return open_report(path);
@@ -506,11 +530,8 @@ bool MainWindow::compare(const QString& a, const QString& b) {
 
   auto load = [&](const QString& path, Run& run) {
     run.label = path;
-    QFile file(path);
-    if (!QFileInfo(path).isFile() || !file.open(QIODevice::ReadOnly)) {
-      throw ConfigError(path.toStdString() + ": not a readable file");
-    }
-    const bool is_trace = file.read(64 * 1024).contains("\"traceEvents\"");
+    if (!QFileInfo(path).isFile()) throw ConfigError(path.toStdString() + ": not a readable file");
+    const bool is_trace = kind_from_head(path) == FileKind::kTrace;
     const QString report = is_trace ? sibling_file(path, "trace", "report") : path;
     const QString trace = is_trace ? path : sibling_file(path, "report", "trace");
     if (!report.isEmpty()) {

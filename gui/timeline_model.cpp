@@ -31,9 +31,7 @@ TimelineData timeline_data(const results::Trace& trace) {
     e.micro_batch = t.micro_batch;
     e.peer = t.peer;
     e.group_size = static_cast<std::int32_t>(t.group.size());
-    e.name_begin = static_cast<std::uint32_t>(d.names.size());
-    e.name_size = static_cast<std::uint16_t>(std::min<std::size_t>(t.name.size(), 65535));
-    d.names.append(t.name, 0, e.name_size);
+    d.add_name(e, t.name);
     e.chunk = static_cast<std::uint16_t>(std::max(0, t.chunk));
     e.stream = t.stream;
     e.lane = static_cast<std::uint8_t>(std::min(t.lane, 255));

@@ -18,6 +18,7 @@
 //          Slice, Row, Pixel, TimelineModel
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -78,6 +79,13 @@ struct TimelineData {
   std::vector<TimelineEvent> events;  // in file order
   std::string names;                  // every event's name, back to back
   std::vector<TimelineTrack> tracks;
+
+  // Appends `name` (its first 65,535 bytes) to `names` and points `e` at it.
+  void add_name(TimelineEvent& e, std::string_view name) {
+    e.name_begin = static_cast<std::uint32_t>(names.size());
+    e.name_size = static_cast<std::uint16_t>(std::min<std::size_t>(name.size(), 65535));
+    names.append(name.substr(0, e.name_size));
+  }
 };
 
 // A trace's events, compact.

@@ -348,9 +348,7 @@ TimelineData parse_timeline(const std::string& text, const std::string& file) {
             e.lane = static_cast<std::uint8_t>(std::min(tid / kStreams, 255));
             e.start_s = f.ts / 1e6;
             e.duration_s = f.dur / 1e6;
-            e.name_begin = static_cast<std::uint32_t>(data.names.size());
-            e.name_size = static_cast<std::uint16_t>(std::min<std::size_t>(f.name.size(), 65535));
-            data.names.append(f.name, 0, e.name_size);
+            data.add_name(e, f.name);
             data.events.push_back(e);
           } else if (f.ph == "M"sv && f.name == "thread_name"sv && f.has_pid && f.has_tid) {
             const int tid = to_int(f.tid, file, index, "tid");
