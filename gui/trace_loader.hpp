@@ -10,7 +10,7 @@
 // Anything else is a ConfigError naming the file and either the byte offset (bad JSON) or the
 // event ("traceEvents[12].dur") and the rule.
 //
-// defines: load_timeline()
+// defines: load_timeline(), parse_timeline()
 #pragma once
 
 #include <string>
