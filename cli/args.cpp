@@ -16,6 +16,7 @@
 
 #include "cli/interrupt.hpp"
 #include "common/error.hpp"
+#include "common/json.hpp"
 
 namespace strata::cli {
 
@@ -414,5 +415,14 @@ void write_outputs(const std::vector<Output>& outputs) {
   for (const Output& o : outputs) files.add(o.flag, o.path, o.content);
   files.commit();
 }
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c == '\n' ? ' ' : c);
+  return out + "\"";
+}
+
+std::string shortest_number(double v) { return json::Json(v).dump(); }
 
 }  // namespace strata::cli

@@ -123,6 +123,12 @@ class OutputFiles {
   std::vector<std::unique_ptr<Entry>> entries_;
 };
 
+// A CSV cell: as is, or quoted (quotes doubled, newlines as spaces) when it holds a comma, a
+// quote or a newline.
+std::string csv_field(const std::string& s);
+// A double as its shortest round-trip text (as report.json writes it).
+std::string shortest_number(double v);
+
 // A command's output file and its whole content.
 struct Output {
   std::string flag;

@@ -36,5 +36,7 @@ extern const char* const kValidateHelp;
 // `strata sweep`: simulate every combination of varied spec fields in child processes.
 int sweep_command(const std::vector<std::string>& args);
 extern const char* const kSweepHelp;
+int search_command(const std::vector<std::string>& args);
+extern const char* const kSearchHelp;
 
 }  // namespace strata::cli

@@ -96,6 +96,19 @@ int run_logged(const std::vector<std::string>& argv, const std::string& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 70;
 }
 
+std::string child_message(const std::string& log, const std::string& command) {
+  std::ifstream in(log);
+  std::string last;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) last = line;
+  }
+  const std::string name = "strata " + command + ": ";
+  for (const std::string& prefix : {name + "error: ", name}) {
+    if (last.rfind(prefix, 0) == 0) return last.substr(prefix.size());
+  }
+  return last;
+}
+
 std::string tail_of(const std::string& file, int lines) {
   std::ifstream in(file);
   std::deque<std::string> last;

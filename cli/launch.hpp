@@ -27,6 +27,10 @@ std::vector<std::string> mpi_launcher(int ranks, const std::optional<std::string
 // ConfigError when it cannot be started.
 int run_logged(const std::vector<std::string>& argv, const std::string& log);
 
+// A child's own message from its log: the last non-empty line, without "strata <command>: error: "
+// or "strata <command>: ".
+std::string child_message(const std::string& log, const std::string& command);
+
 // The last `lines` lines of a text file (for the error of a failed child).
 std::string tail_of(const std::string& file, int lines);
 

@@ -33,6 +33,9 @@ Commands:
              differences, per pipeline stage.
   sweep      Simulate every combination of a few varied spec fields (--vary strategy.tp=1,2,4),
              one child simulation per point, and write a CSV of their figures and a plot.
+  search     Find the fastest strategy for a model on a cluster: a fast estimator ranks every
+             strategy of a space (tp, pp, micro-batch, schedule, ZeRO, sp, recompute, buckets,
+             per-layer hybrids) under device memory; the best are simulated and re-ranked.
   validate   Close the loop on this machine: profile the Plan's ops and links, simulate it with
              those costs, run it for real under mpirun, and compare the step and every task,
              predicted against measured.
@@ -122,6 +125,10 @@ int main(int argc, char** argv) {
         std::cout << strata::cli::kSweepHelp;
         return strata::cli::kExitOk;
       }
+      if (args[0] == "search") {
+        std::cout << strata::cli::kSearchHelp;
+        return strata::cli::kExitOk;
+      }
 #endif
       std::cerr << "strata: no command '" << args[0] << "' (see strata --help)\n";
       return strata::cli::kExitUsage;
@@ -140,9 +147,11 @@ int main(int argc, char** argv) {
                    "strata profile links --help)\n";
       return strata::cli::kExitUsage;
     }
-    if (command == "simulate" || command == "validate" || command == "sweep") {
+    if (command == "simulate" || command == "validate" || command == "sweep" ||
+        command == "search") {
 #if STRATA_HAVE_SIMGRID
       if (command == "sweep") return strata::cli::sweep_command(args);
+      if (command == "search") return strata::cli::search_command(args);
       return command == "simulate" ? strata::cli::simulate_command(args)
                                    : strata::cli::validate_command(args);
 #else

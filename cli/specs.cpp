@@ -31,8 +31,9 @@ std::string joined(const std::vector<std::string>& items, const std::string& sep
 // from the parser names the file and the overrides that were applied.
 template <typename Parse>
 auto load_overridden(const std::string& kind, const std::string& path,
-                     const std::vector<Override>& overrides, Parse parse) {
-  json::Json j = json::parse_file(path);
+                     const std::vector<Override>& overrides, Parse parse,
+                     const json::Json* given = nullptr) {
+  json::Json j = given != nullptr ? *given : json::parse_file(path);
   std::vector<std::string> applied;
   for (const Override& o : overrides) {
     if (o.spec != kind) continue;
@@ -174,7 +175,7 @@ std::vector<std::string> with_local_cluster(std::vector<std::string> argv) {
   return argv;
 }
 
-Inputs load_inputs(const Args& args) {
+Inputs load_inputs(const Args& args, const json::Json* default_strategy) {
   using namespace strategies;
   Inputs in;
   std::vector<Override> overrides;
@@ -186,7 +187,13 @@ Inputs load_inputs(const Args& args) {
   // missing file is reported before what an override does to another file.
   const std::string model = resolve_spec("models", "--model", args.require("--model"));
   const std::string cluster = resolve_spec("clusters", "--cluster", args.require("--cluster"));
-  const std::string strategy = resolve_spec("strategies", "--strategy", args.require("--strategy"));
+  const std::string strategy =
+      default_strategy != nullptr && !args.has("--strategy")
+          ? std::string("(the default strategy)")
+          : resolve_spec("strategies", "--strategy", args.require("--strategy"));
+  const json::Json* given = default_strategy != nullptr && !args.has("--strategy")
+                                ? default_strategy
+                                : nullptr;
   in.model = load_overridden("model", model, overrides, [](const json::Json& j, const std::string& w) {
     return parse_model(j, w);
   });
@@ -197,7 +204,8 @@ Inputs load_inputs(const Args& args) {
   in.strategy = load_overridden("strategy", strategy, overrides,
                                 [](const json::Json& j, const std::string& w) {
                                   return parse_strategy(j, w);
-                                });
+                                },
+                                given);
   // A vocabulary tp does not divide is padded as Megatron-LM pads it (GPT-2's 50257 with tp 2).
   in.model = padded_for_tp(in.model, in.strategy.tp);
   if (const auto nodes = args.get_positive_int("--nodes")) {

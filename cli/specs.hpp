@@ -31,8 +31,10 @@ struct Inputs {
   bool world_from_gpus = false;  // whether --gpus gave it
   std::vector<std::string> overrides;  // the --set PATH=VALUE given, in order
 };
-// The specs of --model, --cluster and --strategy with every --set applied, then --nodes.
-Inputs load_inputs(const Args& args);
+// The specs of --model, --cluster and --strategy with every --set applied, then --nodes. With
+// `default_strategy`, --strategy may be absent and that JSON is the strategy (`strata search`'s
+// base).
+Inputs load_inputs(const Args& args, const json::Json* default_strategy = nullptr);
 // load_inputs, then strategies::lower.
 strategies::Plan lower_inputs(const Args& args);
 // A rough upper estimate of the host memory lowering the Plan takes (its tasks), in bytes.

@@ -143,39 +143,6 @@ std::vector<Point> combinations(const std::vector<Vary>& varies) {
   return points;
 }
 
-// The child's own message: its last line, without "strata simulate: error: ".
-std::string child_message(const std::string& log) {
-  std::ifstream in(log);
-  std::string last;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) last = line;
-  }
-  for (const char* prefix : {"strata simulate: error: ", "strata simulate: "}) {
-    if (last.rfind(prefix, 0) == 0) return last.substr(std::string(prefix).size());
-  }
-  return last;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c == '\n' ? ' ' : c);
-  return out + "\"";
-}
-
-// A double as its shortest round-trip text (as report.json writes it).
-std::string number(double v) { return json::Json(v).dump(); }
-
-double max_peak(const results::Report& r) {
-  double peak = 0;
-  for (const auto& rank : r.ranks) peak = std::max(peak, rank.peak_memory_bytes);
-  return peak;
-}
-double max_capacity(const results::Report& r) {
-  double cap = 0;
-  for (const auto& rank : r.ranks) cap = std::max(cap, rank.capacity_bytes);
-  return cap;
-}
 
 std::string status_of(const Point& p) {
   if (p.exit_code == kExitOk) return "ok";
@@ -197,9 +164,10 @@ std::string sweep_csv(const std::vector<Vary>& varies, const std::vector<Point>&
       const results::Report& r = p.report;
       for (double v : {r.step_time_s, r.tokens_per_s, r.tflops_per_gpu, r.hardware_tflops_per_gpu,
                        r.mfu}) {
-        out += "," + number(v);
+        out += "," + shortest_number(v);
       }
-      out += "," + json::count(max_peak(r)).dump() + "," + json::count(max_capacity(r)).dump();
+      out += "," + json::count(r.max_peak_memory_bytes()).dump() + "," +
+             json::count(r.max_capacity_bytes()).dump();
       out += ",\n";
     } else {
       out += ",,,,,,,," + csv_field(p.error) + "\n";
@@ -244,8 +212,10 @@ std::string sweep_svg(const std::vector<Vary>& varies, const std::vector<Point>&
     double max_v = 0;
     for (const Point& p : points) {
       if (p.exit_code != kExitOk) continue;
-      const double v = panels[k].memory ? std::max(max_peak(p.report), max_capacity(p.report))
-                                        : p.report.tokens_per_s;
+      const double v =
+          panels[k].memory
+              ? std::max(p.report.max_peak_memory_bytes(), p.report.max_capacity_bytes())
+              : p.report.tokens_per_s;
       max_v = std::max(max_v, v / panels[k].scale);
     }
     if (max_v <= 0) max_v = 1;
@@ -269,14 +239,15 @@ std::string sweep_svg(const std::vector<Vary>& varies, const std::vector<Point>&
           << "&#215;<title>" << xml_text(label_of(varies, p) + ": " + status_of(p) + ": " + p.error)
           << "</title></text>\n";
       } else {
-        const double v = (panels[k].memory ? max_peak(p.report) : p.report.tokens_per_s) /
-                         panels[k].scale;
+        const double v =
+            (panels[k].memory ? p.report.max_peak_memory_bytes() : p.report.tokens_per_s) /
+            panels[k].scale;
         const double h = panel_h * v / max_v;
         s << "<rect x=\"" << x << "\" y=\"" << base - h << "\" width=\"" << bar_w - 8
           << "\" height=\"" << h << "\" fill=\"" << (panels[k].memory ? "#7a5" : "#47a")
           << "\"><title>" << xml_text(label_of(varies, p)) << ": " << v << "</title></rect>\n";
         if (panels[k].memory) {
-          const double cy = base - panel_h * (max_capacity(p.report) / panels[k].scale) / max_v;
+          const double cy = base - panel_h * (p.report.max_capacity_bytes() / panels[k].scale) / max_v;
           s << "<line x1=\"" << x - 2 << "\" y1=\"" << cy << "\" x2=\"" << x + bar_w - 6
             << "\" y2=\"" << cy << "\" stroke=\"#b00\"/>\n";
         }
@@ -394,7 +365,7 @@ int sweep_command(const std::vector<std::string>& argv) {
         }
       }
       if (p.exit_code != kExitOk) {
-        if (p.error.empty()) p.error = child_message(log);
+        if (p.error.empty()) p.error = child_message(log, "simulate");
         line = status_of(p) + " (exit " + std::to_string(p.exit_code) + "): " + p.error;
       }
       std::lock_guard<std::mutex> guard(lock);

@@ -14,6 +14,7 @@
 #   profiler/tools common strategies profiler kernels executor    - (the measuring tools)
 #   results       common strategies results                       -
 #   sim           common strategies profiler results sim          SimGrid
+#   search        common strategies profiler results search       -
 #   kernels       kernels                                         Eigen, CUDA
 #   executor      common strategies kernels executor              MPI, CUDA (NCCL, DESIGN.md)
 #   cli, bench,   every folder (tests also tests/)                all (only cli/ is checked, for
@@ -30,7 +31,7 @@
 
 set(STRATA_INCLUDE_VIEWS_DIR ${CMAKE_BINARY_DIR}/include-views)
 # What cli/, bench/ and tests/ may include: every library folder.
-set(STRATA_ALL_FOLDERS common strategies profiler results sim kernels executor cli)
+set(STRATA_ALL_FOLDERS common strategies profiler results sim search kernels executor cli)
 set(STRATA_BUILD_RULES_DIR ${CMAKE_BINARY_DIR}/build-rules)
 set(STRATA_FORBID_TOKENS_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/StrataForbidTokens.cmake)
 

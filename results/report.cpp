@@ -13,6 +13,18 @@
 
 namespace strata::results {
 
+double Report::max_peak_memory_bytes() const {
+  double peak = 0;
+  for (const RankTimes& r : ranks) peak = std::max(peak, r.peak_memory_bytes);
+  return peak;
+}
+
+double Report::max_capacity_bytes() const {
+  double capacity = 0;
+  for (const RankTimes& r : ranks) capacity = std::max(capacity, r.capacity_bytes);
+  return capacity;
+}
+
 json::Json report_to_json(const Report& r) {
   json::Json j;
   j["schema_version"] = kReportSchemaVersion;

@@ -90,6 +90,10 @@ struct Report {
   // Not in report.json (report_from_json leaves it empty): the traced ranks' tasks, when a
   // trace was asked for; results/trace.hpp writes them.
   std::vector<strategies::TaskSpan> spans;
+
+  // The largest peak memory of any rank, and the largest device memory.
+  double max_peak_memory_bytes() const;
+  double max_capacity_bytes() const;
 };
 
 json::Json report_to_json(const Report& r);

@@ -40,16 +40,7 @@ PlanTotals compute_totals(const Plan& plan) {
   return out;
 }
 
-Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int world_size) {
-  if (world_size < 1) {
-    throw ConfigError("world size = " + std::to_string(world_size) + ": must be at least 1");
-  }
-  if (world_size > c.total_gpus()) {
-    throw ConfigError("world size = " + std::to_string(world_size) + ": exceeds cluster '" +
-                      c.name + "' (" + std::to_string(c.total_gpus()) + " GPUs)");
-  }
-  validate(m, s, world_size);
-  validate_devices(c, s, world_size);
+void check_lowerable(const StrategySpec& s) {
   if (s.cp > 1 && s.zero_shard_group > 0 && s.zero_shard_group < s.dp) {
     throw ConfigError("strategy.cp = " + std::to_string(s.cp) +
                       ": context parallelism with hybrid sharding (zero_shard_group " +
@@ -76,6 +67,19 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
       }
     }
   }
+}
+
+Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int world_size) {
+  if (world_size < 1) {
+    throw ConfigError("world size = " + std::to_string(world_size) + ": must be at least 1");
+  }
+  if (world_size > c.total_gpus()) {
+    throw ConfigError("world size = " + std::to_string(world_size) + ": exceeds cluster '" +
+                      c.name + "' (" + std::to_string(c.total_gpus()) + " GPUs)");
+  }
+  validate(m, s, world_size);
+  validate_devices(c, s, world_size);
+  check_lowerable(s);
 
   Plan plan;
   plan.model = m;

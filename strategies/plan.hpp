@@ -48,6 +48,11 @@ struct Plan : ProgramSet {
 // plan that exceeds device memory: callers check first_rank_over_capacity() and report it.
 Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int world_size);
 
+// What lower() refuses beyond validate(): valid strategies it does not lower yet (context
+// parallelism with hybrid sharding, per-layer tp changes with sequence parallelism or with pp
+// not outermost). ConfigError naming the field.
+void check_lowerable(const StrategySpec& s);
+
 // FLOPs, tasks and communication bytes over every rank (each stage's program runs on
 // world / pp ranks); lower() fills Plan::totals with it, readers of plan.json too.
 PlanTotals compute_totals(const Plan& plan);

@@ -9,16 +9,5 @@
 # default 900), SC21_ROWS (e.g. "1,2,3"; default all ten).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-strata="${1:-$repo/build/ci/cli/strata}"
-if [[ ! -x "$strata" ]]; then
-  echo "strata not found at $strata; build it: cmake --build --preset ci --target strata" >&2
-  exit 2
-fi
-# Debian's python has matplotlib; a pyenv python3 on PATH may not.
-py=/usr/bin/python3
-if ! "$py" -c 'import matplotlib' 2>/dev/null; then
-  echo "$py cannot import matplotlib (Debian: apt-get install python3-matplotlib)" >&2
-  exit 2
-fi
+source "$here/../lib.sh" "$@"
 exec "$py" "$here/sc21.py" --strata "$strata" --rows "${SC21_ROWS:-}"

@@ -10,16 +10,6 @@
 # (comma-separated strategies; default all), VALIDATE_STEPS (training steps per run, default 6).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-strata="${1:-$repo/build/ci/cli/strata}"
-if [[ ! -x "$strata" ]]; then
-  echo "strata not found at $strata; build it: cmake --build --preset ci --target strata" >&2
-  exit 2
-fi
-py=/usr/bin/python3  # Debian's python has matplotlib; a pyenv python3 on PATH may not
-if ! "$py" -c 'import matplotlib' 2>/dev/null; then
-  echo "$py cannot import matplotlib (Debian: apt-get install python3-matplotlib)" >&2
-  exit 2
-fi
+source "$here/../lib.sh" "$@"
 exec "$py" "$here/validate_cpu.py" --strata "$strata" --only "${VALIDATE_ONLY:-}" \
   --steps "${VALIDATE_STEPS:-6}"
