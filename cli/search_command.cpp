@@ -58,8 +58,8 @@ Options:
                        recompute none/selective/full, buckets 25/100 MiB, per-layer hybrids)
   --top K              candidates to verify by simulation (default 8); "all" verifies every
                        candidate that fits (an exhaustive search; slow for large spaces)
-  --budget-s T         stop starting simulations after T seconds in all (the verified ones
-                       stay; default: no limit)
+  --budget-s T         start no simulation after T seconds in all, except the first (the
+                       verified ones stay; default: no limit)
   --jobs N             simulations at a time (default: the number of cores)
   --efficiencies FILE  the roofline's efficiency table (estimator and simulations)
   --exact              simulate without folding (passed to strata simulate)
@@ -219,14 +219,16 @@ int search_command(const std::vector<std::string>& argv) {
   std::vector<Verified> dropped;   // over memory in the simulation
   std::vector<Verified> failed;
   std::size_t next = 0;
-  bool out_of_time = false;
-  while (verified.size() < want && next < ranked.size()) {
-    if (budget_s > 0 &&
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >
-            budget_s) {
-      out_of_time = true;
-      break;
-    }
+  // --budget-s: no simulation starts after the budget, except the first (a search always
+  // returns at least one verified strategy when one fits).
+  std::atomic<bool> out_of_time{false};
+  std::atomic<int> started{0};
+  auto over_budget = [&] {
+    return budget_s > 0 && started > 0 &&
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >
+               budget_s;
+  };
+  while (verified.size() < want && next < ranked.size() && !out_of_time) {
     std::vector<Verified> wave;
     while (wave.size() + verified.size() < want && next < ranked.size()) {
       Verified v;
@@ -240,6 +242,11 @@ int search_command(const std::vector<std::string>& argv) {
     auto work = [&] {
       for (std::size_t n = take++; n < wave.size(); n = take++) {
         Verified& v = wave[n];
+        if (over_budget()) {
+          out_of_time = true;
+          continue;  // not simulated: left out of every list
+        }
+        ++started;
         const fs::path dir = staging / "runs" / two_digits(v.index + 1);
         fs::create_directories(dir);
         json::Json j = strategies::to_json(v.candidate.strategy);
@@ -282,6 +289,7 @@ int search_command(const std::vector<std::string>& argv) {
     for (int w = 0; w < count; ++w) workers.emplace_back(work);
     for (std::thread& t : workers) t.join();
     for (Verified& v : wave) {
+      if (v.exit_code == -1) continue;  // not started: over --budget-s
       if (v.exit_code == kExitOk && v.sim_peak_bytes <= budget_bytes) {
         verified.push_back(std::move(v));
       } else if (v.exit_code == kExitOk || v.exit_code == kExitOutOfMemory) {
@@ -412,7 +420,7 @@ int search_command(const std::vector<std::string>& argv) {
       {"verified", verified.size()},
       {"dropped_by_simulation", dropped.size()},
       {"failed", failed.size()},
-      {"stopped_by_budget", out_of_time},
+      {"stopped_by_budget", out_of_time.load()},
       {"spearman", rho},
       {"mean_abs_error", mean_error},
       {"max_abs_error", error_max},

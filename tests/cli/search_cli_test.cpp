@@ -158,6 +158,21 @@ TEST_F(SearchTest, NothingFitsIsExitThreeWithTheSmallestPeak) {
   EXPECT_FALSE(std::filesystem::exists(path("out")));
 }
 
+// --budget-s stops the verification: with a budget already spent, only the first simulation
+// runs, and the output says so.
+TEST_F(SearchTest, ABudgetStopsTheVerificationAfterTheFirstSimulation) {
+  write("space.json", kSmallSpace);
+  const Result r = run(tiny("out", "--budget-s 0.001 --jobs 1"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_csv(read(path("out/ranking.csv"))).size(), 2u);  // header and one
+  EXPECT_NE(r.out.find("stopped by --budget-s"), std::string::npos) << r.out;
+  EXPECT_NE(read(path("out/search.json")).find("\"stopped_by_budget\": true"), std::string::npos);
+  const Result bad = run(tiny("out2", "--budget-s -3"));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("--budget-s = -3: must be a number of seconds > 0"), std::string::npos)
+      << bad.err;
+}
+
 TEST_F(SearchTest, UsageErrors) {
   const Result no_batch = run("search --model gpt-tiny --cluster dgx-a100-128n --out " + path("o"));
   EXPECT_EQ(no_batch.exit_code, 2);
