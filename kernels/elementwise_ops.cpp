@@ -1,6 +1,6 @@
 // Argument checks and backend dispatch for the ops in elementwise_ops.hpp. The CPU path runs
-// inline; these ops have no CUDA kernels yet, so a CUDA stream gets std::runtime_error after the
-// checks.
+// inline; the CUDA path (STRATA_HAVE_CUDA) enqueues kernels/cuda/elementwise.cu's kernels on the
+// stream.
 // defines: the entry points declared in elementwise_ops.hpp
 #include "kernels/elementwise_ops.hpp"
 
@@ -9,11 +9,14 @@
 #include "kernels/cpu/elementwise_ops_cpu.hpp"
 #include "kernels/detail/checks.hpp"
 
+#if STRATA_HAVE_CUDA
+#include "kernels/cuda/model_ops_cuda.hpp"
+#endif
+
 namespace strata::kernels {
 namespace {
 
 using detail::check_finite;
-using detail::on_cpu;
 using detail::require;
 using detail::require_pointers;
 
@@ -27,7 +30,12 @@ Event add_inplace(const Stream& stream, float* y, const float* x, std::int64_t n
   const char* op = "add_inplace";
   check_count(op, "n", n);
   require_pointers(op, n, {y, x});
-  if (on_cpu(stream, op) && n > 0) cpu::add_inplace(y, x, n);
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::add_inplace(y, x, n);
+  } else {
+    STRATA_CUDA_ONLY(cuda::add_inplace(cuda::stream_of(stream), y, x, n);)
+  }
   return stream.record_event();
 }
 
@@ -36,7 +44,12 @@ Event scale_inplace(const Stream& stream, float* y, float alpha, std::int64_t n)
   check_count(op, "n", n);
   check_finite(op, "alpha", alpha);
   require_pointers(op, n, {y});
-  if (on_cpu(stream, op) && n > 0) cpu::scale_inplace(y, alpha, n);
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::scale_inplace(y, alpha, n);
+  } else {
+    STRATA_CUDA_ONLY(cuda::scale_inplace(cuda::stream_of(stream), y, alpha, n);)
+  }
   return stream.record_event();
 }
 
@@ -49,7 +62,13 @@ Event copy_columns(const Stream& stream, float* y, std::int64_t ldy, const float
           "width = " + std::to_string(width) + " must be at most ldx (" + std::to_string(ldx) +
               ") and ldy (" + std::to_string(ldy) + ")");
   require_pointers(op, rows, {y, x});
-  if (on_cpu(stream, op) && rows > 0) cpu::copy_columns(y, ldy, x, ldx, rows, width, accumulate);
+  if (rows == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::copy_columns(y, ldy, x, ldx, rows, width, accumulate);
+  } else {
+    STRATA_CUDA_ONLY(
+        cuda::copy_columns(cuda::stream_of(stream), y, ldy, x, ldx, rows, width, accumulate);)
+  }
   return stream.record_event();
 }
 
@@ -59,7 +78,12 @@ Event add_residual_bias(const Stream& stream, float* y, const float* residual, c
   detail::check_size(op, "rows", rows, true);
   detail::check_size(op, "c", c, false);
   require_pointers(op, rows, {y, residual});  // bias is optional
-  if (on_cpu(stream, op) && rows > 0) cpu::add_residual_bias(y, residual, bias, rows, c);
+  if (rows == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::add_residual_bias(y, residual, bias, rows, c);
+  } else {
+    STRATA_CUDA_ONLY(cuda::add_residual_bias(cuda::stream_of(stream), y, residual, bias, rows, c);)
+  }
   return stream.record_event();
 }
 
@@ -69,7 +93,12 @@ Event bias_backward(const Stream& stream, float* dbias, const float* dy, std::in
   detail::check_size(op, "rows", rows, true);
   detail::check_size(op, "c", c, false);
   require_pointers(op, rows, {dbias, dy});
-  if (on_cpu(stream, op) && rows > 0) cpu::bias_backward(dbias, dy, rows, c);
+  if (rows == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::bias_backward(dbias, dy, rows, c);
+  } else {
+    STRATA_CUDA_ONLY(cuda::bias_backward(cuda::stream_of(stream), dbias, dy, rows, c);)
+  }
   return stream.record_event();
 }
 

@@ -1,5 +1,7 @@
-// Argument checks and backend dispatch for the ops in model_ops.hpp. The CPU path runs inline;
-// these ops have no CUDA kernels yet, so a CUDA stream gets std::runtime_error after the checks.
+// Argument checks and backend dispatch for the ops in model_ops.hpp. The CPU path runs inline.
+// The linear layer, SwiGLU and AdamW have CUDA versions (kernels/cuda/blas.cpp, elementwise.cu),
+// enqueued on the stream; the other ops have none yet, so a CUDA stream gets
+// std::runtime_error after the checks.
 // defines: the entry points declared in model_ops.hpp
 #include "kernels/model_ops.hpp"
 
@@ -12,6 +14,10 @@
 
 #include "kernels/cpu/model_ops_cpu.hpp"
 #include "kernels/detail/checks.hpp"
+
+#if STRATA_HAVE_CUDA
+#include "kernels/cuda/model_ops_cuda.hpp"
+#endif
 
 namespace strata::kernels {
 namespace {
@@ -91,7 +97,13 @@ Event linear_forward(const Stream& stream, float* y, const float* x, const float
   check_size(op, "in", in, false);
   check_size(op, "out", out, false);
   require_pointers(op, n, {y, x, weight});  // bias is optional
-  if (on_cpu(stream, op) && n > 0) cpu::linear_forward(y, x, weight, bias, n, in, out);
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::linear_forward(y, x, weight, bias, n, in, out);
+  } else {
+    STRATA_CUDA_ONLY(cuda::linear_forward(cuda::stream_of(stream), stream.device(), y, x, weight,
+                                          bias, n, in, out);)
+  }
   return stream.record_event();
 }
 
@@ -104,10 +116,16 @@ Event linear_backward(const Stream& stream, float* dx, float* dweight, float* db
   check_size(op, "out", out, false);
   require_pointers(op, 1, {dweight});  // written even when n == 0; dbias is optional
   require_pointers(op, n, {dx, dy, x, weight});
-  if (on_cpu(stream, op)) {
+  if (stream.backend() == Backend::kCpu) {
     // The two halves, in the order the fused version ran them: bit-identical to it.
     cpu::linear_backward_data(dx, dy, weight, n, in, out, false);
     cpu::linear_backward_weight(dweight, dbias, dy, x, n, in, out, false);
+  } else {
+    STRATA_CUDA_ONLY({
+      const cudaStream_t s = cuda::stream_of(stream);
+      if (n > 0) cuda::linear_backward_data(s, stream.device(), dx, dy, weight, n, in, out, false);
+      cuda::linear_backward_weight(s, stream.device(), dweight, dbias, dy, x, n, in, out, false);
+    })
   }
   return stream.record_event();
 }
@@ -119,8 +137,13 @@ Event linear_backward_data(const Stream& stream, float* dx, const float* dy, con
   check_size(op, "in", in, false);
   check_size(op, "out", out, false);
   require_pointers(op, n, {dx, dy, weight});
-  if (on_cpu(stream, op) && n > 0)
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     cpu::linear_backward_data(dx, dy, weight, n, in, out, accumulate);
+  } else {
+    STRATA_CUDA_ONLY(cuda::linear_backward_data(cuda::stream_of(stream), stream.device(), dx, dy,
+                                                weight, n, in, out, accumulate);)
+  }
   return stream.record_event();
 }
 
@@ -133,8 +156,11 @@ Event linear_backward_weight(const Stream& stream, float* dweight, float* dbias,
   check_size(op, "out", out, false);
   require_pointers(op, 1, {dweight});  // written even when n == 0; dbias is optional
   require_pointers(op, n, {dy, x});
-  if (on_cpu(stream, op)) {
+  if (stream.backend() == Backend::kCpu) {
     cpu::linear_backward_weight(dweight, dbias, dy, x, n, in, out, accumulate);
+  } else {
+    STRATA_CUDA_ONLY(cuda::linear_backward_weight(cuda::stream_of(stream), stream.device(), dweight,
+                                                  dbias, dy, x, n, in, out, accumulate);)
   }
   return stream.record_event();
 }
@@ -327,7 +353,12 @@ Event swiglu_forward(const Stream& stream, float* out, const float* x, std::int6
   check_size(op, "n", n, true);
   check_size(op, "f", f, false);
   require_pointers(op, n, {out, x});
-  if (on_cpu(stream, op) && n > 0) cpu::swiglu_forward(out, x, n, f);
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::swiglu_forward(out, x, n, f);
+  } else {
+    STRATA_CUDA_ONLY(cuda::swiglu_forward(cuda::stream_of(stream), out, x, n, f);)
+  }
   return stream.record_event();
 }
 
@@ -337,7 +368,12 @@ Event swiglu_backward(const Stream& stream, float* dx, const float* dout, const 
   check_size(op, "n", n, true);
   check_size(op, "f", f, false);
   require_pointers(op, n, {dx, dout, x});
-  if (on_cpu(stream, op) && n > 0) cpu::swiglu_backward(dx, dout, x, n, f);
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::swiglu_backward(dx, dout, x, n, f);
+  } else {
+    STRATA_CUDA_ONLY(cuda::swiglu_backward(cuda::stream_of(stream), dx, dout, x, n, f);)
+  }
   return stream.record_event();
 }
 
@@ -390,7 +426,19 @@ Event adamw_step(const Stream& stream, float* params, float* m, float* v, const 
   in_range("eps", options.eps, false, false);
   in_range("weight_decay", options.weight_decay, true, false);
   require_pointers(op, n, {params, m, v, grads});
-  if (on_cpu(stream, op) && n > 0) cpu::adamw_step(params, m, v, grads, n, step, options);
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::adamw_step(params, m, v, grads, n, step, options);
+  } else {
+    // The bias corrections in double, as the CPU computes them.
+    const double t = static_cast<double>(step);
+    const float bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(options.beta1), t));
+    const float bias2 = static_cast<float>(1.0 - std::pow(static_cast<double>(options.beta2), t));
+    STRATA_CUDA_ONLY(cuda::adamw_step(cuda::stream_of(stream), params, m, v, grads, n, options.lr,
+                                      options.beta1, options.beta2, options.eps,
+                                      options.weight_decay, bias1, bias2);)
+    (void)bias1, (void)bias2;
+  }
   return stream.record_event();
 }
 

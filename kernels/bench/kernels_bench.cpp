@@ -137,7 +137,6 @@ std::vector<OpCase> make_cases(const Options& o) {
                return k::linear_forward(s, out[0], in[0], in[1], in[2], gm, gk, gn);
              }};
   fwd.flops = 2.0 * gm * gk * gn;
-  fwd.cpu_only = true;
   cases.push_back(fwd);
   // inputs: dy (M, N), x (M, K), W (N, K); outputs: dx (M, K), dW (N, K), dbias (N)
   OpCase bwd{"linear_backward",
@@ -149,7 +148,6 @@ std::vector<OpCase> make_cases(const Options& o) {
                                          gn);
              }};
   bwd.flops = 4.0 * gm * gk * gn;
-  bwd.cpu_only = true;
   cases.push_back(bwd);
   // Its two GEMMs alone. inputs: dy (M, N), W (N, K); output: dx (M, K)
   OpCase bwd_data{"linear_backward_data",
@@ -160,7 +158,6 @@ std::vector<OpCase> make_cases(const Options& o) {
                     return k::linear_backward_data(s, out[0], in[0], in[1], gm, gk, gn);
                   }};
   bwd_data.flops = 2.0 * gm * gk * gn;
-  bwd_data.cpu_only = true;
   cases.push_back(bwd_data);
   // inputs: dy (M, N), x (M, K); outputs: dW (N, K), dbias (N); overwritten, then accumulated
   // into (a gradient accumulator's update: the GEMM with beta = 1)
@@ -174,8 +171,7 @@ std::vector<OpCase> make_cases(const Options& o) {
                                                          gn, accumulate);
                       }};
     bwd_weight.flops = 2.0 * gm * gk * gn;
-    bwd_weight.cpu_only = true;
-    cases.push_back(bwd_weight);
+      cases.push_back(bwd_weight);
   }
   return cases;
 }
@@ -836,7 +832,8 @@ int main(int argc, char** argv) {
           "       kernels_bench --attention-cp [--attention-cp-shape B,H,T,D,CP ...] [--reps N]\n"
           "  --n: GELU elements; --rows/--cols: LayerNorm shape; --gemm: linear layer of M "
           "tokens,\n"
-          "  K inputs, N outputs (CPU only so far). GB/s counts every input and output once.\n"
+          "  K inputs, N outputs (on CUDA: cuBLAS's fp32 GEMMs). GB/s counts every input and\n"
+          "  output once.\n"
           "  --attention: fused (FlashAttention) vs unfused causal attention, forward and "
           "backward,\n"
           "  on the CPU only, at B 1, H 4, T 128/512/1024, D 16/64 or at each "

@@ -141,6 +141,180 @@ OpCase layer_norm_backward_accumulate_case(std::int64_t n, std::int64_t c) {
   return op;
 }
 
+// The linear layer: cuBLAS's fp32 GEMMs against Eigen's, which sum the K products in different
+// orders (blocked differently): inputs in [-1, 1], K up to 1031, so each entry's rounding
+// differences stay far below 1e-4 of the largest sums. The bias and its gradient are added in
+// the CPU's order on the GPU (tolerance of the GEMM they follow or exact).
+constexpr Tolerance kGemm{1e-4, 1e-4};
+constexpr Tolerance kExact{0, 0};
+// SwiGLU and AdamW: expf and the device's rounding of one formula per element.
+constexpr Tolerance kPointwise{1e-6, 1e-5};
+
+OpCase linear_forward_case(std::int64_t n, std::int64_t in, std::int64_t out, bool bias) {
+  const auto nin = static_cast<std::size_t>(n * in), nout = static_cast<std::size_t>(n * out);
+  const auto w = static_cast<std::size_t>(out * in), b = static_cast<std::size_t>(out);
+  return {"linear_forward" + shape_name(n, in) + "x" + std::to_string(out) + (bias ? "_bias" : ""),
+          [=] {  // x (N, IN), W (OUT, IN), bias (OUT)
+            return Tensors{random_floats(nin, 61), random_floats(w, 62), random_floats(b, 63)};
+          },
+          {nout},
+          {kGemm},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return linear_forward(s, o[0], i[0], i[1], bias ? i[2] : nullptr, n, in, out);
+          }};
+}
+
+OpCase linear_backward_data_case(std::int64_t n, std::int64_t in, std::int64_t out,
+                                 bool accumulate) {
+  const auto nin = static_cast<std::size_t>(n * in), nout = static_cast<std::size_t>(n * out);
+  const auto w = static_cast<std::size_t>(out * in);
+  OpCase op{"linear_backward_data" + shape_name(n, in) + "x" + std::to_string(out) +
+                (accumulate ? "_accumulate" : ""),
+            [=] {
+              return Tensors{random_floats(nout, 64), random_floats(w, 65)};
+            },  // dy, W
+            {nin},
+            {kGemm},
+            [=](const Stream& s, const auto& o, const auto& i) {
+              return linear_backward_data(s, o[0], i[0], i[1], n, in, out, accumulate);
+            }};
+  if (accumulate) op.initial_outputs = [=] { return Tensors{random_floats(nin, 66)}; };
+  return op;
+}
+
+OpCase linear_backward_weight_case(std::int64_t n, std::int64_t in, std::int64_t out,
+                                   bool accumulate) {
+  const auto nin = static_cast<std::size_t>(n * in), nout = static_cast<std::size_t>(n * out);
+  const auto w = static_cast<std::size_t>(out * in), b = static_cast<std::size_t>(out);
+  OpCase op{"linear_backward_weight" + shape_name(n, in) + "x" + std::to_string(out) +
+                (accumulate ? "_accumulate" : ""),
+            [=] {
+              return Tensors{random_floats(nout, 67), random_floats(nin, 68)};
+            },       // dy, x
+            {w, b},  // dW (OUT, IN), dbias (OUT): the rows summed in order, as on the CPU
+            {kGemm, kExact},
+            [=](const Stream& s, const auto& o, const auto& i) {
+              return linear_backward_weight(s, o[0], o[1], i[0], i[1], n, in, out, accumulate);
+            }};
+  if (accumulate) {
+    op.initial_outputs = [=] { return Tensors{random_floats(w, 69), random_floats(b, 70)}; };
+  }
+  return op;
+}
+
+OpCase linear_backward_case(std::int64_t n, std::int64_t in, std::int64_t out) {
+  const auto nin = static_cast<std::size_t>(n * in), nout = static_cast<std::size_t>(n * out);
+  const auto w = static_cast<std::size_t>(out * in), b = static_cast<std::size_t>(out);
+  return {"linear_backward" + shape_name(n, in) + "x" + std::to_string(out),
+          [=] {  // dy, x, W
+            return Tensors{random_floats(nout, 71), random_floats(nin, 72), random_floats(w, 73)};
+          },
+          {nin, w, b},
+          {kGemm, kGemm, kExact},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return linear_backward(s, o[0], o[1], o[2], i[0], i[1], i[2], n, in, out);
+          }};
+}
+
+OpCase swiglu_forward_case(std::int64_t n, std::int64_t f) {
+  const auto x = static_cast<std::size_t>(n * 2 * f), y = static_cast<std::size_t>(n * f);
+  return {"swiglu_forward" + shape_name(n, f),
+          [=] { return Tensors{random_floats(x, 74, 0, 3)}; },
+          {y},
+          {kPointwise},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return swiglu_forward(s, o[0], i[0], n, f);
+          }};
+}
+
+OpCase swiglu_backward_case(std::int64_t n, std::int64_t f) {
+  const auto x = static_cast<std::size_t>(n * 2 * f), y = static_cast<std::size_t>(n * f);
+  return {"swiglu_backward" + shape_name(n, f),
+          [=] {
+            return Tensors{random_floats(y, 75), random_floats(x, 76, 0, 3)};
+          },  // dout, x
+          {x},
+          {kPointwise},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return swiglu_backward(s, o[0], i[0], i[1], n, f);
+          }};
+}
+
+OpCase adamw_case(std::int64_t n, std::int64_t step) {
+  const auto size = static_cast<std::size_t>(n);
+  OpCase op{"adamw_step_n" + std::to_string(n) + "_step" + std::to_string(step),
+            [=] { return Tensors{random_floats(size, 77)}; },  // grads
+            {size, size, size},                                // params, m, v (updated)
+            {kPointwise, kPointwise, kPointwise},
+            [=](const Stream& s, const auto& o, const auto& i) {
+              AdamWOptions options;
+              options.lr = 3e-4f;
+              options.weight_decay = 0.1f;
+              return adamw_step(s, o[0], o[1], o[2], i[0], n, step, options);
+            }};
+  op.initial_outputs = [=] {
+    std::vector<float> v = random_floats(size, 80, 0.0f, 0.01f);
+    for (float& e : v) e = e * e;  // a second moment is not negative
+    return Tensors{random_floats(size, 78), random_floats(size, 79, 0.0f, 0.1f), v};
+  };
+  return op;
+}
+
+// The element-wise ops compute one formula per element in the CPU's order (the bias gradient
+// adds the rows in order on both): bit-identical.
+std::vector<OpCase> elementwise_cases(std::int64_t rows, std::int64_t c) {
+  const auto nc = static_cast<std::size_t>(rows * c), cols = static_cast<std::size_t>(c);
+  const std::string shape = shape_name(rows, c);
+  std::vector<OpCase> out;
+  out.push_back({"add_inplace" + shape,
+                 [=] { return Tensors{random_floats(nc, 81)}; },
+                 {nc},
+                 {kExact},
+                 [=](const Stream& s, const auto& o, const auto& i) {
+                   return add_inplace(s, o[0], i[0], rows * c);
+                 },
+                 [=] { return Tensors{random_floats(nc, 82)}; }});
+  out.push_back({"scale_inplace" + shape,
+                 [] { return Tensors{}; },
+                 {nc},
+                 {kExact},
+                 [=](const Stream& s, const auto& o, const auto&) {
+                   return scale_inplace(s, o[0], -0.37f, rows * c);
+                 },
+                 [=] { return Tensors{random_floats(nc, 83)}; }});
+  out.push_back({"add_residual_bias" + shape,
+                 [=] {
+                   return Tensors{random_floats(nc, 84), random_floats(cols, 85)};
+                 },
+                 {nc},
+                 {kExact},
+                 [=](const Stream& s, const auto& o, const auto& i) {
+                   return add_residual_bias(s, o[0], i[0], i[1], rows, c);
+                 },
+                 [=] { return Tensors{random_floats(nc, 86)}; }});
+  out.push_back({"bias_backward" + shape,
+                 [=] { return Tensors{random_floats(nc, 87)}; },
+                 {cols},
+                 {kExact},
+                 [=](const Stream& s, const auto& o, const auto& i) {
+                   return bias_backward(s, o[0], i[0], rows, c);
+                 },
+                 [=] { return Tensors{random_floats(cols, 88)}; }});
+  // A block of columns 1 .. c-1 of rows c wide into rows c + 3 wide, at column 2.
+  const auto wide = static_cast<std::size_t>(rows * (c + 3));
+  if (c > 1) {
+    out.push_back({"copy_columns" + shape,
+                   [=] { return Tensors{random_floats(nc, 89)}; },
+                   {wide},
+                   {kExact},
+                   [=](const Stream& s, const auto& o, const auto& i) {
+                     return copy_columns(s, o[0] + 2, c + 3, i[0] + 1, c, rows, c - 1, true);
+                   },
+                   [=] { return Tensors{random_floats(wide, 90)}; }});
+  }
+  return out;
+}
+
 std::vector<OpCase> all_cases() {
   std::vector<OpCase> cases;
   // 2^24 + 4099 elements: beyond the CUDA grid cap, so the grid-stride loop wraps.
@@ -155,6 +329,25 @@ std::vector<OpCase> all_cases() {
     cases.push_back(layer_norm_forward_case(n, c));
     cases.push_back(layer_norm_backward_case(n, c));
     cases.push_back(layer_norm_backward_accumulate_case(n, c));
+  }
+  // (N, IN, OUT): odd sizes, a GPT-2 block's, and a reduction over many rows.
+  const std::int64_t gemms[][3] = {{1, 1, 1}, {7, 33, 5}, {64, 768, 2304}, {257, 96, 1031}};
+  for (const auto& g : gemms) {
+    for (bool flag : {false, true}) {
+      cases.push_back(linear_forward_case(g[0], g[1], g[2], flag));
+      cases.push_back(linear_backward_data_case(g[0], g[1], g[2], flag));
+      cases.push_back(linear_backward_weight_case(g[0], g[1], g[2], flag));
+    }
+    cases.push_back(linear_backward_case(g[0], g[1], g[2]));
+  }
+  for (const auto& [n, c] : shapes) {
+    cases.push_back(swiglu_forward_case(n, c));
+    cases.push_back(swiglu_backward_case(n, c));
+    for (OpCase& op : elementwise_cases(n, c)) cases.push_back(std::move(op));
+  }
+  for (std::int64_t n : {std::int64_t{1}, std::int64_t{1000}, std::int64_t{(1 << 20) + 3}}) {
+    cases.push_back(adamw_case(n, 1));
+    cases.push_back(adamw_case(n, 1000));
   }
   return cases;
 }
@@ -202,6 +395,16 @@ TEST_P(CrossBackend, CudaMatchesCpu) {
     expect_close(got[i], want[i], op.tolerances[i].atol, op.tolerances[i].rtol,
                  op.name + " output " + std::to_string(i));
   }
+}
+
+// Every case is well formed (its sizes, inputs and seeds fit the op) and the CPU reference is
+// deterministic: runs without a GPU, so a malformed case shows before one is lent.
+TEST_P(CrossBackend, CpuReferenceRunsAndIsDeterministic) {
+  const OpCase& op = GetParam();
+  const Tensors inputs = op.inputs();
+  const Tensors first = run_on(Stream::cpu(), op, inputs);
+  ASSERT_EQ(first.size(), op.output_sizes.size());
+  EXPECT_EQ(first, run_on(Stream::cpu(), op, inputs)) << op.name;
 }
 
 TEST_P(CrossBackend, CudaIsDeterministic) {

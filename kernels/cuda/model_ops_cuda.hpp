@@ -1,0 +1,59 @@
+// Internal: launchers for the CUDA versions of the ops of model_ops.hpp and elementwise_ops.hpp
+// that have one (kernels/cuda/blas.cpp: the linear layer's GEMMs through cuBLAS;
+// kernels/cuda/elementwise.cu: the element-wise ops, SwiGLU, AdamW, the bias epilogues). Each
+// enqueues on `stream` (the current device must be the stream's) and checks its calls.
+// Arguments are already validated by the entry points; see the public headers for contracts.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/backend.hpp"
+#include "kernels/cuda/runtime.hpp"
+
+namespace strata::kernels::cuda {
+
+// The stream's cudaStream_t, with its device made the calling thread's current one.
+inline cudaStream_t stream_of(const Stream& stream) {
+  cuda_detail::set_current_device(stream.device());
+  return static_cast<cudaStream_t>(stream.native_handle());
+}
+
+// --- Linear (blas.cpp) -------------------------------------------------------------------------
+void linear_forward(cudaStream_t stream, int device, float* y, const float* x, const float* weight,
+                    const float* bias, std::int64_t n, std::int64_t in, std::int64_t out);
+void linear_backward_data(cudaStream_t stream, int device, float* dx, const float* dy,
+                          const float* weight, std::int64_t n, std::int64_t in, std::int64_t out,
+                          bool accumulate);
+void linear_backward_weight(cudaStream_t stream, int device, float* dweight, float* dbias,
+                            const float* dy, const float* x, std::int64_t n, std::int64_t in,
+                            std::int64_t out, bool accumulate);
+
+// --- Element-wise (elementwise.cu) -------------------------------------------------------------
+// y[i, j] += bias[j] over rows x c.
+void add_bias_rows(cudaStream_t stream, float* y, const float* bias, std::int64_t rows,
+                   std::int64_t c);
+// dbias[j] = sum_i dy[i, j] (rows added in order from 0), or dbias[j] += that sum with
+// accumulate (the CPU's column_sums); rows == 0 writes zeros, or with accumulate nothing.
+void column_sums(cudaStream_t stream, float* dbias, const float* dy, std::int64_t rows,
+                 std::int64_t c, bool accumulate);
+void add_inplace(cudaStream_t stream, float* y, const float* x, std::int64_t n);
+void scale_inplace(cudaStream_t stream, float* y, float alpha, std::int64_t n);
+void copy_columns(cudaStream_t stream, float* y, std::int64_t ldy, const float* x, std::int64_t ldx,
+                  std::int64_t rows, std::int64_t width, bool accumulate);
+void add_residual_bias(cudaStream_t stream, float* y, const float* residual, const float* bias,
+                       std::int64_t rows, std::int64_t c);
+// dbias[j] += dy[i, j] for i in order (the running sum, as the CPU's bias_backward).
+void bias_backward(cudaStream_t stream, float* dbias, const float* dy, std::int64_t rows,
+                   std::int64_t c);
+void swiglu_forward(cudaStream_t stream, float* out, const float* x, std::int64_t n,
+                    std::int64_t f);
+void swiglu_backward(cudaStream_t stream, float* dx, const float* dout, const float* x,
+                     std::int64_t n, std::int64_t f);
+// One AdamW step with the bias corrections computed by the caller (as the CPU does, in double).
+void adamw_step(cudaStream_t stream, float* params, float* m, float* v, const float* grads,
+                std::int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                float bias1, float bias2);
+
+}  // namespace strata::kernels::cuda

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU checks, prepared to run in one call on a lent GPU machine (docs/gpu-results.md).
+#
+#   bash scripts/gpu-check.sh build   # here: the gpu preset (no MPI, SimGrid or Qt; no
+#                                     # -march=native) builds kernels_tests and kernels_bench,
+#                                     # copied into gpu-bin/ (about 6 MB; git ignores it)
+#   bash scripts/gpu-check.sh run     # there, with gpu-bin/ carried: the GPU, the CUDA tests
+#                                     # (every op against the CPU, determinism, edges) and the
+#                                     # kernel benchmarks; logs into $OUT (default gpu-out/)
+#
+# The machine there has a driver and a CUDA toolkit but no GoogleTest, hence the binaries built
+# here. They load libcublas from the toolkit there: its lib64 is put on LD_LIBRARY_PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+case "${1:-}" in
+  build)
+    cmake --preset gpu >/dev/null
+    cmake --build --preset gpu -j "$(nproc)" --target kernels_tests kernels_bench
+    rm -rf gpu-bin && mkdir -p gpu-bin
+    cp build/gpu/tests/kernels/kernels_tests build/gpu/kernels/kernels_bench gpu-bin/
+    ls -la gpu-bin
+    ;;
+  run)
+    out="${OUT:-gpu-out}"
+    mkdir -p "$out"
+    if [[ ! -x gpu-bin/kernels_tests ]]; then
+      echo "gpu-bin/ is missing: run 'bash scripts/gpu-check.sh build' here first and carry gpu-bin" >&2
+      exit 2
+    fi
+    cuda_lib=""
+    for d in "$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")/../lib64" \
+             /usr/local/cuda/lib64 /usr/local/cuda/lib; do
+      if [[ -e "$d/libcublas.so.13" ]]; then cuda_lib="$d"; break; fi
+    done
+    export LD_LIBRARY_PATH="${cuda_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    {
+      date -u
+      nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+      nvcc --version | tail -2 || true
+      echo "libcublas from: ${cuda_lib:-not found}"
+    } > "$out/machine.txt" 2>&1
+    status=0
+    # There a CUDA test that skips is a failure (no device found where one should be).
+    STRATA_REQUIRE_CUDA=1 gpu-bin/kernels_tests \
+      --gtest_output="xml:$out/kernels_tests.xml" > "$out/kernels_tests.txt" 2>&1 || status=$?
+    gpu-bin/kernels_bench --backend all --reps 20 > "$out/kernels_bench.txt" 2>&1 || status=$?
+    gpu-bin/kernels_bench --backend cuda --reps 20 --gemm 8192,4096,4096 \
+      >> "$out/kernels_bench.txt" 2>&1 || status=$?
+    tail -5 "$out/kernels_tests.txt"
+    grep -E "^cuda" "$out/kernels_bench.txt" || true
+    exit "$status"
+    ;;
+  *)
+    echo "usage: bash scripts/gpu-check.sh build|run (docs/gpu-results.md)" >&2
+    exit 2
+    ;;
+esac
