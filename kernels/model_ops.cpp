@@ -1,5 +1,6 @@
 // Argument checks and backend dispatch for the ops in model_ops.hpp. The CPU path runs inline.
-// The linear layer, SwiGLU and AdamW have CUDA versions (kernels/cuda/blas.cpp, elementwise.cu),
+// The embedding, RMSNorm, the linear layer, SwiGLU, the cross-entropy and AdamW have CUDA
+// versions (kernels/cuda/embedding_loss.cu, rms_norm.cu, blas.cpp, elementwise.cu),
 // enqueued on the stream; the other ops have none yet, so a CUDA stream gets
 // std::runtime_error after the checks.
 // defines: the entry points declared in model_ops.hpp
@@ -40,9 +41,13 @@ Event embedding_forward(const Stream& stream, float* out, const std::int32_t* to
   check_size(op, "c", c, false);
   check_size(op, "vocab", vocab, false);
   require_pointers(op, b * t, {out, tokens, wte, wpe});
-  if (on_cpu(stream, op) && b * t > 0) {
+  if (b * t == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     check_indices(stream, op, "tokens", tokens, b * t, vocab);
     cpu::embedding_forward(out, tokens, wte, wpe, b, t, c);
+  } else {
+    STRATA_CUDA_ONLY(
+        cuda::embedding_forward(cuda::stream_of(stream), out, tokens, wte, wpe, b, t, c, vocab);)
   }
   return stream.record_event();
 }
@@ -58,9 +63,12 @@ Event embedding_backward(const Stream& stream, float* dwte, float* dwpe, const f
   require_pointers(op, 1, {dwte});  // written even when b * t == 0
   require_pointers(op, t, {dwpe});
   require_pointers(op, b * t, {dout, tokens});
-  if (on_cpu(stream, op)) {
+  if (stream.backend() == Backend::kCpu) {
     check_indices(stream, op, "tokens", tokens, b * t, vocab);
     cpu::embedding_backward(dwte, dwpe, dout, tokens, b, t, c, vocab);
+  } else {
+    STRATA_CUDA_ONLY(cuda::embedding_backward(cuda::stream_of(stream), dwte, dwpe, dout, tokens, b,
+                                              t, c, vocab);)
   }
   return stream.record_event();
 }
@@ -72,7 +80,13 @@ Event rms_norm_forward(const Stream& stream, float* y, float* rstd, const float*
   check_size(op, "c", c, false);
   check_positive_finite(op, "eps", eps);
   require_pointers(op, n, {y, rstd, x, weight});
-  if (on_cpu(stream, op) && n > 0) cpu::rms_norm_forward(y, rstd, x, weight, n, c, eps);
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::rms_norm_forward(y, rstd, x, weight, n, c, eps);
+  } else {
+    STRATA_CUDA_ONLY(
+        cuda::rms_norm_forward(cuda::stream_of(stream), y, rstd, x, weight, n, c, eps);)
+  }
   return stream.record_event();
 }
 
@@ -84,8 +98,11 @@ Event rms_norm_backward(const Stream& stream, float* dx, float* dweight, const f
   check_size(op, "c", c, false);
   require_pointers(op, 1, {dweight});  // written even when n == 0
   require_pointers(op, n, {dx, dy, x, weight, rstd});
-  if (on_cpu(stream, op)) {
+  if (stream.backend() == Backend::kCpu) {
     cpu::rms_norm_backward(dx, dweight, dy, x, weight, rstd, n, c, accumulate);
+  } else {
+    STRATA_CUDA_ONLY(cuda::rms_norm_backward(cuda::stream_of(stream), dx, dweight, dy, x, weight,
+                                             rstd, n, c, accumulate);)
   }
   return stream.record_event();
 }
@@ -384,9 +401,12 @@ Event cross_entropy_forward(const Stream& stream, float* loss, float* lse, const
   check_size(op, "vocab", vocab, false);
   require_pointers(op, 1, {loss});  // written even when n == 0
   require_pointers(op, n, {lse, logits, targets});
-  if (on_cpu(stream, op)) {
+  if (stream.backend() == Backend::kCpu) {
     check_indices(stream, op, "targets", targets, n, vocab);
     cpu::cross_entropy_forward(loss, lse, logits, targets, n, vocab);
+  } else {
+    STRATA_CUDA_ONLY(
+        cuda::cross_entropy_forward(cuda::stream_of(stream), loss, lse, logits, targets, n, vocab);)
   }
   return stream.record_event();
 }
@@ -399,9 +419,13 @@ Event cross_entropy_backward(const Stream& stream, float* dlogits, const float* 
   check_size(op, "vocab", vocab, false);
   require(std::isfinite(dloss), op, "dloss = " + std::to_string(dloss) + " must be finite");
   require_pointers(op, n, {dlogits, logits, lse, targets});
-  if (on_cpu(stream, op) && n > 0) {
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     check_indices(stream, op, "targets", targets, n, vocab);
     cpu::cross_entropy_backward(dlogits, logits, lse, targets, n, vocab, dloss);
+  } else {
+    STRATA_CUDA_ONLY(cuda::cross_entropy_backward(cuda::stream_of(stream), dlogits, logits, lse,
+                                                  targets, n, vocab, dloss);)
   }
   return stream.record_event();
 }

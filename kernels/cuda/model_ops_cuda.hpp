@@ -20,6 +20,26 @@ inline cudaStream_t stream_of(const Stream& stream) {
   return static_cast<cudaStream_t>(stream.native_handle());
 }
 
+// --- Embedding and the LM-head loss (embedding_loss.cu) ----------------------------------------
+void embedding_forward(cudaStream_t stream, float* out, const std::int32_t* tokens,
+                       const float* wte, const float* wpe, std::int64_t b, std::int64_t t,
+                       std::int64_t c, std::int64_t vocab);
+void embedding_backward(cudaStream_t stream, float* dwte, float* dwpe, const float* dout,
+                        const std::int32_t* tokens, std::int64_t b, std::int64_t t, std::int64_t c,
+                        std::int64_t vocab);
+void cross_entropy_forward(cudaStream_t stream, float* loss, float* lse, const float* logits,
+                           const std::int32_t* targets, std::int64_t n, std::int64_t vocab);
+void cross_entropy_backward(cudaStream_t stream, float* dlogits, const float* logits,
+                            const float* lse, const std::int32_t* targets, std::int64_t n,
+                            std::int64_t vocab, float dloss);
+
+// --- RMSNorm (rms_norm.cu) --------------------------------------------------------------------
+void rms_norm_forward(cudaStream_t stream, float* y, float* rstd, const float* x,
+                      const float* weight, std::int64_t n, std::int64_t c, float eps);
+void rms_norm_backward(cudaStream_t stream, float* dx, float* dweight, const float* dy,
+                       const float* x, const float* weight, const float* rstd, std::int64_t n,
+                       std::int64_t c, bool accumulate);
+
 // --- Linear (blas.cpp) -------------------------------------------------------------------------
 void linear_forward(cudaStream_t stream, int device, float* y, const float* x, const float* weight,
                     const float* bias, std::int64_t n, std::int64_t in, std::int64_t out);

@@ -3,7 +3,9 @@
 // compared one by one with the tolerance stated per op below. Skips without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <ostream>
 #include <string>
@@ -216,6 +218,129 @@ OpCase linear_backward_case(std::int64_t n, std::int64_t in, std::int64_t out) {
           }};
 }
 
+// RMSNorm: the row sums in double on both backends (summed in different orders); dweight sums up
+// to 512 rows in different orders, as LayerNorm's parameter gradients.
+OpCase rms_norm_forward_case(std::int64_t n, std::int64_t c) {
+  const auto nc = static_cast<std::size_t>(n * c), rows = static_cast<std::size_t>(n);
+  const auto cols = static_cast<std::size_t>(c);
+  return {"rms_norm_forward" + shape_name(n, c),
+          [=] {
+            return Tensors{random_floats(nc, 91, 0.5f, 2.0f), random_floats(cols, 92, 1.0f)};
+          },
+          {nc, rows},  // y (N, C), rstd (N)
+          {kNormOut, kRowStats},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return rms_norm_forward(s, o[0], o[1], i[0], i[1], n, c);
+          }};
+}
+
+OpCase rms_norm_backward_case(std::int64_t n, std::int64_t c, bool accumulate) {
+  const auto nc = static_cast<std::size_t>(n * c), rows = static_cast<std::size_t>(n);
+  const auto cols = static_cast<std::size_t>(c);
+  OpCase op{"rms_norm_backward" + std::string(accumulate ? "_accumulate" : "") + shape_name(n, c),
+            [=] {  // dy (N, C), x (N, C), weight (C), rstd (N) from the CPU forward
+              Tensors t{random_floats(nc, 93), random_floats(nc, 94, 0.5f, 2.0f),
+                        random_floats(cols, 95, 1.0f, 0.5f), std::vector<float>(rows)};
+              std::vector<float> y(nc);
+              rms_norm_forward(Stream::cpu(), y.data(), t[3].data(), t[1].data(), t[2].data(), n,
+                               c);
+              return t;
+            },
+            {nc, cols},  // dx (N, C), dweight (C)
+            {kNormDx, kNormParams},
+            [=](const Stream& s, const auto& o, const auto& i) {
+              return rms_norm_backward(s, o[0], o[1], i[0], i[1], i[2], i[3], n, c, accumulate);
+            }};
+  if (accumulate) {
+    op.initial_outputs = [=] {
+      return Tensors{std::vector<float>(nc, 0.0f), random_floats(cols, 96, 0.0f, 10.0f)};
+    };
+  }
+  return op;
+}
+
+// Token ids travel as float tensors holding their int32 bits (the Buffers are bytes).
+std::vector<float> ids_as_floats(std::size_t count, std::int64_t limit, std::uint32_t seed) {
+  std::vector<float> out(count);
+  std::uint32_t state = seed;
+  for (float& f : out) {
+    state = state * 1664525u + 1013904223u;
+    const auto id = static_cast<std::int32_t>((state >> 8) % static_cast<std::uint32_t>(limit));
+    std::memcpy(&f, &id, sizeof id);
+  }
+  return out;
+}
+
+const std::int32_t* ids(const float* p) { return reinterpret_cast<const std::int32_t*>(p); }
+
+// The embedding: one addition per element forward; the backward adds each token's gradient
+// into its rows in the CPU's order (tokens in order, per column): bit-identical.
+OpCase embedding_forward_case(std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t vocab) {
+  const auto bt = static_cast<std::size_t>(b * t);
+  return {"embedding_forward" + shape_name(b * t, c) + "_v" + std::to_string(vocab),
+          [=] {  // tokens (B, T), wte (V, C), wpe (T, C)
+            return Tensors{ids_as_floats(bt, vocab, 101),
+                           random_floats(static_cast<std::size_t>(vocab * c), 102),
+                           random_floats(static_cast<std::size_t>(t * c), 103)};
+          },
+          {bt * static_cast<std::size_t>(c)},
+          {kExact},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return embedding_forward(s, o[0], ids(i[0]), i[1], i[2], b, t, c, vocab);
+          }};
+}
+
+OpCase embedding_backward_case(std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t vocab) {
+  const auto bt = static_cast<std::size_t>(b * t);
+  return {"embedding_backward" + shape_name(b * t, c) + "_v" + std::to_string(vocab),
+          [=] {  // dout (B, T, C), tokens (B, T): few distinct tokens, so rows repeat
+            return Tensors{random_floats(bt * static_cast<std::size_t>(c), 104),
+                           ids_as_floats(bt, std::min<std::int64_t>(vocab, 7), 105)};
+          },
+          {static_cast<std::size_t>(vocab * c), static_cast<std::size_t>(t * c)},
+          {kExact, kExact},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return embedding_backward(s, o[0], o[1], i[0], ids(i[1]), b, t, c, vocab);
+          }};
+}
+
+// The cross-entropy: the sums of exponentials and the mean in double on both, in different
+// orders; the gradient is one expf per logit.
+constexpr Tolerance kLoss{1e-6, 1e-5};
+constexpr Tolerance kLossGrad{1e-7, 1e-5};
+
+OpCase cross_entropy_forward_case(std::int64_t n, std::int64_t vocab) {
+  const auto rows = static_cast<std::size_t>(n);
+  return {"cross_entropy_forward" + shape_name(n, vocab),
+          [=] {  // logits (N, V), targets (N)
+            return Tensors{random_floats(rows * static_cast<std::size_t>(vocab), 106, 0.0f, 4.0f),
+                           ids_as_floats(rows, vocab, 107)};
+          },
+          {1, rows},  // loss, lse (N)
+          {kLoss, kLoss},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return cross_entropy_forward(s, o[0], o[1], i[0], ids(i[1]), n, vocab);
+          }};
+}
+
+OpCase cross_entropy_backward_case(std::int64_t n, std::int64_t vocab) {
+  const auto rows = static_cast<std::size_t>(n), nv = static_cast<std::size_t>(n * vocab);
+  return {"cross_entropy_backward" + shape_name(n, vocab),
+          [=] {  // logits (N, V), lse (N) from the CPU forward, targets (N)
+            Tensors in{random_floats(nv, 108, 0.0f, 4.0f), std::vector<float>(rows),
+                       ids_as_floats(rows, vocab, 109)};
+            float loss = 0;
+            cross_entropy_forward(Stream::cpu(), &loss, in[1].data(), in[0].data(),
+                                  ids(in[2].data()), n, vocab);
+            return in;
+          },
+          {nv},
+          {kLossGrad},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return cross_entropy_backward(s, o[0], i[0], i[1], ids(i[2]), n, vocab, 1.0f);
+          }};
+}
+
 OpCase swiglu_forward_case(std::int64_t n, std::int64_t f) {
   const auto x = static_cast<std::size_t>(n * 2 * f), y = static_cast<std::size_t>(n * f);
   return {"swiglu_forward" + shape_name(n, f),
@@ -341,9 +466,23 @@ std::vector<OpCase> all_cases() {
     cases.push_back(linear_backward_case(g[0], g[1], g[2]));
   }
   for (const auto& [n, c] : shapes) {
+    cases.push_back(rms_norm_forward_case(n, c));
+    cases.push_back(rms_norm_backward_case(n, c, false));
+    cases.push_back(rms_norm_backward_case(n, c, true));
     cases.push_back(swiglu_forward_case(n, c));
     cases.push_back(swiglu_backward_case(n, c));
     for (OpCase& op : elementwise_cases(n, c)) cases.push_back(std::move(op));
+  }
+  // (B, T, C, V): one token, odd sizes, a GPT-2-like vocabulary.
+  const std::int64_t embeddings[][4] = {{1, 1, 1, 1}, {3, 7, 33, 11}, {2, 64, 768, 50304}};
+  for (const auto& e : embeddings) {
+    cases.push_back(embedding_forward_case(e[0], e[1], e[2], e[3]));
+    cases.push_back(embedding_backward_case(e[0], e[1], e[2], e[3]));
+  }
+  const std::pair<std::int64_t, std::int64_t> losses[] = {{1, 1}, {7, 33}, {64, 50304}};
+  for (const auto& [n, v] : losses) {
+    cases.push_back(cross_entropy_forward_case(n, v));
+    cases.push_back(cross_entropy_backward_case(n, v));
   }
   for (std::int64_t n : {std::int64_t{1}, std::int64_t{1000}, std::int64_t{(1 << 20) + 3}}) {
     cases.push_back(adamw_case(n, 1));
