@@ -10,6 +10,14 @@ cmake --preset ci
 cmake --build --preset ci -j "$jobs"
 ctest --preset ci -j "$jobs"
 
+# The CUDA-only build the GPU machines use (the gpu preset: no MPI, SimGrid or Qt, no
+# -march=native; DESIGN "The GPU machine"): configured and built wherever nvcc is, so that a
+# build without those dependencies cannot break unseen. Its tests are the ci preset's.
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  cmake --preset gpu -DSTRATA_WERROR=ON >/dev/null
+  cmake --build --preset gpu -j "$jobs"
+fi
+
 if [ "${1:-}" != "--no-sanitize" ]; then
   cmake --preset asan >/dev/null
   cmake --build --preset asan -j "$jobs"
