@@ -1,6 +1,7 @@
 // Argument checks and backend dispatch for the ops in model_ops.hpp. The CPU path runs inline.
-// The embedding, RMSNorm, the linear layer, SwiGLU, the cross-entropy and AdamW have CUDA
-// versions (kernels/cuda/embedding_loss.cu, rms_norm.cu, blas.cpp, elementwise.cu),
+// The embedding, RMSNorm, the linear layer, the fused attention, SwiGLU, the cross-entropy and
+// AdamW have CUDA versions (kernels/cuda/embedding_loss.cu, rms_norm.cu, blas.cpp,
+// flash_attention.cu, elementwise.cu),
 // enqueued on the stream; the other ops have none yet, so a CUDA stream gets
 // std::runtime_error after the checks.
 // defines: the entry points declared in model_ops.hpp
@@ -196,6 +197,15 @@ void check_attention(const char* op, std::int64_t b, std::int64_t t, std::int64_
           "3c = " + std::to_string(3 * c) + " must be below 2^31");
 }
 
+#if STRATA_HAVE_CUDA
+// The CUDA attention kernels keep one head's row in each thread: c / h at most kMaxHeadDim.
+void check_cuda_head_dim(const char* op, std::int64_t c, std::int64_t h) {
+  require(c / h <= cuda::kMaxHeadDim, op,
+          "head dimension c / h = " + std::to_string(c / h) + " exceeds the CUDA kernels' " +
+              std::to_string(cuda::kMaxHeadDim));
+}
+#endif
+
 }  // namespace
 
 Event attention_forward(const Stream& stream, float* out, float* att, const float* qkv,
@@ -222,7 +232,13 @@ Event flash_attention_forward(const Stream& stream, float* out, float* lse, cons
   const char* op = "flash_attention_forward";
   check_attention(op, b, t, c, h);
   require_pointers(op, b * t, {out, lse, qkv});
-  if (on_cpu(stream, op) && b * t > 0) cpu::flash_attention_forward(out, lse, qkv, b, t, c, h);
+  if (b * t == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::flash_attention_forward(out, lse, qkv, b, t, c, h);
+  } else {
+    STRATA_CUDA_ONLY(check_cuda_head_dim(op, c, h); cuda::flash_attention_forward(
+                         cuda::stream_of(stream), out, lse, qkv, b, t, c, h);)
+  }
   return stream.record_event();
 }
 
@@ -232,8 +248,12 @@ Event flash_attention_backward(const Stream& stream, float* dqkv, const float* d
   const char* op = "flash_attention_backward";
   check_attention(op, b, t, c, h);
   require_pointers(op, b * t, {dqkv, dout, qkv, out, lse});
-  if (on_cpu(stream, op) && b * t > 0) {
+  if (b * t == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     cpu::flash_attention_backward(dqkv, dout, qkv, out, lse, b, t, c, h);
+  } else {
+    STRATA_CUDA_ONLY(check_cuda_head_dim(op, c, h); cuda::flash_attention_backward(
+                         cuda::stream_of(stream), dqkv, dout, qkv, out, lse, b, t, c, h);)
   }
   return stream.record_event();
 }

@@ -20,6 +20,15 @@ inline cudaStream_t stream_of(const Stream& stream) {
   return static_cast<cudaStream_t>(stream.native_handle());
 }
 
+// --- Fused causal attention (flash_attention.cu) -----------------------------------------------
+// The largest head dimension (c / h) the CUDA kernels take (the entry point checks it).
+inline constexpr int kMaxHeadDim = 256;
+void flash_attention_forward(cudaStream_t stream, float* out, float* lse, const float* qkv,
+                             std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
+void flash_attention_backward(cudaStream_t stream, float* dqkv, const float* dout,
+                              const float* qkv, const float* out, const float* lse,
+                              std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
+
 // --- Embedding and the LM-head loss (embedding_loss.cu) ----------------------------------------
 void embedding_forward(cudaStream_t stream, float* out, const std::int32_t* tokens,
                        const float* wte, const float* wpe, std::int64_t b, std::int64_t t,

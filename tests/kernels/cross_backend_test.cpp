@@ -341,6 +341,47 @@ OpCase cross_entropy_backward_case(std::int64_t n, std::int64_t vocab) {
           }};
 }
 
+// The fused attention: an online softmax over keys in order (CUDA, one row per thread) against
+// the CPU's 64 x 64 blocks; the backward recomputes the probabilities from lse on both.
+constexpr Tolerance kAttention{2e-5, 1e-4};
+
+std::string attention_shape(std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h) {
+  return "_b" + std::to_string(b) + "_t" + std::to_string(t) + "_c" + std::to_string(c) + "_h" +
+         std::to_string(h);
+}
+
+OpCase flash_attention_forward_case(std::int64_t b, std::int64_t t, std::int64_t c,
+                                    std::int64_t h) {
+  const auto rows = static_cast<std::size_t>(b * t);
+  const auto cc = static_cast<std::size_t>(c), heads = static_cast<std::size_t>(b * h * t);
+  return {"flash_attention_forward" + attention_shape(b, t, c, h),
+          [=] { return Tensors{random_floats(rows * 3 * cc, 111)}; },  // qkv (B, T, 3C)
+          {rows * cc, heads},                                          // out (B, T, C), lse
+          {kAttention, kAttention},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return flash_attention_forward(s, o[0], o[1], i[0], b, t, c, h);
+          }};
+}
+
+OpCase flash_attention_backward_case(std::int64_t b, std::int64_t t, std::int64_t c,
+                                     std::int64_t h) {
+  const auto rows = static_cast<std::size_t>(b * t);
+  const auto cc = static_cast<std::size_t>(c), heads = static_cast<std::size_t>(b * h * t);
+  return {"flash_attention_backward" + attention_shape(b, t, c, h),
+          [=] {  // dout (B, T, C), qkv (B, T, 3C), out and lse from the CPU forward
+            Tensors in{random_floats(rows * cc, 112), random_floats(rows * 3 * cc, 113),
+                       std::vector<float>(rows * cc), std::vector<float>(heads)};
+            flash_attention_forward(Stream::cpu(), in[2].data(), in[3].data(), in[1].data(), b, t,
+                                    c, h);
+            return in;
+          },
+          {rows * 3 * cc},  // d(qkv)
+          {kAttention},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return flash_attention_backward(s, o[0], i[0], i[1], i[2], i[3], b, t, c, h);
+          }};
+}
+
 OpCase swiglu_forward_case(std::int64_t n, std::int64_t f) {
   const auto x = static_cast<std::size_t>(n * 2 * f), y = static_cast<std::size_t>(n * f);
   return {"swiglu_forward" + shape_name(n, f),
@@ -478,6 +519,13 @@ std::vector<OpCase> all_cases() {
   for (const auto& e : embeddings) {
     cases.push_back(embedding_forward_case(e[0], e[1], e[2], e[3]));
     cases.push_back(embedding_backward_case(e[0], e[1], e[2], e[3]));
+  }
+  // (B, T, C, H): one row, odd head sizes and lengths, GPT-2's head (64), a long sequence.
+  const std::int64_t attentions[][4] = {
+      {1, 1, 4, 2}, {2, 17, 24, 3}, {1, 130, 64, 1}, {2, 256, 128, 2}, {1, 1024, 64, 1}};
+  for (const auto& a : attentions) {
+    cases.push_back(flash_attention_forward_case(a[0], a[1], a[2], a[3]));
+    cases.push_back(flash_attention_backward_case(a[0], a[1], a[2], a[3]));
   }
   const std::pair<std::int64_t, std::int64_t> losses[] = {{1, 1}, {7, 33}, {64, 50304}};
   for (const auto& [n, v] : losses) {

@@ -1,7 +1,8 @@
 // The ops of kernels/model_ops.hpp and parallel_ops.hpp that have no CUDA kernels yet (all but
-// the embedding, RMSNorm, the linear layer, SwiGLU, the cross-entropy and AdamW, whose CUDA
-// versions cross_backend_test.cpp checks): on a CUDA stream each must throw std::runtime_error
-// saying so (after its argument checks) rather than touch device memory as if it were host memory.
+// the embedding, RMSNorm, the linear layer, the fused attention, SwiGLU, the cross-entropy and
+// AdamW, whose CUDA versions cross_backend_test.cpp checks): on a CUDA stream each must throw
+// std::runtime_error saying so (after its argument checks) rather than touch device memory as if
+// it were host memory.
 // Needs a CUDA device to create the stream, so it skips without one.
 #include <gtest/gtest.h>
 
@@ -27,8 +28,6 @@ TEST(ModelOpsCuda, EveryOpThrowsNotImplemented) {
   const std::vector<std::pair<const char*, std::function<void()>>> calls = {
       {"attention_forward", [&] { attention_forward(s, p, p, p, 1, 2, 4, 2); }},
       {"attention_backward", [&] { attention_backward(s, p, p, p, p, 1, 2, 4, 2); }},
-      {"flash_attention_forward", [&] { flash_attention_forward(s, p, p, p, 1, 2, 4, 2); }},
-      {"flash_attention_backward", [&] { flash_attention_backward(s, p, p, p, p, p, 1, 2, 4, 2); }},
       {"attention_segments_forward",
        [&] {
          attention_segments_forward(s, p, p, p, 4, p, p, 4, 1, 2, 2, {{0, 2}}, {{0, 2}}, 4, 2,
