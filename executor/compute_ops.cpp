@@ -393,12 +393,24 @@ void run_compute(const OpContext& in, const Op& op) {
       kernels::cross_entropy_shard_backward_from_stats(s, a.out(0), a.in(0), a.in(1),
                                                        a.input(2).i32(), a.index() * cols, cols, n,
                                                        op.param * in.test_gradient_scale());
-      // The micro-batch's mean loss, counted once per tensor-parallel group (host arithmetic on
-      // the loss buffer: the CPU backend's; a device backend stages the scalar).
+      // The micro-batch's mean loss, counted once per tensor-parallel group: host arithmetic on
+      // the fp64 loss buffer. On a device the loss sum comes through a device scalar and the
+      // loss buffer is read, added to and written back.
       if (a.index() == 0) {
         float sum = 0;
-        kernels::cross_entropy_from_stats(s, nullptr, &sum, a.in(1), n);
-        *static_cast<double*>(a.output(1).data) += static_cast<double>(sum) / static_cast<double>(n);
+        void* loss = a.output(1).data;
+        if (s.backend() == kernels::Backend::kCpu) {
+          kernels::cross_entropy_from_stats(s, nullptr, &sum, a.in(1), n);
+          *static_cast<double*>(loss) += static_cast<double>(sum) / static_cast<double>(n);
+        } else {
+          kernels::Buffer scalar(s, sizeof(float));
+          kernels::cross_entropy_from_stats(s, nullptr, scalar.as<float>(), a.in(1), n);
+          kernels::copy_from_buffer(s, &sum, scalar, sizeof sum);
+          double total = 0;
+          kernels::copy_to_host(s, &total, loss, sizeof total).synchronize();
+          total += static_cast<double>(sum) / static_cast<double>(n);
+          kernels::copy_from_host(s, loss, &total, sizeof total).synchronize();
+        }
       }
       return;
     }

@@ -345,8 +345,7 @@ OpTiming time_op(const ProgramSet& plan, int rank, std::uint32_t task, std::uint
       throw;
     } catch (const std::exception& e) {
       if (stream.backend() == kernels::Backend::kCuda) {
-        // Most ops have no CUDA kernel yet (the GPU backend is issue 19's): what to change is
-        // where they are timed.
+        // An op without a CUDA kernel (kernels/README.md): what to change is where it is timed.
         throw ConfigError("op " + std::string(strategies::op_kind_name(op.kind)) + " of task " +
                           std::to_string(task) + " (" + plan.task_name(p.tasks[task]) +
                           ") cannot run on cuda: " + e.what());

@@ -27,8 +27,8 @@
 // refuses (refusal(): FP8, 16-bit, dropout, rotary, GQA) is refused here too.
 //
 // Runs on the CPU stream by default. The CUDA path (backend kCuda) puts the input sets in device
-// memory and times with CUDA events; it runs the ops kernels/ has CUDA kernels for (GELU and
-// LayerNorm so far; the others throw, naming the op, until the GPU backend, issue 19, exists).
+// memory and times with CUDA events; it runs the ops kernels/ has CUDA kernels for (all but the
+// unfused and the context-parallel attention; those throw, naming the op).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// Argument checks and backend dispatch for the ops in parallel_ops.hpp. The CPU path runs inline;
-// these ops have no CUDA kernels yet, so a CUDA stream gets std::runtime_error after the checks.
+// Argument checks and backend dispatch for the ops in parallel_ops.hpp. The CPU path runs
+// inline; the CUDA path (STRATA_HAVE_CUDA) enqueues kernels/cuda/parallel_ops.cu's kernels.
 // defines: the entry points declared in parallel_ops.hpp
 #include "kernels/parallel_ops.hpp"
 
@@ -8,13 +8,16 @@
 #include "kernels/cpu/parallel_ops_cpu.hpp"
 #include "kernels/detail/checks.hpp"
 
+#if STRATA_HAVE_CUDA
+#include "kernels/cuda/model_ops_cuda.hpp"
+#endif
+
 namespace strata::kernels {
 namespace {
 
 using detail::check_finite;
 using detail::check_nonnegative_indices;
 using detail::check_size;
-using detail::on_cpu;
 using detail::require;
 using detail::require_pointers;
 
@@ -45,9 +48,13 @@ Event embedding_shard_forward(const Stream& stream, float* out, const std::int32
   check_size(op, "n", n, true);
   check_size(op, "c", c, false);
   require_pointers(op, n, {out, tokens, wte_shard});
-  if (on_cpu(stream, op) && n > 0) {
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     check_nonnegative_indices(stream, op, "tokens", tokens, n);
     cpu::embedding_shard_forward(out, tokens, wte_shard, first, rows, n, c);
+  } else {
+    STRATA_CUDA_ONLY(cuda::embedding_shard_forward(cuda::stream_of(stream), out, tokens, wte_shard,
+                                                   first, rows, n, c);)
   }
   return stream.record_event();
 }
@@ -60,9 +67,13 @@ Event embedding_shard_backward(const Stream& stream, float* dwte_shard, const fl
   check_size(op, "n", n, true);
   check_size(op, "c", c, false);
   require_pointers(op, n, {dwte_shard, dout, tokens});
-  if (on_cpu(stream, op) && n > 0) {
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     check_nonnegative_indices(stream, op, "tokens", tokens, n);
     cpu::embedding_shard_backward(dwte_shard, dout, tokens, first, rows, n, c);
+  } else {
+    STRATA_CUDA_ONLY(cuda::embedding_shard_backward(cuda::stream_of(stream), dwte_shard, dout,
+                                                    tokens, first, rows, n, c);)
   }
   return stream.record_event();
 }
@@ -72,7 +83,12 @@ Event add_positions(const Stream& stream, float* x, const float* wpe, std::int64
   const char* op = "add_positions";
   check_positions(op, first_row, rows, t, c);
   require_pointers(op, rows, {x, wpe});
-  if (on_cpu(stream, op) && rows > 0) cpu::add_positions(x, wpe, first_row, rows, t, c);
+  if (rows == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::add_positions(x, wpe, first_row, rows, t, c);
+  } else {
+    STRATA_CUDA_ONLY(cuda::add_positions(cuda::stream_of(stream), x, wpe, first_row, rows, t, c);)
+  }
   return stream.record_event();
 }
 
@@ -81,7 +97,13 @@ Event positions_backward(const Stream& stream, float* dwpe, const float* dx, std
   const char* op = "positions_backward";
   check_positions(op, first_row, rows, t, c);
   require_pointers(op, rows, {dwpe, dx});
-  if (on_cpu(stream, op) && rows > 0) cpu::positions_backward(dwpe, dx, first_row, rows, t, c);
+  if (rows == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::positions_backward(dwpe, dx, first_row, rows, t, c);
+  } else {
+    STRATA_CUDA_ONLY(
+        cuda::positions_backward(cuda::stream_of(stream), dwpe, dx, first_row, rows, t, c);)
+  }
   return stream.record_event();
 }
 
@@ -92,9 +114,13 @@ Event softmax_stats(const Stream& stream, float* stats, const float* logits,
   check_shard(op, "cols", first, cols);
   check_size(op, "n", n, true);
   require_pointers(op, n, {stats, logits, targets});
-  if (on_cpu(stream, op) && n > 0) {
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     check_nonnegative_indices(stream, op, "targets", targets, n);
     cpu::softmax_stats(stats, logits, targets, first, cols, n);
+  } else {
+    STRATA_CUDA_ONLY(
+        cuda::softmax_stats(cuda::stream_of(stream), stats, logits, targets, first, cols, n);)
   }
   return stream.record_event();
 }
@@ -112,7 +138,12 @@ Event cross_entropy_from_stats(const Stream& stream, float* lse, float* loss_sum
   check_size(op, "n", n, true);
   require_pointers(op, 1, {loss_sum});  // written even when n == 0; lse is optional
   require_pointers(op, n, {stats});
-  if (on_cpu(stream, op)) cpu::cross_entropy_from_stats(lse, loss_sum, stats, n);
+  if (stream.backend() == Backend::kCpu) {
+    cpu::cross_entropy_from_stats(lse, loss_sum, stats, n);
+  } else {
+    STRATA_CUDA_ONLY(
+        cuda::cross_entropy_from_stats(cuda::stream_of(stream), lse, loss_sum, stats, n);)
+  }
   return stream.record_event();
 }
 
@@ -125,10 +156,15 @@ Event cross_entropy_shard_backward(const Stream& stream, float* dlogits, const f
   check_size(op, "n", n, true);
   check_finite(op, "scale", scale);
   require_pointers(op, n, {dlogits, logits, lse, targets});
-  if (on_cpu(stream, op) && n > 0) {
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     check_nonnegative_indices(stream, op, "targets", targets, n);
     cpu::cross_entropy_shard_backward(dlogits, logits, lse, nullptr, targets, first, cols, n,
                                       scale);
+  } else {
+    STRATA_CUDA_ONLY(cuda::cross_entropy_shard_backward(cuda::stream_of(stream), dlogits, logits,
+                                                        lse, nullptr, targets, first, cols, n,
+                                                        scale);)
   }
   return stream.record_event();
 }
@@ -142,10 +178,15 @@ Event cross_entropy_shard_backward_from_stats(const Stream& stream, float* dlogi
   check_size(op, "n", n, true);
   check_finite(op, "scale", scale);
   require_pointers(op, n, {dlogits, logits, stats, targets});
-  if (on_cpu(stream, op) && n > 0) {
+  if (n == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     check_nonnegative_indices(stream, op, "targets", targets, n);
     cpu::cross_entropy_shard_backward(dlogits, logits, nullptr, stats, targets, first, cols, n,
                                       scale);
+  } else {
+    STRATA_CUDA_ONLY(cuda::cross_entropy_shard_backward(cuda::stream_of(stream), dlogits, logits,
+                                                        nullptr, stats, targets, first, cols, n,
+                                                        scale);)
   }
   return stream.record_event();
 }

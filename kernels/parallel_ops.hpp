@@ -12,8 +12,9 @@
 // order (bit-identical across runs). int32 tokens and targets: on the CPU a negative one throws
 // std::out_of_range before any output is written; one at or beyond the vocabulary is the
 // caller's error and lies outside every shard (a shard does not know the vocabulary's size).
-// CPU only so far: on a CUDA stream each op throws std::runtime_error("<op>: not implemented on
-// CUDA yet") after its argument checks. combine_softmax_stats is a plain host function.
+// Every op has a CUDA version (kernels/cuda/parallel_ops.cu; ids on the device are not
+// range-checked: a negative one lies outside every shard). combine_softmax_stats is a plain host
+// function.
 //
 // How a step uses them on tensor-parallel rank r of t, shard of V/t rows from first = r * V/t:
 //   forward:  embedding_shard_forward -> all-reduce (sum) over tp -> add_positions

@@ -24,12 +24,12 @@ case "${1:-}" in
     out="${OUT:-gpu-out}"
     mkdir -p "$out"
     if [[ ! -x gpu-bin/kernels_tests ]]; then
-      echo "gpu-bin/ is missing: run 'bash scripts/gpu-check.sh build' here first and carry gpu-bin" >&2
+      echo "gpu-bin/ is missing: run 'bash scripts/gpu-check.sh build' first, carry gpu-bin" >&2
       exit 2
     fi
     cuda_lib=""
-    for d in "$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")/../lib64" \
-             /usr/local/cuda/lib64 /usr/local/cuda/lib; do
+    nvcc_dir="$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")"
+    for d in "$nvcc_dir/../lib64" /usr/local/cuda/lib64 /usr/local/cuda/lib; do
       if [[ -e "$d/libcublas.so.13" ]]; then cuda_lib="$d"; break; fi
     done
     export LD_LIBRARY_PATH="${cuda_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

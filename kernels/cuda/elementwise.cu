@@ -5,27 +5,18 @@
 // bit-identical to it; the additions, copies and scalings are too. SwiGLU and AdamW differ from
 // the CPU only in expf/sqrtf rounding and the device's fused multiply-adds (tolerances in
 // tests/kernels/cross_backend_test.cpp).
-#include <algorithm>
-
 #include "kernels/cuda/check.hpp"
+#include "kernels/cuda/grid.cuh"
 #include "kernels/cuda/model_ops_cuda.hpp"
 
 namespace strata::kernels::cuda {
 namespace {
 
-constexpr int kBlock = 256;
-constexpr std::int64_t kMaxBlocks = 65536;  // grid-stride beyond this
+using grid::first_index;
+using grid::kBlock;
+__device__ std::int64_t grid_stride() { return grid::stride(); }
 
-unsigned int grid_for(std::int64_t n) {
-  return static_cast<unsigned int>(
-      std::max<std::int64_t>(1, std::min((n + kBlock - 1) / kBlock, kMaxBlocks)));
-}
-
-__device__ std::int64_t first_index() {
-  return static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-
-__device__ std::int64_t grid_stride() { return static_cast<std::int64_t>(blockDim.x) * gridDim.x; }
+unsigned int grid_for(std::int64_t n) { return grid::blocks_for(n); }
 
 __global__ void add_bias_rows_kernel(float* __restrict__ y, const float* __restrict__ bias,
                                      std::int64_t rows, std::int64_t c) {

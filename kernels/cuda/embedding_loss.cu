@@ -15,18 +15,16 @@
 #include <cstddef>
 
 #include "kernels/cuda/check.hpp"
+#include "kernels/cuda/grid.cuh"
 #include "kernels/cuda/model_ops_cuda.hpp"
 
 namespace strata::kernels::cuda {
 namespace {
 
-constexpr int kBlock = 256;
-constexpr std::int64_t kMaxBlocks = 65536;
+using grid::kBlock;
+using grid::kMaxBlocks;
 
-unsigned int grid_for(std::int64_t n) {
-  return static_cast<unsigned int>(
-      std::max<std::int64_t>(1, std::min((n + kBlock - 1) / kBlock, kMaxBlocks)));
-}
+unsigned int grid_for(std::int64_t n) { return grid::blocks_for(n); }
 
 __global__ void embedding_forward_kernel(float* __restrict__ out,
                                          const std::int32_t* __restrict__ tokens,
@@ -61,31 +59,6 @@ __global__ void embedding_backward_kernel(float* __restrict__ dwte, float* __res
   }
 }
 
-// Block-wide reductions over kBlock threads in a fixed order (a tree over shared memory).
-__device__ float block_max(float v, float* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kBlock / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) shared[threadIdx.x] = fmaxf(shared[threadIdx.x], shared[threadIdx.x + s]);
-    __syncthreads();
-  }
-  const float r = shared[0];
-  __syncthreads();
-  return r;
-}
-
-__device__ double block_sum(double v, double* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kBlock / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  const double r = shared[0];
-  __syncthreads();
-  return r;
-}
-
 // One block per row: lse[i] and the row's loss term (lse - logit of the target) into `terms`.
 __global__ void cross_entropy_rows_kernel(float* __restrict__ lse, double* __restrict__ terms,
                                           const float* __restrict__ logits,
@@ -95,16 +68,9 @@ __global__ void cross_entropy_rows_kernel(float* __restrict__ lse, double* __res
   __shared__ double sum_shared[kBlock];
   for (std::int64_t i = blockIdx.x; i < n; i += gridDim.x) {
     const float* row = logits + i * vocab;
-    float m = -FLT_MAX;
-    for (std::int64_t j = threadIdx.x; j < vocab; j += kBlock) m = fmaxf(m, row[j]);
-    m = block_max(m, max_shared);
-    double s = 0.0;
-    for (std::int64_t j = threadIdx.x; j < vocab; j += kBlock) {
-      s += exp(static_cast<double>(row[j] - m));
-    }
-    s = block_sum(s, sum_shared);
+    const grid::RowStats st = grid::block_row_stats(row, vocab, max_shared, sum_shared);
     if (threadIdx.x == 0) {
-      const double row_lse = static_cast<double>(m) + log(s);
+      const double row_lse = static_cast<double>(st.max) + log(st.sum_exp);
       lse[i] = static_cast<float>(row_lse);
       const std::int32_t target = targets[i];
       terms[i] = target >= 0 && target < vocab ? row_lse - static_cast<double>(row[target])
@@ -119,7 +85,7 @@ __global__ void mean_kernel(float* __restrict__ loss, const double* __restrict__
   __shared__ double sum_shared[kBlock];
   double s = 0.0;
   for (std::int64_t i = threadIdx.x; i < n; i += kBlock) s += terms[i];
-  s = block_sum(s, sum_shared);
+  s = grid::block_sum(s, sum_shared);
   if (threadIdx.x == 0) *loss = n > 0 ? static_cast<float>(s / static_cast<double>(n)) : 0.0f;
 }
 

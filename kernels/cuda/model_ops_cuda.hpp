@@ -20,14 +20,36 @@ inline cudaStream_t stream_of(const Stream& stream) {
   return static_cast<cudaStream_t>(stream.native_handle());
 }
 
+// --- Shards of tensor- and sequence-parallel layouts (parallel_ops.cu) --------------------------
+void embedding_shard_forward(cudaStream_t stream, float* out, const std::int32_t* tokens,
+                             const float* wte_shard, std::int64_t first, std::int64_t rows,
+                             std::int64_t n, std::int64_t c);
+void embedding_shard_backward(cudaStream_t stream, float* dwte_shard, const float* dout,
+                              const std::int32_t* tokens, std::int64_t first, std::int64_t rows,
+                              std::int64_t n, std::int64_t c);
+void add_positions(cudaStream_t stream, float* x, const float* wpe, std::int64_t first_row,
+                   std::int64_t rows, std::int64_t t, std::int64_t c);
+void positions_backward(cudaStream_t stream, float* dwpe, const float* dx, std::int64_t first_row,
+                        std::int64_t rows, std::int64_t t, std::int64_t c);
+void softmax_stats(cudaStream_t stream, float* stats, const float* logits,
+                   const std::int32_t* targets, std::int64_t first, std::int64_t cols,
+                   std::int64_t n);
+void cross_entropy_from_stats(cudaStream_t stream, float* lse, float* loss_sum, const float* stats,
+                              std::int64_t n);
+// lse, or (lse == nullptr) each row's lse recomputed from the combined stats.
+void cross_entropy_shard_backward(cudaStream_t stream, float* dlogits, const float* logits,
+                                  const float* lse, const float* stats, const std::int32_t* targets,
+                                  std::int64_t first, std::int64_t cols, std::int64_t n,
+                                  float scale);
+
 // --- Fused causal attention (flash_attention.cu) -----------------------------------------------
 // The largest head dimension (c / h) the CUDA kernels take (the entry point checks it).
 inline constexpr int kMaxHeadDim = 256;
 void flash_attention_forward(cudaStream_t stream, float* out, float* lse, const float* qkv,
                              std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
-void flash_attention_backward(cudaStream_t stream, float* dqkv, const float* dout,
-                              const float* qkv, const float* out, const float* lse,
-                              std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
+void flash_attention_backward(cudaStream_t stream, float* dqkv, const float* dout, const float* qkv,
+                              const float* out, const float* lse, std::int64_t b, std::int64_t t,
+                              std::int64_t c, std::int64_t h);
 
 // --- Embedding and the LM-head loss (embedding_loss.cu) ----------------------------------------
 void embedding_forward(cudaStream_t stream, float* out, const std::int32_t* tokens,

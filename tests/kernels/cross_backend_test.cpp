@@ -382,6 +382,103 @@ OpCase flash_attention_backward_case(std::int64_t b, std::int64_t t, std::int64_
           }};
 }
 
+// The shards of parallel_ops.hpp: tokens of a vocabulary of `vocab`, this shard its rows
+// [first, first + rows). The gathers and scatter-adds are exact (the rows in order, per
+// column); the statistics sum exponentials in double in other orders.
+std::vector<OpCase> shard_cases(std::int64_t n, std::int64_t c, std::int64_t vocab,
+                                std::int64_t first, std::int64_t rows) {
+  const auto nc = static_cast<std::size_t>(n * c), shard = static_cast<std::size_t>(rows * c);
+  const auto un = static_cast<std::size_t>(n), logits = static_cast<std::size_t>(n * rows);
+  const std::string shape = shape_name(n, c) + "_v" + std::to_string(vocab) + "_first" +
+                            std::to_string(first) + "_rows" + std::to_string(rows);
+  const std::int64_t t = 5;  // position table rows; the slice starts at row 3
+  const auto table = static_cast<std::size_t>(t * c);
+  std::vector<OpCase> out;
+  out.push_back({"embedding_shard_forward" + shape,
+                 [=] {
+                   return Tensors{ids_as_floats(un, vocab, 121), random_floats(shard, 122)};
+                 },
+                 {nc},
+                 {kExact},
+                 [=](const Stream& s, const auto& o, const auto& i) {
+                   return embedding_shard_forward(s, o[0], ids(i[0]), i[1], first, rows, n, c);
+                 }});
+  out.push_back({"embedding_shard_backward" + shape,
+                 [=] {
+                   return Tensors{random_floats(nc, 123), ids_as_floats(un, vocab, 124)};
+                 },
+                 {shard},
+                 {kExact},
+                 [=](const Stream& s, const auto& o, const auto& i) {
+                   return embedding_shard_backward(s, o[0], i[0], ids(i[1]), first, rows, n, c);
+                 },
+                 [=] { return Tensors{random_floats(shard, 125)}; }});
+  out.push_back({"add_positions" + shape,
+                 [=] { return Tensors{random_floats(table, 126)}; },
+                 {nc},
+                 {kExact},
+                 [=](const Stream& s, const auto& o, const auto& i) {
+                   return add_positions(s, o[0], i[0], 3, n, t, c);
+                 },
+                 [=] { return Tensors{random_floats(nc, 127)}; }});
+  out.push_back({"positions_backward" + shape,
+                 [=] { return Tensors{random_floats(nc, 128)}; },
+                 {table},
+                 {kExact},
+                 [=](const Stream& s, const auto& o, const auto& i) {
+                   return positions_backward(s, o[0], i[0], 3, n, t, c);
+                 },
+                 [=] { return Tensors{random_floats(table, 129)}; }});
+  out.push_back(
+      {"softmax_stats" + shape,
+       [=] {
+         return Tensors{random_floats(logits, 130, 0.0f, 4.0f), ids_as_floats(un, vocab, 131)};
+       },
+       {3 * un},
+       {kLoss},
+       [=](const Stream& s, const auto& o, const auto& i) {
+         return softmax_stats(s, o[0], i[0], ids(i[1]), first, rows, n);
+       }});
+  // Combined statistics as softmax_stats writes them (on the CPU), for the ops that read them.
+  auto with_stats = [=](std::uint32_t seed) {
+    Tensors in{random_floats(logits, seed, 0.0f, 4.0f), std::vector<float>(3 * un),
+               ids_as_floats(un, vocab, seed + 1)};
+    softmax_stats(Stream::cpu(), in[1].data(), in[0].data(), ids(in[2].data()), first, rows, n);
+    return in;
+  };
+  out.push_back({"cross_entropy_from_stats" + shape,
+                 [=] { return with_stats(132); },
+                 {un, 1},
+                 {kLoss, kLoss},
+                 [=](const Stream& s, const auto& o, const auto& i) {
+                   return cross_entropy_from_stats(s, o[0], o[1], i[1], n);
+                 }});
+  out.push_back({"cross_entropy_shard_backward_from_stats" + shape,
+                 [=] { return with_stats(134); },
+                 {logits},
+                 {kLossGrad},
+                 [=](const Stream& s, const auto& o, const auto& i) {
+                   return cross_entropy_shard_backward_from_stats(s, o[0], i[0], i[1], ids(i[2]),
+                                                                  first, rows, n, 0.25f);
+                 }});
+  out.push_back({"cross_entropy_shard_backward" + shape,
+                 [=] {
+                   Tensors in = with_stats(136);
+                   std::vector<float> lse(un);
+                   float loss_sum = 0;
+                   cross_entropy_from_stats(Stream::cpu(), lse.data(), &loss_sum, in[1].data(), n);
+                   in[1] = lse;
+                   return in;
+                 },
+                 {logits},
+                 {kLossGrad},
+                 [=](const Stream& s, const auto& o, const auto& i) {
+                   return cross_entropy_shard_backward(s, o[0], i[0], i[1], ids(i[2]), first, rows,
+                                                       n, 0.25f);
+                 }});
+  return out;
+}
+
 OpCase swiglu_forward_case(std::int64_t n, std::int64_t f) {
   const auto x = static_cast<std::size_t>(n * 2 * f), y = static_cast<std::size_t>(n * f);
   return {"swiglu_forward" + shape_name(n, f),
@@ -531,6 +628,12 @@ std::vector<OpCase> all_cases() {
   for (const auto& [n, v] : losses) {
     cases.push_back(cross_entropy_forward_case(n, v));
     cases.push_back(cross_entropy_backward_case(n, v));
+  }
+  // (N, C, vocab, first, rows): the whole vocabulary, a middle shard, a GPT-2-sized one.
+  const std::int64_t shards[][5] = {
+      {1, 1, 1, 0, 1}, {9, 33, 40, 10, 13}, {64, 96, 50304, 25152, 25152}};
+  for (const auto& v : shards) {
+    for (OpCase& op : shard_cases(v[0], v[1], v[2], v[3], v[4])) cases.push_back(std::move(op));
   }
   for (std::int64_t n : {std::int64_t{1}, std::int64_t{1000}, std::int64_t{(1 << 20) + 3}}) {
     cases.push_back(adamw_case(n, 1));
