@@ -40,8 +40,8 @@ Options:
   --nodes N          rescale a uniform cluster to N nodes
   --set PATH=VALUE   override a spec field (repeatable; docs/specs.md "Overriding fields")
   --device D         where to time: cpu (default) or cuda (GPU 0, with CUDA events around each
-                     op; the cluster must then describe that GPU). Every op but the unfused
-                     and the context-parallel attention has a CUDA kernel (kernels/README.md);
+                     op; the cluster must then describe that GPU). Every op but the
+                     context-parallel attention has a CUDA kernel (kernels/README.md);
                      one without stops the profile, naming it
   --warmup W         untimed runs per op before the timed ones (default: 2; 0 for none)
   --repetitions R    timed runs per op (default: 30); the profile keeps their median, minimum

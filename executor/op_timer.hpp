@@ -28,7 +28,7 @@
 //
 // Runs on the CPU stream by default. The CUDA path (backend kCuda) puts the input sets in device
 // memory and times with CUDA events; it runs the ops kernels/ has CUDA kernels for (all but the
-// unfused and the context-parallel attention; those throw, naming the op).
+// context-parallel attention, which throws, naming the op).
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,6 @@
 // Argument checks and backend dispatch for the ops in model_ops.hpp. The CPU path runs inline.
-// The embedding, RMSNorm, the linear layer, the fused attention, SwiGLU, the cross-entropy and
-// AdamW have CUDA versions (kernels/cuda/embedding_loss.cu, rms_norm.cu, blas.cpp,
-// flash_attention.cu, elementwise.cu),
+// Every op but the attention over explicit positions has a CUDA version (kernels/cuda/
+// embedding_loss.cu, rms_norm.cu, blas.cpp, attention.cu, elementwise.cu),
 // enqueued on the stream; the other ops have none yet, so a CUDA stream gets
 // std::runtime_error after the checks.
 // defines: the entry points declared in model_ops.hpp
@@ -213,7 +212,13 @@ Event attention_forward(const Stream& stream, float* out, float* att, const floa
   const char* op = "attention_forward";
   check_attention(op, b, t, c, h);
   require_pointers(op, b * t, {out, att, qkv});
-  if (on_cpu(stream, op) && b * t > 0) cpu::attention_forward(out, att, qkv, b, t, c, h);
+  if (b * t == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::attention_forward(out, att, qkv, b, t, c, h);
+  } else {
+    STRATA_CUDA_ONLY(check_cuda_head_dim(op, c, h);
+                     cuda::attention_forward(cuda::stream_of(stream), out, att, qkv, b, t, c, h);)
+  }
   return stream.record_event();
 }
 
@@ -223,7 +228,13 @@ Event attention_backward(const Stream& stream, float* dqkv, const float* dout, c
   const char* op = "attention_backward";
   check_attention(op, b, t, c, h);
   require_pointers(op, b * t, {dqkv, dout, qkv, att});
-  if (on_cpu(stream, op) && b * t > 0) cpu::attention_backward(dqkv, dout, qkv, att, b, t, c, h);
+  if (b * t == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
+    cpu::attention_backward(dqkv, dout, qkv, att, b, t, c, h);
+  } else {
+    STRATA_CUDA_ONLY(check_cuda_head_dim(op, c, h); cuda::attention_backward(
+                         cuda::stream_of(stream), dqkv, dout, qkv, att, b, t, c, h);)
+  }
   return stream.record_event();
 }
 

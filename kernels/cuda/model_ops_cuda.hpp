@@ -42,7 +42,7 @@ void cross_entropy_shard_backward(cudaStream_t stream, float* dlogits, const flo
                                   std::int64_t first, std::int64_t cols, std::int64_t n,
                                   float scale);
 
-// --- Fused causal attention (flash_attention.cu) -----------------------------------------------
+// --- Causal attention, fused and unfused (attention.cu) ----------------------------------------
 // The largest head dimension (c / h) the CUDA kernels take (the entry point checks it).
 inline constexpr int kMaxHeadDim = 256;
 void flash_attention_forward(cudaStream_t stream, float* out, float* lse, const float* qkv,
@@ -50,6 +50,11 @@ void flash_attention_forward(cudaStream_t stream, float* out, float* lse, const 
 void flash_attention_backward(cudaStream_t stream, float* dqkv, const float* dout, const float* qkv,
                               const float* out, const float* lse, std::int64_t b, std::int64_t t,
                               std::int64_t c, std::int64_t h);
+void attention_forward(cudaStream_t stream, float* out, float* att, const float* qkv,
+                       std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
+void attention_backward(cudaStream_t stream, float* dqkv, const float* dout, const float* qkv,
+                        const float* att, std::int64_t b, std::int64_t t, std::int64_t c,
+                        std::int64_t h);
 
 // --- Embedding and the LM-head loss (embedding_loss.cu) ----------------------------------------
 void embedding_forward(cudaStream_t stream, float* out, const std::int32_t* tokens,

@@ -52,8 +52,8 @@ struct OpBenchOptions {
 };
 
 // Times every op of distinct_ops(plan) on this machine's CPU (or, with options.timer.backend
-// kCuda, on a CUDA device: the ops kernels/ has CUDA kernels for, every op but the unfused and
-// the context-parallel attention; another op is a ConfigError naming it) and returns the profile: one
+// kCuda, on a CUDA device: the ops kernels/ has CUDA kernels for, every op but the
+// context-parallel attention; another op is a ConfigError naming it) and returns the profile: one
 // measurement per distinct op, in that order, with the settings, the specs' names and where it
 // was measured (the device: the cluster's device name of the ranks timed; the host, the date,
 // Strata's version, Eigen's). ConfigError, before any op is timed, when the executor refuses the

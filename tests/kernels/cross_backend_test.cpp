@@ -479,6 +479,38 @@ std::vector<OpCase> shard_cases(std::int64_t n, std::int64_t c, std::int64_t voc
   return out;
 }
 
+// The unfused attention: the softmax of each row in the CPU's order (max, exp and sum, scale);
+// the products in other orders (Eigen's GEMMs on the CPU).
+OpCase attention_forward_case(std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h) {
+  const auto rows = static_cast<std::size_t>(b * t), cc = static_cast<std::size_t>(c);
+  const auto att = static_cast<std::size_t>(b * h * t * t);
+  return {"attention_forward" + attention_shape(b, t, c, h),
+          [=] { return Tensors{random_floats(rows * 3 * cc, 114)}; },  // qkv
+          {rows * cc, att},                                            // out, att (B, H, T, T)
+          {kAttention, kAttention},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return attention_forward(s, o[0], o[1], i[0], b, t, c, h);
+          }};
+}
+
+OpCase attention_backward_case(std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h) {
+  const auto rows = static_cast<std::size_t>(b * t), cc = static_cast<std::size_t>(c);
+  const auto att = static_cast<std::size_t>(b * h * t * t);
+  return {"attention_backward" + attention_shape(b, t, c, h),
+          [=] {  // dout, qkv, att from the CPU forward
+            Tensors in{random_floats(rows * cc, 115), random_floats(rows * 3 * cc, 116),
+                       std::vector<float>(att)};
+            std::vector<float> out(rows * cc);
+            attention_forward(Stream::cpu(), out.data(), in[2].data(), in[1].data(), b, t, c, h);
+            return in;
+          },
+          {rows * 3 * cc},
+          {kAttention},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return attention_backward(s, o[0], i[0], i[1], i[2], b, t, c, h);
+          }};
+}
+
 OpCase swiglu_forward_case(std::int64_t n, std::int64_t f) {
   const auto x = static_cast<std::size_t>(n * 2 * f), y = static_cast<std::size_t>(n * f);
   return {"swiglu_forward" + shape_name(n, f),
@@ -623,6 +655,10 @@ std::vector<OpCase> all_cases() {
   for (const auto& a : attentions) {
     cases.push_back(flash_attention_forward_case(a[0], a[1], a[2], a[3]));
     cases.push_back(flash_attention_backward_case(a[0], a[1], a[2], a[3]));
+    if (a[1] <= 256) {  // the unfused ops store (B, H, T, T)
+      cases.push_back(attention_forward_case(a[0], a[1], a[2], a[3]));
+      cases.push_back(attention_backward_case(a[0], a[1], a[2], a[3]));
+    }
   }
   const std::pair<std::int64_t, std::int64_t> losses[] = {{1, 1}, {7, 33}, {64, 50304}};
   for (const auto& [n, v] : losses) {

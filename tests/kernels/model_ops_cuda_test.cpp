@@ -1,6 +1,6 @@
-// The ops of kernels/ that have no CUDA kernels yet (the unfused attention and the attention over
-// explicit positions; every other op's CUDA version is checked by cross_backend_test.cpp): on a
-// CUDA stream each must throw std::runtime_error saying so (after its argument checks) rather
+// The ops of kernels/ that have no CUDA kernels yet (the attention over explicit positions, which
+// context parallelism uses; every other op's CUDA version is checked by cross_backend_test.cpp): on
+// a CUDA stream each must throw std::runtime_error saying so (after its argument checks) rather
 // than touch device memory as if it were host memory. Needs a CUDA device to create the stream,
 // so it skips without one.
 #include <gtest/gtest.h>
@@ -24,8 +24,6 @@ TEST(ModelOpsCuda, EveryOpThrowsNotImplemented) {
   Buffer buf(s, 4096);
   float* p = buf.as<float>();
   const std::vector<std::pair<const char*, std::function<void()>>> calls = {
-      {"attention_forward", [&] { attention_forward(s, p, p, p, 1, 2, 4, 2); }},
-      {"attention_backward", [&] { attention_backward(s, p, p, p, p, 1, 2, 4, 2); }},
       {"attention_segments_forward",
        [&] {
          attention_segments_forward(s, p, p, p, 4, p, p, 4, 1, 2, 2, {{0, 2}}, {{0, 2}}, 4, 2,
