@@ -8,7 +8,12 @@
 // with beta = 1 for accumulate. The bias and its gradient are separate kernels
 // (elementwise.cu), in the CPU's order: the bias added after the product, the bias gradient
 // summing rows in order from row 0.
+//
+// cuBLAS is loaded when the first GEMM runs (dlopen of libcublas.so.13), not linked: the library
+// is hundreds of megabytes, and every process of a CUDA build (each `strata simulate` child of a
+// sweep or search, every test) would otherwise map it at start (0.15 s and 250 MB each).
 #include <cublas_v2.h>
+#include <dlfcn.h>
 
 #include <climits>
 #include <map>
@@ -21,10 +26,54 @@
 namespace strata::kernels::cuda {
 namespace {
 
+// The cuBLAS entry points used here, resolved from the library at first use.
+struct Cublas {
+  decltype(&cublasCreate_v2) create;
+  decltype(&cublasDestroy_v2) destroy;
+  decltype(&cublasSetStream_v2) set_stream;
+  decltype(&cublasSetMathMode) set_math_mode;
+  decltype(&cublasSgemm_v2) sgemm;
+  decltype(&cublasGetStatusName) status_name;
+  decltype(&cublasGetStatusString) status_string;
+};
+
+const Cublas& cublas() {
+  static const Cublas api = [] {
+    void* lib = nullptr;
+    std::string why;
+    for (const char* name : {"libcublas.so.13", "libcublas.so"}) {
+      lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (lib != nullptr) break;
+      const char* e = dlerror();
+      why += std::string(why.empty() ? "" : "; ") + (e != nullptr ? e : name);
+    }
+    if (lib == nullptr) {
+      throw std::runtime_error("cuBLAS could not be loaded (" + why +
+                               "): put the CUDA toolkit's lib64 on LD_LIBRARY_PATH");
+    }
+    auto symbol = [lib](const char* name) {
+      void* p = dlsym(lib, name);
+      if (p == nullptr) throw std::runtime_error(std::string("cuBLAS has no ") + name);
+      return p;
+    };
+    Cublas c{};
+    c.create = reinterpret_cast<decltype(c.create)>(symbol("cublasCreate_v2"));
+    c.destroy = reinterpret_cast<decltype(c.destroy)>(symbol("cublasDestroy_v2"));
+    c.set_stream = reinterpret_cast<decltype(c.set_stream)>(symbol("cublasSetStream_v2"));
+    c.set_math_mode = reinterpret_cast<decltype(c.set_math_mode)>(symbol("cublasSetMathMode"));
+    c.sgemm = reinterpret_cast<decltype(c.sgemm)>(symbol("cublasSgemm_v2"));
+    c.status_name = reinterpret_cast<decltype(c.status_name)>(symbol("cublasGetStatusName"));
+    c.status_string = reinterpret_cast<decltype(c.status_string)>(symbol("cublasGetStatusString"));
+    return c;
+  }();
+  return api;
+}
+
 void check_cublas(cublasStatus_t status, const char* what) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
-  throw std::runtime_error(std::string(what) + " failed: " + cublasGetStatusName(status) + " (" +
-                           cublasGetStatusString(status) + ") on host " + cuda_detail::host_name());
+  throw std::runtime_error(std::string(what) + " failed: " + cublas().status_name(status) + " (" +
+                           cublas().status_string(status) + ") on host " +
+                           cuda_detail::host_name());
 }
 
 // One cuBLAS handle per thread and device (a handle is not safe to share between threads that
@@ -34,18 +83,18 @@ class Handles {
   ~Handles() {
     for (auto& [device, handle] : handles_) {
       (void)device;
-      cublasDestroy(handle);  // at thread exit; errors (a context already gone) are ignored
+      cublas().destroy(handle);  // at thread exit; errors (a context already gone) are ignored
     }
   }
   cublasHandle_t get(int device, cudaStream_t stream) {
     auto it = handles_.find(device);
     if (it == handles_.end()) {
       cublasHandle_t handle = nullptr;
-      check_cublas(cublasCreate(&handle), "cublasCreate");
-      check_cublas(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+      check_cublas(cublas().create(&handle), "cublasCreate");
+      check_cublas(cublas().set_math_mode(handle, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
       it = handles_.emplace(device, handle).first;
     }
-    check_cublas(cublasSetStream(it->second, stream), "cublasSetStream");
+    check_cublas(cublas().set_stream(it->second, stream), "cublasSetStream");
     return it->second;
   }
 
@@ -71,9 +120,9 @@ int as_int(std::int64_t v, const char* what) {
 void linear_forward(cudaStream_t stream, int device, float* y, const float* x, const float* weight,
                     const float* bias, std::int64_t n, std::int64_t in, std::int64_t out) {
   const float one = 1.0f, zero = 0.0f;
-  check_cublas(cublasSgemm(handle_for(device, stream), CUBLAS_OP_T, CUBLAS_OP_N, as_int(out, "out"),
-                           as_int(n, "n"), as_int(in, "in"), &one, weight, as_int(in, "in"), x,
-                           as_int(in, "in"), &zero, y, as_int(out, "out")),
+  check_cublas(cublas().sgemm(handle_for(device, stream), CUBLAS_OP_T, CUBLAS_OP_N,
+                              as_int(out, "out"), as_int(n, "n"), as_int(in, "in"), &one, weight,
+                              as_int(in, "in"), x, as_int(in, "in"), &zero, y, as_int(out, "out")),
                "cublasSgemm (linear_forward)");
   if (bias != nullptr) add_bias_rows(stream, y, bias, n, out);
 }
@@ -82,10 +131,11 @@ void linear_backward_data(cudaStream_t stream, int device, float* dx, const floa
                           const float* weight, std::int64_t n, std::int64_t in, std::int64_t out,
                           bool accumulate) {
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  check_cublas(cublasSgemm(handle_for(device, stream), CUBLAS_OP_N, CUBLAS_OP_N, as_int(in, "in"),
-                           as_int(n, "n"), as_int(out, "out"), &one, weight, as_int(in, "in"), dy,
-                           as_int(out, "out"), &beta, dx, as_int(in, "in")),
-               "cublasSgemm (linear_backward_data)");
+  check_cublas(
+      cublas().sgemm(handle_for(device, stream), CUBLAS_OP_N, CUBLAS_OP_N, as_int(in, "in"),
+                     as_int(n, "n"), as_int(out, "out"), &one, weight, as_int(in, "in"), dy,
+                     as_int(out, "out"), &beta, dx, as_int(in, "in")),
+      "cublasSgemm (linear_backward_data)");
 }
 
 void linear_backward_weight(cudaStream_t stream, int device, float* dweight, float* dbias,
@@ -93,10 +143,11 @@ void linear_backward_weight(cudaStream_t stream, int device, float* dweight, flo
                             std::int64_t out, bool accumulate) {
   if (n > 0) {
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    check_cublas(cublasSgemm(handle_for(device, stream), CUBLAS_OP_N, CUBLAS_OP_T, as_int(in, "in"),
-                             as_int(out, "out"), as_int(n, "n"), &one, x, as_int(in, "in"), dy,
-                             as_int(out, "out"), &beta, dweight, as_int(in, "in")),
-                 "cublasSgemm (linear_backward_weight)");
+    check_cublas(
+        cublas().sgemm(handle_for(device, stream), CUBLAS_OP_N, CUBLAS_OP_T, as_int(in, "in"),
+                       as_int(out, "out"), as_int(n, "n"), &one, x, as_int(in, "in"), dy,
+                       as_int(out, "out"), &beta, dweight, as_int(in, "in")),
+        "cublasSgemm (linear_backward_weight)");
   } else if (!accumulate) {
     STRATA_CUDA_CHECK(cudaMemsetAsync(dweight, 0, sizeof(float) * out * in, stream));
   }
