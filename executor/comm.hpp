@@ -68,6 +68,10 @@ class Comm {
   // The library under the backend and its version ("Open MPI v4.1.4"), for the provenance of
   // measured outputs (the profiler's links.json); "" when there is none or it cannot say.
   virtual std::string library_version() const { return ""; }
+  // True when every operation's buffers are device (CUDA) memory on the communicator's device
+  // (the NCCL backend); false when they are host memory (local and MPI), in which case the
+  // interpreter stages device tensors through the host around each operation.
+  virtual bool device_buffers() const { return false; }
 
   // Collective over the world: `my_group` is this rank's group (sorted, containing rank()) or
   // empty when this rank takes part in no group of this call. Returns the group's id, or
