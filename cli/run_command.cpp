@@ -23,7 +23,7 @@ const char* const kRunHelp = R"(Usage: mpirun -np N strata run --model M --strat
 
 Train a model for real with a strategy: every MPI process is one rank and runs its share of the
 Plan (the same Plan `strata plan` and `strata simulate` use) on the CPU, with Eigen kernels and
-MPI collectives. N must equal dp * tp * pp of the strategy; without mpirun the world is 1 rank
+MPI collectives, or on a GPU (--device cuda). N must equal dp * tp * pp of the strategy; without mpirun the world is 1 rank
 (and MPI is not used).
 
 Required:
@@ -50,6 +50,11 @@ Options:
                      with --steps 10 runs steps 6-10 with the uninterrupted run's losses
   --force-resume     resume even with another --seed, or specs whose hashes differ, as long
                      as every rank's state buffers are the same (with --resume)
+  --device D         where the tensors live and the ops run: cpu (default; Eigen kernels) or
+                     cuda (CUDA kernels and cuBLAS, fp32; every rank on GPU local-rank mod the
+                     GPUs it sees; cuda:N puts every rank on GPU N). Collectives and transfers
+                     of a host communicator (MPI, or none for one rank) go through host copies
+                     (docs/executor.md "On a GPU")
   --comm-timeout S   stop the run when a collective or transfer has not completed after S
                      seconds (a rank stopped or hung; default 300, 0 waits forever)
   --json FILE        write the losses and timings as JSON ('-' for stdout)
@@ -69,7 +74,8 @@ the step that was interrupted and the latest checkpoint, and exit 130 or 143.
 
 Prints one line per step: the mean cross-entropy over the global batch, the step's wall time
 (slowest rank) and tokens/s, then each rank's peak memory as measured beside the Plan's
-prediction. The executor interprets the Plan's programs: GPT models in fp32 with dp, ZeRO 1-3,
+prediction. The executor interprets the Plan's programs: GPT models in fp32 or bf16 (fp32
+master weights) with dp, ZeRO 1-3,
 tp (with or without sequence parallelism, also changing per layer), pp (gpipe, 1f1b,
 interleaved-1f1b), cp (ring or all-gather, fused attention), unfused or fused attention and
 recompute none/selective/full; anything else is refused with the field
@@ -92,7 +98,7 @@ int run_command(const std::vector<std::string>& argv_in) {
   // Arguments are checked before MPI starts, so a usage error is one message, not N.
   const Args args(argv, {"--model", "--cluster", "--strategy", "--steps", "--seed", "--lr",
                          "--data", "--json", "--save", "--save-every", "--resume", "--trace",
-                         "--dump-gradients", "--keep-last", "--comm-timeout", "--set"},
+                         "--dump-gradients", "--keep-last", "--comm-timeout", "--device", "--set"},
                   {}, {"--force-resume", "--save-on-nan"});
   // SIGINT/SIGTERM: rank 0 says which step was interrupted and the latest checkpoint (installed
   // before MPI starts its threads).

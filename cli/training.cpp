@@ -108,9 +108,10 @@ void check_runnable(const strategies::Plan& plan) {
     refuse("model.dropout", "true",
            "the executor does not implement dropout yet; set \"dropout\": false");
   }
-  if (s.precision != strategies::Precision::kFp32) {
-    refuse("strategy.precision", "\"" + std::string(strategies::precision_name(s.precision)) + "\"",
-           "the CPU executor computes in fp32; set \"precision\": \"fp32\"");
+  if (s.precision == strategies::Precision::kFp16) {
+    refuse("strategy.precision", "\"fp16\"",
+           "the executor computes in fp32 and bf16 (fp16 needs loss scaling, not built); set "
+           "\"precision\": \"bf16\" or \"fp32\"");
   }
   if (m.vocab_size != 256) {
     refuse("model.vocab_size", std::to_string(m.vocab_size),
@@ -138,7 +139,43 @@ void dump_gradients(const std::string& dir, int rank,
                       "\n"}});
 }
 
+// --device: cpu, cuda (GPU local-rank mod the visible GPUs) or cuda:N.
+void set_device(const Args& args, const exec::Comm& comm, exec::RunOptions& options) {
+  const std::string d = args.get("--device").value_or("cpu");
+  if (d == "cpu") return;
+  const bool any = d == "cuda";
+  std::optional<long long> index;
+  if (!any && d.rfind("cuda:", 0) == 0) index = whole_integer(d.substr(5));
+  if (!any && (!index || *index < 0 || *index > 1024)) {
+    throw ConfigError("--device = " + d + ": must be cpu, cuda or cuda:N (N a GPU index)");
+  }
+  const int count = kernels::cuda_device_count();
+  if (count == 0) {
+    throw ConfigError("--device = " + d + ": no usable CUDA device (" +
+                      kernels::cuda_unavailable_reason() + "); run with --device cpu");
+  }
+  options.backend = kernels::Backend::kCuda;
+  if (index) {
+    options.device = static_cast<int>(*index);
+    return;
+  }
+  int local = comm.rank();
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
+    if (const char* v = std::getenv(name)) {
+      local = std::atoi(v);
+      break;
+    }
+  }
+  options.device = local % count;
+}
+
 }  // namespace
+
+std::string device_name(const exec::RunOptions& options) {
+  if (options.backend == kernels::Backend::kCpu) return "cpu";
+  return "cuda:" + std::to_string(options.device) + " (" +
+         kernels::cuda_device_properties(options.device).name + ")";
+}
 
 Training prepare_training(const Args& args, exec::Comm& comm) {
   Training t;
@@ -159,6 +196,7 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
     }
   }
   check_run_paths(args);
+  set_device(args, comm, t.options);
   if (const auto seed = args.get_positive_int("--seed")) t.options.seed = static_cast<unsigned>(*seed);
   t.options.adam.lr = static_cast<float>(parse_positive_double(args, "--lr", t.options.adam.lr));
   const Inputs in = load_inputs(args);  // --model, --cluster, --strategy and every --set
@@ -201,12 +239,15 @@ void print_banner(const Training& t, const exec::Comm& comm) {
       p.strategy.cp > 1 ? ", cp " + std::to_string(p.strategy.cp) + " " +
                               strategies::cp_comm_name(p.strategy.cp_comm)
                         : "";
+  const std::string where = comm.backend() + (t.options.backend == kernels::Backend::kCpu
+                                                  ? ""
+                                                  : ", " + device_name(t.options));
   std::printf("strata run: %s, strategy %s (dp %d, tp %d, pp %d%s, %s, recompute %s), %d rank%s "
               "(%s), global batch %d x %d tokens\n",
               p.model.name.c_str(), p.strategy.name.c_str(), p.strategy.dp, p.strategy.tp,
               p.strategy.pp, cp.c_str(), strategies::schedule_name(p.strategy.schedule),
               strategies::recompute_name(p.strategy.recompute), comm.size(),
-              comm.size() == 1 ? "" : "s", comm.backend().c_str(), p.strategy.global_batch_size,
+              comm.size() == 1 ? "" : "s", where.c_str(), p.strategy.global_batch_size,
               p.model.seq_length);
 }
 
@@ -296,8 +337,8 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
   // Memory: the Plan's tensors as the executor allocated them, beside the Plan's prediction.
   for (const exec::RankMemory& m : r.memory) {
     std::printf("rank %d memory: measured peak %s, Plan %s%s (static %s; staging %s, "
-                "alignment %s outside the Plan; %s held at most, with released buffers kept "
-                "for reuse)\n",
+                "alignment %s outside the Plan; %s held in the arena, placed from the "
+                "Plan)\n",
                 m.rank, units::format_bytes(m.measured.peak_bytes).c_str(),
                 units::format_bytes(m.planned_peak_bytes).c_str(),
                 m.measured.peak_bytes == m.planned_peak_bytes ? " (equal)" : " (DIFFERENT)",
@@ -315,6 +356,7 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     run.cluster = p.cluster.name;
     run.world_size = comm.size();
     run.backend = comm.backend();
+    run.device = device_name(t.options);
     run.seed = t.options.seed;
     run.first_step = t.first_step + 1;
     run.lr = t.options.adam.lr;
@@ -337,6 +379,7 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     json::Json other = results::trace_other_data("measured", p.provenance);
     other["step"] = t.steps;
     other["backend"] = comm.backend();
+    other["device"] = device_name(t.options);
     other["host"] = host_name();
     other["date"] = utc_now();
     files.open("--trace", *path) << results::trace_to_json(p, r.spans, other) << "\n";

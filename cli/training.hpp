@@ -48,6 +48,8 @@ Training prepare_training(const Args& args, exec::Comm& comm);
 // --resume DIR: loads the latest checkpoint.
 void resume(Training& t, const Args& args, exec::Comm& comm);
 void print_banner(const Training& t, const exec::Comm& comm);
+// "cpu", or "cuda:N (the GPU's name)": where a run's tensors live (run.json's "device").
+std::string device_name(const exec::RunOptions& options);
 // The steps, printing each on rank 0, with checkpoints (--save, --save-every, --keep-last), the
 // first step's gradients (--dump-gradients) and the tests' fault injection (STRATA_TEST_KILL,
 // STRATA_TEST_STOP). NonFiniteLoss when a step's loss is not finite (after saving its state with

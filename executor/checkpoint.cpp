@@ -150,8 +150,10 @@ std::string save_checkpoint(const std::string& dir, int step, const strategies::
   std::string blob;
   for (std::int32_t id : state_buffers(state.program())) {
     const TensorView v = state.view(id);
-    blob.append(static_cast<const char*>(v.data),
-                static_cast<std::size_t>(state.program().buffers[id].bytes()));
+    const auto n = static_cast<std::size_t>(state.program().buffers[id].bytes());
+    const std::size_t at = blob.size();
+    blob.resize(at + n);
+    kernels::copy_to_host(state.stream(), blob.data() + at, v.data, n).synchronize();
   }
   write_synced(tmp / rank_file(comm.rank()), blob.data(), blob.size());
   // The checksum travels to rank 0's manifest through a small file beside the rank's.
@@ -274,7 +276,7 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
   const char* at = bytes.data();
   for (std::int32_t id : ids) {
     const auto n = static_cast<std::size_t>(state.program().buffers[id].bytes());
-    std::memcpy(state.view(id).data, at, n);
+    kernels::copy_from_host(state.stream(), state.view(id).data, at, n).synchronize();
     at += n;
   }
   comm.barrier();

@@ -1,10 +1,14 @@
 // Collectives and pipeline transfers of a Plan on the Comm, on the buffers each op names. Every
 // message's size is checked against the task's bytes: a disagreement is a bug in the Plan or
-// here, and stops the run.
+// here, and stops the run. Tensors on a device with a host Comm (CUDA with MPI or the local
+// backend) go through host copies, counted as staging; a device Comm (NCCL) takes them as
+// they are.
 #include <algorithm>
 
 #include "common/error.hpp"
 #include "executor/detail/ops.hpp"
+#include "kernels/dtype.hpp"
+#include "kernels/elementwise_ops.hpp"
 
 namespace strata::exec::detail {
 
@@ -14,10 +18,13 @@ using strategies::Task;
 
 namespace {
 
-void check_bytes(const Interpreter& in, const Task& t, std::int64_t floats) {
-  STRATA_CHECK(std::abs(static_cast<double>(floats) * 4.0 - t.bytes) < 0.5,
+// The Plan's message size against the operands': `elements` of `dtype`.
+void check_bytes(const Interpreter& in, const Task& t, std::int64_t elements,
+                 strategies::DType dtype) {
+  const double bytes = static_cast<double>(elements) * strategies::dtype_bytes(dtype);
+  STRATA_CHECK(std::abs(bytes - t.bytes) < 0.5,
                in.plan().task_name(t) + ": the Plan says " + std::to_string(t.bytes) +
-                   " bytes, the executor has " + std::to_string(floats * 4));
+                   " bytes, the executor has " + std::to_string(bytes));
 }
 
 std::vector<int> part_counts(std::int64_t elements, int parts) {
@@ -28,33 +35,123 @@ std::vector<int> part_counts(std::int64_t elements, int parts) {
   return counts;
 }
 
+// Whether the Comm reads the memory the rank's tensors live in: host tensors with the local and
+// MPI backends, device tensors with NCCL. Otherwise (device tensors, a host Comm) every operand
+// goes through a host copy.
+bool comm_reads_tensors(Interpreter& in) {
+  return (in.stream().backend() == kernels::Backend::kCuda) == in.comm().device_buffers();
+}
+
+// The Comm's view of `n` elements of a tensor at `data`: the tensor itself where the Comm reads
+// its memory and its elements are fp32, else a host fp32 copy (staging, counted apart from the
+// Plan's tensors), loaded from the tensor when `load` (after the stream's work that writes it)
+// and written back by store(). bf16 tensors travel widened to fp32 (the communicators move
+// fp32) and are rounded back on arrival: the sums of a reduction are fp32 sums.
+class Staged {
+ public:
+  // `copy`: always through a host copy (a send buffer that overlaps the receive buffer).
+  Staged(Interpreter& in, void* data, strategies::DType dtype, std::int64_t n, bool load,
+         bool copy = false)
+      : in_(in),
+        data_(data),
+        n_(n),
+        half_(dtype == strategies::DType::kBf16),
+        staged_(copy || half_ || !comm_reads_tensors(in)) {
+    STRATA_CHECK(dtype == strategies::DType::kFp32 || half_,
+                 std::string("collectives move fp32 and bf16 tensors, not ") +
+                     strategies::dtype_name(dtype));
+    if (!staged_) return;
+    copy_.resize(static_cast<std::size_t>(n));
+    in_.arena().stage(static_cast<double>(n) * sizeof(float));
+    if (!load) return;
+    if (half_) {
+      std::vector<kernels::bf16> raw(copy_.size());
+      kernels::copy_to_host(in_.stream(), raw.data(), data_, raw.size() * sizeof(kernels::bf16))
+          .synchronize();
+      for (std::size_t i = 0; i < raw.size(); ++i) copy_[i] = kernels::to_float(raw[i]);
+    } else {
+      kernels::copy_to_host(in_.stream(), copy_.data(), data_, copy_.size() * sizeof(float))
+          .synchronize();
+    }
+  }
+  Staged(Interpreter& in, const TensorView& v, bool load)
+      : Staged(in, v.data, v.dtype, v.elements(), load) {}
+  ~Staged() {
+    if (staged_) in_.arena().unstage(static_cast<double>(n_) * sizeof(float));
+  }
+  Staged(const Staged&) = delete;
+  Staged& operator=(const Staged&) = delete;
+  float* get() { return staged_ ? copy_.data() : static_cast<float*>(data_); }
+  void store() {
+    if (!staged_) return;
+    if (half_) {
+      std::vector<kernels::bf16> raw(copy_.size());
+      kernels::narrow(raw.data(), copy_.data(), n_);
+      kernels::copy_from_host(in_.stream(), data_, raw.data(), raw.size() * sizeof(kernels::bf16))
+          .synchronize();
+    } else {
+      kernels::copy_from_host(in_.stream(), data_, copy_.data(), copy_.size() * sizeof(float))
+          .synchronize();
+    }
+  }
+
+ private:
+  Interpreter& in_;
+  void* data_;
+  std::int64_t n_;
+  bool half_, staged_;
+  std::vector<float> copy_;
+};
+
+// The element at `offset` of a view, as an address.
+void* at(const TensorView& v, std::int64_t offset) {
+  return static_cast<char*>(v.data) + offset * strategies::dtype_bytes(v.dtype);
+}
+
 void all_reduce(Interpreter& in, const Task& t, const Op& op) {
   const GroupId g = in.group(t.group);
   const ReduceOp reduce =
       (op.flags & strategies::kSoftmaxReduce) != 0 ? ReduceOp::kSoftmaxStats : ReduceOp::kSum;
-  if (op.n_in == 1) {
-    const TensorView v = in.view(in.program().input(op, 0));
-    check_bytes(in, t, v.elements());
-    in.comm().all_reduce(g, v.f32(), static_cast<std::size_t>(v.elements()), reduce).wait();
-    return;
-  }
-  // Several buffers (e.g. the replicated parameters' gradients) reduced as one message.
   std::vector<TensorView> views;
   std::int64_t total = 0;
   for (int i = 0; i < op.n_in; ++i) {
     views.push_back(in.view(in.program().input(op, i)));
     total += views.back().elements();
   }
-  check_bytes(in, t, total);
-  std::vector<float> packed;
-  packed.reserve(static_cast<std::size_t>(total));
-  for (const TensorView& v : views) packed.insert(packed.end(), v.f32(), v.f32() + v.elements());
+  check_bytes(in, t, total, views[0].dtype);
+  if (op.n_in == 1) {
+    Staged buf(in, views[0], true);
+    in.comm().all_reduce(g, buf.get(), static_cast<std::size_t>(total), reduce).wait();
+    buf.store();
+    return;
+  }
+  // Several buffers (e.g. the replicated parameters' gradients) reduced as one message: packed
+  // into a host message, or on a device Comm reduced one by one (element-wise sums either way).
+  if (comm_reads_tensors(in) && views[0].dtype == strategies::DType::kFp32 &&
+      in.comm().device_buffers()) {
+    std::vector<Request> pending;
+    for (const TensorView& v : views) {
+      pending.push_back(
+          in.comm().all_reduce(g, v.f32(), static_cast<std::size_t>(v.elements()), reduce));
+    }
+    for (Request& r : pending) r.wait();
+    return;
+  }
+  std::vector<float> packed(static_cast<std::size_t>(total));
   in.arena().stage(static_cast<double>(total) * sizeof(float));
-  in.comm().all_reduce(g, packed.data(), packed.size(), reduce).wait();
-  auto at = packed.begin();
+  std::int64_t offset = 0;
   for (const TensorView& v : views) {
-    std::copy(at, at + v.elements(), v.f32());
-    at += v.elements();
+    Staged part(in, v, true);
+    std::copy(part.get(), part.get() + v.elements(), packed.begin() + offset);
+    offset += v.elements();
+  }
+  in.comm().all_reduce(g, packed.data(), packed.size(), reduce).wait();
+  offset = 0;
+  for (const TensorView& v : views) {
+    Staged part(in, v, false);
+    std::copy(packed.begin() + offset, packed.begin() + offset + v.elements(), part.get());
+    part.store();
+    offset += v.elements();
   }
   in.arena().unstage(static_cast<double>(total) * sizeof(float));
 }
@@ -63,46 +160,71 @@ void all_gather(Interpreter& in, const Task& t, const Op& op) {
   const GroupId g = in.group(t.group);
   const TensorView src = in.view(in.program().input(op, 0));
   const TensorView dst = in.view(in.program().output(op, 0));
-  check_bytes(in, t, dst.elements());
+  check_bytes(in, t, dst.elements(), dst.dtype);
+  Staged out(in, dst, false);
   if ((op.flags & strategies::kPartitioned) == 0) {
-    in.comm().all_gather(g, src.f32(), dst.f32(), static_cast<std::size_t>(src.elements())).wait();
+    Staged send(in, src, true);
+    in.comm().all_gather(g, send.get(), out.get(), static_cast<std::size_t>(src.elements())).wait();
+    out.store();
     return;
   }
   // ZeRO: every member's part of the bucket, from a shard or from its place in the bucket.
   const std::int64_t elements = op.dims[0];
   const int parts = in.comm().group_size(g);
   const strategies::Part part = strategies::partition(elements, parts, in.comm().group_rank(g));
-  const float* mine = src.f32() + (src.elements() == elements ? part.offset : 0);
-  std::vector<float> send(mine, mine + part.count);
-  in.arena().stage(static_cast<double>(part.count) * sizeof(float));
-  in.comm().all_gather_v(g, send.data(), dst.f32(), part_counts(elements, parts)).wait();
-  in.arena().unstage(static_cast<double>(part.count) * sizeof(float));
+  // The part may lie inside the output (ZeRO-1's bucket): sent from a copy.
+  Staged send(in, at(src, src.elements() == elements ? part.offset : 0), src.dtype, part.count,
+              true, true);
+  in.comm().all_gather_v(g, send.get(), out.get(), part_counts(elements, parts)).wait();
+  out.store();
 }
 
 void reduce_scatter(Interpreter& in, const Task& t, const Op& op) {
   const GroupId g = in.group(t.group);
   const TensorView src = in.view(in.program().input(op, 0));
   const TensorView dst = in.view(in.program().output(op, 0));
-  check_bytes(in, t, src.elements());
+  check_bytes(in, t, src.elements(), src.dtype);
   const int parts = in.comm().group_size(g);
+  Staged send(in, src, true);
   if ((op.flags & strategies::kPartitioned) == 0) {  // sequence parallelism: equal row blocks
-    in.comm().reduce_scatter(g, src.f32(), dst.f32(),
+    Staged out(in, dst, false);
+    in.comm().reduce_scatter(g, send.get(), out.get(),
                              std::vector<int>(parts, static_cast<int>(dst.elements()))).wait();
+    out.store();
     return;
   }
   // ZeRO: this member's part of the sum, into its place in the same bucket (ZeRO-1, in place as
   // Megatron's) or added into its shard (ZeRO-2/3, once per micro-batch).
   const std::int64_t elements = op.dims[0];
   const strategies::Part part = strategies::partition(elements, parts, in.comm().group_rank(g));
+  void* into = at(dst, dst.elements() == elements ? part.offset : 0);
+  const bool accumulate = (op.flags & strategies::kAccumulate) != 0;
+  if (comm_reads_tensors(in) && in.comm().device_buffers() &&
+      dst.dtype == strategies::DType::kFp32) {
+    float* into_f = static_cast<float*>(into);
+    if (!accumulate) {
+      in.comm().reduce_scatter(g, send.get(), into_f, part_counts(elements, parts)).wait();
+      return;
+    }
+    kernels::Buffer sum(in.stream(), static_cast<std::size_t>(std::max<std::int64_t>(1, part.count)) * sizeof(float));
+    in.arena().stage(static_cast<double>(part.count) * sizeof(float));
+    in.comm().reduce_scatter(g, send.get(), sum.as<float>(), part_counts(elements, parts)).wait();
+    kernels::add_inplace(in.stream(), into_f, sum.as<float>(), part.count);
+    in.stream().synchronize();
+    in.arena().unstage(static_cast<double>(part.count) * sizeof(float));
+    return;
+  }
   std::vector<float> sum(static_cast<std::size_t>(part.count));
   in.arena().stage(static_cast<double>(part.count) * sizeof(float));
-  in.comm().reduce_scatter(g, src.f32(), sum.data(), part_counts(elements, parts)).wait();
-  float* into = dst.f32() + (dst.elements() == elements ? part.offset : 0);
-  if ((op.flags & strategies::kAccumulate) != 0) {
-    for (std::int64_t i = 0; i < part.count; ++i) into[i] += sum[i];
+  in.comm().reduce_scatter(g, send.get(), sum.data(), part_counts(elements, parts)).wait();
+  Staged out(in, into, dst.dtype, part.count, accumulate);
+  float* o = out.get();
+  if (accumulate) {
+    for (std::int64_t i = 0; i < part.count; ++i) o[i] += sum[i];
   } else {
-    std::copy(sum.begin(), sum.end(), into);
+    std::copy(sum.begin(), sum.end(), o);
   }
+  out.store();
   in.arena().unstage(static_cast<double>(part.count) * sizeof(float));
 }
 
@@ -121,20 +243,31 @@ void run_comm(Interpreter& in, const Task& t, const Op& op) {
       return;
     case OpKind::kSend: {
       // Non-blocking: the data is copied so the Plan's buffer can be freed as planned; the send
-      // completes by the end of the step (local-cpu: comm_overlaps_compute false).
+      // completes by the end of the step (local-cpu: comm_overlaps_compute false). A device
+      // Comm sends fp32 from the buffer itself, ordered on the stream before whatever reuses it.
       const TensorView v = in.view(in.program().input(op, 0));
-      check_bytes(in, t, v.elements());
-      std::vector<float> copy(v.f32(), v.f32() + v.elements());
-      Request r = in.comm().send(in.plan().peer_rank(in.rank(), t), static_cast<int>(t.tag),
-                                 copy.data(), copy.size());
+      check_bytes(in, t, v.elements(), v.dtype);
+      const int peer = in.plan().peer_rank(in.rank(), t);
+      if (comm_reads_tensors(in) && in.comm().device_buffers() &&
+          v.dtype == strategies::DType::kFp32) {
+        in.keep_send(in.comm().send(peer, static_cast<int>(t.tag), v.f32(),
+                                    static_cast<std::size_t>(v.elements())),
+                     {});
+        return;
+      }
+      Staged data(in, v, true);
+      std::vector<float> copy(data.get(), data.get() + v.elements());
+      Request r = in.comm().send(peer, static_cast<int>(t.tag), copy.data(), copy.size());
       in.keep_send(std::move(r), std::move(copy));
       return;
     }
     case OpKind::kRecv: {
       const TensorView v = in.view(in.program().output(op, 0));
-      check_bytes(in, t, v.elements());
-      in.comm().recv(in.plan().peer_rank(in.rank(), t), static_cast<int>(t.tag), v.f32(),
+      check_bytes(in, t, v.elements(), v.dtype);
+      Staged out(in, v, false);
+      in.comm().recv(in.plan().peer_rank(in.rank(), t), static_cast<int>(t.tag), out.get(),
                      static_cast<std::size_t>(v.elements())).wait();
+      out.store();
       return;
     }
     case OpKind::kRingShift: {
@@ -144,18 +277,21 @@ void run_comm(Interpreter& in, const Task& t, const Op& op) {
       const int n = static_cast<int>(ranks.size()), i = in.group_index(t.group);
       const TensorView src = in.view(in.program().input(op, 0));
       const TensorView dst = in.view(in.program().output(op, 0));
-      check_bytes(in, t, src.elements());
+      check_bytes(in, t, src.elements(), src.dtype);
       STRATA_CHECK(src.elements() == dst.elements(), "a ring shift moves equal buffers");
       STRATA_CHECK(static_cast<int>(t.tag) < in.comm().max_tag(),
                    in.plan().task_name(t) + ": tag " + std::to_string(t.tag) +
                        " is beyond the communicator's largest tag " +
                        std::to_string(in.comm().max_tag()));
       // Both complete before the task ends, so the send reads the Plan's buffer in place.
-      Request r = in.comm().send(ranks[(i + 1) % n], static_cast<int>(t.tag), src.f32(),
+      Staged send(in, src, true);
+      Staged out(in, dst, false);
+      Request r = in.comm().send(ranks[(i + 1) % n], static_cast<int>(t.tag), send.get(),
                                  static_cast<std::size_t>(src.elements()));
-      in.comm().recv(ranks[(i + n - 1) % n], static_cast<int>(t.tag), dst.f32(),
+      in.comm().recv(ranks[(i + n - 1) % n], static_cast<int>(t.tag), out.get(),
                      static_cast<std::size_t>(dst.elements())).wait();
       r.wait();
+      out.store();
       return;
     }
     default:

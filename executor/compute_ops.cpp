@@ -3,10 +3,12 @@
 // through OpContext (op_context.hpp): the interpreter's, or the op timer's.
 #include <algorithm>
 #include <cstring>
+#include <map>
 
 #include "common/error.hpp"
 #include "executor/data.hpp"
 #include "executor/detail/ops.hpp"
+#include "kernels/bf16_ops.hpp"
 #include "kernels/elementwise_ops.hpp"
 #include "kernels/model_ops.hpp"
 #include "kernels/ops.hpp"
@@ -27,6 +29,11 @@ class Args {
   TensorView output(int i) const { return in_.view(in_.program().output(op_, i)); }
   float* in(int i) const { return input(i).f32(); }
   float* out(int i) const { return output(i).f32(); }
+  kernels::bf16* bin(int i) const { return input(i).bf(); }
+  kernels::bf16* bout(int i) const { return output(i).bf(); }
+  // The op runs on bf16 tensors through the bf16 kernels (native_bf16(); run on widened fp32
+  // copies instead, its views are fp32).
+  bool bf16() const { return output(0).dtype == strategies::DType::kBf16; }
   bool has_in(int i) const { return i < op_.n_in; }
   bool has_out(int i) const { return i < op_.n_out; }
   bool flag(std::uint8_t f) const { return (op_.flags & f) != 0; }
@@ -127,6 +134,15 @@ void load_batch(const OpContext& in, const Args& a, const Op& op) {
 
 void norm_backward(const Args& a, bool layer_norm) {
   const std::int64_t rows = a.dim(0), c = a.dim(1);
+  if (a.bf16()) {  // LayerNorm only (native_bf16)
+    kernels::layer_norm_backward(a.stream(), a.bout(0), a.bout(1), a.has_out(2) ? a.bout(2) : nullptr,
+                                 a.bin(0), a.bin(1), a.bin(2), a.in(3), a.in(4), rows, c,
+                                 a.accumulate());
+    if (a.flag(strategies::kResidualGrad)) {
+      kernels::add_inplace(a.stream(), a.bout(0), a.bin(5), rows * c);
+    }
+    return;
+  }
   if (layer_norm) {
     kernels::layer_norm_backward(a.stream(), a.out(0), a.out(1), a.has_out(2) ? a.out(2) : nullptr,
                                  a.in(0), a.in(1), a.in(2), a.in(3), a.in(4), rows, c,
@@ -152,11 +168,110 @@ void adamw(const OpContext& in, const Args& a, const Op& op, const kernels::Adam
   };
   const TensorView grads = a.input(0), params = a.output(0), m = a.output(1), v = a.output(2);
   if (op.n_out > 3) {
-    STRATA_CHECK(false, "AdamW with fp32 master weights needs 16-bit parameters: not on the CPU");
+    // fp32 master weights (16-bit parameters): the step updates the master copy, and the
+    // parameters are the master's values (rounded to 16 bits when the widened parameters
+    // are stored back: Widened).
+    const TensorView master = a.output(3);
+    kernels::adamw_step(a.stream(), at(master), at(m), at(v), at(grads), part.count, in.step(),
+                        options);
+    kernels::copy_columns(a.stream(), at(params), part.count, at(master), part.count, 1,
+                          part.count);
+    return;
   }
   kernels::adamw_step(a.stream(), at(params), at(m), at(v), at(grads), part.count, in.step(),
                       options);
 }
+
+// --- bf16 ----------------------------------------------------------------------------------
+
+// Whether `op` runs on bf16 tensors through a bf16 kernel of kernels/bf16_ops.hpp: the GEMMs,
+// GELU and LayerNorm with every tensor bf16 (LayerNorm's mean and rstd fp32).
+bool native_bf16(const OpContext& in, const Op& op) {
+  using strategies::DType;
+  if (op.dtype != DType::kBf16) return false;
+  const strategies::Program& p = in.program();
+  auto dtype = [&](std::int32_t id) { return p.buffers[id].dtype; };
+  auto all_bf16 = [&](int skip_from, int skip_count) {
+    for (int i = 0; i < op.n_in + op.n_out; ++i) {
+      const std::int32_t id = p.operands[op.operands + i];
+      const bool skipped = i >= skip_from && i < skip_from + skip_count;
+      if (dtype(id) != (skipped ? DType::kFp32 : DType::kBf16)) return false;
+    }
+    return true;
+  };
+  switch (op.kind) {
+    case OpKind::kLinear:
+    case OpKind::kLinearBwdData:
+    case OpKind::kLinearBwdWeight:
+    case OpKind::kGelu:
+    case OpKind::kGeluBwd:
+      return all_bf16(0, 0);
+    case OpKind::kLayerNorm:  // in {x, weight, bias}; out {y, mean, rstd}
+      return op.dims[2] == 0 && all_bf16(4, 2);
+    case OpKind::kLayerNormBwd:  // in {dy, x, weight, mean, rstd, [residual grad]}; out {...}
+      return all_bf16(3, 2);
+    default:
+      return false;
+  }
+}
+
+// An op with bf16 operands and no bf16 kernel (or operands of mixed types no kernel takes) runs
+// its fp32 kernels on widened copies: every bf16 operand widened to fp32 before the op (outputs
+// too, so that ops adding into their outputs add to the old values), every bf16 output rounded
+// back after it. The arithmetic is fp32 and each stored element is rounded once, as in the bf16
+// kernels; the copies are scratch of the op (allocated per op: slow on a GPU, where the hot ops
+// have bf16 kernels).
+class Widened final : public OpContext {
+ public:
+  Widened(const OpContext& in, const Op& op) : in_(in) {
+    const strategies::Program& p = in.program();
+    for (int i = 0; i < op.n_in + op.n_out; ++i) {
+      const std::int32_t id = p.operands[op.operands + i];
+      if (p.buffers[id].dtype != strategies::DType::kBf16 || copies_.count(id) > 0) continue;
+      const TensorView v = in.view(id);
+      Copy c{v, i >= op.n_in, kernels::Buffer(in.stream(), std::max<std::size_t>(
+                                                              1, sizeof(float) * v.elements()))};
+      kernels::convert(in.stream(), c.wide.as<float>(), v.bf(), v.elements());
+      copies_.emplace(id, std::move(c));
+    }
+  }
+  // Rounds the bf16 outputs back into their tensors.
+  void store() {
+    for (auto& [id, c] : copies_) {
+      if (c.written) kernels::convert(in_.stream(), c.bf16.bf(), c.wide.as<float>(), c.bf16.elements());
+    }
+    // The copies are freed when this context is: the stream must be done with them first.
+    in_.stream().synchronize();
+  }
+
+  TensorView view(std::int32_t id) const override {
+    const auto it = copies_.find(id);
+    if (it == copies_.end()) return in_.view(id);
+    TensorView v = it->second.bf16;
+    v.data = const_cast<void*>(it->second.wide.data());
+    v.dtype = strategies::DType::kFp32;
+    return v;
+  }
+  const strategies::ProgramSet& plan() const override { return in_.plan(); }
+  const strategies::Program& program() const override { return in_.program(); }
+  int rank() const override { return in_.rank(); }
+  int group_index(const strategies::GroupRef& g) const override { return in_.group_index(g); }
+  const kernels::Stream& stream() const override { return in_.stream(); }
+  int step() const override { return in_.step(); }
+  const kernels::AdamWOptions& adam() const override { return in_.adam(); }
+  float test_gradient_scale() const override { return in_.test_gradient_scale(); }
+  const Corpus* corpus() const override { return in_.corpus(); }
+  float* device_scalar() const override { return in_.device_scalar(); }
+
+ private:
+  struct Copy {
+    TensorView bf16;
+    bool written;
+    kernels::Buffer wide;
+  };
+  const OpContext& in_;
+  std::map<std::int32_t, Copy> copies_;
+};
 
 }  // namespace
 
@@ -249,7 +364,7 @@ void cp_attention_backward(const OpContext& in, const Args& a, const Op& op) {
   }
 }
 
-void run_compute(const OpContext& in, const Op& op) {
+void run_kernels(const OpContext& in, const Op& op) {
   const Args a(in, op);
   const kernels::Stream& s = in.stream();
   using strategies::kOwnRows;
@@ -300,6 +415,11 @@ void run_compute(const OpContext& in, const Op& op) {
       return;
     }
     case OpKind::kLayerNorm:
+      if (a.bf16()) {
+        kernels::layer_norm_forward(s, a.bout(0), a.out(1), a.out(2), a.bin(0), a.bin(1),
+                                    a.bin(2), a.dim(0), a.dim(1), op.param);
+        return;
+      }
       kernels::layer_norm_forward(s, a.out(0), a.out(1), a.out(2), a.in(0), a.in(1), a.in(2),
                                   a.dim(0), a.dim(1), op.param);
       return;
@@ -314,13 +434,29 @@ void run_compute(const OpContext& in, const Op& op) {
       norm_backward(a, false);
       return;
     case OpKind::kLinear:
+      if (a.bf16()) {
+        kernels::linear_forward(s, a.bout(0), a.bin(0), a.bin(1),
+                                a.has_in(2) ? a.bin(2) : nullptr, a.dim(0), a.dim(1), a.dim(2));
+        return;
+      }
       kernels::linear_forward(s, a.out(0), a.in(0), a.in(1), a.has_in(2) ? a.in(2) : nullptr,
                               a.dim(0), a.dim(1), a.dim(2));
       return;
     case OpKind::kLinearBwdData:
+      if (a.bf16()) {
+        kernels::linear_backward_data(s, a.bout(0), a.bin(0), a.bin(1), a.dim(0), a.dim(1),
+                                      a.dim(2));
+        return;
+      }
       kernels::linear_backward_data(s, a.out(0), a.in(0), a.in(1), a.dim(0), a.dim(1), a.dim(2));
       return;
     case OpKind::kLinearBwdWeight:
+      if (a.bf16()) {
+        kernels::linear_backward_weight(s, a.bout(0), a.has_out(1) ? a.bout(1) : nullptr,
+                                        a.bin(0), a.bin(1), a.dim(0), a.dim(1), a.dim(2),
+                                        a.accumulate());
+        return;
+      }
       kernels::linear_backward_weight(s, a.out(0), a.has_out(1) ? a.out(1) : nullptr, a.in(0),
                                       a.in(1), a.dim(0), a.dim(1), a.dim(2), a.accumulate());
       return;
@@ -355,9 +491,17 @@ void run_compute(const OpContext& in, const Op& op) {
       cp_attention_backward(in, a, op);
       return;
     case OpKind::kGelu:
+      if (a.bf16()) {
+        kernels::gelu_forward(s, a.bout(0), a.bin(0), a.dim(0) * a.dim(1));
+        return;
+      }
       kernels::gelu_forward(s, a.out(0), a.in(0), a.dim(0) * a.dim(1));
       return;
     case OpKind::kGeluBwd:
+      if (a.bf16()) {
+        kernels::gelu_backward(s, a.bout(0), a.bin(0), a.bin(1), a.dim(0) * a.dim(1));
+        return;
+      }
       kernels::gelu_backward(s, a.out(0), a.in(0), a.in(1), a.dim(0) * a.dim(1));
       return;
     case OpKind::kSwiglu:
@@ -403,9 +547,14 @@ void run_compute(const OpContext& in, const Op& op) {
           kernels::cross_entropy_from_stats(s, nullptr, &sum, a.in(1), n);
           *static_cast<double*>(loss) += static_cast<double>(sum) / static_cast<double>(n);
         } else {
-          kernels::Buffer scalar(s, sizeof(float));
-          kernels::cross_entropy_from_stats(s, nullptr, scalar.as<float>(), a.in(1), n);
-          kernels::copy_from_buffer(s, &sum, scalar, sizeof sum);
+          kernels::Buffer own;
+          float* scalar = in.device_scalar();
+          if (scalar == nullptr) {
+            own = kernels::Buffer(s, sizeof(float));
+            scalar = own.as<float>();
+          }
+          kernels::cross_entropy_from_stats(s, nullptr, scalar, a.in(1), n);
+          kernels::copy_to_host(s, &sum, scalar, sizeof sum);
           double total = 0;
           kernels::copy_to_host(s, &total, loss, sizeof total).synchronize();
           total += static_cast<double>(sum) / static_cast<double>(n);
@@ -431,6 +580,21 @@ void run_compute(const OpContext& in, const Op& op) {
   }
   STRATA_CHECK(false, std::string("op ") + strategies::op_kind_name(op.kind) +
                           " is not a compute op");
+}
+
+void run_compute(const OpContext& in, const Op& op) {
+  const strategies::Program& p = in.program();
+  bool any_bf16 = false;
+  for (int i = 0; i < op.n_in + op.n_out; ++i) {
+    any_bf16 = any_bf16 || p.buffers[p.operands[op.operands + i]].dtype == strategies::DType::kBf16;
+  }
+  if (!any_bf16 || native_bf16(in, op)) {
+    run_kernels(in, op);
+    return;
+  }
+  Widened wide(in, op);
+  run_kernels(wide, op);
+  wide.store();
 }
 
 }  // namespace strata::exec::detail

@@ -1,6 +1,7 @@
 // The byte-level corpus and its deterministic sampling; see data.hpp.
 #include "executor/data.hpp"
 
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 
@@ -52,6 +53,12 @@ void Corpus::batch(std::int64_t first, int count, std::vector<std::int32_t>& tok
   }
 }
 
-std::string default_corpus_path() { return std::string(STRATA_CONFIG_DIR) + "/data/tiny-corpus.txt"; }
+std::string default_corpus_path() {
+  // STRATA_CONFIG_DIR overrides the build's configs/ as it does for the CLI's bundled specs
+  // (a copied build on another machine: scripts/gpu-check.sh).
+  const char* env = std::getenv("STRATA_CONFIG_DIR");
+  return std::string(env != nullptr && *env != '\0' ? env : STRATA_CONFIG_DIR) +
+         "/data/tiny-corpus.txt";
+}
 
 }  // namespace strata::exec

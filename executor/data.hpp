@@ -40,7 +40,8 @@ class Corpus {
   std::uint64_t seed_ = 0;
 };
 
-// The bundled corpus (configs/data/tiny-corpus.txt) in this build's source tree.
+// The bundled corpus (configs/data/tiny-corpus.txt) in this build's source tree, or under the
+// environment's STRATA_CONFIG_DIR when set.
 std::string default_corpus_path();
 
 }  // namespace strata::exec

@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "executor/params.hpp"
+#include "kernels/dtype.hpp"
 
 namespace strata::exec {
 
@@ -45,9 +46,14 @@ Executor::Executor(const strategies::ProgramSet& plan, Comm& comm, const Corpus&
     throw ConfigError("world size = " + std::to_string(comm.size()) + ": the Plan has " +
                       std::to_string(plan.world_size) + " ranks (dp * tp * pp * cp)");
   }
-  const std::string why = refusal(plan, comm.rank());
+  const std::string why = refusal(plan, comm.rank(), options.backend);
   if (!why.empty()) throw ConfigError("the executor cannot run this Plan: " + why);
-  interp_ = std::make_unique<Interpreter>(plan, comm, corpus);
+  if (comm.device_buffers() && options.backend != kernels::Backend::kCuda) {
+    throw ConfigError("the " + comm.backend() +
+                      " communicator moves device memory: run on a CUDA device (--device cuda)");
+  }
+  interp_ = std::make_unique<Interpreter>(plan, comm, corpus,
+                                          open_stream(options.backend, options.device));
   interp_->set_adam(options.adam);
   interp_->set_test_gradient_scale(options.test_gradient_scale);
   std::vector<int> everyone;
@@ -118,7 +124,19 @@ void Executor::capture() {
       g.parts = p.shard_parts;
       g.index = interp_->group_index(p.shard_group);
       g.begin = lo - p.bucket_offset;
-      g.values.assign(grads.f32() + (lo - shift), grads.f32() + (hi - shift));
+      g.values.resize(static_cast<std::size_t>(hi - lo));
+      const std::size_t bytes = static_cast<std::size_t>(strategies::dtype_bytes(grads.dtype));
+      std::vector<char> raw(g.values.size() * bytes);
+      kernels::copy_to_host(interp_->stream(), raw.data(),
+                            static_cast<const char*>(grads.data) + (lo - shift) * bytes,
+                            raw.size())
+          .synchronize();
+      if (grads.dtype == strategies::DType::kBf16) {
+        g.values = kernels::widen(reinterpret_cast<const kernels::bf16*>(raw.data()),
+                                  static_cast<std::int64_t>(g.values.size()));
+      } else {
+        std::memcpy(g.values.data(), raw.data(), raw.size());
+      }
       gradients_.push_back(std::move(g));
     }
   }

@@ -20,6 +20,9 @@
 namespace strata::exec {
 
 struct RunOptions {
+  // Where the rank's tensors live and its ops run: the CPU, or CUDA device `device`.
+  kernels::Backend backend = kernels::Backend::kCpu;
+  int device = 0;
   std::uint64_t seed = 1234;  // parameter initialisation (params.hpp) and data sampling
   kernels::AdamWOptions adam = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f};
   // Fault injection for the tests: the logits' gradient scaled by this (1 = none), which

@@ -52,13 +52,28 @@ std::int64_t view_offset_elements(const strategies::ProgramSet& plan, int rank, 
   return b.view_offset * part;
 }
 
-std::string refusal(const strategies::ProgramSet& plan, int rank) {
+kernels::Stream open_stream(kernels::Backend backend, int device) {
+  if (backend == kernels::Backend::kCpu) return kernels::Stream::cpu();
+  if (device < 0) throw ConfigError("device = " + std::to_string(device) + ": must be >= 0");
+  const int count = kernels::cuda_device_count();
+  if (count <= device) {
+    const std::string why = count == 0 ? kernels::cuda_unavailable_reason()
+                                       : std::to_string(count) + " device(s)";
+    throw ConfigError("device cuda:" + std::to_string(device) + " is not available (" + why +
+                      "): run on the CPU, or on a machine with a GPU");
+  }
+  return kernels::Stream::cuda(device);
+}
+
+std::string refusal(const strategies::ProgramSet& plan, int rank, kernels::Backend backend) {
   const strategies::Program& p = plan.program_of(rank);
+  const bool cuda = backend == kernels::Backend::kCuda;
+  const std::string executor = cuda ? "the CUDA executor" : "the CPU executor";
   // FP8 first: its 16-bit buffers would otherwise be reported as a precision to change.
   for (const Op& op : p.ops) {
     if (op.kind == OpKind::kFp8Cast || op.dtype == DType::kFp8) {
       return std::string("op ") + strategies::op_kind_name(op.kind) +
-             " runs in FP8 (strategy \"fp8\"): the CPU executor computes in fp32 and does not "
+             " runs in FP8 (strategy \"fp8\"): " + executor + " computes in fp32 and does not "
              "emulate FP8; FP8 plans are simulated only (set the strategy's \"fp8\": \"none\" "
              "to run it)";
     }
@@ -73,16 +88,22 @@ std::string refusal(const strategies::ProgramSet& plan, int rank) {
              "\"dropout\": false)";
     }
     const bool loss = b.kind == strategies::TensorKind::kLoss;
-    if (!ids && !loss && b.dtype != DType::kFp32) {
+    if (!ids && !loss && b.dtype != DType::kFp32 && b.dtype != DType::kBf16) {
       return "buffer " + p.buffer_name(static_cast<std::int32_t>(i)) + " is " +
-             strategies::dtype_name(b.dtype) +
-             ": the CPU executor computes in fp32 (set the strategy's \"precision\": \"fp32\")";
+             strategies::dtype_name(b.dtype) + ": " + executor +
+             " computes in fp32 and bf16 (set the strategy's \"precision\": \"bf16\" or "
+             "\"fp32\")";
     }
   }
   for (const Op& op : p.ops) {
     if ((op.flags & strategies::kRotary) != 0) {
       return "op attention uses rotary position embeddings, which the executor does not "
              "implement yet (GPT models with learned positions run)";
+    }
+    if (cuda && (op.kind == OpKind::kCpAttention || op.kind == OpKind::kCpAttentionBwd)) {
+      return std::string("op ") + strategies::op_kind_name(op.kind) +
+             " (context parallelism) has no CUDA kernel yet: run it on the CPU (--device cpu) "
+             "or set the strategy's \"cp\": 1";
     }
     const bool attention = op.kind == OpKind::kAttention || op.kind == OpKind::kFlashAttention;
     if (attention && op.dims[4] != op.dims[2]) {
@@ -118,6 +139,8 @@ Interpreter::Interpreter(const strategies::ProgramSet& plan, Comm& comm, const C
   }
   starts_.resize(program_.tasks.size());
   ends_.resize(program_.tasks.size());
+  arena_.plan(program_);
+  if (stream_.backend() == kernels::Backend::kCuda) scalar_ = kernels::Buffer(stream_, sizeof(float));
   for (std::size_t id = 0; id < program_.buffers.size(); ++id) {
     const Buffer& b = program_.buffers[id];
     if (b.is_view()) continue;
@@ -205,15 +228,36 @@ void Interpreter::run_step(int step, const std::function<void(std::uint32_t)>& b
                          static_cast<std::size_t>(v.elements() * strategies::dtype_bytes(v.dtype)));
     }
   }
+  // On a device the host only enqueues: each task's span is read from timing events recorded
+  // on the stream around it, counted from one recorded at the start of the step (when the
+  // stream is idle: the previous step ended with it synchronized).
+  const bool device = stream_.backend() == kernels::Backend::kCuda && done != nullptr;
+  std::vector<kernels::Event> marks;
+  const double step_start = now_s() - t0;
+  if (device) {
+    marks.reserve(2 * program_.tasks.size() + 1);
+    marks.push_back(stream_.record_event(kernels::EventTiming::kOn));
+  }
   for (std::uint32_t i = 0; i < program_.tasks.size(); ++i) {
     if (before_task) before_task(i);
     const double start = now_s();
+    if (device) marks.push_back(stream_.record_event(kernels::EventTiming::kOn));
     allocate_starting(i);
     run_task(i);
     release_ending(i);
-    if (done != nullptr) done->emplace_back(i, start - t0, now_s() - t0);
+    if (device) {
+      marks.push_back(stream_.record_event(kernels::EventTiming::kOn));
+    } else if (done != nullptr) {
+      done->emplace_back(i, start - t0, now_s() - t0);
+    }
   }
   finish_sends();
+  stream_.synchronize();
+  for (std::uint32_t i = 0; device && i < program_.tasks.size(); ++i) {
+    const double begin = kernels::Event::elapsed_ms(marks[0], marks[1 + 2 * i]) * 1e-3;
+    const double end = kernels::Event::elapsed_ms(marks[0], marks[2 + 2 * i]) * 1e-3;
+    done->emplace_back(i, step_start + begin, step_start + end);
+  }
 }
 
 void Interpreter::run_task(std::uint32_t i) {

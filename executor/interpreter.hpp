@@ -5,9 +5,10 @@
 // tp, sp, pp, dp, ZeRO and recompute are all in which ops the Plan names, on which buffers and
 // groups (DESIGN.md "Executor"; docs/executor.md).
 //
-// Kernels see backend-neutral tensor views (pointer, shape, dtype, backend), so a CUDA backend
-// plugs in with its stream and buffers; this build runs fp32 on the CPU and refuses, before any
-// work, a program that needs anything else (refusal()).
+// Kernels see backend-neutral tensor views (pointer, shape, dtype, backend): the same program
+// runs on the CPU or, given a CUDA stream, with every tensor in device memory and every op a
+// CUDA kernel (docs/executor.md "On a GPU"). It runs fp32 and refuses, before any work, a
+// program that needs anything else (refusal()).
 #pragma once
 
 #include <cstdint>
@@ -27,22 +28,27 @@
 
 namespace strata::exec {
 
-// What the program of `rank` needs that this executor cannot run (an op kind, a dtype, a
-// feature flag), as one message naming the first such op and buffer; empty when it can run.
-std::string refusal(const strategies::ProgramSet& plan, int rank);
+// What the program of `rank` needs that this executor cannot run on `backend` (an op kind, a
+// dtype, a feature flag), as one message naming the first such op and buffer; empty when it
+// can run.
+std::string refusal(const strategies::ProgramSet& plan, int rank,
+                    kernels::Backend backend = kernels::Backend::kCpu);
+
+// A stream of `backend`: the CPU, or CUDA device `device` (ConfigError with the reason when
+// this build or machine has none).
+kernels::Stream open_stream(kernels::Backend backend, int device);
 
 class Interpreter final : public OpContext {
  public:
   // Makes this rank's communication groups (collective over the world: every rank constructs
-  // its Interpreter at the same time) and allocates its persistent buffers, zeroed, on
-  // `stream`'s backend (the CPU here; a CUDA stream and NCCL communication are the GPU
-  // backend's to add).
+  // its Interpreter at the same time), places its buffers (memory.hpp) and allocates the
+  // arena, persistent buffers zeroed, on `stream`'s backend.
   Interpreter(const strategies::ProgramSet& plan, Comm& comm, const Corpus& corpus,
               kernels::Stream stream = kernels::Stream::cpu());
 
-  // Runs every task once: one optimizer step, numbered `step` (1 for the first). `before_task`
-  // (if set) is called before each task with its id; `done` receives each task's start and end
-  // (seconds since `t0`).
+  // Runs every task once: one optimizer step, numbered `step` (1 for the first), and waits for
+  // the stream. `before_task` (if set) is called before each task with its id; `done` receives
+  // each task's start and end (seconds since `t0`; on a device, from timing events around it).
   void run_step(int step, const std::function<void(std::uint32_t)>& before_task,
                 std::vector<std::tuple<std::uint32_t, double, double>>* done, double t0);
 
@@ -58,6 +64,10 @@ class Interpreter final : public OpContext {
   Arena& arena() { return arena_; }
   const kernels::Stream& stream() const override { return stream_; }
   const Corpus* corpus() const override { return &corpus_; }
+  float* device_scalar() const override {
+    return stream_.backend() == kernels::Backend::kCuda ? const_cast<float*>(scalar_.as<float>())
+                                                        : nullptr;
+  }
   int step() const override { return step_; }
   // Tag of the executor's own transfers outside the Plan (trace gathering), above every Plan tag.
   int bookkeeping_tag() const { return comm_.max_tag() - 1; }
@@ -86,6 +96,7 @@ class Interpreter final : public OpContext {
   const strategies::Program& program_;
   kernels::Stream stream_;
   Arena arena_;
+  kernels::Buffer scalar_;  // device_scalar() (a CUDA stream's)
   std::map<std::tuple<int, int, int>, GroupId> groups_;  // (kind, layout, layout_from)
   std::vector<std::vector<std::int32_t>> starts_, ends_;  // per task: buffers it allocates, frees
   int step_ = 0;

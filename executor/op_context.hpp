@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/backend.hpp"
+#include "kernels/dtype.hpp"
 #include "kernels/model_ops.hpp"
 #include "strategies/program.hpp"
 
@@ -26,6 +27,7 @@ struct TensorView {
 
   std::int64_t elements() const;
   float* f32() const { return static_cast<float*>(data); }
+  kernels::bf16* bf() const { return static_cast<kernels::bf16*>(data); }
   std::int32_t* i32() const { return static_cast<std::int32_t*>(data); }
 };
 
@@ -54,6 +56,9 @@ class OpContext {
   virtual float test_gradient_scale() const = 0;
   // The training data of load_batch; nullptr where there is none (the op timer).
   virtual const Corpus* corpus() const = 0;
+  // A float of device memory on stream()'s device that an op may use within its task (the
+  // loss scalar on its way to the host), allocated once; nullptr where there is none.
+  virtual float* device_scalar() const { return nullptr; }
 };
 
 }  // namespace strata::exec

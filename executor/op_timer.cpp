@@ -19,6 +19,7 @@
 #include "executor/interpreter.hpp"
 #include "executor/op_context.hpp"
 #include "kernels/backend.hpp"
+#include "kernels/dtype.hpp"
 
 namespace strata::exec {
 
@@ -137,6 +138,11 @@ void fill(const kernels::Stream& stream, InputSet& set, const Operands& ops, con
       for (std::size_t i = 0; i < bytes / sizeof(float); ++i) {
         x[i] = 0.5f + static_cast<float>(splitmix64(state) >> 40) * 0x1.0p-24f;
       }
+    } else if (dtype == DType::kBf16) {  // the same values, rounded
+      kernels::bf16* x = static_cast<kernels::bf16*>(data);
+      for (std::size_t i = 0; i < bytes / sizeof(kernels::bf16); ++i) {
+        x[i] = kernels::to_bf16(0.5f + static_cast<float>(splitmix64(state) >> 40) * 0x1.0p-24f);
+      }
     } else if (dtype == DType::kInt32) {
       std::int32_t* x = static_cast<std::int32_t*>(data);
       for (std::size_t i = 0; i < bytes / sizeof(std::int32_t); ++i) {
@@ -152,15 +158,11 @@ void fill(const kernels::Stream& stream, InputSet& set, const Operands& ops, con
 // The stream ops are timed on: the CPU, or CUDA device `device` (ConfigError with the reason
 // when this build or machine has none).
 kernels::Stream timing_stream(const OpTimerOptions& o) {
-  if (o.backend == kernels::Backend::kCpu) return kernels::Stream::cpu();
-  if (kernels::cuda_device_count() <= o.device) {
-    const std::string why = kernels::cuda_device_count() == 0
-                                ? kernels::cuda_unavailable_reason()
-                                : std::to_string(kernels::cuda_device_count()) + " device(s)";
-    throw ConfigError("device cuda:" + std::to_string(o.device) + " is not available (" + why +
-                      "): time the ops on the CPU, or on a machine with a GPU");
+  try {
+    return open_stream(o.backend, o.device);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string(e.what()) + "; time the ops on the CPU");
   }
-  return kernels::Stream::cuda(o.device);
 }
 
 // The OpContext of a timed op: the operand views of the input set in use, the given rank's

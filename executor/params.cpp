@@ -6,6 +6,7 @@
 #include "common/error.hpp"
 #include "common/hash.hpp"
 #include "executor/interpreter.hpp"
+#include "kernels/dtype.hpp"
 
 namespace strata::exec {
 
@@ -92,16 +93,35 @@ void initialise_parameters(Interpreter& in, std::uint64_t seed) {
       const std::vector<float> v = initial_values(p, in.group_index(p.shard_group), seed);
       std::copy(v.begin(), v.end(), flat.begin() + p.bucket_offset);
     }
-    const TensorView dst = in.view(b.params);
-    if (dst.elements() == b.elements) {
-      std::copy(flat.begin(), flat.end(), dst.f32());
-      continue;
-    }
-    // ZeRO-3: the rank holds its part of the bucket.
-    const strategies::Part part = strategies::partition(
-        b.elements, static_cast<int>(in.plan().group_ranks(in.rank(), b.dp_group).size()),
-        in.group_index(b.dp_group));
-    std::copy(flat.begin() + part.offset, flat.begin() + part.offset + part.count, dst.f32());
+    // The whole bucket, or (ZeRO-3; the master weights under ZeRO >= 1) the rank's part of it;
+    // host to host or host to device. 16-bit parameters hold the values rounded, their fp32
+    // master copy the values themselves.
+    auto write = [&](std::int32_t id) {
+      const TensorView dst = in.view(id);
+      strategies::Part part{0, b.elements};
+      if (dst.elements() != b.elements) {
+        part = strategies::partition(
+            b.elements, static_cast<int>(in.plan().group_ranks(in.rank(), b.dp_group).size()),
+            in.group_index(b.dp_group));
+      }
+      const float* from = flat.data() + part.offset;
+      if (dst.dtype == strategies::DType::kBf16) {
+        std::vector<kernels::bf16> rounded(static_cast<std::size_t>(part.count));
+        kernels::narrow(rounded.data(), from, part.count);
+        kernels::copy_from_host(in.stream(), dst.data, rounded.data(),
+                                rounded.size() * sizeof(kernels::bf16))
+            .synchronize();
+        return;
+      }
+      STRATA_CHECK(dst.dtype == strategies::DType::kFp32,
+                   std::string("parameters in ") + strategies::dtype_name(dst.dtype) +
+                       ": the executor initialises fp32 and bf16 ones");
+      kernels::copy_from_host(in.stream(), dst.data, from,
+                              static_cast<std::size_t>(part.count) * sizeof(float))
+          .synchronize();
+    };
+    write(b.params);
+    if (b.master >= 0) write(b.master);
   }
 }
 

@@ -3,10 +3,12 @@
 // (and, through kernels/model_ops.hpp, the other ops of a training step: embedding, RMSNorm,
 // linear, attention, SwiGLU, cross-entropy, AdamW; through kernels/parallel_ops.hpp, the ops on
 // one shard of a vocabulary- or sequence-parallel layout; through kernels/elementwise_ops.hpp,
-// in-place additions, scaling and bias gradients)
+// in-place additions, scaling and bias gradients; through kernels/bf16_ops.hpp, the ops on bf16
+// tensors so far: GELU, LayerNorm, the linear layer, the in-place addition and conversions)
 //
 // Contract shared by every op:
-// - fp32, row-major, contiguous tensors; shapes are annotated as // (N, C).
+// - fp32 (or, for the ops of bf16_ops.hpp, bf16), row-major, contiguous tensors; shapes are
+//   annotated as // (N, C).
 // - every pointer lives in memory of the stream's backend and device (a Buffer on that stream).
 // - the op is enqueued on `stream` and the returned Event completes when its outputs are ready;
 //   on the CPU the work is done before the call returns.
@@ -21,6 +23,7 @@
 #include <cstdint>
 
 #include "kernels/backend.hpp"
+#include "kernels/bf16_ops.hpp"         // IWYU pragma: export
 #include "kernels/elementwise_ops.hpp"  // IWYU pragma: export
 #include "kernels/model_ops.hpp"        // IWYU pragma: export
 #include "kernels/parallel_ops.hpp"     // IWYU pragma: export

@@ -87,6 +87,7 @@ json::Json run_to_json(const RunRecord& r) {
           {"cluster", r.cluster},
           {"world_size", r.world_size},
           {"backend", r.backend},
+          {"device", r.device},
           {"seed", r.seed},
           {"first_step", r.first_step},
           {"lr", r.lr},
@@ -126,6 +127,7 @@ RunRecord run_from_json(const json::Json& j, const std::string& file) {
         run.cluster = r.get_string("cluster");
         run.world_size = detail::small_int(r, "world_size", 1);
         run.backend = r.get_string("backend");
+        run.device = r.get_string_or("device", "cpu");
         run.seed = static_cast<std::uint64_t>(detail::checked_int(r, "seed", 0, 1LL << 62));
         run.first_step = detail::small_int(r, "first_step", 1);
         run.lr = r.get_number("lr");

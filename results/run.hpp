@@ -54,6 +54,8 @@ struct RunRecord {
   std::string model, strategy, cluster;  // the specs' names
   int world_size = 0;
   std::string backend;  // the communication backend ("mpi", "local")
+  // Where the tensors lived: "cpu", or "cuda:N (the GPU's name)"; "cpu" when a file lacks it.
+  std::string device = "cpu";
   std::uint64_t seed = 0;
   int first_step = 1;          // the first step this run executed
   double lr = 0;               // AdamW learning rate

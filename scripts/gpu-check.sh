@@ -2,11 +2,14 @@
 # The GPU checks, prepared to run in one call on a lent GPU machine (docs/gpu-results.md).
 #
 #   bash scripts/gpu-check.sh build   # here: the gpu preset (no MPI, SimGrid or Qt; no
-#                                     # -march=native) builds kernels_tests and kernels_bench,
-#                                     # copied into gpu-bin/ (about 6 MB; git ignores it)
+#                                     # -march=native) builds kernels_tests, kernels_bench,
+#                                     # executor_tests and strata, copied into gpu-bin/ (git
+#                                     # ignores it)
 #   bash scripts/gpu-check.sh run     # there, with gpu-bin/ carried: the GPU, the CUDA tests
-#                                     # (every op against the CPU, determinism, edges) and the
-#                                     # kernel benchmarks; logs into $OUT (default gpu-out/)
+#                                     # (every op against the CPU, determinism, edges; the
+#                                     # executor on CUDA against the CPU's losses), the kernel
+#                                     # benchmarks, and `strata run --device cuda` with its
+#                                     # measured trace; logs into $OUT (default gpu-out/)
 #
 # The machine there has a driver and a CUDA toolkit but no GoogleTest, hence the binaries built
 # here. They load libcublas from the toolkit there: its lib64 is put on LD_LIBRARY_PATH.
@@ -15,9 +18,10 @@ cd "$(dirname "$0")/.."
 case "${1:-}" in
   build)
     cmake --preset gpu >/dev/null
-    cmake --build --preset gpu -j "$(nproc)" --target kernels_tests kernels_bench
+    cmake --build --preset gpu -j "$(nproc)" --target kernels_tests kernels_bench executor_tests strata
     rm -rf gpu-bin && mkdir -p gpu-bin
-    cp build/gpu/tests/kernels/kernels_tests build/gpu/kernels/kernels_bench gpu-bin/
+    cp build/gpu/tests/kernels/kernels_tests build/gpu/kernels/kernels_bench \
+      build/gpu/tests/executor/executor_tests build/gpu/cli/strata gpu-bin/
     ls -la gpu-bin
     ;;
   run)
@@ -43,10 +47,21 @@ case "${1:-}" in
     # There a CUDA test that skips is a failure (no device found where one should be).
     STRATA_REQUIRE_CUDA=1 gpu-bin/kernels_tests \
       --gtest_output="xml:$out/kernels_tests.xml" > "$out/kernels_tests.txt" 2>&1 || status=$?
+    # The copied binaries find the specs and the corpus in this checkout, not the build's.
+    export STRATA_CONFIG_DIR="$PWD/configs"
+    STRATA_REQUIRE_CUDA=1 gpu-bin/executor_tests --gtest_filter='ExecutorCuda*:OpTimer*' \
+      --gtest_output="xml:$out/executor_tests.xml" > "$out/executor_tests.txt" 2>&1 || status=$?
+    for device in cpu cuda; do
+      gpu-bin/strata run --model gpt-tiny --strategy tiny-1rank --steps 20 --device "$device" \
+        --json "$out/run-tiny-$device.json" --trace "$out/trace-tiny-$device.json" \
+        > "$out/run-tiny-$device.txt" 2>&1 || status=$?
+    done
     gpu-bin/kernels_bench --backend all --reps 20 > "$out/kernels_bench.txt" 2>&1 || status=$?
     gpu-bin/kernels_bench --backend cuda --reps 20 --gemm 8192,4096,4096 \
       >> "$out/kernels_bench.txt" 2>&1 || status=$?
     tail -5 "$out/kernels_tests.txt"
+    tail -3 "$out/executor_tests.txt"
+    paste <(grep -E "^step" "$out/run-tiny-cpu.txt") <(grep -E "^step" "$out/run-tiny-cuda.txt") || true
     grep -E "^cuda" "$out/kernels_bench.txt" || true
     exit "$status"
     ;;

@@ -1,5 +1,6 @@
 // The linear layer's GEMMs on CUDA through cuBLAS (fp32, cuBLAS's default math: no TF32, so the
-// results agree with the CPU's Eigen GEMMs within fp32 summation-order differences). Row-major
+// results agree with the CPU's Eigen GEMMs within fp32 summation-order differences; bf16 tensors
+// through cublasGemmEx with fp32 accumulation, CUBLAS_COMPUTE_32F, the tensor cores' path). Row-major
 // tensors are column-major tensors transposed, so each row-major product C = A B runs as the
 // column-major C^T = B^T A^T:
 //   y = x W^T          ->  y^T  = W x^T        gemm(T, N, m = OUT, n = N,   k = IN)
@@ -33,6 +34,11 @@ struct Cublas {
   decltype(&cublasSetStream_v2) set_stream;
   decltype(&cublasSetMathMode) set_math_mode;
   decltype(&cublasSgemm_v2) sgemm;
+  // cublasGemmEx's C signature (the header also declares C++ overloads of it).
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                            const void*, const void*, cudaDataType, int, const void*, cudaDataType,
+                            int, const void*, void*, cudaDataType, int, cublasComputeType_t,
+                            cublasGemmAlgo_t);
   decltype(&cublasGetStatusName) status_name;
   decltype(&cublasGetStatusString) status_string;
 };
@@ -62,6 +68,7 @@ const Cublas& cublas() {
     c.set_stream = reinterpret_cast<decltype(c.set_stream)>(symbol("cublasSetStream_v2"));
     c.set_math_mode = reinterpret_cast<decltype(c.set_math_mode)>(symbol("cublasSetMathMode"));
     c.sgemm = reinterpret_cast<decltype(c.sgemm)>(symbol("cublasSgemm_v2"));
+    c.gemm_ex = reinterpret_cast<decltype(c.gemm_ex)>(symbol("cublasGemmEx"));
     c.status_name = reinterpret_cast<decltype(c.status_name)>(symbol("cublasGetStatusName"));
     c.status_string = reinterpret_cast<decltype(c.status_string)>(symbol("cublasGetStatusString"));
     return c;
@@ -115,7 +122,48 @@ int as_int(std::int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
+// The column-major product C = op(A) op(B) (m x n, depth k) on bf16 tensors with fp32
+// accumulation; beta 1 adds into C (read as bf16, the sum rounded once).
+void gemm_bf16(cudaStream_t stream, int device, cublasOperation_t op_a, cublasOperation_t op_b,
+               std::int64_t m, std::int64_t n, std::int64_t k, const bf16* a, std::int64_t lda,
+               const bf16* b, std::int64_t ldb, bool accumulate, bf16* c, std::int64_t ldc,
+               const char* what) {
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  check_cublas(cublas().gemm_ex(handle_for(device, stream), op_a, op_b, as_int(m, "m"),
+                                as_int(n, "n"), as_int(k, "k"), &one, a, CUDA_R_16BF,
+                                as_int(lda, "lda"), b, CUDA_R_16BF, as_int(ldb, "ldb"), &beta, c,
+                                CUDA_R_16BF, as_int(ldc, "ldc"), CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT),
+               what);
+}
+
 }  // namespace
+
+void linear_forward(cudaStream_t stream, int device, bf16* y, const bf16* x, const bf16* weight,
+                    const bf16* bias, std::int64_t n, std::int64_t in, std::int64_t out) {
+  gemm_bf16(stream, device, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, weight, in, x, in, false, y, out,
+            "cublasGemmEx (linear_forward, bf16)");
+  if (bias != nullptr) add_bias_rows(stream, y, bias, n, out);
+}
+
+void linear_backward_data(cudaStream_t stream, int device, bf16* dx, const bf16* dy,
+                          const bf16* weight, std::int64_t n, std::int64_t in, std::int64_t out,
+                          bool accumulate) {
+  gemm_bf16(stream, device, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, weight, in, dy, out, accumulate,
+            dx, in, "cublasGemmEx (linear_backward_data, bf16)");
+}
+
+void linear_backward_weight(cudaStream_t stream, int device, bf16* dweight, bf16* dbias,
+                            const bf16* dy, const bf16* x, std::int64_t n, std::int64_t in,
+                            std::int64_t out, bool accumulate) {
+  if (n > 0) {
+    gemm_bf16(stream, device, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x, in, dy, out, accumulate,
+              dweight, in, "cublasGemmEx (linear_backward_weight, bf16)");
+  } else if (!accumulate) {
+    STRATA_CUDA_CHECK(cudaMemsetAsync(dweight, 0, sizeof(bf16) * out * in, stream));
+  }
+  if (dbias != nullptr) column_sums(stream, dbias, dy, n, out, accumulate);
+}
 
 void linear_forward(cudaStream_t stream, int device, float* y, const float* x, const float* weight,
                     const float* bias, std::int64_t n, std::int64_t in, std::int64_t out) {

@@ -4,8 +4,10 @@
 // thread per column adding the rows in order from row 0, as the CPU does, so they are
 // bit-identical to it; the additions, copies and scalings are too. SwiGLU and AdamW differ from
 // the CPU only in expf/sqrtf rounding and the device's fused multiply-adds (tolerances in
-// tests/kernels/cross_backend_test.cpp).
+// tests/kernels/cross_backend_test.cpp). The bias epilogues, the in-place addition and the
+// conversions also run on bf16 storage (T; fp32 arithmetic, one rounding per stored element).
 #include "kernels/cuda/check.hpp"
+#include "kernels/cuda/dtype.cuh"
 #include "kernels/cuda/grid.cuh"
 #include "kernels/cuda/model_ops_cuda.hpp"
 
@@ -18,18 +20,27 @@ __device__ std::int64_t grid_stride() { return grid::stride(); }
 
 unsigned int grid_for(std::int64_t n) { return grid::blocks_for(n); }
 
-__global__ void add_bias_rows_kernel(float* __restrict__ y, const float* __restrict__ bias,
+template <typename T>
+__global__ void add_bias_rows_kernel(T* __restrict__ y, const T* __restrict__ bias,
                                      std::int64_t rows, std::int64_t c) {
-  for (std::int64_t i = first_index(); i < rows * c; i += grid_stride()) y[i] = y[i] + bias[i % c];
+  for (std::int64_t i = first_index(); i < rows * c; i += grid_stride()) {
+    y[i] = st<T>(ld(y[i]) + ld(bias[i % c]));
+  }
 }
 
-__global__ void column_sums_kernel(float* __restrict__ dbias, const float* __restrict__ dy,
+template <typename T>
+__global__ void column_sums_kernel(T* __restrict__ dbias, const T* __restrict__ dy,
                                    std::int64_t rows, std::int64_t c, bool accumulate) {
   for (std::int64_t j = first_index(); j < c; j += grid_stride()) {
     float acc = 0.0f;
-    for (std::int64_t i = 0; i < rows; ++i) acc += dy[i * c + j];
-    dbias[j] = accumulate ? dbias[j] + acc : acc;
+    for (std::int64_t i = 0; i < rows; ++i) acc += ld(dy[i * c + j]);
+    dbias[j] = st<T>(accumulate ? ld(dbias[j]) + acc : acc);
   }
+}
+
+template <typename To, typename From>
+__global__ void convert_kernel(To* __restrict__ y, const From* __restrict__ x, std::int64_t n) {
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) y[i] = st<To>(ld(x[i]));
 }
 
 __global__ void bias_backward_kernel(float* __restrict__ dbias, const float* __restrict__ dy,
@@ -41,9 +52,9 @@ __global__ void bias_backward_kernel(float* __restrict__ dbias, const float* __r
   }
 }
 
-__global__ void add_inplace_kernel(float* __restrict__ y, const float* __restrict__ x,
-                                   std::int64_t n) {
-  for (std::int64_t i = first_index(); i < n; i += grid_stride()) y[i] = y[i] + x[i];
+template <typename T>
+__global__ void add_inplace_kernel(T* __restrict__ y, const T* __restrict__ x, std::int64_t n) {
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) y[i] = st<T>(ld(y[i]) + ld(x[i]));
 }
 
 __global__ void scale_inplace_kernel(float* __restrict__ y, float alpha, std::int64_t n) {
@@ -117,26 +128,67 @@ __global__ void adamw_kernel(float* __restrict__ params, float* __restrict__ m,
   }
 }
 
-}  // namespace
-
-void add_bias_rows(cudaStream_t stream, float* y, const float* bias, std::int64_t rows,
-                   std::int64_t c) {
+template <typename T>
+void bias_rows(cudaStream_t stream, T* y, const T* bias, std::int64_t rows, std::int64_t c) {
   if (rows * c == 0) return;
   add_bias_rows_kernel<<<grid_for(rows * c), kBlock, 0, stream>>>(y, bias, rows, c);
   STRATA_CUDA_CHECK(cudaGetLastError());
 }
 
-void column_sums(cudaStream_t stream, float* dbias, const float* dy, std::int64_t rows,
-                 std::int64_t c, bool accumulate) {
+template <typename T>
+void sums(cudaStream_t stream, T* dbias, const T* dy, std::int64_t rows, std::int64_t c,
+          bool accumulate) {
   if (rows == 0 && accumulate) return;
   column_sums_kernel<<<grid_for(c), kBlock, 0, stream>>>(dbias, dy, rows, c, accumulate);
   STRATA_CUDA_CHECK(cudaGetLastError());
 }
 
-void add_inplace(cudaStream_t stream, float* y, const float* x, std::int64_t n) {
+template <typename T>
+void add(cudaStream_t stream, T* y, const T* x, std::int64_t n) {
   if (n == 0) return;
   add_inplace_kernel<<<grid_for(n), kBlock, 0, stream>>>(y, x, n);
   STRATA_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename To, typename From>
+void convert_n(cudaStream_t stream, To* y, const From* x, std::int64_t n) {
+  if (n == 0) return;
+  convert_kernel<<<grid_for(n), kBlock, 0, stream>>>(y, x, n);
+  STRATA_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void add_bias_rows(cudaStream_t stream, float* y, const float* bias, std::int64_t rows,
+                   std::int64_t c) {
+  bias_rows(stream, y, bias, rows, c);
+}
+void add_bias_rows(cudaStream_t stream, bf16* y, const bf16* bias, std::int64_t rows,
+                   std::int64_t c) {
+  bias_rows(stream, dev(y), dev(bias), rows, c);
+}
+
+void column_sums(cudaStream_t stream, float* dbias, const float* dy, std::int64_t rows,
+                 std::int64_t c, bool accumulate) {
+  sums(stream, dbias, dy, rows, c, accumulate);
+}
+void column_sums(cudaStream_t stream, bf16* dbias, const bf16* dy, std::int64_t rows,
+                 std::int64_t c, bool accumulate) {
+  sums(stream, dev(dbias), dev(dy), rows, c, accumulate);
+}
+
+void add_inplace(cudaStream_t stream, float* y, const float* x, std::int64_t n) {
+  add(stream, y, x, n);
+}
+void add_inplace(cudaStream_t stream, bf16* y, const bf16* x, std::int64_t n) {
+  add(stream, dev(y), dev(x), n);
+}
+
+void convert(cudaStream_t stream, bf16* y, const float* x, std::int64_t n) {
+  convert_n(stream, dev(y), x, n);
+}
+void convert(cudaStream_t stream, float* y, const bf16* x, std::int64_t n) {
+  convert_n(stream, y, dev(x), n);
 }
 
 void scale_inplace(cudaStream_t stream, float* y, float alpha, std::int64_t n) {

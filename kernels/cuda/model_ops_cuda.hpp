@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/backend.hpp"
+#include "kernels/dtype.hpp"
 #include "kernels/cuda/runtime.hpp"
 
 namespace strata::kernels::cuda {
@@ -85,6 +86,16 @@ void linear_backward_data(cudaStream_t stream, int device, float* dx, const floa
 void linear_backward_weight(cudaStream_t stream, int device, float* dweight, float* dbias,
                             const float* dy, const float* x, std::int64_t n, std::int64_t in,
                             std::int64_t out, bool accumulate);
+// bf16 tensors, fp32 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F), the product rounded once;
+// the bias added (and rounded) after it, its gradient summed in fp32.
+void linear_forward(cudaStream_t stream, int device, bf16* y, const bf16* x, const bf16* weight,
+                    const bf16* bias, std::int64_t n, std::int64_t in, std::int64_t out);
+void linear_backward_data(cudaStream_t stream, int device, bf16* dx, const bf16* dy,
+                          const bf16* weight, std::int64_t n, std::int64_t in, std::int64_t out,
+                          bool accumulate);
+void linear_backward_weight(cudaStream_t stream, int device, bf16* dweight, bf16* dbias,
+                            const bf16* dy, const bf16* x, std::int64_t n, std::int64_t in,
+                            std::int64_t out, bool accumulate);
 
 // --- Element-wise (elementwise.cu) -------------------------------------------------------------
 // y[i, j] += bias[j] over rows x c.
@@ -95,6 +106,15 @@ void add_bias_rows(cudaStream_t stream, float* y, const float* bias, std::int64_
 void column_sums(cudaStream_t stream, float* dbias, const float* dy, std::int64_t rows,
                  std::int64_t c, bool accumulate);
 void add_inplace(cudaStream_t stream, float* y, const float* x, std::int64_t n);
+// The same on bf16 storage (fp32 arithmetic, one rounding per stored element), and the
+// conversions fp32 -> bf16 (to nearest even) and bf16 -> fp32 (exact).
+void add_bias_rows(cudaStream_t stream, bf16* y, const bf16* bias, std::int64_t rows,
+                   std::int64_t c);
+void column_sums(cudaStream_t stream, bf16* dbias, const bf16* dy, std::int64_t rows,
+                 std::int64_t c, bool accumulate);
+void add_inplace(cudaStream_t stream, bf16* y, const bf16* x, std::int64_t n);
+void convert(cudaStream_t stream, bf16* y, const float* x, std::int64_t n);
+void convert(cudaStream_t stream, float* y, const bf16* x, std::int64_t n);
 void scale_inplace(cudaStream_t stream, float* y, float alpha, std::int64_t n);
 void copy_columns(cudaStream_t stream, float* y, std::int64_t ldy, const float* x, std::int64_t ldx,
                   std::int64_t rows, std::int64_t width, bool accumulate);

@@ -228,8 +228,8 @@ TEST_F(Cli, ProfileOpsWritesAProfileTheReaderAccepts) {
 TEST_F(Cli, ProfileOpsRefusesBadFlagsAndWritesNothing) {
   const std::string out = (dir_ / "profile.json").string();
   const std::string base = "profile ops --model gpt-tiny --strategy tiny-1rank --out " + out;
-  const std::string bf16 = write("bf16.json", R"({"name": "bf16", "micro_batch_size": 2,
-    "global_batch_size": 8, "precision": "bf16"})");
+  const std::string fp16 = write("fp16.json", R"({"name": "fp16", "micro_batch_size": 2,
+    "global_batch_size": 8, "precision": "fp16"})");
   const std::pair<std::string, std::string> cases[] = {
       {base + " --repetitions 0", "--repetitions = 0"},
       {base + " --warmup -1", "--warmup = -1"},
@@ -238,7 +238,7 @@ TEST_F(Cli, ProfileOpsRefusesBadFlagsAndWritesNothing) {
       {base + " --device tpu", "--device = tpu"},
       {base + " --frobnicate 3", "--frobnicate"},
       {"profile ops --model gpt-tiny --strategy tiny-1rank", "--out"},
-      {"profile ops --model gpt-tiny --strategy " + bf16 + " --out " + out,
+      {"profile ops --model gpt-tiny --strategy " + fp16 + " --out " + out,
        "the executor cannot run this Plan"},
       {base + " --cluster dgx-a100-128n", "is a GPU"},
   };

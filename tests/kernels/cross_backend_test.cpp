@@ -38,6 +38,10 @@ struct OpCase {
   std::function<Event(const Stream&, const std::vector<float*>&, const std::vector<const float*>&)>
       run;
   std::function<Tensors()> initial_outputs = nullptr;
+  // Which inputs and outputs are bf16 tensors (empty: all fp32). The host values of a bf16
+  // input are rounded to bf16 on upload (both backends get the same bits); a bf16 output is
+  // read back widened. `run` then gets their pointers as float* and casts them back (bf16_of).
+  std::vector<bool> bf16_inputs = {}, bf16_outputs = {};
 };
 
 // Names the case in gtest's messages instead of dumping its bytes.
@@ -610,6 +614,121 @@ std::vector<OpCase> elementwise_cases(std::int64_t rows, std::int64_t c) {
   return out;
 }
 
+// --- bf16 ------------------------------------------------------------------------------------
+// Each bf16 case is an fp32 case's inputs and shapes with its tensors stored as bf16 (the masks)
+// and the op's bf16 overload run on them. Both backends compute in fp32 and round each stored
+// element once (bf16_ops.hpp), so they differ where their fp32 results do plus at most about
+// one bf16 step (2^-8 relative): within 1e-2. Conversions round to nearest even on both: exact.
+constexpr Tolerance kBf16{1e-2, 1e-2};
+
+bf16* bf16_of(float* p) { return reinterpret_cast<bf16*>(p); }
+const bf16* bf16_of(const float* p) { return reinterpret_cast<const bf16*>(p); }
+
+using RunFn = std::function<Event(const Stream&, const std::vector<float*>&,
+                                  const std::vector<const float*>&)>;
+
+OpCase as_bf16(OpCase op, std::vector<bool> inputs, std::vector<bool> outputs, RunFn run) {
+  op.name = "bf16_" + op.name;
+  for (std::size_t i = 0; i < op.tolerances.size(); ++i) {
+    if (i < outputs.size() && outputs[i]) op.tolerances[i] = kBf16;
+  }
+  op.bf16_inputs = std::move(inputs);
+  op.bf16_outputs = std::move(outputs);
+  op.run = std::move(run);
+  return op;
+}
+
+std::vector<OpCase> bf16_cases() {
+  std::vector<OpCase> cases;
+  for (std::int64_t n : {std::int64_t{1}, std::int64_t{1000}, std::int64_t{(1 << 20) + 3}}) {
+    cases.push_back(as_bf16(gelu_forward_case(n), {true}, {true},
+                            [=](const Stream& s, const auto& o, const auto& i) {
+                              return gelu_forward(s, bf16_of(o[0]), bf16_of(i[0]), n);
+                            }));
+    cases.push_back(as_bf16(gelu_backward_case(n), {true, true}, {true},
+                            [=](const Stream& s, const auto& o, const auto& i) {
+                              return gelu_backward(s, bf16_of(o[0]), bf16_of(i[0]),
+                                                   bf16_of(i[1]), n);
+                            }));
+    const auto size = static_cast<std::size_t>(n);
+    OpCase to{"convert_to_bf16_n" + std::to_string(n),
+              [=] { return Tensors{random_floats(size, 24, 0.0f, 3.0f)}; },
+              {size},
+              {kExact},
+              [=](const Stream& s, const auto& o, const auto& i) {
+                return convert(s, bf16_of(o[0]), i[0], n);
+              }};
+    to.bf16_outputs = {true};
+    cases.push_back(to);
+    OpCase from = to;
+    from.name = "convert_from_bf16_n" + std::to_string(n);
+    from.bf16_inputs = {true};
+    from.bf16_outputs = {};
+    from.run = [=](const Stream& s, const auto& o, const auto& i) {
+      return convert(s, o[0], bf16_of(i[0]), n);
+    };
+    cases.push_back(from);
+  }
+  const std::pair<std::int64_t, std::int64_t> shapes[] = {{1, 1}, {7, 33}, {64, 768}, {257, 96}};
+  for (const auto& [n, c] : shapes) {
+    // x, gamma, beta -> y (bf16), mean and rstd (fp32).
+    cases.push_back(as_bf16(layer_norm_forward_case(n, c), {true, true, true},
+                            {true, false, false},
+                            [=](const Stream& s, const auto& o, const auto& i) {
+                              return layer_norm_forward(s, bf16_of(o[0]), o[1], o[2],
+                                                        bf16_of(i[0]), bf16_of(i[1]),
+                                                        bf16_of(i[2]), n, c);
+                            }));
+    // dy, x, gamma (bf16), mean, rstd (fp32) -> dx, dgamma, dbeta (bf16).
+    for (bool accumulate : {false, true}) {
+      OpCase base = accumulate ? layer_norm_backward_accumulate_case(n, c)
+                               : layer_norm_backward_case(n, c);
+      cases.push_back(as_bf16(base, {true, true, true, false, false}, {true, true, true},
+                              [=](const Stream& s, const auto& o, const auto& i) {
+                                return layer_norm_backward(
+                                    s, bf16_of(o[0]), bf16_of(o[1]), bf16_of(o[2]), bf16_of(i[0]),
+                                    bf16_of(i[1]), bf16_of(i[2]), i[3], i[4], n, c, accumulate);
+                              }));
+    }
+    const auto nc = static_cast<std::size_t>(n * c);
+    OpCase add{"add_inplace" + shape_name(n, c),
+               [=] { return Tensors{random_floats(nc, 81)}; },
+               {nc},
+               {kExact},
+               nullptr,
+               [=] { return Tensors{random_floats(nc, 82)}; }};
+    cases.push_back(as_bf16(add, {true}, {true},
+                            [=](const Stream& s, const auto& o, const auto& i) {
+                              return add_inplace(s, bf16_of(o[0]), bf16_of(i[0]), n * c);
+                            }));
+  }
+  const std::int64_t gemms[][3] = {{1, 1, 1}, {7, 33, 5}, {64, 768, 2304}, {257, 96, 1031}};
+  for (const auto& g : gemms) {
+    const std::int64_t n = g[0], in = g[1], out = g[2];
+    for (bool flag : {false, true}) {
+      cases.push_back(as_bf16(linear_forward_case(n, in, out, flag), {true, true, true}, {true},
+                              [=](const Stream& s, const auto& o, const auto& i) {
+                                return linear_forward(s, bf16_of(o[0]), bf16_of(i[0]),
+                                                      bf16_of(i[1]),
+                                                      flag ? bf16_of(i[2]) : nullptr, n, in, out);
+                              }));
+      cases.push_back(as_bf16(linear_backward_data_case(n, in, out, flag), {true, true}, {true},
+                              [=](const Stream& s, const auto& o, const auto& i) {
+                                return linear_backward_data(s, bf16_of(o[0]), bf16_of(i[0]),
+                                                            bf16_of(i[1]), n, in, out, flag);
+                              }));
+      cases.push_back(as_bf16(linear_backward_weight_case(n, in, out, flag), {true, true},
+                              {true, true},
+                              [=](const Stream& s, const auto& o, const auto& i) {
+                                return linear_backward_weight(s, bf16_of(o[0]), bf16_of(o[1]),
+                                                              bf16_of(i[0]), bf16_of(i[1]), n, in,
+                                                              out, flag);
+                              }));
+    }
+  }
+  return cases;
+}
+
 std::vector<OpCase> all_cases() {
   std::vector<OpCase> cases;
   // 2^24 + 4099 elements: beyond the CUDA grid cap, so the grid-stride loop wraps.
@@ -675,6 +794,7 @@ std::vector<OpCase> all_cases() {
     cases.push_back(adamw_case(n, 1));
     cases.push_back(adamw_case(n, 1000));
   }
+  for (OpCase& op : bf16_cases()) cases.push_back(std::move(op));
   return cases;
 }
 
@@ -683,26 +803,44 @@ Tensors run_on(const Stream& stream, const OpCase& op, const Tensors& inputs) {
   std::vector<Buffer> in_buffers, out_buffers;
   std::vector<const float*> ins;
   std::vector<float*> outs;
-  for (const auto& t : inputs) {
-    in_buffers.emplace_back(stream, t.size() * sizeof(float));
-    copy_to_buffer(stream, in_buffers.back(), t.data(), t.size() * sizeof(float));
+  auto is_bf16 = [](const std::vector<bool>& mask, std::size_t i) {
+    return i < mask.size() && mask[i];
+  };
+  // Host values into a new Buffer, as fp32 or rounded to bf16.
+  auto upload = [&](std::vector<Buffer>& into, const std::vector<float>& t, std::size_t size,
+                    bool half) {
+    into.emplace_back(stream, size * (half ? sizeof(bf16) : sizeof(float)));
+    if (t.empty()) return;
+    if (half) {
+      std::vector<bf16> h(size);
+      narrow(h.data(), t.data(), static_cast<std::int64_t>(size));
+      copy_to_buffer(stream, into.back(), h.data(), size * sizeof(bf16)).synchronize();
+    } else {
+      copy_to_buffer(stream, into.back(), t.data(), size * sizeof(float));
+    }
+  };
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    upload(in_buffers, inputs[i], inputs[i].size(), is_bf16(op.bf16_inputs, i));
     ins.push_back(in_buffers.back().as<float>());
   }
   const Tensors initial = op.initial_outputs ? op.initial_outputs() : Tensors{};
   for (std::size_t i = 0; i < op.output_sizes.size(); ++i) {
-    const std::size_t size = op.output_sizes[i];
-    out_buffers.emplace_back(stream, size * sizeof(float));
-    if (!initial.empty()) {
-      copy_to_buffer(stream, out_buffers.back(), initial[i].data(), size * sizeof(float));
-    }
+    upload(out_buffers, initial.empty() ? std::vector<float>() : initial[i], op.output_sizes[i],
+           is_bf16(op.bf16_outputs, i));
     outs.push_back(out_buffers.back().as<float>());
   }
   op.run(stream, outs, ins);
   Tensors outputs;
   for (std::size_t i = 0; i < op.output_sizes.size(); ++i) {
-    outputs.emplace_back(op.output_sizes[i]);
-    copy_from_buffer(stream, outputs.back().data(), out_buffers[i],
-                     op.output_sizes[i] * sizeof(float));
+    const std::size_t size = op.output_sizes[i];
+    if (is_bf16(op.bf16_outputs, i)) {
+      std::vector<bf16> h(size);
+      copy_from_buffer(stream, h.data(), out_buffers[i], size * sizeof(bf16)).synchronize();
+      outputs.push_back(widen(h.data(), static_cast<std::int64_t>(size)));
+      continue;
+    }
+    outputs.emplace_back(size);
+    copy_from_buffer(stream, outputs.back().data(), out_buffers[i], size * sizeof(float));
   }
   stream.synchronize();
   return outputs;

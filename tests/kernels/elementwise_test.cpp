@@ -140,7 +140,7 @@ TEST(ElementwiseCpu, CopyColumnsMovesABlockBetweenWidths) {
 TEST(ElementwiseCpuEdges, EmptyChangesNothing) {
   std::vector<float> y = {1.0f, 2.0f};
   const Stream cpu = Stream::cpu();
-  add_inplace(cpu, nullptr, nullptr, 0);
+  add_inplace(cpu, static_cast<float*>(nullptr), nullptr, 0);  // fp32 (also overloaded on bf16)
   scale_inplace(cpu, nullptr, 2.0f, 0);
   add_residual_bias(cpu, nullptr, nullptr, nullptr, 0, 4);
   bias_backward(cpu, y.data(), nullptr, 0, 2);

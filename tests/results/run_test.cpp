@@ -71,6 +71,7 @@ TEST(RunJson, HasTheKeysStrataRunHasAlwaysWritten) {
                                           "cluster",
                                           "world_size",
                                           "backend",
+                                          "device",
                                           "seed",
                                           "first_step",
                                           "lr",
@@ -86,6 +87,14 @@ TEST(RunJson, HasTheKeysStrataRunHasAlwaysWritten) {
   EXPECT_EQ(keys, expected);
   EXPECT_EQ(j["kind"], "strata.run");
   EXPECT_EQ(j["source"], "measured");
+  EXPECT_EQ(j["device"], "cpu");
+  // "device" came later: a run.json without it was written on the CPU.
+  json::Json older = j;
+  older.erase("device");
+  EXPECT_EQ(run_from_json(older, "old.json").device, "cpu");
+  json::Json gpu = j;
+  gpu["device"] = "cuda:0 (NVIDIA H100 80GB HBM3)";
+  EXPECT_EQ(run_from_json(gpu, "gpu.json").device, "cuda:0 (NVIDIA H100 80GB HBM3)");
   EXPECT_EQ(j["losses"], json::Json({4.25, 4.125}));
   EXPECT_EQ(
       j["steps"][1],
