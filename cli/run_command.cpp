@@ -37,7 +37,9 @@ Options:
   --seed S           seed of the parameter initialisation and the data order (default: 1234)
   --lr X             AdamW learning rate (default: 0.001; betas 0.9, 0.95, eps 1e-8, no decay)
   --data FILE        training text, read as bytes: token = byte (default: the bundled
-                     configs/data/tiny-corpus.txt); the model's vocab_size must be 256
+                     configs/data/tiny-corpus.txt); the model's vocab_size must be 256. 'random':
+                     synthetic uniform tokens for any vocab_size (throughput runs of real
+                     models, e.g. GPT-2's 50,257)
   --save DIR         write a checkpoint into DIR after the last step (atomically: a crash
                      mid-write leaves the previous checkpoint intact; every rank file carries
                      an FNV-1a 64 checksum in the manifest, verified on resume)

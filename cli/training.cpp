@@ -60,7 +60,9 @@ void needs(const Args& args, const std::string& flag, const std::string& needed,
 // them an input, no two outputs on one path.
 void check_run_paths(const Args& args) {
   std::vector<NamedPath> inputs = spec_inputs(args);
-  inputs.push_back({"--data", args.get("--data").value_or(exec::default_corpus_path())});
+  if (args.get("--data") != std::optional<std::string>("random")) {
+    inputs.push_back({"--data", args.get("--data").value_or(exec::default_corpus_path())});
+  }
   for (const NamedPath& p : flag_paths(args, {"--resume"})) inputs.push_back(p);
   // --save may be --resume's directory (a resumed run goes on saving there); checked apart.
   std::vector<NamedPath> outputs = flag_paths(args, {"--json", "--trace"});
@@ -92,7 +94,7 @@ void check_no_fp8(const strategies::StrategySpec& s) {
 
 // What the CPU executor cannot run, named by the spec field to change (the executor itself
 // refuses by the Plan's ops and buffers; this says it in the user's terms first).
-void check_runnable(const strategies::Plan& plan) {
+void check_runnable(const strategies::Plan& plan, bool synthetic) {
   const auto& m = plan.model;
   const auto& s = plan.strategy;
   auto refuse = [](const std::string& field, const std::string& value, const std::string& rule) {
@@ -113,9 +115,9 @@ void check_runnable(const strategies::Plan& plan) {
            "the executor computes in fp32 and bf16 (fp16 needs loss scaling, not built); set "
            "\"precision\": \"bf16\" or \"fp32\"");
   }
-  if (m.vocab_size != 256) {
+  if (m.vocab_size != 256 && !synthetic) {
     refuse("model.vocab_size", std::to_string(m.vocab_size),
-           "the executor's byte-level data needs 256");
+           "the executor's byte-level data needs 256 (or synthetic tokens: --data random)");
   }
 }
 
@@ -209,12 +211,16 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
                       std::to_string(strategy.world_size()) + " ranks");
   }
   t.plan = std::make_unique<strategies::Plan>(lower_inputs(in, comm.size()));
-  check_runnable(*t.plan);
+  const bool synthetic = args.get("--data") == std::optional<std::string>("random");
+  check_runnable(*t.plan, synthetic);
   // Fault injection for the tests (docs/executor.md): STRATA_TEST_GRAD_SCALE=X scales the
   // logits' gradient, which the loss curve hardly shows and the gradients do.
   if (const char* g = std::getenv("STRATA_TEST_GRAD_SCALE")) t.options.test_gradient_scale = std::stof(g);
-  t.corpus = std::make_unique<exec::Corpus>(args.get("--data").value_or(exec::default_corpus_path()),
-                                            model.seq_length, t.options.seed);
+  t.corpus = synthetic ? std::make_unique<exec::Corpus>(exec::Corpus::synthetic(
+                             model.vocab_size, model.seq_length, t.options.seed))
+                       : std::make_unique<exec::Corpus>(
+                             args.get("--data").value_or(exec::default_corpus_path()),
+                             model.seq_length, t.options.seed);
   t.executor = std::make_unique<exec::Executor>(*t.plan, comm, *t.corpus, t.options);
   // Set after the Executor's groups are made: from here on no collective waits forever.
   comm.set_timeout_s(static_cast<double>(

@@ -17,6 +17,12 @@ namespace strata::exec {
 
 class Corpus {
  public:
+  // Synthetic tokens for a vocabulary of any size (`strata run --data random`: throughput runs
+  // of models with real vocabularies, GPT-2's 50,257): token j of sample g is
+  // splitmix64(seed + g, j) mod vocab, uniform; its target is token j + 1 of the same stream.
+  // As deterministic as the corpus: every strategy and rank sees the same tokens.
+  static Corpus synthetic(std::int64_t vocab, int seq_length, std::uint64_t seed);
+
   // Reads `path` as bytes. ConfigError when it cannot be read or is shorter than T + 1 bytes.
   Corpus(const std::string& path, int seq_length, std::uint64_t seed);
   Corpus(std::vector<std::uint8_t> bytes, int seq_length, std::uint64_t seed);
@@ -34,8 +40,10 @@ class Corpus {
  private:
   void validate() const;
 
+  Corpus() = default;
   std::string path_;
   std::vector<std::uint8_t> bytes_;
+  std::int64_t vocab_ = 0;  // synthetic: the vocabulary (0 for a corpus)
   int seq_length_ = 0;
   std::uint64_t seed_ = 0;
 };

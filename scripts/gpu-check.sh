@@ -8,8 +8,9 @@
 #   bash scripts/gpu-check.sh run     # there, with gpu-bin/ carried: the GPU, the CUDA tests
 #                                     # (every op against the CPU, determinism, edges; the
 #                                     # executor on CUDA against the CPU's losses), the kernel
-#                                     # benchmarks, and `strata run --device cuda` with its
-#                                     # measured trace; logs into $OUT (default gpu-out/)
+#                                     # benchmarks, `strata run --device cuda` with its
+#                                     # measured trace, and GPT-2 124M against PyTorch
+#                                     # (bench/gpt2_gpu.sh); logs into $OUT (default gpu-out/)
 #
 # The machine there has a driver and a CUDA toolkit but no GoogleTest, hence the binaries built
 # here. They load libcublas from the toolkit there: its lib64 is put on LD_LIBRARY_PATH.
@@ -56,6 +57,9 @@ case "${1:-}" in
         --json "$out/run-tiny-$device.json" --trace "$out/trace-tiny-$device.json" \
         > "$out/run-tiny-$device.txt" 2>&1 || status=$?
     done
+    # GPT-2 124M tokens/s and MFU beside PyTorch eager (and torch.compile) on this GPU.
+    STRATA=gpu-bin/strata OUT="$out" timeout 240 bash bench/gpt2_gpu.sh > /dev/null 2>&1 ||
+      status=$?
     gpu-bin/kernels_bench --backend all --reps 20 > "$out/kernels_bench.txt" 2>&1 || status=$?
     gpu-bin/kernels_bench --backend cuda --reps 20 --gemm 8192,4096,4096 \
       >> "$out/kernels_bench.txt" 2>&1 || status=$?
@@ -63,6 +67,7 @@ case "${1:-}" in
     tail -3 "$out/executor_tests.txt"
     paste <(grep -E "^step" "$out/run-tiny-cpu.txt") <(grep -E "^step" "$out/run-tiny-cuda.txt") || true
     grep -E "^cuda" "$out/kernels_bench.txt" || true
+    cat "$out/gpt2_gpu.txt" 2>/dev/null || true
     exit "$status"
     ;;
   *)

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -190,6 +191,23 @@ TEST_F(ExecutorMpi, Bf16TrainsToTheFp32LossesUnderEveryKindOfParallelism) {
       EXPECT_EQ(m["measured_peak_bytes"], m["planned_peak_bytes"]) << "rank " << m["rank"];
     }
   }
+}
+
+// Synthetic tokens run a model with any vocabulary (the byte-level corpus needs 256): the first
+// loss is about ln(vocab), as for any model that starts near uniform; without --data random the
+// vocabulary is refused naming the field and the way out.
+TEST_F(ExecutorMpi, RandomDataRunsAnyVocabulary) {
+  const std::string base = "--model gpt-tiny --strategy tiny-dp2 --set model.vocab_size=1000 ";
+  const Result ok = run(2, base + "--data random --steps 2");
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  const auto l = losses(ok);
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_NEAR(l[0], std::log(1000.0), 0.1);
+  EXPECT_EQ(ok.json["data"], "random");
+  const Result refused = run(2, base + "--steps 2");
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("model.vocab_size = 1000"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("--data random"), std::string::npos) << refused.err;
 }
 
 TEST_F(ExecutorMpi, AMisScaledGradientPassesTheLossesButNotTheGradients) {

@@ -148,6 +148,35 @@ TEST(ExecutorData, SamplesAreDeterministicShiftedByOneAndInRange) {
   EXPECT_TRUE(std::equal(tok2.begin(), tok2.end(), tok.begin() + 32));
 }
 
+// Synthetic tokens (--data random): deterministic, in range, covering the vocabulary about
+// uniformly, each target the next token of its sample's stream, batches the concatenation of
+// single samples as for a corpus.
+TEST(ExecutorData, SyntheticTokensAreDeterministicUniformAndShifted) {
+  const std::int64_t vocab = 50257;
+  const exec::Corpus c = exec::Corpus::synthetic(vocab, 64, 9);
+  EXPECT_EQ(c.path(), "random");
+  std::vector<std::int32_t> tok, tgt, tok2, tgt2;
+  c.batch(5, 40, tok, tgt);
+  c.batch(5, 40, tok2, tgt2);
+  EXPECT_EQ(tok, tok2);
+  EXPECT_EQ(tgt, tgt2);
+  std::vector<int> per_tenth(10, 0);
+  for (std::size_t k = 0; k < tok.size(); ++k) {
+    ASSERT_GE(tok[k], 0);
+    ASSERT_LT(tok[k], vocab);
+    per_tenth[static_cast<std::size_t>(tok[k] * 10 / vocab)] += 1;
+    if (k % 64 != 63) {
+      EXPECT_EQ(tgt[k], tok[k + 1]) << k;
+    }
+  }
+  for (int n : per_tenth) EXPECT_NEAR(n, 256, 64);  // 2,560 draws in ten bins (sd about 15)
+  c.batch(6, 1, tok2, tgt2);
+  EXPECT_TRUE(std::equal(tok2.begin(), tok2.end(), tok.begin() + 64));
+  EXPECT_NE(tok2, std::vector<std::int32_t>(tok.begin(), tok.begin() + 64));
+  EXPECT_THROW(exec::Corpus::synthetic(0, 64, 1), ConfigError);
+  EXPECT_THROW(exec::Corpus::synthetic(100, 0, 1), ConfigError);
+}
+
 TEST(ExecutorData, ShortOrMissingCorpusIsAConfigError) {
   EXPECT_THROW(exec::Corpus(std::vector<std::uint8_t>(32), 32, 1), ConfigError);
   EXPECT_THROW(exec::Corpus("/nonexistent/corpus.txt", 32, 1), ConfigError);
