@@ -225,30 +225,40 @@ class Widened final : public OpContext {
  public:
   Widened(const OpContext& in, const Op& op) : in_(in) {
     const strategies::Program& p = in.program();
+    int slot = 0;
     for (int i = 0; i < op.n_in + op.n_out; ++i) {
       const std::int32_t id = p.operands[op.operands + i];
       if (p.buffers[id].dtype != strategies::DType::kBf16 || copies_.count(id) > 0) continue;
       const TensorView v = in.view(id);
-      Copy c{v, i >= op.n_in, kernels::Buffer(in.stream(), std::max<std::size_t>(
-                                                              1, sizeof(float) * v.elements()))};
-      kernels::convert(in.stream(), c.wide.as<float>(), v.bf(), v.elements());
+      const std::size_t bytes = std::max<std::size_t>(1, sizeof(float) * v.elements());
+      Copy c{v, i >= op.n_in, in.scratch(slot++, bytes), kernels::Buffer()};
+      if (c.wide == nullptr) {  // a context without scratch: the copy is the op's own
+        c.own = kernels::Buffer(in.stream(), bytes);
+        c.wide = c.own.data();
+        owns_ = true;
+      }
+      kernels::convert(in.stream(), static_cast<float*>(c.wide), v.bf(), v.elements());
       copies_.emplace(id, std::move(c));
     }
   }
   // Rounds the bf16 outputs back into their tensors.
   void store() {
     for (auto& [id, c] : copies_) {
-      if (c.written) kernels::convert(in_.stream(), c.bf16.bf(), c.wide.as<float>(), c.bf16.elements());
+      if (c.written) {
+        kernels::convert(in_.stream(), c.bf16.bf(), static_cast<float*>(c.wide),
+                         c.bf16.elements());
+      }
     }
-    // The copies are freed when this context is: the stream must be done with them first.
-    in_.stream().synchronize();
+    // Copies of the op's own are freed with this context: the stream must be done with them.
+    // The context's scratch stays for the next op, ordered after this one on the stream.
+    if (owns_) in_.stream().synchronize();
   }
 
   TensorView view(std::int32_t id) const override {
     const auto it = copies_.find(id);
     if (it == copies_.end()) return in_.view(id);
     TensorView v = it->second.bf16;
-    v.data = const_cast<void*>(it->second.wide.data());
+    v.data = it->second.wide;
     v.dtype = strategies::DType::kFp32;
     return v;
   }
@@ -262,15 +272,21 @@ class Widened final : public OpContext {
   float test_gradient_scale() const override { return in_.test_gradient_scale(); }
   const Corpus* corpus() const override { return in_.corpus(); }
   float* device_scalar() const override { return in_.device_scalar(); }
+  // The op run inside takes its own scratch after the copies' slots.
+  void* scratch(int slot, std::size_t bytes) const override {
+    return in_.scratch(static_cast<int>(copies_.size()) + slot, bytes);
+  }
 
  private:
   struct Copy {
     TensorView bf16;
     bool written;
-    kernels::Buffer wide;
+    void* wide;           // the fp32 copy: the context's scratch, or `own`
+    kernels::Buffer own;
   };
   const OpContext& in_;
   std::map<std::int32_t, Copy> copies_;
+  bool owns_ = false;
 };
 
 }  // namespace

@@ -100,11 +100,6 @@ std::string refusal(const strategies::ProgramSet& plan, int rank, kernels::Backe
       return "op attention uses rotary position embeddings, which the executor does not "
              "implement yet (GPT models with learned positions run)";
     }
-    if (cuda && (op.kind == OpKind::kCpAttention || op.kind == OpKind::kCpAttentionBwd)) {
-      return std::string("op ") + strategies::op_kind_name(op.kind) +
-             " (context parallelism) has no CUDA kernel yet: run it on the CPU (--device cpu) "
-             "or set the strategy's \"cp\": 1";
-    }
     const bool attention = op.kind == OpKind::kAttention || op.kind == OpKind::kFlashAttention;
     if (attention && op.dims[4] != op.dims[2]) {
       return std::string("op ") + strategies::op_kind_name(op.kind) + " has " + std::to_string(op.dims[4]) + " key/value channels for " +
@@ -277,6 +272,18 @@ void Interpreter::run_task(std::uint32_t i) {
     throw std::runtime_error("task " + std::to_string(i) + " (" + plan_.task_name(t) +
                              "): " + e.what());
   }
+}
+
+void* Interpreter::scratch(int slot, std::size_t bytes) const {
+  if (static_cast<std::size_t>(slot) >= scratch_.size()) scratch_.resize(slot + 1);
+  kernels::Buffer& b = scratch_[slot];
+  if (b.size_bytes() < bytes) {
+    // Freeing the smaller buffer waits for the work that may still read it (cudaFree).
+    const double before = static_cast<double>(b.size_bytes());
+    b = kernels::Buffer(stream_, bytes);
+    const_cast<Arena&>(arena_).stage(static_cast<double>(bytes) - before);
+  }
+  return b.data();
 }
 
 double Interpreter::loss_sum() const {

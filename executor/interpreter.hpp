@@ -64,6 +64,7 @@ class Interpreter final : public OpContext {
   Arena& arena() { return arena_; }
   const kernels::Stream& stream() const override { return stream_; }
   const Corpus* corpus() const override { return &corpus_; }
+  void* scratch(int slot, std::size_t bytes) const override;
   float* device_scalar() const override {
     return stream_.backend() == kernels::Backend::kCuda ? const_cast<float*>(scalar_.as<float>())
                                                         : nullptr;
@@ -97,6 +98,10 @@ class Interpreter final : public OpContext {
   kernels::Stream stream_;
   Arena arena_;
   kernels::Buffer scalar_;  // device_scalar() (a CUDA stream's)
+  // scratch(): per slot, grown as needed (the widened copies of bf16 ops without bf16 kernels),
+  // counted as staging beside the Plan's tensors.
+  mutable std::vector<kernels::Buffer> scratch_;
+  mutable Arena* scratch_arena_ = nullptr;
   std::map<std::tuple<int, int, int>, GroupId> groups_;  // (kind, layout, layout_from)
   std::vector<std::vector<std::int32_t>> starts_, ends_;  // per task: buffers it allocates, frees
   int step_ = 0;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/backend.hpp"
@@ -59,6 +60,15 @@ class OpContext {
   // A float of device memory on stream()'s device that an op may use within its task (the
   // loss scalar on its way to the host), allocated once; nullptr where there is none.
   virtual float* device_scalar() const { return nullptr; }
+  // Scratch memory on stream()'s backend for the op being run: slot `slot` holds at least
+  // `bytes` until the next request for that slot (grown as needed, kept across ops, so work
+  // enqueued on the stream may use it without waiting); nullptr where the context keeps none
+  // (the op then allocates its own).
+  virtual void* scratch(int slot, std::size_t bytes) const {
+    (void)slot;
+    (void)bytes;
+    return nullptr;
+  }
 };
 
 }  // namespace strata::exec

@@ -1,8 +1,6 @@
 // Argument checks and backend dispatch for the ops in model_ops.hpp. The CPU path runs inline.
-// Every op but the attention over explicit positions has a CUDA version (kernels/cuda/
-// embedding_loss.cu, rms_norm.cu, blas.cpp, attention.cu, elementwise.cu),
-// enqueued on the stream; the other ops have none yet, so a CUDA stream gets
-// std::runtime_error after the checks.
+// Every op has a CUDA version (kernels/cuda/embedding_loss.cu, rms_norm.cu, blas.cpp,
+// attention.cu, attention_segments.cu, elementwise.cu), enqueued on the stream.
 // defines: the entry points declared in model_ops.hpp
 #include "kernels/model_ops.hpp"
 
@@ -26,7 +24,6 @@ namespace {
 using detail::check_indices;
 using detail::check_positive_finite;
 using detail::check_size;
-using detail::on_cpu;
 using detail::require;
 using detail::require_pointers;
 
@@ -328,9 +325,14 @@ Event attention_segments_forward(const Stream& stream, float* out, float* lse, c
   check_leading_dimension(op, "ldkv", ldkv, c);
   require_pointers(op, b * tq, {out, lse, q});
   require_pointers(op, b * tq * tk, {k, v});
-  if (on_cpu(stream, op) && b * tq > 0) {
+  if (b * tq == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     cpu::attention_segments_forward(out, lse, q, ldq, k, v, ldkv, b, tq, tk, q_segments,
                                     kv_segments, c, h, merge);
+  } else {
+    STRATA_CUDA_ONLY(cuda::attention_segments_forward(cuda::stream_of(stream), out, lse, q, ldq, k,
+                                                      v, ldkv, b, tq, tk, q_segments, kv_segments,
+                                                      c, h, merge);)
   }
   return stream.record_event();
 }
@@ -351,10 +353,15 @@ Event attention_segments_backward(const Stream& stream, float* dq, std::int64_t 
   check_leading_dimension(op, "ldkv", ldkv, c);
   require_pointers(op, b * tq, {dq, dout, q, out, lse});
   require_pointers(op, b * tk, {dk, dv, k, v});
-  if (on_cpu(stream, op) && b * (tq + tk) > 0) {
+  if (b * (tq + tk) == 0) return stream.record_event();
+  if (stream.backend() == Backend::kCpu) {
     cpu::attention_segments_backward(dq, lddq, dk, dv, lddkv, dout, q, ldq, k, v, ldkv, out, lse, b,
                                      tq, tk, q_segments, kv_segments, c, h, accumulate_dq,
                                      accumulate_dkv);
+  } else {
+    STRATA_CUDA_ONLY(cuda::attention_segments_backward(
+        cuda::stream_of(stream), dq, lddq, dk, dv, lddkv, dout, q, ldq, k, v, ldkv, out, lse, b, tq,
+        tk, q_segments, kv_segments, c, h, accumulate_dq, accumulate_dkv);)
   }
   return stream.record_event();
 }

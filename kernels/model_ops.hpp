@@ -13,10 +13,9 @@
 // std::invalid_argument for bad sizes before anything runs).
 // Integer inputs (tokens, targets) are int32; on the CPU their values are range-checked and an
 // out-of-range one throws std::out_of_range before any output is written.
-// On CUDA (kernels/cuda/): the embedding, RMSNorm, the linear layer, the fused attention (head
-// dimension at most 256), SwiGLU, the cross-entropy and AdamW; ids on the device are not
-// range-checked (an out-of-range one gives NaN rows). The others throw
-// std::runtime_error("<op>: not implemented on CUDA yet") after the argument checks.
+// Every op has a CUDA version (kernels/cuda/; the attentions take head dimensions up to 256, the
+// attention over explicit positions up to 64 segments each side); ids on the device are not
+// range-checked (an out-of-range one gives NaN rows).
 #pragma once
 
 #include <cstdint>

@@ -8,9 +8,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/backend.hpp"
 #include "kernels/dtype.hpp"
+#include "kernels/model_ops.hpp"
 #include "kernels/cuda/runtime.hpp"
 
 namespace strata::kernels::cuda {
@@ -46,6 +48,23 @@ void cross_entropy_shard_backward(cudaStream_t stream, float* dlogits, const flo
 // --- Causal attention, fused and unfused (attention.cu) ----------------------------------------
 // The largest head dimension (c / h) the CUDA kernels take (the entry point checks it).
 inline constexpr int kMaxHeadDim = 256;
+// The most segments of positions on each side of attention_segments_* (attention_segments.cu).
+inline constexpr int kMaxSegments = 64;
+// attention_segments.cu: the attention over rows with explicit positions (model_ops.hpp).
+void attention_segments_forward(cudaStream_t stream, float* out, float* lse, const float* q,
+                                std::int64_t ldq, const float* k, const float* v,
+                                std::int64_t ldkv, std::int64_t b, std::int64_t tq,
+                                std::int64_t tk, const std::vector<AttentionSegment>& q_segments,
+                                const std::vector<AttentionSegment>& kv_segments, std::int64_t c,
+                                std::int64_t h, bool merge);
+void attention_segments_backward(cudaStream_t stream, float* dq, std::int64_t lddq, float* dk,
+                                 float* dv, std::int64_t lddkv, const float* dout, const float* q,
+                                 std::int64_t ldq, const float* k, const float* v,
+                                 std::int64_t ldkv, const float* out, const float* lse,
+                                 std::int64_t b, std::int64_t tq, std::int64_t tk,
+                                 const std::vector<AttentionSegment>& q_segments,
+                                 const std::vector<AttentionSegment>& kv_segments, std::int64_t c,
+                                 std::int64_t h, bool accumulate_dq, bool accumulate_dkv);
 void flash_attention_forward(cudaStream_t stream, float* out, float* lse, const float* qkv,
                              std::int64_t b, std::int64_t t, std::int64_t c, std::int64_t h);
 void flash_attention_backward(cudaStream_t stream, float* dqkv, const float* dout, const float* qkv,

@@ -73,8 +73,6 @@ inline void check_nonnegative_indices(const Stream& stream, const char* op, cons
   }
 }
 
-// True for the CPU stream; throws std::runtime_error for a CUDA one (an op without CUDA kernels
-// yet). Called after the argument checks, so bad arguments throw the same on every backend.
 // STRATA_CUDA_ONLY(code): `code` in a build with CUDA, nothing without (where no CUDA stream
 // can exist, so the CPU branch is the only one taken).
 #if STRATA_HAVE_CUDA
@@ -82,10 +80,5 @@ inline void check_nonnegative_indices(const Stream& stream, const char* op, cons
 #else
 #define STRATA_CUDA_ONLY(...)
 #endif
-
-inline bool on_cpu(const Stream& stream, const char* op) {
-  if (stream.backend() == Backend::kCpu) return true;
-  throw std::runtime_error(std::string(op) + ": not implemented on CUDA yet (CPU streams only)");
-}
 
 }  // namespace strata::kernels::detail

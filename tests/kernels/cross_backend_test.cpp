@@ -614,6 +614,105 @@ std::vector<OpCase> elementwise_cases(std::int64_t rows, std::int64_t c) {
   return out;
 }
 
+// --- Attention over rows with explicit positions (context parallelism) -----------------------
+// Rank `rank` of a cp-way layout of sequences of length t: its queries (in a qkv tensor, ldq
+// 3C) against another rank's keys and values (a kv tensor, ldkv 2C) or every rank's gathered
+// (a qkv tensor of all rows, ldkv 3C); forward with and without merging into the attention over
+// the rank's own keys; backward from the final out and lse, with and without accumulation.
+// Tolerances as the fused attention's: an online softmax key by key against the CPU's blocks.
+struct CpLayout {
+  std::int64_t b, t, c, h;
+  int cp, rank, other;  // other: the ring step's key owner, or -1 for every rank's keys
+  std::int64_t tq() const { return t / cp; }
+  std::int64_t tk() const { return other < 0 ? t : t / cp; }
+  std::int64_t ldkv() const { return other < 0 ? 3 * c : 2 * c; }
+  std::vector<AttentionSegment> q_segments() const {
+    return context_parallel_segments(t, cp, rank);
+  }
+  std::vector<AttentionSegment> kv_segments() const {
+    return other < 0 ? context_parallel_gathered_segments(t, cp)
+                     : context_parallel_segments(t, cp, other);
+  }
+  std::string name() const {
+    std::string n = "_b" + std::to_string(b) + "t" + std::to_string(t) + "c" + std::to_string(c);
+    n += "h" + std::to_string(h) + "cp" + std::to_string(cp) + "r" + std::to_string(rank);
+    n += other < 0 ? std::string("all") : "k" + std::to_string(other);
+    return n;
+  }
+};
+
+// out and lse of the rank's queries over its own keys (CPU), to merge into.
+Tensors own_attention(const CpLayout& l, const std::vector<float>& q) {
+  const auto rows = static_cast<std::size_t>(l.b * l.tq());
+  Tensors o{std::vector<float>(rows * l.c), std::vector<float>(rows / l.tq() * l.h * l.tq())};
+  attention_segments_forward(Stream::cpu(), o[0].data(), o[1].data(), q.data(), 3 * l.c,
+                             q.data() + l.c, q.data() + 2 * l.c, 3 * l.c, l.b, l.tq(), l.tq(),
+                             l.q_segments(), l.q_segments(), l.c, l.h, false);
+  return o;
+}
+
+OpCase segments_forward_case(const CpLayout& l, bool merge) {
+  const auto q_size = static_cast<std::size_t>(l.b * l.tq() * 3 * l.c);
+  const auto kv_size = static_cast<std::size_t>(l.b * l.tk() * l.ldkv());
+  const auto out_size = static_cast<std::size_t>(l.b * l.tq() * l.c);
+  const auto lse_size = static_cast<std::size_t>(l.b * l.h * l.tq());
+  OpCase op{std::string("attention_segments_forward") + (merge ? "_merge" : "") + l.name(),
+            [=] { return Tensors{random_floats(q_size, 111), random_floats(kv_size, 112)}; },
+            {out_size, lse_size},
+            {kAttention, kAttention},
+            [=](const Stream& s, const auto& o, const auto& i) {
+              return attention_segments_forward(s, o[0], o[1], i[0], 3 * l.c, i[1],
+                                                i[1] + l.c, l.ldkv(), l.b, l.tq(), l.tk(),
+                                                l.q_segments(), l.kv_segments(), l.c, l.h, merge);
+            }};
+  if (merge) op.initial_outputs = [=] { return own_attention(l, random_floats(q_size, 111)); };
+  return op;
+}
+
+OpCase segments_backward_case(const CpLayout& l, bool accumulate) {
+  const auto q_size = static_cast<std::size_t>(l.b * l.tq() * 3 * l.c);
+  const auto kv_size = static_cast<std::size_t>(l.b * l.tk() * l.ldkv());
+  const auto out_size = static_cast<std::size_t>(l.b * l.tq() * l.c);
+  return {std::string("attention_segments_backward") + (accumulate ? "_accumulate" : "") +
+              l.name(),
+          [=] {  // dout, q (in qkv), kv; out and lse over the union of own and this call's keys
+            Tensors t{random_floats(out_size, 113), random_floats(q_size, 111),
+                      random_floats(kv_size, 112)};
+            Tensors o = own_attention(l, t[1]);
+            attention_segments_forward(Stream::cpu(), o[0].data(), o[1].data(), t[1].data(),
+                                       3 * l.c, t[2].data(), t[2].data() + l.c, l.ldkv(), l.b,
+                                       l.tq(), l.tk(), l.q_segments(), l.kv_segments(), l.c, l.h,
+                                       true);
+            t.push_back(o[0]);
+            t.push_back(o[1]);
+            return t;
+          },
+          {q_size, kv_size},  // dq in its qkv rows (columns beyond C untouched), d(kv)
+          {kAttention, kAttention},
+          [=](const Stream& s, const auto& o, const auto& i) {
+            return attention_segments_backward(
+                s, o[0], 3 * l.c, o[1], o[1] + l.c, l.ldkv(), i[0], i[1], 3 * l.c, i[2],
+                i[2] + l.c, l.ldkv(), i[3], i[4], l.b, l.tq(), l.tk(), l.q_segments(),
+                l.kv_segments(), l.c, l.h, accumulate, accumulate);
+          },
+          // Every element starts the same on both backends (untouched columns, accumulation).
+          [=] { return Tensors{random_floats(q_size, 114), random_floats(kv_size, 115)}; }};
+}
+
+std::vector<OpCase> segments_cases() {
+  std::vector<OpCase> cases;
+  const CpLayout layouts[] = {{1, 4, 4, 2, 2, 1, 0},    {2, 32, 24, 3, 2, 1, 0},
+                              {2, 32, 24, 3, 2, 0, 1},  {1, 256, 128, 2, 4, 2, 3},
+                              {2, 48, 24, 3, 2, 0, -1}, {1, 256, 64, 1, 4, 3, -1}};
+  for (const CpLayout& l : layouts) {
+    cases.push_back(segments_forward_case(l, false));
+    cases.push_back(segments_forward_case(l, true));
+    cases.push_back(segments_backward_case(l, false));
+    cases.push_back(segments_backward_case(l, true));
+  }
+  return cases;
+}
+
 // --- bf16 ------------------------------------------------------------------------------------
 // Each bf16 case is an fp32 case's inputs and shapes with its tensors stored as bf16 (the masks)
 // and the op's bf16 overload run on them. Both backends compute in fp32 and round each stored
@@ -794,6 +893,7 @@ std::vector<OpCase> all_cases() {
     cases.push_back(adamw_case(n, 1));
     cases.push_back(adamw_case(n, 1000));
   }
+  for (OpCase& op : segments_cases()) cases.push_back(std::move(op));
   for (OpCase& op : bf16_cases()) cases.push_back(std::move(op));
   return cases;
 }
