@@ -133,6 +133,11 @@ std::unique_ptr<Comm> make_mpi_comm();
 // time). The library itself (libnccl.so.2) is loaded at the first make_nccl_comm, not linked.
 bool built_with_nccl();
 
+// Why an NCCL communicator cannot be made here before trying ("this build has no NCCL backend",
+// "NCCL could not be loaded (...)"; loads the library); "" when the library loads. Whether a
+// CUDA device exists is kernels::cuda_unavailable_reason()'s to say.
+std::string nccl_unavailable_reason();
+
 struct NcclOptions {
   int device = 0;  // this rank's CUDA device
   // The CUDA stream every operation is enqueued on (on `device`; it must outlive the

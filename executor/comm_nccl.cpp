@@ -1,7 +1,8 @@
 // The NCCL communication backend (comm.hpp): collectives and transfers on device buffers, on one
 // CUDA stream (the caller's compute stream or one of its own), completion observed through a
 // CUDA event recorded after each operation.
-// defines: built_with_nccl, make_nccl_comm (over a bootstrap Comm, over a FileStore)
+// defines: built_with_nccl, nccl_unavailable_reason, make_nccl_comm (over a bootstrap Comm, over
+//          a FileStore)
 //
 // - The library is loaded at the first make_nccl_comm (dlopen of libnccl.so.2), not linked: like
 //   cuBLAS (kernels/cuda/blas.cpp), linking made every process of a CUDA build map its hundreds
@@ -263,6 +264,7 @@ class NcclComm final : public Comm {
   Request all_reduce(GroupId g, float* buf, std::size_t n, ReduceOp op) override {
     const Group& grp = group(g);
     begin();
+    if (n == 0) return finish(grp.comm, "all_reduce");  // NCCL is not asked for nothing
     if (op == ReduceOp::kSum) {
       check(api_.all_reduce(buf, buf, n, ncclFloat, ncclSum, grp.comm, stream()), grp.comm,
             "ncclAllReduce");
@@ -282,6 +284,7 @@ class NcclComm final : public Comm {
   Request all_gather(GroupId g, const float* send, float* recv, std::size_t n) override {
     const Group& grp = group(g);
     begin();
+    if (n == 0) return finish(grp.comm, "all_gather");
     check(api_.all_gather(send, recv, n, ncclFloat, grp.comm, stream()), grp.comm, "ncclAllGather");
     settle(grp.comm, "ncclAllGather", timeout_s_);
     return finish(grp.comm, "all_gather");
@@ -293,6 +296,7 @@ class NcclComm final : public Comm {
     check_counts(grp, counts);
     begin();
     if (!always_per_part_ && all_equal(counts)) {
+      if (counts[0] == 0) return finish(grp.comm, "reduce_scatter");
       check(api_.reduce_scatter(send, recv, static_cast<std::size_t>(counts[0]), ncclFloat, ncclSum,
                                 grp.comm, stream()),
             grp.comm, "ncclReduceScatter");
@@ -321,6 +325,7 @@ class NcclComm final : public Comm {
     check_counts(grp, counts);
     begin();
     if (!always_per_part_ && all_equal(counts)) {
+      if (counts[0] == 0) return finish(grp.comm, "all_gather_v");
       check(api_.all_gather(send, recv, static_cast<std::size_t>(counts[0]), ncclFloat, grp.comm,
                             stream()),
             grp.comm, "ncclAllGather");
@@ -346,6 +351,7 @@ class NcclComm final : public Comm {
     const Group& grp = group(g);
     STRATA_CHECK(root >= 0 && root < grp.size, "broadcast root outside the group");
     begin();
+    if (n == 0) return finish(grp.comm, "broadcast");
     check(api_.broadcast(buf, buf, n, ncclFloat, root, grp.comm, stream()), grp.comm,
           "ncclBroadcast");
     settle(grp.comm, "ncclBroadcast", timeout_s_);
@@ -355,6 +361,7 @@ class NcclComm final : public Comm {
   Request all_to_all(GroupId g, const float* send, float* recv, std::size_t n_per_rank) override {
     const Group& grp = group(g);
     begin();
+    if (n_per_rank == 0) return finish(grp.comm, "all_to_all");
     grouped(grp.comm, "ncclSend/ncclRecv (all_to_all)", [&] {
       for (int j = 0; j < grp.size; ++j) {  // the own block too: NCCL sends to itself
         const std::size_t at = static_cast<std::size_t>(j) * n_per_rank;
@@ -624,6 +631,15 @@ ncclUniqueId new_unique_id() {
 }  // namespace
 
 bool built_with_nccl() { return true; }
+
+std::string nccl_unavailable_reason() {
+  try {
+    (void)nccl();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
 
 std::unique_ptr<Comm> make_nccl_comm(Comm& bootstrap, const NcclOptions& options) {
   require_nccl_and_device(options);

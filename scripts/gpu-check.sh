@@ -2,22 +2,24 @@
 # The GPU checks, prepared to run in one call on a lent GPU machine (docs/gpu-results.md).
 #
 #   bash scripts/gpu-check.sh build   # here: the gpu preset (no MPI, SimGrid or Qt; no
-#                                     # -march=native) builds kernels_tests and kernels_bench,
-#                                     # copied into gpu-bin/ (about 6 MB; git ignores it)
+#                                     # -march=native) builds kernels_tests, kernels_bench and
+#                                     # executor_tests (the NCCL ones), copied into gpu-bin/
 #   bash scripts/gpu-check.sh run     # there, with gpu-bin/ carried: the GPU, the CUDA tests
 #                                     # (every op against the CPU, determinism, edges) and the
 #                                     # kernel benchmarks; logs into $OUT (default gpu-out/)
 #
 # The machine there has a driver and a CUDA toolkit but no GoogleTest, hence the binaries built
-# here. They load libcublas from the toolkit there: its lib64 is put on LD_LIBRARY_PATH.
+# here. They load libcublas from the toolkit there: its lib64 is put on LD_LIBRARY_PATH, and
+# libnccl.so.2 from the toolkit or, failing that, from PyTorch's NCCL wheel (STRATA_NCCL_LIBRARY).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   build)
     cmake --preset gpu >/dev/null
-    cmake --build --preset gpu -j "$(nproc)" --target kernels_tests kernels_bench
+    cmake --build --preset gpu -j "$(nproc)" --target kernels_tests kernels_bench executor_tests
     rm -rf gpu-bin && mkdir -p gpu-bin
-    cp build/gpu/tests/kernels/kernels_tests build/gpu/kernels/kernels_bench gpu-bin/
+    cp build/gpu/tests/kernels/kernels_tests build/gpu/kernels/kernels_bench \
+      build/gpu/tests/executor/executor_tests gpu-bin/
     ls -la gpu-bin
     ;;
   run)
@@ -33,20 +35,31 @@ case "${1:-}" in
       if [[ -e "$d/libcublas.so.13" ]]; then cuda_lib="$d"; break; fi
     done
     export LD_LIBRARY_PATH="${cuda_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    nccl_lib=""
+    if [[ -z "${STRATA_NCCL_LIBRARY:-}" && ! -e "$cuda_lib/libnccl.so.2" ]]; then
+      nccl_lib="$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null || true)"
+      if [[ -e "$nccl_lib" ]]; then export STRATA_NCCL_LIBRARY="$nccl_lib"; fi
+    fi
     {
       date -u
       nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
       nvcc --version | tail -2 || true
       echo "libcublas from: ${cuda_lib:-not found}"
+      echo "libnccl from: ${STRATA_NCCL_LIBRARY:-the loader search path}"
     } > "$out/machine.txt" 2>&1
     status=0
     # There a CUDA test that skips is a failure (no device found where one should be).
     STRATA_REQUIRE_CUDA=1 gpu-bin/kernels_tests \
       --gtest_output="xml:$out/kernels_tests.xml" > "$out/kernels_tests.txt" 2>&1 || status=$?
+    # The NCCL backend: a one-rank world against the local backend, the timeout path.
+    STRATA_REQUIRE_CUDA=1 gpu-bin/executor_tests --gtest_filter='NcclComm*:FileStore*' \
+      --gtest_output="xml:$out/executor_nccl_tests.xml" > "$out/executor_nccl_tests.txt" 2>&1 ||
+      status=$?
     gpu-bin/kernels_bench --backend all --reps 20 > "$out/kernels_bench.txt" 2>&1 || status=$?
     gpu-bin/kernels_bench --backend cuda --reps 20 --gemm 8192,4096,4096 \
       >> "$out/kernels_bench.txt" 2>&1 || status=$?
     tail -5 "$out/kernels_tests.txt"
+    tail -5 "$out/executor_nccl_tests.txt"
     grep -E "^cuda" "$out/kernels_bench.txt" || true
     exit "$status"
     ;;

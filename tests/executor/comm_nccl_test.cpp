@@ -1,6 +1,7 @@
 // The NCCL backend (executor/comm_nccl.cpp). Everywhere: the refusals that come before any GPU
 // work (no NCCL backend in the build, a library that cannot be loaded, no device, bad ranks).
-// On a GPU (skipping with the reason elsewhere; STRATA_REQUIRE_CUDA=1 makes that a failure): a
+// On a GPU with NCCL (skipping with the reason elsewhere; STRATA_REQUIRE_CUDA=1 and
+// STRATA_REQUIRE_NCCL=1 make a missing device or library a failure): a
 // one-rank NCCL world, made over a local bootstrap and over a file store, gives the local
 // backend's results for every operation on device buffers, and a wait that does not complete
 // within the timeout throws CommTimeout naming the operation and aborts the communicators.
@@ -61,6 +62,7 @@ class StoreDir {
 
 TEST(NcclComm, WithoutTheBackendEveryMakeSaysSo) {
   if (built_with_nccl()) GTEST_SKIP() << "this build has the NCCL backend";
+  EXPECT_TRUE(contains(nccl_unavailable_reason(), "this build has no NCCL backend"));
   auto local = make_local_comm();
   EXPECT_TRUE(contains(message_of([&] { make_nccl_comm(*local, NcclOptions{}); }),
                        "this build has no NCCL backend"));
@@ -75,12 +77,14 @@ TEST(NcclComm, ALibraryThatCannotBeLoadedIsNamed) {
   ::setenv("STRATA_NCCL_LIBRARY", "/nonexistent/libnccl.so.2", 1);
   auto local = make_local_comm();
   const std::string what = message_of([&] { make_nccl_comm(*local, NcclOptions{}); });
+  const std::string reason = nccl_unavailable_reason();  // still under the variable
   if (old != nullptr) {
     ::setenv("STRATA_NCCL_LIBRARY", saved.c_str(), 1);
   } else {
     ::unsetenv("STRATA_NCCL_LIBRARY");
   }
   EXPECT_TRUE(contains(what, "NCCL could not be loaded (/nonexistent/libnccl.so.2")) << what;
+  EXPECT_EQ(reason.substr(0, 30), what.substr(0, 30));
   EXPECT_TRUE(contains(what, "STRATA_NCCL_LIBRARY")) << what;
 }
 
@@ -105,22 +109,26 @@ TEST(NcclComm, StoreBootstrapRejectsBadRanksAndMissingDirectories) {
 
 // --- On a GPU -----------------------------------------------------------------------------
 
-// Empty when a one-rank NCCL world can be made here; otherwise why not.
-std::string nccl_skip_reason() {
-  if (!built_with_nccl()) return "built without the NCCL backend";
-  const std::string cuda = kernels::testing::cuda_skip_reason();
-  if (!cuda.empty()) return "no CUDA device: " + cuda;
-  return "";
+// Skips (or fails) a test that needs a one-rank NCCL world when none can be made here: without a
+// CUDA device (a failure under STRATA_REQUIRE_CUDA=1, as the kernels' tests) or without a
+// loadable NCCL (a failure under STRATA_REQUIRE_NCCL=1: a GPU machine may lack the library).
+bool nccl_required() {
+  const char* value = std::getenv("STRATA_REQUIRE_NCCL");
+  return value != nullptr && std::string(value) != "" && std::string(value) != "0";
 }
 
-#define STRATA_SKIP_WITHOUT_NCCL_DEVICE()                                              \
-  do {                                                                                 \
-    if (const std::string why = nccl_skip_reason(); !why.empty()) {                    \
-      if (::strata::kernels::testing::cuda_required()) {                               \
-        FAIL() << "STRATA_REQUIRE_CUDA is set but the NCCL tests cannot run: " << why; \
-      }                                                                                \
-      GTEST_SKIP() << why;                                                             \
-    }                                                                                  \
+#define STRATA_SKIP_WITHOUT_NCCL_DEVICE()                                                       \
+  do {                                                                                          \
+    if (const std::string why = nccl_unavailable_reason(); !why.empty()) {                      \
+      if (nccl_required()) FAIL() << "STRATA_REQUIRE_NCCL is set but " << why;                  \
+      GTEST_SKIP() << why;                                                                      \
+    }                                                                                           \
+    if (const std::string why = ::strata::kernels::testing::cuda_skip_reason(); !why.empty()) { \
+      if (::strata::kernels::testing::cuda_required()) {                                        \
+        FAIL() << "STRATA_REQUIRE_CUDA is set but there is no CUDA device: " << why;            \
+      }                                                                                         \
+      GTEST_SKIP() << "no CUDA device: " << why;                                                \
+    }                                                                                           \
   } while (0)
 
 // Device copies of host vectors, and back.
