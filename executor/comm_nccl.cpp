@@ -266,16 +266,14 @@ class NcclComm final : public Comm {
     begin();
     if (n == 0) return finish(grp.comm, "all_reduce");  // NCCL is not asked for nothing
     if (op == ReduceOp::kSum) {
-      check(api_.all_reduce(buf, buf, n, ncclFloat, ncclSum, grp.comm, stream()), grp.comm,
-            "ncclAllReduce");
-      settle(grp.comm, "ncclAllReduce", timeout_s_);
+      enqueued(api_.all_reduce(buf, buf, n, ncclFloat, ncclSum, grp.comm, stream()), grp.comm,
+               "ncclAllReduce");
       return finish(grp.comm, "all_reduce");
     }
     STRATA_CHECK(n % 3 == 0, "kSoftmaxStats needs triples");
     float* gathered = scratch(n * static_cast<std::size_t>(grp.size));
-    check(api_.all_gather(buf, gathered, n, ncclFloat, grp.comm, stream()), grp.comm,
-          "ncclAllGather (softmax statistics)");
-    settle(grp.comm, "ncclAllGather (softmax statistics)", timeout_s_);
+    enqueued(api_.all_gather(buf, gathered, n, ncclFloat, grp.comm, stream()), grp.comm,
+             "ncclAllGather (softmax statistics)");
     kernels::combine_gathered_softmax_stats(*stream_, buf, gathered, grp.size,
                                             static_cast<std::int64_t>(n / 3));
     return finish(grp.comm, "all_reduce (softmax statistics)");
@@ -285,8 +283,8 @@ class NcclComm final : public Comm {
     const Group& grp = group(g);
     begin();
     if (n == 0) return finish(grp.comm, "all_gather");
-    check(api_.all_gather(send, recv, n, ncclFloat, grp.comm, stream()), grp.comm, "ncclAllGather");
-    settle(grp.comm, "ncclAllGather", timeout_s_);
+    enqueued(api_.all_gather(send, recv, n, ncclFloat, grp.comm, stream()), grp.comm,
+             "ncclAllGather");
     return finish(grp.comm, "all_gather");
   }
 
@@ -296,25 +294,19 @@ class NcclComm final : public Comm {
     check_counts(grp, counts);
     begin();
     if (!always_per_part_ && all_equal(counts)) {
-      if (counts[0] == 0) return finish(grp.comm, "reduce_scatter");
-      check(api_.reduce_scatter(send, recv, static_cast<std::size_t>(counts[0]), ncclFloat, ncclSum,
-                                grp.comm, stream()),
-            grp.comm, "ncclReduceScatter");
-      settle(grp.comm, "ncclReduceScatter", timeout_s_);
+      if (counts[0] > 0) {
+        enqueued(api_.reduce_scatter(send, recv, static_cast<std::size_t>(counts[0]), ncclFloat,
+                                     ncclSum, grp.comm, stream()),
+                 grp.comm, "ncclReduceScatter");
+      }
     } else {
-      grouped(grp.comm, "ncclReduce (uneven reduce_scatter)", [&] {
-        std::size_t offset = 0;
-        for (int i = 0; i < grp.size; ++i) {
-          const auto count = static_cast<std::size_t>(counts[i]);
-          // recv is read by NCCL on the root (member i) only.
-          if (count > 0) {
-            check(
-                api_.reduce(send + offset, recv, count, ncclFloat, ncclSum, i, grp.comm, stream()),
-                grp.comm, "ncclReduce");
-          }
-          offset += count;
-        }
-      });
+      // Member i's part summed into its recv (NCCL writes recv on the root only).
+      per_part(grp, counts, "ncclReduce (uneven reduce_scatter)",
+               [&](int i, std::size_t offset, std::size_t count) {
+                 check(api_.reduce(send + offset, recv, count, ncclFloat, ncclSum, i, grp.comm,
+                                   stream()),
+                       grp.comm, "ncclReduce");
+               });
     }
     return finish(grp.comm, "reduce_scatter");
   }
@@ -325,24 +317,18 @@ class NcclComm final : public Comm {
     check_counts(grp, counts);
     begin();
     if (!always_per_part_ && all_equal(counts)) {
-      if (counts[0] == 0) return finish(grp.comm, "all_gather_v");
-      check(api_.all_gather(send, recv, static_cast<std::size_t>(counts[0]), ncclFloat, grp.comm,
-                            stream()),
-            grp.comm, "ncclAllGather");
-      settle(grp.comm, "ncclAllGather", timeout_s_);
+      if (counts[0] > 0) {
+        enqueued(api_.all_gather(send, recv, static_cast<std::size_t>(counts[0]), ncclFloat,
+                                 grp.comm, stream()),
+                 grp.comm, "ncclAllGather");
+      }
     } else {
-      grouped(grp.comm, "ncclBroadcast (uneven all_gather_v)", [&] {
-        std::size_t offset = 0;
-        for (int i = 0; i < grp.size; ++i) {
-          const auto count = static_cast<std::size_t>(counts[i]);
-          // send is read on the root (member i) only.
-          if (count > 0) {
-            check(api_.broadcast(send, recv + offset, count, ncclFloat, i, grp.comm, stream()),
-                  grp.comm, "ncclBroadcast");
-          }
-          offset += count;
-        }
-      });
+      // Member i's send to its place in everyone's recv (NCCL reads send on the root only).
+      per_part(grp, counts, "ncclBroadcast (uneven all_gather_v)",
+               [&](int i, std::size_t offset, std::size_t count) {
+                 check(api_.broadcast(send, recv + offset, count, ncclFloat, i, grp.comm, stream()),
+                       grp.comm, "ncclBroadcast");
+               });
     }
     return finish(grp.comm, "all_gather_v");
   }
@@ -352,9 +338,8 @@ class NcclComm final : public Comm {
     STRATA_CHECK(root >= 0 && root < grp.size, "broadcast root outside the group");
     begin();
     if (n == 0) return finish(grp.comm, "broadcast");
-    check(api_.broadcast(buf, buf, n, ncclFloat, root, grp.comm, stream()), grp.comm,
-          "ncclBroadcast");
-    settle(grp.comm, "ncclBroadcast", timeout_s_);
+    enqueued(api_.broadcast(buf, buf, n, ncclFloat, root, grp.comm, stream()), grp.comm,
+             "ncclBroadcast");
     return finish(grp.comm, "broadcast");
   }
 
@@ -391,9 +376,8 @@ class NcclComm final : public Comm {
   void barrier() override {
     begin();
     float* one = scratch_.as<float>();
-    check(api_.all_reduce(one, one, 1, ncclFloat, ncclSum, world_, stream()), world_,
-          "ncclAllReduce (barrier)");
-    settle(world_, "ncclAllReduce (barrier)", timeout_s_);
+    enqueued(api_.all_reduce(one, one, 1, ncclFloat, ncclSum, world_, stream()), world_,
+             "ncclAllReduce (barrier)");
     finish(world_, "barrier").wait();
   }
 
@@ -503,6 +487,26 @@ class NcclComm final : public Comm {
     require_alive("operation");
     flush_transfers();
     kernels::cuda_detail::set_current_device(device_);
+  }
+
+  // A single enqueue's result, settled.
+  void enqueued(ncclResult_t result, ncclComm_t comm, const char* what) {
+    check(result, comm, what);
+    settle(comm, what, timeout_s_);
+  }
+
+  // `call(i, offset, count)` for each member i's part of `counts` (parts of 0 floats skipped),
+  // as one NCCL group.
+  template <typename Call>
+  void per_part(const Group& grp, const std::vector<int>& counts, const char* what, Call&& call) {
+    grouped(grp.comm, what, [&] {
+      std::size_t offset = 0;
+      for (int i = 0; i < grp.size; ++i) {
+        const auto count = static_cast<std::size_t>(counts[static_cast<std::size_t>(i)]);
+        if (count > 0) call(i, offset, count);
+        offset += count;
+      }
+    });
   }
 
   // Enqueues `calls` (on `comm`) as one NCCL group.

@@ -117,18 +117,13 @@ bool nccl_required() {
   return value != nullptr && std::string(value) != "" && std::string(value) != "0";
 }
 
-#define STRATA_SKIP_WITHOUT_NCCL_DEVICE()                                                       \
-  do {                                                                                          \
-    if (const std::string why = nccl_unavailable_reason(); !why.empty()) {                      \
-      if (nccl_required()) FAIL() << "STRATA_REQUIRE_NCCL is set but " << why;                  \
-      GTEST_SKIP() << why;                                                                      \
-    }                                                                                           \
-    if (const std::string why = ::strata::kernels::testing::cuda_skip_reason(); !why.empty()) { \
-      if (::strata::kernels::testing::cuda_required()) {                                        \
-        FAIL() << "STRATA_REQUIRE_CUDA is set but there is no CUDA device: " << why;            \
-      }                                                                                         \
-      GTEST_SKIP() << "no CUDA device: " << why;                                                \
-    }                                                                                           \
+#define STRATA_SKIP_WITHOUT_NCCL_DEVICE()                                      \
+  do {                                                                         \
+    if (const std::string why = nccl_unavailable_reason(); !why.empty()) {     \
+      if (nccl_required()) FAIL() << "STRATA_REQUIRE_NCCL is set but " << why; \
+      GTEST_SKIP() << why;                                                     \
+    }                                                                          \
+    STRATA_SKIP_WITHOUT_CUDA();                                                \
   } while (0)
 
 // Device copies of host vectors, and back.
@@ -171,70 +166,77 @@ std::vector<float> triples(std::size_t rows) {
   return v;
 }
 
-// Every operation on `nccl` (device buffers) and on the local backend (host buffers) from the
-// same inputs; the results must be equal, bit for bit (one rank moves data, it adds nothing).
-void expect_local_results(Comm& nccl, const kernels::Stream& stream) {
+// An operation on a Comm: `in` is its send (or in-place) buffer, `out` its receive buffer.
+using Operation = std::function<Request(Comm&, GroupId, float* in, float* out)>;
+
+// Runs `op` on the local backend over host buffers and on `nccl` over device copies of the same
+// input; the results (`out`, or `in` when out_size is 0: in place) must be equal bit for bit
+// (one rank moves data, it adds nothing).
+void expect_as_local(Comm& nccl, const kernels::Stream& stream, const std::vector<float>& in,
+                     std::size_t out_size, const Operation& op, const std::string& what) {
   auto local = make_local_comm();
-  const GroupId g = nccl.split({0});
-  const GroupId lg = local->split({0});
-  ASSERT_EQ(nccl.group_size(g), 1);
-  ASSERT_EQ(nccl.group_rank(g), 0);
+  std::vector<float> want_in = in, want_out(out_size);
+  op(*local, local->split({0}), want_in.data(), want_out.data()).wait();
+  DeviceFloats got_in(stream, in), got_out(stream, std::vector<float>(out_size, 0.0f));
+  op(nccl, 0, got_in.data(), got_out.data()).wait();
+  if (out_size == 0) {
+    EXPECT_EQ(got_in.host(), want_in) << what;
+  } else {
+    EXPECT_EQ(got_out.host(), want_out) << what;
+  }
+}
+
+// Every operation on `nccl` (device buffers) against the local backend (host buffers).
+void expect_local_results(Comm& nccl, const kernels::Stream& stream) {
+  ASSERT_EQ(nccl.split({0}), 0);  // the group expect_as_local uses
+  ASSERT_EQ(nccl.group_size(0), 1);
+  ASSERT_EQ(nccl.group_rank(0), 0);
   EXPECT_EQ(nccl.split({}), kNoGroup);
 
   for (const std::size_t n : {std::size_t{1}, std::size_t{1000}, std::size_t{(1 << 18) + 3}}) {
     const std::string at = " (n = " + std::to_string(n) + ")";
     const std::vector<float> in = iota_floats(n, -7.5f);
-    {
-      std::vector<float> want = in;
-      local->all_reduce(lg, want.data(), n, ReduceOp::kSum).wait();
-      DeviceFloats buf(stream, in);
-      nccl.all_reduce(g, buf.data(), n, ReduceOp::kSum).wait();
-      EXPECT_EQ(buf.host(), want) << "all_reduce kSum" << at;
-    }
-    {
-      const std::vector<float> stats = triples(n);
-      std::vector<float> want = stats;
-      local->all_reduce(lg, want.data(), want.size(), ReduceOp::kSoftmaxStats).wait();
-      DeviceFloats buf(stream, stats);
-      nccl.all_reduce(g, buf.data(), stats.size(), ReduceOp::kSoftmaxStats).wait();
-      EXPECT_EQ(buf.host(), want) << "all_reduce kSoftmaxStats" << at;
-    }
-    {
-      std::vector<float> want(n);
-      local->all_gather(lg, in.data(), want.data(), n).wait();
-      DeviceFloats send(stream, in), recv(stream, std::vector<float>(n, 0.0f));
-      nccl.all_gather(g, send.data(), recv.data(), n).wait();
-      EXPECT_EQ(recv.host(), want) << "all_gather" << at;
-    }
     const std::vector<int> counts = {static_cast<int>(n)};
-    {
-      std::vector<float> want(n);
-      local->reduce_scatter(lg, in.data(), want.data(), counts).wait();
-      DeviceFloats send(stream, in), recv(stream, std::vector<float>(n, 0.0f));
-      nccl.reduce_scatter(g, send.data(), recv.data(), counts).wait();
-      EXPECT_EQ(recv.host(), want) << "reduce_scatter" << at;
-    }
-    {
-      std::vector<float> want(n);
-      local->all_gather_v(lg, in.data(), want.data(), counts).wait();
-      DeviceFloats send(stream, in), recv(stream, std::vector<float>(n, 0.0f));
-      nccl.all_gather_v(g, send.data(), recv.data(), counts).wait();
-      EXPECT_EQ(recv.host(), want) << "all_gather_v" << at;
-    }
-    {
-      std::vector<float> want = in;
-      local->broadcast(lg, want.data(), n, 0).wait();
-      DeviceFloats buf(stream, in);
-      nccl.broadcast(g, buf.data(), n, 0).wait();
-      EXPECT_EQ(buf.host(), want) << "broadcast" << at;
-    }
-    {
-      std::vector<float> want(n);
-      local->all_to_all(lg, in.data(), want.data(), n).wait();
-      DeviceFloats send(stream, in), recv(stream, std::vector<float>(n, 0.0f));
-      nccl.all_to_all(g, send.data(), recv.data(), n).wait();
-      EXPECT_EQ(recv.host(), want) << "all_to_all" << at;
-    }
+    expect_as_local(
+        nccl, stream, in, 0,
+        [&](Comm& c, GroupId g, float* buf, float*) {
+          return c.all_reduce(g, buf, n, ReduceOp::kSum);
+        },
+        "all_reduce kSum" + at);
+    expect_as_local(
+        nccl, stream, triples(n), 0,
+        [&](Comm& c, GroupId g, float* buf, float*) {
+          return c.all_reduce(g, buf, 3 * n, ReduceOp::kSoftmaxStats);
+        },
+        "all_reduce kSoftmaxStats" + at);
+    expect_as_local(
+        nccl, stream, in, n,
+        [&](Comm& c, GroupId g, float* send, float* recv) {
+          return c.all_gather(g, send, recv, n);
+        },
+        "all_gather" + at);
+    expect_as_local(
+        nccl, stream, in, n,
+        [&](Comm& c, GroupId g, float* send, float* recv) {
+          return c.reduce_scatter(g, send, recv, counts);
+        },
+        "reduce_scatter" + at);
+    expect_as_local(
+        nccl, stream, in, n,
+        [&](Comm& c, GroupId g, float* send, float* recv) {
+          return c.all_gather_v(g, send, recv, counts);
+        },
+        "all_gather_v" + at);
+    expect_as_local(
+        nccl, stream, in, 0,
+        [&](Comm& c, GroupId g, float* buf, float*) { return c.broadcast(g, buf, n, 0); },
+        "broadcast" + at);
+    expect_as_local(
+        nccl, stream, in, n,
+        [&](Comm& c, GroupId g, float* send, float* recv) {
+          return c.all_to_all(g, send, recv, n);
+        },
+        "all_to_all" + at);
     {
       // A transfer to itself (the local backend has none): the received buffer is the sent one.
       DeviceFloats send(stream, in), recv(stream, std::vector<float>(n, 0.0f));
