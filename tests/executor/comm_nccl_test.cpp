@@ -289,6 +289,9 @@ TEST(NcclComm, AWaitPastTheTimeoutThrowsCommTimeoutAndAborts) {
   auto nccl = make_nccl_comm(dir.str(), 0, 1, options);
   const GroupId g = nccl->split({0});
   DeviceFloats buf(stream, iota_floats(16, 0.0f));
+  // A first call, untimed: NCCL may set up the communicator's connections at its first
+  // operation, which must not count against the short timeout below.
+  nccl->all_reduce(g, buf.data(), 16, ReduceOp::kSum).wait();
   nccl->set_timeout_s(0.1);
   // The stream is held busy for a second: the all-reduce behind it cannot complete in 0.1 s, as
   // when a peer stopped responding.
