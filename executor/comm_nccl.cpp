@@ -249,6 +249,7 @@ class NcclComm final : public Comm {
     check(api_.comm_count(comm, &count), comm, "ncclCommCount");
     check(api_.comm_user_rank(comm, &user_rank), comm, "ncclCommUserRank");
     if (count != static_cast<int>(my_group.size()) || user_rank != index) {
+      api_.comm_abort(comm);
       throw std::runtime_error("NCCL split on rank " + std::to_string(rank_) + ": the group has " +
                                std::to_string(count) + " members with this rank at " +
                                std::to_string(user_rank) + ", this rank's group says " +
