@@ -46,7 +46,6 @@
 #include "executor/file_store.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/collective_ops.hpp"
-#include "kernels/cuda/runtime.hpp"
 
 namespace strata::exec {
 namespace {
@@ -173,7 +172,7 @@ class NcclComm final : public Comm {
       stream_ = own_stream_.get();
     }
     device_ = options.device;
-    kernels::cuda_detail::set_current_device(device_);
+    make_device_current();
     ncclConfig_t config = nonblocking();
     ncclComm_t world = nullptr;
     check(api_.comm_init_rank_config(&world, size, id, rank, &config), world,
@@ -408,6 +407,17 @@ class NcclComm final : public Comm {
     return config;
   }
 
+  // NCCL init and enqueues act on the calling thread's current device (kernels/' internals are
+  // not used here: cudaSetDevice directly, from nccl.h's CUDA runtime).
+  void make_device_current() const {
+    const cudaError_t e = cudaSetDevice(device_);
+    if (e != cudaSuccess) {
+      throw std::runtime_error("cudaSetDevice(" + std::to_string(device_) + ") failed on rank " +
+                               std::to_string(rank_) + " (" + host_name() +
+                               "): " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+    }
+  }
+
   cudaStream_t stream() const { return static_cast<cudaStream_t>(stream_->native_handle()); }
 
   const Group& group(GroupId g) const {
@@ -487,7 +497,7 @@ class NcclComm final : public Comm {
   void begin() {
     require_alive("operation");
     flush_transfers();
-    kernels::cuda_detail::set_current_device(device_);
+    make_device_current();
   }
 
   // A single enqueue's result, settled.
@@ -569,7 +579,7 @@ class NcclComm final : public Comm {
     require_alive("send/recv");
     std::vector<Transfer> queued;
     queued.swap(transfers_);
-    kernels::cuda_detail::set_current_device(device_);
+    make_device_current();
     grouped(world_, "ncclSend/ncclRecv (transfers)", [&] {
       for (const Transfer& t : queued) {
         if (t.from != nullptr) {
