@@ -1,6 +1,7 @@
 // `strata profile links`: write links.json (docs/profiles.md "Measuring and importing links"),
 // imported from nccl-tests output (profiler/nccl_tests.hpp) or measured under mpirun through the
-// executor's communication layer (profiler/tools/link_bench.hpp). Only rank 0 writes.
+// executor's communication layer (profiler/tools/link_bench.hpp): MPI on host buffers, or NCCL
+// on device buffers with its unique id over MPI (--backend nccl). Only rank 0 writes.
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include "common/error.hpp"
 #include "common/units.hpp"
 #include "executor/comm.hpp"
+#include "kernels/backend.hpp"
 #include "profiler/nccl_tests.hpp"
 #include "profiler/tools/link_bench.hpp"
 
@@ -21,7 +23,8 @@ namespace strata::cli {
 
 const char* const kProfileLinksHelp =
     R"(Usage: strata profile links --import FILE [--fabric F] [--device NAME] --out links.json
-       mpirun -np N strata profile links --out links.json [--cluster C] [--max-bytes B] [--iters K]
+       mpirun -np N strata profile links --out links.json [--backend mpi|nccl] [--cluster C]
+                                         [--max-bytes B] [--iters K]
 
 Write links.json: the time of collectives over message sizes, one curve per collective and group
 size, each with its latency/bandwidth fit (docs/profiles.md), for the simulator's link costs.
@@ -42,6 +45,11 @@ Import nccl-tests output (no MPI needed):
   --ranks N            the group size, for outputs without rank lines
 
 Measure under mpirun (N >= 2 ranks; needs a build with MPI):
+  --backend B          mpi (default): the executor's MPI layer on host buffers; nccl: its NCCL
+                       layer on device buffers, rank r on CUDA device r mod the devices of its
+                       host, the NCCL unique id broadcast over MPI (needs a CUDA build with NCCL,
+                       libnccl.so.2 and a GPU per rank; links.json's backend is then "nccl").
+                       One rank has no link to measure, so one GPU cannot run it
   --cluster C          the cluster spec the ranks run on (file or bundled name; default
                        local-cpu): the device is its gpu.name and gpu.kind, a group on one host
                        spans its intra_node fabric, a group on several hosts the network
@@ -60,7 +68,7 @@ Both:
 Measured: every collective kind of links.json -- all_reduce, all_gather, reduce_scatter,
 all_to_all and broadcast (from the group's first rank) over the first 2, 4, 8, ... ranks and over
 all N, and send_recv between ranks 0 and 1 (both directions at once) -- through the executor's
-MPI layer. A size's time is the slowest rank's mean over the timed calls; one more call on
+MPI or NCCL layer. A size's time is the slowest rank's mean over the timed calls; one more call on
 rank-dependent inputs is then checked exactly, and a wrong result on any rank stops the run. A
 curve whose times do not grow with the message size (noise over small messages) is left out
 with a warning. Progress and warnings go to stderr.
@@ -76,10 +84,13 @@ failure, 70 internal error (the table: strata --help, cli/README.md).
 
 namespace {
 
+// How long the NCCL ranks may take to join the world and each group.
+constexpr double kNcclInitTimeoutS = 300;
+
 // The flags of each mode, refused in the other.
 const std::vector<std::string> kImportFlags = {"--fabric", "--device", "--collective", "--ranks"};
-const std::vector<std::string> kMeasureFlags = {"--cluster", "--max-bytes", "--factor", "--iters",
-                                                "--warmup"};
+const std::vector<std::string> kMeasureFlags = {"--backend", "--cluster", "--max-bytes",
+                                                "--factor",  "--iters",   "--warmup"};
 
 // `text` as bytes: a whole number with an optional K, M or G suffix (x 1024, as nccl-tests' -e).
 std::int64_t parse_bytes(const std::string& flag, const std::string& text) {
@@ -184,7 +195,20 @@ int measure(const Args& args) {
   refuse(args, kImportFlags,
          "only with --import (measuring takes the fabric and the device from --cluster)");
   const std::string out = args.require("--out");
-  const profiler::LinkBenchOptions opts = bench_options(args);
+  (void)bench_options(args);  // its errors before MPI starts
+  const std::string backend = args.get("--backend").value_or("mpi");
+  if (backend != "mpi" && backend != "nccl") {
+    throw ConfigError("--backend = " + backend + ": must be mpi or nccl");
+  }
+  const bool nccl_backend = backend == "nccl";
+  if (nccl_backend) {
+    if (const std::string why = exec::nccl_unavailable_reason(); !why.empty()) {
+      throw ConfigError("--backend nccl: " + why);
+    }
+    if (kernels::cuda_device_count() == 0) {
+      throw ConfigError("--backend nccl: no CUDA device: " + kernels::cuda_unavailable_reason());
+    }
+  }
   if (!exec::built_with_mpi()) {
     throw ConfigError(
         "measuring links needs an MPI build and mpirun: this strata was built "
@@ -199,7 +223,27 @@ int measure(const Args& args) {
         out + "`");
   }
 
-  auto comm = exec::make_mpi_comm();
+  auto mpi = exec::make_mpi_comm();
+  std::unique_ptr<kernels::Stream> stream;  // the NCCL backend's, its buffers' too
+  std::unique_ptr<exec::Comm> nccl;
+  if (nccl_backend) {
+    try {
+      const int device = mpi->rank() % kernels::cuda_device_count();
+      stream = std::make_unique<kernels::Stream>(kernels::Stream::cuda(device));
+      exec::NcclOptions nccl_options;
+      nccl_options.device = device;
+      nccl_options.stream = stream.get();
+      nccl_options.init_timeout_s = kNcclInitTimeoutS;
+      nccl = exec::make_nccl_comm(*mpi, nccl_options);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "strata profile links: rank %d: error: %s\n", mpi->rank(), e.what());
+      std::fflush(stderr);
+      mpi->abort(kExitRuntime);
+    }
+  }
+  profiler::LinkBenchOptions opts = bench_options(args);
+  opts.stream = stream.get();
+  exec::Comm* comm = nccl ? nccl.get() : mpi.get();
   const bool lead = comm->rank() == 0;
   profiler::LinkProfile profile;
   try {
@@ -228,8 +272,8 @@ int profile_links_command(const std::vector<std::string>& argv) {
   }
   // Arguments are checked before MPI starts, so a usage error is one message, not N.
   const Args args(argv,
-                  {"--import", "--fabric", "--device", "--collective", "--ranks", "--cluster",
-                   "--max-bytes", "--factor", "--iters", "--warmup", "--out"},
+                  {"--import", "--fabric", "--device", "--collective", "--ranks", "--backend",
+                   "--cluster", "--max-bytes", "--factor", "--iters", "--warmup", "--out"},
                   {}, {});
   std::vector<NamedPath> inputs = spec_inputs(args);
   for (const NamedPath& p : flag_paths(args, {"--import"})) inputs.push_back(p);

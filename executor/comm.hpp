@@ -1,7 +1,8 @@
-// The executor's communication layer: one interface, two backends. `LocalComm` is a world of one
-// rank (no MPI needed: the one-rank path and the GPU machine); `MpiComm` (comm_mpi.cpp, built
-// with STRATA_WITH_MPI) runs collectives and transfers over MPI. The NCCL backend comes behind
-// the same interface.
+// The executor's communication layer: one interface, three backends. `LocalComm` is a world of
+// one rank (no MPI needed: the one-rank path and the GPU machine); `MpiComm` (comm_mpi.cpp, built
+// with STRATA_WITH_MPI) runs collectives and transfers over MPI on host buffers; `NcclComm`
+// (comm_nccl.cpp, built with STRATA_WITH_CUDA where nccl.h is found) runs them with NCCL on
+// device buffers, its unique ids bootstrapped over another Comm (MPI) or a FileStore.
 //
 // Following DESIGN "Asynchrony from the start", every operation returns a Request that completes
 // later; `wait()` blocks until the operation's output buffer holds its result. Buffers are fp32,
@@ -17,6 +18,10 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+namespace strata::kernels {
+class Stream;
+}
 
 namespace strata::exec {
 
@@ -64,7 +69,7 @@ class Comm {
   virtual ~Comm() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual std::string backend() const = 0;  // "local" or "mpi"
+  virtual std::string backend() const = 0;  // "local", "mpi" or "nccl"
   // The library under the backend and its version ("Open MPI v4.1.4"), for the provenance of
   // measured outputs (the profiler's links.json); "" when there is none or it cannot say.
   virtual std::string library_version() const { return ""; }
@@ -123,6 +128,45 @@ bool built_with_mpi();
 // The MPI world (MPI_Init on first use, MPI_Finalize at exit). Throws std::runtime_error when
 // built without MPI.
 std::unique_ptr<Comm> make_mpi_comm();
+
+// True when this build has the NCCL backend (STRATA_WITH_CUDA and nccl.h found at configure
+// time). The library itself (libnccl.so.2) is loaded at the first make_nccl_comm, not linked.
+bool built_with_nccl();
+
+// Why an NCCL communicator cannot be made here before trying ("this build has no NCCL backend",
+// "NCCL could not be loaded (...)"; loads the library); "" when the library loads. Whether a
+// CUDA device exists is kernels::cuda_unavailable_reason()'s to say.
+std::string nccl_unavailable_reason();
+
+struct NcclOptions {
+  int device = 0;  // this rank's CUDA device
+  // The CUDA stream every operation is enqueued on (on `device`; it must outlive the
+  // communicator), so that communication orders after the compute enqueued before it. nullptr:
+  // the communicator makes a stream of its own.
+  const kernels::Stream* stream = nullptr;
+  // How long making the communicators (init and each split) may wait for the other ranks before
+  // CommTimeout; 0 waits forever. Operations use set_timeout_s.
+  double init_timeout_s = 0;
+  // Tests only: reduce_scatter and all_gather_v take their uneven-counts path (one collective
+  // per member's part, grouped) even when the counts are equal, so that one rank exercises it.
+  bool always_per_part = false;
+};
+
+// The NCCL world over the same ranks as `bootstrap` (a host Comm, MPI or local: it carries the
+// unique id, a broadcast of its 128 bytes from rank 0, and its abort() stops the world). Every
+// rank calls this at the same point; `bootstrap` must outlive the result. Throws
+// std::runtime_error when the build has no NCCL backend, when libnccl.so.2 cannot be loaded
+// (naming it; STRATA_NCCL_LIBRARY may name the file), when there is no CUDA device (with
+// kernels::cuda_unavailable_reason()), and CommTimeout when a rank does not join in time.
+std::unique_ptr<Comm> make_nccl_comm(Comm& bootstrap, const NcclOptions& options);
+
+// The same without a bootstrap Comm: rank 0 writes the unique id to the FileStore (file_store.hpp)
+// in `store_dir`, the other ranks read it, waiting at most options.init_timeout_s (0: forever).
+// One rank (size 1) needs no other process: the path of a single GPU machine without MPI.
+// `store_dir` must be fresh for each run (a stale id would make the readers wait for a world
+// that never forms). abort() ends this process only.
+std::unique_ptr<Comm> make_nccl_comm(const std::string& store_dir, int rank, int size,
+                                     const NcclOptions& options);
 
 // Combines `in` into `inout`, `n` floats, with `op` (the reduction both backends apply).
 void reduce_into(float* inout, const float* in, std::size_t n, ReduceOp op);

@@ -3,8 +3,8 @@
 #
 #   bash scripts/gpu-check.sh build   # here: the gpu preset (no MPI, SimGrid or Qt; no
 #                                     # -march=native) builds kernels_tests, kernels_bench,
-#                                     # executor_tests and strata, copied into gpu-bin/ (git
-#                                     # ignores it)
+#                                     # executor_tests (with the NCCL ones) and strata, copied
+#                                     # into gpu-bin/ (git ignores it)
 #   bash scripts/gpu-check.sh run     # there, with gpu-bin/ carried: the GPU, the CUDA tests
 #                                     # (every op against the CPU, determinism, edges; the
 #                                     # executor on CUDA against the CPU's losses), the kernel
@@ -13,7 +13,8 @@
 #                                     # (bench/gpt2_gpu.sh); logs into $OUT (default gpu-out/)
 #
 # The machine there has a driver and a CUDA toolkit but no GoogleTest, hence the binaries built
-# here. They load libcublas from the toolkit there: its lib64 is put on LD_LIBRARY_PATH.
+# here. They load libcublas from the toolkit there: its lib64 is put on LD_LIBRARY_PATH, and
+# libnccl.so.2 from the toolkit or, failing that, from PyTorch's NCCL wheel (STRATA_NCCL_LIBRARY).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -38,11 +39,17 @@ case "${1:-}" in
       if [[ -e "$d/libcublas.so.13" ]]; then cuda_lib="$d"; break; fi
     done
     export LD_LIBRARY_PATH="${cuda_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    nccl_lib=""
+    if [[ -z "${STRATA_NCCL_LIBRARY:-}" && ! -e "$cuda_lib/libnccl.so.2" ]]; then
+      nccl_lib="$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null || true)"
+      if [[ -e "$nccl_lib" ]]; then export STRATA_NCCL_LIBRARY="$nccl_lib"; fi
+    fi
     {
       date -u
       nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
       nvcc --version | tail -2 || true
       echo "libcublas from: ${cuda_lib:-not found}"
+      echo "libnccl from: ${STRATA_NCCL_LIBRARY:-the loader search path}"
     } > "$out/machine.txt" 2>&1
     status=0
     # There a CUDA test that skips is a failure (no device found where one should be).
@@ -52,6 +59,10 @@ case "${1:-}" in
     export STRATA_CONFIG_DIR="$PWD/configs"
     STRATA_REQUIRE_CUDA=1 gpu-bin/executor_tests --gtest_filter='ExecutorCuda*:OpTimer*' \
       --gtest_output="xml:$out/executor_tests.xml" > "$out/executor_tests.txt" 2>&1 || status=$?
+    # The NCCL backend: a one-rank world against the local backend, the timeout path.
+    STRATA_REQUIRE_CUDA=1 gpu-bin/executor_tests --gtest_filter='NcclComm*:FileStore*' \
+      --gtest_output="xml:$out/executor_nccl_tests.xml" > "$out/executor_nccl_tests.txt" 2>&1 ||
+      status=$?
     for device in cpu cuda; do
       gpu-bin/strata run --model gpt-tiny --strategy tiny-1rank --steps 20 --device "$device" \
         --json "$out/run-tiny-$device.json" --trace "$out/trace-tiny-$device.json" \
@@ -65,6 +76,7 @@ case "${1:-}" in
       >> "$out/kernels_bench.txt" 2>&1 || status=$?
     tail -5 "$out/kernels_tests.txt"
     tail -3 "$out/executor_tests.txt"
+    tail -3 "$out/executor_nccl_tests.txt"
     paste <(grep -E "^step" "$out/run-tiny-cpu.txt") <(grep -E "^step" "$out/run-tiny-cuda.txt") || true
     grep -E "^cuda" "$out/kernels_bench.txt" || true
     cat "$out/gpt2_gpu.txt" 2>/dev/null || true

@@ -49,56 +49,96 @@ struct Mismatch {
   float got = 0, want = 0;
 };
 
+// Floats the communication layer reads and writes: host memory for a host backend; for a device
+// backend, a Buffer on `stream`'s device beside the host copy that is filled and checked, moved
+// across by upload() and download() (each synchronizing the stream).
+class CommFloats {
+ public:
+  CommFloats(const kernels::Stream* stream, std::size_t n) : stream_(stream), host_(n) {
+    if (stream_ != nullptr && n > 0) device_ = kernels::Buffer(*stream_, n * sizeof(float));
+  }
+  std::vector<float>& host() { return host_; }
+  const std::vector<float>& host() const { return host_; }
+  std::size_t size() const { return host_.size(); }
+  float* data() { return stream_ != nullptr ? device_.as<float>() : host_.data(); }
+  void upload() {
+    if (stream_ == nullptr || host_.empty()) return;
+    kernels::copy_from_host(*stream_, device_.data(), host_.data(), host_.size() * sizeof(float));
+    stream_->synchronize();
+  }
+  void download() {
+    if (stream_ == nullptr || host_.empty()) return;
+    kernels::copy_to_host(*stream_, host_.data(), device_.data(), host_.size() * sizeof(float));
+    stream_->synchronize();
+  }
+
+ private:
+  const kernels::Stream* stream_;
+  std::vector<float> host_;
+  kernels::Buffer device_;
+};
+
+// The stream a communicator's buffers live on: nullptr for host memory.
+const kernels::Stream* buffer_stream(const Comm& comm, const LinkBenchOptions& opts) {
+  if (!comm.device_buffers()) return nullptr;
+  STRATA_CHECK(opts.stream != nullptr,
+               "measure_links: a device-buffer communicator needs LinkBenchOptions::stream");
+  return opts.stream;
+}
+
 // One member's side of a point: its buffers and the call timed. all_reduce and broadcast work in
 // place on `send_`; all_gather, reduce_scatter and all_to_all move `part_` floats per member;
 // send_recv exchanges `part_` floats with the other rank of the pair.
 class Member {
  public:
-  Member(Comm& comm, LinkCollective c, GroupId g, std::int64_t bytes)
+  Member(Comm& comm, LinkCollective c, GroupId g, std::int64_t bytes, const kernels::Stream* stream)
       : comm_(comm), c_(c), g_(g), n_(comm.group_size(g)), r_(comm.group_rank(g)) {
     const auto floats = static_cast<std::size_t>(bytes / 4);
     part_ = split_per_member(c) ? floats / static_cast<std::size_t>(n_) : floats;
     const std::size_t whole = part_ * static_cast<std::size_t>(n_);
     const bool whole_in = c == LinkCollective::kReduceScatter || c == LinkCollective::kAllToAll;
     const bool whole_out = c == LinkCollective::kAllGather || c == LinkCollective::kAllToAll;
-    send_.resize(whole_in ? whole : part_);
-    if (!in_place()) recv_.resize(whole_out ? whole : part_);
+    send_.emplace(stream, whole_in ? whole : part_);
+    recv_.emplace(stream, in_place() ? 0 : whole_out ? whole : part_);
   }
 
   // Timed calls run on zeros (an in-place all-reduce of zeros stays finite however often it
   // repeats); the checked call on input_value() with the output poisoned, so a call that wrote
   // nothing shows.
   void fill(bool for_check) {
-    for (std::size_t i = 0; i < send_.size(); ++i) send_[i] = for_check ? input_value(r_, i) : 0.f;
-    std::fill(recv_.begin(), recv_.end(), for_check ? -1.f : 0.f);
+    std::vector<float>& send = send_->host();
+    for (std::size_t i = 0; i < send.size(); ++i) send[i] = for_check ? input_value(r_, i) : 0.f;
+    std::fill(recv_->host().begin(), recv_->host().end(), for_check ? -1.f : 0.f);
+    send_->upload();
+    recv_->upload();
   }
 
   // Issues the operation and waits for it.
   void call() {
     switch (c_) {
       case LinkCollective::kAllReduce:
-        comm_.all_reduce(g_, send_.data(), part_, exec::ReduceOp::kSum).wait();
+        comm_.all_reduce(g_, send_->data(), part_, exec::ReduceOp::kSum).wait();
         return;
       case LinkCollective::kAllGather:
-        comm_.all_gather(g_, send_.data(), recv_.data(), part_).wait();
+        comm_.all_gather(g_, send_->data(), recv_->data(), part_).wait();
         return;
       case LinkCollective::kReduceScatter:
         comm_
-            .reduce_scatter(g_, send_.data(), recv_.data(),
+            .reduce_scatter(g_, send_->data(), recv_->data(),
                             std::vector<int>(static_cast<std::size_t>(n_), static_cast<int>(part_)))
             .wait();
         return;
       case LinkCollective::kAllToAll:
-        comm_.all_to_all(g_, send_.data(), recv_.data(), part_).wait();
+        comm_.all_to_all(g_, send_->data(), recv_->data(), part_).wait();
         return;
       case LinkCollective::kBroadcast:
-        comm_.broadcast(g_, send_.data(), part_, kRoot).wait();
+        comm_.broadcast(g_, send_->data(), part_, kRoot).wait();
         return;
       case LinkCollective::kSendRecv: {
         // The pair is world ranks 0 and 1: each sends to and receives from the other at once.
         const int peer = 1 - comm_.rank();
-        exec::Request in = comm_.recv(peer, kTag, recv_.data(), part_);
-        comm_.send(peer, kTag, send_.data(), part_).wait();
+        exec::Request in = comm_.recv(peer, kTag, recv_->data(), part_);
+        comm_.send(peer, kTag, send_->data(), part_).wait();
         in.wait();
         return;
       }
@@ -106,8 +146,10 @@ class Member {
   }
 
   // The first element of the checked call's output that differs from its exact value.
-  std::optional<Mismatch> check() const {
-    const std::vector<float>& out = in_place() ? send_ : recv_;
+  std::optional<Mismatch> check() {
+    CommFloats& result = in_place() ? *send_ : *recv_;
+    result.download();
+    const std::vector<float>& out = result.host();
     for (std::size_t i = 0; i < out.size(); ++i) {
       const float want = expected(i);
       if (out[i] != want) return Mismatch{i, out[i], want};
@@ -148,7 +190,7 @@ class Member {
   GroupId g_;
   int n_, r_;
   std::size_t part_ = 0;
-  std::vector<float> send_, recv_;
+  std::optional<CommFloats> send_, recv_;  // set by the constructor
 };
 
 // One point's outcome on one rank, as exchanged over the world: mean seconds per call (0 for a
@@ -186,12 +228,17 @@ std::string point_name(LinkCollective c, int ranks, std::int64_t bytes) {
 }
 
 // The world's host names (cut to kHostChars), exchanged as one float per character.
-std::vector<std::string> world_hosts(Comm& comm, GroupId world) {
+std::vector<std::string> world_hosts(Comm& comm, GroupId world, const kernels::Stream* stream) {
   const std::string mine = host_name().substr(0, kHostChars);
-  std::vector<float> send(kHostChars, 0.f);
-  for (std::size_t i = 0; i < mine.size(); ++i) send[i] = static_cast<unsigned char>(mine[i]);
-  std::vector<float> all(kHostChars * static_cast<std::size_t>(comm.size()));
-  comm.all_gather(world, send.data(), all.data(), kHostChars).wait();
+  CommFloats send(stream, kHostChars);
+  for (std::size_t i = 0; i < mine.size(); ++i) {
+    send.host()[i] = static_cast<unsigned char>(mine[i]);
+  }
+  send.upload();
+  CommFloats gathered(stream, kHostChars * static_cast<std::size_t>(comm.size()));
+  comm.all_gather(world, send.data(), gathered.data(), kHostChars).wait();
+  gathered.download();
+  const std::vector<float>& all = gathered.host();
   std::vector<std::string> hosts;
   for (int r = 0; r < comm.size(); ++r) {
     std::string h;
@@ -292,8 +339,8 @@ MeasuredOn measured_on(const Comm& comm, const LinkBenchOptions& opts) {
   on.host = host_name();
   on.date = utc_now_iso8601();
   on.strata_version = version();
-  const std::string mpi = comm.library_version();
-  on.libraries["mpi"] = mpi.empty() ? "unknown" : mpi;
+  const std::string library = comm.library_version();
+  on.libraries[comm.backend() == "nccl" ? "nccl" : "mpi"] = library.empty() ? "unknown" : library;
   return on;
 }
 
@@ -328,13 +375,20 @@ namespace {
 // same on every rank; LinkBenchError on every rank when a member's check failed.
 double measure_point(Comm& comm, GroupId world, const Sweep& sweep, std::int64_t bytes,
                      const LinkBenchOptions& opts) {
+  const kernels::Stream* stream = buffer_stream(comm, opts);
   std::optional<Member> member;
-  if (sweep.group != exec::kNoGroup) member.emplace(comm, sweep.collective, sweep.group, bytes);
+  if (sweep.group != exec::kNoGroup) {
+    member.emplace(comm, sweep.collective, sweep.group, bytes, stream);
+  }
   std::optional<Mismatch> mismatch;
   const double mean_s = time_point(comm, member ? &*member : nullptr, opts, mismatch);
-  const std::vector<float> mine = report(mean_s, mismatch);
-  std::vector<float> all(kReportFloats * static_cast<std::size_t>(comm.size()));
-  comm.all_gather(world, mine.data(), all.data(), kReportFloats).wait();
+  CommFloats mine(stream, kReportFloats);
+  mine.host() = report(mean_s, mismatch);
+  mine.upload();
+  CommFloats gathered(stream, kReportFloats * static_cast<std::size_t>(comm.size()));
+  comm.all_gather(world, mine.data(), gathered.data(), kReportFloats).wait();
+  gathered.download();
+  const std::vector<float>& all = gathered.host();
   double slowest_s = 0;
   for (int r = 0; r < comm.size(); ++r) {
     const float* rep = &all[kReportFloats * static_cast<std::size_t>(r)];
@@ -357,7 +411,7 @@ LinkProfile measure_links(Comm& comm, const LinkBenchOptions& opts) {
   std::vector<int> everyone(static_cast<std::size_t>(comm.size()));
   for (int r = 0; r < comm.size(); ++r) everyone[static_cast<std::size_t>(r)] = r;
   const GroupId world = comm.split(everyone);
-  const std::vector<std::string> hosts = world_hosts(comm, world);
+  const std::vector<std::string> hosts = world_hosts(comm, world, buffer_stream(comm, opts));
   const std::vector<Sweep> sweeps = sweeps_of(comm, world, opts);
   const bool lead = comm.rank() == 0;
 
@@ -365,7 +419,7 @@ LinkProfile measure_links(Comm& comm, const LinkBenchOptions& opts) {
   for (const Sweep& p : sweeps) total += p.sizes.size();
   LinkProfile profile;
   profile.on = measured_on(comm, opts);
-  profile.backend = "mpi";
+  profile.backend = comm.backend() == "nccl" ? "nccl" : "mpi";
   for (const Sweep& p : sweeps) {
     LinkCurve curve;
     curve.collective = p.collective;

@@ -12,6 +12,9 @@
 //
 // measure_links() is collective: every rank of the world calls it with the same options, and
 // every rank returns the same profile (rank 0 writes it). Groups are the first g world ranks.
+// A communicator on device buffers (Comm::device_buffers(), the NCCL backend) gets its buffers
+// on `stream`'s device: inputs are written and outputs checked on the host and copied across
+// outside the timed calls. The profile's backend is "nccl" for the NCCL backend, else "mpi".
 //
 // defines: LinkBenchOptions, LinkBenchError, link_bench_groups(), link_bench_sizes(),
 //          measure_links()
@@ -24,6 +27,7 @@
 #include <vector>
 
 #include "executor/comm.hpp"
+#include "kernels/backend.hpp"
 #include "profiler/profile.hpp"
 
 namespace strata::profiler {
@@ -38,6 +42,9 @@ struct LinkBenchOptions {
   // The fabric of a group whose ranks share one host: the cluster's intra_node fabric name
   // ("shared" for local-cpu). A group spanning hosts is on "network".
   std::string intra_fabric;
+  // The stream of a device-buffer communicator (its device and, for NCCL, the stream it runs
+  // on): the buffers are allocated and filled there. Unused for host backends.
+  const kernels::Stream* stream = nullptr;
   // Called on rank 0 before each point: "all_reduce 2 ranks, 4096 bytes (3 of 40)".
   std::function<void(const std::string&)> progress;
   // Called on rank 0 for a curve left out because its times do not grow with its sizes (timing

@@ -1,6 +1,7 @@
 // `strata profile links` without mpirun: the nccl-tests import end to end (a links.json that
 // profiler::read_link_profile accepts, a bad row naming file and line with nothing written), the
-// help, the flags of one mode refused in the other, and measuring refused outside mpirun.
+// help, the flags of one mode refused in the other, measuring refused outside mpirun, and the
+// NCCL backend refused where it cannot run.
 // Measuring under mpirun: tests/profiler/profile_links_mpi_test.cpp.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -11,6 +12,8 @@
 #include <fstream>
 #include <string>
 
+#include "executor/comm.hpp"
+#include "kernels/backend.hpp"
 #include "profiler/profile.hpp"
 
 namespace fs = std::filesystem;
@@ -170,6 +173,29 @@ TEST_F(ProfileLinksCli, MeasuringOutsideMpirunSaysHowToRunIt) {
   EXPECT_EQ(r.exit_code, 1);
   // An MPI build asks for mpirun; a build without MPI says it needs one, and mpirun.
   EXPECT_NE(r.err.find("mpirun"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(links));
+}
+
+// --backend: mpi or nccl, measuring only; nccl is refused before MPI starts where it cannot run
+// (no NCCL backend in the build, no libnccl.so.2, no CUDA device), naming why.
+TEST_F(ProfileLinksCli, TheNcclBackendIsRefusedWhereItCannotRun) {
+  const std::string links = path("links.json");
+  const Result bad = run("profile links --backend gloo --out " + links);
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("--backend = gloo: must be mpi or nccl"), std::string::npos) << bad.err;
+  const Result with_import =
+      run("profile links --import " + write("ar.txt", kOutput) + " --backend nccl --out " + links);
+  EXPECT_EQ(with_import.exit_code, 1);
+  EXPECT_NE(with_import.err.find("--backend: only when measuring under mpirun"), std::string::npos)
+      << with_import.err;
+  const Result nccl = run("profile links --backend nccl --out " + links);
+  EXPECT_EQ(nccl.exit_code, 1);
+  if (!strata::exec::nccl_unavailable_reason().empty() ||
+      strata::kernels::cuda_device_count() == 0) {
+    EXPECT_NE(nccl.err.find("--backend nccl: "), std::string::npos) << nccl.err;
+  } else {  // a GPU with NCCL: outside mpirun there is one rank, and nothing to measure
+    EXPECT_NE(nccl.err.find("mpirun"), std::string::npos) << nccl.err;
+  }
   EXPECT_FALSE(fs::exists(links));
 }
 
