@@ -57,6 +57,10 @@ Options:
                      GPUs it sees; cuda:N puts every rank on GPU N). Collectives and transfers
                      of a host communicator (MPI, or none for one rank) go through host copies
                      (docs/executor.md "On a GPU")
+  --comm C           the communicator of the Plan's collectives and transfers: mpi (default:
+                     MPI under mpirun, none for one process; device tensors staged through
+                     the host) or nccl (with --device cuda: NCCL on the device tensors, its ids
+                     exchanged over MPI; fp32 Plans so far)
   --comm-timeout S   stop the run when a collective or transfer has not completed after S
                      seconds (a rank stopped or hung; default 300, 0 waits forever)
   --json FILE        write the losses and timings as JSON ('-' for stdout)
@@ -100,7 +104,8 @@ int run_command(const std::vector<std::string>& argv_in) {
   // Arguments are checked before MPI starts, so a usage error is one message, not N.
   const Args args(argv, {"--model", "--cluster", "--strategy", "--steps", "--seed", "--lr",
                          "--data", "--json", "--save", "--save-every", "--resume", "--trace",
-                         "--dump-gradients", "--keep-last", "--comm-timeout", "--device", "--set"},
+                         "--dump-gradients", "--keep-last", "--comm-timeout", "--device", "--comm",
+                         "--set"},
                   {}, {"--force-resume", "--save-on-nan"});
   // SIGINT/SIGTERM: rank 0 says which step was interrupted and the latest checkpoint (installed
   // before MPI starts its threads).

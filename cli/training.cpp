@@ -171,6 +171,19 @@ void set_device(const Args& args, const exec::Comm& comm, exec::RunOptions& opti
   options.device = local % count;
 }
 
+// --comm: the host communicator (MPI under mpirun, none for one process), or NCCL on the GPU.
+void check_comm(const Args& args, const exec::RunOptions& options) {
+  const std::string c = args.get("--comm").value_or("mpi");
+  if (c == "mpi") return;
+  if (c != "nccl") throw ConfigError("--comm = " + c + ": must be mpi or nccl");
+  if (options.backend != kernels::Backend::kCuda) {
+    throw ConfigError("--comm = nccl: NCCL moves device memory; run with --device cuda");
+  }
+  if (const std::string why = exec::nccl_unavailable_reason(); !why.empty()) {
+    throw ConfigError("--comm = nccl: " + why + "; run with --comm mpi");
+  }
+}
+
 }  // namespace
 
 std::string device_name(const exec::RunOptions& options) {
@@ -199,6 +212,7 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   }
   check_run_paths(args);
   set_device(args, comm, t.options);
+  check_comm(args, t.options);
   if (const auto seed = args.get_positive_int("--seed")) t.options.seed = static_cast<unsigned>(*seed);
   t.options.adam.lr = static_cast<float>(parse_positive_double(args, "--lr", t.options.adam.lr));
   const Inputs in = load_inputs(args);  // --model, --cluster, --strategy and every --set
@@ -221,10 +235,19 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
                        : std::make_unique<exec::Corpus>(
                              args.get("--data").value_or(exec::default_corpus_path()),
                              model.seq_length, t.options.seed);
-  t.executor = std::make_unique<exec::Executor>(*t.plan, comm, *t.corpus, t.options);
+  const auto timeout = static_cast<double>(
+      whole_integer(args.get("--comm-timeout").value_or("300")).value_or(300));
+  if (args.get("--comm").value_or("mpi") == "nccl") {
+    exec::NcclOptions nccl;
+    nccl.device = t.options.device;
+    nccl.init_timeout_s = timeout;
+    t.plan_comm = exec::make_nccl_comm(comm, nccl);
+  }
+  t.executor =
+      std::make_unique<exec::Executor>(*t.plan, comm, *t.corpus, t.options, t.plan_comm.get());
   // Set after the Executor's groups are made: from here on no collective waits forever.
-  comm.set_timeout_s(static_cast<double>(
-      whole_integer(args.get("--comm-timeout").value_or("300")).value_or(300)));
+  comm.set_timeout_s(timeout);
+  if (t.plan_comm) t.plan_comm->set_timeout_s(timeout);
   return t;
 }
 
@@ -245,7 +268,8 @@ void print_banner(const Training& t, const exec::Comm& comm) {
       p.strategy.cp > 1 ? ", cp " + std::to_string(p.strategy.cp) + " " +
                               strategies::cp_comm_name(p.strategy.cp_comm)
                         : "";
-  const std::string where = comm.backend() + (t.options.backend == kernels::Backend::kCpu
+  const std::string where = (t.plan_comm ? t.plan_comm->backend() : comm.backend()) +
+                            (t.options.backend == kernels::Backend::kCpu
                                                   ? ""
                                                   : ", " + device_name(t.options));
   std::printf("strata run: %s, strategy %s (dp %d, tp %d, pp %d%s, %s, recompute %s), %d rank%s "
@@ -361,7 +385,7 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     run.strategy = p.strategy.name;
     run.cluster = p.cluster.name;
     run.world_size = comm.size();
-    run.backend = comm.backend();
+    run.backend = t.plan_comm ? t.plan_comm->backend() : comm.backend();
     run.device = device_name(t.options);
     run.seed = t.options.seed;
     run.first_step = t.first_step + 1;
@@ -384,7 +408,7 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
   if (const auto path = args.get("--trace")) {
     json::Json other = results::trace_other_data("measured", p.provenance);
     other["step"] = t.steps;
-    other["backend"] = comm.backend();
+    other["backend"] = t.plan_comm ? t.plan_comm->backend() : comm.backend();
     other["device"] = device_name(t.options);
     other["host"] = host_name();
     other["date"] = utc_now();

@@ -20,6 +20,9 @@ namespace strata::cli {
 struct Training {
   std::unique_ptr<strategies::Plan> plan;
   std::unique_ptr<exec::Corpus> corpus;
+  // --comm nccl: the Plan's collectives and transfers on NCCL (declared before the executor,
+  // which uses it, so that it outlives it).
+  std::unique_ptr<exec::Comm> plan_comm;
   std::unique_ptr<exec::Executor> executor;
   exec::RunOptions options;
   int steps = 10, save_every = 0;

@@ -231,6 +231,9 @@ void reduce_scatter(Interpreter& in, const Task& t, const Op& op) {
 }  // namespace
 
 void run_comm(Interpreter& in, const Task& t, const Op& op) {
+  // A device communicator enqueues on a stream of its own: the tensors it reads must be
+  // complete first. Its operations are complete when their requests are waited for.
+  if (comm_reads_tensors(in) && in.comm().device_buffers()) in.stream().synchronize();
   switch (op.kind) {
     case OpKind::kAllReduce:
       all_reduce(in, t, op);

@@ -40,19 +40,29 @@ std::vector<double> unpack(const float* f, std::size_t n) {
 }  // namespace
 
 Executor::Executor(const strategies::ProgramSet& plan, Comm& comm, const Corpus& corpus,
-                   const RunOptions& options)
+                   const RunOptions& options, Comm* plan_comm)
     : plan_(plan), comm_(comm), options_(options) {
+  Comm& ops = plan_comm != nullptr ? *plan_comm : comm;
   if (comm.size() != plan.world_size) {
     throw ConfigError("world size = " + std::to_string(comm.size()) + ": the Plan has " +
                       std::to_string(plan.world_size) + " ranks (dp * tp * pp * cp)");
   }
   const std::string why = refusal(plan, comm.rank(), options.backend);
   if (!why.empty()) throw ConfigError("the executor cannot run this Plan: " + why);
-  if (comm.device_buffers() && options.backend != kernels::Backend::kCuda) {
-    throw ConfigError("the " + comm.backend() +
+  if (ops.device_buffers() && options.backend != kernels::Backend::kCuda) {
+    throw ConfigError("the " + ops.backend() +
                       " communicator moves device memory: run on a CUDA device (--device cuda)");
   }
-  interp_ = std::make_unique<Interpreter>(plan, comm, corpus,
+  if (ops.device_buffers()) {
+    for (const strategies::Buffer& b : plan.program_of(comm.rank()).buffers) {
+      if (b.dtype == strategies::DType::kBf16) {
+        throw ConfigError("the " + ops.backend() + " communicator moves fp32 tensors so far: run "
+                          "bf16 Plans with the MPI communicator (or set \"precision\": "
+                          "\"fp32\")");
+      }
+    }
+  }
+  interp_ = std::make_unique<Interpreter>(plan, ops, corpus,
                                           open_stream(options.backend, options.device));
   interp_->set_adam(options.adam);
   interp_->set_test_gradient_scale(options.test_gradient_scale);
@@ -149,7 +159,8 @@ std::vector<strategies::TaskSpan> Executor::gather_last_step() {
     for (const TaskTiming& t : ts) v.insert(v.end(), {double(t.task), t.start_s, t.end_s});
     return pack(v);
   };
-  const int tag = interp_->bookkeeping_tag();
+  // Above every Plan tag of the host communicator (the Plan's may run on another).
+  const int tag = comm_.max_tag() - 1;
   if (comm_.rank() != 0) {
     std::vector<float> mine = flat(timings_);
     comm_.send(0, tag, mine.data(), mine.size()).wait();

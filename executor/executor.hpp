@@ -67,8 +67,11 @@ class Executor {
   // Builds this rank's buffers, groups and initial parameters (collective over the world: every
   // rank constructs its Executor at the same time). Throws ConfigError when the world does not
   // match the Plan's or when the program needs what this executor cannot run (refusal()).
+  // `comm` (host memory: MPI or local) carries the executor's bookkeeping (the loss, timings,
+  // memory) and, unless `plan_comm` is given, the Plan's collectives and transfers; `plan_comm`
+  // (a device communicator over the same ranks: NCCL) carries those on the device tensors.
   Executor(const strategies::ProgramSet& plan, Comm& comm, const Corpus& corpus,
-           const RunOptions& options);
+           const RunOptions& options, Comm* plan_comm = nullptr);
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/json.hpp"
+#include "kernels/backend.hpp"
 
 #include "tests/cli/strata_test.hpp"
 namespace fs = std::filesystem;
@@ -108,6 +109,17 @@ TEST_F(ExitCodes, Run) {
   expect(
       run("run --model gpt-tiny --strategy tiny-1rank --steps 1", "STRATA_TEST_INTERNAL_ERROR=1"),
       70, "internal error", "internal error");
+  // Where the tensors live and what moves them: bad values, and what this machine lacks.
+  const std::string one = "run --model gpt-tiny --strategy tiny-1rank --steps 1 ";
+  expect(run(one + "--device gpu"), 1, "--device = gpu: must be cpu, cuda or cuda:N",
+         "a bad device");
+  expect(run(one + "--device cuda:x"), 1, "--device = cuda:x", "a bad device index");
+  expect(run(one + "--comm gloo"), 1, "--comm = gloo: must be mpi or nccl", "a bad comm");
+  expect(run(one + "--comm nccl"), 1, "--comm = nccl: NCCL moves device memory; run with --device cuda",
+         "nccl on the CPU");
+  if (strata::kernels::cuda_device_count() == 0) {
+    expect(run(one + "--device cuda"), 1, "--device = cuda: no usable CUDA device", "no GPU");
+  }
 }
 
 // 0 for compare: Cli.CompareJoinsTwoTracesTaskByTask (cli_test.cpp).
