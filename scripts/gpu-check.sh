@@ -68,6 +68,11 @@ case "${1:-}" in
         --json "$out/run-tiny-$device.json" --trace "$out/trace-tiny-$device.json" \
         > "$out/run-tiny-$device.txt" 2>&1 || status=$?
     done
+    # bf16 on the GPU, and the one-rank NCCL path of the executor (fp32).
+    gpu-bin/strata run --model gpt-tiny --strategy tiny-1rank --steps 20 --device cuda \
+      --set strategy.precision=bf16 > "$out/run-tiny-cuda-bf16.txt" 2>&1 || status=$?
+    gpu-bin/strata run --model gpt-tiny --strategy tiny-1rank --steps 20 --device cuda \
+      --comm nccl > "$out/run-tiny-cuda-nccl.txt" 2>&1 || status=$?
     # GPT-2 124M tokens/s and MFU beside PyTorch eager (and torch.compile) on this GPU.
     STRATA=gpu-bin/strata OUT="$out" timeout 240 bash bench/gpt2_gpu.sh > /dev/null 2>&1 ||
       status=$?
@@ -77,7 +82,9 @@ case "${1:-}" in
     tail -5 "$out/kernels_tests.txt"
     tail -3 "$out/executor_tests.txt"
     tail -3 "$out/executor_nccl_tests.txt"
-    paste <(grep -E "^step" "$out/run-tiny-cpu.txt") <(grep -E "^step" "$out/run-tiny-cuda.txt") || true
+    paste <(grep -E "^step" "$out/run-tiny-cpu.txt") <(grep -E "^step" "$out/run-tiny-cuda.txt") \
+      <(grep -E "^step" "$out/run-tiny-cuda-bf16.txt") || true
+    tail -2 "$out/run-tiny-cuda-nccl.txt"
     grep -E "^cuda" "$out/kernels_bench.txt" || true
     cat "$out/gpt2_gpu.txt" 2>/dev/null || true
     exit "$status"
