@@ -889,7 +889,7 @@ TEST(StrategySpec, TpCommOverlapRules) {
 TEST(StrategySpec, EveryBundledStrategyValidatesAgainstItsModel) {
   const std::map<std::string, std::string> model_of = {
       {"gpt3-175b-", "gpt3-175b"}, {"llama2-7b-", "llama2-7b"}, {"tiny-", "gpt-tiny"},
-      {"bench-10m-", "gpt-10m"}};
+      {"bench-10m-", "gpt-10m"}, {"gpt2-", "gpt2-124m"}};
   int count = 0;
   for (const auto& entry : std::filesystem::directory_iterator(kRoot + "/configs/strategies")) {
     if (entry.path().extension() != ".json") continue;
