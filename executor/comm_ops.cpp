@@ -172,9 +172,11 @@ void all_gather(Interpreter& in, const Task& t, const Op& op) {
   const std::int64_t elements = op.dims[0];
   const int parts = in.comm().group_size(g);
   const strategies::Part part = strategies::partition(elements, parts, in.comm().group_rank(g));
-  // The part may lie inside the output (ZeRO-1's bucket): sent from a copy.
+  // The part may lie inside the output (ZeRO-1's bucket): sent from a copy on a host
+  // communicator (MPI's buffers must not overlap); NCCL takes it in place (the root's part of
+  // each broadcast is where it lands).
   Staged send(in, at(src, src.elements() == elements ? part.offset : 0), src.dtype, part.count,
-              true, true);
+              true, !in.comm().device_buffers());
   in.comm().all_gather_v(g, send.get(), out.get(), part_counts(elements, parts)).wait();
   out.store();
 }

@@ -228,7 +228,11 @@ class Widened final : public OpContext {
     int slot = 0;
     for (int i = 0; i < op.n_in + op.n_out; ++i) {
       const std::int32_t id = p.operands[op.operands + i];
-      if (p.buffers[id].dtype != strategies::DType::kBf16 || copies_.count(id) > 0) continue;
+      if (p.buffers[id].dtype != strategies::DType::kBf16) continue;
+      if (const auto it = copies_.find(id); it != copies_.end()) {  // both read and written
+        it->second.written = it->second.written || i >= op.n_in;
+        continue;
+      }
       const TensorView v = in.view(id);
       const std::size_t bytes = std::max<std::size_t>(1, sizeof(float) * v.elements());
       Copy c{v, i >= op.n_in, in.scratch(slot++, bytes), kernels::Buffer()};
