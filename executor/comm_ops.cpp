@@ -42,6 +42,9 @@ bool comm_reads_tensors(Interpreter& in) {
   return (in.stream().backend() == kernels::Backend::kCuda) == in.comm().device_buffers();
 }
 
+// Whether the Comm is a device communicator taking the tensors as they are (NCCL on CUDA).
+bool device_comm(Interpreter& in) { return comm_reads_tensors(in) && in.comm().device_buffers(); }
+
 // The Comm's view of `n` elements of a tensor at `data`: the tensor itself where the Comm reads
 // its memory and its elements are fp32, else a host fp32 copy (staging, counted apart from the
 // Plan's tensors), loaded from the tensor when `load` (after the stream's work that writes it)
@@ -127,8 +130,7 @@ void all_reduce(Interpreter& in, const Task& t, const Op& op) {
   }
   // Several buffers (e.g. the replicated parameters' gradients) reduced as one message: packed
   // into a host message, or on a device Comm reduced one by one (element-wise sums either way).
-  if (comm_reads_tensors(in) && views[0].dtype == strategies::DType::kFp32 &&
-      in.comm().device_buffers()) {
+  if (device_comm(in) && views[0].dtype == strategies::DType::kFp32) {
     std::vector<Request> pending;
     for (const TensorView& v : views) {
       pending.push_back(
@@ -201,8 +203,7 @@ void reduce_scatter(Interpreter& in, const Task& t, const Op& op) {
   const strategies::Part part = strategies::partition(elements, parts, in.comm().group_rank(g));
   void* into = at(dst, dst.elements() == elements ? part.offset : 0);
   const bool accumulate = (op.flags & strategies::kAccumulate) != 0;
-  if (comm_reads_tensors(in) && in.comm().device_buffers() &&
-      dst.dtype == strategies::DType::kFp32) {
+  if (device_comm(in) && dst.dtype == strategies::DType::kFp32) {
     float* into_f = static_cast<float*>(into);
     if (!accumulate) {
       in.comm().reduce_scatter(g, send.get(), into_f, part_counts(elements, parts)).wait();
@@ -235,7 +236,7 @@ void reduce_scatter(Interpreter& in, const Task& t, const Op& op) {
 void run_comm(Interpreter& in, const Task& t, const Op& op) {
   // A device communicator enqueues on a stream of its own: the tensors it reads must be
   // complete first. Its operations are complete when their requests are waited for.
-  if (comm_reads_tensors(in) && in.comm().device_buffers()) in.stream().synchronize();
+  if (device_comm(in)) in.stream().synchronize();
   switch (op.kind) {
     case OpKind::kAllReduce:
       all_reduce(in, t, op);
@@ -253,8 +254,7 @@ void run_comm(Interpreter& in, const Task& t, const Op& op) {
       const TensorView v = in.view(in.program().input(op, 0));
       check_bytes(in, t, v.elements(), v.dtype);
       const int peer = in.plan().peer_rank(in.rank(), t);
-      if (comm_reads_tensors(in) && in.comm().device_buffers() &&
-          v.dtype == strategies::DType::kFp32) {
+      if (device_comm(in) && v.dtype == strategies::DType::kFp32) {
         in.keep_send(in.comm().send(peer, static_cast<int>(t.tag), v.f32(),
                                     static_cast<std::size_t>(v.elements())),
                      {});

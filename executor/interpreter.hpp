@@ -101,7 +101,6 @@ class Interpreter final : public OpContext {
   // scratch(): per slot, grown as needed (the widened copies of bf16 ops without bf16 kernels),
   // counted as staging beside the Plan's tensors.
   mutable std::vector<kernels::Buffer> scratch_;
-  mutable Arena* scratch_arena_ = nullptr;
   std::map<std::tuple<int, int, int>, GroupId> groups_;  // (kind, layout, layout_from)
   std::vector<std::vector<std::int32_t>> starts_, ends_;  // per task: buffers it allocates, frees
   int step_ = 0;
