@@ -6,6 +6,7 @@
 #include "common/error.hpp"
 #include "strategies/accounting.hpp"
 #include "strategies/plan.hpp"
+#include "strategies/schedule.hpp"
 
 namespace strata::search {
 
@@ -24,6 +25,10 @@ int in_flight(Schedule schedule, int pp, int stage, int micro_batches, int virtu
     case Schedule::kInterleaved:
       return std::min((pp - stage - 1) * 2 + (virtual_stages - 1) * pp + 1,
                       micro_batches * virtual_stages);
+    case Schedule::kZbH1:
+      return std::min(pp, micro_batches);
+    case Schedule::kZbH2:
+      return std::min(2 * pp - 1, micro_batches);
   }
   return micro_batches;
 }
@@ -292,12 +297,20 @@ Estimate Estimator::estimate(const StrategySpec& s) {
     }
   }
   double slowest = 0, sum = 0;
+  int slowest_stage = 0;
   for (int r = 0; r < pp; ++r) {
+    if (fwd[r] + bwd[r] > slowest) slowest_stage = r;
     slowest = std::max(slowest, fwd[r] + bwd[r]);
     sum += fwd[r] + bwd[r];
   }
   if (s.schedule == Schedule::kInterleaved) {
     out.pipeline_s = m * slowest + (pp - 1) * slowest / v + 2.0 * (pp * v - 1) * p2p;
+  } else if (strategies::splits_backward(s.schedule)) {
+    // Qi et al. 2024 (Table 1): ZB-H1's bubble is (pp - 1)(F + B - W), ZB-H2's
+    // (pp - 1)(F + B - 2 W) when positive, with W, the weight gradients, about half a backward.
+    const double f = fwd[slowest_stage], w = bwd[slowest_stage] / 2, b = bwd[slowest_stage] - w;
+    const double bubble = s.schedule == Schedule::kZbH1 ? f + b - w : std::max(0.0, f + b - 2 * w);
+    out.pipeline_s = m * slowest + (pp - 1) * bubble + 2.0 * (pp - 1) * p2p;
   } else {
     out.pipeline_s = sum + (m - 1) * slowest + 2.0 * (pp - 1) * p2p;
   }

@@ -20,7 +20,8 @@ using strategies::StrategySpec;
 
 namespace {
 
-const std::vector<std::string> kSchedules = {"gpipe", "1f1b", "interleaved-1f1b"};
+const std::vector<std::string> kSchedules = {"gpipe", "1f1b", "interleaved-1f1b", "zb-h1",
+                                             "zb-h2"};
 const std::vector<std::string> kRecomputes = {"none", "selective", "full"};
 
 // A list of positive integers (or one), each checked by `rule` (empty when fine).

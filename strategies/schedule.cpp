@@ -1,6 +1,7 @@
-// Per-stage pipeline orders. All three schedules share one shape -- warm-up forwards, steady
-// one-forward-one-backward pairs, cool-down backwards -- and differ only in the warm-up length and
-// in which (micro-batch, chunk) the k-th forward and the k-th backward unit are.
+// Per-stage pipeline orders. GPipe, 1F1B and interleaved 1F1B share one shape -- warm-up forwards,
+// steady one-forward-one-backward pairs, cool-down backwards -- and differ only in the warm-up
+// length and in which (micro-batch, chunk) the k-th forward and the k-th backward unit are. The
+// zero-bubble schedules place the W units in that shape (schedule.hpp).
 #include "strategies/schedule.hpp"
 
 #include <algorithm>
@@ -17,6 +18,7 @@ ScheduleUnit forward(int micro_batch, int chunk) {
 ScheduleUnit backward(int micro_batch, int chunk) {
   return {UnitPhase::kBackward, micro_batch, chunk};
 }
+ScheduleUnit weight(int micro_batch) { return {UnitPhase::kWeight, micro_batch, 0}; }
 
 // `warmup` forwards, then (forward, backward) pairs while forwards remain, then the remaining
 // backwards. fwd(k) / bwd(k) name the k-th forward / backward unit, k in [0, total).
@@ -65,7 +67,77 @@ std::vector<ScheduleUnit> interleaved(int pp, int stage, int m, int v) {
   return warmup_steady_cooldown(total, warmup, fwd, bwd);
 }
 
+// ZB-H1 (Qi et al. 2024, sec. 3.1 "memory efficient schedule"): 1F1B's forwards and backwards,
+// with stage s postponing its first s W's so that every stage holds pp micro-batches, 1F1B's
+// peak; the postponed W's run in the cool-down, where 1F1B's stages wait for backwards.
+std::vector<ScheduleUnit> zb_h1(int pp, int stage, int m) {
+  const int warmup = std::min(pp - stage - 1, m);
+  std::vector<ScheduleUnit> order;
+  order.reserve(3 * static_cast<std::size_t>(m));
+  int f = 0, b = 0, w = 0;
+  for (; f < warmup; ++f) order.push_back(forward(f, 0));
+  for (int pair = 0; f < m; ++pair) {
+    order.push_back(forward(f++, 0));
+    order.push_back(backward(b++, 0));
+    if (pair >= stage) order.push_back(weight(w++));
+  }
+  while (b < m) {
+    order.push_back(backward(b++, 0));
+    order.push_back(weight(w++));
+  }
+  while (w < m) order.push_back(weight(w++));
+  return order;
+}
+
+// ZB-H2 (Qi et al. 2024, sec. 3.1 "zero bubble schedule"): every stage may hold 2 pp - 1
+// micro-batches, enough to stay busy from its first forward to its last W when F, B and W take
+// one time unit each (the paper's parallelogram). The order is the one a list scheduler gives
+// under those unit costs, all stages running together: a stage that is free runs a backward
+// whose gradient has arrived; else a forward whose input has arrived, if fewer than the cap are
+// in flight; else its oldest pending W. Returns every stage's order.
+std::vector<std::vector<ScheduleUnit>> zb_h2(int pp, int m) {
+  const int cap = std::min(2 * pp - 1, m);
+  struct Stage {
+    int f = 0, b = 0, w = 0;
+    std::vector<long> f_done, b_done;  // finish time of each micro-batch's F and B
+    std::vector<ScheduleUnit> order;
+  };
+  std::vector<Stage> st(static_cast<std::size_t>(pp));
+  for (Stage& x : st) {
+    x.f_done.assign(static_cast<std::size_t>(m), -1);
+    x.b_done.assign(static_cast<std::size_t>(m), -1);
+    x.order.reserve(3 * static_cast<std::size_t>(m));
+  }
+  auto arrived = [](long done, long t) { return done >= 0 && done <= t; };
+  int finished = 0;
+  const long limit = 3L * m * pp + pp;  // a bound no deadlock-free order reaches
+  for (long t = 0; finished < pp; ++t) {
+    STRATA_CHECK(t < limit, "zb-h2: the list scheduler made no progress");
+    for (int s = 0; s < pp; ++s) {
+      Stage& x = st[s];
+      if (x.w == m) continue;
+      if (x.b < x.f && arrived(s + 1 < pp ? st[s + 1].b_done[x.b] : x.f_done[x.b], t)) {
+        x.order.push_back(backward(x.b, 0));
+        x.b_done[x.b++] = t + 1;
+      } else if (x.f < m && x.f - x.w < cap && (s == 0 || arrived(st[s - 1].f_done[x.f], t))) {
+        x.order.push_back(forward(x.f, 0));
+        x.f_done[x.f++] = t + 1;
+      } else if (x.w < x.b) {
+        x.order.push_back(weight(x.w++));
+        if (x.w == m) ++finished;
+      }
+    }
+  }
+  std::vector<std::vector<ScheduleUnit>> orders;
+  for (Stage& x : st) orders.push_back(std::move(x.order));
+  return orders;
+}
+
 }  // namespace
+
+bool splits_backward(Schedule kind) {
+  return kind == Schedule::kZbH1 || kind == Schedule::kZbH2;
+}
 
 std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int num_micro_batches,
                                          int virtual_stages) {
@@ -90,16 +162,26 @@ std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int n
                                     std::to_string(m) + ") divisible by pp (" + std::to_string(pp) +
                                     ")");
       return interleaved(pp, stage, m, v);
+    case Schedule::kZbH1:
+    case Schedule::kZbH2:
+      STRATA_CHECK(v == 1, "stage_schedule: the zero-bubble schedules take virtual_stages = 1, "
+                           "got " + std::to_string(v));
+      return kind == Schedule::kZbH1 ? zb_h1(pp, stage, m) : zb_h2(pp, m)[stage];
   }
   STRATA_CHECK(false, "stage_schedule: unknown schedule " + std::to_string(static_cast<int>(kind)));
   return {};
 }
 
 int max_in_flight(const std::vector<ScheduleUnit>& order) {
+  const bool split = std::any_of(order.begin(), order.end(), [](const ScheduleUnit& u) {
+    return u.phase == UnitPhase::kWeight;
+  });
+  const UnitPhase release = split ? UnitPhase::kWeight : UnitPhase::kBackward;
   int live = 0;
   int peak = 0;
   for (const ScheduleUnit& u : order) {
-    live += u.phase == UnitPhase::kForward ? 1 : -1;
+    if (u.phase == UnitPhase::kForward) ++live;
+    if (u.phase == release) --live;
     peak = std::max(peak, live);
   }
   return peak;

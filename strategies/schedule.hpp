@@ -2,7 +2,12 @@
 // its forward and backward units. Simulator and executor iterate this order, never the
 // schedule's name (DESIGN.md "The Plan").
 //
-// A unit is (phase, micro-batch, chunk). `chunk` is the model chunk on this rank (0..v-1 with
+// A unit is (phase, micro-batch, chunk). The zero-bubble schedules split a backward in two: a
+// kBackward unit then computes the input gradients only (it is what the previous stage waits for)
+// and a later kWeight unit the weight gradients of the same (micro-batch, chunk) (Qi et al.,
+// "Zero Bubble Pipeline Parallelism", ICLR 2024: B and W). The other schedules have no kWeight
+// units: their kBackward computes both.
+// `chunk` is the model chunk on this rank (0..v-1 with
 // v = virtual stages; always 0 without interleaving). Chunk c on stage s holds virtual stage
 // c * pp + s (Megatron's interleaved layout), so the forward of a micro-batch visits
 // stage 0 chunk 0, stage 1 chunk 0, ..., stage pp-1 chunk 0, stage 0 chunk 1, ...
@@ -15,7 +20,7 @@
 
 namespace strata::strategies {
 
-enum class UnitPhase : std::uint8_t { kForward, kBackward };
+enum class UnitPhase : std::uint8_t { kForward, kBackward, kWeight };
 
 struct ScheduleUnit {
   UnitPhase phase = UnitPhase::kForward;
@@ -32,12 +37,28 @@ struct ScheduleUnit {
 //    backward, then the remaining backwards (PipeDream-Flush / Megatron 1F1B). v must be 1.
 //  - kInterleaved: Megatron's interleaved 1F1B with v chunks; requires m % pp == 0. Warm-up is
 //    min((pp - stage - 1) * 2 + (v - 1) * pp, m * v) units.
+//  - kZbH1: ZB-H1. w = min(pp - stage - 1, m) warm-up forwards (1F1B's); then, while forwards
+//    remain, a forward and a backward, followed by a W from the stage's (stage + 1)-th pair on;
+//    then each remaining backward followed by a W; then the remaining W's. Every stage holds at
+//    most min(pp, m) micro-batches between their forward and their W: 1F1B's peak (stage 0's),
+//    so the W's a stage postpones fill the cool-down bubble. v must be 1.
+//  - kZbH2: ZB-H2. Every stage may hold min(2 pp - 1, m) micro-batches between forward and W,
+//    enough to stay busy from its first forward to its last W when F, B and W take equal time.
+//    The order is the one a list scheduler gives under unit costs with all stages running
+//    together: a free stage runs a backward whose gradient has arrived, else a forward whose
+//    input has arrived while fewer than that cap are in flight, else its oldest pending W.
+//    v must be 1.
+//  In every schedule the W's of a stage run in the order of its backwards, each after its own.
 // Preconditions are checked with STRATA_CHECK (specs are validated before lowering).
 std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int num_micro_batches,
                                          int virtual_stages);
 
-// The largest number of (micro-batch, chunk) forwards whose backward has not yet run, over the
-// stage's order: how many micro-batches' activations the stage holds at its peak.
+// The largest number of (micro-batch, chunk) forwards whose backward (its W, in a schedule that
+// has them) has not yet run, over the stage's order: how many micro-batches' activations the
+// stage holds at its peak.
 int max_in_flight(const std::vector<ScheduleUnit>& order);
+
+// Whether schedule `kind` splits backwards into B and W units.
+bool splits_backward(Schedule kind);
 
 }  // namespace strata::strategies

@@ -8,6 +8,7 @@
 
 #include "common/error.hpp"
 #include "common/units.hpp"
+#include "strategies/schedule.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::strategies {
@@ -18,7 +19,8 @@ constexpr long long kMaxMicroBatches = 65536;
 
 using json::Json;
 
-const std::vector<std::string> kSchedules = {"gpipe", "1f1b", "interleaved-1f1b"};
+const std::vector<std::string> kSchedules = {"gpipe", "1f1b", "interleaved-1f1b", "zb-h1",
+                                             "zb-h2"};
 const std::vector<std::string> kRecomputes = {"none", "selective", "full"};
 const std::vector<std::string> kPrecisions = {"bf16", "fp16", "fp32"};
 const std::vector<std::string> kGradAccumulations = {"fused", "hook", "autograd"};
@@ -328,6 +330,10 @@ const char* schedule_name(Schedule s) {
       return "1f1b";
     case Schedule::kInterleaved:
       return "interleaved-1f1b";
+    case Schedule::kZbH1:
+      return "zb-h1";
+    case Schedule::kZbH2:
+      return "zb-h2";
   }
   return "?";
 }
@@ -658,6 +664,12 @@ void validate(const ModelSpec& m, const StrategySpec& s, int world_size) {
   // 1F1B with fewer micro-batches than stages is valid (Megatron-LM runs it, as BLOOM's small
   // global batches on deep pipelines did): every stage's warm-up is then all of its
   // micro-batches, the dependency graph of GPipe.
+  if (splits_backward(s.schedule) && s.tp_comm_overlap) {
+    json::fail("strategy.tp_comm_overlap", true,
+               std::string("is not lowered with schedule \"") + schedule_name(s.schedule) +
+                   "\" yet: its rings overlap the weight-gradient GEMMs that the zero-bubble "
+                   "schedules move to separate W units");
+  }
   if (s.schedule == Schedule::kInterleaved) {
     if (s.pp < 2) {
       json::fail("strategy.schedule", "interleaved-1f1b", "needs pp >= 2 (pp = " + str(s.pp) + ")");

@@ -328,6 +328,13 @@ class ModelGraph {
   TaskId head_forward(TaskId prev, int mb, int chunk, BufId x);
   TaskId head_backward(int mb, int chunk, BufId* grad_x);
   void set_first_round(bool first) { first_round_ = first; }
+  // The zero-bubble schedules (splits_backward): a block's backward leaves its weight-gradient
+  // GEMMs, and the gradient accumulation after them, for the W unit of its micro-batch, which
+  // emit_weight() emits. The embedding's and the head's backwards are not split.
+  void set_split_backward(bool split) { split_ = split; }
+  // Emits the W tasks that the backward of (mb, chunk) deferred, in the order of that backward;
+  // returns the last W task of each layer.
+  std::map<int, TaskId> emit_weight(int mb, int chunk);
 
  private:
   struct Accumulation {  // the separate gradient-accumulation kernel of a block's backward
@@ -387,6 +394,13 @@ class ModelGraph {
   DataParallel& dp_;
   std::shared_ptr<const std::vector<GraphBlock>> blocks_;  // the layer's description
   bool first_round_ = false;
+  struct WeightTask {  // a block's deferred weight gradients (set_split_backward)
+    Task task;
+    std::vector<OpSpec> ops;
+    std::vector<TaskId> deps;
+  };
+  bool split_ = false;
+  std::map<std::pair<int, int>, std::vector<WeightTask>> weight_tasks_;  // (chunk, mb) -> W
   TaskId regathered_ = kNoTask;  // the last re-gather (regather()), for the block that reads it
   // (chunk, mb) -> the embedding's and the head's buffers (tokens, targets, head tensors)
   std::map<std::pair<int, int>, Instance> ends_;

@@ -489,6 +489,7 @@ TaskId ModelGraph::block_backward(const GraphBlock& b, const GraphBlock* next, T
   // (Transformer Engine's proj_dgrad and fc2_dgrad), the input gradient's reduce-scatter beside
   // the weight-gradient GEMM (qkv_dgrad and fc1_dgrad, "bulk").
   const bool ring = tp_.overlaps(layout);
+  STRATA_CHECK(!(ring && split_), "tp_comm_overlap with a zero-bubble schedule is not lowered");
   BufId rows = kNoBuf;
   if (b.reduce && ring) {  // gathered by the ring (TensorParallel::gather_linear)
     rows = bw.grad_of(b.reduce->second);
@@ -548,7 +549,19 @@ TaskId ModelGraph::block_backward(const GraphBlock& b, const GraphBlock* next, T
     c_.emit.add(task, second, {x, regathered});
     return reduced;
   }
-  x = c_.emit.add(task, ops, {x, extra, regathered});
+  if (split_) {
+    // B now, W later: the weight-gradient GEMMs read the saved input (re-gathered under sequence
+    // parallelism) and the output's gradient, which therefore live until the W unit.
+    std::vector<OpSpec> input, weight;
+    for (const OpSpec& op : ops) {
+      const bool w = op.kind == OpKind::kLinearBwdWeight || op.kind == OpKind::kGradAccumulate;
+      (w ? weight : input).push_back(op);
+    }
+    if (!input.empty()) x = c_.emit.add(task, input, {x, extra});
+    if (!weight.empty()) weight_tasks_[{chunk, mb}].push_back({task, weight, {x, regathered}});
+  } else {
+    x = c_.emit.add(task, ops, {x, extra, regathered});
+  }
   if (b.gather) {  // the conjugate of "f": reduce the input's gradient
     x = tp_.reduce(x, layout, bw.grad_of(b.gather->second), b.gather->first, layer, mb, chunk,
                    Phase::kBackward, &bw.grad_of(b.gather->first), true);
@@ -569,6 +582,15 @@ void ModelGraph::regather(const GraphBlock* next, int layer, int mb, int chunk,
 
 bool ModelGraph::recomputed_block(Block b, int layer) const {
   return b == Block::kAttnCore && layer_strategy(c_.s, layer).recompute == Recompute::kSelective;
+}
+
+std::map<int, TaskId> ModelGraph::emit_weight(int mb, int chunk) {
+  std::map<int, TaskId> last;
+  const auto it = weight_tasks_.find({chunk, mb});
+  if (it == weight_tasks_.end()) return last;
+  for (const WeightTask& w : it->second) last[w.task.layer] = c_.emit.add(w.task, w.ops, w.deps);
+  weight_tasks_.erase(it);
+  return last;
 }
 
 TaskId ModelGraph::layer_backward(TaskId prev, int layer, int mb, int chunk, Instance& fwd,

@@ -28,10 +28,14 @@ class StageWalk {
     const auto order =
         stage_schedule(s.schedule, c_.pp, c_.stage, c_.plan.num_micro_batches, c_.v);
     // The first and last backward units of each chunk: gradient accumulation starts and ends.
+    // With split backwards the W units end it: the gradients are final after the last W.
+    split_ = splits_backward(s.schedule);
+    graph_.set_split_backward(split_);
+    const UnitPhase ends = split_ ? UnitPhase::kWeight : UnitPhase::kBackward;
     std::vector<std::size_t> first_backward(c_.v, order.size()), last_backward(c_.v, 0);
     for (std::size_t i = 0; i < order.size(); ++i) {
+      if (order[i].phase == ends) last_backward[order[i].chunk] = i;
       if (order[i].phase != UnitPhase::kBackward) continue;
-      last_backward[order[i].chunk] = i;
       first_backward[order[i].chunk] = std::min(first_backward[order[i].chunk], i);
     }
     std::vector<int> rounds(c_.v, 0);
@@ -46,9 +50,15 @@ class StageWalk {
         defer_send_ = c_.s.collectives.blocking_p2p && c_.v > 1 && i + 1 < order.size() &&
                       order[i + 1].phase == UnitPhase::kBackward;
         forward_unit(u.micro_batch, u.chunk);
+      } else if (u.phase == UnitPhase::kWeight) {
+        const Producers p = producers_.at({u.chunk, u.micro_batch});
+        producers_.erase({u.chunk, u.micro_batch});
+        dp_.begin_backward(u.chunk, p.round, u.micro_batch, i == last_backward[u.chunk]);
+        weight_unit(u.micro_batch, u.chunk, p, i == last_backward[u.chunk]);
       } else {
         graph_.set_first_round(i == first_backward[u.chunk]);
-        dp_.begin_backward(u.chunk, rounds[u.chunk]++, u.micro_batch, i == last_backward[u.chunk]);
+        rounds_of_unit_ = rounds[u.chunk]++;
+        dp_.begin_backward(u.chunk, rounds_of_unit_, u.micro_batch, i == last_backward[u.chunk]);
         backward_unit(u.micro_batch, u.chunk, i == last_backward[u.chunk]);
         if (deferred_.has_value()) {
           const Deferred d = *deferred_;
@@ -200,7 +210,11 @@ class StageWalk {
   void backward_unit(int mb, int chunk, bool last_for_chunk) {
     const int vs = c_.virtual_stage(chunk);
     const int first = c_.first_layer(vs), end = c_.end_layer(vs);
-    const bool reduce_now = c_.s.zero_stage >= 2 || last_for_chunk;
+    // With split backwards the gradients are reduced by the W unit (weight_unit), which
+    // replays these calls with the producers recorded here.
+    const bool reduce_now = !split_ && (c_.s.zero_stage >= 2 || last_for_chunk);
+    Producers& rec = producers_[{chunk, mb}];
+    rec.round = rounds_of_unit_;
     const bool shared = dp_.shared_embedding_bucket();
     using G = DataParallel::Group;
     Flow& f = flows_[{chunk, mb}];
@@ -209,6 +223,7 @@ class StageWalk {
     TaskId x;
     if (c_.last_virtual_stage(vs)) {
       x = graph_.head_backward(mb, chunk, &grad);
+      rec.head = x;
       // The output parameters' gradients (LM head and final norm) are complete after the final
       // norm's backward.
       if (reduce_now && shared) {
@@ -227,6 +242,8 @@ class StageWalk {
     }
     for (int l = end - 1; l >= first; --l) {
       x = graph_.layer_backward(x, l, mb, chunk, f.layers.at(l), grad, &grad);
+      rec.layers[l] = x;
+      if (split_) continue;
       if (reduce_now || c_.s.zero_stage == 3) dp_.grad_ready(x, G::kLayer, l, mb, chunk);
     }
     if (vs > 0) {
@@ -234,6 +251,7 @@ class StageWalk {
                outgoing(grad, first - 1));
     } else {
       x = graph_.embedding_backward(x, mb, chunk, grad);
+      rec.embedding = x;
       if (reduce_now && shared) {
         dp_.flush(mb, chunk);
         dp_.grad_ready(x, G::kWord, -1, mb, chunk);
@@ -245,6 +263,54 @@ class StageWalk {
     }
     if (reduce_now) dp_.flush(mb, chunk);
     flows_.erase({chunk, mb});
+    if (!split_) producers_.erase({chunk, mb});
+  }
+
+  // What a split backward leaves to its W unit: the tasks after which each parameter group's
+  // gradients are final (the head's and the embedding's are not split), and its round.
+  struct Producers {
+    int round = 0;
+    TaskId head = kNoTask, embedding = kNoTask;
+    std::map<int, TaskId> layers;
+  };
+
+  // The W unit of (mb, chunk): the deferred weight gradients, then the gradient reduction calls
+  // of the backward (backward_unit's, in the same order).
+  void weight_unit(int mb, int chunk, const Producers& p, bool last_for_chunk) {
+    const int vs = c_.virtual_stage(chunk);
+    const int first = c_.first_layer(vs), end = c_.end_layer(vs);
+    const bool reduce_now = c_.s.zero_stage >= 2 || last_for_chunk;
+    const bool shared = dp_.shared_embedding_bucket();
+    using G = DataParallel::Group;
+    const std::map<int, TaskId> w = graph_.emit_weight(mb, chunk);
+    if (c_.last_virtual_stage(vs) && reduce_now) {
+      if (shared) {
+        dp_.flush(mb, chunk);
+        dp_.grad_ready(p.head, G::kWord, -1, mb, chunk);
+        dp_.flush(mb, chunk);
+        dp_.grad_ready(p.head, G::kRestOut, -1, mb, chunk);
+      } else {
+        dp_.grad_ready(p.head, G::kOutput, -1, mb, chunk);
+      }
+    }
+    for (int l = end - 1; l >= first; --l) {
+      const auto it = w.find(l);
+      const TaskId x = it != w.end() ? it->second : p.layers.at(l);
+      if (reduce_now || c_.s.zero_stage == 3) dp_.grad_ready(x, G::kLayer, l, mb, chunk);
+    }
+    if (vs == 0 && reduce_now) {
+      if (shared) {
+        dp_.flush(mb, chunk);
+        dp_.grad_ready(p.embedding, G::kWord, -1, mb, chunk);
+        dp_.flush(mb, chunk);
+        if (c_.m.learned_position_embeddings) {
+          dp_.grad_ready(p.embedding, G::kRestIn, -1, mb, chunk);
+        }
+      } else {
+        dp_.grad_ready(p.embedding, G::kInput, -1, mb, chunk);
+      }
+    }
+    if (reduce_now) dp_.flush(mb, chunk);
   }
 
   StageContext c_;
@@ -252,6 +318,9 @@ class StageWalk {
   DataParallel dp_;
   ModelGraph graph_;
   std::map<std::pair<int, int>, Flow> flows_;
+  bool split_ = false;                                  // splits_backward(schedule)
+  std::map<std::pair<int, int>, Producers> producers_;  // (chunk, mb) -> for its W unit
+  int rounds_of_unit_ = 0;                              // the backward unit's round
   std::array<TaskId, 2> posted_after_{kNoTask, kNoTask};  // deps of a blocking receive
   // A forward's send held for the exchange after the next backward (defer_send_).
   struct Deferred {

@@ -72,7 +72,8 @@ TEST(Space, ErrorsNameTheFieldTheValueAndTheRule) {
 }
 
 TEST(Estimator, InFlightIsTheScheduleWalkInClosedForm) {
-  for (Schedule k : {Schedule::kGPipe, Schedule::kOneFOneB, Schedule::kInterleaved}) {
+  for (Schedule k : {Schedule::kGPipe, Schedule::kOneFOneB, Schedule::kInterleaved, Schedule::kZbH1,
+                     Schedule::kZbH2}) {
     for (int pp : {1, 2, 4, 8}) {
       for (int m : {1, 3, 8, 16, 24}) {
         for (int v : {1, 2, 3}) {

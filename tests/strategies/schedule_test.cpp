@@ -16,11 +16,12 @@ using Order = std::vector<ScheduleUnit>;
 
 ScheduleUnit F(int mb, int chunk = 0) { return {UnitPhase::kForward, mb, chunk}; }
 ScheduleUnit B(int mb, int chunk = 0) { return {UnitPhase::kBackward, mb, chunk}; }
+ScheduleUnit W(int mb) { return {UnitPhase::kWeight, mb, 0}; }
 
 std::string show(const Order& order) {
   std::string s;
   for (const ScheduleUnit& u : order) {
-    s += u.phase == UnitPhase::kForward ? " F" : " B";
+    s += u.phase == UnitPhase::kForward ? " F" : u.phase == UnitPhase::kBackward ? " B" : " W";
     s += std::to_string(u.micro_batch) + "." + std::to_string(u.chunk);
   }
   return s;
@@ -42,6 +43,8 @@ std::vector<Case> sweep() {
   for (int pp = 1; pp <= 8; ++pp) {
     for (int m = 1; m <= 3 * pp; ++m) {
       cases.push_back({Schedule::kOneFOneB, pp, m, 1});
+      cases.push_back({Schedule::kZbH1, pp, m, 1});
+      cases.push_back({Schedule::kZbH2, pp, m, 1});
       for (int v = 1; v <= 4; ++v) {
         cases.push_back({Schedule::kGPipe, pp, m, v});
         if (m % pp == 0) cases.push_back({Schedule::kInterleaved, pp, m, v});
@@ -52,7 +55,7 @@ std::vector<Case> sweep() {
 }
 
 std::string describe(const Case& c) {
-  const char* names[] = {"gpipe", "1f1b", "interleaved"};
+  const char* names[] = {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2"};
   return std::string(names[static_cast<int>(c.kind)]) + " pp=" + std::to_string(c.pp) +
          " m=" + std::to_string(c.m) + " v=" + std::to_string(c.v);
 }
@@ -61,18 +64,21 @@ std::string describe(const Case& c) {
 // have finished (zero-cost communication). A unit's dependency:
 //   F(mb, c) on stage s: F(mb, c) on s - 1; on stage 0, F(mb, c - 1) on stage pp - 1 (c > 0);
 //   B(mb, c) on stage s: B(mb, c) on s + 1; on stage pp - 1, B(mb, c + 1) on stage 0 (c < v-1),
-//   or this stage's own F(mb, v - 1) for the last chunk.
-// Returns the makespan, or -1 when some stage can never run its next unit (deadlock).
-long simulate(const std::vector<Order>& stages, int m, int v, long cost_f, long cost_b) {
+//   or this stage's own F(mb, v - 1) for the last chunk;
+//   W(mb) on stage s: this stage's own B(mb).
+// Returns the makespan, or -1 when some stage can never run its next unit (deadlock); `spans`,
+// when given, receives each stage's time from its first start to its last finish.
+long simulate(const std::vector<Order>& stages, int m, int v, long cost_f, long cost_b,
+              long cost_w = 1, std::vector<long>* spans = nullptr) {
   const int pp = static_cast<int>(stages.size());
   // finish[phase][stage][mb * v + c], -1 = not run yet.
   std::vector<std::vector<std::vector<long>>> finish(
-      2, std::vector<std::vector<long>>(pp, std::vector<long>(m * v, -1)));
+      3, std::vector<std::vector<long>>(pp, std::vector<long>(m * v, -1)));
   auto done = [&](UnitPhase p, int s, int mb, int c) -> long& {
     return finish[static_cast<int>(p)][s][mb * v + c];
   };
   std::vector<std::size_t> next(pp, 0);
-  std::vector<long> free_at(pp, 0);
+  std::vector<long> free_at(pp, 0), start(pp, -1);
   bool progress = true;
   while (progress) {
     progress = false;
@@ -80,12 +86,17 @@ long simulate(const std::vector<Order>& stages, int m, int v, long cost_f, long 
       while (next[s] < stages[s].size()) {
         const ScheduleUnit& u = stages[s][next[s]];
         long ready = 0;
+        long cost = cost_b;
         if (u.phase == UnitPhase::kForward) {
+          cost = cost_f;
           if (s > 0) {
             ready = done(UnitPhase::kForward, s - 1, u.micro_batch, u.chunk);
           } else if (u.chunk > 0) {
             ready = done(UnitPhase::kForward, pp - 1, u.micro_batch, u.chunk - 1);
           }
+        } else if (u.phase == UnitPhase::kWeight) {
+          cost = cost_w;
+          ready = done(UnitPhase::kBackward, s, u.micro_batch, u.chunk);
         } else if (s < pp - 1) {
           ready = done(UnitPhase::kBackward, s + 1, u.micro_batch, u.chunk);
         } else if (u.chunk < v - 1) {
@@ -94,8 +105,9 @@ long simulate(const std::vector<Order>& stages, int m, int v, long cost_f, long 
           ready = done(UnitPhase::kForward, s, u.micro_batch, u.chunk);
         }
         if (ready < 0) break;
-        const long start = std::max(ready, free_at[s]);
-        free_at[s] = start + (u.phase == UnitPhase::kForward ? cost_f : cost_b);
+        const long begin = std::max(ready, free_at[s]);
+        if (start[s] < 0) start[s] = begin;
+        free_at[s] = begin + cost;
         done(u.phase, s, u.micro_batch, u.chunk) = free_at[s];
         ++next[s];
         progress = true;
@@ -104,6 +116,10 @@ long simulate(const std::vector<Order>& stages, int m, int v, long cost_f, long 
   }
   for (int s = 0; s < pp; ++s) {
     if (next[s] != stages[s].size()) return -1;
+  }
+  if (spans != nullptr) {
+    spans->clear();
+    for (int s = 0; s < pp; ++s) spans->push_back(free_at[s] - start[s]);
   }
   return *std::max_element(free_at.begin(), free_at.end());
 }
@@ -149,11 +165,59 @@ TEST(Schedule, InterleavedExactOrders) {
                    B(0, 0), B(1, 0), B(2, 0)}));
 }
 
+TEST(Schedule, ZbH1ExactOrders) {
+  // 1F1B's warm-up; stage s runs its first s forward-backward pairs without a W (Qi et al. 2024,
+  // ZB-H1), then F B W; the cool-down B W; the postponed W's last.
+  EXPECT_EQ(stage_schedule(Schedule::kZbH1, 4, 0, 8, 1),
+            (Order{F(0), F(1), F(2), F(3), B(0), W(0), F(4), B(1), W(1), F(5), B(2), W(2), F(6),
+                   B(3), W(3), F(7), B(4), W(4), B(5), W(5), B(6), W(6), B(7), W(7)}));
+  EXPECT_EQ(stage_schedule(Schedule::kZbH1, 4, 1, 8, 1),
+            (Order{F(0), F(1), F(2), B(0), F(3), B(1), W(0), F(4), B(2), W(1), F(5), B(3), W(2),
+                   F(6), B(4), W(3), F(7), B(5), W(4), B(6), W(5), B(7), W(6), W(7)}));
+  EXPECT_EQ(stage_schedule(Schedule::kZbH1, 4, 3, 8, 1),
+            (Order{F(0), B(0), F(1), B(1), F(2), B(2), F(3), B(3), W(0), F(4), B(4), W(1), F(5),
+                   B(5), W(2), F(6), B(6), W(3), F(7), B(7), W(4), W(5), W(6), W(7)}));
+}
+
+TEST(Schedule, ZbH2ExactOrders) {
+  // The unit-cost list scheduler with 2 pp - 1 = 7 micro-batches in flight on every stage.
+  EXPECT_EQ(stage_schedule(Schedule::kZbH2, 4, 0, 8, 1),
+            (Order{F(0), F(1), F(2), F(3), F(4), F(5), F(6), B(0), W(0), B(1), F(7), B(2), W(1),
+                   B(3), W(2), B(4), W(3), B(5), W(4), B(6), W(5), W(6), B(7), W(7)}));
+  EXPECT_EQ(stage_schedule(Schedule::kZbH2, 4, 1, 8, 1),
+            (Order{F(0), F(1), F(2), F(3), F(4), B(0), F(5), B(1), F(6), B(2), W(0), B(3), F(7),
+                   B(4), W(1), B(5), W(2), B(6), W(3), W(4), B(7), W(5), W(6), W(7)}));
+  EXPECT_EQ(stage_schedule(Schedule::kZbH2, 4, 3, 8, 1),
+            (Order{F(0), B(0), F(1), B(1), F(2), B(2), F(3), B(3), F(4), B(4), F(5), B(5), F(6),
+                   B(6), W(0), F(7), B(7), W(1), W(2), W(3), W(4), W(5), W(6), W(7)}));
+}
+
+TEST(Schedule, ZeroBubbleBubbles) {
+  // F, B and W one unit each (Qi et al. 2024, Table 1 with T_F = T_B = T_W): 1F1B (B and W
+  // fused, 2 units) takes 3 m + 3 (pp - 1); ZB-H1's bubble is (pp - 1)(T_F + T_B - T_W), a third
+  // of it; ZB-H2 keeps every stage busy from its first unit to its last once m >= 2 pp - 1.
+  for (int pp = 1; pp <= 8; ++pp) {
+    for (int m = pp; m <= 3 * pp; ++m) {
+      SCOPED_TRACE("pp=" + std::to_string(pp) + " m=" + std::to_string(m));
+      EXPECT_EQ(simulate(all_stages(Schedule::kOneFOneB, pp, m, 1), m, 1, 1, 2), 3L * m + 3 * (pp - 1));
+      EXPECT_EQ(simulate(all_stages(Schedule::kZbH1, pp, m, 1), m, 1, 1, 1, 1), 3L * m + pp - 1);
+      std::vector<long> spans;
+      const long h2 = simulate(all_stages(Schedule::kZbH2, pp, m, 1), m, 1, 1, 1, 1, &spans);
+      if (m >= 2 * pp - 1) {
+        EXPECT_EQ(h2, 3L * m + pp - 1);
+        for (long span : spans) EXPECT_EQ(span, 3L * m);
+      }
+    }
+  }
+}
+
 TEST(Schedule, MaxInFlightCountsUnits) {
   EXPECT_EQ(max_in_flight({}), 0);
   EXPECT_EQ(max_in_flight({F(0), B(0), F(1), B(1)}), 1);
   EXPECT_EQ(max_in_flight({F(0), F(1), B(0), F(2), F(3), B(1), B(2), B(3)}), 3);
   EXPECT_EQ(max_in_flight({F(0, 0), F(0, 1), B(0, 1), B(0, 0)}), 2);
+  // With W units a micro-batch is in flight until its W.
+  EXPECT_EQ(max_in_flight({F(0), B(0), F(1), W(0), B(1), W(1)}), 2);
 }
 
 // --- Sweeps ----------------------------------------------------------------------------------
@@ -161,21 +225,33 @@ TEST(Schedule, MaxInFlightCountsUnits) {
 TEST(Schedule, EveryUnitOnceBackwardAfterForward) {
   for (const Case& c : sweep()) {
     SCOPED_TRACE(describe(c));
+    const bool split = splits_backward(c.kind);
     for (int s = 0; s < c.pp; ++s) {
       const Order order = stage_schedule(c.kind, c.pp, s, c.m, c.v);
-      ASSERT_EQ(order.size(), 2u * c.m * c.v);
+      ASSERT_EQ(order.size(), (split ? 3u : 2u) * c.m * c.v);
       // Position of each unit, -1 = absent.
-      std::vector<int> pos_f(c.m * c.v, -1), pos_b(c.m * c.v, -1);
+      std::vector<std::vector<int>> pos(3, std::vector<int>(c.m * c.v, -1));
+      std::vector<int> b_order, w_order;
       for (int i = 0; i < static_cast<int>(order.size()); ++i) {
         const ScheduleUnit& u = order[i];
         ASSERT_TRUE(u.micro_batch >= 0 && u.micro_batch < c.m && u.chunk >= 0 && u.chunk < c.v)
             << show(order);
-        int& slot = (u.phase == UnitPhase::kForward ? pos_f : pos_b)[u.micro_batch * c.v + u.chunk];
+        ASSERT_TRUE(split || u.phase != UnitPhase::kWeight) << show(order);
+        int& slot = pos[static_cast<int>(u.phase)][u.micro_batch * c.v + u.chunk];
         ASSERT_EQ(slot, -1) << "unit twice on stage " << s << ":" << show(order);
         slot = i;
+        if (u.phase == UnitPhase::kBackward) b_order.push_back(u.micro_batch);
+        if (u.phase == UnitPhase::kWeight) w_order.push_back(u.micro_batch);
       }
       for (int k = 0; k < c.m * c.v; ++k) {
-        ASSERT_LT(pos_f[k], pos_b[k]) << "stage " << s << ":" << show(order);
+        ASSERT_LT(pos[0][k], pos[1][k]) << "stage " << s << ":" << show(order);
+        if (split) {
+          ASSERT_LT(pos[1][k], pos[2][k]) << "stage " << s << ":" << show(order);
+        }
+      }
+      // A stage's W's run in the order of its backwards.
+      if (split) {
+        EXPECT_EQ(w_order, b_order) << "stage " << s << ":" << show(order);
       }
     }
   }
@@ -207,6 +283,12 @@ TEST(Schedule, InFlightBounds) {
           if (s == 0) {
             EXPECT_EQ(peak, std::min((c.pp - 1) * 2 + (c.v - 1) * c.pp + 1, total));
           }
+          break;
+        case Schedule::kZbH1:  // 1F1B's stage-0 peak on every stage
+          EXPECT_EQ(peak, std::min(c.pp, c.m)) << "stage " << s;
+          break;
+        case Schedule::kZbH2:
+          EXPECT_EQ(peak, std::min(2 * c.pp - 1, c.m)) << "stage " << s;
           break;
       }
     }
@@ -252,6 +334,7 @@ TEST(ScheduleDeathTest, RejectsBadArguments) {
   EXPECT_DEATH(stage_schedule(Schedule::kGPipe, 4, -1, 8, 1), "outside pp");
   EXPECT_DEATH(stage_schedule(Schedule::kGPipe, 4, 0, 0, 1), "num_micro_batches >= 1");
   EXPECT_DEATH(stage_schedule(Schedule::kGPipe, 4, 0, 4, 0), "virtual_stages >= 1");
+  EXPECT_DEATH(stage_schedule(Schedule::kZbH1, 4, 0, 8, 2), "zero-bubble schedules take");
 }
 
 }  // namespace

@@ -565,6 +565,28 @@ TEST(Validate, Rule10ZeroShardGroup) {
       {"strategy.zero_shard_group = 2", "strategy.layer_overrides[0].tp", "not lowered"});
 }
 
+// The zero-bubble schedules: parsed by name, one model chunk per rank, and not with
+// tp_comm_overlap (whose rings run beside the weight-gradient GEMMs they move).
+TEST(Validate, ZeroBubbleSchedules) {
+  const ModelSpec m = model();
+  EXPECT_EQ(strategy({{"schedule", "zb-h1"}}).schedule, Schedule::kZbH1);
+  EXPECT_EQ(strategy({{"schedule", "zb-h2"}}).schedule, Schedule::kZbH2);
+  EXPECT_EQ(to_json(strategy({{"schedule", "zb-h2"}}))["schedule"], "zb-h2");
+  validate(m, strategy({{"pp", 4}, {"tp", 2}, {"schedule", "zb-h1"}}), 8);
+  expect_config_error([&] { strategy({{"schedule", "zb-h1"}, {"virtual_stages", 2}}); },
+                      {"virtual_stages = 2", "needs schedule \"interleaved-1f1b\""});
+  expect_config_error(
+      [&] {
+        validate(m,
+                 strategy({{"tp", 2},
+                           {"sequence_parallel", true},
+                           {"tp_comm_overlap", true},
+                           {"schedule", "zb-h2"}}),
+                 2);
+      },
+      {"strategy.tp_comm_overlap = true", "not lowered with schedule \"zb-h2\""});
+}
+
 TEST(Validate, Rule8OverrideRanges) {
   const ModelSpec m = model();  // 32 layers
   auto one = [](const Json& o) {
