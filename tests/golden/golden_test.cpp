@@ -45,6 +45,7 @@ const std::vector<Scenario> kScenarios = {
     {"tp4-sp", "gpt-golden.json", "dgx-a100-2n4g.json", "tp4-sp.json", 4},
     {"tp2-pp2-gpipe", "gpt-golden.json", "dgx-a100-2n4g.json", "tp2-pp2-gpipe.json", 4},
     {"pp4-interleaved", "gpt-golden.json", "dgx-a100-2n4g.json", "pp4-interleaved.json", 4},
+    {"pp4-zb-h1", "gpt-golden.json", "dgx-a100-2n4g.json", "pp4-zb-h1.json", 4},
     {"dp8-zero3", "gpt-golden.json", "dgx-a100-2n4g.json", "dp8-zero3.json", 8},
     {"dp2-tp2-pp2-1f1b", "gpt-golden.json", "dgx-a100-2n4g.json", "dp2-tp2-pp2-1f1b.json", 8},
 };
