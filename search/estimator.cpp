@@ -29,6 +29,8 @@ int in_flight(Schedule schedule, int pp, int stage, int micro_batches, int virtu
       return std::min(pp, micro_batches);
     case Schedule::kZbH2:
       return std::min(2 * pp - 1, micro_batches);
+    case Schedule::kZbV:  // chunks, as interleaving counts them
+      return std::min(2 * pp, 2 * micro_batches);
   }
   return micro_batches;
 }
@@ -200,7 +202,7 @@ Estimate Estimator::estimate(const StrategySpec& s) {
   {
     int l = 0;
     for (int vs = 0; vs < pp * v; ++vs) {
-      for (int i = 0; i < partition[vs]; ++i) stage_of[l++] = vs % pp;
+      for (int i = 0; i < partition[vs]; ++i) stage_of[l++] = strategies::stage_of_virtual(s.schedule, pp, vs);
     }
   }
   std::vector<double> fwd(pp, 0), bwd(pp, 0), stored(pp, 0), transient(pp, 0), params(pp, 0);
@@ -260,19 +262,22 @@ Estimate Estimator::estimate(const StrategySpec& s) {
     bwd[r] += v * zero3_unit_gather[r];
   }
   // The ends, at the strategy's tp.
+  // The head is on the last stage, or under ZB-V on the first (the V's turn back).
+  const int head = strategies::stage_of_virtual(s.schedule, pp, pp * v - 1);
+  const bool apart = head != 0;  // the embedding and the head on different ranks
   const EndsCost& e = ends_cost(s, s.tp, s.micro_batch_size);
   fwd[0] += e.first_forward_s;
   bwd[0] += e.first_backward_s;
-  fwd[pp - 1] += e.last_forward_s;
-  bwd[pp - 1] += e.last_backward_s;
+  fwd[head] += e.last_forward_s;
+  bwd[head] += e.last_backward_s;
   const double first_params = strategies::input_embedding_params_per_rank(padded, s.tp);
-  const double last_params = strategies::output_params_per_rank(padded, s.tp, pp);
+  const double last_params = strategies::output_params_per_rank(padded, s.tp, apart ? pp : 1);
   params[0] += first_params;
-  if (pp > 1 || !padded.tie_word_embeddings) params[pp - 1] += last_params;
+  if (apart || !padded.tie_word_embeddings) params[head] += last_params;
   const int zero_shard = s.zero_stage == 3 ? s.zero_shard() : s.dp;
   for (int r = 0; r < pp; ++r) {
     double ends_params = (r == 0 ? first_params : 0) +
-                         (r == pp - 1 && (pp > 1 || !padded.tie_word_embeddings) ? last_params : 0);
+                         (r == head && (apart || !padded.tie_word_embeddings) ? last_params : 0);
     static_bytes[r] += strategies::static_memory_bytes(ends_params, zero_shard, s.zero_stage,
                                                        s.precision, s.main_grads_fp32)
                            .total();
@@ -305,6 +310,10 @@ Estimate Estimator::estimate(const StrategySpec& s) {
   }
   if (s.schedule == Schedule::kInterleaved) {
     out.pipeline_s = m * slowest + (pp - 1) * slowest / v + 2.0 * (pp * v - 1) * p2p;
+  } else if (s.schedule == Schedule::kZbV) {
+    // The schedule tests' unit-cost makespan, 6 m + pp - 1 chunk units of F, B or W: a bubble of
+    // (pp - 1) sixths of a stage's micro-batch.
+    out.pipeline_s = m * slowest + (pp - 1) * slowest / 6 + 2.0 * (pp - 1) * p2p;
   } else if (strategies::splits_backward(s.schedule)) {
     // Qi et al. 2024 (Table 1): ZB-H1's bubble is (pp - 1)(F + B - W), ZB-H2's
     // (pp - 1)(F + B - 2 W) when positive, with W, the weight gradients, about half a backward.
@@ -359,7 +368,7 @@ Estimate Estimator::estimate(const StrategySpec& s) {
     const int k = in_flight(s.schedule, pp, r, m, v);
     double act = k * stored[r];
     if (r == 0) act += std::min(k, m) * e.first_stored_bytes;
-    if (r == pp - 1) act += std::min(k, m) * e.last_stored_bytes;
+    if (r == head) act += std::min(k, m) * e.last_stored_bytes;
     out.stage_peak_bytes[r] = static_bytes[r] + act + transient[r] + zero3_gathered[r];
     out.peak_bytes = std::max(out.peak_bytes, out.stage_peak_bytes[r]);
   }

@@ -21,7 +21,7 @@ using strategies::StrategySpec;
 namespace {
 
 const std::vector<std::string> kSchedules = {"gpipe", "1f1b", "interleaved-1f1b", "zb-h1",
-                                             "zb-h2"};
+                                             "zb-h2", "zb-v"};
 const std::vector<std::string> kRecomputes = {"none", "selective", "full"};
 
 // A list of positive integers (or one), each checked by `rule` (empty when fine).
@@ -407,8 +407,9 @@ std::vector<Candidate> explore(const strategies::ModelSpec& model,
     for (int pp : space.pp) {
       for (int mbs : space.micro_batch_size) {
         for (Schedule sched : space.schedule) {
-          const std::vector<int> vs =
-              sched == Schedule::kInterleaved ? space.virtual_stages : std::vector<int>{1};
+          const std::vector<int> vs = sched == Schedule::kInterleaved ? space.virtual_stages
+                                      : sched == Schedule::kZbV       ? std::vector<int>{2}
+                                                                      : std::vector<int>{1};
           for (int v : vs) {
             for (int zero : space.zero_stage) {
               for (bool sp : space.sequence_parallel) {

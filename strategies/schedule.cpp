@@ -18,7 +18,9 @@ ScheduleUnit forward(int micro_batch, int chunk) {
 ScheduleUnit backward(int micro_batch, int chunk) {
   return {UnitPhase::kBackward, micro_batch, chunk};
 }
-ScheduleUnit weight(int micro_batch) { return {UnitPhase::kWeight, micro_batch, 0}; }
+ScheduleUnit weight(int micro_batch, int chunk = 0) {
+  return {UnitPhase::kWeight, micro_batch, chunk};
+}
 
 // `warmup` forwards, then (forward, backward) pairs while forwards remain, then the remaining
 // backwards. fwd(k) / bwd(k) name the k-th forward / backward unit, k in [0, total).
@@ -133,10 +135,86 @@ std::vector<std::vector<ScheduleUnit>> zb_h2(int pp, int m) {
   return orders;
 }
 
+// ZB-V (schedule.hpp): the unit-cost list scheduler over the V layout. Chunk c of stage s holds
+// virtual stage vs(s, c); a forward of virtual stage vs needs vs - 1's, a backward vs + 1's (the
+// last one its own forward), a W its own backward.
+std::vector<std::vector<ScheduleUnit>> zb_v(int pp, int m) {
+  const int vstages = 2 * pp;
+  const int cap = std::min(2 * pp, 2 * m);
+  auto vs_of = [pp](int s, int c) { return c == 0 ? s : 2 * pp - 1 - s; };
+  // finish time of (phase, virtual stage, micro-batch), -1 = not run
+  std::vector<long> f_done(static_cast<std::size_t>(vstages) * m, -1);
+  std::vector<long> b_done(f_done.size(), -1);
+  auto at = [m](int vs, int mb) { return static_cast<std::size_t>(vs) * m + mb; };
+  struct Stage {
+    int f[2] = {0, 0}, b[2] = {0, 0}, in_flight = 0;
+    std::vector<ScheduleUnit> pending_w;  // backwards whose W has not run, oldest first
+    std::vector<ScheduleUnit> order;
+  };
+  std::vector<Stage> st(static_cast<std::size_t>(pp));
+  auto arrived = [](long done, long t) { return done >= 0 && done <= t; };
+  const std::size_t units = 6 * static_cast<std::size_t>(m);
+  int finished = 0;
+  const long limit = 6L * m * pp + 2L * pp;  // a bound no deadlock-free order reaches
+  for (long t = 0; finished < pp; ++t) {
+    STRATA_CHECK(t < limit, "zb-v: the list scheduler made no progress");
+    for (int s = 0; s < pp; ++s) {
+      Stage& x = st[s];
+      if (x.order.size() == units) continue;
+      ScheduleUnit u;
+      bool found = false;
+      for (int c : {0, 1}) {  // a backward whose gradient has arrived, chunk 0 first
+        const int mb = x.b[c], vs = vs_of(s, c);
+        if (found || mb >= x.f[c]) continue;
+        const long dep = vs == vstages - 1 ? f_done[at(vs, mb)] : b_done[at(vs + 1, mb)];
+        if (arrived(dep, t)) u = backward(mb, c), found = true;
+      }
+      for (int c : {1, 0}) {  // else a forward whose input has arrived, chunk 1 first
+        const int mb = x.f[c], vs = vs_of(s, c);
+        if (found || mb >= m || x.in_flight >= cap) continue;
+        if (vs == 0 || arrived(f_done[at(vs - 1, mb)], t)) u = forward(mb, c), found = true;
+      }
+      if (!found && !x.pending_w.empty()) {  // else the oldest pending W
+        u = x.pending_w.front();
+        x.pending_w.erase(x.pending_w.begin());
+        found = true;
+      }
+      if (!found) continue;
+      const int vs = vs_of(s, u.chunk);
+      if (u.phase == UnitPhase::kForward) {
+        ++x.f[u.chunk];
+        ++x.in_flight;
+        f_done[at(vs, u.micro_batch)] = t + 1;
+      } else if (u.phase == UnitPhase::kBackward) {
+        ++x.b[u.chunk];
+        b_done[at(vs, u.micro_batch)] = t + 1;
+        x.pending_w.push_back(weight(u.micro_batch, u.chunk));
+      } else {
+        --x.in_flight;
+      }
+      x.order.push_back(u);
+      if (x.order.size() == units) ++finished;
+    }
+  }
+  std::vector<std::vector<ScheduleUnit>> orders;
+  for (Stage& x : st) orders.push_back(std::move(x.order));
+  return orders;
+}
+
 }  // namespace
 
 bool splits_backward(Schedule kind) {
-  return kind == Schedule::kZbH1 || kind == Schedule::kZbH2;
+  return kind == Schedule::kZbH1 || kind == Schedule::kZbH2 || kind == Schedule::kZbV;
+}
+
+int virtual_stage_of(Schedule kind, int pp, int stage, int chunk) {
+  if (kind == Schedule::kZbV) return chunk == 0 ? stage : 2 * pp - 1 - stage;
+  return chunk * pp + stage;
+}
+
+int stage_of_virtual(Schedule kind, int pp, int vs) {
+  if (kind == Schedule::kZbV) return vs < pp ? vs : 2 * pp - 1 - vs;
+  return vs % pp;
 }
 
 std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int num_micro_batches,
@@ -167,6 +245,10 @@ std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int n
       STRATA_CHECK(v == 1, "stage_schedule: the zero-bubble schedules take virtual_stages = 1, "
                            "got " + std::to_string(v));
       return kind == Schedule::kZbH1 ? zb_h1(pp, stage, m) : zb_h2(pp, m)[stage];
+    case Schedule::kZbV:
+      STRATA_CHECK(v == 2, "stage_schedule: ZB-V takes virtual_stages = 2, got " +
+                               std::to_string(v));
+      return zb_v(pp, m)[stage];
   }
   STRATA_CHECK(false, "stage_schedule: unknown schedule " + std::to_string(static_cast<int>(kind)));
   return {};

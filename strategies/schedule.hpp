@@ -2,6 +2,11 @@
 // its forward and backward units. Simulator and executor iterate this order, never the
 // schedule's name (DESIGN.md "The Plan").
 //
+// ZB-V places its two chunks in a V instead: chunk 0 of stage s holds virtual stage s and chunk 1
+// virtual stage 2 pp - 1 - s, so a micro-batch's forward goes down the stages on chunk 0 and
+// back up on chunk 1, and stage 0 holds both the first and the last virtual stage
+// (virtual_stage_of, stage_of_virtual).
+//
 // A unit is (phase, micro-batch, chunk). The zero-bubble schedules split a backward in two: a
 // kBackward unit then computes the input gradients only (it is what the previous stage waits for)
 // and a later kWeight unit the weight gradients of the same (micro-batch, chunk) (Qi et al.,
@@ -48,7 +53,14 @@ struct ScheduleUnit {
 //    together: a free stage runs a backward whose gradient has arrived, else a forward whose
 //    input has arrived while fewer than that cap are in flight, else its oldest pending W.
 //    v must be 1.
-//  In every schedule the W's of a stage run in the order of its backwards, each after its own.
+//  - kZbV: ZB-V (Qi et al., arXiv:2401.10241 v2, sec. 6), two chunks per stage in the V
+//    layout, v must be 2. The order is the unit-cost list scheduler's again (F, B and W of a
+//    chunk one unit each), with every stage holding at most min(2 pp, 2 m) chunk units between
+//    forward and W -- 1F1B's peak, pp micro-batches of the stage's layers -- and preferring a
+//    forward of chunk 1 (it reaches the loss sooner) and a backward of chunk 0 (it frees the
+//    stage below). A step takes 6 m + pp - 1 units when m >= pp, within 4 (schedule tests).
+//  In every schedule but ZB-V the W's of a stage run in the order of its backwards, each after
+//  its own; in ZB-V each W follows its own backward in the order the backwards ran.
 // Preconditions are checked with STRATA_CHECK (specs are validated before lowering).
 std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int num_micro_batches,
                                          int virtual_stages);
@@ -60,5 +72,10 @@ int max_in_flight(const std::vector<ScheduleUnit>& order);
 
 // Whether schedule `kind` splits backwards into B and W units.
 bool splits_backward(Schedule kind);
+
+// The virtual stage that chunk `chunk` of pipeline stage `stage` holds, and the stage holding
+// virtual stage `vs`: chunk * pp + stage (Megatron's interleaved layout), or the V of ZB-V.
+int virtual_stage_of(Schedule kind, int pp, int stage, int chunk);
+int stage_of_virtual(Schedule kind, int pp, int vs);
 
 }  // namespace strata::strategies

@@ -145,7 +145,7 @@ ClusterSpec with_nodes(const ClusterSpec& c, int nodes);
 // ---------------------------------------------------------------------------------------------
 // Strategy
 
-enum class Schedule { kGPipe, kOneFOneB, kInterleaved, kZbH1, kZbH2 };
+enum class Schedule { kGPipe, kOneFOneB, kInterleaved, kZbH1, kZbH2, kZbV };
 enum class Recompute { kNone, kSelective, kFull };
 // How a backward's weight gradients reach the gradient buffer (docs/specs.md
 // "grad_accumulation"): accumulated by the GEMM itself, or written and then added by a separate

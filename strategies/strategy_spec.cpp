@@ -20,7 +20,7 @@ constexpr long long kMaxMicroBatches = 65536;
 using json::Json;
 
 const std::vector<std::string> kSchedules = {"gpipe", "1f1b", "interleaved-1f1b", "zb-h1",
-                                             "zb-h2"};
+                                             "zb-h2", "zb-v"};
 const std::vector<std::string> kRecomputes = {"none", "selective", "full"};
 const std::vector<std::string> kPrecisions = {"bf16", "fp16", "fp32"};
 const std::vector<std::string> kGradAccumulations = {"fused", "hook", "autograd"};
@@ -334,6 +334,8 @@ const char* schedule_name(Schedule s) {
       return "zb-h1";
     case Schedule::kZbH2:
       return "zb-h2";
+    case Schedule::kZbV:
+      return "zb-v";
   }
   return "?";
 }
@@ -451,9 +453,15 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   }
   s.schedule = static_cast<Schedule>(detail::read_choice(r, "schedule", kSchedules, 1));
   s.virtual_stages = detail::read_positive_int(r, "virtual_stages", 1);
-  if (s.virtual_stages > 1 && s.schedule != Schedule::kInterleaved) {
+  if (s.schedule == Schedule::kZbV && s.virtual_stages != 2) {
     json::fail(r.field("virtual_stages"), s.virtual_stages,
-               "virtual_stages > 1 needs schedule \"interleaved-1f1b\" (schedule is \"" +
+               "schedule \"zb-v\" places two model chunks on every pipeline rank: it needs "
+               "virtual_stages = 2");
+  }
+  if (s.virtual_stages > 1 && s.schedule != Schedule::kInterleaved &&
+      s.schedule != Schedule::kZbV) {
+    json::fail(r.field("virtual_stages"), s.virtual_stages,
+               "virtual_stages > 1 needs schedule \"interleaved-1f1b\" or \"zb-v\" (schedule is \"" +
                    kSchedules[static_cast<int>(s.schedule)] + "\")");
   }
   if (static_cast<long long>(s.pp) * s.virtual_stages > INT_MAX) {

@@ -5,7 +5,7 @@ The setup of Qi et al., "Zero Bubble Pipeline Parallelism" (ICLR 2024), sec. 5.1
 is stated: GPT-style models of 1.5B, 6.2B, 14.6B and 28.3B parameters, sequence length 1024,
 pure pipeline parallelism over 8, 8, 16 and 32 A100 80GB GPUs (8 per node), micro-batch sizes
 6, 3, 1 and 1, and 3p, 4p and 8p micro-batches per step. Each (model, micro-batches) is
-simulated under 1F1B, interleaved 1F1B (two chunks per rank), ZB-H1 and ZB-H2 on the bundled
+simulated under 1F1B, interleaved 1F1B (two chunks per rank), ZB-H1, ZB-H2 and ZB-V on the bundled
 A100 cluster; results/results.csv, results/summary.txt and results/plot.png collect them. Run
 it with Debian's /usr/bin/python3 (matplotlib); see README.md.
 """
@@ -33,8 +33,9 @@ MODELS = [
 SEQ_LENGTH = 1024
 VOCAB = 51200  # Megatron-LM's GPT-2 vocabulary padded (the paper builds on Megatron-LM)
 MICRO_BATCH_MULTIPLES = [3, 4, 8]  # micro-batches per step = multiple x pp
-SCHEDULES = ["1f1b", "interleaved-1f1b", "zb-h1", "zb-h2"]
-LABELS = {"1f1b": "1F1B", "interleaved-1f1b": "1F1B-I (v=2)", "zb-h1": "ZB-H1", "zb-h2": "ZB-H2"}
+SCHEDULES = ["1f1b", "interleaved-1f1b", "zb-h1", "zb-h2", "zb-v"]
+LABELS = {"1f1b": "1F1B", "interleaved-1f1b": "1F1B-I (v=2)", "zb-h1": "ZB-H1", "zb-h2": "ZB-H2",
+          "zb-v": "ZB-V"}
 
 COLUMNS = [
     "model", "gpus", "micro_batch_size", "micro_batches", "schedule", "fits",
@@ -65,6 +66,25 @@ def stage_layers(layers, pp, v):
     return flat if min(flat) >= 1 else None
 
 
+def stage_layers_v(layers, pp):
+    """ZB-V's layers per virtual stage: rank s holds virtual stages s and 2 pp - 1 - s, rank 0
+    both ends (the embedding and the output layer), so the layers are spread evenly over the
+    2 pp chunks with the extra ones on ranks 1 to pp - 1 (chunk 0 first, then chunk 1). None
+    when a chunk would get no layer."""
+    base, extra = divmod(layers, 2 * pp)
+    if base == 0:
+        return None
+    chunks = [[base] * pp for _ in range(2)]
+    slots = [(c, s) for c in range(2) for s in range(1, pp)] + [(0, 0), (1, 0)]
+    for c, s in slots[:extra]:
+        chunks[c][s] += 1
+    flat = [0] * (2 * pp)
+    for s in range(pp):
+        flat[s] = chunks[0][s]
+        flat[2 * pp - 1 - s] = chunks[1][s]
+    return flat
+
+
 def model_spec(name, layers, heads, hidden):
     return {
         "name": "zb-gpt-" + name,
@@ -93,7 +113,7 @@ def strategy_spec(name, pp, mbs, m, schedule, layers_split):
         "source": "Qi et al. 2024 sec. 5.1: pure pipeline parallelism over %d GPUs, micro-batch "
                   "size %d, %d micro-batches" % (pp, mbs, m),
     }
-    if schedule == "interleaved-1f1b":
+    if schedule in ("interleaved-1f1b", "zb-v"):
         s["virtual_stages"] = 2
     return s
 
@@ -143,7 +163,10 @@ def main():
         for mult in MICRO_BATCH_MULTIPLES:
             m = mult * pp
             for schedule in SCHEDULES:
-                split = stage_layers(layers, pp, 2 if schedule == "interleaved-1f1b" else 1)
+                if schedule == "zb-v":
+                    split = stage_layers_v(layers, pp)
+                else:
+                    split = stage_layers(layers, pp, 2 if schedule == "interleaved-1f1b" else 1)
                 row = {"model": name, "gpus": pp, "micro_batch_size": mbs, "micro_batches": m,
                        "schedule": schedule}
                 if split is None:

@@ -53,7 +53,7 @@ DataParallel::DataParallel(StageContext& c) : c_(c), p_(c.emit.program()) {
 }
 
 bool DataParallel::shared_embedding_bucket() const {
-  return c_.s.zero_stage >= 1 && c_.m.tie_word_embeddings && c_.pp > 1;
+  return c_.s.zero_stage >= 1 && c_.m.tie_word_embeddings && c_.ends_apart();
 }
 
 int DataParallel::add_param(TensorKind kind, int layer, int layout, std::int64_t rows,
@@ -131,7 +131,7 @@ void DataParallel::layout_params() {
       add_param(TensorKind::kFinalNormWeight, -1, 0, C, 1, Shard::kReplicated, Init::kOne, 0);
       if (ln) add_param(TensorKind::kFinalNormBias, -1, 0, C, 1, Shard::kReplicated, Init::kZero, 0);
       // An untied head, or Megatron's copy of the tied embedding on the last stage.
-      if (!m.tie_word_embeddings || c_.pp > 1) {
+      if (!m.tie_word_embeddings || c_.ends_apart()) {
         add_param(TensorKind::kLmHeadWeight, -1, 0, V, C, Shard::kRows, Init::kNormal, std_dev,
                   m.tie_word_embeddings);
       }
@@ -625,8 +625,9 @@ void DataParallel::finish_step() {
                                    Phase::kStep, -1, -1, 0),
                 {ar}, {last_compute});
   }
-  const bool has_first = c_.stage == 0, has_last = c_.stage == c_.pp - 1;
-  if (c_.m.tie_word_embeddings && c_.pp > 1 && (has_first || has_last)) {
+  const bool has_first = c_.stage == c_.stage_of(0);
+  const bool has_last = c_.stage == c_.stage_of(c_.pp * c_.v - 1);
+  if (c_.m.tie_word_embeddings && c_.ends_apart() && (has_first || has_last)) {
     // Megatron keeps the tied word embedding on the first and the last stage and sums their
     // gradients once per step (under ZeRO >= 2, the reduced parts, which both partition alike).
     const TensorKind word = has_first ? TensorKind::kWordEmbedding : TensorKind::kLmHeadWeight;

@@ -82,7 +82,13 @@ struct StageContext {
   DType grad = DType::kBf16;  // gradients as reduced and stored
   Emitter emit;
 
-  int virtual_stage(int chunk) const { return chunk * pp + stage; }
+  // The virtual stage chunk `chunk` of this stage holds, and the stage holding virtual stage
+  // `vs` (Megatron's interleaved layout, or ZB-V's V: strategies/schedule.hpp).
+  int virtual_stage(int chunk) const { return virtual_stage_of(s.schedule, pp, stage, chunk); }
+  int stage_of(int vs) const { return stage_of_virtual(s.schedule, pp, vs); }
+  // Whether the first and the last virtual stage (the embedding and the head) are on different
+  // pipeline ranks: with pp > 1, except under ZB-V, whose stage 0 holds both.
+  bool ends_apart() const { return stage_of(0) != stage_of(pp * v - 1); }
   int first_layer(int vs) const { return plan.stage_first_layer[vs]; }
   int end_layer(int vs) const { return plan.stage_first_layer[vs + 1]; }
   bool last_virtual_stage(int vs) const { return vs == pp * v - 1; }

@@ -3,6 +3,7 @@
 // (activations forward, their gradients backward; scattered over tp with pp_scatter_gather),
 // calling the model description for the layers and the data-parallel pass for the gradients.
 #include <optional>
+#include <tuple>
 
 #include "common/error.hpp"
 #include "strategies/detail/lowering.hpp"
@@ -47,7 +48,7 @@ class StageWalk {
       if (u.phase == UnitPhase::kForward) {
         // Megatron-LM of 2021's interleaved steady state sends a forward's output in the
         // exchange after the backward that follows it (one exchange per pair).
-        defer_send_ = c_.s.collectives.blocking_p2p && c_.v > 1 && i + 1 < order.size() &&
+        defer_send_ = c_.s.collectives.blocking_p2p && c_.s.schedule == Schedule::kInterleaved && i + 1 < order.size() &&
                       order[i + 1].phase == UnitPhase::kBackward;
         forward_unit(u.micro_batch, u.chunk);
       } else if (u.phase == UnitPhase::kWeight) {
@@ -80,7 +81,7 @@ class StageWalk {
   // backward travels with that of the next forward, after the previous backward.
   std::size_t receive_posted_after(const std::vector<ScheduleUnit>& order, std::size_t i) const {
     if (i == 0) return 0;
-    if (c_.v > 1 && order[i].phase == UnitPhase::kBackward &&
+    if (c_.s.schedule == Schedule::kInterleaved && order[i].phase == UnitPhase::kBackward &&
         order[i - 1].phase == UnitPhase::kForward && i >= 2) {
       return i - 2;
     }
@@ -110,7 +111,7 @@ class StageWalk {
     t.micro_batch = mb;
     t.chunk = static_cast<std::int16_t>(chunk);
     t.layer = static_cast<std::int16_t>(boundary_layer);
-    t.peer_stage = peer_vs % c_.pp;
+    t.peer_stage = c_.stage_of(peer_vs);
     t.tag = tag(phase, dest_vs, mb);
     OpSpec op;
     op.kind = kind == TaskKind::kSend ? OpKind::kSend : OpKind::kRecv;
@@ -183,7 +184,10 @@ class StageWalk {
     dp_.begin_unit(true, mb, chunk);
     BufId x_buf = kNoBuf;
     TaskId x;
-    if (vs > 0) {
+    if (vs > 0 && c_.stage_of(vs - 1) == c_.stage) {  // ZB-V's turn: from this rank's chunk 0
+      std::tie(x, x_buf) = handoff_fwd_.at(mb);
+      handoff_fwd_.erase(mb);
+    } else if (vs > 0) {
       x = receive(UnitPhase::kForward, vs - 1, vs, first - 1, first, K::kLayerIn, false, mb, chunk,
                   &x_buf);
     } else {
@@ -197,6 +201,8 @@ class StageWalk {
       x = tp_.reshard(x, c_.layout_of(c_.m.num_hidden_layers - 1), 0, x_buf, -1, mb, chunk,
                       Phase::kForward, &x_buf);
       graph_.head_forward(x, mb, chunk, x_buf);
+    } else if (c_.stage_of(vs + 1) == c_.stage) {
+      handoff_fwd_[mb] = {x, x_buf};
     } else {
       const BufId out = outgoing(x_buf, end - 1);
       if (defer_send_) {
@@ -236,6 +242,9 @@ class StageWalk {
       }
       x = tp_.reshard_grad(x, c_.layout_of(c_.m.num_hidden_layers - 1), 0, grad, -1, mb, chunk,
                            &grad);
+    } else if (c_.stage_of(vs + 1) == c_.stage) {  // ZB-V's turn: from this rank's chunk 1
+      std::tie(x, grad) = handoff_bwd_.at(mb);
+      handoff_bwd_.erase(mb);
     } else {
       x = receive(UnitPhase::kBackward, vs + 1, vs, end - 1, end - 1, K::kLayerOut, true, mb,
                   chunk, &grad);
@@ -246,7 +255,9 @@ class StageWalk {
       if (split_) continue;
       if (reduce_now || c_.s.zero_stage == 3) dp_.grad_ready(x, G::kLayer, l, mb, chunk);
     }
-    if (vs > 0) {
+    if (vs > 0 && c_.stage_of(vs - 1) == c_.stage) {
+      handoff_bwd_[mb] = {x, grad};
+    } else if (vs > 0) {
       transfer(TaskKind::kSend, UnitPhase::kBackward, vs - 1, vs - 1, first - 1, mb, chunk, x,
                outgoing(grad, first - 1));
     } else {
@@ -318,6 +329,9 @@ class StageWalk {
   DataParallel dp_;
   ModelGraph graph_;
   std::map<std::pair<int, int>, Flow> flows_;
+  // ZB-V: a micro-batch's boundary tensor between two virtual stages of this rank (its chunk 0's
+  // output for its chunk 1, chunk 1's input gradient for chunk 0), with the task that made it.
+  std::map<int, std::pair<TaskId, BufId>> handoff_fwd_, handoff_bwd_;
   bool split_ = false;                                  // splits_backward(schedule)
   std::map<std::pair<int, int>, Producers> producers_;  // (chunk, mb) -> for its W unit
   int rounds_of_unit_ = 0;                              // the backward unit's round

@@ -138,10 +138,10 @@ TEST_F(SearchTest, AnImpossibleSpaceIsAClearErrorAndWritesNothing) {
   EXPECT_FALSE(std::filesystem::exists(path("out")));
   EXPECT_FALSE(std::filesystem::exists(path("out.partial")));
 
-  write("space.json", R"({"schedule": ["1f1b", "zb-v"]})");
+  write("space.json", R"({"schedule": ["1f1b", "dualpipe"]})");
   const Result bad = run(tiny("out"));
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.err.find("space.schedule[1] = \"zb-v\": must be one of"), std::string::npos)
+  EXPECT_NE(bad.err.find("space.schedule[1] = \"dualpipe\": must be one of"), std::string::npos)
       << bad.err;
   EXPECT_FALSE(std::filesystem::exists(path("out")));
 }

@@ -152,7 +152,8 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"tiny-dp2-cp2-zero3", 4}, Case{"tiny-pp2-uneven", 2}, Case{"tiny-tp2-sp-overlap", 2},
         Case{"tiny-tp4-pp2-overlap-recompute", 8}, Case{"tiny-dp2-tp2-cp2-overlap", 8},
         Case{"tiny-pp2-zb-h1", 2}, Case{"tiny-pp4-zb-h2", 4}, Case{"tiny-dp2-tp2-pp2-sp-zb-h1", 8},
-        Case{"tiny-dp2-pp2-zero3-zb-h2", 4}),
+        Case{"tiny-dp2-pp2-zero3-zb-h2", 4}, Case{"tiny-pp2-zb-v", 2},
+        Case{"tiny-dp2-tp2-pp2-zb-v", 8}),
     [](const ::testing::TestParamInfo<Case>& p) {
       std::string name = p.param.strategy;
       for (char& ch : name) {

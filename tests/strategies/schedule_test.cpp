@@ -16,7 +16,7 @@ using Order = std::vector<ScheduleUnit>;
 
 ScheduleUnit F(int mb, int chunk = 0) { return {UnitPhase::kForward, mb, chunk}; }
 ScheduleUnit B(int mb, int chunk = 0) { return {UnitPhase::kBackward, mb, chunk}; }
-ScheduleUnit W(int mb) { return {UnitPhase::kWeight, mb, 0}; }
+ScheduleUnit W(int mb, int chunk = 0) { return {UnitPhase::kWeight, mb, chunk}; }
 
 std::string show(const Order& order) {
   std::string s;
@@ -45,6 +45,7 @@ std::vector<Case> sweep() {
       cases.push_back({Schedule::kOneFOneB, pp, m, 1});
       cases.push_back({Schedule::kZbH1, pp, m, 1});
       cases.push_back({Schedule::kZbH2, pp, m, 1});
+      cases.push_back({Schedule::kZbV, pp, m, 2});
       for (int v = 1; v <= 4; ++v) {
         cases.push_back({Schedule::kGPipe, pp, m, v});
         if (m % pp == 0) cases.push_back({Schedule::kInterleaved, pp, m, v});
@@ -55,7 +56,7 @@ std::vector<Case> sweep() {
 }
 
 std::string describe(const Case& c) {
-  const char* names[] = {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2"};
+  const char* names[] = {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "zb-v"};
   return std::string(names[static_cast<int>(c.kind)]) + " pp=" + std::to_string(c.pp) +
          " m=" + std::to_string(c.m) + " v=" + std::to_string(c.v);
 }
@@ -109,6 +110,52 @@ long simulate(const std::vector<Order>& stages, int m, int v, long cost_f, long 
         if (start[s] < 0) start[s] = begin;
         free_at[s] = begin + cost;
         done(u.phase, s, u.micro_batch, u.chunk) = free_at[s];
+        ++next[s];
+        progress = true;
+      }
+    }
+  }
+  for (int s = 0; s < pp; ++s) {
+    if (next[s] != stages[s].size()) return -1;
+  }
+  if (spans != nullptr) {
+    spans->clear();
+    for (int s = 0; s < pp; ++s) spans->push_back(free_at[s] - start[s]);
+  }
+  return *std::max_element(free_at.begin(), free_at.end());
+}
+
+// ZB-V's V layout: the same replay with the units keyed by virtual stage. F(mb) of virtual
+// stage vs needs F(mb) of vs - 1, B(mb) of vs needs B(mb) of vs + 1 (the last one its own
+// forward), W its own B; chunk units cost 1 each. Returns the makespan or -1 (deadlock).
+long simulate_v(const std::vector<Order>& stages, int m, std::vector<long>* spans = nullptr) {
+  const int pp = static_cast<int>(stages.size()), vstages = 2 * pp;
+  std::vector<std::vector<long>> finish(3, std::vector<long>(vstages * m, -1));
+  auto done = [&](UnitPhase p, int vs, int mb) -> long& {
+    return finish[static_cast<int>(p)][vs * m + mb];
+  };
+  std::vector<std::size_t> next(pp, 0);
+  std::vector<long> free_at(pp, 0), start(pp, -1);
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int s = 0; s < pp; ++s) {
+      while (next[s] < stages[s].size()) {
+        const ScheduleUnit& u = stages[s][next[s]];
+        const int vs = virtual_stage_of(Schedule::kZbV, pp, s, u.chunk);
+        long ready = 0;
+        if (u.phase == UnitPhase::kForward) {
+          if (vs > 0) ready = done(UnitPhase::kForward, vs - 1, u.micro_batch);
+        } else if (u.phase == UnitPhase::kWeight) {
+          ready = done(UnitPhase::kBackward, vs, u.micro_batch);
+        } else {
+          ready = vs == vstages - 1 ? done(UnitPhase::kForward, vs, u.micro_batch)
+                                    : done(UnitPhase::kBackward, vs + 1, u.micro_batch);
+        }
+        if (ready < 0) break;
+        const long begin = std::max(ready, free_at[s]);
+        if (start[s] < 0) start[s] = begin;
+        free_at[s] = begin + 1;
+        done(u.phase, vs, u.micro_batch) = free_at[s];
         ++next[s];
         progress = true;
       }
@@ -192,6 +239,23 @@ TEST(Schedule, ZbH2ExactOrders) {
                    B(6), W(0), F(7), B(7), W(1), W(2), W(3), W(4), W(5), W(6), W(7)}));
 }
 
+TEST(Schedule, ZbVExactOrders) {
+  // pp = 2: stage 0 holds virtual stages 0 and 3 (chunks 0 and 1), stage 1 holds 1 and 2.
+  EXPECT_EQ(stage_schedule(Schedule::kZbV, 2, 0, 4, 2),
+            (Order{F(0, 0), F(1, 0), F(2, 0), F(0, 1), B(0, 1), W(0, 1), F(1, 1), B(0, 0),
+                   B(1, 1), W(0, 0), F(3, 0), B(1, 0), W(1, 1), F(2, 1), B(2, 1), W(1, 0),
+                   W(2, 1), B(2, 0), W(2, 0), F(3, 1), B(3, 1), W(3, 1), B(3, 0), W(3, 0)}));
+  EXPECT_EQ(stage_schedule(Schedule::kZbV, 2, 1, 4, 2),
+            (Order{F(0, 0), F(0, 1), F(1, 0), F(1, 1), B(0, 1), B(0, 0), W(0, 1), F(2, 0),
+                   B(1, 1), B(1, 0), W(0, 0), F(2, 1), W(1, 1), F(3, 0), B(2, 1), B(2, 0),
+                   W(1, 0), F(3, 1), W(2, 1), W(2, 0), B(3, 1), B(3, 0), W(3, 1), W(3, 0)}));
+  EXPECT_EQ(virtual_stage_of(Schedule::kZbV, 4, 1, 0), 1);
+  EXPECT_EQ(virtual_stage_of(Schedule::kZbV, 4, 1, 1), 6);
+  EXPECT_EQ(stage_of_virtual(Schedule::kZbV, 4, 6), 1);
+  EXPECT_EQ(stage_of_virtual(Schedule::kZbV, 4, 7), 0);
+  EXPECT_EQ(stage_of_virtual(Schedule::kInterleaved, 4, 6), 2);
+}
+
 TEST(Schedule, ZeroBubbleBubbles) {
   // F, B and W one unit each (Qi et al. 2024, Table 1 with T_F = T_B = T_W): 1F1B (B and W
   // fused, 2 units) takes 3 m + 3 (pp - 1); ZB-H1's bubble is (pp - 1)(T_F + T_B - T_W), a third
@@ -207,6 +271,12 @@ TEST(Schedule, ZeroBubbleBubbles) {
         EXPECT_EQ(h2, 3L * m + pp - 1);
         for (long span : spans) EXPECT_EQ(span, 3L * m);
       }
+      // ZB-V: 6 m chunk units per stage (each chunk's F, B and W take one, half a stage's), and
+      // 1F1B's memory; its fill and drain cost pp - 1 chunk units, half ZB-H1's, up to 4 more
+      // where the list scheduler's choices collide.
+      const long v = simulate_v(all_stages(Schedule::kZbV, pp, m, 2), m, &spans);
+      EXPECT_GE(v, 6L * m + pp - 1);
+      EXPECT_LE(v, 6L * m + pp - 1 + 4);
     }
   }
 }
@@ -260,7 +330,9 @@ TEST(Schedule, EveryUnitOnceBackwardAfterForward) {
 TEST(Schedule, AllStagesTogetherFinishWithoutDeadlock) {
   for (const Case& c : sweep()) {
     SCOPED_TRACE(describe(c));
-    ASSERT_GT(simulate(all_stages(c.kind, c.pp, c.m, c.v), c.m, c.v, 1, 1), 0);
+    const std::vector<Order> stages = all_stages(c.kind, c.pp, c.m, c.v);
+    ASSERT_GT(c.kind == Schedule::kZbV ? simulate_v(stages, c.m) : simulate(stages, c.m, c.v, 1, 1),
+              0);
   }
 }
 
@@ -289,6 +361,12 @@ TEST(Schedule, InFlightBounds) {
           break;
         case Schedule::kZbH2:
           EXPECT_EQ(peak, std::min(2 * c.pp - 1, c.m)) << "stage " << s;
+          break;
+        case Schedule::kZbV:  // chunk units: 1F1B's peak of pp micro-batches' layers
+          EXPECT_LE(peak, std::min(2 * c.pp, 2 * c.m)) << "stage " << s;
+          if (s == 0) {
+            EXPECT_EQ(peak, std::min(2 * c.pp, 2 * c.m));
+          }
           break;
       }
     }
@@ -335,6 +413,7 @@ TEST(ScheduleDeathTest, RejectsBadArguments) {
   EXPECT_DEATH(stage_schedule(Schedule::kGPipe, 4, 0, 0, 1), "num_micro_batches >= 1");
   EXPECT_DEATH(stage_schedule(Schedule::kGPipe, 4, 0, 4, 0), "virtual_stages >= 1");
   EXPECT_DEATH(stage_schedule(Schedule::kZbH1, 4, 0, 8, 2), "zero-bubble schedules take");
+  EXPECT_DEATH(stage_schedule(Schedule::kZbV, 4, 0, 8, 1), "ZB-V takes virtual_stages = 2");
 }
 
 }  // namespace

@@ -153,5 +153,42 @@ TEST(ZeroBubble, DeferredWeightGradientsHoldActivationsLonger) {
   }
 }
 
+// ZB-V's V: stage 0 holds virtual stages 0 and 2 pp - 1, so the embedding and the head; the
+// turn between virtual stages pp - 1 and pp stays on the last rank (no transfer); a tied
+// embedding is one parameter with no all-reduce; the step's work is 1F1B's.
+TEST(ZeroBubble, ZbVPlacesBothEndsOnTheFirstStage) {
+  const ModelSpec m = gpt(8, 256, 8, 512, 64);
+  StrategySpec s = strategy(1, 1, 4, 1, 8, Schedule::kZbV, 2);
+  const Plan v = lower(m, cluster(1, 8), s, 4);
+  const Plan f1 = lower_with(Schedule::kOneFOneB, 4, 8);
+  double flops_v = 0, flops_f = 0;
+  for (const Program& p : v.programs) {
+    int head = 0, embedding = 0, to_self = 0, embedding_reduce = 0;
+    for (const Task& t : p.tasks) {
+      flops_v += t.flops;
+      if (t.kind == TaskKind::kCompute && t.block == Block::kLmHead) ++head;
+      if (t.kind == TaskKind::kCompute && t.block == Block::kEmbedding) ++embedding;
+      if ((t.kind == TaskKind::kSend || t.kind == TaskKind::kRecv) && t.peer_stage == p.stage) {
+        ++to_self;
+      }
+      if (t.purpose == Purpose::kEmbedding) ++embedding_reduce;
+    }
+    EXPECT_EQ(head > 0, p.stage == 0) << "stage " << p.stage;
+    EXPECT_EQ(embedding > 0, p.stage == 0) << "stage " << p.stage;
+    EXPECT_EQ(to_self, 0) << "stage " << p.stage;
+    EXPECT_EQ(embedding_reduce, 0) << "stage " << p.stage;
+    // Chunk 0 of stage s holds layer pair s, chunk 1 layer pair 7 - s (1 layer per chunk: 8
+    // layers over 8 virtual stages).
+    for (const Task& t : p.tasks) {
+      if (t.kind != TaskKind::kCompute || t.layer < 0) continue;
+      EXPECT_EQ(t.layer, t.chunk == 0 ? p.stage : 7 - p.stage) << v.task_name(t);
+    }
+  }
+  for (const Program& p : f1.programs) {
+    for (const Task& t : p.tasks) flops_f += t.flops;
+  }
+  EXPECT_DOUBLE_EQ(flops_v, flops_f);
+}
+
 }  // namespace
 }  // namespace strata::strategies
