@@ -3,6 +3,7 @@
 #include "profiler/link_model.hpp"
 
 #include <algorithm>
+#include <numeric>
 
 #include "common/error.hpp"
 
@@ -34,6 +35,33 @@ NodeMap node_map(const strategies::ClusterSpec& cluster, int world_size,
   m.nccl = links.nccl_latency && cluster.node_groups.front().gpu.kind == strategies::DeviceKind::kGpu;
   m.intra_nvlink = intra.kind == strategies::IntraFabric::kNvSwitch;
   return m;
+}
+
+const char* algorithm_name(Algorithm a) {
+  switch (a) {
+    case Algorithm::kAuto:
+      return "auto";
+    case Algorithm::kRing:
+      return "ring";
+    case Algorithm::kHierarchical:
+      return "hierarchical";
+    case Algorithm::kTree:
+      return "tree";
+    case Algorithm::kAllPairs:
+      return "all_pairs";
+    case Algorithm::kPairwise:
+      return "pairwise";
+  }
+  return "?";
+}
+
+Algorithm parse_algorithm(const std::string& name, const std::string& field) {
+  for (Algorithm a : {Algorithm::kAuto, Algorithm::kRing, Algorithm::kHierarchical,
+                      Algorithm::kTree, Algorithm::kAllPairs, Algorithm::kPairwise}) {
+    if (name == algorithm_name(a)) return a;
+  }
+  throw ConfigError(field + " = \"" + name +
+                    "\": must be one of auto, ring, hierarchical, tree, all_pairs, pairwise");
 }
 
 double alpha_beta_seconds(CollectiveKind kind, int n, double bytes, double alpha_s,
@@ -83,6 +111,39 @@ double hierarchical_seconds(CollectiveKind kind, int k, int m, double bytes, con
   return total;
 }
 
+double all_to_all_seconds(Algorithm algorithm, const std::vector<int>& members_per_node,
+                          double bytes, const NodeMap& nodes) {
+  STRATA_CHECK(!members_per_node.empty(), "all_to_all_seconds: no members");
+  const int k = static_cast<int>(members_per_node.size());
+  const int n = std::accumulate(members_per_node.begin(), members_per_node.end(), 0);
+  if (n <= 1) return 0;
+  const double b = bytes / n;
+  const auto [fewest, most] = std::minmax_element(members_per_node.begin(), members_per_node.end());
+  const double a_in = nodes.intra_latency_s;
+  const double b_in = nodes.intra_bandwidth_Bps;
+  const double a_net = nodes.inter_latency_s;
+  const double b_net = nodes.inter_bandwidth_Bps;
+  switch (algorithm) {
+    case Algorithm::kAllPairs: {
+      if (k == 1) return a_in + (n - 1) * b / b_in;
+      const double net = a_net + (n - *fewest) * b / b_net;
+      return *most > 1 ? std::max(net, a_in + (*most - 1) * b / b_in) : net;
+    }
+    case Algorithm::kPairwise:
+      return k == 1 ? (n - 1) * (a_in + b / b_in) : (n - 1) * (a_net + b / b_net);
+    case Algorithm::kHierarchical: {
+      const int m = *most;
+      STRATA_CHECK(k > 1 && m > 1 && *fewest == m,
+                   "a hierarchical all-to-all needs the same number (> 1) of members on each of "
+                   "two or more nodes");
+      return a_in + (m - 1) * k * b / b_in + a_net + (k - 1) * m * b / b_net;
+    }
+    default:
+      STRATA_CHECK(false, "an all-to-all runs as all_pairs, pairwise or hierarchical");
+  }
+  return 0;
+}
+
 int tree_depth(int k) {
   int d = 0;
   while ((2 << d) - 1 < k) ++d;
@@ -115,6 +176,18 @@ double bus_bandwidth_factor(CollectiveKind kind, int n) {
       return 1.0;
   }
   return 1.0;
+}
+
+std::vector<int> members_per_node(const std::vector<int>& ranks, const NodeMap& nodes) {
+  std::vector<int> out;
+  int last = -1;
+  for (std::size_t i = 0; i < ranks.size(); ++i) {
+    const int node = nodes.node_of_rank[ranks[i]];
+    if (i == 0 || node != last) out.push_back(0);
+    ++out.back();
+    last = node;
+  }
+  return out;
 }
 
 std::vector<std::vector<int>> members_by_node(const std::vector<int>& ranks, const NodeMap& nodes) {
@@ -231,6 +304,12 @@ double software_latency_s(CollectiveKind kind, Algorithm algorithm, const std::v
 Algorithm choose_algorithm(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
                            const NodeMap* nodes) {
   const int n = static_cast<int>(ranks.size());
+  if (kind == CollectiveKind::kAllToAll) {
+    if (n <= 1 || nodes == nullptr) return Algorithm::kAllPairs;
+    const std::vector<std::vector<int>> by_node = members_by_node(ranks, *nodes);
+    return !by_node.empty() && by_node.front().size() > 1 ? Algorithm::kHierarchical
+                                                          : Algorithm::kAllPairs;
+  }
   const bool ringlike = kind == CollectiveKind::kAllReduce || kind == CollectiveKind::kAllGather ||
                         kind == CollectiveKind::kReduceScatter;
   if (n <= 1 || !ringlike || nodes == nullptr) return Algorithm::kRing;
@@ -272,9 +351,23 @@ namespace {
 // (choose_algorithm with `choosing`; a one-node group at its node group's own fabric).
 Timing collective_timing(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
                          const strategies::ClusterSpec& cluster, const LinkEfficiencies& links,
-                         const NodeMap& nodes, const NodeMap* choosing) {
+                         const NodeMap& nodes, const NodeMap* choosing,
+                         Algorithm forced = Algorithm::kAuto) {
   const int n = static_cast<int>(ranks.size());
-  const Algorithm algorithm = choose_algorithm(kind, ranks, bytes, choosing);
+  const Algorithm algorithm =
+      forced != Algorithm::kAuto ? forced : choose_algorithm(kind, ranks, bytes, choosing);
+  if (kind == CollectiveKind::kAllToAll) {
+    // A group inside one node runs at its node group's own fabric.
+    NodeMap fabric = nodes;
+    const std::vector<int> counts = members_per_node(ranks, nodes);
+    if (counts.size() == 1) {
+      const strategies::IntraNodeSpec& intra = cluster.group_of_gpu(ranks.front()).intra_node;
+      fabric.intra_latency_s = intra.latency_s;
+      fabric.intra_bandwidth_Bps = intra.bandwidth_Bps * links.intra(intra.kind);
+    }
+    return {algorithm, all_to_all_seconds(algorithm, counts, bytes, fabric),
+            all_to_all_seconds(algorithm, counts, bytes, without_latency(fabric))};
+  }
   if (algorithm == Algorithm::kHierarchical || algorithm == Algorithm::kTree) {
     const auto by_node = members_by_node(ranks, nodes);
     const int k = static_cast<int>(by_node.size());
@@ -313,12 +406,12 @@ double collective_alpha_beta_seconds(CollectiveKind kind, const std::vector<int>
   return collective_timing(kind, ranks, bytes, cluster, links, nodes, choosing).alpha_beta_s;
 }
 
-CollectiveChoice choose_collective(CollectiveKind kind, const std::vector<int>& ranks,
-                                   double bytes, const strategies::ClusterSpec& cluster,
+CollectiveChoice choose_collective(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
+                                   const strategies::ClusterSpec& cluster,
                                    const LinkEfficiencies& links, const NodeMap& nodes,
-                                   const NodeMap* choosing) {
+                                   const NodeMap* choosing, Algorithm forced) {
   if (ranks.size() <= 1) return {};
-  const Timing t = collective_timing(kind, ranks, bytes, cluster, links, nodes, choosing);
+  const Timing t = collective_timing(kind, ranks, bytes, cluster, links, nodes, choosing, forced);
   return {t.algorithm, software_latency_s(kind, t.algorithm, ranks, bytes, t.alpha_beta_s,
                                           t.bandwidth_s, nodes)};
 }

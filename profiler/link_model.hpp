@@ -5,13 +5,15 @@
 // chooses with these, the cost model answers collective_seconds() with them, so the two cannot
 // disagree. Derivations: docs/simulator.md "Collectives as flows".
 //
-// defines: NodeMap, node_map(), Algorithm, alpha_beta_seconds(), hierarchical_phases(),
-//          hierarchical_seconds(), tree_seconds() and its heap levels, bus_bandwidth_factor(),
+// defines: NodeMap, node_map(), Algorithm, algorithm_name(), parse_algorithm(),
+//          alpha_beta_seconds(), hierarchical_phases(), hierarchical_seconds(), tree_seconds() and
+//          its heap levels, all_to_all_seconds(), members_per_node(), bus_bandwidth_factor(),
 //          members_by_node(), NcclCost, nccl_cost(), software_latency_s(), choose_algorithm(),
 //          ring_hop_latency(), collective_alpha_beta_seconds(), collective_seconds(),
 //          CollectiveChoice, choose_collective()
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "profiler/efficiency.hpp"
@@ -41,12 +43,31 @@ struct NodeMap {
 NodeMap node_map(const strategies::ClusterSpec& cluster, int world_size,
                  const LinkEfficiencies& links);
 
-// The algorithm of a collective. kAuto: the smallest alpha-beta time among those that apply
-// (what NCCL's tuner does); the others force one (tests, studies).
-enum class Algorithm { kAuto, kRing, kHierarchical, kTree };
+// The algorithm of a collective. kAuto: what choose_algorithm() takes (for all-reduce,
+// all-gather and reduce-scatter the smallest alpha-beta time among those that apply, what NCCL's
+// tuner does); the others force one (tests, studies).
+//  kRing:         all-reduce, all-gather, reduce-scatter as rings; broadcast as a chain and the
+//                 ring shift (their only algorithms).
+//  kHierarchical: all-reduce, all-gather, reduce-scatter: rings inside the nodes and across
+//                 them (hierarchical_phases); all-to-all: the rail-aligned two-phase exchange
+//                 of NCCL's PXN (all_to_all_seconds).
+//  kTree:         all-reduce: chains inside the nodes, a binary tree across them.
+//  kAllPairs:     all-to-all: every pair's transfer in flight at once (NCCL's grouped
+//                 ncclSend/ncclRecv, what ncclAllToAll and nccl-tests' alltoall_perf run).
+//  kPairwise:     all-to-all: n-1 rounds; in round r member i sends to member i+r and receives
+//                 from member i-r (mod n), once it and its peer finished round r-1 (MPI's
+//                 pairwise exchange for long messages).
+enum class Algorithm { kAuto, kRing, kHierarchical, kTree, kAllPairs, kPairwise };
+
+// "auto", "ring", "hierarchical", "tree", "all_pairs", "pairwise".
+const char* algorithm_name(Algorithm a);
+// The algorithm named `name` (as algorithm_name() spells it); ConfigError naming `field`, the
+// value and the names accepted otherwise.
+Algorithm parse_algorithm(const std::string& name, const std::string& field);
 
 // The alpha-beta time of the flat algorithm of `kind` over n ranks (all-reduce and all-gather /
-// reduce-scatter as rings, all-to-all at once, broadcast as a chain; sim/collectives.hpp) on
+// reduce-scatter as rings, all-to-all as all pairs at once, broadcast as a chain;
+// sim/collectives.hpp) on
 // uncontended links of latency `alpha_s` and bandwidth `bandwidth_Bps` per direction (what the
 // simulation must reproduce exactly).
 double alpha_beta_seconds(strategies::CollectiveKind kind, int n, double bytes, double alpha_s,
@@ -86,6 +107,30 @@ double hierarchical_seconds(strategies::CollectiveKind kind, int k, int m, doubl
 // wins, for latency-bound messages (docs/simulator.md).
 double tree_seconds(int k, int m, double bytes, const NodeMap& nodes);
 
+// Alpha-beta time of an all-to-all of S bytes (nccl-tests "size": b = S/n from every member to
+// every other) over a group with members_per_node[x] members on its x-th node (one entry: a
+// group inside one node), on uncontended links where every member has a NIC of its own (the
+// test clusters; members sharing a NIC share its bandwidth in the simulation, not here). With
+// c = the fewest members on a node, m = members per node where all nodes hold the same number,
+// k = nodes:
+//  all pairs, one node:       a_in + (n-1) b/B_in   (n-1 flows share each member's port)
+//  all pairs, k > 1 nodes:    max(a_in + (c'-1) b/B_in, a_net + (n-c) b/B_net), c' = the most
+//                             members on a node (the intra term only where c' > 1): intra-node
+//                             flows use the NVSwitch ports, inter-node flows the NICs
+//  pairwise, one node:        (n-1)(a_in + b/B_in)  (one flow per port per round)
+//  pairwise, k > 1 nodes:     (n-1)(a_net + b/B_net) (every round has a flow crossing the
+//                             network, and each such flow waits for one of the round before;
+//                             assumes the network hop is the slower, as on every cluster)
+//  hierarchical (k > 1 nodes of m > 1): a_in + (m-1) k b/B_in + a_net + (k-1) m b/B_net
+//                             (phase 1 inside the nodes: member (a,j) sends member (a,l) the k
+//                             blocks for the l-th members of all nodes, its own node's
+//                             included; phase 2 on rail l: (a,l) sends (b,l) the m blocks of
+//                             node a for it)
+// ConfigError-free: STRATA_CHECK for an algorithm that is not an all-to-all's or a
+// hierarchical one over nodes of unequal or single members.
+double all_to_all_seconds(Algorithm algorithm, const std::vector<int>& members_per_node,
+                          double bytes, const NodeMap& nodes);
+
 // Heap-order levels of a binary tree over k nodes: depth d holds nodes
 // [tree_level_begin(d), tree_level_end(d, k)); the deepest level is tree_depth(k).
 int tree_depth(int k);
@@ -95,6 +140,10 @@ int tree_level_end(int d, int k);
 // nccl-tests' bus-bandwidth factor: busbw = algbw * factor (all-reduce 2(n-1)/n, all-gather and
 // reduce-scatter and all-to-all (n-1)/n, broadcast 1).
 double bus_bandwidth_factor(strategies::CollectiveKind kind, int n);
+
+// How many of `ranks` (ascending) each node holds, in node order (nodes without a member left
+// out).
+std::vector<int> members_per_node(const std::vector<int>& ranks, const NodeMap& nodes);
 
 // The group's members (ranks, ascending) per node, if every node holds the same number of them
 // and there are at least two nodes; else empty.
@@ -135,6 +184,14 @@ double software_latency_s(strategies::CollectiveKind kind, Algorithm algorithm,
 // and an all-reduce as a tree when that time is strictly smaller than the flat ring's over the
 // network (compared in the order ring, hierarchical, tree). The time compared is the alpha-beta
 // time plus NCCL's software latency (software_latency_s) where NCCL runs the collective.
+// An all-to-all runs as all pairs at once (kAllPairs: what NCCL's all-to-all is, grouped
+// send/recv), except over k > 1 nodes of the same m > 1 members with `nodes` given, where it runs
+// hierarchically (kHierarchical): NCCL routes a send to a GPU on another rail through the
+// NVLink peer on the destination's rail (PXN, on by default since NCCL 2.12, which uses it "as
+// much as possible to maximize aggregation", NCCL_P2P_PXN_LEVEL=2). Not by time: on our fabric
+// both put the same bytes on the NICs and the relay adds an NVLink hop, so the alpha-beta time
+// never favours it; PXN's gain is fewer, larger network messages and rail-local traffic, which
+// docs/simulator.md "All-to-all" discusses. Pairwise is forced only.
 Algorithm choose_algorithm(strategies::CollectiveKind kind, const std::vector<int>& ranks,
                            double bytes, const NodeMap* nodes);
 
@@ -168,9 +225,10 @@ struct CollectiveChoice {
   Algorithm algorithm = Algorithm::kRing;
   double software_latency_s = 0;
 };
+// `forced` (not kAuto) replaces the choice: its flows' time and software latency instead.
 CollectiveChoice choose_collective(strategies::CollectiveKind kind, const std::vector<int>& ranks,
                                    double bytes, const strategies::ClusterSpec& cluster,
                                    const LinkEfficiencies& links, const NodeMap& nodes,
-                                   const NodeMap* choosing);
+                                   const NodeMap* choosing, Algorithm forced = Algorithm::kAuto);
 
 }  // namespace strata::profiler

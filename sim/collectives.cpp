@@ -142,6 +142,102 @@ void tree_all_reduce(FlowSchedule& s, const std::vector<std::vector<int>>& by_no
   }
 }
 
+// All pairs at once: one flow per non-zero off-diagonal entry.
+void all_pairs(FlowSchedule& s, const std::vector<int>& ranks, const ByteMatrix& m) {
+  const int n = static_cast<int>(ranks.size());
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < n; ++j) {
+      if (i != j && m[i][j] > 0) s.add({ranks[i], ranks[j], m[i][j]}, {});
+    }
+  }
+}
+
+// Pairwise exchange: round r = 1..n-1, member i sends m[i][i+r] to member i+r. The transfer waits
+// for the last transfer sent and the last received by each of its two ends (a sendrecv per
+// round: the receiver posts its receive once it finished its previous round). Zero entries are
+// skipped; the "last" transfers then reach back to earlier rounds, so the order holds.
+void pairwise(FlowSchedule& s, const std::vector<int>& ranks, const ByteMatrix& m) {
+  const int n = static_cast<int>(ranks.size());
+  std::vector<int> last_send(n, -1);
+  std::vector<int> last_recv(n, -1);
+  for (int r = 1; r < n; ++r) {
+    std::vector<int> sent(n, -1);  // this round's flows, recorded once the round is built
+    for (int i = 0; i < n; ++i) {
+      const int j = (i + r) % n;
+      if (!(m[i][j] > 0)) continue;
+      std::vector<int> deps;
+      for (int d : {last_send[i], last_recv[i], last_send[j], last_recv[j]}) {
+        if (d >= 0 && std::find(deps.begin(), deps.end(), d) == deps.end()) deps.push_back(d);
+      }
+      sent[i] = s.add({ranks[i], ranks[j], m[i][j]}, deps);
+    }
+    for (int i = 0; i < n; ++i) {
+      if (sent[i] < 0) continue;
+      last_send[i] = sent[i];
+      last_recv[(i + r) % n] = sent[i];
+    }
+  }
+}
+
+// The rail-aligned hierarchical all-to-all (collectives.hpp) over k nodes of m members; member
+// by_node[a][j] is at position a m + j of the matrix. Phase 1 (NVLink): (a,j) -> (a,l), l != j,
+// carries sum_b bytes[(a,j)][(b,l)]; phase 2 (network, rail l): (a,l) -> (b,l), b != a, carries
+// sum_j bytes[(a,j)][(b,l)] and starts when every phase-1 flow into (a,l) is done.
+void hierarchical_all_to_all(FlowSchedule& s, const std::vector<std::vector<int>>& by_node,
+                             const ByteMatrix& m) {
+  const int k = static_cast<int>(by_node.size());
+  const int per = static_cast<int>(by_node.front().size());
+  const auto at = [&](int node, int local) { return node * per + local; };
+  std::vector<std::vector<int>> into(k * per);  // phase-1 flows into each relay
+  for (int a = 0; a < k; ++a) {
+    for (int j = 0; j < per; ++j) {
+      for (int l = 0; l < per; ++l) {
+        if (l == j) continue;
+        double bytes = 0;
+        for (int b = 0; b < k; ++b) bytes += m[at(a, j)][at(b, l)];
+        if (bytes > 0) into[at(a, l)].push_back(s.add({by_node[a][j], by_node[a][l], bytes}, {}));
+      }
+    }
+  }
+  for (int a = 0; a < k; ++a) {
+    for (int l = 0; l < per; ++l) {
+      for (int b = 0; b < k; ++b) {
+        if (b == a) continue;
+        double bytes = 0;
+        for (int j = 0; j < per; ++j) bytes += m[at(a, j)][at(b, l)];
+        if (bytes > 0) s.add({by_node[a][l], by_node[b][l], bytes}, into[at(a, l)]);
+      }
+    }
+  }
+}
+
+void all_to_all(FlowSchedule& s, const std::vector<int>& ranks, const ByteMatrix& m,
+                const FlowDetail& detail) {
+  const Algorithm algorithm =
+      detail.algorithm == Algorithm::kAuto
+          ? profiler::choose_algorithm(CollectiveKind::kAllToAll, ranks, 0, detail.nodes)
+          : detail.algorithm;
+  switch (algorithm) {
+    case Algorithm::kAllPairs:
+      all_pairs(s, ranks, m);
+      return;
+    case Algorithm::kPairwise:
+      pairwise(s, ranks, m);
+      return;
+    case Algorithm::kHierarchical: {
+      std::vector<std::vector<int>> by_node;
+      if (detail.nodes != nullptr) by_node = profiler::members_by_node(ranks, *detail.nodes);
+      STRATA_CHECK(!by_node.empty() && by_node.front().size() > 1,
+                   "a hierarchical all-to-all needs a node map and the same number (> 1) of "
+                   "members on each of two or more nodes");
+      hierarchical_all_to_all(s, by_node, m);
+      return;
+    }
+    default:
+      STRATA_CHECK(false, "an all-to-all runs as all_pairs, pairwise or hierarchical");
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -151,6 +247,12 @@ FlowSchedule algorithm_flows(CollectiveKind kind, const std::vector<int>& ranks,
   FlowSchedule s;
   const int n = static_cast<int>(ranks.size());
   if (n <= 1) return s;
+  if (kind == CollectiveKind::kAllToAll) {
+    all_to_all(s, ranks, profiler::uniform_byte_matrix(n, bytes), detail);
+    return s;
+  }
+  STRATA_CHECK(detail.algorithm != Algorithm::kAllPairs && detail.algorithm != Algorithm::kPairwise,
+               "all_pairs and pairwise are all-to-all algorithms");
   const bool ringlike = kind == CollectiveKind::kAllReduce || kind == CollectiveKind::kAllGather ||
                         kind == CollectiveKind::kReduceScatter;
   std::vector<std::vector<int>> by_node;
@@ -183,12 +285,7 @@ FlowSchedule algorithm_flows(CollectiveKind kind, const std::vector<int>& ranks,
     case CollectiveKind::kReduceScatter:
       ring(s, ranks, n - 1, bytes / n, detail.aggregate_steps, detail.step_latency_s);
       break;
-    case CollectiveKind::kAllToAll:
-      for (int i = 0; i < n; ++i) {
-        for (int j = 0; j < n; ++j) {
-          if (i != j) s.add({ranks[i], ranks[j], bytes / n}, {});
-        }
-      }
+    case CollectiveKind::kAllToAll:  // above
       break;
     case CollectiveKind::kRingShift:  // one step: every member to the next, at once
       ring(s, ranks, 1, bytes, false, 0);
@@ -209,12 +306,31 @@ FlowSchedule algorithm_flows(CollectiveKind kind, const std::vector<int>& ranks,
 
 }  // namespace
 
-FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
-                             const FlowDetail& detail) {
-  FlowSchedule s = algorithm_flows(kind, ranks, bytes, detail);
+namespace {
+
+void add_software_latency(FlowSchedule& s, const FlowDetail& detail) {
   if (detail.software_latency_s > 0 && s.size() > 0) {
     s.add_delay(detail.software_latency_s, s.sinks());
   }
+}
+
+}  // namespace
+
+FlowSchedule plan_collective(CollectiveKind kind, const std::vector<int>& ranks, double bytes,
+                             const FlowDetail& detail) {
+  FlowSchedule s = algorithm_flows(kind, ranks, bytes, detail);
+  add_software_latency(s, detail);
+  return s;
+}
+
+FlowSchedule plan_all_to_all(const std::vector<int>& ranks, const ByteMatrix& bytes,
+                             const FlowDetail& detail) {
+  const int n = static_cast<int>(ranks.size());
+  profiler::check_byte_matrix(bytes, n);
+  FlowSchedule s;
+  if (n <= 1) return s;
+  all_to_all(s, ranks, bytes, detail);
+  add_software_latency(s, detail);
   return s;
 }
 

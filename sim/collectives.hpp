@@ -8,7 +8,23 @@
 //  - all-reduce: ring reduce-scatter then ring all-gather: 2(n-1) steps, each rank sends S/n to
 //    its successor per step; a rank's step-k send waits for its step-(k-1) receive and send.
 //  - all-gather, reduce-scatter: n-1 ring steps of S/n.
-//  - all-to-all: every rank sends S/n to every other rank at once.
+//  - all-to-all (any byte matrix, plan_all_to_all; S/n per pair for plan_collective), three
+//    algorithms (profiler::Algorithm, formulas in profiler::all_to_all_seconds):
+//    all pairs (the default): every member sends to every other at once, n(n-1) flows, as NCCL's
+//      all-to-all does (ncclSend/ncclRecv to every peer inside one ncclGroupStart/End);
+//    pairwise: n-1 rounds; in round r member i sends its block to member i+r and receives from
+//      member i-r (mod n); the transfer i -> i+r starts when both its ends finished their
+//      round r-1 transfers (MPI's pairwise exchange, a sendrecv per round; Thakur, Rabenseifner
+//      and Gropp, "Optimization of collective communication operations in MPICH", IJHPCA 2005);
+//    hierarchical (k > 1 nodes of the same m > 1 members; the default there): the rail-aligned
+//      two-phase exchange of NCCL's PXN (NCCL 2.12). Member (a,j) (node a, local index j)
+//      sends member (a,l) of its own node, over NVLink, everything it has for the l-th members
+//      of all nodes (its own node's l-th member included: that part is delivered); then (a,l),
+//      once all its node's data for rail l is in, sends each (b,l), b != a, over the network
+//      what node a has for it: one message per pair of nodes and rail, the NICs used rail to
+//      rail. DeepEP's inter-node dispatch runs the same two hops the other way round (RDMA to
+//      the same local index on the destination node, then NVLink); the bytes on every link
+//      class are the same.
 //  - broadcast: a chain from the first rank, S per hop.
 // The ring follows the group's rank order, so consecutive ranks of a node are neighbours and a
 // group spanning k nodes crosses the network k times per step, as NCCL's rings do.
@@ -19,6 +35,7 @@
 
 #include <vector>
 
+#include "profiler/expert_routing.hpp"
 #include "profiler/link_model.hpp"
 #include "strategies/plan.hpp"
 
@@ -26,8 +43,10 @@ namespace strata::sim {
 
 // The formulas and the choice, from the profiler's link model.
 using profiler::Algorithm;
+using profiler::all_to_all_seconds;
 using profiler::alpha_beta_seconds;
 using profiler::bus_bandwidth_factor;
+using profiler::ByteMatrix;
 using profiler::hierarchical_seconds;
 using profiler::NodeMap;
 using profiler::tree_seconds;
@@ -81,7 +100,10 @@ struct FlowDetail {
   // whichever of that and the flat ring has the smaller alpha-beta time, as NCCL's tuner would.
   // An all-reduce over m >= 1 members on each of k > 1 nodes may also run as a tree
   // (tree_seconds), which pays log2(k) network latencies instead of the ring's 2(n-1).
-  // kAuto takes profiler::choose_algorithm()'s choice.
+  // An all-to-all runs as all pairs, pairwise or hierarchically (the last with a node map over
+  // k > 1 nodes of the same m > 1 members).
+  // kAuto takes profiler::choose_algorithm()'s choice. Forcing one that does not apply to the
+  // collective or the group is a programming error (STRATA_CHECK).
   const NodeMap* nodes = nullptr;
   Algorithm algorithm = Algorithm::kAuto;
   // NCCL's software latency (profiler::choose_collective): a delay after the last
@@ -92,7 +114,18 @@ struct FlowDetail {
 // The flows of collective `kind` over `ranks` (ascending) for message size `bytes`. Without
 // contention they take exactly the chosen algorithm's alpha-beta time (alpha_beta_seconds,
 // hierarchical_seconds, tree_seconds; tests/sim), plus detail.software_latency_s.
+// An all-to-all is plan_all_to_all with profiler::uniform_byte_matrix(n, bytes).
 FlowSchedule plan_collective(strategies::CollectiveKind kind, const std::vector<int>& ranks,
                              double bytes, const FlowDetail& detail = {});
+
+// The flows of an uneven all-to-all (alltoallv) over `ranks` (ascending): member i sends
+// bytes[i][j] to member j (positions in `ranks`; profiler::expert_dispatch_bytes builds the
+// matrix of a mixture-of-experts dispatch). The diagonal stays with its member (no flow), and
+// so does a zero entry (no flow, no latency); a pairwise round keeps its order through the
+// transfers it skips. With the uniform matrix and without contention, the flows take
+// profiler::all_to_all_seconds() of the chosen algorithm, plus detail.software_latency_s.
+// ConfigError (profiler::check_byte_matrix) unless `bytes` is n x n, finite and >= 0.
+FlowSchedule plan_all_to_all(const std::vector<int>& ranks, const ByteMatrix& bytes,
+                             const FlowDetail& detail = {});
 
 }  // namespace strata::sim

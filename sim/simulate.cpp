@@ -450,8 +450,9 @@ class Replayer {
         profiler::ring_hop_latency(plan_.cluster, platform_.node_of_rank, in.ranks);
     if (plan_.cluster.total_nodes() > 1) detail.nodes = &nodes_;
     const profiler::CollectiveChoice choice = profiler::choose_collective(
-        in.kind, in.ranks, in.bytes, plan_.cluster, cost_.link_efficiencies(), nodes_,
-        detail.nodes);
+        in.kind, in.ranks, in.bytes, plan_.cluster, cost_.link_efficiencies(), nodes_, detail.nodes,
+        in.kind == strategies::CollectiveKind::kAllToAll ? options_.all_to_all_algorithm
+                                                         : profiler::Algorithm::kAuto);
     detail.algorithm = choice.algorithm;
     detail.software_latency_s = cost_.collective_extra_latency_s(
         in.kind, in.ranks, in.bytes, plan_.cluster, choice.software_latency_s);

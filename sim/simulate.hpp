@@ -14,12 +14,14 @@
 // simulation per `strata simulate`; tests fork).
 #pragma once
 
-#include <string>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "profiler/cost_model.hpp"
+#include "profiler/expert_routing.hpp"
+#include "profiler/link_model.hpp"
 #include "results/report.hpp"
 #include "strategies/plan.hpp"
 
@@ -50,6 +52,11 @@ struct SimOptions {
   bool bundle_symmetric_flows = true;
   // Ring collectives as one flow per member plus the folded steps' latency (FlowDetail).
   bool aggregate_ring_steps = true;
+  // The algorithm of every all-to-all (all_pairs, pairwise, hierarchical; sim/collectives.hpp);
+  // kAuto: profiler::choose_algorithm's (hierarchical over k > 1 nodes of the same m > 1
+  // members, else all pairs). A forced hierarchical one over a group that is not such is a
+  // programming error.
+  profiler::Algorithm all_to_all_algorithm = profiler::Algorithm::kAuto;
   // Called as tasks finish (every 4096, and at the last) with how many of the simulated ranks'
   // tasks have finished and how many there are: progress for people. Changes nothing else.
   std::function<void(std::uint64_t done, std::uint64_t total)> progress;
@@ -66,10 +73,15 @@ results::Report simulate(const strategies::Plan& plan, const profiler::CostModel
 // seconds). For collective tests and bus-bandwidth benchmarks: alone on its links, a collective
 // takes cost.collective_seconds() when `cost` is the roofline. Uses the process's one SimGrid
 // engine, like simulate().
+// An all-to-all may carry its own byte matrix (an uneven all-to-all, sim::plan_all_to_all; empty:
+// the uniform one of `bytes`), and any request may force its algorithm (kAuto: the simulator's
+// choice, profiler::choose_collective).
 struct CollectiveRequest {
   strategies::CollectiveKind kind = strategies::CollectiveKind::kAllReduce;
   std::vector<int> ranks;  // ascending
   double bytes = 0;        // nccl-tests "size"
+  profiler::ByteMatrix matrix{};
+  profiler::Algorithm algorithm = profiler::Algorithm::kAuto;
 };
 std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int world_size,
                                      const std::vector<CollectiveRequest>& requests,

@@ -30,11 +30,17 @@ std::vector<double> time_collectives(const strategies::ClusterSpec& cluster, int
     detail.step_latency_s = profiler::ring_hop_latency(cluster, platform.node_of_rank, r.ranks);
     if (cluster.total_nodes() > 1) detail.nodes = &nodes;
     const profiler::CollectiveChoice choice = profiler::choose_collective(
-        r.kind, r.ranks, r.bytes, cluster, popts.links, nodes, detail.nodes);
+        r.kind, r.ranks, r.bytes, cluster, popts.links, nodes, detail.nodes, r.algorithm);
     detail.algorithm = choice.algorithm;
     detail.software_latency_s = cost.collective_extra_latency_s(r.kind, r.ranks, r.bytes, cluster,
                                                                choice.software_latency_s);
-    schedules.push_back(plan_collective(r.kind, r.ranks, r.bytes, detail));
+    if (r.matrix.empty()) {
+      schedules.push_back(plan_collective(r.kind, r.ranks, r.bytes, detail));
+    } else {
+      STRATA_CHECK(r.kind == strategies::CollectiveKind::kAllToAll,
+                   "time_collectives: a byte matrix is an all-to-all's");
+      schedules.push_back(plan_all_to_all(r.ranks, r.matrix, detail));
+    }
   }
   std::vector<double> finished(requests.size(), 0.0);
   std::unordered_map<const sg4::Activity*, std::pair<std::size_t, int>> pending;

@@ -61,7 +61,8 @@ TEST(LinkFace, InsideANodeTheRingAtTheScaledPortBandwidth) {
   for (CollectiveKind kind :
        {CollectiveKind::kAllReduce, CollectiveKind::kAllGather, CollectiveKind::kReduceScatter,
         CollectiveKind::kAllToAll, CollectiveKind::kBroadcast}) {
-    EXPECT_EQ(choose_algorithm(kind, node1, 64 * kMiB, nullptr), Algorithm::kRing);
+    EXPECT_EQ(choose_algorithm(kind, node1, 64 * kMiB, nullptr),
+              kind == CollectiveKind::kAllToAll ? Algorithm::kAllPairs : Algorithm::kRing);
     EXPECT_DOUBLE_EQ(model().collective_seconds(kind, node1, 64 * kMiB, c),
                      alpha_beta_seconds(kind, 8, 64 * kMiB, 2e-6, 300e9 * kNvSwitch))
         << strategies::collective_name(kind);
@@ -87,7 +88,7 @@ TEST(LinkFace, AcrossNodesTheChosenAlgorithmsTime) {
   EXPECT_EQ(choose_algorithm(CollectiveKind::kAllGather, uneven, large, &nodes), Algorithm::kRing);
   EXPECT_DOUBLE_EQ(model().collective_seconds(CollectiveKind::kAllGather, uneven, large, c),
                    alpha_beta_seconds(CollectiveKind::kAllGather, 4, large, 5e-6, 25e9 * kNetwork));
-  // Broadcast and all-to-all have no hierarchical form: flat, over the network.
+  // Broadcast has no hierarchical form: a chain, over the network (all-to-all: AllToAll below).
   EXPECT_DOUBLE_EQ(model().collective_seconds(CollectiveKind::kBroadcast, group, large, c),
                    alpha_beta_seconds(CollectiveKind::kBroadcast, 8, large, 5e-6, 25e9 * kNetwork));
 }
