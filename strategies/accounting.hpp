@@ -24,14 +24,25 @@ struct LayerFlops {
   double qkv = 0;        // 2 T h (h + 2 h_kv)
   double attn_core = 0;  // QK^T and attention-over-values: 4 T s h
   double attn_out = 0;   // 2 T h^2
-  double mlp = 0;        // GELU: 4 T h f; SwiGLU: 6 T h f
-  double total() const { return qkv + attn_core + attn_out + mlp; }
+  double mlp = 0;        // GELU: 4 T h f; SwiGLU: 6 T h f (MoE: the experts a token visits)
+  double router = 0;     // MoE layers: 2 T h E; 0 in a dense layer
+  double total() const { return qkv + attn_core + attn_out + mlp + router; }
 };
+// A dense layer (every layer of a dense model; the dense layers of an MoE model).
 LayerFlops layer_forward_flops(const ModelSpec& m, std::int64_t samples);
+// An MoE layer (docs/accounting.md "Mixture of experts"): attention as a dense layer, the router
+// GEMM 2 T h E, and per token its top-k routed experts and every shared expert, each an MLP of
+// its width: mlp = c T h (k f_e + n_s f_s) with c = 4 (GELU) or 6 (SwiGLU). Every routed token
+// is counted (dropless routing): tokens a capacity factor drops are not subtracted.
+LayerFlops moe_layer_forward_flops(const ModelSpec& m, std::int64_t samples);
+// Model FLOPs (forward + backward, 3x forward, no recompute) per token of the model's sequence
+// length: what MFU counts per trained token, 6 x active parameters plus attention and LM head.
+double model_flops_per_token(const ModelSpec& m);
 // Forward FLOPs of the LM head (logits) for `samples` sequences: 2 T h V.
 double lm_head_forward_flops(const ModelSpec& m, std::int64_t samples);
 
-// Per-step totals for `global_batch` sequences, over all ranks.
+// Per-step totals for `global_batch` sequences, over all ranks (MoE layers as
+// moe_layer_forward_flops; a recomputed MoE layer repeats its router and experts).
 struct StepFlops {
   FlopCount model = 0;     // forward + backward (3x forward): what MFU counts
   FlopCount hardware = 0;  // plus recomputed forwards: what the GPUs execute
