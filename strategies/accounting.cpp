@@ -200,6 +200,28 @@ double layer_params_per_rank(const ModelSpec& m, int tp) {
   return p.attn_qkv + p.attn_out + p.mlp_fc1 + p.mlp_fc2 + 2.0 * p.norm;  // two norms
 }
 
+namespace {
+// One MLP of width f on one rank of a t-way group: fc1 (gate and up) column-parallel with its
+// bias split, fc2 row-parallel with its bias whole.
+double mlp_params_per_rank(const ModelSpec& m, double f, int t) {
+  const double h = m.hidden_size, b = m.bias ? 1.0 : 0.0;
+  const double up = (m.hidden_act == Activation::kSwiglu ? 2.0 : 1.0) * f;
+  return (h * up + b * up) / t + f * h / t + b * h;
+}
+}  // namespace
+
+double moe_layer_params_per_rank(const ModelSpec& m, int tp, int ep, int expert_tp) {
+  STRATA_CHECK(m.is_moe() && tp >= 1 && ep >= 1 && expert_tp >= 1 && m.moe.num_experts % ep == 0,
+               "moe_layer_params_per_rank needs an MoE model and ep dividing num_experts");
+  const MoeSpec& e = m.moe;
+  const BlockParams p = layer_block_params(m, tp);
+  const double router = static_cast<double>(m.hidden_size) * e.num_experts;
+  return p.attn_qkv + p.attn_out + 2.0 * p.norm + router +
+         static_cast<double>(e.num_experts / ep) *
+             mlp_params_per_rank(m, e.moe_intermediate_size, expert_tp) +
+         e.n_shared_experts * mlp_params_per_rank(m, e.shared_expert_intermediate_size, tp);
+}
+
 double layer_replicated_params(const ModelSpec& m) {
   const double h = m.hidden_size;
   const double row_parallel_biases = m.bias ? 2.0 * h : 0.0;

@@ -93,6 +93,11 @@ struct BlockParams {
   double attn_qkv = 0, attn_out = 0, mlp_fc1 = 0, mlp_fc2 = 0, norm = 0;
 };
 BlockParams layer_block_params(const ModelSpec& m, int tp);
+// Parameters one rank holds for one MoE layer (docs/accounting.md "Mixture of experts"):
+// attention and norms as layer_params_per_rank under tp, the router (h x E) whole on every
+// rank, num_experts / ep routed experts each split over expert_tp (column-parallel up, row-
+// parallel down with its bias whole), and the shared experts split over tp like the dense MLP.
+double moe_layer_params_per_rank(const ModelSpec& m, int tp, int ep, int expert_tp);
 // The part of those every rank of the tp group holds whole: both norms and the row-parallel
 // biases. Under sequence parallelism each rank computes their gradients from its slice of the
 // sequence, so they are all-reduced over the tp group once per step.

@@ -206,6 +206,24 @@ TEST(MoeFlops, LayerByHand) {
   EXPECT_DOUBLE_EQ(model_flops_per_token(m), 3 * fwd / T);
 }
 
+TEST(MoeMemory, ParamsPerRankAddUpToTheLayer) {
+  for (const bool gpt_shape : {false, true}) {
+    ModelSpec base = gpt_shape ? gpt(4, 64, 4, 256, 32) : llama(4, 64, 8, 2, 160, 256, 32);
+    const ModelSpec m = with_experts(base, 8, 2, 96, 2, 48, 0);
+    SCOPED_TRACE(gpt_shape ? "gpt" : "llama");
+    EXPECT_DOUBLE_EQ(moe_layer_params_per_rank(m, 1, 1, 1),
+                     static_cast<double>(moe_layer_params(m)));
+    // ep 4, expert_tp 2, tp 2: a rank holds 2 experts, each half; with bias, fc2's bias whole.
+    const double h = 64, b = m.bias ? 1.0 : 0.0, c = m.hidden_act == Activation::kSwiglu ? 2 : 1;
+    const double expert_half = (h * c * 96 + b * c * 96) / 2 + 96 * h / 2 + b * h;
+    const double shared_half = (h * c * 48 + b * c * 48) / 2 + 48 * h / 2 + b * h;
+    const BlockParams p = layer_block_params(m, 2);
+    EXPECT_DOUBLE_EQ(
+        moe_layer_params_per_rank(m, 2, 4, 2),
+        p.attn_qkv + p.attn_out + 2 * p.norm + h * 8 + 2 * expert_half + 2 * shared_half);
+  }
+}
+
 // Mixtral-8x7B per token: 6 x (the matmul weights a token passes through: attention, router,
 // two experts, the LM head) + 3 x the attention core (4 s h per layer).
 TEST(MoeFlops, Mixtral8x7bPerToken) {
