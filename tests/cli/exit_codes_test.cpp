@@ -100,7 +100,7 @@ TEST_F(ExitCodes, MixtureOfExpertsIsValidatedButNotLowered) {
          1, not_lowered, "a Hugging Face config");
   // A tiny MoE model on this machine: run refuses it before any work.
   strata::json::Json moe =
-      strata::json::read_file(std::string(STRATA_SOURCE_DIR) + "/configs/models/gpt-tiny.json");
+      strata::json::parse_file(std::string(STRATA_SOURCE_DIR) + "/configs/models/gpt-tiny.json");
   moe["num_experts"] = 8;
   moe["num_experts_per_tok"] = 2;
   const std::string model = write("moe.json", moe.dump());
