@@ -19,6 +19,19 @@ LayerFlops layer_forward_flops(const ModelSpec& m, std::int64_t samples) {
   return out;
 }
 
+LayerFlops moe_layer_forward_flops(const ModelSpec& m, std::int64_t samples) {
+  STRATA_CHECK(m.is_moe(), "moe_layer_forward_flops needs a model with experts");
+  LayerFlops out = layer_forward_flops(m, samples);
+  const MoeSpec& e = m.moe;
+  const double tokens = static_cast<double>(samples) * m.seq_length, h = m.hidden_size;
+  const double c = m.hidden_act == Activation::kSwiglu ? 6.0 : 4.0;
+  out.mlp = c * tokens * h *
+            (static_cast<double>(e.num_experts_per_tok) * e.moe_intermediate_size +
+             static_cast<double>(e.n_shared_experts) * e.shared_expert_intermediate_size);
+  out.router = 2.0 * tokens * h * e.num_experts;
+  return out;
+}
+
 double lm_head_forward_flops(const ModelSpec& m, std::int64_t samples) {
   return 2.0 * static_cast<double>(samples) * m.seq_length * m.hidden_size * m.vocab_size;
 }
@@ -31,15 +44,42 @@ FlopCount layer_forward_flops_exact(const ModelSpec& m, std::int64_t samples) {
   const FlopCount mlp_factor = m.hidden_act == Activation::kSwiglu ? 6 : 4;
   return 2 * T * h * (h + 2 * hk) + 4 * T * s * h + 2 * T * h * h + mlp_factor * T * h * f;
 }
+
+// The same for an MoE layer: attention, router, top-k routed and all shared experts.
+FlopCount moe_layer_forward_flops_exact(const ModelSpec& m, std::int64_t samples) {
+  const MoeSpec& e = m.moe;
+  const FlopCount T = static_cast<FlopCount>(samples) * m.seq_length;
+  const FlopCount s = m.seq_length, h = m.hidden_size, hk = m.kv_hidden();
+  const FlopCount mlp_factor = m.hidden_act == Activation::kSwiglu ? 6 : 4;
+  const FlopCount expert_width =
+      static_cast<FlopCount>(e.num_experts_per_tok) * e.moe_intermediate_size +
+      static_cast<FlopCount>(e.n_shared_experts) * e.shared_expert_intermediate_size;
+  return 2 * T * h * (h + 2 * hk) + 4 * T * s * h + 2 * T * h * h + 2 * T * h * e.num_experts +
+         mlp_factor * T * h * expert_width;
+}
+
+// Forward FLOPs of every layer and the LM head for `samples` sequences.
+FlopCount forward_flops_exact(const ModelSpec& m, std::int64_t samples) {
+  const FlopCount head_fwd =
+      static_cast<FlopCount>(2) * samples * m.seq_length * m.hidden_size * m.vocab_size;
+  const FlopCount layer_fwd = layer_forward_flops_exact(m, samples);
+  if (!m.is_moe()) return layer_fwd * m.num_hidden_layers + head_fwd;
+  const int moe_layers = m.num_moe_layers();
+  return layer_fwd * (m.num_hidden_layers - moe_layers) +
+         moe_layer_forward_flops_exact(m, samples) * moe_layers + head_fwd;
+}
 }  // namespace
+
+double model_flops_per_token(const ModelSpec& m) {
+  return to_double(3 * forward_flops_exact(m, 1)) / m.seq_length;
+}
 
 StepFlops step_flops(const ModelSpec& m, const StrategySpec& s) {
   StepFlops out;
   const std::int64_t B = s.global_batch_size;
   const FlopCount layer_fwd = layer_forward_flops_exact(m, B);
-  const FlopCount head_fwd = static_cast<FlopCount>(2) * B * m.seq_length * m.hidden_size *
-                             m.vocab_size;
-  out.model = 3 * (layer_fwd * m.num_hidden_layers + head_fwd);
+  const FlopCount moe_fwd = m.is_moe() ? moe_layer_forward_flops_exact(m, B) : 0;
+  out.model = 3 * forward_flops_exact(m, B);
   out.hardware = out.model;
   // Recomputed forwards, layer by layer (overrides may change the mode per layer).
   const FlopCount T = static_cast<FlopCount>(B) * m.seq_length;
@@ -51,7 +91,7 @@ StepFlops step_flops(const ModelSpec& m, const StrategySpec& s) {
         out.hardware += 4 * T * m.seq_length * m.hidden_size;  // the attention core only
         break;
       case Recompute::kFull:
-        out.hardware += layer_fwd;
+        out.hardware += m.is_moe_layer(l) ? moe_fwd : layer_fwd;
         break;
     }
   }
@@ -158,6 +198,28 @@ BlockParams layer_block_params(const ModelSpec& m, int tp) {
 double layer_params_per_rank(const ModelSpec& m, int tp) {
   const BlockParams p = layer_block_params(m, tp);
   return p.attn_qkv + p.attn_out + p.mlp_fc1 + p.mlp_fc2 + 2.0 * p.norm;  // two norms
+}
+
+namespace {
+// One MLP of width f on one rank of a t-way group: fc1 (gate and up) column-parallel with its
+// bias split, fc2 row-parallel with its bias whole.
+double mlp_params_per_rank(const ModelSpec& m, double f, int t) {
+  const double h = m.hidden_size, b = m.bias ? 1.0 : 0.0;
+  const double up = (m.hidden_act == Activation::kSwiglu ? 2.0 : 1.0) * f;
+  return (h * up + b * up) / t + f * h / t + b * h;
+}
+}  // namespace
+
+double moe_layer_params_per_rank(const ModelSpec& m, int tp, int ep, int expert_tp) {
+  STRATA_CHECK(m.is_moe() && tp >= 1 && ep >= 1 && expert_tp >= 1 && m.moe.num_experts % ep == 0,
+               "moe_layer_params_per_rank needs an MoE model and ep dividing num_experts");
+  const MoeSpec& e = m.moe;
+  const BlockParams p = layer_block_params(m, tp);
+  const double router = static_cast<double>(m.hidden_size) * e.num_experts;
+  return p.attn_qkv + p.attn_out + 2.0 * p.norm + router +
+         static_cast<double>(e.num_experts / ep) *
+             mlp_params_per_rank(m, e.moe_intermediate_size, expert_tp) +
+         e.n_shared_experts * mlp_params_per_rank(m, e.shared_expert_intermediate_size, tp);
 }
 
 double layer_replicated_params(const ModelSpec& m) {

@@ -24,14 +24,25 @@ struct LayerFlops {
   double qkv = 0;        // 2 T h (h + 2 h_kv)
   double attn_core = 0;  // QK^T and attention-over-values: 4 T s h
   double attn_out = 0;   // 2 T h^2
-  double mlp = 0;        // GELU: 4 T h f; SwiGLU: 6 T h f
-  double total() const { return qkv + attn_core + attn_out + mlp; }
+  double mlp = 0;        // GELU: 4 T h f; SwiGLU: 6 T h f (MoE: the experts a token visits)
+  double router = 0;     // MoE layers: 2 T h E; 0 in a dense layer
+  double total() const { return qkv + attn_core + attn_out + mlp + router; }
 };
+// A dense layer (every layer of a dense model; the dense layers of an MoE model).
 LayerFlops layer_forward_flops(const ModelSpec& m, std::int64_t samples);
+// An MoE layer (docs/accounting.md "Mixture of experts"): attention as a dense layer, the router
+// GEMM 2 T h E, and per token its top-k routed experts and every shared expert, each an MLP of
+// its width: mlp = c T h (k f_e + n_s f_s) with c = 4 (GELU) or 6 (SwiGLU). Every routed token
+// is counted (dropless routing): tokens a capacity factor drops are not subtracted.
+LayerFlops moe_layer_forward_flops(const ModelSpec& m, std::int64_t samples);
+// Model FLOPs (forward + backward, 3x forward, no recompute) per token of the model's sequence
+// length: what MFU counts per trained token, 6 x active parameters plus attention and LM head.
+double model_flops_per_token(const ModelSpec& m);
 // Forward FLOPs of the LM head (logits) for `samples` sequences: 2 T h V.
 double lm_head_forward_flops(const ModelSpec& m, std::int64_t samples);
 
-// Per-step totals for `global_batch` sequences, over all ranks.
+// Per-step totals for `global_batch` sequences, over all ranks (MoE layers as
+// moe_layer_forward_flops; a recomputed MoE layer repeats its router and experts).
 struct StepFlops {
   FlopCount model = 0;     // forward + backward (3x forward): what MFU counts
   FlopCount hardware = 0;  // plus recomputed forwards: what the GPUs execute
@@ -82,6 +93,11 @@ struct BlockParams {
   double attn_qkv = 0, attn_out = 0, mlp_fc1 = 0, mlp_fc2 = 0, norm = 0;
 };
 BlockParams layer_block_params(const ModelSpec& m, int tp);
+// Parameters one rank holds for one MoE layer (docs/accounting.md "Mixture of experts"):
+// attention and norms as layer_params_per_rank under tp, the router (h x E) whole on every
+// rank, num_experts / ep routed experts each split over expert_tp (column-parallel up, row-
+// parallel down with its bias whole), and the shared experts split over tp like the dense MLP.
+double moe_layer_params_per_rank(const ModelSpec& m, int tp, int ep, int expert_tp);
 // The part of those every rank of the tp group holds whole: both norms and the row-parallel
 // biases. Under sequence parallelism each rank computes their gradients from its slice of the
 // sequence, so they are all-reduced over the tp group once per step.

@@ -1,6 +1,8 @@
-// Model specs: our JSON format and Hugging Face config.json (GPT-2, Llama), their shape rules,
-// and the parameter counts. Formats, rules and the parameter formula: docs/specs.md.
+// Model specs: our JSON format and Hugging Face config.json (GPT-2, Llama, Mixtral, DeepSeek),
+// their shape rules, mixture-of-experts blocks, and the parameter counts. Formats, rules and the
+// parameter formula: docs/specs.md.
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -94,12 +96,125 @@ int four_times(json::ObjectReader& r, const std::string& hidden_key, int hidden)
   return static_cast<int>(f);
 }
 
+// An integer in [0, INT_MAX], `fallback` when absent (or null).
+int read_count(json::ObjectReader& r, const std::string& key, int fallback) {
+  if (!r.has(key)) {
+    r.accept(key);
+    return fallback;
+  }
+  const long long v = r.get_int(key);
+  if (v < 0) json::fail(r.field(key), v, "must be a non-negative integer");
+  if (v > INT_MAX) json::fail(r.field(key), v, "must be at most " + std::to_string(INT_MAX));
+  return static_cast<int>(v);
+}
+
+// The names a format gives the mixture-of-experts fields; an empty name is a field the format
+// does not have (its default applies). Ours are the first column.
+struct MoeKeys {
+  std::string experts = "num_experts";
+  std::string top_k = "num_experts_per_tok";
+  std::string expert_size = "moe_intermediate_size";
+  std::string shared = "n_shared_experts";
+  std::string shared_size = "shared_expert_intermediate_size";
+  std::string first_dense = "first_k_dense_replace";
+  std::string freq = "moe_layer_freq";
+  std::string aux = "router_aux_loss_coef";
+};
+
+// Defaults of the fields a format may leave out (0 = required).
+struct MoeDefaults {
+  int experts = 0;
+  int top_k = 0;
+  double aux = 0;
+};
+
+// Reads the MoE fields (m's layers and intermediate_size already read) and checks every rule:
+// 1 <= top_k <= experts, positive sizes, at least one MoE layer, a finite coefficient >= 0.
+void read_moe(json::ObjectReader& r, ModelSpec& m, const MoeKeys& keys, const MoeDefaults& d) {
+  MoeSpec& e = m.moe;
+  e.num_experts = detail::read_positive_int(r, keys.experts, d.experts);
+  // The Plan holds a task per expert; DeepSeek-V3 has 256 routed experts per layer.
+  constexpr int kMaxExperts = 4096;
+  if (e.num_experts > kMaxExperts) {
+    json::fail(r.field(keys.experts), e.num_experts,
+               "must be at most " + std::to_string(kMaxExperts) + " experts");
+  }
+  e.num_experts_per_tok = detail::read_positive_int(r, keys.top_k, d.top_k);
+  if (e.num_experts_per_tok > e.num_experts) {
+    json::fail(r.field(keys.top_k), e.num_experts_per_tok,
+               "must be at most " + keys.experts + " (" + std::to_string(e.num_experts) +
+                   "): each token goes to that many distinct experts");
+  }
+  e.moe_intermediate_size =
+      keys.expert_size == "intermediate_size"
+          ? m.intermediate_size
+          : detail::read_positive_int(r, keys.expert_size, m.intermediate_size);
+  e.n_shared_experts = keys.shared.empty() ? 0 : read_count(r, keys.shared, 0);
+  if (!keys.shared_size.empty() && r.has(keys.shared_size)) {
+    if (e.n_shared_experts == 0) {
+      json::fail(r.field(keys.shared_size), r.get_raw(keys.shared_size),
+                 "is set but the model has no shared experts (" + keys.shared + " is 0); set " +
+                     keys.shared + " or remove it");
+    }
+    e.shared_expert_intermediate_size = detail::read_positive_int(r, keys.shared_size);
+  } else {
+    if (!keys.shared_size.empty()) r.accept(keys.shared_size);
+    e.shared_expert_intermediate_size = e.n_shared_experts > 0 ? e.moe_intermediate_size : 0;
+  }
+  e.first_k_dense_replace = keys.first_dense.empty() ? 0 : read_count(r, keys.first_dense, 0);
+  if (e.first_k_dense_replace >= m.num_hidden_layers) {
+    json::fail(r.field(keys.first_dense), e.first_k_dense_replace,
+               "must be less than num_hidden_layers (" + std::to_string(m.num_hidden_layers) +
+                   "): an MoE model needs at least one MoE layer");
+  }
+  e.moe_layer_freq = keys.freq.empty() ? 1 : detail::read_positive_int(r, keys.freq, 1);
+  const long long first_moe =
+      (static_cast<long long>(e.first_k_dense_replace) + e.moe_layer_freq - 1) / e.moe_layer_freq *
+      e.moe_layer_freq;
+  if (first_moe >= m.num_hidden_layers) {
+    json::fail(r.field(keys.freq), e.moe_layer_freq,
+               "leaves no MoE layer: layer l is MoE when l >= " + keys.first_dense + " (" +
+                   std::to_string(e.first_k_dense_replace) + ") and l % " + keys.freq +
+                   " == 0, and the first such layer (" + std::to_string(first_moe) +
+                   ") is past the last (" + std::to_string(m.num_hidden_layers - 1) + ")");
+  }
+  e.router_aux_loss_coef = r.get_number_or(keys.aux, d.aux);
+  if (!(e.router_aux_loss_coef >= 0) || !std::isfinite(e.router_aux_loss_coef)) {
+    json::fail(r.field(keys.aux), e.router_aux_loss_coef, "must be a finite number >= 0");
+  }
+}
+
+const std::vector<std::string> kOurMoeKeys = {"num_experts",
+                                              "num_experts_per_tok",
+                                              "moe_intermediate_size",
+                                              "n_shared_experts",
+                                              "shared_expert_intermediate_size",
+                                              "first_k_dense_replace",
+                                              "moe_layer_freq",
+                                              "router_aux_loss_coef"};
+
 ModelSpec parse_ours(const Json& j, const std::string& what) {
   json::ObjectReader r(j, what);
-  r.finish({"name", "family", "num_hidden_layers", "hidden_size", "num_attention_heads",
-            "num_key_value_heads", "intermediate_size", "vocab_size", "seq_length", "hidden_act",
-            "norm", "tie_word_embeddings", "position_embeddings", "bias", "dropout",
-            "layer_norm_eps", "rms_norm_eps", "make_vocab_size_divisible_by"});
+  std::vector<std::string> known = {"name",
+                                    "family",
+                                    "num_hidden_layers",
+                                    "hidden_size",
+                                    "num_attention_heads",
+                                    "num_key_value_heads",
+                                    "intermediate_size",
+                                    "vocab_size",
+                                    "seq_length",
+                                    "hidden_act",
+                                    "norm",
+                                    "tie_word_embeddings",
+                                    "position_embeddings",
+                                    "bias",
+                                    "dropout",
+                                    "layer_norm_eps",
+                                    "rms_norm_eps",
+                                    "make_vocab_size_divisible_by"};
+  known.insert(known.end(), kOurMoeKeys.begin(), kOurMoeKeys.end());
+  r.finish(known);
   ModelSpec m;
   m.name = r.get_string("name");
   if (m.name.empty()) json::fail(r.field("name"), m.name, "must not be empty");
@@ -141,6 +256,19 @@ ModelSpec parse_ours(const Json& j, const std::string& what) {
   m.norm_eps = r.get_number_or(eps_key, 1e-5);
   if (!(m.norm_eps > 0 && m.norm_eps < 1)) {
     json::fail(r.field(eps_key), m.norm_eps, "must be > 0 and < 1");
+  }
+
+  if (r.has("num_experts")) {
+    read_moe(r, m, MoeKeys{}, MoeDefaults{});
+  } else {
+    for (const std::string& key : kOurMoeKeys) {
+      if (r.has(key)) {
+        json::fail(r.field(key), r.get_raw(key),
+                   "is a mixture-of-experts field, but the model has no experts; set "
+                   "num_experts or remove it");
+      }
+      r.accept(key);
+    }
   }
 
   m.source = detail::read_source(j);
@@ -243,6 +371,57 @@ void read_hf_llama(json::ObjectReader& r, ModelSpec& m) {
   }
 }
 
+// Hugging Face Mixtral (transformers' MixtralConfig): Llama's keys, and every layer an MoE
+// layer whose experts are intermediate_size wide.
+void read_hf_mixtral(json::ObjectReader& r, ModelSpec& m) {
+  read_hf_llama(r, m);
+  if (r.has("sliding_window") && r.get_int("sliding_window") < m.seq_length) {
+    json::fail(r.field("sliding_window"), r.get_raw("sliding_window"),
+               "sliding-window attention is not modelled: it must be null or at least "
+               "seq_length (" +
+                   std::to_string(m.seq_length) + ")");
+  }
+  MoeKeys keys;
+  keys.experts = "num_local_experts";
+  keys.expert_size = "intermediate_size";
+  keys.shared = keys.shared_size = keys.first_dense = keys.freq = "";
+  read_moe(r, m, keys, {8, 2, 0.001});  // MixtralConfig's defaults
+}
+
+// Hugging Face DeepSeek-MoE ("deepseek") and DeepSeek-V2/V3 ("deepseek_v2", "deepseek_v3"):
+// Llama's keys for attention and the dense layers, DeepSeek's for the MoE layers (a null
+// n_routed_experts is a dense model). V2 and V3 use multi-head latent attention (MLA), which
+// Strata does not model: they are read only with our key "mla_as_mha": true, which
+// approximates MLA by multi-head attention of num_attention_heads heads of hidden_size /
+// num_attention_heads (docs/specs.md "Hugging Face configs").
+void read_hf_deepseek(json::ObjectReader& r, ModelSpec& m, bool mla) {
+  if (mla) {
+    const bool as_mha = r.get_bool_or("mla_as_mha", false);
+    if (!as_mha) {
+      const Json rank = r.has("kv_lora_rank") ? r.get_raw("kv_lora_rank") : Json(512);
+      json::fail(r.field("kv_lora_rank"), rank,
+                 "DeepSeek-V2/V3 attention is multi-head latent attention (MLA), which Strata "
+                 "does not model; add \"mla_as_mha\": true to approximate it by multi-head "
+                 "attention of num_attention_heads heads (docs/specs.md), or use a DeepSeek-MoE "
+                 "config (model_type \"deepseek\")");
+    }
+    for (const char* key :
+         {"kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"}) {
+      r.accept(key);  // approximated away, on request
+    }
+  }
+  read_hf_llama(r, m);
+  if (!r.has("n_routed_experts")) {
+    r.accept("n_routed_experts");
+    return;  // a dense DeepSeek model
+  }
+  MoeKeys keys;
+  keys.experts = "n_routed_experts";
+  keys.shared_size = "";  // each shared expert is moe_intermediate_size wide
+  keys.aux = "aux_loss_alpha";
+  read_moe(r, m, keys, {0, 0, 0.001});  // DeepseekV2Config's aux_loss_alpha
+}
+
 ModelSpec parse_huggingface(const Json& j, const std::string& what) {
   // Other keys are ignored (config.json carries many framework settings); keys we use are
   // type-checked like ours.
@@ -253,12 +432,20 @@ ModelSpec parse_huggingface(const Json& j, const std::string& what) {
   if (type == "gpt2") {
     read_hf_gpt2(r, m);
     keys = {"n_embd", "n_head", "n_head"};
-  } else if (type == "llama") {
-    read_hf_llama(r, m);
+  } else if (type == "llama" || type == "mixtral" || type == "deepseek" || type == "deepseek_v2" ||
+             type == "deepseek_v3") {
+    if (type == "llama") {
+      read_hf_llama(r, m);
+    } else if (type == "mixtral") {
+      read_hf_mixtral(r, m);
+    } else {
+      read_hf_deepseek(r, m, type != "deepseek");
+    }
     keys = {"hidden_size", "num_attention_heads", "num_key_value_heads"};
   } else {
     json::fail(r.field("model_type"), type,
-               "unsupported Hugging Face model_type; supported: \"gpt2\", \"llama\"");
+               "unsupported Hugging Face model_type; supported: \"gpt2\", \"llama\", "
+               "\"mixtral\", \"deepseek\", \"deepseek_v2\", \"deepseek_v3\"");
   }
   if (m.norm_eps <= 0) {
     const std::string key = type == "gpt2" ? "layer_norm_epsilon" : "rms_norm_eps";
@@ -308,10 +495,23 @@ std::vector<std::string> huggingface_keys(const std::string& model_type) {
     own = {"n_layer", "n_embd", "n_head", "n_inner", "n_positions", "n_ctx",
            "activation_function", "layer_norm_epsilon", "resid_pdrop", "attn_pdrop",
            "embd_pdrop"};
-  } else if (model_type == "llama") {
+  } else if (model_type == "llama" || model_type == "mixtral" || model_type == "deepseek" ||
+             model_type == "deepseek_v2" || model_type == "deepseek_v3") {
     own = {"num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
            "intermediate_size", "max_position_embeddings", "hidden_act", "rms_norm_eps",
            "attention_bias", "mlp_bias", "attention_dropout", "head_dim"};
+    if (model_type == "mixtral") {
+      own.insert(own.end(), {"num_local_experts", "num_experts_per_tok", "router_aux_loss_coef",
+                             "sliding_window"});
+    } else if (model_type != "llama") {
+      own.insert(own.end(),
+                 {"n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
+                  "n_shared_experts", "first_k_dense_replace", "moe_layer_freq", "aux_loss_alpha"});
+    }
+    if (model_type == "deepseek_v2" || model_type == "deepseek_v3") {
+      own.insert(own.end(), {"mla_as_mha", "kv_lora_rank", "q_lora_rank", "qk_nope_head_dim",
+                             "qk_rope_head_dim", "v_head_dim"});
+    }
   } else {
     return {};
   }
@@ -349,6 +549,19 @@ Json to_json(const ModelSpec& m) {
   j["bias"] = m.bias;
   j["dropout"] = m.dropout;
   j[m.norm == NormKind::kLayerNorm ? "layer_norm_eps" : "rms_norm_eps"] = m.norm_eps;
+  if (m.is_moe()) {  // only for an MoE model, so that dense specs (and their hashes) stay as were
+    const MoeSpec& e = m.moe;
+    j["num_experts"] = e.num_experts;
+    j["num_experts_per_tok"] = e.num_experts_per_tok;
+    j["moe_intermediate_size"] = e.moe_intermediate_size;
+    if (e.n_shared_experts > 0) {
+      j["n_shared_experts"] = e.n_shared_experts;
+      j["shared_expert_intermediate_size"] = e.shared_expert_intermediate_size;
+    }
+    j["first_k_dense_replace"] = e.first_k_dense_replace;
+    j["moe_layer_freq"] = e.moe_layer_freq;
+    j["router_aux_loss_coef"] = e.router_aux_loss_coef;
+  }
   // Our format has no origin key: a converted config records it in its provenance instead.
   std::string source = m.source;
   if (m.origin != "strata") {
@@ -359,18 +572,53 @@ Json to_json(const ModelSpec& m) {
   return j;
 }
 
-std::int64_t layer_params(const ModelSpec& m) {
+int ModelSpec::num_moe_layers() const {
+  int n = 0;
+  for (int l = 0; l < num_hidden_layers; ++l) n += is_moe_layer(l) ? 1 : 0;
+  return n;
+}
+
+namespace {
+
+// Attention (q and o are h x h, k and v are h x kv_hidden under GQA) and the two norms.
+std::int64_t attention_and_norm_params(const ModelSpec& m) {
   const std::int64_t h = m.hidden_size;
   const std::int64_t kv = m.kv_hidden();
-  const std::int64_t f = m.intermediate_size;
-  const bool swiglu = m.hidden_act == Activation::kSwiglu;
-  // Attention: q and o are h x h, k and v are h x kv_hidden (GQA).
   std::int64_t attention = 2 * h * h + 2 * h * kv;
   if (m.bias) attention += 2 * h + 2 * kv;
-  // MLP: gelu has fc1 (h x f) and fc2 (f x h); swiglu has gate and up (h x f) and down (f x h).
+  return attention + 2 * norm_params(m);  // two norms per layer (pre-attention, pre-MLP)
+}
+
+// One MLP of ffn width f: gelu has fc1 (h x f) and fc2 (f x h); swiglu has gate and up (h x f)
+// and down (f x h).
+std::int64_t mlp_params(const ModelSpec& m, std::int64_t f) {
+  const std::int64_t h = m.hidden_size;
+  const bool swiglu = m.hidden_act == Activation::kSwiglu;
   std::int64_t mlp = (swiglu ? 3 : 2) * h * f;
   if (m.bias) mlp += (swiglu ? 2 : 1) * f + h;
-  return attention + mlp + 2 * norm_params(m);  // two norms per layer (pre-attention, pre-MLP)
+  return mlp;
+}
+
+// An MoE layer with `routed` of its routed experts: attention, norms, router, those experts and
+// every shared expert.
+std::int64_t moe_params_with(const ModelSpec& m, std::int64_t routed) {
+  if (!m.is_moe()) return 0;
+  const MoeSpec& e = m.moe;
+  const std::int64_t router = static_cast<std::int64_t>(m.hidden_size) * e.num_experts;
+  return attention_and_norm_params(m) + router + routed * mlp_params(m, e.moe_intermediate_size) +
+         e.n_shared_experts * mlp_params(m, e.shared_expert_intermediate_size);
+}
+
+}  // namespace
+
+std::int64_t layer_params(const ModelSpec& m) {
+  return attention_and_norm_params(m) + mlp_params(m, m.intermediate_size);
+}
+
+std::int64_t moe_layer_params(const ModelSpec& m) { return moe_params_with(m, m.moe.num_experts); }
+
+std::int64_t moe_layer_active_params(const ModelSpec& m) {
+  return moe_params_with(m, m.moe.num_experts_per_tok);
 }
 
 std::int64_t embedding_params(const ModelSpec& m) {
@@ -383,7 +631,17 @@ std::int64_t embedding_params(const ModelSpec& m) {
 }
 
 std::int64_t total_params(const ModelSpec& m) {
-  return m.num_hidden_layers * layer_params(m) + embedding_params(m);
+  if (!m.is_moe()) return m.num_hidden_layers * layer_params(m) + embedding_params(m);
+  const std::int64_t moe_layers = m.num_moe_layers();
+  return (m.num_hidden_layers - moe_layers) * layer_params(m) + moe_layers * moe_layer_params(m) +
+         embedding_params(m);
+}
+
+std::int64_t active_params(const ModelSpec& m) {
+  if (!m.is_moe()) return total_params(m);
+  const std::int64_t moe_layers = m.num_moe_layers();
+  return (m.num_hidden_layers - moe_layers) * layer_params(m) +
+         moe_layers * moe_layer_active_params(m) + embedding_params(m);
 }
 
 }  // namespace strata::strategies

@@ -52,6 +52,9 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
 // parallelism with hybrid sharding, per-layer tp changes with sequence parallelism or with pp
 // not outermost). ConfigError naming the field.
 void check_lowerable(const StrategySpec& s);
+// The same, and the models lower() does not lower yet: mixture-of-experts models are validated
+// (model and strategy) but refused here, naming model.num_experts (issue 20).
+void check_lowerable(const ModelSpec& m, const StrategySpec& s);
 
 // FLOPs, tasks and communication bytes over every rank (each stage's program runs on
 // world / pp ranks); lower() fills Plan::totals with it, readers of plan.json too.

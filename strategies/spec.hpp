@@ -20,6 +20,23 @@ enum class ModelFamily { kGpt, kLlama };
 enum class Activation { kGelu, kSwiglu };
 enum class NormKind { kLayerNorm, kRmsNorm };
 
+// Mixture-of-experts feed-forward blocks (docs/specs.md "Mixture of experts"). In an MoE layer
+// the MLP is a router (an h x num_experts linear layer and a softmax) that sends each token to
+// num_experts_per_tok of the num_experts routed experts, plus n_shared_experts experts every
+// token passes through; each expert is an MLP of the model's activation. num_experts 0 is a
+// dense model. Layer l (from 0) is an MoE layer when l >= first_k_dense_replace and
+// l % moe_layer_freq == 0 (DeepSeek's rule); the others are dense layers of intermediate_size.
+struct MoeSpec {
+  int num_experts = 0;                      // E: routed experts per MoE layer; 0 = dense model
+  int num_experts_per_tok = 0;              // k: routed experts per token (top-k)
+  int moe_intermediate_size = 0;            // f_e: ffn hidden size of one routed expert
+  int n_shared_experts = 0;                 // experts every token passes through
+  int shared_expert_intermediate_size = 0;  // f_s: ffn hidden size of one shared expert
+  int first_k_dense_replace = 0;            // the first layers are dense
+  int moe_layer_freq = 1;                   // then every moe_layer_freq-th layer is MoE
+  double router_aux_loss_coef = 0;          // load-balancing loss weight (0: none)
+};
+
 struct ModelSpec {
   std::string name;
   ModelFamily family = ModelFamily::kGpt;
@@ -44,13 +61,21 @@ struct ModelSpec {
   double norm_eps = 1e-5;
   std::string source;                       // provenance
   std::string origin = "strata";            // "strata" or "huggingface:<model_type>"
+  MoeSpec moe;                              // num_experts 0: a dense model
 
   int head_dim() const { return hidden_size / num_attention_heads; }
   int kv_hidden() const { return num_key_value_heads * head_dim(); }
+  bool is_moe() const { return moe.num_experts > 0; }
+  // Whether layer `layer` (0-based) has an MoE feed-forward block.
+  bool is_moe_layer(int layer) const {
+    return is_moe() && layer >= moe.first_k_dense_replace && layer % moe.moe_layer_freq == 0;
+  }
+  int num_moe_layers() const;
 };
 
 // Parses our model JSON (strict keys) or a Hugging Face config.json (recognised by
-// "model_type"; GPT-2 and Llama keys). `what` names the source for error messages.
+// "model_type"; GPT-2, Llama, Mixtral and DeepSeek keys). `what` names the source for error
+// messages.
 ModelSpec parse_model(const json::Json& j, const std::string& what = "model");
 ModelSpec load_model(const std::string& path);
 json::Json to_json(const ModelSpec& m);
@@ -62,12 +87,23 @@ ModelSpec padded_for_tp(const ModelSpec& m, int tp);
 // config.json is ignored); empty for a model_type it does not read.
 std::vector<std::string> huggingface_keys(const std::string& model_type);
 
-// Parameters of one transformer layer (weights + biases + norms), unsharded.
+// Parameters of one dense transformer layer (weights + biases + norms), unsharded: every layer
+// of a dense model, the dense layers of an MoE model.
 std::int64_t layer_params(const ModelSpec& m);
+// Parameters of one MoE layer, unsharded: attention and norms as layer_params, the router
+// (h x num_experts, no bias), every routed expert and every shared expert. 0 for a dense model.
+std::int64_t moe_layer_params(const ModelSpec& m);
+// The part of moe_layer_params one token passes through: num_experts_per_tok routed experts
+// instead of all of them.
+std::int64_t moe_layer_active_params(const ModelSpec& m);
 // Parameters outside the layers: token embedding, learned position embedding, final norm and,
 // when untied, the LM head.
 std::int64_t embedding_params(const ModelSpec& m);
+// Every parameter of the model (dense and MoE layers, embeddings).
 std::int64_t total_params(const ModelSpec& m);
+// The parameters one token passes through (MoE layers count their top-k routed experts);
+// total_params for a dense model.
+std::int64_t active_params(const ModelSpec& m);
 
 // ---------------------------------------------------------------------------------------------
 // Cluster
@@ -200,6 +236,17 @@ struct CollectivePolicy {
   bool blocking_p2p = false;
 };
 
+// The distribution of routed tokens over the experts that expert parallelism is priced with
+// (docs/specs.md "expert_routing"): uniform, Zipf-like (expert i gets a share proportional to
+// 1 / (i + 1)^zipf_exponent, expert 0 the most) or explicit per-expert fractions.
+enum class ExpertRoutingKind { kUniform, kZipf, kExplicit };
+struct ExpertRouting {
+  ExpertRoutingKind kind = ExpertRoutingKind::kUniform;
+  double zipf_exponent = 0;       // kZipf: > 0
+  std::vector<double> fractions;  // kExplicit: as given (non-negative, sum > 0)
+};
+const char* expert_routing_name(ExpertRoutingKind k);
+
 struct StrategySpec {
   std::string name;
   int dp = 1, tp = 1, pp = 1, cp = 1, ep = 1;
@@ -238,9 +285,19 @@ struct StrategySpec {
   std::vector<LayerOverride> layer_overrides;
   std::vector<int> stage_layers;    // uneven partition: layers per (virtual) stage; empty = even
   CollectivePolicy collectives;
+  // Mixture of experts (docs/specs.md "Expert parallelism"); only for a model with experts.
+  // The routed experts' tensor-parallel degree, Megatron-Core's expert_tensor_parallel_size:
+  // 0 (absent) = tp, its default. Use expert_tp_size() for the effective degree.
+  int expert_tp = 0;
+  // Megatron-Core's moe_expert_capacity_factor: each expert takes at most
+  // ceil(capacity_factor * tokens * top_k / num_experts) tokens and drops the rest; 0 (absent
+  // or null) = dropless.
+  double expert_capacity_factor = 0;
+  ExpertRouting expert_routing;
   std::string source;
 
   int world_size() const { return dp * tp * pp * cp; }
+  int expert_tp_size() const { return expert_tp > 0 ? expert_tp : tp; }
   // The data-parallel ranks ZeRO shards over: zero_shard_group, or dp when it is not set.
   int zero_shard() const { return zero_shard_group > 0 ? zero_shard_group : dp; }
   // Whether any layer runs FP8 GEMMs (the strategy's fp8 or a layer override's).
@@ -258,6 +315,11 @@ json::Json to_json(const StrategySpec& s);
 // divisibility of heads/kv-heads/hidden/ffn/vocab/layers by tp and pp, dp*tp*pp*cp == world,
 // batch divisibility, micro-batches vs stages, overrides, partitions. Throws ConfigError.
 void validate(const ModelSpec& m, const StrategySpec& s, int world_size);
+
+// The share of the routed tokens each of `num_experts` experts receives under
+// s.expert_routing, summing to 1 (uniform: 1/E each; zipf: (i+1)^-a normalised; explicit: the
+// fractions normalised). Needs a validated strategy (explicit: num_experts fractions).
+std::vector<double> expert_token_fractions(const StrategySpec& s, int num_experts);
 
 // FP8 needs a device with FP8 tensor cores: every device of the first `world_size` GPUs of the
 // cluster must have peak_tflops.fp8 when any layer runs FP8 (ConfigError naming the device).

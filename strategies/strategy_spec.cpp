@@ -28,6 +28,7 @@ const std::vector<std::string> kAttentions = {"unfused", "fused"};
 const std::vector<std::string> kCpComms = {"p2p", "all_gather"};
 const std::vector<std::string> kFp8Formats = {"none", "hybrid", "e4m3"};
 const std::vector<std::string> kAmaxComputeAlgos = {"max", "most_recent"};
+const std::vector<std::string> kExpertRoutings = {"uniform", "zipf", "explicit"};
 constexpr std::array<Dim, kNumDims> kDefaultOrder = {Dim::kTp, Dim::kCp, Dim::kEp, Dim::kDp,
                                                      Dim::kPp};
 
@@ -124,6 +125,55 @@ LayerOverride read_override(const Json& v, const std::string& path) {
   return o;
 }
 
+// strategy.expert_routing: {"distribution": "uniform"}, {"distribution": "zipf", "exponent":
+// a > 0} or {"distribution": "explicit", "fractions": [non-negative numbers, sum > 0]}. The
+// fractions' count is checked against the model in validate().
+ExpertRouting read_expert_routing(json::ObjectReader r) {
+  r.finish({"distribution", "exponent", "fractions"});
+  ExpertRouting out;
+  out.kind =
+      static_cast<ExpertRoutingKind>(detail::read_choice(r, "distribution", kExpertRoutings));
+  const bool zipf = out.kind == ExpertRoutingKind::kZipf;
+  const bool expl = out.kind == ExpertRoutingKind::kExplicit;
+  const std::string name = kExpertRoutings[static_cast<int>(out.kind)];
+  for (const auto& [key, wanted] : {std::pair<std::string, bool>{"exponent", zipf},
+                                    std::pair<std::string, bool>{"fractions", expl}}) {
+    if (!wanted && r.has(key)) {
+      json::fail(r.field(key), r.get_raw(key),
+                 "does not apply to distribution \"" + name + "\"; remove it");
+    }
+    if (wanted && !r.has(key)) {
+      json::fail(r.field(key), nullptr, "is required by distribution \"" + name + "\"");
+    }
+    r.accept(key);
+  }
+  if (zipf) {
+    out.zipf_exponent = r.get_number("exponent");
+    if (!(out.zipf_exponent > 0 && out.zipf_exponent <= 100)) {
+      json::fail(r.field("exponent"), out.zipf_exponent,
+                 "must be > 0 and at most 100 (expert i gets a share proportional to "
+                 "1/(i+1)^exponent; for equal shares use distribution \"uniform\")");
+    }
+  }
+  if (expl) {
+    const Json& list = r.get_raw("fractions");
+    const std::string rule =
+        "must be a non-empty list of non-negative numbers with a positive sum, one per expert";
+    if (!list.is_array() || list.empty()) json::fail(r.field("fractions"), list, rule);
+    double sum = 0;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const Json& v = list[i];
+      if (!v.is_number() || !(v.get<double>() >= 0) || !std::isfinite(v.get<double>())) {
+        json::fail(r.field("fractions") + "[" + str(static_cast<long long>(i)) + "]", v, rule);
+      }
+      out.fractions.push_back(v.get<double>());
+      sum += out.fractions.back();
+    }
+    if (!(sum > 0) || !std::isfinite(sum)) json::fail(r.field("fractions"), list, rule);
+  }
+  return out;
+}
+
 CollectivePolicy read_collectives(json::ObjectReader r) {
   r.finish({"grad_bucket_MiB", "overlap_grad_reduce", "overlap_param_gather", "pp_scatter_gather",
             "blocking_p2p", "param_prefetch"});
@@ -204,7 +254,10 @@ void check_tp_divides(const ModelSpec& m, int tp, const std::string& path, bool 
                 {"num_key_value_heads", m.num_key_value_heads},
                 {"intermediate_size", m.intermediate_size}};
   for (const auto& f : fields) {
-    if (f.value % tp != 0) {
+    // A model whose every layer is MoE has no MLP of intermediate_size (Mixtral's experts are
+    // that wide, and expert_tp splits them).
+    const bool unused = &f == &fields[2] && m.num_moe_layers() == m.num_hidden_layers;
+    if (!unused && f.value % tp != 0) {
       json::fail(path, tp,
                  std::string(f.name) + " (" + str(f.value) + ") must be divisible by " + whose);
     }
@@ -215,6 +268,73 @@ void check_tp_divides(const ModelSpec& m, int tp, const std::string& path, bool 
                "vocab_size (" + str(m.vocab_size) +
                    ") must be divisible by tp; pad vocab_size to a multiple of tp (e.g. " +
                    str(padded) + ")");
+  }
+}
+
+// Expert parallelism and the other expert fields (docs/specs.md "Expert parallelism"). The
+// expert grid follows Megatron-Core's (parallel_state.initialize_model_parallel): the routed
+// experts run on expert_tp x ep x expert-dp x pp ranks, so the world must be divisible by
+// expert_tp * ep * pp. Strata takes the subset of those grids where ep divides dp and expert_tp
+// divides tp, so each expert group lies inside the dense grid's data-parallel and
+// tensor-parallel groups.
+void check_experts(const ModelSpec& m, const StrategySpec& s) {
+  if (!m.is_moe()) {
+    const std::string rule =
+        " needs a mixture-of-experts model (model.num_experts); the model "
+        "has no experts";
+    if (s.ep > 1) {
+      if (s.dp % s.ep != 0) {
+        json::fail(
+            "strategy.ep", s.ep,
+            "must divide dp (" + str(s.dp) + "): expert parallelism lives inside data parallelism");
+      }
+      json::fail("strategy.ep", s.ep,
+                 "the model has no experts; ep > 1 needs a mixture-of-experts model");
+    }
+    if (s.expert_tp > 0) json::fail("strategy.expert_tp", s.expert_tp, "expert_tp" + rule);
+    if (s.expert_capacity_factor > 0) {
+      json::fail("strategy.expert_capacity_factor", s.expert_capacity_factor,
+                 "expert_capacity_factor" + rule);
+    }
+    if (s.expert_routing.kind != ExpertRoutingKind::kUniform) {
+      json::fail("strategy.expert_routing", to_json(s)["expert_routing"], "expert_routing" + rule);
+    }
+    return;
+  }
+  const MoeSpec& e = m.moe;
+  if (s.dp % s.ep != 0) {
+    json::fail("strategy.ep", s.ep,
+               "must divide dp (" + str(s.dp) +
+                   "): expert parallelism lives inside data "
+                   "parallelism");
+  }
+  if (e.num_experts % s.ep != 0) {
+    json::fail("strategy.ep", s.ep,
+               "must divide num_experts (" + str(e.num_experts) +
+                   "): each expert-parallel rank holds num_experts/ep whole experts");
+  }
+  const int etp = s.expert_tp_size();
+  if (s.tp % etp != 0) {
+    json::fail("strategy.expert_tp", etp,
+               "must divide tp (" + str(s.tp) +
+                   "): the experts' tensor-parallel group lies inside the layers' tp group");
+  }
+  if (e.moe_intermediate_size % etp != 0) {
+    json::fail("strategy.expert_tp", etp,
+               "moe_intermediate_size (" + str(e.moe_intermediate_size) +
+                   ") must be divisible by expert_tp");
+  }
+  if (e.n_shared_experts > 0 && e.shared_expert_intermediate_size % s.tp != 0) {
+    json::fail("strategy.tp", s.tp,
+               "shared_expert_intermediate_size (" + str(e.shared_expert_intermediate_size) +
+                   ") must be divisible by tp (shared experts are split like the dense MLP)");
+  }
+  if (s.expert_routing.kind == ExpertRoutingKind::kExplicit &&
+      static_cast<long long>(s.expert_routing.fractions.size()) != e.num_experts) {
+    json::fail("strategy.expert_routing.fractions", to_json(s)["expert_routing"]["fractions"],
+               "must have one fraction per routed expert: num_experts = " + str(e.num_experts) +
+                   ", but it has " +
+                   str(static_cast<long long>(s.expert_routing.fractions.size())));
   }
 }
 
@@ -427,11 +547,37 @@ std::string StrategySpec::order_string() const { return strategies::order_string
 
 StrategySpec parse_strategy(const Json& j, const std::string& what) {
   json::ObjectReader r(j, what);
-  r.finish({"name", "dp", "tp", "pp", "cp", "ep", "order", "micro_batch_size", "global_batch_size",
-            "schedule", "virtual_stages", "zero_stage", "zero_shard_group", "recompute",
-            "sequence_parallel", "precision", "main_grads_fp32", "grad_accumulation", "attention",
-            "cp_comm", "tp_comm_overlap", "tp_comm_overlap_sms", "fp8", "fp8_amax_history_len", "fp8_amax_compute_algo", "layer_overrides",
-            "stage_layers", "collectives"});
+  r.finish({"name",
+            "dp",
+            "tp",
+            "pp",
+            "cp",
+            "ep",
+            "order",
+            "micro_batch_size",
+            "global_batch_size",
+            "schedule",
+            "virtual_stages",
+            "zero_stage",
+            "zero_shard_group",
+            "recompute",
+            "sequence_parallel",
+            "precision",
+            "main_grads_fp32",
+            "grad_accumulation",
+            "attention",
+            "cp_comm",
+            "tp_comm_overlap",
+            "tp_comm_overlap_sms",
+            "fp8",
+            "fp8_amax_history_len",
+            "fp8_amax_compute_algo",
+            "layer_overrides",
+            "stage_layers",
+            "collectives",
+            "expert_tp",
+            "expert_capacity_factor",
+            "expert_routing"});
   StrategySpec s;
   s.name = r.get_string("name");
   if (s.name.empty()) json::fail(r.field("name"), s.name, "must not be empty");
@@ -558,6 +704,26 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   } else {
     r.accept("collectives");
   }
+  // Mixture of experts: checked against the model in validate().
+  if (r.has("expert_tp")) {
+    s.expert_tp = detail::read_positive_int(r, "expert_tp");
+  } else {
+    r.accept("expert_tp");
+  }
+  if (r.has("expert_capacity_factor")) {  // null or absent: dropless
+    s.expert_capacity_factor = r.get_number("expert_capacity_factor");
+    if (!(s.expert_capacity_factor > 0) || !std::isfinite(s.expert_capacity_factor)) {
+      json::fail(r.field("expert_capacity_factor"), s.expert_capacity_factor,
+                 "must be a finite number > 0 (null or absent: dropless routing)");
+    }
+  } else {
+    r.accept("expert_capacity_factor");
+  }
+  if (r.has("expert_routing")) {
+    s.expert_routing = read_expert_routing(r.get_object("expert_routing"));
+  } else {
+    r.accept("expert_routing");
+  }
   s.source = detail::read_source(j);
   return s;
 }
@@ -627,6 +793,18 @@ Json to_json(const StrategySpec& s) {
   if (s.collectives.blocking_p2p) j["collectives"]["blocking_p2p"] = true;
   if (s.collectives.param_prefetch != 1) {
     j["collectives"]["param_prefetch"] = s.collectives.param_prefetch;
+  }
+  // Mixture of experts: only when set, so that dense strategies' specs and hashes stay as were.
+  if (s.expert_tp > 0) j["expert_tp"] = s.expert_tp;
+  if (s.expert_capacity_factor > 0) j["expert_capacity_factor"] = s.expert_capacity_factor;
+  if (s.expert_routing.kind != ExpertRoutingKind::kUniform) {
+    Json routing = {{"distribution", expert_routing_name(s.expert_routing.kind)}};
+    if (s.expert_routing.kind == ExpertRoutingKind::kZipf) {
+      routing["exponent"] = s.expert_routing.zipf_exponent;
+    } else {
+      routing["fractions"] = s.expert_routing.fractions;
+    }
+    j["expert_routing"] = routing;
   }
   if (!s.source.empty()) j["source"] = s.source;
   return j;
@@ -714,16 +892,7 @@ void validate(const ModelSpec& m, const StrategySpec& s, int world_size) {
                    (s.sequence_parallel ? "true" : "false") + ")");
   }
   // 7. Expert parallelism.
-  if (s.ep > 1) {
-    if (s.dp % s.ep != 0) {
-      json::fail("strategy.ep", s.ep,
-                 "must divide dp (" + str(s.dp) +
-                     "): expert parallelism lives inside data "
-                     "parallelism");
-    }
-    json::fail("strategy.ep", s.ep,
-               "the model has no experts; ep > 1 needs a mixture-of-experts model");
-  }
+  check_experts(m, s);
   // 8. Per-layer overrides.
   check_overrides(m, s);
   // 9. ZeRO's shard group (hybrid sharding).
@@ -799,6 +968,27 @@ void validate_devices(const ClusterSpec& c, const StrategySpec& s, int world_siz
     }
     first += group.nodes * group.gpus_per_node;
   }
+}
+
+const char* expert_routing_name(ExpertRoutingKind k) {
+  return kExpertRoutings[static_cast<int>(k)].c_str();
+}
+
+std::vector<double> expert_token_fractions(const StrategySpec& s, int num_experts) {
+  STRATA_CHECK(num_experts >= 1, "expert_token_fractions needs num_experts >= 1");
+  std::vector<double> out(num_experts, 1.0);
+  const ExpertRouting& r = s.expert_routing;
+  if (r.kind == ExpertRoutingKind::kZipf) {
+    for (int i = 0; i < num_experts; ++i) out[i] = std::pow(i + 1.0, -r.zipf_exponent);
+  } else if (r.kind == ExpertRoutingKind::kExplicit) {
+    STRATA_CHECK(static_cast<int>(r.fractions.size()) == num_experts,
+                 "expert_token_fractions needs a validated strategy");
+    out = r.fractions;
+  }
+  double sum = 0;
+  for (double v : out) sum += v;
+  for (double& v : out) v /= sum;
+  return out;
 }
 
 std::vector<int> stage_partition(const ModelSpec& m, const StrategySpec& s) {

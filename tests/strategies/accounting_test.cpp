@@ -164,5 +164,88 @@ TEST(Memory, ParamsPerRankAddUpToTheLayer) {
   EXPECT_DOUBLE_EQ(output_params_per_rank(m, 4, 2), 2.0 * 1024 + 51200.0 * 1024 / 4);
 }
 
+// --- mixture of experts ----------------------------------------------------------------------
+
+// `m` with `experts` routed experts of width `width`, top-k, `shared` shared experts of
+// `shared_width`, the first `dense` layers dense.
+ModelSpec with_experts(ModelSpec m, int experts, int k, int width, int shared, int shared_width,
+                       int dense) {
+  m.moe.num_experts = experts;
+  m.moe.num_experts_per_tok = k;
+  m.moe.moe_intermediate_size = width;
+  m.moe.n_shared_experts = shared;
+  m.moe.shared_expert_intermediate_size = shared_width;
+  m.moe.first_k_dense_replace = dense;
+  return m;
+}
+
+TEST(MoeFlops, LayerByHand) {
+  const ModelSpec m = with_experts(llama(4, 256, 8, 2, 1024, 1000, 128), 16, 2, 96, 1, 64, 1);
+  const LayerFlops dense = layer_forward_flops(m, 3);
+  const LayerFlops moe = moe_layer_forward_flops(m, 3);
+  const double T = 3 * 128, h = 256;
+  EXPECT_DOUBLE_EQ(dense.router, 0.0);
+  EXPECT_DOUBLE_EQ(dense.mlp, 6 * T * h * 1024);
+  EXPECT_DOUBLE_EQ(moe.qkv, dense.qkv);
+  EXPECT_DOUBLE_EQ(moe.attn_core, dense.attn_core);
+  EXPECT_DOUBLE_EQ(moe.attn_out, dense.attn_out);
+  EXPECT_DOUBLE_EQ(moe.router, 2 * T * h * 16);
+  EXPECT_DOUBLE_EQ(moe.mlp, 6 * T * h * (2 * 96 + 1 * 64));  // top-2 routed + 1 shared
+  // The step: one dense layer, three MoE layers, the head; 3x forward.
+  const StrategySpec s = strategy(1, 1, 1, 1, 3);
+  const StepFlops step = step_flops(m, s);
+  const double fwd = dense.total() + 3 * moe.total() + lm_head_forward_flops(m, 3);
+  EXPECT_DOUBLE_EQ(to_double(step.model), 3 * fwd);
+  EXPECT_TRUE(step.hardware == step.model);
+  // Full recompute repeats each layer's own forward, the MoE layers' router and experts too.
+  StrategySpec full = s;
+  full.recompute = Recompute::kFull;
+  const StepFlops rec = step_flops(m, full);
+  EXPECT_TRUE(rec.model == step.model);
+  EXPECT_DOUBLE_EQ(to_double(rec.hardware - rec.model), dense.total() + 3 * moe.total());
+  EXPECT_DOUBLE_EQ(model_flops_per_token(m), 3 * fwd / T);
+}
+
+TEST(MoeMemory, ParamsPerRankAddUpToTheLayer) {
+  for (const bool gpt_shape : {false, true}) {
+    ModelSpec base = gpt_shape ? gpt(4, 64, 4, 256, 32) : llama(4, 64, 8, 2, 160, 256, 32);
+    const ModelSpec m = with_experts(base, 8, 2, 96, 2, 48, 0);
+    SCOPED_TRACE(gpt_shape ? "gpt" : "llama");
+    EXPECT_DOUBLE_EQ(moe_layer_params_per_rank(m, 1, 1, 1),
+                     static_cast<double>(moe_layer_params(m)));
+    // ep 4, expert_tp 2, tp 2: a rank holds 2 experts, each half; with bias, fc2's bias whole.
+    const double h = 64, b = m.bias ? 1.0 : 0.0, c = m.hidden_act == Activation::kSwiglu ? 2 : 1;
+    const double expert_half = (h * c * 96 + b * c * 96) / 2 + 96 * h / 2 + b * h;
+    const double shared_half = (h * c * 48 + b * c * 48) / 2 + 48 * h / 2 + b * h;
+    const BlockParams p = layer_block_params(m, 2);
+    EXPECT_DOUBLE_EQ(
+        moe_layer_params_per_rank(m, 2, 4, 2),
+        p.attn_qkv + p.attn_out + 2 * p.norm + h * 8 + 2 * expert_half + 2 * shared_half);
+  }
+}
+
+// Mixtral-8x7B per token: 6 x (the matmul weights a token passes through: attention, router,
+// two experts, the LM head) + 3 x the attention core (4 s h per layer).
+TEST(MoeFlops, Mixtral8x7bPerToken) {
+  ModelSpec m = llama(32, 4096, 32, 8, 14336, 32000, 4096);
+  m = with_experts(m, 8, 2, 14336, 0, 0, 0);
+  const double attention = 2.0 * 4096 * 4096 + 2.0 * 4096 * 1024, router = 4096.0 * 8;
+  const double experts = 2 * 3.0 * 4096 * 14336, head = 32000.0 * 4096;
+  const double weights = 32 * (attention + router + experts) + head;
+  const double core = 3 * 4.0 * 4096 * 4096 * 32;
+  EXPECT_DOUBLE_EQ(model_flops_per_token(m), 6 * weights + core);
+  EXPECT_DOUBLE_EQ(model_flops_per_token(m), 82'933'972'992.0);
+}
+
+// A dense GPT: eq. 3 without its recompute forward of the layers (the head is not recomputed),
+// per token: 72 l h^2 + 12 s l h + 6 h V.
+TEST(MoeFlops, DenseModelPerTokenIsEq3WithoutRecompute) {
+  const ModelSpec m = gpt(24, 2304, 24, 51200, 2048);
+  const double l = 24, h = 2304, s = 2048, V = 51200;
+  EXPECT_DOUBLE_EQ(model_flops_per_token(m), 72 * l * h * h + 12 * s * l * h + 6 * h * V);
+  const double eq3 = to_double(megatron_eq3_flops(1, 2048, 24, 2304, 51200)) / s;
+  EXPECT_DOUBLE_EQ(model_flops_per_token(m), (eq3 - 6 * h * V) * 3 / 4 + 6 * h * V);
+}
+
 }  // namespace
 }  // namespace strata::strategies

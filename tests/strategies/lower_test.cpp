@@ -768,5 +768,37 @@ TEST(Lower, Llama7bOnEightGpus) {
   EXPECT_LT(first_rank_over_capacity(plan), 0);
 }
 
+// Mixture-of-experts models are validated but not lowered yet (issue 20): lower() refuses them
+// after validation, naming the model field.
+TEST(Lower, MoeModelIsValidatedButNotLoweredYet) {
+  ModelSpec m = testing::llama(2, 64, 4, 4, 128, 256, 32);
+  m.moe.num_experts = 4;
+  m.moe.num_experts_per_tok = 2;
+  m.moe.moe_intermediate_size = 64;
+  const ClusterSpec c = testing::cluster(1, 8);
+  StrategySpec s = testing::strategy(2, 1, 1, 1, 4);
+  s.ep = 2;
+  EXPECT_NO_THROW(validate(m, s, 2));
+  try {
+    (void)lower(m, c, s, 2);
+    ADD_FAILURE() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.num_experts = 4: mixture-of-experts layers are "
+                                         "validated but not lowered yet (issue 20)"),
+              std::string::npos)
+        << e.what();
+  }
+  // Validation comes first: an invalid ep is named as such.
+  s.ep = 3;
+  s.dp = 3;
+  s.global_batch_size = 3;
+  EXPECT_THROW((void)lower(m, c, s, 3), ConfigError);
+  s.dp = 2;
+  s.ep = 1;
+  s.global_batch_size = 4;
+  m.moe = MoeSpec{};
+  EXPECT_NO_THROW((void)lower(m, c, s, 2));  // the same model, dense, lowers
+}
+
 }  // namespace
 }  // namespace strata::strategies

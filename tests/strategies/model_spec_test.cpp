@@ -2,6 +2,7 @@
 // against Megatron's eq. 2 (SC'21 Table 1) and published checkpoint sizes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -467,6 +468,233 @@ TEST(ModelSpec, LoadErrorsNameTheFile) {
                       {"no-such-model.json", "cannot open"});
   expect_config_error([&] { load_model(kRoot + "/configs/strategies/tiny-dp2.json"); },
                       {"tiny-dp2.json: model.", "unknown key"});
+}
+
+// --- mixture of experts ----------------------------------------------------------------------
+
+Json moe_json() {
+  Json j = llama_json();
+  j["num_experts"] = 8;
+  j["num_experts_per_tok"] = 2;
+  return j;
+}
+
+TEST(MoeSpec, DefaultsMakeEveryLayerMoeWithExpertsOfIntermediateSize) {
+  const ModelSpec m = parse_model(moe_json());
+  EXPECT_TRUE(m.is_moe());
+  EXPECT_EQ(m.moe.num_experts, 8);
+  EXPECT_EQ(m.moe.num_experts_per_tok, 2);
+  EXPECT_EQ(m.moe.moe_intermediate_size, 160);  // intermediate_size
+  EXPECT_EQ(m.moe.n_shared_experts, 0);
+  EXPECT_EQ(m.moe.shared_expert_intermediate_size, 0);
+  EXPECT_EQ(m.moe.first_k_dense_replace, 0);
+  EXPECT_EQ(m.moe.moe_layer_freq, 1);
+  EXPECT_EQ(m.moe.router_aux_loss_coef, 0.0);
+  EXPECT_EQ(m.num_moe_layers(), 2);
+}
+
+TEST(MoeSpec, DenseModelHasNoExpertsAndWritesNoMoeKeys) {
+  const ModelSpec m = parse_model(llama_json());
+  EXPECT_FALSE(m.is_moe());
+  EXPECT_EQ(m.num_moe_layers(), 0);
+  EXPECT_FALSE(m.is_moe_layer(0));
+  EXPECT_EQ(active_params(m), total_params(m));
+  EXPECT_EQ(moe_layer_params(m), 0);
+  const Json j = to_json(m);
+  for (const char* key :
+       {"num_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
+        "first_k_dense_replace", "moe_layer_freq", "router_aux_loss_coef"}) {
+    EXPECT_FALSE(j.contains(key)) << key;
+  }
+}
+
+TEST(MoeSpec, DenseLayersFirstThenEveryFreqthLayer) {
+  Json j = moe_json();
+  j["num_hidden_layers"] = 8;
+  j["first_k_dense_replace"] = 3;
+  j["moe_layer_freq"] = 2;
+  const ModelSpec m = parse_model(j);
+  std::vector<int> moe;
+  for (int l = 0; l < 8; ++l) {
+    if (m.is_moe_layer(l)) moe.push_back(l);
+  }
+  EXPECT_EQ(moe, (std::vector<int>{4, 6}));
+  EXPECT_EQ(m.num_moe_layers(), 2);
+}
+
+TEST(MoeSpec, EveryFieldIsValidated) {
+  const auto bad = [](const Json& changes, const std::vector<std::string>& parts) {
+    Json j = moe_json();
+    j.update(changes);
+    SCOPED_TRACE(changes.dump());
+    expect_config_error([&] { parse_model(j); }, parts);
+  };
+  bad({{"num_experts", 0}}, {"model.num_experts = 0", "positive integer"});
+  bad({{"num_experts", 5000}}, {"model.num_experts = 5000", "at most 4096"});
+  bad({{"num_experts_per_tok", 9}}, {"model.num_experts_per_tok = 9", "at most num_experts (8)"});
+  bad({{"num_experts_per_tok", 0}}, {"model.num_experts_per_tok = 0", "positive integer"});
+  bad({{"num_experts_per_tok", 1.5}}, {"model.num_experts_per_tok = 1.5"});
+  bad({{"moe_intermediate_size", 0}}, {"model.moe_intermediate_size = 0", "positive integer"});
+  bad({{"n_shared_experts", -1}}, {"model.n_shared_experts = -1", "non-negative integer"});
+  bad({{"shared_expert_intermediate_size", 64}},
+      {"model.shared_expert_intermediate_size = 64", "no shared experts"});
+  bad({{"n_shared_experts", 1}, {"shared_expert_intermediate_size", 0}},
+      {"model.shared_expert_intermediate_size = 0", "positive integer"});
+  bad({{"first_k_dense_replace", 2}},
+      {"model.first_k_dense_replace = 2", "less than num_hidden_layers (2)"});
+  bad({{"first_k_dense_replace", -1}}, {"model.first_k_dense_replace = -1", "non-negative"});
+  bad({{"first_k_dense_replace", 1}, {"moe_layer_freq", 2}},
+      {"model.moe_layer_freq = 2", "leaves no MoE layer", "first such layer (2)"});
+  bad({{"moe_layer_freq", 0}}, {"model.moe_layer_freq = 0", "positive integer"});
+  bad({{"router_aux_loss_coef", -0.01}},
+      {"model.router_aux_loss_coef = -0.01", "finite number >= 0"});
+  bad({{"router_aux_loss_coef", "high"}}, {"model.router_aux_loss_coef"});
+  // A dense model with an MoE key is refused, naming the key.
+  Json dense = llama_json();
+  dense["num_experts_per_tok"] = 2;
+  expect_config_error([&] { parse_model(dense); },
+                      {"model.num_experts_per_tok = 2", "model has no experts", "num_experts"});
+}
+
+TEST(MoeParams, ByHandWithSharedExpertsAndADenseLayer) {
+  Json j = moe_json();  // h 64, 8 heads, 2 kv-heads (kv_hidden 16), swiglu, rmsnorm, no biases
+  j.update({{"num_hidden_layers", 3},
+            {"first_k_dense_replace", 1},
+            {"moe_intermediate_size", 32},
+            {"n_shared_experts", 2},
+            {"shared_expert_intermediate_size", 48}});
+  const ModelSpec m = parse_model(j);
+  const std::int64_t attention = 2 * 64 * 64 + 2 * 64 * 16 + 2 * 64;  // q, o, k, v, two norms
+  const std::int64_t router = 64 * 8;
+  const std::int64_t expert = 3 * 64 * 32, shared = 3 * 64 * 48;
+  EXPECT_EQ(layer_params(m), attention + 3 * 64 * 160);
+  EXPECT_EQ(moe_layer_params(m), attention + router + 8 * expert + 2 * shared);
+  EXPECT_EQ(moe_layer_active_params(m), attention + router + 2 * expert + 2 * shared);
+  EXPECT_EQ(total_params(m), layer_params(m) + 2 * moe_layer_params(m) + embedding_params(m));
+  EXPECT_EQ(active_params(m),
+            layer_params(m) + 2 * moe_layer_active_params(m) + embedding_params(m));
+}
+
+// Mixtral-8x7B: the published 46.7B parameters, 12.9B active per token (Jiang et al. 2024),
+// from our JSON and from the Hugging Face config alike.
+TEST(MoeParams, Mixtral8x7bOursAndHuggingFace) {
+  const ModelSpec ours = load_model(kRoot + "/configs/models/mixtral-8x7b.json");
+  const ModelSpec hf = load_model(kRoot + "/configs/models/mixtral-8x7b-hf-config.json");
+  for (const ModelSpec* m : {&ours, &hf}) {
+    EXPECT_EQ(total_params(*m), 46'702'792'704);
+    EXPECT_EQ(active_params(*m), 12'879'925'248);
+    EXPECT_EQ(m->num_moe_layers(), 32);
+    EXPECT_EQ(m->moe.num_experts, 8);
+    EXPECT_EQ(m->moe.num_experts_per_tok, 2);
+    EXPECT_EQ(m->moe.moe_intermediate_size, 14336);
+    EXPECT_DOUBLE_EQ(m->moe.router_aux_loss_coef, 0.02);
+    EXPECT_EQ(m->num_key_value_heads, 8);
+    EXPECT_EQ(m->hidden_act, Activation::kSwiglu);
+  }
+  EXPECT_EQ(hf.origin, "huggingface:mixtral");
+  Json a = to_json(ours), b = to_json(hf);
+  for (Json* j : {&a, &b}) {
+    j->erase("name");
+    j->erase("source");
+  }
+  EXPECT_EQ(a, b);
+}
+
+TEST(HuggingFace, MixtralDefaultsAndSlidingWindow) {
+  Json j = json::parse_file(kRoot + "/configs/models/mixtral-8x7b-hf-config.json");
+  j.erase("num_local_experts");
+  j.erase("num_experts_per_tok");
+  j.erase("router_aux_loss_coef");
+  const ModelSpec m = parse_model(j);  // MixtralConfig's defaults: 8 experts, top-2, 0.001
+  EXPECT_EQ(m.moe.num_experts, 8);
+  EXPECT_EQ(m.moe.num_experts_per_tok, 2);
+  EXPECT_DOUBLE_EQ(m.moe.router_aux_loss_coef, 0.001);
+  j["sliding_window"] = 4096;  // = seq_length: every key is in the window
+  EXPECT_NO_THROW(parse_model(j));
+  j["sliding_window"] = 1024;
+  expect_config_error([&] { parse_model(j); },
+                      {"model.sliding_window = 1024", "not modelled", "seq_length (4096)"});
+  j["sliding_window"] = nullptr;
+  j["num_experts_per_tok"] = 3;
+  j["num_local_experts"] = 2;
+  expect_config_error([&] { parse_model(j); },
+                      {"model.num_experts_per_tok = 3", "at most num_local_experts (2)"});
+}
+
+// DeepSeekMoE 16B: 16.4B parameters, 2.8B active (Dai et al. 2024, Table of model settings):
+// one dense layer, then 27 MoE layers of 2 shared + 64 routed experts (top-6).
+TEST(MoeParams, DeepSeekMoe16bHuggingFace) {
+  const ModelSpec m = load_model(kRoot + "/configs/models/deepseek-moe-16b-hf-config.json");
+  EXPECT_EQ(m.origin, "huggingface:deepseek");
+  EXPECT_FALSE(m.is_moe_layer(0));
+  EXPECT_TRUE(m.is_moe_layer(1));
+  EXPECT_EQ(m.num_moe_layers(), 27);
+  EXPECT_EQ(m.moe.num_experts, 64);
+  EXPECT_EQ(m.moe.num_experts_per_tok, 6);
+  EXPECT_EQ(m.moe.moe_intermediate_size, 1408);
+  EXPECT_EQ(m.moe.n_shared_experts, 2);
+  EXPECT_EQ(m.moe.shared_expert_intermediate_size, 1408);
+  EXPECT_EQ(m.intermediate_size, 10944);  // the dense layer
+  EXPECT_DOUBLE_EQ(m.moe.router_aux_loss_coef, 0.001);
+  EXPECT_EQ(total_params(m), 16'375'728'128);
+  EXPECT_EQ(active_params(m), 2'828'650'496);
+  // Round trip through our format.
+  const ModelSpec again = parse_model(to_json(m));
+  EXPECT_EQ(to_json(again), to_json(m));
+  EXPECT_EQ(total_params(again), total_params(m));
+  // A null n_routed_experts is a dense DeepSeek model; null shared experts are none.
+  Json j = json::parse_file(kRoot + "/configs/models/deepseek-moe-16b-hf-config.json");
+  j["n_shared_experts"] = nullptr;
+  EXPECT_EQ(parse_model(j).moe.n_shared_experts, 0);
+  j["n_routed_experts"] = nullptr;
+  EXPECT_FALSE(parse_model(j).is_moe());
+}
+
+// DeepSeek-V2/V3 use multi-head latent attention: refused unless the file asks for the
+// multi-head approximation.
+TEST(HuggingFace, DeepSeekV2MlaIsRefusedOrApproximatedOnRequest) {
+  const std::string path = kRoot + "/tests/strategies/data/deepseek-v2-lite-hf-config.json";
+  expect_config_error(
+      [&] { load_model(path); },
+      {"model.kv_lora_rank = 512", "multi-head latent attention", "\"mla_as_mha\": true"});
+  Json j = json::parse_file(path);
+  j.erase("kv_lora_rank");  // DeepseekV2Config's default is MLA too
+  j["model_type"] = "deepseek_v3";
+  expect_config_error([&] { parse_model(j); }, {"model.kv_lora_rank = 512", "mla_as_mha"});
+  j = json::parse_file(path);
+  j["mla_as_mha"] = true;
+  const ModelSpec m = parse_model(j);
+  EXPECT_EQ(m.origin, "huggingface:deepseek_v2");
+  EXPECT_EQ(m.num_hidden_layers, 27);
+  EXPECT_EQ(m.head_dim(), 128);
+  EXPECT_EQ(m.num_moe_layers(), 26);
+  // DeepSeekMoE 16B less one MoE layer: attention approximated as multi-head (4 h^2).
+  EXPECT_EQ(total_params(m), 15'787'866'112);
+  EXPECT_EQ(active_params(m), 2'742'532'096);
+  const std::vector<std::string> keys = huggingface_keys("deepseek_v2");
+  for (const char* key : {"n_routed_experts", "moe_intermediate_size", "mla_as_mha"}) {
+    EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << key;
+  }
+  const std::vector<std::string> mixtral = huggingface_keys("mixtral");
+  EXPECT_NE(std::find(mixtral.begin(), mixtral.end(), "num_local_experts"), mixtral.end());
+  EXPECT_EQ(std::find(mixtral.begin(), mixtral.end(), "mla_as_mha"), mixtral.end());
+}
+
+TEST(MoeSpec, ToJsonRoundTrips) {
+  Json j = moe_json();
+  j.update({{"num_hidden_layers", 4},
+            {"first_k_dense_replace", 1},
+            {"moe_layer_freq", 1},
+            {"n_shared_experts", 1},
+            {"shared_expert_intermediate_size", 96},
+            {"router_aux_loss_coef", 0.01}});
+  const ModelSpec m = parse_model(j);
+  const Json once = to_json(m);
+  EXPECT_EQ(once["shared_expert_intermediate_size"], 96);
+  const ModelSpec again = parse_model(once);
+  EXPECT_EQ(to_json(again), once);
+  EXPECT_EQ(total_params(again), total_params(m));
+  EXPECT_EQ(active_params(again), active_params(m));
 }
 
 }  // namespace

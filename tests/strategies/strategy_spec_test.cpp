@@ -523,6 +523,183 @@ TEST(Validate, Rule7ExpertParallelism) {
         validate(model(), strategy({{"dp", 4}, {"ep", 2}}), 4);
       },
       {"strategy.ep = 2: the model has no experts; ep > 1 needs a mixture-of-experts model"});
+  // The other expert fields need experts too.
+  expect_config_error(
+      [&] {
+        validate(model(), strategy({{"expert_tp", 1}}), 1);
+      },
+      {"strategy.expert_tp = 1", "needs a mixture-of-experts model"});
+  expect_config_error(
+      [&] {
+        validate(model(), strategy({{"expert_capacity_factor", 1.25}}), 1);
+      },
+      {"strategy.expert_capacity_factor = 1.25", "needs a mixture-of-experts model"});
+  expect_config_error(
+      [&] {
+        validate(model(),
+                 strategy({{"expert_routing", {{"distribution", "zipf"}, {"exponent", 1.0}}}}), 1);
+      },
+      {"strategy.expert_routing = {", "needs a mixture-of-experts model"});
+}
+
+// A mixture-of-experts model like model(): 16 experts of 1408, top-2, 2 shared experts of 1408,
+// the first layer dense.
+ModelSpec moe_model() {
+  Json j = to_json(model());
+  j.update({{"num_experts", 16},
+            {"num_experts_per_tok", 2},
+            {"moe_intermediate_size", 1408},
+            {"n_shared_experts", 2},
+            {"first_k_dense_replace", 1}});
+  return parse_model(j);
+}
+
+TEST(Validate, Rule7ExpertParallelismOnAnMoeModel) {
+  const ModelSpec m = moe_model();
+  EXPECT_NO_THROW(validate(m, strategy({{"dp", 8}, {"ep", 8}}), 8));
+  EXPECT_NO_THROW(validate(m, strategy({{"dp", 4}, {"tp", 2}, {"ep", 4}, {"expert_tp", 1}}), 8));
+  EXPECT_NO_THROW(validate(m, strategy({{"dp", 2}, {"tp", 4}, {"ep", 2}, {"expert_tp", 2}}), 8));
+  EXPECT_NO_THROW(
+      validate(m, strategy({{"dp", 2}, {"ep", 2}, {"expert_capacity_factor", 1.5}}), 2));
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"dp", 4}, {"ep", 3}}), 4);
+      },
+      {"strategy.ep = 3", "must divide dp (4)"});
+  // 16 experts over 32 expert-parallel ranks: not whole experts.
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"dp", 32}, {"ep", 32}}), 32);
+      },
+      {"strategy.ep = 32", "must divide num_experts (16)"});
+  expect_config_error(
+      [&] {
+        validate(m, strategy({{"dp", 2}, {"tp", 2}, {"expert_tp", 4}}), 4);
+      },
+      {"strategy.expert_tp = 4", "must divide tp (2)"});
+  // moe_intermediate_size 1408 = 2^7 * 11: expert_tp 256 divides tp 256 but not 1408.
+  Json wide = to_json(m);
+  wide.update({{"num_attention_heads", 256},
+               {"num_key_value_heads", 256},
+               {"hidden_size", 4096},
+               {"intermediate_size", 4096},
+               {"vocab_size", 32768},
+               {"shared_expert_intermediate_size", 4096}});
+  expect_config_error(
+      [&] {
+        validate(parse_model(wide), strategy({{"tp", 256}}), 256);
+      },
+      {"strategy.expert_tp = 256", "moe_intermediate_size (1408) must be divisible by expert_tp"});
+  // Shared experts are split by tp like the dense MLP.
+  Json shared = to_json(m);
+  shared["shared_expert_intermediate_size"] = 1001;
+  expect_config_error(
+      [&] {
+        validate(parse_model(shared), strategy({{"tp", 2}, {"expert_tp", 1}}), 2);
+      },
+      {"strategy.tp = 2", "shared_expert_intermediate_size (1001) must be divisible by tp"});
+  // Explicit fractions: one per routed expert.
+  expect_config_error(
+      [&] {
+        validate(m,
+                 strategy({{"expert_routing",
+                            {{"distribution", "explicit"}, {"fractions", {1, 2, 3}}}}}),
+                 1);
+      },
+      {"strategy.expert_routing.fractions = [1.0,2.0,3.0]", "one fraction per routed expert",
+       "num_experts = 16", "it has 3"});
+}
+
+// A model whose every layer is MoE has no MLP of intermediate_size: tp need not divide it (the
+// experts' width is checked against expert_tp instead).
+TEST(Validate, AllMoeModelChecksTheExpertWidthNotTheDenseOne) {
+  Json j = to_json(moe_model());
+  j["first_k_dense_replace"] = 0;
+  j["intermediate_size"] = 1001;
+  j.erase("n_shared_experts");
+  j.erase("shared_expert_intermediate_size");
+  EXPECT_NO_THROW(validate(parse_model(j), strategy({{"tp", 2}}), 2));
+  j["first_k_dense_replace"] = 1;
+  expect_config_error(
+      [&] {
+        validate(parse_model(j), strategy({{"tp", 2}}), 2);
+      },
+      {"strategy.tp = 2", "intermediate_size (1001) must be divisible by tp"});
+}
+
+TEST(StrategyParse, ExpertFields) {
+  const StrategySpec d = parse_strategy(base());
+  EXPECT_EQ(d.expert_tp, 0);
+  EXPECT_EQ(d.expert_capacity_factor, 0.0);
+  EXPECT_EQ(d.expert_routing.kind, ExpertRoutingKind::kUniform);
+  for (const char* key : {"expert_tp", "expert_capacity_factor", "expert_routing"}) {
+    EXPECT_FALSE(to_json(d).contains(key)) << key;  // dense strategies' JSON stays as it was
+  }
+  EXPECT_EQ(strategy({{"tp", 4}}).expert_tp_size(), 4);  // Megatron-Core: defaults to tp
+  EXPECT_EQ(strategy({{"tp", 4}, {"expert_tp", 2}}).expert_tp_size(), 2);
+  EXPECT_EQ(strategy({{"expert_capacity_factor", nullptr}}).expert_capacity_factor, 0.0);
+  const StrategySpec s =
+      strategy({{"expert_tp", 1},
+                {"expert_capacity_factor", 1.25},
+                {"expert_routing", {{"distribution", "explicit"}, {"fractions", {3, 1, 0, 0}}}}});
+  EXPECT_DOUBLE_EQ(s.expert_capacity_factor, 1.25);
+  EXPECT_EQ(s.expert_routing.fractions, (std::vector<double>{3, 1, 0, 0}));
+  EXPECT_EQ(to_json(parse_strategy(to_json(s))), to_json(s));
+  const StrategySpec z =
+      strategy({{"expert_routing", {{"distribution", "zipf"}, {"exponent", 1.2}}}});
+  EXPECT_DOUBLE_EQ(z.expert_routing.zipf_exponent, 1.2);
+  EXPECT_EQ(to_json(parse_strategy(to_json(z))), to_json(z));
+}
+
+TEST(StrategyParse, ExpertFieldsAreValidated) {
+  const auto bad = [](const Json& changes, const std::vector<std::string>& parts) {
+    SCOPED_TRACE(changes.dump());
+    expect_config_error([&] { strategy(changes); }, parts);
+  };
+  bad({{"expert_tp", 0}}, {"strategy.expert_tp = 0", "positive integer"});
+  bad({{"expert_capacity_factor", 0}},
+      {"strategy.expert_capacity_factor = 0", "finite number > 0", "dropless"});
+  bad({{"expert_capacity_factor", -1.0}}, {"strategy.expert_capacity_factor = -1"});
+  bad({{"expert_capacity_factor", "auto"}}, {"strategy.expert_capacity_factor = \"auto\""});
+  bad({{"expert_routing", "zipf"}}, {"strategy.expert_routing = \"zipf\""});
+  bad({{"expert_routing", {{"distribution", "normal"}}}},
+      {"strategy.expert_routing.distribution = \"normal\"", "\"uniform\", \"zipf\", \"explicit\""});
+  bad({{"expert_routing", {{"distribution", "zipf"}}}},
+      {"strategy.expert_routing.exponent", "required by distribution \"zipf\""});
+  bad({{"expert_routing", {{"distribution", "zipf"}, {"exponent", 0}}}},
+      {"strategy.expert_routing.exponent = 0", "must be > 0"});
+  bad({{"expert_routing", {{"distribution", "uniform"}, {"exponent", 1}}}},
+      {"strategy.expert_routing.exponent = 1", "does not apply to distribution \"uniform\""});
+  bad({{"expert_routing", {{"distribution", "zipf"}, {"exponent", 1}, {"fractions", {1}}}}},
+      {"strategy.expert_routing.fractions = [1]", "does not apply"});
+  bad({{"expert_routing", {{"distribution", "explicit"}, {"fractions", Json::array()}}}},
+      {"strategy.expert_routing.fractions = []", "non-empty list"});
+  bad({{"expert_routing", {{"distribution", "explicit"}, {"fractions", {1, -1}}}}},
+      {"strategy.expert_routing.fractions[1] = -1", "non-negative"});
+  bad({{"expert_routing", {{"distribution", "explicit"}, {"fractions", {0, 0}}}}},
+      {"strategy.expert_routing.fractions = [0,0]", "positive sum"});
+  bad({{"expert_routing", {{"distribution", "uniform"}, {"skew", 1}}}},
+      {"strategy.expert_routing", "skew"});
+}
+
+TEST(ExpertRouting, TokenFractions) {
+  const auto fractions = [](const Json& routing, int experts) {
+    return expert_token_fractions(strategy({{"expert_routing", routing}}), experts);
+  };
+  EXPECT_EQ(expert_token_fractions(parse_strategy(base()), 4),
+            (std::vector<double>{0.25, 0.25, 0.25, 0.25}));
+  // Zipf with exponent 1 over 3 experts: 1, 1/2, 1/3 over 11/6.
+  const std::vector<double> z = fractions({{"distribution", "zipf"}, {"exponent", 1.0}}, 3);
+  ASSERT_EQ(z.size(), 3u);
+  EXPECT_DOUBLE_EQ(z[0], 6.0 / 11);
+  EXPECT_DOUBLE_EQ(z[1], 3.0 / 11);
+  EXPECT_DOUBLE_EQ(z[2], 2.0 / 11);
+  const std::vector<double> e =
+      fractions({{"distribution", "explicit"}, {"fractions", {3, 1, 0, 4}}}, 4);
+  EXPECT_EQ(e, (std::vector<double>{0.375, 0.125, 0.0, 0.5}));
+  double sum = 0;
+  for (double v : fractions({{"distribution", "zipf"}, {"exponent", 1.2}}, 64)) sum += v;
+  EXPECT_NEAR(sum, 1.0, 1e-12);
 }
 
 // Rule 10: hybrid sharding. The shard group divides dp, is smaller than dp only under ZeRO-3,
@@ -911,7 +1088,7 @@ TEST(StrategySpec, TpCommOverlapRules) {
 TEST(StrategySpec, EveryBundledStrategyValidatesAgainstItsModel) {
   const std::map<std::string, std::string> model_of = {
       {"gpt3-175b-", "gpt3-175b"}, {"llama2-7b-", "llama2-7b"}, {"tiny-", "gpt-tiny"},
-      {"bench-10m-", "gpt-10m"}, {"gpt2-", "gpt2-124m"}};
+      {"bench-10m-", "gpt-10m"},   {"gpt2-", "gpt2-124m"},      {"mixtral-8x7b-", "mixtral-8x7b"}};
   int count = 0;
   for (const auto& entry : std::filesystem::directory_iterator(kRoot + "/configs/strategies")) {
     if (entry.path().extension() != ".json") continue;
