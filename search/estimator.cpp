@@ -202,7 +202,8 @@ Estimate Estimator::estimate(const StrategySpec& s) {
   {
     int l = 0;
     for (int vs = 0; vs < pp * v; ++vs) {
-      for (int i = 0; i < partition[vs]; ++i) stage_of[l++] = strategies::stage_of_virtual(s.schedule, pp, vs);
+      const int stage = strategies::stage_of_virtual(s.schedule, pp, vs);
+      for (int i = 0; i < partition[vs]; ++i) stage_of[l++] = stage;
     }
   }
   std::vector<double> fwd(pp, 0), bwd(pp, 0), stored(pp, 0), transient(pp, 0), params(pp, 0);

@@ -607,7 +607,8 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   if (s.virtual_stages > 1 && s.schedule != Schedule::kInterleaved &&
       s.schedule != Schedule::kZbV) {
     json::fail(r.field("virtual_stages"), s.virtual_stages,
-               "virtual_stages > 1 needs schedule \"interleaved-1f1b\" or \"zb-v\" (schedule is \"" +
+               "virtual_stages > 1 needs schedule \"interleaved-1f1b\" or \"zb-v\" "
+               "(schedule is \"" +
                    kSchedules[static_cast<int>(s.schedule)] + "\")");
   }
   if (static_cast<long long>(s.pp) * s.virtual_stages > INT_MAX) {

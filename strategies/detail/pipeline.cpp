@@ -48,8 +48,8 @@ class StageWalk {
       if (u.phase == UnitPhase::kForward) {
         // Megatron-LM of 2021's interleaved steady state sends a forward's output in the
         // exchange after the backward that follows it (one exchange per pair).
-        defer_send_ = c_.s.collectives.blocking_p2p && c_.s.schedule == Schedule::kInterleaved && i + 1 < order.size() &&
-                      order[i + 1].phase == UnitPhase::kBackward;
+        defer_send_ = c_.s.collectives.blocking_p2p && s.schedule == Schedule::kInterleaved &&
+                      i + 1 < order.size() && order[i + 1].phase == UnitPhase::kBackward;
         forward_unit(u.micro_batch, u.chunk);
       } else if (u.phase == UnitPhase::kWeight) {
         const Producers p = producers_.at({u.chunk, u.micro_batch});

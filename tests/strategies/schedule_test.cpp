@@ -263,7 +263,8 @@ TEST(Schedule, ZeroBubbleBubbles) {
   for (int pp = 1; pp <= 8; ++pp) {
     for (int m = pp; m <= 3 * pp; ++m) {
       SCOPED_TRACE("pp=" + std::to_string(pp) + " m=" + std::to_string(m));
-      EXPECT_EQ(simulate(all_stages(Schedule::kOneFOneB, pp, m, 1), m, 1, 1, 2), 3L * m + 3 * (pp - 1));
+      EXPECT_EQ(simulate(all_stages(Schedule::kOneFOneB, pp, m, 1), m, 1, 1, 2),
+                3L * m + 3 * (pp - 1));
       EXPECT_EQ(simulate(all_stages(Schedule::kZbH1, pp, m, 1), m, 1, 1, 1, 1), 3L * m + pp - 1);
       std::vector<long> spans;
       const long h2 = simulate(all_stages(Schedule::kZbH2, pp, m, 1), m, 1, 1, 1, 1, &spans);
