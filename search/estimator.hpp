@@ -111,10 +111,11 @@ class Estimator {
 // Micro-batches (chunks, with interleaving) whose activations pipeline stage `stage` holds at
 // its peak under the schedule: GPipe all m v; 1F1B min(pp - stage, m); interleaved
 // min((pp - stage - 1) * 2 + (v - 1) * pp + 1, m v); ZB-H1 min(pp, m); ZB-H2
-// min(2 pp - 1, m); ZB-V min(2 pp, 2 m) chunks (strategies::max_in_flight in closed form). Under the zero-bubble schedules
-// a micro-batch between its B and its W keeps only what the weight gradients read, but the
-// estimate counts its whole activations: it overstates the Plan's peak (by 11 to 39% on the
-// later stages of GPT-3 6.7B at pp 4, measured), so a search with them is conservative.
+// min(2 pp - 1, m); ZB-V min(2 pp, 2 m) chunks (strategies::max_in_flight in closed form).
+// Under the zero-bubble schedules a micro-batch between its B and its W keeps only what the
+// weight gradients read, but the estimate counts its whole activations: it overstates the
+// Plan's peak (by 11 to 39% on the later stages of GPT-3 6.7B at pp 4, measured), so a search
+// with them is conservative.
 int in_flight(strategies::Schedule schedule, int pp, int stage, int micro_batches,
               int virtual_stages);
 

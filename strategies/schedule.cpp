@@ -91,96 +91,57 @@ std::vector<ScheduleUnit> zb_h1(int pp, int stage, int m) {
   return order;
 }
 
-// ZB-H2 (Qi et al. 2024, sec. 3.1 "zero bubble schedule"): every stage may hold 2 pp - 1
-// micro-batches, enough to stay busy from its first forward to its last W when F, B and W take
-// one time unit each (the paper's parallelogram). The order is the one a list scheduler gives
-// under those unit costs, all stages running together: a stage that is free runs a backward
-// whose gradient has arrived; else a forward whose input has arrived, if fewer than the cap are
-// in flight; else its oldest pending W. Returns every stage's order.
-std::vector<std::vector<ScheduleUnit>> zb_h2(int pp, int m) {
-  const int cap = std::min(2 * pp - 1, m);
-  struct Stage {
-    int f = 0, b = 0, w = 0;
-    std::vector<long> f_done, b_done;  // finish time of each micro-batch's F and B
-    std::vector<ScheduleUnit> order;
-  };
-  std::vector<Stage> st(static_cast<std::size_t>(pp));
-  for (Stage& x : st) {
-    x.f_done.assign(static_cast<std::size_t>(m), -1);
-    x.b_done.assign(static_cast<std::size_t>(m), -1);
-    x.order.reserve(3 * static_cast<std::size_t>(m));
-  }
-  auto arrived = [](long done, long t) { return done >= 0 && done <= t; };
-  int finished = 0;
-  const long limit = 3L * m * pp + pp;  // a bound no deadlock-free order reaches
-  for (long t = 0; finished < pp; ++t) {
-    STRATA_CHECK(t < limit, "zb-h2: the list scheduler made no progress");
-    for (int s = 0; s < pp; ++s) {
-      Stage& x = st[s];
-      if (x.w == m) continue;
-      if (x.b < x.f && arrived(s + 1 < pp ? st[s + 1].b_done[x.b] : x.f_done[x.b], t)) {
-        x.order.push_back(backward(x.b, 0));
-        x.b_done[x.b++] = t + 1;
-      } else if (x.f < m && x.f - x.w < cap && (s == 0 || arrived(st[s - 1].f_done[x.f], t))) {
-        x.order.push_back(forward(x.f, 0));
-        x.f_done[x.f++] = t + 1;
-      } else if (x.w < x.b) {
-        x.order.push_back(weight(x.w++));
-        if (x.w == m) ++finished;
-      }
-    }
-  }
-  std::vector<std::vector<ScheduleUnit>> orders;
-  for (Stage& x : st) orders.push_back(std::move(x.order));
-  return orders;
-}
-
-// ZB-V (schedule.hpp): the unit-cost list scheduler over the V layout. Chunk c of stage s holds
-// virtual stage vs(s, c); a forward of virtual stage vs needs vs - 1's, a backward vs + 1's (the
-// last one its own forward), a W its own backward.
-std::vector<std::vector<ScheduleUnit>> zb_v(int pp, int m) {
-  const int vstages = 2 * pp;
-  const int cap = std::min(2 * pp, 2 * m);
-  auto vs_of = [pp](int s, int c) { return c == 0 ? s : 2 * pp - 1 - s; };
-  // finish time of (phase, virtual stage, micro-batch), -1 = not run
+// The unit-cost list scheduler of ZB-H2 and ZB-V (schedule.hpp): all stages run together, F, B
+// and W of a chunk taking one time unit each. A free stage runs a backward whose gradient has
+// arrived (lowest chunk first); else a forward whose input has arrived (highest chunk first),
+// while fewer than `cap` chunk units are between forward and W; else its oldest pending W.
+// Chunk c of stage s holds virtual_stage_of(kind, pp, s, c); a forward of virtual stage vs needs
+// vs - 1's, a backward vs + 1's (the last one its own forward). Returns every stage's order.
+std::vector<std::vector<ScheduleUnit>> list_schedule(Schedule kind, int pp, int m, int v,
+                                                     int cap) {
+  const int vstages = pp * v;
+  // finish time of (virtual stage, micro-batch)'s F and B, -1 = not run
   std::vector<long> f_done(static_cast<std::size_t>(vstages) * m, -1);
   std::vector<long> b_done(f_done.size(), -1);
   auto at = [m](int vs, int mb) { return static_cast<std::size_t>(vs) * m + mb; };
   struct Stage {
-    int f[2] = {0, 0}, b[2] = {0, 0}, in_flight = 0;
+    std::vector<int> f, b;  // next forward and backward micro-batch per chunk
+    int in_flight = 0;
     std::vector<ScheduleUnit> pending_w;  // backwards whose W has not run, oldest first
     std::vector<ScheduleUnit> order;
   };
   std::vector<Stage> st(static_cast<std::size_t>(pp));
+  for (Stage& x : st) x.f.assign(v, 0), x.b.assign(v, 0);
   auto arrived = [](long done, long t) { return done >= 0 && done <= t; };
-  const std::size_t units = 6 * static_cast<std::size_t>(m);
+  const std::size_t units = 3 * static_cast<std::size_t>(m) * v;
   int finished = 0;
-  const long limit = 6L * m * pp + 2L * pp;  // a bound no deadlock-free order reaches
+  const long limit = 3L * m * v * pp + vstages;  // a bound no deadlock-free order reaches
   for (long t = 0; finished < pp; ++t) {
-    STRATA_CHECK(t < limit, "zb-v: the list scheduler made no progress");
+    STRATA_CHECK(t < limit, std::string(schedule_name(kind)) +
+                                ": the list scheduler made no progress");
     for (int s = 0; s < pp; ++s) {
       Stage& x = st[s];
       if (x.order.size() == units) continue;
       ScheduleUnit u;
       bool found = false;
-      for (int c : {0, 1}) {  // a backward whose gradient has arrived, chunk 0 first
-        const int mb = x.b[c], vs = vs_of(s, c);
-        if (found || mb >= x.f[c]) continue;
+      for (int c = 0; c < v && !found; ++c) {
+        const int mb = x.b[c], vs = virtual_stage_of(kind, pp, s, c);
+        if (mb >= x.f[c]) continue;
         const long dep = vs == vstages - 1 ? f_done[at(vs, mb)] : b_done[at(vs + 1, mb)];
         if (arrived(dep, t)) u = backward(mb, c), found = true;
       }
-      for (int c : {1, 0}) {  // else a forward whose input has arrived, chunk 1 first
-        const int mb = x.f[c], vs = vs_of(s, c);
-        if (found || mb >= m || x.in_flight >= cap) continue;
+      for (int c = v - 1; c >= 0 && !found && x.in_flight < cap; --c) {
+        const int mb = x.f[c], vs = virtual_stage_of(kind, pp, s, c);
+        if (mb >= m) continue;
         if (vs == 0 || arrived(f_done[at(vs - 1, mb)], t)) u = forward(mb, c), found = true;
       }
-      if (!found && !x.pending_w.empty()) {  // else the oldest pending W
+      if (!found && !x.pending_w.empty()) {
         u = x.pending_w.front();
         x.pending_w.erase(x.pending_w.begin());
         found = true;
       }
       if (!found) continue;
-      const int vs = vs_of(s, u.chunk);
+      const int vs = virtual_stage_of(kind, pp, s, u.chunk);
       if (u.phase == UnitPhase::kForward) {
         ++x.f[u.chunk];
         ++x.in_flight;
@@ -244,11 +205,15 @@ std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int n
     case Schedule::kZbH2:
       STRATA_CHECK(v == 1, "stage_schedule: the zero-bubble schedules take virtual_stages = 1, "
                            "got " + std::to_string(v));
-      return kind == Schedule::kZbH1 ? zb_h1(pp, stage, m) : zb_h2(pp, m)[stage];
+      if (kind == Schedule::kZbH1) return zb_h1(pp, stage, m);
+      // ZB-H2: 2 pp - 1 micro-batches in flight keep every stage busy from its first unit to
+      // its last under unit costs (the paper's parallelogram).
+      return list_schedule(kind, pp, m, 1, std::min(2 * pp - 1, m))[stage];
     case Schedule::kZbV:
       STRATA_CHECK(v == 2, "stage_schedule: ZB-V takes virtual_stages = 2, got " +
                                std::to_string(v));
-      return zb_v(pp, m)[stage];
+      // 2 pp chunk units in flight: 1F1B's peak of pp micro-batches of the stage's layers.
+      return list_schedule(kind, pp, m, 2, std::min(2 * pp, 2 * m))[stage];
   }
   STRATA_CHECK(false, "stage_schedule: unknown schedule " + std::to_string(static_cast<int>(kind)));
   return {};

@@ -5,7 +5,9 @@
 // defines:
 //   layer_blocks()              the blocks of a layer and their forward ops (GPT and Llama)
 //   ModelGraph::block_forward   one block's forward (or recompute) task with its f and g
-//   ModelGraph::block_backward  its backward: the conjugate operators and derived ops
+//   ModelGraph::block_backward  its backward: the conjugate operators and derived ops (split
+//                               into B and deferred W tasks under the zero-bubble schedules)
+//   ModelGraph::emit_weight     the W tasks a split backward deferred
 //   ModelGraph::layer_forward / layer_backward, embedding_*, head_*
 //   ModelGraph::fp8_*            strategy fp8: FP8 GEMMs, their casts, weight copies, scaling
 #include <algorithm>
@@ -95,6 +97,18 @@ std::vector<GraphBlock> layer_blocks(const ModelSpec& m, AttentionImpl attention
                   {OpKind::kResidualAdd, with({K::kAttnOut}, b, K::kFc2Bias),
                    with({K::kFc2Partial}, drop, K::kMlpMask)}},
                  with({K::kFc2Weight}, b, K::kFc2Bias)});
+  return out;
+}
+
+// A block backward's ops in order, split into those of the input gradients and those of the
+// weight gradients (the weight-gradient GEMMs and the gradient accumulation after them).
+std::pair<std::vector<OpSpec>, std::vector<OpSpec>> split_weight_gradients(
+    const std::vector<OpSpec>& ops) {
+  std::pair<std::vector<OpSpec>, std::vector<OpSpec>> out;
+  for (const OpSpec& op : ops) {
+    const bool w = op.kind == OpKind::kLinearBwdWeight || op.kind == OpKind::kGradAccumulate;
+    (w ? out.second : out.first).push_back(op);
+  }
   return out;
 }
 
@@ -536,11 +550,9 @@ TaskId ModelGraph::block_backward(const GraphBlock& b, const GraphBlock* next, T
   if (b.gather && ring) {
     // The data gradient first; its reduce-scatter runs beside the weight gradient (and the
     // gradient accumulation after it).
-    std::vector<OpSpec> first, second;
-    for (OpSpec& op : ops) {
-      const bool weight = op.kind == OpKind::kLinearBwdWeight || op.kind == OpKind::kGradAccumulate;
+    auto [first, second] = split_weight_gradients(ops);
+    for (OpSpec& op : second) {
       if (op.kind == OpKind::kLinearBwdWeight) op.param = static_cast<float>(c_.s.tp_comm_overlap_sms);
-      (weight ? second : first).push_back(op);
     }
     x = c_.emit.add(task, first, {x, extra});
     const TaskId reduced = tp_.reduce(x, layout, bw.grad_of(b.gather->second), b.gather->first,
@@ -552,11 +564,7 @@ TaskId ModelGraph::block_backward(const GraphBlock& b, const GraphBlock* next, T
   if (split_) {
     // B now, W later: the weight-gradient GEMMs read the saved input (re-gathered under sequence
     // parallelism) and the output's gradient, which therefore live until the W unit.
-    std::vector<OpSpec> input, weight;
-    for (const OpSpec& op : ops) {
-      const bool w = op.kind == OpKind::kLinearBwdWeight || op.kind == OpKind::kGradAccumulate;
-      (w ? weight : input).push_back(op);
-    }
+    auto [input, weight] = split_weight_gradients(ops);
     if (!input.empty()) x = c_.emit.add(task, input, {x, extra});
     if (!weight.empty()) weight_tasks_[{chunk, mb}].push_back({task, weight, {x, regathered}});
   } else {

@@ -219,10 +219,8 @@ class StageWalk {
     // With split backwards the gradients are reduced by the W unit (weight_unit), which
     // replays these calls with the producers recorded here.
     const bool reduce_now = !split_ && (c_.s.zero_stage >= 2 || last_for_chunk);
-    Producers& rec = producers_[{chunk, mb}];
+    Producers rec;
     rec.round = rounds_of_unit_;
-    const bool shared = dp_.shared_embedding_bucket();
-    using G = DataParallel::Group;
     Flow& f = flows_[{chunk, mb}];
     dp_.begin_unit(false, mb, chunk);
     BufId grad = kNoBuf;
@@ -230,16 +228,7 @@ class StageWalk {
     if (c_.last_virtual_stage(vs)) {
       x = graph_.head_backward(mb, chunk, &grad);
       rec.head = x;
-      // The output parameters' gradients (LM head and final norm) are complete after the final
-      // norm's backward.
-      if (reduce_now && shared) {
-        dp_.flush(mb, chunk);
-        dp_.grad_ready(x, G::kWord, -1, mb, chunk);
-        dp_.flush(mb, chunk);
-        dp_.grad_ready(x, G::kRestOut, -1, mb, chunk);
-      } else if (reduce_now) {
-        dp_.grad_ready(x, G::kOutput, -1, mb, chunk);
-      }
+      if (reduce_now) output_grads_ready(x, mb, chunk);
       x = tp_.reshard_grad(x, c_.layout_of(c_.m.num_hidden_layers - 1), 0, grad, -1, mb, chunk,
                            &grad);
     } else if (c_.stage_of(vs + 1) == c_.stage) {  // ZB-V's turn: from this rank's chunk 1
@@ -253,7 +242,9 @@ class StageWalk {
       x = graph_.layer_backward(x, l, mb, chunk, f.layers.at(l), grad, &grad);
       rec.layers[l] = x;
       if (split_) continue;
-      if (reduce_now || c_.s.zero_stage == 3) dp_.grad_ready(x, G::kLayer, l, mb, chunk);
+      if (reduce_now || c_.s.zero_stage == 3) {
+        dp_.grad_ready(x, DataParallel::Group::kLayer, l, mb, chunk);
+      }
     }
     if (vs > 0 && c_.stage_of(vs - 1) == c_.stage) {
       handoff_bwd_[mb] = {x, grad};
@@ -263,18 +254,38 @@ class StageWalk {
     } else {
       x = graph_.embedding_backward(x, mb, chunk, grad);
       rec.embedding = x;
-      if (reduce_now && shared) {
-        dp_.flush(mb, chunk);
-        dp_.grad_ready(x, G::kWord, -1, mb, chunk);
-        dp_.flush(mb, chunk);
-        if (c_.m.learned_position_embeddings) dp_.grad_ready(x, G::kRestIn, -1, mb, chunk);
-      } else if (reduce_now) {
-        dp_.grad_ready(x, G::kInput, -1, mb, chunk);
-      }
+      if (reduce_now) input_grads_ready(x, mb, chunk);
     }
     if (reduce_now) dp_.flush(mb, chunk);
     flows_.erase({chunk, mb});
-    if (!split_) producers_.erase({chunk, mb});
+    if (split_) producers_[{chunk, mb}] = std::move(rec);
+  }
+
+  // The output parameters' gradients (LM head and final norm) are final at `producer`, the
+  // final norm's backward: the data-parallel calls for them (a tied word embedding in a bucket
+  // of its own).
+  void output_grads_ready(TaskId producer, int mb, int chunk) {
+    using G = DataParallel::Group;
+    if (!dp_.shared_embedding_bucket()) {
+      dp_.grad_ready(producer, G::kOutput, -1, mb, chunk);
+      return;
+    }
+    dp_.flush(mb, chunk);
+    dp_.grad_ready(producer, G::kWord, -1, mb, chunk);
+    dp_.flush(mb, chunk);
+    dp_.grad_ready(producer, G::kRestOut, -1, mb, chunk);
+  }
+  // The same for the input embedding's gradients, final at the embedding's backward.
+  void input_grads_ready(TaskId producer, int mb, int chunk) {
+    using G = DataParallel::Group;
+    if (!dp_.shared_embedding_bucket()) {
+      dp_.grad_ready(producer, G::kInput, -1, mb, chunk);
+      return;
+    }
+    dp_.flush(mb, chunk);
+    dp_.grad_ready(producer, G::kWord, -1, mb, chunk);
+    dp_.flush(mb, chunk);
+    if (c_.m.learned_position_embeddings) dp_.grad_ready(producer, G::kRestIn, -1, mb, chunk);
   }
 
   // What a split backward leaves to its W unit: the tasks after which each parameter group's
@@ -291,36 +302,16 @@ class StageWalk {
     const int vs = c_.virtual_stage(chunk);
     const int first = c_.first_layer(vs), end = c_.end_layer(vs);
     const bool reduce_now = c_.s.zero_stage >= 2 || last_for_chunk;
-    const bool shared = dp_.shared_embedding_bucket();
-    using G = DataParallel::Group;
     const std::map<int, TaskId> w = graph_.emit_weight(mb, chunk);
-    if (c_.last_virtual_stage(vs) && reduce_now) {
-      if (shared) {
-        dp_.flush(mb, chunk);
-        dp_.grad_ready(p.head, G::kWord, -1, mb, chunk);
-        dp_.flush(mb, chunk);
-        dp_.grad_ready(p.head, G::kRestOut, -1, mb, chunk);
-      } else {
-        dp_.grad_ready(p.head, G::kOutput, -1, mb, chunk);
-      }
-    }
+    if (c_.last_virtual_stage(vs) && reduce_now) output_grads_ready(p.head, mb, chunk);
     for (int l = end - 1; l >= first; --l) {
       const auto it = w.find(l);
       const TaskId x = it != w.end() ? it->second : p.layers.at(l);
-      if (reduce_now || c_.s.zero_stage == 3) dp_.grad_ready(x, G::kLayer, l, mb, chunk);
-    }
-    if (vs == 0 && reduce_now) {
-      if (shared) {
-        dp_.flush(mb, chunk);
-        dp_.grad_ready(p.embedding, G::kWord, -1, mb, chunk);
-        dp_.flush(mb, chunk);
-        if (c_.m.learned_position_embeddings) {
-          dp_.grad_ready(p.embedding, G::kRestIn, -1, mb, chunk);
-        }
-      } else {
-        dp_.grad_ready(p.embedding, G::kInput, -1, mb, chunk);
+      if (reduce_now || c_.s.zero_stage == 3) {
+        dp_.grad_ready(x, DataParallel::Group::kLayer, l, mb, chunk);
       }
     }
+    if (vs == 0 && reduce_now) input_grads_ready(p.embedding, mb, chunk);
     if (reduce_now) dp_.flush(mb, chunk);
   }
 

@@ -61,75 +61,19 @@ std::string describe(const Case& c) {
          " m=" + std::to_string(c.m) + " v=" + std::to_string(c.v);
 }
 
-// Runs all stages together, each as soon as its own previous unit and the unit it depends on
-// have finished (zero-cost communication). A unit's dependency:
-//   F(mb, c) on stage s: F(mb, c) on s - 1; on stage 0, F(mb, c - 1) on stage pp - 1 (c > 0);
-//   B(mb, c) on stage s: B(mb, c) on s + 1; on stage pp - 1, B(mb, c + 1) on stage 0 (c < v-1),
-//   or this stage's own F(mb, v - 1) for the last chunk;
-//   W(mb) on stage s: this stage's own B(mb).
+// Runs all stages of schedule `kind` together, each unit as soon as its stage's previous unit
+// and the unit it depends on have finished (zero-cost communication). Chunk c of stage s holds
+// virtual stage virtual_stage_of(kind, pp, s, c) (c * pp + s; ZB-V's V). A unit's dependency:
+//   F(mb) of virtual stage vs: F(mb) of vs - 1 (none for vs = 0);
+//   B(mb) of vs: B(mb) of vs + 1, or for the last virtual stage its own F(mb);
+//   W(mb) of vs: its own B(mb).
 // Returns the makespan, or -1 when some stage can never run its next unit (deadlock); `spans`,
 // when given, receives each stage's time from its first start to its last finish.
-long simulate(const std::vector<Order>& stages, int m, int v, long cost_f, long cost_b,
-              long cost_w = 1, std::vector<long>* spans = nullptr) {
-  const int pp = static_cast<int>(stages.size());
-  // finish[phase][stage][mb * v + c], -1 = not run yet.
-  std::vector<std::vector<std::vector<long>>> finish(
-      3, std::vector<std::vector<long>>(pp, std::vector<long>(m * v, -1)));
-  auto done = [&](UnitPhase p, int s, int mb, int c) -> long& {
-    return finish[static_cast<int>(p)][s][mb * v + c];
-  };
-  std::vector<std::size_t> next(pp, 0);
-  std::vector<long> free_at(pp, 0), start(pp, -1);
-  bool progress = true;
-  while (progress) {
-    progress = false;
-    for (int s = 0; s < pp; ++s) {
-      while (next[s] < stages[s].size()) {
-        const ScheduleUnit& u = stages[s][next[s]];
-        long ready = 0;
-        long cost = cost_b;
-        if (u.phase == UnitPhase::kForward) {
-          cost = cost_f;
-          if (s > 0) {
-            ready = done(UnitPhase::kForward, s - 1, u.micro_batch, u.chunk);
-          } else if (u.chunk > 0) {
-            ready = done(UnitPhase::kForward, pp - 1, u.micro_batch, u.chunk - 1);
-          }
-        } else if (u.phase == UnitPhase::kWeight) {
-          cost = cost_w;
-          ready = done(UnitPhase::kBackward, s, u.micro_batch, u.chunk);
-        } else if (s < pp - 1) {
-          ready = done(UnitPhase::kBackward, s + 1, u.micro_batch, u.chunk);
-        } else if (u.chunk < v - 1) {
-          ready = done(UnitPhase::kBackward, 0, u.micro_batch, u.chunk + 1);
-        } else {
-          ready = done(UnitPhase::kForward, s, u.micro_batch, u.chunk);
-        }
-        if (ready < 0) break;
-        const long begin = std::max(ready, free_at[s]);
-        if (start[s] < 0) start[s] = begin;
-        free_at[s] = begin + cost;
-        done(u.phase, s, u.micro_batch, u.chunk) = free_at[s];
-        ++next[s];
-        progress = true;
-      }
-    }
-  }
-  for (int s = 0; s < pp; ++s) {
-    if (next[s] != stages[s].size()) return -1;
-  }
-  if (spans != nullptr) {
-    spans->clear();
-    for (int s = 0; s < pp; ++s) spans->push_back(free_at[s] - start[s]);
-  }
-  return *std::max_element(free_at.begin(), free_at.end());
-}
-
-// ZB-V's V layout: the same replay with the units keyed by virtual stage. F(mb) of virtual
-// stage vs needs F(mb) of vs - 1, B(mb) of vs needs B(mb) of vs + 1 (the last one its own
-// forward), W its own B; chunk units cost 1 each. Returns the makespan or -1 (deadlock).
-long simulate_v(const std::vector<Order>& stages, int m, std::vector<long>* spans = nullptr) {
-  const int pp = static_cast<int>(stages.size()), vstages = 2 * pp;
+long simulate(Schedule kind, int pp, int m, int v, long cost_f, long cost_b, long cost_w = 1,
+              std::vector<long>* spans = nullptr) {
+  const std::vector<Order> stages = all_stages(kind, pp, m, v);
+  const int vstages = pp * v;
+  // finish[phase][vs * m + mb], -1 = not run yet.
   std::vector<std::vector<long>> finish(3, std::vector<long>(vstages * m, -1));
   auto done = [&](UnitPhase p, int vs, int mb) -> long& {
     return finish[static_cast<int>(p)][vs * m + mb];
@@ -141,11 +85,14 @@ long simulate_v(const std::vector<Order>& stages, int m, std::vector<long>* span
     for (int s = 0; s < pp; ++s) {
       while (next[s] < stages[s].size()) {
         const ScheduleUnit& u = stages[s][next[s]];
-        const int vs = virtual_stage_of(Schedule::kZbV, pp, s, u.chunk);
+        const int vs = virtual_stage_of(kind, pp, s, u.chunk);
         long ready = 0;
+        long cost = cost_b;
         if (u.phase == UnitPhase::kForward) {
+          cost = cost_f;
           if (vs > 0) ready = done(UnitPhase::kForward, vs - 1, u.micro_batch);
         } else if (u.phase == UnitPhase::kWeight) {
+          cost = cost_w;
           ready = done(UnitPhase::kBackward, vs, u.micro_batch);
         } else {
           ready = vs == vstages - 1 ? done(UnitPhase::kForward, vs, u.micro_batch)
@@ -154,7 +101,7 @@ long simulate_v(const std::vector<Order>& stages, int m, std::vector<long>* span
         if (ready < 0) break;
         const long begin = std::max(ready, free_at[s]);
         if (start[s] < 0) start[s] = begin;
-        free_at[s] = begin + 1;
+        free_at[s] = begin + cost;
         done(u.phase, vs, u.micro_batch) = free_at[s];
         ++next[s];
         progress = true;
@@ -263,11 +210,10 @@ TEST(Schedule, ZeroBubbleBubbles) {
   for (int pp = 1; pp <= 8; ++pp) {
     for (int m = pp; m <= 3 * pp; ++m) {
       SCOPED_TRACE("pp=" + std::to_string(pp) + " m=" + std::to_string(m));
-      EXPECT_EQ(simulate(all_stages(Schedule::kOneFOneB, pp, m, 1), m, 1, 1, 2),
-                3L * m + 3 * (pp - 1));
-      EXPECT_EQ(simulate(all_stages(Schedule::kZbH1, pp, m, 1), m, 1, 1, 1, 1), 3L * m + pp - 1);
+      EXPECT_EQ(simulate(Schedule::kOneFOneB, pp, m, 1, 1, 2), 3L * m + 3 * (pp - 1));
+      EXPECT_EQ(simulate(Schedule::kZbH1, pp, m, 1, 1, 1, 1), 3L * m + pp - 1);
       std::vector<long> spans;
-      const long h2 = simulate(all_stages(Schedule::kZbH2, pp, m, 1), m, 1, 1, 1, 1, &spans);
+      const long h2 = simulate(Schedule::kZbH2, pp, m, 1, 1, 1, 1, &spans);
       if (m >= 2 * pp - 1) {
         EXPECT_EQ(h2, 3L * m + pp - 1);
         for (long span : spans) EXPECT_EQ(span, 3L * m);
@@ -275,7 +221,7 @@ TEST(Schedule, ZeroBubbleBubbles) {
       // ZB-V: 6 m chunk units per stage (each chunk's F, B and W take one, half a stage's), and
       // 1F1B's memory; its fill and drain cost pp - 1 chunk units, half ZB-H1's, up to 4 more
       // where the list scheduler's choices collide.
-      const long v = simulate_v(all_stages(Schedule::kZbV, pp, m, 2), m, &spans);
+      const long v = simulate(Schedule::kZbV, pp, m, 2, 1, 1, 1, &spans);
       EXPECT_GE(v, 6L * m + pp - 1);
       EXPECT_LE(v, 6L * m + pp - 1 + 4);
     }
@@ -331,9 +277,7 @@ TEST(Schedule, EveryUnitOnceBackwardAfterForward) {
 TEST(Schedule, AllStagesTogetherFinishWithoutDeadlock) {
   for (const Case& c : sweep()) {
     SCOPED_TRACE(describe(c));
-    const std::vector<Order> stages = all_stages(c.kind, c.pp, c.m, c.v);
-    ASSERT_GT(c.kind == Schedule::kZbV ? simulate_v(stages, c.m) : simulate(stages, c.m, c.v, 1, 1),
-              0);
+    ASSERT_GT(simulate(c.kind, c.pp, c.m, c.v, 1, 1), 0);
   }
 }
 
@@ -382,8 +326,8 @@ TEST(Schedule, OneFOneBAndGPipeHaveTheTextbookBubble) {
     for (int m = 1; m <= 3 * pp; ++m) {
       SCOPED_TRACE("pp=" + std::to_string(pp) + " m=" + std::to_string(m));
       const long expected = (m + pp - 1) * (tf + tb);
-      EXPECT_EQ(simulate(all_stages(Schedule::kOneFOneB, pp, m, 1), m, 1, tf, tb), expected);
-      EXPECT_EQ(simulate(all_stages(Schedule::kGPipe, pp, m, 1), m, 1, tf, tb), expected);
+      EXPECT_EQ(simulate(Schedule::kOneFOneB, pp, m, 1, tf, tb), expected);
+      EXPECT_EQ(simulate(Schedule::kGPipe, pp, m, 1, tf, tb), expected);
     }
   }
 }
@@ -398,7 +342,7 @@ TEST(Schedule, InterleavingDividesTheBubbleByV) {
         SCOPED_TRACE("pp=" + std::to_string(pp) + " m=" + std::to_string(m) +
                      " v=" + std::to_string(v));
         const long expected = static_cast<long>(m) * v * 3 + (pp - 1) * 3;
-        EXPECT_EQ(simulate(all_stages(Schedule::kInterleaved, pp, m, v), m, v, 1, 2), expected);
+        EXPECT_EQ(simulate(Schedule::kInterleaved, pp, m, v, 1, 2), expected);
       }
     }
   }
