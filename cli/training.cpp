@@ -100,6 +100,11 @@ void check_runnable(const strategies::Plan& plan, bool synthetic) {
   auto refuse = [](const std::string& field, const std::string& value, const std::string& rule) {
     throw ConfigError(field + " = " + value + ": " + rule);
   };
+  if (m.is_moe()) {
+    refuse("model.num_experts", std::to_string(m.moe.num_experts),
+           "the CPU executor does not run mixture-of-experts layers yet (plan and simulate do; "
+           "issue 20); use a dense model");
+  }
   if (m.family != strategies::ModelFamily::kGpt || m.norm != strategies::NormKind::kLayerNorm ||
       m.hidden_act != strategies::Activation::kGelu || !m.learned_position_embeddings ||
       !m.bias) {

@@ -68,6 +68,12 @@ QColor block_color(strategies::Block b) {
       return QColor(239, 108, 0);
     case Block::kOptimizer:
       return QColor(120, 120, 120);
+    case Block::kMoeRouter:
+      return QColor(102, 187, 106);
+    case Block::kMoeExperts:
+      return QColor(46, 125, 50);
+    case Block::kMoeCombine:
+      return QColor(165, 214, 167);
     case Block::kNone:
       break;
   }

@@ -26,7 +26,7 @@ enum class OpClass : std::uint8_t {
 };
 inline constexpr int kNumOpClasses = 7;
 // Plan blocks, Block::kNone included (indexes of per-block tables).
-inline constexpr int kNumBlocks = static_cast<int>(strategies::Block::kOptimizer) + 1;
+inline constexpr int kNumBlocks = static_cast<int>(strategies::Block::kMoeCombine) + 1;
 // "gemm", "attention_core", "norm", "embedding", "optimizer", "fused_attention", "fp8_gemm": the
 // file's keys. fused_attention is the op class of the fused attention kernel (strategy attention
 // "fused"), whose FLOPs are counted as its benchmarks count them (strategies::OpCost); fp8_gemm

@@ -55,8 +55,12 @@ RooflineTerms price(const DeviceClass& dc, const OpEfficiency& op, Phase phase, 
   return out;
 }
 
+// A GEMM kernel: a linear layer's, or an MoE layer's grouped GEMM over its experts (one kernel
+// for all of them, as Megatron-Core's grouped GEMM runs).
 bool is_linear(OpKind k) {
-  return k == OpKind::kLinear || k == OpKind::kLinearBwdData || k == OpKind::kLinearBwdWeight;
+  return k == OpKind::kLinear || k == OpKind::kLinearBwdData || k == OpKind::kLinearBwdWeight ||
+         k == OpKind::kGroupedLinear || k == OpKind::kGroupedLinearBwdData ||
+         k == OpKind::kGroupedLinearBwdWeight;
 }
 
 }  // namespace
@@ -90,6 +94,9 @@ OpClass op_kind_class(OpKind k) {
     case OpKind::kLinearBwdWeight:
     case OpKind::kSoftmaxStats:
     case OpKind::kCrossEntropyBwd:
+    case OpKind::kGroupedLinear:
+    case OpKind::kGroupedLinearBwdData:
+    case OpKind::kGroupedLinearBwdWeight:
       return OpClass::kGemm;
     case OpKind::kAttention:
     case OpKind::kAttentionBwd:
@@ -114,6 +121,12 @@ OpClass op_kind_class(OpKind k) {
     case OpKind::kKvUnpack:
     case OpKind::kFp8Cast:
     case OpKind::kCopy:
+    case OpKind::kMoeRoute:
+    case OpKind::kMoeRouteBwd:
+    case OpKind::kMoePermute:
+    case OpKind::kMoePermuteBwd:
+    case OpKind::kMoeUnpermute:
+    case OpKind::kMoeUnpermuteBwd:
       return OpClass::kNorm;
     case OpKind::kEmbedding:
     case OpKind::kEmbeddingBwd:
@@ -127,6 +140,7 @@ OpClass op_kind_class(OpKind k) {
     case OpKind::kSend:
     case OpKind::kRecv:
     case OpKind::kRingShift:
+    case OpKind::kAllToAll:
       break;
   }
   STRATA_CHECK(false, std::string("op kind ") + strategies::op_kind_name(k) +
@@ -156,6 +170,11 @@ Phase op_kind_phase(OpKind k) {
     case OpKind::kSwigluBwd:
     case OpKind::kResidualAddBwd:
     case OpKind::kCrossEntropyBwd:
+    case OpKind::kMoeRouteBwd:
+    case OpKind::kMoePermuteBwd:
+    case OpKind::kMoeUnpermuteBwd:
+    case OpKind::kGroupedLinearBwdData:
+    case OpKind::kGroupedLinearBwdWeight:
       return Phase::kBackward;
     default:
       return Phase::kForward;

@@ -1,6 +1,8 @@
 // plan.json's reader (the writer is strategies/plan_json.cpp).
 #include "results/plan.hpp"
 
+#include <cmath>
+
 #include "common/error.hpp"
 #include "results/detail/read.hpp"
 #include "strategies/plan_json.hpp"
@@ -21,9 +23,29 @@ Plan plan_from_json(const json::Json& j, const std::string& file) {
   plan.world_size = detail::small_int(r, "world_size", 1);
   plan.num_micro_batches = detail::small_int(r, "num_micro_batches", 1);
   plan.virtual_stages = detail::small_int(r, "virtual_stages", 1);
+  if (r.has("expert_shares")) {
+    const json::Json& shares = r.get_raw("expert_shares");
+    double sum = 0;
+    if (shares.is_array()) {
+      for (const json::Json& v : shares) {
+        if (!v.is_number() || v.get<double>() < 0 || v.get<double>() > 1) {
+          json::fail(r.field("expert_shares"), shares, "must be a list of numbers in [0, 1]");
+        }
+        plan.expert_shares.push_back(v.get<double>());
+        sum += v.get<double>();
+      }
+    }
+    if (!shares.is_array() || static_cast<int>(shares.size()) != plan.strategy.ep ||
+        std::abs(sum - 1.0) > 1e-6) {
+      json::fail(r.field("expert_shares"), shares,
+                 "must hold one share per expert-parallel rank (ep = " +
+                     std::to_string(plan.strategy.ep) + "), summing to 1");
+    }
+  }
   plan.pp = plan.strategy.pp;
   plan.zero_shard_group =
       plan.strategy.zero_shard() < plan.strategy.dp ? plan.strategy.zero_shard() : 0;
+  plan.experts_across_tp = plan.model.is_moe() && plan.strategy.expert_tp_size() < plan.strategy.tp;
   plan.model_name = plan.model.name;
   plan.strategy_name = plan.strategy.name;
   const std::string order = plan.strategy.order_string();

@@ -380,6 +380,8 @@ class Replayer {
     strategies::GroupRef group;
     double bytes = 0;
     bool shadow = false;  // a folded peer group's copy: flows only, no tasks
+    // An expert-parallel all-to-all's direction (Task::tag): 1 dispatch, 2 combine; else 0.
+    std::uint32_t direction = 0;
     // Folding by symmetry: the flows are bundles with their sigma copies (the peers' groups);
     // with `orbit`, the group is one tensor-parallel group, whose flows sigma permutes among
     // themselves: only those from ranks[0] run, each completing its images (`implied`).
@@ -417,6 +419,9 @@ class Replayer {
       in.kind = t.collective;
       in.group = t.group;
       in.bytes = t.bytes;
+      if (t.collective == CollectiveKind::kAllToAll && t.purpose == strategies::Purpose::kEp) {
+        in.direction = t.tag;
+      }
       for (int m : members) in.expected += active(m) ? 1 : 0;
     }
     const std::size_t id = it->second;
@@ -458,7 +463,10 @@ class Replayer {
         in.kind, in.ranks, in.bytes, plan_.cluster, choice.software_latency_s);
     ++(cost_.measures_collective(in.kind, in.ranks, plan_.cluster) ? usage_.collectives_measured
                                                                     : usage_.collectives_modelled);
-    in.flows = std::make_unique<FlowSchedule>(plan_collective(in.kind, in.ranks, in.bytes, detail));
+    in.flows = std::make_unique<FlowSchedule>(
+        in.direction != 0 && !plan_.expert_shares.empty()
+            ? plan_all_to_all(in.ranks, expert_matrix(in), detail)
+            : plan_collective(in.kind, in.ranks, in.bytes, detail));
     if (in.orbit) in.implied = detail::orbit_images(plan_, *in.flows, in.ranks);
     for (int f : in.flows->initial()) {
       if (!in.orbit || in.flows->flow(f).is_delay() || in.flows->flow(f).from == in.ranks.front()) {
@@ -466,6 +474,29 @@ class Replayer {
       }
     }
     if (in.flows->done()) complete_instance(id);
+  }
+
+  // Mixture of experts: an expert-parallel all-to-all's byte matrix from the routing
+  // (ProgramSet::expert_shares, by expert-parallel index = position in the group). In the
+  // dispatch direction member i sends share[j] of its rows to member j; the combine sends them
+  // back (the transpose). A dispatch's size is the rows a member sends; a combine's is the
+  // received rows of the most loaded member (the program's buffer), ep x the largest share of
+  // them.
+  profiler::ByteMatrix expert_matrix(const Instance& in) const {
+    const std::vector<double>& share = plan_.expert_shares;
+    const std::size_t n = in.ranks.size();
+    STRATA_CHECK(share.size() == n, "an expert-parallel all-to-all over " + std::to_string(n) +
+                                        " ranks with " + std::to_string(share.size()) +
+                                        " routing shares");
+    const double most = *std::max_element(share.begin(), share.end());
+    const double sent = in.direction == 1 ? in.bytes : in.bytes / (static_cast<double>(n) * most);
+    profiler::ByteMatrix m(n, std::vector<double>(n, 0.0));
+    for (std::size_t i = 0; i < n; ++i) {
+      for (std::size_t j = 0; j < n; ++j) {
+        m[i][j] = sent * (in.direction == 1 ? share[j] : share[i]);
+      }
+    }
+    return m;
   }
 
   // With tensor-parallel folding, the folded peers of this collective's members run the same
@@ -486,6 +517,7 @@ class Replayer {
         shadow.kind = instances_[id].kind;
         shadow.group = instances_[id].group;
         shadow.bytes = instances_[id].bytes;
+        shadow.direction = instances_[id].direction;
         shadow.shadow = true;
         start_flows(instances_.size() - 1);
       }

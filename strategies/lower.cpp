@@ -38,6 +38,15 @@ PlanTotals compute_totals(const Plan& plan) {
       }
     }
   }
+  if (plan.model.is_moe()) {
+    // Every rank of a stage runs one program, whose experts are sized for the most loaded
+    // expert-parallel rank: the sum over ranks overstates the routed work under imbalanced
+    // routing. The model's FLOPs are the routed tokens' (accounting); the recomputed forwards
+    // stay the Plan's.
+    const FlopCount model = step_flops(plan.model, plan.strategy).model;
+    out.flops.hardware = out.flops.hardware - out.flops.model + model;
+    out.flops.model = model;
+  }
   return out;
 }
 
@@ -70,12 +79,46 @@ void check_lowerable(const StrategySpec& s) {
   }
 }
 
-void check_lowerable(const ModelSpec& m, const StrategySpec& s) {
-  if (m.is_moe()) {
-    throw ConfigError("model.num_experts = " + std::to_string(m.moe.num_experts) +
-                      ": mixture-of-experts layers are validated but not lowered yet (issue 20); "
-                      "plan, simulate and run need a dense model for now");
+// Mixture-of-experts layers are lowered with expert_tp = tp, routed experts only, and without
+// the strategy features whose interplay with expert parallelism is not modelled yet.
+void check_moe_lowerable(const ModelSpec& m, const StrategySpec& s) {
+  const auto refuse = [](const std::string& field, const std::string& value,
+                         const std::string& why) {
+    throw ConfigError(field + " = " + value + ": " + why +
+                      " with a mixture-of-experts model is not lowered yet");
+  };
+  const auto str = [](auto v) { return std::to_string(v); };
+  if (m.moe.n_shared_experts > 0) {
+    throw ConfigError("model.n_shared_experts = " + str(m.moe.n_shared_experts) +
+                      ": shared experts are validated but not lowered yet; plan, simulate and "
+                      "run need routed experts only (n_shared_experts 0)");
   }
+  if (s.expert_tp_size() != s.tp && s.expert_tp_size() != 1) {
+    refuse("strategy.expert_tp", str(s.expert_tp_size()),
+           "an expert_tp other than 1 or tp (" + str(s.tp) + ")");
+  }
+  if (s.tp > 1 && !s.sequence_parallel) {
+    throw ConfigError("strategy.sequence_parallel = false: expert parallelism with tp = " +
+                      str(s.tp) + " needs sequence_parallel true (Megatron-Core's rule: each "
+                      "tensor-parallel rank routes its own rows)");
+  }
+  if (s.cp > 1) refuse("strategy.cp", str(s.cp), "context parallelism");
+  if (s.uses_fp8()) refuse("strategy.fp8", "on", "FP8");
+  if (s.tp_comm_overlap) refuse("strategy.tp_comm_overlap", "true", "tp_comm_overlap");
+  if (s.zero_stage == 3) refuse("strategy.zero_stage", "3", "ZeRO-3");
+  if (s.zero_shard() < s.dp) {
+    refuse("strategy.zero_shard_group", str(s.zero_shard()), "hybrid sharding");
+  }
+  for (std::size_t i = 0; i < s.layer_overrides.size(); ++i) {
+    if (s.layer_overrides[i].tp != 0 && s.layer_overrides[i].tp != s.tp) {
+      refuse("strategy.layer_overrides[" + str(i) + "].tp", str(s.layer_overrides[i].tp),
+             "a per-layer tp");
+    }
+  }
+}
+
+void check_lowerable(const ModelSpec& m, const StrategySpec& s) {
+  if (m.is_moe()) check_moe_lowerable(m, s);
   check_lowerable(s);
 }
 
@@ -98,8 +141,14 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
   plan.world_size = world_size;
   plan.pp = s.pp;
   plan.zero_shard_group = s.zero_shard() < s.dp ? s.zero_shard() : 0;
+  plan.experts_across_tp = m.is_moe() && s.expert_tp_size() < s.tp;
   plan.num_micro_batches = s.num_micro_batches();
   plan.virtual_stages = s.virtual_stages;
+  if (m.is_moe()) {  // the rows a rank routes: its micro-batch, 1/tp of it under sp
+    const std::int64_t rows = static_cast<std::int64_t>(s.micro_batch_size) * m.seq_length /
+                              (s.sequence_parallel ? s.tp : 1);
+    plan.expert_shares = expert_dispatch(m, s, rows).shares;
+  }
   plan.model_name = m.name;
   plan.strategy_name = s.name;
   plan.provenance.strata_version = version();

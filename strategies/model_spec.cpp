@@ -119,6 +119,7 @@ struct MoeKeys {
   std::string first_dense = "first_k_dense_replace";
   std::string freq = "moe_layer_freq";
   std::string aux = "router_aux_loss_coef";
+  std::string norm = "norm_topk_prob";
 };
 
 // Defaults of the fields a format may leave out (0 = required).
@@ -126,6 +127,7 @@ struct MoeDefaults {
   int experts = 0;
   int top_k = 0;
   double aux = 0;
+  bool norm = true;
 };
 
 // Reads the MoE fields (m's layers and intermediate_size already read) and checks every rule:
@@ -182,6 +184,7 @@ void read_moe(json::ObjectReader& r, ModelSpec& m, const MoeKeys& keys, const Mo
   if (!(e.router_aux_loss_coef >= 0) || !std::isfinite(e.router_aux_loss_coef)) {
     json::fail(r.field(keys.aux), e.router_aux_loss_coef, "must be a finite number >= 0");
   }
+  e.norm_topk_prob = keys.norm.empty() ? d.norm : r.get_bool_or(keys.norm, d.norm);
 }
 
 const std::vector<std::string> kOurMoeKeys = {"num_experts",
@@ -191,7 +194,8 @@ const std::vector<std::string> kOurMoeKeys = {"num_experts",
                                               "shared_expert_intermediate_size",
                                               "first_k_dense_replace",
                                               "moe_layer_freq",
-                                              "router_aux_loss_coef"};
+                                              "router_aux_loss_coef",
+                                              "norm_topk_prob"};
 
 ModelSpec parse_ours(const Json& j, const std::string& what) {
   json::ObjectReader r(j, what);
@@ -384,8 +388,9 @@ void read_hf_mixtral(json::ObjectReader& r, ModelSpec& m) {
   MoeKeys keys;
   keys.experts = "num_local_experts";
   keys.expert_size = "intermediate_size";
-  keys.shared = keys.shared_size = keys.first_dense = keys.freq = "";
-  read_moe(r, m, keys, {8, 2, 0.001});  // MixtralConfig's defaults
+  keys.shared = keys.shared_size = keys.first_dense = keys.freq = keys.norm = "";
+  // MixtralConfig's defaults; Mixtral's weights are the softmax over the top k (normalised).
+  read_moe(r, m, keys, {8, 2, 0.001, true});
 }
 
 // Hugging Face DeepSeek-MoE ("deepseek") and DeepSeek-V2/V3 ("deepseek_v2", "deepseek_v3"):
@@ -419,7 +424,9 @@ void read_hf_deepseek(json::ObjectReader& r, ModelSpec& m, bool mla) {
   keys.experts = "n_routed_experts";
   keys.shared_size = "";  // each shared expert is moe_intermediate_size wide
   keys.aux = "aux_loss_alpha";
-  read_moe(r, m, keys, {0, 0, 0.001});  // DeepseekV2Config's aux_loss_alpha
+  // DeepseekV2Config's aux_loss_alpha and norm_topk_prob (false: the weights are the top k's
+  // softmax probabilities as they are).
+  read_moe(r, m, keys, {0, 0, 0.001, false});
 }
 
 ModelSpec parse_huggingface(const Json& j, const std::string& what) {
@@ -506,7 +513,8 @@ std::vector<std::string> huggingface_keys(const std::string& model_type) {
     } else if (model_type != "llama") {
       own.insert(own.end(),
                  {"n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
-                  "n_shared_experts", "first_k_dense_replace", "moe_layer_freq", "aux_loss_alpha"});
+                  "n_shared_experts", "first_k_dense_replace", "moe_layer_freq", "aux_loss_alpha",
+                  "norm_topk_prob"});
     }
     if (model_type == "deepseek_v2" || model_type == "deepseek_v3") {
       own.insert(own.end(), {"mla_as_mha", "kv_lora_rank", "q_lora_rank", "qk_nope_head_dim",
@@ -561,6 +569,7 @@ Json to_json(const ModelSpec& m) {
     j["first_k_dense_replace"] = e.first_k_dense_replace;
     j["moe_layer_freq"] = e.moe_layer_freq;
     j["router_aux_loss_coef"] = e.router_aux_loss_coef;
+    j["norm_topk_prob"] = e.norm_topk_prob;
   }
   // Our format has no origin key: a converted config records it in its provenance instead.
   std::string source = m.source;

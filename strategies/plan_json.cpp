@@ -37,6 +37,7 @@ json::Json plan_to_json(const Plan& plan) {
   j["world_size"] = plan.world_size;
   j["num_micro_batches"] = plan.num_micro_batches;
   j["virtual_stages"] = plan.virtual_stages;
+  if (!plan.expert_shares.empty()) j["expert_shares"] = plan.expert_shares;
   j["layouts"] = json::Json::array();
   for (const auto& g : plan.layouts) j["layouts"].push_back(layout_json(g));
   j["layer_layout"] = plan.layer_layout;

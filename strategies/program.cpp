@@ -58,6 +58,9 @@ const char* block_name(Block b) {
     case Block::kFinalNorm: return "final_norm";
     case Block::kLmHead: return "lm_head";
     case Block::kOptimizer: return "optimizer";
+    case Block::kMoeRouter: return "moe_router";
+    case Block::kMoeExperts: return "moe_experts";
+    case Block::kMoeCombine: return "moe_combine";
   }
   return "?";
 }
@@ -101,6 +104,8 @@ const char* group_kind_name(GroupKind g) {
     case GroupKind::kReshard: return "reshard";
     case GroupKind::kShard: return "shard";
     case GroupKind::kReplica: return "replica";
+    case GroupKind::kEp: return "ep";
+    case GroupKind::kExpertDp: return "expert_dp";
   }
   return "?";
 }
@@ -224,6 +229,24 @@ const char* tensor_kind_name(TensorKind k) {
     case TensorKind::kBucketAdamM: return "adam_m";
     case TensorKind::kBucketAdamV: return "adam_v";
     case TensorKind::kBucketGathered: return "params.gathered";
+    case TensorKind::kRouterWeight: return "moe.router.weight";
+    case TensorKind::kExpertFc1Weight: return "moe.experts.fc1.weight";
+    case TensorKind::kExpertFc2Weight: return "moe.experts.fc2.weight";
+    case TensorKind::kRouterLogits: return "moe.router.logits";
+    case TensorKind::kRouterProbs: return "moe.router.probs";
+    case TensorKind::kRouterIndices: return "moe.router.indices";
+    case TensorKind::kRouterWeights: return "moe.router.weights";
+    case TensorKind::kMoeRowOf: return "moe.row_of";
+    case TensorKind::kMoeCounts: return "moe.counts";
+    case TensorKind::kMoeRecvCounts: return "moe.received_counts";
+    case TensorKind::kMoePermuted: return "moe.permuted";
+    case TensorKind::kMoeReceived: return "moe.received";
+    case TensorKind::kMoeExpertIn: return "moe.experts.in";
+    case TensorKind::kMoeFc1Out: return "moe.experts.fc1.out";
+    case TensorKind::kMoeAct: return "moe.experts.act";
+    case TensorKind::kMoeExpertOut: return "moe.experts.out";
+    case TensorKind::kMoeReturned: return "moe.returned";
+    case TensorKind::kMoeCombined: return "moe.combined";
   }
   return "?";
 }
@@ -260,6 +283,16 @@ const char* op_kind_name(OpKind k) {
     case OpKind::kAdamW: return "adamw";
     case OpKind::kFp8Cast: return "fp8_cast";
     case OpKind::kCopy: return "copy";
+    case OpKind::kMoeRoute: return "moe_route";
+    case OpKind::kMoeRouteBwd: return "moe_route_bwd";
+    case OpKind::kMoePermute: return "moe_permute";
+    case OpKind::kMoePermuteBwd: return "moe_permute_bwd";
+    case OpKind::kMoeUnpermute: return "moe_unpermute";
+    case OpKind::kMoeUnpermuteBwd: return "moe_unpermute_bwd";
+    case OpKind::kGroupedLinear: return "grouped_linear";
+    case OpKind::kGroupedLinearBwdData: return "grouped_linear_bwd_data";
+    case OpKind::kGroupedLinearBwdWeight: return "grouped_linear_bwd_weight";
+    case OpKind::kAllToAll: return "all_to_all";
     case OpKind::kAllReduce: return "all_reduce";
     case OpKind::kAllGather: return "all_gather";
     case OpKind::kReduceScatter: return "reduce_scatter";
@@ -412,12 +445,41 @@ OpCost op_cost(const Op& op) {
       }
       break;
     }
+    case OpKind::kMoeRoute:
+    case OpKind::kMoeRouteBwd:
+      // Read the logits (or the weights' gradient and the probabilities), write the
+      // probabilities (or the logits' gradient) in fp32; the k indices and weights.
+      c.elementwise_bytes = d(0) * (d(1) * (e + 4.0) + 8.0 * d(2));
+      break;
+    case OpKind::kMoePermute:
+    case OpKind::kMoePermuteBwd:
+    case OpKind::kMoeUnpermute:
+    case OpKind::kMoeUnpermuteBwd: {
+      // A gather or scatter of rows: read and write the dispatched rows once (the unpermute
+      // reads the token rows it adds into; its backward also reads the rows for d(weights)).
+      const bool un = op.kind == OpKind::kMoeUnpermute || op.kind == OpKind::kMoeUnpermuteBwd;
+      const double rows = un ? d(3) : d(4), tokens = d(0) * d(1);
+      const double extra = op.kind == OpKind::kMoeUnpermute      ? 2.0 * tokens
+                           : op.kind == OpKind::kMoeUnpermuteBwd ? tokens + rows * d(1)
+                                                                 : tokens;
+      c.elementwise_bytes = e * (rows * d(1) + extra);
+      break;
+    }
+    case OpKind::kGroupedLinear:
+    case OpKind::kGroupedLinearBwdData:
+    case OpKind::kGroupedLinearBwdWeight:
+      // The rank's experts' GEMMs over their rows: 2 M K N FLOPs in all; the rows' matrices
+      // once and every expert's weight once.
+      c.flops = 2.0 * d(0) * d(1) * d(2);
+      c.bytes = e * (d(0) * d(1) + d(4) * d(1) * d(2) + d(0) * d(2));
+      break;
     case OpKind::kAllReduce:
     case OpKind::kAllGather:
     case OpKind::kReduceScatter:
     case OpKind::kSend:
     case OpKind::kRecv:
     case OpKind::kRingShift:
+    case OpKind::kAllToAll:
       c.bytes = e * d(0);  // nccl-tests' "size" (see the task contract in program.hpp)
       break;
   }
@@ -490,6 +552,19 @@ std::vector<int> Topology::group_ranks(int rank, const GroupRef& g) const {
       return layouts.at(g.layout).group(rank, Dim::kCp);
     case GroupKind::kDpCp:
       return layouts.at(g.layout).group(rank, {Dim::kDp, Dim::kCp});
+    case GroupKind::kEp:
+      return layouts.at(g.layout).group(rank, Dim::kEp);
+    case GroupKind::kExpertDp: {  // the data-parallel ranks with the rank's expert index
+      const RankGrid& grid = layouts.at(g.layout);
+      const int ep = grid.coord(rank, Dim::kEp);
+      std::vector<int> out;
+      const std::vector<int> ranks = experts_across_tp ? grid.group(rank, {Dim::kDp, Dim::kTp})
+                                                       : grid.group(rank, Dim::kDp);
+      for (int q : ranks) {
+        if (grid.coord(q, Dim::kEp) == ep) out.push_back(q);
+      }
+      return out;
+    }
     case GroupKind::kEmbedding: {
       Coords c = grid().coords(rank);
       const int pp_index = static_cast<int>(Dim::kPp);

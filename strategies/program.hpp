@@ -79,6 +79,10 @@ enum class Block : std::uint8_t {
   kFinalNorm,
   kLmHead,   // logits and cross-entropy loss
   kOptimizer,
+  // later additions: a mixture-of-experts feed-forward block (expert_parallel.cpp)
+  kMoeRouter,   // router GEMM, top-k and the tokens' permutation by expert
+  kMoeExperts,  // the rank's experts: grouped fc1, the activation, grouped fc2
+  kMoeCombine,  // the weighted sum of each token's expert outputs, plus the residual
 };
 enum class CollectiveKind : std::uint8_t {
   kNone,
@@ -105,6 +109,9 @@ enum class GroupKind : std::uint8_t {
                // (the same index in their shard groups)
   kCp,         // context-parallel group: the ranks holding the other parts of the sequences
   kDpCp,       // dp x cp: the gradient-reduction group with context parallelism (Megatron's)
+  kEp,         // expert-parallel group: the ranks holding the other experts (inside dp)
+  kExpertDp,   // expert-data-parallel group: the ranks holding the same experts (dp / ep of
+               // them, times tp when Topology::experts_across_tp)
 };
 
 const char* task_kind_name(TaskKind k);
@@ -179,6 +186,24 @@ enum class TensorKind : std::uint8_t {
   kBucketMaster, kBucketAdamM, kBucketAdamV, kBucketGathered,
   // later additions, appended so that earlier values keep their numbers
   kFp8Scaling,  // strategy fp8: a layer's delayed-scaling state (amax histories, scales)
+  // mixture of experts (per MoE layer): parameters, then tensors
+  kRouterWeight,     // (E, C), replicated
+  kExpertFc1Weight,  // (E_local, up / expert_tp, C): the rank's experts' fc1 (gate and up)
+  kExpertFc2Weight,  // (E_local, C, F / expert_tp)
+  kRouterLogits,     // (R, E)
+  kRouterProbs,      // (R, E) fp32 softmax over the experts
+  kRouterIndices,    // (R, k) int32: each row's experts, highest probability first
+  kRouterWeights,    // (R, k) fp32: their combine weights
+  kMoeRowOf,         // (R, k) int32: the dispatched row of each choice, -1 when dropped
+  kMoeCounts,        // (E) int32: rows sent to each expert
+  kMoeRecvCounts,    // (ep, E_local) int32: rows received from each source for each expert
+  kMoePermuted,      // (S, C): the rank's rows grouped by expert (the dispatch's input)
+  kMoeReceived,      // (S_recv, C): rows received for the rank's experts
+  kMoeExpertIn,      // (expert_tp S_recv, C): received rows gathered over expert_tp
+  kMoeFc1Out, kMoeAct,
+  kMoeExpertOut,     // (expert_tp S_recv, C): the experts' output (partial sums over expert_tp)
+  kMoeReturned,      // (S_recv, C): reduce-scattered over expert_tp (the combine's input)
+  kMoeCombined,      // (S, C): the rank's rows back from the experts, in dispatch order
 };
 const char* tensor_kind_name(TensorKind k);
 
@@ -281,6 +306,33 @@ struct Buffer {
 //                      kPartitioned the rank updates its part of the bucket (partition()): an
 //                      operand holding the whole bucket is read at the part's offset, one
 //                      holding a part (rounded up) from 0
+//   kMoeRoute          dims {R, E, k, normalize}; in {logits (R,E)}; out {probs (R,E) fp32,
+//                      indices (R,k) int32, weights (R,k) fp32}: softmax over the experts, the
+//                      k most probable (ties: the lower index), their probabilities as weights
+//                      (normalize 1: divided by their sum); param = the auxiliary loss's
+//                      coefficient (Switch's load-balancing loss on the rank's rows)
+//   kMoeRouteBwd       dims as kMoeRoute; in {d(weights), probs, indices}; out {d(logits)}
+//   kMoePermute        dims {R, C, E, k, S rows out, capacity per expert (0: dropless)};
+//                      in {x (R,C), indices, weights}; out {rows (S,C), row of each choice
+//                      (R,k) int32, -1 when dropped, counts (E) int32}: rows grouped by expert
+//                      (expert order, then token order); a full expert keeps its highest-weight
+//                      tokens
+//   kMoePermuteBwd     dims as kMoePermute; in {d(rows), row of}; out {dx (R,C)}; flag
+//                      kAccumulate: added into dx
+//   kMoeUnpermute      dims {R, C, k, S}; in {rows (S,C), row of, weights}; out {y (R,C)
+//                      (acc)}: y += the weighted sum of each token's expert outputs
+//   kMoeUnpermuteBwd   dims as kMoeUnpermute; in {dy (R,C), rows, row of, weights};
+//                      out {d(rows) (S,C), d(weights) (R,k)}
+//   kGroupedLinear     dims {M rows, K, N, segments, G experts}; in {x (M,K), weights
+//                      (G,N,K), counts (segments) int32}; out {y (M,N)}: consecutive row
+//                      segments, segment s through expert s mod G (rows after the last: 0)
+//   kGroupedLinearBwdData / BwdWeight   dims as kGroupedLinear; in {dy, weights, counts} /
+//                      {dy, x, counts}; out {dx} / {weight grads (G,N,K) (acc)}
+//   kAllToAll          dims {message elements (the input: nccl-tests' "size")}; in {rows,
+//                      [counts]}; out {rows, [counts]}: group ep; task tag 1 = the dispatch
+//                      direction (each member sends its rows grouped by destination), 2 = the
+//                      combine's (the rows go back); ProgramSet::expert_shares gives the byte
+//                      matrix (routing imbalance)
 //   Parameter-gradient outputs are accumulated into unless flag kOverwrite says they are
 //   written (fresh gradients of a separate accumulation kernel).
 //   kAllReduce, kAllGather, kReduceScatter, kSend, kRecv, kRingShift (every member sends its
@@ -309,6 +361,10 @@ enum class OpKind : std::uint8_t {
   // later additions, appended so that earlier values keep their numbers
   kFp8Cast,  // strategy fp8: quantize (and transpose) a GEMM input (element-wise)
   kCopy,     // an element-wise copy (tp_comm_overlap: the rank's rows into a gathered buffer)
+  // mixture of experts (expert_parallel.cpp)
+  kMoeRoute, kMoeRouteBwd, kMoePermute, kMoePermuteBwd, kMoeUnpermute, kMoeUnpermuteBwd,
+  kGroupedLinear, kGroupedLinearBwdData, kGroupedLinearBwdWeight,
+  kAllToAll,
 };
 const char* op_kind_name(OpKind k);
 
@@ -474,6 +530,9 @@ struct Topology {
   // Hybrid sharding: the size of a kShard group in data-parallel ranks of layout 0 (the
   // strategy's zero_shard_group); 0 = the whole data-parallel group.
   int zero_shard_group = 0;
+  // Mixture of experts with expert_tp 1 under tp > 1: each tensor-parallel rank holds whole
+  // experts, so the ranks holding the same experts (kExpertDp) span the tp group too.
+  bool experts_across_tp = false;
 
   const RankGrid& grid() const { return layouts.front(); }
   int stage_of(int rank) const { return grid().coord(rank, Dim::kPp); }
@@ -507,6 +566,11 @@ struct ProgramSet : Topology {
   std::vector<Program> programs;  // one per pipeline stage
   int num_micro_batches = 0;
   int virtual_stages = 1;         // model chunks per pipeline rank (task names)
+  // Mixture of experts: the share of a rank's dispatched rows that goes to the experts of
+  // expert-parallel index j, j = 0 .. ep-1 (summing to 1; from the strategy's expert_routing
+  // after capacity drops); empty for a dense model. The all-to-alls' byte matrices: in the
+  // dispatch direction member i sends (its rows) x share[j] to member j.
+  std::vector<double> expert_shares;
   std::string model_name, strategy_name;
   Provenance provenance;
 

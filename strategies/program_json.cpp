@@ -43,12 +43,12 @@ E parse_enum(const std::string& s, const std::string& field, F name_of, int coun
   throw ConfigError(field + " = \"" + s + "\": unknown; expected one of " + known);
 }
 
-constexpr int kTaskKinds = 4, kStreams = 6, kPhases = 5, kBlocks = 12, kPurposes = 9,
+constexpr int kTaskKinds = 4, kStreams = 6, kPhases = 5, kBlocks = 15, kPurposes = 9,
               kDTypes = 7, kShards = 4, kInits = 3;
 constexpr int kCollectives = static_cast<int>(CollectiveKind::kRingShift) + 1;
-constexpr int kGroupKinds = static_cast<int>(GroupKind::kDpCp) + 1;
-constexpr int kOpKinds = static_cast<int>(OpKind::kCopy) + 1;               // the last kind
-constexpr int kTensorKinds = static_cast<int>(TensorKind::kFp8Scaling) + 1;  // the last kind
+constexpr int kGroupKinds = static_cast<int>(GroupKind::kExpertDp) + 1;
+constexpr int kOpKinds = static_cast<int>(OpKind::kAllToAll) + 1;           // the last kind
+constexpr int kTensorKinds = static_cast<int>(TensorKind::kMoeCombined) + 1;  // the last kind
 
 const char* init_kind_name(Init i) {
   switch (i) {

@@ -35,6 +35,9 @@ struct MoeSpec {
   int first_k_dense_replace = 0;            // the first layers are dense
   int moe_layer_freq = 1;                   // then every moe_layer_freq-th layer is MoE
   double router_aux_loss_coef = 0;          // load-balancing loss weight (0: none)
+  // The combine weights: the top k's softmax probabilities divided by their sum (Mixtral's,
+  // DeepSeek-V3's) or as they are (DeepSeek-V2's norm_topk_prob false).
+  bool norm_topk_prob = true;
 };
 
 struct ModelSpec {
@@ -320,6 +323,19 @@ void validate(const ModelSpec& m, const StrategySpec& s, int world_size);
 // s.expert_routing, summing to 1 (uniform: 1/E each; zipf: (i+1)^-a normalised; explicit: the
 // fractions normalised). Needs a validated strategy (explicit: num_experts fractions).
 std::vector<double> expert_token_fractions(const StrategySpec& s, int num_experts);
+
+// The expected dispatch of one micro-batch's MoE layer on a rank that routes `rows` token rows
+// (docs/accounting.md "Mixture of experts"): each of its rows x k choices goes to expert e with
+// the share expert_token_fractions gives; with expert_capacity_factor a source keeps at most
+// `capacity` rows per expert (Megatron-Core's per-rank capacity,
+// ceil(factor x rows x k / num_experts)) and drops the rest.
+struct ExpertDispatch {
+  std::int64_t capacity = 0;   // rows per expert per source rank; 0 = dropless
+  std::int64_t send_rows = 0;  // rows a rank dispatches: rows x k, less the dropped
+  std::int64_t recv_rows = 0;  // rows the most loaded expert-parallel rank receives
+  std::vector<double> shares;  // per expert-parallel rank: the share of a source's rows
+};
+ExpertDispatch expert_dispatch(const ModelSpec& m, const StrategySpec& s, std::int64_t rows);
 
 // FP8 needs a device with FP8 tensor cores: every device of the first `world_size` GPUs of the
 // cluster must have peak_tflops.fp8 when any layer runs FP8 (ConfigError naming the device).

@@ -1,6 +1,7 @@
 // Strategy specs: parsing (types, ranges, enums, rank order) and validation against a model and
 // a world size (divisibility, batches, schedules, partitions, per-layer overrides), plus the
 // per-layer and per-stage views. Every rule is listed in docs/specs.md.
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <string>
@@ -989,6 +990,35 @@ std::vector<double> expert_token_fractions(const StrategySpec& s, int num_expert
   double sum = 0;
   for (double v : out) sum += v;
   for (double& v : out) v /= sum;
+  return out;
+}
+
+ExpertDispatch expert_dispatch(const ModelSpec& m, const StrategySpec& s, std::int64_t rows) {
+  STRATA_CHECK(m.is_moe() && s.ep >= 1 && m.moe.num_experts % s.ep == 0,
+               "expert_dispatch needs an MoE model and a validated strategy");
+  const int E = m.moe.num_experts, local = E / s.ep;
+  const double choices = static_cast<double>(rows) * m.moe.num_experts_per_tok;
+  ExpertDispatch out;
+  if (s.expert_capacity_factor > 0) {
+    out.capacity = static_cast<std::int64_t>(std::ceil(s.expert_capacity_factor * choices / E));
+  }
+  const std::vector<double> f = expert_token_fractions(s, E);
+  std::vector<double> to(s.ep, 0.0);  // expected rows from one source to each ep rank
+  for (int e = 0; e < E; ++e) {
+    const double kept = out.capacity > 0 ? std::min<double>(out.capacity, choices * f[e])
+                                         : choices * f[e];
+    to[e / local] += kept;
+  }
+  double sent = 0, most = 0;
+  for (double v : to) {
+    sent += v;
+    most = std::max(most, v);
+  }
+  // Dropless: every choice is sent (exactly rows x k); otherwise the expected kept rows.
+  out.send_rows = out.capacity > 0 ? static_cast<std::int64_t>(std::ceil(sent - 1e-9))
+                                   : static_cast<std::int64_t>(choices);
+  out.recv_rows = static_cast<std::int64_t>(std::ceil(most * s.ep - 1e-9));
+  for (double v : to) out.shares.push_back(sent > 0 ? v / sent : 1.0 / s.ep);
   return out;
 }
 

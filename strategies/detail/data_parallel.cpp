@@ -45,6 +45,15 @@ Buffer param_view(const ParamInfo& pi, BufId parent, DType dtype, Role role, boo
   return v;
 }
 
+// Under sequence parallelism, whether a parameter's gradient on a rank is a partial sum over
+// the rank's rows that the tp group sums: the replicated ones, except an MoE layer's experts
+// (whole experts with expert_tp 1 see other tokens on each tp rank, and the expert-data-parallel
+// group, which spans tp then, sums them).
+bool sequence_partial(const ParamInfo& p) {
+  return p.shard == Shard::kReplicated && p.kind != TensorKind::kExpertFc1Weight &&
+         p.kind != TensorKind::kExpertFc2Weight;
+}
+
 }  // namespace
 
 DataParallel::DataParallel(StageContext& c) : c_(c), p_(c.emit.program()) {
@@ -115,6 +124,23 @@ void DataParallel::layout_params() {
       add_param(TensorKind::kAttnOutWeight, l, lay, C, C, Shard::kCols, Init::kNormal, out_std);
       if (m.bias) add_param(TensorKind::kAttnOutBias, l, lay, C, 1, Shard::kReplicated, Init::kZero, 0);
       norm(TensorKind::kNormWeight2, TensorKind::kNormBias2);
+      if (m.is_moe_layer(l)) {
+        // The router (replicated) and the rank's num_experts / ep routed experts: split over
+        // tp like the dense MLP (fc1 by rows, fc2 by columns) when expert_tp = tp, whole when
+        // expert_tp is 1.
+        const std::int64_t E = m.moe.num_experts, local = E / c_.s.ep;
+        const std::int64_t Fe = m.moe.moe_intermediate_size;
+        const bool split = c_.expert_tp() > 1;
+        add_param(TensorKind::kRouterWeight, l, lay, E, C, Shard::kReplicated, Init::kNormal,
+                  std_dev);
+        const Shard up = !split ? Shard::kReplicated : swiglu ? Shard::kBlockRows : Shard::kRows;
+        const int e1 = add_param(TensorKind::kExpertFc1Weight, l, lay,
+                                 local * (swiglu ? 2 : 1) * Fe, C, up, Init::kNormal, std_dev);
+        if (swiglu && split) p_.params[e1].row_blocks = {Fe, Fe, 0};
+        add_param(TensorKind::kExpertFc2Weight, l, lay, local * C, Fe,
+                  split ? Shard::kCols : Shard::kReplicated, Init::kNormal, out_std);
+        continue;
+      }
       const Shard up_shard = swiglu ? Shard::kBlockRows : Shard::kRows;
       const std::int64_t up = swiglu ? 2 * F : F;
       const int f1 = add_param(TensorKind::kFc1Weight, l, lay, up, C, up_shard, Init::kNormal,
@@ -163,7 +189,7 @@ std::vector<DataParallel::Call> DataParallel::calls_of(int chunk) const {
     }
     out.push_back(std::move(k));
   };
-  auto flush = [&] { out.push_back(Call{Group::kFlush, -1, {}, 0, 0}); };
+  auto flush = [&] { out.push_back(Call{Group::kFlush, -1, {}, 0, 0, false}); };
   if (c_.last_virtual_stage(vs)) {
     if (shared) {
       flush();
@@ -176,8 +202,12 @@ std::vector<DataParallel::Call> DataParallel::calls_of(int chunk) const {
     }
   }
   for (int l = c_.end_layer(vs) - 1; l >= c_.first_layer(vs); --l) {
+    if (c_.m.is_moe_layer(l)) {  // the experts first, in buckets of their own
+      call(Group::kLayer, l, {TensorKind::kExpertFc2Weight, TensorKind::kExpertFc1Weight});
+      out.back().experts = true;
+    }
     call(Group::kLayer, l,
-         {TensorKind::kFc2Weight, TensorKind::kFc2Bias, TensorKind::kFc1Weight,
+         {TensorKind::kRouterWeight, TensorKind::kFc2Weight, TensorKind::kFc2Bias, TensorKind::kFc1Weight,
           TensorKind::kFc1Bias, TensorKind::kNormWeight2, TensorKind::kNormBias2,
           TensorKind::kAttnOutWeight, TensorKind::kAttnOutBias, TensorKind::kQkvWeight,
           TensorKind::kQkvBias, TensorKind::kNormWeight1, TensorKind::kNormBias1});
@@ -198,14 +228,27 @@ std::vector<DataParallel::Call> DataParallel::calls_of(int chunk) const {
   return out;
 }
 
-int DataParallel::make_bucket(const std::vector<int>& params, int layout) {
+int DataParallel::reduction_size(const Call& k) const {
+  return k.experts ? c_.expert_dp_size() : c_.grad_group_size(k.layout);
+}
+
+int DataParallel::zero_parts_of(const BucketInfo& b) const {
+  if (b.zero_stage == 0) return 1;
+  return b.dp_group.kind == GroupKind::kExpertDp ? c_.expert_dp_size()
+                                                 : c_.zero_parts(b.dp_group.layout);
+}
+
+int DataParallel::make_bucket(const std::vector<int>& params, int layout, bool experts) {
   BucketInfo b;
-  const int dp = c_.grad_group_size(layout);
+  const int dp = experts ? c_.expert_dp_size() : c_.grad_group_size(layout);
   // A one-rank group reduces nothing: its buckets keep whole gradients and states.
   b.zero_stage = dp > 1 ? c_.s.zero_stage : 0;
-  // ZeRO partitions over the data-parallel group, or (hybrid sharding) over the shard group.
-  b.dp_group = b.zero_stage >= 1 ? c_.zero_group(layout) : c_.grad_group(layout);
-  const int parts = b.zero_stage >= 1 ? c_.zero_parts(layout) : 1;
+  // ZeRO partitions over the data-parallel group, or (hybrid sharding) over the shard group;
+  // an MoE layer's experts over the expert-data-parallel group.
+  b.dp_group = experts ? c_.expert_dp_group()
+               : b.zero_stage >= 1 ? c_.zero_group(layout)
+                                   : c_.grad_group(layout);
+  const int parts = zero_parts_of(b);
   // ZeRO-3 (DeepSpeed's stage 3): every bucket's parameters are sharded and gathered for each
   // use -- a layer's forward and backward, the embedding's, the head's -- also over a one-rank
   // group (a layout whose dp is 1), where the gather is a copy, as the Plan always priced it.
@@ -266,36 +309,44 @@ void DataParallel::plan_buckets() {
     std::vector<int>& order = unit_buckets_[chunk];
     std::vector<int> open, local;
     int open_layout = 0, local_layout = 0;
+    bool open_experts = false, local_experts = false;
     std::int64_t open_elements = 0, local_elements = 0;
-    auto close = [&](std::vector<int>& params, std::int64_t& elements, int layout, bool counted) {
+    auto close = [&](std::vector<int>& params, std::int64_t& elements, int layout, bool experts,
+                     bool counted) {
       if (elements <= 0) return;
-      const int id = make_bucket(params, layout);
+      const int id = make_bucket(params, layout, experts);
       if (counted) order.push_back(id);
       params.clear();
       elements = 0;
     };
     for (const Call& k : calls) {
       if (k.group == Group::kFlush) {
-        close(open, open_elements, open_layout, true);
-        close(local, local_elements, local_layout, false);
+        close(open, open_elements, open_layout, open_experts, true);
+        close(local, local_elements, local_layout, local_experts, false);
         continue;
       }
       if (c_.s.zero_stage == 3) {  // every call reduces on its own
-        const int id = make_bucket(k.params, k.layout);
-        if (c_.grad_group_size(k.layout) > 1) order.push_back(id);
+        const int id = make_bucket(k.params, k.layout, k.experts);
+        if (reduction_size(k) > 1) order.push_back(id);
         continue;
       }
-      // A one-rank layout reduces nothing (today's grad_ready returns early): its parameters
-      // share buckets among themselves only.
-      const bool reduced = c_.grad_group_size(k.layout) > 1;
+      // A one-rank group reduces nothing (grad_ready skips it): its parameters share buckets
+      // among themselves only.
+      const bool reduced = reduction_size(k) > 1;
       std::vector<int>& params = reduced ? open : local;
       std::int64_t& elements = reduced ? open_elements : local_elements;
       int& layout = reduced ? open_layout : local_layout;
-      if (elements > 0 && layout != k.layout) close(params, elements, layout, reduced);
+      bool& experts = reduced ? open_experts : local_experts;
+      if (elements > 0 && (layout != k.layout || experts != k.experts)) {
+        close(params, elements, layout, experts, reduced);
+      }
       params.insert(params.end(), k.params.begin(), k.params.end());
       elements += k.elements;
       layout = k.layout;
-      if (static_cast<double>(elements) * g >= cap) close(params, elements, layout, reduced);
+      experts = k.experts;
+      if (static_cast<double>(elements) * g >= cap) {
+        close(params, elements, layout, experts, reduced);
+      }
     }
     calls_[chunk] = std::move(calls);
   }
@@ -489,22 +540,30 @@ const DataParallel::Call& DataParallel::next_call(Group g, int layer) {
   return calls[cursor_++];
 }
 
+// Every planned call of (g, layer) in turn: one, or an MoE layer's two (its experts, then the
+// rest).
 void DataParallel::grad_ready(TaskId producer, Group g, int layer, int mb, int chunk) {
-  const Call& k = next_call(g, layer);
-  if (c_.grad_group_size(k.layout) == 1) return;  // nothing to reduce
-  if (c_.s.zero_stage == 3) {
-    const int bucket = unit_buckets_.at(chunk_).at(next_bucket_++);
-    emit_reduction(bucket, producer, mb, chunk, {}, layer);
-    return;
-  }
-  if (open_.elements > 0 && open_.layout != k.layout) close_open(mb, chunk);
-  open_.elements += k.elements;
-  open_.layout = k.layout;
-  open_.producer = producer;
-  if (static_cast<double>(open_.elements) * dtype_bytes(c_.grad) >=
-      c_.s.collectives.grad_bucket_bytes) {
-    close_open(mb, chunk);
-  }
+  const std::vector<Call>& calls = calls_.at(chunk_);
+  do {
+    const Call& k = next_call(g, layer);
+    if (reduction_size(k) == 1) continue;  // nothing to reduce
+    if (c_.s.zero_stage == 3) {
+      const int bucket = unit_buckets_.at(chunk_).at(next_bucket_++);
+      emit_reduction(bucket, producer, mb, chunk, {}, layer);
+      continue;
+    }
+    if (open_.elements > 0 && (open_.layout != k.layout || open_.experts != k.experts)) {
+      close_open(mb, chunk);
+    }
+    open_.elements += k.elements;
+    open_.layout = k.layout;
+    open_.experts = k.experts;
+    open_.producer = producer;
+    if (static_cast<double>(open_.elements) * dtype_bytes(c_.grad) >=
+        c_.s.collectives.grad_bucket_bytes) {
+      close_open(mb, chunk);
+    }
+  } while (cursor_ < calls.size() && calls[cursor_].group == g && calls[cursor_].layer == layer);
 }
 
 void DataParallel::flush(int mb, int chunk) {
@@ -561,7 +620,7 @@ void DataParallel::emit_reduction(int bucket, TaskId producer, int mb, int chunk
       ar.dtype = c_.grad;
       ar.group = c_.tp_group(0);
       for (int i : b.members) {
-        if (p_.params[i].shard != Shard::kReplicated) continue;
+        if (!sequence_partial(p_.params[i])) continue;
         const BufId v = round_member_.at({i, round_});
         ar.in.push_back(v);
         ar.dims[0] += c_.emit.elements(v);
@@ -616,7 +675,7 @@ void DataParallel::finish_step() {
     ar.dtype = c_.grad;
     ar.group = c_.tp_group(0);
     for (const ParamInfo& p : p_.params) {
-      if (p.shard != Shard::kReplicated) continue;
+      if (!sequence_partial(p)) continue;
       ar.in.push_back(p.grad);
       ar.dims[0] += p.elements;
     }
@@ -659,9 +718,10 @@ void DataParallel::finish_step() {
     op.out = {b.params, b.adam_m, b.adam_v};
     if (b.master >= 0) op.out.push_back(b.master);
     const int layout = b.dp_group.layout;
-    op.dims = {b.elements,
-               b.zero_stage >= 1 ? c_.zero_parts(layout) : c_.grad_group_size(layout),
-               dtype_bytes(c_.grad), c_.act == DType::kFp32 ? 8 : 12, 0, 0};
+    const int group = b.dp_group.kind == GroupKind::kExpertDp ? c_.expert_dp_size()
+                                                              : c_.grad_group_size(layout);
+    op.dims = {b.elements, b.zero_stage >= 1 ? zero_parts_of(b) : group, dtype_bytes(c_.grad),
+               c_.act == DType::kFp32 ? 8 : 12, 0, 0};
     adam.push_back(op);
   }
   const TaskId step = c_.emit.add(

@@ -121,6 +121,7 @@ Task StageContext::collective_task(CollectiveKind kind, Purpose purpose, GroupRe
   t.kind = TaskKind::kCollective;
   t.stream = purpose == Purpose::kTp || purpose == Purpose::kReshard ? Stream::kTp
              : purpose == Purpose::kCp                              ? Stream::kCp
+             : purpose == Purpose::kEp                              ? Stream::kEp
                                                                     : Stream::kDp;
   t.phase = phase;
   t.collective = kind;

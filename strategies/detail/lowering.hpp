@@ -131,6 +131,14 @@ struct StageContext {
     return {s.cp > 1 ? GroupKind::kDpCp : GroupKind::kDp, std::uint8_t(layout), 0};
   }
   int grad_group_size(int layout) const { return dp_of(layout) * s.cp; }
+  // Mixture of experts: the expert-parallel group (the ranks holding the other experts) and the
+  // expert-data-parallel group (those holding the same experts: dp / ep ranks), which reduces
+  // the experts' gradients.
+  GroupRef ep_group() const { return {GroupKind::kEp, 0, 0}; }
+  GroupRef expert_dp_group() const { return {GroupKind::kExpertDp, 0, 0}; }
+  int expert_dp_size() const { return s.dp / s.ep * (plan.experts_across_tp ? s.tp : 1); }
+  // The routed experts' tensor-parallel degree: tp, or 1 (whole experts on every tp rank).
+  int expert_tp() const { return s.expert_tp_size(); }
   // The activation layout flowing into layer `layer` (the embedding output is layout 0).
   int incoming_layout(int layer) const { return layer == 0 ? 0 : layout_of(layer - 1); }
 
@@ -145,7 +153,7 @@ struct StageContext {
 // The buffers of one pass over a layer's (or the head's) tensors by TensorKind, their
 // gradients, and gradient contributions still to be added (the residual stream's).
 struct Instance {
-  static constexpr int kSize = static_cast<int>(TensorKind::kFp8Scaling) + 1;  // the last kind
+  static constexpr int kSize = static_cast<int>(TensorKind::kMoeCombined) + 1;  // the last kind
   std::array<BufId, kSize> id, grad, pend, f8;
   Instance() {
     id.fill(kNoBuf);
@@ -256,6 +264,7 @@ class DataParallel {
     std::vector<int> params;  // indices into Program::params
     int layout = 0;
     std::int64_t elements = 0;
+    bool experts = false;     // an MoE layer's experts: reduced over the expert-dp group
   };
   struct Use {  // ZeRO-3: one use of a module's parameters in the current unit
     std::vector<int> buckets;
@@ -270,6 +279,7 @@ class DataParallel {
     int bucket = -1;
     std::int64_t elements = 0;
     int layout = 0;
+    bool experts = false;
     TaskId producer = kNoTask;
   };
   void layout_params();
@@ -277,7 +287,12 @@ class DataParallel {
                 Shard shard, Init init, double std_dev, bool tied_copy = false);
   std::vector<Call> calls_of(int chunk) const;
   void plan_buckets();
-  int make_bucket(const std::vector<int>& params, int layout);
+  int make_bucket(const std::vector<int>& params, int layout, bool experts);
+  // The ranks a call's gradients are reduced over: the layout's gradient group, or the
+  // expert-data-parallel group for an MoE layer's experts.
+  int reduction_size(const Call& k) const;
+  // How many parts ZeRO splits bucket `b` into (1 without ZeRO).
+  int zero_parts_of(const BucketInfo& b) const;
   const Call& next_call(Group g, int layer);
   void close_open(int mb, int chunk);
   // `layer`: the ZeRO-3 bucket's layer (-1 for a bucket of several or none), for traces.
@@ -389,6 +404,19 @@ class ModelGraph {
   // an all-gather / reduce-scatter; returns the task.
   TaskId cp_exchange(CollectiveKind kind, TaskId after, BufId in, BufId out, int layer, int mb,
                      int chunk, Phase phase);
+  // Mixture of experts (expert_parallel.cpp): an MoE layer's feed-forward block -- router,
+  // dispatch all-to-all, the rank's experts, combine all-to-all, weighted sum plus residual --
+  // forward (or recompute) into `inst`, backward into `bw` (the gradient of the norm's output,
+  // and the residual's pending gradient).
+  TaskId moe_forward(TaskId x, int layer, int mb, int chunk, Phase phase, const Instance& fwd,
+                     Instance& inst, TaskId extra);
+  TaskId moe_backward(TaskId x, int layer, int mb, int chunk, Instance& fwd, Instance& rc,
+                      Instance& bw, TaskId extra);
+  // One all-to-all over the expert-parallel group (tag 1: the dispatch direction, 2: the
+  // combine's), or with `tp_kind` an all-gather / reduce-scatter over the experts' tp group.
+  TaskId moe_exchange(CollectiveKind kind, int direction, TaskId after,
+                      std::vector<BufId> in, std::vector<BufId> out, int layer, int mb,
+                      int chunk, Phase phase);
   BufId loss_buffer();
   // The LM head's weight (its own, or the tied word embedding) and, under ZeRO-3, the gathers
   // of it and the final norm for one use.
@@ -399,6 +427,10 @@ class ModelGraph {
   TensorParallel& tp_;
   DataParallel& dp_;
   std::shared_ptr<const std::vector<GraphBlock>> blocks_;  // the layer's description
+  std::shared_ptr<const std::vector<GraphBlock>> moe_blocks_;  // an MoE layer's
+  const std::vector<GraphBlock>& blocks_of(int layer) const {
+    return c_.m.is_moe_layer(layer) ? *moe_blocks_ : *blocks_;
+  }
   bool first_round_ = false;
   struct WeightTask {  // a block's deferred weight gradients (set_split_backward)
     Task task;

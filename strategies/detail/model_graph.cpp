@@ -100,6 +100,21 @@ std::vector<GraphBlock> layer_blocks(const ModelSpec& m, AttentionImpl attention
   return out;
 }
 
+// The blocks of an MoE layer: the dense layer's, with the MLP (fc1 and fc2) replaced by the
+// mixture of experts, which expert_parallel.cpp lowers (router, dispatch, experts, combine).
+std::vector<GraphBlock> moe_layer_blocks(const ModelSpec& m, AttentionImpl attention_impl,
+                                         bool context_parallel) {
+  std::vector<GraphBlock> out = layer_blocks(m, attention_impl, context_parallel);
+  out.erase(std::remove_if(out.begin(), out.end(),
+                           [](const GraphBlock& b) {
+                             return b.block == Block::kMlpFc1 || b.block == Block::kMlpFc2;
+                           }),
+            out.end());
+  out.push_back({Block::kMoeExperts, {}, {}, {},
+                 {K::kRouterWeight, K::kExpertFc1Weight, K::kExpertFc2Weight}});
+  return out;
+}
+
 // A block backward's ops in order, split into those of the input gradients and those of the
 // weight gradients (the weight-gradient GEMMs and the gradient accumulation after them).
 std::pair<std::vector<OpSpec>, std::vector<OpSpec>> split_weight_gradients(
@@ -131,7 +146,10 @@ OpKind backward_of(OpKind k) {
 
 ModelGraph::ModelGraph(StageContext& c, TensorParallel& tp, DataParallel& dp)
     : c_(c), tp_(tp), dp_(dp),
-      blocks_(std::make_shared<const std::vector<GraphBlock>>(layer_blocks(c.m, c.s.attention, c.s.cp > 1))) {}
+      blocks_(std::make_shared<const std::vector<GraphBlock>>(layer_blocks(c.m, c.s.attention, c.s.cp > 1))),
+      moe_blocks_(c.m.is_moe() ? std::make_shared<const std::vector<GraphBlock>>(
+                                     moe_layer_blocks(c.m, c.s.attention, c.s.cp > 1))
+                               : nullptr) {}
 
 // ---- shapes ---------------------------------------------------------------------------------
 
@@ -255,6 +273,7 @@ TaskId ModelGraph::block_forward(const GraphBlock& b, TaskId x, int layer, int m
   if (b.block == Block::kAttnCore && c_.s.cp > 1) {
     return cp_attention_forward(x, layer, mb, chunk, phase, fwd, inst, extra);
   }
+  if (b.block == Block::kMoeExperts) return moe_forward(x, layer, mb, chunk, phase, fwd, inst, extra);
   // tp_comm_overlap: the block's all-gather or reduce-scatter runs as a ring beside its GEMM.
   const bool ring = tp_.overlaps(layout) && (b.gather || b.reduce);
   if (b.gather && ring) {  // gathered by the ring (TensorParallel::gather_linear), in FP8 when
@@ -319,7 +338,7 @@ TaskId ModelGraph::layer_forward(TaskId prev, int layer, int mb, int chunk, Phas
   if (c_.s.zero_stage == 3) {
     gathered = dp_.gather_layer(prev, layer, phase, mb, chunk, phase == Phase::kRecompute ? 1 : 0);
   }
-  const std::vector<GraphBlock>& blocks = *blocks_;
+  const std::vector<GraphBlock>& blocks = blocks_of(layer);
   for (std::size_t i = 0; i < blocks.size(); ++i) {
     prev = block_forward(blocks[i], prev, layer, mb, chunk, phase, fwd, inst,
                          i == 0 ? gathered : kNoTask);
@@ -522,6 +541,7 @@ TaskId ModelGraph::block_backward(const GraphBlock& b, const GraphBlock* next, T
   if (b.block == Block::kAttnCore && c_.s.cp > 1) {
     return cp_attention_backward(x, layer, mb, chunk, fwd, rc, bw, extra);
   }
+  if (b.block == Block::kMoeExperts) return moe_backward(x, layer, mb, chunk, fwd, rc, bw, extra);
   Accumulation acc;
   std::vector<OpSpec> ops;
   for (auto it = b.ops.rbegin(); it != b.ops.rend(); ++it) {
@@ -615,7 +635,7 @@ TaskId ModelGraph::layer_backward(TaskId prev, int layer, int mb, int chunk, Ins
   } else if (c_.s.zero_stage == 3) {
     gathered = dp_.gather_layer(prev, layer, Phase::kBackward, mb, chunk, 2);
   }
-  const std::vector<GraphBlock>& blocks = *blocks_;
+  const std::vector<GraphBlock>& blocks = blocks_of(layer);
   for (std::size_t i = blocks.size(); i-- > 0;) {
     const GraphBlock* next = i > 0 ? &blocks[i - 1] : nullptr;
     prev = block_backward(blocks[i], next, prev, layer, mb, chunk, fwd, rc, bw,

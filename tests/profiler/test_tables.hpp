@@ -41,7 +41,8 @@ inline Json blocks_json() {
           {"attn_out", "gemm"},       {"mlp_norm", "norm"},
           {"mlp_fc1", "gemm"},        {"mlp_fc2", "gemm"},
           {"final_norm", "norm"},     {"lm_head", "gemm"},
-          {"optimizer", "optimizer"}};
+          {"optimizer", "optimizer"},  {"moe_router", "gemm"},
+          {"moe_experts", "gemm"},    {"moe_combine", "norm"}};
 }
 
 // A valid document: devices[0] "test_gpu" matches "TestGPU", devices[1] and [2] are the gpu and
