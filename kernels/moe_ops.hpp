@@ -49,7 +49,8 @@ namespace strata::kernels {
 //   topk_w[t, s] = probs[t, topk_idx[t, s]], or with `normalize` that divided by the sum of the
 //                 row's k selected probs (the sum in double; Mixtral's convention; without it
 //                 DeepSeek-V2's).
-// n may be 0; e >= 1; 1 <= k <= e.
+// n may be 0; e >= 1; 1 <= k <= e (here and below, n k must stay below 2^31: row indices are
+// int32).
 Event moe_router_forward(const Stream& stream,
                          float* probs,            // (N, E) output
                          std::int32_t* topk_idx,  // (N, k) output, in [0, E)
@@ -80,9 +81,9 @@ Event moe_router_backward(const Stream& stream,
                           float aux_coef, float aux_scale);
 
 // Adds aux_scale * L_aux (moe_router_backward's formula) into *loss, a double in memory of the
-// stream's backend, like the executor's fp64 loss buffer: the counts and the column sums of
-// probs in double, rounded never; the terms summed over experts in a fixed order. n == 0 adds
-// nothing. e >= 1; 1 <= k <= e; aux_coef, aux_scale finite.
+// stream's backend, like the executor's fp64 loss buffer. The column sums of probs (rows in
+// order) and the terms count_j * column_j (experts in order) are formed in double, the same on
+// both backends. n == 0 adds nothing. e >= 1; 1 <= k <= e; aux_coef, aux_scale finite.
 Event moe_aux_loss_forward(const Stream& stream,
                            double* loss,                  // (1) added into
                            const float* probs,            // (N, E)
@@ -104,8 +105,8 @@ Event moe_aux_loss_forward(const Stream& stream,
 // r_max must hold the most rows the call can keep, whatever the routing: n k when dropless,
 // min(n k, e capacity) with a capacity (std::invalid_argument before anything is written
 // otherwise). The bound is static, so the CUDA version needs no copy of the routing to the host
-// and both backends accept and reject the same calls. n, c, r_max: n may be 0, c >= 1, e >= 1,
-// 1 <= k <= e, capacity >= 0.
+// and both backends accept and reject the same calls. n may be 0; c, e >= 1; 1 <= k <= e;
+// r_max, capacity >= 0.
 Event moe_permute_forward(const Stream& stream,
                           float* rows_out,               // (R_max, C) output
                           std::int32_t* row_of,          // (N, k) output, in [-1, R_max)
