@@ -163,8 +163,8 @@ Event moe_unpermute_backward(const Stream& stream,
 // counts live in the stream's memory. On the CPU each must be >= 0 and their sum <= R
 // (std::invalid_argument before anything is written); on CUDA they are read on the device, a
 // negative count taken as 0 and the segments cut at R. The CPU runs linear_forward's Eigen
-// product per segment (bit-identical to linear_forward on that segment's rows, no bias); CUDA
-// one thread per output element, a dot product over IN in fp32.
+// product on each segment's rows in place (linear_forward on those rows, no bias, bit for bit);
+// CUDA one thread per output element, a dot product over IN in fp32.
 // n_segments (S) >= 0, groups (G) >= 1, in, out >= 1, r >= 0.
 Event grouped_linear_forward(const Stream& stream,
                              float* y,                    // (R, OUT) output
