@@ -279,6 +279,19 @@ void launch_segment_starts(cudaStream_t stream, std::int64_t* starts, const std:
   check_launch();
 }
 
+// grouped_rows_kernel over (R, cols) with w's groups of cols * len floats, its segment starts
+// computed on the device first.
+void launch_grouped_rows(cudaStream_t stream, float* result, const float* a, const float* w,
+                         const std::int32_t* counts, std::int64_t n_segments, std::int64_t groups,
+                         std::int64_t len, std::int64_t cols, std::int64_t w_col, std::int64_t w_q,
+                         std::int64_t r) {
+  Scratch<std::int64_t> starts(stream, n_segments + 1);
+  launch_segment_starts(stream, starts.get(), counts, n_segments, r);
+  grouped_rows_kernel<<<grid_for(r * cols), kBlock, 0, stream>>>(
+      result, a, w, starts.get(), n_segments, groups, len, cols, cols * len, w_col, w_q, r);
+  check_launch();
+}
+
 }  // namespace
 
 void moe_router_forward(cudaStream_t stream, float* probs, std::int32_t* topk_idx, float* topk_w,
@@ -368,22 +381,14 @@ void grouped_linear_forward(cudaStream_t stream, float* y, const float* x, const
                             const std::int32_t* counts, std::int64_t n_segments,
                             std::int64_t groups, std::int64_t in, std::int64_t out,
                             std::int64_t r) {
-  Scratch<std::int64_t> starts(stream, n_segments + 1);
-  launch_segment_starts(stream, starts.get(), counts, n_segments, r);
-  grouped_rows_kernel<<<grid_for(r * out), kBlock, 0, stream>>>(
-      y, x, w, starts.get(), n_segments, groups, in, out, out * in, in, 1, r);
-  check_launch();
+  launch_grouped_rows(stream, y, x, w, counts, n_segments, groups, in, out, in, 1, r);
 }
 
 void grouped_linear_backward_data(cudaStream_t stream, float* dx, const float* dy, const float* w,
                                   const std::int32_t* counts, std::int64_t n_segments,
                                   std::int64_t groups, std::int64_t in, std::int64_t out,
                                   std::int64_t r) {
-  Scratch<std::int64_t> starts(stream, n_segments + 1);
-  launch_segment_starts(stream, starts.get(), counts, n_segments, r);
-  grouped_rows_kernel<<<grid_for(r * in), kBlock, 0, stream>>>(dx, dy, w, starts.get(), n_segments,
-                                                               groups, out, in, out * in, 1, in, r);
-  check_launch();
+  launch_grouped_rows(stream, dx, dy, w, counts, n_segments, groups, out, in, 1, in, r);
 }
 
 void grouped_linear_backward_weight(cudaStream_t stream, float* dw, const float* dy, const float* x,
