@@ -1,10 +1,12 @@
 // The ops of kernels/, one entry point per op and direction, dispatched on the stream's backend.
 // defines: gelu_forward, gelu_backward, layer_norm_forward, layer_norm_backward
 // (and, through kernels/model_ops.hpp, the other ops of a training step: embedding, RMSNorm,
-// linear, attention, SwiGLU, cross-entropy, AdamW; through kernels/parallel_ops.hpp, the ops on
-// one shard of a vocabulary- or sequence-parallel layout; through kernels/elementwise_ops.hpp,
-// in-place additions, scaling and bias gradients; through kernels/bf16_ops.hpp, the ops on bf16
-// tensors so far: GELU, LayerNorm, the linear layer, the in-place addition and conversions)
+// linear, attention, SwiGLU, cross-entropy, AdamW; through kernels/moe_ops.hpp, the
+// mixture-of-experts router, permutation and grouped GEMM; through kernels/parallel_ops.hpp,
+// the ops on one shard of a vocabulary- or sequence-parallel layout; through
+// kernels/elementwise_ops.hpp, in-place additions, scaling and bias gradients; through
+// kernels/bf16_ops.hpp, the ops on bf16 tensors so far: GELU, LayerNorm, the linear layer, the
+// in-place addition and conversions)
 //
 // Contract shared by every op:
 // - fp32 (or, for the ops of bf16_ops.hpp, bf16), row-major, contiguous tensors; shapes are
@@ -26,6 +28,7 @@
 #include "kernels/bf16_ops.hpp"         // IWYU pragma: export
 #include "kernels/elementwise_ops.hpp"  // IWYU pragma: export
 #include "kernels/model_ops.hpp"        // IWYU pragma: export
+#include "kernels/moe_ops.hpp"          // IWYU pragma: export
 #include "kernels/parallel_ops.hpp"     // IWYU pragma: export
 
 namespace strata::kernels {

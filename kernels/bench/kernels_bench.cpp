@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -82,6 +83,92 @@ struct OpCase {
     return 4.0 * static_cast<double>(total);
   }
 };
+
+// The MoE ops at --gemm's shape split over kMoeExperts experts, top-kMoeTopK: M tokens of K
+// channels routed (router, permutation: M k rows), and the experts' first GEMM (K -> N) over
+// the permuted rows, kMoeExperts equal segments. int32 inputs (indices, counts) are float
+// tensors holding their bits, derived from the CPU router.
+constexpr std::int64_t kMoeExperts = 8, kMoeTopK = 2;
+
+void put_ints(std::vector<float>& to, const std::vector<std::int32_t>& from) {
+  std::memcpy(to.data(), from.data(), from.size() * sizeof(std::int32_t));
+}
+
+std::int32_t* int_ptr(float* p) { return reinterpret_cast<std::int32_t*>(p); }
+const std::int32_t* int_ptr(const float* p) { return reinterpret_cast<const std::int32_t*>(p); }
+
+std::vector<OpCase> moe_cases(const Options& o) {
+  const std::int64_t m = o.gemm_m, kk = o.gemm_k, nn = o.gemm_n, e = kMoeExperts, top = kMoeTopK;
+  const std::int64_t rows = m * top;  // the permuted rows, dropless
+  const auto me = static_cast<std::size_t>(m * e), mt = static_cast<std::size_t>(m * top);
+  const auto mk = static_cast<std::size_t>(m * kk), rk = static_cast<std::size_t>(rows * kk);
+  const auto rn = static_cast<std::size_t>(rows * nn), w = static_cast<std::size_t>(e * nn * kk);
+  const std::string route =
+      "(" + std::to_string(m) + ", E " + std::to_string(e) + ", k " + std::to_string(top) + ")";
+  const std::string gemm = "(" + std::to_string(rows) + ", " + std::to_string(kk) + ", " +
+                           std::to_string(nn) + ") x" + std::to_string(e);
+  std::vector<OpCase> cases;
+  // inputs: logits (M, E); outputs: probs (M, E), topk_idx (M, k), topk_w (M, k)
+  cases.push_back(
+      {"moe_router_forward", route, {me}, {me, mt, mt}, [=](const Stream& s, auto& out, auto& in) {
+         return k::moe_router_forward(s, out[0], int_ptr(out[1]), out[2], in[0], m, e, top, true);
+       }});
+  // inputs: x (M, K), topk_idx (M, k) from the CPU router; outputs: rows, row_of, counts
+  OpCase permute{"moe_permute_forward",
+                 route + " C " + std::to_string(kk),
+                 {mk, mt},
+                 {rk, mt, static_cast<std::size_t>(e)},
+                 [=](const Stream& s, auto& out, auto& in) {
+                   return k::moe_permute_forward(s, out[0], int_ptr(out[1]), int_ptr(out[2]), in[0],
+                                                 int_ptr(in[1]), nullptr, m, kk, e, top, rows, 0);
+                 }};
+  permute.derive_inputs = [=](auto& in) {
+    std::vector<float> probs(me), tw(mt);
+    std::vector<std::int32_t> idx(mt);
+    const std::vector<float> logits(in[0].begin(), in[0].begin() + static_cast<long>(me));
+    k::moe_router_forward(Stream::cpu(), probs.data(), idx.data(), tw.data(), logits.data(), m, e,
+                          top, true);
+    put_ints(in[1], idx);
+  };
+  cases.push_back(permute);
+  // The experts' fc1 over the permuted rows: E equal segments (the last takes the remainder).
+  const auto counts = [=](auto& in) {
+    std::vector<std::int32_t> c(static_cast<std::size_t>(e), static_cast<std::int32_t>(rows / e));
+    c.back() += static_cast<std::int32_t>(rows % e);
+    put_ints(in.back(), c);
+  };
+  const auto ue = static_cast<std::size_t>(e);
+  // inputs: x (R, K), W (E, N, K), counts (E); output: y (R, N)
+  OpCase fwd{
+      "grouped_linear_forward", gemm, {rk, w, ue}, {rn}, [=](const Stream& s, auto& out, auto& in) {
+        return k::grouped_linear_forward(s, out[0], in[0], in[1], int_ptr(in[2]), e, e, kk, nn,
+                                         rows);
+      }};
+  // inputs: dy (R, N), W (E, N, K), counts; output: dx (R, K)
+  OpCase data{"grouped_linear_bwd_data",
+              gemm,
+              {rn, w, ue},
+              {rk},
+              [=](const Stream& s, auto& out, auto& in) {
+                return k::grouped_linear_backward_data(s, out[0], in[0], in[1], int_ptr(in[2]), e,
+                                                       e, kk, nn, rows);
+              }};
+  // inputs: dy (R, N), x (R, K), counts; output: dW (E, N, K)
+  OpCase weight{"grouped_linear_bwd_weight",
+                gemm,
+                {rn, rk, ue},
+                {w},
+                [=](const Stream& s, auto& out, auto& in) {
+                  return k::grouped_linear_backward_weight(s, out[0], in[0], in[1], int_ptr(in[2]),
+                                                           e, e, kk, nn, rows, false);
+                }};
+  for (OpCase* op : {&fwd, &data, &weight}) {
+    op->derive_inputs = counts;
+    op->flops = 2.0 * static_cast<double>(rows) * static_cast<double>(kk) * static_cast<double>(nn);
+    cases.push_back(*op);
+  }
+  return cases;
+}
 
 std::vector<OpCase> make_cases(const Options& o) {
   const auto n = static_cast<std::size_t>(o.n);
@@ -173,6 +260,7 @@ std::vector<OpCase> make_cases(const Options& o) {
     bwd_weight.flops = 2.0 * gm * gk * gn;
       cases.push_back(bwd_weight);
   }
+  for (OpCase& op : moe_cases(o)) cases.push_back(std::move(op));
   return cases;
 }
 
@@ -832,8 +920,9 @@ int main(int argc, char** argv) {
           "       kernels_bench --attention-cp [--attention-cp-shape B,H,T,D,CP ...] [--reps N]\n"
           "  --n: GELU elements; --rows/--cols: LayerNorm shape; --gemm: linear layer of M "
           "tokens,\n"
-          "  K inputs, N outputs (on CUDA: cuBLAS's fp32 GEMMs). GB/s counts every input and\n"
-          "  output once.\n"
+          "  K inputs, N outputs (on CUDA: cuBLAS's fp32 GEMMs); the MoE ops route the M tokens\n"
+          "  to 8 experts, top-2, and run the grouped GEMM K -> N over the 2M permuted rows.\n"
+          "  GB/s counts every input and output once.\n"
           "  --attention: fused (FlashAttention) vs unfused causal attention, forward and "
           "backward,\n"
           "  on the CPU only, at B 1, H 4, T 128/512/1024, D 16/64 or at each "

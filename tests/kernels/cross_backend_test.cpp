@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/moe_ops.hpp"
 #include "kernels/ops.hpp"
 #include "tests/kernels/reference.hpp"
 
@@ -42,6 +43,9 @@ struct OpCase {
   // input are rounded to bf16 on upload (both backends get the same bits); a bf16 output is
   // read back widened. `run` then gets their pointers as float* and casts them back (bf16_of).
   std::vector<bool> bf16_inputs = {}, bf16_outputs = {};
+  // Which outputs are int32 tensors (indices, counts), read back as float bits and compared by
+  // value, exactly (-1 is a NaN pattern as a float).
+  std::vector<bool> int_outputs = {};
 };
 
 // Names the case in gtest's messages instead of dumping its bytes.
@@ -828,6 +832,196 @@ std::vector<OpCase> bf16_cases() {
   return cases;
 }
 
+// --- Mixture of experts -----------------------------------------------------------------------
+
+// The router: exp in double on both backends (each within an ulp), one rounding to fp32; the
+// selection compares logits, so the indices agree exactly. Its backward sums in double over E.
+// The permutation copies rows and the permute backward adds them in the CPU's order: exact. The
+// combine is a multiply-add per slot (the device may fuse it); dtopk_w sums exact double products
+// in the same order. The grouped GEMMs: fp32 dot products in index order on the device against
+// Eigen's blocked products (kGemm, as the linear layer).
+constexpr Tolerance kRouter{1e-7, 1e-6};
+constexpr Tolerance kRouterGrad{1e-6, 1e-5};
+constexpr Tolerance kCombine{1e-6, 1e-5};
+
+std::vector<float> ints_as_floats(const std::vector<std::int32_t>& v) {
+  std::vector<float> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * sizeof(std::int32_t));
+  return out;
+}
+
+std::int32_t* int_ids(float* p) { return reinterpret_cast<std::int32_t*>(p); }
+
+// The CPU router's outputs on random logits, and the CPU permutation of those choices: the
+// inputs of the ops that follow them in a layer.
+struct Routing {
+  std::vector<float> probs, w;
+  std::vector<std::int32_t> idx, row_of;
+};
+Routing cpu_routing(std::int64_t n, std::int64_t e, std::int64_t k, bool normalize, std::int64_t c,
+                    std::int64_t r_max, std::int64_t capacity) {
+  const Stream cpu = Stream::cpu();
+  Routing r{std::vector<float>(n * e), std::vector<float>(n * k), std::vector<std::int32_t>(n * k),
+            std::vector<std::int32_t>(n * k)};
+  const std::vector<float> logits = random_floats(static_cast<std::size_t>(n * e), 201, 0.0f, 2.0f);
+  moe_router_forward(cpu, r.probs.data(), r.idx.data(), r.w.data(), logits.data(), n, e, k,
+                     normalize);
+  std::vector<float> rows(r_max * c), x(n * c);
+  std::vector<std::int32_t> counts(e);
+  moe_permute_forward(cpu, rows.data(), r.row_of.data(), counts.data(), x.data(), r.idx.data(),
+                      r.w.data(), n, c, e, k, r_max, capacity);
+  return r;
+}
+
+std::vector<OpCase> moe_cases(std::int64_t n, std::int64_t e, std::int64_t k, std::int64_t c) {
+  const std::string shape = shape_name(n, e) + "k" + std::to_string(k) + "c" + std::to_string(c);
+  const auto ne = static_cast<std::size_t>(n * e), nk = static_cast<std::size_t>(n * k);
+  const auto nc = static_cast<std::size_t>(n * c);
+  std::vector<OpCase> cases;
+  for (const bool normalize : {false, true}) {
+    const std::string norm = normalize ? "_norm" : "";
+    cases.push_back({"moe_router_forward" + shape + norm,
+                     [=] { return Tensors{random_floats(ne, 201, 0.0f, 2.0f)}; },
+                     {ne, nk, nk},  // probs, topk_idx, topk_w
+                     {kRouter, kExact, kRouter},
+                     [=](const Stream& s, const auto& o, const auto& i) {
+                       return moe_router_forward(s, o[0], int_ids(o[1]), o[2], i[0], n, e, k,
+                                                 normalize);
+                     },
+                     nullptr,
+                     {},
+                     {},
+                     {false, true, false}});
+    for (const float aux : {0.0f, 0.01f}) {
+      cases.push_back({"moe_router_backward" + shape + norm + (aux > 0 ? "_aux" : ""),
+                       [=] {  // dtopk_w, probs, topk_idx
+                         const Routing r = cpu_routing(n, e, k, normalize, 1, n * k, 0);
+                         return Tensors{random_floats(nk, 202), r.probs, ints_as_floats(r.idx)};
+                       },
+                       {ne},
+                       {kRouterGrad},
+                       [=](const Stream& s, const auto& o, const auto& i) {
+                         return moe_router_backward(s, o[0], i[0], i[1], ids(i[2]), n, e, k,
+                                                    normalize, aux, 2.0f);
+                       }});
+    }
+  }
+  // Dropless, and a capacity that drops about half of the choices.
+  const std::int64_t tight = std::max<std::int64_t>(1, n * k / e / 2);
+  for (const std::int64_t capacity : {std::int64_t{0}, tight}) {
+    const std::int64_t r_max = capacity == 0 ? n * k : std::min(n * k, e * capacity);
+    const auto rc = static_cast<std::size_t>(r_max * c);
+    const std::string cap = shape + "_cap" + std::to_string(capacity);
+    const auto routing = [=] { return cpu_routing(n, e, k, true, c, r_max, capacity); };
+    cases.push_back({"moe_permute_forward" + cap,
+                     [=] {  // x, topk_idx, topk_w
+                       const Routing r = routing();
+                       return Tensors{random_floats(nc, 203), ints_as_floats(r.idx), r.w};
+                     },
+                     {rc, nk, static_cast<std::size_t>(e)},  // rows, row_of, counts
+                     {kExact, kExact, kExact},
+                     [=](const Stream& s, const auto& o, const auto& i) {
+                       return moe_permute_forward(s, o[0], int_ids(o[1]), int_ids(o[2]), i[0],
+                                                  ids(i[1]), i[2], n, c, e, k, r_max, capacity);
+                     },
+                     nullptr,
+                     {},
+                     {},
+                     {false, true, true}});
+    for (const bool accumulate : {false, true}) {
+      const std::string acc = accumulate ? "_accumulate" : "";
+      OpCase back{"moe_permute_backward" + cap + acc,
+                  [=] {  // drows, row_of
+                    return Tensors{random_floats(rc, 204), ints_as_floats(routing().row_of)};
+                  },
+                  {nc},
+                  {kExact},
+                  [=](const Stream& s, const auto& o, const auto& i) {
+                    return moe_permute_backward(s, o[0], i[0], ids(i[1]), n, c, k, r_max,
+                                                accumulate);
+                  }};
+      OpCase combine{"moe_unpermute_forward" + cap + acc,
+                     [=] {  // rows, row_of, topk_w
+                       const Routing r = routing();
+                       return Tensors{random_floats(rc, 205), ints_as_floats(r.row_of), r.w};
+                     },
+                     {nc},
+                     {kCombine},
+                     [=](const Stream& s, const auto& o, const auto& i) {
+                       return moe_unpermute_forward(s, o[0], i[0], ids(i[1]), i[2], n, c, k, r_max,
+                                                    accumulate);
+                     }};
+      if (accumulate) {
+        back.initial_outputs = [=] { return Tensors{random_floats(nc, 206)}; };
+        combine.initial_outputs = back.initial_outputs;
+      }
+      cases.push_back(std::move(back));
+      cases.push_back(std::move(combine));
+    }
+    cases.push_back({"moe_unpermute_backward" + cap,
+                     [=] {  // dy, rows, row_of, topk_w
+                       const Routing r = routing();
+                       return Tensors{random_floats(nc, 207), random_floats(rc, 208),
+                                      ints_as_floats(r.row_of), r.w};
+                     },
+                     {rc, nk},  // drows, dtopk_w
+                     {kExact, kRouter},
+                     [=](const Stream& s, const auto& o, const auto& i) {
+                       return moe_unpermute_backward(s, o[0], o[1], i[0], i[1], ids(i[2]), i[3], n,
+                                                     c, k, r_max);
+                     }});
+  }
+  return cases;
+}
+
+// The grouped GEMMs over segments of `counts` rows (an empty one among them), weight s % G.
+std::vector<OpCase> grouped_linear_cases(const std::vector<std::int32_t>& counts,
+                                         std::int64_t groups, std::int64_t in, std::int64_t out,
+                                         std::int64_t r) {
+  const std::int64_t segments = static_cast<std::int64_t>(counts.size());
+  const std::string shape = "_s" + std::to_string(segments) + "g" + std::to_string(groups) +
+                            shape_name(r, in) + "x" + std::to_string(out);
+  const auto rin = static_cast<std::size_t>(r * in), rout = static_cast<std::size_t>(r * out);
+  const auto w = static_cast<std::size_t>(groups * out * in);
+  const std::vector<float> seg = ints_as_floats(counts);
+  std::vector<OpCase> cases;
+  cases.push_back({"grouped_linear_forward" + shape,
+                   [=] {
+                     return Tensors{random_floats(rin, 211), random_floats(w, 212), seg};
+                   },
+                   {rout},
+                   {kGemm},
+                   [=](const Stream& s, const auto& o, const auto& i) {
+                     return grouped_linear_forward(s, o[0], i[0], i[1], ids(i[2]), segments, groups,
+                                                   in, out, r);
+                   }});
+  cases.push_back({"grouped_linear_backward_data" + shape,
+                   [=] {
+                     return Tensors{random_floats(rout, 213), random_floats(w, 214), seg};
+                   },
+                   {rin},
+                   {kGemm},
+                   [=](const Stream& s, const auto& o, const auto& i) {
+                     return grouped_linear_backward_data(s, o[0], i[0], i[1], ids(i[2]), segments,
+                                                         groups, in, out, r);
+                   }});
+  for (const bool accumulate : {false, true}) {
+    OpCase op{"grouped_linear_backward_weight" + shape + (accumulate ? "_accumulate" : ""),
+              [=] {
+                return Tensors{random_floats(rout, 215), random_floats(rin, 216), seg};
+              },
+              {w},
+              {kGemm},
+              [=](const Stream& s, const auto& o, const auto& i) {
+                return grouped_linear_backward_weight(s, o[0], i[0], i[1], ids(i[2]), segments,
+                                                      groups, in, out, r, accumulate);
+              }};
+    if (accumulate) op.initial_outputs = [=] { return Tensors{random_floats(w, 217)}; };
+    cases.push_back(std::move(op));
+  }
+  return cases;
+}
+
 std::vector<OpCase> all_cases() {
   std::vector<OpCase> cases;
   // 2^24 + 4099 elements: beyond the CUDA grid cap, so the grid-stride loop wraps.
@@ -895,6 +1089,17 @@ std::vector<OpCase> all_cases() {
   }
   for (OpCase& op : segments_cases()) cases.push_back(std::move(op));
   for (OpCase& op : bf16_cases()) cases.push_back(std::move(op));
+  // (N, E, k, C): one token and expert, Mixtral's 8 experts top-2, DeepSeek-like 64 top-6.
+  const std::int64_t moes[][4] = {{1, 1, 1, 1}, {64, 8, 2, 33}, {257, 64, 6, 96}};
+  for (const auto& m : moes) {
+    for (OpCase& op : moe_cases(m[0], m[1], m[2], m[3])) cases.push_back(std::move(op));
+  }
+  for (OpCase& op : grouped_linear_cases({5, 0, 17, 3, 9, 2}, 3, 33, 17, 40)) {
+    cases.push_back(std::move(op));
+  }
+  for (OpCase& op : grouped_linear_cases({100, 0, 157}, 3, 96, 128, 257)) {
+    cases.push_back(std::move(op));
+  }
   return cases;
 }
 
@@ -946,6 +1151,28 @@ Tensors run_on(const Stream& stream, const OpCase& op, const Tensors& inputs) {
   return outputs;
 }
 
+bool is_int_output(const OpCase& op, std::size_t i) {
+  return i < op.int_outputs.size() && op.int_outputs[i];
+}
+
+std::vector<std::int32_t> as_ints(const std::vector<float>& v) {
+  std::vector<std::int32_t> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * sizeof(float));
+  return out;
+}
+
+// Two runs gave the same outputs: floats equal, int32 outputs equal as integers.
+void expect_same_outputs(const OpCase& op, const Tensors& a, const Tensors& b) {
+  ASSERT_EQ(a.size(), b.size()) << op.name;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (is_int_output(op, i)) {
+      EXPECT_EQ(as_ints(a[i]), as_ints(b[i])) << op.name << " output " << i;
+    } else {
+      EXPECT_EQ(a[i], b[i]) << op.name << " output " << i;
+    }
+  }
+}
+
 class CrossBackend : public ::testing::TestWithParam<OpCase> {};
 
 TEST_P(CrossBackend, CudaMatchesCpu) {
@@ -956,6 +1183,10 @@ TEST_P(CrossBackend, CudaMatchesCpu) {
   const Tensors got = run_on(Stream::cuda(0), op, inputs);
   ASSERT_EQ(got.size(), want.size());
   for (std::size_t i = 0; i < got.size(); ++i) {
+    if (is_int_output(op, i)) {
+      EXPECT_EQ(as_ints(got[i]), as_ints(want[i])) << op.name << " output " << i;
+      continue;
+    }
     expect_close(got[i], want[i], op.tolerances[i].atol, op.tolerances[i].rtol,
                  op.name + " output " + std::to_string(i));
   }
@@ -968,7 +1199,7 @@ TEST_P(CrossBackend, CpuReferenceRunsAndIsDeterministic) {
   const Tensors inputs = op.inputs();
   const Tensors first = run_on(Stream::cpu(), op, inputs);
   ASSERT_EQ(first.size(), op.output_sizes.size());
-  EXPECT_EQ(first, run_on(Stream::cpu(), op, inputs)) << op.name;
+  expect_same_outputs(op, first, run_on(Stream::cpu(), op, inputs));
 }
 
 TEST_P(CrossBackend, CudaIsDeterministic) {
@@ -976,7 +1207,7 @@ TEST_P(CrossBackend, CudaIsDeterministic) {
   const OpCase& op = GetParam();
   const Tensors inputs = op.inputs();
   const Stream cuda = Stream::cuda(0);
-  EXPECT_EQ(run_on(cuda, op, inputs), run_on(cuda, op, inputs)) << op.name;
+  expect_same_outputs(op, run_on(cuda, op, inputs), run_on(cuda, op, inputs));
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, CrossBackend, ::testing::ValuesIn(all_cases()),
@@ -1050,6 +1281,30 @@ TEST(CrossBackendEdges, CudaOpsReturnEventsOnTheirStream) {
   EXPECT_EQ(done.backend(), Backend::kCuda);
   done.synchronize();
   EXPECT_TRUE(done.is_complete());
+}
+
+// The aux loss adds into a double in the backend's memory; the terms are summed in the CPU's
+// order from the same values, so only the column sums' additions could differ: none do.
+TEST(CrossBackendEdges, CudaMoeAuxLossAddsWhatTheCpuAdds) {
+  STRATA_SKIP_WITHOUT_CUDA();
+  const Stream cuda = Stream::cuda(0);
+  const std::int64_t n = 257, e = 64, k = 6;
+  const Routing r = cpu_routing(n, e, k, false, 1, n * k, 0);
+  double want = 0.25;
+  moe_aux_loss_forward(Stream::cpu(), &want, r.probs.data(), r.idx.data(), n, e, k, 0.01f, 3.0f);
+  Buffer probs(cuda, r.probs.size() * sizeof(float));
+  Buffer idx(cuda, r.idx.size() * sizeof(std::int32_t));
+  Buffer loss(cuda, sizeof(double));
+  const double start = 0.25;
+  copy_to_buffer(cuda, probs, r.probs.data(), r.probs.size() * sizeof(float));
+  copy_to_buffer(cuda, idx, r.idx.data(), r.idx.size() * sizeof(std::int32_t));
+  copy_to_buffer(cuda, loss, &start, sizeof start);
+  moe_aux_loss_forward(cuda, loss.as<double>(), probs.as<float>(), idx.as<std::int32_t>(), n, e, k,
+                       0.01f, 3.0f);
+  double got = 0.0;
+  copy_from_buffer(cuda, &got, loss, sizeof got).synchronize();
+  EXPECT_NEAR(got, want, 1e-12 * want);
+  EXPECT_GT(want, start);
 }
 
 }  // namespace
