@@ -17,9 +17,8 @@ Lower a model, a cluster and a parallel strategy to a Plan and print its summary
 
 Required:
   --model M          model spec: a JSON file (ours or a Hugging Face config.json), or the name
-                     of a bundled one in configs/models/ (e.g. gpt3-175b, llama2-7b);
-                     mixture-of-experts models (mixtral-8x7b) are validated, then refused:
-                     not lowered yet
+                     of a bundled one in configs/models/ (e.g. gpt3-175b, llama2-7b,
+                     mixtral-8x7b: mixture of experts, with the strategy's ep)
   --cluster C        cluster spec file or bundled name (e.g. dgx-a100-128n, dgx-h100-128n)
   --strategy S       strategy spec file or bundled name (e.g. gpt3-175b-tp8-pp8-dp16)
 

@@ -295,8 +295,9 @@ std::vector<strategies::LayerOverride> hybrid_overrides(const strategies::ModelS
   const int pp = s.pp, v = s.virtual_stages, layers = m.num_hidden_layers;
   std::vector<Option> options;
   std::vector<int> tps = {s.tp};
-  // Per-layer tp changes with sequence parallelism are not lowered (check_lowerable).
-  if (space.layer_tp && !s.sequence_parallel) {
+  // Per-layer tp changes with sequence parallelism, or in a mixture-of-experts model, are not
+  // lowered (check_lowerable).
+  if (space.layer_tp && !s.sequence_parallel && !m.is_moe()) {
     for (int t : {s.tp / 2, s.tp * 2}) {
       const long long devices = static_cast<long long>(s.tp) * s.dp;
       if (t < 1 || devices % t != 0) continue;
@@ -486,7 +487,7 @@ std::vector<Candidate> explore(const strategies::ModelSpec& model,
       try {
         strategies::validate(padded, s, world_size);
         strategies::validate_devices(cluster, s, world_size);
-        strategies::check_lowerable(s);
+        strategies::check_lowerable(padded, s);
       } catch (const ConfigError& e) {
         note_invalid(s, e.what());
         continue;
@@ -515,7 +516,7 @@ std::vector<Candidate> explore(const strategies::ModelSpec& model,
     s.layer_overrides = std::move(overrides);
     try {
       strategies::validate(padded, s, world_size);
-      strategies::check_lowerable(s);
+      strategies::check_lowerable(padded, s);
     } catch (const ConfigError&) {
       continue;  // a hybrid the rules refuse is simply not a candidate
     }

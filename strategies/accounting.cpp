@@ -203,8 +203,8 @@ double layer_params_per_rank(const ModelSpec& m, int tp) {
 namespace {
 // One MLP of width f on one rank of a t-way group: fc1 (gate and up) column-parallel with its
 // bias split, fc2 row-parallel with its bias whole.
-double mlp_params_per_rank(const ModelSpec& m, double f, int t) {
-  const double h = m.hidden_size, b = m.bias ? 1.0 : 0.0;
+double mlp_params_per_rank(const ModelSpec& m, double f, int t, bool bias = true) {
+  const double h = m.hidden_size, b = m.bias && bias ? 1.0 : 0.0;
   const double up = (m.hidden_act == Activation::kSwiglu ? 2.0 : 1.0) * f;
   return (h * up + b * up) / t + f * h / t + b * h;
 }
@@ -218,7 +218,7 @@ double moe_layer_params_per_rank(const ModelSpec& m, int tp, int ep, int expert_
   const double router = static_cast<double>(m.hidden_size) * e.num_experts;
   return p.attn_qkv + p.attn_out + 2.0 * p.norm + router +
          static_cast<double>(e.num_experts / ep) *
-             mlp_params_per_rank(m, e.moe_intermediate_size, expert_tp) +
+             mlp_params_per_rank(m, e.moe_intermediate_size, expert_tp, false) +
          e.n_shared_experts * mlp_params_per_rank(m, e.shared_expert_intermediate_size, tp);
 }
 

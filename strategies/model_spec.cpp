@@ -599,22 +599,24 @@ std::int64_t attention_and_norm_params(const ModelSpec& m) {
 }
 
 // One MLP of ffn width f: gelu has fc1 (h x f) and fc2 (f x h); swiglu has gate and up (h x f)
-// and down (f x h).
-std::int64_t mlp_params(const ModelSpec& m, std::int64_t f) {
+// and down (f x h); the model's biases unless `bias` is false.
+std::int64_t mlp_params(const ModelSpec& m, std::int64_t f, bool bias = true) {
   const std::int64_t h = m.hidden_size;
   const bool swiglu = m.hidden_act == Activation::kSwiglu;
   std::int64_t mlp = (swiglu ? 3 : 2) * h * f;
-  if (m.bias) mlp += (swiglu ? 2 : 1) * f + h;
+  if (m.bias && bias) mlp += (swiglu ? 2 : 1) * f + h;
   return mlp;
 }
 
-// An MoE layer with `routed` of its routed experts: attention, norms, router, those experts and
-// every shared expert.
+// An MoE layer with `routed` of its routed experts: attention, norms, router, those experts
+// (without biases: Megatron-Core's grouped-GEMM experts have none, nor do Mixtral's and
+// DeepSeek's) and every shared expert (a dense MLP, with the model's biases).
 std::int64_t moe_params_with(const ModelSpec& m, std::int64_t routed) {
   if (!m.is_moe()) return 0;
   const MoeSpec& e = m.moe;
   const std::int64_t router = static_cast<std::int64_t>(m.hidden_size) * e.num_experts;
-  return attention_and_norm_params(m) + router + routed * mlp_params(m, e.moe_intermediate_size) +
+  return attention_and_norm_params(m) + router +
+         routed * mlp_params(m, e.moe_intermediate_size, false) +
          e.n_shared_experts * mlp_params(m, e.shared_expert_intermediate_size);
 }
 

@@ -52,8 +52,9 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
 // parallelism with hybrid sharding, per-layer tp changes with sequence parallelism or with pp
 // not outermost). ConfigError naming the field.
 void check_lowerable(const StrategySpec& s);
-// The same, and the models lower() does not lower yet: mixture-of-experts models are validated
-// (model and strategy) but refused here, naming model.num_experts (issue 20).
+// The same, and what a mixture-of-experts model is not lowered with yet (shared experts; with
+// experts: expert_tp other than 1 or tp, tp > 1 without sequence parallelism, cp, FP8,
+// tp_comm_overlap, ZeRO-3, hybrid sharding, per-layer tp), naming the field.
 void check_lowerable(const ModelSpec& m, const StrategySpec& s);
 
 // FLOPs, tasks and communication bytes over every rank (each stage's program runs on

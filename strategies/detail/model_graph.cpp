@@ -146,7 +146,8 @@ OpKind backward_of(OpKind k) {
 
 ModelGraph::ModelGraph(StageContext& c, TensorParallel& tp, DataParallel& dp)
     : c_(c), tp_(tp), dp_(dp),
-      blocks_(std::make_shared<const std::vector<GraphBlock>>(layer_blocks(c.m, c.s.attention, c.s.cp > 1))),
+      blocks_(std::make_shared<const std::vector<GraphBlock>>(
+          layer_blocks(c.m, c.s.attention, c.s.cp > 1))),
       moe_blocks_(c.m.is_moe() ? std::make_shared<const std::vector<GraphBlock>>(
                                      moe_layer_blocks(c.m, c.s.attention, c.s.cp > 1))
                                : nullptr) {}
@@ -273,7 +274,9 @@ TaskId ModelGraph::block_forward(const GraphBlock& b, TaskId x, int layer, int m
   if (b.block == Block::kAttnCore && c_.s.cp > 1) {
     return cp_attention_forward(x, layer, mb, chunk, phase, fwd, inst, extra);
   }
-  if (b.block == Block::kMoeExperts) return moe_forward(x, layer, mb, chunk, phase, fwd, inst, extra);
+  if (b.block == Block::kMoeExperts) {
+    return moe_forward(x, layer, mb, chunk, phase, fwd, inst, extra);
+  }
   // tp_comm_overlap: the block's all-gather or reduce-scatter runs as a ring beside its GEMM.
   const bool ring = tp_.overlaps(layout) && (b.gather || b.reduce);
   if (b.gather && ring) {  // gathered by the ring (TensorParallel::gather_linear), in FP8 when

@@ -82,8 +82,8 @@ TEST_F(ExitCodes, Plan) {
          "strata plan: internal error (a bug in Strata; please report it", "internal error");
 }
 
-// Mixture-of-experts models are validated (model and strategy), then refused by the commands
-// that lower a Plan, naming the model field (issue 20: not lowered yet).
+// Mixture-of-experts models are validated (model and strategy), planned and simulated; what is
+// not lowered with them is refused by name, and `run` refuses them before any work.
 TEST_F(ExitCodes, MixtureOfExpertsIsPlannedAndSimulatedNotRun) {
   const std::string mixtral =
       " --model mixtral-8x7b --cluster dgx-h100-128n --gpus 64 --strategy "

@@ -48,6 +48,7 @@ const std::vector<Scenario> kScenarios = {
     {"pp4-zb-h1", "gpt-golden.json", "dgx-a100-2n4g.json", "pp4-zb-h1.json", 4},
     {"dp8-zero3", "gpt-golden.json", "dgx-a100-2n4g.json", "dp8-zero3.json", 8},
     {"dp2-tp2-pp2-1f1b", "gpt-golden.json", "dgx-a100-2n4g.json", "dp2-tp2-pp2-1f1b.json", 8},
+    {"dp4-ep4", "moe-golden.json", "dgx-a100-2n4g.json", "dp4-ep4.json", 4},
 };
 
 // Names the scenario in gtest's output instead of dumping the struct's bytes.

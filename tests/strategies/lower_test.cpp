@@ -768,8 +768,8 @@ TEST(Lower, Llama7bOnEightGpus) {
   EXPECT_LT(first_rank_over_capacity(plan), 0);
 }
 
-// Mixture-of-experts models are validated but not lowered yet (issue 20): lower() refuses them
-// after validation, naming the model field.
+// Mixture-of-experts models are validated, then lowered (moe_lower_test.cpp has the details);
+// validation comes first.
 TEST(Lower, MoeModelIsValidatedThenLowered) {
   ModelSpec m = testing::llama(2, 64, 4, 4, 128, 256, 32);
   m.moe.num_experts = 4;

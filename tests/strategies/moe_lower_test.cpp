@@ -22,9 +22,10 @@ using testing::expect_config_error;
 using testing::llama;
 using testing::strategy;
 
-// A small Llama-style MoE: 4 layers (the first dense), 4 experts of width 48, top-2.
-ModelSpec moe_model() {
-  ModelSpec m = llama(4, 64, 4, 2, 128, 256, 32);
+// A small Llama-style MoE (or GPT-style: GELU, biases, LayerNorm): 4 layers (the first dense),
+// 4 experts of width 48, top-2.
+ModelSpec moe_model(bool gpt_shape = false) {
+  ModelSpec m = gpt_shape ? testing::gpt(4, 64, 4, 256, 32) : llama(4, 64, 4, 2, 128, 256, 32);
   m.name = "moe-test";
   m.moe.num_experts = 4;
   m.moe.num_experts_per_tok = 2;
@@ -65,7 +66,7 @@ TEST(MoeLower, PlanFlopsEqualTheAccounting) {
   for (const Case& k : kCases) {
     for (const Recompute r : {Recompute::kNone, Recompute::kFull}) {
       SCOPED_TRACE(name(k));
-      const ModelSpec m = moe_model();
+      const ModelSpec m = moe_model(r == Recompute::kFull);
       StrategySpec s = moe_strategy(k.dp, k.tp, k.pp, k.ep, k.expert_tp);
       s.recompute = r;
       const Plan plan = lower(m, cluster(2, 8), s, k.dp * k.tp * k.pp);
@@ -91,20 +92,22 @@ TEST(MoeLower, PlanFlopsEqualTheAccounting) {
 // attention of an MoE layer: the accounting's parameters per rank.
 TEST(MoeLower, ParametersPerRankAreTheAccountings) {
   for (const Case& k : kCases) {
-    SCOPED_TRACE(name(k));
-    const Plan plan = lower_case(k);
-    const ModelSpec& m = plan.model;
-    std::map<int, double> per_layer;
-    for (const Program& p : plan.programs) {
-      for (const ParamInfo& pi : p.params) {
-        if (pi.layer >= 0) per_layer[pi.layer] += static_cast<double>(pi.elements);
+    for (const bool gpt_shape : {false, true}) {
+      SCOPED_TRACE(name(k) + (gpt_shape ? " gpt" : " llama"));
+      const Plan plan = lower_case(k, moe_model(gpt_shape));
+      const ModelSpec& m = plan.model;
+      std::map<int, double> per_layer;
+      for (const Program& p : plan.programs) {
+        for (const ParamInfo& pi : p.params) {
+          if (pi.layer >= 0) per_layer[pi.layer] += static_cast<double>(pi.elements);
+        }
       }
-    }
-    for (int l = 0; l < m.num_hidden_layers; ++l) {
-      const double expected = m.is_moe_layer(l)
-                                  ? moe_layer_params_per_rank(m, k.tp, k.ep, k.expert_tp)
-                                  : layer_params_per_rank(m, k.tp);
-      EXPECT_DOUBLE_EQ(per_layer[l], expected) << "layer " << l;
+      for (int l = 0; l < m.num_hidden_layers; ++l) {
+        const double expected = m.is_moe_layer(l)
+                                    ? moe_layer_params_per_rank(m, k.tp, k.ep, k.expert_tp)
+                                    : layer_params_per_rank(m, k.tp);
+        EXPECT_DOUBLE_EQ(per_layer[l], expected) << "layer " << l;
+      }
     }
   }
 }
