@@ -102,7 +102,6 @@ void check_moe_lowerable(const ModelSpec& m, const StrategySpec& s) {
                       str(s.tp) + " needs sequence_parallel true (Megatron-Core's rule: each "
                       "tensor-parallel rank routes its own rows)");
   }
-  if (s.cp > 1) refuse("strategy.cp", str(s.cp), "context parallelism");
   if (s.uses_fp8()) refuse("strategy.fp8", "on", "FP8");
   if (s.tp_comm_overlap) refuse("strategy.tp_comm_overlap", "true", "tp_comm_overlap");
   if (s.zero_stage == 3) refuse("strategy.zero_stage", "3", "ZeRO-3");
@@ -146,7 +145,7 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
   plan.virtual_stages = s.virtual_stages;
   if (m.is_moe()) {  // the rows a rank routes: its micro-batch, 1/tp of it under sp
     const std::int64_t rows = static_cast<std::int64_t>(s.micro_batch_size) * m.seq_length /
-                              (s.sequence_parallel ? s.tp : 1);
+                              s.cp / (s.sequence_parallel ? s.tp : 1);
     plan.expert_shares = expert_dispatch(m, s, rows).shares;
   }
   plan.model_name = m.name;

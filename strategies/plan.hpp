@@ -53,7 +53,7 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
 // not outermost). ConfigError naming the field.
 void check_lowerable(const StrategySpec& s);
 // The same, and what a mixture-of-experts model is not lowered with yet (shared experts; with
-// experts: expert_tp other than 1 or tp, tp > 1 without sequence parallelism, cp, FP8,
+// experts: expert_tp other than 1 or tp, tp > 1 without sequence parallelism, FP8,
 // tp_comm_overlap, ZeRO-3, hybrid sharding, per-layer tp), naming the field.
 void check_lowerable(const ModelSpec& m, const StrategySpec& s);
 

@@ -558,8 +558,10 @@ std::vector<int> Topology::group_ranks(int rank, const GroupRef& g) const {
       const RankGrid& grid = layouts.at(g.layout);
       const int ep = grid.coord(rank, Dim::kEp);
       std::vector<int> out;
-      const std::vector<int> ranks = experts_across_tp ? grid.group(rank, {Dim::kDp, Dim::kTp})
-                                                       : grid.group(rank, Dim::kDp);
+      // With context parallelism the cp ranks hold the same experts for other tokens too.
+      const std::vector<int> ranks = experts_across_tp
+                                         ? grid.group(rank, {Dim::kDp, Dim::kCp, Dim::kTp})
+                                         : grid.group(rank, {Dim::kDp, Dim::kCp});
       for (int q : ranks) {
         if (grid.coord(q, Dim::kEp) == ep) out.push_back(q);
       }

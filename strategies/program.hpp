@@ -111,7 +111,7 @@ enum class GroupKind : std::uint8_t {
   kDpCp,       // dp x cp: the gradient-reduction group with context parallelism (Megatron's)
   kEp,         // expert-parallel group: the ranks holding the other experts (inside dp)
   kExpertDp,   // expert-data-parallel group: the ranks holding the same experts (dp / ep of
-               // them, times tp when Topology::experts_across_tp)
+               // them, times cp, times tp when Topology::experts_across_tp)
 };
 
 const char* task_kind_name(TaskKind k);

@@ -1,9 +1,10 @@
 // A mixture-of-experts feed-forward block with expert parallelism (Megatron-Core's MoELayer
 // with the all-to-all token dispatcher; docs/plan.md "Mixture of experts"). On each rank:
 //
-//   router     logits = x W_r^T over the rank's rows (all tokens, or 1/tp of them under
-//              sequence parallelism), softmax, the top k experts and their weights; the rows
-//              copied out grouped by expert (the permutation; a capacity drops the surplus)
+//   router     logits = x W_r^T over the rank's rows (its tokens, 1/cp of each sequence with
+//              context parallelism, 1/tp of them under sequence parallelism), softmax, the
+//              top k experts and their weights; the rows copied out grouped by expert (the
+//              permutation; a capacity drops the surplus)
 //   dispatch   an all-to-all over the expert-parallel group: each rank receives the rows for
 //              its num_experts / ep experts (with the per-expert counts); with expert_tp > 1 an
 //              all-gather over the experts' tp group gives every shard of an expert all its rows

@@ -136,7 +136,9 @@ struct StageContext {
   // the experts' gradients.
   GroupRef ep_group() const { return {GroupKind::kEp, 0, 0}; }
   GroupRef expert_dp_group() const { return {GroupKind::kExpertDp, 0, 0}; }
-  int expert_dp_size() const { return s.dp / s.ep * (plan.experts_across_tp ? s.tp : 1); }
+  int expert_dp_size() const {
+    return s.dp / s.ep * s.cp * (plan.experts_across_tp ? s.tp : 1);
+  }
   // The routed experts' tensor-parallel degree: tp, or 1 (whole experts on every tp rank).
   int expert_tp() const { return s.expert_tp_size(); }
   // The activation layout flowing into layer `layer` (the embedding output is layout 0).

@@ -45,6 +45,20 @@ TEST(PlanJson, WriteThenReadIsTheSamePlan) {
   plans.push_back(strategies::lower(strategies::load_model(kConfigs + "models/gpt-tiny.json"),
                                     strategies::load_cluster(kConfigs + "clusters/local-cpu.json"),
                                     override, 4));
+  // Mixture of experts: imbalanced routing (expert_shares), and expert_tp 1 under tp 2 (the
+  // experts' gradient group spans tp).
+  auto moe = strategies::load_strategy(kGolden + "dp4-ep4.json");
+  moe.expert_routing.kind = strategies::ExpertRoutingKind::kZipf;
+  moe.expert_routing.zipf_exponent = 1.2;
+  const auto moe_model = strategies::load_model(kGolden + "moe-golden.json");
+  const auto golden_cluster = strategies::load_cluster(kGolden + "dgx-a100-2n4g.json");
+  plans.push_back(strategies::lower(moe_model, golden_cluster, moe, 4));
+  moe.tp = 2;
+  moe.dp = moe.ep = 2;
+  moe.global_batch_size = 8;
+  moe.expert_tp = 1;
+  moe.sequence_parallel = true;
+  plans.push_back(strategies::lower(moe_model, golden_cluster, moe, 4));
   for (const strategies::Plan& p : plans) {
     SCOPED_TRACE(p.strategy.name);
     const json::Json j = strategies::plan_to_json(p);
@@ -59,6 +73,8 @@ TEST(PlanJson, WriteThenReadIsTheSamePlan) {
     EXPECT_EQ(back.totals.tasks, p.totals.tasks);
     EXPECT_EQ(back.layouts.size(), p.layouts.size());
     EXPECT_EQ(back.zero_shard_group, p.zero_shard_group);
+    EXPECT_EQ(back.expert_shares, p.expert_shares);
+    EXPECT_EQ(back.experts_across_tp, p.experts_across_tp);
     for (std::size_t s = 0; s < p.programs.size(); ++s) {  // views, rotated ones included
       for (std::size_t b = 0; b < p.programs[s].buffers.size(); ++b) {
         EXPECT_EQ(back.programs[s].buffers[b].view_rotate, p.programs[s].buffers[b].view_rotate);

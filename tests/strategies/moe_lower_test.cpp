@@ -215,6 +215,34 @@ TEST(MoeLower, ExpertGradientsReduceOverTheExpertDataParallelGroup) {
   }
 }
 
+// Context parallelism: each rank routes its 1/cp of the tokens, and the cp ranks holding the
+// same experts sum their gradients (the expert-data-parallel group spans cp, as dp x cp reduces
+// the dense gradients); the work is still the accounting's.
+TEST(MoeLower, ContextParallelRoutesTheRanksShareOfTheSequence) {
+  const ModelSpec m = moe_model();
+  StrategySpec s = moe_strategy(2, 1, 1, 2, 1);
+  s.cp = 2;
+  s.attention = AttentionImpl::kFused;
+  const Plan plan = lower(m, cluster(1, 8), s, 4);
+  double flops = 0;
+  for (const Task& t : plan.programs[0].tasks) {
+    if (t.kind == TaskKind::kCompute) flops += t.flops;
+    if (t.collective == CollectiveKind::kAllToAll) {
+      EXPECT_DOUBLE_EQ(t.bytes, 2.0 * m.seq_length / 2 * 2 * m.hidden_size * 2);
+    }
+  }
+  EXPECT_NEAR(flops * plan.world_size, to_double(step_flops(m, s).model),
+              1e-9 * to_double(step_flops(m, s).model));
+  for (int r = 0; r < plan.world_size; ++r) {
+    const std::vector<int> g = plan.group_ranks(r, {GroupKind::kExpertDp, 0, 0});
+    ASSERT_EQ(g.size(), 2u);  // dp / ep = 1, times cp 2
+    for (int q : g) {
+      EXPECT_EQ(plan.grid().coord(q, Dim::kEp), plan.grid().coord(r, Dim::kEp));
+      EXPECT_EQ(plan.grid().coord(q, Dim::kDp), plan.grid().coord(r, Dim::kDp));
+    }
+  }
+}
+
 // The dispatch by hand: 100 rows, top-2 of 4 experts, ep 2.
 TEST(MoeLower, DispatchFollowsTheRouting) {
   ModelSpec m = moe_model();
@@ -288,9 +316,10 @@ TEST(MoeLower, RefusesWhatIsNotLoweredYet) {
   s.zero_stage = 3;
   refused(moe_model(), s, 2, {"strategy.zero_stage = 3", "ZeRO-3", "not lowered yet"});
   s = moe_strategy(2, 1, 1, 2, 1);
-  s.cp = 2;
-  s.attention = AttentionImpl::kFused;
-  refused(moe_model(), s, 4, {"strategy.cp = 2", "not lowered yet"});
+  s.tp_comm_overlap = true;
+  s.tp = 2;
+  s.sequence_parallel = true;
+  refused(moe_model(), s, 4, {"strategy.tp_comm_overlap = true", "not lowered yet"});
 }
 
 }  // namespace
