@@ -243,8 +243,7 @@ TaskId ModelGraph::moe_backward(TaskId x, int layer, int mb, int chunk, Instance
       make_op(OpKind::kGroupedLinearBwdWeight, a, {dfc1, expert_in, counts},
               {param_grad(K::kExpertFc1Weight, layer, owned, experts)}, g1)};
   finish_accumulation(experts, ops);
-  t = c_.emit.add(c_.compute_task(Phase::kBackward, Block::kMoeExperts, layer, mb, chunk), ops,
-                  {t});
+  t = backward_task(Block::kMoeExperts, layer, mb, chunk, ops, t);
 
   // Dispatch in reverse: (expert_tp > 1) reduce-scattered, then the rows sent home.
   BufId dreceived = din;
@@ -278,8 +277,19 @@ TaskId ModelGraph::moe_backward(TaskId x, int layer, int mb, int chunk, Instance
                  {param_grad(K::kRouterWeight, layer, owned, router)}, {z.R, z.C, z.E, 0, 0, 0}),
          permute};
   finish_accumulation(router, ops);
-  return c_.emit.add(c_.compute_task(Phase::kBackward, Block::kMoeRouter, layer, mb, chunk), ops,
-                     {t});
+  return backward_task(Block::kMoeRouter, layer, mb, chunk, ops, t);
+}
+
+// A backward task of the MoE block after `after`; under a zero-bubble schedule its weight
+// gradients are left to the W unit of its micro-batch, as a dense block's are.
+TaskId ModelGraph::backward_task(Block block, int layer, int mb, int chunk,
+                                 const std::vector<OpSpec>& ops, TaskId after) {
+  const Task task = c_.compute_task(Phase::kBackward, block, layer, mb, chunk);
+  if (!split_) return c_.emit.add(task, ops, {after});
+  auto [input, weight] = split_weight_gradients(ops);
+  const TaskId x = c_.emit.add(task, input, {after});
+  if (!weight.empty()) weight_tasks_[{chunk, mb}].push_back({task, weight, {x}});
+  return x;
 }
 
 }  // namespace strata::strategies::detail

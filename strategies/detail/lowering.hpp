@@ -43,6 +43,12 @@ struct OpSpec {
   float param = 0;
 };
 
+// A block backward's ops in order, split into those of the input gradients and those of the
+// weight gradients (the weight-gradient GEMMs, grouped ones included, and the gradient
+// accumulation after them): the B and W tasks of a split backward (model_graph.cpp).
+std::pair<std::vector<OpSpec>, std::vector<OpSpec>> split_weight_gradients(
+    const std::vector<OpSpec>& ops);
+
 // Appends tasks, ops and buffers to one program, chaining each stream's tasks.
 class Emitter {
  public:
@@ -414,6 +420,8 @@ class ModelGraph {
                      Instance& inst, TaskId extra);
   TaskId moe_backward(TaskId x, int layer, int mb, int chunk, Instance& fwd, Instance& rc,
                       Instance& bw, TaskId extra);
+  TaskId backward_task(Block block, int layer, int mb, int chunk, const std::vector<OpSpec>& ops,
+                       TaskId after);
   // One all-to-all over the expert-parallel group (tag 1: the dispatch direction, 2: the
   // combine's), or with `tp_kind` an all-gather / reduce-scatter over the experts' tp group.
   TaskId moe_exchange(CollectiveKind kind, int direction, TaskId after,

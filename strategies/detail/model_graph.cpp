@@ -115,18 +115,6 @@ std::vector<GraphBlock> moe_layer_blocks(const ModelSpec& m, AttentionImpl atten
   return out;
 }
 
-// A block backward's ops in order, split into those of the input gradients and those of the
-// weight gradients (the weight-gradient GEMMs and the gradient accumulation after them).
-std::pair<std::vector<OpSpec>, std::vector<OpSpec>> split_weight_gradients(
-    const std::vector<OpSpec>& ops) {
-  std::pair<std::vector<OpSpec>, std::vector<OpSpec>> out;
-  for (const OpSpec& op : ops) {
-    const bool w = op.kind == OpKind::kLinearBwdWeight || op.kind == OpKind::kGradAccumulate;
-    (w ? out.second : out.first).push_back(op);
-  }
-  return out;
-}
-
 OpKind backward_of(OpKind k) {
   switch (k) {
     case OpKind::kLayerNorm: return OpKind::kLayerNormBwd;
@@ -143,6 +131,18 @@ OpKind backward_of(OpKind k) {
 }
 
 }  // namespace
+
+std::pair<std::vector<OpSpec>, std::vector<OpSpec>> split_weight_gradients(
+    const std::vector<OpSpec>& ops) {
+  std::pair<std::vector<OpSpec>, std::vector<OpSpec>> out;
+  for (const OpSpec& op : ops) {
+    const bool w = op.kind == OpKind::kLinearBwdWeight ||
+                   op.kind == OpKind::kGroupedLinearBwdWeight ||
+                   op.kind == OpKind::kGradAccumulate;
+    (w ? out.second : out.first).push_back(op);
+  }
+  return out;
+}
 
 ModelGraph::ModelGraph(StageContext& c, TensorParallel& tp, DataParallel& dp)
     : c_(c), tp_(tp), dp_(dp),

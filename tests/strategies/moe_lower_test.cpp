@@ -243,6 +243,38 @@ TEST(MoeLower, ContextParallelRoutesTheRanksShareOfTheSequence) {
   }
 }
 
+// Zero-bubble schedules defer the experts' and the router's weight gradients to the W units,
+// as a dense block's: the B tasks hold no weight-gradient GEMM, the work is unchanged.
+TEST(MoeLower, ZeroBubbleDefersTheExpertsWeightGradients) {
+  const ModelSpec m = moe_model();
+  StrategySpec s = moe_strategy(2, 1, 2, 2, 1);
+  s.global_batch_size = 16;
+  s.schedule = Schedule::kZbH1;
+  const Plan plan = lower(m, cluster(1, 8), s, 4);
+  int deferred = 0;
+  double flops = 0;
+  for (const Program& p : plan.programs) {
+    for (const Task& t : p.tasks) {
+      if (t.kind != TaskKind::kCompute) continue;
+      flops += t.flops;
+      if (t.block != Block::kMoeExperts && t.block != Block::kMoeRouter) continue;
+      if (t.phase != Phase::kBackward) continue;
+      bool weight = false, input = false;
+      for (std::uint32_t i = 0; i < t.op_count; ++i) {
+        const OpKind k = p.ops[t.op_begin + i].kind;
+        if (k == OpKind::kGroupedLinearBwdWeight || k == OpKind::kLinearBwdWeight) weight = true;
+        if (k == OpKind::kGroupedLinearBwdData || k == OpKind::kLinearBwdData) input = true;
+      }
+      EXPECT_FALSE(weight && input) << "a task mixes B and W ops";
+      if (weight) ++deferred;
+    }
+  }
+  // Per stage: one MoE layer of each stage's two (layer 0 is dense) x micro-batches x 2 tasks.
+  EXPECT_EQ(deferred, 3 * plan.num_micro_batches * 2);
+  EXPECT_NEAR(flops * plan.world_size / plan.pp, to_double(step_flops(m, s).model),
+              1e-9 * to_double(step_flops(m, s).model));
+}
+
 // The dispatch by hand: 100 rows, top-2 of 4 experts, ep 2.
 TEST(MoeLower, DispatchFollowsTheRouting) {
   ModelSpec m = moe_model();
