@@ -208,9 +208,10 @@ std::vector<DataParallel::Call> DataParallel::calls_of(int chunk) const {
     }
     call(Group::kLayer, l,
          {TensorKind::kRouterWeight, TensorKind::kFc2Weight, TensorKind::kFc2Bias,
-          TensorKind::kFc1Weight, TensorKind::kFc1Bias, TensorKind::kNormWeight2, TensorKind::kNormBias2,
-          TensorKind::kAttnOutWeight, TensorKind::kAttnOutBias, TensorKind::kQkvWeight,
-          TensorKind::kQkvBias, TensorKind::kNormWeight1, TensorKind::kNormBias1});
+          TensorKind::kFc1Weight, TensorKind::kFc1Bias, TensorKind::kNormWeight2,
+          TensorKind::kNormBias2, TensorKind::kAttnOutWeight, TensorKind::kAttnOutBias,
+          TensorKind::kQkvWeight, TensorKind::kQkvBias, TensorKind::kNormWeight1,
+          TensorKind::kNormBias1});
   }
   if (vs == 0) {
     if (shared) {

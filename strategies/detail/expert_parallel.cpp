@@ -136,10 +136,16 @@ TaskId ModelGraph::moe_forward(TaskId x, int layer, int mb, int chunk, Phase pha
 
   // Dispatch: rows to the experts' ranks, then (expert_tp > 1) gathered over the tp group.
   const std::int64_t ep = c_.s.ep;
-  const BufId received = make(K::kMoeReceived, a, {z.recv, z.C});
-  BufId recv_counts = c_.tensor(K::kMoeRecvCounts, layer, mb, n, DType::kInt32, {ep, z.local});
-  t = moe_exchange(CollectiveKind::kAllToAll, 1, t, {permuted, counts}, {received, recv_counts},
-                   layer, mb, chunk, phase);
+  // With ep 1 the rank holds every expert: the permuted rows are its experts' input as they are.
+  BufId received = permuted, recv_counts = counts;
+  if (ep > 1) {
+    received = make(K::kMoeReceived, a, {z.recv, z.C});
+    recv_counts = c_.tensor(K::kMoeRecvCounts, layer, mb, n, DType::kInt32, {ep, z.local});
+    t = moe_exchange(CollectiveKind::kAllToAll, 1, t, {permuted, counts},
+                     {received, recv_counts}, layer, mb, chunk, phase);
+  } else {
+    inst[K::kMoeReceived] = received;
+  }
   BufId expert_in = received;
   if (z.t > 1) {
     expert_in = make(K::kMoeExpertIn, a, {z.M, z.C});
@@ -177,9 +183,14 @@ TaskId ModelGraph::moe_forward(TaskId x, int layer, int mb, int chunk, Phase pha
     t = moe_exchange(CollectiveKind::kReduceScatter, 0, t, {out}, {returned}, layer, mb, chunk,
                      phase);
   }
-  const BufId combined = make(K::kMoeCombined, a, {z.S, z.C});
-  t = moe_exchange(CollectiveKind::kAllToAll, 2, t, {returned}, {combined}, layer, mb, chunk,
-                   phase);
+  BufId combined = returned;
+  if (ep > 1) {
+    combined = make(K::kMoeCombined, a, {z.S, z.C});
+    t = moe_exchange(CollectiveKind::kAllToAll, 2, t, {returned}, {combined}, layer, mb, chunk,
+                     phase);
+  } else {
+    inst[K::kMoeCombined] = combined;
+  }
   const BufId y = make(K::kLayerOut, a, {z.R, z.C});
   return c_.emit.add(c_.compute_task(phase, Block::kMoeCombine, layer, mb, chunk),
                      {make_op(OpKind::kMoeUnpermute, a, {combined, row_of, w}, {y},
@@ -212,9 +223,13 @@ TaskId ModelGraph::moe_backward(TaskId x, int layer, int mb, int chunk, Instance
                {z.R, z.C, z.k, z.S, 0, 0})},
       {x, extra});
   bw.pending(K::kAttnOut) = dy;
-  const BufId dreturned = grad(K::kMoeReturned, {z.recv, z.C}, a);
-  t = moe_exchange(CollectiveKind::kAllToAll, 1, t, {dcombined}, {dreturned}, layer, mb, chunk,
-                   Phase::kBackward);
+  const bool ep = c_.s.ep > 1;  // else no all-to-all: the rows stay on the rank
+  BufId dreturned = dcombined;
+  if (ep) {
+    dreturned = grad(K::kMoeReturned, {z.recv, z.C}, a);
+    t = moe_exchange(CollectiveKind::kAllToAll, 1, t, {dcombined}, {dreturned}, layer, mb, chunk,
+                     Phase::kBackward);
+  }
   BufId dout = dreturned;
   if (z.t > 1) {
     dout = grad(K::kMoeExpertOut, {z.M, z.C}, a);
@@ -252,9 +267,12 @@ TaskId ModelGraph::moe_backward(TaskId x, int layer, int mb, int chunk, Instance
     t = moe_exchange(CollectiveKind::kReduceScatter, 0, t, {din}, {dreceived}, layer, mb, chunk,
                      Phase::kBackward);
   }
-  const BufId dpermuted = grad(K::kMoePermuted, {z.S, z.C}, a);
-  t = moe_exchange(CollectiveKind::kAllToAll, 2, t, {dreceived}, {dpermuted}, layer, mb, chunk,
-                   Phase::kBackward);
+  BufId dpermuted = dreceived;
+  if (ep) {
+    dpermuted = grad(K::kMoePermuted, {z.S, z.C}, a);
+    t = moe_exchange(CollectiveKind::kAllToAll, 2, t, {dreceived}, {dpermuted}, layer, mb, chunk,
+                     Phase::kBackward);
+  }
 
   // Router: the logits' gradient through the top-k weights (and the auxiliary loss), the
   // router GEMM's two gradients, and the permutation's gradient added into dx.

@@ -159,6 +159,21 @@ TEST(MoeLower, AllToAllsCarryTheDispatchedRows) {
   }
 }
 
+// Without expert parallelism a rank holds every expert: no all-to-all, the permuted rows feed
+// the experts directly, and the work is the same.
+TEST(MoeLower, WithoutExpertParallelismNothingIsExchanged) {
+  const ModelSpec m = moe_model();
+  const StrategySpec s = moe_strategy(2, 1, 1, 1, 1);
+  const Plan plan = lower(m, cluster(1, 8), s, 2);
+  double flops = 0;
+  for (const Task& t : plan.programs[0].tasks) {
+    EXPECT_NE(t.collective, CollectiveKind::kAllToAll);
+    if (t.kind == TaskKind::kCompute) flops += t.flops;
+  }
+  const double expected = to_double(step_flops(m, s).model);
+  EXPECT_NEAR(flops * 2, expected, 1e-9 * expected);
+}
+
 // The experts' gradients live in buckets of their own, reduced (and ZeRO-partitioned) over the
 // ranks holding the same experts: dp / ep of them, times tp when each tp rank holds whole
 // experts (expert_tp 1); the rest of the layer over dp.
