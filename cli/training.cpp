@@ -100,10 +100,17 @@ void check_runnable(const strategies::Plan& plan, bool synthetic) {
   auto refuse = [](const std::string& field, const std::string& value, const std::string& rule) {
     throw ConfigError(field + " = " + value + ": " + rule);
   };
-  if (m.is_moe()) {
-    refuse("model.num_experts", std::to_string(m.moe.num_experts),
-           "the CPU executor does not run mixture-of-experts layers yet (plan and simulate do; "
-           "issue 20); use a dense model");
+  // Mixture of experts runs with whole experts per rank and without the auxiliary loss.
+  if (m.is_moe() && m.moe.router_aux_loss_coef != 0) {
+    char coef[32];
+    std::snprintf(coef, sizeof coef, "%g", m.moe.router_aux_loss_coef);
+    refuse("model.router_aux_loss_coef", coef,
+           "the executor does not add the router's load-balancing loss yet; set it to 0");
+  }
+  if (m.is_moe() && s.expert_tp_size() > 1) {
+    refuse("strategy.expert_tp", std::to_string(s.expert_tp_size()),
+           "the executor runs whole experts on each rank (no ragged gather over tp yet); set "
+           "\"expert_tp\": 1");
   }
   if (m.family != strategies::ModelFamily::kGpt || m.norm != strategies::NormKind::kLayerNorm ||
       m.hidden_act != strategies::Activation::kGelu || !m.learned_position_embeddings ||

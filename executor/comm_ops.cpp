@@ -231,6 +231,80 @@ void reduce_scatter(Interpreter& in, const Task& t, const Op& op) {
   in.arena().unstage(static_cast<double>(part.count) * sizeof(float));
 }
 
+// The counts of an int32 tensor, read to the host.
+std::vector<std::int32_t> read_counts(Interpreter& in, const TensorView& v) {
+  std::vector<std::int32_t> out(static_cast<std::size_t>(v.elements()));
+  kernels::copy_to_host(in.stream(), out.data(), v.data, out.size() * sizeof(std::int32_t))
+      .synchronize();
+  return out;
+}
+
+// Mixture of experts: the all-to-all over the expert-parallel group (group order = ep index;
+// member j holds experts [j E/ep, (j+1) E/ep)). Rows are ragged, so the rows each pair exchanges
+// are counted first:
+//  - the forward dispatch (tag 1, in {rows, counts (E)}, out {rows, received counts (ep, E/ep)})
+//    sends each member the counts of its experts, receives the counts of the rank's experts
+//    from every member (written to the received counts, the grouped GEMMs' segments (source,
+//    local expert)), then the rows: block j of the permuted rows (expert-major) to member j,
+//    the received rows packed source after source, the rows after them zero;
+//  - every other all-to-all of the layer and micro-batch (the combine, tag 2, and the
+//    backward's two, without counts) reuses those row counts: tag 1 sends as the dispatch did,
+//    tag 2 sends back to each member the rows received from it, in the same order.
+// bf16 rows travel widened (Staged), as every collective's.
+void moe_all_to_all(Interpreter& in, const Task& t, const Op& op) {
+  const GroupId g = in.group(t.group);
+  const int members = in.comm().group_size(g);
+  Interpreter::MoeRoutes& routes = in.moe_routes(t.layer, t.micro_batch);
+  const TensorView src = in.view(in.program().input(op, 0));
+  const TensorView dst = in.view(in.program().output(op, 0));
+  const std::int64_t c = src.shape[1];
+  STRATA_CHECK(dst.shape[1] == c, in.plan().task_name(t) + ": rows of different widths");
+  if (op.n_in == 2) {
+    const std::vector<std::int32_t> counts = read_counts(in, in.view(in.program().input(op, 1)));
+    const TensorView recv_counts = in.view(in.program().output(op, 1));
+    const std::int64_t local = recv_counts.shape[1];
+    STRATA_CHECK(static_cast<std::int64_t>(counts.size()) == members * local &&
+                     recv_counts.shape[0] == members,
+                 in.plan().task_name(t) + ": the counts do not match the group");
+    std::vector<float> send(counts.begin(), counts.end()), recv(counts.size());
+    in.comm().all_to_all(g, send.data(), recv.data(), static_cast<std::size_t>(local)).wait();
+    std::vector<std::int32_t> received(recv.size());
+    routes.send_rows.assign(static_cast<std::size_t>(members), 0);
+    routes.recv_rows.assign(static_cast<std::size_t>(members), 0);
+    for (std::size_t i = 0; i < recv.size(); ++i) {
+      received[i] = static_cast<std::int32_t>(recv[i]);
+      routes.send_rows[i / static_cast<std::size_t>(local)] += counts[i];
+      routes.recv_rows[i / static_cast<std::size_t>(local)] += received[i];
+    }
+    kernels::copy_from_host(in.stream(), recv_counts.data, received.data(),
+                            received.size() * sizeof(std::int32_t))
+        .synchronize();
+  }
+  STRATA_CHECK(static_cast<int>(routes.send_rows.size()) == members,
+               in.plan().task_name(t) + ": no dispatch of this layer and micro-batch before it");
+  const bool dispatch = t.tag == 1;
+  const std::vector<int>& send_rows = dispatch ? routes.send_rows : routes.recv_rows;
+  const std::vector<int>& recv_rows = dispatch ? routes.recv_rows : routes.send_rows;
+  std::vector<int> send_counts, recv_counts;
+  std::int64_t sent = 0, received = 0;
+  for (int j = 0; j < members; ++j) {
+    send_counts.push_back(static_cast<int>(send_rows[j] * c));
+    recv_counts.push_back(static_cast<int>(recv_rows[j] * c));
+    sent += send_counts.back();
+    received += recv_counts.back();
+  }
+  STRATA_CHECK(sent <= src.elements() && received <= dst.elements(),
+               in.plan().task_name(t) + ": the routed rows exceed the buffers (" +
+                   std::to_string(sent / c) + " sent, " + std::to_string(received / c) +
+                   " received, of " + std::to_string(src.shape[0]) + " and " +
+                   std::to_string(dst.shape[0]) + ")");
+  Staged send(in, src, true);
+  Staged out(in, dst, false);
+  in.comm().all_to_all_v(g, send.get(), send_counts, out.get(), recv_counts).wait();
+  std::fill(out.get() + received, out.get() + dst.elements(), 0.0f);
+  out.store();
+}
+
 }  // namespace
 
 void run_comm(Interpreter& in, const Task& t, const Op& op) {
@@ -275,6 +349,9 @@ void run_comm(Interpreter& in, const Task& t, const Op& op) {
       out.store();
       return;
     }
+    case OpKind::kAllToAll:
+      moe_all_to_all(in, t, op);
+      return;
     case OpKind::kRingShift: {
       // Context parallelism: send the buffer to the next member of the group (in group order)
       // and receive the previous member's, matched by the task's tag (the same on every member).

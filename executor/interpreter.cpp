@@ -80,8 +80,14 @@ std::string refusal(const strategies::ProgramSet& plan, int rank, kernels::Backe
   }
   for (std::size_t i = 0; i < p.buffers.size(); ++i) {
     const Buffer& b = p.buffers[i];
+    if (b.kind == strategies::TensorKind::kMoeExpertIn && !b.grad) {
+      return "buffer " + p.buffer_name(static_cast<std::int32_t>(i)) + " gathers the experts' "
+             "rows over tp: the executor runs experts whole on each rank only (set the "
+             "strategy's \"expert_tp\": 1)";
+    }
+    // Token ids, and the routing's indices and counts of MoE layers.
     const bool ids = b.kind == strategies::TensorKind::kTokens ||
-                     b.kind == strategies::TensorKind::kTargets;
+                     b.kind == strategies::TensorKind::kTargets || b.dtype == DType::kInt32;
     if (b.dtype == DType::kUint8) {
       return "buffer " + p.buffer_name(static_cast<std::int32_t>(i)) +
              " is a dropout mask: the executor does not implement dropout yet (set the model's "
@@ -100,6 +106,11 @@ std::string refusal(const strategies::ProgramSet& plan, int rank, kernels::Backe
       return "op attention uses rotary position embeddings, which the executor does not "
              "implement yet (GPT models with learned positions run)";
     }
+    if (op.kind == OpKind::kMoeRoute && op.param != 0) {
+      return "op moe_route has the auxiliary load-balancing loss (coefficient " +
+             std::to_string(op.param) + "): the executor does not add it to the loss yet (set "
+             "the model's \"router_aux_loss_coef\": 0)";
+    }
     const bool attention = op.kind == OpKind::kAttention || op.kind == OpKind::kFlashAttention;
     if (attention && op.dims[4] != op.dims[2]) {
       return std::string("op ") + strategies::op_kind_name(op.kind) + " has " + std::to_string(op.dims[4]) + " key/value channels for " +
@@ -116,7 +127,8 @@ Interpreter::Interpreter(const strategies::ProgramSet& plan, Comm& comm, const C
       comm_(comm),
       corpus_(corpus),
       rank_(comm.rank()),
-      program_(plan.program_of(comm.rank())),
+      own_program_(with_moe_row_bounds(plan.program_of(comm.rank()))),
+      program_(own_program_),
       stream_(std::move(stream)),
       arena_(stream_) {
   for (const Task& t : program_.tasks) {

@@ -82,6 +82,14 @@ class Interpreter final : public OpContext {
   bool loss_owner() const { return loss_owner_; }
   // A send in flight: its data stays in `copy` (staging) until the step ends.
   void keep_send(Request request, std::vector<float> copy);
+  // Mixture of experts: the rows this rank sends to and receives from each member of its
+  // expert-parallel group in the dispatch direction of an MoE layer's micro-batch, found by the
+  // forward dispatch (from the routing's counts) and reused by the combine and by the backward
+  // all-to-alls of the same layer and micro-batch (which carry no counts).
+  struct MoeRoutes {
+    std::vector<int> send_rows, recv_rows;
+  };
+  MoeRoutes& moe_routes(int layer, int micro_batch) { return moe_routes_[{layer, micro_batch}]; }
 
  private:
   void make_groups();
@@ -94,6 +102,9 @@ class Interpreter final : public OpContext {
   Comm& comm_;
   const Corpus& corpus_;
   int rank_ = 0;
+  // The rank's program with the MoE routed buffers sized for the most rows (memory.hpp
+  // with_moe_row_bounds); program_ refers to it.
+  strategies::Program own_program_;
   const strategies::Program& program_;
   kernels::Stream stream_;
   Arena arena_;
@@ -113,6 +124,7 @@ class Interpreter final : public OpContext {
     std::vector<float> copy;
   };
   std::vector<PendingSend> sends_;
+  std::map<std::pair<int, int>, MoeRoutes> moe_routes_;
 };
 
 }  // namespace strata::exec

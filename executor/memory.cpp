@@ -2,6 +2,8 @@
 #include "executor/memory.hpp"
 
 #include <algorithm>
+#include <map>
+#include <string>
 
 #include "common/error.hpp"
 
@@ -29,6 +31,56 @@ std::size_t size_of(const strategies::Buffer& b) {
 }
 
 }  // namespace
+
+strategies::Program with_moe_row_bounds(const strategies::Program& program) {
+  using strategies::OpKind;
+  using strategies::TensorKind;
+  strategies::Program p = program;
+  // Per MoE layer: the most rows an expert-parallel rank can receive, from its permutation
+  // (dims {R, C, E, k, S, capacity}) and its received counts' shape (ep, E/ep).
+  std::map<int, std::int64_t> received;
+  for (const strategies::Op& op : p.ops) {
+    if (op.kind != OpKind::kMoePermute) continue;
+    const std::int32_t counts_in = p.output(op, 2);
+    const int layer = p.buffers[counts_in].layer;
+    std::int64_t ep = 0, local = 0;
+    for (const strategies::Buffer& b : p.buffers) {
+      if (b.kind == TensorKind::kMoeRecvCounts && b.layer == layer && b.ndim == 2) {
+        ep = b.shape[0];
+        local = b.shape[1];
+      }
+    }
+    STRATA_CHECK(ep > 0, "MoE layer " + std::to_string(layer) + " has no received counts");
+    const std::int64_t rows = op.dims[0], k = op.dims[3], capacity = op.dims[5];
+    std::int64_t per_source = rows * std::min(k, local);
+    if (capacity > 0) per_source = std::min(per_source, local * capacity);
+    received[layer] = ep * per_source;
+  }
+  if (received.empty()) return p;
+  auto routed = [](TensorKind k) {
+    return k == TensorKind::kMoeReceived || k == TensorKind::kMoeExpertIn ||
+           k == TensorKind::kMoeFc1Out || k == TensorKind::kMoeAct ||
+           k == TensorKind::kMoeExpertOut || k == TensorKind::kMoeReturned;
+  };
+  std::vector<bool> resized(p.buffers.size(), false);
+  for (std::size_t id = 0; id < p.buffers.size(); ++id) {
+    strategies::Buffer& b = p.buffers[id];
+    if (!routed(b.kind) || b.is_view() || received.count(b.layer) == 0) continue;
+    b.shape[0] = received[b.layer];
+    resized[id] = true;
+  }
+  for (strategies::Op& op : p.ops) {
+    const bool grouped = op.kind == OpKind::kGroupedLinear ||
+                         op.kind == OpKind::kGroupedLinearBwdData ||
+                         op.kind == OpKind::kGroupedLinearBwdWeight;
+    const bool activation = op.kind == OpKind::kGelu || op.kind == OpKind::kGeluBwd ||
+                            op.kind == OpKind::kSwiglu || op.kind == OpKind::kSwigluBwd;
+    if (!grouped && !activation) continue;
+    const std::int32_t x = p.input(op, 0);
+    if (resized[x]) op.dims[0] = p.buffers[x].shape[0];
+  }
+  return p;
+}
 
 Placement place_buffers(const strategies::Program& program) {
   Placement out;

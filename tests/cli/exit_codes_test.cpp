@@ -84,7 +84,7 @@ TEST_F(ExitCodes, Plan) {
 
 // Mixture-of-experts models are validated (model and strategy), then refused by the commands
 // that lower a Plan, naming the model field (issue 20: not lowered yet).
-TEST_F(ExitCodes, MixtureOfExpertsIsPlannedAndSimulatedNotRun) {
+TEST_F(ExitCodes, MixtureOfExpertsIsPlannedSimulatedAndRun) {
   const std::string mixtral =
       " --model mixtral-8x7b --cluster dgx-h100-128n --gpus 64 --strategy "
       "mixtral-8x7b-tp2-pp4-dp8-ep8";
@@ -98,15 +98,18 @@ TEST_F(ExitCodes, MixtureOfExpertsIsPlannedAndSimulatedNotRun) {
   expect(run("plan --model mixtral-8x7b-hf-config --cluster dgx-h100-128n --gpus 64 --strategy "
              "mixtral-8x7b-tp2-pp4-dp8-ep8"),
          0, "", "a Hugging Face config");
-  // A tiny MoE model on this machine: run refuses it before any work.
+  // A tiny MoE model on this machine: run trains it; what the executor does not run (the
+  // auxiliary loss, experts split over tp) is refused before any work, naming the field.
   strata::json::Json moe =
       strata::json::parse_file(std::string(STRATA_SOURCE_DIR) + "/configs/models/gpt-tiny.json");
   moe["num_experts"] = 8;
   moe["num_experts_per_tok"] = 2;
+  moe["moe_intermediate_size"] = 16;
   const std::string model = write("moe.json", moe.dump());
-  expect(run("run --model " + model + " --strategy tiny-1rank --steps 1"), 1,
-         "model.num_experts = 8: the CPU executor does not run mixture-of-experts layers yet",
-         "run");
+  expect(run("run --model " + model + " --strategy tiny-1rank --steps 1"), 0, "", "run");
+  expect(run("run --model " + model + " --strategy tiny-1rank --steps 1 --set "
+             "model.router_aux_loss_coef=0.01"),
+         1, "model.router_aux_loss_coef = 0.01: the executor does not add the router's", "aux");
 }
 
 TEST_F(ExitCodes, Simulate) {
