@@ -376,20 +376,23 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
   std::sort(rates.begin(), rates.end());
   const double median = rates.empty() ? 0 : rates[rates.size() / 2];
   std::printf("median tokens/s %.0f over %d steps\n", median, t.steps - t.first_step);
-  // Memory: the Plan's tensors as the executor allocated them, beside the Plan's prediction.
+  // Memory: the Plan's tensors as the executor allocated them, beside the Plan's prediction
+  // (MoE: the routed buffers sized for the most rows, executor/memory.hpp).
+  const strategies::Plan& p = *t.plan;
   for (const exec::RankMemory& m : r.memory) {
     std::printf("rank %d memory: measured peak %s, Plan %s%s (static %s; staging %s, "
                 "alignment %s outside the Plan; %s held in the arena, placed from the "
                 "Plan)\n",
                 m.rank, units::format_bytes(m.measured.peak_bytes).c_str(),
                 units::format_bytes(m.planned_peak_bytes).c_str(),
-                m.measured.peak_bytes == m.planned_peak_bytes ? " (equal)" : " (DIFFERENT)",
+                m.measured.peak_bytes == m.planned_peak_bytes ? " (equal)"
+                : p.model.is_moe() ? " (MoE: routed rows sized for the worst routing)"
+                                   : " (DIFFERENT)",
                 units::format_bytes(m.measured.static_bytes.total()).c_str(),
                 units::format_bytes(m.measured.staging_peak_bytes).c_str(),
                 units::format_bytes(m.measured.alignment_padding_bytes).c_str(),
                 units::format_bytes(m.measured.reserved_peak_bytes).c_str());
   }
-  const strategies::Plan& p = *t.plan;
   OutputFiles files;
   if (const auto path = args.get("--json")) {
     results::RunRecord run;

@@ -38,7 +38,7 @@ strategies::Program with_moe_row_bounds(const strategies::Program& program) {
   strategies::Program p = program;
   // Per MoE layer: the most rows an expert-parallel rank can receive, from its permutation
   // (dims {R, C, E, k, S, capacity}) and its received counts' shape (ep, E/ep).
-  std::map<int, std::int64_t> received;
+  std::map<int, std::int64_t> received, dispatched;
   for (const strategies::Op& op : p.ops) {
     if (op.kind != OpKind::kMoePermute) continue;
     const std::int32_t counts_in = p.output(op, 2);
@@ -55,6 +55,9 @@ strategies::Program with_moe_row_bounds(const strategies::Program& program) {
     std::int64_t per_source = rows * std::min(k, local);
     if (capacity > 0) per_source = std::min(per_source, local * capacity);
     received[layer] = ep * per_source;
+    // The rank's own dispatched rows: exact when dropless (R k); with a capacity the Plan
+    // expects the routing's kept rows, the most any routing keeps is min(R k, E capacity).
+    dispatched[layer] = capacity > 0 ? std::min(rows * k, op.dims[2] * capacity) : op.dims[4];
   }
   if (received.empty()) return p;
   auto routed = [](TensorKind k) {
@@ -65,11 +68,22 @@ strategies::Program with_moe_row_bounds(const strategies::Program& program) {
   std::vector<bool> resized(p.buffers.size(), false);
   for (std::size_t id = 0; id < p.buffers.size(); ++id) {
     strategies::Buffer& b = p.buffers[id];
-    if (!routed(b.kind) || b.is_view() || received.count(b.layer) == 0) continue;
-    b.shape[0] = received[b.layer];
-    resized[id] = true;
+    if (b.is_view() || received.count(b.layer) == 0) continue;
+    if (routed(b.kind)) {
+      b.shape[0] = received[b.layer];
+      resized[id] = true;
+    } else if (b.kind == TensorKind::kMoePermuted || b.kind == TensorKind::kMoeCombined) {
+      b.shape[0] = dispatched[b.layer];
+    }
   }
   for (strategies::Op& op : p.ops) {
+    // The permutation's rows (dims[4] of kMoePermute(Bwd), dims[3] of kMoeUnpermute(Bwd)).
+    if (op.kind == OpKind::kMoePermute || op.kind == OpKind::kMoePermuteBwd) {
+      op.dims[4] = dispatched[p.buffers[p.input(op, 1)].layer];
+    } else if (op.kind == OpKind::kMoeUnpermute || op.kind == OpKind::kMoeUnpermuteBwd) {
+      op.dims[3] = dispatched[p.buffers[p.input(op, op.kind == OpKind::kMoeUnpermute ? 1 : 2)]
+                                 .layer];
+    }
     const bool grouped = op.kind == OpKind::kGroupedLinear ||
                          op.kind == OpKind::kGroupedLinearBwdData ||
                          op.kind == OpKind::kGroupedLinearBwdWeight;

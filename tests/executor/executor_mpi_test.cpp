@@ -162,13 +162,14 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
-// Mixture of experts: gpt-tiny with 4 experts of width 32, 2 per token (dropless, no auxiliary
-// loss), under expert parallelism trains with the one-rank run's losses and gradients: the
+// Mixture of experts: gpt-tiny with 4 experts of width 32, 2 per token (dropless but one case,
+// no auxiliary loss), under expert parallelism trains with the one-rank run's losses and gradients: the
 // experts, dispatched by the ragged all-to-all over ep, initialised by their global index.
 struct MoeCase {
   const char* name;
   const char* strategy;  // a bundled tiny-* strategy and --set overrides
   int ranks;
+  const char* both = "";  // overrides of both runs (a capacity)
 };
 void PrintTo(const MoeCase& c, std::ostream* os) { *os << c.name << " on " << c.ranks << " ranks"; }
 
@@ -180,11 +181,12 @@ constexpr const char* kMoeModel =
 
 TEST_P(MoeEquivalence, FourStepsMatchTheOneRankLossesAndGradients) {
   const MoeCase c = GetParam();
-  const Result ref = run(1, std::string(kMoeModel) + "--strategy tiny-1rank --dump-gradients " +
-                                (dir_ / "ref").string());
+  const std::string model = std::string(kMoeModel) + c.both + " ";
+  const Result ref =
+      run(1, model + "--strategy tiny-1rank --dump-gradients " + (dir_ / "ref").string());
   ASSERT_EQ(ref.exit_code, 0) << ref.out << ref.err;
-  const Result got = run(c.ranks, std::string(kMoeModel) + "--strategy " + c.strategy +
-                                      " --dump-gradients " + (dir_ / "got").string());
+  const Result got = run(c.ranks, model + "--strategy " + c.strategy + " --dump-gradients " +
+                                      (dir_ / "got").string());
   ASSERT_EQ(got.exit_code, 0) << got.out << got.err;
   const auto a = losses(ref), b = losses(got);
   ASSERT_EQ(a.size(), 4u);
@@ -221,8 +223,36 @@ INSTANTIATE_TEST_SUITE_P(
         MoeCase{"tp2_sp_dp2_ep2",
                 "tiny-tp2-sp --set strategy.dp=2 --set strategy.ep=2 --set strategy.expert_tp=1",
                 4},
-        MoeCase{"pp2_dp2_ep2_zero1", "tiny-dp2-pp2-zero1 --set strategy.ep=2", 4}),
+        MoeCase{"pp2_dp2_ep2_zero1", "tiny-dp2-pp2-zero1 --set strategy.ep=2", 4},
+        // A capacity that drops choices (each expert keeps at most 16 of a micro-batch's 128):
+        // the same rows per source as one rank, so the same drops.
+        MoeCase{"dp2_ep2_capacity", "tiny-dp2 --set strategy.ep=2", 2,
+                "--set strategy.expert_capacity_factor=0.5"}),
     [](const ::testing::TestParamInfo<MoeCase>& p) { return std::string(p.param.name); });
+
+// bf16 MoE (the router, permutation and grouped GEMMs on widened copies, the rows moved widened)
+// trains to the fp32 one-rank losses within bf16 rounding; the auxiliary loss is refused before
+// any work, naming the field.
+TEST_F(ExecutorMpi, MoeInBf16TrainsToTheFp32LossesAndTheAuxLossIsRefused) {
+  const Result ref = run(1, std::string(kMoeModel) + "--strategy tiny-1rank");
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+  const Result got = run(4, std::string(kMoeModel) + "--strategy tiny-dp2 --set strategy.dp=4 "
+                                                     "--set strategy.ep=2 --set "
+                                                     "strategy.precision=bf16");
+  ASSERT_EQ(got.exit_code, 0) << got.out << got.err;
+  const auto a = losses(ref), b = losses(got);
+  ASSERT_EQ(b.size(), a.size());
+  bool differs = false;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    EXPECT_NEAR(b[k], a[k], 1e-3 * a[k]) << "step " << k + 1;
+    differs = differs || b[k] != a[k];
+  }
+  EXPECT_TRUE(differs) << "the bf16 run gave the fp32 losses bit for bit";
+  const Result aux = run(2, std::string(kMoeModel) + "--strategy tiny-dp2 --set strategy.ep=2 "
+                                                     "--set model.router_aux_loss_coef=0.01");
+  EXPECT_EQ(aux.exit_code, 1);
+  EXPECT_NE(aux.err.find("model.router_aux_loss_coef = 0.01"), std::string::npos) << aux.err;
+}
 
 // The zero-bubble schedules run the same ops as the fused backward, the weight-gradient GEMMs in
 // later W units: the gradients before the first step equal those of 1F1B on the same stages
