@@ -100,13 +100,7 @@ void check_runnable(const strategies::Plan& plan, bool synthetic) {
   auto refuse = [](const std::string& field, const std::string& value, const std::string& rule) {
     throw ConfigError(field + " = " + value + ": " + rule);
   };
-  // Mixture of experts runs with whole experts per rank and without the auxiliary loss.
-  if (m.is_moe() && m.moe.router_aux_loss_coef != 0) {
-    char coef[32];
-    std::snprintf(coef, sizeof coef, "%g", m.moe.router_aux_loss_coef);
-    refuse("model.router_aux_loss_coef", coef,
-           "the executor does not add the router's load-balancing loss yet; set it to 0");
-  }
+  // Mixture of experts runs with whole experts per rank.
   if (m.is_moe() && s.expert_tp_size() > 1) {
     refuse("strategy.expert_tp", std::to_string(s.expert_tp_size()),
            "the executor runs whole experts on each rank (no ragged gather over tp yet); set "

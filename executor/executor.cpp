@@ -92,15 +92,19 @@ StepResult Executor::step(bool capture_gradients) {
 
   // Bookkeeping outside the Plan: the step's loss (each replica's last stage counts its
   // micro-batches' mean losses once) and the slowest rank's time.
-  float totals[2] = {static_cast<float>(interp_->loss_sum()), interp_->loss_owner() ? 1.0f : 0.0f};
-  comm_.all_reduce(world_, totals, 2, ReduceOp::kSum).wait();
+  // MoE: every rank's auxiliary losses, weighed as their gradients are (moe_aux_loss_scale).
+  float totals[3] = {static_cast<float>(interp_->loss_sum()), interp_->loss_owner() ? 1.0f : 0.0f,
+                     static_cast<float>(interp_->aux_loss_sum() *
+                                        moe_aux_loss_scale(plan_, comm_.rank()))};
+  comm_.all_reduce(world_, totals, 3, ReduceOp::kSum).wait();
   std::vector<float> times(static_cast<std::size_t>(comm_.size()));
   const auto mine = static_cast<float>(seconds);
   comm_.all_gather(world_, &mine, times.data(), 1).wait();
   StepResult r;
   r.step = steps_;
-  r.loss = totals[1] > 0 ? totals[0] / (static_cast<double>(plan_.num_micro_batches) * totals[1])
-                         : 0.0;
+  r.loss = (totals[1] > 0 ? totals[0] / (static_cast<double>(plan_.num_micro_batches) * totals[1])
+                          : 0.0) +
+           totals[2];
   for (float x : times) r.seconds = std::max(r.seconds, static_cast<double>(x));
   return r;
 }

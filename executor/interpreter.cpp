@@ -1,8 +1,8 @@
 // The interpreter's loop: groups, buffer lifetimes, and the dispatch of each task (see
 // interpreter.hpp); the ops themselves are in compute_ops.cpp and comm_ops.cpp.
 //
-// defines: TensorView::elements(), view_offset_elements(), refusal(), Interpreter (make_groups,
-//          run_step, run_task, view, group_index)
+// defines: TensorView::elements(), view_offset_elements(), moe_aux_loss_scale(), refusal(),
+//          Interpreter (make_groups, run_step, run_task, view, group_index, aux_loss_sum)
 #include "executor/interpreter.hpp"
 
 #include <algorithm>
@@ -50,6 +50,13 @@ std::int64_t view_offset_elements(const strategies::ProgramSet& plan, int rank, 
     part = (part + b.view_rotate) % size;
   }
   return b.view_offset * part;
+}
+
+double moe_aux_loss_scale(const strategies::ProgramSet& plan, int rank) {
+  const auto size = [&](GroupKind k) {
+    return static_cast<double>(plan.group_ranks(rank, GroupRef{k, 0, 0}).size());
+  };
+  return 1.0 / (plan.num_micro_batches * size(GroupKind::kDp) * size(GroupKind::kTp));
 }
 
 kernels::Stream open_stream(kernels::Backend backend, int device) {
@@ -106,11 +113,6 @@ std::string refusal(const strategies::ProgramSet& plan, int rank, kernels::Backe
       return "op attention uses rotary position embeddings, which the executor does not "
              "implement yet (GPT models with learned positions run)";
     }
-    if (op.kind == OpKind::kMoeRoute && op.param != 0) {
-      return "op moe_route has the auxiliary load-balancing loss (coefficient " +
-             std::to_string(op.param) + "): the executor does not add it to the loss yet (set "
-             "the model's \"router_aux_loss_coef\": 0)";
-    }
     const bool attention = op.kind == OpKind::kAttention || op.kind == OpKind::kFlashAttention;
     if (attention && op.dims[4] != op.dims[2]) {
       return std::string("op ") + strategies::op_kind_name(op.kind) + " has " + std::to_string(op.dims[4]) + " key/value channels for " +
@@ -148,6 +150,7 @@ Interpreter::Interpreter(const strategies::ProgramSet& plan, Comm& comm, const C
   ends_.resize(program_.tasks.size());
   arena_.plan(program_);
   if (stream_.backend() == kernels::Backend::kCuda) scalar_ = kernels::Buffer(stream_, sizeof(float));
+  aux_loss_ = kernels::Buffer(stream_, sizeof(double));
   for (std::size_t id = 0; id < program_.buffers.size(); ++id) {
     const Buffer& b = program_.buffers[id];
     if (b.is_view()) continue;
@@ -225,6 +228,7 @@ void Interpreter::run_step(int step, const std::function<void(std::uint32_t)>& b
                            std::vector<std::tuple<std::uint32_t, double, double>>* done,
                            double t0) {
   step_ = step;
+  kernels::fill_zero(stream_, aux_loss_.data(), sizeof(double));
   // Persistent gradients and the loss start every step at zero (docs/plan.md).
   for (std::size_t id = 0; id < program_.buffers.size(); ++id) {
     const Buffer& b = program_.buffers[id];
@@ -296,6 +300,12 @@ void* Interpreter::scratch(int slot, std::size_t bytes) const {
     const_cast<Arena&>(arena_).stage(static_cast<double>(bytes) - before);
   }
   return b.data();
+}
+
+double Interpreter::aux_loss_sum() const {
+  double sum = 0;
+  kernels::copy_to_host(stream_, &sum, aux_loss_.data(), sizeof sum).synchronize();
+  return sum;
 }
 
 double Interpreter::loss_sum() const {

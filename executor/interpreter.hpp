@@ -80,6 +80,10 @@ class Interpreter final : public OpContext {
   // whether it counts them: one rank per tensor-parallel group of each replica's last stage.
   double loss_sum() const;
   bool loss_owner() const { return loss_owner_; }
+  // The sum of this rank's MoE auxiliary losses in the last step (each layer's and micro-batch's
+  // over the rank's rows, times its coefficient; 0 without): moe_aux_loss_scale() weighs it.
+  double aux_loss_sum() const;
+  double* aux_loss() const override { return const_cast<double*>(aux_loss_.as<double>()); }
   // A send in flight: its data stays in `copy` (staging) until the step ends.
   void keep_send(Request request, std::vector<float> copy);
   // Mixture of experts: the rows this rank sends to and receives from each member of its
@@ -109,6 +113,7 @@ class Interpreter final : public OpContext {
   kernels::Stream stream_;
   Arena arena_;
   kernels::Buffer scalar_;  // device_scalar() (a CUDA stream's)
+  kernels::Buffer aux_loss_;  // aux_loss(): one double on the stream's backend
   // scratch(): per slot, grown as needed (the widened copies of bf16 ops without bf16 kernels),
   // counted as staging beside the Plan's tensors.
   mutable std::vector<kernels::Buffer> scratch_;
