@@ -100,12 +100,6 @@ void check_runnable(const strategies::Plan& plan, bool synthetic) {
   auto refuse = [](const std::string& field, const std::string& value, const std::string& rule) {
     throw ConfigError(field + " = " + value + ": " + rule);
   };
-  // Mixture of experts runs with whole experts per rank.
-  if (m.is_moe() && s.expert_tp_size() > 1) {
-    refuse("strategy.expert_tp", std::to_string(s.expert_tp_size()),
-           "the executor runs whole experts on each rank (no ragged gather over tp yet); set "
-           "\"expert_tp\": 1");
-  }
   if (m.family != strategies::ModelFamily::kGpt || m.norm != strategies::NormKind::kLayerNorm ||
       m.hidden_act != strategies::Activation::kGelu || !m.learned_position_embeddings ||
       !m.bias) {

@@ -87,11 +87,6 @@ std::string refusal(const strategies::ProgramSet& plan, int rank, kernels::Backe
   }
   for (std::size_t i = 0; i < p.buffers.size(); ++i) {
     const Buffer& b = p.buffers[i];
-    if (b.kind == strategies::TensorKind::kMoeExpertIn && !b.grad) {
-      return "buffer " + p.buffer_name(static_cast<std::int32_t>(i)) + " gathers the experts' "
-             "rows over tp: the executor runs experts whole on each rank only (set the "
-             "strategy's \"expert_tp\": 1)";
-    }
     // Token ids, and the routing's indices and counts of MoE layers.
     const bool ids = b.kind == strategies::TensorKind::kTokens ||
                      b.kind == strategies::TensorKind::kTargets || b.dtype == DType::kInt32;

@@ -92,6 +92,7 @@ class Interpreter final : public OpContext {
   // all-to-alls of the same layer and micro-batch (which carry no counts).
   struct MoeRoutes {
     std::vector<int> send_rows, recv_rows;
+    std::vector<int> tp_rows;  // expert_tp > 1: the rows each member of the tp group received
   };
   MoeRoutes& moe_routes(int layer, int micro_batch) { return moe_routes_[{layer, micro_batch}]; }
 

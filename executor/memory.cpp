@@ -38,7 +38,10 @@ strategies::Program with_moe_row_bounds(const strategies::Program& program) {
   strategies::Program p = program;
   // Per MoE layer: the most rows an expert-parallel rank can receive, from its permutation
   // (dims {R, C, E, k, S, capacity}) and its received counts' shape (ep, E/ep).
-  std::map<int, std::int64_t> received, dispatched;
+  std::map<int, std::int64_t> received, dispatched, expert_tp;
+  for (const strategies::Buffer& b : p.buffers) {
+    if (b.kind == TensorKind::kMoeRecvCounts && b.ndim == 3) expert_tp[b.layer] = b.shape[0];
+  }
   for (const strategies::Op& op : p.ops) {
     if (op.kind != OpKind::kMoePermute) continue;
     const std::int32_t counts_in = p.output(op, 2);
@@ -70,7 +73,10 @@ strategies::Program with_moe_row_bounds(const strategies::Program& program) {
     strategies::Buffer& b = p.buffers[id];
     if (b.is_view() || received.count(b.layer) == 0) continue;
     if (routed(b.kind)) {
-      b.shape[0] = received[b.layer];
+      // The received rows gathered over the experts' tp group (expert_tp > 1): tp blocks.
+      const bool gathered = b.kind != TensorKind::kMoeReceived &&
+                            b.kind != TensorKind::kMoeReturned && expert_tp.count(b.layer) > 0;
+      b.shape[0] = received[b.layer] * (gathered ? expert_tp[b.layer] : 1);
       resized[id] = true;
     } else if (b.kind == TensorKind::kMoePermuted || b.kind == TensorKind::kMoeCombined) {
       b.shape[0] = dispatched[b.layer];

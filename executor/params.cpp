@@ -68,15 +68,18 @@ std::vector<ParamPiece> param_pieces(const ParamInfo& p, const ExpertSlice& expe
   if (p.kind == TensorKind::kRouterWeight) return {{layer + "router.w", 0, p}};
   const bool fc1 = p.kind == TensorKind::kExpertFc1Weight;
   if (!fc1 && p.kind != TensorKind::kExpertFc2Weight) return {{p.init_name(), 0, p}};
-  STRATA_CHECK(p.shard == Shard::kReplicated && p.rows % experts.local == 0,
-               "expert weights split over tp (expert_tp > 1) are not run by the executor");
+  // Split over tp (expert_tp > 1), each expert is split as the dense MLP's weight is: fc1 by
+  // rows, fc2 by columns (the rank's tensor is its experts' shards one after another).
+  STRATA_CHECK(p.shard != Shard::kBlockRows && p.rows % experts.local == 0 &&
+                   p.elements % experts.local == 0,
+               "parameter " + p.init_name() + ": not whole experts of GELU MLPs");
   std::vector<ParamPiece> out;
   for (std::int64_t j = 0; j < experts.local; ++j) {
     ParamPiece piece{layer + "experts." + std::to_string(experts.first + j) +
                          (fc1 ? ".fc1.w" : ".fc2.w"),
                      0, p};
     piece.info.rows = p.rows / experts.local;
-    piece.info.elements = piece.info.rows * p.cols;
+    piece.info.elements = p.elements / experts.local;
     piece.first = j * piece.info.elements;
     out.push_back(std::move(piece));
   }

@@ -98,8 +98,7 @@ TEST_F(ExitCodes, MixtureOfExpertsIsPlannedSimulatedAndRun) {
   expect(run("plan --model mixtral-8x7b-hf-config --cluster dgx-h100-128n --gpus 64 --strategy "
              "mixtral-8x7b-tp2-pp4-dp8-ep8"),
          0, "", "a Hugging Face config");
-  // A tiny MoE model on this machine: run trains it (what it refuses, experts split over tp,
-  // needs tp ranks: executor_mpi_test.cpp).
+  // A tiny MoE model on this machine: run trains it.
   strata::json::Json moe =
       strata::json::parse_file(std::string(STRATA_SOURCE_DIR) + "/configs/models/gpt-tiny.json");
   moe["num_experts"] = 8;
