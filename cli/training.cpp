@@ -100,11 +100,6 @@ void check_runnable(const strategies::Plan& plan, bool synthetic) {
   auto refuse = [](const std::string& field, const std::string& value, const std::string& rule) {
     throw ConfigError(field + " = " + value + ": " + rule);
   };
-  if (m.is_moe()) {
-    refuse("model.num_experts", std::to_string(m.moe.num_experts),
-           "the CPU executor does not run mixture-of-experts layers yet (plan and simulate do; "
-           "issue 20); use a dense model");
-  }
   if (m.family != strategies::ModelFamily::kGpt || m.norm != strategies::NormKind::kLayerNorm ||
       m.hidden_act != strategies::Activation::kGelu || !m.learned_position_embeddings ||
       !m.bias) {
@@ -369,20 +364,23 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
   std::sort(rates.begin(), rates.end());
   const double median = rates.empty() ? 0 : rates[rates.size() / 2];
   std::printf("median tokens/s %.0f over %d steps\n", median, t.steps - t.first_step);
-  // Memory: the Plan's tensors as the executor allocated them, beside the Plan's prediction.
+  // Memory: the Plan's tensors as the executor allocated them, beside the Plan's prediction
+  // (MoE: the routed buffers sized for the most rows, executor/memory.hpp).
+  const strategies::Plan& p = *t.plan;
   for (const exec::RankMemory& m : r.memory) {
     std::printf("rank %d memory: measured peak %s, Plan %s%s (static %s; staging %s, "
                 "alignment %s outside the Plan; %s held in the arena, placed from the "
                 "Plan)\n",
                 m.rank, units::format_bytes(m.measured.peak_bytes).c_str(),
                 units::format_bytes(m.planned_peak_bytes).c_str(),
-                m.measured.peak_bytes == m.planned_peak_bytes ? " (equal)" : " (DIFFERENT)",
+                m.measured.peak_bytes == m.planned_peak_bytes ? " (equal)"
+                : p.model.is_moe() ? " (MoE: routed rows sized for the worst routing)"
+                                   : " (DIFFERENT)",
                 units::format_bytes(m.measured.static_bytes.total()).c_str(),
                 units::format_bytes(m.measured.staging_peak_bytes).c_str(),
                 units::format_bytes(m.measured.alignment_padding_bytes).c_str(),
                 units::format_bytes(m.measured.reserved_peak_bytes).c_str());
   }
-  const strategies::Plan& p = *t.plan;
   OutputFiles files;
   if (const auto path = args.get("--json")) {
     results::RunRecord run;

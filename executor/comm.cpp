@@ -19,6 +19,12 @@ void reduce_into(float* inout, const float* in, std::size_t n, ReduceOp op) {
   kernels::combine_softmax_stats(inout, in, static_cast<std::int64_t>(n / 3));
 }
 
+Request Comm::all_to_all_v(GroupId, const float*, const std::vector<int>&, float*,
+                           const std::vector<int>&) {
+  throw std::runtime_error("the " + backend() + " communicator has no ragged all-to-all (the "
+                           "mixture-of-experts dispatch): run on the MPI or local backend");
+}
+
 namespace {
 
 class LocalComm final : public Comm {
@@ -56,6 +62,12 @@ class LocalComm final : public Comm {
   }
   Request all_to_all(GroupId, const float* send, float* recv, std::size_t n_per_rank) override {
     std::copy(send, send + n_per_rank, recv);
+    return Request();
+  }
+  Request all_to_all_v(GroupId, const float* send, const std::vector<int>& send_counts,
+                       float* recv, const std::vector<int>& recv_counts) override {
+    STRATA_CHECK(send_counts.at(0) == recv_counts.at(0), "a local all-to-all keeps its block");
+    std::copy(send, send + send_counts[0], recv);
     return Request();
   }
   Request send(int peer, int, const float*, std::size_t) override {

@@ -102,6 +102,12 @@ class Comm {
   // send and recv hold group_size blocks of `n_per_rank` floats: recv's block j = member j's
   // send block group_rank (block i of `send` goes to member i, the own block included).
   virtual Request all_to_all(GroupId g, const float* send, float* recv, std::size_t n_per_rank) = 0;
+  // The ragged all-to-all (MPI_Alltoallv): member i's block of `send` holds send_counts[i]
+  // floats, the blocks consecutive in group order; recv's block j (recv_counts[j] floats,
+  // consecutive) = member j's block for this member. Each pair's counts must agree (the
+  // caller exchanges them first). The default refuses: the NCCL backend does not have it yet.
+  virtual Request all_to_all_v(GroupId g, const float* send, const std::vector<int>& send_counts,
+                               float* recv, const std::vector<int>& recv_counts);
   // Point-to-point with a world rank; tags must be below max_tag().
   virtual Request send(int peer, int tag, const float* buf, std::size_t n) = 0;
   virtual Request recv(int peer, int tag, float* buf, std::size_t n) = 0;

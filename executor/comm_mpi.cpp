@@ -1,6 +1,6 @@
 // The MPI communication backend: non-blocking collectives (MPI_Iallreduce, MPI_Iallgather,
-// MPI_Ireduce_scatter, MPI_Iallgatherv, MPI_Ibcast, MPI_Ialltoall) on sub-communicators made with
-// MPI_Comm_split, and MPI_Isend / MPI_Irecv for pipeline transfers.
+// MPI_Ireduce_scatter, MPI_Iallgatherv, MPI_Ibcast, MPI_Ialltoall, MPI_Ialltoallv) on
+// sub-communicators made with MPI_Comm_split, and MPI_Isend / MPI_Irecv for pipeline transfers.
 // Every MPI call goes through STRATA_MPI_CHECK, which names the call, the rank and the host.
 #include <mpi.h>
 #include <algorithm>
@@ -205,6 +205,24 @@ class MpiComm final : public Comm {
     STRATA_MPI_CHECK(MPI_Ialltoall(send, to_int(n_per_rank), MPI_FLOAT, recv, to_int(n_per_rank),
                                    MPI_FLOAT, comm(g), &r));
     return make_request(r, timeout_s_, "an all-to-all");
+  }
+  Request all_to_all_v(GroupId g, const float* send, const std::vector<int>& send_counts,
+                       float* recv, const std::vector<int>& recv_counts) override {
+    // The counts and displacements must outlive the non-blocking call: the request owns them.
+    auto c = std::make_shared<std::array<std::vector<int>, 4>>();
+    (*c)[0] = send_counts;
+    (*c)[2] = recv_counts;
+    for (int k : {0, 2}) {
+      (*c)[k + 1].assign((*c)[k].size(), 0);
+      for (std::size_t i = 1; i < (*c)[k].size(); ++i) {
+        (*c)[k + 1][i] = (*c)[k + 1][i - 1] + (*c)[k][i - 1];
+      }
+    }
+    MPI_Request r;
+    STRATA_MPI_CHECK(MPI_Ialltoallv(send, (*c)[0].data(), (*c)[1].data(), MPI_FLOAT, recv,
+                                    (*c)[2].data(), (*c)[3].data(), MPI_FLOAT, comm(g), &r));
+    const double t = timeout_s_;
+    return Request([r, c, t]() mutable { wait_for(r, t, "an all-to-all"); });
   }
   Request send(int peer, int tag, const float* buf, std::size_t n) override {
     MPI_Request r;

@@ -231,12 +231,158 @@ void reduce_scatter(Interpreter& in, const Task& t, const Op& op) {
   in.arena().unstage(static_cast<double>(part.count) * sizeof(float));
 }
 
+// The counts of an int32 tensor, read to the host.
+std::vector<std::int32_t> read_counts(Interpreter& in, const TensorView& v) {
+  std::vector<std::int32_t> out(static_cast<std::size_t>(v.elements()));
+  kernels::copy_to_host(in.stream(), out.data(), v.data, out.size() * sizeof(std::int32_t))
+      .synchronize();
+  return out;
+}
+
+// Mixture of experts: the all-to-all over the expert-parallel group (group order = ep index;
+// member j holds experts [j E/ep, (j+1) E/ep)). Rows are ragged, so the rows each pair exchanges
+// are counted first:
+//  - the forward dispatch (tag 1, in {rows, counts (E)}, out {rows, received counts (ep, E/ep)})
+//    sends each member the counts of its experts, receives the counts of the rank's experts
+//    from every member (written to the received counts, the grouped GEMMs' segments (source,
+//    local expert)), then the rows: block j of the permuted rows (expert-major) to member j,
+//    the received rows packed source after source, the rows after them zero;
+//  - every other all-to-all of the layer and micro-batch (the combine, tag 2, and the
+//    backward's two, without counts) reuses those row counts: tag 1 sends as the dispatch did,
+//    tag 2 sends back to each member the rows received from it, in the same order.
+// bf16 rows travel widened (Staged), as every collective's.
+void moe_all_to_all(Interpreter& in, const Task& t, const Op& op) {
+  const GroupId g = in.group(t.group);
+  const int members = in.comm().group_size(g);
+  Interpreter::MoeRoutes& routes = in.moe_routes(t.layer, t.micro_batch);
+  const TensorView src = in.view(in.program().input(op, 0));
+  const TensorView dst = in.view(in.program().output(op, 0));
+  const std::int64_t c = src.shape[1];
+  STRATA_CHECK(dst.shape[1] == c, in.plan().task_name(t) + ": rows of different widths");
+  if (op.n_in == 2) {
+    const std::vector<std::int32_t> counts = read_counts(in, in.view(in.program().input(op, 1)));
+    const TensorView recv_counts = in.view(in.program().output(op, 1));
+    const std::int64_t local = recv_counts.shape[1];
+    STRATA_CHECK(static_cast<std::int64_t>(counts.size()) == members * local &&
+                     recv_counts.shape[0] == members,
+                 in.plan().task_name(t) + ": the counts do not match the group");
+    std::vector<float> send(counts.begin(), counts.end()), recv(counts.size());
+    in.comm().all_to_all(g, send.data(), recv.data(), static_cast<std::size_t>(local)).wait();
+    std::vector<std::int32_t> received(recv.size());
+    routes.send_rows.assign(static_cast<std::size_t>(members), 0);
+    routes.recv_rows.assign(static_cast<std::size_t>(members), 0);
+    for (std::size_t i = 0; i < recv.size(); ++i) {
+      received[i] = static_cast<std::int32_t>(recv[i]);
+      routes.send_rows[i / static_cast<std::size_t>(local)] += counts[i];
+      routes.recv_rows[i / static_cast<std::size_t>(local)] += received[i];
+    }
+    kernels::copy_from_host(in.stream(), recv_counts.data, received.data(),
+                            received.size() * sizeof(std::int32_t))
+        .synchronize();
+  }
+  STRATA_CHECK(static_cast<int>(routes.send_rows.size()) == members,
+               in.plan().task_name(t) + ": no dispatch of this layer and micro-batch before it");
+  const bool dispatch = t.tag == 1;
+  const std::vector<int>& send_rows = dispatch ? routes.send_rows : routes.recv_rows;
+  const std::vector<int>& recv_rows = dispatch ? routes.recv_rows : routes.send_rows;
+  std::vector<int> send_counts, recv_counts;
+  std::int64_t sent = 0, received = 0;
+  for (int j = 0; j < members; ++j) {
+    send_counts.push_back(static_cast<int>(send_rows[j] * c));
+    recv_counts.push_back(static_cast<int>(recv_rows[j] * c));
+    sent += send_counts.back();
+    received += recv_counts.back();
+  }
+  STRATA_CHECK(sent <= src.elements() && received <= dst.elements(),
+               in.plan().task_name(t) + ": the routed rows exceed the buffers (" +
+                   std::to_string(sent / c) + " sent, " + std::to_string(received / c) +
+                   " received, of " + std::to_string(src.shape[0]) + " and " +
+                   std::to_string(dst.shape[0]) + ")");
+  Staged send(in, src, true);
+  Staged out(in, dst, false);
+  in.comm().all_to_all_v(g, send.get(), send_counts, out.get(), recv_counts).wait();
+  std::fill(out.get() + received, out.get() + dst.elements(), 0.0f);
+  out.store();
+}
+
+// Mixture of experts with expert_tp > 1: whether `op` (an all-gather or reduce-scatter over the
+// experts' tp group) moves routed rows: the received rows gathered for the experts (forward:
+// kMoeReceived, with the counts; backward: d(kMoeReturned)) or the experts' partial sums
+// reduce-scattered back (forward: kMoeExpertOut; backward: d(kMoeExpertIn)).
+bool moe_tp_exchange(Interpreter& in, const Op& op) {
+  using strategies::TensorKind;
+  const strategies::Buffer& b = in.program().buffers[in.program().input(op, 0)];
+  if (op.kind == OpKind::kAllGather) {
+    return b.kind == (b.grad ? TensorKind::kMoeReturned : TensorKind::kMoeReceived);
+  }
+  return op.kind == OpKind::kReduceScatter &&
+         b.kind == (b.grad ? TensorKind::kMoeExpertIn : TensorKind::kMoeExpertOut);
+}
+
+// The ragged exchange over the experts' tp group: each tp rank's received rows (a packed block of
+// tp_rows[r] rows) gathered in tp order, packed, the rows after them zero; or the sum of the
+// gathered blocks' partial sums scattered back, each rank its own block. The forward gather also
+// gathers the received counts (ep, E/ep) into (tp, ep, E/ep) (the grouped GEMMs' segments) and
+// records each tp rank's rows for the layer's and micro-batch's other exchanges.
+void moe_tp_exchange_run(Interpreter& in, const Task& t, const Op& op) {
+  const GroupId g = in.group(t.group);
+  const int members = in.comm().group_size(g), me = in.comm().group_rank(g);
+  Interpreter::MoeRoutes& routes = in.moe_routes(t.layer, t.micro_batch);
+  const TensorView src = in.view(in.program().input(op, 0));
+  const TensorView dst = in.view(in.program().output(op, 0));
+  const std::int64_t c = src.shape[1];
+  if (op.kind == OpKind::kAllGather && op.n_in == 2) {
+    const std::vector<std::int32_t> counts = read_counts(in, in.view(in.program().input(op, 1)));
+    const TensorView all = in.view(in.program().output(op, 1));
+    STRATA_CHECK(all.elements() == members * static_cast<std::int64_t>(counts.size()),
+                 in.plan().task_name(t) + ": the gathered counts do not match the group");
+    std::vector<float> send(counts.begin(), counts.end()), recv(all.elements());
+    in.comm().all_gather(g, send.data(), recv.data(), send.size()).wait();
+    std::vector<std::int32_t> gathered(recv.size());
+    routes.tp_rows.assign(static_cast<std::size_t>(members), 0);
+    for (std::size_t i = 0; i < recv.size(); ++i) {
+      gathered[i] = static_cast<std::int32_t>(recv[i]);
+      routes.tp_rows[i / counts.size()] += gathered[i];
+    }
+    kernels::copy_from_host(in.stream(), all.data, gathered.data(),
+                            gathered.size() * sizeof(std::int32_t))
+        .synchronize();
+  }
+  STRATA_CHECK(static_cast<int>(routes.tp_rows.size()) == members,
+               in.plan().task_name(t) + ": no gather of this layer and micro-batch before it");
+  std::vector<int> counts;
+  std::int64_t total = 0;
+  for (int r : routes.tp_rows) {
+    counts.push_back(static_cast<int>(r * c));
+    total += counts.back();
+  }
+  const TensorView& whole = op.kind == OpKind::kAllGather ? dst : src;
+  STRATA_CHECK(total <= whole.elements() && counts[me] <= (op.kind == OpKind::kAllGather
+                                                               ? src.elements()
+                                                               : dst.elements()),
+               in.plan().task_name(t) + ": the routed rows exceed the buffers");
+  Staged send(in, src, true);
+  Staged out(in, dst, false);
+  if (op.kind == OpKind::kAllGather) {
+    in.comm().all_gather_v(g, send.get(), out.get(), counts).wait();
+    std::fill(out.get() + total, out.get() + dst.elements(), 0.0f);
+  } else {
+    in.comm().reduce_scatter(g, send.get(), out.get(), counts).wait();
+    std::fill(out.get() + counts[me], out.get() + dst.elements(), 0.0f);
+  }
+  out.store();
+}
+
 }  // namespace
 
 void run_comm(Interpreter& in, const Task& t, const Op& op) {
   // A device communicator enqueues on a stream of its own: the tensors it reads must be
   // complete first. Its operations are complete when their requests are waited for.
   if (device_comm(in)) in.stream().synchronize();
+  if (moe_tp_exchange(in, op)) {
+    moe_tp_exchange_run(in, t, op);
+    return;
+  }
   switch (op.kind) {
     case OpKind::kAllReduce:
       all_reduce(in, t, op);
@@ -275,6 +421,9 @@ void run_comm(Interpreter& in, const Task& t, const Op& op) {
       out.store();
       return;
     }
+    case OpKind::kAllToAll:
+      moe_all_to_all(in, t, op);
+      return;
     case OpKind::kRingShift: {
       // Context parallelism: send the buffer to the next member of the group (in group order)
       // and receive the previous member's, matched by the task's tag (the same on every member).

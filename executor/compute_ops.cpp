@@ -11,6 +11,7 @@
 #include "kernels/bf16_ops.hpp"
 #include "kernels/elementwise_ops.hpp"
 #include "kernels/model_ops.hpp"
+#include "kernels/moe_ops.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/parallel_ops.hpp"
 
@@ -276,6 +277,7 @@ class Widened final : public OpContext {
   float test_gradient_scale() const override { return in_.test_gradient_scale(); }
   const Corpus* corpus() const override { return in_.corpus(); }
   float* device_scalar() const override { return in_.device_scalar(); }
+  double* aux_loss() const override { return in_.aux_loss(); }
   // The op run inside takes its own scratch after the copies' slots.
   void* scratch(int slot, std::size_t bytes) const override {
     return in_.scratch(static_cast<int>(copies_.size()) + slot, bytes);
@@ -583,6 +585,59 @@ void run_kernels(const OpContext& in, const Op& op) {
       }
       return;
     }
+    case OpKind::kMoeRoute: {  // dims {R, E, k, normalize}; out {probs, indices, weights}
+      kernels::moe_router_forward(s, a.out(0), a.output(1).i32(), a.out(2), a.in(0), a.dim(0),
+                                  a.dim(1), a.dim(2), a.dim(3) != 0);
+      // param = the auxiliary loss's coefficient: coef L_aux of the rank's rows added to the
+      // rank's sum, once per layer and micro-batch (not again in a recompute, whose outputs are
+      // instance 1). moe_aux_loss_scale() weighs the sum into the step's loss.
+      const bool first = in.program().buffers[in.program().output(op, 0)].instance == 0;
+      if (op.param != 0 && first && in.aux_loss() != nullptr) {
+        kernels::moe_aux_loss_forward(s, in.aux_loss(), a.out(0), a.output(1).i32(), a.dim(0),
+                                      a.dim(1), a.dim(2), op.param, 1.0f);
+      }
+      return;
+    }
+    case OpKind::kMoeRouteBwd:  // in {d(weights), probs, indices}; out {d(logits)}
+      kernels::moe_router_backward(s, a.out(0), a.in(0), a.in(1), a.input(2).i32(), a.dim(0),
+                                   a.dim(1), a.dim(2), a.dim(3) != 0, op.param,
+                                   static_cast<float>(moe_aux_loss_scale(in.plan(), in.rank())));
+      return;
+    case OpKind::kMoePermute: {  // dims {R, C, E, k, S, capacity}; out {rows, row of, counts}
+      const std::int64_t capacity = a.dim(5);
+      kernels::moe_permute_forward(s, a.out(0), a.output(1).i32(), a.output(2).i32(), a.in(0),
+                                   a.input(1).i32(), capacity > 0 ? a.in(2) : nullptr, a.dim(0),
+                                   a.dim(1), a.dim(2), a.dim(3), a.dim(4), capacity);
+      return;
+    }
+    case OpKind::kMoePermuteBwd:  // in {d(rows), row of}; out {dx}
+      kernels::moe_permute_backward(s, a.out(0), a.in(0), a.input(1).i32(), a.dim(0), a.dim(1),
+                                    a.dim(3), a.dim(4), a.flag(strategies::kAccumulate));
+      return;
+    case OpKind::kMoeUnpermute:  // dims {R, C, k, S}; in {rows, row of, weights}; out {y}
+      // y (the layer's output) is first written here in the Plan (the residual is added next),
+      // so the weighted sum is written rather than added to a buffer nobody zeroed.
+      kernels::moe_unpermute_forward(s, a.out(0), a.in(0), a.input(1).i32(), a.in(2), a.dim(0),
+                                     a.dim(1), a.dim(2), a.dim(3), false);
+      return;
+    case OpKind::kMoeUnpermuteBwd:  // in {dy, rows, row of, weights}; out {d(rows), d(weights)}
+      kernels::moe_unpermute_backward(s, a.out(0), a.out(1), a.in(0), a.in(1), a.input(2).i32(),
+                                      a.in(3), a.dim(0), a.dim(1), a.dim(2), a.dim(3));
+      return;
+    // dims {M rows, K, N, segments, G}: M the rows of the executor's (bounded) buffers.
+    case OpKind::kGroupedLinear:  // in {x, weights, counts}; out {y}
+      kernels::grouped_linear_forward(s, a.out(0), a.in(0), a.in(1), a.input(2).i32(), a.dim(3),
+                                      a.dim(4), a.dim(1), a.dim(2), a.dim(0));
+      return;
+    case OpKind::kGroupedLinearBwdData:  // in {dy, weights, counts}; out {dx}
+      kernels::grouped_linear_backward_data(s, a.out(0), a.in(0), a.in(1), a.input(2).i32(),
+                                            a.dim(3), a.dim(4), a.dim(1), a.dim(2), a.dim(0));
+      return;
+    case OpKind::kGroupedLinearBwdWeight:  // in {dy, x, counts}; out {weight grads}
+      kernels::grouped_linear_backward_weight(s, a.out(0), a.in(0), a.in(1), a.input(2).i32(),
+                                              a.dim(3), a.dim(4), a.dim(1), a.dim(2), a.dim(0),
+                                              a.accumulate());
+      return;
     case OpKind::kCopy:  // one row of n columns
       kernels::copy_columns(s, a.out(0), a.dim(0), a.in(0), a.dim(0), 1, a.dim(0));
       return;

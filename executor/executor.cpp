@@ -92,15 +92,19 @@ StepResult Executor::step(bool capture_gradients) {
 
   // Bookkeeping outside the Plan: the step's loss (each replica's last stage counts its
   // micro-batches' mean losses once) and the slowest rank's time.
-  float totals[2] = {static_cast<float>(interp_->loss_sum()), interp_->loss_owner() ? 1.0f : 0.0f};
-  comm_.all_reduce(world_, totals, 2, ReduceOp::kSum).wait();
+  // MoE: every rank's auxiliary losses, weighed as their gradients are (moe_aux_loss_scale).
+  float totals[3] = {static_cast<float>(interp_->loss_sum()), interp_->loss_owner() ? 1.0f : 0.0f,
+                     static_cast<float>(interp_->aux_loss_sum() *
+                                        moe_aux_loss_scale(plan_, comm_.rank()))};
+  comm_.all_reduce(world_, totals, 3, ReduceOp::kSum).wait();
   std::vector<float> times(static_cast<std::size_t>(comm_.size()));
   const auto mine = static_cast<float>(seconds);
   comm_.all_gather(world_, &mine, times.data(), 1).wait();
   StepResult r;
   r.step = steps_;
-  r.loss = totals[1] > 0 ? totals[0] / (static_cast<double>(plan_.num_micro_batches) * totals[1])
-                         : 0.0;
+  r.loss = (totals[1] > 0 ? totals[0] / (static_cast<double>(plan_.num_micro_batches) * totals[1])
+                          : 0.0) +
+           totals[2];
   for (float x : times) r.seconds = std::max(r.seconds, static_cast<double>(x));
   return r;
 }
@@ -122,32 +126,36 @@ void Executor::capture() {
     const std::int64_t shift = sharded ? part.offset : 0;
     for (std::int32_t m : b.members) {
       const strategies::ParamInfo& p = prog.params[m];
-      const std::int64_t lo = std::max(part.offset, p.bucket_offset);
-      const std::int64_t hi = std::min(part.offset + part.count, p.bucket_offset + p.elements);
-      if (lo >= hi) continue;
-      GradientPiece g;
-      g.name = p.init_name();
-      g.rows = p.rows;
-      g.cols = p.cols;
-      g.shard = p.shard;
-      g.row_blocks = p.row_blocks;
-      g.parts = p.shard_parts;
-      g.index = interp_->group_index(p.shard_group);
-      g.begin = lo - p.bucket_offset;
-      g.values.resize(static_cast<std::size_t>(hi - lo));
-      const std::size_t bytes = static_cast<std::size_t>(strategies::dtype_bytes(grads.dtype));
-      std::vector<char> raw(g.values.size() * bytes);
-      kernels::copy_to_host(interp_->stream(), raw.data(),
-                            static_cast<const char*>(grads.data) + (lo - shift) * bytes,
-                            raw.size())
-          .synchronize();
-      if (grads.dtype == strategies::DType::kBf16) {
-        g.values = kernels::widen(reinterpret_cast<const kernels::bf16*>(raw.data()),
-                                  static_cast<std::int64_t>(g.values.size()));
-      } else {
-        std::memcpy(g.values.data(), raw.data(), raw.size());
+      // Piece by piece: an MoE layer's experts are tensors of their own (params.hpp).
+      for (const ParamPiece& piece : param_pieces(p, expert_slice(*interp_, p))) {
+        const std::int64_t first = p.bucket_offset + piece.first;
+        const std::int64_t lo = std::max(part.offset, first);
+        const std::int64_t hi = std::min(part.offset + part.count, first + piece.info.elements);
+        if (lo >= hi) continue;
+        GradientPiece g;
+        g.name = piece.name;
+        g.rows = piece.info.rows;
+        g.cols = piece.info.cols;
+        g.shard = piece.info.shard;
+        g.row_blocks = piece.info.row_blocks;
+        g.parts = piece.info.shard_parts;
+        g.index = interp_->group_index(p.shard_group);
+        g.begin = lo - first;
+        g.values.resize(static_cast<std::size_t>(hi - lo));
+        const std::size_t bytes = static_cast<std::size_t>(strategies::dtype_bytes(grads.dtype));
+        std::vector<char> raw(g.values.size() * bytes);
+        kernels::copy_to_host(interp_->stream(), raw.data(),
+                              static_cast<const char*>(grads.data) + (lo - shift) * bytes,
+                              raw.size())
+            .synchronize();
+        if (grads.dtype == strategies::DType::kBf16) {
+          g.values = kernels::widen(reinterpret_cast<const kernels::bf16*>(raw.data()),
+                                    static_cast<std::int64_t>(g.values.size()));
+        } else {
+          std::memcpy(g.values.data(), raw.data(), raw.size());
+        }
+        gradients_.push_back(std::move(g));
       }
-      gradients_.push_back(std::move(g));
     }
   }
 }

@@ -1,8 +1,8 @@
 // The interpreter's loop: groups, buffer lifetimes, and the dispatch of each task (see
 // interpreter.hpp); the ops themselves are in compute_ops.cpp and comm_ops.cpp.
 //
-// defines: TensorView::elements(), view_offset_elements(), refusal(), Interpreter (make_groups,
-//          run_step, run_task, view, group_index)
+// defines: TensorView::elements(), view_offset_elements(), moe_aux_loss_scale(), refusal(),
+//          Interpreter (make_groups, run_step, run_task, view, group_index, aux_loss_sum)
 #include "executor/interpreter.hpp"
 
 #include <algorithm>
@@ -52,6 +52,13 @@ std::int64_t view_offset_elements(const strategies::ProgramSet& plan, int rank, 
   return b.view_offset * part;
 }
 
+double moe_aux_loss_scale(const strategies::ProgramSet& plan, int rank) {
+  const auto size = [&](GroupKind k) {
+    return static_cast<double>(plan.group_ranks(rank, GroupRef{k, 0, 0}).size());
+  };
+  return 1.0 / (plan.num_micro_batches * size(GroupKind::kDp) * size(GroupKind::kTp));
+}
+
 kernels::Stream open_stream(kernels::Backend backend, int device) {
   if (backend == kernels::Backend::kCpu) return kernels::Stream::cpu();
   if (device < 0) throw ConfigError("device = " + std::to_string(device) + ": must be >= 0");
@@ -80,8 +87,9 @@ std::string refusal(const strategies::ProgramSet& plan, int rank, kernels::Backe
   }
   for (std::size_t i = 0; i < p.buffers.size(); ++i) {
     const Buffer& b = p.buffers[i];
+    // Token ids, and the routing's indices and counts of MoE layers.
     const bool ids = b.kind == strategies::TensorKind::kTokens ||
-                     b.kind == strategies::TensorKind::kTargets;
+                     b.kind == strategies::TensorKind::kTargets || b.dtype == DType::kInt32;
     if (b.dtype == DType::kUint8) {
       return "buffer " + p.buffer_name(static_cast<std::int32_t>(i)) +
              " is a dropout mask: the executor does not implement dropout yet (set the model's "
@@ -116,7 +124,8 @@ Interpreter::Interpreter(const strategies::ProgramSet& plan, Comm& comm, const C
       comm_(comm),
       corpus_(corpus),
       rank_(comm.rank()),
-      program_(plan.program_of(comm.rank())),
+      own_program_(with_moe_row_bounds(plan.program_of(comm.rank()))),
+      program_(own_program_),
       stream_(std::move(stream)),
       arena_(stream_) {
   for (const Task& t : program_.tasks) {
@@ -136,6 +145,7 @@ Interpreter::Interpreter(const strategies::ProgramSet& plan, Comm& comm, const C
   ends_.resize(program_.tasks.size());
   arena_.plan(program_);
   if (stream_.backend() == kernels::Backend::kCuda) scalar_ = kernels::Buffer(stream_, sizeof(float));
+  aux_loss_ = kernels::Buffer(stream_, sizeof(double));
   for (std::size_t id = 0; id < program_.buffers.size(); ++id) {
     const Buffer& b = program_.buffers[id];
     if (b.is_view()) continue;
@@ -213,6 +223,7 @@ void Interpreter::run_step(int step, const std::function<void(std::uint32_t)>& b
                            std::vector<std::tuple<std::uint32_t, double, double>>* done,
                            double t0) {
   step_ = step;
+  kernels::fill_zero(stream_, aux_loss_.data(), sizeof(double));
   // Persistent gradients and the loss start every step at zero (docs/plan.md).
   for (std::size_t id = 0; id < program_.buffers.size(); ++id) {
     const Buffer& b = program_.buffers[id];
@@ -284,6 +295,12 @@ void* Interpreter::scratch(int slot, std::size_t bytes) const {
     const_cast<Arena&>(arena_).stage(static_cast<double>(bytes) - before);
   }
   return b.data();
+}
+
+double Interpreter::aux_loss_sum() const {
+  double sum = 0;
+  kernels::copy_to_host(stream_, &sum, aux_loss_.data(), sizeof sum).synchronize();
+  return sum;
 }
 
 double Interpreter::loss_sum() const {

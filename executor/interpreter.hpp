@@ -80,8 +80,21 @@ class Interpreter final : public OpContext {
   // whether it counts them: one rank per tensor-parallel group of each replica's last stage.
   double loss_sum() const;
   bool loss_owner() const { return loss_owner_; }
+  // The sum of this rank's MoE auxiliary losses in the last step (each layer's and micro-batch's
+  // over the rank's rows, times its coefficient; 0 without): moe_aux_loss_scale() weighs it.
+  double aux_loss_sum() const;
+  double* aux_loss() const override { return const_cast<double*>(aux_loss_.as<double>()); }
   // A send in flight: its data stays in `copy` (staging) until the step ends.
   void keep_send(Request request, std::vector<float> copy);
+  // Mixture of experts: the rows this rank sends to and receives from each member of its
+  // expert-parallel group in the dispatch direction of an MoE layer's micro-batch, found by the
+  // forward dispatch (from the routing's counts) and reused by the combine and by the backward
+  // all-to-alls of the same layer and micro-batch (which carry no counts).
+  struct MoeRoutes {
+    std::vector<int> send_rows, recv_rows;
+    std::vector<int> tp_rows;  // expert_tp > 1: the rows each member of the tp group received
+  };
+  MoeRoutes& moe_routes(int layer, int micro_batch) { return moe_routes_[{layer, micro_batch}]; }
 
  private:
   void make_groups();
@@ -94,10 +107,14 @@ class Interpreter final : public OpContext {
   Comm& comm_;
   const Corpus& corpus_;
   int rank_ = 0;
+  // The rank's program with the MoE routed buffers sized for the most rows (memory.hpp
+  // with_moe_row_bounds); program_ refers to it.
+  strategies::Program own_program_;
   const strategies::Program& program_;
   kernels::Stream stream_;
   Arena arena_;
   kernels::Buffer scalar_;  // device_scalar() (a CUDA stream's)
+  kernels::Buffer aux_loss_;  // aux_loss(): one double on the stream's backend
   // scratch(): per slot, grown as needed (the widened copies of bf16 ops without bf16 kernels),
   // counted as staging beside the Plan's tensors.
   mutable std::vector<kernels::Buffer> scratch_;
@@ -113,6 +130,7 @@ class Interpreter final : public OpContext {
     std::vector<float> copy;
   };
   std::vector<PendingSend> sends_;
+  std::map<std::pair<int, int>, MoeRoutes> moe_routes_;
 };
 
 }  // namespace strata::exec

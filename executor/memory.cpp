@@ -2,6 +2,8 @@
 #include "executor/memory.hpp"
 
 #include <algorithm>
+#include <map>
+#include <string>
 
 #include "common/error.hpp"
 
@@ -29,6 +31,76 @@ std::size_t size_of(const strategies::Buffer& b) {
 }
 
 }  // namespace
+
+strategies::Program with_moe_row_bounds(const strategies::Program& program) {
+  using strategies::OpKind;
+  using strategies::TensorKind;
+  strategies::Program p = program;
+  // Per MoE layer: the most rows an expert-parallel rank can receive, from its permutation
+  // (dims {R, C, E, k, S, capacity}) and its received counts' shape (ep, E/ep).
+  std::map<int, std::int64_t> received, dispatched, expert_tp;
+  for (const strategies::Buffer& b : p.buffers) {
+    if (b.kind == TensorKind::kMoeRecvCounts && b.ndim == 3) expert_tp[b.layer] = b.shape[0];
+  }
+  for (const strategies::Op& op : p.ops) {
+    if (op.kind != OpKind::kMoePermute) continue;
+    const std::int32_t counts_in = p.output(op, 2);
+    const int layer = p.buffers[counts_in].layer;
+    std::int64_t ep = 0, local = 0;
+    for (const strategies::Buffer& b : p.buffers) {
+      if (b.kind == TensorKind::kMoeRecvCounts && b.layer == layer && b.ndim == 2) {
+        ep = b.shape[0];
+        local = b.shape[1];
+      }
+    }
+    STRATA_CHECK(ep > 0, "MoE layer " + std::to_string(layer) + " has no received counts");
+    const std::int64_t rows = op.dims[0], k = op.dims[3], capacity = op.dims[5];
+    std::int64_t per_source = rows * std::min(k, local);
+    if (capacity > 0) per_source = std::min(per_source, local * capacity);
+    received[layer] = ep * per_source;
+    // The rank's own dispatched rows: exact when dropless (R k); with a capacity the Plan
+    // expects the routing's kept rows, the most any routing keeps is min(R k, E capacity).
+    dispatched[layer] = capacity > 0 ? std::min(rows * k, op.dims[2] * capacity) : op.dims[4];
+  }
+  if (received.empty()) return p;
+  auto routed = [](TensorKind k) {
+    return k == TensorKind::kMoeReceived || k == TensorKind::kMoeExpertIn ||
+           k == TensorKind::kMoeFc1Out || k == TensorKind::kMoeAct ||
+           k == TensorKind::kMoeExpertOut || k == TensorKind::kMoeReturned;
+  };
+  std::vector<bool> resized(p.buffers.size(), false);
+  for (std::size_t id = 0; id < p.buffers.size(); ++id) {
+    strategies::Buffer& b = p.buffers[id];
+    if (b.is_view() || received.count(b.layer) == 0) continue;
+    if (routed(b.kind)) {
+      // The received rows gathered over the experts' tp group (expert_tp > 1): tp blocks.
+      const bool gathered = b.kind != TensorKind::kMoeReceived &&
+                            b.kind != TensorKind::kMoeReturned && expert_tp.count(b.layer) > 0;
+      b.shape[0] = received[b.layer] * (gathered ? expert_tp[b.layer] : 1);
+      resized[id] = true;
+    } else if (b.kind == TensorKind::kMoePermuted || b.kind == TensorKind::kMoeCombined) {
+      b.shape[0] = dispatched[b.layer];
+    }
+  }
+  for (strategies::Op& op : p.ops) {
+    // The permutation's rows (dims[4] of kMoePermute(Bwd), dims[3] of kMoeUnpermute(Bwd)).
+    if (op.kind == OpKind::kMoePermute || op.kind == OpKind::kMoePermuteBwd) {
+      op.dims[4] = dispatched[p.buffers[p.input(op, 1)].layer];
+    } else if (op.kind == OpKind::kMoeUnpermute || op.kind == OpKind::kMoeUnpermuteBwd) {
+      op.dims[3] = dispatched[p.buffers[p.input(op, op.kind == OpKind::kMoeUnpermute ? 1 : 2)]
+                                 .layer];
+    }
+    const bool grouped = op.kind == OpKind::kGroupedLinear ||
+                         op.kind == OpKind::kGroupedLinearBwdData ||
+                         op.kind == OpKind::kGroupedLinearBwdWeight;
+    const bool activation = op.kind == OpKind::kGelu || op.kind == OpKind::kGeluBwd ||
+                            op.kind == OpKind::kSwiglu || op.kind == OpKind::kSwigluBwd;
+    if (!grouped && !activation) continue;
+    const std::int32_t x = p.input(op, 0);
+    if (resized[x]) op.dims[0] = p.buffers[x].shape[0];
+  }
+  return p;
+}
 
 Placement place_buffers(const strategies::Program& program) {
   Placement out;

@@ -56,6 +56,19 @@ struct Placement {
 // uses) so that buffers whose lifetimes overlap never overlap in memory.
 Placement place_buffers(const strategies::Program& program);
 
+// Mixture of experts: the Plan sizes the rows an expert-parallel rank receives (kMoeReceived,
+// kMoeExpertIn, kMoeFc1Out, kMoeAct, kMoeExpertOut, kMoeReturned and their gradients) for the
+// rows the strategy's expert_routing expects, but the real rows depend on the routing. The
+// executor's copy of the program sizes them for the most rows any routing can send: from each of
+// the ep sources R min(k, E/ep) rows when dropless, at most (E/ep) capacity with a capacity
+// (times expert_tp for the rows gathered over the experts' tp group); the ops over them (the
+// grouped GEMMs, the activation) take those rows, the rows beyond the routed ones zero. With a
+// capacity the rank's dispatched rows (kMoePermuted, kMoeCombined and their gradients, and the
+// permutation's and combine's row counts) are sized for min(R k, E capacity), the most a routing
+// keeps; dropless they are exact (R k). The measured memory of an MoE program is therefore
+// larger than the Plan's; a dense program comes back unchanged.
+strategies::Program with_moe_row_bounds(const strategies::Program& program);
+
 class Arena {
  public:
   explicit Arena(const kernels::Stream& stream) : stream_(stream) {}

@@ -38,6 +38,14 @@ struct TensorView {
 std::int64_t view_offset_elements(const strategies::ProgramSet& plan, int rank,
                                   const strategies::Buffer& b);
 
+// Mixture of experts: d(step loss)/d(one rank's auxiliary loss of one layer and micro-batch),
+// 1 / (micro-batches x dp x tp). The step's loss is the mean over micro-batches and replicas
+// (like the LM loss) of each micro-batch's auxiliary losses, summed over the MoE layers, each the
+// mean over the tp ranks' row blocks (sequence parallelism: a rank routes 1/tp of the rows and
+// its loss is Switch's over those rows). The reductions of the gradients then sum the replicas
+// (dp) and the tp ranks' partial router gradients.
+double moe_aux_loss_scale(const strategies::ProgramSet& plan, int rank);
+
 class OpContext {
  public:
   virtual ~OpContext() = default;
@@ -60,6 +68,10 @@ class OpContext {
   // A float of device memory on stream()'s device that an op may use within its task (the
   // loss scalar on its way to the host), allocated once; nullptr where there is none.
   virtual float* device_scalar() const { return nullptr; }
+  // Mixture of experts: the rank's sum of its auxiliary (load-balancing) losses in this step, a
+  // double in stream()'s memory that kMoeRoute adds to; nullptr where there is none (the op
+  // timer: the op then adds nothing).
+  virtual double* aux_loss() const { return nullptr; }
   // Scratch memory on stream()'s backend for the op being run: slot `slot` holds at least
   // `bytes` until the next request for that slot (grown as needed, kept across ops, so work
   // enqueued on the stream may use it without waiting); nullptr where the context keeps none

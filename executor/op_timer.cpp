@@ -276,8 +276,20 @@ std::string untimed_reason(const Op& op) {
     case OpKind::kSend:
     case OpKind::kRecv:
     case OpKind::kRingShift:
+    case OpKind::kAllToAll:
       return std::string(strategies::op_kind_name(op.kind)) +
              " is communication: links are measured apart (`strata profile links`)";
+    case OpKind::kMoeRouteBwd:
+    case OpKind::kMoePermute:
+    case OpKind::kMoePermuteBwd:
+    case OpKind::kMoeUnpermute:
+    case OpKind::kMoeUnpermuteBwd:
+    case OpKind::kGroupedLinear:
+    case OpKind::kGroupedLinearBwdData:
+    case OpKind::kGroupedLinearBwdWeight:
+      return std::string(strategies::op_kind_name(op.kind)) +
+             " reads a routing (expert indices, rows, counts) that seeded inputs do not make "
+             "valid: not timed yet";
     default:
       return "";
   }

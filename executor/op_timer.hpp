@@ -22,8 +22,9 @@
 //    around its kernels, so that launch overhead outside the stream is not counted.
 //  - Ops that depend on the rank's index in a group (a vocabulary shard, a row block) run with
 //    the given rank's index.
-// Not timed (untimed_reason()): communication ops (the link face's: `strata profile links`) and
-// the data loader (load_batch, host work the cost model prices at 0). A program the executor
+// Not timed (untimed_reason()): communication ops (the link face's: `strata profile links`),
+// the data loader (load_batch, host work the cost model prices at 0) and the MoE ops that read
+// a routing (indices, rows, counts: seeded values are not a valid one; moe_route is timed). A program the executor
 // refuses (refusal(): FP8, 16-bit, dropout, rotary, GQA) is refused here too.
 //
 // Runs on the CPU stream by default. The CUDA path (backend kCuda) puts the input sets in device

@@ -62,25 +62,66 @@ std::vector<std::int64_t> shard_indices(const ParamInfo& p, int r) {
   return out;
 }
 
-std::vector<float> initial_values(const ParamInfo& p, int index, std::uint64_t seed) {
-  const std::vector<std::int64_t> idx = shard_indices(p, index);
-  STRATA_CHECK(static_cast<std::int64_t>(idx.size()) == p.elements,
-               "parameter " + p.init_name() + ": shard size differs from the Plan's");
-  std::vector<float> v(idx.size());
-  const std::string name = p.init_name();
-  for (std::size_t k = 0; k < idx.size(); ++k) {
-    switch (p.init) {
-      case strategies::Init::kNormal:
-        v[k] = static_cast<float>(p.init_std * init_normal(seed, name, idx[k]));
-        break;
-      case strategies::Init::kZero:
-        v[k] = 0.0f;
-        break;
-      case strategies::Init::kOne:
-        v[k] = 1.0f;
-        break;
+std::vector<ParamPiece> param_pieces(const ParamInfo& p, const ExpertSlice& experts) {
+  using strategies::TensorKind;
+  const std::string layer = "layers." + std::to_string(p.layer) + ".";
+  if (p.kind == TensorKind::kRouterWeight) return {{layer + "router.w", 0, p}};
+  const bool fc1 = p.kind == TensorKind::kExpertFc1Weight;
+  if (!fc1 && p.kind != TensorKind::kExpertFc2Weight) return {{p.init_name(), 0, p}};
+  // Split over tp (expert_tp > 1), each expert is split as the dense MLP's weight is: fc1 by
+  // rows, fc2 by columns (the rank's tensor is its experts' shards one after another).
+  STRATA_CHECK(p.shard != Shard::kBlockRows && p.rows % experts.local == 0 &&
+                   p.elements % experts.local == 0,
+               "parameter " + p.init_name() + ": not whole experts of GELU MLPs");
+  std::vector<ParamPiece> out;
+  for (std::int64_t j = 0; j < experts.local; ++j) {
+    ParamPiece piece{layer + "experts." + std::to_string(experts.first + j) +
+                         (fc1 ? ".fc1.w" : ".fc2.w"),
+                     0, p};
+    piece.info.rows = p.rows / experts.local;
+    piece.info.elements = p.elements / experts.local;
+    piece.first = j * piece.info.elements;
+    out.push_back(std::move(piece));
+  }
+  return out;
+}
+
+ExpertSlice expert_slice(const Interpreter& in, const ParamInfo& p) {
+  using strategies::TensorKind;
+  if (p.kind != TensorKind::kExpertFc1Weight && p.kind != TensorKind::kExpertFc2Weight) return {};
+  std::int64_t experts = 0;
+  for (const ParamInfo& q : in.program().params) {
+    if (q.kind == TensorKind::kRouterWeight && q.layer == p.layer) experts = q.rows;
+  }
+  const strategies::GroupRef ep{strategies::GroupKind::kEp, p.shard_group.layout, 0};
+  const auto size = static_cast<std::int64_t>(in.plan().group_ranks(in.rank(), ep).size());
+  STRATA_CHECK(experts > 0 && experts % size == 0,
+               "layer " + std::to_string(p.layer) + ": no router for its experts");
+  return {in.group_index(ep) * (experts / size), experts / size};
+}
+
+std::vector<float> initial_values(const ParamInfo& p, int index, std::uint64_t seed,
+                                  const ExpertSlice& experts) {
+  std::vector<float> v;
+  for (const ParamPiece& piece : param_pieces(p, experts)) {
+    const ParamInfo& q = piece.info;
+    const std::vector<std::int64_t> idx = shard_indices(q, index);
+    for (std::int64_t i : idx) {
+      switch (q.init) {
+        case strategies::Init::kNormal:
+          v.push_back(static_cast<float>(q.init_std * init_normal(seed, piece.name, i)));
+          break;
+        case strategies::Init::kZero:
+          v.push_back(0.0f);
+          break;
+        case strategies::Init::kOne:
+          v.push_back(1.0f);
+          break;
+      }
     }
   }
+  STRATA_CHECK(static_cast<std::int64_t>(v.size()) == p.elements,
+               "parameter " + p.init_name() + ": shard size differs from the Plan's");
   return v;
 }
 
@@ -90,7 +131,8 @@ void initialise_parameters(Interpreter& in, std::uint64_t seed) {
     std::vector<float> flat(static_cast<std::size_t>(b.elements));
     for (std::int32_t m : b.members) {
       const ParamInfo& p = prog.params[m];
-      const std::vector<float> v = initial_values(p, in.group_index(p.shard_group), seed);
+      const std::vector<float> v =
+          initial_values(p, in.group_index(p.shard_group), seed, expert_slice(in, p));
       std::copy(v.begin(), v.end(), flat.begin() + p.bucket_offset);
     }
     // The whole bucket, or (ZeRO-3; the master weights under ZeRO >= 1) the rank's part of it;

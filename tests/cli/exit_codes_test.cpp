@@ -82,9 +82,9 @@ TEST_F(ExitCodes, Plan) {
          "strata plan: internal error (a bug in Strata; please report it", "internal error");
 }
 
-// Mixture-of-experts models are validated (model and strategy), planned and simulated; what is
-// not lowered with them is refused by name, and `run` refuses them before any work.
-TEST_F(ExitCodes, MixtureOfExpertsIsPlannedAndSimulatedNotRun) {
+// Mixture-of-experts models are validated (model and strategy), planned, simulated and run;
+// what is not lowered with them is refused by name.
+TEST_F(ExitCodes, MixtureOfExpertsIsPlannedSimulatedAndRun) {
   const std::string mixtral =
       " --model mixtral-8x7b --cluster dgx-h100-128n --gpus 64 --strategy "
       "mixtral-8x7b-tp2-pp4-dp8-ep8";
@@ -98,15 +98,14 @@ TEST_F(ExitCodes, MixtureOfExpertsIsPlannedAndSimulatedNotRun) {
   expect(run("plan --model mixtral-8x7b-hf-config --cluster dgx-h100-128n --gpus 64 --strategy "
              "mixtral-8x7b-tp2-pp4-dp8-ep8"),
          0, "", "a Hugging Face config");
-  // A tiny MoE model on this machine: run refuses it before any work.
+  // A tiny MoE model on this machine: run trains it.
   strata::json::Json moe =
       strata::json::parse_file(std::string(STRATA_SOURCE_DIR) + "/configs/models/gpt-tiny.json");
   moe["num_experts"] = 8;
   moe["num_experts_per_tok"] = 2;
+  moe["moe_intermediate_size"] = 16;
   const std::string model = write("moe.json", moe.dump());
-  expect(run("run --model " + model + " --strategy tiny-1rank --steps 1"), 1,
-         "model.num_experts = 8: the CPU executor does not run mixture-of-experts layers yet",
-         "run");
+  expect(run("run --model " + model + " --strategy tiny-1rank --steps 1"), 0, "", "run");
 }
 
 TEST_F(ExitCodes, Simulate) {

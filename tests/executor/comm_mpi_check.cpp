@@ -1,7 +1,8 @@
-// Run under mpirun by comm_mpi_test.cpp: the MPI backend's broadcast (every root) and all-to-all
-// on rank-dependent inputs against their exact results, over the world and over the ranks but 0
-// (group ranks that are not world ranks; a group of one on 2 ranks), at one element and at a few
-// hundred, and a broadcast and an all-to-all both issued before either is waited. Rank 0 prints
+// Run under mpirun by comm_mpi_test.cpp: the MPI backend's broadcast (every root), all-to-all
+// and ragged all-to-all (all_to_all_v, some blocks empty) on rank-dependent inputs against
+// their exact results, over the world and over the ranks but 0 (group ranks that are not world
+// ranks; a group of one on 2 ranks), at one element and at a few hundred, and a broadcast and
+// an all-to-all both issued before either is waited. Rank 0 prints
 // "comm_mpi_check: N ranks, K checks passed" and every rank exits 0, or each rank prints its
 // first wrong element per check and every rank exits 1.
 #include <cstdio>
@@ -88,6 +89,24 @@ void check_group(Comm& comm, Checker& check, GroupId g, const std::vector<int>& 
     comm.all_to_all(g, send.data(), recv.data(), count).wait();
     check.expect("all_to_all over " + name + size, recv, all_to_all_output(members, me, count));
   }
+  // The ragged all-to-all: world rank w sends (w + 2 j) % 3 floats to member j (some none),
+  // block j = value(w, j, k); it receives member j's block for it, consecutive in group order.
+  std::vector<int> send_counts, recv_counts;
+  std::vector<float> ragged_send, ragged_want;
+  for (int j = 0; j < n; ++j) {
+    send_counts.push_back((comm.rank() + 2 * j) % 3);
+    recv_counts.push_back((members[static_cast<std::size_t>(j)] + 2 * me) % 3);
+    for (int k = 0; k < send_counts.back(); ++k) {
+      ragged_send.push_back(value(comm.rank(), j, static_cast<std::size_t>(k)));
+    }
+    for (int k = 0; k < recv_counts.back(); ++k) {
+      ragged_want.push_back(value(members[static_cast<std::size_t>(j)], me,
+                                  static_cast<std::size_t>(k)));
+    }
+  }
+  std::vector<float> ragged_recv(ragged_want.size(), -1.f);
+  comm.all_to_all_v(g, ragged_send.data(), send_counts, ragged_recv.data(), recv_counts).wait();
+  check.expect("all_to_all_v (ragged) over " + name, ragged_recv, ragged_want);
   // Both issued, then waited in the other order: the requests are independent.
   std::vector<float> buf = broadcast_input(comm.rank(), 7);
   const std::vector<float> send = all_to_all_input(comm.rank(), n, 5);

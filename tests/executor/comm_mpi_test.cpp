@@ -1,5 +1,5 @@
-// The MPI backend's broadcast and all-to-all (executor/comm.hpp) on 2 and 3 ranks: runs
-// comm_mpi_check.cpp under mpirun, which checks every result exactly on every rank.
+// The MPI backend's broadcast, all-to-all and ragged all-to-all (executor/comm.hpp) on 2 and 3
+// ranks: runs comm_mpi_check.cpp under mpirun, which checks every result exactly on every rank.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,21 +46,22 @@ Result run_check(int ranks) {
 }
 
 // Over each group: a broadcast from each root and an all-to-all at 1 and 300 floats, then a
-// broadcast and an all-to-all in flight together. Rank 0 (in the world only) makes
-// (2 roots + 1) x 2 + 2 = 8 checks; rank 1 also checks a group of one (itself).
+// broadcast and an all-to-all in flight together, and one ragged all-to-all. Rank 0 (in the
+// world only) makes (2 roots + 1) x 2 + 2 + 1 = 9 checks; rank 1 also checks a group of one
+// (itself).
 TEST(CommMpi, BroadcastAndAllToAllAreExactOnTwoRanks) {
   const Result r = run_check(2);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("comm_mpi_check: 2 ranks, 8 checks passed"), std::string::npos)
+  EXPECT_NE(r.out.find("comm_mpi_check: 2 ranks, 9 checks passed"), std::string::npos)
       << r.out << r.err;
 }
 
 // A group of 3 (the world) and a group of 2 (world ranks 1 and 2, group ranks 0 and 1), whose
-// roots are group ranks: rank 0 makes (3 roots + 1) x 2 + 2 = 10 checks.
+// roots are group ranks: rank 0 makes (3 roots + 1) x 2 + 2 + 1 = 11 checks.
 TEST(CommMpi, BroadcastAndAllToAllAreExactOnThreeRanksAndASubgroup) {
   const Result r = run_check(3);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("comm_mpi_check: 3 ranks, 10 checks passed"), std::string::npos)
+  EXPECT_NE(r.out.find("comm_mpi_check: 3 ranks, 11 checks passed"), std::string::npos)
       << r.out << r.err;
 }
 

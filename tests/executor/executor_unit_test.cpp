@@ -7,6 +7,7 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <tuple>
 
 #include "common/error.hpp"
 #include "executor/checkpoint.hpp"
@@ -14,6 +15,7 @@
 #include "executor/data.hpp"
 #include "executor/executor.hpp"
 #include "executor/memory.hpp"
+#include "executor/op_context.hpp"
 #include "executor/params.hpp"
 #include "kernels/ops.hpp"
 #include "strategies/plan.hpp"
@@ -43,6 +45,38 @@ strategies::StrategySpec strategy(const std::string& name) {
 Plan plan_of(const std::string& name) {
   const auto s = strategy(name);
   return strategies::lower(tiny_model(), local_cpu(), s, s.world_size());
+}
+
+// The MoE auxiliary loss's weight in the step's loss (and its gradient's scale) is the LM loss's
+// per-token weight times the rows one routing rank's loss averages over: the micro-batch's rows
+// (N), split over tp under sequence parallelism. 1 / (micro-batches x dp x tp) on every rank.
+TEST(ExecutorMoe, TheAuxLossIsWeighedAsTheLmLoss) {
+  strategies::ModelSpec m = tiny_model();
+  m.moe.num_experts = 4;
+  m.moe.num_experts_per_tok = 2;
+  m.moe.moe_intermediate_size = 32;
+  m.moe.router_aux_loss_coef = 0.01;
+  for (const auto& [name, dp, want] : {std::tuple{"tiny-dp2", 2, 1.0 / (2 * 2)},
+                                       std::tuple{"tiny-tp2-sp", 2, 1.0 / (2 * 2 * 2)}}) {
+    SCOPED_TRACE(name);
+    strategies::StrategySpec s = strategy(name);
+    s.dp = dp;
+    s.ep = 2;
+    s.expert_tp = 1;
+    const Plan plan = strategies::lower(m, local_cpu(), s, s.world_size());
+    const int tp = s.tp;
+    for (int r = 0; r < plan.world_size; ++r) {
+      EXPECT_DOUBLE_EQ(exec::moe_aux_loss_scale(plan, r), want);
+      for (const strategies::Op& op : plan.program_of(r).ops) {
+        if (op.kind == strategies::OpKind::kCrossEntropyBwd) {
+          EXPECT_NEAR(exec::moe_aux_loss_scale(plan, r), op.param * op.dims[0] / tp, 1e-9);
+        }
+        if (op.kind == strategies::OpKind::kMoeRouteBwd) {
+          EXPECT_FLOAT_EQ(op.param, 0.01f);
+        }
+      }
+    }
+  }
 }
 
 // The checkpoint checksum against FNV-1a 64's published test vectors (the offset basis for no
