@@ -308,12 +308,15 @@ void moe_all_to_all(Interpreter& in, const Task& t, const Op& op) {
 // Mixture of experts with expert_tp > 1: whether `op` (an all-gather or reduce-scatter over the
 // experts' tp group) moves routed rows: the received rows gathered for the experts (forward:
 // kMoeReceived, with the counts; backward: d(kMoeReturned)) or the experts' partial sums
-// reduce-scattered back (forward: kMoeExpertOut; backward: d(kMoeExpertIn)).
+// reduce-scattered back (forward: kMoeExpertOut; backward: d(kMoeExpertIn)). Without expert
+// parallelism (ep 1: no all-to-all) the permuted rows are the received ones, and the combined
+// rows' gradient the returned ones'.
 bool moe_tp_exchange(Interpreter& in, const Op& op) {
   using strategies::TensorKind;
   const strategies::Buffer& b = in.program().buffers[in.program().input(op, 0)];
   if (op.kind == OpKind::kAllGather) {
-    return b.kind == (b.grad ? TensorKind::kMoeReturned : TensorKind::kMoeReceived);
+    return b.grad ? b.kind == TensorKind::kMoeReturned || b.kind == TensorKind::kMoeCombined
+                  : b.kind == TensorKind::kMoeReceived || b.kind == TensorKind::kMoePermuted;
   }
   return op.kind == OpKind::kReduceScatter &&
          b.kind == (b.grad ? TensorKind::kMoeExpertIn : TensorKind::kMoeExpertOut);

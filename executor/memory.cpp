@@ -53,7 +53,10 @@ strategies::Program with_moe_row_bounds(const strategies::Program& program) {
         local = b.shape[1];
       }
     }
-    STRATA_CHECK(ep > 0, "MoE layer " + std::to_string(layer) + " has no received counts");
+    if (ep == 0) {  // no expert parallelism: no all-to-all, the rank holds every expert
+      ep = 1;
+      local = op.dims[2];
+    }
     const std::int64_t rows = op.dims[0], k = op.dims[3], capacity = op.dims[5];
     std::int64_t per_source = rows * std::min(k, local);
     if (capacity > 0) per_source = std::min(per_source, local * capacity);

@@ -319,8 +319,9 @@ struct Buffer {
 //                      tokens
 //   kMoePermuteBwd     dims as kMoePermute; in {d(rows), row of}; out {dx (R,C)}; flag
 //                      kAccumulate: added into dx
-//   kMoeUnpermute      dims {R, C, k, S}; in {rows (S,C), row of, weights}; out {y (R,C)
-//                      (acc)}: y += the weighted sum of each token's expert outputs
+//   kMoeUnpermute      dims {R, C, k, S}; in {rows (S,C), row of, weights}; out {y (R,C)}:
+//                      y = the weighted sum of each token's expert outputs (written: the
+//                      layer's output, to which a residual add then adds the residual)
 //   kMoeUnpermuteBwd   dims as kMoeUnpermute; in {dy (R,C), rows, row of, weights};
 //                      out {d(rows) (S,C), d(weights) (R,k)}
 //   kGroupedLinear     dims {M rows, K, N, segments, G experts}; in {x (M,K), weights
