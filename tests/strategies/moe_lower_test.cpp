@@ -60,6 +60,19 @@ std::string name(const Case& k) {
          std::to_string(k.expert_tp);
 }
 
+// The Plan's model FLOPs summed over its tasks and ranks (recompute excluded) match the
+// accounting's.
+void expect_accounting_flops(const Plan& plan) {
+  double flops = 0;
+  for (const Program& p : plan.programs) {
+    for (const Task& t : p.tasks) {
+      if (t.kind == TaskKind::kCompute && t.phase != Phase::kRecompute) flops += t.flops;
+    }
+  }
+  const double expected = to_double(step_flops(plan.model, plan.strategy).model);
+  EXPECT_NEAR(flops * plan.world_size / plan.pp, expected, 1e-9 * expected);
+}
+
 // Uniform dropless routing sends every rank exactly rows x k rows: the Plan's FLOPs summed over
 // its tasks are the accounting's, with and without full recompute.
 TEST(MoeLower, PlanFlopsEqualTheAccounting) {
@@ -165,13 +178,10 @@ TEST(MoeLower, WithoutExpertParallelismNothingIsExchanged) {
   const ModelSpec m = moe_model();
   const StrategySpec s = moe_strategy(2, 1, 1, 1, 1);
   const Plan plan = lower(m, cluster(1, 8), s, 2);
-  double flops = 0;
   for (const Task& t : plan.programs[0].tasks) {
     EXPECT_NE(t.collective, CollectiveKind::kAllToAll);
-    if (t.kind == TaskKind::kCompute) flops += t.flops;
   }
-  const double expected = to_double(step_flops(m, s).model);
-  EXPECT_NEAR(flops * 2, expected, 1e-9 * expected);
+  expect_accounting_flops(plan);
 }
 
 // The experts' gradients live in buckets of their own, reduced (and ZeRO-partitioned) over the
@@ -239,15 +249,12 @@ TEST(MoeLower, ContextParallelRoutesTheRanksShareOfTheSequence) {
   s.cp = 2;
   s.attention = AttentionImpl::kFused;
   const Plan plan = lower(m, cluster(1, 8), s, 4);
-  double flops = 0;
   for (const Task& t : plan.programs[0].tasks) {
-    if (t.kind == TaskKind::kCompute) flops += t.flops;
     if (t.collective == CollectiveKind::kAllToAll) {
       EXPECT_DOUBLE_EQ(t.bytes, 2.0 * m.seq_length / 2 * 2 * m.hidden_size * 2);
     }
   }
-  EXPECT_NEAR(flops * plan.world_size, to_double(step_flops(m, s).model),
-              1e-9 * to_double(step_flops(m, s).model));
+  expect_accounting_flops(plan);
   for (int r = 0; r < plan.world_size; ++r) {
     const std::vector<int> g = plan.group_ranks(r, {GroupKind::kExpertDp, 0, 0});
     ASSERT_EQ(g.size(), 2u);  // dp / ep = 1, times cp 2
@@ -267,11 +274,9 @@ TEST(MoeLower, ZeroBubbleDefersTheExpertsWeightGradients) {
   s.schedule = Schedule::kZbH1;
   const Plan plan = lower(m, cluster(1, 8), s, 4);
   int deferred = 0;
-  double flops = 0;
   for (const Program& p : plan.programs) {
     for (const Task& t : p.tasks) {
       if (t.kind != TaskKind::kCompute) continue;
-      flops += t.flops;
       if (t.block != Block::kMoeExperts && t.block != Block::kMoeRouter) continue;
       if (t.phase != Phase::kBackward) continue;
       bool weight = false, input = false;
@@ -286,8 +291,7 @@ TEST(MoeLower, ZeroBubbleDefersTheExpertsWeightGradients) {
   }
   // Per stage: one MoE layer of each stage's two (layer 0 is dense) x micro-batches x 2 tasks.
   EXPECT_EQ(deferred, 3 * plan.num_micro_batches * 2);
-  EXPECT_NEAR(flops * plan.world_size / plan.pp, to_double(step_flops(m, s).model),
-              1e-9 * to_double(step_flops(m, s).model));
+  expect_accounting_flops(plan);
 }
 
 // The dispatch by hand: 100 rows, top-2 of 4 experts, ep 2.
