@@ -219,7 +219,11 @@ double moe_layer_params_per_rank(const ModelSpec& m, int tp, int ep, int expert_
   return p.attn_qkv + p.attn_out + 2.0 * p.norm + router +
          static_cast<double>(e.num_experts / ep) *
              mlp_params_per_rank(m, e.moe_intermediate_size, expert_tp, false) +
-         e.n_shared_experts * mlp_params_per_rank(m, e.shared_expert_intermediate_size, tp);
+         (e.n_shared_experts > 0
+              ? mlp_params_per_rank(
+                    m, static_cast<double>(e.n_shared_experts) * e.shared_expert_intermediate_size,
+                    tp)
+              : 0.0);
 }
 
 double layer_replicated_params(const ModelSpec& m) {

@@ -79,20 +79,15 @@ void check_lowerable(const StrategySpec& s) {
   }
 }
 
-// Mixture-of-experts layers are lowered with expert_tp = tp, routed experts only, and without
-// the strategy features whose interplay with expert parallelism is not modelled yet.
-void check_moe_lowerable(const ModelSpec& m, const StrategySpec& s) {
+// Mixture-of-experts layers are lowered with expert_tp 1 or tp, and without the strategy
+// features whose interplay with expert parallelism is not modelled yet.
+void check_moe_lowerable(const StrategySpec& s) {
   const auto refuse = [](const std::string& field, const std::string& value,
                          const std::string& why) {
     throw ConfigError(field + " = " + value + ": " + why +
                       " with a mixture-of-experts model is not lowered yet");
   };
   const auto str = [](auto v) { return std::to_string(v); };
-  if (m.moe.n_shared_experts > 0) {
-    throw ConfigError("model.n_shared_experts = " + str(m.moe.n_shared_experts) +
-                      ": shared experts are validated but not lowered yet; plan, simulate and "
-                      "run need routed experts only (n_shared_experts 0)");
-  }
   if (s.expert_tp_size() != s.tp && s.expert_tp_size() != 1) {
     refuse("strategy.expert_tp", str(s.expert_tp_size()),
            "an expert_tp other than 1 or tp (" + str(s.tp) + ")");
@@ -117,7 +112,7 @@ void check_moe_lowerable(const ModelSpec& m, const StrategySpec& s) {
 }
 
 void check_lowerable(const ModelSpec& m, const StrategySpec& s) {
-  if (m.is_moe()) check_moe_lowerable(m, s);
+  if (m.is_moe()) check_moe_lowerable(s);
   check_lowerable(s);
 }
 

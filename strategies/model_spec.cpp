@@ -610,14 +610,19 @@ std::int64_t mlp_params(const ModelSpec& m, std::int64_t f, bool bias = true) {
 
 // An MoE layer with `routed` of its routed experts: attention, norms, router, those experts
 // (without biases: Megatron-Core's grouped-GEMM experts have none, nor do Mixtral's and
-// DeepSeek's) and every shared expert (a dense MLP, with the model's biases).
+// DeepSeek's) and the shared experts: one dense MLP of their summed width, with the model's
+// biases (Megatron-Core's SharedExpertMLP, DeepSeek's shared_experts).
 std::int64_t moe_params_with(const ModelSpec& m, std::int64_t routed) {
   if (!m.is_moe()) return 0;
   const MoeSpec& e = m.moe;
   const std::int64_t router = static_cast<std::int64_t>(m.hidden_size) * e.num_experts;
+  const std::int64_t shared =
+      e.n_shared_experts > 0
+          ? mlp_params(m, static_cast<std::int64_t>(e.n_shared_experts) *
+                              e.shared_expert_intermediate_size)
+          : 0;
   return attention_and_norm_params(m) + router +
-         routed * mlp_params(m, e.moe_intermediate_size, false) +
-         e.n_shared_experts * mlp_params(m, e.shared_expert_intermediate_size);
+         routed * mlp_params(m, e.moe_intermediate_size, false) + shared;
 }
 
 }  // namespace

@@ -247,6 +247,7 @@ const char* tensor_kind_name(TensorKind k) {
     case TensorKind::kMoeExpertOut: return "moe.experts.out";
     case TensorKind::kMoeReturned: return "moe.returned";
     case TensorKind::kMoeCombined: return "moe.combined";
+    case TensorKind::kMoeSharedOut: return "moe.shared.out";
   }
   return "?";
 }

@@ -204,6 +204,7 @@ enum class TensorKind : std::uint8_t {
   kMoeExpertOut,     // (expert_tp S_recv, C): the experts' output (partial sums over expert_tp)
   kMoeReturned,      // (S_recv, C): reduce-scattered over expert_tp (the combine's input)
   kMoeCombined,      // (S, C): the rank's rows back from the experts, in dispatch order
+  kMoeSharedOut,     // (R, C): the shared experts' output on the rank's rows
 };
 const char* tensor_kind_name(TensorKind k);
 

@@ -48,7 +48,7 @@ constexpr int kTaskKinds = 4, kStreams = 6, kPhases = 5, kBlocks = 15, kPurposes
 constexpr int kCollectives = static_cast<int>(CollectiveKind::kRingShift) + 1;
 constexpr int kGroupKinds = static_cast<int>(GroupKind::kExpertDp) + 1;
 constexpr int kOpKinds = static_cast<int>(OpKind::kAllToAll) + 1;           // the last kind
-constexpr int kTensorKinds = static_cast<int>(TensorKind::kMoeCombined) + 1;  // the last kind
+constexpr int kTensorKinds = static_cast<int>(TensorKind::kMoeSharedOut) + 1;  // the last kind
 
 const char* init_kind_name(Init i) {
   switch (i) {

@@ -139,18 +139,25 @@ void DataParallel::layout_params() {
         if (swiglu && split) p_.params[e1].row_blocks = {Fe, Fe, 0};
         add_param(TensorKind::kExpertFc2Weight, l, lay, local * C, Fe,
                   split ? Shard::kCols : Shard::kReplicated, Init::kNormal, out_std);
-        continue;
       }
+      // The dense MLP, or an MoE layer's shared experts as one MLP of their summed width
+      // (Megatron-Core's SharedExpertMLP: split over tp like the dense one, with its biases).
+      const std::int64_t width =
+          !m.is_moe_layer(l)
+              ? F
+              : static_cast<std::int64_t>(m.moe.n_shared_experts) *
+                    m.moe.shared_expert_intermediate_size;
+      if (width == 0) continue;
       const Shard up_shard = swiglu ? Shard::kBlockRows : Shard::kRows;
-      const std::int64_t up = swiglu ? 2 * F : F;
+      const std::int64_t up = swiglu ? 2 * width : width;
       const int f1 = add_param(TensorKind::kFc1Weight, l, lay, up, C, up_shard, Init::kNormal,
                                std_dev);
-      if (swiglu) p_.params[f1].row_blocks = {F, F, 0};
+      if (swiglu) p_.params[f1].row_blocks = {width, width, 0};
       if (m.bias) {
         const int f1b = add_param(TensorKind::kFc1Bias, l, lay, up, 1, up_shard, Init::kZero, 0);
-        if (swiglu) p_.params[f1b].row_blocks = {F, F, 0};
+        if (swiglu) p_.params[f1b].row_blocks = {width, width, 0};
       }
-      add_param(TensorKind::kFc2Weight, l, lay, C, F, Shard::kCols, Init::kNormal, out_std);
+      add_param(TensorKind::kFc2Weight, l, lay, C, width, Shard::kCols, Init::kNormal, out_std);
       if (m.bias) add_param(TensorKind::kFc2Bias, l, lay, C, 1, Shard::kReplicated, Init::kZero, 0);
     }
     if (c_.last_virtual_stage(vs)) {

@@ -134,6 +134,12 @@ TaskId ModelGraph::moe_forward(TaskId x, int layer, int mb, int chunk, Phase pha
                {z.R, z.C, z.E, z.k, z.S, z.capacity})},
       {x, extra});
 
+  // The shared experts beside the routed ones (their all-gather runs with the dispatch).
+  BufId shared = kNoBuf;
+  const TaskId shared_done =
+      m.moe.n_shared_experts > 0 ? shared_forward(t, layer, mb, chunk, phase, fwd, inst, &shared)
+                                 : kNoTask;
+
   // Dispatch: rows to the experts' ranks, then (expert_tp > 1) gathered over the tp group.
   const std::int64_t ep = c_.s.ep;
   // With ep 1 the rank holds every expert: the permuted rows are its experts' input as they are.
@@ -192,11 +198,92 @@ TaskId ModelGraph::moe_forward(TaskId x, int layer, int mb, int chunk, Phase pha
     inst[K::kMoeCombined] = combined;
   }
   const BufId y = make(K::kLayerOut, a, {z.R, z.C});
-  return c_.emit.add(c_.compute_task(phase, Block::kMoeCombine, layer, mb, chunk),
-                     {make_op(OpKind::kMoeUnpermute, a, {combined, row_of, w}, {y},
-                              {z.R, z.C, z.k, z.S, 0, 0}),
-                      make_op(OpKind::kResidualAdd, a, {residual}, {y}, {z.R, z.C, 0, 0, 0, 0})},
-                     {t});
+  std::vector<OpSpec> ops{
+      make_op(OpKind::kMoeUnpermute, a, {combined, row_of, w}, {y}, {z.R, z.C, z.k, z.S, 0, 0}),
+      make_op(OpKind::kResidualAdd, a, {residual}, {y}, {z.R, z.C, 0, 0, 0, 0})};
+  if (shared != kNoBuf) {  // the shared experts' output and fc2's bias, added
+    std::vector<BufId> in{shared};
+    if (m.bias) in.push_back(dp_.value(K::kFc2Bias, layer));
+    ops.push_back(make_op(OpKind::kResidualAdd, a, in, {y}, {z.R, z.C, 0, 0, 0, 0}));
+  }
+  return c_.emit.add(c_.compute_task(phase, Block::kMoeCombine, layer, mb, chunk), ops,
+                     {t, shared_done});
+}
+
+TaskId ModelGraph::shared_forward(TaskId after, int layer, int mb, int chunk, Phase phase,
+                                  const Instance& fwd, Instance& inst, BufId* out) {
+  const int layout = c_.layout_of(layer);
+  const ModelSpec& m = c_.m;
+  const DType a = c_.act;
+  const std::uint8_t n = phase == Phase::kRecompute ? 1 : 0;
+  const std::int64_t t = c_.tp_of(layout), N = c_.tokens(layout), C = m.hidden_size;
+  const std::int64_t F =
+      static_cast<std::int64_t>(m.moe.n_shared_experts) * m.moe.shared_expert_intermediate_size / t;
+  const std::int64_t up = (m.hidden_act == Activation::kSwiglu ? 2 : 1) * F;
+  const BufId rows = inst.at(K::kNorm2Out) != kNoBuf ? inst.at(K::kNorm2Out) : fwd.at(K::kNorm2Out);
+  BufId full = kNoBuf;
+  after = tp_.gather(after, layout, rows, K::kNorm2Full, layer, mb, chunk, phase, n, &full);
+  inst[K::kNorm2Full] = full;
+  const BufId fc1 = inst[K::kFc1Out] = c_.tensor(K::kFc1Out, layer, mb, n, a, {N, up});
+  const BufId act = inst[K::kMlpAct] = c_.tensor(K::kMlpAct, layer, mb, n, a, {N, F});
+  const BufId partial = inst[K::kFc2Partial] = c_.tensor(K::kFc2Partial, layer, mb, n, a, {N, C});
+  std::vector<BufId> in1{full, dp_.value(K::kFc1Weight, layer)};
+  if (m.bias) in1.push_back(dp_.value(K::kFc1Bias, layer));
+  const OpKind activation = m.hidden_act == Activation::kSwiglu ? OpKind::kSwiglu : OpKind::kGelu;
+  after = c_.emit.add(c_.compute_task(phase, Block::kMlpFc1, layer, mb, chunk),
+                      {make_op(OpKind::kLinear, a, in1, {fc1}, {N, C, up, 0, 0, 0}),
+                       make_op(activation, a, {fc1}, {act}, {N, F, 0, 0, 0, 0})},
+                      {after});
+  after = c_.emit.add(c_.compute_task(phase, Block::kMlpFc2, layer, mb, chunk),
+                      {make_op(OpKind::kLinear, a, {act, dp_.value(K::kFc2Weight, layer)},
+                               {partial}, {N, F, C, 0, 0, 0})},
+                      {after});
+  after = tp_.reduce(after, layout, partial, K::kMoeSharedOut, layer, mb, chunk, phase, out);
+  inst[K::kMoeSharedOut] = *out;
+  return after;
+}
+
+TaskId ModelGraph::shared_backward(TaskId after, int layer, int mb, int chunk, Instance& fwd,
+                                   Instance& rc, Instance& bw, BufId dy, BufId* grad_in) {
+  const int layout = c_.layout_of(layer);
+  const ModelSpec& m = c_.m;
+  const DType a = c_.act;
+  const auto sv = [&](K k) { return saved(k, layer, fwd, rc, bw); };
+  const std::vector<TensorKind> owned{K::kFc1Weight, K::kFc1Bias, K::kFc2Weight, K::kFc2Bias};
+  const Buffer& fc1 = c_.emit.buf(sv(K::kFc1Out));
+  const std::int64_t N = fc1.shape[0], up = fc1.shape[1], C = m.hidden_size;
+  const std::int64_t F = c_.emit.buf(sv(K::kMlpAct)).shape[1];
+  // The output's gradient gathered (sequence parallelism), and the input rows re-gathered for
+  // fc1's weight gradient, as a dense MLP's backward does.
+  BufId dfull = kNoBuf, full = kNoBuf;
+  after = tp_.gather(after, layout, dy, K::kFc2Partial, layer, mb, chunk, Phase::kBackward, 0,
+                     &dfull, true);
+  const TaskId regathered = tp_.gather(after, layout, sv(K::kNorm2Out), K::kNorm2Full, layer, mb,
+                                       chunk, Phase::kBackward, 2, &full);
+  const BufId dact = c_.tensor(K::kMlpAct, layer, mb, 0, a, {N, F}, true);
+  const BufId dfc1 = c_.tensor(K::kFc1Out, layer, mb, 0, a, {N, up}, true);
+  const BufId dx = c_.tensor(K::kNorm2Full, layer, mb, 0, a, {N, C}, true);
+  Accumulation fc2_acc;
+  std::vector<OpSpec> ops{
+      make_op(OpKind::kLinearBwdData, a, {dfull, dp_.value(K::kFc2Weight, layer)}, {dact},
+              {N, F, C, 0, 0, 0}),
+      make_op(OpKind::kLinearBwdWeight, a, {dfull, sv(K::kMlpAct)},
+              {param_grad(K::kFc2Weight, layer, owned, fc2_acc)}, {N, F, C, 0, 0, 0})};
+  finish_accumulation(fc2_acc, ops);
+  after = backward_task(Block::kMlpFc2, layer, mb, chunk, ops, {after});
+  Accumulation fc1_acc;
+  std::vector<BufId> wgrads{param_grad(K::kFc1Weight, layer, owned, fc1_acc)};
+  if (m.bias) wgrads.push_back(param_grad(K::kFc1Bias, layer, owned, fc1_acc));
+  const OpKind activation =
+      m.hidden_act == Activation::kSwiglu ? OpKind::kSwigluBwd : OpKind::kGeluBwd;
+  ops = {make_op(activation, a, {dact, sv(K::kFc1Out)}, {dfc1}, {N, F, 0, 0, 0, 0}),
+         make_op(OpKind::kLinearBwdData, a, {dfc1, dp_.value(K::kFc1Weight, layer)}, {dx},
+                 {N, C, up, 0, 0, 0}),
+         make_op(OpKind::kLinearBwdWeight, a, {dfc1, full}, wgrads, {N, C, up, 0, 0, 0})};
+  finish_accumulation(fc1_acc, ops);
+  after = backward_task(Block::kMlpFc1, layer, mb, chunk, ops, {after}, regathered);
+  return tp_.reduce(after, layout, dx, K::kNorm2Out, layer, mb, chunk, Phase::kBackward, grad_in,
+                    true);
 }
 
 TaskId ModelGraph::moe_backward(TaskId x, int layer, int mb, int chunk, Instance& fwd,
@@ -210,19 +297,29 @@ TaskId ModelGraph::moe_backward(TaskId x, int layer, int mb, int chunk, Instance
   const BufId dy = bw.grad_of(K::kLayerOut);
   STRATA_CHECK(dy != kNoBuf, "the MoE backward needs its output's gradient");
   const std::vector<TensorKind> owned{K::kRouterWeight, K::kExpertFc1Weight,
-                                      K::kExpertFc2Weight};
+                                      K::kExpertFc2Weight, K::kFc2Bias};
 
   // Combine: the residual's gradient passes on; the rows' and the weights' gradients.
   const BufId w = sv(K::kRouterWeights), row_of = sv(K::kMoeRowOf);
   const BufId dcombined = grad(K::kMoeCombined, {z.S, z.C}, a);
   const BufId dw = grad(K::kRouterWeights, {z.R, z.k}, DType::kFp32);
-  TaskId t = c_.emit.add(
-      c_.compute_task(Phase::kBackward, Block::kMoeCombine, layer, mb, chunk),
-      {make_op(OpKind::kResidualAddBwd, a, {dy}, {}, {z.R, z.C, 0, 0, 0, 0}),
-       make_op(OpKind::kMoeUnpermuteBwd, a, {dy, sv(K::kMoeCombined), row_of, w}, {dcombined, dw},
-               {z.R, z.C, z.k, z.S, 0, 0})},
-      {x, extra});
+  const bool shared = c_.m.moe.n_shared_experts > 0;
+  Accumulation bias;
+  std::vector<OpSpec> combine{
+      make_op(OpKind::kResidualAddBwd, a, {dy}, {}, {z.R, z.C, 0, 0, 0, 0}),
+      make_op(OpKind::kMoeUnpermuteBwd, a, {dy, sv(K::kMoeCombined), row_of, w}, {dcombined, dw},
+              {z.R, z.C, z.k, z.S, 0, 0})};
+  if (shared && c_.m.bias) {  // the shared experts' fc2 bias
+    combine.front().out.push_back(param_grad(K::kFc2Bias, layer, owned, bias));
+  }
+  finish_accumulation(bias, combine);
+  TaskId t = c_.emit.add(c_.compute_task(Phase::kBackward, Block::kMoeCombine, layer, mb, chunk),
+                         combine, {x, extra});
   bw.pending(K::kAttnOut) = dy;
+  // The shared experts' backward, beside the routed experts' all-to-alls.
+  BufId dx_shared = kNoBuf;
+  const TaskId shared_done =
+      shared ? shared_backward(t, layer, mb, chunk, fwd, rc, bw, dy, &dx_shared) : kNoTask;
   const bool ep = c_.s.ep > 1;  // else no all-to-all: the rows stay on the rank
   BufId dreturned = dcombined;
   if (ep) {
@@ -258,7 +355,7 @@ TaskId ModelGraph::moe_backward(TaskId x, int layer, int mb, int chunk, Instance
       make_op(OpKind::kGroupedLinearBwdWeight, a, {dfc1, expert_in, counts},
               {param_grad(K::kExpertFc1Weight, layer, owned, experts)}, g1)};
   finish_accumulation(experts, ops);
-  t = backward_task(Block::kMoeExperts, layer, mb, chunk, ops, t);
+  t = backward_task(Block::kMoeExperts, layer, mb, chunk, ops, {t});
 
   // Dispatch in reverse: (expert_tp > 1) reduce-scattered, then the rows sent home.
   BufId dreceived = din;
@@ -294,19 +391,29 @@ TaskId ModelGraph::moe_backward(TaskId x, int layer, int mb, int chunk, Instance
          make_op(OpKind::kLinearBwdWeight, a, {dlogits, xin},
                  {param_grad(K::kRouterWeight, layer, owned, router)}, {z.R, z.C, z.E, 0, 0, 0}),
          permute};
+  if (dx_shared != kNoBuf) {  // the shared experts' part of the input gradient, added
+    ops.push_back(make_op(OpKind::kGradAccumulate, a, {dx_shared}, {dx},
+                          {z.R * z.C, dtype_bytes(a), 0, 0, 0, 0}));
+  }
   finish_accumulation(router, ops);
-  return backward_task(Block::kMoeRouter, layer, mb, chunk, ops, t);
+  // After the shared experts' gradient too (reduce-scattered on the tp stream under sp).
+  return backward_task(Block::kMoeRouter, layer, mb, chunk, ops, {t, shared_done});
 }
 
-// A backward task of the MoE block after `after`; under a zero-bubble schedule its weight
-// gradients are left to the W unit of its micro-batch, as a dense block's are.
+// A backward task of the MoE block after `after` (its weight gradients also after `weights`:
+// a re-gathered input); under a zero-bubble schedule its weight gradients are left to the W
+// unit of its micro-batch, as a dense block's are.
 TaskId ModelGraph::backward_task(Block block, int layer, int mb, int chunk,
-                                 const std::vector<OpSpec>& ops, TaskId after) {
+                                 const std::vector<OpSpec>& ops, std::vector<TaskId> after,
+                                 TaskId weights) {
   const Task task = c_.compute_task(Phase::kBackward, block, layer, mb, chunk);
-  if (!split_) return c_.emit.add(task, ops, {after});
+  if (!split_) {
+    after.push_back(weights);
+    return c_.emit.add(task, ops, std::move(after));
+  }
   auto [input, weight] = split_weight_gradients(ops);
-  const TaskId x = c_.emit.add(task, input, {after});
-  if (!weight.empty()) weight_tasks_[{chunk, mb}].push_back({task, weight, {x}});
+  const TaskId x = c_.emit.add(task, input, std::move(after));
+  if (!weight.empty()) weight_tasks_[{chunk, mb}].push_back({task, weight, {x, weights}});
   return x;
 }
 

@@ -161,7 +161,7 @@ struct StageContext {
 // The buffers of one pass over a layer's (or the head's) tensors by TensorKind, their
 // gradients, and gradient contributions still to be added (the residual stream's).
 struct Instance {
-  static constexpr int kSize = static_cast<int>(TensorKind::kMoeCombined) + 1;  // the last kind
+  static constexpr int kSize = static_cast<int>(TensorKind::kMoeSharedOut) + 1;  // the last kind
   std::array<BufId, kSize> id, grad, pend, f8;
   Instance() {
     id.fill(kNoBuf);
@@ -421,7 +421,15 @@ class ModelGraph {
   TaskId moe_backward(TaskId x, int layer, int mb, int chunk, Instance& fwd, Instance& rc,
                       Instance& bw, TaskId extra);
   TaskId backward_task(Block block, int layer, int mb, int chunk, const std::vector<OpSpec>& ops,
-                       TaskId after);
+                       std::vector<TaskId> after, TaskId weights = kNoTask);
+  // An MoE layer's shared experts (one MLP of their summed width, split over tp like the dense
+  // one), beside the routed experts: forward from the norm's output rows after `after` into
+  // `*out` (the rank's rows, before the fc2 bias); backward from the layer output's gradient
+  // into `*grad_in` (the rank's rows of the norm output's gradient).
+  TaskId shared_forward(TaskId after, int layer, int mb, int chunk, Phase phase,
+                        const Instance& fwd, Instance& inst, BufId* out);
+  TaskId shared_backward(TaskId after, int layer, int mb, int chunk, Instance& fwd, Instance& rc,
+                         Instance& bw, BufId dy, BufId* grad_in);
   // One all-to-all over the expert-parallel group (tag 1: the dispatch direction, 2: the
   // combine's), or with `tp_kind` an all-gather / reduce-scatter over the experts' tp group.
   TaskId moe_exchange(CollectiveKind kind, int direction, TaskId after,

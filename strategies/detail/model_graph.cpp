@@ -111,7 +111,8 @@ std::vector<GraphBlock> moe_layer_blocks(const ModelSpec& m, AttentionImpl atten
                            }),
             out.end());
   out.push_back({Block::kMoeExperts, {}, {}, {},
-                 {K::kRouterWeight, K::kExpertFc1Weight, K::kExpertFc2Weight}});
+                 {K::kRouterWeight, K::kExpertFc1Weight, K::kExpertFc2Weight, K::kFc1Weight,
+                  K::kFc1Bias, K::kFc2Weight, K::kFc2Bias}});
   return out;
 }
 

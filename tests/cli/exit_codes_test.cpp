@@ -106,6 +106,13 @@ TEST_F(ExitCodes, MixtureOfExpertsIsPlannedSimulatedAndRun) {
   moe["moe_intermediate_size"] = 16;
   const std::string model = write("moe.json", moe.dump());
   expect(run("run --model " + model + " --strategy tiny-1rank --steps 1"), 0, "", "run");
+  moe["n_shared_experts"] = 2;
+  const std::string shared = write("moe-shared.json", moe.dump());
+  expect(run("plan --model " + shared + " --cluster local-cpu --gpus 1 --strategy tiny-1rank"),
+         0, "", "shared experts are planned");
+  expect(run("run --model " + shared + " --strategy tiny-1rank --steps 1"), 1,
+         "model.n_shared_experts = 2: the CPU executor does not run shared experts yet",
+         "and not run yet");
 }
 
 TEST_F(ExitCodes, Simulate) {

@@ -214,14 +214,14 @@ TEST(MoeMemory, ParamsPerRankAddUpToTheLayer) {
     EXPECT_DOUBLE_EQ(moe_layer_params_per_rank(m, 1, 1, 1),
                      static_cast<double>(moe_layer_params(m)));
     // ep 4, expert_tp 2, tp 2: a rank holds 2 routed experts, each half, without biases
-    // (grouped GEMMs); the shared experts with the model's, fc2's bias whole.
+    // (grouped GEMMs); the shared experts with the model's biases.
     const double h = 64, b = m.bias ? 1.0 : 0.0, c = m.hidden_act == Activation::kSwiglu ? 2 : 1;
     const double expert_half = h * c * 96 / 2 + 96 * h / 2;
-    const double shared_half = (h * c * 48 + b * c * 48) / 2 + 48 * h / 2 + b * h;
+    // The 2 shared experts are one MLP of width 96: half of it, fc2's one bias whole.
+    const double shared_half = (h * c * 96 + b * c * 96) / 2 + 96 * h / 2 + b * h;
     const BlockParams p = layer_block_params(m, 2);
-    EXPECT_DOUBLE_EQ(
-        moe_layer_params_per_rank(m, 2, 4, 2),
-        p.attn_qkv + p.attn_out + 2 * p.norm + h * 8 + 2 * expert_half + 2 * shared_half);
+    EXPECT_DOUBLE_EQ(moe_layer_params_per_rank(m, 2, 4, 2),
+                     p.attn_qkv + p.attn_out + 2 * p.norm + h * 8 + 2 * expert_half + shared_half);
   }
 }
 

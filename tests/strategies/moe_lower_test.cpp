@@ -23,8 +23,8 @@ using testing::llama;
 using testing::strategy;
 
 // A small Llama-style MoE (or GPT-style: GELU, biases, LayerNorm): 4 layers (the first dense),
-// 4 experts of width 48, top-2.
-ModelSpec moe_model(bool gpt_shape = false) {
+// 4 experts of width 48, top-2, and `shared` shared experts of width 32.
+ModelSpec moe_model(bool gpt_shape = false, int shared = 0) {
   ModelSpec m = gpt_shape ? testing::gpt(4, 64, 4, 256, 32) : llama(4, 64, 4, 2, 128, 256, 32);
   m.name = "moe-test";
   m.moe.num_experts = 4;
@@ -32,6 +32,8 @@ ModelSpec moe_model(bool gpt_shape = false) {
   m.moe.moe_intermediate_size = 48;
   m.moe.first_k_dense_replace = 1;
   m.moe.router_aux_loss_coef = 0.01;
+  m.moe.n_shared_experts = shared;
+  m.moe.shared_expert_intermediate_size = shared > 0 ? 32 : 0;
   return m;
 }
 
@@ -79,7 +81,7 @@ TEST(MoeLower, PlanFlopsEqualTheAccounting) {
   for (const Case& k : kCases) {
     for (const Recompute r : {Recompute::kNone, Recompute::kFull}) {
       SCOPED_TRACE(name(k));
-      const ModelSpec m = moe_model(r == Recompute::kFull);
+      const ModelSpec m = moe_model(r == Recompute::kFull, r == Recompute::kFull ? 0 : 2);
       StrategySpec s = moe_strategy(k.dp, k.tp, k.pp, k.ep, k.expert_tp);
       s.recompute = r;
       const Plan plan = lower(m, cluster(2, 8), s, k.dp * k.tp * k.pp);
@@ -107,7 +109,8 @@ TEST(MoeLower, ParametersPerRankAreTheAccountings) {
   for (const Case& k : kCases) {
     for (const bool gpt_shape : {false, true}) {
       SCOPED_TRACE(name(k) + (gpt_shape ? " gpt" : " llama"));
-      const Plan plan = lower_case(k, moe_model(gpt_shape));
+      // With shared experts: split over tp like the dense MLP, with the model's biases.
+      const Plan plan = lower_case(k, moe_model(gpt_shape, 2));
       const ModelSpec& m = plan.model;
       std::map<int, double> per_layer;
       for (const Program& p : plan.programs) {
@@ -268,7 +271,7 @@ TEST(MoeLower, ContextParallelRoutesTheRanksShareOfTheSequence) {
 // Zero-bubble schedules defer the experts' and the router's weight gradients to the W units,
 // as a dense block's: the B tasks hold no weight-gradient GEMM, the work is unchanged.
 TEST(MoeLower, ZeroBubbleDefersTheExpertsWeightGradients) {
-  const ModelSpec m = moe_model();
+  const ModelSpec m = moe_model(true, 1);
   StrategySpec s = moe_strategy(2, 1, 2, 2, 1);
   s.global_batch_size = 16;
   s.schedule = Schedule::kZbH1;
@@ -352,10 +355,6 @@ TEST(MoeLower, RefusesWhatIsNotLoweredYet) {
                           const std::vector<std::string>& parts) {
     expect_config_error([&] { lower(m, cluster(2, 8), s, world); }, parts);
   };
-  ModelSpec shared = moe_model();
-  shared.moe.n_shared_experts = 1;
-  shared.moe.shared_expert_intermediate_size = 48;
-  refused(shared, moe_strategy(2, 1, 1, 2, 1), 2, {"model.n_shared_experts = 1", "not lowered"});
   ModelSpec mha = moe_model();
   mha.num_key_value_heads = 4;
   StrategySpec s = moe_strategy(2, 4, 1, 2, 2);
