@@ -65,7 +65,6 @@ std::vector<std::int64_t> shard_indices(const ParamInfo& p, int r) {
 std::vector<ParamPiece> param_pieces(const ParamInfo& p, const ExpertSlice& experts) {
   using strategies::TensorKind;
   const std::string layer = "layers." + std::to_string(p.layer) + ".";
-  if (p.kind == TensorKind::kRouterWeight) return {{layer + "router.w", 0, p}};
   const bool fc1 = p.kind == TensorKind::kExpertFc1Weight;
   if (!fc1 && p.kind != TensorKind::kExpertFc2Weight) return {{p.init_name(), 0, p}};
   // Split over tp (expert_tp > 1), each expert is split as the dense MLP's weight is: fc1 by

@@ -508,6 +508,11 @@ std::string ParamInfo::init_name() const {
     case TensorKind::kFinalNormWeight: return "lnf.w";
     case TensorKind::kFinalNormBias: return "lnf.b";
     case TensorKind::kLmHeadWeight: return tied_copy ? "wte" : "lm_head.w";
+    // Mixture of experts: the router; the rank's experts as a whole (the executor initialises
+    // each expert by its own name, layers.L.experts.e.fc1.w: executor/params.hpp).
+    case TensorKind::kRouterWeight: return l + "router.w";
+    case TensorKind::kExpertFc1Weight: return l + "experts.fc1.w";
+    case TensorKind::kExpertFc2Weight: return l + "experts.fc2.w";
     default: break;
   }
   return tensor_kind_name(kind);

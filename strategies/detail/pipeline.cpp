@@ -265,27 +265,26 @@ class StageWalk {
   // final norm's backward: the data-parallel calls for them (a tied word embedding in a bucket
   // of its own).
   void output_grads_ready(TaskId producer, int mb, int chunk) {
-    using G = DataParallel::Group;
-    if (!dp_.shared_embedding_bucket()) {
-      dp_.grad_ready(producer, G::kOutput, -1, mb, chunk);
-      return;
-    }
-    dp_.flush(mb, chunk);
-    dp_.grad_ready(producer, G::kWord, -1, mb, chunk);
-    dp_.flush(mb, chunk);
-    dp_.grad_ready(producer, G::kRestOut, -1, mb, chunk);
+    end_grads_ready(producer, mb, chunk, DataParallel::Group::kOutput,
+                    DataParallel::Group::kRestOut, true);
   }
   // The same for the input embedding's gradients, final at the embedding's backward.
   void input_grads_ready(TaskId producer, int mb, int chunk) {
-    using G = DataParallel::Group;
+    end_grads_ready(producer, mb, chunk, DataParallel::Group::kInput,
+                    DataParallel::Group::kRestIn, c_.m.learned_position_embeddings);
+  }
+  // An end's calls: its parameters as one group `whole`, or with the tied word embedding in a
+  // bucket of its own (shared_embedding_bucket) the word embedding, then the `rest` (if any).
+  void end_grads_ready(TaskId producer, int mb, int chunk, DataParallel::Group whole,
+                       DataParallel::Group rest, bool has_rest) {
     if (!dp_.shared_embedding_bucket()) {
-      dp_.grad_ready(producer, G::kInput, -1, mb, chunk);
+      dp_.grad_ready(producer, whole, -1, mb, chunk);
       return;
     }
     dp_.flush(mb, chunk);
-    dp_.grad_ready(producer, G::kWord, -1, mb, chunk);
+    dp_.grad_ready(producer, DataParallel::Group::kWord, -1, mb, chunk);
     dp_.flush(mb, chunk);
-    if (c_.m.learned_position_embeddings) dp_.grad_ready(producer, G::kRestIn, -1, mb, chunk);
+    if (has_rest) dp_.grad_ready(producer, rest, -1, mb, chunk);
   }
 
   // What a split backward leaves to its W unit: the tasks after which each parameter group's
