@@ -56,7 +56,8 @@ double moe_aux_loss_scale(const strategies::ProgramSet& plan, int rank) {
   const auto size = [&](GroupKind k) {
     return static_cast<double>(plan.group_ranks(rank, GroupRef{k, 0, 0}).size());
   };
-  return 1.0 / (plan.num_micro_batches * size(GroupKind::kDp) * size(GroupKind::kTp));
+  return 1.0 / (plan.num_micro_batches * size(GroupKind::kDp) * size(GroupKind::kCp) *
+                size(GroupKind::kTp));
 }
 
 kernels::Stream open_stream(kernels::Backend backend, int device) {

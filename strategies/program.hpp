@@ -109,9 +109,9 @@ enum class GroupKind : std::uint8_t {
                // (the same index in their shard groups)
   kCp,         // context-parallel group: the ranks holding the other parts of the sequences
   kDpCp,       // dp x cp: the gradient-reduction group with context parallelism (Megatron's)
-  kEp,         // expert-parallel group: the ranks holding the other experts (inside dp)
-  kExpertDp,   // expert-data-parallel group: the ranks holding the same experts (dp / ep of
-               // them, times cp, times tp when Topology::experts_across_tp)
+  kEp,         // expert-parallel group: the ranks holding the other experts (inside dp x cp)
+  kExpertDp,   // expert-data-parallel group: the ranks holding the same experts (dp cp / ep
+               // of them, times tp when Topology::experts_across_tp)
 };
 
 const char* task_kind_name(TaskKind k);

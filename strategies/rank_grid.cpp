@@ -1,6 +1,7 @@
 // RankGrid: mixed-radix numbering of ranks over (tp, cp, dp, pp) in the strategy's order, with ep
-// carved out of the dp coordinate. Groups are enumerated directly (a product of coordinate
-// ranges), never found by scanning the world, so building every group is linear in world size.
+// carved out of the joint dp x cp coordinate. Groups are enumerated directly (a product of
+// coordinate ranges), never found by scanning the world, so building every group is linear in world
+// size.
 #include "strategies/rank_grid.hpp"
 
 #include <algorithm>
@@ -25,19 +26,54 @@ constexpr int kPpIdx = static_cast<int>(Dim::kPp);
 
 bool valid_dim(Dim d) { return index_of(d) >= 0 && index_of(d) < kNumDims; }
 
-// The dp coordinate is (ep index, expert-data-parallel index) in mixed radix; which part is the
-// fast one depends on whether ep precedes dp in the order.
-int ep_index(int dp_idx, int dp, int ep, bool ep_inner) {
-  return ep_inner ? dp_idx % ep : dp_idx / (dp / ep);
+// The data coordinate m = i + a * o joins cp and dp: i is the one of them earlier in the order
+// (size a), o the other. Megatron-Core's expert grid (tp-ep-dp-pp with the dense grid's cp folded
+// in) draws the expert-parallel group from it: ep_idx = m % ep when "ep" precedes "dp" in the
+// order, m / (cp dp / ep) otherwise.
+struct DataCoordinate {
+  Dim inner = Dim::kCp;
+  Dim outer = Dim::kDp;
+};
+
+DataCoordinate data_coordinate(const std::array<Dim, kNumDims>& order) {
+  for (Dim d : order) {
+    if (d == Dim::kCp) return {Dim::kCp, Dim::kDp};
+    if (d == Dim::kDp) return {Dim::kDp, Dim::kCp};
+  }
+  return {};
 }
-int edp_index(int dp_idx, int dp, int ep, bool ep_inner) {
-  return ep_inner ? dp_idx / ep : dp_idx % (dp / ep);
-}
-int dp_index(int ep_idx, int edp_idx, int dp, int ep, bool ep_inner) {
-  return ep_inner ? edp_idx * ep + ep_idx : ep_idx * (dp / ep) + edp_idx;
+
+bool ep_precedes_dp(const std::array<Dim, kNumDims>& order) {
+  for (Dim d : order) {
+    if (d == Dim::kEp) return true;
+    if (d == Dim::kDp) return false;
+  }
+  return false;
 }
 
 }  // namespace
+
+std::string expert_grid_problem(int cp, int dp, int ep, const std::array<Dim, kNumDims>& order) {
+  const int data = cp * dp;
+  if (ep < 1 || data % ep != 0) {
+    return "must divide dp x cp (" + std::to_string(dp) + " x " + std::to_string(cp) +
+           "): the expert-parallel group is drawn from the data-parallel and context-parallel "
+           "ranks";
+  }
+  // The part of m below the ep digits (ep itself when inner, cp dp / ep when outer) must nest
+  // with the inner of cp and dp, so every expert group is a product of coordinate ranges.
+  const int low = ep_precedes_dp(order) ? ep : data / ep;
+  const DataCoordinate dc = data_coordinate(order);
+  const int a = dc.inner == Dim::kCp ? cp : dp;
+  if (low % a != 0 && a % low != 0) {
+    return std::string("with ") + dim_name(dc.inner) + " = " + std::to_string(a) +
+           " must split it evenly (" + std::to_string(low) + " and " + std::to_string(a) +
+           " must divide one another): the expert-parallel group is drawn from the ranks of "
+           "dp x cp, " +
+           dim_name(dc.inner) + " first";
+  }
+  return {};
+}
 
 RankGrid::RankGrid(int tp, int cp, int dp, int pp, int ep, const std::array<Dim, kNumDims>& order)
     : order_(order) {
@@ -45,8 +81,6 @@ RankGrid::RankGrid(int tp, int cp, int dp, int pp, int ep, const std::array<Dim,
                "RankGrid: every degree must be >= 1, got tp=" + std::to_string(tp) +
                    " cp=" + std::to_string(cp) + " dp=" + std::to_string(dp) +
                    " pp=" + std::to_string(pp) + " ep=" + std::to_string(ep));
-  STRATA_CHECK(dp % ep == 0, "RankGrid: ep (" + std::to_string(ep) + ") must divide dp (" +
-                                 std::to_string(dp) + ")");
   std::array<bool, kNumDims> seen{};
   for (Dim d : order_) {
     STRATA_CHECK(valid_dim(d) && !seen[index_of(d)], "RankGrid: order " + order_string(order_) +
@@ -60,15 +94,30 @@ RankGrid::RankGrid(int tp, int cp, int dp, int pp, int ep, const std::array<Dim,
   size_[kDpIdx] = dp;
   size_[kPpIdx] = pp;
 
-  // Strides in order, first dim fastest; ep takes no stride of its own (it lives inside dp).
+  const std::string problem = expert_grid_problem(cp, dp, ep, order_);
+  STRATA_CHECK(problem.empty(), "RankGrid: ep (" + std::to_string(ep) + ") " + problem);
+  ep_inner_ = ep_precedes_dp(order_);
+  const DataCoordinate dc = data_coordinate(order_);
+  data_inner_ = dc.inner;
+  data_outer_ = dc.outer;
+  // The ep digits of each data dim: digit = coordinate / step % size (size 1: none).
+  const int a = size_[index_of(dc.inner)], data = cp * dp;
+  const int low = ep_inner_ ? ep : data / ep;
+  auto& inner_axis = ep_axis_[index_of(dc.inner)];
+  auto& outer_axis = ep_axis_[index_of(dc.outer)];
+  const bool nested = a % low == 0;  // the low part inside the inner dim (else it spans it)
+  if (ep_inner_) {
+    inner_axis = nested ? EpAxis{low, 1} : EpAxis{a, 1};
+    outer_axis = nested ? EpAxis{1, 1} : EpAxis{low / a, 1};
+  } else {
+    inner_axis = nested ? EpAxis{a / low, low} : EpAxis{1, 1};
+    outer_axis = nested ? EpAxis{data / a, 1} : EpAxis{ep, low / a};
+  }
+
+  // Strides in order, first dim fastest; ep takes no stride of its own (it lives in dp x cp).
   std::int64_t stride = 1;
-  bool dp_seen = false;
   for (Dim d : order_) {
-    if (d == Dim::kEp) {
-      ep_inner_ = !dp_seen;
-      continue;
-    }
-    if (d == Dim::kDp) dp_seen = true;
+    if (d == Dim::kEp) continue;
     stride_[index_of(d)] = static_cast<int>(stride);
     stride *= size_[index_of(d)];
     STRATA_CHECK(stride <= INT_MAX, "RankGrid: world size overflows int");
@@ -87,7 +136,10 @@ Coords RankGrid::coords(int rank) const {
     const int i = index_of(d);
     c[i] = rank / stride_[i] % size_[i];
   }
-  c[kEpIdx] = ep_index(c[kDpIdx], size_[kDpIdx], size_[kEpIdx], ep_inner_);
+  const int a = size_[index_of(data_inner_)];
+  const int m = c[index_of(data_inner_)] + a * c[index_of(data_outer_)];
+  const int ep = size_[kEpIdx];
+  c[kEpIdx] = ep_inner_ ? m % ep : m / (size_[kCpIdx] * size_[kDpIdx] / ep);
   return c;
 }
 
@@ -113,10 +165,8 @@ std::vector<int> RankGrid::group(int rank, std::initializer_list<Dim> dims) cons
   }
 
   // The group is `base` (`rank` with every varying coordinate at 0) plus every combination of
-  // steps along the varying axes. Varying only the ep part of dp is an axis of ep values whose
-  // step is dp's stride times the radix below ep inside dp (1 if ep is inner, dp/ep if outer).
-  const int dp = size_[kDpIdx];
-  const int ep = size_[kEpIdx];
+  // steps along the varying axes. Varying ep (and not all of the data dim) varies the ep digits
+  // of cp and dp: an axis of `size` values whose step is the dim's stride times the digit's.
   int base = 0;
   std::array<int, kNumDims> axis_size{};
   std::array<int, kNumDims> axis_step{};
@@ -129,11 +179,12 @@ std::vector<int> RankGrid::group(int rank, std::initializer_list<Dim> dims) cons
       axis_size[num_axes] = size_[i];
       axis_step[num_axes++] = stride_[i];
       group_size *= size_[i];
-    } else if (d == Dim::kDp && vary[kEpIdx]) {
-      base += dp_index(0, edp_index(c[i], dp, ep, ep_inner_), dp, ep, ep_inner_) * stride_[i];
-      axis_size[num_axes] = ep;
-      axis_step[num_axes++] = stride_[i] * (ep_inner_ ? 1 : dp / ep);
-      group_size *= ep;
+    } else if (vary[kEpIdx] && ep_axis_[i].size > 1) {
+      const EpAxis& e = ep_axis_[i];
+      base += (c[i] - c[i] / e.step % e.size * e.step) * stride_[i];
+      axis_size[num_axes] = e.size;
+      axis_step[num_axes++] = stride_[i] * e.step;
+      group_size *= e.size;
     } else {
       base += c[i] * stride_[i];
     }

@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "common/units.hpp"
+#include "strategies/rank_grid.hpp"
 #include "strategies/schedule.hpp"
 #include "strategies/spec.hpp"
 
@@ -275,20 +276,17 @@ void check_tp_divides(const ModelSpec& m, int tp, const std::string& path, bool 
 // Expert parallelism and the other expert fields (docs/specs.md "Expert parallelism"). The
 // expert grid follows Megatron-Core's (parallel_state.initialize_model_parallel): the routed
 // experts run on expert_tp x ep x expert-dp x pp ranks, so the world must be divisible by
-// expert_tp * ep * pp. Strata takes the subset of those grids where ep divides dp and expert_tp
-// divides tp, so each expert group lies inside the dense grid's data-parallel and
-// tensor-parallel groups.
+// expert_tp * ep * pp. Strata takes the subset of those grids where ep divides dp x cp (drawn as
+// Megatron-Core draws it: RankGrid, expert_grid_problem) and expert_tp divides tp, so each expert
+// group lies inside the dense grid's data- and context-parallel ranks and tensor-parallel groups.
 void check_experts(const ModelSpec& m, const StrategySpec& s) {
   if (!m.is_moe()) {
     const std::string rule =
         " needs a mixture-of-experts model (model.num_experts); the model "
         "has no experts";
     if (s.ep > 1) {
-      if (s.dp % s.ep != 0) {
-        json::fail(
-            "strategy.ep", s.ep,
-            "must divide dp (" + str(s.dp) + "): expert parallelism lives inside data parallelism");
-      }
+      const std::string problem = expert_grid_problem(s.cp, s.dp, s.ep, s.order);
+      if (!problem.empty()) json::fail("strategy.ep", s.ep, problem);
       json::fail("strategy.ep", s.ep,
                  "the model has no experts; ep > 1 needs a mixture-of-experts model");
     }
@@ -303,12 +301,8 @@ void check_experts(const ModelSpec& m, const StrategySpec& s) {
     return;
   }
   const MoeSpec& e = m.moe;
-  if (s.dp % s.ep != 0) {
-    json::fail("strategy.ep", s.ep,
-               "must divide dp (" + str(s.dp) +
-                   "): expert parallelism lives inside data "
-                   "parallelism");
-  }
+  const std::string problem = expert_grid_problem(s.cp, s.dp, s.ep, s.order);
+  if (!problem.empty()) json::fail("strategy.ep", s.ep, problem);
   if (e.num_experts % s.ep != 0) {
     json::fail("strategy.ep", s.ep,
                "must divide num_experts (" + str(e.num_experts) +

@@ -138,12 +138,12 @@ struct StageContext {
   }
   int grad_group_size(int layout) const { return dp_of(layout) * s.cp; }
   // Mixture of experts: the expert-parallel group (the ranks holding the other experts) and the
-  // expert-data-parallel group (those holding the same experts: dp / ep ranks), which reduces
-  // the experts' gradients.
+  // expert-data-parallel group (those holding the same experts: dp cp / ep ranks), which
+  // reduces the experts' gradients.
   GroupRef ep_group() const { return {GroupKind::kEp, 0, 0}; }
   GroupRef expert_dp_group() const { return {GroupKind::kExpertDp, 0, 0}; }
   int expert_dp_size() const {
-    return s.dp / s.ep * s.cp * (plan.experts_across_tp ? s.tp : 1);
+    return s.dp * s.cp / s.ep * (plan.experts_across_tp ? s.tp : 1);
   }
   // The routed experts' tensor-parallel degree: tp, or 1 (whole experts on every tp rank).
   int expert_tp() const { return s.expert_tp_size(); }

@@ -90,8 +90,8 @@ TEST_F(ExitCodes, MixtureOfExpertsIsPlannedSimulatedAndRun) {
       "mixtral-8x7b-tp2-pp4-dp8-ep8";
   expect(run("plan" + mixtral), 0, "", "plan");
   expect(run("simulate --quiet" + mixtral), 0, "", "simulate");
-  expect(run("plan" + mixtral + " --set strategy.ep=16"), 1, "strategy.ep = 16: must divide dp (8)",
-         "validation comes first");
+  expect(run("plan" + mixtral + " --set strategy.ep=16"), 1,
+         "strategy.ep = 16: must divide dp x cp (8 x 1)", "validation comes first");
   expect(run("plan" + mixtral + " --set strategy.zero_stage=3"), 1,
          "strategy.zero_stage = 3: ZeRO-3 with a mixture-of-experts model is not lowered yet",
          "what is not lowered is refused by name");

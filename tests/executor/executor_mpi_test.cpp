@@ -227,6 +227,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "tiny-tp2-sp --set strategy.dp=2 --set strategy.ep=2 --set strategy.expert_tp=1",
                 4},
         MoeCase{"pp2_dp2_ep2_zero1", "tiny-dp2-pp2-zero1 --set strategy.ep=2", 4},
+        // Context parallelism: the expert group drawn from dp x cp as Megatron-Core draws it
+        // (the cp peers first), each rank routing its part of the sequence.
+        MoeCase{"cp2_ep2", "tiny-cp2 --set strategy.ep=2", 2},
+        MoeCase{"dp2_cp2_ep4", "tiny-cp2 --set strategy.dp=2 --set strategy.ep=4", 4},
         // Experts split over tp (expert_tp = tp): the received rows gathered over tp, ragged.
         MoeCase{"tp2_sp_expert_tp2", "tiny-tp2-sp", 2},
         MoeCase{"tp2_sp_dp2_ep2_expert_tp2", "tiny-tp2-sp --set strategy.dp=2 --set strategy.ep=2",

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "expect_config_error.hpp"
@@ -57,9 +58,8 @@ Plan lower_case(const Case& k, const ModelSpec& m = moe_model()) {
 }
 
 std::string name(const Case& k) {
-  return "dp" + std::to_string(k.dp) + " tp" + std::to_string(k.tp) + " pp" +
-         std::to_string(k.pp) + " ep" + std::to_string(k.ep) + " expert_tp" +
-         std::to_string(k.expert_tp);
+  return "dp" + std::to_string(k.dp) + " tp" + std::to_string(k.tp) + " pp" + std::to_string(k.pp) +
+         " ep" + std::to_string(k.ep) + " expert_tp" + std::to_string(k.expert_tp);
 }
 
 // The Plan's model FLOPs summed over its tasks and ranks (recompute excluded) match the
@@ -216,8 +216,8 @@ TEST(MoeLower, ExpertGradientsReduceOverTheExpertDataParallelGroup) {
           bool experts = false, others = false;
           for (int i : b.members) {
             const TensorKind kind = p.params[i].kind;
-            const bool e = kind == TensorKind::kExpertFc1Weight ||
-                           kind == TensorKind::kExpertFc2Weight;
+            const bool e =
+                kind == TensorKind::kExpertFc1Weight || kind == TensorKind::kExpertFc2Weight;
             (e ? experts : others) = true;
           }
           EXPECT_FALSE(experts && others) << "a bucket mixes experts with other parameters";
@@ -243,27 +243,42 @@ TEST(MoeLower, ExpertGradientsReduceOverTheExpertDataParallelGroup) {
   }
 }
 
-// Context parallelism: each rank routes its 1/cp of the tokens, and the cp ranks holding the
-// same experts sum their gradients (the expert-data-parallel group spans cp, as dp x cp reduces
-// the dense gradients); the work is still the accounting's.
+// Context parallelism: each rank routes its 1/cp of the tokens, and the expert group is drawn
+// from dp x cp as Megatron-Core draws it (cp first under tp-cp-ep-dp-pp): with dp = cp = ep = 2
+// the ep peers are the cp peers and the ranks holding the same experts (which sum their
+// gradients) the dp peers; with ep = 4 every data rank holds other experts. The work is still
+// the accounting's.
 TEST(MoeLower, ContextParallelRoutesTheRanksShareOfTheSequence) {
   const ModelSpec m = moe_model();
-  StrategySpec s = moe_strategy(2, 1, 1, 2, 1);
-  s.cp = 2;
-  s.attention = AttentionImpl::kFused;
-  const Plan plan = lower(m, cluster(1, 8), s, 4);
-  for (const Task& t : plan.programs[0].tasks) {
-    if (t.collective == CollectiveKind::kAllToAll) {
-      EXPECT_DOUBLE_EQ(t.bytes, 2.0 * m.seq_length / 2 * 2 * m.hidden_size * 2);
+  for (const int ep : {2, 4}) {
+    SCOPED_TRACE("ep " + std::to_string(ep));
+    StrategySpec s = moe_strategy(2, 1, 1, ep, 1);
+    s.cp = 2;
+    s.attention = AttentionImpl::kFused;
+    const Plan plan = lower(m, cluster(1, 8), s, 4);
+    int all_to_alls = 0;
+    for (const Task& t : plan.programs[0].tasks) {
+      if (t.collective == CollectiveKind::kAllToAll) {
+        EXPECT_DOUBLE_EQ(t.bytes, 2.0 * m.seq_length / 2 * 2 * m.hidden_size * 2);
+        ++all_to_alls;
+      }
     }
-  }
-  expect_accounting_flops(plan);
-  for (int r = 0; r < plan.world_size; ++r) {
-    const std::vector<int> g = plan.group_ranks(r, {GroupKind::kExpertDp, 0, 0});
-    ASSERT_EQ(g.size(), 2u);  // dp / ep = 1, times cp 2
-    for (int q : g) {
-      EXPECT_EQ(plan.grid().coord(q, Dim::kEp), plan.grid().coord(r, Dim::kEp));
-      EXPECT_EQ(plan.grid().coord(q, Dim::kDp), plan.grid().coord(r, Dim::kDp));
+    EXPECT_GT(all_to_alls, 0);
+    expect_accounting_flops(plan);
+    for (int r = 0; r < plan.world_size; ++r) {
+      const std::vector<int> ep_group = plan.group_ranks(r, {GroupKind::kEp, 0, 0});
+      const std::vector<int> g = plan.group_ranks(r, {GroupKind::kExpertDp, 0, 0});
+      ASSERT_EQ(static_cast<int>(ep_group.size()), ep);
+      ASSERT_EQ(static_cast<int>(g.size()), 4 / ep);  // dp cp / ep
+      for (int q : ep_group) {
+        if (ep == 2) {
+          EXPECT_EQ(plan.grid().coord(q, Dim::kDp), plan.grid().coord(r, Dim::kDp));
+        }
+      }
+      for (int q : g) {
+        EXPECT_EQ(plan.grid().coord(q, Dim::kEp), plan.grid().coord(r, Dim::kEp));
+        EXPECT_EQ(plan.grid().coord(q, Dim::kCp), plan.grid().coord(r, Dim::kCp));
+      }
     }
   }
 }

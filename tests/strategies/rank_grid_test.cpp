@@ -2,7 +2,6 @@
 // ep, and exhaustive checks against a reference built independently (an odometer for coordinates,
 // grouping by key for groups): every small grid under several orders, every order on two grids.
 #include "strategies/rank_grid.hpp"
-#include "strategies/spec.hpp"
 
 #include <gtest/gtest.h>
 
@@ -11,6 +10,8 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include "strategies/spec.hpp"
 
 namespace strata::strategies {
 namespace {
@@ -94,6 +95,23 @@ TEST(RankGrid, ExpertParallelIsOuterPartOfDpWhenAfterIt) {
   EXPECT_EQ(last.group(3, Dim::kEp), (std::vector<int>{3, 7, 11}));
 }
 
+TEST(RankGrid, ExpertGroupsSpanContextParallelRanksAsMegatronCore) {
+  // Megatron-Core's expert generator for tp = expert_tp = 2, cp = 2, dp = 4, ep = 4 is
+  // tp-ep-dp-pp over the same ranks (expert-dp = tp cp dp / (expert_tp ep) = 2): expert rank =
+  // etp + 2 * (ep + 4 * edp), so its ep groups are {0, 2, 4, 6}, {1, 3, 5, 7}, {8, ..}, {9, ..}.
+  const RankGrid g(/*tp=*/2, /*cp=*/2, /*dp=*/4, /*pp=*/1, /*ep=*/4, kMegatronOrder);
+  EXPECT_EQ(g.all_groups(Dim::kEp),
+            (Groups{{0, 2, 4, 6}, {1, 3, 5, 7}, {8, 10, 12, 14}, {9, 11, 13, 15}}));
+  // Rank 6: tp 0, cp 1, dp 1: m = 1 + 2 * 1 = 3, the fourth expert rank.
+  EXPECT_EQ(g.coords(6), (Coords{0, 1, 3, 1, 0}));
+  // ep = 2 fits inside cp: the ep groups are the cp groups.
+  const RankGrid cp2(/*tp=*/2, /*cp=*/2, /*dp=*/2, /*pp=*/1, /*ep=*/2, kMegatronOrder);
+  EXPECT_EQ(cp2.all_groups(Dim::kEp), cp2.all_groups(Dim::kCp));
+  // ep = cp dp: one group of every data rank.
+  const RankGrid all(/*tp=*/1, /*cp=*/2, /*dp=*/2, /*pp=*/2, /*ep=*/4, kMegatronOrder);
+  EXPECT_EQ(all.all_groups(Dim::kEp), (Groups{{0, 1, 2, 3}, {4, 5, 6, 7}}));
+}
+
 TEST(RankGrid, FromStrategySpec) {
   StrategySpec s;
   s.tp = 2;
@@ -160,18 +178,33 @@ bool ep_before_dp(const Order& order) {
   return false;
 }
 
+// The data coordinate m joining cp and dp, the one earlier in the order the fast digit, and the
+// expert-parallel and expert-data-parallel indices carved from it (ep the fast part if inner).
+struct DataIndex {
+  int ep, edp;
+};
+DataIndex data_index(const Coords& c, const Degrees& n, const Order& order) {
+  const bool cp_first = std::find(order.begin(), order.end(), Dim::kCp) <
+                        std::find(order.begin(), order.end(), Dim::kDp);
+  const int m = cp_first ? c[at(Dim::kCp)] + n.cp * c[at(Dim::kDp)]
+                         : c[at(Dim::kDp)] + n.dp * c[at(Dim::kCp)];
+  const int edp = n.cp * n.dp / n.ep;
+  if (ep_before_dp(order)) return {m % n.ep, m / n.ep};
+  return {m / edp, m % edp};
+}
+
 // Reference groups of `d`: ranks bucketed by the coordinates that stay fixed, ordered by their
-// smallest rank. For ep the fixed part is (tp, cp, pp, expert-data-parallel index).
-Groups reference_groups(const std::vector<Coords>& coords, const Degrees& n, bool ep_inner, Dim d) {
+// smallest rank. For ep the fixed part is (tp, pp, expert-data-parallel index).
+Groups reference_groups(const std::vector<Coords>& coords, const Degrees& n, const Order& order,
+                        Dim d) {
   std::map<std::array<int, 5>, std::vector<int>> buckets;
   for (int r = 0; r < static_cast<int>(coords.size()); ++r) {
     const Coords& c = coords[r];
     std::array<int, 5> key = {c[at(Dim::kTp)], c[at(Dim::kCp)], c[at(Dim::kDp)], c[at(Dim::kPp)],
                               0};
     if (d == Dim::kEp) {
-      const int dp_idx = c[at(Dim::kDp)];
-      key[2] = -1;
-      key[4] = ep_inner ? dp_idx / n.ep : dp_idx % (n.dp / n.ep);
+      key[1] = key[2] = -1;
+      key[4] = data_index(c, n, order).edp;
     } else {
       const int pos[] = {0, 1, -1, 2, 3};  // key slot of each Dim
       key[pos[at(d)]] = -1;
@@ -192,7 +225,6 @@ bool check_grid(const Degrees& n, const Order& order) {
   EXPECT_EQ(g.world_size(), world);
   if (g.world_size() != world) return false;
   for (Dim d : order) EXPECT_EQ(g.size(d), n.of(d));
-  const bool ep_inner = ep_before_dp(order);
 
   // Coordinates against an odometer whose first digit (in order, ep skipped) turns fastest.
   std::vector<Coords> coords(world);
@@ -208,8 +240,7 @@ bool check_grid(const Degrees& n, const Order& order) {
         return false;
       }
     }
-    const int dp_idx = c[at(Dim::kDp)];
-    const int ep_idx = ep_inner ? dp_idx % n.ep : dp_idx / (n.dp / n.ep);
+    const int ep_idx = data_index(c, n, order).ep;
     if (c[at(Dim::kEp)] != ep_idx || g.rank_of(c) != r) {
       ADD_FAILURE() << "rank " << r << ": ep " << c[at(Dim::kEp)] << " rank_of " << g.rank_of(c);
       return false;
@@ -231,7 +262,7 @@ bool check_grid(const Degrees& n, const Order& order) {
   std::array<Groups, kNumDims> groups;
   for (Dim d : order) {
     groups[at(d)] = g.all_groups(d);
-    const Groups expected = reference_groups(coords, n, ep_inner, d);
+    const Groups expected = reference_groups(coords, n, order, d);
     if (groups[at(d)] != expected) {
       ADD_FAILURE() << "all_groups(" << at(d) << ") differs from the reference";
       return false;
@@ -268,12 +299,29 @@ bool check_grid(const Degrees& n, const Order& order) {
       ADD_FAILURE() << "group(" << r << ", {dp, cp}) is not the union of dp groups over cp";
       return false;
     }
-    // ep groups live inside dp groups.
+    // ep groups live inside dp x cp groups, and inside dp groups when they fit there (cp = 1).
     const std::vector<int> ep_group = g.group(r, Dim::kEp);
     const std::vector<int> dp_group = g.group(r, Dim::kDp);
-    if (!std::includes(dp_group.begin(), dp_group.end(), ep_group.begin(), ep_group.end())) {
-      ADD_FAILURE() << "ep group of rank " << r << " is not inside its dp group";
+    if (!std::includes(both.begin(), both.end(), ep_group.begin(), ep_group.end()) ||
+        (n.cp == 1 &&
+         !std::includes(dp_group.begin(), dp_group.end(), ep_group.begin(), ep_group.end()))) {
+      ADD_FAILURE() << "ep group of rank " << r << " is not inside its dp x cp (dp) group";
       return false;
+    }
+    // Varying ep with one of cp and dp: the closure of both moves.
+    for (Dim d : {Dim::kCp, Dim::kDp}) {
+      std::vector<int> closure;
+      for (int q : g.group(r, d)) {
+        for (int p : g.group(q, Dim::kEp)) {
+          for (int o : g.group(p, d)) closure.push_back(o);
+        }
+      }
+      std::sort(closure.begin(), closure.end());
+      closure.erase(std::unique(closure.begin(), closure.end()), closure.end());
+      if (g.group(r, {Dim::kEp, d}) != closure) {
+        ADD_FAILURE() << "group(" << r << ", {ep, " << at(d) << "}) is not the closure";
+        return false;
+      }
     }
   }
   return true;
@@ -288,26 +336,30 @@ std::vector<Order> every_order() {
   return orders;
 }
 
-// Every grid with degrees in 1..4, ep | dp and at most 64 ranks, each under Megatron's order and
-// two others, rotating so that every order is used on several grids.
+// Every grid with degrees in 1..4, ep | dp x cp and at most 64 ranks, each under Megatron's order
+// and two others (rotating so that every order is used on several grids) where the ep digits nest
+// with the inner of cp and dp (expert_grid_problem).
 TEST(RankGrid, ExhaustiveSmallGrids) {
   const std::vector<Order> orders = every_order();
   ASSERT_EQ(orders.size(), 120u);
   ASSERT_EQ(orders[0], kMegatronOrder);
   std::vector<int> uses(orders.size(), 0);
-  int grid = 0;
+  int grid = 0, checked = 0, across_cp = 0;
   for (int tp = 1; tp <= 4; ++tp) {
     for (int cp = 1; cp <= 4; ++cp) {
       for (int dp = 1; dp <= 4; ++dp) {
         for (int pp = 1; pp <= 4; ++pp) {
           if (tp * cp * dp * pp > 64) continue;
-          for (int ep = 1; ep <= dp; ++ep) {
-            if (dp % ep != 0) continue;
+          for (int ep = 1; ep <= dp * cp; ++ep) {
+            if (dp * cp % ep != 0) continue;
             const Degrees n{tp, cp, dp, pp, ep};
             for (int k : {0, 1 + (2 * grid) % 119, 1 + (2 * grid + 1) % 119}) {
+              if (!expert_grid_problem(cp, dp, ep, orders[k]).empty()) continue;
               SCOPED_TRACE(describe(n, orders[k]));
               if (!check_grid(n, orders[k])) return;
               ++uses[k];
+              ++checked;
+              if (dp % ep != 0) ++across_cp;
             }
             ++grid;
           }
@@ -315,7 +367,9 @@ TEST(RankGrid, ExhaustiveSmallGrids) {
       }
     }
   }
-  EXPECT_EQ(grid, 404);
+  EXPECT_EQ(grid, 654);
+  EXPECT_GT(checked, 1500);
+  EXPECT_GT(across_cp, 300) << "grids whose expert groups span cp";
   for (int u : uses) EXPECT_GE(u, 6);
 }
 
@@ -334,7 +388,10 @@ TEST(RankGrid, ExhaustiveEveryOrder) {
 
 TEST(RankGridDeathTest, RejectsBadConstruction) {
   EXPECT_DEATH(RankGrid(0, 1, 1, 1, 1, kMegatronOrder), "degree must be >= 1");
-  EXPECT_DEATH(RankGrid(1, 1, 4, 1, 3, kMegatronOrder), "ep \\(3\\) must divide dp \\(4\\)");
+  EXPECT_DEATH(RankGrid(1, 1, 4, 1, 3, kMegatronOrder),
+               "ep \\(3\\) must divide dp x cp \\(4 x 1\\)");
+  // cp = 3 and ep = 2 (of dp x cp = 6) do not nest: ep's digits would straddle cp's.
+  EXPECT_DEATH(RankGrid(1, 3, 2, 1, 2, kMegatronOrder), "ep \\(2\\) with cp = 3 must split it");
   EXPECT_DEATH(RankGrid(1, 1, 1, 1, 1, {Dim::kTp, Dim::kTp, Dim::kEp, Dim::kDp, Dim::kPp}),
                "not a permutation");
 }

@@ -517,7 +517,7 @@ TEST(Validate, Rule7ExpertParallelism) {
       [&] {
         validate(model(), strategy({{"dp", 4}, {"ep", 3}}), 4);
       },
-      {"strategy.ep = 3", "must divide dp (4)"});
+      {"strategy.ep = 3", "must divide dp x cp (4 x 1)"});
   expect_config_error(
       [&] {
         validate(model(), strategy({{"dp", 4}, {"ep", 2}}), 4);
@@ -565,7 +565,22 @@ TEST(Validate, Rule7ExpertParallelismOnAnMoeModel) {
       [&] {
         validate(m, strategy({{"dp", 4}, {"ep", 3}}), 4);
       },
-      {"strategy.ep = 3", "must divide dp (4)"});
+      {"strategy.ep = 3", "must divide dp x cp (4 x 1)"});
+  // Drawn from dp x cp (Megatron-Core): ep 4 of dp 2 x cp 2; ep 3 of dp 3 x cp 2 would straddle
+  // the cp digit.
+  EXPECT_NO_THROW(
+      validate(m, strategy({{"dp", 2}, {"cp", 2}, {"ep", 4}, {"attention", "fused"}}), 4));
+  expect_config_error(
+      [&] {
+        validate(m,
+                 strategy({{"dp", 3},
+                           {"cp", 2},
+                           {"ep", 3},
+                           {"attention", "fused"},
+                           {"global_batch_size", 66}}),
+                 6);
+      },
+      {"strategy.ep = 3", "with cp = 2 must split it evenly (3 and 2 must divide one another)"});
   // 16 experts over 32 expert-parallel ranks: not whole experts.
   expect_config_error(
       [&] {
