@@ -100,11 +100,6 @@ void check_runnable(const strategies::Plan& plan, bool synthetic) {
   auto refuse = [](const std::string& field, const std::string& value, const std::string& rule) {
     throw ConfigError(field + " = " + value + ": " + rule);
   };
-  if (m.moe.n_shared_experts > 0) {
-    refuse("model.n_shared_experts", std::to_string(m.moe.n_shared_experts),
-           "the CPU executor does not run shared experts yet (plan and simulate do); set it to "
-           "0 to run the routed experts");
-  }
   if (m.family != strategies::ModelFamily::kGpt || m.norm != strategies::NormKind::kLayerNorm ||
       m.hidden_act != strategies::Activation::kGelu || !m.learned_position_embeddings ||
       !m.bias) {

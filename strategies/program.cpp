@@ -1,11 +1,12 @@
 // The programs' vocabulary: names, op costs, buffer sizes and names, group resolution.
 //
 // defines: the *_name() functions, Buffer::elements(), op_cost(), Program::buffer_name(),
-//          ParamInfo::init_name(), Topology::group_ranks/group_index/peer_rank, partition(),
-//          ProgramSet::task_name()
+//          ParamInfo::init_name(), mark_shared_experts(), Topology::group_ranks/group_index/
+//          peer_rank, partition(), ProgramSet::task_name()
 #include "strategies/program.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "common/error.hpp"
 
@@ -490,6 +491,15 @@ OpCost op_cost(const Op& op) {
 std::string ParamInfo::init_name() const {
   // The names the executor has always initialised with (tests/reference/ mirrors them).
   const std::string l = "layers." + std::to_string(layer) + ".";
+  if (shared_expert) {  // an MoE layer's shared experts: one MLP of their summed width
+    switch (kind) {
+      case TensorKind::kFc1Weight: return l + "shared_experts.fc1.w";
+      case TensorKind::kFc1Bias: return l + "shared_experts.fc1.b";
+      case TensorKind::kFc2Weight: return l + "shared_experts.fc2.w";
+      case TensorKind::kFc2Bias: return l + "shared_experts.fc2.b";
+      default: break;
+    }
+  }
   switch (kind) {
     case TensorKind::kNormWeight1: return l + "ln1.w";
     case TensorKind::kNormBias1: return l + "ln1.b";
@@ -516,6 +526,17 @@ std::string ParamInfo::init_name() const {
     default: break;
   }
   return tensor_kind_name(kind);
+}
+
+void mark_shared_experts(std::vector<ParamInfo>& params) {
+  std::set<int> moe_layers;
+  for (const ParamInfo& p : params) {
+    if (p.kind == TensorKind::kRouterWeight) moe_layers.insert(p.layer);
+  }
+  for (ParamInfo& p : params) {
+    p.shared_expert = p.kind >= TensorKind::kFc1Weight && p.kind <= TensorKind::kFc2Bias &&
+                      moe_layers.count(p.layer) > 0;
+  }
 }
 
 std::string Program::buffer_name(std::int32_t id) const {

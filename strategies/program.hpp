@@ -454,6 +454,10 @@ struct ParamInfo {
   Init init = Init::kZero;
   float init_std = 0;
   bool tied_copy = false;    // the last stage's copy of a tied word embedding (initialised alike)
+  // An MoE layer's shared experts (kFc1Weight..kFc2Bias beside a router): named apart from a
+  // dense MLP's and the routed experts' ("layers.3.shared_experts.fc1.w"). Not a column of the
+  // Plan's JSON: mark_shared_experts() derives it from the table.
+  bool shared_expert = false;
   std::int32_t bucket = -1;                     // its data-parallel bucket
   std::int64_t bucket_offset = 0;               // its first element in the bucket's flat buffers
   std::int64_t elements = 0;                    // elements on this rank
@@ -462,6 +466,10 @@ struct ParamInfo {
   // The initialisation name: "layers.3.qkv.w", "wte", "lnf.b", ...
   std::string init_name() const;
 };
+
+// Sets ParamInfo::shared_expert on the MLP parameters (kFc1Weight..kFc2Bias) of every layer that
+// has a router in `params`, and clears it elsewhere.
+void mark_shared_experts(std::vector<ParamInfo>& params);
 
 // A data-parallel bucket: parameters reduced together, stored in flat buffers so that the
 // collectives and the optimizer act on one contiguous range (Megatron's grad buffer). ZeRO

@@ -410,6 +410,7 @@ Program program_from_json(const json::Json& j, const std::string& what) {
     q.grad = static_cast<std::int32_t>(r.integer());
     p.params.push_back(q);
   }
+  mark_shared_experts(p.params);
   const json::Json& buckets = table(j, "buckets", what);
   for (std::size_t i = 0; i < buckets.size(); ++i) {
     Row r(buckets[i], kBucketColumns.size(), what + ".buckets[" + std::to_string(i) + "]");

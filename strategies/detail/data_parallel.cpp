@@ -170,6 +170,7 @@ void DataParallel::layout_params() {
       }
     }
   }
+  mark_shared_experts(p_.params);  // named apart from a dense MLP (ParamInfo::init_name)
 }
 
 bool DataParallel::has(TensorKind kind, int layer) const {

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "common/error.hpp"
 #include "strategies/detail/lowering.hpp"
@@ -135,11 +136,17 @@ OpKind backward_of(OpKind k) {
 
 std::pair<std::vector<OpSpec>, std::vector<OpSpec>> split_weight_gradients(
     const std::vector<OpSpec>& ops) {
+  // A gradient accumulation goes with the weight gradients when it adds what these ops
+  // computed (the parameters' fresh gradients); one that adds another task's input gradient
+  // (an MoE layer's shared experts', into the router's) is an input gradient itself.
+  std::set<BufId> written;
+  for (const OpSpec& op : ops) written.insert(op.out.begin(), op.out.end());
   std::pair<std::vector<OpSpec>, std::vector<OpSpec>> out;
   for (const OpSpec& op : ops) {
-    const bool w = op.kind == OpKind::kLinearBwdWeight ||
-                   op.kind == OpKind::kGroupedLinearBwdWeight ||
-                   op.kind == OpKind::kGradAccumulate;
+    const bool w =
+        op.kind == OpKind::kLinearBwdWeight || op.kind == OpKind::kGroupedLinearBwdWeight ||
+        (op.kind == OpKind::kGradAccumulate &&
+         std::all_of(op.in.begin(), op.in.end(), [&](BufId b) { return written.count(b) > 0; }));
     (w ? out.second : out.first).push_back(op);
   }
   return out;

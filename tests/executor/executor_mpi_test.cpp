@@ -2,8 +2,8 @@
 // gpt-tiny with the losses of the one-rank run (within 1e-4 relative, 10 steps), the loss falls,
 // a world size that does not match is refused before any work, and a rank that dies makes the
 // others stop with an error instead of hanging. A mixture-of-experts gpt-tiny under expert
-// parallelism (with dp, tp and sequence parallelism, pp, a capacity, the auxiliary loss) trains
-// with the one-rank run's losses and gradients too.
+// parallelism (with dp, tp and sequence parallelism, pp, a capacity, the auxiliary loss, shared
+// experts) trains with the one-rank run's losses and gradients too.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -181,6 +181,9 @@ class MoeEquivalence : public ExecutorMpi, public ::testing::WithParamInterface<
 constexpr const char* kMoeModel =
     "--model gpt-tiny --set model.num_experts=4 --set model.num_experts_per_tok=2 "
     "--set model.moe_intermediate_size=32 --steps 4 ";
+// DeepSeek-style shared experts: one MLP of width 32 beside the routed experts, split over tp.
+constexpr const char* kShared =
+    "--set model.n_shared_experts=1 --set model.shared_expert_intermediate_size=32";
 
 TEST_P(MoeEquivalence, FourStepsMatchTheOneRankLossesAndGradients) {
   const MoeCase c = GetParam();
@@ -209,6 +212,13 @@ TEST_P(MoeEquivalence, FourStepsMatchTheOneRankLossesAndGradients) {
   EXPECT_TRUE(g1.problems.empty()) << g1.problems.front();
   EXPECT_TRUE(gn.problems.empty()) << gn.problems.front();
   EXPECT_EQ(g1.tensors.count("layers.0.experts.3.fc2.w"), 1u) << "experts named one by one";
+  // Shared experts by their own names, the MoE layers holding no dense MLP.
+  const bool shared = std::string(c.both).find("n_shared_experts") != std::string::npos;
+  for (const char* name : {"layers.3.shared_experts.fc1.w", "layers.3.shared_experts.fc1.b",
+                           "layers.3.shared_experts.fc2.w", "layers.3.shared_experts.fc2.b"}) {
+    EXPECT_EQ(g1.tensors.count(name), shared ? 1u : 0u) << name;
+  }
+  EXPECT_EQ(g1.tensors.count("layers.3.fc1.w"), 0u);
   ASSERT_EQ(gn.tensors.size(), g1.tensors.size());
   for (const auto& [name, want] : g1.tensors) {
     ASSERT_EQ(gn.tensors.count(name), 1u) << name;
@@ -249,7 +259,17 @@ INSTANTIATE_TEST_SUITE_P(
         // Full recompute runs the router and the dispatch again (the aux loss counted once).
         MoeCase{"pp2_dp2_ep2_recompute_full_aux",
                 "tiny-recompute-full --set strategy.dp=2 --set strategy.ep=2", 4,
-                "--set model.router_aux_loss_coef=0.01 --set strategy.micro_batch_size=1"}),
+                "--set model.router_aux_loss_coef=0.01 --set strategy.micro_batch_size=1"},
+        // Shared experts: a tp-split MLP beside the routed experts, added in the combine
+        // (with the experts whole or split over tp, and over pipeline stages).
+        MoeCase{"dp2_ep2_shared", "tiny-dp2 --set strategy.ep=2", 2, kShared},
+        MoeCase{"tp2_sp_expert_tp2_shared", "tiny-tp2-sp", 2, kShared},
+        MoeCase{"tp2_sp_dp2_ep2_shared",
+                "tiny-tp2-sp --set strategy.dp=2 --set strategy.ep=2 --set strategy.expert_tp=1", 4,
+                kShared},
+        MoeCase{"pp2_dp2_ep2_zero1_shared", "tiny-dp2-pp2-zero1 --set strategy.ep=2", 4, kShared},
+        // Zero-bubble: their input gradient added in the router's B unit, not deferred to W.
+        MoeCase{"pp2_zb_h1_shared", "tiny-pp2-zb-h1", 2, kShared}),
     [](const ::testing::TestParamInfo<MoeCase>& p) { return std::string(p.param.name); });
 
 // A bf16 run's losses `b` against the fp32 ones `a`: within 1e-3 relative, and not bit for bit.

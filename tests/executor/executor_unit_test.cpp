@@ -47,14 +47,20 @@ Plan plan_of(const std::string& name) {
   return strategies::lower(tiny_model(), local_cpu(), s, s.world_size());
 }
 
-// The MoE auxiliary loss's weight in the step's loss (and its gradient's scale) is the LM loss's
-// per-token weight times the rows one routing rank's loss averages over: the micro-batch's rows
-// (N), split over tp under sequence parallelism. 1 / (micro-batches x dp x tp) on every rank.
-TEST(ExecutorMoe, TheAuxLossIsWeighedAsTheLmLoss) {
+// gpt-tiny with 4 experts of width 32 per layer, 2 per token.
+strategies::ModelSpec tiny_moe() {
   strategies::ModelSpec m = tiny_model();
   m.moe.num_experts = 4;
   m.moe.num_experts_per_tok = 2;
   m.moe.moe_intermediate_size = 32;
+  return m;
+}
+
+// The MoE auxiliary loss's weight in the step's loss (and its gradient's scale) is the LM loss's
+// per-token weight times the rows one routing rank's loss averages over: the micro-batch's rows
+// (N), split over tp under sequence parallelism. 1 / (micro-batches x dp x tp) on every rank.
+TEST(ExecutorMoe, TheAuxLossIsWeighedAsTheLmLoss) {
+  strategies::ModelSpec m = tiny_moe();
   m.moe.router_aux_loss_coef = 0.01;
   for (const auto& [name, dp, want] : {std::tuple{"tiny-dp2", 2, 1.0 / (2 * 2)},
                                        std::tuple{"tiny-tp2-sp", 2, 1.0 / (2 * 2 * 2)}}) {
@@ -129,6 +135,57 @@ TEST(ExecutorInit, TensorParallelShardsReassembleTheUnshardedModel) {
     EXPECT_EQ(q.shard_parts, 2);
     EXPECT_EQ(p.shard_parts, 1);
     EXPECT_EQ(reassemble(q, 5), exec::initial_values(p, 0, 5));
+  }
+}
+
+// An MoE gpt-tiny (layer 0 dense) with one shared expert of width 64: the shared experts'
+// parameters (the mlp.* kinds of an MoE layer) are named apart from the dense MLP's and the
+// routed experts', and their tp = 2 shards (fc1 by rows, fc2 by columns) put back together are
+// the one-rank values: a tp rank starts from the one-rank run's slice.
+TEST(ExecutorInit, SharedExpertsAreNamedApartAndTheirShardsReassemble) {
+  strategies::ModelSpec m = tiny_moe();
+  m.moe.n_shared_experts = 1;
+  m.moe.shared_expert_intermediate_size = 64;
+  m.moe.first_k_dense_replace = 1;
+  const auto one_s = strategy("tiny-1rank"), two_s = strategy("tiny-tp2-sp");
+  const Plan one = strategies::lower(m, local_cpu(), one_s, 1);
+  const Plan two = strategies::lower(m, local_cpu(), two_s, 2);
+  std::map<std::string, const strategies::ParamInfo*> sharded;
+  for (const auto& p : two.programs[0].params) sharded[p.init_name()] = &p;
+  ASSERT_EQ(sharded.size(), one.programs[0].params.size()) << "a name held twice";
+  std::set<std::string> names;
+  for (const auto& p : one.programs[0].params) names.insert(p.init_name());
+  for (const char* name : {"layers.0.fc1.w", "layers.0.fc2.b", "layers.1.shared_experts.fc1.w",
+                           "layers.1.shared_experts.fc1.b", "layers.1.shared_experts.fc2.w",
+                           "layers.3.shared_experts.fc2.b", "layers.3.experts.fc1.w"}) {
+    EXPECT_EQ(names.count(name), 1u) << name;
+  }
+  EXPECT_EQ(names.count("layers.1.fc1.w"), 0u);
+  int shared = 0;
+  for (const auto& p : one.programs[0].params) {
+    SCOPED_TRACE(p.init_name());
+    ASSERT_EQ(sharded.count(p.init_name()), 1u);
+    const strategies::ParamInfo& q = *sharded[p.init_name()];
+    EXPECT_EQ(q.shared_expert, p.shared_expert);
+    if (!p.shared_expert) continue;
+    ++shared;
+    EXPECT_GE(p.layer, 1);
+    EXPECT_EQ(q.shard_parts, 2);
+    EXPECT_EQ(reassemble(q, 5), exec::initial_values(p, 0, 5));
+    if (p.kind == strategies::TensorKind::kFc1Weight) {  // drawn under its own name
+      const std::string dense = "layers." + std::to_string(p.layer) + ".fc1.w";
+      const float first = exec::initial_values(p, 0, 5)[0];
+      EXPECT_EQ(first, p.init_std * exec::init_normal(5, p.init_name(), 0));
+      EXPECT_NE(first, p.init_std * exec::init_normal(5, dense, 0));
+    }
+  }
+  EXPECT_EQ(shared, 3 * 4);  // 3 MoE layers: fc1 weight and bias, fc2 weight and bias
+  // The Plan's JSON carries no flag: reading it back derives it (a router in the layer).
+  std::vector<strategies::ParamInfo> params = one.programs[0].params;
+  for (auto& p : params) p.shared_expert = false;
+  strategies::mark_shared_experts(params);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    EXPECT_EQ(params[i].init_name(), one.programs[0].params[i].init_name());
   }
 }
 

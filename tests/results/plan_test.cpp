@@ -59,6 +59,13 @@ TEST(PlanJson, WriteThenReadIsTheSamePlan) {
   moe.expert_tp = 1;
   moe.sequence_parallel = true;
   plans.push_back(strategies::lower(moe_model, golden_cluster, moe, 4));
+  // Shared experts: their parameters' names (ParamInfo::shared_expert) derived when read back.
+  auto shared_model = moe_model;
+  shared_model.moe.n_shared_experts = 1;
+  shared_model.moe.shared_expert_intermediate_size = 512;
+  plans.push_back(strategies::lower(shared_model, golden_cluster, moe, 4));
+  const std::string shared_json = strategies::plan_to_json(plans.back()).dump();
+  EXPECT_NE(shared_json.find("\"layers.0.shared_experts.fc1.w\""), std::string::npos);
   for (const strategies::Plan& p : plans) {
     SCOPED_TRACE(p.strategy.name);
     const json::Json j = strategies::plan_to_json(p);

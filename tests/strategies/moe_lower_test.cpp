@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -283,14 +284,18 @@ TEST(MoeLower, ContextParallelRoutesTheRanksShareOfTheSequence) {
   }
 }
 
-// Zero-bubble schedules defer the experts' and the router's weight gradients to the W units,
-// as a dense block's: the B tasks hold no weight-gradient GEMM, the work is unchanged.
-TEST(MoeLower, ZeroBubbleDefersTheExpertsWeightGradients) {
-  const ModelSpec m = moe_model(true, 1);
+// The GPT-shaped MoE model with a shared expert under ZB-H1: dp 2, pp 2, ep 2.
+Plan zero_bubble_plan() {
   StrategySpec s = moe_strategy(2, 1, 2, 2, 1);
   s.global_batch_size = 16;
   s.schedule = Schedule::kZbH1;
-  const Plan plan = lower(m, cluster(1, 8), s, 4);
+  return lower(moe_model(true, 1), cluster(1, 8), s, 4);
+}
+
+// Zero-bubble schedules defer the experts' and the router's weight gradients to the W units,
+// as a dense block's: the B tasks hold no weight-gradient GEMM, the work is unchanged.
+TEST(MoeLower, ZeroBubbleDefersTheExpertsWeightGradients) {
+  const Plan plan = zero_bubble_plan();
   int deferred = 0;
   for (const Program& p : plan.programs) {
     for (const Task& t : p.tasks) {
@@ -309,6 +314,37 @@ TEST(MoeLower, ZeroBubbleDefersTheExpertsWeightGradients) {
   }
   // Per stage: one MoE layer of each stage's two (layer 0 is dense) x micro-batches x 2 tasks.
   EXPECT_EQ(deferred, 3 * plan.num_micro_batches * 2);
+  expect_accounting_flops(plan);
+}
+
+// With shared experts, the router's backward adds their input gradient into its own data
+// gradient (a grad_accumulate of another task's buffer): under a zero-bubble schedule in the B
+// unit, before the norm's backward reads it, not deferred with the weight gradients. Every
+// other accumulation adds what its own task computed.
+TEST(MoeLower, ZeroBubbleAddsTheSharedExpertsInputGradientInTheBUnit) {
+  const Plan plan = zero_bubble_plan();
+  int added = 0;
+  for (const Program& p : plan.programs) {
+    for (const Task& t : p.tasks) {
+      if (t.kind != TaskKind::kCompute || t.phase != Phase::kBackward) continue;
+      std::set<std::int32_t> written;
+      std::int32_t dx = -1;  // the router's data gradient
+      for (std::uint32_t i = 0; i < t.op_count; ++i) {
+        const Op& op = p.ops[t.op_begin + i];
+        for (int j = 0; op.kind == OpKind::kGradAccumulate && j < op.n_in; ++j) {
+          if (written.count(p.input(op, j)) > 0) continue;
+          EXPECT_EQ(t.block, Block::kMoeRouter) << p.buffer_name(p.input(op, j));
+          EXPECT_EQ(p.output(op, j), dx) << "not in the task of the router's data gradient";
+          ++added;
+        }
+        if (op.kind == OpKind::kLinearBwdData && t.block == Block::kMoeRouter) {
+          dx = p.output(op, 0);
+        }
+        for (int j = 0; j < op.n_out; ++j) written.insert(p.output(op, j));
+      }
+    }
+  }
+  EXPECT_EQ(added, 3 * plan.num_micro_batches);  // 3 MoE layers over the two stages
   expect_accounting_flops(plan);
 }
 
