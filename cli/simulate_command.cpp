@@ -76,7 +76,8 @@ failure, 70 internal error (the table: strata --help, cli/README.md).
 namespace {
 
 // The roofline, or with --profile / --links the measured costs in front of it.
-std::unique_ptr<profiler::CostModel> cost_model(const Args& args, const strategies::Plan& plan) {
+std::unique_ptr<profiler::CostModel> cost_model(const Args& args,
+                                                const strategies::ClusterSpec& cluster) {
   profiler::RooflineCostModel roofline(profiler::load_efficiencies(
       args.get("--efficiencies").value_or(profiler::default_efficiencies_path())));
   if (!args.has("--profile") && !args.has("--links")) {
@@ -89,7 +90,7 @@ std::unique_ptr<profiler::CostModel> cost_model(const Args& args, const strategi
   std::vector<profiler::LinkProfile> links;
   for (const std::string& f : op_files) ops.push_back(profiler::read_op_profile(f));
   for (const std::string& f : link_files) links.push_back(profiler::read_link_profile(f));
-  return std::make_unique<profiler::ProfiledCostModel>(std::move(roofline), plan.cluster, ops,
+  return std::make_unique<profiler::ProfiledCostModel>(std::move(roofline), cluster, ops,
                                                         op_files, links, link_files);
 }
 
@@ -114,7 +115,11 @@ int simulate_command(const std::vector<std::string>& argv) {
   Progress progress("simulate", args.has("--quiet"));
   set_interrupt_phase("lowering the specs to a Plan");
   progress.phase("lowering the specs to a Plan");
-  const strategies::Plan plan = lower_inputs(args);
+  // The one cost object: compute and link efficiencies from the same table (and the
+  // measurements in front of it); it also prices the units a zero-bubble order is built for.
+  const Inputs in = load_inputs(args);
+  const std::unique_ptr<profiler::CostModel> cost = cost_model(args, in.cluster);
+  const strategies::Plan plan = lower_inputs(in, in.world_size, cost.get());
   const int over = strategies::first_rank_over_capacity(plan);
   if (over >= 0 && !args.has("--ignore-memory")) {
     throw DoesNotFitError("strategy '" + plan.strategy.name +
@@ -122,9 +127,6 @@ int simulate_command(const std::vector<std::string>& argv) {
                           " (see `strata plan`; --ignore-memory simulates it anyway)");
   }
 
-  // The one cost object: compute and link efficiencies from the same table (and the
-  // measurements in front of it).
-  const std::unique_ptr<profiler::CostModel> cost = cost_model(args, plan);
   sim::SimOptions options;
   options.fold_data_parallel = options.fold_tensor_parallel = options.aggregate_ring_steps =
       !args.has("--exact");

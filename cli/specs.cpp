@@ -5,12 +5,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <utility>
 #include <vector>
 
 #include "common/error.hpp"
 #include "common/json.hpp"
 #include "common/units.hpp"
+#include "profiler/efficiency.hpp"
+#include "profiler/roofline.hpp"
+#include "profiler/schedule_costs.hpp"
 
 namespace strata::cli {
 
@@ -216,9 +220,9 @@ Inputs load_inputs(const Args& args, const json::Json* default_strategy) {
   return in;
 }
 
-strategies::Plan lower_inputs(const Args& args) {
+strategies::Plan lower_inputs(const Args& args, const profiler::CostModel* cost) {
   const Inputs in = load_inputs(args);
-  return lower_inputs(in, in.world_size);
+  return lower_inputs(in, in.world_size, cost);
 }
 
 namespace {
@@ -282,7 +286,8 @@ double plan_host_bytes_estimate(const strategies::StrategySpec& s, const strateg
   return 512.0 * micro_batches * m.num_hidden_layers * tasks_per_layer;
 }
 
-strategies::Plan lower_inputs(const Inputs& in, int world_size) {
+strategies::Plan lower_inputs(const Inputs& in, int world_size,
+                              const profiler::CostModel* cost) {
   check_world(in, world_size);
   const double need = plan_host_bytes_estimate(in.strategy, in.model);
   const double have = available_host_bytes();
@@ -297,7 +302,16 @@ strategies::Plan lower_inputs(const Inputs& in, int world_size) {
         " this machine has available; use fewer micro-batches (strategy.global_batch_size / "
         "(micro_batch_size * dp))");
   }
-  strategies::Plan plan = strategies::lower(in.model, in.cluster, in.strategy, world_size);
+  const bool priced_order = in.strategy.schedule == strategies::Schedule::kZbV;
+  std::unique_ptr<profiler::CostModel> roofline;
+  if (cost == nullptr && priced_order) {
+    roofline = std::make_unique<profiler::RooflineCostModel>(
+        profiler::load_efficiencies(profiler::default_efficiencies_path()));
+    cost = roofline.get();
+  }
+  strategies::Plan plan =
+      cost == nullptr ? strategies::lower(in.model, in.cluster, in.strategy, world_size)
+                      : profiler::lower_priced(in.model, in.cluster, in.strategy, world_size, *cost);
   plan.provenance.overrides = in.overrides;
   return plan;
 }

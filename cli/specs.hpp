@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/args.hpp"
+#include "profiler/cost_model.hpp"
 #include "strategies/plan.hpp"
 #include "strategies/spec.hpp"
 
@@ -35,18 +36,21 @@ struct Inputs {
 // `default_strategy`, --strategy may be absent and that JSON is the strategy (`strata search`'s
 // base).
 Inputs load_inputs(const Args& args, const json::Json* default_strategy = nullptr);
-// load_inputs, then strategies::lower.
-strategies::Plan lower_inputs(const Args& args);
+// load_inputs, then lower_inputs below.
+strategies::Plan lower_inputs(const Args& args, const profiler::CostModel* cost = nullptr);
 // A rough upper estimate of the host memory lowering the Plan takes (its tasks), in bytes.
 double plan_host_bytes_estimate(const strategies::StrategySpec& s, const strategies::ModelSpec& m);
 
-// strategies::lower of the inputs on `world_size` ranks, the overrides in its provenance. A
+// profiler::lower_priced of the inputs on `world_size` ranks, the overrides in its provenance:
+// ZB-V ordered for the unit times `cost` gives (the bundled efficiencies' roofline
+// when null; `simulate` passes its own, measured profiles included). A
 // Plan whose estimate exceeds the host memory available (MemAvailable) is refused before any
 // work, with the estimate. A
 // world the strategy does not fill is a ConfigError saying what would fit: "strategy 'x' needs
 // dp*tp*pp*cp = 1*8*1*1 = 8 GPUs; the cluster 'dgx-a100-128n' has 1024 (128 nodes of 8): use
 // --gpus 8 or --nodes 1 (or --set strategy.dp=128 to use all 1024)".
-strategies::Plan lower_inputs(const Inputs& in, int world_size);
+strategies::Plan lower_inputs(const Inputs& in, int world_size,
+                              const profiler::CostModel* cost = nullptr);
 
 // One `--set PATH=VALUE`: PATH starts with model, cluster or strategy and names a field by its
 // JSON keys (array entries by index: strategy.layer_overrides.0.tp); VALUE is JSON when it

@@ -117,6 +117,11 @@ void check_lowerable(const ModelSpec& m, const StrategySpec& s) {
 }
 
 Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int world_size) {
+  return lower(m, c, s, world_size, ScheduleCosts{});
+}
+
+Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int world_size,
+           const ScheduleCosts& costs) {
   if (world_size < 1) {
     throw ConfigError("world size = " + std::to_string(world_size) + ": must be at least 1");
   }
@@ -138,6 +143,7 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
   plan.experts_across_tp = m.is_moe() && s.expert_tp_size() < s.tp;
   plan.num_micro_batches = s.num_micro_batches();
   plan.virtual_stages = s.virtual_stages;
+  plan.schedule_costs = costs;
   if (m.is_moe()) {  // the rows a rank routes: its micro-batch, 1/tp of it under sp
     const std::int64_t rows = static_cast<std::int64_t>(s.micro_batch_size) * m.seq_length /
                               s.cp / (s.sequence_parallel ? s.tp : 1);

@@ -14,6 +14,7 @@
 #include "strategies/accounting.hpp"
 #include "strategies/program.hpp"
 #include "strategies/rank_grid.hpp"
+#include "strategies/schedule.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::strategies {
@@ -37,6 +38,9 @@ struct Plan : ProgramSet {
   StrategySpec strategy;
   std::vector<int> layer_layout;       // per layer: index into layouts
   std::vector<int> stage_first_layer;  // per virtual stage: first layer; size pp*v + 1
+  // The unit times ZB-V's stages were ordered for (schedule.hpp); empty: unit costs.
+  // lower_priced() (profiler/schedule_costs.hpp) fills it from a cost model.
+  ScheduleCosts schedule_costs;
   PlanTotals totals;
 
   // Device memory capacity of `rank` (heterogeneous clusters differ per rank).
@@ -47,6 +51,10 @@ struct Plan : ProgramSet {
 // `world_size` ranks, which must not exceed the cluster's devices. Lowering does not refuse a
 // plan that exceeds device memory: callers check first_rank_over_capacity() and report it.
 Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int world_size);
+// The same with ZB-V's stages ordered for `costs` (schedule.hpp stage_schedule; ignored by the
+// other schedules, and empty means unit costs).
+Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int world_size,
+           const ScheduleCosts& costs);
 
 // What lower() refuses beyond validate(): valid strategies it does not lower yet (context
 // parallelism with hybrid sharding, per-layer tp changes with sequence parallelism or with pp

@@ -522,6 +522,9 @@ struct Program {
   std::vector<ParamInfo> params;
   std::vector<BucketInfo> buckets;
   MemorySummary memory;
+  // The pipeline order's units (stage_schedule): the first task of each, in order, then one past
+  // the last unit's last task (the optimizer step follows). Derived data, not in program.json.
+  std::vector<std::uint32_t> unit_begin;
 
   std::size_t num_deps(std::size_t i) const { return dep_begin[i + 1] - dep_begin[i]; }
   const std::uint32_t* deps_of(std::size_t i) const { return deps.data() + dep_begin[i]; }

@@ -5,7 +5,12 @@
 #include "strategies/schedule.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <set>
 #include <string>
+#include <tuple>
 
 #include "common/error.hpp"
 
@@ -91,75 +96,244 @@ std::vector<ScheduleUnit> zb_h1(int pp, int stage, int m) {
   return order;
 }
 
-// The unit-cost list scheduler of ZB-H2 and ZB-V (schedule.hpp): all stages run together, F, B
-// and W of a chunk taking one time unit each. A free stage runs a backward whose gradient has
-// arrived (lowest chunk first); else a forward whose input has arrived (highest chunk first),
-// while fewer than `cap` chunk units are between forward and W; else its oldest pending W.
-// Chunk c of stage s holds virtual_stage_of(kind, pp, s, c); a forward of virtual stage vs needs
-// vs - 1's, a backward vs + 1's (the last one its own forward). Returns every stage's order.
-std::vector<std::vector<ScheduleUnit>> list_schedule(Schedule kind, int pp, int m, int v,
-                                                     int cap) {
+// The list scheduler of ZB-H2 and ZB-V (schedule.hpp): all stages run together in time, unit
+// (stage, chunk, phase) taking costs->at(stage, chunk, phase), or one time unit each without
+// costs. A stage free at time t runs a backward whose gradient has arrived (lowest chunk first);
+// else a forward whose input has arrived (highest chunk first), while fewer than `cap` chunk
+// units are between forward and W (with costs, counting the admitted micro-batches' later
+// chunks); else its oldest pending W; else it waits for the next completion. Chunk c of stage s holds virtual_stage_of(kind, pp, s, c); a forward of virtual
+// stage vs needs vs - 1's, a backward vs + 1's (the last one its own forward), each arriving
+// costs->transfer after it ends when it ran on another stage. Returns every stage's order.
+// The choices the list scheduler's rules leave open, tried in turn under costs (Qi et al.'s
+// schedulers likewise try several and keep the shortest): which chunk's backward and forward go
+// first when several are ready, and how many W's a stage may defer (0: any number) before it
+// runs the oldest ahead of everything else, which frees activation memory for the next forwards.
+struct ListRules {
+  bool backward_high_chunk_first = false;
+  bool forward_low_chunk_first = false;
+  int max_pending_w = 0;
+};
+
+// Every stage's order; empty when the rules deadlock (only possible with costs).
+std::vector<std::vector<ScheduleUnit>> list_schedule(Schedule kind, int pp, int m, int v, int cap,
+                                                     const ScheduleCosts* costs,
+                                                     const ListRules& rules = {}) {
   const int vstages = pp * v;
-  // finish time of (virtual stage, micro-batch)'s F and B, -1 = not run
-  std::vector<long> f_done(static_cast<std::size_t>(vstages) * m, -1);
-  std::vector<long> b_done(f_done.size(), -1);
+  constexpr double kNotRun = -1;
+  // end time of (virtual stage, micro-batch)'s F and B
+  std::vector<double> f_done(static_cast<std::size_t>(vstages) * m, kNotRun);
+  std::vector<double> b_done(f_done.size(), kNotRun);
   auto at = [m](int vs, int mb) { return static_cast<std::size_t>(vs) * m + mb; };
+  auto cost = [&](int s, const ScheduleUnit& u) {
+    return costs == nullptr ? 1.0 : costs->at(s, u.chunk, u.phase);
+  };
+  const double transfer = costs == nullptr ? 0.0 : costs->transfer;
+  // In time, a stage may take in first chunks faster than their later chunks come back, and
+  // fill its cap with micro-batches none of which can go on: with costs, a micro-batch enters
+  // (chunk 0) only while the cap holds its later chunks' forwards and those of the micro-batches
+  // already in, so every admitted micro-batch reaches the loss (the unit-cost order, in lockstep,
+  // needs no such rule and keeps its textbook form).
+  const bool reserve = costs != nullptr && v > 1;
   struct Stage {
     std::vector<int> f, b;  // next forward and backward micro-batch per chunk
     int in_flight = 0;
+    double free_at = 0;
+    bool waiting = false;  // found nothing at free_at, no later result known yet
     std::vector<ScheduleUnit> pending_w;  // backwards whose W has not run, oldest first
     std::vector<ScheduleUnit> order;
   };
   std::vector<Stage> st(static_cast<std::size_t>(pp));
   for (Stage& x : st) x.f.assign(v, 0), x.b.assign(v, 0);
-  auto arrived = [](long done, long t) { return done >= 0 && done <= t; };
+  // When the result of (virtual stage from, its end time) is usable on virtual stage `to`.
+  auto ready = [&](int from, double done, int to) {
+    if (done == kNotRun) return done;
+    return stage_of_virtual(kind, pp, from) == stage_of_virtual(kind, pp, to) ? done
+                                                                              : done + transfer;
+  };
+  std::set<double> events;  // every ready time so far: when a waiting stage may retry
   const std::size_t units = 3 * static_cast<std::size_t>(m) * v;
-  int finished = 0;
-  const long limit = 3L * m * v * pp + vstages;  // a bound no deadlock-free order reaches
-  for (long t = 0; finished < pp; ++t) {
-    STRATA_CHECK(t < limit, std::string(schedule_name(kind)) +
-                                ": the list scheduler made no progress");
-    for (int s = 0; s < pp; ++s) {
-      Stage& x = st[s];
-      if (x.order.size() == units) continue;
-      ScheduleUnit u;
-      bool found = false;
-      for (int c = 0; c < v && !found; ++c) {
-        const int mb = x.b[c], vs = virtual_stage_of(kind, pp, s, c);
-        if (mb >= x.f[c]) continue;
-        const long dep = vs == vstages - 1 ? f_done[at(vs, mb)] : b_done[at(vs + 1, mb)];
-        if (arrived(dep, t)) u = backward(mb, c), found = true;
-      }
-      for (int c = v - 1; c >= 0 && !found && x.in_flight < cap; --c) {
-        const int mb = x.f[c], vs = virtual_stage_of(kind, pp, s, c);
-        if (mb >= m) continue;
-        if (vs == 0 || arrived(f_done[at(vs - 1, mb)], t)) u = forward(mb, c), found = true;
-      }
-      if (!found && !x.pending_w.empty()) {
-        u = x.pending_w.front();
-        x.pending_w.erase(x.pending_w.begin());
-        found = true;
-      }
-      if (!found) continue;
-      const int vs = virtual_stage_of(kind, pp, s, u.chunk);
-      if (u.phase == UnitPhase::kForward) {
-        ++x.f[u.chunk];
-        ++x.in_flight;
-        f_done[at(vs, u.micro_batch)] = t + 1;
-      } else if (u.phase == UnitPhase::kBackward) {
-        ++x.b[u.chunk];
-        b_done[at(vs, u.micro_batch)] = t + 1;
-        x.pending_w.push_back(weight(u.micro_batch, u.chunk));
-      } else {
-        --x.in_flight;
-      }
-      x.order.push_back(u);
-      if (x.order.size() == units) ++finished;
+  for (std::size_t done_units = 0; done_units < units * pp;) {
+    int s = -1;  // the unfinished stage free first (not waiting, then the lowest, on a tie)
+    auto before = [&](int q, int r) {
+      return std::tie(st[q].free_at, st[q].waiting) < std::tie(st[r].free_at, st[r].waiting);
+    };
+    for (int q = 0; q < pp; ++q) {
+      if (st[q].order.size() < units && (s < 0 || before(q, s))) s = q;
     }
+    Stage& x = st[s];
+    const double t = x.free_at;
+    auto arrived = [t](double when) { return when != kNotRun && when <= t; };
+    ScheduleUnit u;
+    bool found = false;
+    if (rules.max_pending_w > 0 && static_cast<int>(x.pending_w.size()) >= rules.max_pending_w) {
+      u = x.pending_w.front();
+      x.pending_w.erase(x.pending_w.begin());
+      found = true;
+    }
+    for (int k = 0; k < v && !found; ++k) {
+      const int c = rules.backward_high_chunk_first ? v - 1 - k : k;
+      const int mb = x.b[c], vs = virtual_stage_of(kind, pp, s, c);
+      if (mb >= x.f[c]) continue;
+      const double dep = vs == vstages - 1 ? f_done[at(vs, mb)]
+                                           : ready(vs + 1, b_done[at(vs + 1, mb)], vs);
+      if (arrived(dep)) u = backward(mb, c), found = true;
+    }
+    for (int k = 0; k < v && !found && x.in_flight < cap; ++k) {
+      const int c = rules.forward_low_chunk_first ? k : v - 1 - k;
+      const int mb = x.f[c], vs = virtual_stage_of(kind, pp, s, c);
+      if (mb >= m) continue;
+      if (reserve && c == 0) {  // room for this micro-batch's later chunks, and the admitted ones'
+        int reserved = 0;
+        for (int later = 1; later < v; ++later) reserved += x.f[0] - x.f[later];
+        if (x.in_flight + reserved + v > cap) continue;
+      }
+      if (vs == 0 || arrived(ready(vs - 1, f_done[at(vs - 1, mb)], vs))) {
+        u = forward(mb, c), found = true;
+      }
+    }
+    if (!found && !x.pending_w.empty()) {
+      u = x.pending_w.front();
+      x.pending_w.erase(x.pending_w.begin());
+      found = true;
+    }
+    if (!found) {  // wait for the next result to become ready
+      const auto next = events.upper_bound(t);
+      if (next != events.end()) {
+        x.free_at = *next;
+      } else {  // only the stages free at t can still produce one
+        if (x.waiting && costs != nullptr) return {};  // these rules deadlock: try others
+        STRATA_CHECK(!x.waiting, std::string(schedule_name(kind)) +
+                                     ": the list scheduler made no progress");
+        x.waiting = true;
+      }
+      continue;
+    }
+    const int vs = virtual_stage_of(kind, pp, s, u.chunk);
+    const double end = t + cost(s, u);
+    if (u.phase == UnitPhase::kForward) {
+      ++x.f[u.chunk];
+      ++x.in_flight;
+      f_done[at(vs, u.micro_batch)] = end;
+    } else if (u.phase == UnitPhase::kBackward) {
+      ++x.b[u.chunk];
+      b_done[at(vs, u.micro_batch)] = end;
+      x.pending_w.push_back(weight(u.micro_batch, u.chunk));
+    } else {
+      --x.in_flight;
+    }
+    events.insert(end);
+    events.insert(end + transfer);
+    for (Stage& y : st) y.waiting = false;
+    x.free_at = end;
+    x.order.push_back(u);
+    ++done_units;
   }
   std::vector<std::vector<ScheduleUnit>> orders;
   for (Stage& x : st) orders.push_back(std::move(x.order));
   return orders;
+}
+
+// The time every stage's order takes under `costs`: each unit starts when its stage is done with
+// the one before and its input has arrived (list_schedule's dependencies and transfers).
+double makespan(Schedule kind, int pp, int m, int v,
+                const std::vector<std::vector<ScheduleUnit>>& orders, const ScheduleCosts& costs) {
+  const int vstages = pp * v;
+  constexpr double kNotRun = -1;
+  std::vector<double> f_done(static_cast<std::size_t>(vstages) * m, kNotRun);
+  std::vector<double> b_done(f_done.size(), kNotRun);
+  auto at = [m](int vs, int mb) { return static_cast<std::size_t>(vs) * m + mb; };
+  auto ready = [&](int from, double done, int to) {
+    if (done == kNotRun) return done;
+    return stage_of_virtual(kind, pp, from) == stage_of_virtual(kind, pp, to)
+               ? done
+               : done + costs.transfer;
+  };
+  std::vector<std::size_t> next(static_cast<std::size_t>(pp), 0);
+  std::vector<double> free_at(static_cast<std::size_t>(pp), 0);
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int s = 0; s < pp; ++s) {
+      const std::vector<ScheduleUnit>& order = orders[static_cast<std::size_t>(s)];
+      for (std::size_t& i = next[static_cast<std::size_t>(s)]; i < order.size(); ++i) {
+        const ScheduleUnit& u = order[i];
+        const int vs = virtual_stage_of(kind, pp, s, u.chunk);
+        double dep = 0;  // a W follows its backward on the same stage, in order
+        if (u.phase == UnitPhase::kForward && vs > 0) {
+          dep = ready(vs - 1, f_done[at(vs - 1, u.micro_batch)], vs);
+        } else if (u.phase == UnitPhase::kBackward) {
+          dep = vs == vstages - 1 ? f_done[at(vs, u.micro_batch)]
+                                  : ready(vs + 1, b_done[at(vs + 1, u.micro_batch)], vs);
+        }
+        if (dep == kNotRun) break;
+        double& t = free_at[static_cast<std::size_t>(s)];
+        t = std::max(t, dep) + costs.at(s, u.chunk, u.phase);
+        if (u.phase == UnitPhase::kForward) f_done[at(vs, u.micro_batch)] = t;
+        if (u.phase == UnitPhase::kBackward) b_done[at(vs, u.micro_batch)] = t;
+        progress = true;
+      }
+    }
+  }
+  for (int s = 0; s < pp; ++s) {
+    STRATA_CHECK(next[static_cast<std::size_t>(s)] == orders[static_cast<std::size_t>(s)].size(),
+                 "makespan: the orders wait on one another");
+  }
+  return *std::max_element(free_at.begin(), free_at.end());
+}
+
+// ZB-V's orders: the unit-cost order, or with costs the shortest under them of the unit-cost
+// order and the list scheduler's under each ListRules. The last answer is kept: the
+// lowering asks once per stage, and the profiler once more.
+std::vector<std::vector<ScheduleUnit>> best_orders(Schedule kind, int pp, int m, int v, int cap,
+                                                   const ScheduleCosts* costs) {
+  if (costs == nullptr) return list_schedule(kind, pp, m, v, cap, nullptr);
+  using Key = std::tuple<Schedule, int, int, int, int>;
+  static std::mutex mutex;
+  static Key last_key;
+  static ScheduleCosts last_costs;
+  static std::vector<std::vector<ScheduleUnit>> last;
+  const Key key{kind, pp, m, v, cap};
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (!last.empty() && key == last_key && *costs == last_costs) return last;
+  }
+  std::vector<std::vector<ScheduleUnit>> best = list_schedule(kind, pp, m, v, cap, nullptr);
+  double best_time = makespan(kind, pp, m, v, best, *costs);
+  for (const bool b_high : {false, true}) {
+    for (const bool f_low : {false, true}) {
+      for (const int w : {0, 1, 2, 3, 4, 6, 8}) {
+        auto orders = list_schedule(kind, pp, m, v, cap, costs, ListRules{b_high, f_low, w});
+        if (orders.empty()) continue;
+        const double time = makespan(kind, pp, m, v, orders, *costs);
+        if (time < best_time) best_time = time, best = std::move(orders);
+      }
+    }
+  }
+  const std::lock_guard<std::mutex> lock(mutex);
+  last_key = key;
+  last_costs = *costs;
+  last = best;
+  return best;
+}
+
+// The costs when they are given for every (stage, chunk) with positive, finite times.
+const ScheduleCosts* usable(const ScheduleCosts* costs, int pp, int v) {
+  if (costs == nullptr || costs->unit.empty()) return nullptr;
+  STRATA_CHECK(static_cast<int>(costs->unit.size()) == pp,
+               "stage_schedule: unit costs for " + std::to_string(costs->unit.size()) +
+                   " stages, the pipeline has " + std::to_string(pp));
+  for (const std::vector<UnitCosts>& stage : costs->unit) {
+    STRATA_CHECK(static_cast<int>(stage.size()) == v,
+                 "stage_schedule: unit costs for " + std::to_string(stage.size()) +
+                     " chunks, the stage has " + std::to_string(v));
+    for (const UnitCosts& c : stage) {
+      STRATA_CHECK(c.forward > 0 && c.backward > 0 && c.weight > 0 && std::isfinite(c.forward) &&
+                       std::isfinite(c.backward) && std::isfinite(c.weight),
+                   "stage_schedule: unit costs must be positive and finite");
+    }
+  }
+  STRATA_CHECK(costs->transfer >= 0 && std::isfinite(costs->transfer),
+               "stage_schedule: the transfer cost must be >= 0 and finite");
+  return costs;
 }
 
 }  // namespace
@@ -178,8 +352,14 @@ int stage_of_virtual(Schedule kind, int pp, int vs) {
   return vs % pp;
 }
 
+double ScheduleCosts::at(int stage, int chunk, UnitPhase phase) const {
+  const UnitCosts& c = unit.at(static_cast<std::size_t>(stage)).at(static_cast<std::size_t>(chunk));
+  return phase == UnitPhase::kForward ? c.forward : phase == UnitPhase::kBackward ? c.backward
+                                                                                  : c.weight;
+}
+
 std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int num_micro_batches,
-                                         int virtual_stages) {
+                                         int virtual_stages, const ScheduleCosts* costs) {
   const int m = num_micro_batches;
   const int v = virtual_stages;
   STRATA_CHECK(
@@ -208,12 +388,12 @@ std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int n
       if (kind == Schedule::kZbH1) return zb_h1(pp, stage, m);
       // ZB-H2: 2 pp - 1 micro-batches in flight keep every stage busy from its first unit to
       // its last under unit costs (the paper's parallelogram).
-      return list_schedule(kind, pp, m, 1, std::min(2 * pp - 1, m))[stage];
+      return list_schedule(kind, pp, m, 1, std::min(2 * pp - 1, m), nullptr)[stage];
     case Schedule::kZbV:
       STRATA_CHECK(v == 2, "stage_schedule: ZB-V takes virtual_stages = 2, got " +
                                std::to_string(v));
       // 2 pp chunk units in flight: 1F1B's peak of pp micro-batches of the stage's layers.
-      return list_schedule(kind, pp, m, 2, std::min(2 * pp, 2 * m))[stage];
+      return best_orders(kind, pp, m, 2, std::min(2 * pp, 2 * m), usable(costs, pp, v))[stage];
   }
   STRATA_CHECK(false, "stage_schedule: unknown schedule " + std::to_string(static_cast<int>(kind)));
   return {};

@@ -34,6 +34,22 @@ struct ScheduleUnit {
   bool operator==(const ScheduleUnit&) const = default;
 };
 
+// What ZB-V's order assumes each unit takes: per stage and chunk, the
+// forward, backward (input gradients) and weight-gradient units' times, and the delay of a
+// transfer between stages, in any one time unit (seconds from the cost model: lower_priced()'s
+// callers, docs/plan.md "Pipeline schedules"). Empty: every unit takes one time unit and a
+// transfer none, the schedules' textbook form.
+struct UnitCosts {
+  double forward = 1, backward = 1, weight = 1;
+  bool operator==(const UnitCosts&) const = default;
+};
+struct ScheduleCosts {
+  std::vector<std::vector<UnitCosts>> unit;  // [stage][chunk]; empty = unit costs
+  double transfer = 0;
+  double at(int stage, int chunk, UnitPhase phase) const;
+  bool operator==(const ScheduleCosts&) const = default;
+};
+
 // The order of units on pipeline stage `stage` (0-based) of `pp` stages for `num_micro_batches`
 // micro-batches and `virtual_stages` chunks per rank. Each (phase, micro-batch, chunk) appears
 // exactly once.
@@ -61,9 +77,18 @@ struct ScheduleUnit {
 //    stage below). A step takes 6 m + pp - 1 units when m >= pp, within 4 (schedule tests).
 //  In every schedule but ZB-V the W's of a stage run in the order of its backwards, each after
 //  its own; in ZB-V each W follows its own backward in the order the backwards ran.
+//  With `costs` (non-empty), ZB-V is ordered for those unit and transfer times, as Qi et al.
+//  build their V schedules from profiled F, B and W times: the list scheduler runs in time under
+//  the same cap (a micro-batch enters only while the cap also holds its later chunk and those of
+//  the micro-batches already in, so none is stranded), with each of a few tie-breaking rules, and
+//  the shortest of those orders and the unit-cost one under `costs` is kept. A stage whose chunks
+//  differ (uneven layer splits, the embedding and the loss) or whose backward takes longer than
+//  its W then waits less. The other schedules, ZB-H1 and ZB-H2 the paper's handcrafted ones,
+//  ignore `costs`.
 // Preconditions are checked with STRATA_CHECK (specs are validated before lowering).
 std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int num_micro_batches,
-                                         int virtual_stages);
+                                         int virtual_stages,
+                                         const ScheduleCosts* costs = nullptr);
 
 // The largest number of (micro-batch, chunk) forwards whose backward (its W, in a schedule that
 // has them) has not yet run, over the stage's order: how many micro-batches' activations the

@@ -27,7 +27,8 @@ class StageWalk {
   void run() {
     const StrategySpec& s = c_.s;
     const auto order =
-        stage_schedule(s.schedule, c_.pp, c_.stage, c_.plan.num_micro_batches, c_.v);
+        stage_schedule(s.schedule, c_.pp, c_.stage, c_.plan.num_micro_batches, c_.v,
+                       &c_.plan.schedule_costs);
     // The first and last backward units of each chunk: gradient accumulation starts and ends.
     // With split backwards the W units end it: the gradients are final after the last W.
     split_ = splits_backward(s.schedule);
@@ -41,8 +42,11 @@ class StageWalk {
     }
     std::vector<int> rounds(c_.v, 0);
     std::vector<std::array<TaskId, 2>> unit_end;  // the last compute and tp task of each unit
+    Program& prog = c_.emit.program();
+    prog.unit_begin.reserve(order.size() + 1);
     for (std::size_t i = 0; i < order.size(); ++i) {
       const ScheduleUnit& u = order[i];
+      prog.unit_begin.push_back(static_cast<std::uint32_t>(prog.tasks.size()));
       const std::size_t post = receive_posted_after(order, i);
       posted_after_ = post < i ? unit_end[post] : std::array<TaskId, 2>{kNoTask, kNoTask};
       if (u.phase == UnitPhase::kForward) {
@@ -70,6 +74,7 @@ class StageWalk {
       }
       unit_end.push_back({c_.emit.last_on(Stream::kCompute), c_.emit.last_on(Stream::kTp)});
     }
+    prog.unit_begin.push_back(static_cast<std::uint32_t>(prog.tasks.size()));
     dp_.finish_step();
   }
 

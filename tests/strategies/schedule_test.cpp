@@ -61,47 +61,51 @@ std::string describe(const Case& c) {
          " m=" + std::to_string(c.m) + " v=" + std::to_string(c.v);
 }
 
-// Runs all stages of schedule `kind` together, each unit as soon as its stage's previous unit
-// and the unit it depends on have finished (zero-cost communication). Chunk c of stage s holds
-// virtual stage virtual_stage_of(kind, pp, s, c) (c * pp + s; ZB-V's V). A unit's dependency:
+// Runs the stages' orders together, each unit as soon as its stage's previous unit and the unit
+// it depends on have finished, the latter `transfer` later when it ran on another stage. Chunk c
+// of stage s holds virtual stage virtual_stage_of(kind, pp, s, c) (c * pp + s; ZB-V's V). A
+// unit's dependency:
 //   F(mb) of virtual stage vs: F(mb) of vs - 1 (none for vs = 0);
 //   B(mb) of vs: B(mb) of vs + 1, or for the last virtual stage its own F(mb);
 //   W(mb) of vs: its own B(mb).
-// Returns the makespan, or -1 when some stage can never run its next unit (deadlock); `spans`,
-// when given, receives each stage's time from its first start to its last finish.
-long simulate(Schedule kind, int pp, int m, int v, long cost_f, long cost_b, long cost_w = 1,
-              std::vector<long>* spans = nullptr) {
-  const std::vector<Order> stages = all_stages(kind, pp, m, v);
+// `cost(stage, unit)` is a unit's time. Returns the makespan, or -1 when some stage can never
+// run its next unit (deadlock); `spans`, when given, receives each stage's time from its first
+// start to its last finish.
+template <typename Cost>
+double run_orders(Schedule kind, int pp, int m, int v, const std::vector<Order>& stages, Cost cost,
+                  double transfer = 0, std::vector<double>* spans = nullptr) {
   const int vstages = pp * v;
   // finish[phase][vs * m + mb], -1 = not run yet.
-  std::vector<std::vector<long>> finish(3, std::vector<long>(vstages * m, -1));
-  auto done = [&](UnitPhase p, int vs, int mb) -> long& {
+  std::vector<std::vector<double>> finish(3, std::vector<double>(vstages * m, -1));
+  auto done = [&](UnitPhase p, int vs, int mb) -> double& {
     return finish[static_cast<int>(p)][vs * m + mb];
   };
+  auto arrival = [&](UnitPhase p, int from, int to, int mb) {
+    const double t = done(p, from, mb);
+    if (t < 0) return t;
+    return stage_of_virtual(kind, pp, from) == stage_of_virtual(kind, pp, to) ? t : t + transfer;
+  };
   std::vector<std::size_t> next(pp, 0);
-  std::vector<long> free_at(pp, 0), start(pp, -1);
+  std::vector<double> free_at(pp, 0), start(pp, -1);
   for (bool progress = true; progress;) {
     progress = false;
     for (int s = 0; s < pp; ++s) {
       while (next[s] < stages[s].size()) {
         const ScheduleUnit& u = stages[s][next[s]];
         const int vs = virtual_stage_of(kind, pp, s, u.chunk);
-        long ready = 0;
-        long cost = cost_b;
+        double ready = 0;
         if (u.phase == UnitPhase::kForward) {
-          cost = cost_f;
-          if (vs > 0) ready = done(UnitPhase::kForward, vs - 1, u.micro_batch);
+          if (vs > 0) ready = arrival(UnitPhase::kForward, vs - 1, vs, u.micro_batch);
         } else if (u.phase == UnitPhase::kWeight) {
-          cost = cost_w;
           ready = done(UnitPhase::kBackward, vs, u.micro_batch);
         } else {
           ready = vs == vstages - 1 ? done(UnitPhase::kForward, vs, u.micro_batch)
-                                    : done(UnitPhase::kBackward, vs + 1, u.micro_batch);
+                                    : arrival(UnitPhase::kBackward, vs + 1, vs, u.micro_batch);
         }
         if (ready < 0) break;
-        const long begin = std::max(ready, free_at[s]);
+        const double begin = std::max(ready, free_at[s]);
         if (start[s] < 0) start[s] = begin;
-        free_at[s] = begin + cost;
+        free_at[s] = begin + cost(s, u);
         done(u.phase, vs, u.micro_batch) = free_at[s];
         ++next[s];
         progress = true;
@@ -116,6 +120,21 @@ long simulate(Schedule kind, int pp, int m, int v, long cost_f, long cost_b, lon
     for (int s = 0; s < pp; ++s) spans->push_back(free_at[s] - start[s]);
   }
   return *std::max_element(free_at.begin(), free_at.end());
+}
+
+// The stages of schedule `kind` run together with F, B and W costing cost_f, cost_b and cost_w
+// (integers, so the makespan is exact) and free communication.
+long simulate(Schedule kind, int pp, int m, int v, long cost_f, long cost_b, long cost_w = 1,
+              std::vector<long>* spans = nullptr) {
+  auto cost = [&](int, const ScheduleUnit& u) {
+    return static_cast<double>(u.phase == UnitPhase::kForward    ? cost_f
+                               : u.phase == UnitPhase::kBackward ? cost_b
+                                                                 : cost_w);
+  };
+  std::vector<double> times;
+  const double makespan = run_orders(kind, pp, m, v, all_stages(kind, pp, m, v), cost, 0, &times);
+  if (spans != nullptr) spans->assign(times.begin(), times.end());
+  return static_cast<long>(makespan);
 }
 
 // --- Exact orders ----------------------------------------------------------------------------
@@ -163,27 +182,27 @@ TEST(Schedule, ZbH1ExactOrders) {
   // 1F1B's warm-up; stage s runs its first s forward-backward pairs without a W (Qi et al. 2024,
   // ZB-H1), then F B W; the cool-down B W; the postponed W's last.
   EXPECT_EQ(stage_schedule(Schedule::kZbH1, 4, 0, 8, 1),
-            (Order{F(0), F(1), F(2), F(3), B(0), W(0), F(4), B(1), W(1), F(5), B(2), W(2), F(6),
-                   B(3), W(3), F(7), B(4), W(4), B(5), W(5), B(6), W(6), B(7), W(7)}));
+            (Order{F(0), F(1), F(2), F(3), B(0), W(0), F(4), B(1), W(1), F(5), B(2), W(2),
+                   F(6), B(3), W(3), F(7), B(4), W(4), B(5), W(5), B(6), W(6), B(7), W(7)}));
   EXPECT_EQ(stage_schedule(Schedule::kZbH1, 4, 1, 8, 1),
-            (Order{F(0), F(1), F(2), B(0), F(3), B(1), W(0), F(4), B(2), W(1), F(5), B(3), W(2),
-                   F(6), B(4), W(3), F(7), B(5), W(4), B(6), W(5), B(7), W(6), W(7)}));
+            (Order{F(0), F(1), F(2), B(0), F(3), B(1), W(0), F(4), B(2), W(1), F(5), B(3),
+                   W(2), F(6), B(4), W(3), F(7), B(5), W(4), B(6), W(5), B(7), W(6), W(7)}));
   EXPECT_EQ(stage_schedule(Schedule::kZbH1, 4, 3, 8, 1),
-            (Order{F(0), B(0), F(1), B(1), F(2), B(2), F(3), B(3), W(0), F(4), B(4), W(1), F(5),
-                   B(5), W(2), F(6), B(6), W(3), F(7), B(7), W(4), W(5), W(6), W(7)}));
+            (Order{F(0), B(0), F(1), B(1), F(2), B(2), F(3), B(3), W(0), F(4), B(4), W(1),
+                   F(5), B(5), W(2), F(6), B(6), W(3), F(7), B(7), W(4), W(5), W(6), W(7)}));
 }
 
 TEST(Schedule, ZbH2ExactOrders) {
   // The unit-cost list scheduler with 2 pp - 1 = 7 micro-batches in flight on every stage.
   EXPECT_EQ(stage_schedule(Schedule::kZbH2, 4, 0, 8, 1),
-            (Order{F(0), F(1), F(2), F(3), F(4), F(5), F(6), B(0), W(0), B(1), F(7), B(2), W(1),
-                   B(3), W(2), B(4), W(3), B(5), W(4), B(6), W(5), W(6), B(7), W(7)}));
+            (Order{F(0), F(1), F(2), F(3), F(4), F(5), F(6), B(0), W(0), B(1), F(7), B(2),
+                   W(1), B(3), W(2), B(4), W(3), B(5), W(4), B(6), W(5), W(6), B(7), W(7)}));
   EXPECT_EQ(stage_schedule(Schedule::kZbH2, 4, 1, 8, 1),
-            (Order{F(0), F(1), F(2), F(3), F(4), B(0), F(5), B(1), F(6), B(2), W(0), B(3), F(7),
-                   B(4), W(1), B(5), W(2), B(6), W(3), W(4), B(7), W(5), W(6), W(7)}));
+            (Order{F(0), F(1), F(2), F(3), F(4), B(0), F(5), B(1), F(6), B(2), W(0), B(3),
+                   F(7), B(4), W(1), B(5), W(2), B(6), W(3), W(4), B(7), W(5), W(6), W(7)}));
   EXPECT_EQ(stage_schedule(Schedule::kZbH2, 4, 3, 8, 1),
-            (Order{F(0), B(0), F(1), B(1), F(2), B(2), F(3), B(3), F(4), B(4), F(5), B(5), F(6),
-                   B(6), W(0), F(7), B(7), W(1), W(2), W(3), W(4), W(5), W(6), W(7)}));
+            (Order{F(0), B(0), F(1), B(1), F(2), B(2), F(3), B(3), F(4), B(4), F(5), B(5),
+                   F(6), B(6), W(0), F(7), B(7), W(1), W(2), W(3), W(4), W(5), W(6), W(7)}));
 }
 
 TEST(Schedule, ZbVExactOrders) {
@@ -349,6 +368,105 @@ TEST(Schedule, InterleavingDividesTheBubbleByV) {
 }
 
 // --- Preconditions ---------------------------------------------------------------------------
+
+// --- Orders built for unit times --------------------------------------------------------------
+
+// Unit times shaped like a simulated step's (experiments/zero-bubble, per layer: F 1, B 1.3,
+// W 0.65): chunks of one or two layers, the head and the loss on the last virtual stage, and
+// transfers of 0.02.
+ScheduleCosts uneven(Schedule kind, int pp, int v) {
+  ScheduleCosts c;
+  c.transfer = 0.02;
+  for (int s = 0; s < pp; ++s) {
+    std::vector<UnitCosts>& stage = c.unit.emplace_back();
+    for (int chunk = 0; chunk < v; ++chunk) {
+      const int vs = virtual_stage_of(kind, pp, s, chunk);
+      const double layers = vs % 3 == 1 ? 2 : 1;
+      UnitCosts u{1.0 * layers, 1.3 * layers, 0.65 * layers};
+      if (vs == pp * v - 1) u.forward += 1.2, u.backward += 2.6;
+      stage.push_back(u);
+    }
+  }
+  return c;
+}
+
+double run_with(Schedule kind, int pp, int m, int v, const std::vector<Order>& stages,
+                const ScheduleCosts& c) {
+  return run_orders(
+      kind, pp, m, v, stages,
+      [&](int s, const ScheduleUnit& u) { return c.at(s, u.chunk, u.phase); }, c.transfer);
+}
+
+// ZB-V ordered for the times it will see: every unit once (B after F, W after B, the W's in the
+// backwards' order), the same memory cap, and never slower under those times than the unit-cost
+// order (the scheduler keeps the shortest of its candidates, that order among them). The
+// handcrafted schedules ignore the times.
+TEST(Schedule, OrdersForUnitTimesAreValidAndNoSlower) {
+  for (int pp = 1; pp <= 6; ++pp) {
+    for (int m : {1, pp, 2 * pp + 1, 3 * pp}) {
+      for (const Schedule fixed : {Schedule::kZbH1, Schedule::kZbH2, Schedule::kOneFOneB}) {
+        const ScheduleCosts c = uneven(fixed, pp, 1);
+        for (int s = 0; s < pp; ++s) {
+          EXPECT_EQ(stage_schedule(fixed, pp, s, m, 1, &c), stage_schedule(fixed, pp, s, m, 1));
+        }
+      }
+      {
+        const Schedule kind = Schedule::kZbV;
+        const int v = 2;
+        SCOPED_TRACE(describe({kind, pp, m, v}));
+        const ScheduleCosts c = uneven(kind, pp, v);
+        std::vector<Order> stages;
+        for (int s = 0; s < pp; ++s) {
+          const Order order = stage_schedule(kind, pp, s, m, v, &c);
+          ASSERT_EQ(order.size(), 3u * m * v);
+          std::vector<std::vector<int>> pos(3, std::vector<int>(m * v, -1));
+          std::vector<int> b_order, w_order;
+          for (int i = 0; i < static_cast<int>(order.size()); ++i) {
+            const ScheduleUnit& u = order[i];
+            int& slot = pos[static_cast<int>(u.phase)][u.micro_batch * v + u.chunk];
+            ASSERT_EQ(slot, -1) << show(order);
+            slot = i;
+            if (u.phase != UnitPhase::kForward) {
+              (u.phase == UnitPhase::kBackward ? b_order : w_order)
+                  .push_back(u.micro_batch * v + u.chunk);
+            }
+          }
+          for (int k = 0; k < m * v; ++k) {
+            ASSERT_LT(pos[0][k], pos[1][k]) << show(order);
+            ASSERT_LT(pos[1][k], pos[2][k]) << show(order);
+          }
+          EXPECT_EQ(w_order, b_order) << show(order);
+          EXPECT_LE(max_in_flight(order),
+                    kind == Schedule::kZbV ? std::min(2 * pp, 2 * m) : std::min(2 * pp - 1, m));
+          stages.push_back(order);
+        }
+        const double priced = run_with(kind, pp, m, v, stages, c);
+        ASSERT_GT(priced, 0) << "the orders deadlock";
+        EXPECT_LE(priced, run_with(kind, pp, m, v, all_stages(kind, pp, m, v), c) + 1e-9);
+      }
+    }
+  }
+}
+
+// The zero-bubble experiment's 1.5B model on 8 stages with 24 micro-batches: its ZB-V chunks hold
+// 1 or 2 layers and B takes twice W, so the unit-cost order stalls where an order built for those
+// times does not (the experiment's step: 1.53 s against 1.38 s).
+TEST(Schedule, ZbVOrderedForItsTimesBeatsTheUnitCostOrder) {
+  const int pp = 8, m = 24;
+  ScheduleCosts c;  // per stage and chunk, in ms (the roofline's, rounded)
+  c.transfer = 0.12;
+  for (int s = 0; s < pp; ++s) {
+    const UnitCosts one{5.0, 6.5, 3.2}, two{10.0, 13.0, 6.4};
+    if (s == 0) c.unit.push_back({one, UnitCosts{10.9, 18.3, 3.2}});  // the head
+    if (s > 0 && s < pp - 1) c.unit.push_back({two, one});
+    if (s == pp - 1) c.unit.push_back({one, one});
+  }
+  std::vector<Order> stages;
+  for (int s = 0; s < pp; ++s) stages.push_back(stage_schedule(Schedule::kZbV, pp, s, m, 2, &c));
+  const double priced = run_with(Schedule::kZbV, pp, m, 2, stages, c);
+  const double unit = run_with(Schedule::kZbV, pp, m, 2, all_stages(Schedule::kZbV, pp, m, 2), c);
+  EXPECT_LT(priced, 0.95 * unit) << priced << " ms against " << unit << " ms";
+}
 
 TEST(ScheduleDeathTest, RejectsBadArguments) {
   EXPECT_DEATH(stage_schedule(Schedule::kOneFOneB, 4, 0, 8, 2), "1F1B takes virtual_stages = 1");
