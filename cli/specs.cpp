@@ -310,8 +310,9 @@ strategies::Plan lower_inputs(const Inputs& in, int world_size,
     cost = roofline.get();
   }
   strategies::Plan plan =
-      cost == nullptr ? strategies::lower(in.model, in.cluster, in.strategy, world_size)
-                      : profiler::lower_priced(in.model, in.cluster, in.strategy, world_size, *cost);
+      cost == nullptr
+          ? strategies::lower(in.model, in.cluster, in.strategy, world_size)
+          : profiler::lower_priced(in.model, in.cluster, in.strategy, world_size, *cost);
   plan.provenance.overrides = in.overrides;
   return plan;
 }
