@@ -236,6 +236,9 @@ INSTANTIATE_TEST_SUITE_P(
         MoeCase{"tp2_sp_dp2_ep2",
                 "tiny-tp2-sp --set strategy.dp=2 --set strategy.ep=2 --set strategy.expert_tp=1",
                 4},
+        MoeCase{"tp2_sp_dp4_ep4",
+                "tiny-tp2-sp --set strategy.dp=4 --set strategy.ep=4 --set strategy.expert_tp=1",
+                8},
         MoeCase{"pp2_dp2_ep2_zero1", "tiny-dp2-pp2-zero1 --set strategy.ep=2", 4},
         // Context parallelism: the expert group drawn from dp x cp as Megatron-Core draws it
         // (the cp peers first), each rank routing its part of the sequence.
