@@ -1,9 +1,16 @@
 // `strata simulate`: lower the specs to a Plan and replay it on a SimGrid model of the cluster;
 // print the report, optionally write report.json and trace.json. One simulation per process.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <optional>
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
@@ -15,6 +22,7 @@
 #include "profiler/roofline.hpp"
 #include "results/report.hpp"
 #include "results/trace.hpp"
+#include "sim/failures.hpp"
 #include "sim/simulate.hpp"
 
 namespace strata::cli {
@@ -55,6 +63,12 @@ Options:
                        each ring's steps as one flow per rank plus their latency;
                        docs/simulator.md shows both agree; with zero_shard_group < dp every
                        data-parallel rank runs)
+  --failures FILE      a failure spec (docs/failures.md): after the step, simulate a span of
+                       many steps with checkpoints, failures (a rate per GPU-hour and explicit
+                       events), detection and restart (or shrinking dp), and report goodput,
+                       effective tokens/s and the Young/Daly checkpoint interval against the
+                       best one a sweep finds (printed, and report.json's "failures" section;
+                       with reaction "shrink" the step is also simulated at each smaller dp)
   --ignore-memory      simulate even when a rank's peak memory exceeds its device memory
   --quiet              no progress line (lowering, simulating: the share of tasks done,
                        writing), which is shown on stderr only when it is a terminal
@@ -94,6 +108,57 @@ std::unique_ptr<profiler::CostModel> cost_model(const Args& args,
                                                         op_files, links, link_files);
 }
 
+// The step time of `plan` simulated in a child process (one SimGrid engine per process; called
+// before this process starts its own).
+double step_time_in_child(const strategies::Plan& plan, const profiler::CostModel& cost,
+                          const sim::SimOptions& options) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw RuntimeFailure(std::string("pipe: ") + std::strerror(errno));
+  const pid_t pid = ::fork();
+  if (pid < 0) throw RuntimeFailure(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::close(fds[0]);
+    int rc = 1;
+    try {
+      const double step = sim::simulate(plan, cost, options).step_time_s;
+      rc = ::write(fds[1], &step, sizeof step) == sizeof step ? 0 : 1;
+    } catch (const std::exception& e) {
+      std::cerr << "strata simulate: error: " << e.what() << "\n";
+    }
+    ::_exit(rc);
+  }
+  ::close(fds[1]);
+  double step = 0;
+  const ssize_t got = ::read(fds[0], &step, sizeof step);
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (got != static_cast<ssize_t>(sizeof step) || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw RuntimeFailure("the simulation of strategy '" + plan.strategy.name +
+                         "' at a smaller dp (for failures.reaction \"shrink\") failed");
+  }
+  return step;
+}
+
+// The step at each dp a shrink reaches: the strategy with dp d, the global batch d/dp of it
+// (each replica keeps its batch), on the first world * d/dp GPUs.
+std::map<int, double> shrunk_step_times(const Inputs& in, const strategies::Plan& plan,
+                                        const sim::FailureSpec& spec,
+                                        const profiler::CostModel& cost,
+                                        const sim::SimOptions& options) {
+  std::map<int, double> times;
+  const int dp = plan.strategy.dp;
+  for (int d : sim::shrink_dps(spec, dp)) {
+    Inputs smaller = in;
+    smaller.strategy.dp = d;
+    smaller.strategy.global_batch_size = in.strategy.global_batch_size / dp * d;
+    const strategies::Plan p = lower_inputs(smaller, plan.world_size / dp * d, &cost);
+    times[d] = step_time_in_child(p, cost, options);
+  }
+  return times;
+}
+
 }  // namespace
 
 
@@ -104,10 +169,11 @@ int simulate_command(const std::vector<std::string>& argv) {
   }
   const Args args(
       argv, spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies", "--straggler",
-                            "--profile", "--links"}),
+                            "--profile", "--links", "--failures"}),
       {}, {"--ignore-memory", "--exact", "--quiet"});
   std::vector<NamedPath> inputs = spec_inputs(args);
-  for (const NamedPath& p : flag_paths(args, {"--efficiencies", "--profile", "--links"})) {
+  for (const NamedPath& p :
+       flag_paths(args, {"--efficiencies", "--profile", "--links", "--failures"})) {
     inputs.push_back(p);
   }
   check_paths(inputs, flag_paths(args, {"--trace", "--json"}));
@@ -141,6 +207,23 @@ int simulate_command(const std::vector<std::string>& argv) {
   if (const auto s = args.get("--straggler")) {
     options.speed_factors = parse_rank_factors("--straggler", *s, plan.world_size);
   }
+  // The failure spec is read before any simulation (its errors cost nothing), and a shrink's
+  // smaller-dp steps are simulated in children before this process's own engine starts.
+  std::optional<sim::FailureSpec> failure_spec;
+  sim::FailureJob failure_job;
+  if (const auto path = args.get("--failures")) {
+    failure_spec = sim::load_failure_spec(*path);
+    failure_job = sim::failure_job(plan, in.cluster, plan.strategy.global_batch_size,
+                                   in.model.seq_length);
+    try {
+      sim::check_failures(*failure_spec, failure_job);
+    } catch (const ConfigError& e) {
+      throw ConfigError(*path + ": " + e.what());
+    }
+    set_interrupt_phase("simulating the step at smaller dp");
+    progress.phase("simulating the step at smaller dp");
+    failure_job.step_time_at_dp = shrunk_step_times(in, plan, *failure_spec, *cost, options);
+  }
   set_interrupt_phase("simulating");
   progress.phase("simulating");
   if (progress.shown()) {
@@ -148,7 +231,19 @@ int simulate_command(const std::vector<std::string>& argv) {
       progress.fraction("simulating", done, total);
     };
   }
-  const results::Report report = sim::simulate(plan, *cost, options);
+  results::Report report = sim::simulate(plan, *cost, options);
+  std::optional<sim::FailureReport> failures;
+  if (failure_spec) {
+    set_interrupt_phase("simulating failures");
+    progress.phase("simulating failures");
+    failure_job.step_time_s = report.step_time_s;
+    try {
+      failures = sim::simulate_failures(*failure_spec, failure_job);
+    } catch (const ConfigError& e) {
+      throw ConfigError(*args.get("--failures") + ": " + e.what());
+    }
+    report.failures = sim::failure_report_to_json(*failures);
+  }
 
   // Every output into its temporary file, then all renamed together.
   set_interrupt_phase("writing the outputs");
@@ -163,7 +258,10 @@ int simulate_command(const std::vector<std::string>& argv) {
   }
   files.commit();
   progress.clear();
-  if (args.get("--json") != "-") std::cout << results::render_report(report);
+  if (args.get("--json") != "-") {
+    std::cout << results::render_report(report);
+    if (failures) std::cout << sim::render_failure_report(*failures);
+  }
   return kExitOk;
 }
 

@@ -80,6 +80,7 @@ json::Json report_to_json(const Report& r) {
                      {"fits", t.fits()}});
   }
   j["ranks"] = std::move(ranks);
+  if (!r.failures.is_null()) j["failures"] = r.failures;
   return j;
 }
 
@@ -170,6 +171,12 @@ Report report_from_json(const json::Json& j, const std::string& file) {
         if (rep.ranks.size() != static_cast<std::size_t>(rep.world_size)) {
           json::fail(r.field("ranks"), r.get_raw("ranks"),
                      "must hold world_size (" + std::to_string(rep.world_size) + ") rows");
+        }
+        if (r.has("failures")) {
+          rep.failures = r.get_raw("failures");
+          if (!rep.failures.is_object()) {
+            json::fail(r.field("failures"), rep.failures, "must be an object");
+          }
         }
         return rep;
       });

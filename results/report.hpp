@@ -9,6 +9,8 @@
 //    representative (docs/simulator.md "Scale") reports its representative's times.
 //  - Counts (`simulated_ranks`, `simgrid_activities`, ranks, stages, sizes) are JSON integers;
 //    times, rates, fractions and bytes are JSON numbers (floating point).
+//  - An optional "failures" object (docs/failures.md "report.json") follows "ranks" when
+//    `--failures` was given; reports without it are unchanged.
 //  - The reader is strict: another kind or schema version, a missing key, a wrong type or an
 //    unknown key is a ConfigError naming the file, the field and the value.
 #pragma once
@@ -87,6 +89,10 @@ struct Report {
   bool fits = true;                    // every rank's peak memory within its capacity
   SimulationRecord simulation;
   std::vector<RankTimes> ranks;  // one per rank, in rank order
+  // report.json's optional "failures" section: the goodput report of `strata simulate
+  // --failures` (sim/failures.hpp, docs/failures.md); null when absent. Kept as JSON here (the
+  // reader checks it is an object); sim::failure_report_to_json writes it.
+  json::Json failures;
   // Not in report.json (report_from_json leaves it empty): the traced ranks' tasks, when a
   // trace was asked for; results/trace.hpp writes them.
   std::vector<strategies::TaskSpan> spans;
