@@ -35,7 +35,8 @@ class Rng {
 
 double positive_or_zero(json::ObjectReader& r, const std::string& key, double fallback) {
   const double v = r.get_number_or(key, fallback);
-  if (!(v >= 0) || !std::isfinite(v)) json::fail(r.field(key), v, "must be a finite number >= 0");
+  if (!(v >= 0) || !std::isfinite(v))
+    json::fail(r.field(key), json::count(v), "must be a finite number >= 0");
   return v;
 }
 
@@ -59,6 +60,7 @@ FailureEvent parse_event(const json::Json& v, const std::string& path) {
   FailureEvent e;
   const double h = r.get_number("time_h");
   if (!(h >= 0) || !std::isfinite(h)) json::fail(r.field("time_h"), h, "must be >= 0");
+  e.time_h = h;
   e.time_s = h * 3600;
   int kinds = 0;
   for (const auto& [key, target] :
@@ -128,7 +130,7 @@ FailureSpec parse_failure_spec(const json::Json& j, const std::string& what) {
       const std::string path = r.field("events") + "[" + std::to_string(i) + "]";
       s.events.push_back(parse_event(list[i], path));
       if (s.span_s > 0 && s.events.back().time_s >= s.span_s) {
-        json::fail(path + ".time_h", s.events.back().time_s / 3600,
+        json::fail(path + ".time_h", json::count(s.events.back().time_h),
                    "must be before the end of the span (span.hours = " +
                        units::fixed(s.span_s / 3600, 3) + ")");
       }
@@ -419,7 +421,7 @@ void check_failures(const FailureSpec& spec, const FailureJob& job) {
     const double end = static_cast<double>(spec.span_steps) * job.step_time_s;
     if (spec.span_steps > 0 && job.step_time_s > 0 && e.time_s >= end) {
       json::fail(
-          "failures.events[" + std::to_string(i) + "].time_h", e.time_s / 3600,
+          "failures.events[" + std::to_string(i) + "].time_h", json::count(e.time_h),
           "must be before the end of the span (span.steps = " + std::to_string(spec.span_steps) +
               " steps of " + units::fixed(job.step_time_s, 3) +
               " s = " + units::fixed(end / 3600, 3) + " h)");

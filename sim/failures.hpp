@@ -34,6 +34,7 @@ enum class FailureReaction { kRestart, kShrink };
 // One explicit failure: `target` number `index` fails at simulated time `time_s`.
 struct FailureEvent {
   double time_s = 0;
+  double time_h = 0;  // as given (time_s = time_h x 3600)
   FailureTarget target = FailureTarget::kGpu;
   int index = 0;
 };
