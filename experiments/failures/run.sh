@@ -5,8 +5,9 @@
 #   bash experiments/failures/run.sh [path/to/strata]
 #
 # Writes specs/failures.json, results/results.csv, results/summary.txt, results/plot.png and
-# results/reports/gpusN.json (each run's report.json with its "failures" section). Two
-# simulations (one per GPU count), each followed by the failure simulation over every rate.
+# results/reports/gpusN.json (each run's report.json with its "failures" section, without
+# its per-rank rows). Two simulations (one per GPU count), each followed by the failure
+# simulation over every rate.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/../lib.sh" "$@"
