@@ -153,8 +153,14 @@ std::map<int, double> shrunk_step_times(const Inputs& in, const strategies::Plan
     Inputs smaller = in;
     smaller.strategy.dp = d;
     smaller.strategy.global_batch_size = in.strategy.global_batch_size / dp * d;
-    const strategies::Plan p = lower_inputs(smaller, plan.world_size / dp * d, &cost);
-    times[d] = step_time_in_child(p, cost, options);
+    try {
+      const strategies::Plan p = lower_inputs(smaller, plan.world_size / dp * d, &cost);
+      times[d] = step_time_in_child(p, cost, options);
+    } catch (const ConfigError& e) {
+      throw ConfigError("failures.reaction = \"shrink\": strategy '" + plan.strategy.name +
+                        "' with dp " + std::to_string(d) + " (global_batch_size " +
+                        std::to_string(smaller.strategy.global_batch_size) + "): " + e.what());
+    }
   }
   return times;
 }

@@ -92,6 +92,20 @@ TEST(ReportJson, OverridesInTheProvenanceRoundTripAndAreAbsentWhenNone) {
                       {"report.provenance.overrides = 4", "must be a string"});
 }
 
+// The failures section (docs/failures.md): absent unless given, read back as written, refused
+// when it is not an object.
+TEST(ReportJson, TheFailuresSectionRoundTripsAndIsAbsentWhenNone) {
+  Report r = sample_report();
+  EXPECT_FALSE(report_to_json(r).contains("failures"));
+  r.failures = {{"reaction", "restart"}, {"rows", json::Json::array()}};
+  const json::Json j = report_to_json(r);
+  EXPECT_EQ(report_from_json(j).failures, r.failures);
+  json::Json bad = j;
+  bad["failures"] = 3;
+  expect_config_error([&] { report_from_json(bad); },
+                      {"report.failures = 3", "must be an object"});
+}
+
 TEST(ReportJson, FinishTimesAndSpansAreNotInTheFile) {
   Report r = sample_report();
   r.ranks[1].finish_s = 0.12;
