@@ -1,4 +1,14 @@
 // The failure spec, the step-granular event simulation and its goodput report (failures.hpp).
+//
+// defines:
+//   Rng                    splitmix64: portable draws, so a seed gives the same failures anywhere
+//   parse_failure_spec()   the spec, strict (json::ObjectReader), errors "<field> = <v>: <rule>"
+//   failure_job()          GPUs' nodes and replicas, checkpoint bytes per node, from the Plan
+//   young/daly_interval_s  the two closed forms (docs/failures.md)
+//   simulate_trial()       one trial: steps, checkpoint writes, failures, restart or shrink
+//   check_failures()       what the spec cannot ask of this job (indices, span, min_dp)
+//   simulate_failures()    per rate: the sweep; per (rate, interval): the trials' spread
+//   failure_report_to_json(), render_failure_report()   report.json's section, the table
 #include "sim/failures.hpp"
 
 #include <algorithm>
@@ -15,6 +25,8 @@ namespace strata::sim {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// The longest span simulated, in steps per trial (each interval of the sweep runs every trial).
+constexpr double kMaxSpanSteps = 1e7;
 
 // splitmix64: a portable generator, so a seed gives the same failures on every platform.
 class Rng {
@@ -326,7 +338,12 @@ TrialResult simulate_trial(const FailureSpec& spec, const FailureJob& job, doubl
     out = 0;
   };
 
-  while (!done()) {
+  // A span in steps that failures keep from finishing (an MTBF far below the step) stops at
+  // 1000 times its failure-free time: the goodput is then what was done by then.
+  const double give_up_s =
+      by_time ? kInf
+              : 1000.0 * static_cast<double>(spec.span_steps) * (job.step_time_s + checkpoint_s);
+  while (!done() && t < give_up_s) {
     if (out > 0) {  // replaced replicas rejoin at this step boundary
       int back = 0;
       for (double& b : back_at) {
@@ -442,6 +459,16 @@ FailureReport simulate_failures(const FailureSpec& spec, const FailureJob& job) 
   check_failures(spec, job);
   const int gpus = static_cast<int>(job.node_of_gpu.size());
   STRATA_CHECK(job.step_time_s > 0 && gpus > 0, "simulate_failures: no step time or no GPUs");
+  if (spec.span_s > 0 && spec.span_s / job.step_time_s > kMaxSpanSteps) {
+    json::fail("failures.span.hours", json::count(spec.span_s / 3600),
+               "covers " + units::fixed(spec.span_s / job.step_time_s, 0) + " steps of " +
+                   units::fixed(job.step_time_s, 4) + " s; at most " +
+                   units::fixed(kMaxSpanSteps, 0) + " steps are simulated per trial");
+  }
+  if (static_cast<double>(spec.span_steps) > kMaxSpanSteps) {
+    json::fail("failures.span.steps", spec.span_steps,
+               "must be at most " + units::fixed(kMaxSpanSteps, 0) + " (steps per trial)");
+  }
   for (int d : shrink_dps(spec, job.dp)) {
     STRATA_CHECK(job.step_time_at_dp.count(d) == 1, "simulate_failures: no step time at a dp");
   }

@@ -204,6 +204,22 @@ TEST(Failures, BadSpecsNameTheFieldTheValueAndTheRule) {
   has(error_of(R"({"span": {"hours": 1}, "checkpoint": {"cost_s": -3}})"),
       "failures.checkpoint.cost_s = -3: must be a finite number >= 0");
   has(error_of(R"({"span": {"hours": 1}, "mtbf": 3})"), "mtbf");
+  has(error_of(R"({"span": {"hours": 100000}})"),
+      "failures.span.hours = 100000: covers 36000000 steps of 10.0000 s; at most 10000000");
+  has(error_of(R"({"span": {"steps": 20000000}})"), "failures.span.steps = 20000000: must be at");
+}
+
+TEST(Failures, ASpanInStepsThatFailuresKeepFromFinishingStops) {
+  // 8 GPUs at 1000 failures per GPU-hour: an MTBF of 0.45 s against a 10 s step, so no step
+  // ever finishes (exp(-22)); the trial stops at 1000 x 10 steps x 10 s.
+  const sim::FailureReport r = sim::simulate_failures(
+      spec(R"({"span": {"steps": 10}, "rate_per_gpu_hour": 1000, "detection_s": 0,
+               "restart_s": 0, "checkpoint": {"interval": 1, "cost_s": 0}, "trials": 1})"),
+      small_job());
+  EXPECT_GE(r.rows[0].wall_s.mean, 1000 * 10 * 10);
+  EXPECT_LT(r.rows[0].wall_s.mean, 1000 * 10 * 10 + 10);
+  EXPECT_EQ(r.rows[0].useful_steps.mean, 0);
+  EXPECT_EQ(r.rows[0].goodput.mean, 0);
 }
 
 }  // namespace
