@@ -173,10 +173,10 @@ int simulate_command(const std::vector<std::string>& argv) {
     std::cout << kSimulateHelp;
     return kExitOk;
   }
-  const Args args(
-      argv, spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies", "--straggler",
-                            "--profile", "--links", "--failures"}),
-      {}, {"--ignore-memory", "--exact", "--quiet"});
+  const Args args(argv,
+                  spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies",
+                                  "--straggler", "--profile", "--links", "--failures"}),
+                  {}, {"--ignore-memory", "--exact", "--quiet"});
   std::vector<NamedPath> inputs = spec_inputs(args);
   for (const NamedPath& p :
        flag_paths(args, {"--efficiencies", "--profile", "--links", "--failures"})) {
@@ -219,8 +219,8 @@ int simulate_command(const std::vector<std::string>& argv) {
   sim::FailureJob failure_job;
   if (const auto path = args.get("--failures")) {
     failure_spec = sim::load_failure_spec(*path);
-    failure_job = sim::failure_job(plan, in.cluster, plan.strategy.global_batch_size,
-                                   in.model.seq_length);
+    failure_job =
+        sim::failure_job(plan, in.cluster, plan.strategy.global_batch_size, in.model.seq_length);
     try {
       sim::check_failures(*failure_spec, failure_job);
     } catch (const ConfigError& e) {

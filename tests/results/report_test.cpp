@@ -102,8 +102,7 @@ TEST(ReportJson, TheFailuresSectionRoundTripsAndIsAbsentWhenNone) {
   EXPECT_EQ(report_from_json(j).failures, r.failures);
   json::Json bad = j;
   bad["failures"] = 3;
-  expect_config_error([&] { report_from_json(bad); },
-                      {"report.failures = 3", "must be an object"});
+  expect_config_error([&] { report_from_json(bad); }, {"report.failures = 3", "must be an object"});
 }
 
 TEST(ReportJson, FinishTimesAndSpansAreNotInTheFile) {
