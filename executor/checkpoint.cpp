@@ -197,18 +197,11 @@ void check_tensors(const CheckpointManifest& m, const std::vector<StateSlice>& m
 
 // Loads the rank's state from the manifest's slices: per tensor and state, the unsharded tensor
 // assembled from the slices that hold it, then the rank's own slices copied out of it.
+// `mine` are the rank's slices, `listed` the manifest's by tensor (check_tensors() passed).
 void load_resharded(const CheckpointManifest& m, const fs::path& ck, const std::string& what,
+                    const std::vector<StateSlice>& mine,
+                    const std::map<std::string, std::vector<const ListedSlice*>>& listed,
                     Interpreter& state) {
-  std::vector<std::string> unsliced;
-  const std::vector<StateSlice> mine = state_slices(state, &unsliced);
-  if (!unsliced.empty()) {
-    throw ConfigError(what + ": this run's state buffer " + unsliced.front() +
-                      " is in no bucket, so it cannot be loaded from another strategy's "
-                      "checkpoint");
-  }
-  std::map<std::string, std::vector<const ListedSlice*>> listed;  // by tensor
-  for (const ListedSlice& l : m.slices) listed[l.slice.tensor].push_back(&l);
-  check_tensors(m, mine, listed, what);
   std::map<int, std::string> files;  // rank files, read once each
   auto file = [&](int rank) -> const std::string& {
     auto it = files.find(rank);
@@ -237,6 +230,11 @@ void load_resharded(const CheckpointManifest& m, const fs::path& ck, const std::
     std::vector<bool> have(static_cast<std::size_t>(first.rows * first.cols), false);
     for (const ListedSlice* l : sources) {
       if (l->slice.state != from) continue;
+      if (l->slice.rows != first.rows || l->slice.cols != first.cols) {
+        throw ConfigError(what + ": tensor '" + first.tensor + "' is listed with shapes " +
+                          shape_text(l->slice) + " and " + shape_text(first) +
+                          " in the manifest");
+      }
       if (l->slice.dtype != first.dtype) {
         throw ConfigError(what + ": tensor '" + first.tensor + "' (" + from + ") is " +
                           strategies::dtype_name(l->slice.dtype) + " in the checkpoint, " +
@@ -414,12 +412,19 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
         ", so it cannot be resharded for this run's strategy '" + plan.strategy_name + "' on " +
         std::to_string(plan.world_size) + " ranks; resume with the strategy that wrote it");
   }
-  std::vector<std::string> unsliced;
+  std::vector<StateSlice> mine;
+  std::map<std::string, std::vector<const ListedSlice*>> listed;  // the manifest's, by tensor
   if (!same_layout) {
+    std::vector<std::string> unsliced;
+    mine = state_slices(state, &unsliced);
+    if (!unsliced.empty()) {
+      throw ConfigError(what + ": this run's state buffer " + unsliced.front() +
+                        " is in no bucket, so it cannot be loaded from another strategy's "
+                        "checkpoint");
+    }
     // A different model is named by its first tensor that differs, before the hash check.
-    std::map<std::string, std::vector<const ListedSlice*>> listed;
     for (const ListedSlice& l : m.slices) listed[l.slice.tensor].push_back(&l);
-    check_tensors(m, state_slices(state, &unsliced), listed, what);
+    check_tensors(m, mine, listed, what);
   }
   if (!same_model && !options.force) {
     throw ConfigError(what + ": written for model '" + m.model_name + "' (model_hash " +
@@ -435,7 +440,7 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
                       "seed, or --force-resume to continue with this one");
   }
   if (!same_layout) {
-    load_resharded(m, ck, what, state);
+    load_resharded(m, ck, what, mine, listed, state);
     comm.barrier();
     return m.step;
   }

@@ -127,6 +127,10 @@ ListedSlice slice_from_json(const json::Json& j, const std::string& at) {
   }
   s.rows = shape[0].get<std::int64_t>();
   s.cols = shape[1].get<std::int64_t>();
+  constexpr std::int64_t kMaxElements = std::int64_t{1} << 36;
+  if (s.rows > kMaxElements || s.cols > kMaxElements / s.rows) {
+    json::fail(r.field("shape"), json::show(shape), "must hold at most 2^36 elements");
+  }
   const std::string shard = r.get_string("shard");
   bool known = false;
   for (Shard k : {Shard::kReplicated, Shard::kRows, Shard::kCols, Shard::kBlockRows}) {
@@ -135,7 +139,7 @@ ListedSlice slice_from_json(const json::Json& j, const std::string& at) {
   if (!known) json::fail(r.field("shard"), shard, "is not a shard kind");
   const long long parts = r.get_int("parts"), index = r.get_int("index");
   const std::int64_t split = s.shard == Shard::kCols ? s.cols : s.rows;
-  if (parts < 1 || index < 0 || index >= parts || split % parts != 0) {
+  if (parts < 1 || parts > split || index < 0 || index >= parts || split % parts != 0) {
     json::fail(r.field("index"), index, "must be from 0 to parts - 1, parts dividing the rows");
   }
   s.parts = static_cast<int>(parts);
@@ -145,7 +149,8 @@ ListedSlice slice_from_json(const json::Json& j, const std::string& at) {
     std::int64_t sum = 0;
     for (std::size_t i = 0; blocks.is_array() && i < blocks.size() && i < 3; ++i) {
       s.row_blocks[i] = blocks[i].is_number_integer() ? blocks[i].get<std::int64_t>() : -1;
-      sum += s.row_blocks[i] % parts == 0 && s.row_blocks[i] >= 0 ? s.row_blocks[i] : -1;
+      const bool fits = s.row_blocks[i] >= 0 && s.row_blocks[i] <= s.rows;
+      sum += fits && s.row_blocks[i] % parts == 0 ? s.row_blocks[i] : s.rows + 1;
     }
     if (!blocks.is_array() || blocks.size() != 3 || sum != s.rows) {
       json::fail(r.field("row_blocks"), json::show(blocks),
@@ -155,7 +160,8 @@ ListedSlice slice_from_json(const json::Json& j, const std::string& at) {
   const std::int64_t shard_elements = s.rows * s.cols / s.parts;
   s.begin = r.get_int("begin");
   s.count = r.get_int("count");
-  if (s.begin < 0 || s.count < 1 || s.begin + s.count > shard_elements) {
+  if (s.begin < 0 || s.count < 1 || s.begin > shard_elements ||
+      s.count > shard_elements - s.begin) {
     json::fail(r.field("count"), s.count, "begin and count must lie within the shard");
   }
   const std::string dtype = r.get_string("dtype");
