@@ -590,6 +590,7 @@ struct Reshard {
   int from_ranks;
   const char* to;
   int to_ranks;
+  const char* model = "";  // --set overrides of gpt-tiny (experts)
 };
 void PrintTo(const Reshard& c, std::ostream* os) {
   *os << c.from << " (" << c.from_ranks << " ranks) -> " << c.to << " (" << c.to_ranks
@@ -610,7 +611,8 @@ class ReshardedResume : public ExecutorMpi, public ::testing::WithParamInterface
 
 TEST_P(ReshardedResume, ContinuesWithTheLossesOfTheUninterruptedRun) {
   const Reshard c = GetParam();
-  const std::string ck = (dir_ / "ck").string(), model = "--model gpt-tiny --strategy ";
+  const std::string ck = (dir_ / "ck").string();
+  const std::string model = "--model gpt-tiny " + std::string(c.model) + " --strategy ";
   const Result full = run(c.to_ranks, model + strategy(c.to) + " --steps 6");
   ASSERT_EQ(full.exit_code, 0) << full.err;
   const Result first = run(c.from_ranks, model + strategy(c.from) + " --steps 3 --save " + ck);
@@ -637,7 +639,12 @@ INSTANTIATE_TEST_SUITE_P(
                       Reshard{"tiny-zero1", 2, "tiny-1rank", 1},
                       Reshard{"tiny-zero3", 2, "tiny-dp2-tp2", 4},
                       Reshard{"tiny-1rank", 1, "tiny-pp2-1f1b", 2},
-                      Reshard{"tiny-tp2-pp2", 4, "tiny-dp2-pp2-zero1", 4}));
+                      Reshard{"tiny-tp2-pp2", 4, "tiny-dp2-pp2-zero1", 4},
+                      // Mixture of experts: each expert by its global index, ep 4 -> ep 2.
+                      Reshard{"tiny-dp2 --set strategy.dp=4 --set strategy.ep=4", 4,
+                              "tiny-dp2 --set strategy.ep=2", 2,
+                              "--set model.num_experts=4 --set model.num_experts_per_tok=2 "
+                              "--set model.moe_intermediate_size=32"}));
 
 // Save under A, load under B and save (a run resumed at its --steps writes the loaded state),
 // load that under A and save: every rank file is A's original, byte for byte.
