@@ -47,11 +47,13 @@ Options:
   --keep-last N      keep only the N newest checkpoints in DIR (with --save; default: all)
   --save-on-nan      when a step's loss is NaN or infinite, write the state after that step to
                      DIR/step-NNNNNN-nonfinite for inspection (with --save; never resumed from)
-  --resume DIR       continue from DIR's latest checkpoint (written by the same model, strategy
-                     and seed); --steps counts from the start, so a run resumed at step 5
-                     with --steps 10 runs steps 6-10 with the uninterrupted run's losses
-  --force-resume     resume even with another --seed, or specs whose hashes differ, as long
-                     as every rank's state buffers are the same (with --resume)
+  --resume DIR       continue from DIR's latest checkpoint (written for the same model and
+                     seed; under another strategy or world size its tensors are resharded);
+                     --steps counts from the start, so a run resumed at step 5 with --steps 10
+                     runs steps 6-10 with the uninterrupted run's losses. Resumed at --steps
+                     with --save, it writes the loaded state (a checkpoint converted)
+  --force-resume     resume even with another --seed, or a model spec whose hash differs, as
+                     long as every tensor has the same shape (with --resume)
   --device D         where the tensors live and the ops run: cpu (default; Eigen kernels) or
                      cuda (CUDA kernels and cuBLAS, fp32; every rank on GPU local-rank mod the
                      GPUs it sees; cuda:N puts every rank on GPU N). Collectives and transfers
@@ -139,6 +141,20 @@ int run_command(const std::vector<std::string>& argv_in) {
     resume(t, args, *comm);
   } catch (const std::exception& e) {
     fail(e);
+  }
+  // Resumed at --steps with --save: no step to run, the loaded state is written to --save (under
+  // another strategy, a checkpoint resharded for it).
+  if (t.first_step == t.steps && args.has("--save")) {
+    try {
+      const std::string to = exec::save_checkpoint(*args.get("--save"), t.steps, *t.plan, *comm,
+                                                   t.executor->interpreter(), save_options(t));
+      if (lead) {
+        std::printf("no step to run: wrote the state of step %d to %s\n", t.steps, to.c_str());
+      }
+      return kExitOk;
+    } catch (const std::exception& e) {
+      fail(e);
+    }
   }
   if (t.first_step >= t.steps) {
     if (lead) {

@@ -295,6 +295,13 @@ std::string latest_text(const Training& t, const Args& args) {
 
 }  // namespace
 
+exec::SaveOptions save_options(const Training& t) {
+  exec::SaveOptions save;
+  save.seed = t.options.seed;
+  save.keep_last = t.keep_last;
+  return save;
+}
+
 TrainingResult train(Training& t, const Args& args, exec::Comm& comm) {
   const double tokens =
       static_cast<double>(t.plan->strategy.global_batch_size) * t.plan->model.seq_length;
@@ -308,9 +315,7 @@ TrainingResult train(Training& t, const Args& args, exec::Comm& comm) {
   if (const char* k = std::getenv("STRATA_TEST_STOP")) {
     if (std::sscanf(k, "%d:%d", &stop_rank, &stop_step) != 2) stop_rank = -1;
   }
-  exec::SaveOptions save;
-  save.seed = t.options.seed;
-  save.keep_last = t.keep_last;
+  exec::SaveOptions save = save_options(t);
   TrainingResult out;
   for (int k = t.first_step; k < t.steps; ++k) {
     set_interrupt_step(k + 1, t.steps, latest_text(t, args));

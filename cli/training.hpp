@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/args.hpp"
+#include "executor/checkpoint.hpp"
 #include "executor/comm.hpp"
 #include "executor/data.hpp"
 #include "executor/executor.hpp"
@@ -51,6 +52,8 @@ Training prepare_training(const Args& args, exec::Comm& comm);
 // --resume DIR: loads the latest checkpoint.
 void resume(Training& t, const Args& args, exec::Comm& comm);
 void print_banner(const Training& t, const exec::Comm& comm);
+// The checkpoint options of --seed and --keep-last.
+exec::SaveOptions save_options(const Training& t);
 // "cpu", or "cuda:N (the GPU's name)": where a run's tensors live (run.json's "device").
 std::string device_name(const exec::RunOptions& options);
 // The steps, printing each on rank 0, with checkpoints (--save, --save-every, --keep-last), the

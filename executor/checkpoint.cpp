@@ -12,10 +12,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 
 #include "common/error.hpp"
 #include "common/json.hpp"
 #include "executor/checkpoint_manifest.hpp"
+#include "executor/checkpoint_slices.hpp"
 #include "strategies/program_json.hpp"
 #include "strategies/program.hpp"
 
@@ -119,6 +121,164 @@ void remove_older(const fs::path& root, int step, int keep) {
   }
 }
 
+// Rank 0: the manifest's "slices", every rank's (from the files beside the rank files, which
+// it removes) with each replicated slice listed once, from its lowest rank; or, when some state
+// buffer is in no bucket, "unsliced" naming those (such a checkpoint is not resharded).
+void add_slices(json::Json& manifest, const fs::path& tmp, int world) {
+  json::Json slices = json::Json::array(), unsliced = json::Json::array();
+  std::map<std::string, std::vector<StateSlice>> kept;  // by tensor and state
+  for (int r = 0; r < world; ++r) {
+    const fs::path side = tmp / (rank_file(r) + ".slices");
+    const json::Json j = json::parse(read_text(side), side.string());
+    for (const json::Json& e : j.at("slices")) {
+      const StateSlice s = slice_from_json(e, side.string()).slice;
+      std::vector<StateSlice>& same = kept[s.tensor + " " + s.state];
+      if (std::any_of(same.begin(), same.end(),
+                      [&](const StateSlice& k) { return k.same_elements(s); })) {
+        continue;
+      }
+      same.push_back(s);
+      slices.push_back(e);
+    }
+    for (const json::Json& n : j.at("unsliced")) unsliced.push_back(n);
+    std::error_code ec;
+    fs::remove(side, ec);
+  }
+  if (unsliced.empty()) {
+    manifest["slices"] = std::move(slices);
+  } else {
+    manifest["unsliced"] = std::move(unsliced);
+  }
+}
+
+// A checkpoint's rank file read whole and checked against its manifest's size and checksum.
+std::string read_rank_file(const CheckpointManifest& m, const fs::path& ck, int rank,
+                           const std::string& what) {
+  const std::string file = rank_file(rank);
+  std::string bytes = read_text(ck / file);
+  // Schema 1 checkpoints (before checksums) have no "files".
+  if (!m.files.empty()) {
+    const CheckpointFile& entry = m.files.at(static_cast<std::size_t>(rank));
+    const std::string& expected = entry.fnv1a64;
+    const std::string actual = hex64(fnv1a64(bytes.data(), bytes.size()));
+    if (entry.name != file || actual != expected) {
+      throw ConfigError(what + ": " + (ck / file).string() + " is corrupt: its FNV-1a 64 checksum "
+                        "is " + actual + ", the manifest's is " + expected +
+                        "; resume from an earlier checkpoint");
+    }
+  }
+  return bytes;
+}
+
+std::string shape_text(const StateSlice& s) {
+  return "[" + std::to_string(s.rows) + ", " + std::to_string(s.cols) + "]";
+}
+
+// Every tensor this rank holds is in the checkpoint with its shape (else a ConfigError naming
+// the tensor and both shapes).
+void check_tensors(const CheckpointManifest& m, const std::vector<StateSlice>& mine,
+                   const std::map<std::string, std::vector<const ListedSlice*>>& listed,
+                   const std::string& what) {
+  for (const StateSlice& s : mine) {
+    const auto it = listed.find(s.tensor);
+    if (it == listed.end()) {
+      throw ConfigError(what + ": tensor '" + s.tensor + "' " + shape_text(s) +
+                        " of this run is not in the checkpoint (written for model '" +
+                        m.model_name + "'); resume a checkpoint of this model");
+    }
+    const StateSlice& c = it->second.front()->slice;
+    if (c.rows != s.rows || c.cols != s.cols) {
+      throw ConfigError(what + ": tensor '" + s.tensor + "' has shape " + shape_text(c) +
+                        " in the checkpoint (model '" + m.model_name + "'), " + shape_text(s) +
+                        " in this run; resume a checkpoint of this model");
+    }
+  }
+}
+
+// Loads the rank's state from the manifest's slices: per tensor and state, the unsharded tensor
+// assembled from the slices that hold it, then the rank's own slices copied out of it.
+// `mine` are the rank's slices, `listed` the manifest's by tensor (check_tensors() passed).
+void load_resharded(const CheckpointManifest& m, const fs::path& ck, const std::string& what,
+                    const std::vector<StateSlice>& mine,
+                    const std::map<std::string, std::vector<const ListedSlice*>>& listed,
+                    Interpreter& state) {
+  std::map<int, std::string> files;  // rank files, read once each
+  auto file = [&](int rank) -> const std::string& {
+    auto it = files.find(rank);
+    if (it == files.end()) it = files.emplace(rank, read_rank_file(m, ck, rank, what)).first;
+    return it->second;
+  };
+  std::map<std::string, std::vector<const StateSlice*>> groups;  // by tensor and state
+  for (const StateSlice& s : mine) groups[s.tensor + " " + s.state].push_back(&s);
+  std::map<std::int32_t, std::string> host;  // the rank's state buffers as they are written
+  for (const auto& [key, group] : groups) {
+    const StateSlice& first = *group.front();
+    const std::vector<const ListedSlice*>& sources = listed.at(first.tensor);
+    auto holds = [&](const std::string& st) {
+      return std::any_of(sources.begin(), sources.end(),
+                         [&](const ListedSlice* l) { return l->slice.state == st; });
+    };
+    // Master weights a checkpoint without them (fp32 without ZeRO) has as its parameters.
+    std::string from = first.state;
+    if (!holds(from) && from == "master") from = "param";
+    if (!holds(from)) {
+      throw ConfigError(what + ": tensor '" + first.tensor + "' has no " + first.state +
+                        " state in the checkpoint");
+    }
+    const auto esize = static_cast<std::size_t>(strategies::dtype_bytes(first.dtype));
+    std::string whole(static_cast<std::size_t>(first.rows * first.cols) * esize, '\0');
+    std::vector<bool> have(static_cast<std::size_t>(first.rows * first.cols), false);
+    for (const ListedSlice* l : sources) {
+      if (l->slice.state != from) continue;
+      if (l->slice.rows != first.rows || l->slice.cols != first.cols) {
+        throw ConfigError(what + ": tensor '" + first.tensor + "' is listed with shapes " +
+                          shape_text(l->slice) + " and " + shape_text(first) +
+                          " in the manifest");
+      }
+      if (l->slice.dtype != first.dtype) {
+        throw ConfigError(what + ": tensor '" + first.tensor + "' (" + from + ") is " +
+                          strategies::dtype_name(l->slice.dtype) + " in the checkpoint, " +
+                          strategies::dtype_name(first.dtype) + " in this run");
+      }
+      const std::string& bytes = file(l->file);
+      const auto at = static_cast<std::size_t>(l->offset_bytes);
+      if (at + static_cast<std::size_t>(l->slice.count) * esize > bytes.size()) {
+        throw ConfigError(what + ": a slice of tensor '" + first.tensor + "' lies beyond the end "
+                          "of " + (ck / rank_file(l->file)).string());
+      }
+      const std::vector<std::int64_t> idx = l->slice.indices();
+      for (std::size_t k = 0; k < idx.size(); ++k) {
+        const auto g = static_cast<std::size_t>(idx[k]);
+        std::memcpy(whole.data() + g * esize, bytes.data() + at + k * esize, esize);
+        have[g] = true;
+      }
+    }
+    for (const StateSlice* s : group) {
+      std::string& buf = host[s->buffer];
+      if (buf.empty()) {
+        buf.resize(static_cast<std::size_t>(state.program().buffers[s->buffer].bytes()));
+        kernels::copy_to_host(state.stream(), buf.data(), state.view(s->buffer).data,
+                              buf.size())
+            .synchronize();
+      }
+      const std::vector<std::int64_t> idx = s->indices();
+      for (std::size_t k = 0; k < idx.size(); ++k) {
+        const auto g = static_cast<std::size_t>(idx[k]);
+        if (!have[g]) {
+          throw ConfigError(what + ": element " + std::to_string(g) + " of tensor '" +
+                            first.tensor + "' (" + from + ") is in none of its rank files");
+        }
+        std::memcpy(buf.data() + (static_cast<std::size_t>(s->buffer_offset) + k) * esize,
+                    whole.data() + g * esize, esize);
+      }
+    }
+  }
+  for (const auto& [id, bytes] : host) {
+    kernels::copy_from_host(state.stream(), state.view(id).data, bytes.data(), bytes.size())
+        .synchronize();
+  }
+}
+
 }  // namespace
 
 std::uint64_t fnv1a64(const void* data, std::size_t bytes) {
@@ -148,14 +308,29 @@ std::string save_checkpoint(const std::string& dir, int step, const strategies::
   comm.barrier();
 
   std::string blob;
+  std::map<std::int32_t, std::int64_t> buffer_at;  // each state buffer's first byte in the file
   for (std::int32_t id : state_buffers(state.program())) {
     const TensorView v = state.view(id);
     const auto n = static_cast<std::size_t>(state.program().buffers[id].bytes());
     const std::size_t at = blob.size();
+    buffer_at[id] = static_cast<std::int64_t>(at);
     blob.resize(at + n);
     kernels::copy_to_host(state.stream(), blob.data() + at, v.data, n).synchronize();
   }
   write_synced(tmp / rank_file(comm.rank()), blob.data(), blob.size());
+  // The file's slices of the global tensors (for a resume under another strategy) travel to
+  // rank 0's manifest through a file beside the rank's, as its checksum does.
+  {
+    std::vector<std::string> unsliced;
+    json::Json list = json::Json::array();
+    for (const StateSlice& sl : state_slices(state, &unsliced)) {
+      list.push_back(slice_to_json(sl, comm.rank(),
+                                   buffer_at.at(sl.buffer) +
+                                       sl.buffer_offset * strategies::dtype_bytes(sl.dtype)));
+    }
+    const std::string text = json::Json{{"slices", list}, {"unsliced", unsliced}}.dump();
+    write_synced(tmp / (rank_file(comm.rank()) + ".slices"), text.data(), text.size());
+  }
   // The checksum travels to rank 0's manifest through a small file beside the rank's.
   const std::string sum = hex64(fnv1a64(blob.data(), blob.size()));
   write_synced(tmp / (rank_file(comm.rank()) + ".fnv1a64"), sum.data(), sum.size());
@@ -178,7 +353,7 @@ std::string save_checkpoint(const std::string& dir, int step, const strategies::
                        {"fnv1a64", read_text(side)}});
       fs::remove(side, ec);
     }
-    const json::Json manifest = {{"schema_version", 2},
+    json::Json manifest = {{"schema_version", 3},
                                  {"kind", "strata.checkpoint"},
                                  {"step", step},
                                  {"model", plan.model_name},
@@ -188,6 +363,7 @@ std::string save_checkpoint(const std::string& dir, int step, const strategies::
                                  {"provenance", strategies::provenance_to_json(plan.provenance)},
                                  {"ranks", ranks},
                                  {"files", files}};
+    add_slices(manifest, tmp, comm.size());
     const std::string text = manifest.dump(2) + "\n";
     write_synced(tmp / "manifest.json", text.data(), text.size());
     sync_dir(tmp);
@@ -218,33 +394,43 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
       parse_checkpoint_manifest(read_text(ck / "manifest.json"), (ck / "manifest.json").string());
   const std::string what = "--resume = " + dir + " (" + name + ")";
   const json::Json prov = strategies::provenance_to_json(plan.provenance);
-  if (m.world_size != plan.world_size) {
-    throw ConfigError(what + ": written by " + std::to_string(m.world_size) +
-                      " ranks, this run has " + std::to_string(plan.world_size) +
-                      "; resume with the strategy that wrote it");
+  const bool same_model = json::Json(m.model_hash) == prov["model_hash"];
+  // The same strategy with the same state buffers on every rank loads file for file; anything
+  // else (another dp, tp, pp, ZeRO stage or world size) is resharded from the slices.
+  bool same_layout = m.world_size == plan.world_size &&
+                     json::Json(m.strategy_hash) == prov["strategy_hash"];
+  for (int r = 0; same_layout && r < plan.world_size; ++r) {
+    same_layout = m.ranks.at(static_cast<std::size_t>(r)) == rank_manifest(plan.program_of(r));
   }
-  bool specs_differ = false;
-  for (const char* key : {"model_hash", "strategy_hash"}) {
-    const std::string& written = std::string(key) == "model_hash" ? m.model_hash : m.strategy_hash;
-    if (json::Json(written) == prov[key]) continue;
-    specs_differ = true;
-    if (!options.force) {
-      throw ConfigError(what + ": written for model '" + m.model_name + "' and strategy '" +
-                        m.strategy_name + "' (" + key + " " + written + "), this run's " + key +
-                        " is " + prov[key].get<std::string>() +
-                        "; resuming under another strategy is not supported yet (--force-resume "
-                        "loads it anyway when every rank's state has the same layout)");
-    }
+  if (!same_layout && !m.has_slices) {
+    throw ConfigError(
+        what + ": written for strategy '" + m.strategy_name + "' on " +
+        std::to_string(m.world_size) + " ranks " +
+        (m.unsliced.empty() ? "before checkpoints listed their tensor slices (schema " +
+                                  std::to_string(m.schema_version) + ")"
+                            : "with state buffers in no bucket (" + m.unsliced.front() + ")") +
+        ", so it cannot be resharded for this run's strategy '" + plan.strategy_name + "' on " +
+        std::to_string(plan.world_size) + " ranks; resume with the strategy that wrote it");
   }
-  // Forced: the state must still fit buffer for buffer.
-  if (specs_differ) {
-    for (int r = 0; r < plan.world_size; ++r) {
-      if (m.ranks.at(static_cast<std::size_t>(r)) != rank_manifest(plan.program_of(r))) {
-        throw ConfigError(what + ": rank " + std::to_string(r) +
-                          "'s state buffers (names and sizes) differ from this run's, so it "
-                          "cannot be loaded even with --force-resume");
-      }
+  std::vector<StateSlice> mine;
+  std::map<std::string, std::vector<const ListedSlice*>> listed;  // the manifest's, by tensor
+  if (!same_layout) {
+    std::vector<std::string> unsliced;
+    mine = state_slices(state, &unsliced);
+    if (!unsliced.empty()) {
+      throw ConfigError(what + ": this run's state buffer " + unsliced.front() +
+                        " is in no bucket, so it cannot be loaded from another strategy's "
+                        "checkpoint");
     }
+    // A different model is named by its first tensor that differs, before the hash check.
+    for (const ListedSlice& l : m.slices) listed[l.slice.tensor].push_back(&l);
+    check_tensors(m, mine, listed, what);
+  }
+  if (!same_model && !options.force) {
+    throw ConfigError(what + ": written for model '" + m.model_name + "' (model_hash " +
+                      m.model_hash + "), this run's model_hash is " +
+                      prov["model_hash"].get<std::string>() +
+                      " (--force-resume loads it anyway when every tensor has the same shape)");
   }
   if (m.seed && *m.seed != options.seed && !options.force) {
     throw ConfigError(what + ": written by a run with --seed " +
@@ -253,25 +439,19 @@ int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, 
                       " (the data order would differ from the run it continues); use the same "
                       "seed, or --force-resume to continue with this one");
   }
+  if (!same_layout) {
+    load_resharded(m, ck, what, mine, listed, state);
+    comm.barrier();
+    return m.step;
+  }
   const std::string file = rank_file(comm.rank());
-  const std::string bytes = read_text(ck / file);
+  const std::string bytes = read_rank_file(m, ck, comm.rank(), what);
   const std::vector<std::int32_t> ids = state_buffers(state.program());
   std::size_t want = 0;
   for (std::int32_t id : ids) want += static_cast<std::size_t>(state.program().buffers[id].bytes());
   if (bytes.size() != want) {
     throw ConfigError(what + ": " + file + " has " + std::to_string(bytes.size()) +
                       " bytes, expected " + std::to_string(want));
-  }
-  // Schema 1 checkpoints (before checksums) have no "files".
-  if (!m.files.empty()) {
-    const CheckpointFile& entry = m.files.at(static_cast<std::size_t>(comm.rank()));
-    const std::string& expected = entry.fnv1a64;
-    const std::string actual = hex64(fnv1a64(bytes.data(), bytes.size()));
-    if (entry.name != file || actual != expected) {
-      throw ConfigError(what + ": " + (ck / file).string() + " is corrupt: its FNV-1a 64 checksum "
-                        "is " + actual + ", the manifest's is " + expected +
-                        "; resume from an earlier checkpoint");
-    }
   }
   const char* at = bytes.data();
   for (std::int32_t id : ids) {

@@ -5,15 +5,21 @@
 // Layout of a checkpoint directory DIR:
 //   DIR/latest                  the name of the newest complete checkpoint ("step-000010")
 //   DIR/step-000010/manifest.json  step, model/strategy names and hashes, seed, world size, per
-//                                  rank its state buffers (name, bytes) in file order, and per
-//                                  rank file its size and FNV-1a 64 checksum ("files")
+//                                  rank its state buffers (name, bytes) in file order, per
+//                                  rank file its size and FNV-1a 64 checksum ("files"), and
+//                                  (schema 3) where the files hold which elements of which
+//                                  global tensor ("slices", checkpoint_slices.hpp; each
+//                                  replicated slice once)
 //   DIR/step-000010/rank-00003.bin  rank 3's state: the persistent parameter and optimizer
 //                                  buffers of its program (each bucket's parameters or ZeRO
 //                                  part, fp32 master weights, Adam moments), in table order
 // A checkpoint is written into step-NNNNNN.tmp/ and renamed when every rank has written and
 // synced its file; `latest` is replaced by rename after that. Readers ignore *.tmp.
 // A loaded rank file must have its manifest's size and checksum (a flipped byte is an error
-// naming the file). Collective over the world: every rank calls save()/load() together.
+// naming the file). The same strategy with the same state buffers loads file for file; another
+// strategy (dp, tp, pp, ZeRO stage, world size) is resharded: each rank assembles each tensor
+// it holds from the slices and copies out its elements. Collective over the world: every rank
+// calls save()/load() together.
 #pragma once
 
 #include <cstddef>
@@ -50,15 +56,16 @@ std::string save_checkpoint(const std::string& dir, int step, const strategies::
 
 struct LoadOptions {
   std::uint64_t seed = 0;  // the resuming run's seed
-  // Resume a checkpoint written with another seed, or for a model or strategy whose specs
-  // differ (their hashes), as long as every rank's state buffers are the same (names, sizes).
+  // Resume a checkpoint written with another seed, or for a model whose spec differs (its
+  // hash), as long as every tensor has the same shape.
   bool force = false;
 };
 
-// Loads DIR's latest checkpoint into `params` and returns its step. ConfigError naming the
-// checkpoint and the mismatch if it was written for another model, strategy, seed (unless
-// forced) or world size, if it is missing or truncated, or if a rank file's checksum differs
-// from its manifest's (naming the file).
+// Loads DIR's latest checkpoint into `state` and returns its step. ConfigError naming the
+// checkpoint and the mismatch if it was written for another model (a tensor missing or of
+// another shape: named with both shapes, forced or not) or seed (unless forced), if it cannot
+// be resharded (before schema 3), if it is missing or truncated, or if a rank file's checksum
+// differs from its manifest's (naming the file).
 int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, Comm& comm,
                     Interpreter& state, const LoadOptions& options = {});
 

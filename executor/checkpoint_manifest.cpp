@@ -31,7 +31,9 @@ CheckpointManifest parse_checkpoint_manifest(const std::string& text, const std:
     m.model_hash = prov.get_string("model_hash");
     m.strategy_hash = prov.get_string("strategy_hash");
     const long long schema = r.get_int_or("schema_version", 1);
-    if (schema < 1 || schema > 2) json::fail(r.field("schema_version"), schema, "must be 1 or 2");
+    if (schema < 1 || schema > 3) {
+      json::fail(r.field("schema_version"), schema, "must be from 1 to 3");
+    }
     m.schema_version = static_cast<int>(schema);
     const json::Json& ranks = r.get_raw("ranks");
     if (!ranks.is_array() || static_cast<long long>(ranks.size()) != world) {
@@ -60,6 +62,26 @@ CheckpointManifest parse_checkpoint_manifest(const std::string& text, const std:
           json::fail(f.field("fnv1a64"), entry.fnv1a64, "must be 16 lowercase hex digits");
         }
         m.files.push_back(std::move(entry));
+      }
+    }
+    if (r.has("slices")) {
+      const json::Json& slices = r.get_raw("slices");
+      if (!slices.is_array()) json::fail(r.field("slices"), json::show(slices), "must be a list");
+      for (std::size_t i = 0; i < slices.size(); ++i) {
+        ListedSlice s =
+            slice_from_json(slices[i], r.field("slices") + "[" + std::to_string(i) + "]");
+        if (s.file >= world) {
+          json::fail(r.field("slices") + "[" + std::to_string(i) + "].file", s.file,
+                     "must be a rank below world_size");
+        }
+        m.slices.push_back(std::move(s));
+      }
+      m.has_slices = true;
+    }
+    if (r.has("unsliced")) {
+      const json::Json& names = r.get_raw("unsliced");
+      for (std::size_t i = 0; names.is_array() && i < names.size(); ++i) {
+        if (names[i].is_string()) m.unsliced.push_back(names[i].get<std::string>());
       }
     }
     return m;

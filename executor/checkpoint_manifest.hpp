@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/json.hpp"
+#include "executor/checkpoint_slices.hpp"
 
 namespace strata::exec {
 
@@ -26,6 +27,12 @@ struct CheckpointManifest {
   std::optional<std::uint64_t> seed;      // the run's --seed (schema 2)
   std::vector<CheckpointFile> files;      // per rank (schema 2; empty before checksums)
   json::Json ranks;                       // per rank, its state buffers as written
+  // Schema 3: every tensor slice the rank files hold, each replicated slice once, so that
+  // another strategy can load it (checkpoint_slices.hpp). `has_slices` is false before schema 3
+  // and when some state buffer is in no bucket (`unsliced` names them).
+  bool has_slices = false;
+  std::vector<ListedSlice> slices;
+  std::vector<std::string> unsliced;
 };
 
 // Parses the text of `file` (its path, for messages). Keys it does not read are allowed, so

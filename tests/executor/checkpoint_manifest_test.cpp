@@ -72,5 +72,39 @@ TEST(CheckpointManifest, CorruptManifestNamesFileAndField) {
       std::string::npos);
 }
 
+// Schema 3 lists the tensor slices of the rank files: read back with their shard, and a bad one
+// names its field.
+TEST(CheckpointManifest, ReadsTheTensorSlices) {
+  const std::string slice = R"({"tensor": "layers.0.fc1.w", "state": "adam_m", "shape": [256, 64],
+      "shard": "rows", "parts": 2, "index": 1, "begin": 64, "count": 128, "dtype": "fp32",
+      "file": 1, "offset_bytes": 4096})";
+  const CheckpointManifest m =
+      parse_checkpoint_manifest(with("slices", "[" + slice + "]"), "m.json");
+  ASSERT_TRUE(m.has_slices);
+  ASSERT_EQ(m.slices.size(), 1u);
+  const StateSlice& s = m.slices[0].slice;
+  EXPECT_EQ(s.tensor, "layers.0.fc1.w");
+  EXPECT_EQ(s.state, "adam_m");
+  EXPECT_EQ(s.shard, strategies::Shard::kRows);
+  EXPECT_EQ(m.slices[0].file, 1);
+  EXPECT_EQ(m.slices[0].offset_bytes, 4096);
+  // Rows 128-255 are shard 1; elements 64-191 of it start at row 129 (64 columns).
+  const std::vector<std::int64_t> idx = s.indices();
+  ASSERT_EQ(idx.size(), 128u);
+  EXPECT_EQ(idx.front(), 129 * 64);
+  EXPECT_EQ(idx.back(), 131 * 64 - 1);
+  EXPECT_FALSE(parse_checkpoint_manifest(kManifest, "m.json").has_slices);
+
+  const std::string file = "ck/step-000004/manifest.json: ";
+  json::Json bad = json::parse(slice, "s");
+  bad["count"] = 100000;
+  EXPECT_EQ(error_of(with("slices", "[" + bad.dump() + "]")),
+            file + "manifest.slices[0].count = 100000: begin and count must lie within the shard");
+  bad = json::parse(slice, "s");
+  bad["file"] = 2;
+  EXPECT_EQ(error_of(with("slices", "[" + bad.dump() + "]")),
+            file + "manifest.slices[0].file = 2: must be a rank below world_size");
+}
+
 }  // namespace
 }  // namespace strata::exec
