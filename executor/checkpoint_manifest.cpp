@@ -90,4 +90,91 @@ CheckpointManifest parse_checkpoint_manifest(const std::string& text, const std:
   }
 }
 
+// The manifest's slice entries (checkpoint_slices.hpp); here, beside the reader, so the manifest
+// parses without the executor (tests/fuzz).
+json::Json slice_to_json(const StateSlice& s, int file, std::int64_t offset_bytes) {
+  json::Json j = {{"tensor", s.tensor},
+                  {"state", s.state},
+                  {"shape", {s.rows, s.cols}},
+                  {"shard", strategies::shard_name(s.shard)},
+                  {"parts", s.parts},
+                  {"index", s.index},
+                  {"begin", s.begin},
+                  {"count", s.count},
+                  {"dtype", strategies::dtype_name(s.dtype)},
+                  {"file", file},
+                  {"offset_bytes", offset_bytes}};
+  if (s.shard == strategies::Shard::kBlockRows) {
+    j["row_blocks"] = {s.row_blocks[0], s.row_blocks[1], s.row_blocks[2]};
+  }
+  return j;
+}
+
+ListedSlice slice_from_json(const json::Json& j, const std::string& at) {
+  if (!j.is_object()) json::fail(at, json::show(j), "must be an object");
+  json::ObjectReader r(j, at);
+  ListedSlice out;
+  StateSlice& s = out.slice;
+  s.tensor = r.get_string("tensor");
+  s.state = r.get_string("state");
+  const json::Json& shape = r.get_raw("shape");
+  if (!shape.is_array() || shape.size() != 2 || !shape[0].is_number_integer() ||
+      !shape[1].is_number_integer() || shape[0].get<long long>() < 1 ||
+      shape[1].get<long long>() < 1) {
+    json::fail(r.field("shape"), json::show(shape), "must be [rows, cols], each >= 1");
+  }
+  s.rows = shape[0].get<std::int64_t>();
+  s.cols = shape[1].get<std::int64_t>();
+  constexpr std::int64_t kMaxElements = std::int64_t{1} << 36;
+  if (s.rows > kMaxElements || s.cols > kMaxElements / s.rows) {
+    json::fail(r.field("shape"), json::show(shape), "must hold at most 2^36 elements");
+  }
+  const std::string shard = r.get_string("shard");
+  bool known = false;
+  for (strategies::Shard k : {strategies::Shard::kReplicated, strategies::Shard::kRows, strategies::Shard::kCols, strategies::Shard::kBlockRows}) {
+    if (shard == strategies::shard_name(k)) s.shard = k, known = true;
+  }
+  if (!known) json::fail(r.field("shard"), shard, "is not a shard kind");
+  const long long parts = r.get_int("parts"), index = r.get_int("index");
+  const std::int64_t split = s.shard == strategies::Shard::kCols ? s.cols : s.rows;
+  if (parts < 1 || parts > split || index < 0 || index >= parts || split % parts != 0) {
+    json::fail(r.field("index"), index, "must be from 0 to parts - 1, parts dividing the rows");
+  }
+  s.parts = static_cast<int>(parts);
+  s.index = static_cast<int>(index);
+  if (s.shard == strategies::Shard::kBlockRows) {
+    const json::Json& blocks = r.get_raw("row_blocks");
+    std::int64_t sum = 0;
+    for (std::size_t i = 0; blocks.is_array() && i < blocks.size() && i < 3; ++i) {
+      s.row_blocks[i] = blocks[i].is_number_integer() ? blocks[i].get<std::int64_t>() : -1;
+      const bool fits = s.row_blocks[i] >= 0 && s.row_blocks[i] <= s.rows;
+      sum += fits && s.row_blocks[i] % parts == 0 ? s.row_blocks[i] : s.rows + 1;
+    }
+    if (!blocks.is_array() || blocks.size() != 3 || sum != s.rows) {
+      json::fail(r.field("row_blocks"), json::show(blocks),
+                 "must be 3 row counts divisible by parts, adding up to the rows");
+    }
+  }
+  const std::int64_t shard_elements = s.rows * s.cols / s.parts;
+  s.begin = r.get_int("begin");
+  s.count = r.get_int("count");
+  if (s.begin < 0 || s.count < 1 || s.begin > shard_elements ||
+      s.count > shard_elements - s.begin) {
+    json::fail(r.field("count"), s.count, "begin and count must lie within the shard");
+  }
+  const std::string dtype = r.get_string("dtype");
+  if (dtype == strategies::dtype_name(strategies::DType::kFp32)) {
+    s.dtype = strategies::DType::kFp32;
+  } else if (dtype == strategies::dtype_name(strategies::DType::kBf16)) {
+    s.dtype = strategies::DType::kBf16;
+  } else {
+    json::fail(r.field("dtype"), dtype, "must be fp32 or bf16");
+  }
+  const long long file = r.get_int("file"), offset = r.get_int("offset_bytes");
+  if (file < 0 || offset < 0) json::fail(r.field("file"), file, "file and offset must be >= 0");
+  out.file = static_cast<int>(file);
+  out.offset_bytes = offset;
+  return out;
+}
+
 }  // namespace strata::exec
