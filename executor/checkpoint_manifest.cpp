@@ -131,7 +131,8 @@ ListedSlice slice_from_json(const json::Json& j, const std::string& at) {
   }
   const std::string shard = r.get_string("shard");
   bool known = false;
-  for (strategies::Shard k : {strategies::Shard::kReplicated, strategies::Shard::kRows, strategies::Shard::kCols, strategies::Shard::kBlockRows}) {
+  using strategies::Shard;
+  for (Shard k : {Shard::kReplicated, Shard::kRows, Shard::kCols, Shard::kBlockRows}) {
     if (shard == strategies::shard_name(k)) s.shard = k, known = true;
   }
   if (!known) json::fail(r.field("shard"), shard, "is not a shard kind");
