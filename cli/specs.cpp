@@ -15,6 +15,7 @@
 #include "profiler/efficiency.hpp"
 #include "profiler/roofline.hpp"
 #include "profiler/schedule_costs.hpp"
+#include "strategies/schedule.hpp"
 
 namespace strata::cli {
 
@@ -302,7 +303,7 @@ strategies::Plan lower_inputs(const Inputs& in, int world_size,
         " this machine has available; use fewer micro-batches (strategy.global_batch_size / "
         "(micro_batch_size * dp))");
   }
-  const bool priced_order = in.strategy.schedule == strategies::Schedule::kZbV;
+  const bool priced_order = strategies::ordered_for_costs(in.strategy.schedule);
   std::unique_ptr<profiler::CostModel> roofline;
   if (cost == nullptr && priced_order) {
     roofline = std::make_unique<profiler::RooflineCostModel>(

@@ -14,13 +14,12 @@ namespace st = strata::strategies;
 
 namespace {
 
-// The first rank of pipeline stage `stage`: whose device prices the stage's program.
+// The first rank of pipeline stage `stage` (every other coordinate 0): whose device prices the
+// stage's program.
 int first_rank_of_stage(const st::Plan& plan, int stage) {
-  for (int r = 0; r < plan.world_size; ++r) {
-    if (plan.stage_of(r) == stage) return r;
-  }
-  STRATA_CHECK(false, "schedule_costs: no rank holds stage " + std::to_string(stage));
-  return 0;
+  st::Coords c{};
+  c[static_cast<int>(st::Dim::kPp)] = stage;
+  return plan.grid().rank_of(c);
 }
 
 }  // namespace
@@ -90,7 +89,7 @@ st::ScheduleCosts schedule_costs(const st::Plan& plan, const CostModel& cost) {
 st::Plan lower_priced(const st::ModelSpec& m, const st::ClusterSpec& c, const st::StrategySpec& s,
                       int world_size, const CostModel& cost) {
   st::Plan plan = st::lower(m, c, s, world_size);
-  if (s.schedule != st::Schedule::kZbV) return plan;
+  if (!st::ordered_for_costs(s.schedule)) return plan;
   const st::ScheduleCosts costs = schedule_costs(plan, cost);
   if (costs.unit.empty()) return plan;
   return st::lower(m, c, s, world_size, costs);

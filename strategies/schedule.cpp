@@ -96,14 +96,52 @@ std::vector<ScheduleUnit> zb_h1(int pp, int stage, int m) {
   return order;
 }
 
-// The list scheduler of ZB-H2 and ZB-V (schedule.hpp): all stages run together in time, unit
-// (stage, chunk, phase) taking costs->at(stage, chunk, phase), or one time unit each without
-// costs. A stage free at time t runs a backward whose gradient has arrived (lowest chunk first);
-// else a forward whose input has arrived (highest chunk first), while fewer than `cap` chunk
-// units are between forward and W (with costs, counting the admitted micro-batches' later
-// chunks); else its oldest pending W; else it waits for the next completion. Chunk c of stage s holds virtual_stage_of(kind, pp, s, c); a forward of virtual
-// stage vs needs vs - 1's, a backward vs + 1's (the last one its own forward), each arriving
-// costs->transfer after it ends when it ran on another stage. Returns every stage's order.
+// The end times of every (virtual stage, micro-batch)'s F and B as units run, and when a unit's
+// input is usable on its stage. Chunk c of stage s holds virtual_stage_of(kind, pp, s, c); a
+// forward of virtual stage vs needs vs - 1's, a backward vs + 1's (the last one its own forward),
+// each arriving `transfer` after it ends when it ran on another stage. Shared by the list
+// scheduler and makespan().
+class UnitEnds {
+ public:
+  static constexpr double kNotRun = -1;
+  UnitEnds(Schedule kind, int pp, int m, int v, double transfer)
+      : kind_(kind),
+        pp_(pp),
+        m_(m),
+        last_(pp * v - 1),
+        transfer_(transfer),
+        f_(static_cast<std::size_t>(pp) * v * m, kNotRun),
+        b_(f_.size(), kNotRun) {}
+
+  void record(UnitPhase phase, int vs, int mb, double end) {
+    if (phase == UnitPhase::kForward) f_[at(vs, mb)] = end;
+    if (phase == UnitPhase::kBackward) b_[at(vs, mb)] = end;
+  }
+  // When the input of the F or B unit (vs, mb) is usable on its stage: 0 for the first virtual
+  // stage's forwards, kNotRun while its producer has not run. A W's input is its own B, which
+  // its stage ran before it: 0.
+  double input_ready(UnitPhase phase, int vs, int mb) const {
+    if (phase == UnitPhase::kForward) return vs == 0 ? 0 : arrival(vs - 1, f_[at(vs - 1, mb)], vs);
+    if (phase == UnitPhase::kBackward) {
+      return vs == last_ ? f_[at(vs, mb)] : arrival(vs + 1, b_[at(vs + 1, mb)], vs);
+    }
+    return 0;
+  }
+
+ private:
+  std::size_t at(int vs, int mb) const { return static_cast<std::size_t>(vs) * m_ + mb; }
+  double arrival(int from, double end, int to) const {
+    if (end == kNotRun) return end;
+    return stage_of_virtual(kind_, pp_, from) == stage_of_virtual(kind_, pp_, to) ? end
+                                                                                  : end + transfer_;
+  }
+
+  Schedule kind_;
+  int pp_, m_, last_;
+  double transfer_;
+  std::vector<double> f_, b_;
+};
+
 // The choices the list scheduler's rules leave open, tried in turn under costs (Qi et al.'s
 // schedulers likewise try several and keep the shortest): which chunk's backward and forward go
 // first when several are ready, and how many W's a stage may defer (0: any number) before it
@@ -114,20 +152,22 @@ struct ListRules {
   int max_pending_w = 0;
 };
 
-// Every stage's order; empty when the rules deadlock (only possible with costs).
+// The list scheduler of ZB-H2 and ZB-V (schedule.hpp): all stages run together in time, unit
+// (stage, chunk, phase) taking costs->at(stage, chunk, phase), or one time unit each without
+// costs. A stage free at time t runs a backward whose gradient has arrived (lowest chunk first);
+// else a forward whose input has arrived (highest chunk first), while fewer than `cap` chunk
+// units are between forward and W (with costs, counting the admitted micro-batches' later
+// chunks); else its oldest pending W; else it waits for the next completion. The dependencies
+// and transfers are UnitEnds'. Returns every stage's order; empty when the rules deadlock (only
+// possible with costs).
 std::vector<std::vector<ScheduleUnit>> list_schedule(Schedule kind, int pp, int m, int v, int cap,
                                                      const ScheduleCosts* costs,
                                                      const ListRules& rules = {}) {
-  const int vstages = pp * v;
-  constexpr double kNotRun = -1;
-  // end time of (virtual stage, micro-batch)'s F and B
-  std::vector<double> f_done(static_cast<std::size_t>(vstages) * m, kNotRun);
-  std::vector<double> b_done(f_done.size(), kNotRun);
-  auto at = [m](int vs, int mb) { return static_cast<std::size_t>(vs) * m + mb; };
   auto cost = [&](int s, const ScheduleUnit& u) {
     return costs == nullptr ? 1.0 : costs->at(s, u.chunk, u.phase);
   };
   const double transfer = costs == nullptr ? 0.0 : costs->transfer;
+  UnitEnds ends(kind, pp, m, v, transfer);
   // In time, a stage may take in first chunks faster than their later chunks come back, and
   // fill its cap with micro-batches none of which can go on: with costs, a micro-batch enters
   // (chunk 0) only while the cap holds its later chunks' forwards and those of the micro-batches
@@ -138,18 +178,12 @@ std::vector<std::vector<ScheduleUnit>> list_schedule(Schedule kind, int pp, int 
     std::vector<int> f, b;  // next forward and backward micro-batch per chunk
     int in_flight = 0;
     double free_at = 0;
-    bool waiting = false;  // found nothing at free_at, no later result known yet
+    bool waiting = false;                 // found nothing at free_at, no later result known yet
     std::vector<ScheduleUnit> pending_w;  // backwards whose W has not run, oldest first
     std::vector<ScheduleUnit> order;
   };
   std::vector<Stage> st(static_cast<std::size_t>(pp));
   for (Stage& x : st) x.f.assign(v, 0), x.b.assign(v, 0);
-  // When the result of (virtual stage from, its end time) is usable on virtual stage `to`.
-  auto ready = [&](int from, double done, int to) {
-    if (done == kNotRun) return done;
-    return stage_of_virtual(kind, pp, from) == stage_of_virtual(kind, pp, to) ? done
-                                                                              : done + transfer;
-  };
   std::set<double> events;  // every ready time so far: when a waiting stage may retry
   const std::size_t units = 3 * static_cast<std::size_t>(m) * v;
   for (std::size_t done_units = 0; done_units < units * pp;) {
@@ -162,7 +196,7 @@ std::vector<std::vector<ScheduleUnit>> list_schedule(Schedule kind, int pp, int 
     }
     Stage& x = st[s];
     const double t = x.free_at;
-    auto arrived = [t](double when) { return when != kNotRun && when <= t; };
+    auto arrived = [t](double when) { return when != UnitEnds::kNotRun && when <= t; };
     ScheduleUnit u;
     bool found = false;
     if (rules.max_pending_w > 0 && static_cast<int>(x.pending_w.size()) >= rules.max_pending_w) {
@@ -174,9 +208,9 @@ std::vector<std::vector<ScheduleUnit>> list_schedule(Schedule kind, int pp, int 
       const int c = rules.backward_high_chunk_first ? v - 1 - k : k;
       const int mb = x.b[c], vs = virtual_stage_of(kind, pp, s, c);
       if (mb >= x.f[c]) continue;
-      const double dep = vs == vstages - 1 ? f_done[at(vs, mb)]
-                                           : ready(vs + 1, b_done[at(vs + 1, mb)], vs);
-      if (arrived(dep)) u = backward(mb, c), found = true;
+      if (arrived(ends.input_ready(UnitPhase::kBackward, vs, mb))) {
+        u = backward(mb, c), found = true;
+      }
     }
     for (int k = 0; k < v && !found && x.in_flight < cap; ++k) {
       const int c = rules.forward_low_chunk_first ? k : v - 1 - k;
@@ -187,7 +221,7 @@ std::vector<std::vector<ScheduleUnit>> list_schedule(Schedule kind, int pp, int 
         for (int later = 1; later < v; ++later) reserved += x.f[0] - x.f[later];
         if (x.in_flight + reserved + v > cap) continue;
       }
-      if (vs == 0 || arrived(ready(vs - 1, f_done[at(vs - 1, mb)], vs))) {
+      if (arrived(ends.input_ready(UnitPhase::kForward, vs, mb))) {
         u = forward(mb, c), found = true;
       }
     }
@@ -202,21 +236,20 @@ std::vector<std::vector<ScheduleUnit>> list_schedule(Schedule kind, int pp, int 
         x.free_at = *next;
       } else {  // only the stages free at t can still produce one
         if (x.waiting && costs != nullptr) return {};  // these rules deadlock: try others
-        STRATA_CHECK(!x.waiting, std::string(schedule_name(kind)) +
-                                     ": the list scheduler made no progress");
+        STRATA_CHECK(!x.waiting,
+                     std::string(schedule_name(kind)) + ": the list scheduler made no progress");
         x.waiting = true;
       }
       continue;
     }
     const int vs = virtual_stage_of(kind, pp, s, u.chunk);
     const double end = t + cost(s, u);
+    ends.record(u.phase, vs, u.micro_batch, end);
     if (u.phase == UnitPhase::kForward) {
       ++x.f[u.chunk];
       ++x.in_flight;
-      f_done[at(vs, u.micro_batch)] = end;
     } else if (u.phase == UnitPhase::kBackward) {
       ++x.b[u.chunk];
-      b_done[at(vs, u.micro_batch)] = end;
       x.pending_w.push_back(weight(u.micro_batch, u.chunk));
     } else {
       --x.in_flight;
@@ -237,17 +270,7 @@ std::vector<std::vector<ScheduleUnit>> list_schedule(Schedule kind, int pp, int 
 // the one before and its input has arrived (list_schedule's dependencies and transfers).
 double makespan(Schedule kind, int pp, int m, int v,
                 const std::vector<std::vector<ScheduleUnit>>& orders, const ScheduleCosts& costs) {
-  const int vstages = pp * v;
-  constexpr double kNotRun = -1;
-  std::vector<double> f_done(static_cast<std::size_t>(vstages) * m, kNotRun);
-  std::vector<double> b_done(f_done.size(), kNotRun);
-  auto at = [m](int vs, int mb) { return static_cast<std::size_t>(vs) * m + mb; };
-  auto ready = [&](int from, double done, int to) {
-    if (done == kNotRun) return done;
-    return stage_of_virtual(kind, pp, from) == stage_of_virtual(kind, pp, to)
-               ? done
-               : done + costs.transfer;
-  };
+  UnitEnds ends(kind, pp, m, v, costs.transfer);
   std::vector<std::size_t> next(static_cast<std::size_t>(pp), 0);
   std::vector<double> free_at(static_cast<std::size_t>(pp), 0);
   for (bool progress = true; progress;) {
@@ -257,18 +280,11 @@ double makespan(Schedule kind, int pp, int m, int v,
       for (std::size_t& i = next[static_cast<std::size_t>(s)]; i < order.size(); ++i) {
         const ScheduleUnit& u = order[i];
         const int vs = virtual_stage_of(kind, pp, s, u.chunk);
-        double dep = 0;  // a W follows its backward on the same stage, in order
-        if (u.phase == UnitPhase::kForward && vs > 0) {
-          dep = ready(vs - 1, f_done[at(vs - 1, u.micro_batch)], vs);
-        } else if (u.phase == UnitPhase::kBackward) {
-          dep = vs == vstages - 1 ? f_done[at(vs, u.micro_batch)]
-                                  : ready(vs + 1, b_done[at(vs + 1, u.micro_batch)], vs);
-        }
-        if (dep == kNotRun) break;
+        const double dep = ends.input_ready(u.phase, vs, u.micro_batch);
+        if (dep == UnitEnds::kNotRun) break;
         double& t = free_at[static_cast<std::size_t>(s)];
         t = std::max(t, dep) + costs.at(s, u.chunk, u.phase);
-        if (u.phase == UnitPhase::kForward) f_done[at(vs, u.micro_batch)] = t;
-        if (u.phase == UnitPhase::kBackward) b_done[at(vs, u.micro_batch)] = t;
+        ends.record(u.phase, vs, u.micro_batch, t);
         progress = true;
       }
     }
@@ -338,6 +354,8 @@ const ScheduleCosts* usable(const ScheduleCosts* costs, int pp, int v) {
 
 }  // namespace
 
+bool ordered_for_costs(Schedule kind) { return kind == Schedule::kZbV; }
+
 bool splits_backward(Schedule kind) {
   return kind == Schedule::kZbH1 || kind == Schedule::kZbH2 || kind == Schedule::kZbV;
 }
@@ -354,8 +372,9 @@ int stage_of_virtual(Schedule kind, int pp, int vs) {
 
 double ScheduleCosts::at(int stage, int chunk, UnitPhase phase) const {
   const UnitCosts& c = unit.at(static_cast<std::size_t>(stage)).at(static_cast<std::size_t>(chunk));
-  return phase == UnitPhase::kForward ? c.forward : phase == UnitPhase::kBackward ? c.backward
-                                                                                  : c.weight;
+  return phase == UnitPhase::kForward    ? c.forward
+         : phase == UnitPhase::kBackward ? c.backward
+                                         : c.weight;
 }
 
 std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int num_micro_batches,

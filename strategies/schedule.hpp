@@ -95,6 +95,10 @@ std::vector<ScheduleUnit> stage_schedule(Schedule kind, int pp, int stage, int n
 // stage holds at its peak.
 int max_in_flight(const std::vector<ScheduleUnit>& order);
 
+// Whether stage_schedule() orders schedule `kind` for given costs (ZB-V; the others ignore them):
+// whether a Plan of it is worth pricing and lowering again (profiler/schedule_costs.hpp).
+bool ordered_for_costs(Schedule kind);
+
 // Whether schedule `kind` splits backwards into B and W units.
 bool splits_backward(Schedule kind);
 
