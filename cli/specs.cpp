@@ -303,7 +303,8 @@ strategies::Plan lower_inputs(const Inputs& in, int world_size,
         " this machine has available; use fewer micro-batches (strategy.global_batch_size / "
         "(micro_batch_size * dp))");
   }
-  const bool priced_order = strategies::ordered_for_costs(in.strategy.schedule);
+  const bool priced_order = strategies::ordered_for_costs(in.strategy.schedule) ||
+                            strategies::has_auto_stage_layers(in.strategy);
   std::unique_ptr<profiler::CostModel> roofline;
   if (cost == nullptr && priced_order) {
     roofline = std::make_unique<profiler::RooflineCostModel>(

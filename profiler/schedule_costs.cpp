@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "profiler/stage_split.hpp"
 #include "strategies/schedule.hpp"
 
 namespace strata::profiler {
@@ -86,8 +87,10 @@ st::ScheduleCosts schedule_costs(const st::Plan& plan, const CostModel& cost) {
   return out;
 }
 
-st::Plan lower_priced(const st::ModelSpec& m, const st::ClusterSpec& c, const st::StrategySpec& s,
-                      int world_size, const CostModel& cost) {
+st::Plan lower_priced(const st::ModelSpec& m, const st::ClusterSpec& c,
+                      const st::StrategySpec& given, int world_size, const CostModel& cost) {
+  // A per-group strategy's "auto" layers, proposed from its groups' speeds under `cost`.
+  const st::StrategySpec s = propose_stage_layers(m, c, given, world_size, cost);
   st::Plan plan = st::lower(m, c, s, world_size);
   if (!st::ordered_for_costs(s.schedule)) return plan;
   const st::ScheduleCosts costs = schedule_costs(plan, cost);

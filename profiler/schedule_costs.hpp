@@ -17,9 +17,10 @@ namespace strata::profiler {
 // W units has each backward's whole time as its backward and W = B: only ZB-V uses them.
 strategies::ScheduleCosts schedule_costs(const strategies::Plan& plan, const CostModel& cost);
 
-// strategies::lower(), and for ZB-V lowered again with the stages ordered for the times `cost`
-// gives that first Plan's units (schedule_costs()). `plan`, `simulate` and `run`
-// lower through it, so the three see one order.
+// strategies::lower() of the strategy with its "auto" stage layers proposed for `cost`
+// (stage_split.hpp propose_stage_layers), and for ZB-V lowered again with the stages ordered
+// for the times `cost` gives that first Plan's units (schedule_costs()). `plan`, `simulate`
+// and `run` lower through it, so the three see one order and one split.
 strategies::Plan lower_priced(const strategies::ModelSpec& m, const strategies::ClusterSpec& c,
                               const strategies::StrategySpec& s, int world_size,
                               const CostModel& cost);

@@ -78,6 +78,14 @@ std::string render_plan_summary(const json::Json& j) {
   os << ", " << j["precision"].get<std::string>();
   if (j["layer_overrides"].get<int>() > 0) os << ", " << j["layer_overrides"] << " layer overrides";
   os << "\n";
+  if (j.contains("stages")) {
+    for (const auto& st : j["stages"]) {
+      os << (st["stage"].get<int>() == 0 ? "  stages         " : "                 ") << "stage "
+         << st["stage"] << ": " << st["layers"] << " layers, tp " << st["tp"] << " x dp "
+         << st["dp"] << ", on " << st["node_group"].get<std::string>() << " ("
+         << st["device"].get<std::string>() << ")\n";
+    }
+  }
   os << "  groups         ";
   bool first = true;
   for (const char* dim : {"tp", "dp", "pp", "cp", "ep"}) {

@@ -70,8 +70,8 @@ void check_lowerable(const StrategySpec& s) {
   if (s.sequence_parallel) {
     for (std::size_t i = 0; i < s.layer_overrides.size(); ++i) {
       if (s.layer_overrides[i].tp != 0 && s.layer_overrides[i].tp != s.tp) {
-        throw ConfigError("strategy.layer_overrides[" + std::to_string(i) +
-                          "].tp = " + std::to_string(s.layer_overrides[i].tp) +
+        throw ConfigError(override_field(s, i) +
+                          ".tp = " + std::to_string(s.layer_overrides[i].tp) +
                           ": a per-layer tp change with sequence_parallel is not lowered yet; "
                           "set sequence_parallel false or drop the tp override");
       }
@@ -105,7 +105,7 @@ void check_moe_lowerable(const StrategySpec& s) {
   }
   for (std::size_t i = 0; i < s.layer_overrides.size(); ++i) {
     if (s.layer_overrides[i].tp != 0 && s.layer_overrides[i].tp != s.tp) {
-      refuse("strategy.layer_overrides[" + str(i) + "].tp", str(s.layer_overrides[i].tp),
+      refuse(override_field(s, i) + ".tp", str(s.layer_overrides[i].tp),
              "a per-layer tp");
     }
   }
@@ -120,8 +120,9 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
   return lower(m, c, s, world_size, ScheduleCosts{});
 }
 
-Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int world_size,
-           const ScheduleCosts& costs) {
+Plan lower(const ModelSpec& m, const ClusterSpec& given_cluster, const StrategySpec& given,
+           int world_size, const ScheduleCosts& costs) {
+  const ClusterSpec& c = given_cluster;
   if (world_size < 1) {
     throw ConfigError("world size = " + std::to_string(world_size) + ": must be at least 1");
   }
@@ -129,13 +130,16 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
     throw ConfigError("world size = " + std::to_string(world_size) + ": exceeds cluster '" +
                       c.name + "' (" + std::to_string(c.total_gpus()) + " GPUs)");
   }
+  // Per-group strategies: the stages as layer counts and tp overrides, on their node groups.
+  const StrategySpec s = expand_stages(m, given);
+  const ClusterSpec placed = placed_cluster(c, s, world_size);
   validate(m, s, world_size);
-  validate_devices(c, s, world_size);
+  validate_devices(placed, s, world_size);
   check_lowerable(m, s);
 
   Plan plan;
   plan.model = m;
-  plan.cluster = c;
+  plan.cluster = placed;
   plan.strategy = s;
   plan.world_size = world_size;
   plan.pp = s.pp;
@@ -154,7 +158,7 @@ Plan lower(const ModelSpec& m, const ClusterSpec& c, const StrategySpec& s, int 
   plan.provenance.strata_version = version();
   plan.provenance.model_hash = fnv1a64_hex(to_json(m).dump());
   plan.provenance.cluster_hash = fnv1a64_hex(to_json(c).dump());
-  plan.provenance.strategy_hash = fnv1a64_hex(to_json(s).dump());
+  plan.provenance.strategy_hash = fnv1a64_hex(to_json(given).dump());
 
   // Layouts: the strategy's grid, plus one per distinct layer tp (tp * dp stays fixed).
   plan.layouts.emplace_back(s);

@@ -89,7 +89,27 @@ json::Json plan_summary(const Plan& plan) {
   // Only when on, so that other summaries stay as they were.
   if (s.tp_comm_overlap) j["tp_comm_overlap_sms"] = s.tp_comm_overlap_sms;
   j["precision"] = precision_name(s.precision);
-  j["layer_overrides"] = s.layer_overrides.size();
+  j["layer_overrides"] = std::count_if(s.layer_overrides.begin(), s.layer_overrides.end(),
+                                       [](const LayerOverride& o) { return o.stage < 0; });
+  // A per-group strategy (docs/heterogeneous.md): each stage's layers, tp and node group. Only
+  // then, so that other summaries stay as they were.
+  if (!s.stages.empty()) {
+    json::Json stages = json::Json::array();
+    for (int k = 0; k < plan.pp; ++k) {
+      const int first = plan.stage_first_layer[static_cast<std::size_t>(k)];
+      const LayerStrategy ls = layer_strategy(s, first);
+      Coords at{};
+      at[static_cast<int>(Dim::kPp)] = k;
+      const NodeGroup& group = plan.cluster.group_of_gpu(plan.grid().rank_of(at));
+      stages.push_back({{"stage", k},
+                        {"layers", plan.stage_first_layer[static_cast<std::size_t>(k) + 1] - first},
+                        {"tp", ls.tp},
+                        {"dp", ls.dp},
+                        {"node_group", group.name},
+                        {"device", group.gpu.name}});
+    }
+    j["stages"] = stages;
+  }
 
   // Groups of rank 0 as an example, plus how many groups of each kind there are.
   const RankGrid& g = plan.grid();

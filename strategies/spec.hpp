@@ -222,6 +222,19 @@ struct LayerOverride {
   int tp = 0;                      // 0 = keep the strategy's tp; dp adapts so tp*dp stays fixed
   int recompute = -1;              // -1 = keep; else a Recompute value
   int fp8 = -1;                    // -1 = keep; else an Fp8Format value
+  // >= 0: not the user's but derived from strategy.stages[stage].tp (expand_stages()); such
+  // overrides are not written by to_json() and their errors name the stage.
+  int stage = -1;
+};
+
+// One pipeline stage of a per-group strategy (docs/heterogeneous.md): the node group of the
+// cluster its ranks run on, its layers and its tensor-parallel degree. Every stage has the
+// strategy's tp*dp*cp devices; a stage's own tp trades places with dp (dp' = tp*dp/tp'), as
+// a layer override's does.
+struct StageSpec {
+  std::string node_group;  // "" = not placed (the stage runs where the rank order puts it)
+  int layers = 0;          // 0 = "auto": proposed from the groups' speeds (profiler/stage_split)
+  int tp = 0;              // 0 = the strategy's tp
 };
 
 struct CollectivePolicy {
@@ -287,6 +300,10 @@ struct StrategySpec {
   AmaxComputeAlgo fp8_amax_compute_algo = AmaxComputeAlgo::kMax;
   std::vector<LayerOverride> layer_overrides;
   std::vector<int> stage_layers;    // uneven partition: layers per (virtual) stage; empty = even
+  // Per-group strategy: one entry per pipeline stage (node group, layers, tp); empty = none.
+  // Lowering reads it through expand_stages() (stage_layers and derived layer overrides) and
+  // places the stages on their node groups with placed_cluster().
+  std::vector<StageSpec> stages;
   CollectivePolicy collectives;
   // Mixture of experts (docs/specs.md "Expert parallelism"); only for a model with experts.
   // The routed experts' tensor-parallel degree, Megatron-Core's expert_tensor_parallel_size:
@@ -353,6 +370,31 @@ LayerStrategy layer_strategy(const StrategySpec& s, int layer);
 
 // Layers per (virtual) stage after stage_layers or an even split; size pp * virtual_stages.
 std::vector<int> stage_partition(const ModelSpec& m, const StrategySpec& s);
+
+// The field a layer override's errors name: "strategy.layer_overrides[i]", or
+// "strategy.stages[k]" for one derived from a stage's tp.
+std::string override_field(const StrategySpec& s, std::size_t i);
+
+// Per-group strategies (docs/heterogeneous.md). A strategy with `stages` as lowering reads it:
+// stage_layers from the stages' layers, and a layer override (stage = k) for the layers of
+// every stage whose tp differs from the strategy's; user overrides derived before are dropped
+// first, so it is idempotent. Unchanged without stages. ConfigError for what only stages can
+// get wrong (naming strategy.stages[k]...): not one per pipeline stage, virtual_stages > 1,
+// stage_layers given too, layers "auto" (unresolved: profiler::propose_stage_layers), layers
+// that do not add up to the model's, a stage tp that a user override's tp also sets.
+StrategySpec expand_stages(const ModelSpec& m, const StrategySpec& s);
+// Whether any stage's layers are "auto" (0).
+bool has_auto_stage_layers(const StrategySpec& s);
+
+// The cluster with its nodes in the order the strategy's stages are placed on them, so that
+// the ranks of stage k (ranks [k*S, (k+1)*S) with S = world/pp; pp is the outermost dimension)
+// sit on GPUs of strategy.stages[k].node_group: node groups are split and reordered (a run of
+// consecutive stages on one group becomes one group; the nodes no stage uses follow, in the
+// cluster's order). Unchanged when no stage names a group. ConfigError naming
+// strategy.stages[k].node_group: a group the cluster does not have, some stages placed and
+// others not, pp not outermost in the order, a group without GPUs for its stages, or a group
+// change inside a node (a stage boundary between groups must fall on a node boundary).
+ClusterSpec placed_cluster(const ClusterSpec& c, const StrategySpec& s, int world_size);
 
 // ---------------------------------------------------------------------------------------------
 // Reading helpers shared by the three spec parsers (defined in model_spec.cpp).

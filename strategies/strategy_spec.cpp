@@ -127,6 +127,35 @@ LayerOverride read_override(const Json& v, const std::string& path) {
   return o;
 }
 
+// strategy.stages[k]: {"node_group": NAME, "layers": N or "auto", "tp": T}, each key optional.
+StageSpec read_stage(const Json& v, const std::string& path) {
+  if (!v.is_object()) {
+    json::fail(path, v, "must be an object {\"node_group\", \"layers\", \"tp\"}");
+  }
+  json::ObjectReader r(v, path);
+  r.finish({"node_group", "layers", "tp"});
+  StageSpec st;
+  st.node_group = r.get_string_or("node_group", "");
+  if (r.has("node_group") && st.node_group.empty()) {
+    json::fail(r.field("node_group"), "", "must name a node group of the cluster");
+  }
+  if (r.has("layers")) {
+    const Json& layers = r.get_raw("layers");
+    if (layers.is_string()) {
+      if (layers.get<std::string>() != "auto") {
+        json::fail(r.field("layers"), layers,
+                   "must be a positive number of layers or \"auto\" (proposed from the node "
+                   "groups' speeds)");
+      }
+      st.layers = 0;
+    } else {
+      st.layers = detail::read_positive_int(r, "layers");
+    }
+  }
+  if (r.has("tp")) st.tp = detail::read_positive_int(r, "tp");
+  return st;
+}
+
 // strategy.expert_routing: {"distribution": "uniform"}, {"distribution": "zipf", "exponent":
 // a > 0} or {"distribution": "explicit", "fractions": [non-negative numbers, sum > 0]}. The
 // fractions' count is checked against the model in validate().
@@ -352,7 +381,7 @@ void check_overrides(const ModelSpec& m, const StrategySpec& s) {
   const long long samples = static_cast<long long>(s.micro_batch_size) * s.dp;
   for (std::size_t i = 0; i < s.layer_overrides.size(); ++i) {
     const LayerOverride& o = s.layer_overrides[i];
-    const std::string path = "strategy.layer_overrides[" + str(static_cast<long long>(i)) + "]";
+    const std::string path = override_field(s, i);
     if (o.first > o.last) {
       json::fail(path + ".layers", layers_json(o),
                  "first (" + str(o.first) + ") must not exceed last (" + str(o.last) + ")");
@@ -366,8 +395,7 @@ void check_overrides(const ModelSpec& m, const StrategySpec& s) {
       const LayerOverride& p = s.layer_overrides[k];
       if (o.first <= p.last && p.first <= o.last) {
         json::fail(path + ".layers", layers_json(o),
-                   "overlaps strategy.layer_overrides[" + str(static_cast<long long>(k)) +
-                       "].layers = " + layers_json(p).dump());
+                   "overlaps " + override_field(s, k) + ".layers = " + layers_json(p).dump());
       }
     }
     if (o.tp == 0) continue;
@@ -411,9 +439,8 @@ void check_zero_shard_group(const StrategySpec& s) {
     if (s.layer_overrides[i].tp != 0 && s.layer_overrides[i].tp != s.tp) {
       json::fail("strategy.zero_shard_group", g,
                  "a shard group smaller than dp (" + str(s.dp) +
-                     ") with a per-layer tp change (strategy.layer_overrides[" +
-                     str(static_cast<long long>(i)) +
-                     "].tp) is not lowered: the changed layers' dp has no shard group");
+                     ") with a per-layer tp change (" + override_field(s, i) +
+                     ".tp) is not lowered: the changed layers' dp has no shard group");
     }
   }
 }
@@ -569,6 +596,7 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
             "fp8_amax_compute_algo",
             "layer_overrides",
             "stage_layers",
+            "stages",
             "collectives",
             "expert_tp",
             "expert_capacity_factor",
@@ -695,6 +723,18 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   } else {
     r.accept("stage_layers");
   }
+  if (r.has("stages")) {
+    const Json& list = r.get_raw("stages");
+    if (!list.is_array() || list.empty()) {
+      json::fail(r.field("stages"), list,
+                 "must be a non-empty list with one {node_group, layers, tp} per pipeline stage");
+    }
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      s.stages.push_back(read_stage(list[i], r.field("stages") + "[" + str(i) + "]"));
+    }
+  } else {
+    r.accept("stages");
+  }
   if (r.has("collectives")) {
     s.collectives = read_collectives(r.get_object("collectives"));
   } else {
@@ -771,15 +811,27 @@ Json to_json(const StrategySpec& s) {
   if (!s.layer_overrides.empty()) {
     Json list = Json::array();
     for (const auto& o : s.layer_overrides) {
+      if (o.stage >= 0) continue;  // derived from strategy.stages
       Json item = {{"layers", layers_json(o)}};
       if (o.tp > 0) item["tp"] = o.tp;
       if (o.recompute >= 0) item["recompute"] = recompute_name(static_cast<Recompute>(o.recompute));
       if (o.fp8 >= 0) item["fp8"] = fp8_format_name(static_cast<Fp8Format>(o.fp8));
       list.push_back(item);
     }
-    j["layer_overrides"] = list;
+    if (!list.empty()) j["layer_overrides"] = list;
   }
-  if (!s.stage_layers.empty()) j["stage_layers"] = s.stage_layers;
+  if (!s.stage_layers.empty() && s.stages.empty()) j["stage_layers"] = s.stage_layers;
+  if (!s.stages.empty()) {
+    Json list = Json::array();
+    for (const StageSpec& st : s.stages) {
+      Json item = Json::object();
+      if (!st.node_group.empty()) item["node_group"] = st.node_group;
+      item["layers"] = st.layers > 0 ? Json(st.layers) : Json("auto");
+      if (st.tp > 0) item["tp"] = st.tp;
+      list.push_back(item);
+    }
+    j["stages"] = list;
+  }
   j["collectives"] = {{"grad_bucket_MiB", s.collectives.grad_bucket_bytes / units::kMiB},
                       {"overlap_grad_reduce", s.collectives.overlap_grad_reduce},
                       {"overlap_param_gather", s.collectives.overlap_param_gather},
@@ -806,7 +858,8 @@ Json to_json(const StrategySpec& s) {
   return j;
 }
 
-void validate(const ModelSpec& m, const StrategySpec& s, int world_size) {
+void validate(const ModelSpec& m, const StrategySpec& given, int world_size) {
+  const StrategySpec s = expand_stages(m, given);
   // 1. The grid fills the world (ep lives inside dp).
   if (static_cast<long long>(s.dp) * s.tp * s.pp * s.cp != world_size) {
     const long long world = static_cast<long long>(s.dp) * s.tp * s.pp * s.cp;
@@ -1017,6 +1070,7 @@ ExpertDispatch expert_dispatch(const ModelSpec& m, const StrategySpec& s, std::i
 }
 
 std::vector<int> stage_partition(const ModelSpec& m, const StrategySpec& s) {
+  if (!s.stages.empty() && s.stage_layers.empty()) return stage_partition(m, expand_stages(m, s));
   check_partition(m, s);
   if (!s.stage_layers.empty()) return s.stage_layers;
   const int stages = s.pp * s.virtual_stages;

@@ -158,9 +158,13 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"tiny-tp4-pp2-overlap-recompute", 8}, Case{"tiny-dp2-tp2-cp2-overlap", 8},
         Case{"tiny-pp2-zb-h1", 2}, Case{"tiny-pp4-zb-h2", 4}, Case{"tiny-dp2-tp2-pp2-sp-zb-h1", 8},
         Case{"tiny-dp2-pp2-zero3-zb-h2", 4}, Case{"tiny-pp2-zb-v", 2},
-        Case{"tiny-dp2-tp2-pp2-zb-v", 8}),
+        Case{"tiny-dp2-tp2-pp2-zb-v", 8},
+        // Per-group strategies: stages placed on the node groups of a CPU cluster, tp per stage.
+        Case{"tiny-tp2-pp2-stages --cluster local-cpu-2groups", 4},
+        Case{"tiny-dp2-pp2-stages --cluster local-cpu-2groups", 4}),
     [](const ::testing::TestParamInfo<Case>& p) {
       std::string name = p.param.strategy;
+      name = name.substr(0, name.find(' '));
       for (char& ch : name) {
         if (ch == '-') ch = '_';
       }
