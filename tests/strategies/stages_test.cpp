@@ -160,7 +160,8 @@ TEST(Stages, BadSpecsNameTheirField) {
   EXPECT_NE(lowering(autos).find("strategy.stages[1].layers = 8: some stages' layers are "
                                  "\"auto\""),
             std::string::npos);
-  json::Json all_auto = base(four("h100", "h100", "a100", "a100", {"auto", "auto", "auto", "auto"}));
+  json::Json all_auto =
+      base(four("h100", "h100", "a100", "a100", {"auto", "auto", "auto", "auto"}));
   EXPECT_NE(lowering(all_auto).find("the layer split is proposed from the node groups' speeds"),
             std::string::npos);
   json::Json both = base(four("h100", "h100", "a100", "a100"));
