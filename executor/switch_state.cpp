@@ -1,7 +1,7 @@
 // Hot switching: the training state moved between two strategies' Interpreters in memory; see
 // switch_state.hpp for the protocol and the source rule.
 //
-// defines: switch_state (with, internal: SliceCodec, gather_bytes, Holders, Transfer)
+// defines: switch_state (and, internal: SliceCodec, gather_bytes, Holders, Transfer, locate)
 #include "executor/switch_state.hpp"
 
 #include <algorithm>
@@ -230,12 +230,10 @@ std::vector<StateSlice> slices_of(const Interpreter& in, const char* which) {
   std::vector<std::string> uncovered;
   std::vector<StateSlice> out = state_slices(in, &uncovered);
   if (!uncovered.empty()) {
-    throw ConfigError("switching strategies: the " + std::string(which) +
-                      " strategy's state "
-                      "buffer " +
-                      uncovered.front() +
-                      " is in no bucket, so its elements "
-                      "cannot be placed in the global tensors");
+    const std::string buffer = uncovered.front();
+    throw ConfigError("switching strategies: the " + std::string(which) + " strategy's state " +
+                      "buffer " + buffer + " is in no bucket, so its elements cannot be placed " +
+                      "in the global tensors");
   }
   return out;
 }
@@ -250,6 +248,24 @@ std::map<std::int32_t, std::string> stage(const Interpreter& in,
     bytes.resize(static_cast<std::size_t>(in.program().buffers[s.buffer].bytes()));
     kernels::copy_to_host(in.stream(), bytes.data(), in.view(s.buffer).data, bytes.size())
         .synchronize();
+  }
+  return out;
+}
+
+// Where each element of this rank's A state lies in `host` (its state buffers on the host), by
+// tensor and state: per unsharded index, nullptr where the rank does not hold it.
+std::map<std::string, std::vector<const char*>> locate(
+    const std::vector<StateSlice>& slices, const std::map<std::int32_t, std::string>& host) {
+  std::map<std::string, std::vector<const char*>> out;
+  for (const StateSlice& s : slices) {
+    std::vector<const char*>& at = out[s.tensor + " " + s.state];
+    at.resize(static_cast<std::size_t>(s.rows * s.cols), nullptr);
+    const auto esize = static_cast<std::size_t>(strategies::dtype_bytes(s.dtype));
+    const char* base = host.at(s.buffer).data() + s.buffer_offset * esize;
+    const std::vector<std::int64_t> idx = s.indices();
+    for (std::size_t k = 0; k < idx.size(); ++k) {
+      at[static_cast<std::size_t>(idx[k])] = base + k * esize;
+    }
   }
   return out;
 }
@@ -282,18 +298,8 @@ SwitchStats switch_state(Comm& comm, const Interpreter& from, Interpreter& to) {
   b[static_cast<std::size_t>(me)] = mine_b;
   Transfer transfer(std::move(a), std::move(b));
 
-  // Where each element of this rank's A state lies in its host copy, per source key.
-  std::map<std::int32_t, std::string> host_a = stage(from, mine_a);
-  std::map<std::string, std::vector<const char*>> located;
-  for (const StateSlice& s : mine_a) {
-    std::vector<const char*>& at = located[s.tensor + " " + s.state];
-    at.resize(static_cast<std::size_t>(s.rows * s.cols), nullptr);
-    const auto esize = static_cast<std::size_t>(strategies::dtype_bytes(s.dtype));
-    const char* base = host_a.at(s.buffer).data() + s.buffer_offset * esize;
-    const std::vector<std::int64_t> idx = s.indices();
-    for (std::size_t k = 0; k < idx.size(); ++k)
-      at[static_cast<std::size_t>(idx[k])] = base + k * esize;
-  }
+  const std::map<std::int32_t, std::string> host_a = stage(from, mine_a);
+  const std::map<std::string, std::vector<const char*>> located = locate(mine_a, host_a);
 
   // Every rank plans every receiver's elements: this rank packs what it sends, and all ranks
   // count every rank's bytes (so the stats need no reduction).
