@@ -20,6 +20,7 @@
 namespace strata::cli {
 
 const char* const kRunHelp = R"(Usage: mpirun -np N strata run --model M --strategy S [options]
+       mpirun -np N strata run --model M --switch SCHEDULE [options]
 
 Train a model for real with a strategy: every MPI process is one rank and runs its share of the
 Plan (the same Plan `strata plan` and `strata simulate` use) on the CPU, with Eigen kernels and
@@ -29,7 +30,16 @@ MPI collectives, or on a GPU (--device cuda). N must equal dp * tp * pp of the s
 Required:
   --model M          model spec file or bundled name (configs/models/), e.g. gpt-tiny
   --strategy S       strategy spec file or bundled name (configs/strategies/), e.g. tiny-dp2
+                     (or --switch FILE, below)
   --set PATH=VALUE   override a spec field (repeatable; docs/specs.md "Overriding fields")
+  --switch FILE      instead of --strategy: a strategy schedule (phases of a strategy and a
+                     number of steps, cli/switch_schedule.hpp): trains each phase in turn, and
+                     at each switch moves the training state (parameters, master weights, Adam
+                     moments) to the next strategy's ranks in memory, without a checkpoint;
+                     every phase needs the same world size; the schedule gives the steps, so
+                     not with --steps. Prints each switch (its step, from -> to, measured
+                     seconds, bytes sent over the network); --json adds each step's "strategy"
+                     and the "switches" (docs/executor.md "Hot switching")
 
 Options:
   --cluster C        cluster spec the Plan is lowered for (default: local-cpu, this machine)
@@ -40,7 +50,8 @@ Options:
                      configs/data/tiny-corpus.txt); the model's vocab_size must be 256. 'random':
                      synthetic uniform tokens for any vocab_size (throughput runs of real
                      models, e.g. GPT-2's 50,257)
-  --save DIR         write a checkpoint into DIR after the last step (atomically: a crash
+  --save DIR         write a checkpoint into DIR after the last step (with --switch, under the
+                     last phase's strategy; atomically: a crash
                      mid-write leaves the previous checkpoint intact; every rank file carries
                      an FNV-1a 64 checksum in the manifest, verified on resume)
   --save-every N     also after every N-th step (with --save)
@@ -51,7 +62,8 @@ Options:
                      seed; under another strategy or world size its tensors are resharded);
                      --steps counts from the start, so a run resumed at step 5 with --steps 10
                      runs steps 6-10 with the uninterrupted run's losses. Resumed at --steps
-                     with --save, it writes the loaded state (a checkpoint converted)
+                     with --save, it writes the loaded state (a checkpoint converted). With
+                     --switch, the run continues in the phase of the step after the checkpoint's
   --force-resume     resume even with another --seed, or a model spec whose hash differs, as
                      long as every tensor has the same shape (with --resume)
   --device D         where the tensors live and the ops run: cpu (default; Eigen kernels) or
@@ -107,8 +119,12 @@ int run_command(const std::vector<std::string>& argv_in) {
   const Args args(argv, {"--model", "--cluster", "--strategy", "--steps", "--seed", "--lr",
                          "--data", "--json", "--save", "--save-every", "--resume", "--trace",
                          "--dump-gradients", "--keep-last", "--comm-timeout", "--device", "--comm",
-                         "--set"},
+                         "--set", "--switch"},
                   {}, {"--force-resume", "--save-on-nan"});
+  if (args.has("--switch") && args.has("--steps")) {
+    throw UsageError("--steps = " + *args.get("--steps") + " and --switch: give one (the "
+                     "schedule of --switch gives the steps of each phase)");
+  }
   // SIGINT/SIGTERM: rank 0 says which step was interrupted and the latest checkpoint (installed
   // before MPI starts its threads).
   install_interrupt_handler("run", /*quiet=*/under_mpi_launcher());
@@ -158,9 +174,10 @@ int run_command(const std::vector<std::string>& argv_in) {
   }
   if (t.first_step >= t.steps) {
     if (lead) {
-      std::fprintf(stderr, "strata run: error: --steps = %d: the checkpoint in %s is already at "
-                   "step %d; ask for more steps\n", t.steps, args.get("--resume")->c_str(),
-                   t.first_step);
+      std::fprintf(stderr, "strata run: error: %s = %d: the checkpoint in %s is already at "
+                   "step %d; ask for more steps\n",
+                   t.schedule ? "--switch: the schedule's steps" : "--steps", t.steps,
+                   args.get("--resume")->c_str(), t.first_step);
     }
     return kExitConfigError;
   }

@@ -16,6 +16,7 @@
 #include "common/host.hpp"
 #include "common/units.hpp"
 #include "executor/checkpoint.hpp"
+#include "executor/switch_state.hpp"
 #include "results/trace.hpp"
 
 namespace strata::cli {
@@ -63,7 +64,7 @@ void check_run_paths(const Args& args) {
   if (args.get("--data") != std::optional<std::string>("random")) {
     inputs.push_back({"--data", args.get("--data").value_or(exec::default_corpus_path())});
   }
-  for (const NamedPath& p : flag_paths(args, {"--resume"})) inputs.push_back(p);
+  for (const NamedPath& p : flag_paths(args, {"--switch", "--resume"})) inputs.push_back(p);
   // --save may be --resume's directory (a resumed run goes on saving there); checked apart.
   std::vector<NamedPath> outputs = flag_paths(args, {"--json", "--trace"});
   std::vector<NamedPath> inputs_but_resume(inputs.begin(), inputs.end());
@@ -184,6 +185,38 @@ void check_comm(const Args& args, const exec::RunOptions& options) {
   }
 }
 
+// --switch: every phase runs on the same ranks and stores its state in the same dtypes (the
+// state moves between them in memory, as it is).
+void check_phases(const std::vector<Inputs>& phases) {
+  const strategies::StrategySpec& first = phases.front().strategy;
+  for (std::size_t i = 1; i < phases.size(); ++i) {
+    const strategies::StrategySpec& s = phases[i].strategy;
+    const std::string field = "switch.phases." + std::to_string(i) + ".strategy = '" + s.name;
+    if (s.world_size() != first.world_size()) {
+      throw ConfigError(field + "': needs dp * tp * pp * cp = " + std::to_string(s.world_size()) +
+                        " ranks, phase 0's '" + first.name + "' needs " +
+                        std::to_string(first.world_size()) +
+                        "; every phase of a schedule runs on the same ranks");
+    }
+    if (s.precision != first.precision) {
+      throw ConfigError(field + "': precision " + strategies::precision_name(s.precision) +
+                        ", phase 0's '" + first.name + "' has " +
+                        strategies::precision_name(first.precision) +
+                        "; the state moves as it is stored, so every phase needs the same "
+                        "precision");
+    }
+  }
+}
+
+// The phase that runs `step` (1-based): the last one starting at or before it.
+std::size_t phase_of_step(const SwitchSchedule& schedule, int step) {
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < schedule.phases.size(); ++i) {
+    if (schedule.phases[i].first_step <= step) out = i;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string device_name(const exec::RunOptions& options) {
@@ -194,7 +227,7 @@ std::string device_name(const exec::RunOptions& options) {
 
 Training prepare_training(const Args& args, exec::Comm& comm) {
   Training t;
-  t.steps = args.get_positive_int("--steps").value_or(10);
+  t.steps = args.get_positive_int("--steps").value_or(10);  // --switch: the schedule's
   if (args.has("--save-every") && !args.has("--save")) {
     throw ConfigError("--save-every = " + *args.get("--save-every") + ": needs --save DIR");
   }
@@ -215,21 +248,52 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   check_comm(args, t.options);
   if (const auto seed = args.get_positive_int("--seed")) t.options.seed = static_cast<unsigned>(*seed);
   t.options.adam.lr = static_cast<float>(parse_positive_double(args, "--lr", t.options.adam.lr));
-  const Inputs in = load_inputs(args);  // --model, --cluster, --strategy and every --set
-  const strategies::ModelSpec& model = in.model;
-  const strategies::StrategySpec& strategy = in.strategy;
-  check_no_fp8(strategy);
+  // The inputs of each phase: one for --strategy, the schedule's for --switch.
+  std::vector<Inputs> phases;
+  if (args.has("--switch")) {
+    const SwitchInputs sw = load_switch_inputs(args);
+    for (std::size_t i = 0; i < sw.schedule.phases.size(); ++i) {
+      phases.push_back(sw.phase_inputs(i));
+    }
+    t.schedule = sw.schedule;
+    t.steps = sw.schedule.total_steps();
+  } else {
+    phases.push_back(load_inputs(args));  // --model, --cluster, --strategy and every --set
+  }
+  for (const Inputs& in : phases) check_no_fp8(in.strategy);
+  check_phases(phases);
+  const strategies::StrategySpec& strategy = phases.front().strategy;
   if (strategy.world_size() != comm.size()) {
     throw ConfigError("world size = " + std::to_string(comm.size()) + " (mpirun -np): strategy '" +
                       strategy.name + "' needs dp * tp * pp * cp = " +
                       std::to_string(strategy.world_size()) + " ranks");
   }
-  t.plan = std::make_unique<strategies::Plan>(lower_inputs(in, comm.size()));
   const bool synthetic = args.get("--data") == std::optional<std::string>("random");
-  check_runnable(*t.plan, synthetic);
+  for (std::size_t i = 0; i < phases.size(); ++i) {
+    t.phase_plans.push_back(
+        std::make_unique<strategies::Plan>(lower_inputs(phases[i], comm.size())));
+    check_runnable(*t.phase_plans.back(), synthetic);
+    // A later phase the executor would refuse is refused now, before any step.
+    for (int r = 0; i > 0 && r < comm.size(); ++r) {
+      const std::string why = exec::refusal(*t.phase_plans.back(), r, t.options.backend);
+      if (!why.empty()) {
+        throw ConfigError("switch.phases." + std::to_string(i) + ".strategy = '" +
+                          phases[i].strategy.name + "': the executor cannot run its Plan: " +
+                          why);
+      }
+    }
+  }
+  // Resumed with --switch: the phase of the step after the checkpoint's.
+  if (t.schedule && args.has("--resume")) {
+    t.phase = phase_of_step(*t.schedule, exec::latest_checkpoint_step(*args.get("--resume")) + 1);
+  }
+  t.plan = std::move(t.phase_plans[t.phase]);
+  const strategies::ModelSpec& model = t.plan->model;
   // Fault injection for the tests (docs/executor.md): STRATA_TEST_GRAD_SCALE=X scales the
   // logits' gradient, which the loss curve hardly shows and the gradients do.
-  if (const char* g = std::getenv("STRATA_TEST_GRAD_SCALE")) t.options.test_gradient_scale = std::stof(g);
+  if (const char* g = std::getenv("STRATA_TEST_GRAD_SCALE")) {
+    t.options.test_gradient_scale = std::stof(g);
+  }
   t.corpus = synthetic ? std::make_unique<exec::Corpus>(exec::Corpus::synthetic(
                              model.vocab_size, model.seq_length, t.options.seed))
                        : std::make_unique<exec::Corpus>(
@@ -279,6 +343,15 @@ void print_banner(const Training& t, const exec::Comm& comm) {
               strategies::recompute_name(p.strategy.recompute), comm.size(),
               comm.size() == 1 ? "" : "s", where.c_str(), p.strategy.global_batch_size,
               p.model.seq_length);
+  if (!t.schedule) return;
+  std::string phases;
+  for (const SwitchPhase& ph : t.schedule->phases) {
+    phases += (phases.empty() ? "" : ", ") + ph.strategy.name + " (steps " +
+              std::to_string(ph.first_step) + "-" + std::to_string(ph.first_step + ph.steps - 1) +
+              ")";
+  }
+  std::printf("schedule %s: %s; the state moves in memory at each switch\n",
+              t.schedule->name.c_str(), phases.c_str());
 }
 
 namespace {
@@ -293,6 +366,36 @@ std::string latest_text(const Training& t, const Args& args) {
   return "no checkpoint (no --save)";
 }
 
+// --switch, at the next phase's first step: its executor built (collective), the state moved
+// into it in memory, the old executor and Plan released. Rank 0 prints the switch.
+results::RunSwitch switch_phase(Training& t, exec::Comm& comm) {
+  const std::size_t next = t.phase + 1;
+  const int at_step = t.schedule->phases[next].first_step;
+  set_interrupt_phase("switching strategies (the state moving to the next phase)");
+  std::unique_ptr<strategies::Plan> plan = std::move(t.phase_plans[next]);
+  auto executor =
+      std::make_unique<exec::Executor>(*plan, comm, *t.corpus, t.options, t.plan_comm.get());
+  const exec::SwitchStats s =
+      exec::switch_state(comm, t.executor->interpreter(), executor->interpreter());
+  executor->set_steps_done(t.executor->steps_done());
+  const results::RunSwitch out{at_step,      t.plan->strategy.name, plan->strategy.name,
+                               s.seconds,    s.bytes_sent,          s.max_rank_bytes_sent};
+  t.executor = std::move(executor);  // the old executor first, then the Plan it runs
+  t.plan = std::move(plan);
+  t.phase = next;
+  if (comm.rank() == 0) {
+    std::printf("switch at step %d: %s -> %s, state moved in memory in %.4f s: %s sent over the "
+                "network (most by one rank %s), %lld elements sent, %lld copied locally\n",
+                at_step, out.from.c_str(), out.to.c_str(), s.seconds,
+                units::format_bytes(s.bytes_sent).c_str(),
+                units::format_bytes(s.max_rank_bytes_sent).c_str(),
+                static_cast<long long>(s.elements_sent),
+                static_cast<long long>(s.elements_copied));
+    std::fflush(stdout);
+  }
+  return out;
+}
+
 }  // namespace
 
 exec::SaveOptions save_options(const Training& t) {
@@ -303,8 +406,6 @@ exec::SaveOptions save_options(const Training& t) {
 }
 
 TrainingResult train(Training& t, const Args& args, exec::Comm& comm) {
-  const double tokens =
-      static_cast<double>(t.plan->strategy.global_batch_size) * t.plan->model.seq_length;
   // Fault injection for the tests (docs/executor.md): STRATA_TEST_KILL="RANK:STEP" makes that
   // rank kill itself with SIGKILL as the step starts, like a crashed node; STRATA_TEST_STOP
   // stops it with SIGSTOP instead, like a hung one.
@@ -321,16 +422,24 @@ TrainingResult train(Training& t, const Args& args, exec::Comm& comm) {
     set_interrupt_step(k + 1, t.steps, latest_text(t, args));
     if (comm.rank() == kill_rank && k + 1 == kill_step) std::raise(SIGKILL);
     if (comm.rank() == stop_rank && k + 1 == stop_step) std::raise(SIGSTOP);
+    if (t.schedule && t.phase + 1 < t.schedule->phases.size() &&
+        t.schedule->phases[t.phase + 1].first_step == k + 1) {
+      out.switches.push_back(switch_phase(t, comm));
+      set_interrupt_step(k + 1, t.steps, latest_text(t, args));
+    }
+    const double tokens =
+        static_cast<double>(t.plan->strategy.global_batch_size) * t.plan->model.seq_length;
     const bool capture = k == t.first_step && args.has("--dump-gradients");
     const exec::StepResult r = t.executor->step(capture);
     if (capture) {
       dump_gradients(*args.get("--dump-gradients"), comm.rank(), t.executor->captured_gradients());
     }
     const double rate = tokens / r.seconds;
-    out.steps.push_back({r.step, r.loss, r.seconds, rate});
+    const std::string strategy = t.schedule ? t.plan->strategy.name : "";
+    out.steps.push_back({r.step, r.loss, r.seconds, rate, strategy});
     if (comm.rank() == 0) {
-      std::printf("step %4d  loss %.6f  time %8.4f s  tokens/s %10.0f\n", r.step, r.loss,
-                  r.seconds, rate);
+      std::printf("step %4d  loss %.6f  time %8.4f s  tokens/s %10.0f%s%s\n", r.step, r.loss,
+                  r.seconds, rate, strategy.empty() ? "" : "  strategy ", strategy.c_str());
       std::fflush(stdout);
     }
     // Every rank has the same loss, so every rank stops here together.
@@ -391,6 +500,16 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     results::RunRecord run;
     run.model = p.model.name;
     run.strategy = p.strategy.name;
+    if (t.schedule) {
+      // The strategies in the order they ran (each step and switch names its own).
+      run.strategy.clear();
+      for (std::size_t i = phase_of_step(*t.schedule, t.first_step + 1);
+           i < t.schedule->phases.size(); ++i) {
+        run.strategy += (run.strategy.empty() ? "" : " -> ") + t.schedule->phases[i].strategy.name;
+      }
+      run.schedule = t.schedule->name;
+      run.switches = r.switches;
+    }
     run.cluster = p.cluster.name;
     run.world_size = comm.size();
     run.backend = t.plan_comm ? t.plan_comm->backend() : comm.backend();

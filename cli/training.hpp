@@ -1,14 +1,17 @@
 // The pieces of `strata run` (cli/run_command.cpp): the Plan and the executor built from the
 // flags, a resumed checkpoint, the training loop with its checkpoints and fault injection, and
-// the report (steps, memory beside the Plan's, run.json, the measured trace).
+// the report (steps, memory beside the Plan's, run.json, the measured trace); with --switch, the
+// schedule's phases, the state moved in memory from one phase's executor to the next's.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "cli/args.hpp"
+#include "cli/switch_schedule.hpp"
 #include "executor/checkpoint.hpp"
 #include "executor/comm.hpp"
 #include "executor/data.hpp"
@@ -30,6 +33,11 @@ struct Training {
   int keep_last = 0;       // --keep-last (0: keep every checkpoint)
   int first_step = 0;      // steps already done (a resumed checkpoint's)
   std::string latest;      // the latest complete checkpoint's directory ("" when none)
+  // --switch FILE: the schedule; every phase's Plan is lowered before any work, each kept here
+  // until its phase starts (then moved to `plan`; the running phase's slot is empty).
+  std::optional<SwitchSchedule> schedule;
+  std::vector<std::unique_ptr<strategies::Plan>> phase_plans;
+  std::size_t phase = 0;  // the running phase
 };
 
 // A step whose loss is NaN or infinite: every rank sees the same loss and stops with this,
@@ -41,15 +49,18 @@ class NonFiniteLoss : public std::runtime_error {
 
 struct TrainingResult {
   std::vector<results::RunStep> steps;
+  std::vector<results::RunSwitch> switches;  // --switch
   std::vector<strategies::TaskSpan> spans;  // rank 0, with --trace
   std::vector<exec::RankMemory> memory;      // rank 0
 };
 
-// Specs, checks in the user's terms (the spec field to change), the paths it reads and writes
-// (outputs and checkpoint directories writable and none of them an input), the Plan, the data
-// and the executor. ConfigError on bad input, before any work.
+// Specs (with --switch, every phase's), checks in the user's terms (the spec field to change),
+// the paths it reads and writes (outputs and checkpoint directories writable and none of them an
+// input), the Plan (every phase's), the data and the executor. ConfigError on bad input, before
+// any work.
 Training prepare_training(const Args& args, exec::Comm& comm);
-// --resume DIR: loads the latest checkpoint.
+// --resume DIR: loads the latest checkpoint (with --switch, into the phase of the step after
+// it, whose executor prepare_training() built).
 void resume(Training& t, const Args& args, exec::Comm& comm);
 void print_banner(const Training& t, const exec::Comm& comm);
 // The checkpoint options of --seed and --keep-last.
@@ -58,8 +69,9 @@ exec::SaveOptions save_options(const Training& t);
 std::string device_name(const exec::RunOptions& options);
 // The steps, printing each on rank 0, with checkpoints (--save, --save-every, --keep-last), the
 // first step's gradients (--dump-gradients) and the tests' fault injection (STRATA_TEST_KILL,
-// STRATA_TEST_STOP). NonFiniteLoss when a step's loss is not finite (after saving its state with
-// --save-on-nan).
+// STRATA_TEST_STOP); with --switch, the next phase's executor built and the state moved into it
+// in memory (exec::switch_state) at each phase's first step. NonFiniteLoss when a step's loss
+// is not finite (after saving its state with --save-on-nan).
 TrainingResult train(Training& t, const Args& args, exec::Comm& comm);
 // Rank 0: the median throughput, each rank's memory beside the Plan's, --json and --trace
 // (written all or none, cli/args.hpp OutputFiles).

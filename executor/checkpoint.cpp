@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <utility>
 
 #include "common/error.hpp"
 #include "common/json.hpp"
@@ -218,10 +219,8 @@ void load_resharded(const CheckpointManifest& m, const fs::path& ck, const std::
       return std::any_of(sources.begin(), sources.end(),
                          [&](const ListedSlice* l) { return l->slice.state == st; });
     };
-    // Master weights a checkpoint without them (fp32 without ZeRO) has as its parameters.
-    std::string from = first.state;
-    if (!holds(from) && from == "master") from = "param";
-    if (!holds(from)) {
+    const std::string from = source_state(first.state, holds);
+    if (from.empty()) {
       throw ConfigError(what + ": tensor '" + first.tensor + "' has no " + first.state +
                         " state in the checkpoint");
     }
@@ -384,14 +383,25 @@ std::string save_checkpoint(const std::string& dir, int step, const strategies::
   return final.string();
 }
 
+namespace {
+
+// DIR's latest checkpoint: its directory name and its manifest.
+std::pair<std::string, CheckpointManifest> latest_manifest(const fs::path& root) {
+  std::string name = read_text(root / "latest");
+  while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+  const fs::path manifest = root / name / "manifest.json";
+  return {name, parse_checkpoint_manifest(read_text(manifest), manifest.string())};
+}
+
+}  // namespace
+
+int latest_checkpoint_step(const std::string& dir) { return latest_manifest(dir).second.step; }
+
 int load_checkpoint(const std::string& dir, const strategies::ProgramSet& plan, Comm& comm,
                     Interpreter& state, const LoadOptions& options) {
   const fs::path root(dir);
-  std::string name = read_text(root / "latest");
-  while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+  const auto [name, m] = latest_manifest(root);
   const fs::path ck = root / name;
-  const CheckpointManifest m =
-      parse_checkpoint_manifest(read_text(ck / "manifest.json"), (ck / "manifest.json").string());
   const std::string what = "--resume = " + dir + " (" + name + ")";
   const json::Json prov = strategies::provenance_to_json(plan.provenance);
   const bool same_model = json::Json(m.model_hash) == prov["model_hash"];

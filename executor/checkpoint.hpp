@@ -61,6 +61,10 @@ struct LoadOptions {
   bool force = false;
 };
 
+// The step of DIR's latest checkpoint, from its manifest (before anything is loaded: a run that
+// switches strategies starts in the phase that continues it). ConfigError when there is none.
+int latest_checkpoint_step(const std::string& dir);
+
 // Loads DIR's latest checkpoint into `state` and returns its step. ConfigError naming the
 // checkpoint and the mismatch if it was written for another model (a tensor missing or of
 // another shape: named with both shapes, forced or not) or seed (unless forced), if it cannot

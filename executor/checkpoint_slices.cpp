@@ -40,6 +40,13 @@ bool StateSlice::same_elements(const StateSlice& o) const {
          row_blocks == o.row_blocks && begin == o.begin && count == o.count;
 }
 
+std::string source_state(const std::string& state,
+                         const std::function<bool(const std::string&)>& held) {
+  if (held(state)) return state;
+  if (state == "master" && held("param")) return "param";
+  return "";
+}
+
 std::vector<StateSlice> state_slices(const Interpreter& in, std::vector<std::string>* uncovered) {
   const strategies::Program& prog = in.program();
   std::vector<bool> covered(prog.buffers.size(), false);

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,13 @@ struct StateSlice {
   // Two slices hold the same elements of the same tensor and state (replicas).
   bool same_elements(const StateSlice& o) const;
 };
+
+// The state that `state` is loaded from when the state moves to another strategy (a resharded
+// resume, a hot switch), given which states the source holds of the tensor: the same state, or
+// the parameters for master weights the source has none of (fp32 without ZeRO); "" when
+// neither is held.
+std::string source_state(const std::string& state,
+                         const std::function<bool(const std::string&)>& held);
 
 // Every slice of the interpreter's rank's state buffers. `uncovered` receives the names of the
 // state buffers (persistent parameters and optimizer states) that no bucket describes, whose

@@ -78,28 +78,43 @@ json::Json run_to_json(const RunRecord& r) {
                      {"loss", s.loss},
                      {"seconds", s.seconds},
                      {"tokens_per_s", s.tokens_per_s}});
+    if (!s.strategy.empty()) steps.back()["strategy"] = s.strategy;
   }
-  return {{"schema_version", kRunSchemaVersion},
-          {"kind", kRunKind},
-          {"source", r.source},
-          {"model", r.model},
-          {"strategy", r.strategy},
-          {"cluster", r.cluster},
-          {"world_size", r.world_size},
-          {"backend", r.backend},
-          {"device", r.device},
-          {"seed", r.seed},
-          {"first_step", r.first_step},
-          {"lr", r.lr},
-          {"data", r.data},
-          {"tokens_per_step", r.tokens_per_step},
-          {"losses", std::move(losses)},
-          {"steps", std::move(steps)},
-          {"median_tokens_per_s", r.median_tokens_per_s},
-          {"memory", std::move(memory)},
-          {"provenance", strategies::provenance_to_json(r.provenance)},
-          {"host", r.host},
-          {"date", r.date}};
+  json::Json out = {{"schema_version", kRunSchemaVersion},
+                    {"kind", kRunKind},
+                    {"source", r.source},
+                    {"model", r.model},
+                    {"strategy", r.strategy},
+                    {"cluster", r.cluster},
+                    {"world_size", r.world_size},
+                    {"backend", r.backend},
+                    {"device", r.device},
+                    {"seed", r.seed},
+                    {"first_step", r.first_step},
+                    {"lr", r.lr},
+                    {"data", r.data},
+                    {"tokens_per_step", r.tokens_per_step},
+                    {"losses", std::move(losses)},
+                    {"steps", std::move(steps)},
+                    {"median_tokens_per_s", r.median_tokens_per_s},
+                    {"memory", std::move(memory)},
+                    {"provenance", strategies::provenance_to_json(r.provenance)},
+                    {"host", r.host},
+                    {"date", r.date}};
+  if (!r.schedule.empty()) {
+    json::Json switches = json::Json::array();
+    for (const RunSwitch& w : r.switches) {
+      switches.push_back({{"at_step", w.at_step},
+                          {"from", w.from},
+                          {"to", w.to},
+                          {"measured_seconds", w.measured_seconds},
+                          {"bytes_sent", w.bytes_sent},
+                          {"max_rank_bytes_sent", w.max_rank_bytes_sent}});
+    }
+    out["schedule"] = r.schedule;
+    out["switches"] = std::move(switches);
+  }
+  return out;
 }
 
 namespace {
@@ -111,8 +126,22 @@ RunStep read_step(const json::Json& row, const std::string& path, std::size_t) {
   s.loss = r.get_number("loss");
   s.seconds = r.get_number("seconds");
   s.tokens_per_s = r.get_number("tokens_per_s");
+  s.strategy = r.get_string_or("strategy", "");
   r.finish({});
   return s;
+}
+
+RunSwitch read_switch(const json::Json& row, const std::string& path, std::size_t) {
+  json::ObjectReader r(row, path);
+  RunSwitch w;
+  w.at_step = detail::small_int(r, "at_step", 1);
+  w.from = r.get_string("from");
+  w.to = r.get_string("to");
+  w.measured_seconds = r.get_number("measured_seconds");
+  w.bytes_sent = r.get_number("bytes_sent");
+  w.max_rank_bytes_sent = r.get_number("max_rank_bytes_sent");
+  r.finish({});
+  return w;
 }
 
 }  // namespace
@@ -134,6 +163,10 @@ RunRecord run_from_json(const json::Json& j, const std::string& file) {
         run.data = r.get_string("data");
         run.tokens_per_step = r.get_number("tokens_per_step");
         run.steps = detail::read_list(r.get_raw("steps"), r.field("steps"), read_step);
+        run.schedule = r.get_string_or("schedule", "");
+        if (!run.schedule.empty()) {
+          run.switches = detail::read_list(r.get_raw("switches"), r.field("switches"), read_switch);
+        }
         const std::vector<double> losses =
             detail::read_numbers(r.get_raw("losses"), r.field("losses"));
         if (losses.size() != run.steps.size()) {

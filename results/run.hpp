@@ -8,8 +8,12 @@
 // and tokens/s, the median tokens/s, each rank's peak memory as the executor measured it beside
 // the Plan's prediction (static and peak bytes; staging and alignment padding are outside the
 // Plan's tensors), and the provenance of the specs with the host and the (UTC) date. `losses`
-// repeats the steps' losses for scripts. Measured, so not reproducible byte for byte: host,
-// date and timings differ between runs.
+// repeats the steps' losses for scripts. A run that switches strategies (`strata run --switch`)
+// also has its schedule's name ("schedule"), each step's strategy ("strategy" in each step) and
+// each switch ("switches": at which step, from and to which strategy, its measured seconds and
+// the bytes sent over the network, in total and by the busiest rank); a plain run has none of
+// these keys. Measured, so not reproducible byte for byte: host, date and timings differ
+// between runs.
 //
 // The reader is strict like report_from_json. Adding a block means a member here, its key in
 // run_to_json and run_from_json, and a case in tests/results/run_test.cpp.
@@ -32,8 +36,20 @@ struct RunStep {
   double loss = 0;     // mean cross-entropy over the global batch
   double seconds = 0;  // the slowest rank's wall time
   double tokens_per_s = 0;
+  std::string strategy;  // the strategy that ran it, in a run that switches ("" otherwise)
 
   bool operator==(const RunStep&) const = default;
+};
+
+// One switch of strategies at a step boundary (executor/switch_state.hpp).
+struct RunSwitch {
+  int at_step = 0;              // the first step under `to`
+  std::string from, to;         // the strategies' names
+  double measured_seconds = 0;  // the slowest rank's wall time of the switch
+  double bytes_sent = 0;        // over the network, every rank's
+  double max_rank_bytes_sent = 0;
+
+  bool operator==(const RunSwitch&) const = default;
 };
 
 // One rank's memory: the Plan's prediction and what the executor held (executor/memory.hpp).
@@ -57,11 +73,13 @@ struct RunRecord {
   // Where the tensors lived: "cpu", or "cuda:N (the GPU's name)"; "cpu" when a file lacks it.
   std::string device = "cpu";
   std::uint64_t seed = 0;
-  int first_step = 1;          // the first step this run executed
-  double lr = 0;               // AdamW learning rate
-  std::string data;            // the training text's path
-  double tokens_per_step = 0;  // global batch x sequence length
-  std::vector<RunStep> steps;  // the steps run, in order
+  int first_step = 1;               // the first step this run executed
+  double lr = 0;                    // AdamW learning rate
+  std::string data;                 // the training text's path
+  double tokens_per_step = 0;       // global batch x sequence length
+  std::vector<RunStep> steps;       // the steps run, in order
+  std::string schedule;             // --switch: the schedule's name ("" for a run of one strategy)
+  std::vector<RunSwitch> switches;  // --switch: in order
   double median_tokens_per_s = 0;
   std::vector<RunMemory> memory;  // per rank
   strategies::Provenance provenance;

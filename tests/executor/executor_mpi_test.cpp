@@ -4,7 +4,8 @@
 // others stop with an error instead of hanging. A mixture-of-experts gpt-tiny under expert
 // parallelism (with dp, tp and sequence parallelism, pp, a capacity, the auxiliary loss, shared
 // experts) trains with the one-rank run's losses and gradients too. Checkpoints resume exactly,
-// survive a crash mid-save, and resume under another strategy (resharded).
+// survive a crash mid-save, and resume under another strategy (resharded); a run switches
+// strategies in memory with the losses of a checkpoint round-trip (hot switching).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +20,8 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/json.hpp"
 #include "tests/executor/gradients.hpp"
@@ -71,6 +74,14 @@ class ExecutorMpi : public ::testing::Test {
   static std::string read(const fs::path& p) {
     std::ifstream in(p);
     return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // The bundled strategy, or tiny-dp4 (dp 4, which no bundled strategy is) written to a file.
+  std::string strategy(const std::string& name) {
+    if (name != "tiny-dp4") return name;
+    const fs::path spec = dir_ / "tiny-dp4.json";
+    std::ofstream(spec) << R"({"name": "tiny-dp4", "dp": 4, "micro_batch_size": 2,
+                              "global_batch_size": 8, "precision": "fp32"})";
+    return spec.string();
   }
 
   fs::path dir_;
@@ -601,17 +612,7 @@ void PrintTo(const Reshard& c, std::ostream* os) {
       << " ranks)";
 }
 
-class ReshardedResume : public ExecutorMpi, public ::testing::WithParamInterface<Reshard> {
- protected:
-  // The bundled strategy, or tiny-dp4 (dp 4, which no bundled strategy is) written to a file.
-  std::string strategy(const std::string& name) {
-    if (name != "tiny-dp4") return name;
-    const fs::path spec = dir_ / "tiny-dp4.json";
-    std::ofstream(spec) << R"({"name": "tiny-dp4", "dp": 4, "micro_batch_size": 2,
-                              "global_batch_size": 8, "precision": "fp32"})";
-    return spec.string();
-  }
-};
+class ReshardedResume : public ExecutorMpi, public ::testing::WithParamInterface<Reshard> {};
 
 TEST_P(ReshardedResume, ContinuesWithTheLossesOfTheUninterruptedRun) {
   const Reshard c = GetParam();
@@ -649,6 +650,186 @@ INSTANTIATE_TEST_SUITE_P(
                               "tiny-dp2 --set strategy.ep=2", 2,
                               "--set model.num_experts=4 --set model.num_experts_per_tok=2 "
                               "--set model.moe_intermediate_size=32"}));
+
+// Hot switching (strata run --switch): three steps under A, then the state moved in memory to B
+// (the same world), then three steps under B give the losses of a checkpoint round-trip (A
+// --steps 3 --save; B --steps 6 --resume) within 1e-6 relative, and write no checkpoint. The
+// switch is reported with its traffic: none when every rank holds under A all it needs under B
+// (dp replicas hold the whole model), some otherwise.
+struct HotPair {
+  const char* from;
+  const char* to;
+  int ranks;
+  bool traffic;  // whether the switch sends bytes over the network
+};
+void PrintTo(const HotPair& c, std::ostream* os) {
+  *os << c.from << " -> " << c.to << " on " << c.ranks << " ranks";
+}
+
+class HotSwitch : public ExecutorMpi, public ::testing::WithParamInterface<HotPair> {
+ protected:
+  // A schedule file of (strategy, steps) phases; tiny-dp4 inline, the others bundled names.
+  std::string schedule(const std::vector<std::pair<std::string, int>>& phases,
+                       const std::string& name = "schedule.json") {
+    strata::json::Json list = strata::json::Json::array();
+    for (const auto& [strategy, steps] : phases) {
+      strata::json::Json s = strategy;
+      if (strategy == "tiny-dp4") {
+        s = {{"name", "tiny-dp4"}, {"dp", 4}, {"micro_batch_size", 2},
+             {"global_batch_size", 8}, {"precision", "fp32"}};
+      }
+      list.push_back({{"strategy", s}, {"steps", steps}});
+    }
+    const fs::path path = dir_ / name;
+    std::ofstream(path) << strata::json::Json{{"name", "test-schedule"}, {"phases", list}}.dump();
+    return path.string();
+  }
+  // The directories under dir_ (checkpoints, if any were written).
+  std::set<std::string> directories() const {
+    std::set<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      if (e.is_directory()) out.insert(e.path().filename().string());
+    }
+    return out;
+  }
+};
+
+TEST_P(HotSwitch, ContinuesWithTheLossesOfACheckpointRoundTrip) {
+  const HotPair c = GetParam();
+  const std::string sched = schedule({{c.from, 3}, {c.to, 3}});
+  const Result hot = run(c.ranks, "--model gpt-tiny --switch " + sched);
+  ASSERT_EQ(hot.exit_code, 0) << hot.out << hot.err;
+  EXPECT_TRUE(directories().empty()) << "a checkpoint was written";
+  const std::string ck = (dir_ / "ck").string();
+  const Result first =
+      run(c.ranks, "--model gpt-tiny --strategy " + strategy(c.from) + " --steps 3 --save " + ck);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const Result second =
+      run(c.ranks, "--model gpt-tiny --strategy " + strategy(c.to) + " --steps 6 --resume " + ck);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  const auto a = losses(first), b = losses(second), h = losses(hot);
+  ASSERT_EQ(h.size(), 6u);
+  ASSERT_EQ(b.size(), 3u);
+  double worst = 0;
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_EQ(h[k], a[k]) << "step " << k + 1;  // the same strategy, the same steps
+    worst = std::max(worst, std::abs(h[k + 3] - b[k]) / b[k]);
+    EXPECT_NEAR(h[k + 3], b[k], 1e-6 * b[k]) << "step " << k + 4;
+  }
+  const auto& steps = hot.json["steps"];
+  EXPECT_EQ(steps[2]["strategy"], c.from);
+  EXPECT_EQ(steps[3]["strategy"], c.to);
+  ASSERT_EQ(hot.json["switches"].size(), 1u) << hot.json.dump();
+  const auto& w = hot.json["switches"][0];
+  EXPECT_EQ(w["at_step"].get<int>(), 4);
+  EXPECT_EQ(w["from"], c.from);
+  EXPECT_EQ(w["to"], c.to);
+  EXPECT_EQ(w["bytes_sent"].get<double>() > 0, c.traffic) << w.dump();
+  EXPECT_EQ(w["max_rank_bytes_sent"].get<double>() > 0, c.traffic) << w.dump();
+  EXPECT_LE(w["max_rank_bytes_sent"].get<double>(), w["bytes_sent"].get<double>());
+  EXPECT_GT(w["measured_seconds"].get<double>(), 0.0);
+  EXPECT_NE(hot.out.find("switch at step 4: " + std::string(c.from) + " -> " + c.to),
+            std::string::npos)
+      << hot.out;
+  std::printf("[ measured ] %s -> %s: switch %.4f s, %.0f bytes sent (most by one rank %.0f); "
+              "largest relative loss difference %.3g\n",
+              c.from, c.to, w["measured_seconds"].get<double>(), w["bytes_sent"].get<double>(),
+              w["max_rank_bytes_sent"].get<double>(), worst);
+}
+
+INSTANTIATE_TEST_SUITE_P(Pairs, HotSwitch,
+                         ::testing::Values(HotPair{"tiny-dp2", "tiny-tp2", 2, false},
+                                           HotPair{"tiny-tp2", "tiny-dp2", 2, true},
+                                           HotPair{"tiny-zero3", "tiny-pp2-1f1b", 2, true},
+                                           HotPair{"tiny-tp2-pp2", "tiny-dp2-pp2-zero1", 4, true},
+                                           HotPair{"tiny-dp4", "tiny-dp2-tp2", 4, false}));
+
+// Four phases A, A, B, A: a switch to the same strategy sends nothing and changes nothing
+// (steps 1-3 are the plain run's to the bit: the state, moments and step count carried over);
+// tp2 -> dp2 sends the other half of each split tensor, dp2 -> tp2 nothing (each dp2 rank holds
+// the whole model); the run goes back to A after B. Saved at its end (under the last
+// phase's strategy) after step 3, and resumed with the whole schedule, it continues in the
+// phase of step 4 with the uninterrupted run's losses, to the bit.
+TEST_F(HotSwitch, SwitchesBackAndForthAndResumesIntoItsPhase) {
+  const std::string sched =
+      schedule({{"tiny-tp2", 2}, {"tiny-tp2", 1}, {"tiny-dp2", 2}, {"tiny-tp2", 1}});
+  const Result hot = run(2, "--model gpt-tiny --switch " + sched);
+  ASSERT_EQ(hot.exit_code, 0) << hot.out << hot.err;
+  const Result plain = run(2, "--model gpt-tiny --strategy tiny-tp2 --steps 6");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const auto h = losses(hot), p = losses(plain);
+  ASSERT_EQ(h.size(), 6u);
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(h[k], p[k]) << "step " << k + 1;
+  // Under dp2 the sums run in another order: float rounding apart, the same training.
+  for (int k = 3; k < 6; ++k) EXPECT_NEAR(h[k], p[k], 1e-5 * p[k]) << "step " << k + 1;
+  const auto& w = hot.json["switches"];
+  ASSERT_EQ(w.size(), 3u) << hot.json.dump();
+  EXPECT_EQ(w[0]["at_step"].get<int>(), 3);
+  EXPECT_EQ(w[0]["bytes_sent"].get<double>(), 0.0);
+  EXPECT_EQ(w[0]["max_rank_bytes_sent"].get<double>(), 0.0);
+  EXPECT_EQ(w[1]["at_step"].get<int>(), 4);
+  EXPECT_EQ(w[1]["to"], "tiny-dp2");
+  EXPECT_GT(w[1]["bytes_sent"].get<double>(), 0.0);
+  EXPECT_EQ(w[2]["at_step"].get<int>(), 6);
+  EXPECT_EQ(w[2]["to"], "tiny-tp2");
+  EXPECT_EQ(w[2]["bytes_sent"].get<double>(), 0.0);
+  EXPECT_EQ(hot.json["strategy"], "tiny-tp2 -> tiny-tp2 -> tiny-dp2 -> tiny-tp2");
+
+  const std::string ck = (dir_ / "ck").string();
+  const std::string head =
+      schedule({{"tiny-tp2", 2}, {"tiny-tp2", 1}, {"tiny-dp2", 1}}, "head.json");
+  // The first four steps, saved at the end: under tiny-dp2, at step 4.
+  const Result saved = run(2, "--model gpt-tiny --switch " + head + " --save " + ck);
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+  const auto manifest = strata::json::Json::parse(read(dir_ / "ck" / "step-000004" /
+                                                       "manifest.json"));
+  EXPECT_EQ(manifest["strategy"], "tiny-dp2");
+  const Result resumed = run(2, "--model gpt-tiny --switch " + sched + " --resume " + ck);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  const auto r = losses(resumed);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(resumed.json["first_step"].get<int>(), 5);
+  EXPECT_EQ(resumed.json["steps"][0]["strategy"], "tiny-dp2");
+  ASSERT_EQ(resumed.json["switches"].size(), 1u);
+  EXPECT_EQ(resumed.json["switches"][0]["at_step"].get<int>(), 6);
+  for (int k = 0; k < 2; ++k) EXPECT_EQ(r[k], h[k + 4]) << "step " << k + 5;
+}
+
+// Bad schedules are refused before any step, naming the field: phases of different world sizes
+// or precisions, --steps beside --switch, a missing file, a phase of 0 steps.
+TEST_F(HotSwitch, BadSchedulesAreRefusedNamingTheField) {
+  const std::string worlds = schedule({{"tiny-dp2", 2}, {"tiny-tp2-pp2", 2}});
+  Result r = run(2, "--model gpt-tiny --switch " + worlds);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("switch.phases.1.strategy = 'tiny-tp2-pp2': needs dp * tp * pp * cp = 4 "
+                       "ranks, phase 0's 'tiny-dp2' needs 2"),
+            std::string::npos)
+      << r.err;
+  const fs::path mixed = dir_ / "mixed.json";
+  std::ofstream(mixed) << R"({"phases": [{"strategy": "tiny-tp2", "steps": 1},
+                                         {"strategy": {"name": "dp2-bf16", "dp": 2,
+                                                       "micro_batch_size": 2,
+                                                       "global_batch_size": 8,
+                                                       "precision": "bf16"}, "steps": 1}]})";
+  r = run(2, "--model gpt-tiny --switch " + mixed.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("switch.phases.1.strategy = 'dp2-bf16': precision bf16, phase 0's "
+                       "'tiny-tp2' has fp32"),
+            std::string::npos)
+      << r.err;
+  const std::string good = schedule({{"tiny-dp2", 1}, {"tiny-tp2", 1}}, "good.json");
+  r = run(2, "--model gpt-tiny --switch " + good + " --steps 3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--steps = 3 and --switch"), std::string::npos) << r.err;
+  r = run(2, "--model gpt-tiny --switch " + (dir_ / "missing.json").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("missing.json: no such file"), std::string::npos) << r.err;
+  const std::string zero = schedule({{"tiny-dp2", 1}, {"tiny-tp2", 0}}, "zero.json");
+  r = run(2, "--model gpt-tiny --switch " + zero);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("switch.phases.1.steps = 0"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("step    1"), std::string::npos) << r.out;
+}
 
 // Save under A, load under B and save (a run resumed at its --steps writes the loaded state),
 // load that under A and save: every rank file is A's original, byte for byte.

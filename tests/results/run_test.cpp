@@ -25,7 +25,7 @@ RunRecord sample_run() {
   r.lr = static_cast<double>(1e-3f);
   r.data = "configs/data/tiny-corpus.txt";
   r.tokens_per_step = 2048;
-  r.steps = {{6, 4.25, 0.5, 4096}, {7, 4.125, 0.25, 8192}};
+  r.steps = {{6, 4.25, 0.5, 4096, ""}, {7, 4.125, 0.25, 8192, ""}};
   r.median_tokens_per_s = 8192;
   r.provenance = {"0.1.0+abc", "m1", "c2", "s3", {}};
   r.host = "node7";
@@ -99,6 +99,37 @@ TEST(RunJson, HasTheKeysStrataRunHasAlwaysWritten) {
   EXPECT_EQ(
       j["steps"][1],
       json::Json({{"step", 7}, {"loss", 4.125}, {"seconds", 0.25}, {"tokens_per_s", 8192.0}}));
+}
+
+// A run that switches strategies (strata run --switch) adds its schedule, each step's strategy
+// and the switches; they read back, and a plain run has none of these keys.
+TEST(RunJson, ASwitchingRunHasItsScheduleStepStrategiesAndSwitches) {
+  RunRecord r = sample_run();
+  EXPECT_FALSE(run_to_json(r).contains("switches"));
+  EXPECT_FALSE(run_to_json(r)["steps"][0].contains("strategy"));
+  r.strategy = "tiny-dp2 -> tiny-tp2";
+  r.schedule = "dp-then-tp";
+  r.steps[0].strategy = "tiny-dp2";
+  r.steps[1].strategy = "tiny-tp2";
+  r.switches = {{7, "tiny-dp2", "tiny-tp2", 0.0125, 4096, 2048}};
+  const json::Json j = run_to_json(r);
+  EXPECT_EQ(j["schedule"], "dp-then-tp");
+  EXPECT_EQ(j["steps"][1]["strategy"], "tiny-tp2");
+  EXPECT_EQ(j["switches"][0], json::Json({{"at_step", 7},
+                                          {"from", "tiny-dp2"},
+                                          {"to", "tiny-tp2"},
+                                          {"measured_seconds", 0.0125},
+                                          {"bytes_sent", 4096.0},
+                                          {"max_rank_bytes_sent", 2048.0}}));
+  const RunRecord b = run_from_json(j);
+  EXPECT_EQ(b.schedule, r.schedule);
+  EXPECT_EQ(b.steps, r.steps);
+  EXPECT_EQ(b.switches, r.switches);
+  EXPECT_EQ(run_to_json(b), j);
+  json::Json bad = j;
+  bad["switches"][0].erase("bytes_sent");
+  expect_config_error([&] { run_from_json(bad, "out.json"); },
+                      {"out.json: run.switches[0].bytes_sent: required key is missing"});
 }
 
 TEST(RunJson, BadFilesAreRefusedNamingFileFieldAndValue) {
