@@ -274,6 +274,37 @@ TEST(SwitchTraffic, ZeroRangesAreAtMostThreeRectanglesPerBlock) {
   EXPECT_GT(cut, 0);
 }
 
+// Mixture of experts: each expert is a piece of its own, named by its global index. A GPT-shaped
+// MoE with 4 experts of width 48 in layers 1..3: under ep2 rank 1 holds experts 2 and 3; ep1
+// holds all four, so each rank receives the other two experts' fc1 (48 x 64) and fc2 (64 x 48)
+// in each of the 3 MoE layers, with their bf16 parameters, master weights and Adam moments.
+TEST(SwitchTraffic, ExpertsMoveAsPiecesOfTheirOwn) {
+  ModelSpec m = gpt(4, 64, 4, 256, 32, "moe-test");
+  m.moe.num_experts = 4;
+  m.moe.num_experts_per_tok = 2;
+  m.moe.moe_intermediate_size = 48;
+  m.moe.first_k_dense_replace = 1;
+  StrategySpec ep2 = named(2, 1, 1, 0, "dp2-ep2");
+  ep2.ep = 2;
+  const Plan a = lower_on_cluster(m, ep2);
+  const Plan b = lower_on_cluster(m, named(2, 1, 1, 0, "dp2"));
+  int experts = 0;
+  for (const StateHolding& h : state_holdings(a, 1)) {
+    if (h.state != StateKind::kParam || !h.tensor.starts_with("layers.1.experts.")) continue;
+    EXPECT_TRUE(h.tensor.starts_with("layers.1.experts.2.") ||
+                h.tensor.starts_with("layers.1.experts.3."))
+        << h.tensor;
+    ++experts;
+  }
+  EXPECT_EQ(experts, 4);  // fc1 and fc2 of two experts
+  const double per_rank = 3 * 2 * (48 * 64 + 64 * 48) * (2 + 4 + 4 + 4);
+  const SwitchTraffic t = switch_traffic(a, b);
+  EXPECT_EQ(t.total_bytes, 2 * per_rank);
+  EXPECT_EQ(t.max_recv_bytes(), per_rank);
+  EXPECT_EQ(switch_traffic(b, a).total_bytes, 0);  // ep1 -> ep2: every rank holds its experts
+  EXPECT_EQ(switch_traffic(a, a).total_bytes, 0);
+}
+
 TEST(SwitchTraffic, DifferentWorldsAreRefused) {
   const ModelSpec m = gpt_tiny();
   const Plan a = lower_on_cluster(m, named(2, 1, 1, 0, "dp2"));
