@@ -119,9 +119,10 @@ std::unique_ptr<profiler::CostModel> cost_model(const Args& args,
 // before this process starts its own); `what` names the simulation in an error.
 double step_time_in_child(const strategies::Plan& plan, const profiler::CostModel& cost,
                           const sim::SimOptions& options, const std::string& what) {
-  return numbers_in_child(what, [&] {
-           return std::vector<double>{sim::simulate(plan, cost, options).step_time_s};
-         }).at(0);
+  const auto step = [&] {
+    return std::vector<double>{sim::simulate(plan, cost, options).step_time_s};
+  };
+  return numbers_in_child(what, step).at(0);
 }
 
 // The step at each dp a shrink reaches: the strategy with dp d, the global batch d/dp of it
@@ -192,8 +193,8 @@ int simulate_schedule(const Args& args, Progress& progress) {
       plans.push_back(lower_inputs(in.phase_inputs(i), in.inputs.world_size, cost.get()));
     } catch (const ConfigError& e) {
       throw ConfigError(in.schedule.path + ": " + names[i] + ": " + e.what() +
-                        " (every phase runs on the same " +
-                        std::to_string(in.inputs.world_size) + " GPUs)");
+                        " (every phase runs on the same " + std::to_string(in.inputs.world_size) +
+                        " GPUs)");
     }
     const int over = strategies::first_rank_over_capacity(plans.back());
     if (over >= 0 && !args.has("--ignore-memory")) {
@@ -246,8 +247,7 @@ int simulate_command(const std::vector<std::string>& argv) {
   }
   const Args args(argv,
                   spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies",
-                                  "--straggler", "--profile", "--links", "--failures",
-                                  "--switch"}),
+                                  "--straggler", "--profile", "--links", "--failures", "--switch"}),
                   {}, {"--ignore-memory", "--exact", "--quiet"});
   std::vector<NamedPath> inputs = spec_inputs(args);
   for (const NamedPath& p :

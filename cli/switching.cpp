@@ -80,14 +80,10 @@ json::Json switching_to_json(const SwitchingReport& r) {
                         {"max_recv_rank", c.max_recv_rank},
                         {"time_s", c.seconds}});
   }
-  return {{"schedule", r.schedule},
-          {"world_size", r.world_size},
-          {"phases", std::move(phases)},
-          {"switches", std::move(switches)},
-          {"steps", r.steps()},
-          {"tokens", r.tokens()},
-          {"time_s", r.time_s()},
-          {"tokens_per_s", r.tokens_per_s()}};
+  return {{"schedule", r.schedule},      {"world_size", r.world_size},
+          {"phases", std::move(phases)}, {"switches", std::move(switches)},
+          {"steps", r.steps()},          {"tokens", r.tokens()},
+          {"time_s", r.time_s()},        {"tokens_per_s", r.tokens_per_s()}};
 }
 
 std::string render_switching(const SwitchingReport& r) {
@@ -112,8 +108,8 @@ std::string render_switching(const SwitchingReport& r) {
     const std::string largest =
         format_bytes(c.max_send_bytes) + " (" + std::to_string(c.max_send_rank) + ")";
     std::snprintf(line, sizeof line, "  %-6zu %11d %13s %21s %13.6f  %s -> %s\n", i,
-                  r.phases[i + 1].first_step - 1, format_bytes(c.bytes).c_str(),
-                  largest.c_str(), c.seconds, c.from.c_str(), c.to.c_str());
+                  r.phases[i + 1].first_step - 1, format_bytes(c.bytes).c_str(), largest.c_str(),
+                  c.seconds, c.from.c_str(), c.to.c_str());
     os << line;
   }
   os << "  span: " << fixed(r.time_s(), 4) << " s (switches included), "

@@ -19,14 +19,14 @@ namespace strata::cli {
 // One switch: strategies::switch_traffic(a, b) (strategies/switch_traffic.hpp: the source rule)
 // and its simulated time.
 struct SwitchCost {
-  std::string from, to;        // the strategies' names
-  double bytes = 0;            // sent over all ranks
-  std::size_t transfers = 0;   // (sender, receiver) pairs that move bytes
-  double max_send_bytes = 0;   // the largest per-rank send, by rank max_send_rank
+  std::string from, to;       // the strategies' names
+  double bytes = 0;           // sent over all ranks
+  std::size_t transfers = 0;  // (sender, receiver) pairs that move bytes
+  double max_send_bytes = 0;  // the largest per-rank send, by rank max_send_rank
   int max_send_rank = 0;
-  double max_recv_bytes = 0;   // the largest per-rank receive, by rank max_recv_rank
+  double max_recv_bytes = 0;  // the largest per-rank receive, by rank max_recv_rank
   int max_recv_rank = 0;
-  double seconds = 0;          // simulated: the uneven all-to-all of the byte matrix
+  double seconds = 0;  // simulated: the uneven all-to-all of the byte matrix
 };
 
 // The traffic of switching from `a` to `b` (same world), simulated as one uneven all-to-all over

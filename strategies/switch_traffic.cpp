@@ -10,10 +10,14 @@ namespace strata::strategies {
 
 const char* state_kind_name(StateKind s) {
   switch (s) {
-    case StateKind::kParam: return "param";
-    case StateKind::kMaster: return "master";
-    case StateKind::kAdamM: return "adam_m";
-    case StateKind::kAdamV: return "adam_v";
+    case StateKind::kParam:
+      return "param";
+    case StateKind::kMaster:
+      return "master";
+    case StateKind::kAdamM:
+      return "adam_m";
+    case StateKind::kAdamV:
+      return "adam_v";
   }
   return "?";
 }
@@ -71,8 +75,8 @@ void add_local(const ShardMap& m, std::int64_t r0, std::int64_t r1, std::int64_t
   for (const RowRun& run : m.rows) {
     const std::int64_t lo = std::max(r0, run.local), hi = std::min(r1, run.local + run.count);
     if (lo >= hi) continue;
-    out->push_back({run.global + lo - run.local, run.global + hi - run.local, m.col0 + c0,
-                    m.col0 + c1});
+    out->push_back(
+        {run.global + lo - run.local, run.global + hi - run.local, m.col0 + c0, m.col0 + c1});
   }
 }
 
@@ -144,8 +148,7 @@ void subtract(const Rect& q, const Rect& i, std::vector<Rect>* out) {
 }
 
 Rect intersection(const Rect& a, const Rect& b) {
-  return {std::max(a.r0, b.r0), std::min(a.r1, b.r1), std::max(a.c0, b.c0),
-          std::min(a.c1, b.c1)};
+  return {std::max(a.r0, b.r0), std::min(a.r1, b.r1), std::max(a.c0, b.c0), std::min(a.c1, b.c1)};
 }
 
 // Takes from `need` what `have` holds; returns the number of elements taken.
@@ -230,8 +233,7 @@ std::vector<StateHolding> state_holdings(const Plan& plan, int rank) {
         for (const Piece& piece : pieces(plan, prog, rank, p)) {
           const std::int64_t first = p.bucket_offset + piece.first;
           const std::int64_t lo = std::max(first, part.offset);
-          const std::int64_t hi =
-              std::min(first + piece.info.elements, part.offset + part.count);
+          const std::int64_t hi = std::min(first + piece.info.elements, part.offset + part.count);
           if (lo >= hi) continue;
           StateHolding h;
           h.tensor = piece.name;

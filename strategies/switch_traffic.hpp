@@ -46,7 +46,7 @@ const char* state_kind_name(StateKind s);
 
 // What one rank holds of one piece's state.
 struct StateHolding {
-  std::string tensor;              // the piece's global name ("layers.3.qkv.w", "wte")
+  std::string tensor;  // the piece's global name ("layers.3.qkv.w", "wte")
   StateKind state = StateKind::kParam;
   std::int64_t rows = 0, cols = 1;  // the piece's unsharded shape
   DType dtype = DType::kFp32;       // of the rank's buffer
@@ -64,10 +64,10 @@ struct ByteEntry {
 
 struct SwitchTraffic {
   int world_size = 0;
-  std::vector<ByteEntry> entries;  // src != dst, bytes > 0, sorted by (src, dst)
-  std::vector<double> send_bytes;  // per rank: what it sends
-  std::vector<double> recv_bytes;  // per rank: what it receives
-  double total_bytes = 0;          // the sum over the entries
+  std::vector<ByteEntry> entries;            // src != dst, bytes > 0, sorted by (src, dst)
+  std::vector<double> send_bytes;            // per rank: what it sends
+  std::vector<double> recv_bytes;            // per rank: what it receives
+  double total_bytes = 0;                    // the sum over the entries
   int max_send_rank = 0, max_recv_rank = 0;  // the first rank with the largest send / receive
   double max_send_bytes() const { return send_bytes.empty() ? 0 : send_bytes[max_send_rank]; }
   double max_recv_bytes() const { return recv_bytes.empty() ? 0 : recv_bytes[max_recv_rank]; }

@@ -78,8 +78,7 @@ TEST_F(SwitchCli, TheBundledExampleSimulates) {
       std::string(STRATA_SOURCE_DIR) + "/configs/schedules/tiny-tp2-then-dp2.json";
   const Result r = run(std::string(kTiny) + "--switch " + schedule);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("Strategy schedule tiny-tp2-then-dp2 (2 GPUs, 10 steps)"),
-            std::string::npos)
+  EXPECT_NE(r.out.find("Strategy schedule tiny-tp2-then-dp2 (2 GPUs, 10 steps)"), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("tiny-dp2 -> tiny-zero1"), std::string::npos) << r.out;
 }
@@ -92,16 +91,16 @@ TEST_F(SwitchCli, BadSchedulesAndFlagsAreRefused) {
   } cases[] = {
       {R"({"phases": []})", 1, "switch.phases"},
       {R"({"phases": [{"strategy": "tiny-dp2", "steps": 0}]})", 1, "switch.phases.0.steps = 0"},
-      {R"({"phases": [{"strategy": "tiny-dp2", "steps": 1}, {"strategy": "nope", "steps": 1}]})",
-       1, "switch.phases.1.strategy"},
+      {R"({"phases": [{"strategy": "tiny-dp2", "steps": 1}, {"strategy": "nope", "steps": 1}]})", 1,
+       "switch.phases.1.strategy"},
       {R"({"phases": [{"strategy": "tiny-dp2", "steps": 1},
                       {"strategy": "tiny-pp4-zb-h2", "steps": 1}]})",
        1, "switch.phases.1 (strategy 'tiny-pp4-zb-h2')"},
   };
   const std::string json = path("report.json");
   for (const auto& c : cases) {
-    const Result r = run(std::string(kTiny) + "--switch " + write("bad.json", c.schedule) +
-                         " --json " + json);
+    const Result r =
+        run(std::string(kTiny) + "--switch " + write("bad.json", c.schedule) + " --json " + json);
     EXPECT_EQ(r.exit_code, c.exit_code) << c.schedule << "\n" << r.err;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
     EXPECT_FALSE(std::filesystem::exists(json));

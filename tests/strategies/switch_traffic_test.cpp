@@ -3,23 +3,24 @@
 // parameter shapes, the rectangles agree with an element-by-element application of the source
 // rule on small plans, and switches between layouts that hold every element once are each
 // other's transpose.
+#include "strategies/switch_traffic.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
 #include <string>
 #include <vector>
 
-#include "strategies/plan.hpp"
-#include "strategies/switch_traffic.hpp"
 #include "expect_config_error.hpp"
+#include "strategies/plan.hpp"
 #include "test_models.hpp"
 
 namespace strata::strategies {
 namespace {
 
 using testing::gpt;
-using testing::strategy;
 using testing::lower_on_cluster;
+using testing::strategy;
 
 ModelSpec gpt_tiny() {
   ModelSpec m = gpt(4, 64, 4, 256, 32, "gpt-tiny");
@@ -130,9 +131,8 @@ std::vector<std::vector<double>> oracle_matrix(const Held& from, const Held& to)
 
 TEST(SwitchTraffic, TheSameStrategyMovesNothing) {
   const ModelSpec m = gpt_tiny();
-  for (const StrategySpec& s :
-       {named(2, 1, 1, 0, "dp2"), named(2, 2, 1, 1, "dp2-tp2-zero1"),
-        named(2, 1, 2, 3, "dp2-pp2-zero3"), named(1, 2, 2, 0, "tp2-pp2")}) {
+  for (const StrategySpec& s : {named(2, 1, 1, 0, "dp2"), named(2, 2, 1, 1, "dp2-tp2-zero1"),
+                                named(2, 1, 2, 3, "dp2-pp2-zero3"), named(1, 2, 2, 0, "tp2-pp2")}) {
     const Plan plan = lower_on_cluster(m, s);
     const SwitchTraffic t = switch_traffic(plan, plan);
     EXPECT_EQ(t.total_bytes, 0) << s.name;
@@ -178,13 +178,17 @@ TEST(SwitchTraffic, RectanglesEqualTheElementByElementRule) {
   interleaved.name = "pp2-interleaved";
   interleaved.dp = 2;
   interleaved.global_batch_size = 8;
-  const std::vector<StrategySpec> strategies = {
-      named(4, 1, 1, 0, "dp4"),          named(4, 1, 1, 1, "dp4-zero1"),
-      named(2, 2, 1, 0, "dp2-tp2"),      named(2, 2, 1, 1, "dp2-tp2-zero1"),
-      named(1, 4, 1, 0, "tp4"),          named(2, 1, 2, 3, "dp2-pp2-zero3"),
-      named(1, 2, 2, 0, "tp2-pp2"),      named(2, 2, 1, 3, "dp2-tp2-zero3"),
-      named(1, 1, 4, 0, "pp4"),          fp32,
-      interleaved};
+  const std::vector<StrategySpec> strategies = {named(4, 1, 1, 0, "dp4"),
+                                                named(4, 1, 1, 1, "dp4-zero1"),
+                                                named(2, 2, 1, 0, "dp2-tp2"),
+                                                named(2, 2, 1, 1, "dp2-tp2-zero1"),
+                                                named(1, 4, 1, 0, "tp4"),
+                                                named(2, 1, 2, 3, "dp2-pp2-zero3"),
+                                                named(1, 2, 2, 0, "tp2-pp2"),
+                                                named(2, 2, 1, 3, "dp2-tp2-zero3"),
+                                                named(1, 1, 4, 0, "pp4"),
+                                                fp32,
+                                                interleaved};
   std::vector<Plan> plans;
   std::vector<Held> held;
   for (const StrategySpec& s : strategies) {
@@ -310,7 +314,7 @@ TEST(SwitchTraffic, DifferentWorldsAreRefused) {
   const Plan a = lower_on_cluster(m, named(2, 1, 1, 0, "dp2"));
   const Plan b = lower_on_cluster(m, named(4, 1, 1, 0, "dp4"));
   testing::expect_config_error([&] { switch_traffic(a, b); },
-                                {"strategy 'dp2' -> 'dp4'", "the worlds differ (2 and 4 ranks)"});
+                               {"strategy 'dp2' -> 'dp4'", "the worlds differ (2 and 4 ranks)"});
 }
 
 }  // namespace
