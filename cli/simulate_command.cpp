@@ -180,6 +180,7 @@ int simulate_schedule(const Args& args, Progress& progress) {
                        " is for one strategy (simulate each phase's strategy with --strategy)");
     }
   }
+  set_interrupt_phase("lowering the specs to Plans");
   const SwitchInputs in = load_switch_inputs(args);
   const std::unique_ptr<profiler::CostModel> cost = cost_model(args, in.inputs.cluster);
   const std::vector<SwitchPhase>& phases = in.schedule.phases;
