@@ -1,11 +1,6 @@
 // `strata simulate`: lower the specs to a Plan and replay it on a SimGrid model of the cluster;
 // print the report, optionally write report.json and trace.json. One simulation per process.
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -13,10 +8,13 @@
 #include <optional>
 
 #include "cli/args.hpp"
+#include "cli/child_process.hpp"
 #include "cli/commands.hpp"
 #include "cli/interrupt.hpp"
 #include "cli/progress.hpp"
 #include "cli/specs.hpp"
+#include "cli/switch_schedule.hpp"
+#include "cli/switching.hpp"
 #include "common/error.hpp"
 #include "profiler/profiled_cost_model.hpp"
 #include "profiler/roofline.hpp"
@@ -29,6 +27,7 @@ namespace strata::cli {
 
 const char* const kSimulateHelp =
     R"(Usage: strata simulate --model M --cluster C --strategy S [options]
+       strata simulate --model M --cluster C --switch SCHEDULE [options]
 
 Predict one training step of a strategy on a modelled cluster: the specs are lowered to a Plan,
 and every rank's tasks are replayed in a SimGrid discrete-event simulation (compute durations
@@ -69,6 +68,14 @@ Options:
                        effective tokens/s and the Young/Daly checkpoint interval against the
                        best one a sweep finds (printed, and report.json's "failures" section;
                        with reaction "shrink" the step is also simulated at each smaller dp)
+  --switch FILE        a strategy schedule (docs/switching.md) instead of --strategy: phases of
+                       strategies, each for some steps, on the same GPUs. Each phase's step is
+                       simulated, and each switch's resharding of the training state (parameters,
+                       master weights, Adam moments) as one uneven all-to-all; prints per phase
+                       the step and phase time and tokens/s, per switch the bytes moved, the
+                       largest per-rank send and the simulated seconds, and the span's total;
+                       report.json is the first phase's report with a "switching" section. Not
+                       with --failures, --trace or --trace-ranks
   --ignore-memory      simulate even when a rank's peak memory exceeds its device memory
   --quiet              no progress line (lowering, simulating: the share of tasks done,
                        writing), which is shown on stderr only when it is a terminal
@@ -109,36 +116,13 @@ std::unique_ptr<profiler::CostModel> cost_model(const Args& args,
 }
 
 // The step time of `plan` simulated in a child process (one SimGrid engine per process; called
-// before this process starts its own).
+// before this process starts its own); `what` names the simulation in an error.
 double step_time_in_child(const strategies::Plan& plan, const profiler::CostModel& cost,
-                          const sim::SimOptions& options) {
-  int fds[2];
-  if (::pipe(fds) != 0) throw RuntimeFailure(std::string("pipe: ") + std::strerror(errno));
-  const pid_t pid = ::fork();
-  if (pid < 0) throw RuntimeFailure(std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) {
-    ::close(fds[0]);
-    int rc = 1;
-    try {
-      const double step = sim::simulate(plan, cost, options).step_time_s;
-      rc = ::write(fds[1], &step, sizeof step) == sizeof step ? 0 : 1;
-    } catch (const std::exception& e) {
-      std::cerr << "strata simulate: error: " << e.what() << "\n";
-    }
-    ::_exit(rc);
-  }
-  ::close(fds[1]);
-  double step = 0;
-  const ssize_t got = ::read(fds[0], &step, sizeof step);
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (got != static_cast<ssize_t>(sizeof step) || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw RuntimeFailure("the simulation of strategy '" + plan.strategy.name +
-                         "' at a smaller dp (for failures.reaction \"shrink\") failed");
-  }
-  return step;
+                          const sim::SimOptions& options, const std::string& what) {
+  const auto step = [&] {
+    return std::vector<double>{sim::simulate(plan, cost, options).step_time_s};
+  };
+  return numbers_in_child(what, step).at(0);
 }
 
 // The step at each dp a shrink reaches: the strategy with dp d, the global batch d/dp of it
@@ -155,7 +139,9 @@ std::map<int, double> shrunk_step_times(const Inputs& in, const strategies::Plan
     smaller.strategy.global_batch_size = in.strategy.global_batch_size / dp * d;
     try {
       const strategies::Plan p = lower_inputs(smaller, plan.world_size / dp * d, &cost);
-      times[d] = step_time_in_child(p, cost, options);
+      times[d] = step_time_in_child(p, cost, options,
+                                    "the simulation of strategy '" + plan.strategy.name +
+                                        "' at a smaller dp (for failures.reaction \"shrink\")");
     } catch (const ConfigError& e) {
       throw ConfigError("failures.reaction = \"shrink\": strategy '" + plan.strategy.name +
                         "' with dp " + std::to_string(d) + " (global_batch_size " +
@@ -165,40 +151,8 @@ std::map<int, double> shrunk_step_times(const Inputs& in, const strategies::Plan
   return times;
 }
 
-}  // namespace
-
-
-int simulate_command(const std::vector<std::string>& argv) {
-  if (asks_for_help(argv)) {
-    std::cout << kSimulateHelp;
-    return kExitOk;
-  }
-  const Args args(argv,
-                  spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies",
-                                  "--straggler", "--profile", "--links", "--failures"}),
-                  {}, {"--ignore-memory", "--exact", "--quiet"});
-  std::vector<NamedPath> inputs = spec_inputs(args);
-  for (const NamedPath& p :
-       flag_paths(args, {"--efficiencies", "--profile", "--links", "--failures"})) {
-    inputs.push_back(p);
-  }
-  check_paths(inputs, flag_paths(args, {"--trace", "--json"}));
-  install_interrupt_handler("simulate");
-  Progress progress("simulate", args.has("--quiet"));
-  set_interrupt_phase("lowering the specs to a Plan");
-  progress.phase("lowering the specs to a Plan");
-  // The one cost object: compute and link efficiencies from the same table (and the
-  // measurements in front of it); it also prices the units a zero-bubble order is built for.
-  const Inputs in = load_inputs(args);
-  const std::unique_ptr<profiler::CostModel> cost = cost_model(args, in.cluster);
-  const strategies::Plan plan = lower_inputs(in, in.world_size, cost.get());
-  const int over = strategies::first_rank_over_capacity(plan);
-  if (over >= 0 && !args.has("--ignore-memory")) {
-    throw DoesNotFitError("strategy '" + plan.strategy.name +
-                          "' does not fit: " + over_capacity(plan, over) +
-                          " (see `strata plan`; --ignore-memory simulates it anyway)");
-  }
-
+// The simulation options of the command line for `plan`.
+sim::SimOptions sim_options(const Args& args, const strategies::Plan& plan) {
   sim::SimOptions options;
   options.fold_data_parallel = options.fold_tensor_parallel = options.aggregate_ring_steps =
       !args.has("--exact");
@@ -213,6 +167,113 @@ int simulate_command(const std::vector<std::string>& argv) {
   if (const auto s = args.get("--straggler")) {
     options.speed_factors = parse_rank_factors("--straggler", *s, plan.world_size);
   }
+  return options;
+}
+
+// `strata simulate --switch FILE` (docs/switching.md): each phase's step and each switch's
+// resharding traffic simulated in child processes, then the first phase's step in this one
+// (report.json is its report with the "switching" section).
+int simulate_schedule(const Args& args, Progress& progress) {
+  for (const char* flag : {"--failures", "--trace", "--trace-ranks"}) {
+    if (args.has(flag)) {
+      throw UsageError(std::string(flag) + " and --switch: " + flag +
+                       " is for one strategy (simulate each phase's strategy with --strategy)");
+    }
+  }
+  set_interrupt_phase("lowering the specs to Plans");
+  const SwitchInputs in = load_switch_inputs(args);
+  const std::unique_ptr<profiler::CostModel> cost = cost_model(args, in.inputs.cluster);
+  const std::vector<SwitchPhase>& phases = in.schedule.phases;
+  std::vector<strategies::Plan> plans;
+  std::vector<std::string> names;  // "switch.phases.1 (strategy 'x')"
+  for (std::size_t i = 0; i < phases.size(); ++i) {
+    names.push_back("switch.phases." + std::to_string(i) + " (strategy '" +
+                    phases[i].strategy.name + "')");
+    progress.phase("lowering phase " + std::to_string(i));
+    try {
+      plans.push_back(lower_inputs(in.phase_inputs(i), in.inputs.world_size, cost.get()));
+    } catch (const ConfigError& e) {
+      throw ConfigError(in.schedule.path + ": " + names[i] + ": " + e.what() +
+                        " (every phase runs on the same " + std::to_string(in.inputs.world_size) +
+                        " GPUs)");
+    }
+    const int over = strategies::first_rank_over_capacity(plans.back());
+    if (over >= 0 && !args.has("--ignore-memory")) {
+      throw DoesNotFitError(names[i] + " does not fit: " + over_capacity(plans.back(), over) +
+                            " (--ignore-memory simulates it anyway)");
+    }
+  }
+  set_interrupt_phase("simulating");
+  SwitchingReport sr;
+  sr.schedule = in.schedule.name;
+  sr.world_size = in.inputs.world_size;
+  sr.phases.resize(plans.size());
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    sr.phases[i].strategy = plans[i].strategy.name;
+    sr.phases[i].steps = phases[i].steps;
+    sr.phases[i].first_step = phases[i].first_step;
+    sr.phases[i].tokens_per_step =
+        static_cast<double>(plans[i].strategy.global_batch_size) * plans[i].model.seq_length;
+    if (i > 0) {
+      progress.phase("simulating phase " + std::to_string(i));
+      sr.phases[i].step_time_s = step_time_in_child(plans[i], *cost, sim_options(args, plans[i]),
+                                                    "the simulation of " + names[i]);
+    }
+  }
+  for (std::size_t i = 0; i + 1 < plans.size(); ++i) {
+    progress.phase("simulating switch " + std::to_string(i));
+    sr.switches.push_back(simulate_switch(plans[i], plans[i + 1], *cost));
+  }
+  progress.phase("simulating phase 0");
+  results::Report report = sim::simulate(plans[0], *cost, sim_options(args, plans[0]));
+  sr.phases[0].step_time_s = report.step_time_s;
+  report.switching = switching_to_json(sr);
+  set_interrupt_phase("writing the outputs");
+  OutputFiles files;
+  if (const auto path = args.get("--json")) {
+    files.open("--json", *path) << std::setw(2) << results::report_to_json(report) << "\n";
+  }
+  files.commit();
+  progress.clear();
+  if (args.get("--json") != "-") std::cout << render_switching(sr);
+  return kExitOk;
+}
+
+}  // namespace
+
+int simulate_command(const std::vector<std::string>& argv) {
+  if (asks_for_help(argv)) {
+    std::cout << kSimulateHelp;
+    return kExitOk;
+  }
+  const Args args(argv,
+                  spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies",
+                                  "--straggler", "--profile", "--links", "--failures", "--switch"}),
+                  {}, {"--ignore-memory", "--exact", "--quiet"});
+  std::vector<NamedPath> inputs = spec_inputs(args);
+  for (const NamedPath& p :
+       flag_paths(args, {"--efficiencies", "--profile", "--links", "--failures", "--switch"})) {
+    inputs.push_back(p);
+  }
+  check_paths(inputs, flag_paths(args, {"--trace", "--json"}));
+  install_interrupt_handler("simulate");
+  Progress progress("simulate", args.has("--quiet"));
+  if (args.has("--switch")) return simulate_schedule(args, progress);
+  set_interrupt_phase("lowering the specs to a Plan");
+  progress.phase("lowering the specs to a Plan");
+  // The one cost object: compute and link efficiencies from the same table (and the
+  // measurements in front of it); it also prices the units a zero-bubble order is built for.
+  const Inputs in = load_inputs(args);
+  const std::unique_ptr<profiler::CostModel> cost = cost_model(args, in.cluster);
+  const strategies::Plan plan = lower_inputs(in, in.world_size, cost.get());
+  const int over = strategies::first_rank_over_capacity(plan);
+  if (over >= 0 && !args.has("--ignore-memory")) {
+    throw DoesNotFitError("strategy '" + plan.strategy.name +
+                          "' does not fit: " + over_capacity(plan, over) +
+                          " (see `strata plan`; --ignore-memory simulates it anyway)");
+  }
+
+  sim::SimOptions options = sim_options(args, plan);
   // The failure spec is read before any simulation (its errors cost nothing), and a shrink's
   // smaller-dp steps are simulated in children before this process's own engine starts.
   std::optional<sim::FailureSpec> failure_spec;

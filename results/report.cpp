@@ -81,6 +81,7 @@ json::Json report_to_json(const Report& r) {
   }
   j["ranks"] = std::move(ranks);
   if (!r.failures.is_null()) j["failures"] = r.failures;
+  if (!r.switching.is_null()) j["switching"] = r.switching;
   return j;
 }
 
@@ -172,11 +173,11 @@ Report report_from_json(const json::Json& j, const std::string& file) {
           json::fail(r.field("ranks"), r.get_raw("ranks"),
                      "must hold world_size (" + std::to_string(rep.world_size) + ") rows");
         }
-        if (r.has("failures")) {
-          rep.failures = r.get_raw("failures");
-          if (!rep.failures.is_object()) {
-            json::fail(r.field("failures"), rep.failures, "must be an object");
-          }
+        for (const auto& [key, section] :
+             {std::pair{"failures", &rep.failures}, std::pair{"switching", &rep.switching}}) {
+          if (!r.has(key)) continue;
+          *section = r.get_raw(key);
+          if (!section->is_object()) json::fail(r.field(key), *section, "must be an object");
         }
         return rep;
       });

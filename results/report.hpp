@@ -10,7 +10,8 @@
 //  - Counts (`simulated_ranks`, `simgrid_activities`, ranks, stages, sizes) are JSON integers;
 //    times, rates, fractions and bytes are JSON numbers (floating point).
 //  - An optional "failures" object (docs/failures.md "report.json") follows "ranks" when
-//    `--failures` was given; reports without it are unchanged.
+//    `--failures` was given, and an optional "switching" object (docs/switching.md) when
+//    `--switch` was; reports without them are unchanged.
 //  - The reader is strict: another kind or schema version, a missing key, a wrong type or an
 //    unknown key is a ConfigError naming the file, the field and the value.
 #pragma once
@@ -93,6 +94,9 @@ struct Report {
   // --failures` (sim/failures.hpp, docs/failures.md); null when absent. Kept as JSON here (the
   // reader checks it is an object); sim::failure_report_to_json writes it.
   json::Json failures;
+  // report.json's optional "switching" section: the phases and switches of `strata simulate
+  // --switch` (cli/switching.hpp, docs/switching.md); null when absent. Kept as JSON here too.
+  json::Json switching;
   // Not in report.json (report_from_json leaves it empty): the traced ranks' tasks, when a
   // trace was asked for; results/trace.hpp writes them.
   std::vector<strategies::TaskSpan> spans;

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "strategies/plan.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::strategies::testing {
@@ -76,6 +77,12 @@ inline ClusterSpec cluster(int nodes, int gpus_per_node, double memory_bytes = 8
   c.inter_node.nic_bandwidth_Bps = 25e9;
   c.inter_node.latency_s = 5e-6;
   return c;
+}
+
+// `s` lowered on the smallest cluster() of 8-GPU nodes that holds its world.
+inline Plan lower_on_cluster(const ModelSpec& m, const StrategySpec& s) {
+  const int world = s.world_size();
+  return lower(m, cluster((world + 7) / 8, 8), s, world);
 }
 
 }  // namespace strata::strategies::testing
