@@ -8,6 +8,8 @@
 #include <ctime>
 #include <filesystem>
 #include <iomanip>
+#include <tuple>
+#include <utility>
 
 #include "cli/commands.hpp"
 #include "cli/interrupt.hpp"
@@ -17,7 +19,12 @@
 #include "common/units.hpp"
 #include "executor/checkpoint.hpp"
 #include "executor/switch_state.hpp"
+#include "profiler/efficiency.hpp"
+#include "profiler/roofline.hpp"
 #include "results/trace.hpp"
+#if STRATA_HAVE_SIMGRID
+#include "cli/switching.hpp"
+#endif
 
 namespace strata::cli {
 
@@ -283,6 +290,18 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
       }
     }
   }
+#if STRATA_HAVE_SIMGRID
+  // The simulator's cost of each switch, on rank 0, in a child process each (one SimGrid engine
+  // per process; the child touches no MPI), beside which the measured ones are printed.
+  if (t.schedule && comm.rank() == 0) {
+    const profiler::RooflineCostModel cost(
+        profiler::load_efficiencies(profiler::default_efficiencies_path()));
+    for (std::size_t i = 0; i + 1 < t.phase_plans.size(); ++i) {
+      const SwitchCost c = simulate_switch(*t.phase_plans[i], *t.phase_plans[i + 1], cost);
+      t.simulated_switches.emplace_back(c.seconds, c.bytes);
+    }
+  }
+#endif
   // Resumed with --switch: the phase of the step after the checkpoint's.
   if (t.schedule && args.has("--resume")) {
     t.phase = phase_of_step(*t.schedule, exec::latest_checkpoint_step(*args.get("--resume")) + 1);
@@ -378,8 +397,11 @@ results::RunSwitch switch_phase(Training& t, exec::Comm& comm) {
   const exec::SwitchStats s =
       exec::switch_state(comm, t.executor->interpreter(), executor->interpreter());
   executor->set_steps_done(t.executor->steps_done());
-  const results::RunSwitch out{at_step,      t.plan->strategy.name, plan->strategy.name,
-                               s.seconds,    s.bytes_sent,          s.max_rank_bytes_sent};
+  results::RunSwitch out{at_step,   t.plan->strategy.name, plan->strategy.name,
+                         s.seconds, s.bytes_sent,          s.max_rank_bytes_sent};
+  if (t.phase < t.simulated_switches.size()) {
+    std::tie(out.simulated_seconds, out.simulated_bytes) = t.simulated_switches[t.phase];
+  }
   t.executor = std::move(executor);  // the old executor first, then the Plan it runs
   t.plan = std::move(plan);
   t.phase = next;
@@ -391,6 +413,10 @@ results::RunSwitch switch_phase(Training& t, exec::Comm& comm) {
                 units::format_bytes(s.max_rank_bytes_sent).c_str(),
                 static_cast<long long>(s.elements_sent),
                 static_cast<long long>(s.elements_copied));
+    if (out.simulated_seconds >= 0) {
+      std::printf("  simulated (docs/switching.md): %.6f s for %s\n", out.simulated_seconds,
+                  units::format_bytes(out.simulated_bytes).c_str());
+    }
     std::fflush(stdout);
   }
   return out;

@@ -38,6 +38,9 @@ struct Training {
   std::optional<SwitchSchedule> schedule;
   std::vector<std::unique_ptr<strategies::Plan>> phase_plans;
   std::size_t phase = 0;  // the running phase
+  // Rank 0, with --switch in a SimGrid build: switch i's simulated seconds and bytes (phase i to
+  // i + 1; cli/switching.hpp), reported beside the measured ones.
+  std::vector<std::pair<double, double>> simulated_switches;
 };
 
 // A step whose loss is NaN or infinite: every rank sees the same loss and stops with this,

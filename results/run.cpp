@@ -104,12 +104,17 @@ json::Json run_to_json(const RunRecord& r) {
   if (!r.schedule.empty()) {
     json::Json switches = json::Json::array();
     for (const RunSwitch& w : r.switches) {
-      switches.push_back({{"at_step", w.at_step},
-                          {"from", w.from},
-                          {"to", w.to},
-                          {"measured_seconds", w.measured_seconds},
-                          {"bytes_sent", w.bytes_sent},
-                          {"max_rank_bytes_sent", w.max_rank_bytes_sent}});
+      json::Json row = {{"at_step", w.at_step},
+                        {"from", w.from},
+                        {"to", w.to},
+                        {"measured_seconds", w.measured_seconds},
+                        {"bytes_sent", w.bytes_sent},
+                        {"max_rank_bytes_sent", w.max_rank_bytes_sent}};
+      if (w.simulated_seconds >= 0) {
+        row["simulated_seconds"] = w.simulated_seconds;
+        row["simulated_bytes"] = w.simulated_bytes;
+      }
+      switches.push_back(std::move(row));
     }
     out["schedule"] = r.schedule;
     out["switches"] = std::move(switches);
@@ -140,6 +145,8 @@ RunSwitch read_switch(const json::Json& row, const std::string& path, std::size_
   w.measured_seconds = r.get_number("measured_seconds");
   w.bytes_sent = r.get_number("bytes_sent");
   w.max_rank_bytes_sent = r.get_number("max_rank_bytes_sent");
+  w.simulated_seconds = r.get_number_or("simulated_seconds", -1);
+  w.simulated_bytes = r.get_number_or("simulated_bytes", -1);
   r.finish({});
   return w;
 }

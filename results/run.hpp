@@ -48,6 +48,11 @@ struct RunSwitch {
   double measured_seconds = 0;  // the slowest rank's wall time of the switch
   double bytes_sent = 0;        // over the network, every rank's
   double max_rank_bytes_sent = 0;
+  // The simulator's prediction of the same switch (cli/switching.hpp simulate_switch: the bytes
+  // of strategies::switch_traffic, the seconds of their all-to-all on the run's cluster); -1
+  // when it was not simulated (a build without SimGrid).
+  double simulated_seconds = -1;
+  double simulated_bytes = -1;
 
   bool operator==(const RunSwitch&) const = default;
 };

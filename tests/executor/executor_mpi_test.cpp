@@ -727,6 +727,13 @@ TEST_P(HotSwitch, ContinuesWithTheLossesOfACheckpointRoundTrip) {
   EXPECT_EQ(w["bytes_sent"].get<double>() > 0, c.traffic) << w.dump();
   EXPECT_EQ(w["max_rank_bytes_sent"].get<double>() > 0, c.traffic) << w.dump();
   EXPECT_LE(w["max_rank_bytes_sent"].get<double>(), w["bytes_sent"].get<double>());
+  // The simulator's traffic for the same switch (strategies::switch_traffic, the same source
+  // rule) is the bytes the executor moved, exactly (a `strata` built with SimGrid).
+  if (STRATA_STRATA_SIMULATES) {
+    ASSERT_TRUE(w.contains("simulated_bytes")) << w.dump();
+    EXPECT_EQ(w["simulated_bytes"].get<double>(), w["bytes_sent"].get<double>()) << w.dump();
+    EXPECT_EQ(w["simulated_seconds"].get<double>() > 0, c.traffic) << w.dump();
+  }
   EXPECT_GT(w["measured_seconds"].get<double>(), 0.0);
   EXPECT_NE(hot.out.find("switch at step 4: " + std::string(c.from) + " -> " + c.to),
             std::string::npos)
