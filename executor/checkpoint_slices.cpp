@@ -6,6 +6,7 @@
 #include "common/error.hpp"
 #include "executor/interpreter.hpp"
 #include "executor/params.hpp"
+#include "strategies/state_runs.hpp"
 
 namespace strata::exec {
 
@@ -50,47 +51,38 @@ std::string source_state(const std::string& state,
 std::vector<StateSlice> state_slices(const Interpreter& in, std::vector<std::string>* uncovered) {
   const strategies::Program& prog = in.program();
   std::vector<bool> covered(prog.buffers.size(), false);
-  std::vector<StateSlice> out;
   for (const strategies::BucketInfo& b : prog.buckets) {
-    const std::pair<const char*, std::int32_t> states[] = {
-        {"param", b.params}, {"master", b.master}, {"adam_m", b.adam_m}, {"adam_v", b.adam_v}};
-    for (const auto& [state, id] : states) {
-      if (id < 0 || prog.buffers[id].is_view() || !prog.buffers[id].persistent) continue;
-      covered[static_cast<std::size_t>(id)] = true;
-      // The whole bucket, or (ZeRO) the rank's part of it, as initialise_parameters() writes.
-      strategies::Part part{0, b.elements};
-      if (prog.buffers[id].elements() != b.elements) {
-        part = strategies::partition(
-            b.elements, static_cast<int>(in.plan().group_ranks(in.rank(), b.dp_group).size()),
-            in.group_index(b.dp_group));
-      }
-      for (std::int32_t m : b.members) {
-        const ParamInfo& p = prog.params[m];
-        const int index = in.group_index(p.shard_group);
-        for (const ParamPiece& piece : param_pieces(p, expert_slice(in, p))) {
-          const std::int64_t first = p.bucket_offset + piece.first;
-          const std::int64_t lo = std::max(first, part.offset);
-          const std::int64_t hi = std::min(first + piece.info.elements, part.offset + part.count);
-          if (lo >= hi) continue;
-          StateSlice s;
-          s.tensor = piece.name;
-          s.state = state;
-          s.rows = piece.info.rows;
-          s.cols = piece.info.cols;
-          s.shard = piece.info.shard;
-          s.parts = piece.info.shard == Shard::kReplicated ? 1 : piece.info.shard_parts;
-          s.index = piece.info.shard == Shard::kReplicated ? 0 : index;
-          s.row_blocks = piece.info.row_blocks;
-          s.begin = lo - first;
-          s.count = hi - lo;
-          s.dtype = prog.buffers[id].dtype;
-          s.buffer = id;
-          s.buffer_offset = lo - part.offset;
-          out.push_back(std::move(s));
-        }
-      }
+    for (std::int32_t id : {b.params, b.master, b.adam_m, b.adam_v}) {
+      if (id >= 0) covered[static_cast<std::size_t>(id)] = true;
     }
   }
+  std::vector<StateSlice> out;
+  // The whole bucket, or (ZeRO) the rank's part of it, as initialise_parameters() writes.
+  const auto dp_of = [&](const strategies::BucketInfo& b) {
+    return std::pair<int, int>(
+        static_cast<int>(in.plan().group_ranks(in.rank(), b.dp_group).size()),
+        in.group_index(b.dp_group));
+  };
+  const auto pieces_of = [&](const ParamInfo& p) { return param_pieces(p, expert_slice(in, p)); };
+  strategies::for_each_state_run(
+      prog, dp_of, pieces_of, [&](const strategies::StateRun& run, const ParamPiece& piece) {
+        const ParamInfo& p = prog.params[run.param];
+        StateSlice s;
+        s.tensor = piece.name;
+        s.state = strategies::kStateNames[run.state];
+        s.rows = piece.info.rows;
+        s.cols = piece.info.cols;
+        s.shard = piece.info.shard;
+        s.parts = piece.info.shard == Shard::kReplicated ? 1 : piece.info.shard_parts;
+        s.index = piece.info.shard == Shard::kReplicated ? 0 : in.group_index(p.shard_group);
+        s.row_blocks = piece.info.row_blocks;
+        s.begin = run.piece_offset;
+        s.count = run.count;
+        s.dtype = prog.buffers[run.buffer].dtype;
+        s.buffer = run.buffer;
+        s.buffer_offset = run.buffer_offset;
+        out.push_back(std::move(s));
+      });
   for (std::size_t i = 0; i < prog.buffers.size(); ++i) {
     const strategies::Buffer& b = prog.buffers[i];
     if (b.persistent && !b.is_view() && !covered[i] &&

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "common/error.hpp"
+#include "strategies/state_runs.hpp"
 
 namespace strata::strategies {
 
@@ -211,42 +212,30 @@ class HolderIndex {
 
 }  // namespace
 
+static_assert(static_cast<int>(StateKind::kAdamV) == 3 && kNumStateKinds == 4,
+              "StateKind follows kStateNames (state_runs.hpp)");
+
 std::vector<StateHolding> state_holdings(const Plan& plan, int rank) {
   const Program& prog = plan.program_of(rank);
   std::vector<StateHolding> out;
-  for (const BucketInfo& b : prog.buckets) {
-    const std::pair<StateKind, std::int32_t> states[] = {{StateKind::kParam, b.params},
-                                                         {StateKind::kMaster, b.master},
-                                                         {StateKind::kAdamM, b.adam_m},
-                                                         {StateKind::kAdamV, b.adam_v}};
-    for (const auto& [state, id] : states) {
-      if (id < 0 || prog.buffers[id].is_view() || !prog.buffers[id].persistent) continue;
-      // The whole bucket, or (ZeRO) the rank's part of it over the bucket's dp group.
-      Part part{0, b.elements};
-      if (prog.buffers[id].elements() != b.elements) {
-        part = partition(b.elements, static_cast<int>(plan.group_ranks(rank, b.dp_group).size()),
-                         plan.group_index(rank, b.dp_group));
-      }
-      for (std::int32_t m : b.members) {
-        const ParamInfo& p = prog.params[m];
-        const int index = plan.group_index(rank, p.shard_group);
-        for (const Piece& piece : pieces(plan, prog, rank, p)) {
-          const std::int64_t first = p.bucket_offset + piece.first;
-          const std::int64_t lo = std::max(first, part.offset);
-          const std::int64_t hi = std::min(first + piece.info.elements, part.offset + part.count);
-          if (lo >= hi) continue;
-          StateHolding h;
-          h.tensor = piece.name;
-          h.state = state;
-          h.rows = piece.info.rows;
-          h.cols = piece.info.cols;
-          h.dtype = prog.buffers[id].dtype;
-          h.rects = range_rects(shard_map(piece.info, index), lo - first, hi - lo);
-          out.push_back(std::move(h));
-        }
-      }
-    }
-  }
+  // The whole bucket, or (ZeRO) the rank's part of it over the bucket's dp group.
+  const auto dp_of = [&](const BucketInfo& b) {
+    return std::pair<int, int>(static_cast<int>(plan.group_ranks(rank, b.dp_group).size()),
+                               plan.group_index(rank, b.dp_group));
+  };
+  const auto pieces_of = [&](const ParamInfo& p) { return pieces(plan, prog, rank, p); };
+  for_each_state_run(prog, dp_of, pieces_of, [&](const StateRun& run, const Piece& piece) {
+    const ParamInfo& p = prog.params[run.param];
+    StateHolding h;
+    h.tensor = piece.name;
+    h.state = static_cast<StateKind>(run.state);
+    h.rows = piece.info.rows;
+    h.cols = piece.info.cols;
+    h.dtype = prog.buffers[run.buffer].dtype;
+    h.rects = range_rects(shard_map(piece.info, plan.group_index(rank, p.shard_group)),
+                          run.piece_offset, run.count);
+    out.push_back(std::move(h));
+  });
   return out;
 }
 
