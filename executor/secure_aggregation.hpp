@@ -6,8 +6,9 @@
 // testbed, not production cryptography.
 //
 // defines: FixedPointCode, encode_fixed_point, decode_fixed_point, MaskingKeys, pair_seed,
-//   add_pairwise_masks, masked_update, sum_words, RevealedSeed, reveal_seeds, remove_dropped_masks,
-//   secure_all_reduce
+//   dh_public_key, dh_pair_seed, PeerSeed, add_masks, add_pairwise_masks, masked_update,
+//   sum_words, RevealedSeed, reveal_seeds, remove_dropped_masks, secure_all_reduce,
+//   secure_all_reduce_dh
 //
 // Conventions. A party is an int id (a site; over MPI, its group rank); `parties` lists the ids
 // that mask together in a round, in any order, without repeats. A vector of words is the
@@ -45,10 +46,10 @@ std::vector<float> decode_fixed_point(const std::vector<std::uint64_t>& words,
                                       const FixedPointCode& code);
 
 // What the pairwise seeds derive from. A real deployment agrees s_ij by Diffie-Hellman between
-// i and j, so that nobody else knows it; this testbed derives every s_ij from one secret all
-// parties share (no key agreement is implemented): whoever holds `run_secret` can unmask any
-// update. `round` makes each round's masks fresh (a mask reused over two rounds would reveal the
-// difference of a party's two updates).
+// i and j, so that nobody else knows it; with these keys every s_ij derives from one secret all
+// parties share (no key agreement; the toy Diffie-Hellman below is the other way): whoever
+// holds `run_secret` can unmask any update. `round` makes each round's masks fresh (a mask reused
+// over two rounds would reveal the difference of a party's two updates).
 struct MaskingKeys {
   std::uint64_t run_secret = 0;
   std::uint64_t round = 0;
@@ -57,8 +58,27 @@ struct MaskingKeys {
 // s_ij = s_ji: a SplitMix64 hash of (run_secret, round, min(i, j), max(i, j)).
 std::uint64_t pair_seed(const MaskingKeys& keys, int i, int j);
 
-// Adds party `party`'s masks for every other member of `parties` to `words`: + PRG(s_ij) for
-// party < j, - PRG(s_ij) for party > j. `party` must be in `parties`.
+// Toy Diffie-Hellman key agreement, so that s_ij is known to i and j only: in the multiplicative
+// group mod p = 2^64 - 59 (the largest 64-bit prime) with g = 5 (its order not checked), party i
+// draws a private key, publishes g^a_i mod p, and both members of a pair compute
+// g^(a_i a_j) mod p, hashed with the round into s_ij. NOT cryptographically secure: a discrete
+// logarithm in a 64-bit group takes about 2^32 steps (Pollard's rho), seconds to minutes; a
+// deployment uses X25519 or a 2048-bit group. It shows the protocol's flow and traffic.
+// The private key is 2 + private_seed mod (p - 3), in [2, p - 2].
+std::uint64_t dh_public_key(std::uint64_t private_seed);
+std::uint64_t dh_pair_seed(std::uint64_t my_private_seed, std::uint64_t their_public_key,
+                           std::uint64_t round);
+
+// Adds party `party`'s masks to `words`, one per peer: + PRG(seed) for party < peer, - PRG(seed)
+// for party > peer.
+struct PeerSeed {
+  int peer = 0;
+  std::uint64_t seed = 0;
+};
+void add_masks(std::vector<std::uint64_t>& words, int party, const std::vector<PeerSeed>& peers);
+
+// add_masks with pair_seed(keys, party, j) for every other member j of `parties` (`party` must
+// be in `parties`).
 void add_pairwise_masks(std::vector<std::uint64_t>& words, int party,
                         const std::vector<int>& parties, const MaskingKeys& keys);
 
@@ -99,7 +119,14 @@ void remove_dropped_masks(std::vector<std::uint64_t>& sum, const std::vector<Rev
 // keys. A value out of range throws ConfigError on every member (a one-float all-reduce of the
 // members' encoding failures comes first, so that none waits alone): the member that holds it
 // names the element, the others the count of failing members.
-void secure_all_reduce(Comm& comm, GroupId g, float* buf, std::size_t n,
-                       const FixedPointCode& code, const MaskingKeys& keys);
+void secure_all_reduce(Comm& comm, GroupId g, float* buf, std::size_t n, const FixedPointCode& code,
+                       const MaskingKeys& keys);
+
+// The same with the pair seeds agreed by the toy Diffie-Hellman above: each member passes its
+// own `private_seed`, the members' public keys are all-gathered first (2 floats each, bit for
+// bit), and each member derives its seed with every other from them and `round`.
+void secure_all_reduce_dh(Comm& comm, GroupId g, float* buf, std::size_t n,
+                          const FixedPointCode& code, std::uint64_t private_seed,
+                          std::uint64_t round);
 
 }  // namespace strata::exec

@@ -1,9 +1,9 @@
-// Run under mpirun by secure_aggregation_test.cpp: secure_all_reduce (executor/
-// secure_aggregation.hpp) with every rank a party, over the world and over the ranks but 0, at 1
-// and 1001 floats of rank-dependent values (negative ones too). Each rank checks the result is
-// exactly decode(sum of every member's encoding) (it rebuilds the others' inputs) and within
-// the fixed-point rounding of a plain all_reduce; then one rank holds a value out of range and
-// every rank must get a ConfigError, none left waiting. Rank 0 prints
+// Run under mpirun by secure_aggregation_test.cpp: secure_all_reduce and secure_all_reduce_dh
+// (executor/secure_aggregation.hpp) with every rank a party, over the world and over the ranks
+// but 0, at 1 and 1001 floats of rank-dependent values (negative ones too). Each rank checks
+// the result is exactly decode(sum of every member's encoding) (it rebuilds the others' inputs)
+// and within the fixed-point rounding of a plain all_reduce; then one rank holds a value out of
+// range and every rank must get a ConfigError, none left waiting. Rank 0 prints
 // "secure_aggregation_mpi_check: N ranks, K checks passed" and every rank exits 0, or each rank
 // prints its failures and every rank exits 1.
 #include <cmath>
@@ -40,13 +40,18 @@ struct Tally {
   }
 };
 
-// One secure_all_reduce over `g`, whose members are the world ranks `members`.
-void check_sum(Comm& comm, GroupId g, const std::vector<int>& members, std::size_t n,
+// One secure_all_reduce over `g`, whose members are the world ranks `members`; with `dh`, the
+// pair seeds by the toy Diffie-Hellman (secure_all_reduce_dh), each rank's private seed its own.
+void check_sum(Comm& comm, GroupId g, const std::vector<int>& members, std::size_t n, bool dh,
                Tally& tally) {
   const FixedPointCode code;
-  const MaskingKeys keys{0x5eed, 3};
   std::vector<float> secure = input(comm.rank(), n), plain = secure;
-  secure_all_reduce(comm, g, secure.data(), n, code, keys);
+  if (dh) {
+    const auto private_seed = prg_word(static_cast<std::uint64_t>(comm.rank()), 12345);
+    secure_all_reduce_dh(comm, g, secure.data(), n, code, private_seed, 3);
+  } else {
+    secure_all_reduce(comm, g, secure.data(), n, code, MaskingKeys{0x5eed, 3});
+  }
   comm.all_reduce(g, plain.data(), n, ReduceOp::kSum).wait();
 
   std::vector<std::vector<std::uint64_t>> encodings;
@@ -61,8 +66,8 @@ void check_sum(Comm& comm, GroupId g, const std::vector<int>& members, std::size
     if (secure[k] != exact[k] && exact_wrong == n) exact_wrong = k;
     if (std::fabs(double{secure[k]} - plain[k]) > tol && far == n) far = k;
   }
-  const std::string at =
-      std::to_string(members.size()) + " members, " + std::to_string(n) + " floats";
+  const std::string at = std::to_string(members.size()) + " members, " + std::to_string(n) +
+                         " floats" + (dh ? ", Diffie-Hellman seeds" : "");
   tally.expect(exact_wrong == n, "not decode(sum of encodings) at element " +
                                      std::to_string(exact_wrong) + ", " + at);
   tally.expect(far == n, "farther than " + std::to_string(tol) + " from the plain all_reduce at " +
@@ -77,9 +82,11 @@ int run(Comm& comm) {
   for (int r = 1; r < size; ++r) but_zero.push_back(r);
   const GroupId all = comm.split(world);
   const GroupId rest = comm.split(comm.rank() == 0 ? std::vector<int>{} : but_zero);
-  for (std::size_t n : {std::size_t{1}, std::size_t{1001}}) {
-    check_sum(comm, all, world, n, tally);
-    if (rest != kNoGroup) check_sum(comm, rest, but_zero, n, tally);
+  for (bool dh : {false, true}) {
+    for (std::size_t n : {std::size_t{1}, std::size_t{1001}}) {
+      check_sum(comm, all, world, n, dh, tally);
+      if (rest != kNoGroup) check_sum(comm, rest, but_zero, n, dh, tally);
+    }
   }
 
   // Rank 1 holds 1e7 at element 5: every rank throws, rank 1 naming the element.

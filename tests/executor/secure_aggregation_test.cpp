@@ -1,6 +1,7 @@
 // Secure aggregation (executor/secure_aggregation.hpp): the masks cancel exactly, a masked vector
 // reveals nothing visible of the plain one, the fixed-point code's rounding and range, dropout
-// recovery, and secure_all_reduce under mpirun on 3 and 4 ranks (secure_aggregation_mpi_check).
+// recovery, the toy Diffie-Hellman, and secure_all_reduce(_dh) under mpirun on 3 and 4 ranks
+// (secure_aggregation_mpi_check).
 #include "executor/secure_aggregation.hpp"
 
 #include <gtest/gtest.h>
@@ -105,8 +106,7 @@ TEST(SecureAggregation, AMaskedVectorLooksUniformAndUncorrelatedWithThePlainOne)
     equal += masked[k] == plain[k];
   }
   const double dn = static_cast<double>(n);
-  const double corr =
-      (sxy - sx * sy / dn) / std::sqrt((sxx - sx * sx / dn) * (syy - sy * sy / dn));
+  const double corr = (sxy - sx * sy / dn) / std::sqrt((sxx - sx * sx / dn) * (syy - sy * sy / dn));
   EXPECT_LT(std::fabs(corr), 4.0 / std::sqrt(dn));
   EXPECT_EQ(equal, 0u);
 }
@@ -121,14 +121,46 @@ TEST(SecureAggregation, MasksDependOnThePairAndTheRound) {
   EXPECT_NE(run_round(ids(3), 10, a).masked[0], run_round(ids(3), 10, b).masked[0]);
 }
 
+TEST(SecureAggregation, ToyDiffieHellmanAgreesPairSeedsThatCancel) {
+  // g^2 and g^3 (private seeds 0 and 1 are the keys 2 and 3).
+  EXPECT_EQ(dh_public_key(0), 25u);
+  EXPECT_EQ(dh_public_key(1), 125u);
+  const std::vector<std::uint64_t> secret = {11, 0xfeedfacecafebeefULL, 3, 1ULL << 63};
+  std::vector<std::uint64_t> pub;
+  for (std::uint64_t a : secret) pub.push_back(dh_public_key(a));
+  for (std::size_t i = 0; i < secret.size(); ++i) {
+    for (std::size_t j = i + 1; j < secret.size(); ++j) {
+      EXPECT_EQ(dh_pair_seed(secret[i], pub[j], 4), dh_pair_seed(secret[j], pub[i], 4));
+      EXPECT_NE(dh_pair_seed(secret[i], pub[j], 4), dh_pair_seed(secret[i], pub[j], 5));
+    }
+  }
+  EXPECT_NE(dh_pair_seed(secret[0], pub[1], 4), dh_pair_seed(secret[0], pub[2], 4));
+  // Masks from the agreed seeds cancel in the sum.
+  const std::size_t n = 99;
+  std::vector<std::vector<std::uint64_t>> masked, plain;
+  for (int i = 0; i < 4; ++i) {
+    const std::vector<float> x = update(i, n, 5.0);
+    plain.push_back(encode_fixed_point(x.data(), n, FixedPointCode{}));
+    std::vector<PeerSeed> peers;
+    for (int j = 0; j < 4; ++j) {
+      const auto ui = static_cast<std::size_t>(i), uj = static_cast<std::size_t>(j);
+      if (j != i) peers.push_back({j, dh_pair_seed(secret[ui], pub[uj], 4)});
+    }
+    masked.push_back(plain.back());
+    add_masks(masked.back(), i, peers);
+    EXPECT_NE(masked.back(), plain.back());
+  }
+  EXPECT_EQ(sum_words(masked), sum_words(plain));
+}
+
 TEST(SecureAggregation, EncodingRoundTripIsWithinOneOverTheScale) {
   const FixedPointCode code;
   std::vector<float> x = update(9, 5000, 128.0);
   for (float v : {0.0f, 1e-7f, -1e-7f, 127.99f, -128.0f, 0.5f / 65536, -1.5f / 65536}) {
     x.push_back(v);
   }
-  const std::vector<float> back = decode_fixed_point(encode_fixed_point(x.data(), x.size(), code),
-                                                     code);
+  const std::vector<float> back =
+      decode_fixed_point(encode_fixed_point(x.data(), x.size(), code), code);
   double worst = 0;
   for (std::size_t k = 0; k < x.size(); ++k) {
     worst = std::max(worst, std::fabs(double{back[k]} - x[k]));
@@ -192,11 +224,13 @@ TEST(SecureAggregation, OneRankAllReduceIsTheRoundTrip) {
   auto comm = make_local_comm();
   const GroupId g = comm->split({0});
   std::vector<float> x = update(1, 65, 10.0);
-  const std::vector<float> want =
-      decode_fixed_point(encode_fixed_point(x.data(), x.size(), FixedPointCode{}),
-                         FixedPointCode{});
+  const std::vector<float> want = decode_fixed_point(
+      encode_fixed_point(x.data(), x.size(), FixedPointCode{}), FixedPointCode{});
+  std::vector<float> y = x;
   secure_all_reduce(*comm, g, x.data(), x.size(), FixedPointCode{}, MaskingKeys{1, 2});
   EXPECT_EQ(x, want);
+  secure_all_reduce_dh(*comm, g, y.data(), y.size(), FixedPointCode{}, 8, 2);
+  EXPECT_EQ(y, want);
 }
 
 #ifdef STRATA_SECAGG_CHECK
@@ -207,9 +241,8 @@ namespace fs = std::filesystem;
 std::string run_check(int ranks, int& exit_code) {
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  const fs::path out = fs::temp_directory_path() / ("strata-secagg-" +
-                                                    std::to_string(::getpid()) + "-" +
-                                                    std::to_string(ranks));
+  const fs::path out = fs::temp_directory_path() / ("strata-secagg-" + std::to_string(::getpid()) +
+                                                    "-" + std::to_string(ranks));
   const char* asan = std::getenv("ASAN_OPTIONS");
   const std::string cmd = "ASAN_OPTIONS=" + std::string(asan ? asan : "") +
                           ":detect_leaks=0 timeout 120 " + STRATA_MPIEXEC +
@@ -223,14 +256,15 @@ std::string run_check(int ranks, int& exit_code) {
   return text;
 }
 
-// Rank 0 checks the world's sums (2 sizes x exact and plain) and the out-of-range error: 5.
+// Rank 0 checks the world's sums (2 sizes x exact and plain, with shared-secret seeds and with
+// the toy Diffie-Hellman's) and the out-of-range error: 9.
 TEST(SecureAggregationMpi, SumsEqualThePlainAllReduceOnThreeAndFourRanks) {
   for (int ranks : {3, 4}) {
     int code = -1;
     const std::string out = run_check(ranks, code);
     EXPECT_EQ(code, 0) << out;
     EXPECT_NE(out.find("secure_aggregation_mpi_check: " + std::to_string(ranks) +
-                       " ranks, 5 checks passed"),
+                       " ranks, 9 checks passed"),
               std::string::npos)
         << out;
   }
