@@ -234,6 +234,13 @@ Inputs load_inputs(const Args& args, const json::Json* default_strategy) {
   return in;
 }
 
+void refuse_federated(const strategies::StrategySpec& s, const std::string& command) {
+  if (!s.federated) return;
+  throw ConfigError("strategy '" + s.name + "': strategy.federated is not supported by `strata " +
+                    command + "` yet; `strata simulate` predicts a federated round "
+                    "(docs/federated.md)");
+}
+
 strategies::Plan lower_inputs(const Args& args, const profiler::CostModel* cost) {
   const Inputs in = load_inputs(args);
   return lower_inputs(in, in.world_size, cost);
