@@ -98,9 +98,10 @@ void validate_federated(const ClusterSpec& c, const StrategySpec& s) {
                    "' has one (name each node group's \"site\" and give cluster.wan)");
   }
   const int gpus = c.site_gpus(sites.front());
-  for (const std::string& site : sites) {
+  for (std::size_t i = 0; i < c.node_groups.size(); ++i) {
+    const std::string& site = c.node_groups[i].site;
     if (c.site_gpus(site) != gpus) {
-      json::fail("cluster.node_groups.site", site,
+      json::fail("cluster.node_groups[" + std::to_string(i) + "].site", site,
                  "has " + std::to_string(c.site_gpus(site)) + " GPUs and site '" +
                      sites.front() + "' " + std::to_string(gpus) +
                      ": sites of different GPU counts are not modelled yet (each site runs the "

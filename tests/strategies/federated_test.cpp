@@ -176,7 +176,7 @@ TEST(Federated, StrategyErrors) {
   uneven["node_groups"][1]["gpus_per_node"] = 4;
   expect_config_error(
       [&] { validate_federated(parse_cluster(uneven), strategy(Json::object())); },
-      {"org-b", "has 4 GPUs", "not modelled yet"});
+      {"cluster.node_groups[1].site = \"org-b\"", "has 4 GPUs", "not modelled yet"});
   EXPECT_NO_THROW(validate_federated(sites, strategy({{"dropout", {"org-c"}}})));
 }
 
