@@ -73,7 +73,8 @@ struct FederatedReport {
   double time_to_rounds_s = 0;
 };
 
-// The round of `plan`-like numbers: fills the derived fields from the given ones.
+// A round from its simulated parts: local compute, round, samples per round and the time to
+// `rounds` rounds derived from the local step and the aggregation given.
 FederatedReport federated_round(const strategies::FederatedSpec& spec,
                                 const std::vector<std::string>& sites,
                                 const std::vector<int>& participants, int site_gpus,
