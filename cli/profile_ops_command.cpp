@@ -110,6 +110,7 @@ int profile_ops_command(const std::vector<std::string>& argv_in) {
                       std::to_string(options.timer.repetitions) + " repetitions (--repetitions)");
   }
   Inputs in = load_inputs(args);
+  refuse_federated(in.strategy, "profile ops");
   if (!args.has("--gpus")) in.world_size = in.strategy.world_size();
   const strategies::Plan plan = lower_inputs(in, in.world_size);
 

@@ -148,6 +148,7 @@ int search_command(const std::vector<std::string>& argv) {
     throw UsageError("--global-batch B is required without --strategy (the sequences per step)");
   }
   Inputs in = load_inputs(args, &default_base);
+  refuse_federated(in.strategy, "search");
   if (in.model.unpadded_vocab_size > 0) {  // the search pads the vocabulary for each tp
     in.model.vocab_size = in.model.unpadded_vocab_size;
     in.model.unpadded_vocab_size = 0;

@@ -21,7 +21,9 @@
 #include "results/report.hpp"
 #include "results/trace.hpp"
 #include "sim/failures.hpp"
+#include "sim/federated.hpp"
 #include "sim/simulate.hpp"
+#include "strategies/federated.hpp"
 
 namespace strata::cli {
 
@@ -76,6 +78,8 @@ Options:
                        largest per-rank send and the simulated seconds, and the span's total;
                        report.json is the first phase's report with a "switching" section. Not
                        with --failures, --trace or --trace-ranks
+  --rounds N           a federated strategy (docs/federated.md): the rounds the report's time to
+                       target counts (default 100)
   --ignore-memory      simulate even when a rank's peak memory exceeds its device memory
   --quiet              no progress line (lowering, simulating: the share of tasks done,
                        writing), which is shown on stderr only when it is a terminal
@@ -83,6 +87,11 @@ Options:
 
 Outputs are checked before any work (none may be an input or share another output's path;
 their directories must be writable) and written all or none: a failure leaves none of them.
+
+With a federated strategy (docs/federated.md) the step is one site's, on its GPUs, and the
+report adds the round: K local steps and the aggregation of the model over the WAN, simulated
+as flows between the sites in a child process, bytes per site, and the time to --rounds rounds
+(report.json's "federated" section).
 
 The report gives step time, tokens/s, model and hardware TFLOP/s per GPU, MFU, the bubble
 fraction and, per pipeline stage, compute, communication, exposed communication and idle
@@ -149,6 +158,45 @@ std::map<int, double> shrunk_step_times(const Inputs& in, const strategies::Plan
     }
   }
   return times;
+}
+
+// A federated strategy's round (docs/federated.md): the WAN aggregation simulated in a child,
+// the local step `step_time_s` as simulated on one site's GPUs.
+struct FederatedJob {
+  std::vector<int> participants;
+  double update_bytes = 0;
+  std::string update_dtype;
+  sim::WanAggregation wan;
+};
+
+FederatedJob federated_aggregation(const Inputs& in, const strategies::Plan& plan) {
+  const strategies::FederatedSpec& f = *in.strategy.federated;
+  FederatedJob job;
+  job.participants = strategies::participating_sites(in.cluster, f);
+  // FedAvg sends the model's change as fp32 (the master weights); synchronous data
+  // parallelism all-reduces the gradients in their dtype (fp32 with main_grads_fp32).
+  const bool grads = f.aggregation == strategies::FederatedAggregation::kSyncDp;
+  const strategies::Precision dtype = grads && !plan.strategy.main_grads_fp32
+                                          ? plan.strategy.precision
+                                          : strategies::Precision::kFp32;
+  job.update_dtype = strategies::precision_name(dtype);
+  job.update_bytes = static_cast<double>(strategies::total_params(in.model)) *
+                     strategies::precision_bytes(dtype);
+  const int n = static_cast<int>(in.cluster.sites().size());
+  const std::vector<double> numbers = numbers_in_child("the WAN aggregation", [&] {
+    const sim::WanAggregation w = sim::simulate_wan_aggregation(
+        *in.cluster.wan, n, job.participants, f.aggregation, job.update_bytes,
+        f.secure_aggregation);
+    std::vector<double> out = {w.seconds, w.secure_aggregation_s};
+    out.insert(out.end(), w.sent_bytes.begin(), w.sent_bytes.end());
+    out.insert(out.end(), w.received_bytes.begin(), w.received_bytes.end());
+    return out;
+  });
+  job.wan.seconds = numbers.at(0);
+  job.wan.secure_aggregation_s = numbers.at(1);
+  job.wan.sent_bytes.assign(numbers.begin() + 2, numbers.begin() + 2 + n);
+  job.wan.received_bytes.assign(numbers.begin() + 2 + n, numbers.end());
+  return job;
 }
 
 // The simulation options of the command line for `plan`.
@@ -248,7 +296,8 @@ int simulate_command(const std::vector<std::string>& argv) {
   }
   const Args args(argv,
                   spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies",
-                                  "--straggler", "--profile", "--links", "--failures", "--switch"}),
+                                  "--straggler", "--profile", "--links", "--failures", "--switch",
+                                  "--rounds"}),
                   {}, {"--ignore-memory", "--exact", "--quiet"});
   std::vector<NamedPath> inputs = spec_inputs(args);
   for (const NamedPath& p :
@@ -259,6 +308,7 @@ int simulate_command(const std::vector<std::string>& argv) {
   install_interrupt_handler("simulate");
   Progress progress("simulate", args.has("--quiet"));
   if (args.has("--switch")) return simulate_schedule(args, progress);
+  const int rounds = args.get_positive_int("--rounds").value_or(100);
   set_interrupt_phase("lowering the specs to a Plan");
   progress.phase("lowering the specs to a Plan");
   // The one cost object: compute and link efficiencies from the same table (and the
@@ -291,6 +341,17 @@ int simulate_command(const std::vector<std::string>& argv) {
     progress.phase("simulating the step at smaller dp");
     failure_job.step_time_at_dp = shrunk_step_times(in, plan, *failure_spec, *cost, options);
   }
+  std::optional<FederatedJob> federated;
+  if (in.strategy.federated) {
+    if (args.has("--failures")) {
+      throw UsageError("--failures and a federated strategy: not modelled together yet");
+    }
+    set_interrupt_phase("simulating the WAN aggregation");
+    progress.phase("simulating the WAN aggregation");
+    federated = federated_aggregation(in, plan);
+  } else if (args.has("--rounds")) {
+    throw UsageError("--rounds is for a federated strategy (docs/federated.md)");
+  }
   set_interrupt_phase("simulating");
   progress.phase("simulating");
   if (progress.shown()) {
@@ -311,6 +372,14 @@ int simulate_command(const std::vector<std::string>& argv) {
     }
     report.failures = sim::failure_report_to_json(*failures);
   }
+  std::optional<sim::FederatedReport> round;
+  if (federated) {
+    round = sim::federated_round(*in.strategy.federated, in.cluster.sites(),
+                                 federated->participants, in.world_size, report.step_time_s,
+                                 federated->update_bytes, federated->update_dtype, federated->wan,
+                                 plan.strategy.global_batch_size, rounds);
+    report.federated = sim::federated_report_to_json(*round);
+  }
 
   // Every output into its temporary file, then all renamed together.
   set_interrupt_phase("writing the outputs");
@@ -328,6 +397,7 @@ int simulate_command(const std::vector<std::string>& argv) {
   if (args.get("--json") != "-") {
     std::cout << results::render_report(report);
     if (failures) std::cout << sim::render_failure_report(*failures);
+    if (round) std::cout << sim::render_federated_report(*round);
   }
   return kExitOk;
 }

@@ -218,7 +218,27 @@ Inputs load_inputs(const Args& args, const json::Json* default_strategy) {
   }
   in.world_from_gpus = args.has("--gpus");
   in.world_size = args.get_positive_int("--gpus").value_or(in.cluster.total_gpus());
+  if (in.strategy.federated) {
+    // Federated (docs/federated.md): the strategy runs on each site's GPUs, the first site's
+    // being the first GPUs of the cluster.
+    strategies::validate_federated(in.cluster, in.strategy);
+    const std::string first = in.cluster.sites().front();
+    const int site = in.cluster.site_gpus(first);
+    if (in.world_from_gpus && in.world_size != site) {
+      throw ConfigError("--gpus " + std::to_string(in.world_size) +
+                        ": a federated strategy runs on one site's GPUs (site '" + first +
+                        "' has " + std::to_string(site) + "); drop --gpus");
+    }
+    in.world_size = site;
+  }
   return in;
+}
+
+void refuse_federated(const strategies::StrategySpec& s, const std::string& command) {
+  if (!s.federated) return;
+  throw ConfigError("strategy '" + s.name + "': strategy.federated is not supported by `strata " +
+                    command + "` yet; `strata simulate` predicts a federated round "
+                    "(docs/federated.md)");
 }
 
 strategies::Plan lower_inputs(const Args& args, const profiler::CostModel* cost) {

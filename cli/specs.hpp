@@ -36,6 +36,9 @@ struct Inputs {
 // `default_strategy`, --strategy may be absent and that JSON is the strategy (`strata search`'s
 // base).
 Inputs load_inputs(const Args& args, const json::Json* default_strategy = nullptr);
+// ConfigError when the strategy is federated (docs/federated.md): `command` has no federated
+// mode yet (only `strata simulate` and `strata plan` read one, as one site's strategy).
+void refuse_federated(const strategies::StrategySpec& s, const std::string& command);
 // load_inputs, then lower_inputs below.
 strategies::Plan lower_inputs(const Args& args, const profiler::CostModel* cost = nullptr);
 // A rough upper estimate of the host memory lowering the Plan takes (its tasks), in bytes.

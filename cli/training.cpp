@@ -267,7 +267,10 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   } else {
     phases.push_back(load_inputs(args));  // --model, --cluster, --strategy and every --set
   }
-  for (const Inputs& in : phases) check_no_fp8(in.strategy);
+  for (const Inputs& in : phases) {
+    check_no_fp8(in.strategy);
+    refuse_federated(in.strategy, "run");
+  }
   check_phases(phases);
   const strategies::StrategySpec& strategy = phases.front().strategy;
   if (strategy.world_size() != comm.size()) {

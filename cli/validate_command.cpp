@@ -182,6 +182,7 @@ int validate_command(const std::vector<std::string>& argv_in) {
 
   // The specs are lowered here first, so that bad input stops before any stage starts.
   const Inputs in = load_inputs(args);
+  refuse_federated(in.strategy, "validate");
   if (in.strategy.world_size() != np) {
     throw ConfigError("--np = " + std::to_string(np) + ": strategy '" + in.strategy.name +
                       "' runs on dp * tp * pp * cp = " + std::to_string(in.strategy.world_size()) +

@@ -82,6 +82,7 @@ json::Json report_to_json(const Report& r) {
   j["ranks"] = std::move(ranks);
   if (!r.failures.is_null()) j["failures"] = r.failures;
   if (!r.switching.is_null()) j["switching"] = r.switching;
+  if (!r.federated.is_null()) j["federated"] = r.federated;
   return j;
 }
 
@@ -174,7 +175,8 @@ Report report_from_json(const json::Json& j, const std::string& file) {
                      "must hold world_size (" + std::to_string(rep.world_size) + ") rows");
         }
         for (const auto& [key, section] :
-             {std::pair{"failures", &rep.failures}, std::pair{"switching", &rep.switching}}) {
+             {std::pair{"failures", &rep.failures}, std::pair{"switching", &rep.switching},
+              std::pair{"federated", &rep.federated}}) {
           if (!r.has(key)) continue;
           *section = r.get_raw(key);
           if (!section->is_object()) json::fail(r.field(key), *section, "must be an object");

@@ -11,7 +11,8 @@
 //    times, rates, fractions and bytes are JSON numbers (floating point).
 //  - An optional "failures" object (docs/failures.md "report.json") follows "ranks" when
 //    `--failures` was given, and an optional "switching" object (docs/switching.md) when
-//    `--switch` was; reports without them are unchanged.
+//    `--switch` was, and an optional "federated" object (docs/federated.md) for a federated
+//    strategy; reports without them are unchanged.
 //  - The reader is strict: another kind or schema version, a missing key, a wrong type or an
 //    unknown key is a ConfigError naming the file, the field and the value.
 #pragma once
@@ -97,6 +98,9 @@ struct Report {
   // report.json's optional "switching" section: the phases and switches of `strata simulate
   // --switch` (cli/switching.hpp, docs/switching.md); null when absent. Kept as JSON here too.
   json::Json switching;
+  // report.json's optional "federated" section: the round of a federated strategy
+  // (sim/federated.hpp, docs/federated.md); null when absent.
+  json::Json federated;
   // Not in report.json (report_from_json leaves it empty): the traced ranks' tasks, when a
   // trace was asked for; results/trace.hpp writes them.
   std::vector<strategies::TaskSpan> spans;

@@ -154,6 +154,71 @@ InterNodeSpec parse_inter(json::ObjectReader r) {
   return s;
 }
 
+// cluster.wan: {"bandwidth_Gbps" | "bandwidth_GBps", "latency_ms", "jitter_ms"}.
+WanSpec parse_wan(json::ObjectReader r) {
+  r.finish({"bandwidth_GBps", "bandwidth_Gbps", "latency_ms", "jitter_ms"});
+  WanSpec w;
+  for (const char* key : {"bandwidth_GBps", "bandwidth_Gbps"}) {
+    if (r.has(key) && !(r.get_number(key) > 0)) {
+      json::fail(r.field(key), r.get_raw(key), "a site's WAN uplink bandwidth must be > 0");
+    }
+  }
+  w.bandwidth_Bps = read_bandwidth(r, "bandwidth");
+  const double ms_max = kMaxLatencyUs * 1e-3 * 60;  // one minute
+  w.latency_s = number_in(r, "latency_ms", 0, ms_max,
+                          "the one-way WAN latency must be from 0 to 60000 ms") * 1e-3;
+  if (r.has("jitter_ms")) {
+    w.jitter_s = number_in(r, "jitter_ms", 0, ms_max, "must be from 0 to 60000 ms") * 1e-3;
+    if (w.jitter_s > 2 * w.latency_s) {
+      json::fail(r.field("jitter_ms"), r.get_raw("jitter_ms"),
+                 "must be at most twice latency_ms (the spread is +/- jitter_ms / 2 around it)");
+    }
+  }
+  return w;
+}
+
+Json wan_json(const WanSpec& w) {
+  Json j = {{"bandwidth_GBps", w.bandwidth_Bps / units::kGB}, {"latency_ms", w.latency_s * 1e3}};
+  if (w.jitter_s > 0) j["jitter_ms"] = w.jitter_s * 1e3;
+  return j;
+}
+
+// Sites: every node group names one or none does; a site's groups are consecutive (ranks are
+// numbered group by group, so a site's GPUs are a contiguous range); a wan with two or more
+// sites and only then.
+void check_sites(const ClusterSpec& c, json::ObjectReader& r, const std::string& groups_path) {
+  std::vector<std::string> seen;
+  for (std::size_t i = 0; i < c.node_groups.size(); ++i) {
+    const NodeGroup& g = c.node_groups[i];
+    const std::string at = groups_path + "[" + std::to_string(i) + "].site";
+    if (g.site.empty() != c.node_groups.front().site.empty()) {
+      json::fail(at, g.site,
+                 "either every node group names its site or none does (" + groups_path +
+                     "[0].site is \"" + c.node_groups.front().site + "\")");
+    }
+    if (!seen.empty() && seen.back() == g.site) continue;
+    for (const std::string& s : seen) {
+      if (s == g.site) {
+        json::fail(at, g.site,
+                   "a site's node groups must be consecutive (ranks are numbered group by "
+                   "group); move this group next to the site's others");
+      }
+    }
+    seen.push_back(g.site);
+  }
+  const std::size_t sites = seen.size();
+  if (c.wan && sites < 2) {
+    json::fail(r.field("wan"), r.get_raw("wan"),
+               "a wide-area network joins sites, and this cluster has one; name each node "
+               "group's \"site\" (two or more) or remove wan");
+  }
+  if (!c.wan && sites > 1) {
+    throw ConfigError(r.field("wan") + ": required key is missing (the cluster has " +
+                      std::to_string(sites) + " sites; give {\"bandwidth_Gbps\": ..., "
+                      "\"latency_ms\": ...})");
+  }
+}
+
 Json device_json(const DeviceSpec& d) {
   Json j = {{"name", d.name},
             {"kind", kDeviceKinds[static_cast<int>(d.kind)]},
@@ -222,6 +287,7 @@ void check_cluster(const ClusterSpec& c, json::ObjectReader& r, const std::strin
         r.field("inter_node.topology"), "none",
         "only valid for a single node; this cluster has " + std::to_string(nodes) + " nodes");
   }
+  check_sites(c, r, uniform ? r.field("node_groups") : groups_path);
 }
 
 }  // namespace
@@ -280,10 +346,26 @@ const NodeGroup& ClusterSpec::group_of_gpu(int gpu) const {
   return node_groups.front();  // unreachable
 }
 
+std::vector<std::string> ClusterSpec::sites() const {
+  std::vector<std::string> out;
+  for (const auto& g : node_groups) {
+    if (out.empty() || out.back() != g.site) out.push_back(g.site);
+  }
+  return out;
+}
+
+int ClusterSpec::site_gpus(const std::string& site) const {
+  int n = 0;
+  for (const auto& g : node_groups) {
+    if (g.site == site) n += g.nodes * g.gpus_per_node;
+  }
+  return n;
+}
+
 ClusterSpec parse_cluster(const Json& j, const std::string& what) {
   json::ObjectReader r(j, what);
   r.finish({"name", "nodes", "gpus_per_node", "gpu", "intra_node", "inter_node", "cores_per_node",
-            "comm_overlaps_compute", "node_groups"});
+            "comm_overlaps_compute", "node_groups", "wan"});
   ClusterSpec c;
   c.name = r.get_string("name");
   if (c.name.empty()) json::fail(r.field("name"), c.name, "must not be empty");
@@ -307,10 +389,14 @@ ClusterSpec parse_cluster(const Json& j, const std::string& what) {
     std::set<std::string> names;
     for (std::size_t i = 0; i < groups.size(); ++i) {
       json::ObjectReader g(groups[i], groups_path + "[" + std::to_string(i) + "]");
-      g.finish({"name", "nodes", "gpus_per_node", "gpu", "intra_node"});
+      g.finish({"name", "site", "nodes", "gpus_per_node", "gpu", "intra_node"});
       NodeGroup group;
       group.name = g.get_string("name");
       if (group.name.empty()) json::fail(g.field("name"), group.name, "must not be empty");
+      if (g.has("site")) {
+        group.site = g.get_string("site");
+        if (group.site.empty()) json::fail(g.field("site"), group.site, "must not be empty");
+      }
       if (!names.insert(group.name).second) {
         json::fail(g.field("name"), group.name, "node group names must be unique");
       }
@@ -345,6 +431,7 @@ ClusterSpec parse_cluster(const Json& j, const std::string& what) {
   }
   if (r.has("cores_per_node")) c.cores_per_node = int_in(r, "cores_per_node", kMaxCoresPerNode, "cores");
   c.comm_overlaps_compute = r.get_bool_or("comm_overlaps_compute", true);
+  if (r.has("wan")) c.wan = parse_wan(r.get_object("wan"));
   c.source = detail::read_source(j);
   check_cluster(c, r, groups_path);
   return c;
@@ -365,11 +452,14 @@ Json to_json(const ClusterSpec& c) {
   if (c.heterogeneous()) {
     Json groups = Json::array();
     for (const auto& g : c.node_groups) {
-      groups.push_back({{"name", g.name},
-                        {"nodes", g.nodes},
-                        {"gpus_per_node", g.gpus_per_node},
-                        {"gpu", device_json(g.gpu)},
-                        {"intra_node", intra_json(g.intra_node)}});
+      Json group = {{"name", g.name},
+                    {"nodes", g.nodes},
+                    {"gpus_per_node", g.gpus_per_node},
+                    {"gpu", device_json(g.gpu)},
+                    {"intra_node", intra_json(g.intra_node)}};
+      // Only when set, so that clusters without sites keep their specs and hashes.
+      if (!g.site.empty()) group["site"] = g.site;
+      groups.push_back(group);
     }
     j["node_groups"] = groups;
   } else if (!c.node_groups.empty()) {
@@ -382,6 +472,7 @@ Json to_json(const ClusterSpec& c) {
   j["inter_node"] = inter_json(c.inter_node);
   if (c.cores_per_node > 0) j["cores_per_node"] = c.cores_per_node;
   j["comm_overlaps_compute"] = c.comm_overlaps_compute;
+  if (c.wan) j["wan"] = wan_json(*c.wan);  // likewise
   if (!c.source.empty()) j["source"] = c.source;
   return j;
 }

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -152,16 +153,30 @@ struct InterNodeSpec {
 
 struct NodeGroup {
   std::string name;
+  // The site (organisation) the group's nodes belong to (docs/federated.md); "" = the cluster's
+  // one site. Either every group names its site or none does.
+  std::string site;
   int nodes = 0;
   int gpus_per_node = 0;
   DeviceSpec gpu;
   IntraNodeSpec intra_node;
 };
 
+// The wide-area network between a cluster's sites (docs/federated.md): every site has one
+// uplink of `bandwidth_Bps` per direction to a backbone that is not a bottleneck; a message
+// between two sites takes `latency_s` one way. Jitter is applied as a deterministic spread of
+// the sites' latencies (+/- jitter_s / 2 around latency_s, site by site).
+struct WanSpec {
+  double bandwidth_Bps = 0;  // per site uplink, per direction
+  double latency_s = 0;      // one way, site to site
+  double jitter_s = 0;
+};
+
 struct ClusterSpec {
   std::string name;
   std::vector<NodeGroup> node_groups;  // a uniform cluster is one group
   InterNodeSpec inter_node;
+  std::optional<WanSpec> wan;  // only with two or more sites
   // CPU clusters: physical cores per node shared by that node's ranks (0 = one core per rank or
   // not a CPU cluster), and whether communication overlaps compute in the executor.
   int cores_per_node = 0;
@@ -173,6 +188,10 @@ struct ClusterSpec {
   bool heterogeneous() const { return node_groups.size() > 1; }
   // The node group of a global GPU index (ranks are numbered group by group, node by node).
   const NodeGroup& group_of_gpu(int gpu) const;
+  // The sites in the order their first node group appears; one "" entry without sites.
+  std::vector<std::string> sites() const;
+  // The GPUs of site `site` (every group naming it).
+  int site_gpus(const std::string& site) const;
 };
 
 ClusterSpec parse_cluster(const json::Json& j, const std::string& what = "cluster");
@@ -263,6 +282,25 @@ struct ExpertRouting {
 };
 const char* expert_routing_name(ExpertRoutingKind k);
 
+// Federated training across sites (docs/federated.md): each site runs the rest of the strategy
+// on its own GPUs for local_steps steps, then the sites' models are averaged (FedAvg) over the
+// WAN: every site sends its update to an aggregator site and receives the average (central), or
+// the sites run a ring all-reduce among themselves (ring, no trusted third party); sync_dp is
+// the baseline of cross-site synchronous data parallelism (a gradient all-reduce over the WAN
+// every step, as a ring).
+enum class FederatedAggregation { kCentral, kRing, kSyncDp };
+const char* federated_aggregation_name(FederatedAggregation a);
+struct FederatedSpec {
+  int local_steps = 1;                                          // K
+  FederatedAggregation aggregation = FederatedAggregation::kCentral;
+  double participation = 1.0;          // the share of the sites taking part in a round, (0, 1]
+  std::vector<std::string> dropout_sites;  // sites that drop out of every round
+  double dropout_probability = 0;      // or: each site drops out with this probability, [0, 1)
+  bool secure_aggregation = false;     // pairwise additive masks (Bonawitz et al. 2017)
+  double dp_sigma = 0;                 // differential-privacy noise multiplier (0: none)
+  double dp_clip = 1.0;                // its clipping norm, > 0
+};
+
 struct StrategySpec {
   std::string name;
   int dp = 1, tp = 1, pp = 1, cp = 1, ep = 1;
@@ -314,6 +352,8 @@ struct StrategySpec {
   // or null) = dropless.
   double expert_capacity_factor = 0;
   ExpertRouting expert_routing;
+  // Federated training across the cluster's sites; absent = one site trains the strategy.
+  std::optional<FederatedSpec> federated;
   std::string source;
 
   int world_size() const { return dp * tp * pp * cp; }
@@ -353,6 +393,11 @@ struct ExpertDispatch {
   std::vector<double> shares;  // per expert-parallel rank: the share of a source's rows
 };
 ExpertDispatch expert_dispatch(const ModelSpec& m, const StrategySpec& s, std::int64_t rows);
+
+// A federated strategy against a cluster (docs/federated.md): the cluster has two or more sites
+// of the same GPU count, and every dropout site exists. ConfigError naming the field otherwise.
+// The strategy's world is then one site's GPUs.
+void validate_federated(const ClusterSpec& c, const StrategySpec& s);
 
 // FP8 needs a device with FP8 tensor cores: every device of the first `world_size` GPUs of the
 // cluster must have peak_tflops.fp8 when any layer runs FP8 (ConfigError naming the device).

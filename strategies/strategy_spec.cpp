@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "common/units.hpp"
+#include "strategies/federated.hpp"
 #include "strategies/rank_grid.hpp"
 #include "strategies/schedule.hpp"
 #include "strategies/spec.hpp"
@@ -600,7 +601,8 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
             "collectives",
             "expert_tp",
             "expert_capacity_factor",
-            "expert_routing"});
+            "expert_routing",
+            "federated"});
   StrategySpec s;
   s.name = r.get_string("name");
   if (s.name.empty()) json::fail(r.field("name"), s.name, "must not be empty");
@@ -760,6 +762,7 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
   } else {
     r.accept("expert_routing");
   }
+  if (r.has("federated")) s.federated = parse_federated(r.get_object("federated"));
   s.source = detail::read_source(j);
   return s;
 }
@@ -854,6 +857,8 @@ Json to_json(const StrategySpec& s) {
     }
     j["expert_routing"] = routing;
   }
+  // Likewise: only federated strategies carry the block.
+  if (s.federated) j["federated"] = federated_to_json(*s.federated);
   if (!s.source.empty()) j["source"] = s.source;
   return j;
 }

@@ -1,0 +1,143 @@
+// strategy.federated: parsing, JSON, the checks against a cluster's sites (federated.hpp).
+#include "strategies/federated.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+
+namespace strata::strategies {
+
+namespace {
+
+const std::vector<std::string> kAggregations = {"central", "ring", "sync_dp"};
+
+// A finite number in [lo, hi] (or (lo, hi] with open_low); `rule` says the range in words.
+double read_in(json::ObjectReader& r, const std::string& key, double fallback, double lo,
+               double hi, bool open_low, const std::string& rule) {
+  const double v = r.get_number_or(key, fallback);
+  const bool low_ok = open_low ? v > lo : v >= lo;
+  if (!(low_ok && v <= hi)) json::fail(r.field(key), r.get_raw(key), rule);
+  return v;
+}
+
+}  // namespace
+
+const char* federated_aggregation_name(FederatedAggregation a) {
+  return kAggregations[static_cast<int>(a)].c_str();
+}
+
+FederatedSpec parse_federated(json::ObjectReader r) {
+  r.finish({"local_steps", "aggregation", "participation", "dropout", "secure_aggregation",
+            "dp_noise"});
+  FederatedSpec f;
+  if (r.has("local_steps")) {
+    const long long k = r.get_int("local_steps");
+    if (k < 1 || k > 1000000) {
+      json::fail(r.field("local_steps"), k,
+                 "must be from 1 to 1000000 (the local steps each site takes between "
+                 "aggregations)");
+    }
+    f.local_steps = static_cast<int>(k);
+  }
+  f.aggregation = static_cast<FederatedAggregation>(
+      detail::read_choice(r, "aggregation", kAggregations, 0));
+  f.participation = read_in(r, "participation", 1.0, 0, 1, true,
+                            "must be in (0, 1]: the share of the sites taking part in a round");
+  if (r.has("dropout")) {
+    const json::Json& d = r.get_raw("dropout");
+    if (d.is_array()) {
+      for (std::size_t i = 0; i < d.size(); ++i) {
+        if (!d[i].is_string() || d[i].get<std::string>().empty()) {
+          json::fail(r.field("dropout") + "[" + std::to_string(i) + "]", d[i],
+                     "must be a site's name");
+        }
+        f.dropout_sites.push_back(d[i].get<std::string>());
+      }
+    } else {
+      f.dropout_probability = read_in(r, "dropout", 0, 0, 1, false,
+                                      "must be a list of site names or a probability in [0, 1)");
+      if (f.dropout_probability >= 1) {
+        json::fail(r.field("dropout"), d, "a probability must be below 1 (every site gone)");
+      }
+    }
+  }
+  f.secure_aggregation = r.get_bool_or("secure_aggregation", false);
+  if (r.has("dp_noise")) {
+    json::ObjectReader n = r.get_object("dp_noise");
+    n.finish({"sigma", "clip"});
+    f.dp_sigma = read_in(n, "sigma", 0, 0, 1e6, false, "must be a noise multiplier >= 0");
+    f.dp_clip = read_in(n, "clip", 1.0, 0, 1e12, true, "must be a clipping norm > 0");
+  }
+  return f;
+}
+
+json::Json federated_to_json(const FederatedSpec& f) {
+  json::Json j = {{"local_steps", f.local_steps},
+                  {"aggregation", federated_aggregation_name(f.aggregation)},
+                  {"participation", f.participation},
+                  {"secure_aggregation", f.secure_aggregation},
+                  {"dp_noise", {{"sigma", f.dp_sigma}, {"clip", f.dp_clip}}}};
+  if (!f.dropout_sites.empty()) {
+    j["dropout"] = f.dropout_sites;
+  } else if (f.dropout_probability > 0) {
+    j["dropout"] = f.dropout_probability;
+  }
+  return j;
+}
+
+void validate_federated(const ClusterSpec& c, const StrategySpec& s) {
+  if (!s.federated) return;
+  const FederatedSpec& f = *s.federated;
+  const std::vector<std::string> sites = c.sites();
+  if (sites.size() < 2) {
+    json::fail("strategy.federated", federated_to_json(f),
+               "federated training needs a cluster with two or more sites; cluster '" + c.name +
+                   "' has one (name each node group's \"site\" and give cluster.wan)");
+  }
+  const int gpus = c.site_gpus(sites.front());
+  for (std::size_t i = 0; i < c.node_groups.size(); ++i) {
+    const std::string& site = c.node_groups[i].site;
+    if (c.site_gpus(site) != gpus) {
+      json::fail("cluster.node_groups[" + std::to_string(i) + "].site", site,
+                 "has " + std::to_string(c.site_gpus(site)) + " GPUs and site '" +
+                     sites.front() + "' " + std::to_string(gpus) +
+                     ": sites of different GPU counts are not modelled yet (each site runs the "
+                     "strategy on the same number of GPUs)");
+    }
+  }
+  for (std::size_t i = 0; i < f.dropout_sites.size(); ++i) {
+    const std::string& d = f.dropout_sites[i];
+    if (std::find(sites.begin(), sites.end(), d) == sites.end()) {
+      std::string known;
+      for (const std::string& site : sites) known += (known.empty() ? "" : ", ") + site;
+      json::fail("strategy.federated.dropout[" + std::to_string(i) + "]", d,
+                 "is not a site of cluster '" + c.name + "' (its sites: " + known + ")");
+    }
+  }
+  if (f.dropout_sites.size() >= sites.size()) {
+    json::fail("strategy.federated.dropout", f.dropout_sites,
+               "every site would drop out; at least one must take part");
+  }
+}
+
+std::vector<int> participating_sites(const ClusterSpec& c, const FederatedSpec& f) {
+  const std::vector<std::string> sites = c.sites();
+  std::vector<int> available;
+  for (std::size_t i = 0; i < sites.size(); ++i) {
+    const auto& d = f.dropout_sites;
+    if (std::find(d.begin(), d.end(), sites[i]) == d.end()) {
+      available.push_back(static_cast<int>(i));
+    }
+  }
+  const double expected =
+      static_cast<double>(available.size()) * f.participation * (1 - f.dropout_probability);
+  const auto count = std::clamp<std::size_t>(
+      static_cast<std::size_t>(std::ceil(expected - 1e-9)), 1, available.size());
+  available.resize(count);
+  return available;
+}
+
+}  // namespace strata::strategies

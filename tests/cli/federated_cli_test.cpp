@@ -1,0 +1,85 @@
+// `strata simulate` of a federated strategy end to end (docs/federated.md): the round in
+// report.json is K local steps on one site's GPUs plus the WAN aggregation, which follows the
+// bandwidth; bad combinations are refused.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/json.hpp"
+#include "tests/cli/strata_test.hpp"
+
+namespace {
+
+using strata::json::Json;
+using strata::testing::Result;
+
+class FederatedCli : public strata::testing::StrataTest {
+ protected:
+  // report.json's "federated" section of gpt2-124m on four-sites-a100, plus the step time.
+  Json simulate(const std::string& sets) {
+    const std::string json = (dir_ / "report.json").string();
+    const Result r = run(
+        "simulate --quiet --model gpt2-124m --cluster four-sites-a100 --strategy "
+        "gpt2-fedavg-4sites --rounds 50 --json " + json + " " + sets);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    Json report = strata::json::parse_file(json);
+    Json f = report.at("federated");
+    f["step_time_s"] = report.at("step_time_s");
+    f["world_size"] = report.at("world_size");
+    return f;
+  }
+};
+
+TEST_F(FederatedCli, RoundIsKStepsOfOneSitePlusTheWanAggregation) {
+  const Json f = simulate("--set strategy.federated.local_steps=10");
+  EXPECT_EQ(f.at("world_size"), 8);  // one site's GPUs
+  const double step = f.at("step_time_s").get<double>();
+  EXPECT_DOUBLE_EQ(f.at("local_step_s").get<double>(), step);
+  const double agg = f.at("aggregation_s").get<double>();
+  EXPECT_NEAR(f.at("round_s").get<double>(), 10 * step + agg, 1e-9);
+  EXPECT_NEAR(f.at("time_to_rounds_s").get<double>(), 50 * (10 * step + agg), 1e-6);
+  // fp32 update; central over 4 sites at 1 Gb/s, 20 ms: 2 x (L + 3 S / B), S rounded up to
+  // whole bytes per flow.
+  EXPECT_EQ(f.at("update_dtype"), "fp32");
+  const double s = f.at("update_bytes").get<double>();
+  EXPECT_NEAR(agg, 2 * (0.020 + 3 * s / 125e6), 1e-6);
+  EXPECT_DOUBLE_EQ(f.at("sites")[0].at("sent_bytes_per_round").get<double>(), 3 * s);
+  EXPECT_DOUBLE_EQ(f.at("sites")[2].at("sent_bytes_per_round").get<double>(), s);
+  EXPECT_DOUBLE_EQ(f.at("samples_per_round").get<double>(), 64 * 4 * 10);
+}
+
+TEST_F(FederatedCli, SyncDpSendsBf16GradientsEveryStepAndTenTimesTheBandwidthHelps) {
+  const Json sync = simulate("--set strategy.federated.aggregation=sync_dp");
+  EXPECT_EQ(sync.at("update_dtype"), "bf16");
+  const Json fedavg = simulate("--set strategy.federated.aggregation=ring");
+  EXPECT_DOUBLE_EQ(2 * sync.at("update_bytes").get<double>(),
+                   fedavg.at("update_bytes").get<double>());
+  const Json fast = simulate(
+      "--set strategy.federated.aggregation=ring --set cluster.wan.bandwidth_Gbps=10");
+  // Ring: 6 latencies of 20 ms and a bandwidth term divided by ten.
+  const double slow_bw = fedavg.at("aggregation_s").get<double>() - 0.12;
+  const double fast_bw = fast.at("aggregation_s").get<double>() - 0.12;
+  EXPECT_NEAR(slow_bw / fast_bw, 10.0, 1e-6);
+}
+
+TEST_F(FederatedCli, RefusesOneSiteAndRoundsWithoutFederated) {
+  const Result one = run(
+      "simulate --quiet --model gpt2-124m --cluster dgx-a100-128n --nodes 1 --strategy "
+      "gpt2-fedavg-4sites");
+  EXPECT_EQ(one.exit_code, 1);
+  EXPECT_NE(one.err.find("strategy.federated"), std::string::npos) << one.err;
+  EXPECT_NE(one.err.find("two or more sites"), std::string::npos) << one.err;
+  const Result rounds = run(
+      "simulate --quiet --model gpt-tiny --cluster local-cpu --strategy tiny-1rank --gpus 1 "
+      "--rounds 5");
+  EXPECT_EQ(rounds.exit_code, 2);
+  EXPECT_NE(rounds.err.find("--rounds is for a federated strategy"), std::string::npos)
+      << rounds.err;
+  const Result gpus = run(
+      "simulate --quiet --model gpt2-124m --cluster four-sites-a100 --strategy "
+      "gpt2-fedavg-4sites --gpus 16");
+  EXPECT_EQ(gpus.exit_code, 1);
+  EXPECT_NE(gpus.err.find("one site's GPUs"), std::string::npos) << gpus.err;
+}
+
+}  // namespace
