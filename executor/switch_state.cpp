@@ -344,7 +344,7 @@ SwitchStats switch_state(Comm& comm, const Interpreter& from, Interpreter& to) {
   {
     char* at = reinterpret_cast<char*>(send_buf.data());
     for (std::size_t r = 0; r < send.size(); ++r) {
-      std::memcpy(at, send[r].data(), send[r].size());
+      if (!send[r].empty()) std::memcpy(at, send[r].data(), send[r].size());  // none: null
       at += static_cast<std::size_t>(send_counts[r]) * sizeof(float);
     }
   }
