@@ -13,18 +13,6 @@ namespace strata::profiler {
 
 namespace st = strata::strategies;
 
-namespace {
-
-// The first rank of pipeline stage `stage` (every other coordinate 0): whose device prices the
-// stage's program.
-int first_rank_of_stage(const st::Plan& plan, int stage) {
-  st::Coords c{};
-  c[static_cast<int>(st::Dim::kPp)] = stage;
-  return plan.grid().rank_of(c);
-}
-
-}  // namespace
-
 st::ScheduleCosts schedule_costs(const st::Plan& plan, const CostModel& cost) {
   const st::StrategySpec& s = plan.strategy;
   const int v = std::max(1, plan.virtual_stages);
@@ -34,7 +22,7 @@ st::ScheduleCosts schedule_costs(const st::Plan& plan, const CostModel& cost) {
   int transfers = 0;
   for (int stage = 0; stage < plan.pp; ++stage) {
     const st::Program& prog = plan.programs.at(static_cast<std::size_t>(stage));
-    const int rank = first_rank_of_stage(plan, stage);
+    const int rank = st::first_rank_of_stage(plan, stage);
     const st::DeviceSpec& device = plan.cluster.group_of_gpu(rank).gpu;
     const std::vector<st::ScheduleUnit> order =
         st::stage_schedule(s.schedule, plan.pp, stage, m, v, &plan.schedule_costs);

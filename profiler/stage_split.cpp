@@ -14,9 +14,7 @@ namespace st = strata::strategies;
 std::vector<StageSpeed> stage_speeds(const st::Plan& plan, const CostModel& cost) {
   std::vector<StageSpeed> out;
   for (int stage = 0; stage < plan.pp; ++stage) {
-    st::Coords at{};
-    at[static_cast<int>(st::Dim::kPp)] = stage;
-    const int rank = plan.grid().rank_of(at);
+    const int rank = st::first_rank_of_stage(plan, stage);
     const st::Program& prog = plan.programs.at(static_cast<std::size_t>(stage));
     const st::DeviceSpec& device = plan.cluster.group_of_gpu(rank).gpu;
     double layer_s = 0, other_s = 0;
@@ -103,9 +101,7 @@ st::StrategySpec propose_stage_layers(const st::ModelSpec& m, const st::ClusterS
     const st::Plan plan = st::lower(m, c, with_layers(s, split), world_size);
     int over = -1;
     for (int k = 0; k < pp && over < 0; ++k) {
-      st::Coords at{};
-      at[static_cast<int>(st::Dim::kPp)] = k;
-      const int rank = plan.grid().rank_of(at);
+      const int rank = st::first_rank_of_stage(plan, k);
       if (plan.program_of(rank).memory.peak_bytes() > plan.capacity_bytes(rank)) over = k;
     }
     if (over < 0) break;

@@ -69,6 +69,10 @@ void check_lowerable(const ModelSpec& m, const StrategySpec& s);
 // world / pp ranks); lower() fills Plan::totals with it, readers of plan.json too.
 PlanTotals compute_totals(const Plan& plan);
 
+// The first rank of pipeline stage `stage` (every other coordinate 0): the rank whose device
+// stands for the stage (its program and, on a placed cluster, its node group).
+int first_rank_of_stage(const Plan& plan, int stage);
+
 // The first rank whose peak exceeds its capacity, or -1 when every rank fits.
 int first_rank_over_capacity(const Plan& plan);
 

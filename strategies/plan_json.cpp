@@ -98,9 +98,7 @@ json::Json plan_summary(const Plan& plan) {
     for (int k = 0; k < plan.pp; ++k) {
       const int first = plan.stage_first_layer[static_cast<std::size_t>(k)];
       const LayerStrategy ls = layer_strategy(s, first);
-      Coords at{};
-      at[static_cast<int>(Dim::kPp)] = k;
-      const NodeGroup& group = plan.cluster.group_of_gpu(plan.grid().rank_of(at));
+      const NodeGroup& group = plan.cluster.group_of_gpu(first_rank_of_stage(plan, k));
       stages.push_back({{"stage", k},
                         {"layers", plan.stage_first_layer[static_cast<std::size_t>(k) + 1] - first},
                         {"tp", ls.tp},
