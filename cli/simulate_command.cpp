@@ -167,6 +167,8 @@ struct FederatedJob {
   double update_bytes = 0;
   std::string update_dtype;
   sim::WanAggregation wan;
+  std::optional<sim::HeAggregation> he;
+  double dp_noise_s = 0;
 };
 
 FederatedJob federated_aggregation(const Inputs& in, const strategies::Plan& plan) {
@@ -182,11 +184,21 @@ FederatedJob federated_aggregation(const Inputs& in, const strategies::Plan& pla
   job.update_dtype = strategies::precision_name(dtype);
   job.update_bytes = static_cast<double>(strategies::total_params(in.model)) *
                      strategies::precision_bytes(dtype);
+  const double values = static_cast<double>(strategies::total_params(in.model));
+  double wire_bytes = job.update_bytes;
+  if (f.homomorphic_encryption) {
+    job.he = sim::he_aggregation(*f.homomorphic_encryption, values,
+                                 static_cast<int>(job.participants.size()));
+    wire_bytes = job.he->ciphertext_bytes;
+  }
+  if (f.dp_sigma > 0) {
+    job.dp_noise_s = sim::dp_noise_seconds(values, in.cluster.node_groups.front().gpu
+                                                       .memory_bandwidth_Bps);
+  }
   const int n = static_cast<int>(in.cluster.sites().size());
   const std::vector<double> numbers = numbers_in_child("the WAN aggregation", [&] {
     const sim::WanAggregation w = sim::simulate_wan_aggregation(
-        *in.cluster.wan, n, job.participants, f.aggregation, job.update_bytes,
-        f.secure_aggregation);
+        *in.cluster.wan, n, job.participants, f.aggregation, wire_bytes, f.secure_aggregation);
     std::vector<double> out = {w.seconds, w.secure_aggregation_s};
     out.insert(out.end(), w.sent_bytes.begin(), w.sent_bytes.end());
     out.insert(out.end(), w.received_bytes.begin(), w.received_bytes.end());
@@ -377,7 +389,8 @@ int simulate_command(const std::vector<std::string>& argv) {
     round = sim::federated_round(*in.strategy.federated, in.cluster.sites(),
                                  federated->participants, in.world_size, report.step_time_s,
                                  federated->update_bytes, federated->update_dtype, federated->wan,
-                                 plan.strategy.global_batch_size, rounds);
+                                 plan.strategy.global_batch_size, rounds, federated->he,
+                                 federated->dp_noise_s);
     report.federated = sim::federated_report_to_json(*round);
   }
 

@@ -4,6 +4,7 @@
 
 #include <simgrid/s4u.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
@@ -146,12 +147,43 @@ double wan_aggregation_formula_s(const strategies::WanSpec& wan, int participant
   return 2 * (p - 1) * (wan.latency_s + update_bytes / (p * wan.bandwidth_Bps));
 }
 
+PaillierCosts paillier_costs(const strategies::HomomorphicSpec& h) {
+  PaillierCosts c{h.key_bits, h.encrypt_s, h.add_s, h.decrypt_s};
+  for (const PaillierCosts& m : kPaillierMeasured) {
+    if (m.key_bits != h.key_bits) continue;
+    if (c.encrypt_s <= 0) c.encrypt_s = m.encrypt_s;
+    if (c.add_s <= 0) c.add_s = m.add_s;
+    if (c.decrypt_s <= 0) c.decrypt_s = m.decrypt_s;
+  }
+  STRATA_CHECK(c.encrypt_s > 0 && c.add_s > 0 && c.decrypt_s > 0,
+               "Paillier costs: a measured key size or all three costs (the spec reader checks)");
+  return c;
+}
+
+HeAggregation he_aggregation(const strategies::HomomorphicSpec& h, double values,
+                             int participants) {
+  const PaillierCosts cost = paillier_costs(h);
+  HeAggregation a;
+  a.ciphertexts = std::ceil(values / h.values_per_ciphertext);
+  a.ciphertext_bytes = a.ciphertexts * 2.0 * h.key_bits / 8.0;
+  a.encrypt_s = a.ciphertexts * cost.encrypt_s / h.cores;
+  a.add_s = std::max(participants - 1, 0) * a.ciphertexts * cost.add_s / h.cores;
+  a.decrypt_s = a.ciphertexts * cost.decrypt_s / h.cores;
+  return a;
+}
+
+double dp_noise_seconds(double values, double memory_bandwidth_Bps) {
+  STRATA_CHECK(memory_bandwidth_Bps > 0, "a memory of positive bandwidth");
+  return 3.0 * values * 4.0 / memory_bandwidth_Bps;
+}
+
 FederatedReport federated_round(const strategies::FederatedSpec& spec,
                                 const std::vector<std::string>& sites,
                                 const std::vector<int>& participants, int site_gpus,
                                 double local_step_s, double update_bytes,
                                 const std::string& update_dtype, const WanAggregation& wan,
-                                double global_batch_size, int rounds) {
+                                double global_batch_size, int rounds,
+                                const std::optional<HeAggregation>& he, double dp_noise_s) {
   FederatedReport r;
   r.spec = spec;
   r.sites = sites;
@@ -160,7 +192,10 @@ FederatedReport federated_round(const strategies::FederatedSpec& spec,
   r.local_step_s = local_step_s;
   r.local_compute_s = spec.local_steps * local_step_s;
   const bool every_step = spec.aggregation == FederatedAggregation::kSyncDp;
-  r.aggregation_s = (every_step ? spec.local_steps : 1) * wan.seconds;
+  r.he = he;
+  r.dp_noise_s = dp_noise_s;
+  r.aggregation_s = (every_step ? spec.local_steps : 1) *
+                    (wan.seconds + (he ? he->seconds() : 0.0) + dp_noise_s);
   r.round_s = r.local_compute_s + r.aggregation_s;
   r.update_bytes = update_bytes;
   r.update_dtype = update_dtype;
@@ -183,6 +218,18 @@ json::Json federated_report_to_json(const FederatedReport& r) {
   }
   json::Json participants = json::Json::array();
   for (int p : r.participants) participants.push_back(r.sites[p]);
+  json::Json he = nullptr;
+  if (r.he) {
+    const PaillierCosts c = paillier_costs(*r.spec.homomorphic_encryption);
+    he = {{"ciphertexts", r.he->ciphertexts},
+          {"ciphertext_bytes", r.he->ciphertext_bytes},
+          {"inflation", r.update_bytes > 0 ? r.he->ciphertext_bytes / r.update_bytes : 0.0},
+          {"encrypt_s", r.he->encrypt_s},
+          {"add_s", r.he->add_s},
+          {"decrypt_s", r.he->decrypt_s},
+          {"per_operation_s", {{"encrypt", c.encrypt_s}, {"add", c.add_s},
+                               {"decrypt", c.decrypt_s}}}};
+  }
   return {{"spec", strategies::federated_to_json(r.spec)},
           {"participants", participants},
           {"site_gpus", r.site_gpus},
@@ -190,9 +237,11 @@ json::Json federated_report_to_json(const FederatedReport& r) {
           {"local_compute_s", r.local_compute_s},
           {"aggregation_s", r.aggregation_s},
           {"secure_aggregation_s", r.wan.secure_aggregation_s * aggregations},
+          {"dp_noise_s", r.dp_noise_s * aggregations},
           {"round_s", r.round_s},
           {"update_bytes", r.update_bytes},
           {"update_dtype", r.update_dtype},
+          {"homomorphic_encryption", he},
           {"sites", sites},
           {"samples_per_round", r.samples_per_round},
           {"samples_per_s", r.round_s > 0 ? r.samples_per_round / r.round_s : 0.0},
@@ -214,9 +263,19 @@ std::string render_federated_report(const FederatedReport& r) {
   o << "):\n";
   o << "  local compute     " << r.local_compute_s << " s (" << r.spec.local_steps << " x "
     << r.local_step_s << " s)\n";
-  o << "  aggregation       " << r.aggregation_s << " s over the WAN";
+  o << "  aggregation       " << r.aggregation_s << " s: WAN " << r.wan.seconds * aggregations
+    << " s";
   if (r.spec.secure_aggregation) {
     o << " (secure aggregation " << r.wan.secure_aggregation_s * aggregations << " s)";
+  }
+  if (r.he) o << ", HE " << r.he->seconds() * aggregations << " s";
+  if (r.dp_noise_s > 0) o << ", DP noise " << r.dp_noise_s * aggregations << " s";
+  if (r.he) {
+    o << "\n  HE (Paillier " << r.spec.homomorphic_encryption->key_bits << ")  encrypt "
+      << r.he->encrypt_s << " s, add " << r.he->add_s << " s, decrypt " << r.he->decrypt_s
+      << " s; " << std::setprecision(1) << r.he->ciphertext_bytes / 1e6 << " MB of ciphertext ("
+      << (r.update_bytes > 0 ? r.he->ciphertext_bytes / r.update_bytes : 0.0) << "x)"
+      << std::setprecision(3);
   }
   o << "\n  round             " << r.round_s << " s\n";
   o << "  update            " << std::setprecision(1) << r.update_bytes / 1e6 << " MB ("

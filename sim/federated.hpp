@@ -24,6 +24,7 @@
 // process (the CLI runs it in a child, cli/child_process.hpp).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,43 @@ namespace strata::sim {
 
 inline constexpr double kSecAggKeyBytes = 32;    // a_K: a public key (Curve25519, 256 bits)
 inline constexpr double kSecAggShareBytes = 32;  // a_S: a Shamir share (a 256-bit field element)
+
+// Homomorphic encryption (strategies::HomomorphicSpec, docs/federated.md): Paillier costs per
+// operation on one core, measured by bench/paillier_bench (textbook Paillier with g = n + 1 and
+// CRT decryption on GMP 6.2.1, one core of a 2-core AMD EPYC VM, median of 5 batches of 20,
+// 2026-12-07): encryption is one |n|-bit modular exponentiation modulo n^2, addition one
+// multiplication modulo n^2, decryption two half-size exponentiations (CRT).
+struct PaillierCosts {
+  int key_bits = 0;
+  double encrypt_s = 0, add_s = 0, decrypt_s = 0;
+};
+inline constexpr PaillierCosts kPaillierMeasured[] = {
+    {1024, 1.24e-3, 1.60e-6, 3.33e-4},
+    {2048, 9.49e-3, 4.70e-6, 2.54e-3},
+    {3072, 2.37e-2, 8.94e-6, 8.24e-3}};
+// The spec's costs where it gives them, else the measured ones of its key size.
+PaillierCosts paillier_costs(const strategies::HomomorphicSpec& h);
+
+// One HE aggregation of an update of `values` numbers among p participants (central): every
+// site encrypts c = ceil(values / values_per_ciphertext) ciphertexts, sends them (c x 2 key_bits
+// / 8 bytes: the WAN flows carry these instead of the plain update), the aggregator adds the
+// p - 1 others into the first, returns the sum, every site decrypts c ciphertexts. Sites work in
+// parallel, each with `cores` cores; the phases follow one another.
+struct HeAggregation {
+  double ciphertexts = 0;        // c, per site
+  double ciphertext_bytes = 0;   // c x 2 key_bits / 8: one site's encrypted update
+  double encrypt_s = 0;          // c x encrypt_s / cores
+  double add_s = 0;              // (p - 1) c x add_s / cores, at the aggregator
+  double decrypt_s = 0;          // c x decrypt_s / cores
+  double seconds() const { return encrypt_s + add_s + decrypt_s; }
+};
+HeAggregation he_aggregation(const strategies::HomomorphicSpec& h, double values,
+                             int participants);
+
+// Differential privacy's compute per aggregation (the Gaussian mechanism on a site's update):
+// clipping reads the update once (its norm) and the noise reads and writes it (generate and add):
+// three passes of `values` fp32 numbers at the site's memory bandwidth.
+double dp_noise_seconds(double values, double memory_bandwidth_Bps);
 
 struct WanAggregation {
   double seconds = 0;                 // simulated: the aggregation's flows, phase after phase
@@ -68,19 +106,24 @@ struct FederatedReport {
   double update_bytes = 0;      // the model (or gradient) one site sends in an aggregation
   std::string update_dtype;     // "fp32", or the gradient's dtype for sync_dp
   WanAggregation wan;           // one aggregation
+  std::optional<HeAggregation> he;  // with homomorphic_encryption: its compute per aggregation
+  double dp_noise_s = 0;        // with dp_noise: its compute per aggregation
   double samples_per_round = 0;  // global batch x participants x K
   int rounds = 100;
   double time_to_rounds_s = 0;
 };
 
 // A round from its simulated parts: local compute, round, samples per round and the time to
-// `rounds` rounds derived from the local step and the aggregation given.
+// `rounds` rounds derived from the local step and the aggregation given (its WAN flows, plus the
+// HE and DP compute when given).
 FederatedReport federated_round(const strategies::FederatedSpec& spec,
                                 const std::vector<std::string>& sites,
                                 const std::vector<int>& participants, int site_gpus,
                                 double local_step_s, double update_bytes,
                                 const std::string& update_dtype, const WanAggregation& wan,
-                                double global_batch_size, int rounds);
+                                double global_batch_size, int rounds,
+                                const std::optional<HeAggregation>& he = std::nullopt,
+                                double dp_noise_s = 0);
 
 json::Json federated_report_to_json(const FederatedReport& r);
 std::string render_federated_report(const FederatedReport& r);

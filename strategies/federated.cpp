@@ -23,6 +23,54 @@ double read_in(json::ObjectReader& r, const std::string& key, double fallback, d
   return v;
 }
 
+HomomorphicSpec parse_homomorphic(json::ObjectReader r) {
+  r.finish({"scheme", "key_bits", "values_per_ciphertext", "cores", "encrypt_s", "add_s",
+            "decrypt_s"});
+  detail::read_choice(r, "scheme", {"paillier"}, 0);
+  HomomorphicSpec h;
+  h.encrypt_s = read_in(r, "encrypt_s", 0, 0, 1e3, false, "must be seconds per operation >= 0");
+  h.add_s = read_in(r, "add_s", 0, 0, 1e3, false, "must be seconds per operation >= 0");
+  h.decrypt_s = read_in(r, "decrypt_s", 0, 0, 1e3, false, "must be seconds per operation >= 0");
+  const bool costs_given = h.encrypt_s > 0 && h.add_s > 0 && h.decrypt_s > 0;
+  if (r.has("key_bits")) {
+    const long long bits = r.get_int("key_bits");
+    const bool measured = bits == 1024 || bits == 2048 || bits == 3072;
+    if (!measured && !(costs_given && bits >= 1024 && bits <= 16384 && bits % 256 == 0)) {
+      json::fail(r.field("key_bits"), bits,
+                 "must be 1024, 2048 or 3072 (the sizes whose operation costs were measured, "
+                 "sim/federated.hpp), or a multiple of 256 from 1024 to 16384 with encrypt_s, "
+                 "add_s and decrypt_s all given");
+    }
+    h.key_bits = static_cast<int>(bits);
+  }
+  if (r.has("values_per_ciphertext")) {
+    const long long v = r.get_int("values_per_ciphertext");
+    if (v < 1 || v > h.key_bits / 16) {
+      json::fail(r.field("values_per_ciphertext"), v,
+                 "must be from 1 to key_bits / 16 = " + std::to_string(h.key_bits / 16) +
+                     " (quantized values of at least 16 bits packed into one plaintext)");
+    }
+    h.values_per_ciphertext = static_cast<int>(v);
+  }
+  if (r.has("cores")) {
+    const long long c = r.get_int("cores");
+    if (c < 1 || c > 100000) json::fail(r.field("cores"), c, "must be from 1 to 100000");
+    h.cores = static_cast<int>(c);
+  }
+  return h;
+}
+
+json::Json homomorphic_to_json(const HomomorphicSpec& h) {
+  json::Json j = {{"scheme", "paillier"},
+                  {"key_bits", h.key_bits},
+                  {"values_per_ciphertext", h.values_per_ciphertext},
+                  {"cores", h.cores}};
+  if (h.encrypt_s > 0) j["encrypt_s"] = h.encrypt_s;
+  if (h.add_s > 0) j["add_s"] = h.add_s;
+  if (h.decrypt_s > 0) j["decrypt_s"] = h.decrypt_s;
+  return j;
+}
+
 }  // namespace
 
 const char* federated_aggregation_name(FederatedAggregation a) {
@@ -31,7 +79,7 @@ const char* federated_aggregation_name(FederatedAggregation a) {
 
 FederatedSpec parse_federated(json::ObjectReader r) {
   r.finish({"local_steps", "aggregation", "participation", "dropout", "secure_aggregation",
-            "dp_noise"});
+            "dp_noise", "homomorphic_encryption"});
   FederatedSpec f;
   if (r.has("local_steps")) {
     const long long k = r.get_int("local_steps");
@@ -71,6 +119,19 @@ FederatedSpec parse_federated(json::ObjectReader r) {
     f.dp_sigma = read_in(n, "sigma", 0, 0, 1e6, false, "must be a noise multiplier >= 0");
     f.dp_clip = read_in(n, "clip", 1.0, 0, 1e12, true, "must be a clipping norm > 0");
   }
+  if (r.has("homomorphic_encryption")) {
+    f.homomorphic_encryption = parse_homomorphic(r.get_object("homomorphic_encryption"));
+    if (f.aggregation != FederatedAggregation::kCentral) {
+      json::fail(r.field("aggregation"), federated_aggregation_name(f.aggregation),
+                 "homomorphic_encryption needs aggregation \"central\" (an aggregator that adds "
+                 "ciphertexts it cannot read)");
+    }
+    if (f.secure_aggregation) {
+      json::fail(r.field("secure_aggregation"), true,
+                 "choose one of secure_aggregation and homomorphic_encryption: both hide the "
+                 "sites' updates from the aggregator");
+    }
+  }
   return f;
 }
 
@@ -80,6 +141,9 @@ json::Json federated_to_json(const FederatedSpec& f) {
                   {"participation", f.participation},
                   {"secure_aggregation", f.secure_aggregation},
                   {"dp_noise", {{"sigma", f.dp_sigma}, {"clip", f.dp_clip}}}};
+  if (f.homomorphic_encryption) {
+    j["homomorphic_encryption"] = homomorphic_to_json(*f.homomorphic_encryption);
+  }
   if (!f.dropout_sites.empty()) {
     j["dropout"] = f.dropout_sites;
   } else if (f.dropout_probability > 0) {

@@ -290,6 +290,19 @@ const char* expert_routing_name(ExpertRoutingKind k);
 // every step, as a ring).
 enum class FederatedAggregation { kCentral, kRing, kSyncDp };
 const char* federated_aggregation_name(FederatedAggregation a);
+// Additively homomorphic aggregation (docs/federated.md "Homomorphic encryption"): every site
+// encrypts its update under a Paillier key the sites share (the aggregator holds none), the
+// aggregator multiplies the ciphertexts (adds the plaintexts) and returns the encrypted sum,
+// every site decrypts it. values_per_ciphertext > 1 packs quantized values into one plaintext
+// (BatchCrypt, Zhang et al., USENIX ATC 2020). Per-operation costs: given, or the ones
+// bench/paillier_bench measured for key_bits 1024, 2048 and 3072 (sim/federated.hpp).
+struct HomomorphicSpec {
+  int key_bits = 2048;             // |n|; a ciphertext has 2 key_bits bits
+  int values_per_ciphertext = 1;   // 1 .. key_bits / 16
+  int cores = 1;                   // cores per site (and the aggregator) running HE operations
+  double encrypt_s = 0, add_s = 0, decrypt_s = 0;  // per operation, one core; 0: measured
+};
+
 struct FederatedSpec {
   int local_steps = 1;                                          // K
   FederatedAggregation aggregation = FederatedAggregation::kCentral;
@@ -299,6 +312,7 @@ struct FederatedSpec {
   bool secure_aggregation = false;     // pairwise additive masks (Bonawitz et al. 2017)
   double dp_sigma = 0;                 // differential-privacy noise multiplier (0: none)
   double dp_clip = 1.0;                // its clipping norm, > 0
+  std::optional<HomomorphicSpec> homomorphic_encryption;  // central aggregation only
 };
 
 struct StrategySpec {

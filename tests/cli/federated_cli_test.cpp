@@ -3,6 +3,7 @@
 // bandwidth; bad combinations are refused.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 
 #include "common/json.hpp"
@@ -60,6 +61,32 @@ TEST_F(FederatedCli, SyncDpSendsBf16GradientsEveryStepAndTenTimesTheBandwidthHel
   const double slow_bw = fedavg.at("aggregation_s").get<double>() - 0.12;
   const double fast_bw = fast.at("aggregation_s").get<double>() - 0.12;
   EXPECT_NEAR(slow_bw / fast_bw, 10.0, 1e-6);
+}
+
+TEST_F(FederatedCli, HomomorphicEncryptionInflatesTheWanBytesAndAddsItsCompute) {
+  const Json plain = simulate("");
+  const Json he = simulate(
+      "--set 'strategy.federated.homomorphic_encryption={\"key_bits\":2048,\"cores\":64,"
+      "\"values_per_ciphertext\":16}'");
+  const Json& h = he.at("homomorphic_encryption");
+  const double values = plain.at("update_bytes").get<double>() / 4;  // fp32
+  const double c = std::ceil(values / 16);
+  EXPECT_DOUBLE_EQ(h.at("ciphertexts").get<double>(), c);
+  EXPECT_DOUBLE_EQ(h.at("ciphertext_bytes").get<double>(), c * 512);
+  // 16 fp32 values (64 bytes) per 512-byte ciphertext: 8x the bytes on the WAN.
+  EXPECT_NEAR(h.at("inflation").get<double>(), 8.0, 1e-3);
+  EXPECT_NEAR(he.at("sites")[2].at("sent_bytes_per_round").get<double>(), c * 512, 1.0);
+  const double compute =
+      c * (9.49e-3 + 2.54e-3) / 64 + 3 * c * 4.70e-6 / 64;  // encrypt, decrypt; 3 adds
+  const double wan = 2 * (0.020 + 3 * c * 512 / 125e6);
+  EXPECT_NEAR(he.at("aggregation_s").get<double>(), wan + compute, 1e-3);
+  EXPECT_EQ(plain.at("homomorphic_encryption"), nullptr);
+  // DP noise: three passes of the fp32 update at the A100's memory bandwidth.
+  const Json dp = simulate("--set strategy.federated.dp_noise.sigma=0.5");
+  EXPECT_GT(dp.at("dp_noise_s").get<double>(), 0.0);
+  EXPECT_NEAR(dp.at("aggregation_s").get<double>() - plain.at("aggregation_s").get<double>(),
+              dp.at("dp_noise_s").get<double>(), 1e-9);
+  EXPECT_EQ(plain.at("dp_noise_s").get<double>(), 0.0);
 }
 
 TEST_F(FederatedCli, RefusesOneSiteAndRoundsWithoutFederated) {

@@ -129,5 +129,65 @@ TEST(FederatedWan, RoundIsKLocalStepsPlusTheAggregation) {
   EXPECT_DOUBLE_EQ(federated_report_to_json(sync)["sites"][0]["sent_bytes_per_round"], 30.0);
 }
 
+TEST(FederatedHe, PaillierCostsAreTheMeasuredOnesUnlessGiven) {
+  strategies::HomomorphicSpec h;
+  EXPECT_DOUBLE_EQ(paillier_costs(h).encrypt_s, kPaillierMeasured[1].encrypt_s);
+  h.key_bits = 1024;
+  EXPECT_DOUBLE_EQ(paillier_costs(h).decrypt_s, kPaillierMeasured[0].decrypt_s);
+  h.add_s = 1e-3;
+  EXPECT_DOUBLE_EQ(paillier_costs(h).add_s, 1e-3);
+  EXPECT_DOUBLE_EQ(paillier_costs(h).encrypt_s, kPaillierMeasured[0].encrypt_s);
+  // The measured costs more than double from one key size to the next.
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_GT(kPaillierMeasured[i + 1].encrypt_s, 2 * kPaillierMeasured[i].encrypt_s);
+    EXPECT_GT(kPaillierMeasured[i].encrypt_s, kPaillierMeasured[i].decrypt_s);
+  }
+}
+
+TEST(FederatedHe, AggregationCostsFollowTheirFormulas) {
+  strategies::HomomorphicSpec h;
+  h.key_bits = 2048;
+  h.values_per_ciphertext = 4;
+  h.cores = 8;
+  h.encrypt_s = 0.01;
+  h.add_s = 1e-5;
+  h.decrypt_s = 0.002;
+  const HeAggregation a = he_aggregation(h, 1001, 4);
+  EXPECT_DOUBLE_EQ(a.ciphertexts, 251);  // ceil(1001 / 4)
+  EXPECT_DOUBLE_EQ(a.ciphertext_bytes, 251 * 512.0);
+  EXPECT_DOUBLE_EQ(a.encrypt_s, 251 * 0.01 / 8);
+  EXPECT_DOUBLE_EQ(a.add_s, 3 * 251 * 1e-5 / 8);
+  EXPECT_DOUBLE_EQ(a.decrypt_s, 251 * 0.002 / 8);
+  EXPECT_DOUBLE_EQ(a.seconds(), a.encrypt_s + a.add_s + a.decrypt_s);
+  // Unpacked, Paillier 2048 turns each 4-byte value into 512 bytes: 128x the fp32 update.
+  h.values_per_ciphertext = 1;
+  EXPECT_DOUBLE_EQ(he_aggregation(h, 1000, 2).ciphertext_bytes / (1000 * 4.0), 128.0);
+  EXPECT_DOUBLE_EQ(dp_noise_seconds(1e9, 2e12), 3 * 4e9 / 2e12);
+}
+
+TEST(FederatedHe, RoundAddsHeAndDpComputeToEachAggregation) {
+  strategies::FederatedSpec f;
+  f.local_steps = 10;
+  f.homomorphic_encryption = strategies::HomomorphicSpec{};
+  WanAggregation w;
+  w.seconds = 24.0;
+  w.sent_bytes = {3, 1};
+  w.received_bytes = {3, 1};
+  HeAggregation he;
+  he.ciphertexts = 10;
+  he.ciphertext_bytes = 5120;
+  he.encrypt_s = 1;
+  he.add_s = 2;
+  he.decrypt_s = 3;
+  const FederatedReport r =
+      federated_round(f, {"a", "b"}, {0, 1}, 8, 0.5, 40, "fp32", w, 64, 100, he, 0.25);
+  EXPECT_DOUBLE_EQ(r.aggregation_s, 24.0 + 6.0 + 0.25);
+  EXPECT_DOUBLE_EQ(r.round_s, 5.0 + 30.25);
+  const json::Json j = federated_report_to_json(r);
+  EXPECT_DOUBLE_EQ(j["homomorphic_encryption"]["inflation"].get<double>(), 5120.0 / 40);
+  EXPECT_DOUBLE_EQ(j["dp_noise_s"].get<double>(), 0.25);
+  EXPECT_NE(render_federated_report(r).find("HE (Paillier 2048)"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace strata::sim

@@ -180,6 +180,56 @@ TEST(Federated, StrategyErrors) {
   EXPECT_NO_THROW(validate_federated(sites, strategy({{"dropout", {"org-c"}}})));
 }
 
+TEST(Federated, HomomorphicEncryptionParsesAndRoundTrips) {
+  const StrategySpec s = strategy(
+      {{"homomorphic_encryption",
+        {{"scheme", "paillier"}, {"key_bits", 3072}, {"values_per_ciphertext", 32},
+         {"cores", 16}}}});
+  ASSERT_TRUE(s.federated->homomorphic_encryption.has_value());
+  const HomomorphicSpec& h = *s.federated->homomorphic_encryption;
+  EXPECT_EQ(h.key_bits, 3072);
+  EXPECT_EQ(h.values_per_ciphertext, 32);
+  EXPECT_EQ(h.cores, 16);
+  EXPECT_EQ(h.encrypt_s, 0);  // the measured cost
+  EXPECT_EQ(to_json(parse_strategy(to_json(s))), to_json(s));
+  // Any multiple of 256 when the three costs are given.
+  const StrategySpec own = strategy(
+      {{"homomorphic_encryption",
+        {{"key_bits", 4096}, {"encrypt_s", 0.05}, {"add_s", 1e-5}, {"decrypt_s", 0.02}}}});
+  EXPECT_EQ(own.federated->homomorphic_encryption->key_bits, 4096);
+  EXPECT_EQ(to_json(parse_strategy(to_json(own))), to_json(own));
+  // Defaults: Paillier 2048, no packing, one core.
+  const HomomorphicSpec d =
+      *strategy({{"homomorphic_encryption", Json::object()}}).federated->homomorphic_encryption;
+  EXPECT_EQ(d.key_bits, 2048);
+  EXPECT_EQ(d.values_per_ciphertext, 1);
+  EXPECT_EQ(d.cores, 1);
+}
+
+TEST(Federated, HomomorphicEncryptionErrors) {
+  const auto he = [](Json block) { return Json{{"homomorphic_encryption", block}}; };
+  expect_config_error([&] { strategy(he({{"key_bits", 4096}})); },
+                      {"strategy.federated.homomorphic_encryption.key_bits = 4096",
+                       "1024, 2048 or 3072", "encrypt_s, add_s and decrypt_s all given"});
+  expect_config_error([&] { strategy(he({{"scheme", "ckks"}})); },
+                      {"homomorphic_encryption.scheme", "ckks"});
+  expect_config_error([&] { strategy(he({{"values_per_ciphertext", 129}})); },
+                      {"values_per_ciphertext = 129", "key_bits / 16 = 128"});
+  expect_config_error([&] { strategy(he({{"cores", 0}})); },
+                      {"homomorphic_encryption.cores = 0", "from 1"});
+  expect_config_error([&] { strategy(he({{"encrypt_s", -1}})); },
+                      {"homomorphic_encryption.encrypt_s = -1", ">= 0"});
+  Json ring = he(Json::object());
+  ring["aggregation"] = "ring";
+  expect_config_error([&] { strategy(ring); },
+                      {"strategy.federated.aggregation = \"ring\"", "needs aggregation",
+                       "central"});
+  Json both = he(Json::object());
+  both["secure_aggregation"] = true;
+  expect_config_error([&] { strategy(both); },
+                      {"strategy.federated.secure_aggregation = true", "choose one"});
+}
+
 TEST(Federated, ParticipatingSites) {
   const ClusterSpec c = parse_cluster(sites_json());
   EXPECT_EQ(participating_sites(c, *strategy(Json::object()).federated),
