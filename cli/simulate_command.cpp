@@ -169,11 +169,54 @@ struct FederatedJob {
   sim::WanAggregation wan;
   std::optional<sim::HeAggregation> he;
   double dp_noise_s = 0;
+  // Per site; a step of -1 is the first site's own (the main simulation's), as is every site
+  // whose node groups are the first site's but for their names.
+  std::vector<sim::SiteStep> site_steps;
 };
 
-FederatedJob federated_aggregation(const Inputs& in, const strategies::Plan& plan) {
+// A site's node groups without their names, to tell sites of the same hardware apart.
+json::Json site_hardware(const strategies::ClusterSpec& c, const std::string& site) {
+  json::Json groups = strategies::to_json(strategies::site_cluster(c, site))["node_groups"];
+  for (json::Json& g : groups) g.erase("name");
+  return groups;
+}
+
+// Each site's local step: the first site's is the main simulation; a site of other hardware
+// runs strategies::site_strategy on strategies::site_cluster, simulated in a child.
+std::vector<sim::SiteStep> site_steps(const Inputs& in, const profiler::CostModel& cost,
+                                      const sim::SimOptions& options) {
+  const std::vector<std::string> sites = in.cluster.sites();
+  const int first_gpus = in.cluster.site_gpus(sites.front());
+  const json::Json first = site_hardware(in.cluster, sites.front());
+  std::vector<sim::SiteStep> steps;
+  for (const std::string& site : sites) {
+    const int gpus = in.cluster.site_gpus(site);
+    Inputs one = in;
+    one.strategy = strategies::site_strategy(in.strategy, first_gpus, gpus);
+    sim::SiteStep step{gpus, -1, static_cast<double>(one.strategy.global_batch_size)};
+    if (site_hardware(in.cluster, site) != first) {
+      one.cluster = strategies::site_cluster(in.cluster, site);
+      one.world_size = gpus;
+      try {
+        const strategies::Plan p = lower_inputs(one, gpus, &cost);
+        step.step_s = step_time_in_child(p, cost, options,
+                                         "the simulation of site '" + site + "''s local step");
+      } catch (const ConfigError& e) {
+        throw ConfigError("site '" + site + "' (" + std::to_string(gpus) + " GPUs, dp " +
+                          std::to_string(one.strategy.dp) + "): " + e.what());
+      }
+    }
+    steps.push_back(step);
+  }
+  return steps;
+}
+
+FederatedJob federated_aggregation(const Inputs& in, const strategies::Plan& plan,
+                                   const profiler::CostModel& cost,
+                                   const sim::SimOptions& options) {
   const strategies::FederatedSpec& f = *in.strategy.federated;
   FederatedJob job;
+  job.site_steps = site_steps(in, cost, options);
   job.participants = strategies::participating_sites(in.cluster, f);
   // FedAvg sends the model's change as fp32 (the master weights); synchronous data
   // parallelism all-reduces the gradients in their dtype (fp32 with main_grads_fp32).
@@ -360,7 +403,7 @@ int simulate_command(const std::vector<std::string>& argv) {
     }
     set_interrupt_phase("simulating the WAN aggregation");
     progress.phase("simulating the WAN aggregation");
-    federated = federated_aggregation(in, plan);
+    federated = federated_aggregation(in, plan, *cost, options);
   } else if (args.has("--rounds")) {
     throw UsageError("--rounds is for a federated strategy (docs/federated.md)");
   }
@@ -386,11 +429,13 @@ int simulate_command(const std::vector<std::string>& argv) {
   }
   std::optional<sim::FederatedReport> round;
   if (federated) {
+    for (sim::SiteStep& step : federated->site_steps) {
+      if (step.step_s < 0) step.step_s = report.step_time_s;
+    }
     round = sim::federated_round(*in.strategy.federated, in.cluster.sites(),
-                                 federated->participants, in.world_size, report.step_time_s,
+                                 federated->participants, federated->site_steps,
                                  federated->update_bytes, federated->update_dtype, federated->wan,
-                                 plan.strategy.global_batch_size, rounds, federated->he,
-                                 federated->dp_noise_s);
+                                 rounds, federated->he, federated->dp_noise_s);
     report.federated = sim::federated_report_to_json(*round);
   }
 

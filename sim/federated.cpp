@@ -179,18 +179,23 @@ double dp_noise_seconds(double values, double memory_bandwidth_Bps) {
 
 FederatedReport federated_round(const strategies::FederatedSpec& spec,
                                 const std::vector<std::string>& sites,
-                                const std::vector<int>& participants, int site_gpus,
-                                double local_step_s, double update_bytes,
+                                const std::vector<int>& participants,
+                                const std::vector<SiteStep>& site_steps, double update_bytes,
                                 const std::string& update_dtype, const WanAggregation& wan,
-                                double global_batch_size, int rounds,
-                                const std::optional<HeAggregation>& he, double dp_noise_s) {
+                                int rounds, const std::optional<HeAggregation>& he,
+                                double dp_noise_s) {
+  STRATA_CHECK(site_steps.size() == sites.size(), "federated_round: a step per site");
   FederatedReport r;
   r.spec = spec;
   r.sites = sites;
   r.participants = participants;
-  r.site_gpus = site_gpus;
-  r.local_step_s = local_step_s;
-  r.local_compute_s = spec.local_steps * local_step_s;
+  r.site_steps = site_steps;
+  double batch = 0;
+  for (int p : participants) {
+    r.local_step_s = std::max(r.local_step_s, site_steps.at(p).step_s);
+    batch += site_steps.at(p).batch;
+  }
+  r.local_compute_s = spec.local_steps * r.local_step_s;
   const bool every_step = spec.aggregation == FederatedAggregation::kSyncDp;
   r.he = he;
   r.dp_noise_s = dp_noise_s;
@@ -200,8 +205,7 @@ FederatedReport federated_round(const strategies::FederatedSpec& spec,
   r.update_bytes = update_bytes;
   r.update_dtype = update_dtype;
   r.wan = wan;
-  r.samples_per_round =
-      global_batch_size * static_cast<double>(participants.size()) * spec.local_steps;
+  r.samples_per_round = batch * spec.local_steps;
   r.rounds = rounds;
   r.time_to_rounds_s = rounds * r.round_s;
   return r;
@@ -213,6 +217,9 @@ json::Json federated_report_to_json(const FederatedReport& r) {
   json::Json sites = json::Json::array();
   for (std::size_t i = 0; i < r.sites.size(); ++i) {
     sites.push_back({{"site", r.sites[i]},
+                     {"gpus", r.site_steps[i].gpus},
+                     {"local_step_s", r.site_steps[i].step_s},
+                     {"batch", r.site_steps[i].batch},
                      {"sent_bytes_per_round", r.wan.sent_bytes[i] * aggregations},
                      {"received_bytes_per_round", r.wan.received_bytes[i] * aggregations}});
   }
@@ -232,7 +239,7 @@ json::Json federated_report_to_json(const FederatedReport& r) {
   }
   return {{"spec", strategies::federated_to_json(r.spec)},
           {"participants", participants},
-          {"site_gpus", r.site_gpus},
+          {"site_gpus", r.site_steps.empty() ? 0 : r.site_steps.front().gpus},
           {"local_step_s", r.local_step_s},
           {"local_compute_s", r.local_compute_s},
           {"aggregation_s", r.aggregation_s},
@@ -257,12 +264,12 @@ std::string render_federated_report(const FederatedReport& r) {
   o << std::fixed << std::setprecision(3);
   o << "\nFederated round (" << strategies::federated_aggregation_name(r.spec.aggregation)
     << ", K = " << r.spec.local_steps << ", " << r.participants.size() << " of "
-    << r.sites.size() << " sites of " << r.site_gpus << " GPUs";
+    << r.sites.size() << " sites";
   if (r.spec.secure_aggregation) o << ", secure aggregation";
   if (r.spec.dp_sigma > 0) o << ", DP noise sigma " << r.spec.dp_sigma;
   o << "):\n";
   o << "  local compute     " << r.local_compute_s << " s (" << r.spec.local_steps << " x "
-    << r.local_step_s << " s)\n";
+    << r.local_step_s << " s, the slowest participant's step)\n";
   o << "  aggregation       " << r.aggregation_s << " s: WAN " << r.wan.seconds * aggregations
     << " s";
   if (r.spec.secure_aggregation) {
@@ -281,8 +288,11 @@ std::string render_federated_report(const FederatedReport& r) {
   o << "  update            " << std::setprecision(1) << r.update_bytes / 1e6 << " MB ("
     << r.update_dtype << ")\n";
   for (std::size_t i = 0; i < r.sites.size(); ++i) {
-    o << "  site " << std::left << std::setw(12) << r.sites[i] << std::right << " sends "
-      << std::setw(10) << r.wan.sent_bytes[i] * aggregations / 1e6 << " MB, receives "
+    o << "  site " << std::left << std::setw(12) << r.sites[i] << std::right << std::setw(5)
+      << r.site_steps[i].gpus << " GPUs, step " << std::setprecision(3)
+      << r.site_steps[i].step_s << " s, " << std::setprecision(0) << r.site_steps[i].batch
+      << " seq; sends " << std::setprecision(1) << std::setw(10)
+      << r.wan.sent_bytes[i] * aggregations / 1e6 << " MB, receives "
       << std::setw(10) << r.wan.received_bytes[i] * aggregations / 1e6 << " MB per round\n";
   }
   o << std::setprecision(3) << "  samples/s         "

@@ -92,14 +92,22 @@ double wan_aggregation_formula_s(const strategies::WanSpec& wan, int participant
                                  strategies::FederatedAggregation aggregation,
                                  double update_bytes);
 
+// One site's local step: its GPUs, its simulated step time and the sequences it trains per
+// step (the strategy's dp scaled to the site, strategies::site_strategy).
+struct SiteStep {
+  int gpus = 0;
+  double step_s = 0;
+  double batch = 0;
+};
+
 // A round (docs/federated.md "Report"): K local steps then one aggregation; sync_dp: K steps
-// each followed by its all-reduce.
+// each followed by its all-reduce. The aggregation waits for the slowest participant.
 struct FederatedReport {
   strategies::FederatedSpec spec;
   std::vector<std::string> sites;
   std::vector<int> participants;
-  int site_gpus = 0;
-  double local_step_s = 0;      // one step on one site's GPUs (the simulated Plan)
+  std::vector<SiteStep> site_steps;  // per site (sites order)
+  double local_step_s = 0;      // the slowest participating site's step
   double local_compute_s = 0;   // K x local_step_s
   double aggregation_s = 0;     // per round (sync_dp: K all-reduces)
   double round_s = 0;
@@ -108,20 +116,20 @@ struct FederatedReport {
   WanAggregation wan;           // one aggregation
   std::optional<HeAggregation> he;  // with homomorphic_encryption: its compute per aggregation
   double dp_noise_s = 0;        // with dp_noise: its compute per aggregation
-  double samples_per_round = 0;  // global batch x participants x K
+  double samples_per_round = 0;  // K x the participants' batches
   int rounds = 100;
   double time_to_rounds_s = 0;
 };
 
-// A round from its simulated parts: local compute, round, samples per round and the time to
-// `rounds` rounds derived from the local step and the aggregation given (its WAN flows, plus the
-// HE and DP compute when given).
+// A round from its simulated parts: local compute (the slowest participant's step of
+// `site_steps`), round, samples per round and the time to `rounds` rounds derived from the local
+// steps and the aggregation given (its WAN flows, plus the HE and DP compute when given).
 FederatedReport federated_round(const strategies::FederatedSpec& spec,
                                 const std::vector<std::string>& sites,
-                                const std::vector<int>& participants, int site_gpus,
-                                double local_step_s, double update_bytes,
+                                const std::vector<int>& participants,
+                                const std::vector<SiteStep>& site_steps, double update_bytes,
                                 const std::string& update_dtype, const WanAggregation& wan,
-                                double global_batch_size, int rounds,
+                                int rounds,
                                 const std::optional<HeAggregation>& he = std::nullopt,
                                 double dp_noise_s = 0);
 

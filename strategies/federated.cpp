@@ -161,15 +161,16 @@ void validate_federated(const ClusterSpec& c, const StrategySpec& s) {
                "federated training needs a cluster with two or more sites; cluster '" + c.name +
                    "' has one (name each node group's \"site\" and give cluster.wan)");
   }
-  const int gpus = c.site_gpus(sites.front());
+  // Each site runs the strategy's model-parallel grid; its data-parallel degree follows its GPUs.
+  const int grid = s.tp * s.pp * s.cp;
   for (std::size_t i = 0; i < c.node_groups.size(); ++i) {
     const std::string& site = c.node_groups[i].site;
-    if (c.site_gpus(site) != gpus) {
+    if (c.site_gpus(site) % grid != 0) {
       json::fail("cluster.node_groups[" + std::to_string(i) + "].site", site,
-                 "has " + std::to_string(c.site_gpus(site)) + " GPUs and site '" +
-                     sites.front() + "' " + std::to_string(gpus) +
-                     ": sites of different GPU counts are not modelled yet (each site runs the "
-                     "strategy on the same number of GPUs)");
+                 "has " + std::to_string(c.site_gpus(site)) +
+                     " GPUs, not a multiple of the strategy's tp x pp x cp = " +
+                     std::to_string(grid) +
+                     " (each site runs the strategy with dp = its GPUs / (tp x pp x cp))");
     }
   }
   for (std::size_t i = 0; i < f.dropout_sites.size(); ++i) {
@@ -202,6 +203,30 @@ std::vector<int> participating_sites(const ClusterSpec& c, const FederatedSpec& 
       static_cast<std::size_t>(std::ceil(expected - 1e-9)), 1, available.size());
   available.resize(count);
   return available;
+}
+
+ClusterSpec site_cluster(const ClusterSpec& c, const std::string& site) {
+  ClusterSpec out = c;
+  out.name = c.name + "/" + site;
+  out.wan.reset();
+  out.node_groups.clear();
+  for (const NodeGroup& g : c.node_groups) {
+    if (g.site != site) continue;
+    out.node_groups.push_back(g);
+    out.node_groups.back().site.clear();
+  }
+  STRATA_CHECK(!out.node_groups.empty(), "site_cluster: a site of the cluster");
+  return out;
+}
+
+StrategySpec site_strategy(const StrategySpec& s, int first_site_gpus, int site_gpus) {
+  STRATA_CHECK(first_site_gpus > 0 && site_gpus % (s.tp * s.pp * s.cp) == 0,
+               "site_strategy: validate_federated() checked the site sizes");
+  StrategySpec out = s;
+  out.federated.reset();
+  out.dp = site_gpus / (s.tp * s.pp * s.cp);
+  out.global_batch_size = s.global_batch_size / s.dp * out.dp;
+  return out;
 }
 
 }  // namespace strata::strategies

@@ -3,6 +3,7 @@
 // bandwidth; bad combinations are refused.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -87,6 +88,31 @@ TEST_F(FederatedCli, HomomorphicEncryptionInflatesTheWanBytesAndAddsItsCompute) 
   EXPECT_NEAR(dp.at("aggregation_s").get<double>() - plain.at("aggregation_s").get<double>(),
               dp.at("dp_noise_s").get<double>(), 1e-9);
   EXPECT_EQ(plain.at("dp_noise_s").get<double>(), 0.0);
+}
+
+TEST_F(FederatedCli, ALargerSiteRunsMoreReplicasAndTheRoundWaitsForTheSlowest) {
+  const Json even = simulate("");
+  // org-b gets two nodes: dp 16 and 128 sequences per step, its step simulated on its own.
+  const Json big = simulate("--set cluster.node_groups.1.nodes=2");
+  const Json& b = big.at("sites")[1];
+  EXPECT_EQ(b.at("gpus"), 16);
+  EXPECT_DOUBLE_EQ(b.at("batch").get<double>(), 128);
+  EXPECT_DOUBLE_EQ(big.at("sites")[0].at("batch").get<double>(), 64);
+  EXPECT_DOUBLE_EQ(big.at("samples_per_round").get<double>(), 10 * (3 * 64 + 128));
+  const double first = big.at("sites")[0].at("local_step_s").get<double>();
+  const double second = b.at("local_step_s").get<double>();
+  EXPECT_DOUBLE_EQ(first, even.at("local_step_s").get<double>());
+  // The same per-GPU work with a larger data-parallel all-reduce: not faster.
+  EXPECT_GE(second, first * 0.999);
+  EXPECT_DOUBLE_EQ(big.at("local_step_s").get<double>(), std::max(first, second));
+  // A site whose GPUs the model-parallel grid does not divide is refused.
+  const Result bad = run(
+      "simulate --quiet --model gpt2-124m --cluster four-sites-a100 --strategy "
+      "gpt2-fedavg-4sites --set strategy.tp=8 --set strategy.dp=1 --set "
+      "strategy.global_batch_size=8 --set cluster.node_groups.2.gpus_per_node=4");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("not a multiple of the strategy's tp x pp x cp = 8"), std::string::npos)
+      << bad.err;
 }
 
 TEST_F(FederatedCli, RefusesOneSiteAndRoundsWithoutFederated) {

@@ -117,16 +117,40 @@ TEST(FederatedWan, RoundIsKLocalStepsPlusTheAggregation) {
   w.sent_bytes = {3, 1};
   w.received_bytes = {3, 1};
   const FederatedReport r =
-      federated_round(f, {"a", "b"}, {0, 1}, 8, 0.5, 1e9, "fp32", w, 64, 100);
+      federated_round(f, {"a", "b"}, {0, 1}, {{8, 0.5, 64}, {8, 0.5, 64}}, 1e9, "fp32", w, 100);
   EXPECT_DOUBLE_EQ(r.round_s, 10 * 0.5 + 24.0);
   EXPECT_DOUBLE_EQ(r.samples_per_round, 64 * 2 * 10);
   EXPECT_DOUBLE_EQ(r.time_to_rounds_s, 100 * 29.0);
   // Synchronous data parallelism: an all-reduce after every one of the K steps.
   f.aggregation = FederatedAggregation::kSyncDp;
   const FederatedReport sync =
-      federated_round(f, {"a", "b"}, {0, 1}, 8, 0.5, 1e9, "bf16", w, 64, 100);
+      federated_round(f, {"a", "b"}, {0, 1}, {{8, 0.5, 64}, {8, 0.5, 64}}, 1e9, "bf16", w, 100);
   EXPECT_DOUBLE_EQ(sync.round_s, 10 * (0.5 + 24.0));
   EXPECT_DOUBLE_EQ(federated_report_to_json(sync)["sites"][0]["sent_bytes_per_round"], 30.0);
+}
+
+TEST(FederatedWan, SitesOfDifferentSizesWaitForTheSlowestParticipant) {
+  strategies::FederatedSpec f;
+  f.local_steps = 4;
+  WanAggregation w;
+  w.seconds = 2.0;
+  w.sent_bytes = {1, 1, 1};
+  w.received_bytes = {1, 1, 1};
+  // Site c (4 GPUs, the slowest step) is not a participant: b's 0.7 s gates the round.
+  const std::vector<SiteStep> steps = {{8, 0.5, 64}, {16, 0.7, 128}, {4, 0.9, 32}};
+  const FederatedReport r = federated_round(f, {"a", "b", "c"}, {0, 1}, steps, 1e9, "fp32", w,
+                                            10);
+  EXPECT_DOUBLE_EQ(r.local_step_s, 0.7);
+  EXPECT_DOUBLE_EQ(r.round_s, 4 * 0.7 + 2.0);
+  EXPECT_DOUBLE_EQ(r.samples_per_round, 4 * (64 + 128));
+  const json::Json j = federated_report_to_json(r);
+  EXPECT_EQ(j["sites"][1]["gpus"], 16);
+  EXPECT_DOUBLE_EQ(j["sites"][2]["local_step_s"].get<double>(), 0.9);
+  const FederatedReport all = federated_round(f, {"a", "b", "c"}, {0, 1, 2}, steps, 1e9, "fp32",
+                                              w, 10);
+  EXPECT_DOUBLE_EQ(all.local_step_s, 0.9);
+  EXPECT_NE(render_federated_report(all).find("16 GPUs, step 0.700 s"), std::string::npos)
+      << render_federated_report(all);
 }
 
 TEST(FederatedHe, PaillierCostsAreTheMeasuredOnesUnlessGiven) {
@@ -180,7 +204,8 @@ TEST(FederatedHe, RoundAddsHeAndDpComputeToEachAggregation) {
   he.add_s = 2;
   he.decrypt_s = 3;
   const FederatedReport r =
-      federated_round(f, {"a", "b"}, {0, 1}, 8, 0.5, 40, "fp32", w, 64, 100, he, 0.25);
+      federated_round(f, {"a", "b"}, {0, 1}, {{8, 0.5, 64}, {8, 0.5, 64}}, 40, "fp32", w, 100, he,
+                      0.25);
   EXPECT_DOUBLE_EQ(r.aggregation_s, 24.0 + 6.0 + 0.25);
   EXPECT_DOUBLE_EQ(r.round_s, 5.0 + 30.25);
   const json::Json j = federated_report_to_json(r);

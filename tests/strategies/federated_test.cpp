@@ -174,9 +174,12 @@ TEST(Federated, StrategyErrors) {
                       {"strategy.federated", "two or more sites", "dgx-a100-128n"});
   Json uneven = sites_json();
   uneven["node_groups"][1]["gpus_per_node"] = 4;
-  expect_config_error(
-      [&] { validate_federated(parse_cluster(uneven), strategy(Json::object())); },
-      {"cluster.node_groups[1].site = \"org-b\"", "has 4 GPUs", "not modelled yet"});
+  EXPECT_NO_THROW(validate_federated(parse_cluster(uneven), strategy(Json::object())));
+  StrategySpec tp8 = strategy(Json::object());
+  tp8.tp = 8;
+  expect_config_error([&] { validate_federated(parse_cluster(uneven), tp8); },
+                      {"cluster.node_groups[1].site = \"org-b\"", "has 4 GPUs",
+                       "not a multiple of the strategy's tp x pp x cp = 8"});
   EXPECT_NO_THROW(validate_federated(sites, strategy({{"dropout", {"org-c"}}})));
 }
 
@@ -228,6 +231,25 @@ TEST(Federated, HomomorphicEncryptionErrors) {
   both["secure_aggregation"] = true;
   expect_config_error([&] { strategy(both); },
                       {"strategy.federated.secure_aggregation = true", "choose one"});
+}
+
+TEST(Federated, SiteClusterAndSiteStrategy) {
+  Json j = sites_json();
+  j["node_groups"][1]["nodes"] = 2;
+  const ClusterSpec c = parse_cluster(j);
+  const ClusterSpec b = site_cluster(c, "org-b");
+  EXPECT_EQ(b.total_gpus(), c.site_gpus("org-b"));
+  EXPECT_EQ(b.sites(), std::vector<std::string>{""});
+  EXPECT_FALSE(b.wan.has_value());
+  StrategySpec s = strategy(Json::object());
+  s.dp = 4;
+  s.tp = 2;
+  s.global_batch_size = 32;
+  const StrategySpec big = site_strategy(s, 8, c.site_gpus("org-b"));
+  EXPECT_EQ(big.dp, c.site_gpus("org-b") / 2);
+  EXPECT_EQ(big.global_batch_size, 32 / 4 * big.dp);  // each replica keeps its batch
+  EXPECT_EQ(big.tp, 2);
+  EXPECT_FALSE(big.federated.has_value());
 }
 
 TEST(Federated, ParticipatingSites) {
