@@ -1,7 +1,8 @@
 // Parameter servers and workers over a Comm (ps.hpp): the placement, the server's event loop,
 // the worker's step, and the gathering of every rank's counts at the end.
 // defines: ps_consistency_name, check_ps_options, PsPlacement::row_owner, ps_placement,
-//          PsRunResult::max_staleness, (internal) Server, run_worker, gather_result; run_ps
+//          PsRunResult::max_staleness, (internal) Server, send_to_servers, run_worker,
+//          gather_result; run_ps
 #include "executor/ps.hpp"
 
 #include <algorithm>
@@ -275,6 +276,21 @@ class Server {
   PsServerStats stats_;
 };
 
+// Sends message s to server s (world rank workers + s), adding the sends to `pending` (the
+// messages must outlive them); returns the payload bytes and rows of them all.
+PsMessage send_to_servers(Comm& comm, int workers, const std::vector<PsMessage>& messages,
+                          std::vector<Request>& pending) {
+  PsMessage total;
+  for (std::size_t s = 0; s < messages.size(); ++s) {
+    const PsMessage& m = messages[s];
+    pending.push_back(comm.send(workers + static_cast<int>(s), detail::kPsRequestTag,
+                                m.words.data(), m.words.size()));
+    total.payload_bytes += m.payload_bytes;
+    total.rows += m.rows;
+  }
+  return total;
+}
+
 // Worker `w`'s steps; returns its losses and fills its stats.
 std::vector<float> run_worker(Comm& comm, const RecModelDims& dims, const PsRunOptions& o,
                               const PsPlacement& place, int w, int workers, PsWorkerStats& st) {
@@ -302,13 +318,9 @@ std::vector<float> run_worker(Comm& comm, const RecModelDims& dims, const PsRunO
       pending.push_back(
           comm.recv(workers + s, detail::kPsReplyTag, replies[su].data(), replies[su].size()));
     }
-    for (int s = 0; s < place.servers; ++s) {
-      const PsMessage& m = pulls[static_cast<std::size_t>(s)];
-      pending.push_back(
-          comm.send(workers + s, detail::kPsRequestTag, m.words.data(), m.words.size()));
-      st.pulled_bytes += m.payload_bytes;
-      st.pulled_rows += m.rows;
-    }
+    const PsMessage pulled = send_to_servers(comm, workers, pulls, pending);
+    st.pulled_bytes += pulled.payload_bytes;
+    st.pulled_rows += pulled.rows;
     for (Request& r : pending) r.wait();
     st.wait_s += seconds_since(start);
 
@@ -333,25 +345,14 @@ std::vector<float> run_worker(Comm& comm, const RecModelDims& dims, const PsRunO
         detail::make_pushes(place, dim, w, t, u.rows, row_grad.data(), dense_grad.data());
     const auto push_start = std::chrono::steady_clock::now();
     pending.clear();
-    for (int s = 0; s < place.servers; ++s) {
-      const PsMessage& m = pushes[static_cast<std::size_t>(s)];
-      pending.push_back(
-          comm.send(workers + s, detail::kPsRequestTag, m.words.data(), m.words.size()));
-      st.pushed_bytes += m.payload_bytes;
-      st.pushed_rows += m.rows;
-    }
+    const PsMessage pushed = send_to_servers(comm, workers, pushes, pending);
+    st.pushed_bytes += pushed.payload_bytes;
+    st.pushed_rows += pushed.rows;
     for (Request& r : pending) r.wait();
     st.wait_s += seconds_since(push_start);
   }
-  std::vector<float> done;
-  for (std::int64_t v : {static_cast<std::int64_t>(PsKind::kDone), std::int64_t{w},
-                         std::int64_t{o.sgd.steps}, std::int64_t{0}}) {
-    detail::put_int(done, v);
-  }
   std::vector<Request> sent;
-  for (int s = 0; s < place.servers; ++s) {
-    sent.push_back(comm.send(workers + s, detail::kPsRequestTag, done.data(), done.size()));
-  }
+  send_to_servers(comm, workers, detail::make_dones(place, w, o.sgd.steps), sent);
   for (Request& r : sent) r.wait();
   return losses;
 }

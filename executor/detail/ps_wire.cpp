@@ -77,6 +77,12 @@ std::vector<PsMessage> make_pushes(const PsPlacement& place, std::int64_t dim, i
   return out;
 }
 
+std::vector<PsMessage> make_dones(const PsPlacement& place, int worker, int steps) {
+  std::vector<PsMessage> out(static_cast<std::size_t>(place.servers));
+  for (PsMessage& m : out) put_header(m.words, PsKind::kDone, worker, steps, 0);
+  return out;
+}
+
 PsRequest parse_request(const std::vector<float>& words, std::int64_t dim, std::size_t dense_n) {
   STRATA_CHECK(words.size() >= kPsHeaderFloats, "a parameter-server request without a header");
   PsRequest r;

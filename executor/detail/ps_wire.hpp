@@ -43,6 +43,9 @@ std::vector<PsMessage> make_pushes(const PsPlacement& place, std::int64_t dim, i
                                    const std::vector<std::int64_t>& rows, const float* row_grad,
                                    const float* dense_grad);
 
+// Its done messages, one per server, after its last push (`steps` of them).
+std::vector<PsMessage> make_dones(const PsPlacement& place, int worker, int steps);
+
 // A request as a server reads it (views into the received words).
 struct PsRequest {
   PsKind kind = PsKind::kDone;

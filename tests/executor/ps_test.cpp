@@ -3,15 +3,10 @@
 // (dim x 4 + 8) + the dense bytes, each id to its owner, values round-tripped), the options'
 // errors; and, with MPI, ps_mpi_check under mpirun on 2 workers + 2 servers and 3 + 1.
 #include "executor/ps.hpp"
+#include "tests/executor/mpi_check.hpp"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -164,36 +159,15 @@ TEST(PsComm, TheLocalBackendRefusesToProbe) {
 }
 
 #ifdef STRATA_PS_CHECK
-namespace fs = std::filesystem;
-
-// `mpirun -np RANKS ps_mpi_check SERVERS`, bounded by `timeout` so that a hang fails; leak
-// checking off for the ranks (Open MPI's own allocations), as comm_mpi_test.cpp does.
-std::string run_check(int ranks, int servers, int& exit_code) {
-  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
-  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  const fs::path out = fs::temp_directory_path() /
-                       ("strata-ps-" + std::to_string(::getpid()) + "-" + std::to_string(ranks));
-  const char* asan = std::getenv("ASAN_OPTIONS");
-  const std::string cmd = "ASAN_OPTIONS=" + std::string(asan ? asan : "") +
-                          ":detect_leaks=0 timeout 120 " + STRATA_MPIEXEC +
-                          " --oversubscribe -np " + std::to_string(ranks) + " " + STRATA_PS_CHECK +
-                          " " + std::to_string(servers) + " >" + out.string() + " 2>&1";
-  const int status = std::system(cmd.c_str());
-  exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(out);
-  std::string text(std::istreambuf_iterator<char>(in), {});
-  fs::remove(out);
-  return text;
-}
-
 // Rank 0's checks (ps_mpi_check.cpp's header): 2 BSP runs x (dp, reference, staleness,
-// W x (rows, bytes), S updates, received bytes), W + 1 + S for SSP, 1 for ASP.
+// W x (rows, bytes), S updates, received bytes), 2 SSP runs x (W + 1 + S), 1 for ASP.
 TEST(PsMpi, BspEqualsDpSspBoundHoldsAspLearnsOnTwoPlusTwoAndThreePlusOne) {
   for (const auto& [workers, servers] : {std::pair{2, 2}, std::pair{3, 1}}) {
-    int code = -1;
-    const std::string out = run_check(workers + servers, servers, code);
-    EXPECT_EQ(code, 0) << out;
-    const int checks = 2 * (4 + 2 * workers + servers) + (workers + 1 + servers) + 1;
+    const test::MpiCheckRun r = test::run_mpi_check(STRATA_MPIEXEC, STRATA_PS_CHECK,
+                                                    workers + servers, std::to_string(servers));
+    const std::string& out = r.output;
+    EXPECT_EQ(r.exit_code, 0) << out;
+    const int checks = 2 * (4 + 2 * workers + servers) + 2 * (workers + 1 + servers) + 1;
     EXPECT_NE(out.find("ps_mpi_check: " + std::to_string(workers) + " workers + " +
                        std::to_string(servers) + " servers, " + std::to_string(checks) +
                        " checks passed"),
