@@ -7,7 +7,8 @@
 //     independently; the servers received exactly what the workers sent;
 //   SSP with s = 1 and s = 2, worker 0 slowed by 50 ms a step: every pull's staleness <= s,
 //     and s is reached (the bound binds); one update per push;
-//   ASP: runs, the mean loss of the last 5 steps is below that of the first 5.
+//   ASP: runs, the mean loss of the last 5 steps is below that of the first 5;
+//   Comm::probe_any_source gives up with CommTimeout when nothing comes.
 // Rank 0 prints the numbers, then "ps_mpi_check: W workers + S servers, K checks passed" and
 // every rank exits 0, or it prints its failures and exits 1.
 #include <algorithm>
@@ -186,6 +187,18 @@ int run(Comm& comm, int servers) {
                 a.max_staleness());
     tally.expect(last < first, "asp: the loss did not decrease (" + std::to_string(first) + " -> " +
                                    std::to_string(last) + ")");
+  }
+
+  // A probe gives up after the timeout: no rank sends tag 7.
+  if (comm.rank() == 0) {
+    comm.set_timeout_s(0.2);
+    bool timed_out = false;
+    try {
+      comm.probe_any_source(7);
+    } catch (const CommTimeout&) {
+      timed_out = true;
+    }
+    tally.expect(timed_out, "a probe for a message nobody sends did not time out");
   }
 
   if (comm.rank() != 0) return 0;

@@ -3,15 +3,16 @@
 // (dim x 4 + 8) + the dense bytes, each id to its owner, values round-tripped), the options'
 // errors; and, with MPI, ps_mpi_check under mpirun on 2 workers + 2 servers and 3 + 1.
 #include "executor/ps.hpp"
-#include "tests/executor/mpi_check.hpp"
 
 #include <gtest/gtest.h>
+
 #include <algorithm>
 #include <set>
 #include <string>
 
 #include "common/error.hpp"
 #include "executor/detail/ps_wire.hpp"
+#include "tests/executor/mpi_check.hpp"
 
 namespace strata::exec {
 namespace {
@@ -160,14 +161,15 @@ TEST(PsComm, TheLocalBackendRefusesToProbe) {
 
 #ifdef STRATA_PS_CHECK
 // Rank 0's checks (ps_mpi_check.cpp's header): 2 BSP runs x (dp, reference, staleness,
-// W x (rows, bytes), S updates, received bytes), 2 SSP runs x (W + 1 + S), 1 for ASP.
+// W x (rows, bytes), S updates, received bytes), 2 SSP runs x (W + 1 + S), 1 for ASP, 1 for
+// the probe's timeout.
 TEST(PsMpi, BspEqualsDpSspBoundHoldsAspLearnsOnTwoPlusTwoAndThreePlusOne) {
   for (const auto& [workers, servers] : {std::pair{2, 2}, std::pair{3, 1}}) {
     const test::MpiCheckRun r = test::run_mpi_check(STRATA_MPIEXEC, STRATA_PS_CHECK,
                                                     workers + servers, std::to_string(servers));
     const std::string& out = r.output;
     EXPECT_EQ(r.exit_code, 0) << out;
-    const int checks = 2 * (4 + 2 * workers + servers) + 2 * (workers + 1 + servers) + 1;
+    const int checks = 2 * (4 + 2 * workers + servers) + 2 * (workers + 1 + servers) + 2;
     EXPECT_NE(out.find("ps_mpi_check: " + std::to_string(workers) + " workers + " +
                        std::to_string(servers) + " servers, " + std::to_string(checks) +
                        " checks passed"),
