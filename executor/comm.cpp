@@ -25,6 +25,12 @@ Request Comm::all_to_all_v(GroupId, const float*, const std::vector<int>&, float
                            "mixture-of-experts dispatch): run on the MPI or local backend");
 }
 
+Probed Comm::probe_any_source(int tag) {
+  throw std::runtime_error("the " + backend() + " communicator cannot probe for a message from "
+                           "any rank (tag " + std::to_string(tag) + "; the parameter servers "
+                           "need it): run on the MPI backend");
+}
+
 namespace {
 
 class LocalComm final : public Comm {

@@ -64,6 +64,12 @@ class CommTimeout : public std::runtime_error {
 using GroupId = int;
 inline constexpr GroupId kNoGroup = -1;
 
+// A message waiting to be received (Comm::probe_any_source): who sent it and how many floats.
+struct Probed {
+  int source = -1;
+  std::size_t n = 0;
+};
+
 class Comm {
  public:
   virtual ~Comm() = default;
@@ -112,6 +118,13 @@ class Comm {
   virtual Request send(int peer, int tag, const float* buf, std::size_t n) = 0;
   virtual Request recv(int peer, int tag, float* buf, std::size_t n) = 0;
   virtual int max_tag() const = 0;
+  // Blocks until a message with `tag` from any rank can be received and returns its source
+  // (a world rank) and length in floats, without receiving it: receive it with
+  // recv(source, tag, ...). Messages from one source with one tag arrive in the order sent, so
+  // one receiver (a parameter server) handles its requests in arrival order. Gives up after the
+  // timeout (set_timeout_s) with CommTimeout. The default refuses: the local world has no
+  // peers and the NCCL backend has no probe.
+  virtual Probed probe_any_source(int tag);
 
   // Every later wait() and barrier() gives up after `seconds` without completing and throws
   // CommTimeout naming the operation and the timeout; 0 (the default) waits forever. The

@@ -1,6 +1,7 @@
 // The MPI communication backend: non-blocking collectives (MPI_Iallreduce, MPI_Iallgather,
 // MPI_Ireduce_scatter, MPI_Iallgatherv, MPI_Ibcast, MPI_Ialltoall, MPI_Ialltoallv) on
-// sub-communicators made with MPI_Comm_split, and MPI_Isend / MPI_Irecv for pipeline transfers.
+// sub-communicators made with MPI_Comm_split, MPI_Isend / MPI_Irecv for pipeline transfers and
+// MPI_Iprobe from any source for the parameter servers' requests.
 // Every MPI call goes through STRATA_MPI_CHECK, which names the call, the rank and the host.
 #include <mpi.h>
 #include <algorithm>
@@ -235,6 +236,36 @@ class MpiComm final : public Comm {
     return make_request(r, timeout_s_, "a receive");
   }
   int max_tag() const override { return max_tag_; }
+  // MPI_Iprobe polled like wait_for (MPI_Probe when there is no timeout).
+  Probed probe_any_source(int tag) override {
+    MPI_Status status;
+    if (timeout_s_ <= 0) {
+      STRATA_MPI_CHECK(MPI_Probe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &status));
+    } else {
+      const auto start = std::chrono::steady_clock::now();
+      for (long polls = 0;; ++polls) {
+        int found = 0;
+        STRATA_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &found, &status));
+        if (found) break;
+        if (polls % 1024 == 1023) {
+          const double waited =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          if (waited > timeout_s_) {
+            char seconds[32];
+            std::snprintf(seconds, sizeof seconds, "%g", timeout_s_);
+            throw CommTimeout("a probe for tag " + std::to_string(tag) + " on rank " +
+                              std::to_string(rank_) + " (" + host_name() +
+                              ") found no message within " + seconds +
+                              " s (--comm-timeout): a peer rank stopped responding");
+          }
+          std::this_thread::yield();
+        }
+      }
+    }
+    int count = 0;
+    STRATA_MPI_CHECK(MPI_Get_count(&status, MPI_FLOAT, &count));
+    return Probed{status.MPI_SOURCE, static_cast<std::size_t>(count)};
+  }
   void set_timeout_s(double seconds) override { timeout_s_ = seconds; }
   void barrier() override {
     MPI_Request r;

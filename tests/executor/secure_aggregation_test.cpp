@@ -5,19 +5,15 @@
 #include "executor/secure_aggregation.hpp"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <array>
 #include <cmath>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "common/error.hpp"
 #include "executor/counter_prg.hpp"
+#include "tests/executor/mpi_check.hpp"
 
 namespace strata::exec {
 namespace {
@@ -234,35 +230,14 @@ TEST(SecureAggregation, OneRankAllReduceIsTheRoundTrip) {
 }
 
 #ifdef STRATA_SECAGG_CHECK
-namespace fs = std::filesystem;
-
-// `mpirun -np N secure_aggregation_mpi_check`, bounded by `timeout` so that a hang fails; leak
-// checking off for the ranks (Open MPI's own allocations), as comm_mpi_test.cpp does.
-std::string run_check(int ranks, int& exit_code) {
-  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
-  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  const fs::path out = fs::temp_directory_path() / ("strata-secagg-" + std::to_string(::getpid()) +
-                                                    "-" + std::to_string(ranks));
-  const char* asan = std::getenv("ASAN_OPTIONS");
-  const std::string cmd = "ASAN_OPTIONS=" + std::string(asan ? asan : "") +
-                          ":detect_leaks=0 timeout 120 " + STRATA_MPIEXEC +
-                          " --oversubscribe -np " + std::to_string(ranks) + " " +
-                          STRATA_SECAGG_CHECK + " >" + out.string() + " 2>&1";
-  const int status = std::system(cmd.c_str());
-  exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(out);
-  std::string text(std::istreambuf_iterator<char>(in), {});
-  fs::remove(out);
-  return text;
-}
-
 // Rank 0 checks the world's sums (2 sizes x exact and plain, with shared-secret seeds and with
 // the toy Diffie-Hellman's) and the out-of-range error: 9.
 TEST(SecureAggregationMpi, SumsEqualThePlainAllReduceOnThreeAndFourRanks) {
   for (int ranks : {3, 4}) {
-    int code = -1;
-    const std::string out = run_check(ranks, code);
-    EXPECT_EQ(code, 0) << out;
+    const test::MpiCheckRun r =
+        test::run_mpi_check(STRATA_MPIEXEC, STRATA_SECAGG_CHECK, ranks);
+    const std::string& out = r.output;
+    EXPECT_EQ(r.exit_code, 0) << out;
     EXPECT_NE(out.find("secure_aggregation_mpi_check: " + std::to_string(ranks) +
                        " ranks, 9 checks passed"),
               std::string::npos)
