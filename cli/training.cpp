@@ -549,6 +549,7 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     run.data = t.corpus->path();
     run.tokens_per_step = static_cast<double>(p.strategy.global_batch_size) * p.model.seq_length;
     run.steps = r.steps;
+    run.federated = r.federated;
     run.median_tokens_per_s = median;
     for (const exec::RankMemory& m : r.memory) {
       run.memory.push_back({m.rank, m.planned_peak_bytes, m.measured.peak_bytes, m.planned_static,

@@ -55,6 +55,7 @@ struct TrainingResult {
   std::vector<results::RunSwitch> switches;  // --switch
   std::vector<strategies::TaskSpan> spans;  // rank 0, with --trace
   std::vector<exec::RankMemory> memory;      // rank 0
+  json::Json federated;  // a federated run's run.json section (cli/federated_run.hpp)
 };
 
 // Specs (with --switch, every phase's), checks in the user's terms (the spec field to change),

@@ -216,8 +216,12 @@ FedAvgRound FedAvgRank::run_round(Executor& e, int round, const std::vector<int>
   r.round = round;
   r.participants = participants;
   const std::vector<float> start = flat_parameters(e);
-  std::vector<double> losses;
-  for (int k = 0; k < o_.local_steps; ++k) losses.push_back(e.step().loss);
+  std::vector<double> losses, seconds_of_step;
+  for (int k = 0; k < o_.local_steps; ++k) {
+    const StepResult step = e.step();
+    losses.push_back(step.loss);
+    seconds_of_step.push_back(step.seconds);
+  }
 
   const GroupId group = participants_group(participants);
   world_.barrier();
@@ -243,6 +247,7 @@ FedAvgRound FedAvgRank::run_round(Executor& e, int round, const std::vector<int>
   // Bookkeeping: every rank's losses, time, element count and DP report, on every rank.
   std::vector<float> mine;
   for (double l : losses) put(mine, l);
+  for (double x : seconds_of_step) put(mine, x);
   put(mine, static_cast<double>(seconds));
   put(mine, static_cast<double>(update.size()));
   for (double x : {dp.norm_before, dp.norm_after_clip, dp.noise_std, dp.classic_epsilon,
@@ -252,6 +257,7 @@ FedAvgRound FedAvgRank::run_round(Executor& e, int round, const std::vector<int>
   std::vector<float> all(mine.size() * static_cast<std::size_t>(world_.size()));
   world_.all_gather(world_group_, mine.data(), all.data(), mine.size()).wait();
   r.losses.assign(static_cast<std::size_t>(o_.sites), {});
+  r.step_seconds.assign(static_cast<std::size_t>(o_.local_steps), 0.0);
   double elements = 0;
   for (int w = 0; w < world_.size(); ++w) {
     const float* f = all.data() + static_cast<std::size_t>(w) * mine.size();
@@ -259,6 +265,10 @@ FedAvgRound FedAvgRank::run_round(Executor& e, int round, const std::vector<int>
     std::size_t i = 0;
     for (int k = 0; k < o_.local_steps; ++k, i += 2) {
       if (w % ranks_per_site_ == 0) r.losses[static_cast<std::size_t>(site)].push_back(get<double>(f + i));
+    }
+    for (int k = 0; k < o_.local_steps; ++k, i += 2) {
+      double& most = r.step_seconds[static_cast<std::size_t>(k)];
+      most = std::max(most, get<double>(f + i));
     }
     r.aggregation_s = std::max(r.aggregation_s, get<double>(f + i));
     if (site == 0) elements += get<double>(f + i + 2);
