@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -21,9 +22,8 @@ namespace strata::cli {
 namespace {
 
 // The flags of `strata run` a federated run does not take yet (the rest it honours).
-const char* const kNotFederated[] = {"--save",  "--resume", "--trace",  "--dump-gradients",
-                                     "--device", "--comm",  "--switch", "--save-every",
-                                     "--keep-last"};
+const char* const kNotFederated[] = {"--save",   "--resume", "--trace",      "--dump-gradients",
+                                     "--device", "--comm",   "--save-every", "--keep-last"};
 
 struct Federated {
   Inputs in;
@@ -54,28 +54,32 @@ Federated check_federated(const Args& args, Inputs in, int world_size) {
   }
   const long long world = static_cast<long long>(x.sites.size()) * x.ranks_per_site;
   if (world != world_size) {
-    throw ConfigError("world size = " + std::to_string(world_size) + " (mpirun -np): a federated "
-                      "run of strategy '" + in.strategy.name + "' on cluster '" + in.cluster.name +
-                      "' needs " + std::to_string(x.sites.size()) + " sites x " +
+    throw ConfigError("world size = " + std::to_string(world_size) +
+                      " (mpirun -np): a federated run of strategy '" + in.strategy.name +
+                      "' on cluster '" + in.cluster.name + "' needs " +
+                      std::to_string(x.sites.size()) + " sites x " +
                       std::to_string(x.ranks_per_site) + " ranks = " + std::to_string(world));
   }
   if (x.f.aggregation == strategies::FederatedAggregation::kSyncDp) {
-    throw ConfigError("strategy.federated.aggregation = \"sync_dp\": the simulator's baseline; to "
-                      "run it, run the strategy without \"federated\" over every site's ranks "
-                      "(plain data parallelism)");
+    throw ConfigError(
+        "strategy.federated.aggregation = \"sync_dp\": the simulator's baseline; to "
+        "run it, run the strategy without \"federated\" over every site's ranks "
+        "(plain data parallelism)");
   }
   const strategies::StrategySpec& s = in.strategy;
   if (s.precision != strategies::Precision::kFp32 || s.zero_stage != 0) {
-    throw ConfigError("strategy '" + s.name + "': a federated run averages the fp32 parameters, "
-                      "which are the optimizer's weights only with \"precision\": \"fp32\" and "
-                      "\"zero_stage\": 0 (precision " + strategies::precision_name(s.precision) +
-                      ", zero_stage " + std::to_string(s.zero_stage) + ")");
+    throw ConfigError("strategy '" + s.name +
+                      "': a federated run averages the fp32 parameters, which are the optimizer's "
+                      "weights only with \"precision\": \"fp32\" and "
+                      "\"zero_stage\": 0 (precision " +
+                      strategies::precision_name(s.precision) + ", zero_stage " +
+                      std::to_string(s.zero_stage) + ")");
   }
   const int steps = args.get_positive_int("--steps").value_or(10);
   if (steps % x.f.local_steps != 0) {
-    throw ConfigError("--steps = " + std::to_string(steps) + ": must be a multiple of "
-                      "strategy.federated.local_steps (" + std::to_string(x.f.local_steps) +
-                      "), a whole number of rounds");
+    throw ConfigError("--steps = " + std::to_string(steps) +
+                      ": must be a multiple of strategy.federated.local_steps (" +
+                      std::to_string(x.f.local_steps) + "), a whole number of rounds");
   }
   x.rounds = steps / x.f.local_steps;
   x.in = std::move(in);
@@ -108,14 +112,16 @@ void print_round(const Federated& x, const exec::FedAvgRound& r, const exec::Fed
     std::printf("  (%.3f s)\n", r.step_seconds[static_cast<std::size_t>(k)]);
   }
   const std::vector<int> out = left_out(static_cast<int>(x.sites.size()), r.participants);
-  std::printf("round %d: participants %s%s; %s aggregation %.4f s, update %s per site",
-              r.round, names(x.sites, r.participants).c_str(),
+  std::printf("round %d: participants %s%s; %s aggregation %.4f s, update %s per site", r.round,
+              names(x.sites, r.participants).c_str(),
               out.empty() ? "" : (" (out: " + names(x.sites, out) + ")").c_str(),
               o.secure_aggregation ? "secure" : "plain", r.aggregation_s,
               units::format_bytes(r.update_bytes_per_site).c_str());
   if (!r.dp.empty()) {
     std::printf("; DP sigma %g clip %g: norms", o.dp_sigma, o.dp_clip);
-    for (const exec::DpReport& d : r.dp) std::printf(" %.4g->%.4g", d.norm_before, d.norm_after_clip);
+    for (const exec::DpReport& d : r.dp) {
+      std::printf(" %.4g->%.4g", d.norm_before, d.norm_after_clip);
+    }
   }
   std::printf("\n");
 }
@@ -133,14 +139,14 @@ json::Json federated_json(const Federated& x, const exec::FedAvgOptions& o,
   for (const exec::FedAvgRound& r : rounds) {
     json::Json losses = json::Json::object();
     for (std::size_t s = 0; s < x.sites.size(); ++s) losses[x.sites[s]] = r.losses[s];
-    json::Json row = {{"round", r.round},
-                      {"first_step", (r.round - 1) * o.local_steps + 1},
-                      {"participants", site_names(r.participants)},
-                      {"left_out", site_names(left_out(static_cast<int>(x.sites.size()),
-                                                       r.participants))},
-                      {"aggregation_seconds", r.aggregation_s},
-                      {"update_bytes_per_site", r.update_bytes_per_site},
-                      {"losses", losses}};
+    json::Json row = {
+        {"round", r.round},
+        {"first_step", (r.round - 1) * o.local_steps + 1},
+        {"participants", site_names(r.participants)},
+        {"left_out", site_names(left_out(static_cast<int>(x.sites.size()), r.participants))},
+        {"aggregation_seconds", r.aggregation_s},
+        {"update_bytes_per_site", r.update_bytes_per_site},
+        {"losses", losses}};
     if (!r.dp.empty()) {
       json::Json dp = json::Json::array();
       for (std::size_t i = 0; i < r.dp.size(); ++i) {
@@ -160,8 +166,8 @@ json::Json federated_json(const Federated& x, const exec::FedAvgOptions& o,
   }
   json::Json per_site = json::Json::array();
   for (std::size_t s = 0; s < x.sites.size(); ++s) {
-    per_site.push_back({{"site", x.sites[s]}, {"rounds_taken_part", taken[s]},
-                        {"update_bytes_sent", bytes[s]}});
+    per_site.push_back(
+        {{"site", x.sites[s]}, {"rounds_taken_part", taken[s]}, {"update_bytes_sent", bytes[s]}});
   }
   json::Json dp = nullptr;
   if (o.dp_sigma > 0) {
@@ -225,13 +231,22 @@ std::optional<int> run_if_federated(const Args& args, exec::Comm& world) {
     x = check_federated(args, std::move(in), world.size());
     t.plan = std::make_unique<strategies::Plan>(lower_inputs(x.in, x.ranks_per_site));
     t.steps = x.rounds * x.f.local_steps;
+    // Seed and learning rate as a plain run reads them.
+    if (const auto seed = args.get_positive_int("--seed")) {
+      options.seed = static_cast<unsigned>(*seed);
+    }
+    if (const auto lr = args.get("--lr")) {
+      char* end = nullptr;
+      const double v = std::strtod(lr->c_str(), &end);
+      if (end == lr->c_str() || *end != '\0' || !(v > 0)) {
+        throw ConfigError("--lr = " + *lr + ": must be a positive number");
+      }
+      options.adam.lr = static_cast<float>(v);
+    }
   } catch (const ConfigError&) {
     if (lead) throw;
     return kExitConfigError;
   }
-  // Seeds and learning rate as a plain run reads them.
-  if (const auto seed = args.get_positive_int("--seed")) options.seed = static_cast<unsigned>(*seed);
-  if (const auto lr = args.get("--lr")) options.adam.lr = std::stof(*lr);
   t.options = options;
   exec::FedAvgOptions o;
   o.sites = static_cast<int>(x.sites.size());
@@ -254,17 +269,19 @@ std::optional<int> run_if_federated(const Args& args, exec::Comm& world) {
                    : std::make_unique<exec::Corpus>(data, plan.model.seq_length, data_seed);
     exec::Executor e(plan, fed.site_comm(), *t.corpus, options);
     if (lead) {
-      std::printf("strata run: %s, federated strategy %s: %zu sites x %d rank%s (%s), FedAvg every "
-                  "%d steps, %d rounds, %s aggregation%s; each site on its own data (seed + site x "
-                  "0x9e3779b97f4a7c15); AdamW state local to each site\n",
-                  plan.model.name.c_str(), plan.strategy.name.c_str(), x.sites.size(),
-                  x.ranks_per_site, x.ranks_per_site == 1 ? "" : "s", world.backend().c_str(),
-                  o.local_steps, x.rounds, o.secure_aggregation ? "secure" : "plain",
-                  o.dp_sigma > 0 ? (", DP sigma " + std::to_string(o.dp_sigma)).c_str() : "");
+      std::printf(
+          "strata run: %s, federated strategy %s: %zu sites x %d rank%s (%s), FedAvg every "
+          "%d steps, %d rounds, %s aggregation%s; each site on its own data (seed + site x "
+          "0x9e3779b97f4a7c15); AdamW state local to each site\n",
+          plan.model.name.c_str(), plan.strategy.name.c_str(), x.sites.size(), x.ranks_per_site,
+          x.ranks_per_site == 1 ? "" : "s", world.backend().c_str(), o.local_steps, x.rounds,
+          o.secure_aggregation ? "secure" : "plain",
+          o.dp_sigma > 0 ? (", DP sigma " + std::to_string(o.dp_sigma)).c_str() : "");
     }
     TrainingResult result;
     std::vector<exec::FedAvgRound> rounds;
-    const double tokens = static_cast<double>(plan.strategy.global_batch_size) * plan.model.seq_length;
+    const double tokens =
+        static_cast<double>(plan.strategy.global_batch_size) * plan.model.seq_length;
     for (int r = 1; r <= x.rounds; ++r) {
       rounds.push_back(fed.run_round(e, r, round_participants(x.in.cluster, x.f, options.seed, r)));
       const exec::FedAvgRound& round = rounds.back();
@@ -273,16 +290,18 @@ std::optional<int> run_if_federated(const Args& args, exec::Comm& world) {
         double mean = 0;
         for (const auto& l : round.losses) mean += l[static_cast<std::size_t>(k)];
         const double seconds = round.step_seconds[static_cast<std::size_t>(k)];
-        result.steps.push_back({(r - 1) * o.local_steps + k + 1, mean / static_cast<double>(o.sites),
-                                seconds, seconds > 0 ? tokens / seconds : 0.0, ""});
+        result.steps.push_back({(r - 1) * o.local_steps + k + 1,
+                                mean / static_cast<double>(o.sites), seconds,
+                                seconds > 0 ? tokens / seconds : 0.0, ""});
       }
     }
     result.memory = e.gather_memory();  // site 0's ranks, on world rank 0
     if (o.dp_sigma > 0 && lead) {
-      std::printf("DP: sigma %g, clip %g, delta %g: epsilon per round %.4g (Renyi DP), %.4g over "
-                  "the rounds\n", o.dp_sigma, o.dp_clip, o.dp_delta,
-                  exec::rdp_gaussian_epsilon(o.dp_sigma, o.dp_delta, 1),
-                  exec::rdp_gaussian_epsilon(o.dp_sigma, o.dp_delta, x.rounds));
+      std::printf(
+          "DP: sigma %g, clip %g, delta %g: epsilon per round %.4g (Renyi DP), %.4g over "
+          "the rounds\n",
+          o.dp_sigma, o.dp_clip, o.dp_delta, exec::rdp_gaussian_epsilon(o.dp_sigma, o.dp_delta, 1),
+          exec::rdp_gaussian_epsilon(o.dp_sigma, o.dp_delta, x.rounds));
     }
     if (lead) {
       result.federated = federated_json(x, o, rounds);
@@ -292,8 +311,7 @@ std::optional<int> run_if_federated(const Args& args, exec::Comm& world) {
     std::fprintf(stderr, "strata run: rank %d: error: %s\n", world.rank(), e.what());
     std::fflush(stderr);
     set_interrupt_quiet(true);
-    world.abort(dynamic_cast<const ConfigError*>(&e) != nullptr ? kExitConfigError
-                                                                : kExitRuntime);
+    world.abort(dynamic_cast<const ConfigError*>(&e) != nullptr ? kExitConfigError : kExitRuntime);
   }
   return kExitOk;
 }

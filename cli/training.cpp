@@ -269,7 +269,7 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   }
   for (const Inputs& in : phases) {
     check_no_fp8(in.strategy);
-    refuse_federated(in.strategy, "run");
+    refuse_federated(in.strategy, "run --switch");  // else run_if_federated ran it
   }
   check_phases(phases);
   const strategies::StrategySpec& strategy = phases.front().strategy;

@@ -1,7 +1,7 @@
 // The training loop around the interpreter: a step, its loss and time, the trace and memory
 // gathered on rank 0, the reduced gradients captured for the tests.
 //
-// defines: Executor (step, capture, gather_last_step, gather_memory)
+// defines: Executor (step, parameters, capture, gather_last_step, gather_memory)
 #include "executor/executor.hpp"
 
 #include <algorithm>

@@ -17,8 +17,7 @@ namespace strata::exec {
 namespace {
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Words through the float-only Comm, bit for bit (bookkeeping, not arithmetic).
@@ -58,7 +57,8 @@ double site_norm(Comm& c, GroupId g, const std::vector<ParameterSpan>& spans,
     }
     at += static_cast<std::size_t>(s.slice.count);
     put(mine, fnv1a64(s.slice.tensor));
-    put(mine, static_cast<double>(s.slice.count) / static_cast<double>(s.slice.rows * s.slice.cols));
+    put(mine,
+        static_cast<double>(s.slice.count) / static_cast<double>(s.slice.rows * s.slice.cols));
     put(mine, sq);
   }
   const int members = c.group_size(g);
@@ -111,7 +111,8 @@ std::uint64_t site_data_seed(std::uint64_t seed, int site) {
 
 std::vector<float> flat_parameters(Executor& e) {
   std::vector<float> out;
-  for (const ParameterSpan& s : e.parameters()) out.insert(out.end(), s.data, s.data + s.slice.count);
+  for (const ParameterSpan& s : e.parameters())
+    out.insert(out.end(), s.data, s.data + s.slice.count);
   return out;
 }
 
@@ -123,8 +124,7 @@ std::vector<float> site_update(Executor& e, const std::vector<float>& start) {
 }
 
 DpReport privatise_update(Comm& site_comm, GroupId site_group, Executor& e,
-                          std::vector<float>& update, const FedAvgOptions& o, int site,
-                          int round) {
+                          std::vector<float>& update, const FedAvgOptions& o, int site, int round) {
   const std::vector<ParameterSpan> spans = e.parameters();
   DpReport r;
   r.norm_before = site_norm(site_comm, site_group, spans, update);
@@ -135,20 +135,20 @@ DpReport privatise_update(Comm& site_comm, GroupId site_group, Executor& e,
   r.norm_after_clip = site_norm(site_comm, site_group, spans, update);
   // Noise run by run, each from its own stream: the same elements (replicas) get the same noise.
   const std::uint64_t base =
-      prg_word(o.seed ^ 0xd1b54a32d192ed03ULL, static_cast<std::uint64_t>(round) << 20 |
-                                                   static_cast<std::uint64_t>(site));
+      prg_word(o.seed ^ 0xd1b54a32d192ed03ULL,
+               static_cast<std::uint64_t>(round) << 20 | static_cast<std::uint64_t>(site));
   std::size_t at = 0;
   for (const ParameterSpan& s : spans) {
     GaussianMechanism m;
     m.clip_norm = o.dp_clip;
     m.noise_multiplier = o.dp_sigma;
     m.delta = o.dp_delta;
-    m.seed = prg_word(base ^ fnv1a64(s.slice.tensor),
-                      static_cast<std::uint64_t>(s.slice.index) << 40 |
-                          static_cast<std::uint64_t>(s.slice.begin));
+    m.seed =
+        prg_word(base ^ fnv1a64(s.slice.tensor), static_cast<std::uint64_t>(s.slice.index) << 40 |
+                                                     static_cast<std::uint64_t>(s.slice.begin));
     // The whole update is within the clip already, so this run is too: only the noise acts.
-    const DpReport run = apply_gaussian_mechanism(update.data() + at,
-                                                  static_cast<std::size_t>(s.slice.count), m);
+    const DpReport run =
+        apply_gaussian_mechanism(update.data() + at, static_cast<std::size_t>(s.slice.count), m);
     at += static_cast<std::size_t>(s.slice.count);
     r.noise_std = run.noise_std;
     r.classic_epsilon = run.classic_epsilon;
@@ -229,7 +229,8 @@ FedAvgRound FedAvgRank::run_round(Executor& e, int round, const std::vector<int>
   const bool in = group != kNoGroup;
   std::vector<float> update = site_update(e, start);
   DpReport dp;
-  if (in && o_.dp_sigma > 0) dp = privatise_update(*site_comm_, site_group_, e, update, o_, site_, round);
+  if (in && o_.dp_sigma > 0)
+    dp = privatise_update(*site_comm_, site_group_, e, update, o_, site_, round);
   if (in && o_.secure_aggregation) {
     secure_all_reduce(world_, group, update.data(), update.size(), o_.code,
                       MaskingKeys{o_.seed, static_cast<std::uint64_t>(round)});
@@ -250,8 +251,8 @@ FedAvgRound FedAvgRank::run_round(Executor& e, int round, const std::vector<int>
   for (double x : seconds_of_step) put(mine, x);
   put(mine, static_cast<double>(seconds));
   put(mine, static_cast<double>(update.size()));
-  for (double x : {dp.norm_before, dp.norm_after_clip, dp.noise_std, dp.classic_epsilon,
-                   dp.rdp_epsilon}) {
+  for (double x :
+       {dp.norm_before, dp.norm_after_clip, dp.noise_std, dp.classic_epsilon, dp.rdp_epsilon}) {
     put(mine, x);
   }
   std::vector<float> all(mine.size() * static_cast<std::size_t>(world_.size()));
@@ -264,7 +265,8 @@ FedAvgRound FedAvgRank::run_round(Executor& e, int round, const std::vector<int>
     const int site = w / ranks_per_site_;
     std::size_t i = 0;
     for (int k = 0; k < o_.local_steps; ++k, i += 2) {
-      if (w % ranks_per_site_ == 0) r.losses[static_cast<std::size_t>(site)].push_back(get<double>(f + i));
+      if (w % ranks_per_site_ == 0)
+        r.losses[static_cast<std::size_t>(site)].push_back(get<double>(f + i));
     }
     for (int k = 0; k < o_.local_steps; ++k, i += 2) {
       double& most = r.step_seconds[static_cast<std::size_t>(k)];
@@ -320,8 +322,8 @@ std::vector<FedAvgRound> fedavg_reference(const strategies::ProgramSet& plan, Co
     for (int s : r.participants) {
       auto& u = updates[static_cast<std::size_t>(s)];
       if (o.dp_sigma > 0) {
-        r.dp.push_back(privatise_update(comm, all, *sites[static_cast<std::size_t>(s)], u, o, s,
-                                        r.round));
+        r.dp.push_back(
+            privatise_update(comm, all, *sites[static_cast<std::size_t>(s)], u, o, s, r.round));
       }
       summed.push_back(&u);
     }

@@ -56,7 +56,7 @@ struct FedAvgRound {
   // losses[s][k]: site s's loss at the round's step k (every site trains, participant or not).
   std::vector<std::vector<double>> losses;
   std::vector<double> step_seconds;  // per local step, the slowest rank's (run_round only)
-  double aggregation_s = 0;  // wall time of the aggregation, the slowest rank's
+  double aggregation_s = 0;          // wall time of the aggregation, the slowest rank's
   // The payload one participating site puts on the network for the round, all its ranks: 4 bytes
   // per parameter element (plain) or 8 (secure: 64-bit masked words), times the ranks' elements.
   double update_bytes_per_site = 0;

@@ -15,8 +15,8 @@
 // these keys. A federated run (`strata run` of a federated strategy, docs/federated.md "Running
 // it for real") has a "federated" object (sites, rounds, participants, bytes per site, secure
 // aggregation, DP sigma and epsilon), its steps' losses the mean over the sites; its content is
-// carried as JSON, not read into members. Measured, so not reproducible byte for byte: host, date and timings differ
-// between runs.
+// carried as JSON, not read into members. Measured, so not reproducible byte for byte: host,
+// date and timings differ between runs.
 //
 // The reader is strict like report_from_json. Adding a block means a member here, its key in
 // run_to_json and run_from_json, and a case in tests/results/run_test.cpp.

@@ -65,16 +65,16 @@ void write(const std::string& path, const std::vector<exec::FedAvgRound>& rounds
 
 int run(int argc, char** argv) {
   if (argc != 8) {
-    std::fprintf(stderr, "usage: fedavg_mpi_check run|reference STRATEGY SITES ROUNDS SCHEDULE "
-                         "FLAGS OUT\n");
+    std::fprintf(stderr,
+                 "usage: fedavg_mpi_check run|reference STRATEGY SITES ROUNDS SCHEDULE "
+                 "FLAGS OUT\n");
     return 2;
   }
   const std::string mode = argv[1], configs = std::string(STRATA_SOURCE_DIR) + "/configs/";
   const auto s = strategies::load_strategy(configs + "strategies/" + argv[2] + ".json");
-  const auto plan =
-      strategies::lower(strategies::load_model(configs + "models/gpt-tiny.json"),
-                        strategies::load_cluster(configs + "clusters/local-cpu.json"), s,
-                        s.world_size());
+  const auto plan = strategies::lower(strategies::load_model(configs + "models/gpt-tiny.json"),
+                                      strategies::load_cluster(configs + "clusters/local-cpu.json"),
+                                      s, s.world_size());
   exec::FedAvgOptions o;
   o.sites = std::atoi(argv[3]);
   o.local_steps = 2;

@@ -21,9 +21,9 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Output {
-  std::vector<std::string> participants;         // per round, as written
-  std::vector<std::vector<double>> losses;       // per round and site, the K losses in a row
-  std::vector<double> dp_norms;                  // before and after the clip, per participant
+  std::vector<std::string> participants;    // per round, as written
+  std::vector<std::vector<double>> losses;  // per round and site, the K losses in a row
+  std::vector<double> dp_norms;             // before and after the clip, per participant
   std::vector<double> params;
 };
 
@@ -58,8 +58,8 @@ Output read_output(const fs::path& file) {
 fs::path run_check(const std::string& mode, int ranks, const std::string& args) {
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  const fs::path out = fs::temp_directory_path() /
-                       ("strata-fedavg-" + std::to_string(::getpid()) + "-" + mode);
+  const fs::path out =
+      fs::temp_directory_path() / ("strata-fedavg-" + std::to_string(::getpid()) + "-" + mode);
   fs::remove_all(out);
   fs::create_directories(out);
   const char* asan = std::getenv("ASAN_OPTIONS");
@@ -73,7 +73,8 @@ fs::path run_check(const std::string& mode, int ranks, const std::string& args) 
   const int status = std::system(cmd.c_str());
   std::ifstream log(out / "log.txt");
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-      << cmd << "\n" << std::string(std::istreambuf_iterator<char>(log), {});
+      << cmd << "\n"
+      << std::string(std::istreambuf_iterator<char>(log), {});
   return out;
 }
 
@@ -99,8 +100,8 @@ Output expect_equal_to_reference(const std::string& strategy, int sites, int ran
     EXPECT_EQ(want.participants.size(), 3u);
     EXPECT_FALSE(want.params.empty());
     for (int s = 0; s < sites; ++s) {
-      const Output got = read_output(fed / ("site-" + std::to_string(s) + "-rank-" +
-                                            std::to_string(p) + ".txt"));
+      const Output got =
+          read_output(fed / ("site-" + std::to_string(s) + "-rank-" + std::to_string(p) + ".txt"));
       EXPECT_EQ(got.participants, want.participants) << "site " << s << " rank " << p;
       EXPECT_EQ(got.losses.size(), want.losses.size());
       if (got.losses.size() != want.losses.size()) continue;
@@ -113,10 +114,11 @@ Output expect_equal_to_reference(const std::string& strategy, int sites, int ran
   }
   EXPECT_LE(loss_diff, 1e-6);
   EXPECT_LE(param_diff, 1e-6);
-  std::printf("%s, %d sites x %d ranks, rounds %s, %s: max |loss difference| %.3g, max "
-              "|parameter difference| %.3g; site 0's first loss %.6f, last %.6f\n",
-              strategy.c_str(), sites, ranks, schedule.c_str(), flags.c_str(), loss_diff,
-              param_diff, first.losses.front().front(), first.losses[first.losses.size() - sites].back());
+  std::printf(
+      "%s, %d sites x %d ranks, rounds %s, %s: max |loss difference| %.3g, max "
+      "|parameter difference| %.3g; site 0's first loss %.6f, last %.6f\n",
+      strategy.c_str(), sites, ranks, schedule.c_str(), flags.c_str(), loss_diff, param_diff,
+      first.losses.front().front(), first.losses[first.losses.size() - sites].back());
   fs::remove_all(fed);
   fs::remove_all(ref);
   return first;
