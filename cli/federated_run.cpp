@@ -225,12 +225,14 @@ std::optional<int> run_if_federated(const Args& args, exec::Comm& world) {
   Federated x;
   exec::RunOptions options;
   Training t;
+  double timeout_s = 0;
   try {
     Inputs in = load_inputs(args);
     if (!in.strategy.federated) return std::nullopt;
     x = check_federated(args, std::move(in), world.size());
     t.plan = std::make_unique<strategies::Plan>(lower_inputs(x.in, x.ranks_per_site));
     t.steps = x.rounds * x.f.local_steps;
+    timeout_s = comm_timeout_s(args);
     // Seed and learning rate as a plain run reads them.
     if (const auto seed = args.get_positive_int("--seed")) {
       options.seed = static_cast<unsigned>(*seed);
@@ -268,6 +270,7 @@ std::optional<int> run_if_federated(const Args& args, exec::Comm& world) {
                          plan.model.vocab_size, plan.model.seq_length, data_seed))
                    : std::make_unique<exec::Corpus>(data, plan.model.seq_length, data_seed);
     exec::Executor e(plan, fed.site_comm(), *t.corpus, options);
+    world.set_timeout_s(timeout_s);  // after the groups are made, as a plain run
     if (lead) {
       std::printf(
           "strata run: %s, federated strategy %s: %zu sites x %d rank%s (%s), FedAvg every "

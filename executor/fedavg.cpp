@@ -147,23 +147,16 @@ DpReport privatise_update(Comm& site_comm, GroupId site_group, Executor& e,
         prg_word(base ^ fnv1a64(s.slice.tensor), static_cast<std::uint64_t>(s.slice.index) << 40 |
                                                      static_cast<std::uint64_t>(s.slice.begin));
     // The whole update is within the clip already, so this run is too: only the noise acts.
-    const DpReport run =
-        apply_gaussian_mechanism(update.data() + at, static_cast<std::size_t>(s.slice.count), m);
+    apply_gaussian_mechanism(update.data() + at, static_cast<std::size_t>(s.slice.count), m);
     at += static_cast<std::size_t>(s.slice.count);
-    r.noise_std = run.noise_std;
-    r.classic_epsilon = run.classic_epsilon;
-    r.classic_bound_holds = run.classic_bound_holds;
-    r.rdp_epsilon = run.rdp_epsilon;
   }
   r.sigma = o.dp_sigma;
   r.clip_norm = o.dp_clip;
   r.delta = o.dp_delta;
-  if (spans.empty()) {
-    r.noise_std = o.dp_sigma * o.dp_clip;
-    r.classic_epsilon = classic_gaussian_epsilon(o.dp_sigma, o.dp_delta);
-    r.classic_bound_holds = r.classic_epsilon < 1.0;
-    r.rdp_epsilon = rdp_gaussian_epsilon(o.dp_sigma, o.dp_delta, 1);
-  }
+  r.noise_std = o.dp_sigma * o.dp_clip;
+  r.classic_epsilon = classic_gaussian_epsilon(o.dp_sigma, o.dp_delta);
+  r.classic_bound_holds = r.classic_epsilon < 1.0;
+  r.rdp_epsilon = rdp_gaussian_epsilon(o.dp_sigma, o.dp_delta, 1);
   return r;
 }
 
