@@ -113,7 +113,7 @@ aggregation and DP noise as the block says; AdamW state stays local). --steps mu
 multiple of local_steps; prints each step's loss per site and each round's participants;
 --json adds a "federated" section. fp32 without ZeRO on the CPU; not with --save, --resume,
 --trace, --dump-gradients, --device, --comm:
-  mpirun -np 2 strata run --model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg
+  mpirun -np 3 strata run --model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg
 
 Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
 failure, 70 internal error (the table: strata --help, cli/README.md).
