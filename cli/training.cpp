@@ -263,7 +263,7 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   }
   for (const Inputs& in : phases) {
     check_no_fp8(in.strategy);
-    refuse_federated(in.strategy, "run --switch");  // else run_if_federated ran it
+    refuse_federated(in.strategy, "run --switch");  // plain --strategy: run_if_federated
   }
   check_phases(phases);
   const strategies::StrategySpec& strategy = phases.front().strategy;

@@ -87,12 +87,16 @@ TEST_F(FederatedCli, RefusesOneSiteAndRoundsWithoutFederated) {
 
 // `strata run` trains a federated strategy (tests/executor/executor_mpi_test.cpp); the commands
 // that do not know how say so, naming the command, instead of running it as something else.
-TEST_F(FederatedCli, ValidateSearchAndProfileOpsRefuseAFederatedStrategy) {
+TEST_F(FederatedCli, ValidateSearchProfileOpsAndSwitchingRefuseAFederatedStrategy) {
   const std::string specs = " --model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg";
   const std::vector<std::pair<std::string, std::string>> commands = {
       {"validate --np 1" + specs, "`strata validate`"},
       {"search --out " + (dir_ / "search").string() + specs, "`strata search`"},
-      {"profile ops --out " + (dir_ / "ops.json").string() + specs, "`strata profile ops`"}};
+      {"profile ops --out " + (dir_ / "ops.json").string() + specs, "`strata profile ops`"},
+      {"run --model gpt-tiny --cluster local-cpu-sites --switch " +
+           write("sw.json", R"({"name": "fed-then-one", "source": "test", "phases": [
+                {"strategy": "tiny-fedavg", "steps": 2}, {"strategy": "tiny-1rank", "steps": 2}]})"),
+       "`strata simulate --switch` and `strata run --switch`"}};
   for (const auto& [command, name] : commands) {
     const Result r = run(command);
     EXPECT_EQ(r.exit_code, 1) << command << "\n" << r.err;

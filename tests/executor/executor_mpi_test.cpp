@@ -523,6 +523,26 @@ TEST_F(ExecutorMpi, AFederatedRunTrainsEachSiteOnItsOwnDataAndListsEachRoundsPar
   EXPECT_LT(mean.back(), mean.front() - 0.3);
 }
 
+// With a dropout probability each round draws its participants from the seed (cli/
+// federated_run.hpp round_participants): the draw of seed 1234 at p = 0.5, rounds with one
+// participant included (the others take its model), every site listed once per round.
+TEST_F(ExecutorMpi, AFederatedRunDrawsEachRoundsDropoutFromTheSeed) {
+  const Result r = run(3, "--model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg "
+                          "--steps 8 --set strategy.federated.dropout=0.5");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto& rounds = r.json["federated"]["rounds"];
+  ASSERT_EQ(rounds.size(), 4u);
+  const std::vector<std::vector<std::string>> drawn = {
+      {"site-c"}, {"site-a", "site-c"}, {"site-b", "site-c"}, {"site-a"}};
+  for (std::size_t i = 0; i < drawn.size(); ++i) {
+    EXPECT_EQ(rounds[i]["participants"], strata::json::Json(drawn[i])) << "round " << i + 1;
+    EXPECT_EQ(rounds[i]["participants"].size() + rounds[i]["left_out"].size(), 3u);
+  }
+  const std::vector<double> mean = losses(r);
+  ASSERT_EQ(mean.size(), 8u);
+  EXPECT_LT(mean.back(), mean.front() - 0.3);
+}
+
 // What a federated run does not take is refused before any work, naming the flag or the world.
 TEST_F(ExecutorMpi, AFederatedRunRefusesAWrongWorldAndWhatItDoesNotTakeYet) {
   const std::string fed = "--model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg ";
