@@ -10,6 +10,7 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/federated_run.hpp"
 #include "cli/interrupt.hpp"
 #include "cli/launch.hpp"
 #include "cli/specs.hpp"
@@ -104,6 +105,16 @@ that needs changing, before any work (docs/executor.md).
 Example (CI runs as root: add --allow-run-as-root; more ranks than cores: --oversubscribe):
   mpirun -np 2 strata run --model gpt-tiny --strategy tiny-dp2 --steps 10 --json out.json
 
+Federated strategies (docs/federated.md "Running it for real"): with a strategy that has a
+"federated" block and a cluster with sites, N = sites x ranks per site (one site's dp*tp*pp*cp);
+each site's ranks train the strategy on the site's own data (seed + site x 0x9e3779b97f4a7c15)
+and every local_steps steps the participating sites average their models (FedAvg; secure
+aggregation and DP noise as the block says; AdamW state stays local). --steps must be a
+multiple of local_steps; prints each step's loss per site and each round's participants;
+--json adds a "federated" section. fp32 without ZeRO on the CPU; not with --save, --resume,
+--trace, --dump-gradients, --device, --comm:
+  mpirun -np 3 strata run --model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg
+
 Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
 failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
@@ -134,6 +145,10 @@ int run_command(const std::vector<std::string>& argv_in) {
                                                              : exec::make_local_comm();
   const bool lead = comm->rank() == 0;
   set_interrupt_quiet(!lead);
+  // A federated strategy: sites of ranks, FedAvg between them (federated_run.hpp).
+  if (!args.has("--switch")) {
+    if (const std::optional<int> code = run_if_federated(args, *comm)) return *code;
+  }
 
   Training t;
   try {

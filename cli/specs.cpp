@@ -237,8 +237,8 @@ Inputs load_inputs(const Args& args, const json::Json* default_strategy) {
 void refuse_federated(const strategies::StrategySpec& s, const std::string& command) {
   if (!s.federated) return;
   throw ConfigError("strategy '" + s.name + "': strategy.federated is not supported by `strata " +
-                    command + "` yet; `strata simulate` predicts a federated round "
-                    "(docs/federated.md)");
+                    command + "` yet; `strata simulate` predicts a federated round and `strata run` "
+                    "trains one (docs/federated.md)");
 }
 
 strategies::Plan lower_inputs(const Args& args, const profiler::CostModel* cost) {

@@ -126,8 +126,9 @@ SwitchInputs load_switch_inputs(const Args& args) {
   for (const SwitchPhase& p : out.schedule.phases) tp = std::lcm(tp, p.strategy.tp);
   out.inputs.model = strategies::padded_for_tp(out.inputs.model, tp);
   out.inputs.strategy = out.schedule.phases.front().strategy;
+  // Both `simulate --switch` and `run --switch` read the schedule here.
   for (const SwitchPhase& p : out.schedule.phases) {
-    refuse_federated(p.strategy, "simulate --switch");
+    refuse_federated(p.strategy, "simulate --switch` and `strata run --switch");
   }
   return out;
 }

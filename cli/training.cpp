@@ -243,13 +243,7 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   needs(args, "--save-on-nan", "--save", "DIR");
   needs(args, "--force-resume", "--resume", "DIR");
   t.keep_last = args.get_positive_int("--keep-last").value_or(0);
-  if (const auto v = args.get("--comm-timeout")) {
-    const std::optional<long long> n = whole_integer(*v);
-    if (!n || *n < 0 || *n > 1'000'000) {
-      throw ConfigError("--comm-timeout = " + *v +
-                        ": must be whole seconds from 0 (wait forever) to 1000000");
-    }
-  }
+  comm_timeout_s(args);  // checked before any work
   check_run_paths(args);
   set_device(args, comm, t.options);
   check_comm(args, t.options);
@@ -269,7 +263,7 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   }
   for (const Inputs& in : phases) {
     check_no_fp8(in.strategy);
-    refuse_federated(in.strategy, "run");
+    refuse_federated(in.strategy, "run --switch");  // plain --strategy: run_if_federated
   }
   check_phases(phases);
   const strategies::StrategySpec& strategy = phases.front().strategy;
@@ -321,8 +315,7 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
                        : std::make_unique<exec::Corpus>(
                              args.get("--data").value_or(exec::default_corpus_path()),
                              model.seq_length, t.options.seed);
-  const auto timeout = static_cast<double>(
-      whole_integer(args.get("--comm-timeout").value_or("300")).value_or(300));
+  const double timeout = comm_timeout_s(args);
   if (args.get("--comm").value_or("mpi") == "nccl") {
     exec::NcclOptions nccl;
     nccl.device = t.options.device;
@@ -335,6 +328,16 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   comm.set_timeout_s(timeout);
   if (t.plan_comm) t.plan_comm->set_timeout_s(timeout);
   return t;
+}
+
+double comm_timeout_s(const Args& args) {
+  const std::string v = args.get("--comm-timeout").value_or("300");
+  const std::optional<long long> n = whole_integer(v);
+  if (!n || *n < 0 || *n > 1'000'000) {
+    throw ConfigError("--comm-timeout = " + v +
+                      ": must be whole seconds from 0 (wait forever) to 1000000");
+  }
+  return static_cast<double>(*n);
 }
 
 void resume(Training& t, const Args& args, exec::Comm& comm) {
@@ -549,6 +552,7 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     run.data = t.corpus->path();
     run.tokens_per_step = static_cast<double>(p.strategy.global_batch_size) * p.model.seq_length;
     run.steps = r.steps;
+    run.federated = r.federated;
     run.median_tokens_per_s = median;
     for (const exec::RankMemory& m : r.memory) {
       run.memory.push_back({m.rank, m.planned_peak_bytes, m.measured.peak_bytes, m.planned_static,

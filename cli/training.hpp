@@ -55,6 +55,7 @@ struct TrainingResult {
   std::vector<results::RunSwitch> switches;  // --switch
   std::vector<strategies::TaskSpan> spans;  // rank 0, with --trace
   std::vector<exec::RankMemory> memory;      // rank 0
+  json::Json federated;  // a federated run's run.json section (cli/federated_run.hpp)
 };
 
 // Specs (with --switch, every phase's), checks in the user's terms (the spec field to change),
@@ -62,6 +63,8 @@ struct TrainingResult {
 // input), the Plan (every phase's), the data and the executor. ConfigError on bad input, before
 // any work.
 Training prepare_training(const Args& args, exec::Comm& comm);
+// --comm-timeout in seconds (default 300, 0: wait forever); ConfigError for a bad value.
+double comm_timeout_s(const Args& args);
 // --resume DIR: loads the latest checkpoint (with --switch, into the phase of the step after
 // it, whose executor prepare_training() built).
 void resume(Training& t, const Args& args, exec::Comm& comm);

@@ -1,7 +1,7 @@
 // The training loop around the interpreter: a step, its loss and time, the trace and memory
 // gathered on rank 0, the reduced gradients captured for the tests.
 //
-// defines: Executor (step, capture, gather_last_step, gather_memory)
+// defines: Executor (step, parameters, capture, gather_last_step, gather_memory)
 #include "executor/executor.hpp"
 
 #include <algorithm>
@@ -107,6 +107,33 @@ StepResult Executor::step(bool capture_gradients) {
            totals[2];
   for (float x : times) r.seconds = std::max(r.seconds, static_cast<double>(x));
   return r;
+}
+
+std::vector<ParameterSpan> Executor::parameters() {
+  if (options_.backend != kernels::Backend::kCpu) {
+    throw ConfigError("the parameters of a rank are read and written in host memory: run on the "
+                      "CPU (--device cpu)");
+  }
+  std::vector<std::string> uncovered;
+  std::vector<ParameterSpan> out;
+  for (StateSlice& s : state_slices(*interp_, &uncovered)) {
+    if (s.state == "master") {
+      throw ConfigError("tensor '" + s.tensor + "': the optimizer keeps fp32 master weights apart "
+                        "from the parameters (bf16 or ZeRO), which averaging the parameters "
+                        "would not reach; use \"precision\": \"fp32\" and \"zero_stage\": 0");
+    }
+    if (s.state != "param") continue;
+    if (s.dtype != strategies::DType::kFp32) {
+      throw ConfigError("tensor '" + s.tensor + "': its parameters are not fp32");
+    }
+    float* base = static_cast<float*>(interp_->view(s.buffer).data);
+    const std::int64_t offset = s.buffer_offset;
+    out.push_back({std::move(s), base + offset});
+  }
+  if (!uncovered.empty()) {
+    throw ConfigError("buffer '" + uncovered.front() + "' holds parameters no bucket describes");
+  }
+  return out;
 }
 
 // The reduced gradients this rank holds before the optimizer: each bucket's whole gradient, or

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "executor/checkpoint_slices.hpp"
 #include "executor/comm.hpp"
 #include "executor/data.hpp"
 #include "executor/interpreter.hpp"
@@ -62,6 +63,14 @@ struct GradientPiece {
   std::vector<float> values;
 };
 
+// A run of a rank's parameters in host memory: the elements slice.indices() names of
+// slice.tensor, `data` pointing at slice.count fp32 values inside the rank's parameter buffer.
+// Writing through `data` changes the weights the next step uses (parameters() says when).
+struct ParameterSpan {
+  StateSlice slice;
+  float* data = nullptr;
+};
+
 class Executor {
  public:
   // Builds this rank's buffers, groups and initial parameters (collective over the world: every
@@ -83,6 +92,13 @@ class Executor {
   // After loading a checkpoint: the next step() is step `steps` + 1 (its data and AdamW count).
   void set_steps_done(int steps) { steps_ = steps; }
   Interpreter& interpreter() { return *interp_; }
+  // This rank's parameters as runs of fp32 host memory, in the order of state_slices()
+  // (checkpoint_slices.hpp), so two ranks that hold the same shards (the same rank of two
+  // federated sites running one Plan) list the same runs. Only where the parameters are the
+  // optimizer's weights: ConfigError on a device backend, for bf16 parameters and when the
+  // optimizer keeps fp32 master weights apart (bf16, ZeRO), which writing the parameters would
+  // not reach. For federated averaging (fedavg.hpp).
+  std::vector<ParameterSpan> parameters();
   const std::vector<TaskTiming>& last_step_timings() const { return timings_; }
   const std::vector<GradientPiece>& captured_gradients() const { return gradients_; }
   // Collective: every rank's timings of the last step, on rank 0 (empty on the others), each

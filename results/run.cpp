@@ -119,6 +119,7 @@ json::Json run_to_json(const RunRecord& r) {
     out["schedule"] = r.schedule;
     out["switches"] = std::move(switches);
   }
+  if (!r.federated.is_null()) out["federated"] = r.federated;
   return out;
 }
 
@@ -173,6 +174,12 @@ RunRecord run_from_json(const json::Json& j, const std::string& file) {
         run.schedule = r.get_string_or("schedule", "");
         if (!run.schedule.empty()) {
           run.switches = detail::read_list(r.get_raw("switches"), r.field("switches"), read_switch);
+        }
+        if (r.has("federated")) {
+          run.federated = r.get_raw("federated");
+          if (!run.federated.is_object()) {
+            json::fail(r.field("federated"), run.federated, "must be an object");
+          }
         }
         const std::vector<double> losses =
             detail::read_numbers(r.get_raw("losses"), r.field("losses"));

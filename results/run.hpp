@@ -12,8 +12,11 @@
 // also has its schedule's name ("schedule"), each step's strategy ("strategy" in each step) and
 // each switch ("switches": at which step, from and to which strategy, its measured seconds and
 // the bytes sent over the network, in total and by the busiest rank); a plain run has none of
-// these keys. Measured, so not reproducible byte for byte: host, date and timings differ
-// between runs.
+// these keys. A federated run (`strata run` of a federated strategy, docs/federated.md "Running
+// it for real") has a "federated" object (sites, rounds, participants, bytes per site, secure
+// aggregation, DP sigma and epsilon), its steps' losses the mean over the sites; its content is
+// carried as JSON, not read into members. Measured, so not reproducible byte for byte: host,
+// date and timings differ between runs.
 //
 // The reader is strict like report_from_json. Adding a block means a member here, its key in
 // run_to_json and run_from_json, and a case in tests/results/run_test.cpp.
@@ -85,6 +88,7 @@ struct RunRecord {
   std::vector<RunStep> steps;       // the steps run, in order
   std::string schedule;             // --switch: the schedule's name ("" for a run of one strategy)
   std::vector<RunSwitch> switches;  // --switch: in order
+  json::Json federated;             // a federated run's section (null for any other run)
   double median_tokens_per_s = 0;
   std::vector<RunMemory> memory;  // per rank
   strategies::Provenance provenance;

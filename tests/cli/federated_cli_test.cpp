@@ -1,11 +1,14 @@
 // `strata simulate` of a federated strategy end to end (docs/federated.md): the round in
 // report.json is K local steps on one site's GPUs plus the WAN aggregation, which follows the
-// bandwidth; bad combinations are refused.
+// bandwidth; bad combinations are refused, and so is a federated strategy by the commands that
+// do not run one.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/json.hpp"
 #include "tests/cli/strata_test.hpp"
@@ -133,6 +136,27 @@ TEST_F(FederatedCli, RefusesOneSiteAndRoundsWithoutFederated) {
       "gpt2-fedavg-4sites --gpus 16");
   EXPECT_EQ(gpus.exit_code, 1);
   EXPECT_NE(gpus.err.find("one site's GPUs"), std::string::npos) << gpus.err;
+}
+
+// `strata run` trains a federated strategy (tests/executor/executor_mpi_test.cpp); the commands
+// that do not know how say so, naming the command, instead of running it as something else.
+TEST_F(FederatedCli, ValidateSearchProfileOpsAndSwitchingRefuseAFederatedStrategy) {
+  const std::string specs = " --model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg";
+  const std::vector<std::pair<std::string, std::string>> commands = {
+      {"validate --np 1" + specs, "`strata validate`"},
+      {"search --out " + (dir_ / "search").string() + specs, "`strata search`"},
+      {"profile ops --out " + (dir_ / "ops.json").string() + specs, "`strata profile ops`"},
+      {"run --model gpt-tiny --cluster local-cpu-sites --switch " +
+           write("sw.json", R"({"name": "fed-then-one", "source": "test", "phases": [
+                {"strategy": "tiny-fedavg", "steps": 2}, {"strategy": "tiny-1rank", "steps": 2}]})"),
+       "`strata simulate --switch` and `strata run --switch`"}};
+  for (const auto& [command, name] : commands) {
+    const Result r = run(command);
+    EXPECT_EQ(r.exit_code, 1) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find("strategy.federated is not supported by " + name), std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("`strata run` trains one"), std::string::npos) << r.err;
+  }
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 // parallelism (with dp, tp and sequence parallelism, pp, a capacity, the auxiliary loss, shared
 // experts) trains with the one-rank run's losses and gradients too. Checkpoints resume exactly,
 // survive a crash mid-save, and resume under another strategy (resharded); a run switches
-// strategies in memory with the losses of a checkpoint round-trip (hot switching).
+// strategies in memory with the losses of a checkpoint round-trip (hot switching). A federated
+// strategy runs its sites as groups of ranks (FedAvg) and lists each round's participants.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -485,6 +486,82 @@ TEST_F(ExecutorMpi, WorldSizeMismatchIsRefusedBeforeAnyWork) {
   EXPECT_NE(r.err.find("needs dp * tp * pp * cp = 2"), std::string::npos) << r.err;
   EXPECT_EQ(r.out.find("step    1"), std::string::npos) << "a step ran: " << r.out;
   EXPECT_FALSE(r.json.is_object()) << "a JSON was written";
+}
+
+// A federated strategy (docs/federated.md "Running it for real"): three sites of one rank on
+// local-cpu-sites, FedAvg every 2 steps, site-c out of every round. Site-a's first round is
+// plain local training on the data of a one-rank run (its data seed is the run's), so its two
+// losses are that run's exactly; site-b trains on other samples; the left-out site sends
+// nothing and every round lists its participants.
+TEST_F(ExecutorMpi, AFederatedRunTrainsEachSiteOnItsOwnDataAndListsEachRoundsParticipants) {
+  const Result one = run(1, "--model gpt-tiny --strategy tiny-1rank --steps 2");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const Result r = run(3, "--model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg "
+                          "--steps 6 --set 'strategy.federated.dropout=[\"site-c\"]'");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("round 2: participants site-a, site-b (out: site-c)"), std::string::npos)
+      << r.out;
+  const auto& f = r.json["federated"];
+  ASSERT_TRUE(f.is_object()) << r.out;
+  ASSERT_EQ(f["rounds"].size(), 3u);
+  for (const auto& round : f["rounds"]) {
+    EXPECT_EQ(round["participants"], strata::json::Json({"site-a", "site-b"}));
+    EXPECT_EQ(round["left_out"], strata::json::Json({"site-c"}));
+    // gpt-tiny's 218,496 fp32 parameters.
+    EXPECT_EQ(round["update_bytes_per_site"].get<double>(), 218496.0 * 4);
+  }
+  EXPECT_EQ(f["per_site"][2]["update_bytes_sent"].get<double>(), 0.0);
+  EXPECT_EQ(f["per_site"][0]["update_bytes_sent"].get<double>(), 3 * 218496.0 * 4);
+  const auto& first = f["rounds"][0]["losses"];
+  const std::vector<double> plain = losses(one);
+  ASSERT_EQ(plain.size(), 2u);
+  EXPECT_EQ(first["site-a"][0].get<double>(), plain[0]);
+  EXPECT_EQ(first["site-a"][1].get<double>(), plain[1]);
+  EXPECT_NE(first["site-b"][0].get<double>(), plain[0]);
+  const std::vector<double> mean = losses(r);
+  ASSERT_EQ(mean.size(), 6u);
+  EXPECT_LT(mean.back(), mean.front() - 0.3);
+}
+
+// With a dropout probability each round draws its participants from the seed (cli/
+// federated_run.hpp round_participants): the draw of seed 1234 at p = 0.5, rounds with one
+// participant included (the others take its model), every site listed once per round.
+TEST_F(ExecutorMpi, AFederatedRunDrawsEachRoundsDropoutFromTheSeed) {
+  const Result r = run(3, "--model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg "
+                          "--steps 8 --set strategy.federated.dropout=0.5");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto& rounds = r.json["federated"]["rounds"];
+  ASSERT_EQ(rounds.size(), 4u);
+  const std::vector<std::vector<std::string>> drawn = {
+      {"site-c"}, {"site-a", "site-c"}, {"site-b", "site-c"}, {"site-a"}};
+  for (std::size_t i = 0; i < drawn.size(); ++i) {
+    EXPECT_EQ(rounds[i]["participants"], strata::json::Json(drawn[i])) << "round " << i + 1;
+    EXPECT_EQ(rounds[i]["participants"].size() + rounds[i]["left_out"].size(), 3u);
+  }
+  const std::vector<double> mean = losses(r);
+  ASSERT_EQ(mean.size(), 8u);
+  EXPECT_LT(mean.back(), mean.front() - 0.3);
+}
+
+// What a federated run does not take is refused before any work, naming the flag or the world.
+TEST_F(ExecutorMpi, AFederatedRunRefusesAWrongWorldAndWhatItDoesNotTakeYet) {
+  const std::string fed = "--model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg ";
+  const Result two = run(2, fed + "--steps 2");
+  EXPECT_EQ(two.exit_code, 1);
+  EXPECT_NE(two.err.find("needs 3 sites x 1 ranks = 3"), std::string::npos) << two.err;
+  const Result save = run(3, fed + "--steps 2 --save " + (dir_ / "ck").string());
+  EXPECT_EQ(save.exit_code, 1);
+  EXPECT_NE(save.err.find("--save: not with a federated strategy"), std::string::npos) << save.err;
+  const Result odd = run(3, fed + "--steps 3");
+  EXPECT_EQ(odd.exit_code, 1);
+  EXPECT_NE(odd.err.find("must be a multiple of strategy.federated.local_steps (2)"),
+            std::string::npos) << odd.err;
+  const Result one_site = run(1, "--model gpt-tiny --strategy tiny-fedavg --steps 2");
+  EXPECT_EQ(one_site.exit_code, 1);
+  EXPECT_NE(one_site.err.find("two or more sites"), std::string::npos) << one_site.err;
+  for (const Result* x : {&two, &save, &odd, &one_site}) {
+    EXPECT_EQ(x->out.find("step    1"), std::string::npos) << "a step ran: " << x->out;
+  }
 }
 
 // Rank 1 of a 2-stage pipeline dies at step 3; rank 0 would otherwise wait for its activations

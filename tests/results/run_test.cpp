@@ -132,6 +132,24 @@ TEST(RunJson, ASwitchingRunHasItsScheduleStepStrategiesAndSwitches) {
                       {"out.json: run.switches[0].bytes_sent: required key is missing"});
 }
 
+// A federated run (docs/federated.md "Running it for real") carries its "federated" section as
+// it was written; any other run has none, and a section that is not an object is refused.
+TEST(RunJson, AFederatedRunCarriesItsSection) {
+  RunRecord r = sample_run();
+  EXPECT_FALSE(run_to_json(r).contains("federated"));
+  r.federated = {{"sites", {"site-a", "site-b"}},
+                 {"rounds", {{{"round", 1}, {"participants", {"site-a"}}}}}};
+  const json::Json j = run_to_json(r);
+  EXPECT_EQ(j["federated"]["rounds"][0]["participants"][0], "site-a");
+  const RunRecord b = run_from_json(j);
+  EXPECT_EQ(b.federated, r.federated);
+  EXPECT_EQ(run_to_json(b), j);
+  json::Json bad = j;
+  bad["federated"] = 3;
+  expect_config_error([&] { run_from_json(bad, "out.json"); },
+                      {"out.json: run.federated = 3: must be an object"});
+}
+
 TEST(RunJson, BadFilesAreRefusedNamingFileFieldAndValue) {
   const json::Json good = run_to_json(sample_run());
   json::Json j = good;
