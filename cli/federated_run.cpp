@@ -47,6 +47,19 @@ Federated check_federated(const Args& args, Inputs in, int world_size) {
   x.sites = in.cluster.sites();
   x.ranks_per_site = in.strategy.world_size();
   const int site_gpus = in.cluster.site_gpus(x.sites.front());
+  for (const std::string& site : x.sites) {
+    if (in.cluster.site_gpus(site) != site_gpus) {
+      throw ConfigError("cluster '" + in.cluster.name + "': site '" + site + "' has " +
+                        std::to_string(in.cluster.site_gpus(site)) + " ranks and site '" +
+                        x.sites.front() + "' " + std::to_string(site_gpus) +
+                        ": a federated run averages shard by shard, so every site needs the same "
+                        "ranks (sites of different sizes are simulated only)");
+    }
+  }
+  if (x.f.homomorphic_encryption) {
+    throw ConfigError("strategy.federated.homomorphic_encryption: priced by `strata simulate` "
+                      "only; a run aggregates in the clear or with secure_aggregation");
+  }
   if (x.ranks_per_site != site_gpus) {
     throw ConfigError("strategy '" + in.strategy.name + "' needs dp * tp * pp * cp = " +
                       std::to_string(x.ranks_per_site) + " ranks per site; the sites of cluster '" +

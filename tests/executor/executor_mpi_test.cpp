@@ -559,7 +559,16 @@ TEST_F(ExecutorMpi, AFederatedRunRefusesAWrongWorldAndWhatItDoesNotTakeYet) {
   const Result one_site = run(1, "--model gpt-tiny --strategy tiny-fedavg --steps 2");
   EXPECT_EQ(one_site.exit_code, 1);
   EXPECT_NE(one_site.err.find("two or more sites"), std::string::npos) << one_site.err;
-  for (const Result* x : {&two, &save, &odd, &one_site}) {
+  const Result uneven = run(3, fed + "--steps 2 --set cluster.node_groups.1.gpus_per_node=2");
+  EXPECT_EQ(uneven.exit_code, 1);
+  EXPECT_NE(uneven.err.find("every site needs the same ranks"), std::string::npos)
+      << uneven.err;
+  const Result he = run(3, fed + "--steps 2 --set strategy.federated.aggregation=central --set "
+                                 "'strategy.federated.homomorphic_encryption={\"cores\":2}'");
+  EXPECT_EQ(he.exit_code, 1);
+  EXPECT_NE(he.err.find("homomorphic_encryption: priced by `strata simulate` only"),
+            std::string::npos) << he.err;
+  for (const Result* x : {&two, &save, &odd, &one_site, &uneven, &he}) {
     EXPECT_EQ(x->out.find("step    1"), std::string::npos) << "a step ran: " << x->out;
   }
 }
