@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "strategies/rec_model.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::strategies {
@@ -474,6 +475,14 @@ std::int64_t norm_params(const ModelSpec& m) {
 }  // namespace
 
 ModelSpec parse_model(const Json& j, const std::string& what) {
+  if (is_recommendation_model(j)) {
+    const std::string name =
+        j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : "?";
+    json::fail(what + ".family", "recommendation",
+               "model '" + name + "' is a recommendation model: only a parameter-server "
+               "strategy (strategy.ps) reads one, with `strata plan` and `strata simulate` "
+               "(docs/parameter-server.md)");
+  }
   if (j.is_object() && j.contains("model_type")) return parse_huggingface(j, what);
   return parse_ours(j, what);
 }
