@@ -314,6 +314,7 @@ int simulate_ps_strategy(const Args& args, const Inputs& in, const profiler::Cos
   }
   const int steps = count_flag(args, "--steps", 2, 20);
   const strategies::PsTraffic traffic = ps_traffic_of(in);
+  sim::ps_hosts(in.cluster, *in.strategy.ps, traffic.workers);  // its errors before any work
   WorkerCompute compute;
   std::optional<strategies::Plan> plan;
   if (in.rec_model) {
