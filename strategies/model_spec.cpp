@@ -25,6 +25,13 @@ int read_positive_int(json::ObjectReader& r, const std::string& key, int fallbac
   return static_cast<int>(v);
 }
 
+int read_int_in(json::ObjectReader& r, const std::string& key, long long lo, long long hi,
+                const std::string& rule) {
+  const long long v = r.get_int(key);
+  if (v < lo || v > hi) json::fail(r.field(key), v, rule);
+  return static_cast<int>(v);
+}
+
 int read_choice(json::ObjectReader& r, const std::string& key,
                 const std::vector<std::string>& names, int fallback) {
   if (fallback >= 0 && !r.has(key)) {

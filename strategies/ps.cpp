@@ -82,13 +82,9 @@ PsSpec parse_ps(json::ObjectReader r) {
   r.finish({"servers", "placement", "partition", "granularity", "consistency", "staleness",
             "server_memory_bandwidth_GBps", "compute_jitter"});
   PsSpec p;
-  const long long servers = r.get_int("servers");
-  if (servers < 1 || servers > 65536) {
-    json::fail(r.field("servers"), servers,
-               "must be from 1 to 65536 (the parameter servers the parameters are partitioned "
-               "over)");
-  }
-  p.servers = static_cast<int>(servers);
+  p.servers = detail::read_int_in(
+      r, "servers", 1, 65536,
+      "must be from 1 to 65536 (the parameter servers the parameters are partitioned over)");
   p.placement = static_cast<PsPlacement>(detail::read_choice(r, "placement", kPlacements, 0));
   p.partition = static_cast<PsPartition>(detail::read_choice(r, "partition", kPartitions, 0));
   p.granularity =
@@ -96,18 +92,14 @@ PsSpec parse_ps(json::ObjectReader r) {
   p.consistency =
       static_cast<PsConsistency>(detail::read_choice(r, "consistency", kConsistencies, 0));
   if (r.has("staleness")) {
-    const long long s = r.get_int("staleness");
-    if (s < 0 || s > 1000000) {
-      json::fail(r.field("staleness"), s,
-                 "must be from 0 to 1000000 (SSP's bound: no worker runs more than this many "
-                 "steps ahead of the slowest)");
-    }
+    p.staleness = detail::read_int_in(r, "staleness", 0, 1000000,
+                                      "must be from 0 to 1000000 (SSP's bound: no worker runs "
+                                      "more than this many steps ahead of the slowest)");
     if (p.consistency != PsConsistency::kSsp) {
-      json::fail(r.field("staleness"), s,
+      json::fail(r.field("staleness"), p.staleness,
                  std::string("is only for \"consistency\": \"ssp\" (consistency is \"") +
                      ps_consistency_name(p.consistency) + "\")");
     }
-    p.staleness = static_cast<int>(s);
   } else if (p.consistency == PsConsistency::kSsp) {
     json::fail(r.field("staleness"), nullptr,
                "is required with \"consistency\": \"ssp\" (its staleness bound s >= 0)");

@@ -474,6 +474,9 @@ ClusterSpec placed_cluster(const ClusterSpec& c, const StrategySpec& s, int worl
 namespace detail {
 // An integer in [1, INT_MAX]; `fallback` 0 means the key is required.
 int read_positive_int(json::ObjectReader& r, const std::string& key, int fallback = 0);
+// A required integer in [lo, hi]; `rule` ("must be from 1 to 65536 (...)") otherwise.
+int read_int_in(json::ObjectReader& r, const std::string& key, long long lo, long long hi,
+                const std::string& rule);
 // The index of a string value in `names`; `fallback` -1 means the key is required.
 int read_choice(json::ObjectReader& r, const std::string& key,
                 const std::vector<std::string>& names, int fallback = -1);
