@@ -60,9 +60,9 @@ WorkerCompute rec_worker_compute(const Inputs& in, const profiler::Efficiencies&
              " samples at " + fixed(peak / 1e12, 1) + " TFLOP/s (" +
              strategies::precision_name(precision) + ") x gemm efficiency " +
              fixed(gemm.flop_forward, 2) + "/" + fixed(gemm.flop_backward, 2) +
-             ", embedding gather and scatter of " + fixed(2 * gather_bytes / 1e6, 2) +
-             " MB at " + fixed(bandwidth / 1e9, 0) + " GB/s x " +
-             fixed(embedding.memory_forward, 2) + " (" + device.name + ")";
+             ", embedding gather and scatter of " + fixed(2 * gather_bytes / 1e6, 2) + " MB at " +
+             fixed(bandwidth / 1e9, 0) + " GB/s x " + fixed(embedding.memory_forward, 2) + " (" +
+             device.name + ")";
   return c;
 }
 
@@ -73,6 +73,19 @@ Inputs one_worker_inputs(const Inputs& in) {
   one.strategy.ps.reset();
   one.world_size = 1;
   return one;
+}
+
+double optimizer_seconds(const strategies::Plan& one_worker, const profiler::CostModel& cost) {
+  STRATA_CHECK(one_worker.world_size == 1, "optimizer_seconds: a one-worker Plan");
+  const strategies::Program& program = one_worker.program_of(0);
+  const strategies::DeviceSpec& device = one_worker.cluster.group_of_gpu(0).gpu;
+  double seconds = 0;
+  for (const strategies::Task& t : program.tasks) {
+    if (t.kind == strategies::TaskKind::kCompute && t.block == strategies::Block::kOptimizer) {
+      seconds += cost.compute_seconds(program, t, device, one_worker.strategy.precision);
+    }
+  }
+  return seconds;
 }
 
 json::Json ps_plan_summary(const Inputs& in, const strategies::PsTraffic& t) {
@@ -113,8 +126,8 @@ std::string render_ps_plan_summary(const json::Json& s) {
   o << "  workers           " << s["workers"].get<int>() << " x "
     << s["samples_per_worker_step"].get<double>() << " samples per step\n";
   o << "  servers           " << spec["servers"].get<int>() << " "
-    << spec["placement"].get<std::string>() << ", " << spec["granularity"].get<std::string>()
-    << " " << spec["partition"].get<std::string>() << " partition, "
+    << spec["placement"].get<std::string>() << ", " << spec["granularity"].get<std::string>() << " "
+    << spec["partition"].get<std::string>() << " partition, "
     << spec["consistency"].get<std::string>();
   if (spec.contains("staleness")) o << " (staleness " << spec["staleness"].get<int>() << ")";
   o << "\n  server      params   pull MB/w-step  push MB/w-step  update MB/push\n";

@@ -8,7 +8,9 @@
 
 #include "cli/args.hpp"
 #include "cli/specs.hpp"
+#include "profiler/cost_model.hpp"
 #include "profiler/efficiency.hpp"
+#include "strategies/plan.hpp"
 #include "strategies/ps.hpp"
 
 namespace strata::cli {
@@ -33,6 +35,11 @@ WorkerCompute rec_worker_compute(const Inputs& in, const profiler::Efficiencies&
 // A GPT worker's strategy: the ps strategy with dp = 1, global batch / dp and no ps block,
 // lowered on one GPU (its simulated step is the worker's compute).
 Inputs one_worker_inputs(const Inputs& in);
+
+// The seconds `cost` gives the optimizer tasks of a one-worker Plan (rank 0's program): the
+// local optimizer step that parameter-server training moves to the servers, subtracted from the
+// worker's simulated step (with dp = 1 they end the step, on its critical path).
+double optimizer_seconds(const strategies::Plan& one_worker, const profiler::CostModel& cost);
 
 // `strata plan` of a ps strategy: the servers, what each holds and what a worker step moves.
 json::Json ps_plan_summary(const Inputs& in, const strategies::PsTraffic& traffic);

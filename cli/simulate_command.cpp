@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 
 #include "cli/args.hpp"
 #include "cli/child_process.hpp"
@@ -100,10 +101,11 @@ as flows between the sites in a child process, bytes per site, and the time to -
 With a parameter-server strategy (strategy.ps; docs/parameter-server.md) the workers' pulls,
 compute, pushes and the servers' updates are simulated for --steps steps in a child process, the
 consistency model (bsp, ssp, asp) as dependencies; a worker's compute is one replica's simulated
-step (GPT: the strategy with dp = 1 on one GPU, whose report is printed and is report.json's
-body) or a roofline (a recommendation model, family "recommendation": report.json is then a
-"strata.ps_report" holding the specs and the "ps" section). The report adds the steady-state
-step, samples/s, per-server bytes and load, per-worker waiting and the largest staleness.
+step less its optimizer (GPT: the strategy with dp = 1 on one GPU, whose report is printed and
+is report.json's body) or a roofline (a recommendation model, family "recommendation":
+report.json is then a "strata.ps_report" holding the specs and the "ps" section). The report
+adds the steady-state step, samples/s, per-server bytes and load, per-worker waiting and the
+largest staleness.
 Not with --failures, --trace, --trace-ranks, --straggler or --rounds.
 
 The report gives step time, tokens/s, model and hardware TFLOP/s per GPU, MFU, the bubble
@@ -329,11 +331,15 @@ int simulate_ps_strategy(const Args& args, const Inputs& in, const profiler::Cos
                             over_capacity(*plan, over) + " (--ignore-memory simulates it anyway)");
     }
     progress.phase("simulating one worker's step");
-    compute.seconds = step_time_in_child(*plan, cost, sim_options(args, *plan),
-                                         "the simulation of one worker's step");
-    compute.source = "one worker's simulated step: the strategy with dp = 1 and global batch " +
-                     std::to_string(plan->strategy.global_batch_size) +
-                     " on one GPU (its optimizer step included)";
+    const double step = step_time_in_child(*plan, cost, sim_options(args, *plan),
+                                           "the simulation of one worker's step");
+    const double optimizer = optimizer_seconds(*plan, cost);
+    compute.seconds = step - optimizer;
+    std::ostringstream source;
+    source << "one worker's simulated step: the strategy with dp = 1 and global batch "
+           << plan->strategy.global_batch_size << " on one GPU, " << step
+           << " s, less its optimizer tasks, " << optimizer << " s (the servers' work)";
+    compute.source = source.str();
   }
   set_interrupt_phase("simulating the parameter servers");
   progress.phase("simulating the parameter servers");

@@ -2,13 +2,12 @@
 // graph, the steady-state report and its JSON and text.
 #include "sim/ps.hpp"
 
-#include <simgrid/s4u.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <limits>
 #include <map>
+#include <simgrid/s4u.hpp>
 #include <sstream>
 #include <unordered_map>
 
@@ -77,8 +76,8 @@ PsHosts ps_hosts(const strategies::ClusterSpec& cluster, const strategies::PsSpe
   std::vector<int> first_nic(num_nodes, -1);
   for (int n = 0; n < num_nodes; ++n) {
     const strategies::IntraNodeSpec& intra = cluster.node_groups[nodes[n].group].intra_node;
-    h.node_local.push_back(add_link("node" + str(n) + "-local", intra.bandwidth_Bps,
-                                    intra.latency_s, false));
+    h.node_local.push_back(
+        add_link("node" + str(n) + "-local", intra.bandwidth_Bps, intra.latency_s, false));
     if (!network) continue;
     for (int i = 0; i < nics; ++i) {
       const int id = add_link("node" + str(n) + "-nic" + str(i), inter.nic_bandwidth_Bps,
@@ -99,8 +98,8 @@ PsHosts ps_hosts(const strategies::ClusterSpec& cluster, const strategies::PsSpe
       h.server_nic.push_back(network ? first_nic[n] + k % nics : -1);
     } else {
       h.server_node.push_back(-1);
-      h.server_nic.push_back(add_link("server" + str(k) + "-nic", inter.nic_bandwidth_Bps,
-                                      inter.latency_s / 2, true));
+      h.server_nic.push_back(
+          add_link("server" + str(k) + "-nic", inter.nic_bandwidth_Bps, inter.latency_s / 2, true));
     }
   }
   return h;
@@ -122,8 +121,7 @@ double ps_jitter_factor(double jitter, int worker, int step) {
   return 1 + jitter * (2 * u - 1);
 }
 
-double ps_bsp_step_formula_s(const strategies::ClusterSpec& cluster,
-                             const strategies::PsSpec& spec,
+double ps_bsp_step_formula_s(const strategies::ClusterSpec& cluster, const strategies::PsSpec& spec,
                              const strategies::PsTraffic& traffic, double compute_s) {
   const PsHosts hosts = ps_hosts(cluster, spec, traffic.workers);
   // The slowest link direction of a phase, plus the largest route latency in it.
@@ -208,10 +206,10 @@ class PsReplay {
     }
     std::vector<sg4::Link*> links;
     for (const PsLink& l : hosts.links) {
-      sg4::Link* link = l.split_duplex
-                            ? static_cast<sg4::Link*>(
-                                  zone->create_split_duplex_link(l.name, l.bandwidth_Bps))
-                            : zone->create_link(l.name, l.bandwidth_Bps);
+      sg4::Link* link =
+          l.split_duplex
+              ? static_cast<sg4::Link*>(zone->create_split_duplex_link(l.name, l.bandwidth_Bps))
+              : zone->create_link(l.name, l.bandwidth_Bps);
       link->set_latency(l.latency_s);
       link->seal();
       links.push_back(link);
@@ -230,10 +228,10 @@ class PsReplay {
     };
     for (int w = 0; w < hosts.workers; ++w) {
       for (int s = 0; s < hosts.servers; ++s) {
-        zone->add_route(workers_[w]->get_netpoint(), servers_[s]->get_netpoint(), nullptr,
-                        nullptr, route(w, s, true), false);
-        zone->add_route(servers_[s]->get_netpoint(), workers_[w]->get_netpoint(), nullptr,
-                        nullptr, route(w, s, false), false);
+        zone->add_route(workers_[w]->get_netpoint(), servers_[s]->get_netpoint(), nullptr, nullptr,
+                        route(w, s, true), false);
+        zone->add_route(servers_[s]->get_netpoint(), workers_[w]->get_netpoint(), nullptr, nullptr,
+                        route(w, s, false), false);
       }
     }
     zone->seal();
@@ -316,8 +314,7 @@ PsSimReport simulate_ps(const strategies::ClusterSpec& cluster, const strategies
   STRATA_CHECK(steps >= 2, "simulate_ps: at least two steps");
   STRATA_CHECK(compute_s.size() == 1 || static_cast<int>(compute_s.size()) == traffic.workers,
                "simulate_ps: one compute time, or one per worker");
-  const int warmup = warmup_steps >= 1 ? std::min(warmup_steps, steps - 1)
-                                       : std::max(1, steps / 4);
+  const int warmup = warmup_steps >= 1 ? std::min(warmup_steps, steps - 1) : std::max(1, steps / 4);
   const PsHosts hosts = ps_hosts(cluster, spec, traffic.workers);
   const PsGraph g = strategies::ps_task_graph(traffic, spec, steps);
 
@@ -372,10 +369,14 @@ PsSimReport simulate_ps(const strategies::ClusterSpec& cluster, const strategies
 }
 
 std::vector<double> ps_report_to_numbers(const PsSimReport& r) {
-  std::vector<double> v = {static_cast<double>(r.workers), static_cast<double>(r.servers),
-                           static_cast<double>(r.steps), static_cast<double>(r.warmup_steps),
-                           r.mean_step_s, r.samples_per_s,
-                           static_cast<double>(r.max_staleness), r.simulated_s};
+  std::vector<double> v = {static_cast<double>(r.workers),
+                           static_cast<double>(r.servers),
+                           static_cast<double>(r.steps),
+                           static_cast<double>(r.warmup_steps),
+                           r.mean_step_s,
+                           r.samples_per_s,
+                           static_cast<double>(r.max_staleness),
+                           r.simulated_s};
   for (const auto* list : {&r.server_bytes_in, &r.server_bytes_out, &r.server_busy_s,
                            &r.worker_wait_s, &r.worker_compute_s}) {
     v.insert(v.end(), list->begin(), list->end());
@@ -423,15 +424,14 @@ json::Json ps_report_to_json(const PsReport& r) {
   const PsSimReport& s = r.sim;
   json::Json servers = json::Json::array();
   for (int k = 0; k < s.servers; ++k) {
-    servers.push_back(
-        {{"server", k},
-         {"params", json::count(r.traffic.params[k])},
-         {"pull_bytes_per_worker_step", r.traffic.pull_bytes[k]},
-         {"push_bytes_per_worker_step", r.traffic.push_bytes[k]},
-         {"bytes_in_per_step", s.server_bytes_in[k]},
-         {"bytes_out_per_step", s.server_bytes_out[k]},
-         {"busy_s_per_step", s.server_busy_s[k]},
-         {"load", s.mean_step_s > 0 ? s.server_busy_s[k] / s.mean_step_s : 0.0}});
+    servers.push_back({{"server", k},
+                       {"params", json::count(r.traffic.params[k])},
+                       {"pull_bytes_per_worker_step", r.traffic.pull_bytes[k]},
+                       {"push_bytes_per_worker_step", r.traffic.push_bytes[k]},
+                       {"bytes_in_per_step", s.server_bytes_in[k]},
+                       {"bytes_out_per_step", s.server_bytes_out[k]},
+                       {"busy_s_per_step", s.server_busy_s[k]},
+                       {"load", s.mean_step_s > 0 ? s.server_busy_s[k] / s.mean_step_s : 0.0}});
     if (!r.traffic.touched_rows.empty()) {
       servers.back()["touched_rows_per_worker_step"] = r.traffic.touched_rows[k];
     }
@@ -470,8 +470,7 @@ std::string render_ps_report(const PsReport& r) {
     << strategies::ps_granularity_name(p.granularity) << " "
     << strategies::ps_partition_name(p.partition) << " partition; " << s.workers << " workers, "
     << r.model_kind << " model):\n";
-  o << "  worker compute    " << r.worker_compute_s << " s per step (" << r.compute_source
-    << ")\n";
+  o << "  worker compute    " << r.worker_compute_s << " s per step (" << r.compute_source << ")\n";
   o << "  step (steady)     " << s.mean_step_s << " s  (steps " << s.warmup_steps << ".."
     << s.steps - 1 << " of " << s.steps << ")\n";
   o << std::setprecision(1) << "  samples/s         " << s.samples_per_s << "\n";
@@ -480,11 +479,10 @@ std::string render_ps_report(const PsReport& r) {
   o << "  max staleness     " << s.max_staleness << " steps\n";
   o << "  server      params   pull MB/w-step   in MB/step  out MB/step  busy s/step   load\n";
   for (int k = 0; k < s.servers; ++k) {
-    o << "  " << std::setw(6) << k << std::setw(12) << std::setprecision(0)
-      << r.traffic.params[k] << std::setw(17) << std::setprecision(3)
-      << r.traffic.pull_bytes[k] / 1e6 << std::setw(13) << s.server_bytes_in[k] / 1e6
-      << std::setw(13) << s.server_bytes_out[k] / 1e6 << std::setw(13) << std::setprecision(6)
-      << s.server_busy_s[k] << std::setw(7) << std::setprecision(3)
+    o << "  " << std::setw(6) << k << std::setw(12) << std::setprecision(0) << r.traffic.params[k]
+      << std::setw(17) << std::setprecision(3) << r.traffic.pull_bytes[k] / 1e6 << std::setw(13)
+      << s.server_bytes_in[k] / 1e6 << std::setw(13) << s.server_bytes_out[k] / 1e6 << std::setw(13)
+      << std::setprecision(6) << s.server_busy_s[k] << std::setw(7) << std::setprecision(3)
       << (s.mean_step_s > 0 ? s.server_busy_s[k] / s.mean_step_s : 0.0) << "\n";
   }
   o << "  worker  wait s/step  compute s/step\n";

@@ -3,7 +3,7 @@
 // point-to-point flows through the hosts' NICs (so a server's NIC is shared by every worker
 // that talks to it), server updates streaming through the server's memory, and the report.
 //
-// defines: PsHosts, ps_hosts, ps_route, PsSimReport, simulate_ps, ps_jitter_factor,
+// defines: PsLink, PsHosts, ps_hosts, PsHop, ps_route, PsSimReport, simulate_ps, ps_jitter_factor,
 //          ps_bsp_step_formula_s, ps_report_to_numbers, ps_report_from_numbers, PsReport,
 //          ps_report_to_json, render_ps_report
 //
@@ -70,15 +70,15 @@ std::vector<PsHop> ps_route(const PsHosts& hosts, int worker, int server, bool t
 
 struct PsSimReport {
   int workers = 0, servers = 0, steps = 0, warmup_steps = 0;
-  double mean_step_s = 0;     // steady state: global batch / samples_per_s
-  double samples_per_s = 0;   // sum over workers of their batch share / their step time
+  double mean_step_s = 0;    // steady state: global batch / samples_per_s
+  double samples_per_s = 0;  // sum over workers of their batch share / their step time
   // Per server and steady-state step: bytes received (pushes) and sent (pulls), and its busy
   // time (update bytes / memory bandwidth); busy / mean_step_s is its load.
   std::vector<double> server_bytes_in, server_bytes_out, server_busy_s;
   // Per worker and steady-state step: waiting (from its previous pushes' end to its compute's
   // start: pull transfers plus the time the consistency model blocks it) and computing.
   std::vector<double> worker_wait_s, worker_compute_s;
-  int max_staleness = 0;  // over every compute: t - min_w' c_w' when it starts
+  int max_staleness = 0;   // over every compute: t - min_w' c_w' when it starts
   double simulated_s = 0;  // the end of the last task
 };
 
@@ -93,8 +93,7 @@ PsSimReport simulate_ps(const strategies::ClusterSpec& cluster, const strategies
 double ps_jitter_factor(double jitter, int worker, int step);
 
 // The BSP step of the formula above (per-worker compute c).
-double ps_bsp_step_formula_s(const strategies::ClusterSpec& cluster,
-                             const strategies::PsSpec& spec,
+double ps_bsp_step_formula_s(const strategies::ClusterSpec& cluster, const strategies::PsSpec& spec,
                              const strategies::PsTraffic& traffic, double compute_s);
 
 // Flattened for numbers_in_child (cli/child_process.hpp) and back.

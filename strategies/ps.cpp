@@ -51,8 +51,8 @@ std::vector<double> dense_elements(const std::vector<PsTensor>& tensors, const P
   for (const PsTensor& t : tensors) {
     if (t.sparse) continue;
     for (int s = 0; s < ps.servers; ++s) {
-      out[s] += rows_on_server(t.rows, s, ps.servers, ps.partition) *
-                static_cast<double>(t.row_elements);
+      out[s] +=
+          rows_on_server(t.rows, s, ps.servers, ps.partition) * static_cast<double>(t.row_elements);
     }
   }
   return out;
@@ -63,8 +63,8 @@ PsTraffic empty_traffic(const StrategySpec& s) {
   t.workers = s.dp;
   t.servers = s.ps->servers;
   t.samples_per_step = s.global_batch_size;
-  for (auto* v : {&t.pull_bytes, &t.push_bytes, &t.push_update_bytes, &t.step_update_bytes,
-                  &t.params}) {
+  for (auto* v :
+       {&t.pull_bytes, &t.push_bytes, &t.push_update_bytes, &t.step_update_bytes, &t.params}) {
     v->assign(t.servers, 0.0);
   }
   return t;
@@ -104,8 +104,8 @@ PsSpec parse_ps(json::ObjectReader r) {
     json::fail(r.field("staleness"), nullptr,
                "is required with \"consistency\": \"ssp\" (its staleness bound s >= 0)");
   }
-  const double gbps = r.get_number_or("server_memory_bandwidth_GBps",
-                                      kDefaultServerMemoryBandwidthBps / 1e9);
+  const double gbps =
+      r.get_number_or("server_memory_bandwidth_GBps", kDefaultServerMemoryBandwidthBps / 1e9);
   if (!(gbps > 0 && gbps <= 1e6)) {
     json::fail(r.field("server_memory_bandwidth_GBps"), r.get_raw("server_memory_bandwidth_GBps"),
                "must be a bandwidth in GB/s, > 0 and at most 1e6");
@@ -135,12 +135,12 @@ void check_ps_strategy(const StrategySpec& s) {
   if (!s.ps) return;
   const std::string rule =
       "strategy.ps: the workers are plain data-parallel replicas (dp = workers); ";
-  for (const auto& [name, value] : {std::pair<const char*, int>{"tp", s.tp}, {"pp", s.pp},
-                                    {"cp", s.cp}}) {
+  for (const auto& [name, value] :
+       {std::pair<const char*, int>{"tp", s.tp}, {"pp", s.pp}, {"cp", s.cp}}) {
     if (value > 1) {
-      json::fail(std::string("strategy.") + name, value,
-                 rule + name + " must be 1 with a parameter server (servers: " +
-                     str(s.ps->servers) + ")");
+      json::fail(
+          std::string("strategy.") + name, value,
+          rule + name + " must be 1 with a parameter server (servers: " + str(s.ps->servers) + ")");
     }
   }
   if (s.zero_stage > 0) {
@@ -162,10 +162,12 @@ std::vector<PsTensor> gpt_ps_tensors(const ModelSpec& m) {
   const auto whole = [](double e) { return static_cast<std::int64_t>(std::llround(e)); };
   for (int l = 0; l < m.num_hidden_layers; ++l) {
     const std::string p = "layers." + str(l) + ".";
-    for (const auto& [name, elements] :
-         {std::pair<const char*, double>{"attn_qkv", b.attn_qkv}, {"attn_out", b.attn_out},
-          {"mlp_fc1", b.mlp_fc1}, {"mlp_fc2", b.mlp_fc2}, {"norm1", b.norm},
-          {"norm2", b.norm}}) {
+    for (const auto& [name, elements] : {std::pair<const char*, double>{"attn_qkv", b.attn_qkv},
+                                         {"attn_out", b.attn_out},
+                                         {"mlp_fc1", b.mlp_fc1},
+                                         {"mlp_fc2", b.mlp_fc2},
+                                         {"norm1", b.norm},
+                                         {"norm2", b.norm}}) {
       out.push_back({p + name, whole(elements), 1, false});
     }
   }
@@ -290,8 +292,7 @@ PsGraph ps_task_graph(const PsTraffic& traffic, const PsSpec& spec, int steps) {
   for (int s = 0; s < S; ++s) {
     if (traffic.pull_bytes[s] > 0 || traffic.push_bytes[s] > 0) used.push_back(s);
   }
-  const auto add = [&](PsTaskKind kind, int t, int w, int s, double bytes,
-                       std::vector<int> after) {
+  const auto add = [&](PsTaskKind kind, int t, int w, int s, double bytes, std::vector<int> after) {
     g.tasks.push_back({kind, t, w, s, bytes, std::move(after)});
     return static_cast<int>(g.tasks.size()) - 1;
   };
@@ -330,8 +331,8 @@ PsGraph ps_task_graph(const PsTraffic& traffic, const PsSpec& spec, int steps) {
             add(PsTaskKind::kUpdate, t, -1, s, traffic.step_update_bytes[s], std::move(after));
       } else {
         for (int w = 0; w < W; ++w) {
-          g.update_[g.index(w, t, s)] = add(PsTaskKind::kUpdate, t, w, s,
-                                            traffic.push_update_bytes[s], {g.push(w, t, s)});
+          g.update_[g.index(w, t, s)] =
+              add(PsTaskKind::kUpdate, t, w, s, traffic.push_update_bytes[s], {g.push(w, t, s)});
         }
       }
     }

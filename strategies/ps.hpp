@@ -2,8 +2,9 @@
 // worker step moves to and from each server, and the PS task graph the simulator replays
 // (sim/ps.hpp). Pure; which server owns what comes from ps_partition.hpp.
 //
-// defines: PsPlacement, PsConsistency, PsSpec, parse_ps, ps_to_json, check_ps_strategy,
-//          PsTraffic, gpt_ps_traffic, rec_ps_traffic, PsTaskKind, PsTask, PsGraph, ps_task_graph
+// defines: parse_ps, ps_to_json, check_ps_strategy (PsSpec itself is in spec.hpp), PsTraffic,
+//          gpt_ps_traffic, gpt_ps_tensors, rec_ps_traffic, touched_rows_per_server, PsTaskKind,
+//          PsTask, PsGraph, ps_task_graph
 //
 // The task graph, for N steps, W workers and S servers (only servers a worker exchanges bytes
 // with get tasks). Every dependency is "starts after it completes":
@@ -49,14 +50,14 @@ void check_ps_strategy(const StrategySpec& s);
 struct PsTraffic {
   int workers = 1;
   int servers = 1;
-  double samples_per_step = 0;             // the global batch, all workers together
-  std::vector<double> pull_bytes;          // per server, one worker's pull
-  std::vector<double> push_bytes;          // per server, one worker's push
-  std::vector<double> push_update_bytes;   // per server, applying one push (SSP, ASP)
-  std::vector<double> step_update_bytes;   // per server, applying a BSP step's W pushes
-  std::vector<double> params;              // per server, the parameters it holds
-  std::vector<double> touched_rows;        // per server, rows one worker's batch touches
-                                           // (recommendation model; empty for a GPT)
+  double samples_per_step = 0;            // the global batch, all workers together
+  std::vector<double> pull_bytes;         // per server, one worker's pull
+  std::vector<double> push_bytes;         // per server, one worker's push
+  std::vector<double> push_update_bytes;  // per server, applying one push (SSP, ASP)
+  std::vector<double> step_update_bytes;  // per server, applying a BSP step's W pushes
+  std::vector<double> params;             // per server, the parameters it holds
+  std::vector<double> touched_rows;       // per server, rows one worker's batch touches
+                                          // (recommendation model; empty for a GPT)
 };
 
 // A GPT-family model: dense, every step each worker pulls every parameter in the strategy's
@@ -91,9 +92,9 @@ const char* ps_task_kind_name(PsTaskKind k);
 struct PsTask {
   PsTaskKind kind = PsTaskKind::kCompute;
   int step = 0;
-  int worker = -1;  // -1: a BSP update (every worker's)
-  int server = -1;  // -1: compute and clock
-  double bytes = 0;  // pull, push: on the wire; update: through the server's memory
+  int worker = -1;         // -1: a BSP update (every worker's)
+  int server = -1;         // -1: compute and clock
+  double bytes = 0;        // pull, push: on the wire; update: through the server's memory
   std::vector<int> after;  // indices of earlier tasks
 };
 

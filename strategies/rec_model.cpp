@@ -22,9 +22,9 @@ double zipf_normaliser(std::int64_t rows, double alpha, std::int64_t head) {
   for (std::int64_t k = exact; k >= 1; --k) h += std::pow(static_cast<double>(k), -alpha);
   if (rows > exact) {
     const double a = static_cast<double>(exact) + 0.5, b = static_cast<double>(rows) + 0.5;
-    h += std::abs(alpha - 1) < 1e-12 ? std::log(b / a)
-                                     : (std::pow(b, 1 - alpha) - std::pow(a, 1 - alpha)) /
-                                           (1 - alpha);
+    h += std::abs(alpha - 1) < 1e-12
+             ? std::log(b / a)
+             : (std::pow(b, 1 - alpha) - std::pow(a, 1 - alpha)) / (1 - alpha);
   }
   return h;
 }
@@ -200,8 +200,8 @@ double expected_unique_rows_exact(const RecModelSpec& m, double lookups, std::in
   if (m.access == RowAccess::kUniform) {
     return expected_unique_rows(m, lookups, first, last);
   }
-  const double h = zipf_normaliser(m.embedding_rows, m.zipf_alpha,
-                                   std::numeric_limits<std::int64_t>::max());
+  const double h =
+      zipf_normaliser(m.embedding_rows, m.zipf_alpha, std::numeric_limits<std::int64_t>::max());
   double sum = 0;
   for (std::int64_t i = first; i < last; ++i) {
     sum += touched(std::pow(static_cast<double>(i + 1), -m.zipf_alpha) / h, lookups);

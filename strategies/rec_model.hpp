@@ -24,7 +24,7 @@ struct RecModelSpec {
   int dense_features = 0;           // continuous inputs beside the looked-up rows
   std::vector<int> mlp;             // hidden widths (ReLU), then one logit (BCE loss)
   RowAccess access = RowAccess::kUniform;
-  double zipf_alpha = 0;            // kZipf: row i (0-based) has probability ~ (i + 1)^-alpha
+  double zipf_alpha = 0;  // kZipf: row i (0-based) has probability ~ (i + 1)^-alpha
   std::string source;
 
   // The MLP's input width: F x d + dense_features.

@@ -22,8 +22,11 @@ using testing::expect_config_error;
 using testing::gpt;
 
 Json strategy(const Json& ps, int dp = 4) {
-  return {{"name", "ps-test"}, {"dp", dp}, {"micro_batch_size", 1},
-          {"global_batch_size", 4 * dp}, {"ps", ps}};
+  return {{"name", "ps-test"},
+          {"dp", dp},
+          {"micro_batch_size", 1},
+          {"global_batch_size", 4 * dp},
+          {"ps", ps}};
 }
 
 double sum(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
@@ -65,27 +68,56 @@ TEST(PsSpec, ErrorsNameFieldValueAndRule) {
   const auto parse = [](const Json& ps) { parse_strategy(strategy(ps)); };
   expect_config_error([&] { parse({{"servers", 0}}); }, {"strategy.ps.servers = 0", "from 1"});
   expect_config_error([&] { parse({{"servers", -3}}); }, {"strategy.ps.servers = -3"});
-  expect_config_error([&] { parse({{"consistency", "ssp"}, {"staleness", 1}}); },
-                      {"strategy.ps.servers"});
-  expect_config_error([&] { parse({{"servers", 2}, {"consistency", "ssp"}, {"staleness", -1}}); },
-                      {"strategy.ps.staleness = -1", "from 0"});
-  expect_config_error([&] { parse({{"servers", 2}, {"staleness", 2}}); },
-                      {"strategy.ps.staleness = 2", "only for \"consistency\": \"ssp\"",
-                       "\"bsp\""});
-  expect_config_error([&] { parse({{"servers", 2}, {"consistency", "ssp"}}); },
-                      {"strategy.ps.staleness", "required"});
-  expect_config_error([&] { parse({{"servers", 2}, {"consistency", "eventual"}}); },
-                      {"strategy.ps.consistency = \"eventual\"", "\"bsp\", \"ssp\", \"asp\""});
-  expect_config_error([&] { parse({{"servers", 2}, {"placement", "cloud"}}); },
-                      {"strategy.ps.placement = \"cloud\"", "\"separate\", \"colocated\""});
-  expect_config_error([&] { parse({{"servers", 2}, {"partition", "random"}}); },
-                      {"strategy.ps.partition = \"random\""});
-  expect_config_error([&] { parse({{"servers", 2}, {"granularity", "column"}}); },
-                      {"strategy.ps.granularity = \"column\"", "\"tensor\", \"row\""});
-  expect_config_error([&] { parse({{"servers", 2}, {"compute_jitter", 1.5}}); },
-                      {"strategy.ps.compute_jitter = 1.5"});
-  expect_config_error([&] { parse({{"servers", 2}, {"server_memory_bandwidth_GBps", 0}}); },
-                      {"strategy.ps.server_memory_bandwidth_GBps = 0"});
+  expect_config_error(
+      [&] {
+        parse({{"consistency", "ssp"}, {"staleness", 1}});
+      },
+      {"strategy.ps.servers"});
+  expect_config_error(
+      [&] {
+        parse({{"servers", 2}, {"consistency", "ssp"}, {"staleness", -1}});
+      },
+      {"strategy.ps.staleness = -1", "from 0"});
+  expect_config_error(
+      [&] {
+        parse({{"servers", 2}, {"staleness", 2}});
+      },
+      {"strategy.ps.staleness = 2", "only for \"consistency\": \"ssp\"", "\"bsp\""});
+  expect_config_error(
+      [&] {
+        parse({{"servers", 2}, {"consistency", "ssp"}});
+      },
+      {"strategy.ps.staleness", "required"});
+  expect_config_error(
+      [&] {
+        parse({{"servers", 2}, {"consistency", "eventual"}});
+      },
+      {"strategy.ps.consistency = \"eventual\"", "\"bsp\", \"ssp\", \"asp\""});
+  expect_config_error(
+      [&] {
+        parse({{"servers", 2}, {"placement", "cloud"}});
+      },
+      {"strategy.ps.placement = \"cloud\"", "\"separate\", \"colocated\""});
+  expect_config_error(
+      [&] {
+        parse({{"servers", 2}, {"partition", "random"}});
+      },
+      {"strategy.ps.partition = \"random\""});
+  expect_config_error(
+      [&] {
+        parse({{"servers", 2}, {"granularity", "column"}});
+      },
+      {"strategy.ps.granularity = \"column\"", "\"tensor\", \"row\""});
+  expect_config_error(
+      [&] {
+        parse({{"servers", 2}, {"compute_jitter", 1.5}});
+      },
+      {"strategy.ps.compute_jitter = 1.5"});
+  expect_config_error(
+      [&] {
+        parse({{"servers", 2}, {"server_memory_bandwidth_GBps", 0}});
+      },
+      {"strategy.ps.server_memory_bandwidth_GBps = 0"});
   expect_config_error([&] { parse({{"servers", 2}, {"replicas", 2}}); }, {"replicas"});
   // The workers are plain data-parallel replicas.
   for (const char* dim : {"tp", "pp", "cp"}) {
@@ -104,8 +136,7 @@ TEST(PsSpec, ErrorsNameFieldValueAndRule) {
                       {"strategy.federated", "strategy.ps and strategy.federated"});
 }
 
-PsSpec ps(int servers, PsPartition p = PsPartition::kRange,
-          PsGranularity g = PsGranularity::kRow) {
+PsSpec ps(int servers, PsPartition p = PsPartition::kRange, PsGranularity g = PsGranularity::kRow) {
   PsSpec s;
   s.servers = servers;
   s.partition = p;
@@ -198,8 +229,7 @@ TEST(PsTraffic, RecommendationModelMovesTouchedRows) {
   EXPECT_NEAR(sum(whole.touched_rows), unique, 1e-9);
   // Uniform access over a big table: hash spreads the tail evenly.
   const RecModelSpec big = rec(10000000, RowAccess::kUniform);
-  const std::vector<double> spread =
-      touched_rows_per_server(big, 1e5, 4, PsPartition::kHash);
+  const std::vector<double> spread = touched_rows_per_server(big, 1e5, 4, PsPartition::kHash);
   for (double v : spread) EXPECT_NEAR(v, expected_unique_rows(big, 1e5) / 4, 50);
 }
 
@@ -225,15 +255,15 @@ TEST(PsGraph, DependenciesFollowTheConsistencyModel) {
       for (int steps = 1; steps <= 4; ++steps) {
         for (int c = 0; c < 5; ++c) {  // bsp, ssp 0..2, asp
           PsSpec spec = ps(S);
-          spec.consistency = c == 0 ? PsConsistency::kBsp
+          spec.consistency = c == 0   ? PsConsistency::kBsp
                              : c == 4 ? PsConsistency::kAsp
                                       : PsConsistency::kSsp;
           spec.staleness = c >= 1 && c <= 3 ? c - 1 : 0;
           PsTraffic t;
           t.workers = W;
           t.servers = S;
-          for (auto* v : {&t.pull_bytes, &t.push_bytes, &t.push_update_bytes,
-                          &t.step_update_bytes}) {
+          for (auto* v :
+               {&t.pull_bytes, &t.push_bytes, &t.push_update_bytes, &t.step_update_bytes}) {
             v->assign(S, 1.0);
           }
           const PsGraph g = ps_task_graph(t, spec, steps);
@@ -261,9 +291,8 @@ TEST(PsGraph, DependenciesFollowTheConsistencyModel) {
                   if (spec.consistency == PsConsistency::kSsp) {
                     required = k < tt - spec.staleness;
                   }
-                  const int applied = spec.consistency == PsConsistency::kBsp
-                                          ? g.update(w2, k, 0)
-                                          : g.clock(w2, k);
+                  const int applied =
+                      spec.consistency == PsConsistency::kBsp ? g.update(w2, k, 0) : g.clock(w2, k);
                   EXPECT_EQ(before[applied], required)
                       << what << " w " << w << " t " << tt << " step " << k << " of " << w2;
                 }

@@ -18,14 +18,10 @@ using json::Json;
 using testing::expect_config_error;
 
 Json ctr() {
-  return {{"name", "ctr"},
-          {"family", "recommendation"},
-          {"embedding_rows", 1000},
-          {"embedding_dim", 16},
-          {"sparse_features", 4},
-          {"dense_features", 3},
-          {"mlp", {32, 8}},
-          {"access", {{"distribution", "zipf"}, {"alpha", 1.05}}}};
+  return {{"name", "ctr"},          {"family", "recommendation"},
+          {"embedding_rows", 1000}, {"embedding_dim", 16},
+          {"sparse_features", 4},   {"dense_features", 3},
+          {"mlp", {32, 8}},         {"access", {{"distribution", "zipf"}, {"alpha", 1.05}}}};
 }
 
 RecModelSpec zipf(std::int64_t rows, double alpha) {
@@ -70,22 +66,30 @@ TEST(RecModel, ErrorsNameFieldValueAndRule) {
                       {"model.embedding_rows = 0", "from 1 to 2^40"});
   expect_config_error([&] { parse_rec_model(bad("embedding_dim", -2)); },
                       {"model.embedding_dim = -2", "positive"});
-  expect_config_error([&] { parse_rec_model(bad("mlp", Json::array({64, 0}))); },
-                      {"model.mlp[1] = 0", "hidden width"});
+  expect_config_error(
+      [&] {
+        parse_rec_model(bad("mlp", Json::array({64, 0})));
+      },
+      {"model.mlp[1] = 0", "hidden width"});
   expect_config_error([&] { parse_rec_model(bad("tables", 3)); }, {"tables"});
   expect_config_error(
-      [&] { parse_rec_model(bad("access", {{"distribution", "pareto"}})); },
+      [&] {
+        parse_rec_model(bad("access", {{"distribution", "pareto"}}));
+      },
       {"model.access.distribution = \"pareto\"", "\"uniform\", \"zipf\""});
   expect_config_error(
-      [&] { parse_rec_model(bad("access", {{"distribution", "zipf"}, {"alpha", -1}})); },
+      [&] {
+        parse_rec_model(bad("access", {{"distribution", "zipf"}, {"alpha", -1}}));
+      },
       {"model.access.alpha = -1", "Zipf exponent"});
   expect_config_error(
-      [&] { parse_rec_model(bad("access", {{"distribution", "uniform"}, {"alpha", 1}})); },
+      [&] {
+        parse_rec_model(bad("access", {{"distribution", "uniform"}, {"alpha", 1}}));
+      },
       {"model.access.alpha = 1", "only for \"distribution\": \"zipf\""});
   // The transformer reader refuses it with the way out.
-  expect_config_error([&] { parse_model(ctr()); },
-                      {"model.family = \"recommendation\"", "'ctr'", "strategy.ps",
-                       "strata simulate"});
+  expect_config_error([&] { parse_model(ctr()); }, {"model.family = \"recommendation\"", "'ctr'",
+                                                    "strategy.ps", "strata simulate"});
 }
 
 TEST(RecModel, UniformUniqueRowsIsTheClosedForm) {
