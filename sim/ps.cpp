@@ -285,7 +285,8 @@ class PsReplay {
 
   void complete(int i) {
     end_[i] = sg4::Engine::get_clock();
-    if (g_.tasks[i].kind == PsTaskKind::kClock) ++clocks_[g_.tasks[i].worker];
+    const PsTask& t = g_.tasks[i];
+    if (t.kind == PsTaskKind::kClock && t.worker >= 0) ++clocks_[t.worker];
     // Successors in index order: a step's clocks precede the next step's pulls, so a clock
     // that completes with an update is counted before anything that update releases.
     for (int n : next_[i]) {

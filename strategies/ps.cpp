@@ -276,6 +276,7 @@ PsGraph ps_task_graph(const PsTraffic& traffic, const PsSpec& spec, int steps) {
                "ps_task_graph: steps >= 1 and the traffic of the spec's servers");
   const int W = traffic.workers, S = traffic.servers;
   const bool bsp = spec.consistency == PsConsistency::kBsp;
+  const bool ssp = spec.consistency == PsConsistency::kSsp;
   PsGraph g;
   g.workers = W;
   g.servers = S;
@@ -288,6 +289,7 @@ PsGraph ps_task_graph(const PsTraffic& traffic, const PsSpec& spec, int steps) {
   g.update_.assign(bsp ? static_cast<std::size_t>(steps) * S : cells, -1);
   g.compute_.assign(static_cast<std::size_t>(steps) * W, -1);
   g.clock_.assign(static_cast<std::size_t>(steps) * W, -1);
+  if (ssp) g.all_clocks_.assign(steps, -1);
   std::vector<int> used;  // servers with bytes to exchange
   for (int s = 0; s < S; ++s) {
     if (traffic.pull_bytes[s] > 0 || traffic.push_bytes[s] > 0) used.push_back(s);
@@ -303,13 +305,11 @@ PsGraph ps_task_graph(const PsTraffic& traffic, const PsSpec& spec, int steps) {
       for (int s : used) {
         std::vector<int> after;
         if (t > 0) {
-          for (int s2 : used) after.push_back(g.push(w, t - 1, s2));
+          after.push_back(g.push(w, t - 1, s));
           if (bsp) after.push_back(g.update(w, t - 1, s));
         }
         const int lag = t - spec.staleness - 1;  // SSP: min_w' c_w' >= t - s
-        if (spec.consistency == PsConsistency::kSsp && lag >= 0) {
-          for (int w2 = 0; w2 < W; ++w2) after.push_back(g.clock(w2, lag));
-        }
+        if (ssp && lag >= 0) after.push_back(g.all_clocks(lag));
         const int id = add(PsTaskKind::kPull, t, w, s, traffic.pull_bytes[s], std::move(after));
         g.pull_[g.index(w, t, s)] = id;
         pulls.push_back(id);
@@ -343,6 +343,11 @@ PsGraph ps_task_graph(const PsTraffic& traffic, const PsSpec& spec, int steps) {
       if (t > 0) after.push_back(g.clock(w, t - 1));
       g.clock_[static_cast<std::size_t>(t) * W + w] =
           add(PsTaskKind::kClock, t, w, -1, 0, std::move(after));
+    }
+    if (ssp) {
+      std::vector<int> every;
+      for (int w = 0; w < W; ++w) every.push_back(g.clock(w, t));
+      g.all_clocks_[t] = add(PsTaskKind::kClock, t, -1, -1, 0, std::move(every));
     }
   }
   return g;

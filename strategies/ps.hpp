@@ -8,10 +8,10 @@
 //
 // The task graph, for N steps, W workers and S servers (only servers a worker exchanges bytes
 // with get tasks). Every dependency is "starts after it completes":
-//   pull(w, t, s)   s -> w, pull_bytes[s]: after push(w, t - 1, s') for every s' (the worker
-//                   sends its pushes, then asks for the next parameters), and
+//   pull(w, t, s)   s -> w, pull_bytes[s]: after push(w, t - 1, s) (the worker's channel to s
+//                   keeps its order: the push, then the next pull), and
 //                     BSP:    update(s, t - 1)                 (the averaged step applied)
-//                     SSP(k): clock(w', t - k - 1) for every w' (min_w' c_w' >= t - k)
+//                     SSP(k): all_clocks(t - k - 1)            (min_w' c_w' >= t - k)
 //                     ASP:    nothing more
 //   compute(w, t)   after every pull(w, t, s) and compute(w, t - 1)
 //   push(w, t, s)   w -> s, push_bytes[s]: after compute(w, t)
@@ -22,6 +22,8 @@
 //                              push_update_bytes[s]
 //   clock(w, t)     no cost: worker w's step-t gradients are applied on every server it pushed
 //                   to (c_w = t + 1): after its update(s, t[, w]) for every s and clock(w, t - 1)
+//   all_clocks(t)   SSP only, no cost: every worker's clock(w, t) (one task, so that a pull has
+//                   one dependency on the slowest worker instead of W)
 // So staleness is expressed as dependencies: under SSP(k) a worker computing step t has seen
 // every worker's steps < t - k applied, and under BSP every worker's steps < t.
 #pragma once
@@ -110,13 +112,14 @@ struct PsGraph {
   int update(int w, int t, int s) const;
   int compute(int w, int t) const { return compute_[t * workers + w]; }
   int clock(int w, int t) const { return clock_[t * workers + w]; }
+  int all_clocks(int t) const { return all_clocks_.empty() ? -1 : all_clocks_[t]; }
 
  private:
   friend PsGraph ps_task_graph(const PsTraffic&, const PsSpec&, int);
   std::size_t index(int w, int t, int s) const {
     return (static_cast<std::size_t>(t) * workers + w) * servers + s;
   }
-  std::vector<int> pull_, push_, update_, compute_, clock_;
+  std::vector<int> pull_, push_, update_, compute_, clock_, all_clocks_;
 };
 
 // The graph of `steps` steps (>= 1) for the traffic and the spec's consistency.

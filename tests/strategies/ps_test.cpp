@@ -272,8 +272,9 @@ TEST(PsGraph, DependenciesFollowTheConsistencyModel) {
                                    ps_consistency_name(spec.consistency) + " " +
                                    std::to_string(spec.staleness);
           const std::size_t updates = spec.consistency == PsConsistency::kBsp ? 1 : W;
-          EXPECT_EQ(g.tasks.size(),
-                    static_cast<std::size_t>(steps) * (W * (2 * S + 2) + S * updates))
+          EXPECT_EQ(g.tasks.size(), static_cast<std::size_t>(steps) *
+                                        (W * (2 * S + 2) + S * updates +
+                                         (spec.consistency == PsConsistency::kSsp ? 1 : 0)))
               << what;
           const auto a = ancestors(g);
           for (int w = 0; w < W; ++w) {
@@ -307,6 +308,9 @@ TEST(PsGraph, DependenciesFollowTheConsistencyModel) {
               }
               for (int s = 0; s < S; ++s) {
                 EXPECT_TRUE(before[g.pull(w, tt, s)]) << what;
+                if (tt > 0) {  // the channel to s keeps its order: push, then the next pull
+                  EXPECT_TRUE(a[g.pull(w, tt, s)][g.push(w, tt - 1, s)]) << what;
+                }
                 EXPECT_EQ(a[g.push(w, tt, s)][g.compute(w, tt)], true) << what;
               }
             }
