@@ -5,7 +5,9 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
+#include "cli/ps.hpp"
 #include "cli/specs.hpp"
+#include "common/error.hpp"
 #include "results/plan_summary.hpp"
 #include "strategies/plan_json.hpp"
 
@@ -44,6 +46,11 @@ hardware FLOPs including recomputation), bytes per collective kind and purpose, 
 memory of every pipeline stage (parameters, gradients, optimizer states, activations) against
 the device's capacity. A strategy that does not fit prints the per-stage numbers and exits 3.
 
+A parameter-server strategy (strategy.ps; docs/parameter-server.md), with a GPT or a
+recommendation model (family "recommendation"), prints the servers instead: the parameters each
+holds and the bytes a worker step pulls and pushes (--json: that summary; --out: refused, there
+is no Plan).
+
 Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
 failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
@@ -57,7 +64,22 @@ int plan_command(const std::vector<std::string>& argv) {
   check_paths(spec_inputs(args), flag_paths(args, {"--out", "--json"}));
   Progress progress("plan", args.has("--quiet"));
   progress.phase("lowering the specs to a Plan");
-  const strategies::Plan plan = lower_inputs(args);
+  const Inputs in = load_inputs(args, nullptr, true);
+  if (in.strategy.ps) {
+    if (args.has("--out")) {
+      throw UsageError("--out writes a Plan; parameter-server strategy '" + in.strategy.name +
+                       "' has a PS task graph instead (strata simulate runs it)");
+    }
+    const json::Json summary = ps_plan_summary(in, ps_traffic_of(in));
+    progress.clear();
+    if (const auto path = args.get("--json")) {
+      write_outputs({{"--json", *path, summary.dump(2) + "\n"}});
+    } else {
+      std::cout << render_ps_plan_summary(summary);
+    }
+    return kExitOk;
+  }
+  const strategies::Plan plan = lower_inputs(in, in.world_size);
   progress.clear();
   const json::Json summary = strategies::plan_summary(plan);
   const int over = strategies::first_rank_over_capacity(plan);

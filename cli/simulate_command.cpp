@@ -6,12 +6,14 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 
 #include "cli/args.hpp"
 #include "cli/child_process.hpp"
 #include "cli/commands.hpp"
 #include "cli/interrupt.hpp"
 #include "cli/progress.hpp"
+#include "cli/ps.hpp"
 #include "cli/specs.hpp"
 #include "cli/switch_schedule.hpp"
 #include "cli/switching.hpp"
@@ -22,6 +24,7 @@
 #include "results/trace.hpp"
 #include "sim/failures.hpp"
 #include "sim/federated.hpp"
+#include "sim/ps.hpp"
 #include "sim/simulate.hpp"
 #include "strategies/federated.hpp"
 
@@ -80,6 +83,8 @@ Options:
                        with --failures, --trace or --trace-ranks
   --rounds N           a federated strategy (docs/federated.md): the rounds the report's time to
                        target counts (default 100)
+  --steps N            a parameter-server strategy (docs/parameter-server.md): the steps the
+                       PS simulation runs (default 20, at least 2; the first quarter is warm-up)
   --ignore-memory      simulate even when a rank's peak memory exceeds its device memory
   --quiet              no progress line (lowering, simulating: the share of tasks done,
                        writing), which is shown on stderr only when it is a terminal
@@ -92,6 +97,16 @@ With a federated strategy (docs/federated.md) the step is one site's, on its GPU
 report adds the round: K local steps and the aggregation of the model over the WAN, simulated
 as flows between the sites in a child process, bytes per site, and the time to --rounds rounds
 (report.json's "federated" section).
+
+With a parameter-server strategy (strategy.ps; docs/parameter-server.md) the workers' pulls,
+compute, pushes and the servers' updates are simulated for --steps steps in a child process, the
+consistency model (bsp, ssp, asp) as dependencies; a worker's compute is one replica's simulated
+step less its optimizer (GPT: the strategy with dp = 1 on one GPU, whose report is printed and
+is report.json's body) or a roofline (a recommendation model, family "recommendation":
+report.json is then a "strata.ps_report" holding the specs and the "ps" section). The report
+adds the steady-state step, samples/s, per-server bytes and load, per-worker waiting and the
+largest staleness.
+Not with --failures, --trace, --trace-ranks, --straggler or --rounds.
 
 The report gives step time, tokens/s, model and hardware TFLOP/s per GPU, MFU, the bubble
 fraction and, per pipeline stage, compute, communication, exposed communication and idle
@@ -342,6 +357,77 @@ int simulate_schedule(const Args& args, Progress& progress) {
   return kExitOk;
 }
 
+
+// A parameter-server strategy (docs/parameter-server.md): the worker's compute (one replica's
+// simulated step, or a recommendation model's roofline), then the PS simulation in a child;
+// report.json is the replica's report with the "ps" section (or a strata.ps_report).
+int simulate_ps_strategy(const Args& args, const Inputs& in, const profiler::CostModel& cost,
+                         Progress& progress) {
+  for (const char* flag : {"--failures", "--trace", "--trace-ranks", "--straggler", "--rounds"}) {
+    if (args.has(flag)) {
+      throw UsageError(std::string(flag) + " and parameter-server strategy '" +
+                       in.strategy.name + "': not modelled together (docs/parameter-server.md)");
+    }
+  }
+  const int steps = count_flag(args, "--steps", 2, 20);
+  const strategies::PsTraffic traffic = ps_traffic_of(in);
+  sim::ps_hosts(in.cluster, *in.strategy.ps, traffic.workers);  // its errors before any work
+  WorkerCompute compute;
+  std::optional<strategies::Plan> plan;
+  if (in.rec_model) {
+    const std::string table =
+        args.get("--efficiencies").value_or(profiler::default_efficiencies_path());
+    compute = rec_worker_compute(in, profiler::load_efficiencies(table));
+  } else {
+    plan = lower_inputs(one_worker_inputs(in), 1, &cost);
+    const int over = strategies::first_rank_over_capacity(*plan);
+    if (over >= 0 && !args.has("--ignore-memory")) {
+      throw DoesNotFitError("strategy '" + in.strategy.name + "': a worker does not fit: " +
+                            over_capacity(*plan, over) + " (--ignore-memory simulates it anyway)");
+    }
+    progress.phase("simulating one worker's step");
+    const double step = step_time_in_child(*plan, cost, sim_options(args, *plan),
+                                           "the simulation of one worker's step");
+    const double optimizer = optimizer_seconds(*plan, cost);
+    compute.seconds = step - optimizer;
+    std::ostringstream source;
+    source << "one worker's simulated step: the strategy with dp = 1 and global batch "
+           << plan->strategy.global_batch_size << " on one GPU, " << step
+           << " s, less its optimizer tasks, " << optimizer << " s (the servers' work)";
+    compute.source = source.str();
+  }
+  set_interrupt_phase("simulating the parameter servers");
+  progress.phase("simulating the parameter servers");
+  sim::PsReport ps{*in.strategy.ps, in.rec_model ? "recommendation" : "gpt", compute.source,
+                   compute.seconds, traffic.samples_per_step, traffic, {}};
+  ps.sim = sim::ps_report_from_numbers(numbers_in_child("the parameter-server simulation", [&] {
+    return sim::ps_report_to_numbers(
+        sim::simulate_ps(in.cluster, ps.spec, traffic, {compute.seconds}, steps));
+  }));
+  json::Json document;
+  std::optional<results::Report> report;
+  if (plan) {
+    progress.phase("simulating");
+    report = sim::simulate(*plan, cost, sim_options(args, *plan));
+    report->ps = sim::ps_report_to_json(ps);
+    document = results::report_to_json(*report);
+  } else {
+    document = rec_ps_report(in, sim::ps_report_to_json(ps));
+  }
+  set_interrupt_phase("writing the outputs");
+  OutputFiles files;
+  if (const auto path = args.get("--json")) {
+    files.open("--json", *path) << std::setw(2) << document << "\n";
+  }
+  files.commit();
+  progress.clear();
+  if (args.get("--json") != "-") {
+    if (report) std::cout << results::render_report(*report);
+    std::cout << sim::render_ps_report(ps);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int simulate_command(const std::vector<std::string>& argv) {
@@ -352,7 +438,7 @@ int simulate_command(const std::vector<std::string>& argv) {
   const Args args(argv,
                   spec_flags_and({"--json", "--trace", "--trace-ranks", "--efficiencies",
                                   "--straggler", "--profile", "--links", "--failures", "--switch",
-                                  "--rounds"}),
+                                  "--rounds", "--steps"}),
                   {}, {"--ignore-memory", "--exact", "--quiet"});
   std::vector<NamedPath> inputs = spec_inputs(args);
   for (const NamedPath& p :
@@ -368,8 +454,12 @@ int simulate_command(const std::vector<std::string>& argv) {
   progress.phase("lowering the specs to a Plan");
   // The one cost object: compute and link efficiencies from the same table (and the
   // measurements in front of it); it also prices the units a zero-bubble order is built for.
-  const Inputs in = load_inputs(args);
+  const Inputs in = load_inputs(args, nullptr, true);
   const std::unique_ptr<profiler::CostModel> cost = cost_model(args, in.cluster);
+  if (in.strategy.ps) return simulate_ps_strategy(args, in, *cost, progress);
+  if (args.has("--steps")) {
+    throw UsageError("--steps is for a parameter-server strategy (docs/parameter-server.md)");
+  }
   const strategies::Plan plan = lower_inputs(in, in.world_size, cost.get());
   const int over = strategies::first_rank_over_capacity(plan);
   if (over >= 0 && !args.has("--ignore-memory")) {

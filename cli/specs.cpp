@@ -180,7 +180,8 @@ std::vector<std::string> with_local_cluster(std::vector<std::string> argv) {
   return argv;
 }
 
-Inputs load_inputs(const Args& args, const json::Json* default_strategy) {
+Inputs load_inputs(const Args& args, const json::Json* default_strategy,
+                   bool recommendation_ok) {
   using namespace strategies;
   Inputs in;
   std::vector<Override> overrides;
@@ -199,9 +200,16 @@ Inputs load_inputs(const Args& args, const json::Json* default_strategy) {
   const json::Json* given = default_strategy != nullptr && !args.has("--strategy")
                                 ? default_strategy
                                 : nullptr;
-  in.model = load_overridden("model", model, overrides, [](const json::Json& j, const std::string& w) {
-    return parse_model(j, w);
-  });
+  in.model = load_overridden("model", model, overrides,
+                             [&](const json::Json& j, const std::string& w) {
+                               if (recommendation_ok && is_recommendation_model(j)) {
+                                 in.rec_model = parse_rec_model(j, w);
+                                 ModelSpec named;
+                                 named.name = in.rec_model->name;
+                                 return named;
+                               }
+                               return parse_model(j, w);
+                             });
   in.cluster = load_overridden("cluster", cluster, overrides,
                                [](const json::Json& j, const std::string& w) {
                                  return parse_cluster(j, w);
@@ -211,8 +219,14 @@ Inputs load_inputs(const Args& args, const json::Json* default_strategy) {
                                   return parse_strategy(j, w);
                                 },
                                 given);
+  if (in.rec_model && !in.strategy.ps) {
+    throw ConfigError(model + ": model '" + in.rec_model->name +
+                      "' is a recommendation model: it trains with a parameter-server strategy "
+                      "(strategy.ps), and strategy '" + in.strategy.name + "' has none "
+                      "(docs/parameter-server.md)");
+  }
   // A vocabulary tp does not divide is padded as Megatron-LM pads it (GPT-2's 50257 with tp 2).
-  in.model = padded_for_tp(in.model, in.strategy.tp);
+  if (!in.rec_model) in.model = padded_for_tp(in.model, in.strategy.tp);
   if (const auto nodes = args.get_positive_int("--nodes")) {
     in.cluster = with_nodes(in.cluster, *nodes);
   }
@@ -234,7 +248,15 @@ Inputs load_inputs(const Args& args, const json::Json* default_strategy) {
   return in;
 }
 
+void refuse_ps(const strategies::StrategySpec& s, const std::string& command) {
+  if (!s.ps) return;
+  throw ConfigError("strategy '" + s.name + "': strategy.ps (a parameter server) is not "
+                    "supported by `strata " + command + "` yet; `strata simulate` and `strata "
+                    "plan` read it (docs/parameter-server.md)");
+}
+
 void refuse_federated(const strategies::StrategySpec& s, const std::string& command) {
+  refuse_ps(s, command);
   if (!s.federated) return;
   throw ConfigError("strategy '" + s.name + "': strategy.federated is not supported by `strata " +
                     command + "` yet; `strata simulate` predicts a federated round and `strata run` "
@@ -297,6 +319,8 @@ double available_host_bytes() {
 }
 
 }  // namespace
+
+void check_world_size(const Inputs& in, int world_size) { check_world(in, world_size); }
 
 double plan_host_bytes_estimate(const strategies::StrategySpec& s, const strategies::ModelSpec& m) {
   // Measured on gpt-tiny with 2048 micro-batches per rank (docs/specs.md "Host memory"): 15-34

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "cli/args.hpp"
 #include "profiler/cost_model.hpp"
 #include "strategies/plan.hpp"
+#include "strategies/rec_model.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::cli {
@@ -31,14 +33,26 @@ struct Inputs {
   int world_size = 0;  // --gpus, or every GPU of the (rescaled) cluster
   bool world_from_gpus = false;  // whether --gpus gave it
   std::vector<std::string> overrides;  // the --set PATH=VALUE given, in order
+  // A recommendation model (docs/parameter-server.md), read only where load_inputs was told
+  // `recommendation_ok`; then `model` holds only its name.
+  std::optional<strategies::RecModelSpec> rec_model;
 };
 // The specs of --model, --cluster and --strategy with every --set applied, then --nodes. With
 // `default_strategy`, --strategy may be absent and that JSON is the strategy (`strata search`'s
-// base).
-Inputs load_inputs(const Args& args, const json::Json* default_strategy = nullptr);
-// ConfigError when the strategy is federated (docs/federated.md): `command` has no federated
-// mode yet (only `strata simulate` and `strata plan` read one, as one site's strategy).
+// base). A recommendation model is read into `rec_model` with `recommendation_ok` (plan and
+// simulate), and must come with a ps strategy; otherwise parse_model refuses it.
+Inputs load_inputs(const Args& args, const json::Json* default_strategy = nullptr,
+                   bool recommendation_ok = false);
+// ConfigError when the strategy is federated (docs/federated.md) or a parameter server
+// (refuse_ps): `command` has no such mode yet (only `strata simulate` and `strata plan` read
+// them).
 void refuse_federated(const strategies::StrategySpec& s, const std::string& command);
+// ConfigError when the strategy is a parameter server (docs/parameter-server.md) and `command`
+// has no parameter-server mode (only `strata simulate` and `strata plan` read one).
+void refuse_ps(const strategies::StrategySpec& s, const std::string& command);
+// ConfigError unless the strategy fills `world_size` GPUs (dp*tp*pp*cp), saying what would fit
+// (the first check of lower_inputs).
+void check_world_size(const Inputs& in, int world_size);
 // load_inputs, then lower_inputs below.
 strategies::Plan lower_inputs(const Args& args, const profiler::CostModel* cost = nullptr);
 // A rough upper estimate of the host memory lowering the Plan takes (its tasks), in bytes.

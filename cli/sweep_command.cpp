@@ -284,6 +284,7 @@ int sweep_command(const std::vector<std::string>& argv) {
   // The base specs load here, so a missing file or a bad --set stops before any simulation;
   // so does a --vary path the spec does not have (its first value shows it).
   const Inputs base = load_inputs(args);
+  refuse_ps(base.strategy, "sweep");
   for (const Vary& v : varies) {
     std::vector<std::string> probe = argv;
     probe.insert(probe.end(), {"--set", v.path + "=" + v.values.front()});

@@ -83,6 +83,7 @@ json::Json report_to_json(const Report& r) {
   if (!r.failures.is_null()) j["failures"] = r.failures;
   if (!r.switching.is_null()) j["switching"] = r.switching;
   if (!r.federated.is_null()) j["federated"] = r.federated;
+  if (!r.ps.is_null()) j["ps"] = r.ps;
   return j;
 }
 
@@ -176,7 +177,7 @@ Report report_from_json(const json::Json& j, const std::string& file) {
         }
         for (const auto& [key, section] :
              {std::pair{"failures", &rep.failures}, std::pair{"switching", &rep.switching},
-              std::pair{"federated", &rep.federated}}) {
+              std::pair{"federated", &rep.federated}, std::pair{"ps", &rep.ps}}) {
           if (!r.has(key)) continue;
           *section = r.get_raw(key);
           if (!section->is_object()) json::fail(r.field(key), *section, "must be an object");

@@ -12,7 +12,8 @@
 //  - An optional "failures" object (docs/failures.md "report.json") follows "ranks" when
 //    `--failures` was given, and an optional "switching" object (docs/switching.md) when
 //    `--switch` was, and an optional "federated" object (docs/federated.md) for a federated
-//    strategy; reports without them are unchanged.
+//    strategy, and an optional "ps" object (docs/parameter-server.md) for a parameter-server
+//    strategy (then the step is one worker's); reports without them are unchanged.
 //  - The reader is strict: another kind or schema version, a missing key, a wrong type or an
 //    unknown key is a ConfigError naming the file, the field and the value.
 #pragma once
@@ -101,6 +102,9 @@ struct Report {
   // report.json's optional "federated" section: the round of a federated strategy
   // (sim/federated.hpp, docs/federated.md); null when absent.
   json::Json federated;
+  // report.json's optional "ps" section: a parameter-server strategy's simulation
+  // (sim/ps.hpp, docs/parameter-server.md); null when absent.
+  json::Json ps;
   // Not in report.json (report_from_json leaves it empty): the traced ranks' tasks, when a
   // trace was asked for; results/trace.hpp writes them.
   std::vector<strategies::TaskSpan> spans;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "strategies/rec_model.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::strategies {
@@ -21,6 +22,13 @@ int read_positive_int(json::ObjectReader& r, const std::string& key, int fallbac
   const long long v = r.get_int(key);
   if (v < 1) json::fail(r.field(key), v, "must be a positive integer");
   if (v > INT_MAX) json::fail(r.field(key), v, "must be at most " + std::to_string(INT_MAX));
+  return static_cast<int>(v);
+}
+
+int read_int_in(json::ObjectReader& r, const std::string& key, long long lo, long long hi,
+                const std::string& rule) {
+  const long long v = r.get_int(key);
+  if (v < lo || v > hi) json::fail(r.field(key), v, rule);
   return static_cast<int>(v);
 }
 
@@ -474,6 +482,14 @@ std::int64_t norm_params(const ModelSpec& m) {
 }  // namespace
 
 ModelSpec parse_model(const Json& j, const std::string& what) {
+  if (is_recommendation_model(j)) {
+    const std::string name =
+        j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : "?";
+    json::fail(what + ".family", "recommendation",
+               "model '" + name + "' is a recommendation model: only a parameter-server "
+               "strategy (strategy.ps) reads one, with `strata plan` and `strata simulate` "
+               "(docs/parameter-server.md)");
+  }
   if (j.is_object() && j.contains("model_type")) return parse_huggingface(j, what);
   return parse_ours(j, what);
 }

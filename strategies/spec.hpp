@@ -12,6 +12,7 @@
 
 #include "common/json.hpp"
 #include "strategies/dims.hpp"
+#include "strategies/ps_partition.hpp"
 
 namespace strata::strategies {
 
@@ -315,6 +316,30 @@ struct FederatedSpec {
   std::optional<HomomorphicSpec> homomorphic_encryption;  // central aggregation only
 };
 
+// Parameter-server training (docs/parameter-server.md; parsing and the task graph in ps.hpp).
+enum class PsPlacement { kSeparate, kColocated };
+enum class PsConsistency { kBsp, kSsp, kAsp };
+const char* ps_placement_name(PsPlacement p);
+const char* ps_consistency_name(PsConsistency c);
+
+// A server's update streams at this rate by default: the order of a two-socket CPU server's
+// measured STREAM bandwidth (about 200-300 GB/s for two sockets of 8-channel DDR4-3200;
+// docs/parameter-server.md "Server updates").
+inline constexpr double kDefaultServerMemoryBandwidthBps = 200e9;
+
+// strategy.ps (docs/parameter-server.md "The strategy"). Workers are the strategy's dp replicas.
+struct PsSpec {
+  int servers = 1;
+  PsPlacement placement = PsPlacement::kSeparate;
+  PsPartition partition = PsPartition::kRange;
+  PsGranularity granularity = PsGranularity::kRow;
+  PsConsistency consistency = PsConsistency::kBsp;
+  int staleness = 0;  // SSP's bound s
+  double server_memory_bandwidth_Bps = kDefaultServerMemoryBandwidthBps;
+  // Simulator only: worker w's step-t compute is scaled by (1 + j u(w, t)), u in [-1, 1].
+  double compute_jitter = 0;
+};
+
 struct StrategySpec {
   std::string name;
   int dp = 1, tp = 1, pp = 1, cp = 1, ep = 1;
@@ -368,6 +393,9 @@ struct StrategySpec {
   ExpertRouting expert_routing;
   // Federated training across the cluster's sites; absent = one site trains the strategy.
   std::optional<FederatedSpec> federated;
+  // Parameter-server training (docs/parameter-server.md): the dp replicas are workers that pull
+  // parameters from and push gradients to ps.servers servers; absent = collective training.
+  std::optional<PsSpec> ps;
   std::string source;
 
   int world_size() const { return dp * tp * pp * cp; }
@@ -460,6 +488,9 @@ ClusterSpec placed_cluster(const ClusterSpec& c, const StrategySpec& s, int worl
 namespace detail {
 // An integer in [1, INT_MAX]; `fallback` 0 means the key is required.
 int read_positive_int(json::ObjectReader& r, const std::string& key, int fallback = 0);
+// A required integer in [lo, hi]; `rule` ("must be from 1 to 65536 (...)") otherwise.
+int read_int_in(json::ObjectReader& r, const std::string& key, long long lo, long long hi,
+                const std::string& rule);
 // The index of a string value in `names`; `fallback` -1 means the key is required.
 int read_choice(json::ObjectReader& r, const std::string& key,
                 const std::vector<std::string>& names, int fallback = -1);

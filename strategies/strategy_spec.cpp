@@ -10,6 +10,7 @@
 #include "common/error.hpp"
 #include "common/units.hpp"
 #include "strategies/federated.hpp"
+#include "strategies/ps.hpp"
 #include "strategies/rank_grid.hpp"
 #include "strategies/schedule.hpp"
 #include "strategies/spec.hpp"
@@ -602,7 +603,8 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
             "expert_tp",
             "expert_capacity_factor",
             "expert_routing",
-            "federated"});
+            "federated",
+            "ps"});
   StrategySpec s;
   s.name = r.get_string("name");
   if (s.name.empty()) json::fail(r.field("name"), s.name, "must not be empty");
@@ -763,6 +765,8 @@ StrategySpec parse_strategy(const Json& j, const std::string& what) {
     r.accept("expert_routing");
   }
   if (r.has("federated")) s.federated = parse_federated(r.get_object("federated"));
+  if (r.has("ps")) s.ps = parse_ps(r.get_object("ps"));
+  check_ps_strategy(s);
   s.source = detail::read_source(j);
   return s;
 }
@@ -859,6 +863,7 @@ Json to_json(const StrategySpec& s) {
   }
   // Likewise: only federated strategies carry the block.
   if (s.federated) j["federated"] = federated_to_json(*s.federated);
+  if (s.ps) j["ps"] = ps_to_json(*s.ps);
   if (!s.source.empty()) j["source"] = s.source;
   return j;
 }

@@ -11,6 +11,7 @@
 
 #include "common/error.hpp"
 #include "expect_config_error.hpp"
+#include "strategies/rec_model.hpp"
 #include "strategies/spec.hpp"
 
 namespace strata::strategies {
@@ -451,6 +452,16 @@ TEST(ModelSpec, LoadsEveryBundledModel) {
   for (const auto& entry : std::filesystem::directory_iterator(kRoot + "/configs/models")) {
     if (entry.path().extension() != ".json") continue;
     SCOPED_TRACE(entry.path().string());
+    const json::Json j = json::parse_file(entry.path().string());
+    if (is_recommendation_model(j)) {  // read by parse_rec_model (ps strategies only)
+      const RecModelSpec r = parse_rec_model(j);
+      EXPECT_EQ(r.name, entry.path().stem().string());
+      EXPECT_GT(rec_total_params(r), 0);
+      EXPECT_FALSE(r.source.empty());
+      EXPECT_THROW(load_model(entry.path().string()), ConfigError);
+      ++count;
+      continue;
+    }
     const ModelSpec m = load_model(entry.path().string());
     EXPECT_GT(total_params(m), 0);
     EXPECT_FALSE(m.source.empty());

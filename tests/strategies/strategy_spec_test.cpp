@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "expect_config_error.hpp"
+#include "strategies/ps.hpp"
 #include "strategies/schedule.hpp"
 #include "strategies/spec.hpp"
 
@@ -1112,6 +1113,16 @@ TEST(StrategySpec, EveryBundledStrategyValidatesAgainstItsModel) {
     const std::string stem = entry.path().stem().string();
     EXPECT_EQ(s.name, stem);
     EXPECT_FALSE(s.source.empty());
+    if (stem.rfind("ctr-", 0) == 0) {  // parameter servers for the recommendation model
+      ASSERT_TRUE(s.ps.has_value());
+      const RecModelSpec m = parse_rec_model(
+          json::parse_file(kRoot + "/configs/models/ctr-criteo.json"));
+      EXPECT_EQ(s.global_batch_size % s.dp, 0);
+      EXPECT_GT(rec_ps_traffic(m, s).pull_bytes.size(), 0u);
+      EXPECT_EQ(to_json(parse_strategy(to_json(s))), to_json(s));
+      ++count;
+      continue;
+    }
     std::string model_name;
     for (const auto& [prefix, name] : model_of) {
       if (stem.rfind(prefix, 0) == 0) model_name = name;
