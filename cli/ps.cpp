@@ -141,16 +141,20 @@ std::string render_ps_plan_summary(const json::Json& s) {
   return o.str();
 }
 
-json::Json rec_ps_report(const Inputs& in, const json::Json& ps_section) {
+strategies::Provenance rec_provenance(const Inputs& in) {
   strategies::Provenance p;
   p.strata_version = version();
   p.model_hash = fnv1a64_hex(strategies::to_json(*in.rec_model).dump());
   p.cluster_hash = fnv1a64_hex(strategies::to_json(in.cluster).dump());
   p.strategy_hash = fnv1a64_hex(strategies::to_json(in.strategy).dump());
   p.overrides = in.overrides;
+  return p;
+}
+
+json::Json rec_ps_report(const Inputs& in, const json::Json& ps_section) {
   return {{"kind", "strata.ps_report"},
           {"schema_version", 1},
-          {"provenance", strategies::provenance_to_json(p)},
+          {"provenance", strategies::provenance_to_json(rec_provenance(in))},
           {"model", in.rec_model->name},
           {"cluster", in.cluster.name},
           {"strategy", in.strategy.name},

@@ -45,6 +45,10 @@ double optimizer_seconds(const strategies::Plan& one_worker, const profiler::Cos
 json::Json ps_plan_summary(const Inputs& in, const strategies::PsTraffic& traffic);
 std::string render_ps_plan_summary(const json::Json& summary);
 
+// The provenance of inputs with a recommendation model (Strata's version, the specs' hashes and
+// the overrides), for its report.json and run.json.
+strategies::Provenance rec_provenance(const Inputs& in);
+
 // report.json of a recommendation model's `strata simulate` (kind "strata.ps_report", schema
 // version 1): the specs' names, provenance and the "ps" section; there is no Plan step.
 json::Json rec_ps_report(const Inputs& in, const json::Json& ps_section);

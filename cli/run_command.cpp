@@ -11,6 +11,7 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "cli/federated_run.hpp"
+#include "cli/ps_run.hpp"
 #include "cli/interrupt.hpp"
 #include "cli/launch.hpp"
 #include "cli/specs.hpp"
@@ -115,6 +116,17 @@ multiple of local_steps; prints each step's loss per site and each round's parti
 --trace, --dump-gradients, --device, --comm:
   mpirun -np 3 strata run --model gpt-tiny --cluster local-cpu-sites --strategy tiny-fedavg
 
+Parameter-server strategies (docs/parameter-server.md "Running it for real"): with a
+recommendation model and a strategy that has a "ps" block, N = dp workers + ps.servers servers
+(the last ranks); workers pull the rows their batch touches and the MLP from the servers that
+own them and push their gradients back, servers apply SGD under the block's consistency (bsp,
+ssp with its staleness bound, asp). --lr is SGD's (default 0.5), --steps and --seed as above;
+prints each step's loss (the workers' mean) and each worker's bytes, rows, waiting and largest
+staleness and each server's bytes and updates; --json adds a "ps" section. CPU only; not with
+--save, --resume, --trace, --data, --dump-gradients, --switch, --comm; a GPT with a ps strategy
+is simulated only:
+  mpirun -np 4 strata run --model ctr-tiny --strategy ctr-tiny-ps2 --steps 20
+
 Exit codes: 0 success, 1 invalid input, 2 usage error, 3 does not fit in memory, 4 runtime
 failure, 70 internal error (the table: strata --help, cli/README.md).
 )";
@@ -145,8 +157,10 @@ int run_command(const std::vector<std::string>& argv_in) {
                                                              : exec::make_local_comm();
   const bool lead = comm->rank() == 0;
   set_interrupt_quiet(!lead);
-  // A federated strategy: sites of ranks, FedAvg between them (federated_run.hpp).
+  // A parameter-server strategy: workers and servers (ps_run.hpp); a federated strategy: sites
+  // of ranks, FedAvg between them (federated_run.hpp).
   if (!args.has("--switch")) {
+    if (const std::optional<int> code = run_if_ps(args, *comm)) return *code;
     if (const std::optional<int> code = run_if_federated(args, *comm)) return *code;
   }
 

@@ -5,7 +5,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <iomanip>
 #include <tuple>
@@ -15,6 +14,7 @@
 #include "cli/interrupt.hpp"
 #include "cli/specs.hpp"
 #include "common/error.hpp"
+#include "profiler/profile.hpp"
 #include "common/host.hpp"
 #include "common/units.hpp"
 #include "executor/checkpoint.hpp"
@@ -29,15 +29,6 @@
 namespace strata::cli {
 
 namespace {
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 double parse_positive_double(const Args& args, const std::string& flag, double fallback) {
   const auto v = args.get(flag);
@@ -562,7 +553,7 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     }
     run.provenance = p.provenance;
     run.host = host_name();
-    run.date = utc_now();
+    run.date = profiler::utc_now_iso8601();
     files.open("--json", *path) << std::setw(2) << results::run_to_json(run) << "\n";
   }
   if (const auto path = args.get("--trace")) {
@@ -571,7 +562,7 @@ void report_training(const Training& t, const TrainingResult& r, const Args& arg
     other["backend"] = t.plan_comm ? t.plan_comm->backend() : comm.backend();
     other["device"] = device_name(t.options);
     other["host"] = host_name();
-    other["date"] = utc_now();
+    other["date"] = profiler::utc_now_iso8601();
     files.open("--trace", *path) << results::trace_to_json(p, r.spans, other) << "\n";
   }
   files.commit();

@@ -120,6 +120,7 @@ json::Json run_to_json(const RunRecord& r) {
     out["switches"] = std::move(switches);
   }
   if (!r.federated.is_null()) out["federated"] = r.federated;
+  if (!r.ps.is_null()) out["ps"] = r.ps;
   return out;
 }
 
@@ -175,11 +176,11 @@ RunRecord run_from_json(const json::Json& j, const std::string& file) {
         if (!run.schedule.empty()) {
           run.switches = detail::read_list(r.get_raw("switches"), r.field("switches"), read_switch);
         }
-        if (r.has("federated")) {
-          run.federated = r.get_raw("federated");
-          if (!run.federated.is_object()) {
-            json::fail(r.field("federated"), run.federated, "must be an object");
-          }
+        for (const auto& [key, member] : {std::pair{"federated", &run.federated},
+                                          std::pair{"ps", &run.ps}}) {
+          if (!r.has(key)) continue;
+          *member = r.get_raw(key);
+          if (!member->is_object()) json::fail(r.field(key), *member, "must be an object");
         }
         const std::vector<double> losses =
             detail::read_numbers(r.get_raw("losses"), r.field("losses"));

@@ -15,8 +15,11 @@
 // these keys. A federated run (`strata run` of a federated strategy, docs/federated.md "Running
 // it for real") has a "federated" object (sites, rounds, participants, bytes per site, secure
 // aggregation, DP sigma and epsilon), its steps' losses the mean over the sites; its content is
-// carried as JSON, not read into members. Measured, so not reproducible byte for byte: host,
-// date and timings differ between runs.
+// carried as JSON, not read into members. A parameter-server run (docs/parameter-server.md
+// "Running it for real") has a "ps" object the same way (servers, consistency, per worker the
+// bytes, rows, waiting and staleness, per server the bytes and updates); its tokens_per_step
+// counts samples. Measured, so not reproducible byte for byte: host, date and timings differ
+// between runs.
 //
 // The reader is strict like report_from_json. Adding a block means a member here, its key in
 // run_to_json and run_from_json, and a case in tests/results/run_test.cpp.
@@ -89,6 +92,7 @@ struct RunRecord {
   std::string schedule;             // --switch: the schedule's name ("" for a run of one strategy)
   std::vector<RunSwitch> switches;  // --switch: in order
   json::Json federated;             // a federated run's section (null for any other run)
+  json::Json ps;                    // a parameter-server run's section (null for any other run)
   double median_tokens_per_s = 0;
   std::vector<RunMemory> memory;  // per rank
   strategies::Provenance provenance;

@@ -523,6 +523,76 @@ TEST_F(ExecutorMpi, AFederatedRunTrainsEachSiteOnItsOwnDataAndListsEachRoundsPar
   EXPECT_LT(mean.back(), mean.front() - 0.3);
 }
 
+// `strata run` of a parameter-server strategy (cli/ps_run.hpp): ctr-tiny on 2 workers + 2
+// servers. BSP trains (its loss falls) and never runs stale; SSP with s = 0 applies every push on
+// arrival (a pull may then see a fast worker's newer update: SSP bounds staleness, not
+// freshness) and never reads stale; SSP with s = 1 and a slow worker 0 lets worker 1 run one
+// step ahead, never two; run.json carries the traffic.
+TEST_F(ExecutorMpi, AParameterServerRunTrainsAndKeepsItsConsistency) {
+  const std::string ps = "--model ctr-tiny --strategy ctr-tiny-ps2 ";
+  const Result bsp = run(4, ps + "--steps 20");
+  ASSERT_EQ(bsp.exit_code, 0) << bsp.out << bsp.err;
+  const std::vector<double> l = losses(bsp);
+  ASSERT_EQ(l.size(), 20u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) first += l[static_cast<std::size_t>(i)] / 5;
+  for (int i = 15; i < 20; ++i) last += l[static_cast<std::size_t>(i)] / 5;
+  EXPECT_LT(last, first - 0.02) << bsp.out;
+  const auto& p = bsp.json["ps"];
+  ASSERT_TRUE(p.is_object()) << bsp.out;
+  EXPECT_EQ(p["consistency"], "bsp");
+  EXPECT_EQ(p["max_staleness"], 0);
+  ASSERT_EQ(p["workers"].size(), 2u);
+  ASSERT_EQ(p["server_stats"].size(), 2u);
+  double pushed = 0, received = 0;
+  for (const auto& w : p["workers"]) pushed += w["pushed_bytes"].get<double>();
+  for (const auto& k : p["server_stats"]) {
+    EXPECT_EQ(k["updates_applied"], 20);  // BSP: one update per step
+    received += k["received_bytes"].get<double>();
+  }
+  EXPECT_GT(pushed, 0);
+  EXPECT_GE(received, pushed);  // pushes and the pulls' ids
+  EXPECT_NE(bsp.out.find("max staleness"), std::string::npos) << bsp.out;
+
+  const Result ssp0 =
+      run(4, ps + "--steps 4 --set strategy.ps.consistency=ssp --set strategy.ps.staleness=0");
+  ASSERT_EQ(ssp0.exit_code, 0) << ssp0.err;
+  EXPECT_EQ(ssp0.json["ps"]["max_staleness"], 0);
+  EXPECT_EQ(losses(ssp0).at(0), l[0]);  // the same data and initial values
+  for (const auto& k : ssp0.json["ps"]["server_stats"]) {
+    EXPECT_EQ(k["updates_applied"], 2 * 4);  // SSP: one update per push
+  }
+
+  const Result ssp1 = run(4, ps + "--steps 10 --set strategy.ps.consistency=ssp "
+                               "--set strategy.ps.staleness=1",
+                          "STRATA_TEST_PS_DELAY=0:0.05");
+  ASSERT_EQ(ssp1.exit_code, 0) << ssp1.err;
+  EXPECT_EQ(ssp1.json["ps"]["max_staleness"], 1) << ssp1.out;
+}
+
+TEST_F(ExecutorMpi, AParameterServerRunRefusesWhatItCannotRun) {
+  const Result np = run(3, "--model ctr-tiny --strategy ctr-tiny-ps2 --steps 2");
+  EXPECT_EQ(np.exit_code, 1);
+  EXPECT_NE(np.err.find("needs dp = 2 workers + strategy.ps.servers = 2 servers = 4 ranks"),
+            std::string::npos) << np.err;
+  const Result gpt = run(2, "--model gpt2-124m --strategy gpt2-ps-bsp --steps 2");
+  EXPECT_EQ(gpt.exit_code, 1);
+  EXPECT_NE(gpt.err.find("a GPT over parameter servers is simulated only"), std::string::npos)
+      << gpt.err;
+  const Result save = run(4, "--model ctr-tiny --strategy ctr-tiny-ps2 --steps 2 --save " +
+                                 (dir_ / "ck").string());
+  EXPECT_EQ(save.exit_code, 1);
+  EXPECT_NE(save.err.find("--save: not with a parameter-server strategy"), std::string::npos)
+      << save.err;
+  const Result plain = run(1, "--model ctr-tiny --strategy tiny-1rank --steps 2");
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_NE(plain.err.find("is a recommendation model"), std::string::npos) << plain.err;
+  for (const Result* x : {&np, &gpt, &save, &plain}) {
+    EXPECT_EQ(x->out.find("step    1"), std::string::npos) << "a step ran: " << x->out;
+    EXPECT_FALSE(x->json.is_object()) << "a JSON was written";
+  }
+}
+
 // With a dropout probability each round draws its participants from the seed (cli/
 // federated_run.hpp round_participants): the draw of seed 1234 at p = 0.5, rounds with one
 // participant included (the others take its model), every site listed once per round.

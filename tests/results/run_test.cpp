@@ -150,6 +150,21 @@ TEST(RunJson, AFederatedRunCarriesItsSection) {
                       {"out.json: run.federated = 3: must be an object"});
 }
 
+// A parameter-server run (docs/parameter-server.md "Running it for real") carries its "ps"
+// section the same way.
+TEST(RunJson, AParameterServerRunCarriesItsSection) {
+  RunRecord r = sample_run();
+  EXPECT_FALSE(run_to_json(r).contains("ps"));
+  r.ps = {{"servers", 2}, {"consistency", "ssp"}, {"max_staleness", 1}};
+  const json::Json j = run_to_json(r);
+  EXPECT_EQ(j["ps"]["max_staleness"], 1);
+  EXPECT_EQ(run_from_json(j).ps, r.ps);
+  json::Json bad = j;
+  bad["ps"] = "x";
+  expect_config_error([&] { run_from_json(bad, "out.json"); },
+                      {"out.json: run.ps = \"x\": must be an object"});
+}
+
 TEST(RunJson, BadFilesAreRefusedNamingFileFieldAndValue) {
   const json::Json good = run_to_json(sample_run());
   json::Json j = good;
