@@ -146,8 +146,7 @@ TEST_F(PsCli, PlanSummarisesTheServers) {
 TEST_F(PsCli, CommandsWithoutAParameterServerModeRefuseIt) {
   const std::string ps = " --set 'strategy.ps={\"servers\":2}'";
   for (const std::string& command :
-       {std::string("run --model gpt-tiny --strategy tiny-dp2"),
-        std::string("profile ops --model gpt-tiny --strategy tiny-dp2 --gpus 2 --out ") +
+       {std::string("profile ops --model gpt-tiny --strategy tiny-dp2 --gpus 2 --out ") +
             (dir_ / "p.json").string(),
         std::string("sweep --model gpt-tiny --cluster local-cpu --strategy tiny-dp2 --gpus 2 "
                     "--vary strategy.micro_batch_size=1,2 --out ") +
@@ -158,6 +157,11 @@ TEST_F(PsCli, CommandsWithoutAParameterServerModeRefuseIt) {
         << command << "\n"
         << r.err;
   }
+  // `strata run` trains only a recommendation model over parameter servers.
+  const Result gpt = run("run --model gpt-tiny --strategy tiny-dp2" + ps);
+  EXPECT_EQ(gpt.exit_code, 1);
+  EXPECT_NE(gpt.err.find("a GPT over parameter servers is simulated only"), std::string::npos)
+      << gpt.err;
   const Result validate = run("validate --model gpt-tiny --strategy tiny-dp2 --np 2 --out " +
                               (dir_ / "v").string() + ps);
   EXPECT_EQ(validate.exit_code, 1);
