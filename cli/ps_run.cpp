@@ -235,10 +235,7 @@ std::optional<int> run_if_ps(const Args& args, exec::Comm& world) {
       files.commit();
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "strata run: rank %d: error: %s\n", world.rank(), e.what());
-    std::fflush(stderr);
-    set_interrupt_quiet(true);
-    world.abort(dynamic_cast<const ConfigError*>(&e) != nullptr ? kExitConfigError : kExitRuntime);
+    abort_world(world, e, kExitRuntime);
   }
   return kExitOk;
 }

@@ -174,14 +174,7 @@ int run_command(const std::vector<std::string>& argv_in) {
   }
   // From here on an error may hit one rank only: it stops the whole world, so no rank waits
   // forever on one that gave up.
-  auto fail = [&](const std::exception& e) {
-    std::fprintf(stderr, "strata run: rank %d: error: %s\n", comm->rank(), e.what());
-    std::fflush(stderr);
-    set_interrupt_quiet(true);  // mpirun's SIGTERM after the abort is no interruption
-    comm->abort(dynamic_cast<const ConfigError*>(&e) != nullptr    ? kExitConfigError
-                : dynamic_cast<const exec::CommTimeout*>(&e) != nullptr ? kExitRuntime
-                                                                       : kExitInternal);
-  };
+  auto fail = [&](const std::exception& e) { abort_world(*comm, e, kExitInternal); };
   try {
     resume(t, args, *comm);
   } catch (const std::exception& e) {

@@ -321,6 +321,16 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   return t;
 }
 
+void abort_world(exec::Comm& comm, const std::exception& e, int other) {
+  std::fprintf(stderr, "strata run: rank %d: error: %s\n", comm.rank(), e.what());
+  std::fflush(stderr);
+  set_interrupt_quiet(true);  // mpirun's SIGTERM after the abort is no interruption
+  comm.abort(dynamic_cast<const ConfigError*>(&e) != nullptr            ? kExitConfigError
+             : dynamic_cast<const exec::CommTimeout*>(&e) != nullptr ? kExitRuntime
+                                                                     : other);
+  std::abort();  // Comm::abort does not return; for the compiler
+}
+
 double comm_timeout_s(const Args& args) {
   const std::string v = args.get("--comm-timeout").value_or("300");
   const std::optional<long long> n = whole_integer(v);

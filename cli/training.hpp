@@ -65,6 +65,10 @@ struct TrainingResult {
 Training prepare_training(const Args& args, exec::Comm& comm);
 // --comm-timeout in seconds (default 300, 0: wait forever); ConfigError for a bad value.
 double comm_timeout_s(const Args& args);
+// An error on one rank once training has started: says so on stderr with the rank and stops the
+// whole world (so no rank waits forever on one that gave up), exit kExitConfigError for a
+// ConfigError, kExitRuntime for a CommTimeout, `other` for anything else.
+[[noreturn]] void abort_world(exec::Comm& comm, const std::exception& e, int other);
 // --resume DIR: loads the latest checkpoint (with --switch, into the phase of the step after
 // it, whose executor prepare_training() built).
 void resume(Training& t, const Args& args, exec::Comm& comm);
