@@ -151,9 +151,8 @@ PsRunInputs ps_run_inputs(const Inputs& in, const Args& args, int world_size) {
   o.granularity = ps.granularity;
   o.sgd.batch_per_worker = s.global_batch_size / s.dp;
   o.sgd.steps = args.get_positive_int("--steps").value_or(10);
-  if (const auto seed = args.get_positive_int("--seed")) {
-    o.sgd.seed = static_cast<std::uint64_t>(*seed);
-  }
+  // --seed as for any run (default 1234): the initial values and the data stream.
+  o.sgd.seed = static_cast<std::uint64_t>(args.get_positive_int("--seed").value_or(1234));
   if (const auto lr = args.get("--lr")) {
     char* end = nullptr;
     const double v = std::strtod(lr->c_str(), &end);

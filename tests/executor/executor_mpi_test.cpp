@@ -525,8 +525,8 @@ TEST_F(ExecutorMpi, AFederatedRunTrainsEachSiteOnItsOwnDataAndListsEachRoundsPar
 
 // `strata run` of a parameter-server strategy (cli/ps_run.hpp): ctr-tiny on 2 workers + 2
 // servers. BSP trains (its loss falls) and never runs stale; SSP with s = 0 applies every push on
-// arrival (a pull may then see a fast worker's newer update: SSP bounds staleness, not
-// freshness) and never reads stale; SSP with s = 1 and a slow worker 0 lets worker 1 run one
+// arrival (a pull, even step 0's, may then see a fast worker's newer update: SSP bounds
+// staleness, not freshness, so its losses are not BSP's) and never reads stale; SSP with s = 1 and a slow worker 0 lets worker 1 run one
 // step ahead, never two; run.json carries the traffic.
 TEST_F(ExecutorMpi, AParameterServerRunTrainsAndKeepsItsConsistency) {
   const std::string ps = "--model ctr-tiny --strategy ctr-tiny-ps2 ";
@@ -558,7 +558,7 @@ TEST_F(ExecutorMpi, AParameterServerRunTrainsAndKeepsItsConsistency) {
       run(4, ps + "--steps 4 --set strategy.ps.consistency=ssp --set strategy.ps.staleness=0");
   ASSERT_EQ(ssp0.exit_code, 0) << ssp0.err;
   EXPECT_EQ(ssp0.json["ps"]["max_staleness"], 0);
-  EXPECT_EQ(losses(ssp0).at(0), l[0]);  // the same data and initial values
+  EXPECT_EQ(losses(ssp0).size(), 4u);
   for (const auto& k : ssp0.json["ps"]["server_stats"]) {
     EXPECT_EQ(k["updates_applied"], 2 * 4);  // SSP: one update per push
   }
