@@ -250,14 +250,7 @@ std::optional<int> run_if_federated(const Args& args, exec::Comm& world) {
     if (const auto seed = args.get_positive_int("--seed")) {
       options.seed = static_cast<unsigned>(*seed);
     }
-    if (const auto lr = args.get("--lr")) {
-      char* end = nullptr;
-      const double v = std::strtod(lr->c_str(), &end);
-      if (end == lr->c_str() || *end != '\0' || !(v > 0)) {
-        throw ConfigError("--lr = " + *lr + ": must be a positive number");
-      }
-      options.adam.lr = static_cast<float>(v);
-    }
+    options.adam.lr = static_cast<float>(parse_positive_double(args, "--lr", options.adam.lr));
   } catch (const ConfigError&) {
     if (lead) throw;
     return kExitConfigError;

@@ -153,14 +153,7 @@ PsRunInputs ps_run_inputs(const Inputs& in, const Args& args, int world_size) {
   o.sgd.steps = args.get_positive_int("--steps").value_or(10);
   // --seed as for any run (default 1234): the initial values and the data stream.
   o.sgd.seed = static_cast<std::uint64_t>(args.get_positive_int("--seed").value_or(1234));
-  if (const auto lr = args.get("--lr")) {
-    char* end = nullptr;
-    const double v = std::strtod(lr->c_str(), &end);
-    if (end == lr->c_str() || *end != '\0' || !(v > 0)) {
-      throw ConfigError("--lr = " + *lr + ": must be a positive number");
-    }
-    o.sgd.lr = static_cast<float>(v);
-  }
+  o.sgd.lr = static_cast<float>(parse_positive_double(args, "--lr", o.sgd.lr));
   o.worker_delay_s = test_delays(s.dp);
   exec::check_rec_dims(x.dims);
   exec::check_ps_options(o, world_size);

@@ -30,22 +30,6 @@ namespace strata::cli {
 
 namespace {
 
-double parse_positive_double(const Args& args, const std::string& flag, double fallback) {
-  const auto v = args.get(flag);
-  if (!v) return fallback;
-  std::size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(*v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != v->size() || !(x > 0)) {
-    throw ConfigError(flag + " = " + *v + ": must be a positive number");
-  }
-  return x;
-}
-
 // `flag` needs `needed` (--keep-last needs --save).
 void needs(const Args& args, const std::string& flag, const std::string& needed,
            const std::string& what) {
@@ -319,6 +303,22 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   comm.set_timeout_s(timeout);
   if (t.plan_comm) t.plan_comm->set_timeout_s(timeout);
   return t;
+}
+
+double parse_positive_double(const Args& args, const std::string& flag, double fallback) {
+  const auto v = args.get(flag);
+  if (!v) return fallback;
+  std::size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(*v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v->size() || !(x > 0)) {
+    throw ConfigError(flag + " = " + *v + ": must be a positive number");
+  }
+  return x;
 }
 
 void abort_world(exec::Comm& comm, const std::exception& e, int other) {

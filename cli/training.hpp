@@ -63,6 +63,9 @@ struct TrainingResult {
 // input), the Plan (every phase's), the data and the executor. ConfigError on bad input, before
 // any work.
 Training prepare_training(const Args& args, exec::Comm& comm);
+// The number `flag` gives, or `fallback` without it; ConfigError unless it is a positive number
+// ("--lr = x: must be a positive number").
+double parse_positive_double(const Args& args, const std::string& flag, double fallback);
 // --comm-timeout in seconds (default 300, 0: wait forever); ConfigError for a bad value.
 double comm_timeout_s(const Args& args);
 // An error on one rank once training has started: says so on stderr with the rank and stops the
