@@ -26,15 +26,6 @@ const char* const kNotPs[] = {"--save",          "--resume",   "--trace",     "-
                               "--dump-gradients", "--switch",   "--save-every", "--keep-last",
                               "--force-resume",   "--save-on-nan", "--comm"};
 
-exec::PsConsistency consistency(strategies::PsConsistency c) {
-  switch (c) {
-    case strategies::PsConsistency::kBsp: return exec::PsConsistency::kBsp;
-    case strategies::PsConsistency::kSsp: return exec::PsConsistency::kSsp;
-    case strategies::PsConsistency::kAsp: return exec::PsConsistency::kAsp;
-  }
-  return exec::PsConsistency::kBsp;
-}
-
 // Tests only: STRATA_TEST_PS_DELAY="WORKER:SECONDS" slows that worker's every step (a straggler,
 // to show SSP's bound at work end to end).
 std::vector<double> test_delays(int workers) {
@@ -145,7 +136,7 @@ PsRunInputs ps_run_inputs(const Inputs& in, const Args& args, int world_size) {
   if (m.access == strategies::RowAccess::kZipf) x.dims.zipf_alpha = m.zipf_alpha;
   exec::PsRunOptions& o = x.options;
   o.servers = ps.servers;
-  o.consistency = consistency(ps.consistency);
+  o.consistency = ps.consistency;
   o.staleness = ps.staleness;
   o.partition = ps.partition;
   o.granularity = ps.granularity;

@@ -1,6 +1,6 @@
 // Parameter servers and workers over a Comm (ps.hpp): the placement, the server's event loop,
 // the worker's step, and the gathering of every rank's counts at the end.
-// defines: ps_consistency_name, check_ps_options, PsPlacement::row_owner, ps_placement,
+// defines: check_ps_options, PsPlacement::row_owner, ps_placement,
 //          PsRunResult::max_staleness, (internal) Server, send_to_servers, run_worker,
 //          gather_result; run_ps
 #include "executor/ps.hpp"
@@ -21,18 +21,6 @@ namespace strata::exec {
 
 using strategies::PsGranularity;
 using strategies::PsPartition;
-
-const char* ps_consistency_name(PsConsistency c) {
-  switch (c) {
-    case PsConsistency::kBsp:
-      return "bsp";
-    case PsConsistency::kSsp:
-      return "ssp";
-    case PsConsistency::kAsp:
-      return "asp";
-  }
-  return "?";
-}
 
 void check_ps_options(const PsRunOptions& o, int world_size) {
   if (o.servers < 1) {

@@ -29,8 +29,9 @@
 
 namespace strata::exec {
 
-enum class PsConsistency { kBsp, kSsp, kAsp };
-const char* ps_consistency_name(PsConsistency c);  // "bsp", "ssp", "asp"
+// The consistency model and its names: strategies/ps_partition.hpp's, the spec's own enum.
+using strategies::PsConsistency;
+using strategies::ps_consistency_name;
 
 struct PsRunOptions {
   int servers = 1;  // the last `servers` ranks of the world (>= 1, fewer than the world)

@@ -73,9 +73,6 @@ PsTraffic empty_traffic(const StrategySpec& s) {
 }  // namespace
 
 const char* ps_placement_name(PsPlacement p) { return kPlacements[static_cast<int>(p)].c_str(); }
-const char* ps_consistency_name(PsConsistency c) {
-  return kConsistencies[static_cast<int>(c)].c_str();
-}
 const char* ps_task_kind_name(PsTaskKind k) { return kTaskKinds[static_cast<int>(k)].c_str(); }
 
 PsSpec parse_ps(json::ObjectReader r) {

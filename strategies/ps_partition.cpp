@@ -13,6 +13,18 @@ const char* ps_granularity_name(PsGranularity g) {
   return g == PsGranularity::kTensor ? "tensor" : "row";
 }
 
+const char* ps_consistency_name(PsConsistency c) {
+  switch (c) {
+    case PsConsistency::kBsp:
+      return "bsp";
+    case PsConsistency::kSsp:
+      return "ssp";
+    case PsConsistency::kAsp:
+      return "asp";
+  }
+  return "?";
+}
+
 int ps_row_owner(std::int64_t row, std::int64_t rows, int servers, PsPartition p) {
   STRATA_CHECK(servers >= 1 && rows >= 1 && row >= 0 && row < rows &&
                    rows <= std::numeric_limits<std::int64_t>::max() / servers,

@@ -1,4 +1,5 @@
-// Parameter-server partitioning (docs/parameter-server.md): which server owns which parameters.
+// Parameter-server partitioning (docs/parameter-server.md): which server owns which parameters,
+// and the consistency model's names.
 // Pure functions of sizes and names, shared by the lowering/simulation (sim/ps) and the CPU
 // executor's servers and workers (executor/ps), so that both place every row the same way.
 //
@@ -25,6 +26,11 @@ enum class PsPartition { kRange, kHash };
 enum class PsGranularity { kTensor, kRow };
 const char* ps_partition_name(PsPartition p);
 const char* ps_granularity_name(PsGranularity g);
+
+// The consistency model (docs/parameter-server.md): BSP (synchronous), SSP (a staleness bound),
+// ASP (asynchronous); the spec's ps block and the executor's options both hold it.
+enum class PsConsistency { kBsp, kSsp, kAsp };
+const char* ps_consistency_name(PsConsistency c);  // "bsp", "ssp", "asp"
 
 // The server (0 .. servers-1) that owns row `row` of a tensor with `rows` rows, row granularity.
 int ps_row_owner(std::int64_t row, std::int64_t rows, int servers, PsPartition p);

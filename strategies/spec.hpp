@@ -317,10 +317,9 @@ struct FederatedSpec {
 };
 
 // Parameter-server training (docs/parameter-server.md; parsing and the task graph in ps.hpp).
+// PsConsistency, PsPartition and PsGranularity are in ps_partition.hpp (the executor shares them).
 enum class PsPlacement { kSeparate, kColocated };
-enum class PsConsistency { kBsp, kSsp, kAsp };
 const char* ps_placement_name(PsPlacement p);
-const char* ps_consistency_name(PsConsistency c);
 
 // A server's update streams at this rate by default: the order of a two-socket CPU server's
 // measured STREAM bandwidth (about 200-300 GB/s for two sockets of 8-channel DDR4-3200;
