@@ -87,6 +87,21 @@ def _spec(kind, spec):
                      f"of a bundled {kind} spec")
 
 
+def _override_value(path, value):
+    """VALUE of `--set PATH=VALUE`: JSON, but a string that does not read as JSON as it is, as
+    one writes it on the command line (precision=bf16), so that the Plan's provenance, which
+    records the overrides, reads the same."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"overrides: {path}: the value is not JSON ({e})") from None
+
+
 def _overrides(overrides):
     """The overrides as `--set PATH=VALUE` texts: a dict {path: value} (values as JSON) or a
     list of "PATH=VALUE" strings."""
@@ -98,10 +113,7 @@ def _overrides(overrides):
             if not isinstance(path, str):
                 raise UsageError(f"overrides = {_show(overrides)}: key {path!r} must be a "
                                  "string like 'strategy.tp'")
-            try:
-                out.append(f"{path}={json.dumps(value, allow_nan=False)}")
-            except (TypeError, ValueError) as e:
-                raise UsageError(f"overrides: {path}: the value is not JSON ({e})") from None
+            out.append(f"{path}={_override_value(path, value)}")
         return out
     if isinstance(overrides, (list, tuple)) and all(isinstance(o, str) for o in overrides):
         return list(overrides)

@@ -39,12 +39,23 @@ def test_overrides_as_dict_or_list_equal_set_flags(cli_json):
 
 
 def test_nodes_rescale_the_cluster(cli_json):
-    # local-cpu is one node of 8: two nodes hold dp 16 on all 16 ranks.
-    summary = strata.plan(*TINY, {"strategy.dp": 16, "strategy.global_batch_size": 32}, nodes=2)
-    assert summary["world_size"] == 16
-    assert summary == cli_json("plan", "--model", "gpt-tiny", "--cluster", "local-cpu",
-                               "--strategy", "tiny-dp2", "--set", "strategy.dp=16", "--set",
-                               "strategy.global_batch_size=32", "--nodes", "2")
+    # dgx-a100-128n rescaled to one node: its 8 GPUs hold dp 8.
+    dp8 = {"strategy.dp": 8, "strategy.global_batch_size": 16}
+    summary = strata.plan("gpt-tiny", "dgx-a100-128n", "tiny-dp2", dp8, nodes=1)
+    assert summary["world_size"] == 8
+    assert summary == cli_json("plan", "--model", "gpt-tiny", "--cluster", "dgx-a100-128n",
+                               "--strategy", "tiny-dp2", "--set", "strategy.dp=8", "--set",
+                               "strategy.global_batch_size=16", "--nodes", "1")
+
+
+def test_string_overrides_are_read_as_strings():
+    # "4" reads as JSON (the number), so it is passed as "\"4\"", a string, as given.
+    with pytest.raises(strata.ConfigError) as e:
+        strata.plan(*TINY, {"strategy.dp": "4"}, gpus=2)
+    assert (e.value.field, e.value.value) == ("strategy.dp", "4")
+    summary = strata.plan(*TINY, {"strategy.schedule": "gpipe"}, gpus=2)
+    assert summary["schedule"] == "gpipe"
+    assert summary["provenance"]["overrides"] == ["strategy.schedule=gpipe"]
 
 
 def test_a_strategy_that_does_not_fit_returns_its_summary(cli_json):
