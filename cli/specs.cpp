@@ -19,12 +19,12 @@
 
 namespace strata::cli {
 
-namespace {
-
 std::string config_dir() {
   if (const char* env = std::getenv("STRATA_CONFIG_DIR")) return env;
   return STRATA_CONFIG_DIR;
 }
+
+namespace {
 
 std::string joined(const std::vector<std::string>& items, const std::string& sep) {
   std::string out;
@@ -32,8 +32,9 @@ std::string joined(const std::vector<std::string>& items, const std::string& sep
   return out;
 }
 
-// The spec file's JSON with the overrides of its kind applied, parsed by `parse`; an error
-// from the parser names the file and the overrides that were applied.
+// The spec's JSON (the file at `path`, or `given`, then labelled `path` in messages) with the
+// overrides of its kind applied, parsed by `parse`; an error from the parser names the file and
+// the overrides that were applied.
 template <typename Parse>
 auto load_overridden(const std::string& kind, const std::string& path,
                      const std::vector<Override>& overrides, Parse parse,
@@ -51,6 +52,16 @@ auto load_overridden(const std::string& kind, const std::string& path,
     if (applied.empty()) throw ConfigError(path + ": " + e.what());
     throw ConfigError(path + " with --set " + joined(applied, ", --set ") + ": " + e.what());
   }
+}
+
+// The path of a spec source (resolved), or its label when it carries its JSON.
+std::string source_path(const SpecSource& source, const std::string& kind,
+                        const std::string& flag) {
+  return source.spec ? source.arg : resolve_spec(kind, flag, source.arg);
+}
+
+const json::Json* source_json(const SpecSource& source) {
+  return source.spec ? &*source.spec : nullptr;
 }
 
 }  // namespace
@@ -182,24 +193,36 @@ std::vector<std::string> with_local_cluster(std::vector<std::string> argv) {
 
 Inputs load_inputs(const Args& args, const json::Json* default_strategy,
                    bool recommendation_ok) {
+  SpecRequest request;
+  request.overrides = args.get_all("--set");
+  // Malformed overrides are reported before a missing flag, as load_inputs below reports them
+  // before a missing file.
+  for (const std::string& text : request.overrides) parse_override(text);
+  request.model.arg = args.require("--model");
+  request.cluster.arg = args.require("--cluster");
+  if (default_strategy != nullptr && !args.has("--strategy")) {
+    request.strategy = {"(the default strategy)", *default_strategy};
+  } else {
+    request.strategy.arg = args.require("--strategy");
+  }
+  request.gpus = args.get_positive_int("--gpus");
+  request.nodes = args.get_positive_int("--nodes");
+  return load_inputs(request, recommendation_ok);
+}
+
+Inputs load_inputs(const SpecRequest& request, bool recommendation_ok) {
   using namespace strategies;
   Inputs in;
   std::vector<Override> overrides;
-  for (const std::string& text : args.get_all("--set")) {
+  for (const std::string& text : request.overrides) {
     overrides.push_back(parse_override(text));
     in.overrides.push_back(text);
   }
   // Malformed overrides first, then every spec file is resolved before any is read, so a
   // missing file is reported before what an override does to another file.
-  const std::string model = resolve_spec("models", "--model", args.require("--model"));
-  const std::string cluster = resolve_spec("clusters", "--cluster", args.require("--cluster"));
-  const std::string strategy =
-      default_strategy != nullptr && !args.has("--strategy")
-          ? std::string("(the default strategy)")
-          : resolve_spec("strategies", "--strategy", args.require("--strategy"));
-  const json::Json* given = default_strategy != nullptr && !args.has("--strategy")
-                                ? default_strategy
-                                : nullptr;
+  const std::string model = source_path(request.model, "models", "--model");
+  const std::string cluster = source_path(request.cluster, "clusters", "--cluster");
+  const std::string strategy = source_path(request.strategy, "strategies", "--strategy");
   in.model = load_overridden("model", model, overrides,
                              [&](const json::Json& j, const std::string& w) {
                                if (recommendation_ok && is_recommendation_model(j)) {
@@ -209,16 +232,18 @@ Inputs load_inputs(const Args& args, const json::Json* default_strategy,
                                  return named;
                                }
                                return parse_model(j, w);
-                             });
+                             },
+                             source_json(request.model));
   in.cluster = load_overridden("cluster", cluster, overrides,
                                [](const json::Json& j, const std::string& w) {
                                  return parse_cluster(j, w);
-                               });
+                               },
+                               source_json(request.cluster));
   in.strategy = load_overridden("strategy", strategy, overrides,
                                 [](const json::Json& j, const std::string& w) {
                                   return parse_strategy(j, w);
                                 },
-                                given);
+                                source_json(request.strategy));
   if (in.rec_model && !in.strategy.ps) {
     throw ConfigError(model + ": model '" + in.rec_model->name +
                       "' is a recommendation model: it trains with a parameter-server strategy "
@@ -227,11 +252,9 @@ Inputs load_inputs(const Args& args, const json::Json* default_strategy,
   }
   // A vocabulary tp does not divide is padded as Megatron-LM pads it (GPT-2's 50257 with tp 2).
   if (!in.rec_model) in.model = padded_for_tp(in.model, in.strategy.tp);
-  if (const auto nodes = args.get_positive_int("--nodes")) {
-    in.cluster = with_nodes(in.cluster, *nodes);
-  }
-  in.world_from_gpus = args.has("--gpus");
-  in.world_size = args.get_positive_int("--gpus").value_or(in.cluster.total_gpus());
+  if (request.nodes) in.cluster = with_nodes(in.cluster, *request.nodes);
+  in.world_from_gpus = request.gpus.has_value();
+  in.world_size = request.gpus.value_or(in.cluster.total_gpus());
   if (in.strategy.federated) {
     // Federated (docs/federated.md): the strategy runs on each site's GPUs, the first site's
     // being the first GPUs of the cluster.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/args.hpp"
+#include "common/json.hpp"
 #include "profiler/cost_model.hpp"
 #include "strategies/plan.hpp"
 #include "strategies/rec_model.hpp"
@@ -37,6 +38,23 @@ struct Inputs {
   // `recommendation_ok`; then `model` holds only its name.
   std::optional<strategies::RecModelSpec> rec_model;
 };
+// One spec to load: a file path or the name of a bundled one (`arg`), or the spec's JSON itself
+// (`spec`, from the Python package's dicts), then `arg` only labels it in error messages.
+struct SpecSource {
+  std::string arg;
+  std::optional<json::Json> spec;
+};
+// What the spec flags say, without a command line: the three specs, the --set PATH=VALUE
+// overrides in order, --gpus and --nodes. The Python package (python/) loads through it.
+struct SpecRequest {
+  SpecSource model, cluster, strategy;
+  std::vector<std::string> overrides;
+  std::optional<int> gpus, nodes;  // each positive when given
+};
+// The request's specs with every override applied, then `nodes`: the load_inputs below without
+// the flags (ConfigError for everything load_inputs refuses, naming the same flags).
+Inputs load_inputs(const SpecRequest& request, bool recommendation_ok = false);
+
 // The specs of --model, --cluster and --strategy with every --set applied, then --nodes. With
 // `default_strategy`, --strategy may be absent and that JSON is the strategy (`strata search`'s
 // base). A recommendation model is read into `rec_model` with `recommendation_ok` (plan and
@@ -86,6 +104,9 @@ Override parse_override(const std::string& text);
 // it does not know: there a key the reader does not read is refused here. Indexing into
 // something that is not an object or list is a ConfigError naming the path.
 void apply_override(json::Json& spec, const Override& o);
+
+// The folder of the bundled specs: $STRATA_CONFIG_DIR, else the source tree's configs/.
+std::string config_dir();
 
 // Resolves a spec argument: an existing file path, or the name of a bundled spec in
 // configs/<kind>/ ("models", "clusters", "strategies"). ConfigError listing the bundled names.

@@ -19,6 +19,9 @@
 #   executor      common strategies kernels executor              MPI, CUDA (NCCL, DESIGN.md)
 #   cli, bench,   every folder (tests also tests/)                all (only cli/ is checked, for
 #   tests                                                         "../" includes)
+#   cli's library strata_cli_specs: common strategies profiler cli
+#   python        common strategies profiler cli                  - (pybind11 and Python's are
+#                                                                   no family)
 #
 # SimGrid's headers live in /usr/include and the CUDA runtime's may be in /usr/local/include,
 # which the compiler searches for every target: a view cannot hide them. Those families, and the

@@ -71,6 +71,37 @@ if(STRATA_WITH_QT AND NOT Qt6_FOUND)
   message(FATAL_ERROR "STRATA_WITH_QT=ON but Qt6 Widgets and Svg were not found (install qt6-base-dev qt6-svg-dev)")
 endif()
 
+# --- Python (pybind11) -------------------------------------------------------------------------
+# The Python package's extension (python/, docs/python.md). Debian's interpreter by default: the
+# one scripts/setup.sh installs pybind11 and pytest for (a PATH may put another python3 first);
+# `pip install .` passes its own (python/strata_build.py). Off under the sanitizers: the
+# extension cannot load into an interpreter built without them.
+if(NOT DEFINED Python_EXECUTABLE AND EXISTS /usr/bin/python3)
+  set(Python_EXECUTABLE /usr/bin/python3 CACHE FILEPATH "The Python interpreter of python/")
+endif()
+find_package(Python 3.9 COMPONENTS Interpreter Development.Module QUIET)
+set(_strata_python_found OFF)
+if(Python_FOUND)
+  set(PYBIND11_FINDPYTHON ON)
+  find_package(pybind11 2.6 CONFIG QUIET)
+  if(pybind11_FOUND AND NOT STRATA_SANITIZE)
+    set(_strata_python_found ON)
+  endif()
+endif()
+option(STRATA_WITH_PYTHON "Build the Python package's extension (python/)" ${_strata_python_found})
+if(STRATA_WITH_PYTHON AND NOT pybind11_FOUND)
+  message(FATAL_ERROR "STRATA_WITH_PYTHON=ON but pybind11 or the Python headers were not found "
+                      "(install pybind11-dev python3-dev)")
+endif()
+set(_strata_pytest_found OFF)
+if(Python_FOUND)
+  execute_process(COMMAND ${Python_EXECUTABLE} -c "import pytest"
+                  RESULT_VARIABLE _strata_pytest_rc OUTPUT_QUIET ERROR_QUIET)
+  if(_strata_pytest_rc EQUAL 0)
+    set(_strata_pytest_found ON)
+  endif()
+endif()
+
 # --- Eigen, GoogleTest, Google Benchmark -------------------------------------------------------
 find_package(Eigen3 3.3 QUIET NO_MODULE)
 find_package(GTest QUIET)
@@ -87,13 +118,14 @@ _strata_summary_line("CUDA" "${STRATA_WITH_CUDA} (compiler: ${CMAKE_CUDA_COMPILE
 _strata_summary_line("MPI" "${STRATA_WITH_MPI}")
 _strata_summary_line("SimGrid" "${STRATA_WITH_SIMGRID} ${SIMGRID_VERSION}")
 _strata_summary_line("Qt6" "${STRATA_WITH_QT}")
+_strata_summary_line("Python" "${STRATA_WITH_PYTHON} (${Python_EXECUTABLE}, pybind11 ${pybind11_VERSION}, pytest ${_strata_pytest_found})")
 _strata_summary_line("Eigen3" "${Eigen3_FOUND}")
 _strata_summary_line("GoogleTest" "${GTest_FOUND}")
 _strata_summary_line("benchmark" "${benchmark_FOUND}")
 
 set(_strata_ci "$ENV{CI}")
 if(_strata_ci)
-  _strata_summary_line("CI mode" "on (CI=$ENV{CI}): MPI, SimGrid, Qt6, Eigen3, GoogleTest and benchmark required")
+  _strata_summary_line("CI mode" "on (CI=$ENV{CI}): MPI, SimGrid, Qt6, Eigen3, GoogleTest, benchmark and Python required")
   # Each with the package of scripts/setup.sh that provides it.
   set(_strata_missing "")
   if(NOT MPI_CXX_FOUND)
@@ -116,6 +148,10 @@ if(_strata_ci)
   if(NOT benchmark_FOUND)
     list(APPEND _strata_missing "Google Benchmark (libbenchmark-dev)")
   endif()
+  if(NOT STRATA_SANITIZE AND NOT (_strata_python_found AND _strata_pytest_found))
+    list(APPEND _strata_missing "pybind11, the Python headers and pytest (pybind11-dev, "
+                                "python3-dev, python3-pytest)")
+  endif()
   if(_strata_missing)
     list(JOIN _strata_missing ", " _strata_missing)
     message(FATAL_ERROR "CI=$ENV{CI} requires every dependency that scripts/setup.sh installs; "
@@ -123,5 +159,5 @@ if(_strata_ci)
                         "local build without them).")
   endif()
 else()
-  _strata_summary_line("CI mode" "off (CI=true would require MPI, SimGrid, Qt6, Eigen3, GoogleTest, benchmark)")
+  _strata_summary_line("CI mode" "off (CI=true would require MPI, SimGrid, Qt6, Eigen3, GoogleTest, benchmark, Python)")
 endif()

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 
 #include "common/error.hpp"
 
@@ -295,6 +296,7 @@ Efficiencies load_efficiencies(const std::string& path) {
 }
 
 std::string default_efficiencies_path() {
+  if (const char* path = std::getenv("STRATA_EFFICIENCIES")) return path;
   return std::string(STRATA_PROFILER_DATA_DIR) + "/efficiencies.json";
 }
 

@@ -119,7 +119,8 @@ class Efficiencies {
 Efficiencies parse_efficiencies(const json::Json& j, const std::string& what = "efficiencies");
 Efficiencies load_efficiencies(const std::string& path);
 
-// The bundled table: <STRATA_PROFILER_DATA_DIR>/efficiencies.json (the source tree's profiler/).
+// The bundled table: <STRATA_PROFILER_DATA_DIR>/efficiencies.json (the source tree's profiler/),
+// or the file the environment variable STRATA_EFFICIENCIES names (the Python package's copy).
 std::string default_efficiencies_path();
 
 }  // namespace strata::profiler

@@ -12,6 +12,7 @@ PACKAGES=(
   qt6-base-dev qt6-svg-dev
   python3 python3-matplotlib
   python3-numpy python3-torch
+  pybind11-dev python3-dev python3-pytest python3-venv
 )
 
 missing=()

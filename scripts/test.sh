@@ -10,6 +10,16 @@ cmake --preset ci
 cmake --build --preset ci -j "$jobs"
 ctest --preset ci -j "$jobs"
 
+# The Python package as a user installs it (README "Python", docs/python.md): `pip install .`
+# into a venv that sees Debian's packages (PEP 668 refuses system installs), reusing the ci
+# build, then the package's tests against the installed copy (its own `strata` and specs).
+if grep -q '^STRATA_WITH_PYTHON:BOOL=ON' build/ci/CMakeCache.txt; then
+  python=$(grep '^Python_EXECUTABLE:' build/ci/CMakeCache.txt | cut -d= -f2)
+  "$python" -m venv --system-site-packages build/venv
+  build/venv/bin/pip install --quiet --no-index --config-settings build-dir=build/ci .
+  (cd build && PYTHONDONTWRITEBYTECODE=1 venv/bin/python -m pytest -q -p no:cacheprovider ../tests/python)
+fi
+
 # The CUDA-only build the GPU machines use (the gpu preset: no MPI, SimGrid or Qt, no
 # -march=native; DESIGN "The GPU machine"): configured and built wherever nvcc is, so that a
 # build without those dependencies cannot break unseen. Its tests are the ci preset's.
