@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "common/error.hpp"
@@ -52,8 +53,21 @@ std::vector<std::string> mpi_launcher(int ranks, const std::optional<std::string
   return words;
 }
 
-int run_logged(const std::vector<std::string>& argv, const std::string& log) {
+int run_logged(const std::vector<std::string>& argv, const std::string& log,
+               bool without_launcher_env) {
   if (argv.empty()) throw ConfigError("run_logged: no command");
+  // The environment is copied before fork: the child of a threaded process may only call
+  // async-signal-safe functions, not setenv.
+  std::vector<char*> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view v(*e);
+    if (without_launcher_env && (v.rfind("OMPI_", 0) == 0 || v.rfind("PMIX_", 0) == 0 ||
+                                 v.rfind("PMI_", 0) == 0)) {
+      continue;
+    }
+    env.push_back(*e);
+  }
+  env.push_back(nullptr);
   const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw ConfigError("cannot write " + log + ": " + std::strerror(errno));
   // The child reports a failed exec through this pipe (closed on a successful exec).
@@ -76,7 +90,7 @@ int run_logged(const std::vector<std::string>& argv, const std::string& log) {
     ::close(report[0]);
     ::dup2(fd, STDOUT_FILENO);
     ::dup2(fd, STDERR_FILENO);
-    ::execvp(args[0], args.data());
+    ::execvpe(args[0], args.data(), env.data());
     const int err = errno;
     [[maybe_unused]] const ssize_t n = ::write(report[1], &err, sizeof err);
     ::_exit(127);

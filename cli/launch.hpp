@@ -24,8 +24,11 @@ std::vector<std::string> mpi_launcher(int ranks, const std::optional<std::string
 
 // Runs `argv` (argv[0] a path, or a name looked up on PATH) and waits for it, its stdout and
 // stderr appended to `log`. Returns its exit code (128 + the signal when killed).
-// ConfigError when it cannot be started.
-int run_logged(const std::vector<std::string>& argv, const std::string& log);
+// ConfigError when it cannot be started. `without_launcher_env`: the child does not see the
+// MPI launcher's variables (OMPI_*, PMIX_*, PMI_*), so that a child of a rank is not taken
+// for a rank itself.
+int run_logged(const std::vector<std::string>& argv, const std::string& log,
+               bool without_launcher_env = false);
 
 // A child's own message from its log: the last non-empty line, without "strata <command>: error: "
 // or "strata <command>: ".

@@ -2,14 +2,19 @@
 // code. Library code never exits; errors arrive here as exceptions.
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/farm.hpp"
+#include "cli/launch.hpp"
 #include "common/error.hpp"
 #include "common/version.hpp"
+#include "executor/comm.hpp"
+#include "executor/messenger.hpp"
 
 namespace {
 
@@ -70,17 +75,8 @@ Exit codes, the same for every command (cli/README.md):
   130, 143  interrupted by SIGINT or SIGTERM (run and simulate say what was interrupted)
 )";
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h" ||
-      (args[0] == "help" && args.size() == 1)) {
-    std::cout << kHelp;
-    return args.empty() ? strata::cli::kExitUsage : strata::cli::kExitOk;
-  }
-  const std::string command = args[0];
-  args.erase(args.begin());
+// Runs `command` and turns its exceptions into exit codes.
+int dispatch(const std::string& command, const std::vector<std::string>& args) {
   try {
     // Fault injection for the tests of the internal-error path (exit 70), which no valid or
     // invalid input should reach.
@@ -186,4 +182,39 @@ int main(int argc, char** argv) {
                  "with the command line): an exception of unknown type\n";
     return strata::cli::kExitInternal;
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" ||
+      (args[0] == "help" && args.size() == 1)) {
+    std::cout << kHelp;
+    return args.empty() ? strata::cli::kExitUsage : strata::cli::kExitOk;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+#if STRATA_HAVE_SIMGRID
+  // sweep and search under an MPI launcher (docs/distributed.md): rank 0 runs the command and
+  // hands its simulations to every rank; the others only serve them.
+  if ((command == "sweep" || command == "search") && strata::cli::under_mpi_launcher() &&
+      strata::exec::built_with_mpi() && !strata::cli::asks_for_help(args)) {
+    std::unique_ptr<strata::exec::Messenger> world;
+    try {
+      world = strata::exec::make_mpi_messenger();
+    } catch (const std::exception& e) {
+      std::cerr << "strata " << command << ": runtime failure: " << e.what() << "\n";
+      return strata::cli::kExitRuntime;
+    }
+    if (world->size() > 1) {
+      if (world->rank() != 0) return strata::cli::farm_serve(std::move(world));
+      strata::cli::farm_attach(std::move(world));
+      const int code = dispatch(command, args);
+      strata::cli::farm_detach(code);
+      return code;
+    }
+  }
+#endif
+  return dispatch(command, args);
 }

@@ -10,12 +10,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <mutex>
 #include <sstream>
-#include <thread>
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/farm.hpp"
 #include "cli/launch.hpp"
 #include "cli/progress.hpp"
 #include "cli/specs.hpp"
@@ -60,7 +59,10 @@ Options:
                        candidate that fits (an exhaustive search; slow for large spaces)
   --budget-s T         start no simulation after T seconds in all, except the first (the
                        verified ones stay; default: no limit)
-  --jobs N             simulations at a time (default: the number of cores)
+  --jobs N             simulations at a time on each rank (default: the host's cores,
+                       shared by the ranks on that host)
+  --rank-timeout S     under mpirun: a rank silent for S seconds is lost and its simulation
+                       goes to another rank (default 60)
   --efficiencies FILE  the roofline's efficiency table (estimator and simulations)
   --exact              simulate without folding (passed to strata simulate)
   --quiet              no progress on stderr
@@ -71,7 +73,12 @@ peak memory, the estimator's error against the simulation) and the estimator's S
 correlation and mean error over the verified candidates; DIR/ranking.csv (the verified
 candidates, simulated rank order), DIR/explored.csv (the 1000 best estimates), DIR/best/NN.json
 (the verified strategies, ready for strata simulate --strategy), DIR/search.json (the space,
-counts, timings, agreement) and DIR/runs/NN/ (each simulation's report.json and log).
+counts, timings, agreement), DIR/runs/NN/ (each simulation's report.json and log) and
+DIR/timing.csv (the rank, attempts and seconds of each simulation).
+
+Across machines: under `mpirun -np N` (or srun) rank 0 explores and hands the simulations to
+every rank, as strata sweep does (docs/distributed.md); the output is the same as one
+process's.
 
 A candidate whose simulation finds a rank over its device memory (exit 3) is dropped and the
 next estimate verified in its place. The same inputs give the same output (--budget-s aside).
@@ -112,11 +119,9 @@ int search_command(const std::vector<std::string>& argv) {
   const auto start = std::chrono::steady_clock::now();
   const Args args(argv,
                   spec_flags_and({"--out", "--global-batch", "--space", "--top", "--budget-s",
-                                  "--jobs", "--efficiencies"}),
+                                  "--jobs", "--rank-timeout", "--efficiencies"}),
                   {}, {"--exact", "--quiet"});
   const fs::path out = results_directory("--out", args.require("--out"));
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  const int jobs = args.get_positive_int("--jobs").value_or(static_cast<int>(cores));
   std::size_t top = 8;
   bool verify_all = false;
   if (const auto t = args.get("--top")) {
@@ -220,6 +225,9 @@ int search_command(const std::vector<std::string>& argv) {
   std::vector<Verified> dropped;   // over memory in the simulation
   std::vector<Verified> failed;
   std::size_t next = 0;
+  const FarmOptions farm = farm_options(args, "search");
+  std::vector<std::string> run_labels;      // timing.csv: the runs/NN of every job, in order
+  std::vector<FarmOutcome> run_outcomes;
   // --budget-s: no simulation starts after the budget, except the first (a search always
   // returns at least one verified strategy when one fits).
   std::atomic<bool> out_of_time{false};
@@ -238,57 +246,56 @@ int search_command(const std::vector<std::string>& argv) {
       v.candidate.strategy.name = "search-" + two_digits(v.index + 1);
       wave.push_back(std::move(v));
     }
-    std::atomic<std::size_t> take{0};
-    std::mutex lock;
-    auto work = [&] {
-      for (std::size_t n = take++; n < wave.size(); n = take++) {
-        Verified& v = wave[n];
-        if (over_budget()) {
-          out_of_time = true;
-          continue;  // not simulated: left out of every list
-        }
-        ++started;
-        const fs::path dir = staging / "runs" / two_digits(v.index + 1);
-        fs::create_directories(dir);
-        json::Json j = strategies::to_json(v.candidate.strategy);
-        j["source"] = "strata search: " + search::strategy_line(v.candidate.strategy);
-        std::ofstream(dir / "strategy.json") << j.dump(2) << "\n";
-        std::vector<std::string> child = common;
-        child.insert(child.end(), {"--strategy", (dir / "strategy.json").string(), "--json",
-                                   (dir / "report.json").string()});
-        const std::string log = (dir / "log.txt").string();
-        std::ofstream(log) << "$ " << shell_words(child) << "\n";
-        try {
-          v.exit_code = run_logged(child, log);
-        } catch (const std::exception& e) {
-          v.exit_code = kExitInternal;
-          v.error = e.what();
-        }
-        if (v.exit_code == kExitOk) {
-          try {
-            v.report = results::read_report((dir / "report.json").string());
-            v.sim_peak_bytes = v.report.max_peak_memory_bytes();
-          } catch (const std::exception& e) {
-            v.exit_code = kExitInternal;
-            v.error = e.what();
-          }
-        }
-        if (v.exit_code != kExitOk && v.error.empty()) v.error = child_message(log, "simulate");
-        std::lock_guard<std::mutex> guard(lock);
-        if (!quiet) {
-          std::cerr << "strata search: verified #" << v.index + 1 << " "
-                    << search::strategy_line(v.candidate.strategy) << ": "
-                    << (v.exit_code == kExitOk
-                            ? fixed(v.report.step_time_s, 4) + " s/step"
-                            : "exit " + std::to_string(v.exit_code) + ": " + v.error)
-                    << std::endl;
-        }
+    std::vector<FarmJob> jobs;
+    for (Verified& v : wave) {
+      const fs::path dir = staging / "runs" / two_digits(v.index + 1);
+      json::Json j = strategies::to_json(v.candidate.strategy);
+      j["source"] = "strata search: " + search::strategy_line(v.candidate.strategy);
+      std::vector<std::string> child = common;
+      child.insert(child.end(), {"--strategy", "{dir}/strategy.json", "--json",
+                                 "{dir}/report.json"});
+      jobs.push_back({child, {{"strategy.json", j.dump(2) + "\n"}}, dir.string()});
+      run_labels.push_back(two_digits(v.index + 1));
+    }
+    // --budget-s: no simulation starts after the budget, except the first.
+    const FarmMayStart may_start = [&](std::size_t n) {
+      if (over_budget()) {
+        out_of_time = true;
+        return false;  // not simulated: left out of every list
       }
+      ++started;
+      fs::create_directories(jobs[n].dir);
+      return true;
     };
-    std::vector<std::thread> workers;
-    const int count = std::min<int>(jobs, static_cast<int>(wave.size()));
-    for (int w = 0; w < count; ++w) workers.emplace_back(work);
-    for (std::thread& t : workers) t.join();
+    const std::vector<FarmOutcome> outcomes =
+        farm_run(jobs, farm, may_start, [&](std::size_t n, const FarmOutcome& o) {
+          Verified& v = wave[n];
+          if (o.exit_code == -1) return;
+          const fs::path dir = jobs[n].dir;
+          v.exit_code = o.exit_code;
+          v.error = o.lost;
+          if (v.exit_code == kExitOk) {
+            try {
+              v.report = results::read_report((dir / "report.json").string());
+              v.sim_peak_bytes = v.report.max_peak_memory_bytes();
+            } catch (const std::exception& e) {
+              v.exit_code = kExitInternal;
+              v.error = e.what();
+            }
+          }
+          if (v.exit_code != kExitOk && v.error.empty()) {
+            v.error = child_message((dir / "log.txt").string(), "simulate");
+          }
+          if (!quiet) {
+            std::cerr << "strata search: verified #" << v.index + 1 << " "
+                      << search::strategy_line(v.candidate.strategy) << ": "
+                      << (v.exit_code == kExitOk
+                              ? fixed(v.report.step_time_s, 4) + " s/step"
+                              : "exit " + std::to_string(v.exit_code) + ": " + v.error)
+                      << std::endl;
+          }
+        });
+    run_outcomes.insert(run_outcomes.end(), outcomes.begin(), outcomes.end());
     for (Verified& v : wave) {
       if (v.exit_code == -1) continue;  // not started: over --budget-s
       if (v.exit_code == kExitOk && v.sim_peak_bytes <= budget_bytes) {
@@ -430,7 +437,9 @@ int search_command(const std::vector<std::string>& argv) {
     summary["best"] = search::strategy_line(verified.front().candidate.strategy);
   write_outputs({{"--out", (staging / "ranking.csv").string(), csv.str()},
                  {"--out", (staging / "explored.csv").string(), explored.str()},
-                 {"--out", (staging / "search.json").string(), summary.dump(2) + "\n"}});
+                 {"--out", (staging / "search.json").string(), summary.dump(2) + "\n"},
+                 {"--out", (staging / "timing.csv").string(),
+                  farm_timing_csv(run_labels, run_outcomes)}});
   fs::remove_all(out);
   fs::rename(staging, out);
   std::cout << table.str();

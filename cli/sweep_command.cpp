@@ -16,6 +16,7 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/farm.hpp"
 #include "cli/launch.hpp"
 #include "cli/specs.hpp"
 #include "common/error.hpp"
@@ -44,7 +45,10 @@ Options:
   --gpus N               simulate every point on the first N GPUs (default: each point on as
                          many GPUs as its strategy's dp*tp*pp*cp)
   --nodes N              rescale a uniform cluster to N nodes
-  --jobs N               simulations at a time (default: the number of cores)
+  --jobs N               simulations at a time on each rank (default: the host's cores,
+                         shared by the ranks on that host)
+  --rank-timeout S       under mpirun: a rank silent for S seconds is lost and its point
+                         goes to another rank (default 60)
   --efficiencies F, --profile FILES, --links FILES, --exact, --ignore-memory
                          passed to every strata simulate
   --help                 show this help
@@ -52,8 +56,16 @@ Options:
 DIR gets sweep.csv (one row per point: the varied values, status ok / refused / failed, the
 child's exit code, step time, tokens/s, model and hardware TFLOP/s per GPU, MFU, the largest
 peak memory of any rank and its capacity, and for a point that was refused the error message),
-sweep.svg (tokens/s and peak memory per point), and points/NNN/report.json and
-points/NNN/log.txt (the child's output) for each point NNN (from 001, in the CSV's order).
+sweep.svg (tokens/s and peak memory per point), timing.csv (the rank, attempts and seconds of
+each point), and points/NNN/report.json and points/NNN/log.txt (the child's output) for each
+point NNN (from 001, in the CSV's order).
+
+Across machines: `mpirun -np N strata sweep ...` (or srun) spreads the points over the ranks;
+rank 0 hands each point to whichever rank has a free slot and writes every file, so DIR and its
+sweep.csv are the same as one process's. A rank that dies (with Open MPI's `mpirun
+--enable-recovery`; without it mpirun ends the job) or stops answering loses only the point it
+was running, which another rank runs again; stderr and timing.csv say so. Specs given as files
+must be readable at the same path on every host. docs/distributed.md.
 
 dp is a field of the strategy like any other, not derived from the cluster: varying tp at a
 fixed dp changes the number of GPUs a point needs (each point gets that many by default; with
@@ -272,13 +284,11 @@ int sweep_command(const std::vector<std::string>& argv) {
     return kExitOk;
   }
   const Args args(argv,
-                  spec_flags_and({"--vary", "--out", "--jobs", "--efficiencies", "--profile",
-                                  "--links"}),
+                  spec_flags_and({"--vary", "--out", "--jobs", "--rank-timeout", "--efficiencies",
+                                  "--profile", "--links"}),
                   {}, {"--exact", "--ignore-memory"});
   const std::vector<Vary> varies = parse_varies(args);
   const fs::path out = results_directory("--out", args.require("--out"));
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  const int jobs = args.get_positive_int("--jobs").value_or(static_cast<int>(cores));
   std::vector<Point> points = combinations(varies);
 
   // The base specs load here, so a missing file or a bad --set stops before any simulation;
@@ -289,8 +299,8 @@ int sweep_command(const std::vector<std::string>& argv) {
     std::vector<std::string> probe = argv;
     probe.insert(probe.end(), {"--set", v.path + "=" + v.values.front()});
     try {
-      load_inputs(Args(probe, spec_flags_and({"--vary", "--out", "--jobs", "--efficiencies",
-                                              "--profile", "--links"}),
+      load_inputs(Args(probe, spec_flags_and({"--vary", "--out", "--jobs", "--rank-timeout",
+                                              "--efficiencies", "--profile", "--links"}),
                        {}, {"--exact", "--ignore-memory"}));
     } catch (const ConfigError& e) {
       const std::string m = e.what();
@@ -313,77 +323,69 @@ int sweep_command(const std::vector<std::string>& argv) {
 
   const fs::path staging = out.string() + ".partial";
   fs::remove_all(staging);
-  for (const Point& p : points) fs::create_directories(staging / p.dir);
-
-  std::atomic<std::size_t> next{0};
-  std::size_t done = 0;
-  std::mutex lock;
-  auto work = [&] {
-    for (std::size_t n = next++; n < points.size(); n = next++) {
-      Point& p = points[n];
-      std::vector<std::string> child = common;
-      std::vector<std::string> sets;
-      for (std::size_t i = 0; i < varies.size(); ++i) {
-        sets.push_back(varies[i].path + "=" + p.values[i]);
-        child.insert(child.end(), {"--set", sets.back()});
-      }
-      // Each point's world: --gpus, else what its strategy needs (a point whose specs do not
-      // load gets none, and the child says why).
-      std::optional<std::string> gpus = args.get("--gpus");
-      if (!gpus) {
-        std::vector<std::string> mine = {"--model", *args.get("--model"), "--cluster",
-                                         *args.get("--cluster"), "--strategy",
-                                         *args.get("--strategy")};
-        for (std::size_t i = 1; i + 1 < child.size(); ++i) {
-          if (child[i] == "--set" || child[i] == "--nodes") mine.insert(mine.end(), {child[i], child[i + 1]});
-        }
-        try {
-          gpus = std::to_string(load_inputs(Args(mine, kSpecFlags, {}, {})).strategy.world_size());
-        } catch (const std::exception&) {
-        }
-      }
-      if (gpus) child.insert(child.end(), {"--gpus", *gpus});
-      const fs::path dir = staging / p.dir;
-      child.insert(child.end(), {"--json", (dir / "report.json").string()});
-      const std::string log = (dir / "log.txt").string();
-      std::ofstream(log) << "$ " << shell_words(child) << "\n";
-      try {
-        p.exit_code = run_logged(child, log);
-      } catch (const std::exception& e) {  // not started: no thread may throw past here
-        p.exit_code = kExitInternal;
-        p.error = e.what();
-      }
-      std::string line;
-      if (p.exit_code == kExitOk) {
-        try {
-          p.report = results::read_report((dir / "report.json").string());
-          char step[64];
-          std::snprintf(step, sizeof step, "%.4g s/step", p.report.step_time_s);
-          line = step;
-        } catch (const std::exception& e) {
-          p.exit_code = kExitInternal;
-          p.error = e.what();
-        }
-      }
-      if (p.exit_code != kExitOk) {
-        if (p.error.empty()) p.error = child_message(log, "simulate");
-        line = status_of(p) + " (exit " + std::to_string(p.exit_code) + "): " + p.error;
-      }
-      std::lock_guard<std::mutex> guard(lock);
-      ++done;
-      std::cerr << "point " << n + 1 << " of " << points.size() << ": " << label_of(varies, p)
-                << ": " << line << std::endl;
+  std::vector<FarmJob> jobs;
+  std::vector<std::string> labels;
+  for (const Point& p : points) {
+    fs::create_directories(staging / p.dir);
+    std::vector<std::string> child = common;
+    for (std::size_t i = 0; i < varies.size(); ++i) {
+      child.insert(child.end(), {"--set", varies[i].path + "=" + p.values[i]});
     }
-  };
-  std::vector<std::thread> workers;
-  const int count = std::min<int>(jobs, static_cast<int>(points.size()));
-  for (int w = 0; w < count; ++w) workers.emplace_back(work);
-  for (std::thread& t : workers) t.join();
+    // Each point's world: --gpus, else what its strategy needs (a point whose specs do not
+    // load gets none, and the child says why).
+    std::optional<std::string> gpus = args.get("--gpus");
+    if (!gpus) {
+      std::vector<std::string> mine = {"--model", *args.get("--model"), "--cluster",
+                                       *args.get("--cluster"), "--strategy",
+                                       *args.get("--strategy")};
+      for (std::size_t i = 1; i + 1 < child.size(); ++i) {
+        if (child[i] == "--set" || child[i] == "--nodes") {
+          mine.insert(mine.end(), {child[i], child[i + 1]});
+        }
+      }
+      try {
+        gpus = std::to_string(load_inputs(Args(mine, kSpecFlags, {}, {})).strategy.world_size());
+      } catch (const std::exception&) {
+      }
+    }
+    if (gpus) child.insert(child.end(), {"--gpus", *gpus});
+    child.insert(child.end(), {"--json", "{dir}/report.json"});
+    jobs.push_back({child, {}, (staging / p.dir).string()});
+    labels.push_back(p.dir.substr(p.dir.rfind('/') + 1));
+  }
+
+  const std::vector<FarmOutcome> outcomes = farm_run(
+      jobs, farm_options(args, "sweep"), [](std::size_t) { return true; },
+      [&](std::size_t n, const FarmOutcome& o) {
+        Point& p = points[n];
+        const fs::path dir = staging / p.dir;
+        p.exit_code = o.exit_code;
+        p.error = o.lost;
+        std::string line;
+        if (p.exit_code == kExitOk) {
+          try {
+            p.report = results::read_report((dir / "report.json").string());
+            char step[64];
+            std::snprintf(step, sizeof step, "%.4g s/step", p.report.step_time_s);
+            line = step;
+          } catch (const std::exception& e) {
+            p.exit_code = kExitInternal;
+            p.error = e.what();
+          }
+        }
+        if (p.exit_code != kExitOk) {
+          if (p.error.empty()) p.error = child_message((dir / "log.txt").string(), "simulate");
+          line = status_of(p) + " (exit " + std::to_string(p.exit_code) + "): " + p.error;
+        }
+        std::cerr << "point " << n + 1 << " of " << points.size() << ": " << label_of(varies, p)
+                  << ": " << line << std::endl;
+      });
 
   const std::string title = "strata sweep: " + base.model.name + " on " + base.cluster.name +
                             ", " + base.strategy.name;
   write_outputs({{"--out", (staging / "sweep.csv").string(), sweep_csv(varies, points)},
-                 {"--out", (staging / "sweep.svg").string(), sweep_svg(varies, points, title)}});
+                 {"--out", (staging / "sweep.svg").string(), sweep_svg(varies, points, title)},
+                 {"--out", (staging / "timing.csv").string(), farm_timing_csv(labels, outcomes)}});
   fs::remove_all(out);
   fs::rename(staging, out);
 

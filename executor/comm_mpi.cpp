@@ -9,13 +9,16 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/error.hpp"
 #include "common/host.hpp"
 #include "executor/comm.hpp"
+#include "executor/messenger.hpp"
 
 namespace strata::exec {
 namespace {
@@ -292,7 +295,81 @@ class MpiComm final : public Comm {
 
 }  // namespace
 
+// Byte messages (messenger.hpp): MPI_Isend from a buffer kept until the send completes, and
+// MPI_Iprobe + MPI_Recv of whatever arrived.
+class MpiMessenger final : public Messenger {
+ public:
+  MpiMessenger() {
+    static MpiEnvironment env;
+    STRATA_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+    STRATA_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+    MPI_Comm host = MPI_COMM_NULL;
+    STRATA_MPI_CHECK(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &host));
+    STRATA_MPI_CHECK(MPI_Comm_size(host, &on_host_));
+    MPI_Comm_free(&host);
+  }
+  // Sends still in flight are left to MPI_Finalize (or to an abort).
+  ~MpiMessenger() override = default;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int ranks_on_host() const override { return on_host_; }
+
+  void send(int peer, int tag, std::string bytes) override {
+    complete_sends();
+    sends_.push_back({std::make_unique<std::string>(std::move(bytes)), MPI_REQUEST_NULL});
+    Send& s = sends_.back();
+    STRATA_MPI_CHECK(MPI_Isend(s.bytes->data(), to_int(s.bytes->size()), MPI_BYTE, peer, tag,
+                               MPI_COMM_WORLD, &s.request));
+  }
+
+  std::optional<Message> poll() override {
+    complete_sends();
+    int arrived = 0;
+    MPI_Status status;
+    STRATA_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &arrived, &status));
+    if (!arrived) return std::nullopt;
+    int count = 0;
+    STRATA_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
+    Message m;
+    m.source = status.MPI_SOURCE;
+    m.tag = status.MPI_TAG;
+    m.bytes.resize(static_cast<std::size_t>(count));
+    STRATA_MPI_CHECK(MPI_Recv(m.bytes.data(), count, MPI_BYTE, m.source, m.tag, MPI_COMM_WORLD,
+                              MPI_STATUS_IGNORE));
+    return m;
+  }
+
+  int pending_sends() override {
+    complete_sends();
+    return static_cast<int>(sends_.size());
+  }
+
+  [[noreturn]] void abort(int code) override {
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::abort();
+  }
+
+ private:
+  struct Send {
+    std::unique_ptr<std::string> bytes;  // stays put while the list grows
+    MPI_Request request;
+  };
+  void complete_sends() {
+    for (auto it = sends_.begin(); it != sends_.end();) {
+      int done = 0;
+      STRATA_MPI_CHECK(MPI_Test(&it->request, &done, MPI_STATUS_IGNORE));
+      it = done ? sends_.erase(it) : it + 1;
+    }
+  }
+
+  int rank_ = 0, size_ = 1, on_host_ = 1;
+  std::vector<Send> sends_;
+};
+
 bool built_with_mpi() { return true; }
 std::unique_ptr<Comm> make_mpi_comm() { return std::make_unique<MpiComm>(); }
+std::unique_ptr<Messenger> make_mpi_messenger() { return std::make_unique<MpiMessenger>(); }
 
 }  // namespace strata::exec

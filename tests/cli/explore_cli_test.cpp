@@ -19,6 +19,7 @@ namespace json = strata::json;
 
 namespace {
 
+using strata::testing::read_csv;
 using strata::testing::Result;
 
 class Explore : public strata::testing::StrataTest {};
@@ -168,30 +169,6 @@ TEST_F(Explore, APlanLargerThanHostMemoryIsRefusedWithTheEstimate) {
 
 // ---------------------------------------------------------------------------------------------
 // strata sweep
-
-std::vector<std::vector<std::string>> read_csv(const std::string& text) {
-  std::vector<std::vector<std::string>> rows;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    std::vector<std::string> row(1);
-    bool quoted = false;
-    for (std::size_t i = 0; i < line.size(); ++i) {
-      const char c = line[i];
-      if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        row.back() += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = !quoted;
-      } else if (c == ',' && !quoted) {
-        row.emplace_back();
-      } else {
-        row.back() += c;
-      }
-    }
-    rows.push_back(row);
-  }
-  return rows;
-}
 
 TEST_F(Explore, SweepRowsMatchSingleSimulationsAndRecordRefusedPoints) {
   const std::string out = path("sweep");

@@ -13,29 +13,6 @@ const char* const kSmallSpace =
     R"({"tp": [1, 2, 4], "pp": [1, 2], "micro_batch_size": [1, 2], "schedule": ["gpipe", "1f1b"],
         "zero_stage": [0, 1, 3], "grad_bucket_MiB": [25]})";
 
-std::vector<std::vector<std::string>> read_csv(const std::string& text) {
-  std::vector<std::vector<std::string>> rows;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    std::vector<std::string> row;
-    std::string cell;
-    bool quoted = false;
-    for (char c : line) {
-      if (c == '"') {
-        quoted = !quoted;
-      } else if (c == ',' && !quoted) {
-        row.push_back(cell);
-        cell.clear();
-      } else {
-        cell += c;
-      }
-    }
-    row.push_back(cell);
-    rows.push_back(row);
-  }
-  return rows;
-}
-
 int column(const std::vector<std::string>& header, const std::string& name) {
   for (std::size_t i = 0; i < header.size(); ++i) {
     if (header[i] == name) return static_cast<int>(i);

@@ -1,0 +1,128 @@
+// `strata sweep` and `strata search` under mpirun (cli/farm.hpp, docs/distributed.md): the same
+// files as one process, point for point, whichever rank ran a point; and a rank that stops
+// answering or dies loses only the point it was running, which another rank runs again.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/cli/strata_test.hpp"
+
+namespace strata::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Eight points (two refused: 3 does not divide the heads), each a child simulation.
+const char* kSweep =
+    "sweep --model gpt-tiny --cluster local-cpu --strategy tiny-dp2 "
+    "--vary strategy.tp=1,2,3,4 --vary strategy.micro_batch_size=1,2";
+
+class DistributedTest : public StrataTest {
+ protected:
+  // `env mpirun -np N [launcher flags] strata args`, bounded by a timeout.
+  Result mpirun(int np, const std::string& args, const std::string& env = "",
+                const std::string& launcher_flags = "") const {
+    const fs::path out = dir_ / "mpi-stdout", err = dir_ / "mpi-stderr";
+    const std::string cmd = env + " timeout 300 " + std::string(STRATA_MPIEXEC) +
+                            (::geteuid() == 0 ? " --allow-run-as-root" : "") +
+                            " --oversubscribe " + launcher_flags + " -np " + std::to_string(np) +
+                            " " + std::string(STRATA_EXE) + " " + args + " >" + out.string() +
+                            " 2>" + err.string() + " </dev/null";
+    const int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read(out), read(err)};
+  }
+  // timing.csv's rows (job, rank, attempts, seconds, lost), header dropped.
+  std::vector<std::vector<std::string>> timing(const std::string& dir) const {
+    std::vector<std::vector<std::string>> rows = read_csv(read(dir + "/timing.csv"));
+    EXPECT_EQ(rows.at(0), (std::vector<std::string>{"job", "rank", "attempts", "seconds", "lost"}));
+    rows.erase(rows.begin());
+    return rows;
+  }
+};
+
+TEST_F(DistributedTest, ASweepOverTwoRanksWritesWhatOneProcessWrites) {
+  const Result one = run(std::string(kSweep) + " --out " + path("one"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const Result two = mpirun(2, std::string(kSweep) + " --jobs 1 --out " + path("two"));
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_EQ(read(path("two/sweep.csv")), read(path("one/sweep.csv")));
+  EXPECT_NE(read(path("one/sweep.csv")).find(",refused,1,"), std::string::npos);
+  EXPECT_NE(two.out.find("8 points, 6 simulated, 2 refused"), std::string::npos) << two.out;
+  // Every point ran once, on rank 0 or 1, and each point's report is in its folder.
+  const auto rows = timing(path("two"));
+  ASSERT_EQ(rows.size(), 8u);
+  std::set<std::string> ranks;
+  for (const auto& row : rows) {
+    ASSERT_EQ(row.size(), 5u);
+    ranks.insert(row[1]);
+    EXPECT_EQ(row[2], "1");
+    EXPECT_GT(std::stod(row[3]), 0);
+    EXPECT_TRUE(fs::exists(path("two/points/" + row[0] + "/log.txt")));
+  }
+  EXPECT_TRUE(ranks.count("0") + ranks.count("1") == ranks.size());
+  EXPECT_TRUE(fs::exists(path("two/points/001/report.json")));
+}
+
+TEST_F(DistributedTest, ASearchOverTwoRanksRanksAsOneProcessDoes) {
+  const std::string search =
+      "search --model gpt3-6.7b --cluster dgx-a100-128n --gpus 8 --global-batch 32 --top 4 "
+      "--quiet --out ";
+  const Result one = run(search + path("one"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const Result two = mpirun(2, search + path("two") + " --jobs 1");
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_EQ(read(path("two/ranking.csv")), read(path("one/ranking.csv")));
+  for (const char* best : {"best/01.json", "best/04.json"}) {
+    EXPECT_EQ(read(path(std::string("two/") + best)), read(path(std::string("one/") + best)));
+  }
+  EXPECT_EQ(timing(path("two")).size(), 4u);
+}
+
+// Rank 1 stops itself (SIGSTOP) when its first point arrives: after --rank-timeout rank 0
+// declares it lost, runs the point itself, writes everything and ends the world.
+TEST_F(DistributedTest, AStoppedRankLosesOnlyItsPoint) {
+  const Result one = run(std::string(kSweep) + " --out " + path("one"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const Result two =
+      mpirun(2, std::string(kSweep) + " --jobs 1 --rank-timeout 2 --out " + path("two"),
+             "STRATA_TEST_FARM_HANG_RANK=1", "-x STRATA_TEST_FARM_HANG_RANK");
+  EXPECT_NE(two.err.find("rank 1 was lost (no message for 2 s: it died or hangs)"),
+            std::string::npos)
+      << two.err;
+  EXPECT_EQ(read(path("two/sweep.csv")), read(path("one/sweep.csv")));
+  const auto rows = timing(path("two"));
+  ASSERT_EQ(rows.size(), 8u);
+  int retried = 0;
+  for (const auto& row : rows) {
+    EXPECT_EQ(row[1], "0");  // rank 1 finished nothing
+    retried += row[2] == "2" ? 1 : 0;
+  }
+  EXPECT_EQ(retried, 1);
+}
+
+// Rank 2 of three dies (SIGKILL) at its first point; with Open MPI's --enable-recovery the job
+// goes on, and the point runs again on another rank.
+TEST_F(DistributedTest, ADeadRankLosesOnlyItsPoint) {
+  const Result one = run(std::string(kSweep) + " --out " + path("one"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const Result three =
+      mpirun(3, std::string(kSweep) + " --jobs 1 --rank-timeout 3 --out " + path("three"),
+             "STRATA_TEST_FARM_KILL_RANK=2", "-x STRATA_TEST_FARM_KILL_RANK --enable-recovery");
+  EXPECT_NE(three.err.find("rank 2 was lost"), std::string::npos) << three.err;
+  EXPECT_EQ(read(path("three/sweep.csv")), read(path("one/sweep.csv")));
+  const auto rows = timing(path("three"));
+  ASSERT_EQ(rows.size(), 8u);
+  int retried = 0;
+  for (const auto& row : rows) {
+    EXPECT_NE(row[1], "2");
+    retried += row[2] == "2" ? 1 : 0;
+  }
+  EXPECT_EQ(retried, 1);
+}
+
+}  // namespace
+}  // namespace strata::testing
