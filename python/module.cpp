@@ -33,12 +33,19 @@ SpecSource source(const PySpec& spec) {
   return s;
 }
 
+strata::cli::SpecRequest request_of(const PySpec& model, const PySpec& cluster,
+                                    const PySpec& strategy,
+                                    const std::vector<std::string>& overrides,
+                                    std::optional<int> gpus, std::optional<int> nodes) {
+  return {source(model), source(cluster), source(strategy), overrides, gpus, nodes};
+}
+
+// As plan and simulate load them: a recommendation model too (with a ps strategy).
 strata::cli::Inputs load(const PySpec& model, const PySpec& cluster, const PySpec& strategy,
                          const std::vector<std::string>& overrides, std::optional<int> gpus,
                          std::optional<int> nodes) {
-  const strata::cli::SpecRequest request{
-      source(model), source(cluster), source(strategy), overrides, gpus, nodes};
-  return strata::cli::load_inputs(request, true);
+  return strata::cli::load_inputs(request_of(model, cluster, strategy, overrides, gpus, nodes),
+                                  true);
 }
 
 // The summary `strata plan --json` prints for the same inputs, as JSON text: the Plan's, or a
@@ -62,7 +69,8 @@ std::string plan_json(const PySpec& model, const PySpec& cluster, const PySpec& 
   const strata::cli::Inputs in = load(model, cluster, strategy, overrides, gpus, nodes);
   if (in.strategy.ps) {
     throw strata::UsageError("programs=True returns a Plan; parameter-server strategy '" +
-                             in.strategy.name + "' has none (plan() without programs gives "
+                             in.strategy.name +
+                             "' has none (plan() without programs gives "
                              "its servers)");
   }
   return strata::strategies::plan_to_json(strata::cli::lower_inputs(in, in.world_size)).dump();
@@ -73,9 +81,8 @@ std::string plan_json(const PySpec& model, const PySpec& cluster, const PySpec& 
 int strategy_world(const PySpec& model, const PySpec& cluster, const PySpec& strategy,
                    const std::vector<std::string>& overrides, std::optional<int> gpus,
                    std::optional<int> nodes) {
-  const strata::cli::SpecRequest request{
-      source(model), source(cluster), source(strategy), overrides, gpus, nodes};
-  return strata::cli::load_inputs(request).strategy.world_size();
+  return strata::cli::load_inputs(request_of(model, cluster, strategy, overrides, gpus, nodes))
+      .strategy.world_size();
 }
 
 // What `strata sweep` checks before any point (cli/sweep_command.cpp): the base specs load, the
@@ -84,8 +91,8 @@ int strategy_world(const PySpec& model, const PySpec& cluster, const PySpec& str
 void check_sweep(const PySpec& model, const PySpec& cluster, const PySpec& strategy,
                  const std::vector<std::string>& overrides, std::optional<int> gpus,
                  std::optional<int> nodes, const std::vector<std::string>& probes) {
-  strata::cli::SpecRequest request{
-      source(model), source(cluster), source(strategy), overrides, gpus, nodes};
+  const strata::cli::SpecRequest request =
+      request_of(model, cluster, strategy, overrides, gpus, nodes);
   strata::cli::refuse_ps(strata::cli::load_inputs(request).strategy, "sweep");
   for (const std::string& probe : probes) {
     strata::cli::SpecRequest one = request;

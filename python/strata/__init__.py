@@ -9,8 +9,10 @@ Specs are dicts (a spec's JSON), JSON file paths or the names of bundled specs (
 plan() lowers in this process through the extension _strata (the C++ libraries); simulate()
 runs `strata simulate` in a child process (SimGrid runs one engine per process), so it may be
 called many times and from many threads at once. Both return the JSON the command line
-prints with --json, as dicts. Errors raise strata.ConfigError (with field, value and rule),
-UsageError, DoesNotFitError or RuntimeFailure (strata.errors).
+prints with --json, as dicts. sweep() and search() (tables.py) return the CSVs of
+`strata sweep` and `strata search` as DataFrames; a sweep may run its points on an executor.
+Errors raise strata.ConfigError (with field, value and rule), UsageError, DoesNotFitError or
+RuntimeFailure (strata.errors).
 """
 
 import json
@@ -24,8 +26,8 @@ from pathlib import Path
 
 from .errors import ConfigError, DoesNotFitError, RuntimeFailure, UsageError
 
-__all__ = ["plan", "simulate", "sweep", "search", "Table", "bundled", "version", "executable", "ConfigError", "UsageError",
-           "DoesNotFitError", "RuntimeFailure"]
+__all__ = ["plan", "simulate", "sweep", "search", "Table", "bundled", "version", "executable",
+           "ConfigError", "UsageError", "DoesNotFitError", "RuntimeFailure"]
 
 _HERE = Path(__file__).resolve().parent
 
