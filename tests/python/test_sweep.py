@@ -3,6 +3,7 @@
 # by the default path (the command in a child) and by executors (threads, processes, Dask),
 # a refused point included; a DataFrame with pandas, a Table of dicts without; usage errors.
 import csv
+import json
 import math
 import stat
 import sys
@@ -93,7 +94,7 @@ def test_without_pandas_a_table_of_dicts(cli_csv, monkeypatch):
 def test_dask_distributed_gives_the_cli_csv(cli_csv):
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed "
                                       "(Debian: python3-distributed)")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         by_client = strata.sweep(*TINY, VARY, executor=client)
@@ -170,3 +171,12 @@ def test_bad_arguments_raise_usage_error(kwargs, field, value):
         assert e.value.value == value
     else:
         assert "10100 points, more than 10000" in e.value.rule
+
+
+def test_out_keeps_the_command_folder(cli_csv, tmp_path):
+    out = tmp_path / "kept"
+    table = strata.sweep(*TINY, VARY, jobs=2, out=out)
+    assert_equals_csv(table, cli_csv)
+    assert sorted(p.name for p in out.iterdir()) == ["points", "sweep.csv", "sweep.svg"]
+    report = json.loads((out / "points" / "004" / "report.json").read_text())
+    assert report["step_time_s"] == records(table)[3]["step_time_s"]
