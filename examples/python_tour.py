@@ -2,12 +2,19 @@
 """A tour of Strata from Python (docs/python.md): one model, three strategies, their
 throughput and memory. GPT-2 124M read from its Hugging Face config.json, on one DGX A100 node
 (8 GPUs), as data, tensor and pipeline parallelism; each strategy is first planned (in this
-process) and then simulated (in a child process, all three at once).
+process) and then simulated (in a child process, all three at once). Last, a prediction set
+against a measurement: gpt-tiny on one CPU rank, simulated on this machine's spec (local-cpu)
+and trained for a few steps by the CPU executor (`strata run`, one rank needs no mpirun).
 
 Usage: python3 examples/python_tour.py [--plot FILE.svg]   (the plot needs matplotlib)
 """
 import argparse
+import json
+import statistics
+import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import strata
 
@@ -22,6 +29,20 @@ def strategy(name, dp, tp=1, pp=1):
 
 
 STRATEGIES = [strategy("dp8", 8), strategy("tp2-dp4", 4, tp=2), strategy("pp2-dp4", 4, pp=2)]
+
+
+def predicted_vs_measured(steps):
+    """(predicted, measured) seconds per step of gpt-tiny on one CPU rank (tiny-1rank): the
+    simulation of local-cpu, and the median step of `strata run` after the first (warm-up)."""
+    predicted = strata.simulate("gpt-tiny", "local-cpu", "tiny-1rank", gpus=1)["step_time_s"]
+    with tempfile.TemporaryDirectory() as tmp:
+        run_json = Path(tmp) / "run.json"
+        subprocess.run([strata.executable(), "run", "--model", "gpt-tiny", "--strategy",
+                        "tiny-1rank", "--steps", str(steps), "--json", str(run_json)],
+                       check=True, capture_output=True)
+        measured = statistics.median(s["seconds"] for s in json.loads(run_json.read_text())
+                                     ["steps"][1:])
+    return predicted, measured
 
 
 def main():
@@ -46,6 +67,12 @@ def main():
         rows.append((s["name"], r["tokens_per_s"], peak_gib))
         print(f"{s['name']:8} {r['step_time_s'] * 1e3:10.2f} {r['tokens_per_s']:12,.0f} "
               f"{r['mfu']:6.1%} {peak_gib:9.2f}")
+
+    steps = 10
+    predicted, measured = predicted_vs_measured(steps)
+    print(f"\ngpt-tiny on 1 CPU rank: predicted {predicted * 1e3:.2f} ms/step, measured "
+          f"{measured * 1e3:.2f} ms/step (strata run, median of steps 2-{steps}), "
+          f"measured/predicted {measured / predicted:.2f}")
 
     if args.plot:
         try:

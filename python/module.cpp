@@ -1,6 +1,7 @@
 // _strata: the C++ side of the Python package `strata` (python/strata/, docs/python.md): specs
 // given as paths, bundled names or JSON text are loaded by cli/specs.hpp exactly as the command
-// line loads them and lowered to the Plan summary `strata plan --json` prints. No SimGrid here:
+// line loads them and lowered to the Plan summary `strata plan --json` prints (or the whole
+// plan.json of `strata plan --out`), and a sweep's inputs checked. No SimGrid here:
 // simulations run in a child `strata simulate` (python/strata/__init__.py). Strata's errors
 // raise strata.errors' classes, which parse the field, value and rule from the message.
 #include <pybind11/pybind11.h>
@@ -32,12 +33,19 @@ SpecSource source(const PySpec& spec) {
   return s;
 }
 
+strata::cli::SpecRequest request_of(const PySpec& model, const PySpec& cluster,
+                                    const PySpec& strategy,
+                                    const std::vector<std::string>& overrides,
+                                    std::optional<int> gpus, std::optional<int> nodes) {
+  return {source(model), source(cluster), source(strategy), overrides, gpus, nodes};
+}
+
+// As plan and simulate load them: a recommendation model too (with a ps strategy).
 strata::cli::Inputs load(const PySpec& model, const PySpec& cluster, const PySpec& strategy,
                          const std::vector<std::string>& overrides, std::optional<int> gpus,
                          std::optional<int> nodes) {
-  const strata::cli::SpecRequest request{
-      source(model), source(cluster), source(strategy), overrides, gpus, nodes};
-  return strata::cli::load_inputs(request, true);
+  return strata::cli::load_inputs(request_of(model, cluster, strategy, overrides, gpus, nodes),
+                                  true);
 }
 
 // The summary `strata plan --json` prints for the same inputs, as JSON text: the Plan's, or a
@@ -50,6 +58,54 @@ std::string plan_summary(const PySpec& model, const PySpec& cluster, const PySpe
     return strata::cli::ps_plan_summary(in, strata::cli::ps_traffic_of(in)).dump(2);
   }
   return strata::strategies::plan_summary(strata::cli::lower_inputs(in, in.world_size)).dump(2);
+}
+
+// The full plan.json `strata plan --out` writes for the same inputs, as JSON text (written even
+// when a rank is over its memory: plan() returns what does not fit too, with the summary's
+// memory "fits" false). A parameter-server strategy has no Plan: UsageError, as for --out.
+std::string plan_json(const PySpec& model, const PySpec& cluster, const PySpec& strategy,
+                      const std::vector<std::string>& overrides, std::optional<int> gpus,
+                      std::optional<int> nodes) {
+  const strata::cli::Inputs in = load(model, cluster, strategy, overrides, gpus, nodes);
+  if (in.strategy.ps) {
+    throw strata::UsageError("programs=True returns a Plan; parameter-server strategy '" +
+                             in.strategy.name +
+                             "' has none (plan() without programs gives "
+                             "its servers)");
+  }
+  return strata::strategies::plan_to_json(strata::cli::lower_inputs(in, in.world_size)).dump();
+}
+
+// The GPUs a strategy fills, dp*tp*pp*cp, after the overrides: `strata sweep`'s world of a point
+// without --gpus (cli/sweep_command.cpp loads it the same way: no recommendation model).
+int strategy_world(const PySpec& model, const PySpec& cluster, const PySpec& strategy,
+                   const std::vector<std::string>& overrides, std::optional<int> gpus,
+                   std::optional<int> nodes) {
+  return strata::cli::load_inputs(request_of(model, cluster, strategy, overrides, gpus, nodes))
+      .strategy.world_size();
+}
+
+// What `strata sweep` checks before any point (cli/sweep_command.cpp): the base specs load, the
+// strategy is not a parameter server, and each varied path, set to its first value, names a
+// field the specs have ("--vary PATH: ..." otherwise). `probes`: "PATH=FIRST" per varied path.
+void check_sweep(const PySpec& model, const PySpec& cluster, const PySpec& strategy,
+                 const std::vector<std::string>& overrides, std::optional<int> gpus,
+                 std::optional<int> nodes, const std::vector<std::string>& probes) {
+  const strata::cli::SpecRequest request =
+      request_of(model, cluster, strategy, overrides, gpus, nodes);
+  strata::cli::refuse_ps(strata::cli::load_inputs(request).strategy, "sweep");
+  for (const std::string& probe : probes) {
+    strata::cli::SpecRequest one = request;
+    one.overrides.push_back(probe);
+    try {
+      strata::cli::load_inputs(one);
+    } catch (const strata::ConfigError& e) {
+      const std::string m = e.what();
+      if (m.find("unknown key") != std::string::npos || m.rfind("--set ", 0) == 0) {
+        throw strata::ConfigError("--vary " + probe.substr(0, probe.find('=')) + ": " + m);
+      }
+    }
+  }
 }
 
 // Loads the specs and checks the world size (but for a parameter-server strategy, whose world
@@ -81,6 +137,11 @@ PYBIND11_MODULE(_strata, m) {
   };
   specs(m, "plan_summary", &plan_summary, "The Plan summary of `strata plan --json`, as JSON");
   specs(m, "check_specs", &check_specs, "Loads the specs; raises what `strata simulate` would");
+  specs(m, "plan_json", &plan_json, "The full plan.json of `strata plan --out`, as JSON");
+  specs(m, "strategy_world", &strategy_world, "dp*tp*pp*cp of the strategy after the overrides");
+  m.def("check_sweep", &check_sweep, py::arg("model"), py::arg("cluster"), py::arg("strategy"),
+        py::arg("overrides"), py::arg("gpus"), py::arg("nodes"), py::arg("probes"),
+        py::call_guard<py::gil_scoped_release>(), "Raises what `strata sweep` checks first");
   m.def("config_dir", &strata::cli::config_dir, "The folder of the bundled specs");
   m.def("version", &strata::version, "Strata's version (git describe)");
   // Most derived first: UsageError and DoesNotFitError are ConfigErrors.

@@ -13,6 +13,7 @@ PACKAGES=(
   python3 python3-matplotlib
   python3-numpy python3-torch
   pybind11-dev python3-dev python3-pytest python3-venv
+  python3-pandas python3-distributed
 )
 
 missing=()

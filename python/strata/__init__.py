@@ -9,8 +9,10 @@ Specs are dicts (a spec's JSON), JSON file paths or the names of bundled specs (
 plan() lowers in this process through the extension _strata (the C++ libraries); simulate()
 runs `strata simulate` in a child process (SimGrid runs one engine per process), so it may be
 called many times and from many threads at once. Both return the JSON the command line
-prints with --json, as dicts. Errors raise strata.ConfigError (with field, value and rule),
-UsageError, DoesNotFitError or RuntimeFailure (strata.errors).
+prints with --json, as dicts. sweep() and search() (tables.py) return the CSVs of
+`strata sweep` and `strata search` as DataFrames; a sweep may run its points on an executor.
+Errors raise strata.ConfigError (with field, value and rule), UsageError, DoesNotFitError or
+RuntimeFailure (strata.errors).
 """
 
 import json
@@ -24,8 +26,8 @@ from pathlib import Path
 
 from .errors import ConfigError, DoesNotFitError, RuntimeFailure, UsageError
 
-__all__ = ["plan", "simulate", "bundled", "version", "executable", "ConfigError", "UsageError",
-           "DoesNotFitError", "RuntimeFailure"]
+__all__ = ["plan", "simulate", "sweep", "search", "Table", "bundled", "version", "executable",
+           "ConfigError", "UsageError", "DoesNotFitError", "RuntimeFailure"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -129,38 +131,90 @@ def _count(name, value):
     return value
 
 
-def _inputs(model, cluster, strategy, overrides, gpus, nodes):
-    return (_spec("model", model), _spec("cluster", cluster), _spec("strategy", strategy),
+def _inputs(model, cluster, strategy, overrides, gpus, nodes, strategy_optional=False):
+    """The specs as _spec's pairs (a strategy None stays None where it is optional), the
+    overrides as --set texts, gpus and nodes checked."""
+    strategy = None if strategy is None and strategy_optional else _spec("strategy", strategy)
+    return (_spec("model", model), _spec("cluster", cluster), strategy,
             _overrides(overrides), _count("gpus", gpus), _count("nodes", nodes))
 
 
-def plan(model, cluster, strategy, overrides=None, *, gpus=None, nodes=None):
+def plan(model, cluster, strategy, overrides=None, *, gpus=None, nodes=None, programs=False):
     """The Plan summary of `strata plan --json` for the same inputs, as a dict: world, groups,
     tasks, FLOPs per step, bytes per collective, memory per stage (docs/plan.md). A strategy
     that does not fit returns its summary too, with memory["fits"] False.
 
     overrides: {"strategy.tp": 4, ...} or ["strategy.tp=4", ...] (`--set`, docs/specs.md);
-    gpus: the world size (the first gpus GPUs of the cluster); nodes: rescale the cluster."""
-    return json.loads(_strata.plan_summary(*_inputs(model, cluster, strategy, overrides, gpus,
-                                                    nodes)))
+    gpus: the world size (the first gpus GPUs of the cluster); nodes: rescale the cluster.
+    programs=True: the whole plan.json `strata plan --out` writes instead (its "programs": each
+    stage's tasks, ops, buffers (the tensors) and parameters, column-wise with the top-level
+    "*_columns" naming the fields; the summary is its "summary"), lowered in this process too."""
+    if not isinstance(programs, bool):
+        raise UsageError(f"programs = {_show(programs)}: must be True or False")
+    inputs = _inputs(model, cluster, strategy, overrides, gpus, nodes)
+    return json.loads(_strata.plan_json(*inputs) if programs else _strata.plan_summary(*inputs))
 
 
 _EXIT_ERRORS = {1: ConfigError, 2: UsageError, 3: DoesNotFitError, 4: RuntimeFailure}
 
 
-def _child_error(done, files):
-    """The exception for a failed `strata simulate`: its exit code's class, with the message it
-    printed (temporary spec files named as the dicts they came from)."""
-    found = re.search(r"^strata simulate: (?:error|usage error|runtime failure): (.*)",
-                      done.stderr, re.M | re.S)
-    message = found.group(1).strip() if found else done.stderr.strip()
+def _relabel(message, files):
+    """A child's message with the temporary spec files named as the dicts they came from."""
     for path, label in files.items():
         message = message.replace(path, label)
+    return message
+
+
+def _child_error(done, files, command="simulate"):
+    """The exception for a failed `strata COMMAND`: its exit code's class, with the message it
+    printed (temporary spec files named as the dicts they came from)."""
+    found = re.search(rf"^strata {command}: (?:error|usage error|runtime failure): (.*)",
+                      done.stderr, re.M | re.S)
+    message = _relabel(found.group(1).strip() if found else done.stderr.strip(), files)
     if done.returncode < 0:
-        return RuntimeFailure(f"strata simulate was killed by signal {-done.returncode}: "
+        return RuntimeFailure(f"strata {command} was killed by signal {-done.returncode}: "
                               f"{message}")
     cls = _EXIT_ERRORS.get(done.returncode, RuntimeFailure)
-    return cls(message or f"strata simulate exited {done.returncode}")
+    return cls(message or f"strata {command} exited {done.returncode}")
+
+
+def _child_argv(command, inputs, tmp):
+    """(argv, files) of `strata COMMAND` with the spec flags of `inputs` (_inputs'; a strategy
+    None is left out): dict specs written into the folder `tmp`, `files` maps each such file
+    to its label for the messages."""
+    argv = [executable(), command]
+    files = {}
+    for kind, spec in zip(_KINDS, inputs[:3]):
+        if spec is None:
+            continue
+        arg, text = spec
+        if text is not None:
+            arg = os.path.join(tmp, f"{kind}.json")
+            Path(arg).write_text(text)
+            files[arg] = f"({kind} given as a dict)"
+        argv += [f"--{kind}", arg]
+    for text in inputs[3]:
+        argv += ["--set", text]
+    for flag, value in (("--gpus", inputs[4]), ("--nodes", inputs[5])):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv, files
+
+
+def _run(argv, timeout=None):
+    """The finished child process of argv (its output captured)."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise RuntimeFailure(f"strata {argv[1]} ran past the timeout of {timeout} s and was "
+                             "stopped") from None
+
+
+def _simulate_flags(exact, ignore_memory, efficiencies):
+    """The flags of `strata simulate` that sweep() passes to every point too."""
+    flags = ["--efficiencies", os.fspath(efficiencies)] if efficiencies is not None else []
+    return flags + ["--exact"] * bool(exact) + ["--ignore-memory"] * bool(ignore_memory)
 
 
 def simulate(model, cluster, strategy, overrides=None, *, gpus=None, nodes=None, trace=None,
@@ -176,35 +230,19 @@ def simulate(model, cluster, strategy, overrides=None, *, gpus=None, nodes=None,
     roofline's table (a path); timeout: seconds before the child is stopped (RuntimeFailure)."""
     inputs = _inputs(model, cluster, strategy, overrides, gpus, nodes)
     _strata.check_specs(*inputs)
-    argv = [executable(), "simulate", "--quiet", "--json", "-"]
     with tempfile.TemporaryDirectory(prefix="strata-simulate-") as tmp:
-        files = {}
-        for kind, (arg, text) in zip(_KINDS, inputs[:3]):
-            if text is not None:
-                arg = os.path.join(tmp, f"{kind}.json")
-                Path(arg).write_text(text)
-                files[arg] = f"({kind} given as a dict)"
-            argv += [f"--{kind}", arg]
-        for text in inputs[3]:
-            argv += ["--set", text]
-        for flag, value in (("--gpus", inputs[4]), ("--nodes", inputs[5])):
-            if value is not None:
-                argv += [flag, str(value)]
+        argv, files = _child_argv("simulate", inputs, tmp)
+        argv[2:2] = ["--quiet", "--json", "-"]
         if trace is not None:
             argv += ["--trace", os.fspath(trace)]
         if trace_ranks is not None:
             ranks = trace_ranks if isinstance(trace_ranks, str) else \
                 ",".join(str(r) for r in trace_ranks)
             argv += ["--trace-ranks", ranks]
-        if efficiencies is not None:
-            argv += ["--efficiencies", os.fspath(efficiencies)]
-        argv += ["--exact"] * bool(exact) + ["--ignore-memory"] * bool(ignore_memory)
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                  check=False)
-        except subprocess.TimeoutExpired:
-            raise RuntimeFailure(f"strata simulate ran past the timeout of {timeout} s and was "
-                                 "stopped") from None
+        done = _run(argv + _simulate_flags(exact, ignore_memory, efficiencies), timeout)
     if done.returncode != 0:
         raise _child_error(done, files)
     return json.loads(done.stdout)
+
+
+from .tables import Table, search, sweep  # noqa: E402  (uses the helpers above)

@@ -17,8 +17,9 @@ import re
 
 __all__ = ["ConfigError", "UsageError", "DoesNotFitError", "RuntimeFailure", "parse_message"]
 
-# A field: spec keys joined by dots (strategy.layer_overrides.0.tp), or a flag (--model).
-_FIELD = re.compile(r"(?:^|: )((?:--)?[A-Za-z_][\w-]*(?:\.[\w-]+)*) = ")
+# A field: spec keys joined by dots (strategy.layer_overrides.0.tp), list indices in brackets
+# (space.schedule[0]), or a flag (--model).
+_FIELD = re.compile(r"(?:^|: )((?:--)?[A-Za-z_][\w-]*(?:\.[\w-]+|\[\d+\])*) = ")
 # A field of a spec without a value: "model.bogus: unknown key".
 _SPEC_FIELD = re.compile(r"(?:^|: )((?:model|cluster|strategy)(?:\.[\w-]+)+): ")
 

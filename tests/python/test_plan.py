@@ -1,5 +1,7 @@
 # strata.plan, bundled, version: the dicts equal `strata plan --json -` for the same inputs,
 # given as bundled names, files or dicts, with overrides, --gpus and --nodes.
+import json
+
 import pytest
 
 import strata
@@ -89,3 +91,46 @@ def test_bundled_lists_the_configs_folder():
 
 def test_version_is_the_cli_version(cli):
     assert cli("version").stdout.strip() == f"strata {strata.version()}"
+
+
+def buffer(plan, stage, name):
+    """The buffer (a tensor) `name` of a stage's program as a dict of plan.json's columns."""
+    program = plan["programs"][stage]
+    for row in program["buffers"]:
+        if row[0] == name:
+            return dict(zip(plan["buffer_columns"], row))
+    raise KeyError(name)
+
+
+def test_programs_equal_the_cli_plan_json(cli, tmp_path):
+    full = strata.plan("gpt-tiny", "local-cpu", "tiny-pp2-1f1b", gpus=2, programs=True)
+    cli("plan", "--model", "gpt-tiny", "--cluster", "local-cpu", "--strategy", "tiny-pp2-1f1b",
+        "--gpus", "2", "--quiet", "--out", tmp_path / "plan.json")
+    assert full == json.loads((tmp_path / "plan.json").read_text())
+    assert full["kind"] == "strata.plan"
+    assert full["summary"] == strata.plan("gpt-tiny", "local-cpu", "tiny-pp2-1f1b", gpus=2)
+    # Two stages, one program each: the final norm (hidden_size 64) lives on the last one.
+    assert [p["stage"] for p in full["programs"]] == [0, 1]
+    norm = buffer(full, 1, "final_norm.weight")
+    assert (norm["shape"], norm["dtype"], norm["role"]) == ([64], "fp32", "param")
+    assert "final_norm.weight" not in [row[0] for row in full["programs"][0]["buffers"]]
+
+
+def test_programs_of_a_strategy_that_does_not_fit(cli, tmp_path):
+    # The command writes plan.json of a strategy that does not fit only with --ignore-memory.
+    small = {"cluster.gpu.memory_bytes": 1000000}
+    full = strata.plan(*TINY, small, gpus=2, programs=True)
+    assert full["summary"]["memory"]["fits"] is False
+    cli("plan", "--model", "gpt-tiny", "--cluster", "local-cpu", "--strategy", "tiny-dp2",
+        "--set", "cluster.gpu.memory_bytes=1000000", "--gpus", "2", "--ignore-memory",
+        "--quiet", "--out", tmp_path / "plan.json")
+    assert full == json.loads((tmp_path / "plan.json").read_text())
+
+
+def test_programs_of_a_parameter_server_strategy_is_a_usage_error():
+    with pytest.raises(strata.UsageError) as e:
+        strata.plan("ctr-tiny", "local-cpu", "ctr-tiny-ps2", gpus=2, programs=True)
+    assert "parameter-server strategy 'ctr-tiny-ps2' has none" in str(e.value)
+    with pytest.raises(strata.UsageError) as e:
+        strata.plan(*TINY, gpus=2, programs="yes")
+    assert (e.value.field, e.value.value) == ("programs", "yes")
