@@ -211,14 +211,44 @@ def _run(argv, timeout=None):
                              "stopped") from None
 
 
-def _simulate_flags(exact, ignore_memory, efficiencies):
+def _paths(name, value):
+    """A path or a list of paths as the comma-separated FILES of --profile and --links."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (str, os.PathLike)) else value
+    if not isinstance(items, (list, tuple)) or not items or \
+            not all(isinstance(p, (str, os.PathLike)) for p in items):
+        raise UsageError(f"{name} = {_show(value)}: must be a path or a list of paths")
+    texts = [os.fspath(p) for p in items]
+    if any("," in t or not t for t in texts):
+        raise UsageError(f"{name} = {_show(value)}: a path may not be empty or hold a comma")
+    return ",".join(texts)
+
+
+def _simulate_flags(exact, ignore_memory, efficiencies, profile=None, links=None):
     """The flags of `strata simulate` that sweep() passes to every point too."""
     flags = ["--efficiencies", os.fspath(efficiencies)] if efficiencies is not None else []
+    for flag, name, value in (("--profile", "profile", profile), ("--links", "links", links)):
+        if (files := _paths(name, value)) is not None:
+            flags += [flag, files]
     return flags + ["--exact"] * bool(exact) + ["--ignore-memory"] * bool(ignore_memory)
+
+
+def _straggler(straggler):
+    """{rank: factor} as --straggler R:F,R:F."""
+    if straggler is None:
+        return []
+    if not isinstance(straggler, Mapping) or not straggler or any(
+            isinstance(r, bool) or not isinstance(r, int) or r < 0 or isinstance(f, bool) or
+            not isinstance(f, (int, float)) for r, f in straggler.items()):
+        raise UsageError(f"straggler = {_show(straggler)}: must be a dict {{rank: speed "
+                         "factor}} like {3: 0.5}")
+    return ["--straggler", ",".join(f"{r}:{f!r}" for r, f in straggler.items())]
 
 
 def simulate(model, cluster, strategy, overrides=None, *, gpus=None, nodes=None, trace=None,
              trace_ranks=None, exact=False, ignore_memory=False, efficiencies=None,
+             profile=None, links=None, straggler=None, failures=None, rounds=None, steps=None,
              timeout=None):
     """report.json of `strata simulate --json -` for the same inputs, as a dict: step time,
     tokens/s, TFLOP/s per GPU, MFU, the bubble, per-stage breakdown and memory
@@ -227,8 +257,23 @@ def simulate(model, cluster, strategy, overrides=None, *, gpus=None, nodes=None,
     The specs, overrides, gpus and nodes are plan()'s, checked in this process first. trace:
     a path to write trace.json to; trace_ranks: "all" or a list of ranks; exact: simulate every
     rank and ring step; ignore_memory: simulate a strategy that does not fit; efficiencies: the
-    roofline's table (a path); timeout: seconds before the child is stopped (RuntimeFailure)."""
+    roofline's table (a path); profile, links: measured op costs and collective curves (a path
+    or a list of paths: profile.json of `strata profile ops`, links.json of `strata profile
+    links`, docs/profiles.md); straggler: {rank: speed factor}; failures: a failure spec's path
+    (docs/failures.md); rounds: a federated strategy's rounds; steps: a parameter-server
+    strategy's simulated steps; timeout: seconds before the child is stopped
+    (RuntimeFailure)."""
     inputs = _inputs(model, cluster, strategy, overrides, gpus, nodes)
+    extra = _straggler(straggler)
+    if failures is not None:
+        if not isinstance(failures, (str, os.PathLike)):
+            raise UsageError(f"failures = {_show(failures)}: must be the path of a failure "
+                             "spec (docs/failures.md)")
+        extra += ["--failures", os.fspath(failures)]
+    for flag, name, value in (("--rounds", "rounds", rounds), ("--steps", "steps", steps)):
+        if _count(name, value) is not None:
+            extra += [flag, str(value)]
+    flags = _simulate_flags(exact, ignore_memory, efficiencies, profile, links) + extra
     _strata.check_specs(*inputs)
     with tempfile.TemporaryDirectory(prefix="strata-simulate-") as tmp:
         argv, files = _child_argv("simulate", inputs, tmp)
@@ -239,7 +284,7 @@ def simulate(model, cluster, strategy, overrides=None, *, gpus=None, nodes=None,
             ranks = trace_ranks if isinstance(trace_ranks, str) else \
                 ",".join(str(r) for r in trace_ranks)
             argv += ["--trace-ranks", ranks]
-        done = _run(argv + _simulate_flags(exact, ignore_memory, efficiencies), timeout)
+        done = _run(argv + flags, timeout)
     if done.returncode != 0:
         raise _child_error(done, files)
     return json.loads(done.stdout)

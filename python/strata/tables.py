@@ -218,7 +218,8 @@ def _sweep_on(executor, inputs, varies, flags):
 
 
 def sweep(model, cluster, strategy, vary, overrides=None, *, gpus=None, nodes=None, jobs=None,
-          exact=False, ignore_memory=False, efficiencies=None, executor=None, out=None):
+          exact=False, ignore_memory=False, efficiencies=None, profile=None, links=None,
+          executor=None, out=None):
     """sweep.csv of `strata sweep` for the same inputs: one row per combination of the varied
     values, as a pandas DataFrame (a Table of dicts without pandas) with sweep.csv's columns:
     point, the varied paths, status (ok, refused, failed), exit_code, step_time_s,
@@ -228,15 +229,15 @@ def sweep(model, cluster, strategy, vary, overrides=None, *, gpus=None, nodes=No
 
     vary: {path: [values, ...]}, the first path varying slowest (`--vary`, in order; values
     as overrides' values). The specs, overrides, gpus and nodes are simulate()'s; without gpus
-    each point runs on the GPUs its strategy fills. exact, ignore_memory, efficiencies: passed
-    to every simulation. Default: `strata sweep` in a child process, jobs points at a time (the
+    each point runs on the GPUs its strategy fills. exact, ignore_memory, efficiencies,
+    profile, links: simulate()'s, passed to every simulation. Default: `strata sweep` in a child process, jobs points at a time (the
     cores), its folder kept at `out` when given. executor: anything with submit(fn, *args)
     returning futures (concurrent.futures' executors, a dask.distributed Client) runs one
     `strata simulate` per point instead, with the same rows."""
     inputs = _inputs(model, cluster, strategy, overrides, gpus, nodes)
     varies = _vary(vary)
     _count("jobs", jobs)
-    flags = _simulate_flags(exact, ignore_memory, efficiencies)
+    flags = _simulate_flags(exact, ignore_memory, efficiencies, profile, links)
     if executor is not None:
         if not callable(getattr(executor, "submit", None)):
             raise UsageError(f"executor = {_show(executor)}: must have a submit(fn, *args) "

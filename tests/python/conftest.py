@@ -43,3 +43,9 @@ def spec():
         return json.loads((configs / kind / f"{name}.json").read_text())
 
     return load
+
+
+@pytest.fixture(scope="session")
+def repo():
+    """The checkout these tests are in (its experiments/ hold measured profiles)."""
+    return Path(__file__).resolve().parents[2]

@@ -53,3 +53,39 @@ def test_parallel_calls_equal_sequential_ones():
     assert parallel == sequential
     # Each call got its own inputs back.
     assert [len(r["ranks"]) for r in parallel] == dps
+
+
+VALIDATE = "experiments/validate-cpu"
+
+
+def test_profile_links_and_straggler_reach_the_cli(cli_json, repo):
+    """Measured costs (a profile and links of experiments/validate-cpu) and a straggler are
+    passed as the command line's flags: the dicts equal, and each changes the prediction."""
+    model, strategy = "gpt-10m", str(repo / VALIDATE / "specs" / "v10m-dp2.json")
+    runs = repo / VALIDATE / "results" / "runs" / "v10m-dp2"
+    profile, links = runs / "profile.json", runs / "links.json"
+    measured = strata.simulate(model, "local-cpu", strategy, gpus=2, profile=profile,
+                               links=[links])
+    assert measured == cli_json("simulate", "--quiet", "--model", model, "--cluster",
+                                "local-cpu", "--strategy", strategy, "--gpus", "2",
+                                "--profile", str(profile), "--links", str(links))
+    roofline = strata.simulate(model, "local-cpu", strategy, gpus=2)
+    assert measured["step_time_s"] != roofline["step_time_s"]
+    slow = strata.simulate(model, "local-cpu", strategy, gpus=2, straggler={1: 0.5})
+    assert slow == cli_json("simulate", "--quiet", "--model", model, "--cluster", "local-cpu",
+                            "--strategy", strategy, "--gpus", "2", "--straggler", "1:0.5")
+    assert slow["step_time_s"] > 1.5 * roofline["step_time_s"]
+
+
+def test_bad_flag_values_are_usage_errors():
+    for kwargs, name in (({"profile": 3}, "profile"), ({"links": []}, "links"),
+                         ({"profile": ["a,b.json"]}, "profile"),
+                         ({"straggler": {"1": 0.5}}, "straggler"),
+                         ({"straggler": [1, 0.5]}, "straggler"), ({"failures": 2}, "failures"),
+                         ({"rounds": 0}, "rounds"), ({"steps": -1}, "steps")):
+        try:
+            strata.simulate(*TINY, gpus=2, **kwargs)
+        except strata.UsageError as e:
+            assert str(e).startswith(f"{name} = "), e
+        else:
+            raise AssertionError(f"{kwargs} was accepted")

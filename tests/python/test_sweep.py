@@ -177,6 +177,6 @@ def test_out_keeps_the_command_folder(cli_csv, tmp_path):
     out = tmp_path / "kept"
     table = strata.sweep(*TINY, VARY, jobs=2, out=out)
     assert_equals_csv(table, cli_csv)
-    assert sorted(p.name for p in out.iterdir()) == ["points", "sweep.csv", "sweep.svg"]
+    assert sorted(p.name for p in out.iterdir()) == ["points", "sweep.csv", "sweep.svg", "timing.csv"]
     report = json.loads((out / "points" / "004" / "report.json").read_text())
     assert report["step_time_s"] == records(table)[3]["step_time_s"]
