@@ -34,6 +34,7 @@
 #include "common/error.hpp"
 #include "common/json.hpp"
 #include "executor/messenger.hpp"
+#include "strategies/spec.hpp"
 
 namespace strata::cli {
 
@@ -125,6 +126,14 @@ FarmOptions farm_options(const Args& args, const std::string& command) {
   return o;
 }
 
+double simulation_cost(const strategies::ModelSpec& model,
+                       const strategies::StrategySpec& strategy) {
+  const double micro_batches =
+      static_cast<double>(strategy.global_batch_size) /
+      std::max(1, strategy.micro_batch_size * strategy.dp);
+  return micro_batches * std::max(1, model.num_hidden_layers);
+}
+
 int farm_ranks() { return world() ? world()->size() : 1; }
 
 void farm_attach(std::unique_ptr<exec::Messenger> w) { world() = std::move(w); }
@@ -135,9 +144,13 @@ std::vector<FarmOutcome> farm_run(const std::vector<FarmJob>& jobs, const FarmOp
   std::vector<FarmOutcome> outcomes(jobs.size());
   std::deque<std::size_t> queue;
   for (std::size_t i = 0; i < jobs.size(); ++i) queue.push_back(i);
+  std::stable_sort(queue.begin(), queue.end(),
+                   [&](std::size_t a, std::size_t b) { return jobs[a].cost > jobs[b].cost; });
   std::size_t finished = 0;
   std::mutex lock;
   std::condition_variable changed;
+  const auto t0 = Clock::now();
+  std::vector<double> started(jobs.size(), 0);  // the last attempt's hand-out, since t0
 
   // Takes the next job that may start, under the lock; jobs refused by may_start are finished
   // (not started). Returns false when the queue is empty.
@@ -145,7 +158,10 @@ std::vector<FarmOutcome> farm_run(const std::vector<FarmJob>& jobs, const FarmOp
     while (!queue.empty()) {
       i = queue.front();
       queue.pop_front();
-      if (may_start(i)) return true;
+      if (may_start(i)) {
+        started[i] = since(t0);
+        return true;
+      }
       ++finished;
       done(i, outcomes[i]);
     }
@@ -155,11 +171,14 @@ std::vector<FarmOutcome> farm_run(const std::vector<FarmJob>& jobs, const FarmOp
     const int attempts = outcomes[i].attempts;
     outcomes[i] = o;
     outcomes[i].attempts = attempts + 1;
+    outcomes[i].started_s = started[i];
     ++finished;
     done(i, outcomes[i]);
     changed.notify_all();
   };
 
+  // Under a launcher (even with one rank) the children must not see its variables.
+  const bool launched = under_mpi_launcher();
   // This rank's own slots.
   const int own_slots = options.jobs.value_or(
       default_slots(own_cores(), net ? net->ranks_on_host() : 1));
@@ -173,7 +192,7 @@ std::vector<FarmOutcome> farm_run(const std::vector<FarmJob>& jobs, const FarmOp
         continue;
       }
       guard.unlock();
-      FarmOutcome o = run_in(jobs[i].argv, jobs[i].inputs, jobs[i].dir, net != nullptr);
+      FarmOutcome o = run_in(jobs[i].argv, jobs[i].inputs, jobs[i].dir, launched);
       guard.lock();
       finish(i, o);
     }
@@ -387,13 +406,13 @@ int farm_serve(std::unique_ptr<exec::Messenger> net) {
 
 std::string farm_timing_csv(const std::vector<std::string>& labels,
                             const std::vector<FarmOutcome>& outcomes) {
-  std::string out = "job,rank,attempts,seconds,lost\n";
+  std::string out = "job,rank,attempts,started_s,seconds,lost\n";
   for (std::size_t i = 0; i < outcomes.size(); ++i) {
     const FarmOutcome& o = outcomes[i];
-    out += csv_field(labels[i]) + "," + (o.exit_code == -1 ? "" : std::to_string(o.rank)) + "," +
-           std::to_string(o.attempts) + "," +
-           (o.exit_code == -1 ? std::string() : shortest_number(o.seconds)) + "," +
-           csv_field(o.lost) + "\n";
+    const bool ran = o.exit_code != -1;
+    out += csv_field(labels[i]) + "," + (ran ? std::to_string(o.rank) : "") + "," +
+           std::to_string(o.attempts) + "," + (ran ? shortest_number(o.started_s) : "") + "," +
+           (ran ? shortest_number(o.seconds) : "") + "," + csv_field(o.lost) + "\n";
   }
   return out;
 }

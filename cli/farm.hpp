@@ -23,6 +23,10 @@
 namespace strata::exec {
 class Messenger;
 }
+namespace strata::strategies {
+struct ModelSpec;
+struct StrategySpec;
+}
 
 namespace strata::cli {
 
@@ -34,11 +38,16 @@ struct FarmJob {
   // The job's folder on rank 0 (it exists): where the child's files end, log.txt among them
   // (its first line "$ <command line>", then the child's stdout and stderr).
   std::string dir;
+  // A relative estimate of the child's time (simulation_cost): the costliest jobs are handed
+  // out first, so that a long one does not start last and hold up the end (equal costs keep
+  // their order). Outcomes stay in the jobs' order.
+  double cost = 0;
 };
 
 struct FarmOutcome {
   int exit_code = -1;  // the child's (128 + signal when killed); -1: not started
-  double seconds = 0;  // the child's wall time (the last attempt)
+  double started_s = 0;  // when the last attempt was handed out, from the start of farm_run
+  double seconds = 0;    // the child's wall time (the last attempt)
   int rank = 0;        // the rank that ran it (the last attempt)
   int attempts = 0;
   std::string lost;    // when no attempt finished: why (exit_code is then kExitRuntime)
@@ -60,6 +69,12 @@ using FarmDone = std::function<void(std::size_t, const FarmOutcome&)>;
 // Called on rank 0 before a job starts; false leaves it not started (exit_code -1).
 using FarmMayStart = std::function<bool(std::size_t)>;
 
+// How long a simulation of `strategy` takes, relatively: the micro-batches of a step times the
+// layers (each micro-batch crosses each layer forward and backward; data- and tensor-parallel
+// peers are folded into one rank, so neither counts).
+double simulation_cost(const strategies::ModelSpec& model,
+                       const strategies::StrategySpec& strategy);
+
 // Runs every job; returns their outcomes in order.
 std::vector<FarmOutcome> farm_run(const std::vector<FarmJob>& jobs, const FarmOptions& options,
                                   const FarmMayStart& may_start, const FarmDone& done);
@@ -76,8 +91,8 @@ void farm_detach(int code);
 // Every other rank: serves jobs until rank 0 says stop; returns the process's exit code.
 int farm_serve(std::unique_ptr<exec::Messenger> world);
 
-// The per-job lines of DIR/timing.csv (job label, rank, attempts, seconds, lost): where and how
-// long each job ran, for the scaling estimate of docs/distributed.md.
+// DIR/timing.csv: per job its label, rank, attempts, started_s, seconds and why it was lost:
+// where, when and how long each job ran, for the scaling estimate of docs/distributed.md.
 std::string farm_timing_csv(const std::vector<std::string>& labels,
                             const std::vector<FarmOutcome>& outcomes);
 

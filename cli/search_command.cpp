@@ -74,7 +74,7 @@ correlation and mean error over the verified candidates; DIR/ranking.csv (the ve
 candidates, simulated rank order), DIR/explored.csv (the 1000 best estimates), DIR/best/NN.json
 (the verified strategies, ready for strata simulate --strategy), DIR/search.json (the space,
 counts, timings, agreement), DIR/runs/NN/ (each simulation's report.json and log) and
-DIR/timing.csv (the rank, attempts and seconds of each simulation).
+DIR/timing.csv (the rank, attempts, start and seconds of each simulation).
 
 Across machines: under `mpirun -np N` (or srun) rank 0 explores and hands the simulations to
 every rank, as strata sweep does (docs/distributed.md); the output is the same as one
@@ -254,7 +254,8 @@ int search_command(const std::vector<std::string>& argv) {
       std::vector<std::string> child = common;
       child.insert(child.end(), {"--strategy", "{dir}/strategy.json", "--json",
                                  "{dir}/report.json"});
-      jobs.push_back({child, {{"strategy.json", j.dump(2) + "\n"}}, dir.string()});
+      jobs.push_back({child, {{"strategy.json", j.dump(2) + "\n"}}, dir.string(),
+                      simulation_cost(in.model, v.candidate.strategy)});
       run_labels.push_back(two_digits(v.index + 1));
     }
     // --budget-s: no simulation starts after the budget, except the first.

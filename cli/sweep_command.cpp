@@ -56,8 +56,8 @@ Options:
 DIR gets sweep.csv (one row per point: the varied values, status ok / refused / failed, the
 child's exit code, step time, tokens/s, model and hardware TFLOP/s per GPU, MFU, the largest
 peak memory of any rank and its capacity, and for a point that was refused the error message),
-sweep.svg (tokens/s and peak memory per point), timing.csv (the rank, attempts and seconds of
-each point), and points/NNN/report.json and points/NNN/log.txt (the child's output) for each
+sweep.svg (tokens/s and peak memory per point), timing.csv (the rank, attempts, start and
+seconds of each point; the costliest start first), and points/NNN/report.json and points/NNN/log.txt (the child's output) for each
 point NNN (from 001, in the CSV's order).
 
 Across machines: `mpirun -np N strata sweep ...` (or srun) spreads the points over the ranks;
@@ -332,25 +332,26 @@ int sweep_command(const std::vector<std::string>& argv) {
       child.insert(child.end(), {"--set", varies[i].path + "=" + p.values[i]});
     }
     // Each point's world: --gpus, else what its strategy needs (a point whose specs do not
-    // load gets none, and the child says why).
+    // load gets none, and the child says why); its cost orders the hand-out.
     std::optional<std::string> gpus = args.get("--gpus");
-    if (!gpus) {
-      std::vector<std::string> mine = {"--model", *args.get("--model"), "--cluster",
-                                       *args.get("--cluster"), "--strategy",
-                                       *args.get("--strategy")};
-      for (std::size_t i = 1; i + 1 < child.size(); ++i) {
-        if (child[i] == "--set" || child[i] == "--nodes") {
-          mine.insert(mine.end(), {child[i], child[i + 1]});
-        }
+    double cost = 0;
+    std::vector<std::string> mine = {"--model", *args.get("--model"), "--cluster",
+                                     *args.get("--cluster"), "--strategy",
+                                     *args.get("--strategy")};
+    for (std::size_t i = 1; i + 1 < child.size(); ++i) {
+      if (child[i] == "--set" || child[i] == "--nodes") {
+        mine.insert(mine.end(), {child[i], child[i + 1]});
       }
-      try {
-        gpus = std::to_string(load_inputs(Args(mine, kSpecFlags, {}, {})).strategy.world_size());
-      } catch (const std::exception&) {
-      }
+    }
+    try {
+      const Inputs in = load_inputs(Args(mine, kSpecFlags, {}, {}));
+      if (!gpus) gpus = std::to_string(in.strategy.world_size());
+      cost = simulation_cost(in.model, in.strategy);
+    } catch (const std::exception&) {
     }
     if (gpus) child.insert(child.end(), {"--gpus", *gpus});
     child.insert(child.end(), {"--json", "{dir}/report.json"});
-    jobs.push_back({child, {}, (staging / p.dir).string()});
+    jobs.push_back({child, {}, (staging / p.dir).string(), cost});
     labels.push_back(p.dir.substr(p.dir.rfind('/') + 1));
   }
 
@@ -385,7 +386,8 @@ int sweep_command(const std::vector<std::string>& argv) {
                             ", " + base.strategy.name;
   write_outputs({{"--out", (staging / "sweep.csv").string(), sweep_csv(varies, points)},
                  {"--out", (staging / "sweep.svg").string(), sweep_svg(varies, points, title)},
-                 {"--out", (staging / "timing.csv").string(), farm_timing_csv(labels, outcomes)}});
+                 {"--out", (staging / "timing.csv").string(),
+                  farm_timing_csv(labels, outcomes)}});
   fs::remove_all(out);
   fs::rename(staging, out);
 

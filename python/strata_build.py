@@ -89,6 +89,15 @@ def get_requires_for_build_sdist(config_settings=None):
     return []
 
 
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    """The wheel's .dist-info without building (pip asks for it first; without this hook it
+    would build the whole wheel twice)."""
+    info = Path(metadata_directory) / f"strata-{_version()}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(_metadata())
+    return info.name
+
+
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     build = _build(config_settings)
     tag = _tag()
