@@ -57,8 +57,8 @@ DIR gets sweep.csv (one row per point: the varied values, status ok / refused / 
 child's exit code, step time, tokens/s, model and hardware TFLOP/s per GPU, MFU, the largest
 peak memory of any rank and its capacity, and for a point that was refused the error message),
 sweep.svg (tokens/s and peak memory per point), timing.csv (the rank, attempts, start and
-seconds of each point; the costliest start first), and points/NNN/report.json and points/NNN/log.txt (the child's output) for each
-point NNN (from 001, in the CSV's order).
+seconds of each point; the costliest start first), and points/NNN/report.json and
+points/NNN/log.txt (the child's output) for each point NNN (from 001, in the CSV's order).
 
 Across machines: `mpirun -np N strata sweep ...` (or srun) spreads the points over the ranks;
 rank 0 hands each point to whichever rank has a free slot and writes every file, so DIR and its
