@@ -222,7 +222,9 @@ Training prepare_training(const Args& args, exec::Comm& comm) {
   check_run_paths(args);
   set_device(args, comm, t.options);
   check_comm(args, t.options);
-  if (const auto seed = args.get_positive_int("--seed")) t.options.seed = static_cast<unsigned>(*seed);
+  if (const auto seed = args.get_positive_int("--seed")) {
+    t.options.seed = static_cast<unsigned>(*seed);
+  }
   t.options.adam.lr = static_cast<float>(parse_positive_double(args, "--lr", t.options.adam.lr));
   // The inputs of each phase: one for --strategy, the schedule's for --switch.
   std::vector<Inputs> phases;
