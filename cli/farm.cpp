@@ -1,10 +1,11 @@
 // Many child simulations at once, locally or across an MPI world (cli/farm.hpp).
 //
 // The wire: every message is MessagePack (common/json.hpp's library). A worker says HELLO
-// {cores, ranks_on_host} once and BEAT {} every second; rank 0 sends JOB {id, argv, inputs} and,
-// at the end, STOP {}; the worker answers each job with DONE {id, exit_code, seconds, files},
-// files being {name: bytes} of what the job's folder holds after the child (the inputs left
-// out).
+// {cores, ranks_on_host} once and BEAT {} every second; rank 0 sends BEAT {} to every worker
+// every second (from its own thread, from farm_attach to farm_detach), JOB {id, argv, inputs}
+// and, at the end, STOP {}; the worker answers each job with DONE {id, exit_code, seconds,
+// files}, files being {name: bytes} of what the job's folder holds after the child (the inputs
+// left out).
 #include "cli/farm.hpp"
 
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -53,6 +55,28 @@ std::unique_ptr<exec::Messenger>& world() {
   return w;
 }
 bool lost_a_rank = false;
+
+// Rank 0's heartbeats to every other rank, so that they notice when it dies or hangs.
+struct Beats {
+  std::mutex lock;
+  std::condition_variable stop_asked;
+  bool stop = false;
+  std::thread thread;
+};
+Beats& beats() {
+  static Beats b;
+  return b;
+}
+
+// Tests only: whether this rank (STRATA_TEST_FARM_HANG_RANK / _KILL_RANK, docs/distributed.md)
+// should stop itself (SIGSTOP, as a hung process) or die (SIGKILL) now.
+void test_failure_hook(int rank) {
+  const std::string me = std::to_string(rank);
+  const char* hang = std::getenv("STRATA_TEST_FARM_HANG_RANK");
+  const char* die = std::getenv("STRATA_TEST_FARM_KILL_RANK");
+  if (hang && me == hang) ::raise(SIGSTOP);
+  if (die && me == die) ::raise(SIGKILL);
+}
 
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -136,7 +160,30 @@ double simulation_cost(const strategies::ModelSpec& model,
 
 int farm_ranks() { return world() ? world()->size() : 1; }
 
-void farm_attach(std::unique_ptr<exec::Messenger> w) { world() = std::move(w); }
+void farm_attach(std::unique_ptr<exec::Messenger> w) {
+  world() = std::move(w);
+  Beats& b = beats();
+  b.stop = false;
+  b.thread = std::thread([net = world().get(), &b] {
+    std::unique_lock<std::mutex> guard(b.lock);
+    while (!b.stop) {
+      for (int r = 1; r < net->size(); ++r) net->send(r, kBeat, pack(json::Json::object()));
+      b.stop_asked.wait_for(guard, std::chrono::duration<double>(kBeatSeconds),
+                            [&] { return b.stop; });
+    }
+  });
+}
+
+double farm_serve_timeout(const std::vector<std::string>& args) {
+  double timeout = FarmOptions().rank_timeout_s;
+  for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] != "--rank-timeout") continue;
+    char* end = nullptr;
+    const double v = std::strtod(args[i + 1].c_str(), &end);
+    if (end && *end == '\0' && v > 0 && std::isfinite(v)) timeout = v;
+  }
+  return timeout;
+}
 
 std::vector<FarmOutcome> farm_run(const std::vector<FarmJob>& jobs, const FarmOptions& options,
                                   const FarmMayStart& may_start, const FarmDone& done) {
@@ -284,6 +331,7 @@ std::vector<FarmOutcome> farm_run(const std::vector<FarmJob>& jobs, const FarmOp
           for (const auto& [name, contents] : jobs[i].inputs) inputs[name] = contents;
           net->send(r, kJob, pack({{"id", i}, {"argv", jobs[i].argv}, {"inputs", inputs}}));
           w.running.insert(i);
+          test_failure_hook(0);
         }
       }
     }
@@ -300,6 +348,13 @@ std::vector<FarmOutcome> farm_run(const std::vector<FarmJob>& jobs, const FarmOp
 void farm_detach(int code) {
   exec::Messenger* const net = world().get();
   if (!net) return;
+  Beats& b = beats();
+  {
+    std::lock_guard<std::mutex> guard(b.lock);
+    b.stop = true;
+  }
+  b.stop_asked.notify_all();
+  if (b.thread.joinable()) b.thread.join();
   for (int r = 1; r < net->size(); ++r) net->send(r, kStop, pack(json::Json::object()));
   if (lost_a_rank) {
     std::cerr << "strata: a rank was lost, so the world ends here (MPI_Abort with the exit code "
@@ -314,12 +369,7 @@ void farm_detach(int code) {
   }
 }
 
-int farm_serve(std::unique_ptr<exec::Messenger> net) {
-  // Tests only: this rank stops itself (SIGSTOP, as a hung process) or dies (SIGKILL) when its
-  // first job arrives, so that rank 0's handling of a lost rank can be checked end to end.
-  const char* hang = std::getenv("STRATA_TEST_FARM_HANG_RANK");
-  const char* die = std::getenv("STRATA_TEST_FARM_KILL_RANK");
-  const std::string me = std::to_string(net->rank());
+int farm_serve(std::unique_ptr<exec::Messenger> net, double rank0_timeout_s) {
   net->send(0, kHello, pack({{"cores", own_cores()}, {"ranks_on_host", net->ranks_on_host()}}));
   struct Running {
     std::thread thread;
@@ -330,12 +380,14 @@ int farm_serve(std::unique_ptr<exec::Messenger> net) {
   std::mutex lock;
   bool stopping = false;
   auto beat = Clock::now();
+  auto heard_from_0 = Clock::now();
   while (!stopping || !running.empty()) {
     while (std::optional<exec::Message> m = net->poll()) {
+      if (m->source == 0) heard_from_0 = Clock::now();
       if (m->tag == kStop) stopping = true;
       if (m->tag != kJob) continue;
-      if (hang && me == hang) ::raise(SIGSTOP);
-      if (die && me == die) ::raise(SIGKILL);
+      // Tests: this rank stops or dies at its first job (rank 0's handling of a lost rank).
+      test_failure_hook(net->rank());
       json::Json j = unpack(m->bytes);
       const std::size_t id = j.at("id").get<std::size_t>();
       std::lock_guard<std::mutex> guard(lock);
@@ -394,6 +446,16 @@ int farm_serve(std::unique_ptr<exec::Messenger> net) {
     if (since(beat) >= kBeatSeconds) {
       net->send(0, kBeat, pack(json::Json::object()));
       beat = Clock::now();
+    }
+    if (!stopping && since(heard_from_0) > rank0_timeout_s) {
+      // Nobody would collect this rank's results, and MPI_Finalize would wait for rank 0
+      // forever: end the world (the children still running finish on their own).
+      std::fprintf(stderr,
+                   "strata: rank %d: rank 0 sent nothing for %g s (--rank-timeout): it died or "
+                   "hangs, so this rank ends the world (MPI_Abort with %d)\n",
+                   net->rank(), rank0_timeout_s, kExitRuntime);
+      std::fflush(stderr);
+      net->abort(kExitRuntime);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }

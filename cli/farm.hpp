@@ -9,7 +9,8 @@
 // only serve (farm_serve), each running its share in a temporary folder and sending the files
 // back. A rank that sends nothing for rank_timeout_s (heartbeats go every second) is lost: its
 // jobs go back to the queue for another rank (at most max_attempts tries each) and the loss is
-// reported. Results do not depend on which rank ran a job.
+// reported; when rank 0 itself is silent that long, the serving ranks end the world. Results do
+// not depend on which rank ran a job.
 #pragma once
 
 #include <cstddef>
@@ -88,8 +89,13 @@ void farm_attach(std::unique_ptr<exec::Messenger> world);
 // rank was lost this ends the world (MPI_Abort with `code`), since MPI_Finalize would wait for
 // the lost rank forever. Returns otherwise.
 void farm_detach(int code);
-// Every other rank: serves jobs until rank 0 says stop; returns the process's exit code.
-int farm_serve(std::unique_ptr<exec::Messenger> world);
+// Every other rank: serves jobs until rank 0 says stop; returns the process's exit code. Rank 0
+// sends a heartbeat every second from farm_attach on: when it is silent for rank0_timeout_s
+// (it died, or hangs), this rank ends the world (MPI_Abort) rather than wait forever.
+int farm_serve(std::unique_ptr<exec::Messenger> world, double rank0_timeout_s);
+// rank0_timeout_s of a serving rank: the command line's --rank-timeout S (its value, as rank 0
+// reads it; rank 0 refuses a bad one and stops everyone), else the default.
+double farm_serve_timeout(const std::vector<std::string>& args);
 
 // DIR/timing.csv: per job its label, rank, attempts, started_s, seconds and why it was lost:
 // where, when and how long each job ran, for the scaling estimate of docs/distributed.md.

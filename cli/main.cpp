@@ -208,7 +208,9 @@ int main(int argc, char** argv) {
       return strata::cli::kExitRuntime;
     }
     if (world->size() > 1) {
-      if (world->rank() != 0) return strata::cli::farm_serve(std::move(world));
+      if (world->rank() != 0) {
+        return strata::cli::farm_serve(std::move(world), strata::cli::farm_serve_timeout(args));
+      }
       strata::cli::farm_attach(std::move(world));
       const int code = dispatch(command, args);
       strata::cli::farm_detach(code);

@@ -62,7 +62,8 @@ Options:
   --jobs N             simulations at a time on each rank (default: the host's cores,
                        shared by the ranks on that host)
   --rank-timeout S     under mpirun: a rank silent for S seconds is lost and its simulation
-                       goes to another rank (default 60)
+                       goes to another rank; when rank 0 is silent that long, the others end
+                       the job (default 60)
   --efficiencies FILE  the roofline's efficiency table (estimator and simulations)
   --exact              simulate without folding (passed to strata simulate)
   --quiet              no progress on stderr

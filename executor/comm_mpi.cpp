@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -44,7 +45,12 @@ struct MpiEnvironment {
   MpiEnvironment() {
     int initialized = 0;
     MPI_Initialized(&initialized);
-    if (!initialized) STRATA_MPI_CHECK(MPI_Init(nullptr, nullptr));
+    // Serialized threads: a messenger's calls may come from several threads, one at a time
+    // (MpiMessenger locks); everything else calls MPI from one thread.
+    int provided = 0;
+    if (!initialized) {
+      STRATA_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided));
+    }
     // Errors come back as codes (thrown as exceptions with rank and host), not as aborts
     // without a message.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -317,6 +323,7 @@ class MpiMessenger final : public Messenger {
   int ranks_on_host() const override { return on_host_; }
 
   void send(int peer, int tag, std::string bytes) override {
+    std::lock_guard<std::mutex> guard(lock_);
     complete_sends();
     sends_.push_back({std::make_unique<std::string>(std::move(bytes)), MPI_REQUEST_NULL});
     Send& s = sends_.back();
@@ -325,6 +332,7 @@ class MpiMessenger final : public Messenger {
   }
 
   std::optional<Message> poll() override {
+    std::lock_guard<std::mutex> guard(lock_);
     complete_sends();
     int arrived = 0;
     MPI_Status status;
@@ -342,6 +350,7 @@ class MpiMessenger final : public Messenger {
   }
 
   int pending_sends() override {
+    std::lock_guard<std::mutex> guard(lock_);
     complete_sends();
     return static_cast<int>(sends_.size());
   }
@@ -365,6 +374,7 @@ class MpiMessenger final : public Messenger {
   }
 
   int rank_ = 0, size_ = 1, on_host_ = 1;
+  std::mutex lock_;  // one call at a time (MPI_THREAD_SERIALIZED)
   std::vector<Send> sends_;
 };
 

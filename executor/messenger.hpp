@@ -3,7 +3,7 @@
 // their files with it. Sends never block (each completes in the background; messages to one
 // peer with one tag arrive in the order sent); receiving is a poll, so one thread can watch
 // every peer and a clock at once (a peer that stopped answering is noticed, not waited on).
-// Every call comes from one thread.
+// Calls may come from several threads: the messenger takes them one at a time.
 #pragma once
 
 #include <memory>

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <string>
 #include <vector>
@@ -57,6 +58,7 @@ TEST_F(DistributedTest, ASweepOverTwoRanksWritesWhatOneProcessWrites) {
   ASSERT_EQ(one.exit_code, 0) << one.err;
   const Result two = mpirun(2, std::string(kSweep) + " --jobs 1 --out " + path("two"));
   ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_EQ(two.err.find("rank 0 sent nothing"), std::string::npos) << two.err;
   EXPECT_EQ(read(path("two/sweep.csv")), read(path("one/sweep.csv")));
   EXPECT_NE(read(path("one/sweep.csv")).find(",refused,1,"), std::string::npos);
   EXPECT_NE(two.out.find("8 points, 6 simulated, 2 refused"), std::string::npos) << two.out;
@@ -147,6 +149,34 @@ TEST_F(DistributedTest, ADeadRankLosesOnlyItsPoint) {
     retried += row[2] == "2" ? 1 : 0;
   }
   EXPECT_EQ(retried, 1);
+}
+
+// Rank 0 stops itself (SIGSTOP) after handing rank 1 its first point: rank 1 hears no heartbeat
+// for --rank-timeout and ends the world with an error instead of waiting for rank 0 forever.
+TEST_F(DistributedTest, ServingRanksEndTheWorldWhenRankZeroHangs) {
+  const auto start = std::chrono::steady_clock::now();
+  const Result two =
+      mpirun(2, std::string(kSweep) + " --jobs 1 --rank-timeout 2 --out " + path("two"),
+             "STRATA_TEST_FARM_HANG_RANK=0", "-x STRATA_TEST_FARM_HANG_RANK");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(two.exit_code, 0);
+  EXPECT_NE(two.exit_code, 124) << "the 300 s timeout ended it: nobody noticed rank 0";
+  EXPECT_LT(seconds, 120);
+  EXPECT_NE(two.err.find("strata: rank 1: rank 0 sent nothing for 2 s (--rank-timeout): it "
+                         "died or hangs, so this rank ends the world"),
+            std::string::npos)
+      << two.err;
+}
+
+// Rank 0 dies (SIGKILL) with --enable-recovery, which keeps the others alive: they notice.
+TEST_F(DistributedTest, ServingRanksEndTheWorldWhenRankZeroDies) {
+  const Result three =
+      mpirun(3, std::string(kSweep) + " --jobs 1 --rank-timeout 2 --out " + path("three"),
+             "STRATA_TEST_FARM_KILL_RANK=0", "-x STRATA_TEST_FARM_KILL_RANK --enable-recovery");
+  EXPECT_NE(three.exit_code, 124) << "the 300 s timeout ended it: nobody noticed rank 0";
+  EXPECT_NE(three.err.find(": rank 0 sent nothing for 2 s (--rank-timeout)"), std::string::npos)
+      << three.err;
 }
 
 }  // namespace
