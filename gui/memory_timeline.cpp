@@ -2,6 +2,7 @@
 #include "gui/memory_timeline.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <string>
 #include <unordered_map>
@@ -40,7 +41,10 @@ MemoryTimeline memory_timeline(const strategies::ProgramSet& plan, const Timelin
     return end ? it->second.second : it->second.first;
   };
   // Allocations at their first task's start, frees at their last task's end; at one instant
-  // frees come first (a task that ends releases before the next one allocates).
+  // frees come first (a task that ends releases before the next one allocates). An end is
+  // start + duration, read from microseconds: rounding can put it a few 1e-19 s after the next
+  // task's start, so instants are compared to the nanosecond (tasks last far longer).
+  const auto instant = [](double t) { return std::round(t * 1e9); };
   struct Change {
     double t;
     bool alloc;
@@ -54,8 +58,9 @@ MemoryTimeline memory_timeline(const strategies::ProgramSet& plan, const Timelin
     changes.push_back({time_of(b.first_task, false), true, role, b.bytes()});
     changes.push_back({time_of(b.last_task, true), false, role, b.bytes()});
   }
-  std::stable_sort(changes.begin(), changes.end(), [](const Change& a, const Change& b) {
-    return a.t != b.t ? a.t < b.t : (!a.alloc && b.alloc);
+  std::stable_sort(changes.begin(), changes.end(), [&](const Change& a, const Change& b) {
+    const double ta = instant(a.t), tb = instant(b.t);
+    return ta != tb ? ta < tb : (!a.alloc && b.alloc);
   });
   MemoryTimeline m;
   m.rank = rank;
@@ -74,7 +79,7 @@ MemoryTimeline memory_timeline(const strategies::ProgramSet& plan, const Timelin
     if (now.transient[static_cast<std::size_t>(c.role)] < 0) {
       now.transient[static_cast<std::size_t>(c.role)] = 0;
     }
-    if (m.samples.back().t_s == c.t) {
+    if (instant(m.samples.back().t_s) == instant(c.t)) {
       m.samples.back() = now;
     } else {
       m.samples.push_back(now);

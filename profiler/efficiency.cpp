@@ -80,7 +80,7 @@ OpEfficiency parse_op(const Json& object, const std::string& path) {
 
 DeviceClass parse_device_class(const Json& object, const std::string& path) {
   json::ObjectReader r(object, path);
-  r.finish({"name", "kind", "match", "launch_overhead_us", "compute_precision", "ops"});
+  r.finish({"name", "kind", "match", "launch_overhead_us", "compute_precision", "ops", "links"});
   DeviceClass d;
   d.source = require_source(r, object);
   d.name = r.get_string("name");
@@ -124,6 +124,14 @@ DeviceClass parse_device_class(const Json& object, const std::string& path) {
     const Json& op = ops.get_raw(names[c]);
     d.ops[c] = parse_op(op, ops.field(names[c]));
     d.has_op[c] = true;
+  }
+  if (r.has("links")) {
+    json::ObjectReader links = r.get_object("links");
+    links.finish({"nvswitch"});
+    json::ObjectReader nvswitch = links.get_object("nvswitch");
+    nvswitch.finish({"bandwidth_efficiency"});
+    require_source(nvswitch, links.get_raw("nvswitch"));
+    d.nvswitch_efficiency = read_fraction(nvswitch, "bandwidth_efficiency");
   }
   return d;
 }
@@ -179,22 +187,32 @@ OpClass Efficiencies::op_class(Block b) const {
   return block_classes_[static_cast<int>(b)];
 }
 
-const DeviceClass& Efficiencies::device_class(const strategies::DeviceSpec& device) const {
+namespace {
+// The first of `classes` (each with .kind and lower-case .match) of the device's kind whose match
+// names it, else that kind's first fallback (empty match); nullptr when there is neither.
+template <typename T>
+const T* class_of(const std::vector<T>& classes, const strategies::DeviceSpec& device) {
   const std::string name = lower(device.name);
-  const DeviceClass* fallback = nullptr;
-  for (const DeviceClass& d : devices_) {
+  const T* fallback = nullptr;
+  for (const T& d : classes) {
     if (d.kind != device.kind) continue;
     if (d.match.empty()) {
       if (fallback == nullptr) fallback = &d;
       continue;
     }
     for (const std::string& m : d.match) {
-      if (name.find(m) != std::string::npos) return d;
+      if (name.find(m) != std::string::npos) return &d;
     }
   }
-  STRATA_CHECK(fallback != nullptr, "no fallback device class for device \"" + device.name +
-                                        "\" (parse_efficiencies requires one per kind)");
-  return *fallback;
+  return fallback;
+}
+}  // namespace
+
+const DeviceClass& Efficiencies::device_class(const strategies::DeviceSpec& device) const {
+  const DeviceClass* d = class_of(devices_, device);
+  STRATA_CHECK(d != nullptr, "no fallback device class for device \"" + device.name +
+                                 "\" (parse_efficiencies requires one per kind)");
+  return *d;
 }
 
 namespace {
@@ -227,10 +245,13 @@ LinkEfficiencies parse_links(const Json& object, const std::string& path) {
 }
 }  // namespace
 
-double LinkEfficiencies::intra(strategies::IntraFabric f) const {
+double LinkEfficiencies::intra(strategies::IntraFabric f,
+                               const strategies::DeviceSpec& device) const {
   switch (f) {
-    case strategies::IntraFabric::kNvSwitch:
-      return nvswitch;
+    case strategies::IntraFabric::kNvSwitch: {
+      const ByDevice* d = class_of(by_device, device);
+      return d != nullptr && d->nvswitch ? *d->nvswitch : nvswitch;
+    }
     case strategies::IntraFabric::kPcie:
       return pcie;
     case strategies::IntraFabric::kShared:
@@ -281,8 +302,13 @@ Efficiencies parse_efficiencies(const Json& j, const std::string& what) {
                      "\": devices of that kind that no class matches would have no efficiencies");
     }
   }
+  LinkEfficiencies links;
+  if (r.has("links")) links = parse_links(r.get_raw("links"), r.field("links"));
+  for (const DeviceClass& d : devices) {
+    links.by_device.push_back({d.kind, d.match, d.nvswitch_efficiency});
+  }
   Efficiencies out(blocks, std::move(devices), strategies::detail::read_source(j));
-  if (r.has("links")) out.set_links(parse_links(r.get_raw("links"), r.field("links")));
+  out.set_links(links);
   return out;
 }
 

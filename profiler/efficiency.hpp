@@ -66,6 +66,9 @@ struct DeviceClass {
   std::optional<strategies::Precision> compute_precision;
   std::array<OpEfficiency, kNumOpClasses> ops;
   std::array<bool, kNumOpClasses> has_op{};  // false only for an absent optional class (fp8_gemm)
+  // "links": {"nvswitch": {"bandwidth_efficiency", "source"}}: this generation's NVSwitch
+  // fraction, in place of the table's links.nvswitch (LinkEfficiencies::by_device).
+  std::optional<double> nvswitch_efficiency;
   std::string source;
 
   const OpEfficiency& op(OpClass c) const { return ops[static_cast<int>(c)]; }
@@ -83,7 +86,17 @@ struct LinkEfficiencies {
   // latencies beyond the links'; profiler/link_model.hpp): the table's "software_latency"
   // {"model": "nccl"}. Off (the links' latencies only) where the table says nothing.
   bool nccl_latency = false;
-  double intra(strategies::IntraFabric f) const;
+  // A GPU generation's own NVSwitch fraction in place of `nvswitch` (a device class's "links"):
+  // the table's device classes in file order, each with its match and, where it states one,
+  // its fraction; a device takes the class device_class() gives it. Empty: `nvswitch` for all.
+  struct ByDevice {
+    strategies::DeviceKind kind = strategies::DeviceKind::kGpu;
+    std::vector<std::string> match;  // lower case; empty: the fallback of its kind
+    std::optional<double> nvswitch;
+  };
+  std::vector<ByDevice> by_device;
+  // The fraction of fabric `f` between GPUs `device` (nvswitch: its class's, else the table's).
+  double intra(strategies::IntraFabric f, const strategies::DeviceSpec& device) const;
 };
 
 // The whole table: block -> op class, and the device classes in file order.

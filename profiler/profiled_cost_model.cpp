@@ -52,7 +52,10 @@ double line_rate(const ClusterSpec& cluster, const std::string& fabric) {
 }
 
 void set_efficiency(LinkEfficiencies& l, const std::string& fabric, double e) {
-  if (fabric == "nvswitch") l.nvswitch = e;
+  if (fabric == "nvswitch") {  // measured: for every device, whatever its class says
+    l.nvswitch = e;
+    for (LinkEfficiencies::ByDevice& d : l.by_device) d.nvswitch.reset();
+  }
   if (fabric == "pcie") l.pcie = e;
   if (fabric == "shared") l.shared = e;
   if (fabric == "network") l.network = e;

@@ -147,7 +147,13 @@ TEST(Efficiencies, LinkEfficienciesBundledAndDefault) {
   EXPECT_DOUBLE_EQ(l.nvswitch, 0.80);
   EXPECT_DOUBLE_EQ(l.network, 0.96);
   EXPECT_DOUBLE_EQ(l.pcie, 1.0);  // no measurement: line rate
-  EXPECT_DOUBLE_EQ(l.intra(strategies::IntraFabric::kNvSwitch), 0.80);
+  // NVSwitch by GPU generation: A100's own 230 of 300 GB/s, the table's 0.80 (H100's) for the
+  // rest; the other fabrics do not depend on the GPU.
+  using strategies::IntraFabric;
+  EXPECT_DOUBLE_EQ(l.intra(IntraFabric::kNvSwitch, test_gpu("A100-SXM4-80GB")), 0.767);
+  EXPECT_DOUBLE_EQ(l.intra(IntraFabric::kNvSwitch, test_gpu("H100-SXM5-80GB")), 0.80);
+  EXPECT_DOUBLE_EQ(l.intra(IntraFabric::kNvSwitch, test_gpu("GeForce RTX 4090")), 0.80);
+  EXPECT_DOUBLE_EQ(l.intra(IntraFabric::kPcie, test_gpu("A100-SXM4-80GB")), 1.0);
   // A table without "links" runs collectives at line rate.
   const Efficiencies plain = parse_efficiencies(table_json());
   EXPECT_DOUBLE_EQ(plain.links().nvswitch, 1.0);
@@ -155,6 +161,46 @@ TEST(Efficiencies, LinkEfficienciesBundledAndDefault) {
   // NCCL's software latency: on in the bundled table, off where a table says nothing.
   EXPECT_TRUE(l.nccl_latency);
   EXPECT_FALSE(plain.links().nccl_latency);
+}
+
+// A device class's own links.nvswitch replaces the table's for the GPUs it matches, and only
+// for them (the fallback's own for every GPU no class matches).
+TEST(Efficiencies, DeviceClassLinksOverrideTheTablesNvSwitch) {
+  Json j = table_json();
+  j["links"] = {{"nvswitch", {{"bandwidth_efficiency", 0.8}, {"source", "x"}}}};
+  j["devices"][0]["links"] = {{"nvswitch", {{"bandwidth_efficiency", 0.7}, {"source", "y"}}}};
+  const Efficiencies e = parse_efficiencies(j);
+  EXPECT_EQ(e.device_class(test_gpu()).nvswitch_efficiency, 0.7);
+  EXPECT_EQ(e.device_class(test_gpu("Other")).nvswitch_efficiency, std::nullopt);
+  const auto nvswitch = strategies::IntraFabric::kNvSwitch;
+  EXPECT_DOUBLE_EQ(e.links().intra(nvswitch, test_gpu()), 0.7);
+  EXPECT_DOUBLE_EQ(e.links().intra(nvswitch, test_gpu("Other")), 0.8);
+  j["devices"][1]["links"] = {{"nvswitch", {{"bandwidth_efficiency", 0.6}, {"source", "z"}}}};
+  const Efficiencies f = parse_efficiencies(j);
+  EXPECT_DOUBLE_EQ(f.links().intra(nvswitch, test_gpu()), 0.7);
+  EXPECT_DOUBLE_EQ(f.links().intra(nvswitch, test_gpu("Other")), 0.6);
+  strategies::DeviceSpec cpu = test_gpu("Other");
+  cpu.kind = strategies::DeviceKind::kCpu;
+  EXPECT_DOUBLE_EQ(f.links().intra(nvswitch, cpu), 0.8) << "the cpu fallback states none";
+}
+
+TEST(EfficienciesErrors, DeviceClassLinks) {
+  expect_rejected(
+      [](Json& j) {
+        j["devices"][0]["links"] = {
+            {"nvswitch", {{"bandwidth_efficiency", 0}, {"source", "x"}}}};
+      },
+      {"efficiencies.devices[0].links.nvswitch.bandwidth_efficiency = 0", "must be in (0, 1]"});
+  expect_rejected(
+      [](Json& j) {
+        j["devices"][0]["links"] = {{"nvswitch", {{"bandwidth_efficiency", 0.7}}}};
+      },
+      {"efficiencies.devices[0].links.nvswitch.source", "required key is missing"});
+  expect_rejected(
+      [](Json& j) {
+        j["devices"][0]["links"] = {{"network", {{"bandwidth_efficiency", 0.7}, {"source", "x"}}}};
+      },
+      {"efficiencies.devices[0].links.network", "unknown key"});
 }
 
 TEST(EfficienciesErrors, Links) {

@@ -144,6 +144,13 @@ TEST(ProfiledCostModel, LinkFaceFromMeasuredCurves) {
   // curve of one latency and bandwidth, that bandwidth) over its line rate; others unchanged.
   EXPECT_NEAR(m.link_efficiencies().nvswitch, 240e9 / 300e9, 1e-9);
   EXPECT_EQ(m.link_efficiencies().network, roofline().link_efficiencies().network);
+  // Measured, it holds for every GPU, whatever share the table gives its class (A100: 0.767).
+  strategies::DeviceSpec a100 = cluster.node_groups[0].gpu;
+  a100.name = "A100-SXM4-80GB";
+  EXPECT_DOUBLE_EQ(roofline().link_efficiencies().intra(strategies::IntraFabric::kNvSwitch, a100),
+                   0.767);
+  EXPECT_NEAR(m.link_efficiencies().intra(strategies::IntraFabric::kNvSwitch, a100),
+              240e9 / 300e9, 1e-9);
   const std::vector<int> node0 = {0, 1, 2, 3, 4, 5, 6, 7}, across = {0, 8};
   EXPECT_TRUE(m.measures_collective(strategies::CollectiveKind::kAllReduce, node0, cluster));
   EXPECT_FALSE(m.measures_collective(strategies::CollectiveKind::kAllReduce, across, cluster));

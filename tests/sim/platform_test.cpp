@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "profiler/efficiency.hpp"
 #include "sim_test_util.hpp"
 #include "strategies/spec.hpp"
 
@@ -296,6 +297,22 @@ TEST(PlatformHosts, HeterogeneousClusterHostsCarryTheirGroup) {
   }
   expect_times({values.begin() + 18, values.end()},
                {1e-6 + bytes / 300e9, 1e-6 + bytes / 450e9, 2e-6 + bytes / 25e9});
+}
+
+// The bundled table's links: each node group's NVSwitch ports at its own GPU's share (the a100
+// class's 0.767, H100 the table's 0.80), the network at 0.96 whatever the GPUs.
+TEST(PlatformHosts, EachGroupsNvSwitchRunsAtItsGpusShare) {
+  const ClusterSpec cluster =
+      strategies::load_cluster(kRoot + "/configs/clusters/hetero-a100-h100.json");
+  const double bytes = 9e8;
+  const std::vector<double> times = in_child([&] {
+    PlatformOptions o;
+    o.links = profiler::load_efficiencies(profiler::default_efficiencies_path()).links();
+    const Platform p = start(cluster, 64, o);
+    return run_flows(p, {{0, 1, bytes}, {32, 33, bytes}, {2, 40, bytes}});
+  });
+  expect_times(times, {1e-6 + bytes / (0.767 * 300e9), 1e-6 + bytes / (0.80 * 450e9),
+                       2e-6 + bytes / (0.96 * 25e9)});
 }
 
 TEST(PlatformHosts, StragglerFactorStretchesCompute) {
