@@ -1,8 +1,10 @@
 # strata.simulate: report.json's dict equals `strata simulate --json -` for the same inputs
-# (names, dicts, overrides), the trace is written where asked, and calls from several threads
-# at once (each a child process) give what one call at a time gives.
+# (names, dicts, overrides, a strategy schedule), the trace is written where asked, and calls
+# from several threads at once (each a child process) give what one call at a time gives.
 import json
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 import strata
 
@@ -89,3 +91,50 @@ def test_bad_flag_values_are_usage_errors():
             assert str(e).startswith(f"{name} = "), e
         else:
             raise AssertionError(f"{kwargs} was accepted")
+
+
+def test_a_schedule_equals_the_cli_json(cli_json, tmp_path):
+    """switch=: the bundled schedule's path, and a 2-phase schedule given as a dict, simulate
+    as `strata simulate --switch FILE` does."""
+    bundled = strata._strata.config_dir() + "/schedules/tiny-tp2-then-dp2.json"
+    report = strata.simulate("gpt-tiny", "local-cpu", None, gpus=2, switch=bundled)
+    assert report == cli_json("simulate", "--quiet", "--model", "gpt-tiny", "--cluster",
+                              "local-cpu", "--switch", bundled, "--gpus", "2")
+    assert [p["strategy"] for p in report["switching"]["phases"]] == \
+        ["tiny-tp2", "tiny-dp2", "tiny-zero1"]
+    assert len(report["switching"]["switches"]) == 2
+    schedule = {"name": "dp2-then-tp2", "phases": [{"strategy": "tiny-dp2", "steps": 3},
+                                                   {"strategy": "tiny-tp2", "steps": 2}]}
+    path = tmp_path / "dp2-then-tp2.json"
+    path.write_text(json.dumps(schedule))
+    from_dict = strata.simulate("gpt-tiny", "local-cpu", None, {"strategy.micro_batch_size": 1},
+                                gpus=2, switch=schedule)
+    assert from_dict == strata.simulate("gpt-tiny", "local-cpu", None,
+                                        ["strategy.micro_batch_size=1"], gpus=2, switch=path)
+    assert from_dict == cli_json("simulate", "--quiet", "--model", "gpt-tiny", "--cluster",
+                                 "local-cpu", "--switch", path, "--gpus", "2", "--set",
+                                 "strategy.micro_batch_size=1")
+    assert [p["steps"] for p in from_dict["switching"]["phases"]] == [3, 2]
+
+
+def test_schedule_errors():
+    schedule = {"name": "s", "phases": [{"strategy": "tiny-dp2", "steps": 0}]}
+    with pytest.raises(strata.ConfigError) as e:
+        strata.simulate("gpt-tiny", "local-cpu", None, gpus=2, switch=schedule)
+    assert (e.value.field, e.value.value, e.value.rule) == (
+        "switch.phases.0.steps", 0, "must be a whole number of steps >= 1")
+    # A message naming the schedule names the dict, not its temporary file.
+    two = {"name": "s", "phases": [{"strategy": "tiny-dp2", "steps": 1},
+                                   {"strategy": "tiny-tp2", "steps": 1}]}
+    with pytest.raises(strata.ConfigError) as e:
+        strata.simulate("gpt-tiny", "local-cpu", None, {"strategy.dp": 2}, gpus=2, switch=two)
+    assert str(e.value).startswith("(switch given as a dict): switch.phases.1 (strategy "
+                                   "'tiny-tp2'): strategy 'tiny-tp2' needs dp*tp*pp*cp = "
+                                   "2*2*1*1 = 4 GPUs")
+    for kwargs, name in (({"strategy": "tiny-dp2"}, "strategy"),
+                         ({"strategy": {"dp": 2}}, "strategy"), ({"switch": 3}, "switch"),
+                         ({"trace": "t.json"}, "trace"), ({"failures": "f.json"}, "failures")):
+        kwargs = {"strategy": None, "switch": schedule, **kwargs}
+        with pytest.raises(strata.UsageError) as e:
+            strata.simulate("gpt-tiny", "local-cpu", gpus=2, **kwargs)
+        assert e.value.field == name, e.value
