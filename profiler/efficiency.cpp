@@ -217,11 +217,12 @@ const DeviceClass& Efficiencies::device_class(const strategies::DeviceSpec& devi
 
 namespace {
 // "links": {"nvswitch": {"bandwidth_efficiency": f, "source": ...}, "pcie", "shared", "network",
-// "software_latency": {"model": "nccl" | "none", "source": ...}}, each optional (1 = line rate,
-// no software latency), each with its source.
+// "software_latency": {"model": "nccl" | "none", "source": ...}, "nccl_sms": {"sms": n,
+// "source": ...}}, each optional (1 = line rate, no software latency, no SMs held), each with
+// its source.
 LinkEfficiencies parse_links(const Json& object, const std::string& path) {
   json::ObjectReader r(object, path);
-  r.finish({"nvswitch", "pcie", "shared", "network", "software_latency"});
+  r.finish({"nvswitch", "pcie", "shared", "network", "software_latency", "nccl_sms"});
   LinkEfficiencies out;
   for (auto [key, field] : {std::pair{"nvswitch", &out.nvswitch}, std::pair{"pcie", &out.pcie},
                             std::pair{"shared", &out.shared}, std::pair{"network", &out.network}}) {
@@ -240,6 +241,14 @@ LinkEfficiencies parse_links(const Json& object, const std::string& path) {
       json::fail(latency.field("model"), model, "must be \"nccl\" or \"none\"");
     }
     out.nccl_latency = model == "nccl";
+  }
+  if (r.has("nccl_sms")) {
+    json::ObjectReader sms = r.get_object("nccl_sms");
+    sms.finish({"sms"});
+    require_source(sms, r.get_raw("nccl_sms"));
+    const long long n = sms.get_int("sms");
+    if (n < 1 || n > 4096) json::fail(sms.field("sms"), n, "must be an SM count from 1 to 4096");
+    out.nccl_sms = static_cast<int>(n);
   }
   return out;
 }

@@ -86,6 +86,12 @@ struct LinkEfficiencies {
   // latencies beyond the links'; profiler/link_model.hpp): the table's "software_latency"
   // {"model": "nccl"}. Off (the links' latencies only) where the table says nothing.
   bool nccl_latency = false;
+  // The SMs a running NCCL collective holds on each member GPU (its CTAs, one per channel, do
+  // not share an SM with compute kernels): the table's "nccl_sms" {"sms": n}. While k of a
+  // rank's collectives run, its compute gets (sms - k n) / sms of the GPU (the simulator; a
+  // GPU spec without `sms` is not slowed). 0, where the table says nothing: collectives hold
+  // no SMs.
+  int nccl_sms = 0;
   // A GPU generation's own NVSwitch fraction in place of `nvswitch` (a device class's "links"):
   // the table's device classes in file order, each with its match and, where it states one,
   // its fraction; a device takes the class device_class() gives it. Empty: `nvswitch` for all.

@@ -180,8 +180,15 @@ Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
       std::vector<Port> node_nics;
       for (int local = 0; local < group.gpus_per_node && rank < world_size; ++local, ++rank) {
         const double factor = options.speed_factors.empty() ? 1.0 : options.speed_factors[rank];
-        sg4::Host* host =
-            zone->create_host("rank" + std::to_string(rank), Platform::kHostFlops * factor);
+        std::vector<double> speeds = {Platform::kHostFlops * factor};
+        const int held = options.links.nccl_sms, sms = group.gpu.sms;
+        if (held > 0 && sms > held && cluster.comm_overlaps_compute &&
+            group.gpu.kind == strategies::DeviceKind::kGpu) {
+          for (int k = 1; k * held < sms; ++k) {
+            speeds.push_back(speeds.front() * (sms - k * held) / sms);
+          }
+        }
+        sg4::Host* host = zone->create_host("rank" + std::to_string(rank), speeds);
         host->set_property("node", std::to_string(node));
         host->set_property("local_rank", std::to_string(local));
         host->set_property("group", group.name);

@@ -36,7 +36,10 @@ struct PlatformOptions {
 struct Platform {
   // Hosts by rank. Rank r runs on the cluster's r-th GPU (node groups in order, nodes in order,
   // GPUs in order). Every host's speed is kHostFlops * speed factor, so an Exec of
-  // (seconds * kHostFlops) flops lasts `seconds / factor`.
+  // (seconds * kHostFlops) flops lasts `seconds / factor`. Where collectives hold SMs
+  // (links.nccl_sms n > 0, a GPU with sms > n, comm_overlaps_compute), a host has pstates
+  // k = 0, 1, ..., floor((sms - 1) / n): that speed x (sms - k n) / sms, its compute's share
+  // while k collectives of its rank run (the replay sets it).
   std::vector<simgrid::s4u::Host*> hosts;
   static constexpr double kHostFlops = 1e12;
   // Node index of each rank (for hierarchical collectives).

@@ -388,7 +388,23 @@ class Replayer {
     bool bundled = false, orbit = false;
     std::vector<std::vector<int>> implied;
     std::unique_ptr<FlowSchedule> flows;
+    // Whether its kernel holds SMs on each member from arrival to completion (links.nccl_sms;
+    // not tp_comm_overlap's tp collectives, whose overlapped GEMMs price their SMs).
+    bool holds_sms = false;
   };
+
+  // A rank's collectives in flight change its compute's share of the GPU (Platform::hosts'
+  // pstates: k collectives, pstate k, capped at the last).
+  void hold_sms(int rank, int delta) {
+    sg4::Host* host = platform_.hosts[rank];
+    const unsigned long states = host->get_pstate_count();
+    if (states < 2) return;
+    int& k = holding_[rank];
+    k += delta;
+    STRATA_CHECK(k >= 0, "a rank released more collectives' SMs than it held");
+    const unsigned long want = std::min<unsigned long>(static_cast<unsigned long>(k), states - 1);
+    if (host->get_pstate() != want) host->set_pstate(want);
+  }
 
   int group_id(int rank, const strategies::GroupRef& g) {
     const int key = (static_cast<int>(g.kind) << 16) | (g.layout << 8) | g.layout_from;
@@ -422,12 +438,16 @@ class Replayer {
       if (t.collective == CollectiveKind::kAllToAll && t.purpose == strategies::Purpose::kEp) {
         in.direction = t.tag;
       }
+      in.holds_sms = !(plan_.strategy.tp_comm_overlap && t.purpose == strategies::Purpose::kTp);
       for (int m : members) in.expected += active(m) ? 1 : 0;
     }
     const std::size_t id = it->second;
     Instance& in = instances_[id];
     STRATA_CHECK(in.kind == t.collective && in.bytes == t.bytes,
                  "collective mismatch across group members at rank " + std::to_string(rank));
+    // NCCL's kernel is launched when the rank reaches the collective and holds its SMs while it
+    // waits for the others too.
+    if (in.holds_sms) hold_sms(rank, +1);
     const auto pos = std::lower_bound(in.ranks.begin(), in.ranks.end(), rank) - in.ranks.begin();
     in.tasks[pos] = task;
     if (++in.arrived < in.expected) return;
@@ -545,7 +565,9 @@ class Replayer {
   void complete_instance(std::size_t id) {
     Instance& in = instances_[id];
     for (std::size_t k = 0; k < in.ranks.size() && !in.shadow; ++k) {
-      if (active(in.ranks[k])) finish(in.ranks[k], in.tasks[k]);
+      if (!active(in.ranks[k])) continue;
+      if (in.holds_sms) hold_sms(in.ranks[k], -1);
+      finish(in.ranks[k], in.tasks[k]);
     }
     // Instances stay in the deque (flows refer to them by index): release their storage.
     in.flows.reset();
@@ -589,6 +611,7 @@ class Replayer {
   std::map<std::pair<int, int>, int> occurrences_;          // (rank, group) -> next occurrence
   std::map<std::pair<int, int>, std::size_t> instance_of_;  // (group, occurrence) -> instance
   std::deque<Instance> instances_;
+  std::unordered_map<int, int> holding_;  // rank -> its collectives in flight that hold SMs
 };
 
 }  // namespace

@@ -161,6 +161,9 @@ TEST(Efficiencies, LinkEfficienciesBundledAndDefault) {
   // NCCL's software latency: on in the bundled table, off where a table says nothing.
   EXPECT_TRUE(l.nccl_latency);
   EXPECT_FALSE(plain.links().nccl_latency);
+  // The SMs a collective holds: NCCL's 16 on a DGX (nccl issue #689); none without the entry.
+  EXPECT_EQ(l.nccl_sms, 16);
+  EXPECT_EQ(plain.links().nccl_sms, 0);
 }
 
 // A device class's own links.nvswitch replaces the table's for the GPUs it matches, and only
@@ -217,6 +220,10 @@ TEST(EfficienciesErrors, Links) {
       {"efficiencies.links.software_latency.model = \"fast\"", "must be \"nccl\" or \"none\""});
   expect_rejected([](Json& j) { j["links"] = {{"software_latency", {{"model", "nccl"}}}}; },
                   {"efficiencies.links.software_latency.source", "required key is missing"});
+  expect_rejected([](Json& j) { j["links"] = {{"nccl_sms", {{"sms", 0}, {"source", "x"}}}}; },
+                  {"efficiencies.links.nccl_sms.sms = 0", "must be an SM count from 1 to 4096"});
+  expect_rejected([](Json& j) { j["links"] = {{"nccl_sms", {{"sms", 16}}}}; },
+                  {"efficiencies.links.nccl_sms.source", "required key is missing"});
 }
 
 TEST(EfficienciesErrors, SchemaVersion) {

@@ -14,8 +14,9 @@ namespace strata::sim::testing {
 // collective is the link model's formula at line rate.
 class FixedCost final : public profiler::CostModel {
  public:
-  explicit FixedCost(double seconds, bool layers_only = false)
-      : seconds_(seconds), layers_only_(layers_only) {}
+  // nccl_sms: the SMs each collective holds (LinkEfficiencies::nccl_sms; 0: none).
+  explicit FixedCost(double seconds, bool layers_only = false, int nccl_sms = 0)
+      : seconds_(seconds), layers_only_(layers_only), nccl_sms_(nccl_sms) {}
   double op_seconds(const strategies::Op&, const strategies::DeviceSpec&,
                     strategies::Precision) const override {
     return seconds_;
@@ -25,7 +26,11 @@ class FixedCost final : public profiler::CostModel {
     if (!layers_only_) return seconds_;
     return t.layer >= 0 ? seconds_ : 0.0;
   }
-  profiler::LinkEfficiencies link_efficiencies() const override { return {}; }
+  profiler::LinkEfficiencies link_efficiencies() const override {
+    profiler::LinkEfficiencies l;
+    l.nccl_sms = nccl_sms_;
+    return l;
+  }
   double collective_seconds(strategies::CollectiveKind kind, const std::vector<int>& ranks,
                             double bytes, const strategies::ClusterSpec& cluster) const override {
     return profiler::collective_alpha_beta_seconds(kind, ranks, bytes, cluster, {});
@@ -35,6 +40,7 @@ class FixedCost final : public profiler::CostModel {
  private:
   double seconds_;
   bool layers_only_;
+  int nccl_sms_;
 };
 
 // Collectives alone at line rate, to check them against their formulas with the spec's numbers.

@@ -66,7 +66,11 @@ std::vector<double> run(const strategies::Plan& plan, const std::vector<profiler
 TEST(ProfiledReplay, MeasuredOpsPriceTheTasksAndTheReportSaysSo) {
   const auto m = strategies::testing::gpt(2, 256, 8, 512, 64);
   auto s = strategies::testing::strategy(2, 2, 1, 1, 4);
-  const strategies::Plan plan = strategies::lower(m, strategies::testing::cluster(1, 8), s, 4);
+  // A GPU without its SM count: compute beside a collective keeps the whole GPU
+  // (links.nccl_sms), so rank 0's compute spans are exactly the priced times.
+  strategies::ClusterSpec c = strategies::testing::cluster(1, 8);
+  c.node_groups[0].gpu.sms = 0;
+  const strategies::Plan plan = strategies::lower(m, c, s, 4);
   const auto once = run(plan, {synthetic_profile(plan, 1.0)});
   const auto twice = run(plan, {synthetic_profile(plan, 2.0)});
   const auto none = run(plan, {});

@@ -168,6 +168,41 @@ TEST(Replay, GradientBucketsOverlapBackward) {
   EXPECT_NEAR(out[1][1], out[1][2], 1e-9);  // without overlap every second of it is exposed
 }
 
+// A collective holds links.nccl_sms of its GPU's SMs from arrival to completion (NCCL's CTAs
+// do not share an SM): the backward compute beside the bucket all-reduces runs on 92 of the
+// A100's 108 SMs. A compute task of cost c overlapped for W seconds by one collective ends
+// W x 16/108 later, so rank 0's compute grows by 16/108 of the overlapped communication
+// (communication - exposed: the buckets run one at a time on the dp stream). Without the
+// GPU's SM count, or on a cluster that runs in program order, nothing changes.
+TEST(Replay, CollectivesHoldSmsSoComputeBesideThemSlows) {
+  const auto m = strategies::testing::gpt(8, 1024, 16, 1024, 256);
+  auto s = strategies::testing::strategy(8, 1, 1, 1, 8);
+  s.collectives.overlap_grad_reduce = true;
+  s.collectives.grad_bucket_bytes = 4 << 20;
+  auto run = [&](int nccl_sms, int gpu_sms, bool overlaps) {
+    auto c = strategies::testing::cluster(1, 8);
+    c.node_groups[0].gpu.sms = gpu_sms;
+    c.comm_overlaps_compute = overlaps;
+    const Plan plan = strategies::lower(m, c, s, 8);
+    return in_child([&] {
+      const results::Report rep = simulate(plan, FixedCost(2e-4, false, nccl_sms));
+      return std::vector<double>{rep.step_time_s, rep.ranks[0].compute_s,
+                                 rep.ranks[0].communication_s, rep.ranks[0].exposed_comm_s};
+    });
+  };
+  const std::vector<double> free = run(0, 108, true), held = run(16, 108, true);
+  ASSERT_EQ(free.size(), 4u);
+  ASSERT_EQ(held.size(), 4u);
+  const double overlapped = held[2] - held[3];
+  ASSERT_GT(overlapped, 1e-4);  // the buckets do run beside the backward
+  EXPECT_NEAR(held[1] - free[1], overlapped * 16 / 108, 1e-9 * held[1]);
+  EXPECT_NEAR(held[2], free[2], 1e-12);  // the network is not slowed
+  EXPECT_GT(held[0], free[0]);
+  EXPECT_EQ(run(16, 0, true), free);  // no SM count: no slowdown
+  const std::vector<double> serial = run(0, 108, false);
+  EXPECT_EQ(run(16, 108, false), serial);  // in program order nothing runs beside compute
+}
+
 // A cluster whose executor runs each rank's tasks in program order (comm_overlaps_compute
 // false: this machine's CPU executor): the buckets overlap nothing, every second of
 // communication is exposed, and no task of a rank starts before the one before it has ended
