@@ -449,7 +449,7 @@ int farm_serve(std::unique_ptr<exec::Messenger> net, double rank0_timeout_s) {
     }
     if (!stopping && since(heard_from_0) > rank0_timeout_s) {
       // Nobody would collect this rank's results, and MPI_Finalize would wait for rank 0
-      // forever: end the world (the children still running finish on their own).
+      // forever: end the world (the children still running get SIGTERM as this process dies).
       std::fprintf(stderr,
                    "strata: rank %d: rank 0 sent nothing for %g s (--rank-timeout): it died or "
                    "hangs, so this rank ends the world (MPI_Abort with %d)\n",

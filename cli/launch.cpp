@@ -2,10 +2,12 @@
 #include "cli/launch.hpp"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -79,6 +81,7 @@ int run_logged(const std::vector<std::string>& argv, const std::string& log,
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fd);
@@ -87,6 +90,11 @@ int run_logged(const std::vector<std::string>& argv, const std::string& log,
     throw ConfigError(std::string("fork: ") + std::strerror(errno));
   }
   if (pid == 0) {
+    // The child ends with the thread that started it (which waits for it below): when this
+    // process dies (a sweep's rank ending the world, a killed command) the child gets SIGTERM
+    // instead of running on unseen; and if it died before this line, the child stops now.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(128 + SIGTERM);
     ::close(report[0]);
     ::dup2(fd, STDOUT_FILENO);
     ::dup2(fd, STDERR_FILENO);

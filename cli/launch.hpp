@@ -23,7 +23,9 @@ std::string self_executable();
 std::vector<std::string> mpi_launcher(int ranks, const std::optional<std::string>& custom);
 
 // Runs `argv` (argv[0] a path, or a name looked up on PATH) and waits for it, its stdout and
-// stderr appended to `log`. Returns its exit code (128 + the signal when killed).
+// stderr appended to `log`. Returns its exit code (128 + the signal when killed). The child
+// gets SIGTERM if the calling thread (so this process) dies before it ends (Linux's
+// PR_SET_PDEATHSIG), so a killed command leaves no children running.
 // ConfigError when it cannot be started. `without_launcher_env`: the child does not see the
 // MPI launcher's variables (OMPI_*, PMIX_*, PMI_*), so that a child of a rank is not taken
 // for a rank itself.

@@ -169,6 +169,25 @@ TEST_F(DistributedTest, ServingRanksEndTheWorldWhenRankZeroHangs) {
       << two.err;
 }
 
+// The simulations running when the world ends die with it instead of running on unseen: two
+// points of the 1 T row of SC'21 (seconds each), rank 0 stopped after handing them out to
+// itself and rank 1; once rank 1 has ended the world, none is left.
+TEST_F(DistributedTest, TheRunningSimulationsEndWithTheWorld) {
+  const std::string specs = std::string(STRATA_SOURCE_DIR) + "/experiments/megatron-sc21/specs/";
+  const std::string tmp = path("tmp");
+  fs::create_directories(tmp);
+  const Result two = mpirun(
+      2,
+      "sweep --model " + specs + "row10-gpt-1008b.model.json --cluster dgx-a100-128n "
+      "--strategy " + specs + "row10-gpt-1008b.strategy.json --nodes 384 "
+      "--vary strategy.micro_batch_size=1,2 --jobs 1 --rank-timeout 1 --out " + path("two"),
+      "TMPDIR=" + tmp + " STRATA_TEST_FARM_HANG_RANK=0",
+      "-x TMPDIR -x STRATA_TEST_FARM_HANG_RANK");
+  EXPECT_NE(two.err.find("rank 0 sent nothing for 1 s"), std::string::npos) << two.err;
+  // Open MPI kills each rank's process group, and each child also gets SIGTERM with its rank.
+  EXPECT_EQ(wait_for_simulations(true, 5), "") << "simulations left running";
+}
+
 // Rank 0 dies (SIGKILL) with --enable-recovery, which keeps the others alive: they notice.
 TEST_F(DistributedTest, ServingRanksEndTheWorldWhenRankZeroDies) {
   const Result three =

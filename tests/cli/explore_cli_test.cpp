@@ -2,6 +2,7 @@
 // `strata compare` of two reports. Each runs the strata executable.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -230,6 +231,25 @@ TEST_F(Explore, SweepRowsMatchSingleSimulationsAndRecordRefusedPoints) {
   EXPECT_TRUE(has(svg, "<svg")) << svg.substr(0, 200);
   EXPECT_TRUE(has(svg, "tokens/s"));
   EXPECT_TRUE(has(svg, "tp=2 micro_batch_size=3: refused"));
+}
+
+// A sweep killed outright (SIGKILL: no handler runs) takes its running simulations with it:
+// each child gets SIGTERM when the process that started it dies (cli/launch.hpp run_logged),
+// instead of running on, orphaned, for the rest of its point (seconds: SC'21's 1 T row).
+TEST_F(Explore, AKilledSweepLeavesNoSimulationRunning) {
+  const std::string specs = std::string(STRATA_SOURCE_DIR) + "/experiments/megatron-sc21/specs/";
+  const std::string pid_file = path("sweep.pid");
+  const std::string cmd = std::string(STRATA_EXE) + " sweep --model " + specs +
+                          "row10-gpt-1008b.model.json --cluster dgx-a100-128n --strategy " +
+                          specs + "row10-gpt-1008b.strategy.json --nodes 384 " +
+                          "--vary strategy.micro_batch_size=1,2 --jobs 1 --out " + path("s") +
+                          " >/dev/null 2>&1 </dev/null & echo $! > " + pid_file;
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const pid_t sweep = static_cast<pid_t>(std::stol(read(pid_file)));
+  const std::string running = wait_for_simulations(false, 60);
+  ::kill(sweep, SIGKILL);
+  ASSERT_NE(running, "") << "the sweep never started a simulation";
+  EXPECT_EQ(wait_for_simulations(true, 5), "") << "simulations left running";
 }
 
 TEST_F(Explore, SweepRefusesABadVaryBeforeAnyWork) {

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -65,6 +66,30 @@ class StrataTest : public ::testing::Test {
                             out.string() + " 2>" + err.string() + " </dev/null";
     const int status = std::system(cmd.c_str());
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read(out), read(err)};
+  }
+  // The `strata simulate` processes whose command lines name this test's folder, one per line
+  // (pgrep -a), "" when there are none.
+  std::string simulations_running() const {
+    // ("[s]imulate": the shell that runs pgrep, whose command line holds the pattern, does
+    // not match it.)
+    FILE* pgrep = ::popen(("pgrep -f -a '[s]imulate .*" + dir_.string() + "'").c_str(), "r");
+    if (pgrep == nullptr) return "(pgrep did not start)";
+    std::string out;
+    char line[4096];
+    while (std::fgets(line, sizeof line, pgrep) != nullptr) out += line;
+    ::pclose(pgrep);
+    return out;
+  }
+  // Polls simulations_running() every 0.1 s for up to `seconds` until it is empty (`empty`) or
+  // not; returns its last answer.
+  std::string wait_for_simulations(bool empty, double seconds) const {
+    std::string now;
+    for (int i = 0; i < static_cast<int>(seconds * 10) + 1; ++i) {
+      now = simulations_running();
+      if (now.empty() == empty) break;
+      ::usleep(100000);
+    }
+    return now;
   }
   static std::string read(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
