@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import socket
 import tempfile
 import time
 from collections.abc import Mapping
@@ -149,8 +150,16 @@ def _sweep_point(task):
     what its strategy fills (dp*tp*pp*cp; none when its specs do not load: the child says why).
     `task`: JSON text (no executor reads into it) of the specs as _inputs' pairs, the --set
     texts (the overrides, then the point's values), gpus, nodes and the simulate flags. Returns
-    the point's CSV figures (_figures); a refused point is a row, not an exception."""
-    t = json.loads(task)
+    (the point's CSV figures (_figures), where and how long it ran: {"host", "started",
+    "seconds"}, `started` a Unix time); a refused point is a row, not an exception."""
+    started, clock = time.time(), time.monotonic()
+    where = {"host": socket.gethostname(), "started": started}
+    figures = _sweep_point_figures(json.loads(task))
+    return figures, {**where, "seconds": time.monotonic() - clock}
+
+
+def _sweep_point_figures(t):
+    """_sweep_point's figures of the decoded task `t`."""
     specs = [tuple(s) for s in t["specs"]]
     gpus = t["gpus"]
     if gpus is None:
@@ -190,7 +199,10 @@ def _sweep_cli(inputs, varies, jobs, flags, out):
         written = table.exists() and table.stat().st_mtime >= started - 1
         if done.returncode != 0 and not (done.returncode == 4 and written):
             raise _child_error(done, files, "sweep")
-        return _read_csv(table, _SWEEP_TEXT, files)[1]
+        timing = _read_csv(folder / "timing.csv", {"job", "lost"}, files)[1]
+        for n, row in enumerate(timing, 1):  # job: the point's folder name
+            row["point"] = n
+        return _read_csv(table, _SWEEP_TEXT, files)[1], timing
 
 
 def _sweep_on(executor, inputs, varies, flags):
@@ -198,23 +210,27 @@ def _sweep_on(executor, inputs, varies, flags):
     strata sweep's order (the first path slowest). A point whose future raises (a worker
     lost) is a failed row with the exception as its error."""
     points = list(itertools.product(*(texts for _, texts in varies)))
+    start = time.time()
     futures = []
     for values in points:
         sets = inputs[3] + [f"{path}={v}" for (path, _), v in zip(varies, values)]
         task = {"specs": inputs[:3], "sets": sets, "gpus": inputs[4], "nodes": inputs[5],
                 "flags": flags}
         futures.append(executor.submit(_sweep_point, json.dumps(task)))
-    rows = []
+    rows, timing = [], []
     for n, (values, future) in enumerate(zip(points, futures), 1):
         try:
-            figures = future.result()
+            figures, where = future.result()
+            timing.append({"point": n, "host": where["host"],
+                           "started_s": where["started"] - start, "seconds": where["seconds"]})
         except Exception as e:  # noqa: BLE001  the point failed, the sweep goes on
             figures = _figures(_INTERNAL, error=f"{type(e).__name__}: {e}")
+            timing.append({"point": n, "host": None, "started_s": None, "seconds": None})
         row = {"point": n}
         row.update({path: _cell(path, v, ()) for (path, _), v in zip(varies, values)})
         row.update(figures)
         rows.append(row)
-    return rows
+    return rows, timing
 
 
 def sweep(model, cluster, strategy, vary, overrides=None, *, gpus=None, nodes=None, jobs=None,
@@ -233,7 +249,12 @@ def sweep(model, cluster, strategy, vary, overrides=None, *, gpus=None, nodes=No
     profile, links: simulate()'s, passed to every simulation. Default: `strata sweep` in a child process, jobs points at a time (the
     cores), its folder kept at `out` when given. executor: anything with submit(fn, *args)
     returning futures (concurrent.futures' executors, a dask.distributed Client) runs one
-    `strata simulate` per point instead, with the same rows."""
+    `strata simulate` per point instead, with the same rows.
+
+    attrs["timing"]: where and how long each point ran, a list of dicts with its "point", its
+    "started_s" (from the sweep's start) and "seconds": the command's timing.csv (also "job",
+    "rank", "attempts", "lost"; docs/distributed.md), or with an executor the "host" that ran
+    it (None for a point whose future raised)."""
     inputs = _inputs(model, cluster, strategy, overrides, gpus, nodes)
     varies = _vary(vary)
     _count("jobs", jobs)
@@ -248,9 +269,9 @@ def sweep(model, cluster, strategy, vary, overrides=None, *, gpus=None, nodes=No
                 raise UsageError(f"{name} = {_show(value)}: only without executor (the "
                                  "executor runs the points; nothing is written)")
     _strata.check_sweep(*inputs, [f"{path}={texts[0]}" for path, texts in varies])
-    rows = _sweep_cli(inputs, varies, jobs, flags, out) if executor is None else \
+    rows, timing = _sweep_cli(inputs, varies, jobs, flags, out) if executor is None else \
         _sweep_on(executor, inputs, varies, flags)
-    return _table(rows, ["point", *(path for path, _ in varies), *_FIGURES])
+    return _table(rows, ["point", *(path for path, _ in varies), *_FIGURES], {"timing": timing})
 
 
 def _budget(budget_s):

@@ -5,6 +5,7 @@
 import csv
 import json
 import math
+import socket
 import stat
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -78,6 +79,21 @@ def test_an_executor_gives_the_cli_csv(cli_csv, make):
         table = strata.sweep(*TINY, VARY, executor=pool)
     assert_equals_csv(table, cli_csv)
     assert records(table)[1]["error"].startswith(cli_csv[1][1][-1][:40])
+
+
+def test_timing_says_where_and_how_long_each_point_ran():
+    """attrs["timing"]: the command's timing.csv, or with an executor the host per point."""
+    by_cli = strata.sweep(*TINY, VARY, jobs=2).attrs["timing"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        by_pool = strata.sweep(*TINY, VARY, executor=pool).attrs["timing"]
+    assert [t["point"] for t in by_cli] == [t["point"] for t in by_pool] == [1, 2, 3, 4, 5, 6]
+    for t in by_cli:
+        assert t["rank"] == 0 and t["attempts"] == 1 and t["lost"] is None
+        assert t["job"] == f"{t['point']:03d}"  # the point's folder
+        assert t["seconds"] > 0 and t["started_s"] >= 0
+    for t in by_pool:
+        assert t["host"] == socket.gethostname()
+        assert t["seconds"] > 0 and t["started_s"] >= 0
 
 
 def test_without_pandas_a_table_of_dicts(cli_csv, monkeypatch):
