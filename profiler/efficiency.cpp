@@ -78,6 +78,14 @@ OpEfficiency parse_op(const Json& object, const std::string& path) {
   return e;
 }
 
+// `parent`'s link entry `key`: {"bandwidth_efficiency": f in (0, 1], "source": ...} -> f.
+double read_link_efficiency(json::ObjectReader& parent, const std::string& key) {
+  json::ObjectReader link = parent.get_object(key);
+  link.finish({"bandwidth_efficiency"});
+  require_source(link, parent.get_raw(key));
+  return read_fraction(link, "bandwidth_efficiency");
+}
+
 DeviceClass parse_device_class(const Json& object, const std::string& path) {
   json::ObjectReader r(object, path);
   r.finish({"name", "kind", "match", "launch_overhead_us", "compute_precision", "ops", "links"});
@@ -128,10 +136,7 @@ DeviceClass parse_device_class(const Json& object, const std::string& path) {
   if (r.has("links")) {
     json::ObjectReader links = r.get_object("links");
     links.finish({"nvswitch"});
-    json::ObjectReader nvswitch = links.get_object("nvswitch");
-    nvswitch.finish({"bandwidth_efficiency"});
-    require_source(nvswitch, links.get_raw("nvswitch"));
-    d.nvswitch_efficiency = read_fraction(nvswitch, "bandwidth_efficiency");
+    d.nvswitch_efficiency = read_link_efficiency(links, "nvswitch");
   }
   return d;
 }
@@ -226,11 +231,7 @@ LinkEfficiencies parse_links(const Json& object, const std::string& path) {
   LinkEfficiencies out;
   for (auto [key, field] : {std::pair{"nvswitch", &out.nvswitch}, std::pair{"pcie", &out.pcie},
                             std::pair{"shared", &out.shared}, std::pair{"network", &out.network}}) {
-    if (!r.has(key)) continue;
-    json::ObjectReader link = r.get_object(key);
-    link.finish({"bandwidth_efficiency"});
-    require_source(link, r.get_raw(key));
-    *field = read_fraction(link, "bandwidth_efficiency");
+    if (r.has(key)) *field = read_link_efficiency(r, key);
   }
   if (r.has("software_latency")) {
     json::ObjectReader latency = r.get_object("software_latency");

@@ -103,6 +103,10 @@ struct LinkEfficiencies {
   std::vector<ByDevice> by_device;
   // The fraction of fabric `f` between GPUs `device` (nvswitch: its class's, else the table's).
   double intra(strategies::IntraFabric f, const strategies::DeviceSpec& device) const;
+  // What collectives reach on node group `g`'s intra-node fabric: its line rate x intra().
+  double intra_bandwidth_Bps(const strategies::NodeGroup& g) const {
+    return g.intra_node.bandwidth_Bps * intra(g.intra_node.kind, g.gpu);
+  }
 };
 
 // The whole table: block -> op class, and the device classes in file order.

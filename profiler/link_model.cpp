@@ -29,8 +29,7 @@ NodeMap node_map(const strategies::ClusterSpec& cluster, int world_size,
                "node_map: world_size exceeds the cluster's GPUs");
   const auto& intra = cluster.node_groups.front().intra_node;
   m.intra_latency_s = intra.latency_s;
-  m.intra_bandwidth_Bps =
-      intra.bandwidth_Bps * links.intra(intra.kind, cluster.node_groups.front().gpu);
+  m.intra_bandwidth_Bps = links.intra_bandwidth_Bps(cluster.node_groups.front());
   m.inter_latency_s = cluster.inter_node.latency_s;
   m.inter_bandwidth_Bps = cluster.inter_node.nic_bandwidth_Bps * links.network;
   m.nccl = links.nccl_latency && cluster.node_groups.front().gpu.kind == strategies::DeviceKind::kGpu;
@@ -363,9 +362,8 @@ Timing collective_timing(CollectiveKind kind, const std::vector<int>& ranks, dou
     const std::vector<int> counts = members_per_node(ranks, nodes);
     if (counts.size() == 1) {
       const strategies::NodeGroup& group = cluster.group_of_gpu(ranks.front());
-      const strategies::IntraNodeSpec& intra = group.intra_node;
-      fabric.intra_latency_s = intra.latency_s;
-      fabric.intra_bandwidth_Bps = intra.bandwidth_Bps * links.intra(intra.kind, group.gpu);
+      fabric.intra_latency_s = group.intra_node.latency_s;
+      fabric.intra_bandwidth_Bps = links.intra_bandwidth_Bps(group);
     }
     return {algorithm, all_to_all_seconds(algorithm, counts, bytes, fabric),
             all_to_all_seconds(algorithm, counts, bytes, without_latency(fabric))};
@@ -381,9 +379,8 @@ Timing collective_timing(CollectiveKind kind, const std::vector<int>& ranks, dou
       std::all_of(ranks.begin(), ranks.end(), [&](int r) { return nodes.node_of_rank[r] == node; });
   if (one_node) {
     const strategies::NodeGroup& group = cluster.group_of_gpu(ranks.front());
-    const strategies::IntraNodeSpec& intra = group.intra_node;
-    const double bw = intra.bandwidth_Bps * links.intra(intra.kind, group.gpu);
-    return {Algorithm::kRing, alpha_beta_seconds(kind, n, bytes, intra.latency_s, bw),
+    const double bw = links.intra_bandwidth_Bps(group);
+    return {Algorithm::kRing, alpha_beta_seconds(kind, n, bytes, group.intra_node.latency_s, bw),
             alpha_beta_seconds(kind, n, bytes, 0, bw)};
   }
   return spanning_timing(kind, Algorithm::kRing, n, 0, 0, bytes, nodes);

@@ -206,8 +206,7 @@ Platform build_platform(const strategies::ClusterSpec& cluster, int world_size,
         a.loopback->set_latency(0)->seal();
         a.intra =
             make_port(zone, node_name + "-" + stem + std::to_string(local),
-                      intra.bandwidth_Bps * options.links.intra(intra.kind, group.gpu),
-                      intra.latency_s / 2);
+                      options.links.intra_bandwidth_Bps(group), intra.latency_s / 2);
         if (has_network) {
           const int nic = local % nics;
           if (nic == static_cast<int>(node_nics.size())) {

@@ -92,6 +92,7 @@ class Replayer {
     }
     serial_ = !plan.cluster.comm_overlaps_compute;
     gate_.assign(world, 0);
+    holding_.assign(world, 0);
     remaining_.resize(world);
     start_.resize(world);
     end_.resize(world);
@@ -611,7 +612,7 @@ class Replayer {
   std::map<std::pair<int, int>, int> occurrences_;          // (rank, group) -> next occurrence
   std::map<std::pair<int, int>, std::size_t> instance_of_;  // (group, occurrence) -> instance
   std::deque<Instance> instances_;
-  std::unordered_map<int, int> holding_;  // rank -> its collectives in flight that hold SMs
+  std::vector<int> holding_;  // per rank: its collectives in flight that hold SMs
 };
 
 }  // namespace
