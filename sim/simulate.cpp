@@ -4,7 +4,8 @@
 //
 // defines:
 //   Replayer            per-rank dep counters, the ready worklist, the program-order gate
-//                       (comm_overlaps_compute false), launch/finish of each kind
+//                       (comm_overlaps_compute false), launch/finish of each kind, the SMs
+//                       a rank's collectives in flight hold (hold_sms: its host's pstate)
 //   Instance            one collective across its group: arrivals, then its algorithm's flows
 //                       (with folding by symmetry as bundles, detail/fold.hpp)
 //   simulate()          engine, platform (links from the cost model's link face), replay; the
